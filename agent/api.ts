@@ -1,0 +1,87 @@
+import { chmodSync, unlinkSync } from 'node:fs'
+import { createConnection } from 'node:net'
+import { createServer } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { NoodleError } from './errors.ts'
+import type { Logger } from './logger.ts'
+
+/** A route's answer: the JSON body, and the status when it is not 200. */
+export type RouteHandler = (req: IncomingMessage) => unknown | Promise<unknown>
+
+/** Unified error body, the same for every endpoint: `{ "error": { "code", "message" } }`. */
+function sendError (res: ServerResponse, status: number, code: string, message: string): void {
+  sendJson(res, status, { error: { code, message } })
+}
+
+function sendJson (res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+/** Whether something answers on the socket: a live agent, as opposed to a file left by one that crashed. */
+function socketIsLive (path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection(path)
+    socket.once('connect', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => { resolve(false) })
+  })
+}
+
+/**
+ * The local control API: HTTP+JSON on a Unix socket (mode 0660), so only the agent's user and group reach it
+ * and nothing on the network does.
+ */
+export class ControlApi {
+  private readonly socketPath: string
+  private readonly routes: Map<string, RouteHandler>
+  private readonly log: Logger
+  private server: Server | undefined
+
+  constructor (components: { socketPath: string, routes: Record<string, RouteHandler>, log: Logger }) {
+    this.socketPath = components.socketPath
+    this.routes = new Map(Object.entries(components.routes))
+    this.log = components.log
+  }
+
+  async start (): Promise<void> {
+    if (await socketIsLive(this.socketPath)) {
+      throw new NoodleError('ERR_AGENT_RUNNING', `an agent is already running on ${this.socketPath}`)
+    }
+    try { unlinkSync(this.socketPath) } catch { /* no stale socket */ }
+    const server = createServer((req, res) => { void this.handle(req, res) })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      // umask would otherwise decide the mode; 0660 lets the agent's group (the CLI's operators) in.
+      server.listen(this.socketPath, () => { server.off('error', reject); resolve() })
+    })
+    chmodSync(this.socketPath, 0o660)
+    this.server = server
+    this.log.info({ socket: this.socketPath }, 'control API listening')
+  }
+
+  async stop (): Promise<void> {
+    const server = this.server
+    if (server == null) return
+    this.server = undefined
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => { resolve() }))
+  }
+
+  private async handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://agent').pathname
+    const handler = this.routes.get(`${req.method ?? 'GET'} ${path}`)
+    if (handler == null) {
+      const known = [...this.routes.keys()].some((r) => r.endsWith(` ${path}`))
+      if (known) sendError(res, 405, 'ERR_METHOD', `${req.method ?? ''} is not allowed on ${path}`)
+      else sendError(res, 404, 'ERR_NOT_FOUND', `no such endpoint: ${path}`)
+      return
+    }
+    try {
+      sendJson(res, 200, await handler(req))
+    } catch (err) {
+      this.log.error({ err, path }, 'API handler failed')
+      sendError(res, 500, (err as NoodleError).code ?? 'ERR_INTERNAL', (err as Error).message)
+    }
+  }
+}

@@ -1,0 +1,193 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util'
+import type { ParseArgsConfig } from 'node:util'
+import { Agent } from './agent.ts'
+import { apiGet } from './client.ts'
+import { loadConfig } from './config.ts'
+import type { AgentFlags } from './config.ts'
+import { AgentUnreachableError, NoodleError, UsageError } from './errors.ts'
+import { formatNodesTable, formatStatus } from './format.ts'
+import { createLogger } from './logger.ts'
+import { VERSION } from './version.ts'
+import type { NodeView, StatusView } from './views.ts'
+import { ensureDataDir, ensureSwarmKey, loadOrCreateIdentity } from '../identity/keys.ts'
+import { generateSwarmKey } from '../identity/keys.ts'
+
+const USAGE = `noodle ${VERSION} — edge mesh agent
+
+Usage:
+  noodle agent [options]          run the agent in the foreground (systemd runs this)
+  noodle init [--data-dir DIR]    create the data dir, this node's identity and, if none, a swarm key
+  noodle swarm-key                print a new swarm key (give every box of one mesh the same key)
+  noodle status [--json]          this agent: name, peer id, role, coordinator, members
+  noodle nodes [--json] [--watch] every member of the mesh as this agent sees it
+  noodle help | --version
+
+Agent options (each also settable in the config file or as NOODLE_*):
+  --config FILE        JSON config file (also NOODLE_CONFIG)
+  --data-dir DIR       state folder (default: $NOODLE_DATA_DIR, else ~/.local/state/noodle)
+  --name NAME          node name (default: hostname)
+  --listen MULTIADDR   listen address, repeatable (default /ip4/0.0.0.0/tcp/4001)
+  --bootstrap MULTIADDR  a peer to join through, /ip4/…/tcp/…/p2p/<peer id>, repeatable
+  --no-mdns            do not discover peers on the LAN with mDNS
+  --swarm-key FILE     the mesh's pre-shared key (default DIR/swarm.key)
+  --log-level LEVEL    fatal|error|warn|info|debug|trace|silent (default info)
+
+status and nodes reach the agent through --data-dir DIR (or --config FILE).
+`
+
+const COMMON = {
+  config: { type: 'string' },
+  'data-dir': { type: 'string' }
+} as const satisfies ParseArgsConfig['options']
+
+const COMMANDS = {
+  agent: {
+    ...COMMON,
+    name: { type: 'string' },
+    listen: { type: 'string', multiple: true },
+    bootstrap: { type: 'string', multiple: true },
+    'no-mdns': { type: 'boolean' },
+    'swarm-key': { type: 'string' },
+    'log-level': { type: 'string' }
+  },
+  init: { ...COMMON, 'swarm-key': { type: 'string' } },
+  'swarm-key': {},
+  status: { ...COMMON, json: { type: 'boolean' } },
+  nodes: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
+  help: {},
+  version: {}
+} as const satisfies Record<string, ParseArgsConfig['options']>
+
+type Command = keyof typeof COMMANDS
+
+function parse (argv: string[]): { command: Command, flags: Record<string, unknown> } {
+  const [first, ...rest] = argv
+  const command = first === undefined || first === '--help' || first === '-h'
+    ? 'help'
+    : first === '--version' || first === '-v' ? 'version' : first
+  if (!(command in COMMANDS)) throw new UsageError(`unknown command "${command}" (try \`noodle help\`)`)
+  try {
+    const { values } = parseArgs({ args: rest, options: COMMANDS[command as Command], strict: true, allowPositionals: false })
+    return { command: command as Command, flags: values }
+  } catch (err) {
+    throw new UsageError(`${command}: ${(err as Error).message.split('\n')[0] as string}`)
+  }
+}
+
+async function runAgent (flags: AgentFlags): Promise<void> {
+  const config = loadConfig({ flags })
+  const log = createLogger(config.logLevel)
+  const agent = await Agent.create({ config, log })
+  await agent.start()
+  log.info({ name: config.name, peerId: agent.mesh.peerId.toString(), socket: config.api.socketPath }, 'agent started')
+
+  let stopping = false
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now')
+      process.exit(130)
+    }
+    stopping = true
+    log.info({ signal }, 'stopping')
+    // Leave the mesh politely, but never hang a shutdown: systemd and operators expect an exit within 5 s.
+    setTimeout(() => {
+      log.error('stop took longer than 5 s: exiting')
+      process.exit(1)
+    }, 5_000).unref()
+    agent.stop().then(() => {
+      log.info('stopped')
+      process.exit(0)
+    }, (err: unknown) => {
+      log.error({ err }, 'stop failed')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+}
+
+async function runInit (flags: { 'data-dir'?: string, config?: string, 'swarm-key'?: string }): Promise<void> {
+  const config = loadConfig({ flags })
+  ensureDataDir(config.dataDir)
+  const { peerId, created } = await loadOrCreateIdentity(config.dataDir)
+  const wroteKey = ensureSwarmKey(config.swarmKeyFile)
+  process.stdout.write([
+    `data dir:  ${config.dataDir}`,
+    `peer id:   ${peerId.toString()}${created ? ' (new)' : ''}`,
+    `swarm key: ${config.swarmKeyFile}${wroteKey ? ' (new: copy it to every other box of this mesh)' : ''}`
+  ].join('\n') + '\n')
+}
+
+async function runQuery (command: 'status' | 'nodes', flags: { 'data-dir'?: string, config?: string, json?: boolean, watch?: boolean }): Promise<void> {
+  const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
+  const show = async (): Promise<string> => {
+    if (command === 'status') {
+      const status = await apiGet<StatusView>(api.socketPath, '/api/v1/system/status')
+      return flags.json === true ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status)
+    }
+    const nodes = await apiGet<NodeView[]>(api.socketPath, '/api/v1/mesh/nodes')
+    return flags.json === true ? JSON.stringify(nodes, null, 2) + '\n' : formatNodesTable(nodes)
+  }
+  if (flags.watch !== true) {
+    process.stdout.write(await show())
+    return
+  }
+  for (;;) {
+    const text = await show()
+    // Home the cursor and clear, then draw: one write, so the screen never flickers half-drawn.
+    process.stdout.write(flags.json === true ? text : `\x1b[H\x1b[2J${text}`)
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+  }
+}
+
+export async function main (argv: string[]): Promise<number> {
+  try {
+    const { command, flags } = parse(argv)
+    switch (command) {
+      case 'help':
+        process.stdout.write(USAGE)
+        return 0
+      case 'version':
+        process.stdout.write(`${VERSION}\n`)
+        return 0
+      case 'swarm-key':
+        process.stdout.write(generateSwarmKey())
+        return 0
+      case 'init':
+        await runInit(flags)
+        return 0
+      case 'agent':
+        await runAgent(flags as AgentFlags)
+        return -1
+      case 'status':
+      case 'nodes':
+        await runQuery(command, flags)
+        return 0
+    }
+  } catch (err) {
+    if (err instanceof AgentUnreachableError) {
+      process.stderr.write(`noodle: ${err.message} (start one with \`noodle agent\`, or pass --data-dir)\n`)
+      return 1
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`noodle: ${err.message}\n`)
+      return 2
+    }
+    if (err instanceof NoodleError) {
+      process.stderr.write(`noodle: ${err.message}\n`)
+      return 1
+    }
+    throw err
+  }
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then((code) => {
+    // The agent keeps running after main() returns; every other command is done.
+    if (code >= 0) process.exitCode = code
+  }, (err: unknown) => {
+    process.stderr.write(`noodle: ${(err as Error).stack ?? String(err)}\n`)
+    process.exitCode = 1
+  })
+}

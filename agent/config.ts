@@ -1,0 +1,283 @@
+import { readFileSync } from 'node:fs'
+import { homedir, hostname } from 'node:os'
+import { join, resolve } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
+import { z } from 'zod'
+import { ConfigError } from './errors.ts'
+import { LOG_LEVELS } from './logger.ts'
+
+/**
+ * Configuration comes from four layers, later ones winning: built-in defaults, a JSON file (`--config FILE` or
+ * NOODLE_CONFIG), the environment (NOODLE_*), then command-line flags. Each key's environment variable is its
+ * dotted path in upper snake case: `membership.deadAfterMs` → NOODLE_MEMBERSHIP_DEAD_AFTER_MS.
+ * Everything is validated once, at start, and an error names the key and where its value came from.
+ */
+
+function isMultiaddr (value: string): boolean {
+  try {
+    multiaddr(value)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const multiaddrString = z.string().refine(isMultiaddr, 'is not a multiaddr')
+const tcpMultiaddr = multiaddrString.refine(
+  (value) => /^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d+$/.test(value),
+  'must be a TCP listen address such as /ip4/0.0.0.0/tcp/4001'
+)
+const bootstrapMultiaddr = multiaddrString.refine(
+  (value) => /^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d+\/p2p\/[1-9A-HJ-NP-Za-km-z]+$/.test(value),
+  'must be a TCP address ending in the peer id, such as /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW…'
+)
+const milliseconds = (min: number, max: number) => z.int().min(min).max(max)
+
+export const ConfigSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit'),
+  dataDir: z.string().min(1),
+  logLevel: z.enum(LOG_LEVELS),
+  listen: z.array(tcpMultiaddr).min(1),
+  bootstrap: z.array(bootstrapMultiaddr),
+  /** Defaults to `<dataDir>/swarm.key`. */
+  swarmKeyFile: z.string().min(1).optional(),
+  mdns: z.strictObject({
+    enabled: z.boolean(),
+    /** How often to ask the LAN who is there; answers to others' queries are immediate. */
+    intervalMs: milliseconds(250, 3_600_000)
+  }),
+  health: z.strictObject({
+    /** How often this agent publishes its health beacon. */
+    intervalMs: milliseconds(100, 60_000)
+  }),
+  membership: z.strictObject({
+    /** Silence after which a member is suspect. */
+    suspectAfterMs: milliseconds(200, 600_000),
+    /** Silence after which a member is dead (must exceed suspectAfterMs). */
+    deadAfterMs: milliseconds(300, 3_600_000),
+    /** How long dead and left members stay listed before they are forgotten (Serf keeps them 24 h). */
+    reapAfterMs: milliseconds(1_000, 30 * 86_400_000),
+    /** How often known but unconnected peers are dialled again. */
+    redialIntervalMs: milliseconds(500, 600_000)
+  }).refine((m) => m.deadAfterMs > m.suspectAfterMs, { path: ['deadAfterMs'], message: 'must be greater than membership.suspectAfterMs' }),
+  api: z.strictObject({
+    /** Defaults to `<dataDir>/agent.sock`. */
+    socketPath: z.string().min(1).optional()
+  })
+})
+
+export type Config = z.infer<typeof ConfigSchema>
+
+/** The config with the defaults that depend on the data dir filled in. */
+export interface ResolvedConfig extends Config {
+  swarmKeyFile: string
+  api: { socketPath: string }
+}
+
+/** Where the data dir lives when nothing says otherwise: the per-user state folder. */
+export function defaultDataDir (env: NodeJS.ProcessEnv = process.env): string {
+  const stateHome = env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state')
+  return join(stateHome, 'noodle')
+}
+
+export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
+  return {
+    name: hostname().split('.')[0] ?? 'noodle',
+    dataDir: defaultDataDir(env),
+    logLevel: 'info',
+    listen: ['/ip4/0.0.0.0/tcp/4001'],
+    bootstrap: [],
+    mdns: { enabled: true, intervalMs: 5_000 },
+    health: { intervalMs: 1_000 },
+    membership: { suspectAfterMs: 2_500, deadAfterMs: 5_000, reapAfterMs: 86_400_000, redialIntervalMs: 2_000 },
+    api: {}
+  }
+}
+
+type ValueKind = 'string' | 'int' | 'boolean' | 'list'
+
+/** Every key that can be set from the environment or a flag, and how its text is read. */
+const SETTABLE: Record<string, ValueKind> = {
+  name: 'string',
+  dataDir: 'string',
+  logLevel: 'string',
+  listen: 'list',
+  bootstrap: 'list',
+  swarmKeyFile: 'string',
+  'mdns.enabled': 'boolean',
+  'mdns.intervalMs': 'int',
+  'health.intervalMs': 'int',
+  'membership.suspectAfterMs': 'int',
+  'membership.deadAfterMs': 'int',
+  'membership.reapAfterMs': 'int',
+  'membership.redialIntervalMs': 'int',
+  'api.socketPath': 'string'
+}
+
+export function envVarFor (key: string): string {
+  return 'NOODLE_' + key.replace(/\./g, '_').replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()
+}
+
+/** Flags of `noodle agent` that set config keys (the rest of the CLI's flags are its own). */
+export interface AgentFlags {
+  config?: string
+  name?: string
+  'data-dir'?: string
+  'log-level'?: string
+  listen?: string[]
+  bootstrap?: string[]
+  'no-mdns'?: boolean
+  'swarm-key'?: string
+}
+
+/** Flags of `noodle agent` and the keys they set. */
+const FLAG_KEYS: Partial<Record<keyof AgentFlags, string>> = {
+  name: 'name',
+  'data-dir': 'dataDir',
+  'log-level': 'logLevel',
+  listen: 'listen',
+  bootstrap: 'bootstrap',
+  'swarm-key': 'swarmKeyFile'
+}
+
+function flagFor (key: string): string {
+  return Object.entries(FLAG_KEYS).find(([, k]) => k === key)?.[0] ?? key
+}
+
+function parseText (key: string, kind: ValueKind, text: string, source: string): unknown {
+  switch (kind) {
+    case 'string':
+      return text
+    case 'list':
+      return text.split(',').map((s) => s.trim()).filter((s) => s !== '')
+    case 'int':
+      if (!/^-?\d+$/.test(text.trim())) {
+        throw new ConfigError(key, `must be an integer, got ${JSON.stringify(text)} (from ${source})`)
+      }
+      return Number(text)
+    case 'boolean':
+      if (/^(1|true|yes|on)$/i.test(text)) return true
+      if (/^(0|false|no|off)$/i.test(text)) return false
+      throw new ConfigError(key, `must be true or false, got ${JSON.stringify(text)} (from ${source})`)
+  }
+}
+
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function setPath (target: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.')
+  let node = target
+  for (const part of parts.slice(0, -1)) {
+    if (!isPlainObject(node[part])) node[part] = {}
+    node = node[part] as Record<string, unknown>
+  }
+  node[parts.at(-1) as string] = value
+}
+
+/** Deep-merges `layer` onto `base`, noting for each leaf key which source set it. Arrays replace. */
+function mergeLayer (base: Record<string, unknown>, layer: Record<string, unknown>,
+  sourceOfKey: (key: string) => string, sources: Map<string, string>, prefix = ''): void {
+  for (const [k, v] of Object.entries(layer)) {
+    const path = prefix === '' ? k : `${prefix}.${k}`
+    if (isPlainObject(v) && isPlainObject(base[k])) {
+      mergeLayer(base[k] as Record<string, unknown>, v, sourceOfKey, sources, path)
+    } else {
+      base[k] = v
+      sources.set(path, sourceOfKey(path))
+    }
+  }
+}
+
+export interface LoadConfigOptions {
+  flags?: AgentFlags
+  env?: NodeJS.ProcessEnv
+}
+
+export function loadConfig ({ flags = {}, env = process.env }: LoadConfigOptions = {}): ResolvedConfig {
+  const merged = defaultConfig(env) as unknown as Record<string, unknown>
+  const sources = new Map<string, string>()
+
+  const file = flags.config ?? env.NOODLE_CONFIG
+  if (file != null && file !== '') {
+    mergeLayer(merged, readConfigFile(file), () => file, sources)
+  }
+
+  const fromEnv: Record<string, unknown> = {}
+  for (const [key, kind] of Object.entries(SETTABLE)) {
+    const name = envVarFor(key)
+    const text = env[name]
+    if (text !== undefined && text !== '') {
+      setPath(fromEnv, key, parseText(key, kind, text, name))
+    }
+  }
+  mergeLayer(merged, fromEnv, envVarFor, sources)
+
+  const fromFlags: Record<string, unknown> = {}
+  for (const [flag, key] of Object.entries(FLAG_KEYS) as Array<[keyof AgentFlags, string]>) {
+    if (flags[flag] !== undefined) setPath(fromFlags, key, flags[flag])
+  }
+  if (flags['no-mdns'] === true) setPath(fromFlags, 'mdns.enabled', false)
+  mergeLayer(merged, fromFlags, (key) => key === 'mdns.enabled' ? '--no-mdns' : `--${flagFor(key)}`, sources)
+
+  const result = ConfigSchema.safeParse(merged)
+  if (!result.success) {
+    const issue = result.error.issues[0] as z.core.$ZodIssue
+    const path = issue.path.map((p) => typeof p === 'number' ? `[${p}]` : `.${String(p)}`).join('').replace(/^\./, '')
+    const key = issue.code === 'unrecognized_keys'
+      ? [path, issue.keys[0]].filter((p) => p !== '').join('.')
+      : path
+    const source = sourceOf(key, sources)
+    const message = issue.code === 'unrecognized_keys' ? 'is not a known setting' : issue.message
+    throw new ConfigError(key, `${message}${source != null ? ` (from ${source})` : ''}`)
+  }
+  const config = result.data
+  const dataDir = resolve(config.dataDir)
+  const socketPath = resolve(config.api.socketPath ?? join(dataDir, 'agent.sock'))
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
+    const key = config.api.socketPath != null ? 'api.socketPath' : 'dataDir'
+    throw new ConfigError(key, `makes the API socket path ${Buffer.byteLength(socketPath)} bytes long; ` +
+      `Unix sockets allow ${MAX_SOCKET_PATH_BYTES}: use a shorter path or set api.socketPath`)
+  }
+  return {
+    ...config,
+    dataDir,
+    swarmKeyFile: resolve(config.swarmKeyFile ?? join(dataDir, 'swarm.key')),
+    api: { socketPath }
+  }
+}
+
+/** Linux caps a Unix socket's path at 107 bytes (108 with the terminating NUL). */
+export const MAX_SOCKET_PATH_BYTES = 107
+
+/** The source of a key, or of the nearest key above or below it that a source set (for list items). */
+function sourceOf (key: string, sources: Map<string, string>): string | undefined {
+  let k = key
+  while (k !== '') {
+    const source = sources.get(k)
+    if (source != null) return source
+    const parent = k.replace(/(\.[^.[]*|\[\d+\])$/, '')
+    k = parent === k ? '' : parent
+  }
+  return undefined
+}
+
+function readConfigFile (file: string): Record<string, unknown> {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError('config', `cannot read ${file}: ${(err as Error).message}`)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError('config', `${file} is not valid JSON: ${(err as Error).message}`)
+  }
+  if (!isPlainObject(parsed)) {
+    throw new ConfigError('config', `${file} must hold a JSON object`)
+  }
+  return parsed
+}

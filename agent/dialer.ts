@@ -1,0 +1,107 @@
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { PeerId, PeerInfo } from '@libp2p/interface'
+import type { Logger } from './logger.ts'
+import type { MeshNode } from './mesh.ts'
+
+interface Target {
+  peerId: PeerId
+  /** Earliest time of the next attempt, and the wait after the next failure. */
+  notBefore: number
+  backoffMs: number
+  inFlight: boolean
+}
+
+const FIRST_BACKOFF_MS = 250
+
+/**
+ * libp2p 3 does not dial the peers that discovery finds, nor come back to peers it lost: this does both.
+ * Every known peer that is not connected is dialled, with a per-peer backoff that doubles from 250 ms up to
+ * `redialIntervalMs`, so a healed link or a restarted box is back within that interval.
+ */
+export class PeerDialer {
+  private readonly node: MeshNode
+  private readonly log: Logger
+  private readonly redialIntervalMs: number
+  private readonly targets = new Map<string, Target>()
+  private timer: NodeJS.Timeout | undefined
+
+  constructor (components: { node: MeshNode, log: Logger, redialIntervalMs: number }) {
+    this.node = components.node
+    this.log = components.log
+    this.redialIntervalMs = components.redialIntervalMs
+  }
+
+  start (): void {
+    this.node.addEventListener('peer:discovery', this.onDiscovery)
+    this.node.addEventListener('peer:connect', this.onConnect)
+    this.timer = setInterval(() => { this.dialDue() }, Math.min(FIRST_BACKOFF_MS, this.redialIntervalMs))
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+    this.node.removeEventListener('peer:discovery', this.onDiscovery)
+    this.node.removeEventListener('peer:connect', this.onConnect)
+    this.targets.clear()
+  }
+
+  /** Keep this peer connected; `addrs` (multiaddr strings) are added to what the peer store knows of it. */
+  async want (peerIdText: string, addrs: string[] = []): Promise<void> {
+    const peerId = peerIdFromString(peerIdText)
+    if (peerId.equals(this.node.peerId)) return
+    const multiaddrs = addrs.flatMap((a) => { try { return [multiaddr(a)] } catch { return [] } })
+    if (multiaddrs.length > 0) await this.node.peerStore.merge(peerId, { multiaddrs })
+    if (!this.targets.has(peerIdText)) {
+      this.targets.set(peerIdText, { peerId, notBefore: 0, backoffMs: FIRST_BACKOFF_MS, inFlight: false })
+      this.dial(peerIdText)
+    }
+  }
+
+  /** Stop dialling this peer (it left, or was forgotten). */
+  forget (peerIdText: string): void {
+    this.targets.delete(peerIdText)
+  }
+
+  get wanted (): number {
+    return this.targets.size
+  }
+
+  private readonly onDiscovery = (event: CustomEvent<PeerInfo>): void => {
+    const { id, multiaddrs } = event.detail
+    this.want(id.toString(), multiaddrs.map(String)).catch((err: unknown) => {
+      this.log.debug({ err, peer: id.toString() }, 'discovered peer not usable')
+    })
+  }
+
+  private readonly onConnect = (event: CustomEvent<PeerId>): void => {
+    const target = this.targets.get(event.detail.toString())
+    if (target != null) {
+      target.backoffMs = FIRST_BACKOFF_MS
+      target.notBefore = 0
+    }
+  }
+
+  private dialDue (): void {
+    const now = Date.now()
+    for (const [id, target] of this.targets) {
+      if (!target.inFlight && target.notBefore <= now) this.dial(id)
+    }
+  }
+
+  private dial (id: string): void {
+    const target = this.targets.get(id)
+    if (target == null || target.inFlight || this.node.getConnections(target.peerId).length > 0) return
+    target.inFlight = true
+    this.node.dial(target.peerId).then(() => {
+      target.backoffMs = FIRST_BACKOFF_MS
+      this.log.debug({ peer: id }, 'dialled peer')
+    }, (err: unknown) => {
+      target.notBefore = Date.now() + target.backoffMs
+      target.backoffMs = Math.min(target.backoffMs * 2, this.redialIntervalMs)
+      this.log.debug({ peer: id, err: (err as Error).message }, 'dial failed')
+    }).finally(() => {
+      target.inFlight = false
+    })
+  }
+}

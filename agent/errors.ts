@@ -1,0 +1,54 @@
+/**
+ * Every error Noodle raises on purpose is a NoodleError with a stable `code`, so callers (the CLI, the API,
+ * tests) branch on the code rather than on message text.
+ */
+export class NoodleError extends Error {
+  readonly code: string
+
+  constructor (code: string, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = new.target.name
+    this.code = code
+  }
+}
+
+/** Bad configuration: `key` names the offending setting as the operator wrote it (file key, flag or env var). */
+export class ConfigError extends NoodleError {
+  readonly key: string
+
+  constructor (key: string, message: string) {
+    super('ERR_CONFIG', `${key}: ${message}`)
+    this.key = key
+  }
+}
+
+/** Bad command-line usage (unknown command or flag). */
+export class UsageError extends NoodleError {
+  constructor (message: string) {
+    super('ERR_USAGE', message)
+  }
+}
+
+/** The identity or swarm key on disk is missing, unreadable or malformed. */
+export class IdentityError extends NoodleError {
+  constructor (message: string, options?: ErrorOptions) {
+    super('ERR_IDENTITY', message, options)
+  }
+}
+
+/** The CLI could not reach a running agent. */
+export class AgentUnreachableError extends NoodleError {
+  constructor (socketPath: string, options?: ErrorOptions) {
+    super('ERR_AGENT_UNREACHABLE', `no agent is running at ${socketPath}`, options)
+  }
+}
+
+/** The agent answered the CLI with an error status. */
+export class ApiError extends NoodleError {
+  readonly status: number
+
+  constructor (status: number, code: string, message: string) {
+    super(code, message)
+    this.status = status
+  }
+}

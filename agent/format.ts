@@ -1,0 +1,71 @@
+import type { NodeView, StatusView } from './views.ts'
+
+/** 1536 → "1.5Ki", powers of 1024 like `free -h`. */
+export function formatBytes (bytes: number): string {
+  const units = ['B', 'Ki', 'Mi', 'Gi', 'Ti']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return unit === 0 ? `${value}B` : `${value < 10 ? value.toFixed(1) : Math.round(value)}${units[unit] as string}`
+}
+
+/** Time since `then`, kubectl style: 12s, 4m, 3h, 2d. */
+export function formatAge (ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000))
+  if (s < 120) return `${s}s`
+  if (s < 7200) return `${Math.floor(s / 60)}m`
+  if (s < 172800) return `${Math.floor(s / 3600)}h`
+  return `${Math.floor(s / 86400)}d`
+}
+
+/** "/ip4/10.0.0.5/tcp/4001" → "10.0.0.5:4001"; other shapes are shown as they are. */
+export function formatAddress (addr: string | undefined): string {
+  if (addr == null) return '-'
+  const m = /^\/(?:ip4|dns4?|dns6)\/([^/]+)\/tcp\/(\d+)/.exec(addr)
+  if (m != null) return `${m[1] as string}:${m[2] as string}`
+  const m6 = /^\/ip6\/([^/]+)\/tcp\/(\d+)/.exec(addr)
+  return m6 != null ? `[${m6[1] as string}]:${m6[2] as string}` : addr
+}
+
+/** The short form of a peer id shown in tables: its last 8 characters. */
+export function shortPeerId (peerId: string): string {
+  return peerId.slice(-8)
+}
+
+function renderTable (header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]) => cells.map((c, i) => i === cells.length - 1 ? c : c.padEnd(widths[i] as number)).join('   ')
+  return [line(header), ...rows.map(line)].join('\n') + '\n'
+}
+
+/** The `noodle nodes` table, like `serf members` / `kubectl get nodes`. */
+export function formatNodesTable (nodes: NodeView[], now = Date.now()): string {
+  const header = ['NAME', 'PEER', 'STATE', 'ROLE', 'ADDRESS', 'CPU', 'MEM', 'LOAD', 'LAST SEEN']
+  const rows = nodes.map((n) => [
+    n.name,
+    shortPeerId(n.peerId),
+    n.state,
+    n.role,
+    formatAddress(n.addrs[0]),
+    n.health == null ? '-' : `${n.health.cpuPct.toFixed(0)}%`,
+    n.health == null ? '-' : `${formatBytes(n.health.memUsedBytes)}/${formatBytes(n.health.memTotalBytes)}`,
+    n.health == null ? '-' : n.health.load1.toFixed(2),
+    `${formatAge(now - Date.parse(n.lastSeen))} ago`
+  ])
+  return renderTable(header, rows)
+}
+
+export function formatStatus (s: StatusView): string {
+  return renderTable(['FIELD', 'VALUE'], [
+    ['name', s.name],
+    ['peer id', s.peerId],
+    ['version', s.version],
+    ['uptime', formatAge(s.uptimeS * 1000)],
+    ['role', s.role],
+    ['coordinator', s.coordinator ?? '-'],
+    ['members alive', String(s.members)]
+  ]).split('\n').slice(1).join('\n')
+}

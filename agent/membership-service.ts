@@ -1,0 +1,112 @@
+import type { PeerId } from '@libp2p/interface'
+import { systemEventCodec } from '../protocols/events.ts'
+import type { SystemEvent } from '../protocols/events.ts'
+import { healthCodec } from '../protocols/health.ts'
+import type { HealthBeacon } from '../protocols/health.ts'
+import type { PeerDialer } from './dialer.ts'
+import type { Logger } from './logger.ts'
+import type { Membership, MemberChange, Member } from './membership.ts'
+import type { Mesh } from './mesh.ts'
+import type { Store } from './store.ts'
+
+/** How often the store gets the latest member figures: state changes are written at once, health in batches. */
+const FLUSH_INTERVAL_MS = 5_000
+/** Time the leave announcement gets to leave the box before the connections close. */
+const LEAVE_GRACE_MS = 150
+
+export interface MembershipServiceComponents {
+  mesh: Mesh
+  membership: Membership
+  dialer: PeerDialer
+  store: Store
+  log: Logger
+  startedAt: number
+  /** How often the timeouts are applied. */
+  tickMs: number
+  /** A member joined or came back: answer with our own beacon. */
+  onNews: () => void
+}
+
+/**
+ * Feeds the membership table from the mesh (beacons, leave events, disconnections), keeps every member dialled,
+ * records state changes in the store and the log, and announces our own leaving on stop.
+ */
+export class MembershipService {
+  private readonly c: MembershipServiceComponents
+  private tickTimer: NodeJS.Timeout | undefined
+  private flushTimer: NodeJS.Timeout | undefined
+
+  constructor (components: MembershipServiceComponents) {
+    this.c = components
+    components.mesh.subscribe(healthCodec, (beacon, from) => { this.onBeacon(beacon, from) })
+    components.mesh.subscribe(systemEventCodec, (event, from) => { this.onSystemEvent(event, from) })
+  }
+
+  async start (): Promise<void> {
+    const { membership, store, dialer, mesh } = this.c
+    membership.restore(store.loadMembers())
+    membership.on('change', this.onChange)
+    membership.on('reap', this.onReap)
+    mesh.node.addEventListener('peer:disconnect', this.onDisconnect)
+    // Come back to everyone we knew before a restart, except those who said they left.
+    for (const member of membership.list()) {
+      if (member.peerId !== mesh.peerId.toString() && member.state !== 'left') await dialer.want(member.peerId, member.addrs)
+    }
+    this.tickTimer = setInterval(() => { membership.tick() }, this.c.tickMs)
+    this.flushTimer = setInterval(() => { this.flush() }, FLUSH_INTERVAL_MS)
+  }
+
+  async stop (): Promise<void> {
+    const { membership, mesh, log } = this.c
+    clearInterval(this.tickTimer)
+    clearInterval(this.flushTimer)
+    mesh.node.removeEventListener('peer:disconnect', this.onDisconnect)
+    try {
+      await mesh.publish(systemEventCodec, { v: 1, type: 'member.leave', at: Date.now(), startedAt: this.c.startedAt })
+      await new Promise((resolve) => setTimeout(resolve, LEAVE_GRACE_MS))
+    } catch (err) {
+      log.warn({ err }, 'leave not announced')
+    }
+    membership.off('change', this.onChange)
+    membership.off('reap', this.onReap)
+    this.flush()
+  }
+
+  private flush (): void {
+    const dirty = this.c.membership.takeDirty()
+    if (dirty.length > 0) this.c.store.saveMembers(dirty)
+  }
+
+  private onBeacon (beacon: HealthBeacon, from: PeerId): void {
+    const peerId = from.toString()
+    if (this.c.membership.observeBeacon(peerId, beacon, beacon.addrs)) {
+      this.c.dialer.want(peerId, beacon.addrs).catch((err: unknown) => {
+        this.c.log.debug({ err, peer: peerId }, 'member not dialable')
+      })
+      this.c.onNews()
+    }
+  }
+
+  private onSystemEvent (event: SystemEvent, from: PeerId): void {
+    if (event.type === 'member.leave') {
+      this.c.membership.observeLeave(from.toString(), event)
+      this.c.dialer.forget(from.toString())
+    }
+  }
+
+  private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
+    this.c.membership.observeDisconnect(event.detail.toString())
+  }
+
+  private readonly onChange = ({ member, from, to, reason }: MemberChange): void => {
+    this.c.log.info({ peer: member.peerId, name: member.name, from, to, reason }, `member ${member.name} is ${to}`)
+    this.c.store.recordEvent('member.state', member.peerId, { name: member.name, from, to, reason })
+    this.c.store.saveMembers([member])
+  }
+
+  private readonly onReap = (member: Member): void => {
+    this.c.dialer.forget(member.peerId)
+    this.c.store.deleteMembers([member.peerId])
+    this.c.store.recordEvent('member.reaped', member.peerId, { name: member.name, state: member.state })
+  }
+}

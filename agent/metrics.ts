@@ -1,0 +1,85 @@
+import type { MetricsRegister } from '@libp2p/gossipsub/metrics'
+
+type Labels = Record<string, string | number>
+
+function seriesKey (name: string, labels?: Labels): string {
+  if (labels == null) return name
+  const parts = Object.keys(labels).sort().map((k) => `${k}=${String(labels[k])}`)
+  return parts.length === 0 ? name : `${name}{${parts.join(',')}}`
+}
+
+/**
+ * A small in-memory register that gossipsub reports into (bytes and messages in and out, invalid messages by
+ * reason, mis-signed included). It keeps plain numbers by series; the Prometheus endpoint can render them later.
+ */
+export class MetricsStore implements MetricsRegister {
+  private readonly values = new Map<string, number>()
+  private readonly collectors: Array<() => void> = []
+
+  /** Current value of a series; 0 when nothing was recorded. */
+  get (name: string, labels?: Labels): number {
+    return this.values.get(seriesKey(name, labels)) ?? 0
+  }
+
+  /** Sum of every series of a metric, whatever its labels. */
+  sum (name: string): number {
+    let total = 0
+    for (const [key, value] of this.values) {
+      if (key === name || key.startsWith(`${name}{`)) total += value
+    }
+    return total
+  }
+
+  /** Every series of a metric, keyed by its label values joined with "/". */
+  series (name: string): Record<string, number> {
+    const out: Record<string, number> = {}
+    for (const [key, value] of this.values) {
+      if (!key.startsWith(`${name}{`)) continue
+      const labels = key.slice(name.length + 1, -1).split(',').map((kv) => kv.slice(kv.indexOf('=') + 1))
+      out[labels.join('/')] = value
+    }
+    return out
+  }
+
+  inc (name: string, labels?: Labels, by = 1): void {
+    const key = seriesKey(name, labels)
+    this.values.set(key, (this.values.get(key) ?? 0) + by)
+  }
+
+  collect (): void {
+    for (const fn of this.collectors) fn()
+  }
+
+  // --- MetricsRegister (gossipsub's interface). Its call shapes overload on label presence, hence the casts.
+  gauge (config: { name: string }): any {
+    const set = (a: Labels | number, b?: number) => typeof a === 'number'
+      ? this.values.set(config.name, a)
+      : this.values.set(seriesKey(config.name, a), b ?? 0)
+    const inc = (a?: Labels | number, b?: number) => typeof a === 'object'
+      ? this.inc(config.name, a, b ?? 1)
+      : this.inc(config.name, undefined, a ?? 1)
+    const gauge = { set, inc, addCollect: (fn: (g: unknown) => void) => { this.collectors.push(() => { fn(gauge) }) } }
+    return gauge
+  }
+
+  histogram (config: { name: string }): any {
+    const observe = (a: Labels | number, b?: number) => {
+      const labels = typeof a === 'number' ? undefined : a
+      const value = typeof a === 'number' ? a : (b ?? 0)
+      this.inc(`${config.name}_count`, labels)
+      this.inc(`${config.name}_sum`, labels, value)
+    }
+    return {
+      observe,
+      startTimer: () => {
+        const start = performance.now()
+        return () => { observe((performance.now() - start) / 1000) }
+      },
+      reset: () => {}
+    }
+  }
+
+  avgMinMax (): any {
+    return { set: () => {} }
+  }
+}

@@ -1,0 +1,150 @@
+import Database from 'better-sqlite3'
+import type { Database as DB } from 'better-sqlite3'
+import type { Logger } from './logger.ts'
+import type { Member, MemberState } from './membership.ts'
+
+/**
+ * Versioned migrations, applied in order inside one transaction each. Never edit a shipped migration: add one.
+ */
+const MIGRATIONS: ReadonlyArray<{ version: number, sql: string }> = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE peers (
+        peer_id    TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        addrs      TEXT NOT NULL,            -- JSON array of multiaddrs
+        last_seen  INTEGER NOT NULL,         -- ms since the epoch
+        health     TEXT,                     -- JSON: the last health beacon's figures
+        updated_at INTEGER NOT NULL
+      );
+      CREATE TABLE events (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,            -- ms since the epoch
+        type    TEXT NOT NULL,               -- e.g. member.state
+        peer_id TEXT,
+        data    TEXT NOT NULL                -- JSON
+      );
+      CREATE INDEX events_at ON events (at);
+    `
+  }
+]
+
+export interface StoredEvent {
+  id: number
+  at: number
+  type: string
+  peerId: string | null
+  data: unknown
+}
+
+interface PeerRow {
+  peer_id: string
+  name: string
+  state: MemberState
+  role: Member['role']
+  addrs: string
+  last_seen: number
+  health: string | null
+}
+
+/** The agent's local SQLite database (`<dataDir>/noodle.db`, WAL): peers seen and the event log. */
+export class Store {
+  private readonly db: DB
+  private readonly log: Logger
+
+  constructor (components: { path: string, log: Logger }) {
+    this.log = components.log
+    this.db = new Database(components.path)
+    this.db.pragma('journal_mode = WAL')
+    // NORMAL under WAL loses at most the last commits on power loss, never consistency; FULL costs an fsync
+    // per commit, which wears the SD cards these boxes run on.
+    this.db.pragma('synchronous = NORMAL')
+    this.db.pragma('busy_timeout = 5000')
+    this.db.pragma('foreign_keys = ON')
+    this.migrate()
+  }
+
+  get schemaVersion (): number {
+    return this.db.pragma('user_version', { simple: true }) as number
+  }
+
+  private migrate (): void {
+    for (const { version, sql } of MIGRATIONS) {
+      if (version <= this.schemaVersion) continue
+      this.db.transaction(() => {
+        this.db.exec(sql)
+        this.db.pragma(`user_version = ${version}`)
+      })()
+      this.log.info({ version }, 'store migrated')
+    }
+  }
+
+  /** Writes the given members in one transaction. */
+  saveMembers (members: Iterable<Member>): void {
+    const upsert = this.db.prepare(`
+      INSERT INTO peers (peer_id, name, state, role, addrs, last_seen, health, updated_at)
+      VALUES (@peerId, @name, @state, @role, @addrs, @lastSeen, @health, @now)
+      ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name, state = excluded.state, role = excluded.role,
+        addrs = excluded.addrs, last_seen = excluded.last_seen, health = excluded.health, updated_at = excluded.updated_at`)
+    const now = Date.now()
+    this.db.transaction(() => {
+      for (const m of members) {
+        upsert.run({
+          peerId: m.peerId,
+          name: m.name,
+          state: m.state,
+          role: m.role,
+          addrs: JSON.stringify(m.addrs),
+          lastSeen: m.lastSeen,
+          health: m.health == null ? null : JSON.stringify(m.health),
+          now
+        })
+      }
+    })()
+  }
+
+  deleteMembers (peerIds: Iterable<string>): void {
+    const del = this.db.prepare('DELETE FROM peers WHERE peer_id = ?')
+    this.db.transaction(() => { for (const id of peerIds) del.run(id) })()
+  }
+
+  loadMembers (): Member[] {
+    const rows = this.db.prepare('SELECT * FROM peers').all() as PeerRow[]
+    return rows.map((r) => ({
+      peerId: r.peer_id,
+      name: r.name,
+      state: r.state,
+      role: r.role,
+      addrs: JSON.parse(r.addrs) as string[],
+      lastSeen: r.last_seen,
+      health: r.health == null ? null : JSON.parse(r.health) as Member['health']
+    }))
+  }
+
+  recordEvent (type: string, peerId: string | null, data: unknown, at = Date.now()): void {
+    this.db.prepare('INSERT INTO events (at, type, peer_id, data) VALUES (?, ?, ?, ?)')
+      .run(at, type, peerId, JSON.stringify(data))
+  }
+
+  /** Newest first. */
+  events ({ type, limit = 100 }: { type?: string, limit?: number } = {}): StoredEvent[] {
+    const rows = (type == null
+      ? this.db.prepare('SELECT * FROM events ORDER BY id DESC LIMIT ?').all(limit)
+      : this.db.prepare('SELECT * FROM events WHERE type = ? ORDER BY id DESC LIMIT ?').all(type, limit)) as
+      Array<{ id: number, at: number, type: string, peer_id: string | null, data: string }>
+    return rows.map((r) => ({ id: r.id, at: r.at, type: r.type, peerId: r.peer_id, data: JSON.parse(r.data) }))
+  }
+
+  /** Drops events older than `before` (ms since the epoch), at most `limit` rows, so a prune never stalls the agent. */
+  pruneEvents (before: number, limit = 1000): number {
+    return this.db.prepare('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? LIMIT ?)')
+      .run(before, limit).changes
+  }
+
+  close (): void {
+    if (this.db.open) this.db.close()
+  }
+}

@@ -1,0 +1,62 @@
+import { z } from 'zod'
+
+/** Why an incoming message was refused; the label of its counter. */
+export type RejectReason = 'oversized' | 'malformed' | 'unknown-version' | 'invalid'
+
+export type Decoded<T> =
+  | { ok: true, value: T }
+  | { ok: false, reason: RejectReason, detail: string }
+
+/** How one topic's messages look on the wire: versioned JSON, size-capped, schema-checked. */
+export interface MessageCodec<T> {
+  readonly topic: string
+  readonly maxBytes: number
+  encode (value: T): Uint8Array
+  decode (bytes: Uint8Array): Decoded<T>
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+const encoder = new TextEncoder()
+
+/** The field path and message of a schema failure, e.g. `cpuPct: Too big: expected number to be <=100`. */
+export function describeIssue (error: z.ZodError): string {
+  const issue = error.issues[0]
+  if (issue == null) return 'invalid'
+  const path = issue.path.map(String).join('.')
+  return path === '' ? issue.message : `${path}: ${issue.message}`
+}
+
+/**
+ * A codec for JSON messages that carry `v` (their schema version). Readers ignore fields they do not know, so a
+ * field can be added within a version; anything a reader must understand bumps `v`.
+ */
+export function jsonCodec<S extends z.ZodType<{ v: number }>> (topic: string, maxBytes: number, version: number,
+  schema: S): MessageCodec<z.infer<S>> {
+  return {
+    topic,
+    maxBytes,
+    encode (value) {
+      return encoder.encode(JSON.stringify(value))
+    },
+    decode (bytes) {
+      if (bytes.byteLength > maxBytes) {
+        return { ok: false, reason: 'oversized', detail: `${bytes.byteLength} bytes exceeds ${maxBytes}` }
+      }
+      let json: unknown
+      try {
+        json = JSON.parse(utf8.decode(bytes))
+      } catch (err) {
+        return { ok: false, reason: 'malformed', detail: (err as Error).message }
+      }
+      if (typeof json !== 'object' || json === null || !('v' in json)) {
+        return { ok: false, reason: 'malformed', detail: 'not an object with a version field "v"' }
+      }
+      if (json.v !== version) {
+        return { ok: false, reason: 'unknown-version', detail: `v=${JSON.stringify(json.v)}, this agent reads v=${version}` }
+      }
+      const parsed = schema.safeParse(json)
+      if (!parsed.success) return { ok: false, reason: 'invalid', detail: describeIssue(parsed.error) }
+      return { ok: true, value: parsed.data }
+    }
+  }
+}

@@ -1,0 +1,40 @@
+import { z } from 'zod'
+import { jsonCodec } from './codec.ts'
+import { TOPICS } from './topics.ts'
+
+export const ROLES = ['member', 'coordinator'] as const
+export type Role = typeof ROLES[number]
+
+const count = z.int().nonnegative()
+const bytes = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
+
+/**
+ * A node's health beacon, published every `health.intervalMs`. The sender's peer id is not a field: it is the
+ * gossip message's signed `from`, which nobody else can forge.
+ */
+export const HealthBeaconSchema = z.object({
+  v: z.literal(1),
+  name: z.string().min(1).max(63),
+  version: z.string().min(1).max(32),
+  /** When this run of the agent started (ms since the epoch) and a counter within it: together they order beacons. */
+  startedAt: count,
+  seq: count,
+  role: z.enum(ROLES),
+  uptimeS: z.number().nonnegative(),
+  cpuPct: z.number().min(0).max(100),
+  load1: z.number().nonnegative(),
+  memUsedBytes: bytes,
+  memTotalBytes: bytes,
+  diskFreeBytes: bytes,
+  /** Highest thermal-zone reading in °C, or null where the box exposes none. */
+  tempC: z.number().min(-100).max(250).nullable(),
+  /** Accelerator devices present, e.g. "nvidia", "dri", "apex" (Coral), "hailo". */
+  accelerators: z.array(z.string().min(1).max(32)).max(16),
+  /** Where to reach the node (multiaddrs without the /p2p part), so members that heard of it can dial it. */
+  addrs: z.array(z.string().min(1).max(200)).max(8)
+})
+
+export type HealthBeacon = z.infer<typeof HealthBeaconSchema>
+
+/** A beacon is a few hundred bytes; 4 KiB leaves room to grow and refuses anything absurd. */
+export const healthCodec = jsonCodec(TOPICS.nodeHealth, 4096, 1, HealthBeaconSchema)

@@ -1,0 +1,14 @@
+/**
+ * Gossip topics, namespaced and versioned: `noodle/<wire version>/<subject>`. A change that old agents cannot
+ * read gets a new topic version, so old and new agents never misread each other's messages.
+ */
+export const TOPICS = {
+  nodeHealth: 'noodle/1/node.health',
+  systemEvents: 'noodle/1/system.events',
+  optimizationDecisions: 'noodle/1/optimization.decisions',
+  modelCompilation: 'noodle/1/model.compilation',
+  /** Inference results only, never raw frames. */
+  mediaFrames: 'noodle/1/media.frames'
+} as const
+
+export type Topic = typeof TOPICS[keyof typeof TOPICS]
