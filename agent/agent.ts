@@ -132,8 +132,8 @@ export class Agent {
     const rejected: Record<string, number> = {}
     for (const [key, n] of Object.entries(this.metrics.series(REJECTED_METRIC))) rejected[key] = n
     for (const [error, n] of Object.entries(this.metrics.series('gossipsub_msg_received_invalid_total'))) {
-      // Our own validators' refusals are counted above; gossipsub adds its own (signature, envelope) here.
-      if (error !== 'reject') rejected[`signature/${error}`] = n
+      // Our validators' refusals are counted above; gossipsub's own (bad signature, seqno, from) come here.
+      if (error !== 'reject') rejected[`envelope/${error}`] = n
     }
     return {
       sentBytes: this.metrics.get('gossipsub_rpc_sent_bytes_total'),

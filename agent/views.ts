@@ -59,6 +59,6 @@ export interface GossipView {
   sentBytes: number
   receivedBytes: number
   published: number
-  /** Messages refused, by "reason/topic"; signature and envelope failures come as "signature/<error>". */
+  /** Messages refused, by "reason/topic"; gossipsub's own refusals (signature, seqno, from) as "envelope/<error>". */
   rejected: Record<string, number>
 }

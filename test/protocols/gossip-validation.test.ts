@@ -1,0 +1,96 @@
+import { join } from 'node:path'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { gossipsub } from '@libp2p/gossipsub'
+import type { GossipSub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import t from 'tap'
+import { readSwarmKey } from '../../identity/keys.ts'
+import { healthCodec } from '../../protocols/health.ts'
+import type { HealthBeacon } from '../../protocols/health.ts'
+import { TOPICS } from '../../protocols/topics.ts'
+import { bootstrapAddr, gossip, killAll, nodes, startAgent, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+
+/** A bare libp2p node inside the mesh's private network that publishes whatever the test tells it to. */
+async function rogue (swarmKeyFile: string, signaturePolicy: 'StrictSign' | 'StrictNoSign') {
+  const node = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionProtector: preSharedKey({ psk: readSwarmKey(swarmKeyFile) }),
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({ globalSignaturePolicy: signaturePolicy, allowPublishToZeroTopicPeers: true })
+    }
+  })
+  return node as typeof node & { services: { pubsub: GossipSub } }
+}
+
+const beacon = (overrides: Partial<HealthBeacon> = {}): HealthBeacon => ({
+  v: 1,
+  name: 'rogue',
+  version: '0.0.1',
+  startedAt: Date.now(),
+  seq: 1,
+  role: 'member',
+  uptimeS: 1,
+  cpuPct: 5,
+  load1: 0.1,
+  memUsedBytes: 1,
+  memTotalBytes: 2,
+  diskFreeBytes: 3,
+  tempC: null,
+  accelerators: [],
+  addrs: [],
+  ...overrides
+})
+
+t.test('malformed, oversized, unknown-version, invalid and unsigned gossip is refused and counted', async (t) => {
+  const root = tempDir(t)
+  const swarmKey = writeSwarmKey(join(root, 'swarm.key'))
+  const agent = await startAgent({ root, name: 'target', swarmKeyFile: swarmKey })
+  t.teardown(() => killAll([agent]))
+  const entry = multiaddr(await bootstrapAddr(agent))
+
+  const signed = await rogue(swarmKey, 'StrictSign')
+  const unsigned = await rogue(swarmKey, 'StrictNoSign')
+  t.teardown(async () => { await signed.stop(); await unsigned.stop() })
+  for (const node of [signed, unsigned]) {
+    await node.dial(entry)
+    await waitFor('the agent to be a subscriber of the health topic',
+      () => node.services.pubsub.getSubscribers(TOPICS.nodeHealth).some((p) => p.toString() === agent.peerId))
+  }
+
+  const text = new TextEncoder()
+  const bad: Array<[string, Uint8Array]> = [
+    ['malformed', text.encode('{"v":1,')],
+    ['malformed', new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])],
+    ['malformed', text.encode('[1,2,3]')],
+    ['oversized', text.encode(JSON.stringify(beacon({ name: 'x'.repeat(5000) })))],
+    ['unknown-version', text.encode(JSON.stringify({ ...beacon(), v: 2 }))],
+    ['invalid', text.encode(JSON.stringify(beacon({ cpuPct: 250 })))],
+    ['invalid', text.encode(JSON.stringify({ ...beacon(), memTotalBytes: 'lots' }))]
+  ]
+  for (const [, data] of bad) await signed.services.pubsub.publish(TOPICS.nodeHealth, data)
+  await unsigned.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(beacon({ name: 'unsigned' })))
+
+  const expected = { malformed: 3, oversized: 1, 'unknown-version': 1, invalid: 2 }
+  const counts = await waitFor('every bad message to be counted', async () => {
+    const { rejected } = await gossip(agent)
+    const ours = Object.entries(expected).every(([reason, n]) => rejected[`${reason}/${TOPICS.nodeHealth}`] === n)
+    const envelope = Object.keys(rejected).some((k) => k.startsWith('envelope/'))
+    return ours && envelope ? rejected : undefined
+  })
+  t.pass(`counted: ${JSON.stringify(counts)}`)
+  t.same((await nodes(agent)).map((n) => n.name), ['target'], 'no refused message reached the membership table')
+
+  // The same channel with a good beacon does get through: the refusals above were the validator's doing.
+  await signed.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(beacon()))
+  await waitFor('the well-formed beacon to be accepted', async () => (await nodes(agent)).some((n) => n.name === 'rogue'))
+  t.pass('a valid signed beacon from the same peer is accepted')
+})
