@@ -1,17 +1,15 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
 import type { ParseArgsConfig } from 'node:util'
-import { Agent } from './agent.ts'
 import { apiGet } from './client.ts'
 import { loadConfig } from './config.ts'
 import type { AgentFlags } from './config.ts'
 import { AgentUnreachableError, NoodleError, UsageError } from './errors.ts'
 import { formatNodesTable, formatStatus } from './format.ts'
-import { createLogger } from './logger.ts'
 import { VERSION } from './version.ts'
 import type { NodeView, StatusView } from './views.ts'
-import { ensureDataDir, ensureSwarmKey, loadOrCreateIdentity } from '../identity/keys.ts'
-import { generateSwarmKey } from '../identity/keys.ts'
+
+// The agent, libp2p and the key code load only for the commands that use them: `noodle nodes` stays quick.
 
 const USAGE = `noodle ${VERSION} — edge mesh agent
 
@@ -77,6 +75,7 @@ function parse (argv: string[]): { command: Command, flags: Record<string, unkno
 
 async function runAgent (flags: AgentFlags): Promise<void> {
   const config = loadConfig({ flags })
+  const [{ Agent }, { createLogger }] = await Promise.all([import('./agent.ts'), import('./logger.ts')])
   const log = createLogger(config.logLevel)
   const agent = await Agent.create({ config, log })
   await agent.start()
@@ -109,6 +108,7 @@ async function runAgent (flags: AgentFlags): Promise<void> {
 
 async function runInit (flags: { 'data-dir'?: string, config?: string, 'swarm-key'?: string }): Promise<void> {
   const config = loadConfig({ flags })
+  const { ensureDataDir, ensureSwarmKey, loadOrCreateIdentity } = await import('../identity/keys.ts')
   ensureDataDir(config.dataDir)
   const { peerId, created } = await loadOrCreateIdentity(config.dataDir)
   const wroteKey = ensureSwarmKey(config.swarmKeyFile)
@@ -152,7 +152,7 @@ export async function main (argv: string[]): Promise<number> {
         process.stdout.write(`${VERSION}\n`)
         return 0
       case 'swarm-key':
-        process.stdout.write(generateSwarmKey())
+        process.stdout.write((await import('../identity/keys.ts')).generateSwarmKey())
         return 0
       case 'init':
         await runInit(flags)

@@ -4,7 +4,6 @@ import { join, resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { ConfigError } from './errors.ts'
-import { LOG_LEVELS } from './logger.ts'
 
 /**
  * Configuration comes from four layers, later ones winning: built-in defaults, a JSON file (`--config FILE` or
@@ -21,6 +20,9 @@ function isMultiaddr (value: string): boolean {
     return false
   }
 }
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = typeof LOG_LEVELS[number]
 
 const multiaddrString = z.string().refine(isMultiaddr, 'is not a multiaddr')
 const tcpMultiaddr = multiaddrString.refine(

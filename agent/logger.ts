@@ -3,8 +3,8 @@ import type { Logger, DestinationStream } from 'pino'
 
 export type { Logger }
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export type LogLevel = typeof LOG_LEVELS[number]
+export type { LogLevel } from './config.ts'
+import type { LogLevel } from './config.ts'
 
 /**
  * JSON lines on stdout (journald keeps them as they are), written synchronously so the last lines before a

@@ -2,6 +2,13 @@ import type { MetricsRegister } from '@libp2p/gossipsub/metrics'
 
 type Labels = Record<string, string | number>
 
+interface MetricConfig {
+  name: string
+  help?: string
+  labelNames?: readonly string[]
+  buckets?: number[]
+}
+
 function seriesKey (name: string, labels?: Labels): string {
   if (labels == null) return name
   const parts = Object.keys(labels).sort().map((k) => `${k}=${String(labels[k])}`)
@@ -50,8 +57,8 @@ export class MetricsStore implements MetricsRegister {
     for (const fn of this.collectors) fn()
   }
 
-  // --- MetricsRegister (gossipsub's interface). Its call shapes overload on label presence, hence the casts.
-  gauge (config: { name: string }): any {
+  // --- MetricsRegister (gossipsub's interface). Its call shapes overload on label presence, hence the `any`s.
+  gauge (config: MetricConfig): any {
     const set = (a: Labels | number, b?: number) => typeof a === 'number'
       ? this.values.set(config.name, a)
       : this.values.set(seriesKey(config.name, a), b ?? 0)
@@ -62,7 +69,7 @@ export class MetricsStore implements MetricsRegister {
     return gauge
   }
 
-  histogram (config: { name: string }): any {
+  histogram (config: MetricConfig): any {
     const observe = (a: Labels | number, b?: number) => {
       const labels = typeof a === 'number' ? undefined : a
       const value = typeof a === 'number' ? a : (b ?? 0)

@@ -1,0 +1,103 @@
+import { execFile } from 'node:child_process'
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { CLI, killAll, nodes, startAgent, status, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+
+const BIN = fileURLToPath(new URL('../../bin/noodle', import.meta.url))
+
+interface Run { code: number, stdout: string, stderr: string }
+
+/** Runs the CLI as an operator would, through bin/noodle (which picks the pinned Node 24). */
+function noodle (args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(BIN, args, { env: { ...process.env, ...env }, timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err == null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout, stderr })
+    })
+  })
+}
+
+t.test('help, version and usage errors', async (t) => {
+  const help = await noodle(['help'])
+  t.equal(help.code, 0)
+  t.match(help.stdout, /noodle agent \[options\]/)
+  t.match((await noodle([])).stdout, /Usage:/, 'no command prints the usage')
+  t.match((await noodle(['--version'])).stdout, /^\d+\.\d+\.\d+\n$/)
+  const unknown = await noodle(['frobnicate'])
+  t.equal(unknown.code, 2)
+  t.match(unknown.stderr, /unknown command "frobnicate"/)
+  const badFlag = await noodle(['nodes', '--colour'])
+  t.equal(badFlag.code, 2)
+  t.match(badFlag.stderr, /nodes: .*--colour/)
+})
+
+t.test('swarm-key prints a fresh key; init creates identity and key once', async (t) => {
+  const key = await noodle(['swarm-key'])
+  t.match(key.stdout, /^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-f]{64}\n$/)
+  const dir = join(tempDir(t), 'data')
+  const first = await noodle(['init', '--data-dir', dir])
+  t.equal(first.code, 0)
+  t.match(first.stdout, /peer id:\s+12D3KooW\w+ \(new\)/)
+  t.match(first.stdout, /swarm key:.*\(new: copy it/)
+  t.equal(statSync(dir).mode & 0o777, 0o700)
+  t.ok(existsSync(join(dir, 'identity.key')))
+  const keyBefore = readFileSync(join(dir, 'swarm.key'), 'utf8')
+  const second = await noodle(['init', '--data-dir', dir], { NOODLE_DATA_DIR: '/ignored' })
+  t.notMatch(second.stdout, /\(new/, 'a second init changes nothing')
+  t.equal(readFileSync(join(dir, 'swarm.key'), 'utf8'), keyBefore)
+  t.equal(/peer id:\s+(\S+)/.exec(second.stdout)?.[1], /peer id:\s+(\S+)/.exec(first.stdout)?.[1])
+})
+
+t.test('status and nodes without an agent say so in one line and exit 1', async (t) => {
+  const dir = tempDir(t)
+  for (const command of ['status', 'nodes']) {
+    const run = await noodle([command, '--data-dir', dir])
+    t.equal(run.code, 1, `${command} exits 1`)
+    t.equal(run.stderr.trim().split('\n').length, 1, `${command} says it in one line`)
+    t.match(run.stderr, /no agent is running at .*agent\.sock/)
+  }
+  const viaEnv = await noodle(['status'], { NOODLE_DATA_DIR: dir })
+  t.match(viaEnv.stderr, new RegExp(`${dir}/agent\\.sock`), 'the data dir also comes from NOODLE_DATA_DIR')
+})
+
+t.test('the agent refuses bad config with the key named, and a missing swarm key with a hint', async (t) => {
+  const dir = tempDir(t)
+  const bad = await noodle(['agent', '--data-dir', dir, '--listen', '/ip4/0.0.0.0/udp/9'])
+  t.equal(bad.code, 1)
+  t.match(bad.stderr, /^noodle: listen\[0\]: must be a TCP listen address.*\(from --listen\)\n$/)
+  const noKey = await noodle(['agent', '--data-dir', dir, '--no-mdns', '--listen', '/ip4/127.0.0.1/tcp/0'])
+  t.equal(noKey.code, 1)
+  t.match(noKey.stderr, /swarm key .* \(run `noodle init`/)
+})
+
+t.test('--json prints exactly the API body; the table shows the node', async (t) => {
+  const root = tempDir(t)
+  const agent = await startAgent({ root, name: 'solo', swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')) })
+  t.teardown(() => killAll([agent]))
+  const args = ['--data-dir', agent.dataDir]
+
+  const statusJson = JSON.parse((await noodle(['status', '--json', ...args])).stdout)
+  const statusApi = await status(agent)
+  t.same(Object.keys(statusJson), ['peerId', 'name', 'version', 'uptimeS', 'role', 'coordinator', 'members'])
+  t.same({ ...statusJson, uptimeS: 0 }, { ...statusApi, uptimeS: 0 }, 'status --json is the API body')
+
+  const nodesJson = JSON.parse((await noodle(['nodes', '--json', ...args])).stdout)
+  const nodesApi = await nodes(agent)
+  t.same(Object.keys(nodesJson[0]), ['peerId', 'name', 'state', 'role', 'addrs', 'lastSeen', 'health'])
+  t.same(Object.keys(nodesJson[0].health), ['cpuPct', 'load1', 'memUsedBytes', 'memTotalBytes', 'diskFreeBytes', 'uptimeS'])
+  t.same(nodesJson.map((n: { peerId: string }) => n.peerId), nodesApi.map((n) => n.peerId), 'nodes --json is the API body')
+
+  const table = await noodle(['nodes', ...args])
+  t.match(table.stdout, /^NAME\s+PEER\s+STATE/)
+  t.match(table.stdout, new RegExp(`\\nsolo\\s+${agent.peerId.slice(-8)}\\s+alive\\s+member\\s+127\\.0\\.0\\.1:\\d+`))
+  t.match((await noodle(['status', ...args])).stdout, /peer id\s+12D3KooW/)
+
+  // --watch redraws until stopped.
+  const watch = execFile(process.execPath, [CLI, 'nodes', '--watch', ...args])
+  let screen = ''
+  watch.stdout?.on('data', (d: Buffer) => { screen += d.toString() })
+  t.teardown(() => { watch.kill('SIGKILL') })
+  await waitFor('two redraws of the table', () => screen.split('\x1b[H\x1b[2J').filter((s) => s.includes('solo')).length >= 2)
+  t.pass('--watch clears the screen and redraws the table')
+})

@@ -1,0 +1,38 @@
+import t from 'tap'
+import { formatAddress, formatAge, formatBytes, formatNodesTable, formatStatus, shortPeerId } from '../../agent/format.ts'
+import type { NodeView } from '../../agent/views.ts'
+
+t.test('units', async (t) => {
+  t.equal(formatBytes(512), '512B')
+  t.equal(formatBytes(1536), '1.5Ki')
+  t.equal(formatBytes(24 * 1024 ** 3), '24Gi')
+  t.equal(formatBytes(3 * 1024 ** 5), '3072Ti')
+  t.equal(formatAge(-5), '0s')
+  t.equal(formatAge(119_000), '119s')
+  t.equal(formatAge(600_000), '10m')
+  t.equal(formatAge(3 * 3600_000), '3h')
+  t.equal(formatAge(3 * 86400_000), '3d')
+  t.equal(formatAddress('/ip4/10.0.0.5/tcp/4001'), '10.0.0.5:4001')
+  t.equal(formatAddress('/dns4/pi.local/tcp/4001'), 'pi.local:4001')
+  t.equal(formatAddress('/ip6/fe80::1/tcp/4001'), '[fe80::1]:4001')
+  t.equal(formatAddress('/unix/x'), '/unix/x')
+  t.equal(formatAddress(undefined), '-')
+  t.equal(shortPeerId('12D3KooWQwdqLaMv2dPBv1WVywHdTerao7cMJEuVyEuGUTJTz1hJ'), 'UTJTz1hJ')
+})
+
+t.test('the nodes table has aligned columns in the documented order', async (t) => {
+  const now = Date.parse('2026-01-01T00:00:10Z')
+  const nodes: NodeView[] = [
+    { peerId: '12D3KooWaaaaaaaa11111111', name: 'pi-kitchen', state: 'alive', role: 'member', addrs: ['/ip4/10.0.0.5/tcp/4001'], lastSeen: '2026-01-01T00:00:09Z', health: { cpuPct: 12.4, load1: 0.5, memUsedBytes: 512 * 1024 ** 2, memTotalBytes: 4 * 1024 ** 3, diskFreeBytes: 1, uptimeS: 5 } },
+    { peerId: '12D3KooWbbbbbbbb22222222', name: 'jet', state: 'dead', role: 'member', addrs: [], lastSeen: '2026-01-01T00:00:00Z', health: null }
+  ]
+  const lines = formatNodesTable(nodes, now).trimEnd().split('\n')
+  t.match(lines[0], /^NAME\s+PEER\s+STATE\s+ROLE\s+ADDRESS\s+CPU\s+MEM\s+LOAD\s+LAST SEEN$/)
+  t.match(lines[1], /^pi-kitchen\s+11111111\s+alive\s+member\s+10\.0\.0\.5:4001\s+12%\s+512Mi\/4\.0Gi\s+0\.50\s+1s ago$/)
+  t.match(lines[2], /^jet\s+22222222\s+dead\s+member\s+-\s+-\s+-\s+-\s+10s ago$/)
+  t.equal(lines[1]?.indexOf('11111111'), lines[0]?.indexOf('PEER'), 'columns line up')
+  const status = formatStatus({ peerId: 'P', name: 'n', version: '1', uptimeS: 90, role: 'member', coordinator: null, members: 3 })
+  t.match(status, /name\s+n\n/)
+  t.match(status, /coordinator\s+-\n/)
+  t.match(status, /members alive\s+3/)
+})
