@@ -1,11 +1,8 @@
 import { execFile } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { CLI, killAll, nodes, startAgent, status, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
-
-const BIN = fileURLToPath(new URL('../../bin/noodle', import.meta.url))
+import { BIN, CLI, killAll, nodes, startAgent, status, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 
 interface Run { code: number, stdout: string, stderr: string }
 

@@ -1,14 +1,7 @@
-import { spawn } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { apiGet } from '../../agent/client.ts'
-import type { GossipView, NodeView, StatusView } from '../../agent/views.ts'
-import { ensureDataDir, generateSwarmKey, loadOrCreateIdentity } from '../../identity/keys.ts'
+import * as agents from '../../scripts/agents.ts'
+import type { AgentProcess, StartOptions } from '../../scripts/agents.ts'
 
-export const CLI = fileURLToPath(new URL('../../agent/cli.ts', import.meta.url))
+export * from '../../scripts/agents.ts'
 
 /** Fast timings so tests do not wait out production defaults; the logic is the same. */
 export const FAST_TIMINGS: Record<string, string> = {
@@ -18,136 +11,7 @@ export const FAST_TIMINGS: Record<string, string> = {
   NOODLE_MEMBERSHIP_REDIAL_INTERVAL_MS: '1000'
 }
 
-export interface AgentProcess {
-  name: string
-  dataDir: string
-  peerId: string
-  socketPath: string
-  child: ChildProcess
-  /** Everything it printed, for failure messages. */
-  output: () => string
-  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
-}
-
-export function writeSwarmKey (file: string): string {
-  writeFileSync(file, generateSwarmKey(), { mode: 0o600 })
-  return file
-}
-
-export interface StartOptions {
-  root: string
-  name: string
-  swarmKeyFile: string
-  listen?: string[]
-  bootstrap?: string[]
-  mdns?: boolean
-  /** Run inside this network namespace (`ip netns exec`). */
-  netns?: string
-  env?: Record<string, string>
-  /** Reuse a data dir (restart); default `<root>/<name>`. */
-  dataDir?: string
-}
-
-export async function startAgent (o: StartOptions): Promise<AgentProcess> {
-  const dataDir = o.dataDir ?? join(o.root, o.name)
-  ensureDataDir(dataDir)
-  const { peerId } = await loadOrCreateIdentity(dataDir)
-  const args = [CLI, 'agent', '--data-dir', dataDir, '--name', o.name, '--swarm-key', o.swarmKeyFile, '--log-level', 'debug']
-  for (const l of o.listen ?? ['/ip4/127.0.0.1/tcp/0']) args.push('--listen', l)
-  for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
-  if (o.mdns !== true) args.push('--no-mdns')
-  const [command, argv] = o.netns == null
-    ? [process.execPath, args]
-    : ['ip', ['netns', 'exec', o.netns, process.execPath, ...args]]
-  const child = spawn(command, argv, {
-    env: { ...process.env, ...FAST_TIMINGS, ...o.env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let output = ''
-  child.stdout.on('data', (d: Buffer) => { output += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { output += d.toString() })
-  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => { resolve({ code, signal }) })
-  })
-  const agent: AgentProcess = {
-    name: o.name,
-    dataDir,
-    peerId: peerId.toString(),
-    socketPath: join(dataDir, 'agent.sock'),
-    child,
-    output: () => output,
-    exited
-  }
-  await waitFor(`${o.name}'s API`, async () => {
-    if (child.exitCode != null) throw new Error(`${o.name} exited early:\n${output}`)
-    try {
-      return await status(agent)
-    } catch {
-      return undefined
-    }
-  }, 20_000)
-  return agent
-}
-
-export const status = (a: AgentProcess) => apiGet<StatusView>(a.socketPath, '/api/v1/system/status')
-export const nodes = (a: AgentProcess) => apiGet<NodeView[]>(a.socketPath, '/api/v1/mesh/nodes')
-export const gossip = (a: AgentProcess) => apiGet<GossipView>(a.socketPath, '/api/v1/mesh/gossip')
-
-/** The agent's bootstrap address for others: its first listen address with its peer id. */
-export async function bootstrapAddr (a: AgentProcess): Promise<string> {
-  const self = (await nodes(a)).find((n) => n.peerId === a.peerId)
-  const addr = self?.addrs[0]
-  if (addr == null) throw new Error(`${a.name} has no address yet`)
-  return `${addr}/p2p/${a.peerId}`
-}
-
-/** What `observer` thinks of each peer id: its state, or undefined if not listed. */
-export async function statesSeenBy (observer: AgentProcess): Promise<Map<string, string>> {
-  return new Map((await nodes(observer)).map((n) => [n.peerId, n.state]))
-}
-
-/** Polls until `check` returns something other than undefined/false; fails with `what` after `timeoutMs`. */
-export async function waitFor<T> (what: string, check: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 15_000, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  for (;;) {
-    try {
-      const value = await check()
-      if (value !== undefined && value !== false) return value
-    } catch (err) {
-      lastError = err
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError != null ? `: ${String(lastError)}` : ''}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-}
-
-/** Every observer lists every expected peer in the given state. */
-export async function allSee (observers: AgentProcess[], peers: AgentProcess[], state: string): Promise<boolean> {
-  for (const o of observers) {
-    const seen = await statesSeenBy(o)
-    if (!peers.every((p) => seen.get(p.peerId) === state)) return false
-  }
-  return true
-}
-
-/** Stops agents that are still running (SIGKILL: the test is over) and waits for them to exit. */
-export async function killAll (agents: AgentProcess[]): Promise<void> {
-  await Promise.all(agents.map(async (a) => {
-    if (a.child.exitCode == null && a.child.signalCode == null) a.child.kill('SIGKILL')
-    await a.exited
-  }))
-}
-
-/**
- * A fresh temporary folder removed after the test. Short on purpose: the agent's Unix socket lives in it and
- * socket paths are capped at 107 bytes, which tap's own fixture paths exceed.
- */
-export function tempDir (t: { teardown: (fn: () => void) => void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nd-'))
-  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
-  return dir
+/** An agent process with the test timings. */
+export function startAgent (o: StartOptions): Promise<AgentProcess> {
+  return agents.startAgent({ ...o, env: { ...FAST_TIMINGS, ...o.env } })
 }

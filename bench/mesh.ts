@@ -1,0 +1,163 @@
+#!/usr/bin/env node
+/**
+ * Mesh benchmark: N real agent processes (N = 3, 8, 16 by default) and, as the baseline in the same run,
+ * HashiCorp Serf on the same namespace testbed. Prints per N:
+ *   - convergence: time from the last agent's start until every agent sees all N alive
+ *       (a) bootstrap addresses, on loopback;  (b) mDNS alone, N hosts on a namespace bridge
+ *   - gossip traffic per agent while idle: gossipsub bytes (sent+received) and bytes on the wire (rx+tx, eth0)
+ *   - RSS per idle agent
+ * and Serf's convergence and wire bytes with the ratio noodle/serf.
+ *
+ *   node bench/mesh.ts [--sizes 3,8,16] [--idle-s 10] [--no-serf]
+ *
+ * Namespace parts need root; without it they are skipped and say so.
+ */
+import { execFileSync, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { Testbed } from '../scripts/testbed.ts'
+import { allSee, bootstrapAddr, gossip, startAgent, waitFor, writeSwarmKey } from '../scripts/agents.ts'
+import type { AgentProcess } from '../scripts/agents.ts'
+
+const { values } = parseArgs({ options: { sizes: { type: 'string', default: '3,8,16' }, 'idle-s': { type: 'string', default: '10' }, 'no-serf': { type: 'boolean' } } })
+const sizes = (values.sizes ?? '').split(',').map(Number)
+const idleMs = Number(values['idle-s']) * 1000
+const serfAvailable = values['no-serf'] !== true && commandExists('serf')
+const netnsUnavailable = Testbed.unavailableReason()
+
+function commandExists (cmd: string): boolean {
+  try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'pipe' }); return true } catch { return false }
+}
+
+interface LogLine { time: number, msg: string, peer?: string, to?: string }
+
+function logLines (agent: AgentProcess): LogLine[] {
+  return agent.output().split('\n').flatMap((line) => { try { return [JSON.parse(line) as LogLine] } catch { return [] } })
+}
+
+/** ms from the last agent's "agent started" until each agent had seen every other one alive (from their logs). */
+function convergenceMs (agents: AgentProcess[]): { fromLastStart: number } {
+  const started = agents.map((a) => logLines(a).find((l) => l.msg === 'agent started')?.time ?? NaN)
+  const lastStart = Math.max(...started)
+  const complete = agents.map((a) => {
+    const firstAlive = new Map<string, number>()
+    for (const l of logLines(a)) if (l.to === 'alive' && l.peer != null && !firstAlive.has(l.peer)) firstAlive.set(l.peer, l.time)
+    return Math.max(...agents.filter((o) => o !== a).map((o) => firstAlive.get(o.peerId) ?? NaN))
+  })
+  return { fromLastStart: Math.max(...complete) - lastStart }
+}
+
+function rssBytes (pid: number | undefined): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid ?? 0}/status`, 'utf8'))
+  return Number(m?.[1] ?? 0) * 1024
+}
+
+/** For `ip netns exec NS node …` the pid we hold is node's own: `ip netns exec` execs into it. */
+function wireBytes (ns: string): number {
+  const [link] = JSON.parse(execFileSync('ip', ['-n', ns, '-s', '-j', 'link', 'show', 'eth0'], { encoding: 'utf8' })) as Array<{ stats64: { rx: { bytes: number }, tx: { bytes: number } } }>
+  return (link?.stats64.rx.bytes ?? 0) + (link?.stats64.tx.bytes ?? 0)
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
+const kB = (bytes: number) => `${(bytes / 1000).toFixed(2)} kB/s`
+const MB = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
+
+async function stopAll (agents: AgentProcess[]): Promise<void> {
+  for (const a of agents) a.child.kill('SIGKILL')
+  await Promise.all(agents.map((a) => a.exited))
+}
+
+/** Bootstrap on loopback: agent 0 first, then the other N-1 at once, each given agent 0's address. */
+async function benchBootstrap (n: number): Promise<void> {
+  const root = mkdtempSync(join(tmpdir(), 'nb-'))
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const agents: AgentProcess[] = []
+  try {
+    agents.push(await startAgent({ root, swarmKeyFile, name: 'b0', logLevel: 'info' }))
+    const entry = await bootstrapAddr(agents[0] as AgentProcess)
+    agents.push(...await Promise.all(Array.from({ length: n - 1 }, (_, i) => startAgent({ root, swarmKeyFile, name: `b${i + 1}`, bootstrap: [entry], logLevel: 'info' }))))
+    await waitFor(`${n} agents to converge`, () => allSee(agents, agents, 'alive'), 60_000, 50)
+    const { fromLastStart } = convergenceMs(agents)
+    const before = await Promise.all(agents.map(gossip))
+    await new Promise((resolve) => setTimeout(resolve, idleMs))
+    const after = await Promise.all(agents.map(gossip))
+    const perAgent = after.map((g, i) => (g.sentBytes + g.receivedBytes - (before[i]?.sentBytes ?? 0) - (before[i]?.receivedBytes ?? 0)) / (idleMs / 1000))
+    const rss = agents.map((a) => rssBytes(a.child.pid))
+    console.log(`N=${String(n).padStart(2)} bootstrap  converged ${fromLastStart} ms after the last start   ` +
+      `gossip ${kB(mean(perAgent))} per agent (max ${kB(Math.max(...perAgent))})   RSS ${MB(mean(rss))} per agent (max ${MB(Math.max(...rss))})`)
+  } finally {
+    await stopAll(agents)
+    rmSync(root, { recursive: true, force: true })
+  }
+}
+
+/** mDNS alone: N namespace hosts on a bridge, all agents started at once, no addresses given. */
+async function benchMdns (n: number): Promise<{ convergedMs: number, wirePerHost: number }> {
+  const root = mkdtempSync(join(tmpdir(), 'nb-'))
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const bed = new Testbed().create(n)
+  const agents: AgentProcess[] = []
+  try {
+    agents.push(...await Promise.all(bed.hosts.map((ns, i) => startAgent({
+      root, swarmKeyFile, name: `m${i}`, netns: ns, mdns: true, listen: ['/ip4/0.0.0.0/tcp/4001'], logLevel: 'info'
+    }))))
+    await waitFor(`${n} agents to converge by mDNS`, () => allSee(agents, agents, 'alive'), 60_000, 50)
+    const { fromLastStart } = convergenceMs(agents)
+    const before = bed.hosts.map(wireBytes)
+    await new Promise((resolve) => setTimeout(resolve, idleMs))
+    const wire = bed.hosts.map((ns, i) => (wireBytes(ns) - (before[i] ?? 0)) / (idleMs / 1000))
+    console.log(`N=${String(n).padStart(2)} mDNS       converged ${fromLastStart} ms after the last start   wire ${kB(mean(wire))} per host (rx+tx)`)
+    return { convergedMs: fromLastStart, wirePerHost: mean(wire) }
+  } finally {
+    await stopAll(agents)
+    bed.destroy()
+    rmSync(root, { recursive: true, force: true })
+  }
+}
+
+/** Serf on the same kind of testbed: node 0 first, the rest at once with -join to node 0. */
+async function benchSerf (n: number): Promise<{ convergedMs: number, wirePerHost: number }> {
+  const bed = new Testbed().create(n)
+  const procs: ChildProcess[] = []
+  const members = (i: number): Array<{ name: string, status: string }> => {
+    try {
+      const out = execFileSync('ip', ['netns', 'exec', bed.hosts[i] as string, 'serf', 'members', '-format', 'json'], { encoding: 'utf8', stdio: 'pipe' })
+      return (JSON.parse(out) as { members: Array<{ name: string, status: string }> }).members
+    } catch { return [] }
+  }
+  const start = (i: number) => {
+    const args = ['agent', '-node', `s${i}`, '-bind', `${bed.address(i)}:7946`, '-rpc-addr', '127.0.0.1:7373', '-log-level', 'err']
+    if (i > 0) args.push('-join', `${bed.address(0)}:7946`)
+    procs.push(bed.spawn(i, 'serf', args, { stdio: 'ignore' }))
+  }
+  try {
+    start(0)
+    await waitFor('serf 0 to answer', () => members(0).length === 1, 10_000, 50)
+    for (let i = 1; i < n; i++) start(i)
+    // Serf's start is the process start: it has no "started" line to wait for, which flatters it slightly.
+    const lastStart = Date.now()
+    await waitFor('serf to converge', () => bed.hosts.every((_, i) => members(i).filter((m) => m.status === 'alive').length === n), 60_000, 20)
+    const convergedMs = Date.now() - lastStart
+    const before = bed.hosts.map(wireBytes)
+    await new Promise((resolve) => setTimeout(resolve, idleMs))
+    const wire = bed.hosts.map((ns, i) => (wireBytes(ns) - (before[i] ?? 0)) / (idleMs / 1000))
+    console.log(`N=${String(n).padStart(2)} serf       converged ${convergedMs} ms after the last start (polled, ±20 ms)   wire ${kB(mean(wire))} per host (rx+tx)`)
+    return { convergedMs, wirePerHost: mean(wire) }
+  } finally {
+    for (const p of procs) p.kill('SIGKILL')
+    bed.destroy()
+  }
+}
+
+console.log(`mesh benchmark: sizes ${sizes.join(', ')}, idle window ${idleMs / 1000} s${netnsUnavailable != null ? ` (namespace parts skipped: ${netnsUnavailable})` : ''}`)
+for (const n of sizes) {
+  await benchBootstrap(n)
+  if (netnsUnavailable != null) continue
+  const noodle = await benchMdns(n)
+  if (!serfAvailable) continue
+  const serf = await benchSerf(n)
+  console.log(`N=${String(n).padStart(2)} ratio      noodle/serf: convergence ×${(noodle.convergedMs / serf.convergedMs).toFixed(2)}, wire bytes ×${(noodle.wirePerHost / serf.wirePerHost).toFixed(2)}`)
+}
