@@ -17,6 +17,9 @@ import { VERSION } from './version.ts'
 import { nodeView } from './views.ts'
 import type { GossipView, NodeView, StatusView } from './views.ts'
 
+/** How long the event log keeps an event. */
+const EVENT_RETENTION_MS = 30 * 86_400_000
+
 /**
  * One Noodle agent: the store, the libp2p mesh, membership and health beacons, and the local control API,
  * started in that order and stopped in reverse.
@@ -56,8 +59,13 @@ export class Agent {
       }
     })
     const { store } = parts
+    let pruneTimer: NodeJS.Timeout | undefined
+    const prune = () => { store.pruneEvents(Date.now() - EVENT_RETENTION_MS) }
     this.lifecycle = new Lifecycle([
-      ['store', { stop: () => { store.close() } }],
+      ['store', {
+        start: () => { prune(); pruneTimer = setInterval(prune, 3_600_000).unref() },
+        stop: () => { clearInterval(pruneTimer); store.close() }
+      }],
       ['mesh', parts.mesh],
       ['dialer', parts.dialer],
       ['membership', parts.service],

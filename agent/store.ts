@@ -138,7 +138,7 @@ export class Store {
     return rows.map((r) => ({ id: r.id, at: r.at, type: r.type, peerId: r.peer_id, data: JSON.parse(r.data) }))
   }
 
-  /** Drops events older than `before` (ms since the epoch), at most `limit` rows, so a prune never stalls the agent. */
+  /** Drops events older than `before` (ms since the epoch), at most `limit` rows a call, so a prune never stalls the agent. */
   pruneEvents (before: number, limit = 1000): number {
     return this.db.prepare('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? LIMIT ?)')
       .run(before, limit).changes

@@ -8,7 +8,7 @@
  *   - RSS per idle agent
  * and Serf's convergence and wire bytes with the ratio noodle/serf.
  *
- *   node bench/mesh.ts [--sizes 3,8,16] [--idle-s 10] [--no-serf]
+ *   node bench/mesh.ts [--sizes 3,8,16] [--idle-s 10] [--parts bootstrap,mdns,serf]
  *
  * Namespace parts need root; without it they are skipped and say so.
  */
@@ -22,11 +22,17 @@ import { Testbed } from '../scripts/testbed.ts'
 import { allSee, bootstrapAddr, gossip, startAgent, waitFor, writeSwarmKey } from '../scripts/agents.ts'
 import type { AgentProcess } from '../scripts/agents.ts'
 
-const { values } = parseArgs({ options: { sizes: { type: 'string', default: '3,8,16' }, 'idle-s': { type: 'string', default: '10' }, 'no-serf': { type: 'boolean' } } })
+const { values } = parseArgs({ options: { sizes: { type: 'string', default: '3,8,16' }, 'idle-s': { type: 'string', default: '10' }, parts: { type: 'string', default: 'bootstrap,mdns,serf' } } })
 const sizes = (values.sizes ?? '').split(',').map(Number)
 const idleMs = Number(values['idle-s']) * 1000
-const serfAvailable = values['no-serf'] !== true && commandExists('serf')
+const parts = new Set((values.parts ?? '').split(','))
 const netnsUnavailable = Testbed.unavailableReason()
+const serfMissing = commandExists('serf') ? null : 'serf is not installed (apt-get install serf)'
+
+// Interrupted: exit through 'exit' so that testbeds remove their namespaces, and take the agents down too.
+const children = new Set<ChildProcess>()
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130))
 
 function commandExists (cmd: string): boolean {
   try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'pipe' }); return true } catch { return false }
@@ -65,6 +71,12 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
 const kB = (bytes: number) => `${(bytes / 1000).toFixed(2)} kB/s`
 const MB = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
 
+function track (agent: AgentProcess): AgentProcess {
+  children.add(agent.child)
+  void agent.exited.then(() => children.delete(agent.child))
+  return agent
+}
+
 async function stopAll (agents: AgentProcess[]): Promise<void> {
   for (const a of agents) a.child.kill('SIGKILL')
   await Promise.all(agents.map((a) => a.exited))
@@ -76,9 +88,9 @@ async function benchBootstrap (n: number): Promise<void> {
   const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
   const agents: AgentProcess[] = []
   try {
-    agents.push(await startAgent({ root, swarmKeyFile, name: 'b0', logLevel: 'info' }))
+    agents.push(track(await startAgent({ root, swarmKeyFile, name: 'b0', logLevel: 'info' })))
     const entry = await bootstrapAddr(agents[0] as AgentProcess)
-    agents.push(...await Promise.all(Array.from({ length: n - 1 }, (_, i) => startAgent({ root, swarmKeyFile, name: `b${i + 1}`, bootstrap: [entry], logLevel: 'info' }))))
+    agents.push(...await Promise.all(Array.from({ length: n - 1 }, async (_, i) => track(await startAgent({ root, swarmKeyFile, name: `b${i + 1}`, bootstrap: [entry], logLevel: 'info' })))))
     await waitFor(`${n} agents to converge`, () => allSee(agents, agents, 'alive'), 60_000, 50)
     const { fromLastStart } = convergenceMs(agents)
     const before = await Promise.all(agents.map(gossip))
@@ -101,9 +113,9 @@ async function benchMdns (n: number): Promise<{ convergedMs: number, wirePerHost
   const bed = new Testbed().create(n)
   const agents: AgentProcess[] = []
   try {
-    agents.push(...await Promise.all(bed.hosts.map((ns, i) => startAgent({
+    agents.push(...await Promise.all(bed.hosts.map(async (ns, i) => track(await startAgent({
       root, swarmKeyFile, name: `m${i}`, netns: ns, mdns: true, listen: ['/ip4/0.0.0.0/tcp/4001'], logLevel: 'info'
-    }))))
+    })))))
     await waitFor(`${n} agents to converge by mDNS`, () => allSee(agents, agents, 'alive'), 60_000, 50)
     const { fromLastStart } = convergenceMs(agents)
     const before = bed.hosts.map(wireBytes)
@@ -131,7 +143,9 @@ async function benchSerf (n: number): Promise<{ convergedMs: number, wirePerHost
   const start = (i: number) => {
     const args = ['agent', '-node', `s${i}`, '-bind', `${bed.address(i)}:7946`, '-rpc-addr', '127.0.0.1:7373', '-log-level', 'err']
     if (i > 0) args.push('-join', `${bed.address(0)}:7946`)
-    procs.push(bed.spawn(i, 'serf', args, { stdio: 'ignore' }))
+    const child = bed.spawn(i, 'serf', args, { stdio: 'ignore' })
+    procs.push(child)
+    children.add(child)
   }
   try {
     start(0)
@@ -152,12 +166,17 @@ async function benchSerf (n: number): Promise<{ convergedMs: number, wirePerHost
   }
 }
 
-console.log(`mesh benchmark: sizes ${sizes.join(', ')}, idle window ${idleMs / 1000} s${netnsUnavailable != null ? ` (namespace parts skipped: ${netnsUnavailable})` : ''}`)
+const skipped = [
+  netnsUnavailable != null && `mDNS and serf parts (${netnsUnavailable})`,
+  netnsUnavailable == null && serfMissing != null && parts.has('serf') && `serf part (${serfMissing})`
+].filter(Boolean)
+console.log(`mesh benchmark: sizes ${sizes.join(', ')}, idle window ${idleMs / 1000} s${skipped.length > 0 ? `; skipped: ${skipped.join(', ')}` : ''}`)
 for (const n of sizes) {
-  await benchBootstrap(n)
+  if (parts.has('bootstrap')) await benchBootstrap(n)
   if (netnsUnavailable != null) continue
-  const noodle = await benchMdns(n)
-  if (!serfAvailable) continue
-  const serf = await benchSerf(n)
-  console.log(`N=${String(n).padStart(2)} ratio      noodle/serf: convergence ×${(noodle.convergedMs / serf.convergedMs).toFixed(2)}, wire bytes ×${(noodle.wirePerHost / serf.wirePerHost).toFixed(2)}`)
+  const noodle = parts.has('mdns') ? await benchMdns(n) : undefined
+  const serf = parts.has('serf') && serfMissing == null ? await benchSerf(n) : undefined
+  if (noodle != null && serf != null) {
+    console.log(`N=${String(n).padStart(2)} ratio      noodle/serf: convergence ×${(noodle.convergedMs / serf.convergedMs).toFixed(2)}, wire bytes ×${(noodle.wirePerHost / serf.wirePerHost).toFixed(2)}`)
+  }
 }

@@ -68,6 +68,17 @@ t.test('the agent refuses bad config with the key named, and a missing swarm key
   t.match(noKey.stderr, /swarm key .* \(run `noodle init`/)
 })
 
+t.test('a second signal during shutdown exits at once', async (t) => {
+  const root = tempDir(t)
+  const agent = await startAgent({ root, name: 'impatient', swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')) })
+  t.teardown(() => killAll([agent]))
+  agent.child.kill('SIGINT')
+  agent.child.kill('SIGINT')
+  const { code } = await agent.exited
+  t.equal(code, 130, 'exit status 130, not a clean 0')
+  t.match(agent.output(), /second signal: exiting now/)
+})
+
 t.test('--json prints exactly the API body; the table shows the node', async (t) => {
   const root = tempDir(t)
   const agent = await startAgent({ root, name: 'solo', swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')) })

@@ -1,0 +1,19 @@
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+
+const DEMO = fileURLToPath(new URL('../../scripts/demo.ts', import.meta.url))
+
+t.test('npm run demo -- --once: three agents, all alive, then a clean exit', async (t) => {
+  const { code, stdout, stderr } = await new Promise<{ code: number, stdout: string, stderr: string }>((resolve) => {
+    execFile(process.execPath, [DEMO, '--once'], { timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err == null ? 0 : 1, stdout, stderr })
+    })
+  })
+  t.equal(code, 0, stderr)
+  t.match(stdout, /^\$ noodle nodes --data-dir \S+demo-1\nNAME\s+PEER\s+STATE/)
+  for (const name of ['demo-1', 'demo-2', 'demo-3']) t.match(stdout, new RegExp(`\\n${name}\\s+\\S{8}\\s+alive\\s+member\\s+127\\.0\\.0\\.1:\\d+`))
+  const dir = /--data-dir (\S+)\/demo-1/.exec(stdout)?.[1] ?? ''
+  const { existsSync } = await import('node:fs')
+  t.notOk(existsSync(dir), 'the demo removes its temporary folder')
+})
