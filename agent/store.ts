@@ -54,6 +54,7 @@ interface PeerRow {
 export class Store {
   private readonly db: DB
   private readonly log: Logger
+  private readonly statements: ReturnType<Store['prepare']>
 
   constructor (components: { path: string, log: Logger }) {
     this.log = components.log
@@ -65,6 +66,20 @@ export class Store {
     this.db.pragma('busy_timeout = 5000')
     this.db.pragma('foreign_keys = ON')
     this.migrate()
+    this.statements = this.prepare()
+  }
+
+  /** The statements the agent runs often, compiled once. */
+  private prepare () {
+    return {
+      upsertPeer: this.db.prepare(`
+        INSERT INTO peers (peer_id, name, state, role, addrs, last_seen, health, updated_at)
+        VALUES (@peerId, @name, @state, @role, @addrs, @lastSeen, @health, @now)
+        ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name, state = excluded.state, role = excluded.role,
+          addrs = excluded.addrs, last_seen = excluded.last_seen, health = excluded.health, updated_at = excluded.updated_at`),
+      deletePeer: this.db.prepare('DELETE FROM peers WHERE peer_id = ?'),
+      insertEvent: this.db.prepare('INSERT INTO events (at, type, peer_id, data) VALUES (?, ?, ?, ?)')
+    }
   }
 
   get schemaVersion (): number {
@@ -84,15 +99,11 @@ export class Store {
 
   /** Writes the given members in one transaction. */
   saveMembers (members: Iterable<Member>): void {
-    const upsert = this.db.prepare(`
-      INSERT INTO peers (peer_id, name, state, role, addrs, last_seen, health, updated_at)
-      VALUES (@peerId, @name, @state, @role, @addrs, @lastSeen, @health, @now)
-      ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name, state = excluded.state, role = excluded.role,
-        addrs = excluded.addrs, last_seen = excluded.last_seen, health = excluded.health, updated_at = excluded.updated_at`)
+    const { upsertPeer } = this.statements
     const now = Date.now()
     this.db.transaction(() => {
       for (const m of members) {
-        upsert.run({
+        upsertPeer.run({
           peerId: m.peerId,
           name: m.name,
           state: m.state,
@@ -107,8 +118,8 @@ export class Store {
   }
 
   deleteMembers (peerIds: Iterable<string>): void {
-    const del = this.db.prepare('DELETE FROM peers WHERE peer_id = ?')
-    this.db.transaction(() => { for (const id of peerIds) del.run(id) })()
+    const { deletePeer } = this.statements
+    this.db.transaction(() => { for (const id of peerIds) deletePeer.run(id) })()
   }
 
   loadMembers (): Member[] {
@@ -125,8 +136,7 @@ export class Store {
   }
 
   recordEvent (type: string, peerId: string | null, data: unknown, at = Date.now()): void {
-    this.db.prepare('INSERT INTO events (at, type, peer_id, data) VALUES (?, ?, ?, ?)')
-      .run(at, type, peerId, JSON.stringify(data))
+    this.statements.insertEvent.run(at, type, peerId, JSON.stringify(data))
   }
 
   /** Newest first. */

@@ -1,4 +1,4 @@
-import type { Member } from './membership.ts'
+import type { Member, MemberHealth } from './membership.ts'
 
 /**
  * The bodies of the control API. The CLI's `--json` prints them unchanged, so scripts can use either; their
@@ -22,14 +22,7 @@ export interface NodeView {
   role: string
   addrs: string[]
   lastSeen: string
-  health: {
-    cpuPct: number
-    load1: number
-    memUsedBytes: number
-    memTotalBytes: number
-    diskFreeBytes: number
-    uptimeS: number
-  } | null
+  health: Pick<MemberHealth, 'cpuPct' | 'load1' | 'memUsedBytes' | 'memTotalBytes' | 'diskFreeBytes' | 'uptimeS'> | null
 }
 
 export function nodeView (member: Member): NodeView {
