@@ -8,6 +8,7 @@ import { HealthReporter } from './health-reporter.ts'
 import { HealthSampler } from './health.ts'
 import { Lifecycle } from './lifecycle.ts'
 import type { Logger } from './logger.ts'
+import { MemberSync } from './member-sync.ts'
 import { Membership, healthOf } from './membership.ts'
 import { MembershipService } from './membership-service.ts'
 import { Mesh } from './mesh.ts'
@@ -43,6 +44,7 @@ export class Agent {
     dialer: PeerDialer
     service: MembershipService
     reporter: HealthReporter
+    sync: MemberSync
   }) {
     this.config = parts.config
     this.mesh = parts.mesh
@@ -68,6 +70,7 @@ export class Agent {
       }],
       ['mesh', parts.mesh],
       ['dialer', parts.dialer],
+      ['member sync', parts.sync],
       ['membership', parts.service],
       ['health', parts.reporter],
       ['api', api]
@@ -108,7 +111,8 @@ export class Agent {
       tickMs: Math.max(50, Math.floor(config.membership.suspectAfterMs / 10)),
       onNews: () => { reporter.publishSoon() }
     })
-    const agent = new Agent({ config, log, startedAt, store, metrics, mesh, membership, dialer, service, reporter })
+    const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
+    const agent = new Agent({ config, log, startedAt, store, metrics, mesh, membership, dialer, service, reporter, sync })
     return agent
   }
 

@@ -52,6 +52,14 @@ export const ConfigSchema = z.strictObject({
     /** How often this agent publishes its health beacon. */
     intervalMs: milliseconds(100, 60_000)
   }),
+  gossip: z.strictObject({
+    /**
+     * How many peers each message is forwarded to (gossipsub's D). 0: every member is connected to every other
+     * and gets each message once, first-hand (a LAN). 2–3: some members cannot reach each other directly (NAT,
+     * firewalls), so messages travel through others, at the cost of duplicates.
+     */
+    degree: z.int().min(0).max(12)
+  }),
   membership: z.strictObject({
     /** Silence after which a member is suspect. */
     suspectAfterMs: milliseconds(200, 600_000),
@@ -91,6 +99,7 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
     bootstrap: [],
     mdns: { enabled: true, intervalMs: 5_000 },
     health: { intervalMs: 1_000 },
+    gossip: { degree: 0 },
     membership: { suspectAfterMs: 2_500, deadAfterMs: 5_000, reapAfterMs: 86_400_000, redialIntervalMs: 2_000 },
     api: {}
   }
@@ -109,6 +118,7 @@ const SETTABLE: Record<string, ValueKind> = {
   'mdns.enabled': 'boolean',
   'mdns.intervalMs': 'int',
   'health.intervalMs': 'int',
+  'gossip.degree': 'int',
   'membership.suspectAfterMs': 'int',
   'membership.deadAfterMs': 'int',
   'membership.reapAfterMs': 'int',

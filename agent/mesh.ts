@@ -84,15 +84,18 @@ export class Mesh {
           allowPublishToZeroTopicPeers: true,
           metricsRegister: metrics,
           metricsTopicStrToLabel: new Map(Object.values(TOPICS).map((t) => [t, t])),
-          // Every member dials every other (PeerDialer), and flood publish hands each message to every connected
-          // subscriber first-hand; the mesh only covers members we cannot reach directly. The default degree
-          // (D=6) made each beacon arrive ~4 times over at N=5 (measured); D=2 keeps a redundant path at a
-          // fraction of the duplicates.
-          D: 2,
-          Dlo: 1,
-          Dhi: 3,
+          // Every member keeps a direct connection to every other (PeerDialer, MemberSync), and flood publish
+          // hands each message to every connected subscriber first-hand, so by default (degree 0) nothing is
+          // forwarded: at N=8, forwarding (D=2) made each beacon arrive ~3 times and cost 2.6× the bytes (bench/mesh).
+          // A member that cannot be reached directly still gets every message through gossip repair (each
+          // heartbeat announces the last heartbeat's message ids to a few peers, who pull what they lack), or
+          // first-hand through others when the operator raises the degree.
+          D: config.gossip.degree,
+          Dlo: Math.max(0, config.gossip.degree - 1),
+          Dhi: config.gossip.degree === 0 ? 0 : config.gossip.degree + 1,
           Dout: 0,
-          Dlazy: 2,
+          Dlazy: 3,
+          mcacheGossip: 1,
           // Gossipsub penalises many peers behind one IP, a defence for open networks. In this mesh every peer
           // holds the swarm key, and many behind one IP is normal (one NAT, or agents on one host): with 15 such
           // peers the penalty graylisted them all and the mesh fell apart (seen in bench/mesh at N=16).

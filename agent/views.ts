@@ -52,6 +52,9 @@ export interface GossipView {
   sentBytes: number
   receivedBytes: number
   published: number
-  /** Messages refused, by "reason/topic"; gossipsub's own refusals (signature, seqno, from) as "envelope/<error>". */
+  /**
+   * Messages from peers refused, by "reason/topic" (member lists: "reason//noodle/member-sync/1.0.0"); gossipsub's
+   * own refusals (signature, seqno, from) as "envelope/<error>".
+   */
   rejected: Record<string, number>
 }

@@ -3,10 +3,13 @@
  * Mesh benchmark: N real agent processes (N = 3, 8, 16 by default) and, as the baseline in the same run,
  * HashiCorp Serf on the same namespace testbed. Prints per N:
  *   - convergence: time from the last agent's start until every agent sees all N alive
- *       (a) bootstrap addresses, on loopback;  (b) mDNS alone, N hosts on a namespace bridge
- *   - gossip traffic per agent while idle: gossipsub bytes (sent+received) and bytes on the wire (rx+tx, eth0)
+ *       (a) bootstrap addresses, on loopback: "cold" (N-1 agents started together) and "join" (one more agent
+ *           joining those once settled);  (b) mDNS alone, N hosts on a namespace bridge, all started together
+ *   - gossip traffic per agent while idle: gossipsub bytes sent and received, and bytes on the wire (rx+tx, eth0)
  *   - RSS per idle agent
- * and Serf's convergence and wire bytes with the ratio noodle/serf.
+ * and Serf's cold and join convergence and wire bytes, with the ratios noodle/serf.
+ * On a 2-core machine a cold start of many agents is bound by CPU (every process booting at once); the join
+ * figure shows what the mesh itself takes.
  *
  *   node bench/mesh.ts [--sizes 3,8,16] [--idle-s 10] [--parts bootstrap,mdns,serf]
  *
@@ -82,24 +85,35 @@ async function stopAll (agents: AgentProcess[]): Promise<void> {
   await Promise.all(agents.map((a) => a.exited))
 }
 
-/** Bootstrap on loopback: agent 0 first, then the other N-1 at once, each given agent 0's address. */
-async function benchBootstrap (n: number): Promise<void> {
+/**
+ * Bootstrap on loopback. Cold: agent 0, then the other N-1 at once, each given agent 0's address. Join: once
+ * those have settled, one more agent joins the same way, and the clock runs from its start alone.
+ */
+async function benchBootstrap (n: number): Promise<{ coldMs: number, joinMs: number }> {
   const root = mkdtempSync(join(tmpdir(), 'nb-'))
   const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
   const agents: AgentProcess[] = []
+  const start = async (i: number, bootstrap: string[]) => track(await startAgent({ root, swarmKeyFile, name: `b${i}`, bootstrap, logLevel: 'info' }))
   try {
-    agents.push(track(await startAgent({ root, swarmKeyFile, name: 'b0', logLevel: 'info' })))
+    agents.push(await start(0, []))
     const entry = await bootstrapAddr(agents[0] as AgentProcess)
-    agents.push(...await Promise.all(Array.from({ length: n - 1 }, async (_, i) => track(await startAgent({ root, swarmKeyFile, name: `b${i + 1}`, bootstrap: [entry], logLevel: 'info' })))))
-    await waitFor(`${n} agents to converge`, () => allSee(agents, agents, 'alive'), 60_000, 50)
-    const { fromLastStart } = convergenceMs(agents)
+    agents.push(...await Promise.all(Array.from({ length: n - 2 }, (_, i) => start(i + 1, [entry]))))
+    await waitFor(`${n - 1} agents to converge`, () => allSee(agents, agents, 'alive'), 60_000, 50)
+    const coldMs = convergenceMs(agents).fromLastStart
     const before = await Promise.all(agents.map(gossip))
     await new Promise((resolve) => setTimeout(resolve, idleMs))
     const after = await Promise.all(agents.map(gossip))
-    const perAgent = after.map((g, i) => (g.sentBytes + g.receivedBytes - (before[i]?.sentBytes ?? 0) - (before[i]?.receivedBytes ?? 0)) / (idleMs / 1000))
+    const sent = after.map((g, i) => (g.sentBytes - (before[i]?.sentBytes ?? 0)) / (idleMs / 1000))
+    const received = after.map((g, i) => (g.receivedBytes - (before[i]?.receivedBytes ?? 0)) / (idleMs / 1000))
     const rss = agents.map((a) => rssBytes(a.child.pid))
-    console.log(`N=${String(n).padStart(2)} bootstrap  converged ${fromLastStart} ms after the last start   ` +
-      `gossip ${kB(mean(perAgent))} per agent (max ${kB(Math.max(...perAgent))})   RSS ${MB(mean(rss))} per agent (max ${MB(Math.max(...rss))})`)
+
+    agents.push(await start(n - 1, [entry]))
+    await waitFor(`${n} agents to converge`, () => allSee(agents, agents, 'alive'), 60_000, 20)
+    const joinMs = convergenceMs(agents).fromLastStart
+    console.log(`N=${String(n).padStart(2)} bootstrap  cold ${coldMs} ms, join ${joinMs} ms after the last start   ` +
+      `gossip per agent (N=${n - 1}) sent ${kB(mean(sent))} + received ${kB(mean(received))}   ` +
+      `RSS ${MB(mean(rss))} per agent (max ${MB(Math.max(...rss))})`)
+    return { coldMs, joinMs }
   } finally {
     await stopAll(agents)
     rmSync(root, { recursive: true, force: true })
@@ -130,8 +144,8 @@ async function benchMdns (n: number): Promise<{ convergedMs: number, wirePerHost
   }
 }
 
-/** Serf on the same kind of testbed: node 0 first, the rest at once with -join to node 0. */
-async function benchSerf (n: number): Promise<{ convergedMs: number, wirePerHost: number }> {
+/** Serf on the same kind of testbed, cold (node 0, then N-2 at once with -join) and one more joining after. */
+async function benchSerf (n: number): Promise<{ coldMs: number, joinMs: number, wirePerHost: number }> {
   const bed = new Testbed().create(n)
   const procs: ChildProcess[] = []
   const members = (i: number): Array<{ name: string, status: string }> => {
@@ -147,19 +161,25 @@ async function benchSerf (n: number): Promise<{ convergedMs: number, wirePerHost
     procs.push(child)
     children.add(child)
   }
+  // Serf's start is its process start (it has no "started" line), which flatters it slightly.
+  const converge = async (count: number) => {
+    const started = Date.now()
+    await waitFor('serf to converge', () => bed.hosts.slice(0, count).every((_, i) => members(i).filter((m) => m.status === 'alive').length === count), 60_000, 20)
+    return Date.now() - started
+  }
   try {
     start(0)
     await waitFor('serf 0 to answer', () => members(0).length === 1, 10_000, 50)
-    for (let i = 1; i < n; i++) start(i)
-    // Serf's start is the process start: it has no "started" line to wait for, which flatters it slightly.
-    const lastStart = Date.now()
-    await waitFor('serf to converge', () => bed.hosts.every((_, i) => members(i).filter((m) => m.status === 'alive').length === n), 60_000, 20)
-    const convergedMs = Date.now() - lastStart
-    const before = bed.hosts.map(wireBytes)
+    for (let i = 1; i < n - 1; i++) start(i)
+    const coldMs = await converge(n - 1)
+    const before = bed.hosts.slice(0, n - 1).map(wireBytes)
     await new Promise((resolve) => setTimeout(resolve, idleMs))
-    const wire = bed.hosts.map((ns, i) => (wireBytes(ns) - (before[i] ?? 0)) / (idleMs / 1000))
-    console.log(`N=${String(n).padStart(2)} serf       converged ${convergedMs} ms after the last start (polled, ±20 ms)   wire ${kB(mean(wire))} per host (rx+tx)`)
-    return { convergedMs, wirePerHost: mean(wire) }
+    const wire = bed.hosts.slice(0, n - 1).map((ns, i) => (wireBytes(ns) - (before[i] ?? 0)) / (idleMs / 1000))
+    start(n - 1)
+    const joinMs = await converge(n)
+    console.log(`N=${String(n).padStart(2)} serf       cold ${coldMs} ms, join ${joinMs} ms after the last start (polled, ±20 ms)   ` +
+      `wire ${kB(mean(wire))} per host (rx+tx, N=${n - 1})`)
+    return { coldMs, joinMs, wirePerHost: mean(wire) }
   } finally {
     for (const p of procs) p.kill('SIGKILL')
     bed.destroy()
@@ -172,11 +192,14 @@ const skipped = [
 ].filter(Boolean)
 console.log(`mesh benchmark: sizes ${sizes.join(', ')}, idle window ${idleMs / 1000} s${skipped.length > 0 ? `; skipped: ${skipped.join(', ')}` : ''}`)
 for (const n of sizes) {
-  if (parts.has('bootstrap')) await benchBootstrap(n)
+  const boot = parts.has('bootstrap') ? await benchBootstrap(n) : undefined
   if (netnsUnavailable != null) continue
   const noodle = parts.has('mdns') ? await benchMdns(n) : undefined
   const serf = parts.has('serf') && serfMissing == null ? await benchSerf(n) : undefined
-  if (noodle != null && serf != null) {
-    console.log(`N=${String(n).padStart(2)} ratio      noodle/serf: convergence ×${(noodle.convergedMs / serf.convergedMs).toFixed(2)}, wire bytes ×${(noodle.wirePerHost / serf.wirePerHost).toFixed(2)}`)
-  }
+  if (serf == null) continue
+  const ratios = [
+    boot != null && `bootstrap cold ×${(boot.coldMs / serf.coldMs).toFixed(2)}, join ×${(boot.joinMs / serf.joinMs).toFixed(2)}`,
+    noodle != null && `mDNS cold ×${(noodle.convergedMs / serf.coldMs).toFixed(2)}, wire bytes ×${(noodle.wirePerHost / serf.wirePerHost).toFixed(2)}`
+  ].filter(Boolean)
+  console.log(`N=${String(n).padStart(2)} ratio      noodle/serf: ${ratios.join('; ')}`)
 }

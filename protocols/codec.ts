@@ -7,12 +7,9 @@ export type Decoded<T> =
   | { ok: true, value: T }
   | { ok: false, reason: RejectReason, detail: string }
 
-/** How one topic's messages look on the wire: versioned JSON, size-capped, schema-checked. */
-export interface MessageCodec<T> {
+/** How one gossip topic's messages look on the wire: versioned JSON, size-capped, schema-checked. */
+export interface MessageCodec<T> extends JsonCodec<T> {
   readonly topic: string
-  readonly maxBytes: number
-  encode (value: T): Uint8Array
-  decode (bytes: Uint8Array): Decoded<T>
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
@@ -26,14 +23,20 @@ export function describeIssue (error: z.ZodError): string {
   return path === '' ? issue.message : `${path}: ${issue.message}`
 }
 
+/** Reads and writes one versioned JSON message shape, whatever carries it (a gossip topic, a stream). */
+export interface JsonCodec<T> {
+  readonly maxBytes: number
+  encode (value: T): Uint8Array
+  decode (bytes: Uint8Array): Decoded<T>
+}
+
 /**
- * A codec for JSON messages that carry `v` (their schema version). Readers ignore fields they do not know, so a
- * field can be added within a version; anything a reader must understand bumps `v`.
+ * JSON messages that carry `v` (their schema version). Readers ignore fields they do not know, so a field can be
+ * added within a version; anything a reader must understand bumps `v`.
  */
-export function jsonCodec<S extends z.ZodType<{ v: number }>> (topic: string, maxBytes: number, version: number,
-  schema: S): MessageCodec<z.infer<S>> {
+export function versionedJson<S extends z.ZodType<{ v: number }>> (maxBytes: number, version: number,
+  schema: S): JsonCodec<z.infer<S>> {
   return {
-    topic,
     maxBytes,
     encode (value) {
       return encoder.encode(JSON.stringify(value))
@@ -59,4 +62,10 @@ export function jsonCodec<S extends z.ZodType<{ v: number }>> (topic: string, ma
       return { ok: true, value: parsed.data }
     }
   }
+}
+
+/** A gossip topic's codec. */
+export function jsonCodec<S extends z.ZodType<{ v: number }>> (topic: string, maxBytes: number, version: number,
+  schema: S): MessageCodec<z.infer<S>> {
+  return { topic, ...versionedJson(maxBytes, version, schema) }
 }

@@ -5,7 +5,7 @@ import type { Logger } from '../agent/logger.ts'
 import type { MetricsStore } from '../agent/metrics.ts'
 import type { MessageCodec } from './codec.ts'
 
-/** Counter of messages refused by our own validators, labelled by topic and reason. */
+/** Counter of messages from peers that our validators refused, by reason and topic (or stream protocol). */
 export const REJECTED_METRIC = 'noodle_gossip_rejected_total'
 
 /**

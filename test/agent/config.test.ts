@@ -24,6 +24,7 @@ t.test('defaults: hostname, per-user data dir, port 4001, mDNS on, 1 s beacons',
   t.same(c.bootstrap, [])
   t.equal(c.mdns.enabled, true)
   t.equal(c.health.intervalMs, 1000)
+  t.equal(c.gossip.degree, 0)
   t.equal(c.swarmKeyFile, '/state/noodle/swarm.key')
   t.equal(c.api.socketPath, '/state/noodle/agent.sock')
   t.ok(ConfigSchema.safeParse(defaultConfig({})).success, 'the defaults pass their own schema')
@@ -65,6 +66,7 @@ t.test('bad values name the key and where the value came from', async (t) => {
     ['integer env', () => loadConfig({ env: { NOODLE_HEALTH_INTERVAL_MS: 'fast' } }), 'health.intervalMs', /integer.*NOODLE_HEALTH_INTERVAL_MS/],
     ['boolean env', () => loadConfig({ env: { NOODLE_MDNS_ENABLED: 'maybe' } }), 'mdns.enabled', /true or false/],
     ['out of range', () => loadConfig({ env: { NOODLE_HEALTH_INTERVAL_MS: '5' } }), 'health.intervalMs', />=100/],
+    ['gossip degree', () => loadConfig({ env: { NOODLE_GOSSIP_DEGREE: '40' } }), 'gossip.degree', /<=12.*NOODLE_GOSSIP_DEGREE/],
     ['dead before suspect', () => loadConfig({ env: { NOODLE_MEMBERSHIP_SUSPECT_AFTER_MS: '4000', NOODLE_MEMBERSHIP_DEAD_AFTER_MS: '3000' } }), 'membership.deadAfterMs', /greater than membership.suspectAfterMs/],
     ['socket path too long', () => loadConfig({ env: {}, flags: { 'data-dir': '/' + 'd'.repeat(120) } }), 'dataDir', /107/]
   ]

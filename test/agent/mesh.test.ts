@@ -61,3 +61,19 @@ t.test('three agents join by bootstrap; a leave and a crash are told apart; outs
   t.ok(remembered === 'suspect' || remembered === 'dead', `bravo remembers charlie and does not vouch for it (${String(remembered)})`)
   await waitFor('bravo to find charlie dead', async () => (await statesSeenBy(bAgain)).get(c?.peerId ?? '') === 'dead')
 })
+
+t.test('members that joined through one agent connect to each other: the mesh outlives its bootstrap node', async (t) => {
+  const root = tempDir(t)
+  const swarmKey = writeSwarmKey(join(root, 'swarm.key'))
+  const running: AgentProcess[] = []
+  t.teardown(() => killAll(running))
+  const entryAgent = await startAgent({ root, name: 'entry', swarmKeyFile: swarmKey })
+  running.push(entryAgent)
+  const entry = await bootstrapAddr(entryAgent)
+  const others = await Promise.all(['one', 'two', 'three'].map((name) => startAgent({ root, name, swarmKeyFile: swarmKey, bootstrap: [entry] })))
+  running.push(...others)
+  await waitFor('all four alive everywhere', () => allSee([entryAgent, ...others], [entryAgent, ...others], 'alive'))
+  entryAgent.child.kill('SIGKILL')
+  await waitFor('the entry agent to be dead to the others', () => allSee(others, [entryAgent], 'dead'))
+  t.ok(await allSee(others, others, 'alive'), 'the three still see each other alive: they talk directly, not through the entry')
+})

@@ -1,0 +1,23 @@
+import { z } from 'zod'
+import { versionedJson } from './codec.ts'
+
+/**
+ * Member sync, Serf's push/pull on join: when a connection opens, the side that dialled sends the members it
+ * knows and reads the other side's, over one stream. A newcomer so learns every member from whichever one it
+ * reached first and dials them all at once. Only whereabouts travel: a member becomes `alive` on its own signed
+ * beacon, never on hearsay.
+ */
+export const MEMBER_SYNC_PROTOCOL = '/noodle/member-sync/1.0.0'
+
+export const MemberSyncSchema = z.object({
+  v: z.literal(1),
+  members: z.array(z.object({
+    peerId: z.string().regex(/^[1-9A-HJ-NP-Za-km-z]{46,60}$/, 'is not a peer id'),
+    addrs: z.array(z.string().min(1).max(200)).min(1).max(8)
+  })).max(1024)
+})
+
+export type MemberSyncMessage = z.infer<typeof MemberSyncSchema>
+
+/** 1024 members with a few addresses each stay well under this. */
+export const memberSyncCodec = versionedJson(256 * 1024, 1, MemberSyncSchema)
