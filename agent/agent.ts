@@ -18,9 +18,6 @@ import { VERSION } from './version.ts'
 import { nodeView } from './views.ts'
 import type { GossipView, NodeView, StatusView } from './views.ts'
 
-/** How long the event log keeps an event. */
-const EVENT_RETENTION_MS = 30 * 86_400_000
-
 /**
  * One Noodle agent: the store, the libp2p mesh, membership and health beacons, and the local control API,
  * started in that order and stopped in reverse.
@@ -60,14 +57,8 @@ export class Agent {
         'GET /api/v1/mesh/gossip': () => this.gossip()
       }
     })
-    const { store } = parts
-    let pruneTimer: NodeJS.Timeout | undefined
-    const prune = () => { store.pruneEvents(Date.now() - EVENT_RETENTION_MS) }
     this.lifecycle = new Lifecycle([
-      ['store', {
-        start: () => { prune(); pruneTimer = setInterval(prune, 3_600_000).unref() },
-        stop: () => { clearInterval(pruneTimer); store.close() }
-      }],
+      ['store', parts.store],
       ['mesh', parts.mesh],
       ['dialer', parts.dialer],
       ['member sync', parts.sync],

@@ -45,7 +45,11 @@ export const ConfigSchema = z.strictObject({
   swarmKeyFile: z.string().min(1).optional(),
   mdns: z.strictObject({
     enabled: z.boolean(),
-    /** How often to ask the LAN who is there; answers to others' queries are immediate. */
+    /**
+     * How often to ask the LAN who is there. A starting agent asks at once and everyone answers at once, and
+     * members lost later are dialled again from the store, so the periodic question is only a backstop: every
+     * question draws an answer from every agent, to every agent.
+     */
     intervalMs: milliseconds(250, 3_600_000)
   }),
   health: z.strictObject({
@@ -97,7 +101,7 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: 'info',
     listen: ['/ip4/0.0.0.0/tcp/4001'],
     bootstrap: [],
-    mdns: { enabled: true, intervalMs: 5_000 },
+    mdns: { enabled: true, intervalMs: 60_000 },
     health: { intervalMs: 1_000 },
     gossip: { degree: 0 },
     membership: { suspectAfterMs: 2_500, deadAfterMs: 5_000, reapAfterMs: 86_400_000, redialIntervalMs: 2_000 },

@@ -50,11 +50,19 @@ interface PeerRow {
   health: string | null
 }
 
-/** The agent's local SQLite database (`<dataDir>/noodle.db`, WAL): peers seen and the event log. */
+/** How long the event log keeps an event, and how often old ones are dropped. */
+const EVENT_RETENTION_MS = 30 * 86_400_000
+const PRUNE_INTERVAL_MS = 3_600_000
+
+/**
+ * The agent's local SQLite database (`<dataDir>/noodle.db`, WAL): peers seen and the event log. Opened and
+ * migrated on construction; while started, it drops events older than 30 days every hour.
+ */
 export class Store {
   private readonly db: DB
   private readonly log: Logger
   private readonly statements: ReturnType<Store['prepare']>
+  private pruneTimer: NodeJS.Timeout | undefined
 
   constructor (components: { path: string, log: Logger }) {
     this.log = components.log
@@ -80,6 +88,17 @@ export class Store {
       deletePeer: this.db.prepare('DELETE FROM peers WHERE peer_id = ?'),
       insertEvent: this.db.prepare('INSERT INTO events (at, type, peer_id, data) VALUES (?, ?, ?, ?)')
     }
+  }
+
+  start (): void {
+    const prune = () => { this.pruneEvents(Date.now() - EVENT_RETENTION_MS) }
+    prune()
+    this.pruneTimer = setInterval(prune, PRUNE_INTERVAL_MS).unref()
+  }
+
+  stop (): void {
+    clearInterval(this.pruneTimer)
+    this.close()
   }
 
   get schemaVersion (): number {

@@ -41,3 +41,13 @@ t.test('migrates once, in WAL mode, and keeps members and events across reopen',
   again.deleteMembers(['a'])
   t.same(again.loadMembers().map((m) => m.peerId), ['b'])
 })
+
+t.test('started, it drops events older than 30 days; stopped, it closes', async (t) => {
+  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
+  store.recordEvent('old', null, {}, Date.now() - 31 * 86_400_000)
+  store.recordEvent('recent', null, {}, Date.now() - 29 * 86_400_000)
+  store.start()
+  t.same(store.events().map((e) => e.type), ['recent'])
+  store.stop()
+  t.throws(() => store.events(), 'closed after stop')
+})
