@@ -59,9 +59,11 @@ function convergenceMs (agents: AgentProcess[]): { fromLastStart: number } {
   return { fromLastStart: Math.max(...complete) - lastStart }
 }
 
-function rssBytes (pid: number | undefined): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid ?? 0}/status`, 'utf8'))
-  return Number(m?.[1] ?? 0) * 1024
+/** Resident memory, and the private (anonymous) part of it: the rest is mostly the node binary's file pages. */
+function memory (pid: number | undefined): { rss: number, anon: number } {
+  const status = readFileSync(`/proc/${pid ?? 0}/status`, 'utf8')
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024
+  return { rss: kb('VmRSS'), anon: kb('RssAnon') }
 }
 
 /** For `ip netns exec NS node …` the pid we hold is node's own: `ip netns exec` execs into it. */
@@ -105,14 +107,15 @@ async function benchBootstrap (n: number): Promise<{ coldMs: number, joinMs: num
     const after = await Promise.all(agents.map(gossip))
     const sent = after.map((g, i) => (g.sentBytes - (before[i]?.sentBytes ?? 0)) / (idleMs / 1000))
     const received = after.map((g, i) => (g.receivedBytes - (before[i]?.receivedBytes ?? 0)) / (idleMs / 1000))
-    const rss = agents.map((a) => rssBytes(a.child.pid))
+    const mem = agents.map((a) => memory(a.child.pid))
+    const rss = mem.map((m) => m.rss)
 
     agents.push(await start(n - 1, [entry]))
     await waitFor(`${n} agents to converge`, () => allSee(agents, agents, 'alive'), 60_000, 20)
     const joinMs = convergenceMs(agents).fromLastStart
     console.log(`N=${String(n).padStart(2)} bootstrap  cold ${coldMs} ms, join ${joinMs} ms after the last start   ` +
       `gossip per agent (N=${n - 1}) sent ${kB(mean(sent))} + received ${kB(mean(received))}   ` +
-      `RSS ${MB(mean(rss))} per agent (max ${MB(Math.max(...rss))})`)
+      `RSS ${MB(mean(rss))} per agent (max ${MB(Math.max(...rss))}), of it private ${MB(mean(mem.map((m) => m.anon)))}`)
     return { coldMs, joinMs }
   } finally {
     await stopAll(agents)
