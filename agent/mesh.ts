@@ -99,7 +99,8 @@ export class Mesh {
           // heartbeat announces the last heartbeat's message ids to a few peers, who pull what they lack), or
           // first-hand through others when the operator raises the degree.
           D: config.gossip.degree,
-          Dlo: Math.max(0, config.gossip.degree - 1),
+          // A mesh is only grown while smaller than Dlo, so Dlo must stay ≥ 1 whenever there is a mesh at all.
+          Dlo: config.gossip.degree === 0 ? 0 : Math.max(1, config.gossip.degree - 1),
           Dhi: config.gossip.degree === 0 ? 0 : config.gossip.degree + 1,
           Dout: 0,
           Dlazy: 3,
