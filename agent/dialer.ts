@@ -6,6 +6,8 @@ import type { MeshNode } from './mesh.ts'
 
 interface Target {
   peerId: PeerId
+  /** Addresses already given to the peer store: merging is not free, and a join repeats them many times over. */
+  addrs: Set<string>
   /** Earliest time of the next attempt, and the wait after the next failure. */
   notBefore: number
   backoffMs: number
@@ -48,23 +50,25 @@ export class PeerDialer {
 
   /** Keep this peer connected; `addrs` (multiaddr strings) are added to what the peer store knows of it. */
   async want (peerIdText: string, addrs: string[] = []): Promise<void> {
-    const peerId = peerIdFromString(peerIdText)
-    if (peerId.equals(this.node.peerId)) return
-    const multiaddrs = addrs.flatMap((a) => { try { return [multiaddr(a)] } catch { return [] } })
-    if (multiaddrs.length > 0) await this.node.peerStore.merge(peerId, { multiaddrs })
-    if (!this.targets.has(peerIdText)) {
-      this.targets.set(peerIdText, { peerId, notBefore: 0, backoffMs: FIRST_BACKOFF_MS, inFlight: false })
-      this.dial(peerIdText)
+    let target = this.targets.get(peerIdText)
+    const isNew = target == null
+    if (target == null) {
+      const peerId = peerIdFromString(peerIdText)
+      if (peerId.equals(this.node.peerId)) return
+      target = { peerId, addrs: new Set(), notBefore: 0, backoffMs: FIRST_BACKOFF_MS, inFlight: false }
+      this.targets.set(peerIdText, target)
     }
+    const fresh = addrs.filter((a) => !(target as Target).addrs.has(a))
+    for (const a of fresh) target.addrs.add(a)
+    const multiaddrs = fresh.flatMap((a) => { try { return [multiaddr(a)] } catch { return [] } })
+    if (multiaddrs.length > 0) await this.node.peerStore.merge(target.peerId, { multiaddrs })
+    // Something new to try: try it now. Otherwise the timer retries, keeping to the backoff.
+    if (isNew || multiaddrs.length > 0) this.dial(peerIdText)
   }
 
   /** Stop dialling this peer (it left, or was forgotten). */
   forget (peerIdText: string): void {
     this.targets.delete(peerIdText)
-  }
-
-  get wanted (): number {
-    return this.targets.size
   }
 
   private readonly onDiscovery = (event: CustomEvent<PeerInfo>): void => {
