@@ -13,6 +13,8 @@ export class Testbed {
   readonly prefix: string
   readonly hosts: string[] = []
   private readonly switchNs: string
+  /** Extra switches made by partition(), reused by later partitions. */
+  private readonly bridges = new Set<string>()
   private created = false
 
   constructor (prefix = `nd${randomBytes(3).toString('hex')}`) {
@@ -80,6 +82,29 @@ export class Testbed {
     ip('-n', this.switchNs, 'link', 'set', `port${i}`, 'up')
   }
 
+  /**
+   * Splits the network: each group of host indexes gets a switch of its own, so hosts talk within their group
+   * and hear nothing from the others (silence, no resets). Hosts in no group keep the original switch.
+   */
+  partition (groups: number[][]): void {
+    groups.forEach((group, g) => {
+      const bridge = `brp${g}`
+      if (!this.bridges.has(bridge)) {
+        ip('-n', this.switchNs, 'link', 'add', bridge, 'type', 'bridge', 'mcast_snooping', '0')
+        ip('-n', this.switchNs, 'link', 'set', bridge, 'up')
+        this.bridges.add(bridge)
+      }
+      for (const i of group) ip('-n', this.switchNs, 'link', 'set', `port${i}`, 'master', bridge)
+    })
+  }
+
+  /** Ends every partition and cut: all hosts back on one switch, every port up. */
+  healAll (): void {
+    this.hosts.forEach((_, i) => {
+      ip('-n', this.switchNs, 'link', 'set', `port${i}`, 'master', 'br0', 'up')
+    })
+  }
+
   /** Adds delay and loss on host `i`'s link (tc netem), e.g. netem(0, '20ms', '1%'). */
   netem (i: number, delay: string, loss = '0%'): void {
     ip('netns', 'exec', this.hosts[i] as string, 'tc', 'qdisc', 'replace', 'dev', 'eth0', 'root', 'netem', 'delay', delay, 'loss', loss)
@@ -95,6 +120,7 @@ export class Testbed {
     if (!this.created) return
     this.created = false
     process.off('exit', this.destroy)
+    this.bridges.clear()
     for (const ns of [...this.hosts, this.switchNs]) {
       try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'pipe' }) } catch { /* already gone */ }
     }
