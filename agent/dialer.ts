@@ -58,8 +58,9 @@ export class PeerDialer {
       target = { peerId, addrs: new Set(), notBefore: 0, backoffMs: FIRST_BACKOFF_MS, inFlight: false }
       this.targets.set(peerIdText, target)
     }
-    const fresh = addrs.filter((a) => !(target as Target).addrs.has(a))
-    for (const a of fresh) target.addrs.add(a)
+    const known = target.addrs
+    const fresh = addrs.filter((a) => !known.has(a))
+    for (const a of fresh) known.add(a)
     const multiaddrs = fresh.flatMap((a) => { try { return [multiaddr(a)] } catch { return [] } })
     if (multiaddrs.length > 0) await this.node.peerStore.merge(target.peerId, { multiaddrs })
     // Something new to try: try it now. Otherwise the timer retries, keeping to the backoff.

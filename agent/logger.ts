@@ -3,7 +3,6 @@ import type { Logger, DestinationStream } from 'pino'
 
 export type { Logger }
 
-export type { LogLevel } from './config.ts'
 import type { LogLevel } from './config.ts'
 
 /**

@@ -57,6 +57,11 @@ export class MemberSync {
     return [...out].slice(0, 1024).map(([peerId, addrs]) => ({ peerId, addrs }))
   }
 
+  /** The encoded list we send to `peer`. */
+  private async ourList (peer: PeerId): Promise<Uint8Array> {
+    return memberSyncCodec.encode({ v: 1, members: await this.knownMembers(peer) })
+  }
+
   private readonly onConnectionOpen = (event: CustomEvent<Connection>): void => {
     const connection = event.detail
     // One exchange per pair of peers: the side that dialled starts it.
@@ -70,7 +75,7 @@ export class MemberSync {
     const signal = AbortSignal.timeout(EXCHANGE_TIMEOUT_MS)
     const stream = await connection.newStream(MEMBER_SYNC_PROTOCOL, { signal })
     const lp = lpStream(stream, { maxDataLength: memberSyncCodec.maxBytes })
-    await lp.write(memberSyncCodec.encode({ v: 1, members: await this.knownMembers(connection.remotePeer) }), { signal })
+    await lp.write(await this.ourList(connection.remotePeer), { signal })
     this.receive((await lp.read({ signal })).subarray(), connection.remotePeer)
     await stream.close({ signal })
   }
@@ -80,7 +85,7 @@ export class MemberSync {
     try {
       const lp = lpStream(stream, { maxDataLength: memberSyncCodec.maxBytes })
       const theirs = (await lp.read({ signal })).subarray()
-      await lp.write(memberSyncCodec.encode({ v: 1, members: await this.knownMembers(connection.remotePeer) }), { signal })
+      await lp.write(await this.ourList(connection.remotePeer), { signal })
       this.receive(theirs, connection.remotePeer)
       await stream.close({ signal })
     } catch (err) {

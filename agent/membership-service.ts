@@ -79,7 +79,7 @@ export class MembershipService {
 
   private onBeacon (beacon: HealthBeacon, from: PeerId): void {
     const peerId = from.toString()
-    if (this.c.membership.observeBeacon(peerId, beacon, beacon.addrs)) {
+    if (this.c.membership.observeBeacon(peerId, beacon)) {
       this.c.dialer.want(peerId, beacon.addrs).catch((err: unknown) => {
         this.c.log.debug({ err, peer: peerId }, 'member not dialable')
       })

@@ -112,7 +112,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
    * A beacon passed validation. Returns true when it is news: a member we did not know, a restarted one, or one
    * coming back from suspect/dead/left (the caller answers with its own beacon so the newcomer learns of it at once).
    */
-  observeBeacon (peerId: string, beacon: HealthBeacon, addrs: string[]): boolean {
+  observeBeacon (peerId: string, beacon: HealthBeacon): boolean {
     if (peerId === this.selfId) return false
     const now = this.now()
     const tracked = this.members.get(peerId)
@@ -127,7 +127,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
       name: beacon.name,
       state: tracked?.member.state ?? 'alive',
       role: beacon.role,
-      addrs: addrs.length > 0 ? addrs : (tracked?.member.addrs ?? []),
+      addrs: beacon.addrs.length > 0 ? beacon.addrs : (tracked?.member.addrs ?? []),
       lastSeen: now,
       health: healthOf(beacon)
     }

@@ -1,13 +1,5 @@
 import { join } from 'node:path'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { gossipsub } from '@libp2p/gossipsub'
-import type { GossipSub } from '@libp2p/gossipsub'
-import { identify } from '@libp2p/identify'
-import { preSharedKey } from '@libp2p/pnet'
-import { tcp } from '@libp2p/tcp'
-import { createLibp2p } from 'libp2p'
 import t from 'tap'
 import { loadConfig } from '../../agent/config.ts'
 import { createLogger } from '../../agent/logger.ts'
@@ -17,6 +9,7 @@ import { readSwarmKey } from '../../identity/keys.ts'
 import { healthCodec } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { bareNode } from '../helpers/bare-node.ts'
 
 // Gossipsub's IP-colocation penalty graylists peers once more than 10 share an IP: 15 peers on one host were all
 // silenced. The mesh turns that penalty off; this fails if it ever comes back.
@@ -31,17 +24,7 @@ t.test('fifteen peers behind one IP get in at once, and are all heard', async (t
   await mesh.start()
   t.teardown(() => mesh.stop())
 
-  const publishers = await Promise.all(Array.from({ length: 15 }, async () => {
-    const node = await createLibp2p({
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      connectionProtector: preSharedKey({ psk: swarmKey }),
-      services: { identify: identify(), pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) }
-    })
-    return node as typeof node & { services: { pubsub: GossipSub } }
-  }))
+  const publishers = await Promise.all(Array.from({ length: 15 }, () => bareNode(swarmKey)))
   t.teardown(() => Promise.all(publishers.map((p) => p.stop())))
   // All at once, as boxes returning from a power cut would: none may be refused.
   await Promise.all(publishers.map(async (p) => {

@@ -1,35 +1,12 @@
 import { join } from 'node:path'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { gossipsub } from '@libp2p/gossipsub'
-import type { GossipSub } from '@libp2p/gossipsub'
-import { identify } from '@libp2p/identify'
-import { preSharedKey } from '@libp2p/pnet'
-import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p } from 'libp2p'
 import t from 'tap'
 import { readSwarmKey } from '../../identity/keys.ts'
 import { healthCodec } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
+import { bareNode } from '../helpers/bare-node.ts'
 import { bootstrapAddr, gossip, killAll, nodes, startAgent, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
-
-/** A bare libp2p node inside the mesh's private network that publishes whatever the test tells it to. */
-async function rogue (swarmKeyFile: string, signaturePolicy: 'StrictSign' | 'StrictNoSign') {
-  const node = await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionProtector: preSharedKey({ psk: readSwarmKey(swarmKeyFile) }),
-    services: {
-      identify: identify(),
-      pubsub: gossipsub({ globalSignaturePolicy: signaturePolicy, allowPublishToZeroTopicPeers: true })
-    }
-  })
-  return node as typeof node & { services: { pubsub: GossipSub } }
-}
 
 const beacon = (overrides: Partial<HealthBeacon> = {}): HealthBeacon => ({
   v: 1,
@@ -57,8 +34,9 @@ t.test('malformed, oversized, unknown-version, invalid and unsigned gossip is re
   t.teardown(() => killAll([agent]))
   const entry = multiaddr(await bootstrapAddr(agent))
 
-  const signed = await rogue(swarmKey, 'StrictSign')
-  const unsigned = await rogue(swarmKey, 'StrictNoSign')
+  const psk = readSwarmKey(swarmKey)
+  const signed = await bareNode(psk, 'StrictSign')
+  const unsigned = await bareNode(psk, 'StrictNoSign')
   t.teardown(async () => { await signed.stop(); await unsigned.stop() })
   for (const node of [signed, unsigned]) {
     await node.dial(entry)

@@ -1,14 +1,10 @@
 import { join } from 'node:path'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { preSharedKey } from '@libp2p/pnet'
-import { tcp } from '@libp2p/tcp'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createLibp2p } from 'libp2p'
 import t from 'tap'
 import { readSwarmKey } from '../../identity/keys.ts'
 import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../../protocols/member-sync.ts'
+import { bareNode } from '../helpers/bare-node.ts'
 import { bootstrapAddr, gossip, killAll, startAgent, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 
 const PEER = '12D3KooWQwdqLaMv2dPBv1WVywHdTerao7cMJEuVyEuGUTJTz1hJ'
@@ -29,12 +25,7 @@ t.test('an agent answers a member-sync stream, and counts a bad list it is sent'
   const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
   const agent = await startAgent({ root, name: 'listener', swarmKeyFile })
   t.teardown(() => killAll([agent]))
-  const rogue = await createLibp2p({
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    connectionProtector: preSharedKey({ psk: readSwarmKey(swarmKeyFile) })
-  })
+  const rogue = await bareNode(readSwarmKey(swarmKeyFile))
   t.teardown(() => rogue.stop())
   const stream = await rogue.dialProtocol(multiaddr(await bootstrapAddr(agent)), MEMBER_SYNC_PROTOCOL)
   const lp = lpStream(stream)
