@@ -134,11 +134,17 @@ export async function allSee (observers: AgentProcess[], peers: AgentProcess[], 
   return true
 }
 
-/** Stops agents that are still running (SIGKILL: the test is over) and waits for them to exit. */
-export async function killAll (agents: AgentProcess[]): Promise<void> {
+/**
+ * Stops agents that are still running as an operator would (SIGTERM), and SIGKILLs any that has not exited
+ * within 5 s. A clean exit also lets a test run's coverage include what ran inside the agent.
+ */
+export async function stopAgents (agents: AgentProcess[]): Promise<void> {
   await Promise.all(agents.map(async (a) => {
-    if (a.child.exitCode == null && a.child.signalCode == null) a.child.kill('SIGKILL')
+    if (a.child.exitCode != null || a.child.signalCode != null) return
+    a.child.kill('SIGTERM')
+    const hung = setTimeout(() => { a.child.kill('SIGKILL') }, 5_000)
     await a.exited
+    clearTimeout(hung)
   }))
 }
 

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { BIN, CLI, killAll, nodes, startAgent, status, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { BIN, CLI, stopAgents, nodes, startAgent, status, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 
 interface Run { code: number, stdout: string, stderr: string }
 
@@ -71,7 +71,7 @@ t.test('the agent refuses bad config with the key named, and a missing swarm key
 t.test('a second signal during shutdown exits at once', async (t) => {
   const root = tempDir(t)
   const agent = await startAgent({ root, name: 'impatient', swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')) })
-  t.teardown(() => killAll([agent]))
+  t.teardown(() => stopAgents([agent]))
   // The same signal sent twice before the first is handled is one signal to the kernel, so keep sending: the
   // first one handled starts the clean stop, the next one lands a few milliseconds into it.
   const again = setInterval(() => { agent.child.kill('SIGINT') }, 2)
@@ -84,7 +84,7 @@ t.test('a second signal during shutdown exits at once', async (t) => {
 t.test('--json prints exactly the API body; the table shows the node', async (t) => {
   const root = tempDir(t)
   const agent = await startAgent({ root, name: 'solo', swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')) })
-  t.teardown(() => killAll([agent]))
+  t.teardown(() => stopAgents([agent]))
   const args = ['--data-dir', agent.dataDir]
 
   const statusJson = JSON.parse((await noodle(['status', '--json', ...args])).stdout)

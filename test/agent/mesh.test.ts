@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import t from 'tap'
-import { allSee, bootstrapAddr, killAll, nodes, startAgent, status, statesSeenBy, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { allSee, bootstrapAddr, stopAgents, nodes, startAgent, status, statesSeenBy, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import type { AgentProcess } from '../helpers/agents.ts'
 
 t.test('three agents join by bootstrap; a leave and a crash are told apart; outsiders stay out', async (t) => {
@@ -8,7 +8,7 @@ t.test('three agents join by bootstrap; a leave and a crash are told apart; outs
   const swarmKey = writeSwarmKey(join(root, 'swarm.key'))
   const otherKey = writeSwarmKey(join(root, 'other.key'))
   const running: AgentProcess[] = []
-  t.teardown(() => killAll(running))
+  t.teardown(() => stopAgents(running))
 
   const a = await startAgent({ root, name: 'alpha', swarmKeyFile: swarmKey })
   running.push(a)
@@ -66,7 +66,7 @@ t.test('members that joined through one agent connect to each other: the mesh ou
   const root = tempDir(t)
   const swarmKey = writeSwarmKey(join(root, 'swarm.key'))
   const running: AgentProcess[] = []
-  t.teardown(() => killAll(running))
+  t.teardown(() => stopAgents(running))
   const entryAgent = await startAgent({ root, name: 'entry', swarmKeyFile: swarmKey })
   running.push(entryAgent)
   const entry = await bootstrapAddr(entryAgent)

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import t from 'tap'
 import { Testbed, loopbackHost } from '../../scripts/testbed.ts'
-import { allSee, killAll, nodes, startAgent, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { allSee, stopAgents, nodes, startAgent, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import type { AgentProcess } from '../helpers/agents.ts'
 
 const unavailable = Testbed.unavailableReason()
@@ -17,7 +17,7 @@ t.test('three agents on loopback find each other by mDNS alone', { skip: unavail
   const host = loopbackHost()
   t.teardown(host.destroy)
   const agents: AgentProcess[] = []
-  t.teardown(() => killAll(agents))
+  t.teardown(() => stopAgents(agents))
   for (const name of ['lo-a', 'lo-b', 'lo-c']) {
     agents.push(await startAgent({ root, name, swarmKeyFile: swarmKey, mdns: true, netns: host.ns }))
   }
@@ -32,7 +32,7 @@ t.test('three hosts on a bridge find each other by mDNS; an outsider with anothe
   const bed = new Testbed().create(4)
   t.teardown(bed.destroy)
   const agents: AgentProcess[] = []
-  t.teardown(() => killAll(agents))
+  t.teardown(() => stopAgents(agents))
   for (let i = 0; i < 3; i++) {
     agents.push(await startAgent({
       root, name: `host-${i}`, swarmKeyFile: swarmKey, mdns: true, netns: bed.hosts[i], listen: ['/ip4/0.0.0.0/tcp/4001']
@@ -46,5 +46,5 @@ t.test('three hosts on a bridge find each other by mDNS; an outsider with anothe
     for (const n of list) t.match(n.addrs[0], /^\/ip4\/10\.77\.0\.\d\/tcp\/4001$/, `${n.name} is known by its address on the bridge`)
   }
   t.same((await nodes(outsider)).map((n) => n.name), ['outsider'], 'the outsider sees nobody')
-  await killAll([outsider])
+  await stopAgents([outsider])
 })

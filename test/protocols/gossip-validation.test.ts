@@ -6,7 +6,7 @@ import { healthCodec } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { bareNode } from '../helpers/bare-node.ts'
-import { bootstrapAddr, gossip, killAll, nodes, startAgent, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { bootstrapAddr, gossip, stopAgents, nodes, startAgent, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 
 const beacon = (overrides: Partial<HealthBeacon> = {}): HealthBeacon => ({
   v: 1,
@@ -31,7 +31,7 @@ t.test('malformed, oversized, unknown-version, invalid and unsigned gossip is re
   const root = tempDir(t)
   const swarmKey = writeSwarmKey(join(root, 'swarm.key'))
   const agent = await startAgent({ root, name: 'target', swarmKeyFile: swarmKey })
-  t.teardown(() => killAll([agent]))
+  t.teardown(() => stopAgents([agent]))
   const entry = multiaddr(await bootstrapAddr(agent))
 
   const psk = readSwarmKey(swarmKey)

@@ -5,7 +5,7 @@ import t from 'tap'
 import { readSwarmKey } from '../../identity/keys.ts'
 import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../../protocols/member-sync.ts'
 import { bareNode } from '../helpers/bare-node.ts'
-import { bootstrapAddr, gossip, killAll, startAgent, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { bootstrapAddr, gossip, stopAgents, startAgent, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 
 const PEER = '12D3KooWQwdqLaMv2dPBv1WVywHdTerao7cMJEuVyEuGUTJTz1hJ'
 const enc = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
@@ -24,7 +24,7 @@ t.test('an agent answers a member-sync stream, and counts a bad list it is sent'
   const root = tempDir(t)
   const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
   const agent = await startAgent({ root, name: 'listener', swarmKeyFile })
-  t.teardown(() => killAll([agent]))
+  t.teardown(() => stopAgents([agent]))
   const rogue = await bareNode(readSwarmKey(swarmKeyFile))
   t.teardown(() => rogue.stop())
   const stream = await rogue.dialProtocol(multiaddr(await bootstrapAddr(agent)), MEMBER_SYNC_PROTOCOL)
