@@ -1,9 +1,13 @@
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../identity/keys.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
 import { ControlApi } from './api.ts'
 import type { ResolvedConfig } from './config.ts'
 import { PeerDialer } from './dialer.ts'
+import { Election, capabilityOf } from './election.ts'
+import type { Candidate } from './election.ts'
+import { ElectionService, TERM_STATE_KEY } from './election-service.ts'
 import { HealthReporter } from './health-reporter.ts'
 import { HealthSampler } from './health.ts'
 import { Lifecycle } from './lifecycle.ts'
@@ -13,20 +17,31 @@ import { Membership, healthOf } from './membership.ts'
 import { MembershipService } from './membership-service.ts'
 import { Mesh } from './mesh.ts'
 import { MetricsStore } from './metrics.ts'
+import { LoopLag } from './loop-lag.ts'
+import { Orchestrator } from './orchestrator.ts'
+import { PROBE_TICK_MS, Prober } from './prober.ts'
 import { Store } from './store.ts'
 import { VERSION } from './version.ts'
-import { nodeView } from './views.ts'
-import type { GossipView, NodeView, StatusView } from './views.ts'
+import { decisionView, nodeView } from './views.ts'
+import type { DecisionView, GossipView, NodeView, StatusView } from './views.ts'
+import { WorkRegistry } from './work.ts'
+
+/** A fresh agent listens this many beacon intervals before it may claim the coordinator role. */
+const SETTLE_BEACONS = 2
 
 /**
- * One Noodle agent: the store, the libp2p mesh, membership and health beacons, and the local control API,
- * started in that order and stopped in reverse.
+ * One Noodle agent: the store, the libp2p mesh, membership (beacons, pings), the election, the orchestrator and
+ * the local control API, started in that order and stopped in reverse.
  */
 export class Agent {
   readonly mesh: Mesh
   readonly membership: Membership
+  readonly election: Election
   private readonly config: ResolvedConfig
   private readonly metrics: MetricsStore
+  private readonly store: Store
+  private readonly lag: LoopLag
+  private readonly orchestrator: Orchestrator
   private readonly lifecycle: Lifecycle
   private readonly startedAt: number
 
@@ -38,15 +53,25 @@ export class Agent {
     metrics: MetricsStore
     mesh: Mesh
     membership: Membership
+    election: Election
+    lag: LoopLag
+    work: WorkRegistry
     dialer: PeerDialer
     service: MembershipService
+    prober: Prober
+    electionService: ElectionService
+    orchestrator: Orchestrator
     reporter: HealthReporter
     sync: MemberSync
   }) {
     this.config = parts.config
     this.mesh = parts.mesh
     this.membership = parts.membership
+    this.election = parts.election
     this.metrics = parts.metrics
+    this.store = parts.store
+    this.lag = parts.lag
+    this.orchestrator = parts.orchestrator
     this.startedAt = parts.startedAt
     const api = new ControlApi({
       socketPath: parts.config.api.socketPath,
@@ -54,7 +79,9 @@ export class Agent {
       routes: {
         'GET /api/v1/system/status': () => this.status(),
         'GET /api/v1/mesh/nodes': () => this.nodes(),
-        'GET /api/v1/mesh/gossip': () => this.gossip()
+        'GET /api/v1/mesh/gossip': () => this.gossip(),
+        'GET /api/v1/ahr/decisions': () => this.decisions(),
+        'POST /api/v1/ahr/optimize': async () => await this.orchestrator.optimize()
       }
     })
     this.lifecycle = new Lifecycle([
@@ -63,6 +90,10 @@ export class Agent {
       ['dialer', parts.dialer],
       ['member sync', parts.sync],
       ['membership', parts.service],
+      ['prober', parts.prober],
+      ['work', parts.work],
+      ['election', parts.electionService],
+      ['orchestrator', parts.orchestrator],
       ['health', parts.reporter],
       ['api', api]
     ], parts.log)
@@ -72,25 +103,61 @@ export class Agent {
     const startedAt = Date.now()
     ensureDataDir(config.dataDir)
     const { privateKey, peerId } = await loadOrCreateIdentity(config.dataDir)
+    const selfId = peerId.toString()
     const swarmKey = readSwarmKey(config.swarmKeyFile)
     const store = new Store({ path: join(config.dataDir, 'noodle.db'), log })
     const metrics = new MetricsStore()
     const mesh = await Mesh.create({ config, privateKey, swarmKey, metrics, log })
     const membership = new Membership({
-      self: { peerId: peerId.toString(), name: config.name, state: 'alive', role: 'member', addrs: [], lastSeen: startedAt, health: null },
+      self: { peerId: selfId, name: config.name, state: 'alive', role: 'member', addrs: [], lastSeen: startedAt, health: null },
       options: config.membership
     })
+    const lag = new LoopLag({ expectedMs: PROBE_TICK_MS })
+    const election = new Election({
+      selfId,
+      term: store.getState<number>(TERM_STATE_KEY) ?? 0,
+      settleUntil: startedAt + SETTLE_BEACONS * config.health.intervalMs
+    })
+    const work = new WorkRegistry({ selfId, configured: config.work })
     const dialer = new PeerDialer({ node: mesh.node, log, redialIntervalMs: config.membership.redialIntervalMs })
+    const sampler = new HealthSampler({ dataDir: config.dataDir })
+    const cpus = availableParallelism()
+    const box = sampler.sample()
+    const self: Candidate = {
+      peerId: selfId,
+      eligible: config.coordinator.eligible,
+      priority: config.coordinator.priority,
+      capability: capabilityOf({ accelerators: box.accelerators, cpus, memTotalBytes: box.memTotalBytes })
+    }
     const reporter = new HealthReporter({
       mesh,
-      sampler: new HealthSampler({ dataDir: config.dataDir }),
+      sampler,
       log,
       name: config.name,
       version: VERSION,
       intervalMs: config.health.intervalMs,
       startedAt,
-      role: () => 'member',
+      describe: () => ({
+        role: election.isCoordinator ? 'coordinator' : 'member',
+        term: election.term,
+        eligible: config.coordinator.eligible,
+        priority: config.coordinator.priority,
+        cpus,
+        // The runtime (ONNX execution providers) extends this once it detects them.
+        providers: ['cpu'],
+        work: [...work.configured],
+        running: work.runningIds()
+      }),
       onBeacon: (beacon) => { membership.updateSelf({ name: beacon.name, role: beacon.role, addrs: beacon.addrs, health: healthOf(beacon) }) }
+    })
+    const prober = new Prober({ node: mesh.node, membership, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs })
+    const electionService = new ElectionService({
+      election,
+      membership,
+      store,
+      log,
+      self: () => self,
+      onChange: () => { reporter.publishSoon() }
     })
     const service = new MembershipService({
       mesh,
@@ -99,12 +166,28 @@ export class Agent {
       store,
       log,
       startedAt,
-      tickMs: Math.max(50, Math.floor(config.membership.suspectAfterMs / 10)),
-      onNews: () => { reporter.publishSoon() }
+      tickMs: 1_000,
+      onNews: () => { reporter.publishSoon() },
+      onBeacon: (peer, beacon) => { electionService.observeBeacon(peer, beacon) },
+      onDisconnect: () => { prober.probeDue() }
     })
+    const orchestrator = new Orchestrator({
+      mesh,
+      election,
+      observeClaim: (peer, term) => { electionService.observeClaim(peer, term) },
+      membership,
+      work,
+      store,
+      metrics,
+      log,
+      evaluateIntervalMs: config.coordinator.evaluateIntervalMs
+    })
+    work.on('change', () => { reporter.publishSoon() })
     const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
-    const agent = new Agent({ config, log, startedAt, store, metrics, mesh, membership, dialer, service, reporter, sync })
-    return agent
+    return new Agent({
+      config, log, startedAt, store, metrics, mesh, membership, election, lag, work, dialer, service, prober,
+      electionService, orchestrator, reporter, sync
+    })
   }
 
   async start (): Promise<void> {
@@ -116,19 +199,28 @@ export class Agent {
   }
 
   status (): StatusView {
+    const coordinator = this.election.coordinator
     return {
       peerId: this.mesh.peerId.toString(),
       name: this.config.name,
       version: VERSION,
       uptimeS: Math.round((Date.now() - this.startedAt) / 100) / 10,
-      role: this.membership.self.role,
-      coordinator: null,
-      members: this.membership.count('alive')
+      role: this.election.isCoordinator ? 'coordinator' : 'member',
+      coordinator,
+      coordinatorName: coordinator == null ? null : this.membership.get(coordinator)?.name ?? null,
+      term: this.election.term,
+      members: this.membership.count('alive'),
+      loopLagMs: this.lag.ms
     }
   }
 
   nodes (): NodeView[] {
-    return this.membership.list().map(nodeView)
+    return this.membership.list().map((m) => nodeView(m, this.election.coordinator))
+  }
+
+  decisions (): DecisionView[] {
+    const names = new Map(this.membership.list().map((m) => [m.peerId, m.name]))
+    return this.store.decisions().map((d) => decisionView(d, names))
   }
 
   gossip (): GossipView {

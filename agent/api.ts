@@ -80,8 +80,10 @@ export class ControlApi {
     try {
       sendJson(res, 200, await handler(req))
     } catch (err) {
-      this.log.error({ err, path }, 'API handler failed')
-      sendError(res, 500, (err as NoodleError).code ?? 'ERR_INTERNAL', (err as Error).message)
+      // Errors that carry an HTTP status are expected answers (503: no coordinator yet); the rest are bugs.
+      const status = (err as { httpStatus?: number }).httpStatus ?? 500
+      if (status >= 500 && status !== 503) this.log.error({ err, path }, 'API handler failed')
+      sendError(res, status, (err as NoodleError).code ?? 'ERR_INTERNAL', (err as Error).message)
     }
   }
 }

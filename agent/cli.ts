@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
 import type { ParseArgsConfig } from 'node:util'
-import { apiGet } from './client.ts'
+import { apiGet, apiRequest } from './client.ts'
 import { loadConfig } from './config.ts'
 import type { AgentFlags } from './config.ts'
 import { AgentUnreachableError, NoodleError, UsageError } from './errors.ts'
-import { formatNodesTable, formatStatus } from './format.ts'
+import { formatDecisionsTable, formatNodesTable, formatOptimize, formatStatus } from './format.ts'
 import { VERSION } from './version.ts'
-import type { NodeView, StatusView } from './views.ts'
+import type { OptimizeResponse } from '../protocols/optimize.ts'
+import type { DecisionView, NodeView, StatusView } from './views.ts'
 
 // The agent, libp2p and the key code load only for the commands that use them: `noodle nodes` stays quick.
 
@@ -17,8 +18,10 @@ Usage:
   noodle agent [options]          run the agent in the foreground (systemd runs this)
   noodle init [--data-dir DIR]    create the data dir, this node's identity and, if none, a swarm key
   noodle swarm-key                print a new swarm key (give every box of one mesh the same key)
-  noodle status [--json]          this agent: name, peer id, role, coordinator, members
-  noodle nodes [--json] [--watch] every member of the mesh as this agent sees it
+  noodle status [--json]          this agent: name, peer id, role, coordinator and term, members
+  noodle nodes [--json] [--watch] every member of the mesh as this agent sees it (* marks the coordinator)
+  noodle decisions [--json] [--watch]  the coordinator's placement decisions this node issued or received
+  noodle optimize [--json]        ask the coordinator for a fresh placement now (from any node)
   noodle help | --version
 
 Agent options (each also settable in the config file or as NOODLE_*):
@@ -31,7 +34,7 @@ Agent options (each also settable in the config file or as NOODLE_*):
   --swarm-key FILE     the mesh's pre-shared key (default DIR/swarm.key)
   --log-level LEVEL    fatal|error|warn|info|debug|trace|silent (default info)
 
-status and nodes reach the agent through --data-dir DIR (or --config FILE).
+status, nodes, decisions and optimize reach the agent through --data-dir DIR (or --config FILE).
 `
 
 const COMMON = {
@@ -53,6 +56,8 @@ const COMMANDS = {
   'swarm-key': {},
   status: { ...COMMON, json: { type: 'boolean' } },
   nodes: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
+  decisions: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
+  optimize: { ...COMMON, json: { type: 'boolean' } },
   help: {},
   version: {}
 } as const satisfies Record<string, ParseArgsConfig['options']>
@@ -119,15 +124,24 @@ async function runInit (flags: { 'data-dir'?: string, config?: string, 'swarm-ke
   ].join('\n') + '\n')
 }
 
-async function runQuery (command: 'status' | 'nodes', flags: { 'data-dir'?: string, config?: string, json?: boolean, watch?: boolean }): Promise<void> {
+type QueryCommand = 'status' | 'nodes' | 'decisions' | 'optimize'
+
+async function runQuery (command: QueryCommand, flags: { 'data-dir'?: string, config?: string, json?: boolean, watch?: boolean }): Promise<void> {
   const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
+  const render = <T>(body: T, format: (body: T) => string): string =>
+    flags.json === true ? JSON.stringify(body, null, 2) + '\n' : format(body)
   const show = async (): Promise<string> => {
-    if (command === 'status') {
-      const status = await apiGet<StatusView>(api.socketPath, '/api/v1/system/status')
-      return flags.json === true ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status)
+    switch (command) {
+      case 'status':
+        return render(await apiGet<StatusView>(api.socketPath, '/api/v1/system/status'), formatStatus)
+      case 'nodes':
+        return render(await apiGet<NodeView[]>(api.socketPath, '/api/v1/mesh/nodes'), formatNodesTable)
+      case 'decisions':
+        return render(await apiGet<DecisionView[]>(api.socketPath, '/api/v1/ahr/decisions'), formatDecisionsTable)
+      case 'optimize':
+        // The coordinator may be another box, reached over the mesh: allow it longer than a local answer.
+        return render(await apiRequest<OptimizeResponse>(api.socketPath, 'POST', '/api/v1/ahr/optimize', 10_000), formatOptimize)
     }
-    const nodes = await apiGet<NodeView[]>(api.socketPath, '/api/v1/mesh/nodes')
-    return flags.json === true ? JSON.stringify(nodes, null, 2) + '\n' : formatNodesTable(nodes)
   }
   if (flags.watch !== true) {
     process.stdout.write(await show())
@@ -162,6 +176,8 @@ export async function main (argv: string[]): Promise<number> {
         return -1
       case 'status':
       case 'nodes':
+      case 'decisions':
+      case 'optimize':
         await runQuery(command, flags)
         return 0
     }

@@ -3,8 +3,13 @@ import { AgentUnreachableError, ApiError } from './errors.ts'
 
 /** GET a control API path over the agent's Unix socket and parse the JSON answer. */
 export function apiGet<T> (socketPath: string, path: string, timeoutMs = 5_000): Promise<T> {
+  return apiRequest<T>(socketPath, 'GET', path, timeoutMs)
+}
+
+/** Calls the control API over the agent's Unix socket and parses the JSON answer; errors become ApiError. */
+export function apiRequest<T> (socketPath: string, method: 'GET' | 'POST', path: string, timeoutMs = 5_000): Promise<T> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: 'GET', timeout: timeoutMs }, (res) => {
+    const req = request({ socketPath, path, method, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('error', reject)

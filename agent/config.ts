@@ -3,12 +3,13 @@ import { homedir, hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
+import { WorkItemSchema } from '../protocols/work.ts'
 import { ConfigError } from './errors.ts'
 
 /**
  * Configuration comes from four layers, later ones winning: built-in defaults, a JSON file (`--config FILE` or
  * NOODLE_CONFIG), the environment (NOODLE_*), then command-line flags. Each key's environment variable is its
- * dotted path in upper snake case: `membership.deadAfterMs` → NOODLE_MEMBERSHIP_DEAD_AFTER_MS.
+ * dotted path in upper snake case: `membership.probeAfterMs` → NOODLE_MEMBERSHIP_PROBE_AFTER_MS.
  * Everything is validated once, at start, and an error names the key and where its value came from.
  */
 
@@ -65,19 +66,34 @@ export const ConfigSchema = z.strictObject({
     degree: z.int().min(0).max(12)
   }),
   membership: z.strictObject({
-    /** Silence after which a member is suspect. */
-    suspectAfterMs: milliseconds(200, 600_000),
-    /** Silence after which a member is dead (must exceed suspectAfterMs). */
-    deadAfterMs: milliseconds(300, 3_600_000),
+    /** Silence after which a member is pinged: a little over one beacon interval (must exceed health.intervalMs). */
+    probeAfterMs: milliseconds(150, 600_000),
+    /** How long a ping may take; a member that misses two in a row is dead. */
+    probeTimeoutMs: milliseconds(20, 60_000),
+    /** Silence after which a member whose box still accepts connections (a wedged or starved agent) is dead. */
+    unresponsiveAfterMs: milliseconds(1_000, 3_600_000),
     /** How long dead and left members stay listed before they are forgotten (Serf keeps them 24 h). */
     reapAfterMs: milliseconds(1_000, 30 * 86_400_000),
-    /** How often known but unconnected peers are dialled again. */
-    redialIntervalMs: milliseconds(500, 600_000)
-  }).refine((m) => m.deadAfterMs > m.suspectAfterMs, { path: ['deadAfterMs'], message: 'must be greater than membership.suspectAfterMs' }),
+    /** How often known but unconnected peers are dialled again (and how long one dial may take). */
+    redialIntervalMs: milliseconds(250, 600_000)
+  }),
+  coordinator: z.strictObject({
+    /** Whether this node may be elected coordinator (a weak box can opt out). */
+    eligible: z.boolean(),
+    /** Higher wins the election before capability is compared (-1000…1000). */
+    priority: z.int().min(-1000).max(1000),
+    /** How often the coordinator re-evaluates the placement of work, besides on every membership change. */
+    evaluateIntervalMs: milliseconds(500, 3_600_000)
+  }),
+  /** Work configured on this node (its cameras and models); the coordinator may place it elsewhere. */
+  work: z.array(WorkItemSchema).max(32).refine((items) => new Set(items.map((w) => w.id)).size === items.length, 'work ids must be unique'),
   api: z.strictObject({
     /** Defaults to `<dataDir>/agent.sock`. */
     socketPath: z.string().min(1).optional()
   })
+}).refine((c) => c.membership.probeAfterMs > c.health.intervalMs, {
+  path: ['membership', 'probeAfterMs'],
+  message: 'must be greater than health.intervalMs (a member is pinged only once a beacon is late)'
 })
 
 export type Config = z.infer<typeof ConfigSchema>
@@ -104,7 +120,9 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
     mdns: { enabled: true, intervalMs: 60_000 },
     health: { intervalMs: 1_000 },
     gossip: { degree: 0 },
-    membership: { suspectAfterMs: 2_500, deadAfterMs: 5_000, reapAfterMs: 86_400_000, redialIntervalMs: 2_000 },
+    membership: { probeAfterMs: 1_200, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 86_400_000, redialIntervalMs: 1_000 },
+    coordinator: { eligible: true, priority: 0, evaluateIntervalMs: 10_000 },
+    work: [],
     api: {}
   }
 }
@@ -123,10 +141,14 @@ const SETTABLE: Record<string, ValueKind> = {
   'mdns.intervalMs': 'int',
   'health.intervalMs': 'int',
   'gossip.degree': 'int',
-  'membership.suspectAfterMs': 'int',
-  'membership.deadAfterMs': 'int',
+  'membership.probeAfterMs': 'int',
+  'membership.probeTimeoutMs': 'int',
+  'membership.unresponsiveAfterMs': 'int',
   'membership.reapAfterMs': 'int',
   'membership.redialIntervalMs': 'int',
+  'coordinator.eligible': 'boolean',
+  'coordinator.priority': 'int',
+  'coordinator.evaluateIntervalMs': 'int',
   'api.socketPath': 'string'
 }
 

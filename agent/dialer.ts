@@ -15,6 +15,7 @@ interface Target {
 }
 
 const FIRST_BACKOFF_MS = 250
+const DIAL_TIMEOUT_MIN_MS = 1_000
 
 /**
  * libp2p 3 does not dial the peers that discovery finds, nor come back to peers it lost: this does both.
@@ -98,7 +99,9 @@ export class PeerDialer {
     const target = this.targets.get(id)
     if (target == null || target.inFlight || this.node.getConnections(target.peerId).length > 0) return
     target.inFlight = true
-    this.node.dial(target.peerId).then(() => {
+    // A dial into a cut link hangs on SYN retries (1 s, 3 s, 7 s…); give up sooner and retry, so a healed link is
+    // found within about a redial interval.
+    this.node.dial(target.peerId, { signal: AbortSignal.timeout(Math.max(DIAL_TIMEOUT_MIN_MS, this.redialIntervalMs)) }).then(() => {
       target.backoffMs = FIRST_BACKOFF_MS
       this.log.debug({ peer: id }, 'dialled peer')
     }, (err: unknown) => {

@@ -52,3 +52,13 @@ export class ApiError extends NoodleError {
     this.status = status
   }
 }
+
+/** The mesh has no coordinator right now (an election is under way), or it could not be reached. */
+export class NoCoordinatorError extends NoodleError {
+  /** The control API answers 503: try again in a moment. */
+  readonly httpStatus = 503
+
+  constructor (message: string, options?: ErrorOptions) {
+    super('ERR_NO_COORDINATOR', message, options)
+  }
+}

@@ -1,4 +1,5 @@
-import type { NodeView, StatusView } from './views.ts'
+import type { OptimizeResponse } from '../protocols/optimize.ts'
+import type { DecisionView, NodeView, StatusView } from './views.ts'
 
 /** 1536 → "1.5Ki", powers of 1024 like `free -h`. */
 export function formatBytes (bytes: number): string {
@@ -41,14 +42,15 @@ function renderTable (header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join('\n') + '\n'
 }
 
-/** The `noodle nodes` table, like `serf members` / `kubectl get nodes`. */
+/** The `noodle nodes` table, like `serf members` / `kubectl get nodes`; `*` marks the coordinator. */
 export function formatNodesTable (nodes: NodeView[], now = Date.now()): string {
-  const header = ['NAME', 'PEER', 'STATE', 'ROLE', 'ADDRESS', 'CPU', 'MEM', 'LOAD', 'LAST SEEN']
+  const header = ['NAME', 'PEER', 'STATE', 'ROLE', 'TERM', 'ADDRESS', 'CPU', 'MEM', 'LOAD', 'LAST SEEN']
   const rows = nodes.map((n) => [
-    n.name,
+    n.role === 'coordinator' ? `${n.name} *` : n.name,
     shortPeerId(n.peerId),
     n.state,
     n.role,
+    String(n.term),
     formatAddress(n.addrs[0]),
     n.health == null ? '-' : `${n.health.cpuPct.toFixed(0)}%`,
     n.health == null ? '-' : `${formatBytes(n.health.memUsedBytes)}/${formatBytes(n.health.memTotalBytes)}`,
@@ -65,7 +67,33 @@ export function formatStatus (s: StatusView): string {
     ['version', s.version],
     ['uptime', formatAge(s.uptimeS * 1000)],
     ['role', s.role],
-    ['coordinator', s.coordinator ?? '-'],
-    ['members alive', String(s.members)]
+    ['coordinator', s.coordinator == null ? '- (none yet)' : `${s.coordinatorName ?? '?'} (${shortPeerId(s.coordinator)})`],
+    ['term', String(s.term)],
+    ['members alive', String(s.members)],
+    ['loop lag', `${s.loopLagMs} ms`]
   ]).split('\n').slice(1).join('\n')
+}
+
+/** The `noodle decisions` table, newest first. */
+export function formatDecisionsTable (decisions: DecisionView[], now = Date.now()): string {
+  if (decisions.length === 0) return 'no decisions yet\n'
+  const header = ['AGE', 'TERM', 'ACTION', 'WORK', 'TARGET', 'OUTCOME', 'REASON']
+  const rows = decisions.map((d) => [
+    formatAge(now - Date.parse(d.at)),
+    String(d.term),
+    d.action,
+    d.workId,
+    d.targetName ?? shortPeerId(d.target),
+    d.outcome == null ? 'pending' : d.detail != null && d.detail !== '' ? `${d.outcome} (${d.detail})` : d.outcome,
+    d.reason
+  ])
+  return renderTable(header, rows)
+}
+
+/** What `noodle optimize` prints: the coordinator's fresh decisions, or that nothing needs to move. */
+export function formatOptimize (r: OptimizeResponse): string {
+  const head = `coordinator ${shortPeerId(r.coordinator)}, term ${r.term}: `
+  if (r.decisions.length === 0) return head + 'placement unchanged\n'
+  return head + `${r.decisions.length} decision(s)\n` +
+    r.decisions.map((d) => `  ${d.action} ${d.workId} on ${shortPeerId(d.target)}: ${d.reason}\n`).join('')
 }

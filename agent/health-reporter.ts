@@ -1,4 +1,4 @@
-import type { HealthBeacon, Role } from '../protocols/health.ts'
+import type { HealthBeacon } from '../protocols/health.ts'
 import { healthCodec } from '../protocols/health.ts'
 import { TOPICS } from '../protocols/topics.ts'
 import type { HealthSample } from './health.ts'
@@ -16,7 +16,8 @@ export interface HealthReporterComponents {
   version: string
   intervalMs: number
   startedAt: number
-  role: () => Role
+  /** What the node is and does, read afresh for each beacon: role and term, what it can run, its work. */
+  describe: () => Pick<HealthBeacon, 'role' | 'term' | 'eligible' | 'priority' | 'cpus' | 'providers' | 'work' | 'running'>
   /** Called with each beacon this node sends, so the membership table shows self with the same figures. */
   onBeacon: (beacon: HealthBeacon) => void
 }
@@ -74,10 +75,10 @@ export class HealthReporter {
       version: this.c.version,
       startedAt: this.c.startedAt,
       seq: ++this.seq,
-      role: this.c.role(),
       uptimeS: Math.round((Date.now() - this.c.startedAt) / 100) / 10,
       ...this.c.sampler.sample(),
-      addrs: this.announceAddrs()
+      addrs: this.announceAddrs(),
+      ...this.c.describe()
     }
     this.c.onBeacon(beacon)
     this.c.mesh.publish(healthCodec, beacon).catch((err: unknown) => {

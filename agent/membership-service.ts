@@ -1,4 +1,5 @@
 import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { systemEventCodec } from '../protocols/events.ts'
 import type { SystemEvent } from '../protocols/events.ts'
 import { healthCodec } from '../protocols/health.ts'
@@ -25,11 +26,16 @@ export interface MembershipServiceComponents {
   tickMs: number
   /** A member joined or came back: answer with our own beacon. */
   onNews: () => void
+  /** Every valid beacon, after the table took it (the election reads claims from them). */
+  onBeacon: (peerId: string, beacon: HealthBeacon) => void
+  /** Every connection to a member closed: ping it now (a dead process refuses at once). */
+  onDisconnect: () => void
 }
 
 /**
  * Feeds the membership table from the mesh (beacons, leave events, disconnections), keeps every member dialled,
- * records state changes in the store and the log, and announces our own leaving on stop.
+ * cuts the connections of members found dead (a wedged connection would keep the dialler from redialling after a
+ * heal), records state changes in the store and the log, and announces our own leaving on stop.
  */
 export class MembershipService {
   private readonly c: MembershipServiceComponents
@@ -85,6 +91,7 @@ export class MembershipService {
       })
       this.c.onNews()
     }
+    this.c.onBeacon(peerId, beacon)
   }
 
   private onSystemEvent (event: SystemEvent, from: PeerId): void {
@@ -96,10 +103,16 @@ export class MembershipService {
 
   private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
     this.c.membership.observeDisconnect(event.detail.toString())
+    this.c.onDisconnect()
   }
 
   private readonly onChange = ({ member, from, to, reason }: MemberChange): void => {
     this.c.log.info({ peer: member.peerId, name: member.name, from, to, reason }, `member ${member.name} is ${to}`)
+    if (to === 'dead') {
+      for (const connection of this.c.mesh.node.getConnections(peerIdFromString(member.peerId))) {
+        connection.abort(new Error(`member ${member.name} is dead: ${reason}`))
+      }
+    }
     this.c.store.recordEvent('member.state', member.peerId, { name: member.name, from, to, reason })
     this.c.store.saveMembers([member])
   }

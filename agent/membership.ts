@@ -4,18 +4,8 @@ import type { SystemEvent } from '../protocols/events.ts'
 
 export type MemberState = 'alive' | 'suspect' | 'dead' | 'left'
 
-/** The health figures kept per member (the beacon's, less its bookkeeping). */
-export interface MemberHealth {
-  cpuPct: number
-  load1: number
-  memUsedBytes: number
-  memTotalBytes: number
-  diskFreeBytes: number
-  uptimeS: number
-  tempC: number | null
-  accelerators: string[]
-  version: string
-}
+/** What a member's last beacon said about it, less the beacon's bookkeeping (kept on the member itself). */
+export type MemberHealth = Omit<HealthBeacon, 'v' | 'name' | 'startedAt' | 'seq' | 'role' | 'addrs'>
 
 export interface Member {
   peerId: string
@@ -36,18 +26,32 @@ export interface MemberChange {
 }
 
 export interface MembershipOptions {
-  suspectAfterMs: number
-  deadAfterMs: number
+  /** Silence after which a member is pinged. */
+  probeAfterMs: number
+  /** Silence after which a member whose box still accepts connections (a wedged agent) is dead all the same. */
+  unresponsiveAfterMs: number
   reapAfterMs: number
 }
+
+/**
+ * What probing a member came to: its agent answered a ping; only its box did (a TCP connection to its port was
+ * accepted by the kernel, so the process lives but is too slow to answer); nothing answered in time; nothing
+ * listens at its addresses (the process is gone); or our own stall makes the result meaningless.
+ */
+export type ProbeOutcome = 'answered' | 'knocked' | 'timeout' | 'refused' | 'inconclusive'
 
 interface Tracked {
   member: Member
   /** Which run of the member's agent we follow, and its last beacon's counter: they order beacons. */
   startedAt: number
   seq: number
-  /** Start of the current silence: the last beacon, or our own start for members restored from the store. */
+  /** Start of the current silence: the last beacon or answered ping, or our own start for restored members. */
   silentSince: number
+  /** Probes unanswered in a row; a probe in flight (and when it started); one wanted at once; none before. */
+  failedProbes: number
+  probeStartedAt: number | null
+  probeNow: boolean
+  probeNotBefore: number
 }
 
 export interface MembershipEvents {
@@ -56,18 +60,27 @@ export interface MembershipEvents {
 }
 
 export function healthOf (beacon: HealthBeacon): MemberHealth {
-  const { cpuPct, load1, memUsedBytes, memTotalBytes, diskFreeBytes, uptimeS, tempC, accelerators, version } = beacon
-  return { cpuPct, load1, memUsedBytes, memTotalBytes, diskFreeBytes, uptimeS, tempC, accelerators, version }
+  const { v: _v, name: _name, startedAt: _startedAt, seq: _seq, role: _role, addrs: _addrs, ...health } = beacon
+  return health
 }
 
 /**
- * Who is in the mesh and in what state, from health beacons, leave events and connection events:
+ * Who is in the mesh and in what state, from health beacons, pings, leave events and connection events.
+ * Silence alone never kills a member: it only makes us ask (ping), and only unanswered pings or a refused
+ * connection make it dead, so a member that is slow but alive answers and stays.
  *
- *   alive ──(silent suspectAfterMs, or every connection to it closed)──▶ suspect ──(silent deadAfterMs)──▶ dead
- *     ▲                                                                                                      │
- *     └────────────────────────────────── any newer beacon ◀────────────────────────────────────────────────┘
+ *   alive ──(a probe unanswered, or every connection to it closed)──▶ suspect ──(2nd probe unanswered)──▶ dead
+ *     │                                                                                                     ▲
+ *     └───────────────────────────(connection refused: nothing listens any more)────────────────────────────┘
+ *   suspect ──(its box accepts a connection but its agent stays silent for unresponsiveAfterMs)──▶ dead
+ *   suspect/dead ──(a newer beacon, or an answered ping)──▶ alive
+ *
+ * A probe is a libp2p ping and, alongside, a bare TCP connection to the member's port: the kernel accepts that
+ * even when the agent is starved of CPU, so a slow member is told apart from a gone one within the probe.
  *   any state ──(its own signed leave event)──▶ left;  dead/left ──(reapAfterMs)──▶ forgotten
  *
+ * Members silent for `probeAfterMs` (one beacon late), and members whose connections all closed, are handed
+ * out by `takeProbes()`; the caller pings them and reports with `observeProbe()`.
  * Time is passed in (`now`), so the whole table is testable without a clock or a network.
  */
 export class Membership extends EventEmitter<MembershipEvents> {
@@ -82,7 +95,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.options = components.options
     this.now = components.now ?? Date.now
     this.selfId = components.self.peerId
-    this.members.set(this.selfId, { member: { ...components.self, state: 'alive' }, startedAt: 0, seq: 0, silentSince: this.now() })
+    this.members.set(this.selfId, track({ ...components.self, state: 'alive' }, 0, 0, this.now()))
   }
 
   get self (): Member {
@@ -98,7 +111,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     for (const member of members) {
       if (member.peerId === this.selfId || this.members.has(member.peerId)) continue
       const state = member.state === 'alive' ? 'suspect' : member.state
-      this.members.set(member.peerId, { member: { ...member, state }, startedAt: 0, seq: 0, silentSince: now })
+      this.members.set(member.peerId, track({ ...member, state }, 0, 0, now))
     }
   }
 
@@ -132,7 +145,9 @@ export class Membership extends EventEmitter<MembershipEvents> {
       health: healthOf(beacon)
     }
     const news = tracked == null || tracked.startedAt !== beacon.startedAt || tracked.member.state !== 'alive'
-    this.members.set(peerId, { member, startedAt: beacon.startedAt, seq: beacon.seq, silentSince: now })
+    const next = track(member, beacon.startedAt, beacon.seq, now)
+    next.probeStartedAt = tracked?.probeStartedAt ?? null
+    this.members.set(peerId, next)
     this.dirty.add(peerId)
     if (tracked == null) {
       member.state = 'alive'
@@ -152,24 +167,81 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.transition(peerId, 'left', 'said it is leaving')
   }
 
-  /** Every connection to the member closed: suspect at once; silence alone decides when it is dead. */
+  /** Every connection to the member closed: suspect at once, and ping it at once (a dead process refuses). */
   observeDisconnect (peerId: string): void {
-    if (this.members.get(peerId)?.member.state === 'alive') this.transition(peerId, 'suspect', 'disconnected')
+    const tracked = this.members.get(peerId)
+    if (tracked == null || peerId === this.selfId || tracked.member.state !== 'alive') return
+    tracked.probeNow = true
+    this.transition(peerId, 'suspect', 'disconnected')
   }
 
-  /** Applies the timeouts; call it a few times per suspect interval. */
+  /**
+   * Members to ping now: those silent for `probeAfterMs × scale`, suspects (a second ping decides), and those
+   * that just disconnected; never two pings in flight to one member. `scale` ≥ 1 widens the wait while our
+   * own event loop lags (Lifeguard): we may simply not have read their beacons yet.
+   */
+  takeProbes (scale = 1): string[] {
+    const now = this.now()
+    const due: string[] = []
+    for (const [peerId, tracked] of this.members) {
+      const { state } = tracked.member
+      if (peerId === this.selfId || tracked.probeStartedAt != null || (state !== 'alive' && state !== 'suspect')) continue
+      if (now < tracked.probeNotBefore) continue
+      if (tracked.probeNow || state === 'suspect' || now - tracked.silentSince >= this.options.probeAfterMs * scale) {
+        tracked.probeNow = false
+        tracked.probeStartedAt = now
+        due.push(peerId)
+      }
+    }
+    return due
+  }
+
+  /** The ping handed out by `takeProbes()` came back. */
+  observeProbe (peerId: string, outcome: ProbeOutcome): void {
+    const tracked = this.members.get(peerId)
+    if (tracked?.probeStartedAt == null) return
+    const startedAt = tracked.probeStartedAt
+    tracked.probeStartedAt = null
+    const { state } = tracked.member
+    if (state !== 'alive' && state !== 'suspect') return
+    const now = this.now()
+    if (outcome === 'answered') {
+      tracked.silentSince = now
+      tracked.failedProbes = 0
+      this.transition(peerId, 'alive', 'answered a ping')
+    } else if (tracked.silentSince > startedAt || outcome === 'inconclusive') {
+      // A beacon arrived while the ping was out (the member spoke, whatever the ping says), or we stalled.
+    } else if (outcome === 'knocked') {
+      // Alive but starved (CPU, swap): it keeps its suspect mark and is asked again later, not hammered.
+      tracked.failedProbes = 0
+      tracked.probeNotBefore = now + this.options.probeAfterMs
+      const silence = now - tracked.silentSince
+      if (silence >= this.options.unresponsiveAfterMs) this.transition(peerId, 'dead', `unresponsive for ${Math.round(silence / 1000)} s, though its box accepts connections`)
+      else this.transition(peerId, 'suspect', 'slow: its box accepts connections, its agent does not answer')
+    } else if (outcome === 'refused') {
+      this.transition(peerId, 'dead', 'connection refused: nothing listens at its addresses')
+    } else if (++tracked.failedProbes >= 2) {
+      this.transition(peerId, 'dead', `${tracked.failedProbes} pings unanswered`)
+    } else {
+      this.transition(peerId, 'suspect', 'a ping unanswered')
+    }
+  }
+
+  /**
+   * Our own event loop stalled for `ms` (the process was descheduled, or something blocked it): nothing could be
+   * heard meanwhile, so that time does not count as anyone's silence.
+   */
+  forgiveStall (ms: number): void {
+    for (const tracked of this.members.values()) tracked.silentSince += ms
+  }
+
+  /** Forgets dead and left members after `reapAfterMs`; call it now and then. */
   tick (): void {
     const now = this.now()
-    const { suspectAfterMs, deadAfterMs, reapAfterMs } = this.options
+    const { reapAfterMs } = this.options
     for (const [peerId, tracked] of this.members) {
-      if (peerId === this.selfId) continue
-      const silence = now - tracked.silentSince
       const { state } = tracked.member
-      if ((state === 'alive' || state === 'suspect') && silence >= deadAfterMs) {
-        this.transition(peerId, 'dead', `silent for ${silence} ms`)
-      } else if (state === 'alive' && silence >= suspectAfterMs) {
-        this.transition(peerId, 'suspect', `silent for ${silence} ms`)
-      } else if ((state === 'dead' || state === 'left') && now - tracked.member.lastSeen >= reapAfterMs) {
+      if ((state === 'dead' || state === 'left') && now - tracked.member.lastSeen >= reapAfterMs) {
         this.members.delete(peerId)
         this.dirty.delete(peerId)
         this.emit('reap', tracked.member)
@@ -203,6 +275,12 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return out
   }
 
+  /** The member's silence so far (ms), for tests and views. */
+  silenceOf (peerId: string): number | undefined {
+    const tracked = this.members.get(peerId)
+    return tracked == null ? undefined : this.now() - tracked.silentSince
+  }
+
   private transition (peerId: string, to: MemberState, reason: string): void {
     const tracked = this.members.get(peerId)
     if (tracked == null || tracked.member.state === to) return
@@ -211,4 +289,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.dirty.add(peerId)
     this.emit('change', { member: tracked.member, from, to, reason })
   }
+}
+
+function track (member: Member, startedAt: number, seq: number, silentSince: number): Tracked {
+  return { member, startedAt, seq, silentSince, failedProbes: 0, probeStartedAt: null, probeNow: false, probeNotBefore: 0 }
 }

@@ -29,8 +29,46 @@ const MIGRATIONS: ReadonlyArray<{ version: number, sql: string }> = [
       );
       CREATE INDEX events_at ON events (at);
     `
+  },
+  {
+    version: 2,
+    sql: `
+      CREATE TABLE state (
+        key   TEXT PRIMARY KEY,              -- e.g. election.term
+        value TEXT NOT NULL                  -- JSON
+      );
+      CREATE TABLE decisions (
+        id          TEXT PRIMARY KEY,
+        term        INTEGER NOT NULL,
+        coordinator TEXT NOT NULL,           -- peer id of the coordinator that decided
+        target      TEXT NOT NULL,           -- peer id of the node told to act
+        action      TEXT NOT NULL,           -- run | stop
+        work_id     TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        at          INTEGER NOT NULL,        -- when it was decided (ms since the epoch)
+        outcome     TEXT,                    -- applied | rejected | stale; null until the target answers
+        detail      TEXT,
+        outcome_at  INTEGER
+      );
+      CREATE INDEX decisions_at ON decisions (at);
+    `
   }
 ]
+
+/** A decision as the store keeps it: what was decided and, once the target answered, what came of it. */
+export interface DecisionRecord {
+  id: string
+  term: number
+  coordinator: string
+  target: string
+  action: string
+  workId: string
+  reason: string
+  at: number
+  outcome: string | null
+  detail: string | null
+  outcomeAt: number | null
+}
 
 export interface StoredEvent {
   id: number
@@ -50,7 +88,7 @@ interface PeerRow {
   health: string | null
 }
 
-/** How long the event log keeps an event, and how often old ones are dropped. */
+/** How long the event log keeps an event (and the decision log a decision), and how often old ones are dropped. */
 const EVENT_RETENTION_MS = 30 * 86_400_000
 const PRUNE_INTERVAL_MS = 3_600_000
 
@@ -86,12 +124,22 @@ export class Store {
         ON CONFLICT (peer_id) DO UPDATE SET name = excluded.name, state = excluded.state, role = excluded.role,
           addrs = excluded.addrs, last_seen = excluded.last_seen, health = excluded.health, updated_at = excluded.updated_at`),
       deletePeer: this.db.prepare('DELETE FROM peers WHERE peer_id = ?'),
-      insertEvent: this.db.prepare('INSERT INTO events (at, type, peer_id, data) VALUES (?, ?, ?, ?)')
+      insertEvent: this.db.prepare('INSERT INTO events (at, type, peer_id, data) VALUES (?, ?, ?, ?)'),
+      putState: this.db.prepare('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      getState: this.db.prepare<[string], { value: string }>('SELECT value FROM state WHERE key = ?'),
+      insertDecision: this.db.prepare(`
+        INSERT OR IGNORE INTO decisions (id, term, coordinator, target, action, work_id, reason, at)
+        VALUES (@id, @term, @coordinator, @target, @action, @workId, @reason, @at)`),
+      setOutcome: this.db.prepare('UPDATE decisions SET outcome = ?, detail = ?, outcome_at = ? WHERE id = ?')
     }
   }
 
   start (): void {
-    const prune = () => { this.pruneEvents(Date.now() - EVENT_RETENTION_MS) }
+    const prune = () => {
+      const before = Date.now() - EVENT_RETENTION_MS
+      this.pruneEvents(before)
+      this.db.prepare('DELETE FROM decisions WHERE at < ?').run(before)
+    }
     prune()
     this.pruneTimer = setInterval(prune, PRUNE_INTERVAL_MS).unref()
   }
@@ -156,6 +204,46 @@ export class Store {
 
   recordEvent (type: string, peerId: string | null, data: unknown, at = Date.now()): void {
     this.statements.insertEvent.run(at, type, peerId, JSON.stringify(data))
+  }
+
+  /** A small piece of agent state that must survive restarts (the election term). */
+  putState (key: string, value: unknown): void {
+    this.statements.putState.run(key, JSON.stringify(value))
+  }
+
+  getState<T> (key: string): T | undefined {
+    const row = this.statements.getState.get(key)
+    return row == null ? undefined : JSON.parse(row.value) as T
+  }
+
+  /** Records a decision (issued by us, or addressed to us); a repeat of a known id is ignored. */
+  recordDecision (d: Omit<DecisionRecord, 'outcome' | 'detail' | 'outcomeAt'>): void {
+    this.statements.insertDecision.run(d)
+  }
+
+  recordOutcome (id: string, outcome: string, detail: string, at = Date.now()): void {
+    this.statements.setOutcome.run(outcome, detail, at, id)
+  }
+
+  /** Newest first. */
+  decisions (limit = 100): DecisionRecord[] {
+    const rows = this.db.prepare('SELECT * FROM decisions ORDER BY at DESC, id DESC LIMIT ?').all(limit) as Array<{
+      id: string, term: number, coordinator: string, target: string, action: string, work_id: string, reason: string,
+      at: number, outcome: string | null, detail: string | null, outcome_at: number | null
+    }>
+    return rows.map((r) => ({
+      id: r.id,
+      term: r.term,
+      coordinator: r.coordinator,
+      target: r.target,
+      action: r.action,
+      workId: r.work_id,
+      reason: r.reason,
+      at: r.at,
+      outcome: r.outcome,
+      detail: r.detail,
+      outcomeAt: r.outcome_at
+    }))
   }
 
   /** Newest first. */

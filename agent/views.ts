@@ -1,4 +1,5 @@
 import type { Member, MemberHealth } from './membership.ts'
+import type { DecisionRecord } from './store.ts'
 
 /**
  * The bodies of the control API. The CLI's `--json` prints them unchanged, so scripts can use either; their
@@ -10,28 +11,41 @@ export interface StatusView {
   version: string
   uptimeS: number
   role: string
+  /** The coordinator's peer id and name, or null while there is none. */
   coordinator: string | null
+  coordinatorName: string | null
+  /** The election term this node knows: the coordinator's, or the last one while there is none. */
+  term: number
   /** Members alive now, self included. */
   members: number
+  /** How late this agent's own timers run lately (ms); failure detection widens its timeouts with it. */
+  loopLagMs: number
 }
 
 export interface NodeView {
   peerId: string
   name: string
   state: string
+  /** "coordinator" for the coordinator this node recognises, else "member". */
   role: string
+  /** The highest term the member said it knows (0 before its first beacon). */
+  term: number
+  /** Ids of the work it runs now. */
+  running: string[]
   addrs: string[]
   lastSeen: string
   health: Pick<MemberHealth, 'cpuPct' | 'load1' | 'memUsedBytes' | 'memTotalBytes' | 'diskFreeBytes' | 'uptimeS'> | null
 }
 
-export function nodeView (member: Member): NodeView {
+export function nodeView (member: Member, coordinator: string | null): NodeView {
   const h = member.health
   return {
     peerId: member.peerId,
     name: member.name,
     state: member.state,
-    role: member.role,
+    role: member.peerId === coordinator ? 'coordinator' : 'member',
+    term: h?.term ?? 0,
+    running: h?.running ?? [],
     addrs: member.addrs,
     lastSeen: new Date(member.lastSeen).toISOString(),
     health: h == null
@@ -57,4 +71,37 @@ export interface GossipView {
    * own refusals (signature, seqno, from) as "envelope/<error>".
    */
   rejected: Record<string, number>
+}
+
+/** One decision (`GET /api/v1/ahr/decisions`), as issued by the coordinator or received by this node. */
+export interface DecisionView {
+  id: string
+  term: number
+  coordinator: string
+  target: string
+  /** The target's name where this node knows it. */
+  targetName: string | null
+  action: string
+  workId: string
+  reason: string
+  at: string
+  /** applied | rejected | stale, or null until the target answers. */
+  outcome: string | null
+  detail: string | null
+}
+
+export function decisionView (d: DecisionRecord, names: ReadonlyMap<string, string>): DecisionView {
+  return {
+    id: d.id,
+    term: d.term,
+    coordinator: d.coordinator,
+    target: d.target,
+    targetName: names.get(d.target) ?? null,
+    action: d.action,
+    workId: d.workId,
+    reason: d.reason,
+    at: new Date(d.at).toISOString(),
+    outcome: d.outcome,
+    detail: d.detail
+  }
 }

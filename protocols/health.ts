@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
 import { TOPICS } from './topics.ts'
+import { WorkItemSchema } from './work.ts'
 
 export const ROLES = ['member', 'coordinator'] as const
 export type Role = typeof ROLES[number]
@@ -31,10 +32,20 @@ export const HealthBeaconSchema = z.object({
   /** Accelerator devices present, e.g. "nvidia", "dri", "apex" (Coral), "hailo". */
   accelerators: z.array(z.string().min(1).max(32)).max(16),
   /** Where to reach the node (multiaddrs without the /p2p part), so members that heard of it can dial it. */
-  addrs: z.array(z.string().min(1).max(200)).max(8)
+  addrs: z.array(z.string().min(1).max(200)).max(8),
+  /** CPU cores, and the inference back ends it has ("cpu", "cuda", "webgpu"…): what it can run. */
+  cpus: z.int().min(1).max(4096),
+  providers: z.array(z.string().min(1).max(32)).max(8),
+  /** Election: the highest term the node knows, whether it may coordinate, and its configured priority. */
+  term: count,
+  eligible: z.boolean(),
+  priority: z.int().min(-1000).max(1000),
+  /** Work configured on the node (its home), and the ids of the work it runs now. */
+  work: z.array(WorkItemSchema).max(32),
+  running: z.array(z.string().min(1).max(63)).max(64)
 })
 
 export type HealthBeacon = z.infer<typeof HealthBeaconSchema>
 
-/** A beacon is a few hundred bytes; 4 KiB leaves room to grow and refuses anything absurd. */
-export const healthCodec = jsonCodec(TOPICS.nodeHealth, 4096, 1, HealthBeaconSchema)
+/** A beacon is a few hundred bytes, plus ~150 per work item; 16 KiB holds 32 items and refuses anything absurd. */
+export const healthCodec = jsonCodec(TOPICS.nodeHealth, 16 * 1024, 1, HealthBeaconSchema)

@@ -4,8 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { apiGet } from '../agent/client.ts'
-import type { GossipView, NodeView, StatusView } from '../agent/views.ts'
+import { apiGet, apiRequest } from '../agent/client.ts'
+import type { DecisionView, GossipView, NodeView, StatusView } from '../agent/views.ts'
+import type { OptimizeResponse } from '../protocols/optimize.ts'
 import { ensureDataDir, generateSwarmKey, loadOrCreateIdentity } from '../identity/keys.ts'
 
 /**
@@ -46,6 +47,8 @@ export interface StartOptions {
   /** Reuse a data dir (restart); default `<root>/<name>`. */
   dataDir?: string
   logLevel?: string
+  /** Settings written to `<dataDir>/noodle.json` and passed with --config (work items, coordinator priority…). */
+  config?: Record<string, unknown>
 }
 
 export async function startAgent (o: StartOptions): Promise<AgentProcess> {
@@ -56,6 +59,11 @@ export async function startAgent (o: StartOptions): Promise<AgentProcess> {
   for (const l of o.listen ?? ['/ip4/127.0.0.1/tcp/0']) args.push('--listen', l)
   for (const b of o.bootstrap ?? []) args.push('--bootstrap', b)
   if (o.mdns !== true) args.push('--no-mdns')
+  if (o.config != null) {
+    const file = join(dataDir, 'noodle.json')
+    writeFileSync(file, JSON.stringify(o.config))
+    args.push('--config', file)
+  }
   const [command, argv] = o.netns == null
     ? [BIN, args]
     : ['ip', ['netns', 'exec', o.netns, BIN, ...args]]
@@ -92,6 +100,18 @@ export async function startAgent (o: StartOptions): Promise<AgentProcess> {
 export const status = (a: AgentProcess) => apiGet<StatusView>(a.socketPath, '/api/v1/system/status')
 export const nodes = (a: AgentProcess) => apiGet<NodeView[]>(a.socketPath, '/api/v1/mesh/nodes')
 export const gossip = (a: AgentProcess) => apiGet<GossipView>(a.socketPath, '/api/v1/mesh/gossip')
+export const decisions = (a: AgentProcess) => apiGet<DecisionView[]>(a.socketPath, '/api/v1/ahr/decisions')
+export const optimize = (a: AgentProcess) => apiRequest<OptimizeResponse>(a.socketPath, 'POST', '/api/v1/ahr/optimize', 10_000)
+
+/** The coordinator and term every one of `agents` reports, when they all report the same one; else undefined. */
+export async function agreedCoordinator (agents: AgentProcess[]): Promise<{ coordinator: string, term: number } | undefined> {
+  const seen = await Promise.all(agents.map(status))
+  const first = seen[0]
+  if (first?.coordinator == null) return undefined
+  return seen.every((s) => s.coordinator === first.coordinator && s.term === first.term)
+    ? { coordinator: first.coordinator, term: first.term }
+    : undefined
+}
 
 /** The agent's bootstrap address for others: its first listen address with its peer id. */
 export async function bootstrapAddr (a: AgentProcess): Promise<string> {

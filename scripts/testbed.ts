@@ -2,6 +2,12 @@
 import { execFileSync, spawn } from 'node:child_process'
 import type { ChildProcess, SpawnOptions } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { agreedCoordinator, allSee, bootstrapAddr, startAgent, stopAgents, waitFor, writeSwarmKey } from './agents.ts'
+import type { AgentProcess, StartOptions } from './agents.ts'
 
 /**
  * Hosts in Linux network namespaces on one virtual switch, for tests and benchmarks of what crosses a network:
@@ -41,10 +47,10 @@ export class Testbed {
     return `10.77.0.${i + 1}`
   }
 
-  /** Creates `count` hosts on the switch. Removes whatever it made if any step fails. */
+  /** Creates `count` hosts on the switch. Removes whatever it made if any step fails, or if we are interrupted. */
   create (count: number): this {
     this.created = true
-    process.once('exit', this.destroy)
+    onExitOrSignal(this.destroy)
     try {
       ip('netns', 'add', this.switchNs)
       ip('-n', this.switchNs, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0')
@@ -119,7 +125,7 @@ export class Testbed {
   readonly destroy = (): void => {
     if (!this.created) return
     this.created = false
-    process.off('exit', this.destroy)
+    offExitOrSignal(this.destroy)
     this.bridges.clear()
     for (const ns of [...this.hosts, this.switchNs]) {
       try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'pipe' }) } catch { /* already gone */ }
@@ -132,15 +138,52 @@ function ip (...args: string[]): void {
   execFileSync('ip', args, { stdio: 'pipe' })
 }
 
+/**
+ * Cleanups to run however the process ends: normal exit, or SIGINT/SIGTERM/SIGHUP (whose default action would end
+ * the process without any 'exit' handler running, leaving namespaces and agents behind).
+ */
+const cleanups = new Set<() => void>()
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+
+function runCleanups (): void {
+  for (const fn of [...cleanups].reverse()) {
+    try { fn() } catch { /* best effort: the others still run */ }
+  }
+  cleanups.clear()
+}
+
+function onSignal (signal: NodeJS.Signals): void {
+  runCleanups()
+  for (const s of SIGNALS) process.off(s, onSignal)
+  // Die of the same signal, as the default action would have.
+  process.kill(process.pid, signal)
+}
+
+function onExitOrSignal (fn: () => void): void {
+  if (cleanups.size === 0) {
+    process.once('exit', runCleanups)
+    for (const s of SIGNALS) process.on(s, onSignal)
+  }
+  cleanups.add(fn)
+}
+
+function offExitOrSignal (fn: () => void): void {
+  cleanups.delete(fn)
+  if (cleanups.size === 0) {
+    process.off('exit', runCleanups)
+    for (const s of SIGNALS) process.off(s, onSignal)
+  }
+}
+
 /** One host with loopback only, for agents that must find each other on "localhost" by mDNS. */
 export function loopbackHost (prefix = `nd${randomBytes(3).toString('hex')}`): { ns: string, destroy: () => void } {
   const ns = `${prefix}-lo`
   ip('netns', 'add', ns)
   const destroy = (): void => {
-    process.off('exit', destroy)
+    offExitOrSignal(destroy)
     try { execFileSync('ip', ['netns', 'del', ns], { stdio: 'pipe' }) } catch { /* already gone */ }
   }
-  process.once('exit', destroy)
+  onExitOrSignal(destroy)
   try {
     ip('-n', ns, 'link', 'set', 'lo', 'up', 'multicast', 'on')
     ip('-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', 'lo')
@@ -149,4 +192,144 @@ export function loopbackHost (prefix = `nd${randomBytes(3).toString('hex')}`): {
     throw err
   }
   return { ns, destroy }
+}
+
+export interface AgentBedOptions {
+  hosts: number
+  /** Extra environment for every agent (timings), and per-host config (work, priority). */
+  env?: Record<string, string>
+  config?: (host: number) => Record<string, unknown> | undefined
+  logLevel?: string
+  /** Where data dirs go; default a fresh temporary folder, removed on destroy. */
+  root?: string
+}
+
+/**
+ * A Testbed with one agent per host, joined through host 0 (no mDNS, so that only the links we cut matter):
+ * what the election tests and benchmarks run on. Agents are reached through their API sockets, which live on
+ * the shared filesystem, so the test process itself stays outside every namespace.
+ */
+export class AgentBed {
+  readonly net: Testbed
+  readonly agents: AgentProcess[] = []
+  readonly root: string
+  private readonly options: AgentBedOptions
+  private readonly ownsRoot: boolean
+  private swarmKey = ''
+
+  private constructor (options: AgentBedOptions) {
+    this.options = options
+    this.net = new Testbed()
+    this.ownsRoot = options.root == null
+    this.root = options.root ?? mkdtempSync(join(tmpdir(), 'nb-'))
+  }
+
+  /** Creates the hosts, starts every agent and waits until all see all alive and agree on a coordinator. */
+  static async start (options: AgentBedOptions): Promise<AgentBed> {
+    const bed = new AgentBed(options)
+    onExitOrSignal(bed.killAll)
+    try {
+      bed.net.create(options.hosts)
+      bed.swarmKey = writeSwarmKey(join(bed.root, 'swarm.key'))
+      bed.agents.push(await startAgent(bed.startOptions(0, [])))
+      const boot = await bootstrapAddr(bed.agents[0] as AgentProcess)
+      const rest = await Promise.all(Array.from({ length: options.hosts - 1 }, (_, i) => startAgent(bed.startOptions(i + 1, [boot]))))
+      bed.agents.push(...rest)
+      await waitFor('every agent to see every other alive', () => allSee(bed.agents, bed.agents, 'alive'), 60_000, 100)
+      await waitFor('one agreed coordinator', () => agreedCoordinator(bed.agents), 30_000, 50)
+    } catch (err) {
+      await bed.destroy()
+      throw err
+    }
+    return bed
+  }
+
+  private startOptions (host: number, bootstrap: string[]): StartOptions {
+    return {
+      root: this.root,
+      name: `host-${host}`,
+      swarmKeyFile: this.swarmKey,
+      netns: this.net.hosts[host],
+      listen: ['/ip4/0.0.0.0/tcp/4001'],
+      bootstrap,
+      env: this.options.env,
+      config: this.options.config?.(host),
+      logLevel: this.options.logLevel ?? 'info'
+    }
+  }
+
+  /** The agents still running. */
+  get live (): AgentProcess[] {
+    return this.agents.filter((a) => a.child.exitCode == null && a.child.signalCode == null)
+  }
+
+  indexOf (peerId: string): number {
+    return this.agents.findIndex((a) => a.peerId === peerId)
+  }
+
+  /** Kills host `i`'s agent (SIGKILL: no leave message, sockets closed by the kernel) and waits for it to go. */
+  async kill (i: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const agent = this.agents[i] as AgentProcess
+    agent.child.kill(signal)
+    await agent.exited
+  }
+
+  /** Starts host `i`'s agent again, with its data dir (same identity, same stored members and term). */
+  async restart (i: number): Promise<AgentProcess> {
+    const agent = await startAgent({ ...this.startOptions(i, []), dataDir: (this.agents[i] as AgentProcess).dataDir })
+    this.agents[i] = agent
+    return agent
+  }
+
+  cut (i: number): void { this.net.cut(i) }
+  heal (i: number): void { this.net.heal(i) }
+  partition (groups: number[][]): void { this.net.partition(groups) }
+  healAll (): void { this.net.healAll() }
+  netem (i: number, delay: string, loss?: string): void { this.net.netem(i, delay, loss) }
+
+  /** Stops every agent politely (then by force), removes the namespaces and the data dirs. */
+  async destroy (): Promise<void> {
+    await stopAgents(this.live)
+    offExitOrSignal(this.killAll)
+    this.net.destroy()
+    if (this.ownsRoot) rmSync(this.root, { recursive: true, force: true })
+  }
+
+  /** On interrupt: no time for politeness, and namespaces live on while a process is inside. */
+  private readonly killAll = (): void => {
+    for (const a of this.live) a.child.kill('SIGKILL')
+    if (this.ownsRoot) rmSync(this.root, { recursive: true, force: true })
+  }
+}
+
+const USAGE = `Usage: node scripts/testbed.ts [--hosts N]
+
+Starts N hosts (default 5) in network namespaces, an agent on each, and waits; Ctrl-C removes everything.
+Meanwhile, from another shell:  bin/noodle nodes --data-dir <root>/host-0
+                                ip netns exec <prefix>-h2 …   (run anything on a host)
+`
+
+/** `node scripts/testbed.ts`: a mesh of namespaced hosts to explore by hand. */
+async function main (): Promise<void> {
+  const { values } = parseArgs({ options: { hosts: { type: 'string', default: '5' }, help: { type: 'boolean' } } })
+  const hosts = Number(values.hosts)
+  if (values.help === true || !Number.isInteger(hosts) || hosts < 1 || hosts > 200) {
+    process.stdout.write(USAGE)
+    return
+  }
+  const reason = Testbed.unavailableReason()
+  if (reason != null) throw new Error(reason)
+  const bed = await AgentBed.start({ hosts })
+  const agreed = await agreedCoordinator(bed.agents)
+  process.stdout.write(`${hosts} hosts up (namespaces ${bed.net.prefix}-h0…), data dirs under ${bed.root}\n` +
+    `coordinator: host-${bed.indexOf(agreed?.coordinator ?? '')}, term ${agreed?.term ?? '?'}\n` +
+    `try: bin/noodle nodes --data-dir ${bed.root}/host-0\nCtrl-C to tear down\n`)
+  await new Promise(() => {})
+}
+
+if (import.meta.main) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`testbed: ${(err as Error).message}\n`)
+    process.exitCode = 1
+  })
 }

@@ -49,7 +49,7 @@ t.test('precedence: flags over environment over file over defaults', async (t) =
   t.equal(c.health.intervalMs, 900, 'env beats file')
   t.same(c.listen, ['/ip4/127.0.0.1/tcp/1', '/ip4/127.0.0.1/tcp/2'], 'env lists are comma-separated')
   t.equal(c.bootstrap.length, 1)
-  t.equal(c.membership.deadAfterMs, 5000, 'untouched nested keys keep their defaults')
+  t.equal(c.membership.probeAfterMs, 1200, 'untouched nested keys keep their defaults')
   t.equal(loadConfig({ env: {}, flags: { 'no-mdns': true } }).mdns.enabled, false, '--no-mdns')
   t.equal(loadConfig({ env: { NOODLE_MDNS_ENABLED: 'off' } }).mdns.enabled, false, 'booleans read off/on')
   t.equal(loadConfig({ env: {}, flags: { config: file } }).name, 'from-file', '--config FILE')
@@ -67,9 +67,12 @@ t.test('bad values name the key and where the value came from', async (t) => {
     ['boolean env', () => loadConfig({ env: { NOODLE_MDNS_ENABLED: 'maybe' } }), 'mdns.enabled', /true or false/],
     ['out of range', () => loadConfig({ env: { NOODLE_HEALTH_INTERVAL_MS: '5' } }), 'health.intervalMs', />=100/],
     ['gossip degree', () => loadConfig({ env: { NOODLE_GOSSIP_DEGREE: '40' } }), 'gossip.degree', /<=12.*NOODLE_GOSSIP_DEGREE/],
-    ['dead before suspect', () => loadConfig({ env: { NOODLE_MEMBERSHIP_SUSPECT_AFTER_MS: '4000', NOODLE_MEMBERSHIP_DEAD_AFTER_MS: '3000' } }), 'membership.deadAfterMs', /greater than membership.suspectAfterMs/],
+    ['probe before a beacon is due', () => loadConfig({ env: { NOODLE_MEMBERSHIP_PROBE_AFTER_MS: '900' } }), 'membership.probeAfterMs', /greater than health.intervalMs/],
+    ['coordinator priority', () => loadConfig({ env: { NOODLE_COORDINATOR_PRIORITY: '5000' } }), 'coordinator.priority', /<=1000.*NOODLE_COORDINATOR_PRIORITY/],
+    ['work item', () => loadConfig({ env: {}, flags: { config: join(dir, 'work.json') } }), 'work[0].accelerator', /work\.json/],
     ['socket path too long', () => loadConfig({ env: {}, flags: { 'data-dir': '/' + 'd'.repeat(120) } }), 'dataDir', /107/]
   ]
+  writeFileSync(join(dir, 'work.json'), JSON.stringify({ work: [{ id: 'cam-1', kind: 'camera', accelerator: 'lots' }] }))
   for (const [label, fn, key, message] of cases) {
     const err = configError(fn)
     t.equal(err.key, key, `${label}: names ${key}`)
@@ -85,4 +88,7 @@ t.test('bad values name the key and where the value came from', async (t) => {
   t.match(configError(() => loadConfig({ env: {}, flags: { config: write('arr.json', '[]') } })).message, /JSON object/)
   t.match(configError(() => loadConfig({ env: {}, flags: { config: join(dir, 'missing.json') } })).message, /cannot read/)
   t.equal(configError(() => loadConfig({ env: {}, flags: { config: write('w.json', '{"health":{"intervalMs":"1s"}}') } })).key, 'health.intervalMs')
+  const twice = configError(() => loadConfig({ env: {}, flags: { config: write('dup.json', '{"work":[{"id":"a","kind":"model"},{"id":"a","kind":"camera"}]}') } }))
+  t.equal(twice.key, 'work', 'work ids must be unique')
+  t.match(twice.message, /unique/)
 })

@@ -9,11 +9,9 @@ import { readSwarmKey } from '../../identity/keys.ts'
 import { healthCodec } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
 import { tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
 
-const beacon = (seq: number): HealthBeacon => ({
-  v: 1, name: 'a', version: '0', startedAt: 1, seq, role: 'member', uptimeS: 1, cpuPct: 1, load1: 0,
-  memUsedBytes: 1, memTotalBytes: 2, diskFreeBytes: 3, tempC: null, accelerators: [], addrs: []
-})
+const beacon = (seq: number): HealthBeacon => sampleBeacon({ name: 'a', seq })
 
 /** The peers `mesh` forwards a topic to (gossipsub has the method; its exported type does not list it). */
 const meshPeers = (mesh: Mesh): string[] =>

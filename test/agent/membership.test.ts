@@ -2,8 +2,9 @@ import t from 'tap'
 import { Membership } from '../../agent/membership.ts'
 import type { Member, MemberChange } from '../../agent/membership.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
 
-const options = { suspectAfterMs: 1000, deadAfterMs: 3000, reapAfterMs: 60_000 }
+const options = { probeAfterMs: 1000, unresponsiveAfterMs: 10_000, reapAfterMs: 60_000 }
 
 function setup () {
   let now = 1_000_000
@@ -14,27 +15,96 @@ function setup () {
   return { table, changes, advance: (ms: number) => { now += ms; table.tick() }, now: () => now }
 }
 
-const beacon = (name: string, startedAt: number, seq: number, addrs: string[] = []): HealthBeacon => ({
-  v: 1, name, version: '0.1.0', startedAt, seq, role: 'member', uptimeS: 1, cpuPct: 1, load1: 0,
-  memUsedBytes: 1, memTotalBytes: 2, diskFreeBytes: 3, tempC: null, accelerators: [], addrs
-})
+const beacon = (name: string, startedAt: number, seq: number, addrs: string[] = []): HealthBeacon => sampleBeacon({ name, startedAt, seq, addrs })
 
-t.test('beacons make members alive; silence makes them suspect, then dead; a beacon brings them back', async (t) => {
+t.test('silence gets a member pinged; unanswered pings make it suspect, then dead; a beacon brings it back', async (t) => {
   const { table, changes, advance } = setup()
   t.equal(table.observeBeacon('p1', beacon('one', 1, 1, ['/ip4/10.0.0.9/tcp/4001'])), true, 'a new member is news')
   t.equal(table.observeBeacon('p1', beacon('one', 1, 2)), false, 'the next beacon is not')
   t.same(table.get('p1')?.addrs, ['/ip4/10.0.0.9/tcp/4001'], 'addresses are kept when a beacon has none')
   advance(999)
-  t.equal(table.get('p1')?.state, 'alive')
+  t.same(table.takeProbes(), [], 'not pinged while its next beacon is due')
   advance(1)
-  t.equal(table.get('p1')?.state, 'suspect', 'suspect after suspectAfterMs of silence')
-  advance(1999)
-  t.equal(table.get('p1')?.state, 'suspect')
-  advance(1)
-  t.equal(table.get('p1')?.state, 'dead', 'dead after deadAfterMs of silence')
+  t.same(table.takeProbes(), ['p1'], 'pinged after probeAfterMs of silence')
+  t.same(table.takeProbes(), [], 'one ping in flight at a time')
+  advance(60_000)
+  t.equal(table.get('p1')?.state, 'alive', 'silence alone never kills')
+  table.observeProbe('p1', 'timeout')
+  t.equal(table.get('p1')?.state, 'suspect', 'an unanswered ping: suspect')
+  t.same(table.takeProbes(), ['p1'], 'a suspect is pinged again at once')
+  table.observeProbe('p1', 'timeout')
+  t.equal(table.get('p1')?.state, 'dead', 'two unanswered pings in a row: dead')
+  t.same(table.takeProbes(), [], 'the dead are not pinged')
+  table.observeProbe('p1', 'answered')
+  t.equal(table.get('p1')?.state, 'dead', 'a result nobody asked for is ignored')
   t.equal(table.observeBeacon('p1', beacon('one', 1, 3)), true, 'coming back from dead is news')
   t.equal(table.get('p1')?.state, 'alive')
   t.same(changes, ['one:new->alive', 'one:alive->suspect', 'one:suspect->dead', 'one:dead->alive'])
+})
+
+t.test('an answered ping clears suspicion; a refused connection is death; a beacon during a ping outranks it', async (t) => {
+  const { table, advance } = setup()
+  table.observeBeacon('p1', beacon('one', 1, 1))
+  table.observeBeacon('p2', beacon('two', 1, 1))
+  advance(1000)
+  t.same(table.takeProbes().sort(), ['p1', 'p2'])
+  table.observeProbe('p1', 'timeout')
+  t.same(table.takeProbes(), ['p1'])
+  table.observeProbe('p1', 'answered')
+  t.equal(table.get('p1')?.state, 'alive', 'answered: alive again')
+  t.equal(table.silenceOf('p1'), 0, 'and its silence starts over')
+  advance(10)
+  table.observeBeacon('p2', beacon('two', 1, 2))
+  table.observeProbe('p2', 'timeout')
+  t.equal(table.get('p2')?.state, 'alive', 'a beacon arrived while the ping was out: the timeout does not count')
+  advance(1000)
+  t.same(table.takeProbes().sort(), ['p1', 'p2'])
+  table.observeProbe('p2', 'refused')
+  t.equal(table.get('p2')?.state, 'dead', 'nothing listens at its addresses: dead at once')
+  table.observeProbe('p1', 'answered')
+  table.observeDisconnect('p1')
+  t.equal(table.get('p1')?.state, 'suspect', 'every connection closed: suspect')
+  t.same(table.takeProbes(), ['p1'], 'and pinged at once, silent or not')
+})
+
+t.test('a starved member (its box accepts connections) stays suspect until unresponsiveAfterMs; our own stall proves nothing', async (t) => {
+  const { table, advance } = setup()
+  table.observeBeacon('p1', beacon('one', 1, 1))
+  advance(1000)
+  t.same(table.takeProbes(), ['p1'])
+  table.observeProbe('p1', 'knocked')
+  t.equal(table.get('p1')?.state, 'suspect', 'slow: suspect')
+  t.same(table.takeProbes(), [], 'and not probed again at once')
+  advance(999)
+  t.same(table.takeProbes(), [])
+  advance(1)
+  t.same(table.takeProbes(), ['p1'], 'but after probeAfterMs')
+  table.observeProbe('p1', 'timeout')
+  t.same(table.takeProbes(), ['p1'], 'an unanswered probe after a knock is the first of two')
+  table.observeProbe('p1', 'knocked')
+  t.equal(table.get('p1')?.state, 'suspect', 'knocks never add up to death…')
+  advance(8000)
+  t.same(table.takeProbes(), ['p1'])
+  table.observeProbe('p1', 'knocked')
+  t.equal(table.get('p1')?.state, 'dead', '…until it has been silent for unresponsiveAfterMs')
+  table.observeBeacon('p2', beacon('two', 1, 1))
+  advance(1000)
+  t.same(table.takeProbes(), ['p2'])
+  table.observeProbe('p2', 'inconclusive')
+  t.equal(table.get('p2')?.state, 'alive', 'an inconclusive probe changes nothing')
+  t.same(table.takeProbes(), ['p2'], 'and the member is probed again')
+})
+
+t.test('a stall of our own is forgiven, and our own lag widens the wait (Lifeguard)', async (t) => {
+  const { table, advance } = setup()
+  table.observeBeacon('p1', beacon('one', 1, 1))
+  advance(3000)
+  table.forgiveStall(2500)
+  t.same(table.takeProbes(), [], 'silence during our stall does not count')
+  advance(500)
+  t.same(table.takeProbes(3), [], 'with 3× lag the wait is 3× probeAfterMs')
+  advance(2000)
+  t.same(table.takeProbes(3), ['p1'])
 })
 
 t.test('stale and replayed beacons are ignored; a restart is news', async (t) => {
@@ -58,7 +128,9 @@ t.test('a leave is final for that run, a disconnect makes an alive member suspec
   t.equal(table.observeBeacon('p1', beacon('one', 10, 2)), false, 'a late beacon of the run that left does not resurrect it')
   t.equal(table.get('p1')?.state, 'left')
   advance(5000)
-  t.equal(table.get('p1')?.state, 'left', 'left members are never declared dead')
+  t.same(table.takeProbes(), ['p2'], 'left members are never pinged')
+  table.observeProbe('p2', 'refused')
+  t.equal(table.get('p1')?.state, 'left')
   table.observeLeave('p2', { v: 1, type: 'member.leave', at: 1, startedAt: 9 })
   t.equal(table.get('p2')?.state, 'dead', 'a leave from an older run is ignored')
   table.observeLeave('unknown', { v: 1, type: 'member.leave', at: 1, startedAt: 9 })
@@ -78,6 +150,8 @@ t.test('dead and left members are reaped after reapAfterMs', async (t) => {
   table.on('reap', (m) => { reaped.push(m.name) })
   table.observeBeacon('p1', beacon('one', 1, 1))
   advance(3000)
+  table.takeProbes()
+  table.observeProbe('p1', 'refused')
   t.equal(table.get('p1')?.state, 'dead')
   advance(56_999)
   t.ok(table.get('p1'), 'kept while under reapAfterMs')
@@ -94,10 +168,11 @@ t.test('restored members are not vouched for, and are timed from the restart', a
   t.equal(table.get('p1')?.state, 'suspect', 'alive before the restart: suspect until heard from')
   t.equal(table.get('p2')?.state, 'left')
   t.equal(table.self.state, 'alive', 'a stored record of ourselves never overrides self')
-  advance(2999)
+  advance(60_000)
   t.equal(table.get('p1')?.state, 'suspect', 'the restart itself does not make it dead')
-  advance(1)
-  t.equal(table.get('p1')?.state, 'dead')
+  t.same(table.takeProbes(), ['p1'], 'it is pinged to find out')
+  table.observeProbe('p1', 'answered')
+  t.equal(table.get('p1')?.state, 'alive')
 })
 
 t.test('list, count, self updates and dirty tracking', async (t) => {

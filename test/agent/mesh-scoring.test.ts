@@ -10,6 +10,7 @@ import { healthCodec } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { bareNode } from '../helpers/bare-node.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
 
 // Gossipsub's IP-colocation penalty graylists peers once more than 10 share an IP: 15 peers on one host were all
 // silenced. The mesh turns that penalty off; this fails if it ever comes back.
@@ -39,10 +40,7 @@ t.test('fifteen peers behind one IP get in at once, and are all heard', async (t
   let seq = 0
   await waitFor('a beacon from every publisher', async () => {
     seq++
-    await Promise.all(publishers.map((p, i) => p.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode({
-      v: 1, name: `pub-${i}`, version: '0', startedAt: 1, seq, role: 'member', uptimeS: 1, cpuPct: 1, load1: 0,
-      memUsedBytes: 1, memTotalBytes: 2, diskFreeBytes: 3, tempC: null, accelerators: [], addrs: []
-    }))))
+    await Promise.all(publishers.map((p, i) => p.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(sampleBeacon({ name: `pub-${i}`, seq })))))
     return heardAfterWarmUp.size === publishers.length
   }, 10_000, 250)
   t.equal(heardAfterWarmUp.size, 15)

@@ -2,19 +2,21 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t from 'tap'
 import { createLogger } from '../../agent/logger.ts'
+import { healthOf } from '../../agent/membership.ts'
 import type { Member } from '../../agent/membership.ts'
 import { Store } from '../../agent/store.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
 
 const log = createLogger('silent')
 const member = (peerId: string, state: Member['state'] = 'alive'): Member => ({
   peerId, name: `n-${peerId}`, state, role: 'member', addrs: ['/ip4/10.0.0.1/tcp/4001'], lastSeen: 1234,
-  health: { cpuPct: 1, load1: 0.1, memUsedBytes: 1, memTotalBytes: 2, diskFreeBytes: 3, uptimeS: 4, tempC: null, accelerators: [], version: '0.1.0' }
+  health: healthOf(sampleBeacon({ uptimeS: 4, load1: 0.1 }))
 })
 
 t.test('migrates once, in WAL mode, and keeps members and events across reopen', async (t) => {
   const path = join(t.testdir(), 'noodle.db')
   const store = new Store({ path, log })
-  t.equal(store.schemaVersion, 1)
+  t.equal(store.schemaVersion, 2)
   store.saveMembers([member('a'), member('b', 'dead')])
   store.saveMembers([{ ...member('a'), state: 'left', health: null }])
   store.recordEvent('member.state', 'a', { to: 'left' }, 1000)
@@ -28,7 +30,7 @@ t.test('migrates once, in WAL mode, and keeps members and events across reopen',
 
   const again = new Store({ path, log })
   t.teardown(() => { again.close() })
-  t.equal(again.schemaVersion, 1, 'reopening does not migrate again')
+  t.equal(again.schemaVersion, 2, 'reopening does not migrate again')
   const members = again.loadMembers().sort((x, y) => x.peerId.localeCompare(y.peerId))
   t.same(members.map((m) => [m.peerId, m.state]), [['a', 'left'], ['b', 'dead']], 'upserts replace')
   t.equal(members[0]?.health, null)
@@ -42,12 +44,37 @@ t.test('migrates once, in WAL mode, and keeps members and events across reopen',
   t.same(again.loadMembers().map((m) => m.peerId), ['b'])
 })
 
-t.test('started, it drops events older than 30 days; stopped, it closes', async (t) => {
+t.test('keeps state across reopen, and decisions with their outcomes', async (t) => {
+  const path = join(t.testdir(), 'noodle.db')
+  const store = new Store({ path, log })
+  t.equal(store.getState('election.term'), undefined)
+  store.putState('election.term', 4)
+  store.putState('election.term', 5)
+  const d = { id: 'd1', term: 5, coordinator: 'c', target: 'a', action: 'run', workId: 'cam', reason: 'r', at: 10 }
+  store.recordDecision(d)
+  store.recordDecision({ ...d, reason: 'a repeat is ignored' })
+  store.recordDecision({ ...d, id: 'd2', at: 20 })
+  store.recordOutcome('d1', 'applied', 'started', 30)
+  store.recordOutcome('unknown', 'applied', '', 30)
+  store.close()
+  const again = new Store({ path, log })
+  t.teardown(() => { again.close() })
+  t.equal(again.getState('election.term'), 5)
+  t.same(again.decisions(), [
+    { ...d, id: 'd2', at: 20, outcome: null, detail: null, outcomeAt: null },
+    { ...d, outcome: 'applied', detail: 'started', outcomeAt: 30 }
+  ], 'newest first, outcomes attached')
+})
+
+t.test('started, it drops events and decisions older than 30 days; stopped, it closes', async (t) => {
   const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
+  store.recordDecision({ id: 'old', term: 1, coordinator: 'c', target: 'a', action: 'run', workId: 'w', reason: 'r', at: Date.now() - 31 * 86_400_000 })
+  store.recordDecision({ id: 'new', term: 1, coordinator: 'c', target: 'a', action: 'run', workId: 'w', reason: 'r', at: Date.now() })
   store.recordEvent('old', null, {}, Date.now() - 31 * 86_400_000)
   store.recordEvent('recent', null, {}, Date.now() - 29 * 86_400_000)
   store.start()
   t.same(store.events().map((e) => e.type), ['recent'])
+  t.same(store.decisions().map((d) => d.id), ['new'])
   store.stop()
   t.throws(() => store.events(), 'closed after stop')
 })

@@ -6,9 +6,8 @@ export * from '../../scripts/agents.ts'
 /** Fast timings so tests do not wait out production defaults; the logic is the same. */
 export const FAST_TIMINGS: Record<string, string> = {
   NOODLE_HEALTH_INTERVAL_MS: '500',
-  NOODLE_MEMBERSHIP_SUSPECT_AFTER_MS: '1500',
-  NOODLE_MEMBERSHIP_DEAD_AFTER_MS: '3000',
-  NOODLE_MEMBERSHIP_REDIAL_INTERVAL_MS: '1000'
+  NOODLE_MEMBERSHIP_PROBE_AFTER_MS: '700',
+  NOODLE_MEMBERSHIP_REDIAL_INTERVAL_MS: '500'
 }
 
 /** An agent process with the test timings. */

@@ -2,12 +2,14 @@ import t from 'tap'
 import { systemEventCodec } from '../../protocols/events.ts'
 import { healthCodec } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
 
-const good: HealthBeacon = {
-  v: 1, name: 'pi-1', version: '0.1.0', startedAt: 1_700_000_000_000, seq: 3, role: 'member', uptimeS: 12.5,
-  cpuPct: 12.3, load1: 0.5, memUsedBytes: 100, memTotalBytes: 200, diskFreeBytes: 300, tempC: 48.2,
-  accelerators: ['dri'], addrs: ['/ip4/10.0.0.2/tcp/4001']
-}
+const good: HealthBeacon = sampleBeacon({
+  name: 'pi-1', startedAt: 1_700_000_000_000, seq: 3, uptimeS: 12.5, cpuPct: 12.3, load1: 0.5, memUsedBytes: 100,
+  memTotalBytes: 200, diskFreeBytes: 300, tempC: 48.2, accelerators: ['dri'], addrs: ['/ip4/10.0.0.2/tcp/4001'],
+  work: [{ id: 'cam-door', kind: 'camera', source: 'rtsp://10.0.0.9/s', pinned: false, cpuPct: 40, memMB: 200, accelerator: 'preferred' }],
+  running: ['cam-door']
+})
 const enc = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
 
 t.test('a health beacon round-trips', async (t) => {
@@ -26,7 +28,7 @@ t.test('each class of bad beacon is refused with its reason', async (t) => {
     ['null', enc(null), 'malformed'],
     ['future version', enc({ ...good, v: 2 }), 'unknown-version', /v=2/],
     ['string version', enc({ ...good, v: '1' }), 'unknown-version'],
-    ['oversized', enc({ ...good, name: 'n'.repeat(5000) }), 'oversized', /exceeds 4096/],
+    ['oversized', enc({ ...good, name: 'n'.repeat(17_000) }), 'oversized', /exceeds 16384/],
     ['cpu over 100', enc({ ...good, cpuPct: 101 }), 'invalid', /^cpuPct:/],
     ['negative memory', enc({ ...good, memUsedBytes: -1 }), 'invalid', /^memUsedBytes:/],
     ['fractional bytes', enc({ ...good, diskFreeBytes: 1.5 }), 'invalid', /^diskFreeBytes:/],

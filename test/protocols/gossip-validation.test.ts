@@ -6,26 +6,10 @@ import { healthCodec } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { bareNode } from '../helpers/bare-node.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
 import { bootstrapAddr, gossip, stopAgents, nodes, startAgent, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 
-const beacon = (overrides: Partial<HealthBeacon> = {}): HealthBeacon => ({
-  v: 1,
-  name: 'rogue',
-  version: '0.0.1',
-  startedAt: Date.now(),
-  seq: 1,
-  role: 'member',
-  uptimeS: 1,
-  cpuPct: 5,
-  load1: 0.1,
-  memUsedBytes: 1,
-  memTotalBytes: 2,
-  diskFreeBytes: 3,
-  tempC: null,
-  accelerators: [],
-  addrs: [],
-  ...overrides
-})
+const beacon = (overrides: Partial<HealthBeacon> = {}): HealthBeacon => sampleBeacon({ name: 'rogue', startedAt: Date.now(), ...overrides })
 
 t.test('malformed, oversized, unknown-version, invalid and unsigned gossip is refused and counted', async (t) => {
   const root = tempDir(t)

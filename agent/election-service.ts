@@ -1,0 +1,90 @@
+import type { HealthBeacon } from '../protocols/health.ts'
+import { candidateOf, compareCandidates } from './election.ts'
+import type { Candidate, Election, ElectionChange } from './election.ts'
+import type { Logger } from './logger.ts'
+import type { Membership } from './membership.ts'
+import type { Store } from './store.ts'
+
+/** Re-evaluation backstop, besides every membership change and claim: it ends the settle wait on time. */
+const EVALUATE_INTERVAL_MS = 250
+export const TERM_STATE_KEY = 'election.term'
+
+export interface ElectionServiceComponents {
+  election: Election
+  membership: Membership
+  store: Store
+  log: Logger
+  /** How this node ranks (from config and the box). */
+  self: () => Candidate
+  /** The coordinator changed: beacon at once, so a claim (or stepping down) is heard within a round trip. */
+  onChange: (change: ElectionChange) => void
+}
+
+/** Feeds the election from beacons and membership changes, and persists and logs its outcome. */
+export class ElectionService {
+  private readonly c: ElectionServiceComponents
+  private timer: NodeJS.Timeout | undefined
+
+  constructor (components: ElectionServiceComponents) {
+    this.c = components
+  }
+
+  start (): void {
+    this.c.membership.on('change', this.evaluate)
+    this.c.election.on('change', this.onElectionChange)
+    this.timer = setInterval(this.evaluate, EVALUATE_INTERVAL_MS)
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+    this.c.membership.off('change', this.evaluate)
+    this.c.election.off('change', this.onElectionChange)
+  }
+
+  /** A member's beacon: a coordinator's renews (or makes) its claim; a member's says it holds none. */
+  observeBeacon (peerId: string, beacon: HealthBeacon): void {
+    if (beacon.role === 'coordinator') this.observeClaim(peerId, beacon.term)
+    else this.c.election.observeRelease(peerId)
+  }
+
+  /**
+   * `peerId` coordinates `term`, by its own signed word (a beacon or a decision). Only a live, eligible member
+   * can hold a term: anything else claiming one (a buggy or rogue peer) is ignored.
+   */
+  observeClaim (peerId: string, term: number): void {
+    const claimant = this.c.membership.get(peerId)
+    if (claimant == null || (claimant.state !== 'alive' && claimant.state !== 'suspect') || candidateOf(claimant)?.eligible !== true) return
+    const clash = this.c.election.observeClaim(peerId, term, this.rank)
+    this.evaluate(clash)
+  }
+
+  /** Orders two peer ids by the election's ranking, best first; members we know nothing of rank last. */
+  readonly rank = (a: string, b: string): number => {
+    const ca = this.candidate(a)
+    const cb = this.candidate(b)
+    if (ca == null || cb == null) return ca != null ? -1 : cb != null ? 1 : a < b ? -1 : 1
+    return compareCandidates(ca, cb)
+  }
+
+  private candidate (peerId: string): Candidate | null {
+    if (peerId === this.c.membership.self.peerId) return this.c.self()
+    const member = this.c.membership.get(peerId)
+    return member == null ? null : candidateOf(member)
+  }
+
+  private readonly evaluate = (clash: unknown = false): void => {
+    this.c.election.evaluate(this.c.membership.list(), this.c.self(), clash === true)
+  }
+
+  private readonly onElectionChange = (change: ElectionChange): void => {
+    const { term, coordinator, previous, reason } = change
+    const { store, membership, log } = this.c
+    store.putState(TERM_STATE_KEY, term)
+    if (coordinator === previous) return
+    const name = coordinator == null ? null : membership.get(coordinator)?.name ?? coordinator
+    log.info({ term, coordinator, previous, reason }, coordinator == null ? `no coordinator (term ${term}): ${reason}` : `coordinator is ${name ?? '?'} (term ${term}): ${reason}`)
+    store.recordEvent('coordinator.change', coordinator, { term, previous, reason })
+    membership.updateSelf({ role: coordinator === membership.self.peerId ? 'coordinator' : 'member' })
+    this.c.onChange(change)
+  }
+}

@@ -1,0 +1,136 @@
+import { EventEmitter } from 'node:events'
+import type { Member } from './membership.ts'
+
+/** What the election needs to know of a member: from its beacons (self: from config and the sampler). */
+export interface Candidate {
+  peerId: string
+  eligible: boolean
+  priority: number
+  /** Static facts only (never load), so the ranking does not flap: see `capabilityOf`. */
+  capability: number
+}
+
+const GiB = 1024 ** 3
+
+/** Accelerators first, then cores, then memory: what makes a box a good orchestrator and a good fallback. */
+export function capabilityOf (health: { accelerators: string[], cpus: number, memTotalBytes: number }): number {
+  return health.accelerators.length * 10_000 + health.cpus * 100 + Math.floor(health.memTotalBytes / GiB)
+}
+
+/** Orders candidates best first: eligible, then higher priority, then higher capability, then lower peer id. */
+export function compareCandidates (a: Candidate, b: Candidate): number {
+  if (a.eligible !== b.eligible) return a.eligible ? -1 : 1
+  return b.priority - a.priority || b.capability - a.capability || (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0)
+}
+
+export function candidateOf (member: Member): Candidate | null {
+  const h = member.health
+  // Members restored from an older store may lack the fields; their next beacon brings them.
+  if (h == null || typeof h.cpus !== 'number') return null
+  return { peerId: member.peerId, eligible: h.eligible, priority: h.priority, capability: capabilityOf(h) }
+}
+
+export interface ElectionChange {
+  term: number
+  coordinator: string | null
+  /** Only set when the coordinator changed. */
+  previous: string | null
+  reason: string
+}
+
+export interface ElectionEvents {
+  change: [ElectionChange]
+}
+
+/**
+ * Who coordinates, by term. Every member computes the same answer from the membership it sees:
+ *
+ * - The rightful coordinator is the best-ranked member that is alive or suspect (eligible, then priority, then
+ *   capability, then peer id). When it is us and we do not hold the current term, we claim `term + 1` (higher
+ *   than any term we know of), and our beacons, sent at once and then every interval, carry the claim: they are
+ *   the lease, and it lapses when failure detection declares us dead.
+ * - A claim with a higher term always wins: whoever held a lower one steps down on seeing it.
+ * - Two claims of the same term (two partitions healed, or a race) are settled by rank: the better claimant
+ *   claims again with `term + 1`, so each term ends up with one coordinator that everyone agrees on.
+ * - A fresh agent waits `settleUntil` before claiming, so that it learns the mesh's term and members first.
+ *
+ * The term is persisted by the caller, so a restart never reuses an old one. See docs/election.md.
+ */
+export class Election extends EventEmitter<ElectionEvents> {
+  private readonly selfId: string
+  private readonly now: () => number
+  private readonly settleUntil: number
+  private currentTerm: number
+  private holder: string | null = null
+
+  constructor (components: { selfId: string, term: number, settleUntil: number, now?: () => number }) {
+    super()
+    this.selfId = components.selfId
+    this.currentTerm = components.term
+    this.settleUntil = components.settleUntil
+    this.now = components.now ?? Date.now
+  }
+
+  get term (): number {
+    return this.currentTerm
+  }
+
+  /** The coordinator of the current term, or null while there is none (it died, or nobody has claimed yet). */
+  get coordinator (): string | null {
+    return this.holder
+  }
+
+  get isCoordinator (): boolean {
+    return this.holder === this.selfId
+  }
+
+  /**
+   * `peerId` says it coordinates `term` (its beacon, or a decision it signed). `rank` orders two peer ids, best
+   * first, for when two claim the same term. Returns true on such a clash: pass it to `evaluate`.
+   */
+  observeClaim (peerId: string, term: number, rank: (a: string, b: string) => number): boolean {
+    if (term < this.currentTerm || this.holder === peerId) return false
+    if (term > this.currentTerm || this.holder == null) {
+      this.set(term, peerId, 'claimed')
+      return false
+    }
+    // Two claims of one term: the better-ranked one stands for now, and claims term + 1 when it evaluates.
+    if (rank(peerId, this.holder) < 0) this.set(term, peerId, 'a better-ranked member claimed the same term')
+    return true
+  }
+
+  /** The coordinator says it no longer coordinates (a beacon as a member: it restarted, or stepped down). */
+  observeRelease (peerId: string): void {
+    if (this.holder === peerId && peerId !== this.selfId) this.set(this.currentTerm, null, 'the coordinator stepped down')
+  }
+
+  /**
+   * Re-evaluates after any membership change: drops a coordinator that is dead or gone, and claims when we are
+   * the rightful coordinator. `clash` is set when a member that is not the holder claims the current term (our
+   * cue, if we rank best, to claim past it). Returns true when we just claimed.
+   */
+  evaluate (members: Member[], self: Candidate, clash = false): boolean {
+    const live = members.filter((m) => m.state === 'alive' || m.state === 'suspect' || m.peerId === this.selfId)
+    if (this.holder != null && this.holder !== this.selfId && !live.some((m) => m.peerId === this.holder)) {
+      this.set(this.currentTerm, null, 'the coordinator is gone')
+    }
+    const candidates = live.flatMap((m) => {
+      if (m.peerId === this.selfId) return [self]
+      const c = candidateOf(m)
+      return c == null ? [] : [c]
+    }).filter((c) => c.eligible).sort(compareCandidates)
+    const best = candidates[0]
+    if (best?.peerId !== this.selfId || this.now() < this.settleUntil) return false
+    if (this.holder === this.selfId && !clash) return false
+    const highest = Math.max(this.currentTerm, ...members.map((m) => m.health?.term ?? 0))
+    this.set(highest + 1, this.selfId, this.holder == null ? 'no coordinator: we rank best' : clash ? 'settling two claims of one term' : 'we rank best')
+    return true
+  }
+
+  private set (term: number, holder: string | null, reason: string): void {
+    const previous = this.holder
+    this.currentTerm = term
+    this.holder = holder
+    this.emit('change', { term, coordinator: holder, previous, reason })
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * How late this process's own timers run: the Lifeguard idea. When our event loop lags (the box is saturated,
+ * or something blocked us), other members' beacons sit unread in our sockets and look like silence; a lagging
+ * member therefore widens its own timeouts before it accuses anyone, and forgives a stall outright.
+ */
+export class LoopLag {
+  /** Worst lateness seen lately (ms); decays so that ~10 s after the lag ends it is forgotten. */
+  private recentMs = 0
+  private last: number | null = null
+  private readonly now: () => number
+  private readonly expectedMs: number
+
+  constructor (components: { expectedMs: number, now?: () => number }) {
+    this.expectedMs = components.expectedMs
+    this.now = components.now ?? (() => performance.now())
+  }
+
+  /**
+   * Call once per expected interval; returns how long the loop stalled beyond it (ms, 0 when on time).
+   */
+  sample (): number {
+    const now = this.now()
+    const late = this.last == null ? 0 : Math.max(0, now - this.last - this.expectedMs)
+    this.last = now
+    this.recentMs = Math.max(late, this.recentMs * DECAY_PER_SAMPLE)
+    return late
+  }
+
+  /** The current lag, for status views. */
+  get ms (): number {
+    return Math.round(this.recentMs)
+  }
+
+  /** How much to widen our timeouts: 1 when on time, +1 per 100 ms of recent lag, at most 8 (as memberlist). */
+  get scale (): number {
+    return Math.min(MAX_SCALE, 1 + this.recentMs / 100)
+  }
+}
+
+const DECAY_PER_SAMPLE = 0.99
+const MAX_SCALE = 8

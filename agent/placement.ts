@@ -1,0 +1,105 @@
+import type { WorkItem } from '../protocols/work.ts'
+
+/** A live node as the placement sees it (from its last beacon). */
+export interface NodeCapacity {
+  peerId: string
+  accelerators: number
+  cpus: number
+  /** Whole-box CPU use now, 0–100 (it includes the work the node already runs). */
+  cpuPct: number
+  memFreeBytes: number
+  running: readonly string[]
+}
+
+/** A piece of work and its home: the node it is configured on, where its data is. */
+export interface HomedWork {
+  item: WorkItem
+  home: string
+}
+
+export interface Placement {
+  workId: string
+  /** Where it should run; null when no live node can take it. */
+  node: string | null
+  reason: string
+}
+
+/** A node takes new work while its projected CPU stays under this; work it already runs stays until it passes the second. */
+export const TAKE_LIMIT_PCT = 80
+export const KEEP_LIMIT_PCT = 90
+/** An accelerator does most of the work: the share of the CPU estimate that stays on the CPU. */
+const ACCELERATED_CPU_SHARE = 0.25
+const MiB = 1024 * 1024
+
+/** Scores: an accelerator for work that wants one beats locality, which beats staying put, which beats headroom. */
+const SCORE = { accelerator: 100, home: 50, incumbent: 30, headroomPerPct: 0.25 }
+
+function accelerated (item: WorkItem, node: NodeCapacity): boolean {
+  return item.accelerator !== 'none' && node.accelerators > 0
+}
+
+/** The work's share of the node's CPU (0–100 of the whole box). */
+function costPct (item: WorkItem, node: NodeCapacity): number {
+  return (item.cpuPct * (accelerated(item, node) ? ACCELERATED_CPU_SHARE : 1)) / node.cpus
+}
+
+/**
+ * Decides where every piece of work runs, greedily, hardest first (work that needs an accelerator, then the
+ * heaviest). For each, among the live nodes allowed to run it (its home if pinned; accelerators only if required)
+ * that have headroom, the best scores: an accelerator when the work wants one, then its home (the frames are
+ * there), then where it already runs (moves are not free), then the most headroom; ties go to the lower peer id,
+ * so every coordinator computes the same placement from the same view. Work whose node died or went over
+ * KEEP_LIMIT_PCT is moved; work nobody can take stays where it is, or goes home, or is left unplaced.
+ */
+export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[]): Placement[] {
+  const load = new Map(nodes.map((n) => [n.peerId, n.cpuPct]))
+  const memFree = new Map(nodes.map((n) => [n.peerId, n.memFreeBytes]))
+  const order = [...work].sort((a, b) =>
+    needRank(a.item) - needRank(b.item) || b.item.cpuPct - a.item.cpuPct || (a.item.id < b.item.id ? -1 : 1))
+  const placements: Placement[] = []
+  for (const { item, home } of order) {
+    const incumbents = nodes.filter((n) => n.running.includes(item.id))
+    const allowed = nodes.filter((n) => (!item.pinned || n.peerId === home) && (item.accelerator !== 'required' || n.accelerators > 0))
+    let best: { node: NodeCapacity, score: number, projected: number } | null = null
+    for (const node of allowed) {
+      const incumbent = incumbents.includes(node)
+      const projected = (load.get(node.peerId) ?? 0) + (incumbent ? 0 : costPct(item, node))
+      const fits = incumbent
+        ? projected <= KEEP_LIMIT_PCT
+        : projected <= TAKE_LIMIT_PCT && (memFree.get(node.peerId) ?? 0) >= item.memMB * MiB
+      if (!fits) continue
+      const score = (accelerated(item, node) ? SCORE.accelerator : 0) + (node.peerId === home ? SCORE.home : 0) +
+        (incumbent ? SCORE.incumbent : 0) + (100 - projected) * SCORE.headroomPerPct
+      if (best == null || score > best.score || (score === best.score && node.peerId < best.node.peerId)) {
+        best = { node, score, projected }
+      }
+    }
+    if (best == null) {
+      const fallback = incumbents.find((n) => allowed.includes(n))?.peerId ?? (allowed.some((n) => n.peerId === home) ? home : null)
+      placements.push({ workId: item.id, node: fallback, reason: allowed.length === 0 ? 'no live node may run it' : 'no live node has headroom' })
+      continue
+    }
+    const chosen = best.node
+    const stays = incumbents.includes(chosen)
+    if (!stays) {
+      load.set(chosen.peerId, best.projected)
+      memFree.set(chosen.peerId, (memFree.get(chosen.peerId) ?? 0) - item.memMB * MiB)
+      for (const old of incumbents) load.set(old.peerId, (load.get(old.peerId) ?? 0) - costPct(item, old))
+    }
+    placements.push({ workId: item.id, node: chosen.peerId, reason: reasonFor(item, chosen, home, stays, incumbents) })
+  }
+  return placements
+}
+
+function needRank (item: WorkItem): number {
+  return item.accelerator === 'required' ? 0 : item.accelerator === 'preferred' ? 1 : 2
+}
+
+function reasonFor (item: WorkItem, chosen: NodeCapacity, home: string, stays: boolean, incumbents: NodeCapacity[]): string {
+  if (stays) return 'already runs there, with headroom'
+  const why = accelerated(item, chosen)
+    ? 'accelerator with headroom'
+    : chosen.peerId === home ? 'at home, where its data is' : 'most headroom'
+  if (incumbents.length > 0) return `${why}; its node is over ${KEEP_LIMIT_PCT}% CPU or a better fit appeared`
+  return why
+}

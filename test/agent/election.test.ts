@@ -1,0 +1,115 @@
+import t from 'tap'
+import { Election, capabilityOf, compareCandidates } from '../../agent/election.ts'
+import type { Candidate, ElectionChange } from '../../agent/election.ts'
+import type { Member, MemberState } from '../../agent/membership.ts'
+import { healthOf } from '../../agent/membership.ts'
+import type { HealthBeacon } from '../../protocols/health.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
+
+function member (peerId: string, state: MemberState = 'alive', beacon: Partial<HealthBeacon> = {}): Member {
+  return { peerId, name: peerId, state, role: 'member', addrs: [], lastSeen: 0, health: healthOf(sampleBeacon(beacon)) }
+}
+
+const candidate = (m: Member): Candidate => ({
+  peerId: m.peerId,
+  eligible: m.health?.eligible ?? false,
+  priority: m.health?.priority ?? 0,
+  capability: capabilityOf(m.health ?? { accelerators: [], cpus: 1, memTotalBytes: 0 })
+})
+
+/** One node's election, with a clock, over a membership the test edits. */
+function node (selfId: string, members: Member[], { term = 0, settleUntil = 0 } = {}) {
+  let now = 1_000
+  const election = new Election({ selfId, term, settleUntil, now: () => now })
+  const changes: string[] = []
+  election.on('change', (c: ElectionChange) => { changes.push(`${c.coordinator ?? 'none'}@${c.term}`) })
+  const self = () => candidate(members.find((m) => m.peerId === selfId) as Member)
+  const rank = (a: string, b: string) => compareCandidates(
+    candidate(members.find((m) => m.peerId === a) as Member), candidate(members.find((m) => m.peerId === b) as Member))
+  return {
+    election,
+    changes,
+    evaluate: (clash = false) => election.evaluate(members, self(), clash),
+    claim: (peerId: string, claimTerm: number) => election.observeClaim(peerId, claimTerm, rank),
+    advance: (ms: number) => { now += ms }
+  }
+}
+
+t.test('ranking: eligible, then priority, then capability, then the lower peer id', async (t) => {
+  const c = (peerId: string, eligible: boolean, priority: number, capability: number): Candidate => ({ peerId, eligible, priority, capability })
+  const sorted = [c('a', false, 9, 9), c('b', true, 0, 1), c('c', true, 1, 0), c('d', true, 0, 5), c('e', true, 0, 5)].sort(compareCandidates)
+  t.same(sorted.map((x) => x.peerId), ['c', 'd', 'e', 'b', 'a'])
+  t.ok(capabilityOf({ accelerators: ['nvidia'], cpus: 1, memTotalBytes: 0 }) > capabilityOf({ accelerators: [], cpus: 64, memTotalBytes: 512 * 1024 ** 3 }),
+    'an accelerator outweighs any number of cores and memory')
+})
+
+t.test('the best-ranked member claims term + 1 once settled; the others follow its claim', async (t) => {
+  const members = [member('a'), member('b', 'alive', { priority: 5 }), member('c')]
+  const b = node('b', members, { term: 3, settleUntil: 2_000 })
+  const a = node('a', members, { term: 3 })
+  t.equal(b.evaluate(), false, 'no claim while settling')
+  b.advance(1_000)
+  t.equal(b.evaluate(), true, 'claims once settled')
+  t.equal(b.election.term, 4, 'one above the highest term it knows')
+  t.ok(b.election.isCoordinator)
+  t.equal(b.evaluate(), false, 'holding: nothing more to do')
+  t.equal(a.evaluate(), false, 'a is not the best: it waits for a claim')
+  t.equal(a.election.coordinator, null)
+  a.claim('b', 4)
+  t.equal(a.election.coordinator, 'b')
+  t.equal(a.election.term, 4)
+  t.same(a.changes, ['b@4'])
+})
+
+t.test('a claim above every term anyone reported, and ineligible members never claim', async (t) => {
+  const members = [member('a', 'alive', { term: 9 }), member('b', 'alive', { eligible: false, priority: 100 })]
+  const a = node('a', members, { term: 2 })
+  t.equal(a.evaluate(), true)
+  t.equal(a.election.term, 10, 'above the term 9 in a beacon')
+  const b = node('b', members)
+  t.equal(b.evaluate(), false, 'an ineligible member never claims, whatever its priority')
+})
+
+t.test('a higher term always wins; a lower one is ignored; the same term is settled by rank', async (t) => {
+  const members = [member('a', 'alive', { priority: 2 }), member('b', 'alive', { priority: 1 }), member('c')]
+  const c = node('c', members, { term: 5 })
+  c.claim('b', 6)
+  t.equal(c.election.coordinator, 'b')
+  t.equal(c.claim('a', 5), false, 'an older term is no clash, just stale')
+  t.equal(c.election.coordinator, 'b')
+  t.equal(c.claim('a', 6), true, 'two claims of one term: a clash')
+  t.equal(c.election.coordinator, 'a', 'the better-ranked claimant stands meanwhile')
+  t.equal(c.claim('b', 6), true)
+  t.equal(c.election.coordinator, 'a', 'a worse-ranked claimant does not displace it')
+
+  const a = node('a', members, { term: 5 })
+  t.equal(a.evaluate(), true)
+  t.equal(a.election.term, 6)
+  const clash = a.claim('b', 6)
+  t.equal(clash, true)
+  t.ok(a.election.isCoordinator, 'the better-ranked holder keeps the term…')
+  t.equal(a.evaluate(clash), true, '…and claims past the clash')
+  t.equal(a.election.term, 7, 'so that one term has one coordinator')
+  a.claim('b', 8)
+  t.equal(a.election.coordinator, 'b', 'a stale coordinator steps down on a higher term')
+  t.equal(a.evaluate(), true, 'and, ranking best, claims again above it')
+  t.equal(a.election.term, 9)
+})
+
+t.test('a dead or departed coordinator loses the lease; a suspect one keeps it', async (t) => {
+  const members = [member('a', 'alive', { priority: 2 }), member('b', 'alive', { priority: 1 }), member('c')]
+  const b = node('b', members, { term: 1 })
+  b.claim('a', 2)
+  ;(members[0] as Member).state = 'suspect'
+  t.equal(b.evaluate(), false, 'one missed ping is not enough to take over')
+  t.equal(b.election.coordinator, 'a')
+  ;(members[0] as Member).state = 'dead'
+  t.equal(b.evaluate(), true, 'dead: the next best claims at once')
+  t.same(b.changes, ['a@2', 'none@2', 'b@3'])
+  const c = node('c', members, { term: 3 })
+  c.claim('b', 3)
+  c.election.observeRelease('b')
+  t.equal(c.election.coordinator, null, 'a coordinator that beacons as a member holds nothing')
+  c.election.observeRelease('x')
+  t.equal(c.election.term, 3)
+})

@@ -1,0 +1,56 @@
+import t from 'tap'
+import { place } from '../../agent/placement.ts'
+import type { HomedWork, NodeCapacity } from '../../agent/placement.ts'
+import { WorkItemSchema } from '../../protocols/work.ts'
+import type { WorkItemInput } from '../../protocols/work.ts'
+
+const GiB = 1024 ** 3
+const box = (peerId: string, o: Partial<NodeCapacity> = {}): NodeCapacity =>
+  ({ peerId, accelerators: 0, cpus: 4, cpuPct: 10, memFreeBytes: 4 * GiB, running: [], ...o })
+const work = (home: string, item: WorkItemInput): HomedWork => ({ home, item: WorkItemSchema.parse(item) })
+const where = (nodes: NodeCapacity[], items: HomedWork[]) =>
+  Object.fromEntries(place(nodes, items).map((p) => [p.workId, p.node]))
+
+t.test('work stays at home, where its data is, while home has headroom', async (t) => {
+  const placements = place([box('a'), box('b', { cpuPct: 0 })], [work('a', { id: 'cam', kind: 'camera', accelerator: 'none' })])
+  t.same(placements, [{ workId: 'cam', node: 'a', reason: 'at home, where its data is' }])
+})
+
+t.test('work that wants an accelerator goes to one with headroom; work that needs one goes nowhere else', async (t) => {
+  const nodes = [box('a'), box('gpu', { accelerators: 1 }), box('busy-gpu', { accelerators: 1, cpuPct: 85 })]
+  t.same(where(nodes, [
+    work('a', { id: 'detect', kind: 'camera', accelerator: 'preferred' }),
+    work('a', { id: 'plain', kind: 'camera', accelerator: 'none' })
+  ]), { detect: 'gpu', plain: 'a' })
+  const [none] = place([box('a')], [work('a', { id: 'llm', kind: 'model', accelerator: 'required' })])
+  t.same(none, { workId: 'llm', node: null, reason: 'no live node may run it' })
+})
+
+t.test('work moves off an overloaded node, and off a dead one (absent from the live nodes)', async (t) => {
+  const item = { id: 'cam', kind: 'camera', accelerator: 'none' } as const
+  t.same(where([box('a', { cpuPct: 95, running: ['cam'] }), box('b')], [work('a', item)]), { cam: 'b' }, 'over 90%: moved')
+  t.same(where([box('a', { cpuPct: 85, running: ['cam'] }), box('b')], [work('a', item)]), { cam: 'a' }, 'under 90% it stays (hysteresis)')
+  t.same(where([box('b', { cpuPct: 30 }), box('c')], [work('a', item)]), { cam: 'c' }, 'home dead: the node with most headroom')
+})
+
+t.test('pinned work stays home; capacity is used up as work is placed; nobody with room keeps work where it is', async (t) => {
+  t.same(where([box('a', { cpuPct: 99 }), box('b')], [work('a', { id: 'usb', kind: 'camera', pinned: true })]), { usb: 'a' },
+    'pinned: home even without headroom')
+  const heavy = (id: string) => work('a', { id, kind: 'model', cpuPct: 200, accelerator: 'none' })
+  const placed = place([box('a', { cpuPct: 0 }), box('b', { cpuPct: 0 })], [heavy('m1'), heavy('m2'), heavy('m3')])
+  t.same(placed.map((p) => [p.workId, p.node, p.reason]), [
+    ['m1', 'a', 'at home, where its data is'],
+    ['m2', 'b', 'most headroom'],
+    ['m3', 'a', 'no live node has headroom']
+  ], 'each node takes what fits under 80% (one model of 50% each); the third stays home, flagged')
+  t.same(where([box('a', { cpuPct: 99 }), box('b', { cpuPct: 99, running: ['w'] })], [work('a', { id: 'w', kind: 'model' })]), { w: 'b' },
+    'no room anywhere: it stays where it runs')
+  t.same(where([box('a', { memFreeBytes: 0 }), box('b', { memFreeBytes: 0 })], [work('x', { id: 'w', kind: 'model' })]), { w: null },
+    'home dead and no memory anywhere: unplaced')
+})
+
+t.test('the placement is deterministic: ties go to the lower peer id', async (t) => {
+  const item = work('gone', { id: 'cam', kind: 'camera' })
+  t.same(where([box('b'), box('a')], [item]), { cam: 'a' })
+  t.same(where([box('a'), box('b')], [item]), { cam: 'a' })
+})

@@ -1,0 +1,30 @@
+import type { HealthBeacon } from '../../protocols/health.ts'
+
+/** A valid health beacon of a small CPU-only box, with the given fields replaced. */
+export function sampleBeacon (overrides: Partial<HealthBeacon> = {}): HealthBeacon {
+  return {
+    v: 1,
+    name: 'box',
+    version: '0.1.0',
+    startedAt: 1,
+    seq: 1,
+    role: 'member',
+    uptimeS: 1,
+    cpuPct: 1,
+    load1: 0,
+    memUsedBytes: 1,
+    memTotalBytes: 2,
+    diskFreeBytes: 3,
+    tempC: null,
+    accelerators: [],
+    addrs: [],
+    cpus: 4,
+    providers: ['cpu'],
+    term: 0,
+    eligible: true,
+    priority: 0,
+    work: [],
+    running: [],
+    ...overrides
+  }
+}
