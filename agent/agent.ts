@@ -180,7 +180,8 @@ export class Agent {
       store,
       metrics,
       log,
-      evaluateIntervalMs: config.coordinator.evaluateIntervalMs
+      evaluateIntervalMs: config.coordinator.evaluateIntervalMs,
+      maxCpuPct: config.coordinator.maxCpuPct
     })
     work.on('change', () => { reporter.publishSoon() })
     const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })

@@ -83,7 +83,9 @@ export const ConfigSchema = z.strictObject({
     /** Higher wins the election before capability is compared (-1000…1000). */
     priority: z.int().min(-1000).max(1000),
     /** How often the coordinator re-evaluates the placement of work, besides on every membership change. */
-    evaluateIntervalMs: milliseconds(500, 3_600_000)
+    evaluateIntervalMs: milliseconds(500, 3_600_000),
+    /** A box takes new work only while its projected CPU use stays under this (%); it keeps work until +10. */
+    maxCpuPct: z.int().min(10).max(100)
   }),
   /** Work configured on this node (its cameras and models); the coordinator may place it elsewhere. */
   work: z.array(WorkItemSchema).max(32).refine((items) => new Set(items.map((w) => w.id)).size === items.length, 'work ids must be unique'),
@@ -121,7 +123,7 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
     health: { intervalMs: 1_000 },
     gossip: { degree: 0 },
     membership: { probeAfterMs: 1_200, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 86_400_000, redialIntervalMs: 1_000 },
-    coordinator: { eligible: true, priority: 0, evaluateIntervalMs: 10_000 },
+    coordinator: { eligible: true, priority: 0, evaluateIntervalMs: 10_000, maxCpuPct: 80 },
     work: [],
     api: {}
   }
@@ -149,6 +151,7 @@ const SETTABLE: Record<string, ValueKind> = {
   'coordinator.eligible': 'boolean',
   'coordinator.priority': 'int',
   'coordinator.evaluateIntervalMs': 'int',
+  'coordinator.maxCpuPct': 'int',
   'api.socketPath': 'string'
 }
 

@@ -36,6 +36,8 @@ export interface OrchestratorComponents {
   metrics: MetricsStore
   log: Logger
   evaluateIntervalMs: number
+  /** `coordinator.maxCpuPct`: how hot a box may run before it takes no more work. */
+  maxCpuPct: number
 }
 
 /**
@@ -104,7 +106,7 @@ export class Orchestrator {
     const work = homedWork(members)
     const now = Date.now()
     const decisions: Decision[] = []
-    for (const { workId, node, reason } of place(nodes, work)) {
+    for (const { workId, node, reason } of place(nodes, work, this.c.maxCpuPct)) {
       const homed = work.find((w) => w.item.id === workId) as HomedWork
       const runners = nodes.filter((n) => n.running.includes(workId)).map((n) => n.peerId)
       if (node != null && !runners.includes(node)) decisions.push(this.decision(term, node, 'run', homed, reason, now))

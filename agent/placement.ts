@@ -24,9 +24,10 @@ export interface Placement {
   reason: string
 }
 
-/** A node takes new work while its projected CPU stays under this; work it already runs stays until it passes the second. */
-export const TAKE_LIMIT_PCT = 80
-export const KEEP_LIMIT_PCT = 90
+/** A node takes new work while its projected CPU stays under this (`coordinator.maxCpuPct`)… */
+export const DEFAULT_TAKE_LIMIT_PCT = 80
+/** …and keeps work it already runs until it passes this much more (hysteresis: no ping-pong). */
+export const KEEP_MARGIN_PCT = 10
 /** An accelerator does most of the work: the share of the CPU estimate that stays on the CPU. */
 const ACCELERATED_CPU_SHARE = 0.25
 const MiB = 1024 * 1024
@@ -48,10 +49,12 @@ function costPct (item: WorkItem, node: NodeCapacity): number {
  * heaviest). For each, among the live nodes allowed to run it (its home if pinned; accelerators only if required)
  * that have headroom, the best scores: an accelerator when the work wants one, then its home (the frames are
  * there), then where it already runs (moves are not free), then the most headroom; ties go to the lower peer id,
- * so every coordinator computes the same placement from the same view. Work whose node died or went over
- * KEEP_LIMIT_PCT is moved; work nobody can take stays where it is, or goes home, or is left unplaced.
+ * so every coordinator computes the same placement from the same view. Work whose node died or went over the
+ * keep limit is moved. Work nobody has headroom for stays where it runs, or at home; failing both (its node and
+ * its home are dead), it goes to the least-loaded node that may run it: run slowly rather than not at all.
  */
-export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[]): Placement[] {
+export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[], takeLimitPct = DEFAULT_TAKE_LIMIT_PCT): Placement[] {
+  const keepLimitPct = takeLimitPct + KEEP_MARGIN_PCT
   const load = new Map(nodes.map((n) => [n.peerId, n.cpuPct]))
   const memFree = new Map(nodes.map((n) => [n.peerId, n.memFreeBytes]))
   const order = [...work].sort((a, b) =>
@@ -65,8 +68,8 @@ export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[
       const incumbent = incumbents.includes(node)
       const projected = (load.get(node.peerId) ?? 0) + (incumbent ? 0 : costPct(item, node))
       const fits = incumbent
-        ? projected <= KEEP_LIMIT_PCT
-        : projected <= TAKE_LIMIT_PCT && (memFree.get(node.peerId) ?? 0) >= item.memMB * MiB
+        ? projected <= keepLimitPct
+        : projected <= takeLimitPct && (memFree.get(node.peerId) ?? 0) >= item.memMB * MiB
       if (!fits) continue
       const score = (accelerated(item, node) ? SCORE.accelerator : 0) + (node.peerId === home ? SCORE.home : 0) +
         (incumbent ? SCORE.incumbent : 0) + (100 - projected) * SCORE.headroomPerPct
@@ -75,8 +78,7 @@ export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[
       }
     }
     if (best == null) {
-      const fallback = incumbents.find((n) => allowed.includes(n))?.peerId ?? (allowed.some((n) => n.peerId === home) ? home : null)
-      placements.push({ workId: item.id, node: fallback, reason: allowed.length === 0 ? 'no live node may run it' : 'no live node has headroom' })
+      placements.push(fallback(item, home, allowed, incumbents, load, memFree))
       continue
     }
     const chosen = best.node
@@ -91,6 +93,20 @@ export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[
   return placements
 }
 
+function fallback (item: WorkItem, home: string, allowed: NodeCapacity[], incumbents: NodeCapacity[],
+  load: Map<string, number>, memFree: Map<string, number>): Placement {
+  if (allowed.length === 0) return { workId: item.id, node: null, reason: 'no live node may run it' }
+  const stay = incumbents.find((n) => allowed.includes(n))?.peerId ?? (allowed.some((n) => n.peerId === home) ? home : null)
+  if (stay != null) return { workId: item.id, node: stay, reason: 'no live node has headroom: left where it is' }
+  const least = allowed
+    .filter((n) => (memFree.get(n.peerId) ?? 0) >= item.memMB * MiB)
+    .sort((a, b) => (load.get(a.peerId) ?? 0) - (load.get(b.peerId) ?? 0) || (a.peerId < b.peerId ? -1 : 1))[0]
+  if (least == null) return { workId: item.id, node: null, reason: 'no live node has the memory for it' }
+  load.set(least.peerId, (load.get(least.peerId) ?? 0) + costPct(item, least))
+  memFree.set(least.peerId, (memFree.get(least.peerId) ?? 0) - item.memMB * MiB)
+  return { workId: item.id, node: least.peerId, reason: 'its node and home are gone and no node has headroom: least loaded' }
+}
+
 function needRank (item: WorkItem): number {
   return item.accelerator === 'required' ? 0 : item.accelerator === 'preferred' ? 1 : 2
 }
@@ -100,6 +116,6 @@ function reasonFor (item: WorkItem, chosen: NodeCapacity, home: string, stays: b
   const why = accelerated(item, chosen)
     ? 'accelerator with headroom'
     : chosen.peerId === home ? 'at home, where its data is' : 'most headroom'
-  if (incumbents.length > 0) return `${why}; its node is over ${KEEP_LIMIT_PCT}% CPU or a better fit appeared`
+  if (incumbents.length > 0) return `${why}; its node is too busy or a better fit appeared`
   return why
 }

@@ -83,25 +83,35 @@ t.test('a second signal during shutdown exits at once', async (t) => {
 
 t.test('--json prints exactly the API body; the table shows the node', async (t) => {
   const root = tempDir(t)
-  const agent = await startAgent({ root, name: 'solo', swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')) })
+  const agent = await startAgent({
+    root, name: 'solo', swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')), config: { work: [{ id: 'cam-1', kind: 'camera', source: 'rtsp://192.0.2.1/s' }] }
+  })
   t.teardown(() => stopAgents([agent]))
   const args = ['--data-dir', agent.dataDir]
+  await waitFor('the lone agent to coordinate itself', async () => (await status(agent)).role === 'coordinator')
 
   const statusJson = JSON.parse((await noodle(['status', '--json', ...args])).stdout)
   const statusApi = await status(agent)
-  t.same(Object.keys(statusJson), ['peerId', 'name', 'version', 'uptimeS', 'role', 'coordinator', 'members'])
-  t.same({ ...statusJson, uptimeS: 0 }, { ...statusApi, uptimeS: 0 }, 'status --json is the API body')
+  t.same(Object.keys(statusJson), ['peerId', 'name', 'version', 'uptimeS', 'role', 'coordinator', 'coordinatorName', 'term', 'members', 'loopLagMs'])
+  t.same({ ...statusJson, uptimeS: 0, loopLagMs: 0 }, { ...statusApi, uptimeS: 0, loopLagMs: 0 }, 'status --json is the API body')
 
   const nodesJson = JSON.parse((await noodle(['nodes', '--json', ...args])).stdout)
   const nodesApi = await nodes(agent)
-  t.same(Object.keys(nodesJson[0]), ['peerId', 'name', 'state', 'role', 'addrs', 'lastSeen', 'health'])
+  t.same(Object.keys(nodesJson[0]), ['peerId', 'name', 'state', 'role', 'term', 'running', 'addrs', 'lastSeen', 'health'])
   t.same(Object.keys(nodesJson[0].health), ['cpuPct', 'load1', 'memUsedBytes', 'memTotalBytes', 'diskFreeBytes', 'uptimeS'])
   t.same(nodesJson.map((n: { peerId: string }) => n.peerId), nodesApi.map((n) => n.peerId), 'nodes --json is the API body')
 
   const table = await noodle(['nodes', ...args])
   t.match(table.stdout, /^NAME\s+PEER\s+STATE/)
-  t.match(table.stdout, new RegExp(`\\nsolo\\s+${agent.peerId.slice(-8)}\\s+alive\\s+member\\s+127\\.0\\.0\\.1:\\d+`))
+  t.match(table.stdout, new RegExp(`\\nsolo \\*\\s+${agent.peerId.slice(-8)}\\s+alive\\s+coordinator\\s+1\\s+127\\.0\\.0\\.1:\\d+`))
   t.match((await noodle(['status', ...args])).stdout, /peer id\s+12D3KooW/)
+  t.same(nodesJson[0].running, ['cam-1'], 'it runs the work configured on it')
+
+  t.equal((await noodle(['decisions', ...args])).stdout, 'no decisions yet\n')
+  t.same(JSON.parse((await noodle(['decisions', '--json', ...args])).stdout), [])
+  t.match((await noodle(['optimize', ...args])).stdout, new RegExp(`^coordinator ${agent.peerId.slice(-8)}, term 1: placement unchanged\n$`),
+    'optimize: the work is where it should be')
+  t.match(JSON.parse((await noodle(['optimize', '--json', ...args])).stdout), { v: 1, term: 1, coordinator: agent.peerId, decisions: [] })
 
   // --watch redraws until stopped.
   const watch = execFile(process.execPath, [CLI, 'nodes', '--watch', ...args])

@@ -8,8 +8,8 @@ const GiB = 1024 ** 3
 const box = (peerId: string, o: Partial<NodeCapacity> = {}): NodeCapacity =>
   ({ peerId, accelerators: 0, cpus: 4, cpuPct: 10, memFreeBytes: 4 * GiB, running: [], ...o })
 const work = (home: string, item: WorkItemInput): HomedWork => ({ home, item: WorkItemSchema.parse(item) })
-const where = (nodes: NodeCapacity[], items: HomedWork[]) =>
-  Object.fromEntries(place(nodes, items).map((p) => [p.workId, p.node]))
+const where = (nodes: NodeCapacity[], items: HomedWork[], takeLimitPct?: number) =>
+  Object.fromEntries(place(nodes, items, takeLimitPct).map((p) => [p.workId, p.node]))
 
 t.test('work stays at home, where its data is, while home has headroom', async (t) => {
   const placements = place([box('a'), box('b', { cpuPct: 0 })], [work('a', { id: 'cam', kind: 'camera', accelerator: 'none' })])
@@ -41,12 +41,17 @@ t.test('pinned work stays home; capacity is used up as work is placed; nobody wi
   t.same(placed.map((p) => [p.workId, p.node, p.reason]), [
     ['m1', 'a', 'at home, where its data is'],
     ['m2', 'b', 'most headroom'],
-    ['m3', 'a', 'no live node has headroom']
+    ['m3', 'a', 'no live node has headroom: left where it is']
   ], 'each node takes what fits under 80% (one model of 50% each); the third stays home, flagged')
   t.same(where([box('a', { cpuPct: 99 }), box('b', { cpuPct: 99, running: ['w'] })], [work('a', { id: 'w', kind: 'model' })]), { w: 'b' },
     'no room anywhere: it stays where it runs')
   t.same(where([box('a', { memFreeBytes: 0 }), box('b', { memFreeBytes: 0 })], [work('x', { id: 'w', kind: 'model' })]), { w: null },
     'home dead and no memory anywhere: unplaced')
+  t.same(place([box('a', { cpuPct: 95 }), box('b', { cpuPct: 90 })], [work('x', { id: 'w', kind: 'model' })]),
+    [{ workId: 'w', node: 'b', reason: 'its node and home are gone and no node has headroom: least loaded' }],
+    'home dead and every node busy: the least loaded runs it rather than nobody')
+  t.same(where([box('a', { cpuPct: 95 }), box('b', { cpuPct: 95 })], [work('a', { id: 'w', kind: 'model', cpuPct: 0 })], 100), { w: 'a' },
+    'a higher CPU limit (coordinator.maxCpuPct) lets busy boxes take work')
 })
 
 t.test('the placement is deterministic: ties go to the lower peer id', async (t) => {
