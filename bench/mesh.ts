@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util'
 import { Testbed } from '../scripts/testbed.ts'
 import { allSee, bootstrapAddr, gossip, startAgent, waitFor, writeSwarmKey } from '../scripts/agents.ts'
 import type { AgentProcess } from '../scripts/agents.ts'
+import { commandExists, logLines, serfMembers, startSerf } from './lib.ts'
 
 const { values } = parseArgs({ options: { sizes: { type: 'string', default: '3,8,16' }, 'idle-s': { type: 'string', default: '10' }, parts: { type: 'string', default: 'bootstrap,mdns,serf' } } })
 const sizes = (values.sizes ?? '').split(',').map(Number)
@@ -36,16 +37,6 @@ const serfMissing = commandExists('serf') ? null : 'serf is not installed (apt-g
 const children = new Set<ChildProcess>()
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130))
-
-function commandExists (cmd: string): boolean {
-  try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'pipe' }); return true } catch { return false }
-}
-
-interface LogLine { time: number, msg: string, peer?: string, to?: string }
-
-function logLines (agent: AgentProcess): LogLine[] {
-  return agent.output().split('\n').flatMap((line) => { try { return [JSON.parse(line) as LogLine] } catch { return [] } })
-}
 
 /** ms from the last agent's "agent started" until each agent had seen every other one alive (from their logs). */
 function convergenceMs (agents: AgentProcess[]): { fromLastStart: number } {
@@ -151,28 +142,21 @@ async function benchMdns (n: number): Promise<{ convergedMs: number, wirePerHost
 async function benchSerf (n: number): Promise<{ coldMs: number, joinMs: number, wirePerHost: number }> {
   const bed = new Testbed().create(n)
   const procs: ChildProcess[] = []
-  const members = (i: number): Array<{ name: string, status: string }> => {
-    try {
-      const out = execFileSync('ip', ['netns', 'exec', bed.hosts[i] as string, 'serf', 'members', '-format', 'json'], { encoding: 'utf8', stdio: 'pipe' })
-      return (JSON.parse(out) as { members: Array<{ name: string, status: string }> }).members
-    } catch { return [] }
-  }
   const start = (i: number) => {
-    const args = ['agent', '-node', `s${i}`, '-bind', `${bed.address(i)}:7946`, '-rpc-addr', '127.0.0.1:7373', '-log-level', 'err']
-    if (i > 0) args.push('-join', `${bed.address(0)}:7946`)
-    const child = bed.spawn(i, 'serf', args, { stdio: 'ignore' })
+    const child = startSerf(bed, i)
     procs.push(child)
     children.add(child)
   }
   // Serf's start is its process start (it has no "started" line), which flatters it slightly.
   const converge = async (count: number) => {
     const started = Date.now()
-    await waitFor('serf to converge', () => bed.hosts.slice(0, count).every((_, i) => members(i).filter((m) => m.status === 'alive').length === count), 60_000, 20)
+    await waitFor('serf to converge', async () => (await Promise.all(bed.hosts.slice(0, count).map((_, i) => serfMembers(bed, i))))
+      .every((members) => members.filter((m) => m.status === 'alive').length === count), 60_000, 20)
     return Date.now() - started
   }
   try {
     start(0)
-    await waitFor('serf 0 to answer', () => members(0).length === 1, 10_000, 50)
+    await waitFor('serf 0 to answer', async () => (await serfMembers(bed, 0)).length === 1, 10_000, 50)
     for (let i = 1; i < n - 1; i++) start(i)
     const coldMs = await converge(n - 1)
     const before = bed.hosts.slice(0, n - 1).map(wireBytes)

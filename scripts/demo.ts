@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { formatNodesTable } from '../agent/format.ts'
-import { allSee, bootstrapAddr, nodes, startAgent, waitFor, writeSwarmKey } from './agents.ts'
+import { agreedCoordinator, allSee, bootstrapAddr, nodes, startAgent, waitFor, writeSwarmKey } from './agents.ts'
 import type { AgentProcess } from './agents.ts'
 
 const once = process.argv.includes('--once')
@@ -29,6 +29,7 @@ try {
   const entry = await bootstrapAddr(agents[0] as AgentProcess)
   agents.push(...await Promise.all(['demo-2', 'demo-3'].map((name) => startAgent({ ...common, name, bootstrap: [entry] }))))
   await waitFor('the three agents to see each other', () => allSee(agents, agents, 'alive'), 20_000)
+  await waitFor('the three agents to agree on a coordinator', () => agreedCoordinator(agents), 20_000)
 } catch (err) {
   process.stderr.write(`demo failed: ${(err as Error).message}\n${agents.map((a) => a.output()).join('\n')}`)
   await shutdown(1)
@@ -43,7 +44,9 @@ process.stdout.write(`The mesh is up. In another terminal, try:
   ${cli} nodes --watch --data-dir ${first.dataDir}
   ${cli} status --json --data-dir ${agents[1]?.dataDir ?? ''}
   kill -TERM ${agents[2]?.child.pid ?? ''}    # demo-3 leaves: it turns "left"
-  kill -KILL ${agents[1]?.child.pid ?? ''}    # demo-2 crashes: "suspect", then "dead"
+  kill -STOP ${agents[1]?.child.pid ?? ''}    # demo-2 freezes: "suspect", never "dead"; kill -CONT revives it
+  kill -KILL ${agents[1]?.child.pid ?? ''}    # demo-2 crashes: "dead" at once (its port refuses)
+  ${cli} optimize --data-dir ${first.dataDir}   # ask the coordinator for a fresh placement
 Ctrl-C stops the demo and removes ${root}.
 `)
 process.on('SIGINT', () => { void shutdown(0) })

@@ -12,7 +12,8 @@ t.test('npm run demo -- --once: three agents, all alive, then a clean exit', asy
   })
   t.equal(code, 0, stderr)
   t.match(stdout, /^\$ noodle nodes --data-dir \S+demo-1\nNAME\s+PEER\s+STATE/)
-  for (const name of ['demo-1', 'demo-2', 'demo-3']) t.match(stdout, new RegExp(`\\n${name}\\s+\\S{8}\\s+alive\\s+member\\s+127\\.0\\.0\\.1:\\d+`))
+  for (const name of ['demo-1', 'demo-2', 'demo-3']) t.match(stdout, new RegExp(`\\n${name}( \\*)?\\s+\\S{8}\\s+alive\\s+(member|coordinator)\\s+\\d+\\s+127\\.0\\.0\\.1:\\d+`))
+  t.equal(stdout.match(/ coordinator /g)?.length, 1, 'one of them is the coordinator')
   const dir = /--data-dir (\S+)\/demo-1/.exec(stdout)?.[1] ?? ''
   const { existsSync } = await import('node:fs')
   t.notOk(existsSync(dir), 'the demo removes its temporary folder')
