@@ -77,10 +77,10 @@ export class ElectionService {
   }
 
   private readonly onElectionChange = (change: ElectionChange): void => {
-    const { term, coordinator, previous, reason } = change
+    const { term, coordinator, previous, previousTerm, reason } = change
     const { store, membership, log } = this.c
-    store.putState(TERM_STATE_KEY, term)
-    if (coordinator === previous) return
+    if (term !== previousTerm) store.putState(TERM_STATE_KEY, term)
+    if (coordinator === previous && term === previousTerm) return
     const name = coordinator == null ? null : membership.get(coordinator)?.name ?? coordinator
     log.info({ term, coordinator, previous, reason }, coordinator == null ? `no coordinator (term ${term}): ${reason}` : `coordinator is ${name ?? '?'} (term ${term}): ${reason}`)
     store.recordEvent('coordinator.change', coordinator, { term, previous, reason })

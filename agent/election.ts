@@ -33,8 +33,9 @@ export function candidateOf (member: Member): Candidate | null {
 export interface ElectionChange {
   term: number
   coordinator: string | null
-  /** Only set when the coordinator changed. */
+  /** The coordinator and term before this change. */
   previous: string | null
+  previousTerm: number
   reason: string
 }
 
@@ -89,9 +90,9 @@ export class Election extends EventEmitter<ElectionEvents> {
    * first, for when two claim the same term. Returns true on such a clash: pass it to `evaluate`.
    */
   observeClaim (peerId: string, term: number, rank: (a: string, b: string) => number): boolean {
-    if (term < this.currentTerm || this.holder === peerId) return false
+    if (term < this.currentTerm || (term === this.currentTerm && this.holder === peerId)) return false
     if (term > this.currentTerm || this.holder == null) {
-      this.set(term, peerId, 'claimed')
+      this.set(term, peerId, this.holder === peerId ? 'claimed again, past a clash' : 'claimed')
       return false
     }
     // Two claims of one term: the better-ranked one stands for now, and claims term + 1 when it evaluates.
@@ -129,8 +130,9 @@ export class Election extends EventEmitter<ElectionEvents> {
 
   private set (term: number, holder: string | null, reason: string): void {
     const previous = this.holder
+    const previousTerm = this.currentTerm
     this.currentTerm = term
     this.holder = holder
-    this.emit('change', { term, coordinator: holder, previous, reason })
+    this.emit('change', { term, coordinator: holder, previous, previousTerm, reason })
   }
 }

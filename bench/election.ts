@@ -40,7 +40,7 @@ type Series = Record<string, number[]>
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const pick = <T>(xs: T[]): T => xs[Math.floor(Math.random() * xs.length)] as T
 const line = (n: number, label: string, xs: number[]) =>
-  `N=${String(n).padStart(2)} ${label.padEnd(34)} p50 ${fmt(percentile(xs, 50))}  p95 ${fmt(percentile(xs, 95))}  (n=${xs.length})`
+  `N=${String(n).padStart(2)} ${label.padEnd(48)} p50 ${fmt(percentile(xs, 50))}  p95 ${fmt(percentile(xs, 95))}  (n=${xs.length})`
 const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`.padStart(7)
 
 /** When `observer` logged `peer` dead, at or after `since`. */
@@ -64,12 +64,15 @@ async function agreement (agents: AgentProcess[], accept: (c: { coordinator: str
   }, 60_000, 100)
 }
 
-/** Every agent alive to every other, one coordinator, and a moment of quiet. */
+/** Every agent alive to every other, and one coordinator that stays put for 1.5 s (a restarted agent may rank best). */
 async function settle (bed: AgentBed): Promise<{ coordinator: string, term: number }> {
-  await waitFor('all alive', () => allSee(bed.live, bed.live, 'alive'), 60_000, 100)
-  const agreed = await agreement(bed.live, () => true)
-  await sleep(1_000)
-  return agreed
+  for (;;) {
+    await waitFor('all alive', () => allSee(bed.live, bed.live, 'alive'), 60_000, 100)
+    const agreed = await agreement(bed.live, () => true)
+    await sleep(1_500)
+    const still = await agreedCoordinator(bed.live)
+    if (still?.coordinator === agreed.coordinator && still.term === agreed.term) return agreed
+  }
 }
 
 async function benchNoodle (n: number): Promise<Series> {

@@ -82,6 +82,10 @@ t.test('a higher term always wins; a lower one is ignored; the same term is sett
   t.equal(c.claim('b', 6), true)
   t.equal(c.election.coordinator, 'a', 'a worse-ranked claimant does not displace it')
 
+  c.claim('a', 7)
+  t.equal(c.election.term, 7, 'the same coordinator claiming a higher term moves everyone to it')
+  t.equal(c.election.coordinator, 'a')
+
   const a = node('a', members, { term: 5 })
   t.equal(a.evaluate(), true)
   t.equal(a.election.term, 6)
