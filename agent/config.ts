@@ -122,7 +122,7 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
     mdns: { enabled: true, intervalMs: 60_000 },
     health: { intervalMs: 1_000 },
     gossip: { degree: 0 },
-    membership: { probeAfterMs: 1_200, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 86_400_000, redialIntervalMs: 1_000 },
+    membership: { probeAfterMs: 1_100, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 86_400_000, redialIntervalMs: 1_000 },
     coordinator: { eligible: true, priority: 0, evaluateIntervalMs: 10_000, maxCpuPct: 80 },
     work: [],
     api: {}

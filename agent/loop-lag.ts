@@ -31,11 +31,15 @@ export class LoopLag {
     return Math.round(this.recentMs)
   }
 
-  /** How much to widen our timeouts: 1 when on time, +1 per 100 ms of recent lag, at most 8 (as memberlist). */
+  /**
+   * How much to widen our timeouts: 1 while the lag is noise (under 50 ms, which delays nothing we wait for),
+   * then +1 per 100 ms of recent lag beyond that, at most 8 (as memberlist).
+   */
   get scale (): number {
-    return Math.min(MAX_SCALE, 1 + this.recentMs / 100)
+    return Math.min(MAX_SCALE, 1 + Math.max(0, this.recentMs - NOISE_MS) / 100)
   }
 }
 
+const NOISE_MS = 50
 const DECAY_PER_SAMPLE = 0.99
 const MAX_SCALE = 8

@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { agreedCoordinator, allSee, waitFor } from '../scripts/agents.ts'
 import type { AgentProcess } from '../scripts/agents.ts'
-import { AgentBed, Testbed } from '../scripts/testbed.ts'
+import { AgentBed, Testbed, onExitOrSignal } from '../scripts/testbed.ts'
 import { commandExists, logLines, percentile, serfMembers, startSerf } from './lib.ts'
 
 const { values } = parseArgs({
@@ -32,6 +32,14 @@ const { values } = parseArgs({
   }
 })
 const sizes = (values.sizes ?? '').split(',').map(Number)
+// Baseline processes die with the benchmark, however it ends (the testbeds remove their namespaces likewise).
+const baselineProcs = new Set<ChildProcess>()
+onExitOrSignal(() => { for (const p of baselineProcs) p.kill('SIGKILL') })
+const track = (child: ChildProcess): ChildProcess => {
+  baselineProcs.add(child)
+  child.once('exit', () => baselineProcs.delete(child))
+  return child
+}
 const trials = Number(values.trials)
 const baselineTrials = Number(values['baseline-trials'])
 const parts = new Set((values.parts ?? '').split(','))
@@ -43,9 +51,16 @@ const line = (n: number, label: string, xs: number[]) =>
   `N=${String(n).padStart(2)} ${label.padEnd(48)} p50 ${fmt(percentile(xs, 50))}  p95 ${fmt(percentile(xs, 95))}  (n=${xs.length})`
 const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`.padStart(7)
 
-/** When `observer` logged `peer` dead, at or after `since`. */
+/** Why members were found dead, by the reason their observers logged (refused connection, unanswered pings…). */
+const deathReasons = new Map<string, number>()
+
+/** When `observer` logged `peer` dead, at or after `since` (and tallies why). */
 function deadAt (observer: AgentProcess, peer: string, since: number): number {
-  return logLines(observer).find((l) => l.time >= since && l.peer === peer && l.to === 'dead')?.time ?? NaN
+  const found = logLines(observer).find((l) => l.time >= since && l.peer === peer && l.to === 'dead')
+  if (found == null) return NaN
+  const reason = (found.reason ?? '?').replace(/\d+/g, 'N')
+  deathReasons.set(reason, (deathReasons.get(reason) ?? 0) + 1)
+  return found.time
 }
 
 /** When `observer` last took `coordinator` at `term` as its coordinator, or `since` if it had before then. */
@@ -145,7 +160,7 @@ async function benchNoodle (n: number): Promise<Series> {
       bed.healAll()
       one = await agreement(bed.agents, (a) => a.term >= Math.max(...sides.map((x) => x.term)))
       s.healSplit?.push(latest(bed.agents.map((o) => adoptedAt(o, one.coordinator, one.term, healed))) - healed)
-      process.stderr.write(`  N=${n} trial ${trial + 1}/${trials} done\n`)
+      process.stderr.write(`  N=${n} trial ${trial + 1}/${trials}: ${Object.entries(s).map(([k, xs]) => `${k} ${xs.slice(-2).map((x) => (x / 1000).toFixed(2)).join('/')}`).join(', ')}\n`)
     }
   } finally {
     await bed.destroy()
@@ -162,7 +177,7 @@ async function benchSerf (n: number): Promise<Series> {
     (await Promise.all(hosts.map((i) => serfMembers(bed, i)))).every((ms) => ms.find((m) => m.name === name)?.status === status)
   const everyone = bed.hosts.map((_, i) => i)
   try {
-    for (const i of everyone) procs[i] = startSerf(bed, i)
+    for (const i of everyone) procs[i] = track(startSerf(bed, i))
     for (let trial = 0; trial < baselineTrials; trial++) {
       for (const how of ['kill', 'cut'] as const) {
         await waitFor('serf members all alive', async () => (await Promise.all(everyone.map((i) => serfMembers(bed, i))))
@@ -175,7 +190,7 @@ async function benchSerf (n: number): Promise<Series> {
         else bed.cut(victim)
         await waitFor('serf to mark it failed', () => allStatus(others, `s${victim}`, 'failed'), 60_000, 100)
         ;(how === 'kill' ? s.deadKill : s.deadCut)?.push(Date.now() - t0)
-        if (how === 'kill') procs[victim] = startSerf(bed, victim)
+        if (how === 'kill') procs[victim] = track(startSerf(bed, victim))
         else bed.heal(victim)
       }
       process.stderr.write(`  serf N=${n} trial ${trial + 1}/${baselineTrials} done\n`)
@@ -202,7 +217,7 @@ async function benchEtcd (n: number): Promise<Series> {
       '--listen-client-urls', url(2379), '--advertise-client-urls', url(2379),
       '--initial-cluster', cluster, '--initial-cluster-state', 'new', '--logger', 'zap', '--log-outputs', 'stderr'], { stdio: ['ignore', 'ignore', 'pipe'] })
     child.stderr?.on('data', (d: Buffer) => { logs[i] += d.toString() })
-    procs[i] = child
+    procs[i] = track(child)
   }
   /** Each member's "elected leader" lines: when, who, which term. */
   const elections = (i: number) => (logs[i] ?? '').split('\n').flatMap((l) => {
@@ -261,6 +276,8 @@ console.log(`election benchmark: sizes ${sizes.join(', ')}, ${trials} trials (ba
 for (const n of sizes) {
   const noodle = parts.has('noodle') ? await benchNoodle(n) : {}
   for (const [key, xs] of Object.entries(noodle)) console.log(line(n, `noodle ${LABELS[key] ?? key}`, xs))
+  if (deathReasons.size > 0) console.log(`N=${String(n).padStart(2)} noodle deaths by reason: ${[...deathReasons].map(([r, k]) => `${k}× "${r}"`).join(', ')}`)
+  deathReasons.clear()
   if (n !== 5) continue
   const serf = parts.has('serf') && commandExists('serf') ? await benchSerf(n) : {}
   for (const [key, xs] of Object.entries(serf)) console.log(line(n, `serf   ${LABELS[key] ?? key}`, xs))

@@ -12,7 +12,7 @@ export function commandExists (cmd: string): boolean {
 }
 
 /** One line of an agent's JSON log; the fields the benchmarks read. */
-export interface LogLine { time: number, msg: string, peer?: string, to?: string, coordinator?: string | null, term?: number }
+export interface LogLine { time: number, msg: string, peer?: string, to?: string, reason?: string, coordinator?: string | null, term?: number }
 
 export function logLines (agent: AgentProcess): LogLine[] {
   return agent.output().split('\n').flatMap((line) => { try { return [JSON.parse(line) as LogLine] } catch { return [] } })

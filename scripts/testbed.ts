@@ -159,7 +159,8 @@ function onSignal (signal: NodeJS.Signals): void {
   process.kill(process.pid, signal)
 }
 
-function onExitOrSignal (fn: () => void): void {
+/** Runs `fn` however the process ends (exit, SIGINT, SIGTERM, SIGHUP), unless `offExitOrSignal(fn)` first. */
+export function onExitOrSignal (fn: () => void): void {
   if (cleanups.size === 0) {
     process.once('exit', runCleanups)
     for (const s of SIGNALS) process.on(s, onSignal)
@@ -167,7 +168,7 @@ function onExitOrSignal (fn: () => void): void {
   cleanups.add(fn)
 }
 
-function offExitOrSignal (fn: () => void): void {
+export function offExitOrSignal (fn: () => void): void {
   cleanups.delete(fn)
   if (cleanups.size === 0) {
     process.off('exit', runCleanups)

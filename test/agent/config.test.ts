@@ -49,7 +49,7 @@ t.test('precedence: flags over environment over file over defaults', async (t) =
   t.equal(c.health.intervalMs, 900, 'env beats file')
   t.same(c.listen, ['/ip4/127.0.0.1/tcp/1', '/ip4/127.0.0.1/tcp/2'], 'env lists are comma-separated')
   t.equal(c.bootstrap.length, 1)
-  t.equal(c.membership.probeAfterMs, 1200, 'untouched nested keys keep their defaults')
+  t.equal(c.membership.probeAfterMs, 1100, 'untouched nested keys keep their defaults')
   t.equal(loadConfig({ env: {}, flags: { 'no-mdns': true } }).mdns.enabled, false, '--no-mdns')
   t.equal(loadConfig({ env: { NOODLE_MDNS_ENABLED: 'off' } }).mdns.enabled, false, 'booleans read off/on')
   t.equal(loadConfig({ env: {}, flags: { config: file } }).name, 'from-file', '--config FILE')
