@@ -95,6 +95,7 @@ async function benchNoodle (n: number): Promise<Series> {
   const bed = await AgentBed.start({ hosts: n, logLevel: 'info' })
   try {
     for (let trial = 0; trial < trials; trial++) {
+      const before = Object.fromEntries(Object.entries(s).map(([k, xs]) => [k, xs.length]))
       // A member is SIGKILLed.
       let { coordinator } = await settle(bed)
       let victim = pick(bed.agents.map((_, i) => i).filter((i) => bed.agents[i]?.peerId !== coordinator))
@@ -160,7 +161,7 @@ async function benchNoodle (n: number): Promise<Series> {
       bed.healAll()
       one = await agreement(bed.agents, (a) => a.term >= Math.max(...sides.map((x) => x.term)))
       s.healSplit?.push(latest(bed.agents.map((o) => adoptedAt(o, one.coordinator, one.term, healed))) - healed)
-      process.stderr.write(`  N=${n} trial ${trial + 1}/${trials}: ${Object.entries(s).map(([k, xs]) => `${k} ${xs.slice(-2).map((x) => (x / 1000).toFixed(2)).join('/')}`).join(', ')}\n`)
+      process.stderr.write(`  N=${n} trial ${trial + 1}/${trials}: ${Object.entries(s).map(([k, xs]) => `${k} ${xs.slice(before[k]).map((x) => (x / 1000).toFixed(2)).join('/')}`).join(', ')}\n`)
     }
   } finally {
     await bed.destroy()
@@ -219,9 +220,10 @@ async function benchEtcd (n: number): Promise<Series> {
     child.stderr?.on('data', (d: Buffer) => { logs[i] += d.toString() })
     procs[i] = track(child)
   }
-  /** Each member's "elected leader" lines: when, who, which term. */
+  /** Each member's leader changes: when, who, which term. */
   const elections = (i: number) => (logs[i] ?? '').split('\n').flatMap((l) => {
-    const m = /"ts":"([^"]+)".*elected leader ([0-9a-f]+) at term (\d+)/.exec(l)
+    // raft logs "elected leader L" after a spell without one, "changed leader from K to L" when it never had none.
+    const m = /"ts":"([^"]+)".*(?:elected leader|changed leader from [0-9a-f]+ to) ([0-9a-f]+) at term (\d+)/.exec(l)
     return m == null ? [] : [{ at: Date.parse(m[1] as string), leader: m[2] as string, term: Number(m[3]) }]
   })
   const memberId = (i: number) => /"local-member-id":"([0-9a-f]+)"/.exec(logs[i] ?? '')?.[1]

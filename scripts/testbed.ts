@@ -228,9 +228,10 @@ export class AgentBed {
   /** Creates the hosts, starts every agent and waits until all see all alive and agree on a coordinator. */
   static async start (options: AgentBedOptions): Promise<AgentBed> {
     const bed = new AgentBed(options)
+    bed.net.create(options.hosts)
+    // Registered after the namespaces, so that on an interrupt it runs first: agents die, then hosts go.
     onExitOrSignal(bed.killAll)
     try {
-      bed.net.create(options.hosts)
       bed.swarmKey = writeSwarmKey(join(bed.root, 'swarm.key'))
       bed.agents.push(await startAgent(bed.startOptions(0, [])))
       const boot = await bootstrapAddr(bed.agents[0] as AgentProcess)

@@ -1,5 +1,9 @@
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { waitFor } from '../../scripts/agents.ts'
 import { Testbed } from '../../scripts/testbed.ts'
 
 const unavailable = Testbed.unavailableReason()
@@ -32,4 +36,23 @@ t.test('the testbed cuts, partitions and heals links between its hosts', { skip:
   bed.destroy()
   const left = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout
   t.notMatch(left, new RegExp(prefix), 'destroy removes every namespace it made')
+})
+
+t.test('npm run testbed: hosts with agents, and nothing left behind after Ctrl-C', { skip: unavailable ?? false }, async (t) => {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../../scripts/testbed.ts', import.meta.url)), '--hosts', '2'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { child.kill('SIGKILL') })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  await waitFor('the testbed to come up', () => out.includes('Ctrl-C to tear down') || child.exitCode != null, 60_000)
+  const prefix = /namespaces (\S+)-h0/.exec(out)?.[1] ?? ''
+  const root = /data dirs under (\S+)/.exec(out)?.[1] ?? ''
+  t.match(out, /coordinator: host-[01], term \d+/, `it says who coordinates: ${out}`)
+  t.ok(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(`${prefix}-h1`), 'its hosts exist meanwhile')
+  child.kill('SIGINT')
+  const [, signal] = await once(child, 'exit') as [number | null, NodeJS.Signals | null]
+  t.equal(signal, 'SIGINT', 'it dies of the interrupt, as a program interrupted should')
+  t.notMatch(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout, new RegExp(prefix), 'its namespaces are gone')
+  t.notOk(existsSync(root), 'and its data dirs')
+  t.equal(spawnSync('pgrep', ['-f', root]).status, 1, 'and no agent of it runs on')
 })
