@@ -1,5 +1,5 @@
 import t from 'tap'
-import { formatAddress, formatAge, formatBytes, formatNodesTable, formatStatus, shortPeerId } from '../../agent/format.ts'
+import { formatAddress, formatDecisionsTable, formatOptimize, formatAge, formatBytes, formatNodesTable, formatStatus, shortPeerId } from '../../agent/format.ts'
 import type { NodeView } from '../../agent/views.ts'
 
 t.test('units', async (t) => {
@@ -39,4 +39,22 @@ t.test('the nodes table has aligned columns in the documented order', async (t) 
   t.match(led, /coordinator\s+jet \(33333333\)\n/)
   t.match(led, /term\s+7\n/)
   t.match(led, /loop lag\s+2 ms/)
+})
+
+t.test('the decisions table and the optimize answer', async (t) => {
+  const now = Date.parse('2026-01-01T00:01:00Z')
+  const base = { term: 4, coordinator: 'C', target: '12D3KooWdddddddd44444444', action: 'run', workId: 'cam-door', reason: 'accelerator with headroom', at: '2026-01-01T00:00:00Z' }
+  const lines = formatDecisionsTable([
+    { ...base, id: 'a', targetName: 'jetson', outcome: 'applied', detail: 'started' },
+    { ...base, id: 'b', targetName: null, action: 'stop', outcome: null, detail: null },
+    { ...base, id: 'c', targetName: 'pi', outcome: 'stale', detail: '' }
+  ], now).trimEnd().split('\n')
+  t.match(lines[0], /^AGE\s+TERM\s+ACTION\s+WORK\s+TARGET\s+OUTCOME\s+REASON$/)
+  t.match(lines[1], /^60s\s+4\s+run\s+cam-door\s+jetson\s+applied \(started\)\s+accelerator with headroom$/)
+  t.match(lines[2], /^60s\s+4\s+stop\s+cam-door\s+44444444\s+pending\s+/, 'unknown names by short peer id; no answer yet: pending')
+  t.match(lines[3], /\s+stale\s+/)
+  t.equal(formatDecisionsTable([]), 'no decisions yet\n')
+  t.equal(formatOptimize({ v: 1, term: 2, coordinator: '12D3KooWcccccccc33333333', decisions: [] }), 'coordinator 33333333, term 2: placement unchanged\n')
+  t.equal(formatOptimize({ v: 1, term: 2, coordinator: '12D3KooWcccccccc33333333', decisions: [{ id: 'x', target: '12D3KooWdddddddd44444444', action: 'run', workId: 'cam', reason: 'most headroom' }] }),
+    'coordinator 33333333, term 2: 1 decision(s)\n  run cam on 44444444: most headroom\n')
 })
