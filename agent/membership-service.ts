@@ -26,7 +26,7 @@ export interface MembershipServiceComponents {
   tickMs: number
   /** A member joined or came back: answer with our own beacon. */
   onNews: () => void
-  /** Every valid beacon, after the table took it (the election reads claims from them). */
+  /** Every valid beacon that is the member's newest, after the table took it (the election reads claims from them). */
   onBeacon: (peerId: string, beacon: HealthBeacon) => void
   /** Every connection to a member closed: ping it now (a dead process refuses at once). */
   onDisconnect: () => void
@@ -91,7 +91,8 @@ export class MembershipService {
       })
       this.c.onNews()
     }
-    this.c.onBeacon(peerId, beacon)
+    // Only the newest beacon speaks for the member: an older one arriving late must not undo a claim.
+    if (this.c.membership.isLatest(peerId, beacon)) this.c.onBeacon(peerId, beacon)
   }
 
   private onSystemEvent (event: SystemEvent, from: PeerId): void {

@@ -158,6 +158,12 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return news
   }
 
+  /** Whether `beacon` is the newest we have from the member: a late or replayed older one is not. */
+  isLatest (peerId: string, beacon: HealthBeacon): boolean {
+    const tracked = this.members.get(peerId)
+    return tracked != null && tracked.startedAt === beacon.startedAt && tracked.seq === beacon.seq && tracked.member.state !== 'left'
+  }
+
   /** The member said it is leaving (its signed system event). */
   observeLeave (peerId: string, event: Extract<SystemEvent, { type: 'member.leave' }>): void {
     const tracked = this.members.get(peerId)
