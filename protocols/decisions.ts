@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
 import { TOPICS } from './topics.ts'
-import { WorkItemSchema } from './work.ts'
+import { WorkItemWireSchema } from './work.ts'
 
 export const DECISION_ACTIONS = ['run', 'stop'] as const
 export const DECISION_OUTCOMES = ['applied', 'rejected', 'stale'] as const
@@ -22,7 +22,7 @@ const DecisionSchema = z.object({
   term,
   target: peerIdText,
   action: z.enum(DECISION_ACTIONS),
-  work: WorkItemSchema,
+  work: WorkItemWireSchema,
   /** The work's home node: where its data is. */
   home: peerIdText,
   reason: z.string().min(1).max(300),

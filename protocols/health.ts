@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
 import { TOPICS } from './topics.ts'
-import { WorkItemSchema } from './work.ts'
+import { WorkItemWireSchema } from './work.ts'
 
 export const ROLES = ['member', 'coordinator'] as const
 export type Role = typeof ROLES[number]
@@ -33,16 +33,18 @@ export const HealthBeaconSchema = z.object({
   accelerators: z.array(z.string().min(1).max(32)).max(16),
   /** Where to reach the node (multiaddrs without the /p2p part), so members that heard of it can dial it. */
   addrs: z.array(z.string().min(1).max(200)).max(8),
+  // Fields added within v1 have defaults, so a beacon from an agent that predates them still reads: such an
+  // agent knows nothing of elections or work, so it may not coordinate and runs nothing.
   /** CPU cores, and the inference back ends it has ("cpu", "cuda", "webgpu"…): what it can run. */
-  cpus: z.int().min(1).max(4096),
-  providers: z.array(z.string().min(1).max(32)).max(8),
+  cpus: z.int().min(1).max(4096).default(1),
+  providers: z.array(z.string().min(1).max(32)).max(8).default([]),
   /** Election: the highest term the node knows, whether it may coordinate, and its configured priority. */
-  term: count,
-  eligible: z.boolean(),
-  priority: z.int().min(-1000).max(1000),
+  term: count.default(0),
+  eligible: z.boolean().default(false),
+  priority: z.int().min(-1000).max(1000).default(0),
   /** Work configured on the node (its home), and the ids of the work it runs now. */
-  work: z.array(WorkItemSchema).max(32),
-  running: z.array(z.string().min(1).max(63)).max(64)
+  work: z.array(WorkItemWireSchema).max(32).default([]),
+  running: z.array(z.string().min(1).max(63)).max(64).default([])
 })
 
 export type HealthBeacon = z.infer<typeof HealthBeaconSchema>

@@ -7,7 +7,7 @@ export const ACCELERATOR_NEEDS = ['none', 'preferred', 'required'] as const
  * A piece of work a node can be asked to run: a camera stream (decode + detect) or a standalone model. It is
  * configured on the node where its data is (its "home") and may be moved by the coordinator unless pinned.
  */
-export const WorkItemSchema = z.strictObject({
+const workItemShape = {
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit'),
   kind: z.enum(WORK_KINDS),
   /** Where the frames come from (rtsp://…, a file, a device): a device path is pinned by nature. */
@@ -19,7 +19,12 @@ export const WorkItemSchema = z.strictObject({
   cpuPct: z.number().min(0).max(6400).default(50),
   memMB: z.int().min(0).max(1_048_576).default(256),
   accelerator: z.enum(ACCELERATOR_NEEDS).default('preferred')
-})
+}
+
+/** In a config file: an unknown key is a typo, and an error. */
+export const WorkItemSchema = z.strictObject(workItemShape)
+/** On the wire: fields a newer agent adds are dropped, as everywhere in a message. */
+export const WorkItemWireSchema = z.object(workItemShape)
 
 export type WorkItem = z.infer<typeof WorkItemSchema>
 /** As written in a config file: the defaulted fields may be left out. */

@@ -17,6 +17,9 @@ t.test('a health beacon round-trips', async (t) => {
   const extra = healthCodec.decode(enc({ ...good, futureField: 1 }))
   t.ok(extra.ok, 'fields a newer agent adds within v1 are tolerated')
   t.notOk(extra.ok && 'futureField' in extra.value, 'and dropped')
+  const { cpus: _c, providers: _p, term: _t, eligible: _e, priority: _pr, work: _w, running: _r, ...older } = good
+  t.match(healthCodec.decode(enc(older)), { ok: true, value: { eligible: false, term: 0, work: [], running: [], cpus: 1 } },
+    'a beacon from an agent that predates elections reads, and that agent may not coordinate')
 })
 
 t.test('each class of bad beacon is refused with its reason', async (t) => {
