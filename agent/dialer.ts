@@ -20,7 +20,9 @@ const DIAL_TIMEOUT_MIN_MS = 1_000
 /**
  * libp2p 3 does not dial the peers that discovery finds, nor come back to peers it lost: this does both.
  * Every known peer that is not connected is dialled, with a per-peer backoff that doubles from 250 ms up to
- * `redialIntervalMs`, so a healed link or a restarted box is back within that interval.
+ * `redialIntervalMs` after quick failures (a box whose agent is down), so a restarted box is back within that
+ * interval; a dial into silence (a cut link) is given up after a second and tried again at once, so a healed
+ * link is back within about a second.
  */
 export class PeerDialer {
   private readonly node: MeshNode
@@ -99,14 +101,18 @@ export class PeerDialer {
     const target = this.targets.get(id)
     if (target == null || target.inFlight || this.node.getConnections(target.peerId).length > 0) return
     target.inFlight = true
-    // A dial into a cut link hangs on SYN retries (1 s, 3 s, 7 s…); give up sooner and retry, so a healed link is
-    // found within about a redial interval.
-    this.node.dial(target.peerId, { signal: AbortSignal.timeout(Math.max(DIAL_TIMEOUT_MIN_MS, this.redialIntervalMs)) }).then(() => {
+    // A dial into a cut link hangs on SYN retries (1 s, 3 s, 7 s…); give up sooner and send a fresh SYN, so a
+    // healed link is found within about a dial timeout.
+    const timeoutMs = Math.max(DIAL_TIMEOUT_MIN_MS, this.redialIntervalMs)
+    const started = Date.now()
+    this.node.dial(target.peerId, { signal: AbortSignal.timeout(timeoutMs) }).then(() => {
       target.backoffMs = FIRST_BACKOFF_MS
       this.log.debug({ peer: id }, 'dialled peer')
     }, (err: unknown) => {
-      target.notBefore = Date.now() + target.backoffMs
-      target.backoffMs = Math.min(target.backoffMs * 2, this.redialIntervalMs)
+      // A dial that hung for its whole timeout has waited already; only quick failures (refused) back off.
+      const hung = Date.now() - started >= timeoutMs
+      target.notBefore = hung ? 0 : Date.now() + target.backoffMs
+      if (!hung) target.backoffMs = Math.min(target.backoffMs * 2, this.redialIntervalMs)
       this.log.debug({ peer: id, err: (err as Error).message }, 'dial failed')
     }).finally(() => {
       target.inFlight = false

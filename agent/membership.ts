@@ -28,6 +28,8 @@ export interface MemberChange {
 export interface MembershipOptions {
   /** Silence after which a member is pinged. */
   probeAfterMs: number
+  /** How long a probe may take; a slow member is probed again two of these after its box answered. */
+  probeTimeoutMs: number
   /** Silence after which a member whose box still accepts connections (a wedged agent) is dead all the same. */
   unresponsiveAfterMs: number
   reapAfterMs: number
@@ -218,9 +220,11 @@ export class Membership extends EventEmitter<MembershipEvents> {
     } else if (tracked.silentSince > startedAt || outcome === 'inconclusive') {
       // A beacon arrived while the ping was out (the member spoke, whatever the ping says), or we stalled.
     } else if (outcome === 'knocked') {
-      // Alive but starved (CPU, swap): it keeps its suspect mark and is asked again later, not hammered.
+      // Alive but starved (CPU, swap): it keeps its suspect mark and is asked again a little later. Not at once:
+      // it is struggling. Not much later: a SIGKILLed agent's box can still accept a connection for a few
+      // milliseconds while the kernel tears the process down.
       tracked.failedProbes = 0
-      tracked.probeNotBefore = now + this.options.probeAfterMs
+      tracked.probeNotBefore = now + 2 * this.options.probeTimeoutMs
       const silence = now - tracked.silentSince
       if (silence >= this.options.unresponsiveAfterMs) this.transition(peerId, 'dead', `unresponsive for ${Math.round(silence / 1000)} s, though its box accepts connections`)
       else this.transition(peerId, 'suspect', 'slow: its box accepts connections, its agent does not answer')

@@ -109,14 +109,17 @@ export class Prober {
       return
     }
     const startedAt = performance.now()
-    const knocked = knock(tcpTargets(this.c.membership.get(peerIdText)?.addrs ?? []), timeoutMs)
+    // Never knock on our own port: a member's loopback address, seen from another box (or namespace), is ours.
+    const own = new Set(tcpTargets(this.c.node.getMultiaddrs().map(String)).map(({ host, port }) => `${host}:${port}`))
+    const targets = tcpTargets(this.c.membership.get(peerIdText)?.addrs ?? []).filter(({ host, port }) => !own.has(`${host}:${port}`))
+    const knocked = knock(targets, timeoutMs)
     this.c.node.services.ping.ping(peerId, { signal: AbortSignal.timeout(timeoutMs) }).then(
       () => 'answered' as const,
       async (err: unknown): Promise<ProbeOutcome> => {
         if (isRefused(err)) return 'refused'
         if (performance.now() - startedAt > timeoutMs + LATE_TIMEOUT_MS) return 'inconclusive'
         const knock = await knocked
-        this.c.log.debug({ peer: peerIdText, err: (err as Error).message, knock }, 'ping failed')
+        this.c.log.debug({ peer: peerIdText, err: (err as Error).message, knock, targets }, 'ping failed')
         return knock === 'connected' ? 'knocked' : knock === 'refused' ? 'refused' : 'timeout'
       }
     ).then((outcome) => {
