@@ -12,14 +12,10 @@ interface Target {
   notBefore: number
   backoffMs: number
   inFlight: boolean
-  /** Whether its peer id sorts above ours: then, to come back to it, we mostly wait for it to dial us. */
-  yields: boolean
 }
 
 const FIRST_BACKOFF_MS = 250
 const DIAL_TIMEOUT_MIN_MS = 1_000
-/** How much less often the side that yields redials: a fallback for links that only work one way (NAT). */
-const YIELD_FACTOR = 5
 
 /**
  * libp2p 3 does not dial the peers that discovery finds, nor come back to peers it lost: this does both.
@@ -27,15 +23,11 @@ const YIELD_FACTOR = 5
  * `redialIntervalMs` after quick failures (a box whose agent is down), so a restarted box is back within that
  * interval; a dial into silence (a cut link) is given up after a second and tried again at once, so a healed
  * link is back within about a second.
- * Coming back to a peer we lost, only the side with the lower peer id redials at that pace; the other redials
- * five times less often, in case the link works one way only. A heal then costs one handshake per pair, not
- * two (both sides dialling at once end up with two connections), which is what a large heal is bound by.
  */
 export class PeerDialer {
   private readonly node: MeshNode
   private readonly log: Logger
   private readonly redialIntervalMs: number
-  private readonly selfId: string
   private readonly targets = new Map<string, Target>()
   private timer: NodeJS.Timeout | undefined
 
@@ -43,13 +35,11 @@ export class PeerDialer {
     this.node = components.node
     this.log = components.log
     this.redialIntervalMs = components.redialIntervalMs
-    this.selfId = components.node.peerId.toString()
   }
 
   start (): void {
     this.node.addEventListener('peer:discovery', this.onDiscovery)
     this.node.addEventListener('peer:connect', this.onConnect)
-    this.node.addEventListener('peer:disconnect', this.onDisconnect)
     this.timer = setInterval(() => { this.dialDue() }, Math.min(FIRST_BACKOFF_MS, this.redialIntervalMs))
     this.timer.unref()
   }
@@ -58,7 +48,6 @@ export class PeerDialer {
     clearInterval(this.timer)
     this.node.removeEventListener('peer:discovery', this.onDiscovery)
     this.node.removeEventListener('peer:connect', this.onConnect)
-    this.node.removeEventListener('peer:disconnect', this.onDisconnect)
     this.targets.clear()
   }
 
@@ -69,7 +58,7 @@ export class PeerDialer {
     if (target == null) {
       const peerId = peerIdFromString(peerIdText)
       if (peerId.equals(this.node.peerId)) return
-      target = { peerId, addrs: new Set(), notBefore: 0, backoffMs: FIRST_BACKOFF_MS, inFlight: false, yields: peerIdText > this.selfId }
+      target = { peerId, addrs: new Set(), notBefore: 0, backoffMs: FIRST_BACKOFF_MS, inFlight: false }
       this.targets.set(peerIdText, target)
     }
     const known = target.addrs
@@ -93,21 +82,6 @@ export class PeerDialer {
     })
   }
 
-  /** The pause before redialling a peer we lost, or whose dial just failed after `waitedMs`. */
-  private pause (target: Target, waitedMs: number): number {
-    const pause = waitedMs >= this.dialTimeoutMs ? 0 : target.backoffMs
-    return target.yields ? Math.max(pause, YIELD_FACTOR * this.redialIntervalMs - waitedMs) : pause
-  }
-
-  private get dialTimeoutMs (): number {
-    return Math.max(DIAL_TIMEOUT_MIN_MS, this.redialIntervalMs)
-  }
-
-  private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
-    const target = this.targets.get(event.detail.toString())
-    if (target != null) target.notBefore = Date.now() + this.pause(target, 0)
-  }
-
   private readonly onConnect = (event: CustomEvent<PeerId>): void => {
     const target = this.targets.get(event.detail.toString())
     if (target != null) {
@@ -129,15 +103,16 @@ export class PeerDialer {
     target.inFlight = true
     // A dial into a cut link hangs on SYN retries (1 s, 3 s, 7 s…); give up sooner and send a fresh SYN, so a
     // healed link is found within about a dial timeout.
+    const timeoutMs = Math.max(DIAL_TIMEOUT_MIN_MS, this.redialIntervalMs)
     const started = Date.now()
-    this.node.dial(target.peerId, { signal: AbortSignal.timeout(this.dialTimeoutMs) }).then(() => {
+    this.node.dial(target.peerId, { signal: AbortSignal.timeout(timeoutMs) }).then(() => {
       target.backoffMs = FIRST_BACKOFF_MS
       this.log.debug({ peer: id }, 'dialled peer')
     }, (err: unknown) => {
       // A dial that hung for its whole timeout has waited already; only quick failures (refused) back off.
-      const waited = Date.now() - started
-      target.notBefore = Date.now() + this.pause(target, waited)
-      if (waited < this.dialTimeoutMs) target.backoffMs = Math.min(target.backoffMs * 2, this.redialIntervalMs)
+      const hung = Date.now() - started >= timeoutMs
+      target.notBefore = hung ? 0 : Date.now() + target.backoffMs
+      if (!hung) target.backoffMs = Math.min(target.backoffMs * 2, this.redialIntervalMs)
       this.log.debug({ peer: id, err: (err as Error).message }, 'dial failed')
     }).finally(() => {
       target.inFlight = false
