@@ -7,7 +7,7 @@
  *   - one coordinator after a heal: from healing (a cut coordinator's link; a half|half partition) until all agree
  * Times come from the agents' own log lines (one clock: all run on this machine), not from polling.
  * Baselines in the same run, same testbed (N=5 only, as the issue's anchors): Serf (SWIM + Lifeguard, failure
- * detection) and etcd 3.4 (Raft, default timings: a new leader). Ratios are noodle p95 / baseline p50.
+ * detection) and etcd 3.4 (Raft, default timings: a new leader), with the ratios noodle/baseline at p50 and p95.
  *
  *   node bench/election.ts [--sizes 5,16] [--trials 10] [--baseline-trials 5] [--parts noodle,serf,etcd]
  *
@@ -287,7 +287,7 @@ for (const n of sizes) {
   for (const [key, xs] of Object.entries(etcd)) console.log(line(n, `etcd   ${(LABELS[key] ?? key).replace('coordinator', 'leader')}`, xs))
   const ratio = (ours: number[] | undefined, theirs: number[] | undefined, what: string) =>
     ours != null && theirs != null && ours.length > 0 && theirs.length > 0
-      ? `${what} ×${(percentile(ours, 95) / percentile(theirs, 50)).toFixed(2)}`
+      ? `${what} p50 ×${(percentile(ours, 50) / percentile(theirs, 50)).toFixed(2)} p95 ×${(percentile(ours, 95) / percentile(theirs, 95)).toFixed(2)}`
       : null
   const ratios = [
     ratio(noodle.deadKill, serf.deadKill, 'dead/SIGKILL vs serf'),
@@ -295,5 +295,5 @@ for (const n of sizes) {
     ratio(noodle.electKill, etcd.electKill, 'new coordinator/SIGKILL vs etcd'),
     ratio(noodle.electCut, etcd.electCut, 'new coordinator/cut vs etcd')
   ].filter((r) => r != null)
-  if (ratios.length > 0) console.log(`N=${String(n).padStart(2)} ratio (noodle p95 / baseline p50): ${ratios.join('; ')}`)
+  if (ratios.length > 0) console.log(`N=${String(n).padStart(2)} ratio noodle/baseline: ${ratios.join('; ')}`)
 }
