@@ -4,7 +4,7 @@
  * member therefore widens its own timeouts before it accuses anyone, and forgives a stall outright.
  */
 export class LoopLag {
-  /** Worst lateness seen lately (ms); decays so that ~10 s after the lag ends it is forgotten. */
+  /** Worst lateness seen lately (ms); decays by half in about a second once the loop is on time again. */
   private recentMs = 0
   private last: number | null = null
   private readonly now: () => number
@@ -32,7 +32,7 @@ export class LoopLag {
   }
 
   /**
-   * How much to widen our timeouts: 1 while the lag is noise (under 50 ms, which delays nothing we wait for),
+   * How much to widen our timeouts: 1 while the lag is noise (under 100 ms, well inside a probe timeout),
    * then +1 per 100 ms of recent lag beyond that, at most 8 (as memberlist).
    */
   get scale (): number {
@@ -40,6 +40,6 @@ export class LoopLag {
   }
 }
 
-const NOISE_MS = 50
-const DECAY_PER_SAMPLE = 0.99
+const NOISE_MS = 100
+const DECAY_PER_SAMPLE = 0.97
 const MAX_SCALE = 8
