@@ -18,8 +18,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { agreedCoordinator, allSee, waitFor } from '../scripts/agents.ts'
-import type { AgentProcess } from '../scripts/agents.ts'
+import { agreedCoordinator, allSee, waitFor, waitForAgreement } from '../scripts/agents.ts'
+import type { AgentProcess, Agreement } from '../scripts/agents.ts'
 import { AgentBed, Testbed, onExitOrSignal } from '../scripts/testbed.ts'
 import { commandExists, logLines, percentile, serfMembers, startSerf } from './lib.ts'
 
@@ -72,12 +72,7 @@ function adoptedAt (observer: AgentProcess, coordinator: string, term: number, s
 
 const latest = (xs: number[]) => Math.max(...xs)
 
-async function agreement (agents: AgentProcess[], accept: (c: { coordinator: string, term: number }) => boolean) {
-  return await waitFor('agreement', async () => {
-    const a = await agreedCoordinator(agents)
-    return a != null && accept(a) ? a : undefined
-  }, 60_000, 100)
-}
+const agreement = (agents: AgentProcess[], accept: (a: Agreement) => boolean) => waitForAgreement('agreement', agents, accept, 60_000)
 
 /** Every agent alive to every other, and one coordinator that stays put for 1.5 s (a restarted agent may rank best). */
 async function settle (bed: AgentBed): Promise<{ coordinator: string, term: number }> {
@@ -152,10 +147,7 @@ async function benchNoodle (n: number): Promise<Series> {
       const left = bed.agents.slice(0, half)
       const right = bed.agents.slice(half)
       bed.partition([left.map((_, i) => i), right.map((_, i) => i + half)])
-      const sides = await Promise.all([left, right].map((side) => waitFor('each side to agree', async () => {
-        const a = await agreedCoordinator(side)
-        return a != null && side.some((x) => x.peerId === a.coordinator) ? a : undefined
-      }, 60_000, 100)))
+      const sides = await Promise.all([left, right].map((side) => agreement(side, (a) => side.some((x) => x.peerId === a.coordinator))))
       await sleep(500)
       healed = Date.now()
       bed.healAll()

@@ -103,8 +103,10 @@ export const gossip = (a: AgentProcess) => apiGet<GossipView>(a.socketPath, '/ap
 export const decisions = (a: AgentProcess) => apiGet<DecisionView[]>(a.socketPath, '/api/v1/ahr/decisions')
 export const optimize = (a: AgentProcess) => apiRequest<OptimizeResponse>(a.socketPath, 'POST', '/api/v1/ahr/optimize', 10_000)
 
+export interface Agreement { coordinator: string, term: number }
+
 /** The coordinator and term every one of `agents` reports, when they all report the same one; else undefined. */
-export async function agreedCoordinator (agents: AgentProcess[]): Promise<{ coordinator: string, term: number } | undefined> {
+export async function agreedCoordinator (agents: AgentProcess[]): Promise<Agreement | undefined> {
   const seen = await Promise.all(agents.map(status))
   const first = seen[0]
   if (first?.coordinator == null) return undefined
@@ -124,6 +126,15 @@ export async function bootstrapAddr (a: AgentProcess): Promise<string> {
 /** What `observer` thinks of each peer id: its state, or undefined if not listed. */
 export async function statesSeenBy (observer: AgentProcess): Promise<Map<string, string>> {
   return new Map((await nodes(observer)).map((n) => [n.peerId, n.state]))
+}
+
+/** Waits until `agents` all report one coordinator and term that `accept` takes (polled every 50 ms). */
+export async function waitForAgreement (what: string, agents: AgentProcess[], accept: (a: Agreement) => boolean = () => true,
+  timeoutMs = 20_000): Promise<Agreement> {
+  return await waitFor(what, async () => {
+    const agreed = await agreedCoordinator(agents)
+    return agreed != null && accept(agreed) ? agreed : undefined
+  }, timeoutMs, 50)
 }
 
 /** Polls until `check` returns something other than undefined/false; fails with `what` after `timeoutMs`. */

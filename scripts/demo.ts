@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { formatNodesTable } from '../agent/format.ts'
-import { agreedCoordinator, allSee, bootstrapAddr, nodes, startAgent, waitFor, writeSwarmKey } from './agents.ts'
+import { allSee, bootstrapAddr, nodes, startAgent, waitFor, waitForAgreement, writeSwarmKey } from './agents.ts'
 import type { AgentProcess } from './agents.ts'
 
 const once = process.argv.includes('--once')
@@ -29,7 +29,7 @@ try {
   const entry = await bootstrapAddr(agents[0] as AgentProcess)
   agents.push(...await Promise.all(['demo-2', 'demo-3'].map((name) => startAgent({ ...common, name, bootstrap: [entry] }))))
   await waitFor('the three agents to see each other', () => allSee(agents, agents, 'alive'), 20_000)
-  await waitFor('the three agents to agree on a coordinator', () => agreedCoordinator(agents), 20_000)
+  await waitForAgreement('the three agents to agree on a coordinator', agents)
 } catch (err) {
   process.stderr.write(`demo failed: ${(err as Error).message}\n${agents.map((a) => a.output()).join('\n')}`)
   await shutdown(1)

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { agreedCoordinator, allSee, bootstrapAddr, startAgent, stopAgents, waitFor, writeSwarmKey } from './agents.ts'
+import { allSee, bootstrapAddr, startAgent, stopAgents, waitFor, waitForAgreement, writeSwarmKey } from './agents.ts'
 import type { AgentProcess, StartOptions } from './agents.ts'
 
 /**
@@ -238,7 +238,7 @@ export class AgentBed {
       const rest = await Promise.all(Array.from({ length: options.hosts - 1 }, (_, i) => startAgent(bed.startOptions(i + 1, [boot]))))
       bed.agents.push(...rest)
       await waitFor('every agent to see every other alive', () => allSee(bed.agents, bed.agents, 'alive'), 60_000, 100)
-      await waitFor('one agreed coordinator', () => agreedCoordinator(bed.agents), 30_000, 50)
+      await waitForAgreement('one agreed coordinator', bed.agents, undefined, 30_000)
     } catch (err) {
       await bed.destroy()
       throw err
@@ -322,9 +322,9 @@ async function main (): Promise<void> {
   const reason = Testbed.unavailableReason()
   if (reason != null) throw new Error(reason)
   const bed = await AgentBed.start({ hosts })
-  const agreed = await agreedCoordinator(bed.agents)
+  const agreed = await waitForAgreement('one agreed coordinator', bed.agents)
   process.stdout.write(`${hosts} hosts up (namespaces ${bed.net.prefix}-h0…), data dirs under ${bed.root}\n` +
-    `coordinator: host-${bed.indexOf(agreed?.coordinator ?? '')}, term ${agreed?.term ?? '?'}\n` +
+    `coordinator: host-${bed.indexOf(agreed.coordinator)}, term ${agreed.term}\n` +
     `try: bin/noodle nodes --data-dir ${bed.root}/host-0\nCtrl-C to tear down\n`)
   await new Promise(() => {})
 }

@@ -3,20 +3,15 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { AgentBed, Testbed } from '../../scripts/testbed.ts'
 import { TOPICS } from '../../protocols/topics.ts'
-import { FAST_TIMINGS, agreedCoordinator, allSee, decisions, nodes, status, waitFor } from '../helpers/agents.ts'
-import type { AgentProcess } from '../helpers/agents.ts'
+import { FAST_TIMINGS, allSee, decisions, nodes, status, waitFor, waitForAgreement } from '../helpers/agents.ts'
+import type { AgentProcess, Agreement } from '../helpers/agents.ts'
 
 const unavailable = Testbed.unavailableReason()
 if (unavailable != null && process.env.CI === 'true') t.fail(`network namespaces are required in CI: ${unavailable}`)
 
 const ROGUE = fileURLToPath(new URL('../helpers/rogue-publisher.ts', import.meta.url))
 
-/** The coordinator and term one group of agents agrees on, once it does. */
-const agreement = (what: string, agents: AgentProcess[], accept: (a: { coordinator: string, term: number }) => boolean = () => true) =>
-  waitFor(what, async () => {
-    const agreed = await agreedCoordinator(agents)
-    return agreed != null && accept(agreed) ? agreed : undefined
-  }, 20_000, 50)
+const agreement = (what: string, agents: AgentProcess[], accept?: (a: Agreement) => boolean) => waitForAgreement(what, agents, accept)
 
 t.test('5 hosts: the coordinator dies, the network splits 2|3 and heals, an old term is fenced off', { skip: unavailable ?? false }, async (t) => {
   // host-4 has the highest priority, so the rightful coordinator is known in advance.

@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 // scripts/agents.ts, not the test helpers: production timings, not the tests' fast ones.
-import { agreedCoordinator, allSee, bootstrapAddr, nodes, startAgent, status, stopAgents, waitFor, writeSwarmKey } from '../../scripts/agents.ts'
+import { allSee, bootstrapAddr, nodes, startAgent, status, stopAgents, waitFor, waitForAgreement, writeSwarmKey } from '../../scripts/agents.ts'
 import type { AgentProcess } from '../../scripts/agents.ts'
 import { tempDir } from '../helpers/agents.ts'
 
@@ -35,7 +35,7 @@ t.test('one agent starved of CPU for 20 s: nobody alive is declared dead, on eit
   const boot = await bootstrapAddr(agents[0] as AgentProcess)
   for (let i = 1; i < 5; i++) agents.push(await startAgent({ root, name: `load-${i}`, swarmKeyFile: swarmKey, bootstrap: [boot], logLevel: 'info' }))
   await waitFor('all five alive to all', () => allSee(agents, agents, 'alive'), 30_000)
-  await waitFor('a coordinator', () => agreedCoordinator(agents), 30_000)
+  await waitForAgreement('a coordinator', agents, undefined, 30_000)
 
   // The starved agent shares CPU 0 with four busy loops at the highest nice priority; everyone else gets CPU 1.
   const starved = agents[2] as AgentProcess

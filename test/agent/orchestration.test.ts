@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ApiError } from '../../agent/errors.ts'
 import {
-  agreedCoordinator, allSee, bootstrapAddr, decisions, nodes, optimize, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey
+  allSee, bootstrapAddr, decisions, nodes, optimize, startAgent, stopAgents, tempDir, waitFor, waitForAgreement, writeSwarmKey
 } from '../helpers/agents.ts'
 import type { AgentProcess } from '../helpers/agents.ts'
 
@@ -24,7 +24,7 @@ t.test('work moves off a dead node, back home when it returns, and every step is
   const boss = await startAgent({ root, name: 'boss', swarmKeyFile: swarmKey, bootstrap: [boot], config: { coordinator: { priority: 5, maxCpuPct: 100 } } })
   const spare = await startAgent({ root, name: 'spare', swarmKeyFile: swarmKey, bootstrap: [boot] })
   agents.push(boss, spare)
-  await waitFor('boss to coordinate', async () => (await agreedCoordinator(agents))?.coordinator === boss.peerId)
+  await waitForAgreement('boss to coordinate', agents, (a) => a.coordinator === boss.peerId)
   t.same(await runners(boss, 'cam-door'), ['home'], 'work runs at home to begin with')
   const answer = await optimize(spare)
   t.match(answer, { coordinator: boss.peerId, decisions: [] }, 'optimize from a member is answered by the coordinator: nothing to move')
