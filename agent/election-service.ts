@@ -2,6 +2,7 @@ import type { HealthBeacon } from '../protocols/health.ts'
 import { candidateOf, compareCandidates } from './election.ts'
 import type { Candidate, Election, ElectionChange } from './election.ts'
 import type { Logger } from './logger.ts'
+import { isLive } from './membership.ts'
 import type { Membership } from './membership.ts'
 import type { Store } from './store.ts'
 
@@ -53,7 +54,7 @@ export class ElectionService {
    */
   observeClaim (peerId: string, term: number): void {
     const claimant = this.c.membership.get(peerId)
-    if (claimant == null || (claimant.state !== 'alive' && claimant.state !== 'suspect') || candidateOf(claimant)?.eligible !== true) return
+    if (claimant == null || !isLive(claimant.state) || candidateOf(claimant)?.eligible !== true) return
     const clash = this.c.election.observeClaim(peerId, term, this.rank)
     this.evaluate(clash)
   }

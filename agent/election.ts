@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import { isLive } from './membership.ts'
 import type { Member } from './membership.ts'
 
 /** What the election needs to know of a member: from its beacons (self: from config and the sampler). */
@@ -111,7 +112,7 @@ export class Election extends EventEmitter<ElectionEvents> {
    * cue, if we rank best, to claim past it). Returns true when we just claimed.
    */
   evaluate (members: Member[], self: Candidate, clash = false): boolean {
-    const live = members.filter((m) => m.state === 'alive' || m.state === 'suspect' || m.peerId === this.selfId)
+    const live = members.filter((m) => isLive(m.state) || m.peerId === this.selfId)
     if (this.holder != null && this.holder !== this.selfId && !live.some((m) => m.peerId === this.holder)) {
       this.set(this.currentTerm, null, 'the coordinator is gone')
     }

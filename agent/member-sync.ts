@@ -4,6 +4,7 @@ import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../protocols/member-sync.
 import type { MemberSyncMessage } from '../protocols/member-sync.ts'
 import type { PeerDialer } from './dialer.ts'
 import type { Logger } from './logger.ts'
+import { isLive } from './membership.ts'
 import type { Membership } from './membership.ts'
 import type { MeshNode } from './mesh.ts'
 import type { MetricsStore } from './metrics.ts'
@@ -45,7 +46,7 @@ export class MemberSync {
     const skip = new Set([except.toString(), this.c.node.peerId.toString()])
     const out = new Map<string, string[]>()
     for (const m of this.c.membership.list()) {
-      if ((m.state === 'alive' || m.state === 'suspect') && m.addrs.length > 0 && !skip.has(m.peerId)) out.set(m.peerId, m.addrs.slice(0, 8))
+      if (isLive(m.state) && m.addrs.length > 0 && !skip.has(m.peerId)) out.set(m.peerId, m.addrs.slice(0, 8))
     }
     for (const { remotePeer } of this.c.node.getConnections()) {
       const id = remotePeer.toString()

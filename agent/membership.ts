@@ -4,6 +4,11 @@ import type { SystemEvent } from '../protocols/events.ts'
 
 export type MemberState = 'alive' | 'suspect' | 'dead' | 'left'
 
+/** Alive or suspect: a member still counted in (probed, dialled, able to hold the coordinator's lease). */
+export function isLive (state: MemberState): boolean {
+  return state === 'alive' || state === 'suspect'
+}
+
 /** What a member's last beacon said about it, less the beacon's bookkeeping (kept on the member itself). */
 export type MemberHealth = Omit<HealthBeacon, 'v' | 'name' | 'startedAt' | 'seq' | 'role' | 'addrs'>
 
@@ -193,7 +198,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const due: string[] = []
     for (const [peerId, tracked] of this.members) {
       const { state } = tracked.member
-      if (peerId === this.selfId || tracked.probeStartedAt != null || (state !== 'alive' && state !== 'suspect')) continue
+      if (peerId === this.selfId || tracked.probeStartedAt != null || !isLive(state)) continue
       if (now < tracked.probeNotBefore) continue
       if (tracked.probeNow || state === 'suspect' || now - tracked.silentSince >= this.options.probeAfterMs * scale) {
         tracked.probeNow = false
@@ -211,7 +216,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const startedAt = tracked.probeStartedAt
     tracked.probeStartedAt = null
     const { state } = tracked.member
-    if (state !== 'alive' && state !== 'suspect') return
+    if (!isLive(state)) return
     const now = this.now()
     if (outcome === 'answered') {
       tracked.silentSince = now
