@@ -215,15 +215,16 @@ export class Orchestrator {
   }
 }
 
+/** An alive member's capacity: its health is from a beacon (decoded with defaults), never an older stored record. */
 function capacityOf (member: Member): NodeCapacity {
   const h = member.health as NonNullable<Member['health']>
   return {
     peerId: member.peerId,
     accelerators: h.accelerators.length,
-    cpus: h.cpus ?? 1,
+    cpus: h.cpus,
     cpuPct: h.cpuPct,
     memFreeBytes: Math.max(0, h.memTotalBytes - h.memUsedBytes),
-    running: h.running ?? []
+    running: h.running
   }
 }
 
