@@ -17,13 +17,17 @@ import { Membership, healthOf } from './membership.ts'
 import { MembershipService } from './membership-service.ts'
 import { Mesh } from './mesh.ts'
 import { MetricsStore } from './metrics.ts'
+import { mqttParts } from './mqtt.ts'
+import type { MqttParts } from './mqtt.ts'
+import type { IngestStatus } from './ingest.ts'
+import { HOUR_MS, SensorStore } from './sensor-store.ts'
 import { LoopLag } from './loop-lag.ts'
 import { Orchestrator } from './orchestrator.ts'
 import { PROBE_TICK_MS, Prober } from './prober.ts'
 import { Store } from './store.ts'
 import { VERSION } from './version.ts'
-import { decisionView, nodeView } from './views.ts'
-import type { DecisionView, GossipView, NodeView, StatusView } from './views.ts'
+import { decisionView, nodeView, sensorReadingView } from './views.ts'
+import type { DecisionView, GossipView, NodeView, SensorReadingView, StatusView } from './views.ts'
 import { WorkRegistry } from './work.ts'
 
 /** A fresh agent listens this many beacon intervals before it may claim the coordinator role. */
@@ -42,6 +46,8 @@ export class Agent {
   private readonly store: Store
   private readonly lag: LoopLag
   private readonly orchestrator: Orchestrator
+  private readonly sensors: SensorStore
+  private readonly mqtt: MqttParts
   private readonly lifecycle: Lifecycle
   private readonly startedAt: number
 
@@ -63,6 +69,8 @@ export class Agent {
     orchestrator: Orchestrator
     reporter: HealthReporter
     sync: MemberSync
+    sensors: SensorStore
+    mqtt: MqttParts
   }) {
     this.config = parts.config
     this.mesh = parts.mesh
@@ -72,6 +80,8 @@ export class Agent {
     this.store = parts.store
     this.lag = parts.lag
     this.orchestrator = parts.orchestrator
+    this.sensors = parts.sensors
+    this.mqtt = parts.mqtt
     this.startedAt = parts.startedAt
     const api = new ControlApi({
       socketPath: parts.config.api.socketPath,
@@ -81,11 +91,15 @@ export class Agent {
         'GET /api/v1/mesh/nodes': () => this.nodes(),
         'GET /api/v1/mesh/gossip': () => this.gossip(),
         'GET /api/v1/ahr/decisions': () => this.decisions(),
-        'POST /api/v1/ahr/optimize': async () => await this.orchestrator.optimize()
+        'POST /api/v1/ahr/optimize': async () => await this.orchestrator.optimize(),
+        'GET /api/v1/sensors': () => this.sensorReadings(),
+        'GET /api/v1/ingest': () => this.ingest()
       }
     })
     this.lifecycle = new Lifecycle([
       ['store', parts.store],
+      ['sensor store', parts.sensors],
+      ...parts.mqtt.components,
       ['mesh', parts.mesh],
       ['dialer', parts.dialer],
       ['member sync', parts.sync],
@@ -107,6 +121,16 @@ export class Agent {
     const swarmKey = readSwarmKey(config.swarmKeyFile)
     const store = new Store({ path: join(config.dataDir, 'noodle.db'), log })
     const metrics = new MetricsStore()
+    const hours = (h: number) => Math.round(h * HOUR_MS)
+    const sensors = new SensorStore({
+      db: store.database,
+      log,
+      retention: {
+        rawMs: hours(config.mqtt.retention.rawHours),
+        minuteMs: hours(config.mqtt.retention.minuteDays * 24),
+        hourMs: hours(config.mqtt.retention.hourDays * 24)
+      }
+    })
     const mesh = await Mesh.create({ config, privateKey, swarmKey, metrics, log })
     const membership = new Membership({
       self: { peerId: selfId, name: config.name, state: 'alive', role: 'member', addrs: [], lastSeen: startedAt, health: null },
@@ -146,9 +170,30 @@ export class Agent {
         // The runtime (ONNX execution providers) extends this once it detects them.
         providers: ['cpu'],
         work: [...work.configured],
-        running: work.runningIds()
+        running: work.runningIds(),
+        ingest: mqtt.ingest?.stats() ?? null
       }),
       onBeacon: (beacon) => { membership.updateSelf({ name: beacon.name, role: beacon.role, addrs: beacon.addrs, health: healthOf(beacon) }) }
+    })
+    const mqtt = mqttParts({
+      config,
+      sensors,
+      log,
+      describe: () => {
+        const health = membership.get(selfId)?.health
+        return {
+          name: config.name,
+          peerId: selfId,
+          role: election.isCoordinator ? 'coordinator' : 'member',
+          term: election.term,
+          members: membership.count('alive'),
+          cpuPct: health?.cpuPct ?? null,
+          memUsedPct: health == null ? null : Math.round(health.memUsedBytes / health.memTotalBytes * 1000) / 10,
+          tempC: health?.tempC ?? null,
+          uptimeS: Math.round((Date.now() - startedAt) / 1000),
+          ingest: mqtt.ingest?.stats() ?? null
+        }
+      }
     })
     const prober = new Prober({ node: mesh.node, membership, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs })
     const electionService = new ElectionService({
@@ -187,7 +232,7 @@ export class Agent {
     const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
     return new Agent({
       config, log, startedAt, store, metrics, mesh, membership, election, lag, work, dialer, service, prober,
-      electionService, orchestrator, reporter, sync
+      electionService, orchestrator, reporter, sync, sensors, mqtt
     })
   }
 
@@ -222,6 +267,16 @@ export class Agent {
   decisions (): DecisionView[] {
     const names = new Map(this.membership.list().map((m) => [m.peerId, m.name]))
     return this.store.decisions().map((d) => decisionView(d, names))
+  }
+
+  sensorReadings (): SensorReadingView[] {
+    return this.sensors.sensors().map(sensorReadingView)
+  }
+
+  ingest (): IngestStatus {
+    if (this.mqtt.ingest !== null) return this.mqtt.ingest.status()
+    // Nothing is ingested now, but totals from earlier runs are still in the store.
+    return { ...this.sensors.totals(), deadLetter: this.sensors.deadLetterCount(), connected: false, broker: this.mqtt.session?.broker ?? null }
   }
 
   gossip (): GossipView {

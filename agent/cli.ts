@@ -5,10 +5,11 @@ import { apiGet, apiRequest } from './client.ts'
 import { loadConfig } from './config.ts'
 import type { AgentFlags } from './config.ts'
 import { AgentUnreachableError, NoodleError, UsageError } from './errors.ts'
-import { formatDecisionsTable, formatNodesTable, formatOptimize, formatStatus } from './format.ts'
+import { formatDecisionsTable, formatIngest, formatNodesTable, formatOptimize, formatSensorsTable, formatStatus } from './format.ts'
+import type { IngestStatus } from './ingest.ts'
 import { VERSION } from './version.ts'
 import type { OptimizeResponse } from '../protocols/optimize.ts'
-import type { DecisionView, NodeView, StatusView } from './views.ts'
+import type { DecisionView, NodeView, SensorReadingView, StatusView } from './views.ts'
 
 // The agent, libp2p and the key code load only for the commands that use them: `noodle nodes` stays quick.
 
@@ -22,6 +23,8 @@ Usage:
   noodle nodes [--json] [--watch] every member of the mesh as this agent sees it (* marks the coordinator)
   noodle decisions [--json] [--watch]  the coordinator's placement decisions this node issued or received
   noodle optimize [--json]        ask the coordinator for a fresh placement now (from any node)
+  noodle sensors [--json] [--watch]  every sensor metric ingested here: latest value, rate, last seen
+  noodle ingest [--json]          MQTT ingest totals: received, stored, rejected, dead letter, broker
   noodle help | --version
 
 Agent options (each also settable in the config file or as NOODLE_*):
@@ -33,8 +36,10 @@ Agent options (each also settable in the config file or as NOODLE_*):
   --no-mdns            do not discover peers on the LAN with mDNS
   --swarm-key FILE     the mesh's pre-shared key (default DIR/swarm.key)
   --log-level LEVEL    fatal|error|warn|info|debug|trace|silent (default info)
+  --mqtt-url URL       MQTT broker to ingest from: mqtt://, mqtts://, ws:// or wss://
+  --mqtt-topic FILTER  MQTT topic filter to ingest, repeatable (without --mqtt-url: an embedded broker)
 
-status, nodes, decisions and optimize reach the agent through --data-dir DIR (or --config FILE).
+status, nodes, decisions, optimize, sensors and ingest reach the agent through --data-dir DIR (or --config FILE).
 `
 
 const COMMON = {
@@ -50,7 +55,9 @@ const COMMANDS = {
     bootstrap: { type: 'string', multiple: true },
     'no-mdns': { type: 'boolean' },
     'swarm-key': { type: 'string' },
-    'log-level': { type: 'string' }
+    'log-level': { type: 'string' },
+    'mqtt-url': { type: 'string' },
+    'mqtt-topic': { type: 'string', multiple: true }
   },
   init: { ...COMMON, 'swarm-key': { type: 'string' } },
   'swarm-key': {},
@@ -58,6 +65,8 @@ const COMMANDS = {
   nodes: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
   decisions: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
   optimize: { ...COMMON, json: { type: 'boolean' } },
+  sensors: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
+  ingest: { ...COMMON, json: { type: 'boolean' } },
   help: {},
   version: {}
 } as const satisfies Record<string, ParseArgsConfig['options']>
@@ -124,7 +133,7 @@ async function runInit (flags: { 'data-dir'?: string, config?: string, 'swarm-ke
   ].join('\n') + '\n')
 }
 
-type QueryCommand = 'status' | 'nodes' | 'decisions' | 'optimize'
+type QueryCommand = 'status' | 'nodes' | 'decisions' | 'optimize' | 'sensors' | 'ingest'
 
 async function runQuery (command: QueryCommand, flags: { 'data-dir'?: string, config?: string, json?: boolean, watch?: boolean }): Promise<void> {
   const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
@@ -141,6 +150,10 @@ async function runQuery (command: QueryCommand, flags: { 'data-dir'?: string, co
       case 'optimize':
         // The coordinator may be another box, reached over the mesh: allow it longer than a local answer.
         return render(await apiRequest<OptimizeResponse>(api.socketPath, 'POST', '/api/v1/ahr/optimize', 10_000), formatOptimize)
+      case 'sensors':
+        return render(await apiGet<SensorReadingView[]>(api.socketPath, '/api/v1/sensors'), formatSensorsTable)
+      case 'ingest':
+        return render(await apiGet<IngestStatus>(api.socketPath, '/api/v1/ingest'), formatIngest)
     }
   }
   if (flags.watch !== true) {
@@ -178,6 +191,8 @@ export async function main (argv: string[]): Promise<number> {
       case 'nodes':
       case 'decisions':
       case 'optimize':
+      case 'sensors':
+      case 'ingest':
         await runQuery(command, flags)
         return 0
     }

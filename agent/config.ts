@@ -3,6 +3,7 @@ import { homedir, hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
+import { topicRuleProblem } from '../protocols/sensor-payload.ts'
 import { WorkItemSchema } from '../protocols/work.ts'
 import { ConfigError } from './errors.ts'
 
@@ -35,6 +36,76 @@ const bootstrapMultiaddr = multiaddrString.refine(
   'must be a TCP address ending in the peer id, such as /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW…'
 )
 const milliseconds = (min: number, max: number) => z.int().min(min).max(max)
+
+/** An MQTT topic filter: `+` fills one whole level, `#` only the last. */
+const topicFilter = z.string().min(1).max(1024).refine(
+  (f) => !f.includes('\0') && f.split('/').every((level, i, all) =>
+    (level !== '#' || i === all.length - 1) && (!level.includes('#') || level === '#') && (!level.includes('+') || level === '+')),
+  'is not an MQTT topic filter ("+" must fill a level, "#" must be the last level)'
+)
+const mqttUrl = z.string().refine((u) => {
+  try {
+    return ['mqtt:', 'mqtts:', 'ws:', 'wss:'].includes(new URL(u).protocol)
+  } catch {
+    return false
+  }
+}, 'must be an mqtt://, mqtts://, ws:// or wss:// URL, such as mqtt://192.0.2.10:1883')
+
+const MqttSchema = z.strictObject({
+  /** The broker to use. Unset: the embedded broker, if it runs; else no MQTT at all. */
+  url: mqttUrl.optional(),
+  username: z.string().min(1).max(256).optional(),
+  /** A file holding the password, so that it is in neither the config nor the process list. */
+  passwordFile: z.string().min(1).optional(),
+  /** Defaults to noodle-<name>: stable, so the broker keeps our session across restarts. */
+  clientId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1–64 letters, digits, ".", "_" or "-"').optional(),
+  /** For mqtts://: PEM files of the CA, and of our certificate and key when the broker wants one. */
+  tls: z.strictObject({
+    caFile: z.string().min(1).optional(),
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
+    rejectUnauthorized: z.boolean()
+  }),
+  /** Topic filters to ingest into the store. None: nothing is ingested (the box still publishes its presence). */
+  topics: z.array(topicFilter).max(64),
+  /** How topics name sensors and metrics (Telegraf's topic_parsing); the first rule that matches applies. */
+  topicParsing: z.array(z.strictObject({ topic: topicFilter, levels: z.string().min(1).max(1024) })
+    .superRefine((rule, ctx) => {
+      const problem = topicRuleProblem(rule)
+      if (problem !== null) ctx.addIssue({ code: 'custom', path: ['levels'], message: problem })
+    })).max(64),
+  /** JSON object fields that hold values: `value` takes its metric from the topic, others name their metric. */
+  valueFields: z.array(z.string().min(1).max(64)).min(1).max(32),
+  /** Larger payloads go to the dead letter. */
+  maxPayloadBytes: z.int().min(16).max(16 * 1024 * 1024),
+  /** QoS 1 (the default) loses nothing; QoS 0 is cheaper and loses what is in flight when anything fails. */
+  qos: z.union([z.literal(0), z.literal(1)]),
+  batch: z.strictObject({
+    maxMessages: z.int().min(1).max(65_535),
+    maxDelayMs: milliseconds(1, 10_000)
+  }),
+  /** Unacknowledged QoS 1 messages the broker may send at once (MQTT 5 Receive Maximum). */
+  receiveMaximum: z.int().min(1).max(65_535),
+  /** How long the broker keeps our session and queues for us while we are away (MQTT 5 Session Expiry). */
+  sessionExpirySec: z.int().min(0).max(0xffffffff),
+  keepaliveSec: z.int().min(5).max(3_600),
+  /** An MQTT broker inside the agent, for a box with none (aedes). Defaults to on when topics are set and url is not. */
+  embeddedBroker: z.strictObject({
+    enabled: z.boolean().optional(),
+    host: z.string().min(1),
+    port: z.int().min(1).max(65_535)
+  }),
+  /** Where the box publishes its availability and health: <baseTopic>/<name>/… */
+  baseTopic: z.string().regex(/^[^#+\0]+$/, 'must be a topic without wildcards').refine((t) => !t.endsWith('/'), 'must not end in "/"'),
+  healthIntervalMs: milliseconds(1_000, 3_600_000),
+  /** Publish Home Assistant discovery configs for the box. */
+  homeAssistant: z.boolean(),
+  retention: z.strictObject({
+    rawHours: z.number().positive().max(24 * 3650),
+    minuteDays: z.number().positive().max(3650),
+    hourDays: z.number().positive().max(36500)
+  })
+})
 
 export const ConfigSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit'),
@@ -92,7 +163,8 @@ export const ConfigSchema = z.strictObject({
   api: z.strictObject({
     /** Defaults to `<dataDir>/agent.sock`. */
     socketPath: z.string().min(1).optional()
-  })
+  }),
+  mqtt: MqttSchema
 }).refine((c) => c.membership.probeAfterMs > c.health.intervalMs, {
   path: ['membership', 'probeAfterMs'],
   message: 'must be greater than health.intervalMs (a member is pinged only once a beacon is late)'
@@ -104,6 +176,7 @@ export type Config = z.infer<typeof ConfigSchema>
 export interface ResolvedConfig extends Config {
   swarmKeyFile: string
   api: { socketPath: string }
+  mqtt: Config['mqtt'] & { clientId: string, embeddedBroker: Config['mqtt']['embeddedBroker'] & { enabled: boolean } }
 }
 
 /** Where the data dir lives when nothing says otherwise: the per-user state folder. */
@@ -125,7 +198,24 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
     membership: { probeAfterMs: 1_100, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 86_400_000, redialIntervalMs: 1_000 },
     coordinator: { eligible: true, priority: 0, evaluateIntervalMs: 10_000, maxCpuPct: 80 },
     work: [],
-    api: {}
+    api: {},
+    mqtt: {
+      tls: { rejectUnauthorized: true },
+      topics: [],
+      topicParsing: [],
+      valueFields: ['value'],
+      maxPayloadBytes: 65_536,
+      qos: 1,
+      batch: { maxMessages: 1_000, maxDelayMs: 20 },
+      receiveMaximum: 2_000,
+      sessionExpirySec: 7 * 86_400,
+      keepaliveSec: 30,
+      embeddedBroker: { host: '0.0.0.0', port: 1883 },
+      baseTopic: 'noodle',
+      healthIntervalMs: 60_000,
+      homeAssistant: false,
+      retention: { rawHours: 48, minuteDays: 30, hourDays: 365 }
+    }
   }
 }
 
@@ -152,7 +242,18 @@ const SETTABLE: Record<string, ValueKind> = {
   'coordinator.priority': 'int',
   'coordinator.evaluateIntervalMs': 'int',
   'coordinator.maxCpuPct': 'int',
-  'api.socketPath': 'string'
+  'api.socketPath': 'string',
+  'mqtt.url': 'string',
+  'mqtt.username': 'string',
+  'mqtt.passwordFile': 'string',
+  'mqtt.clientId': 'string',
+  'mqtt.topics': 'list',
+  'mqtt.qos': 'int',
+  'mqtt.embeddedBroker.enabled': 'boolean',
+  'mqtt.embeddedBroker.host': 'string',
+  'mqtt.embeddedBroker.port': 'int',
+  'mqtt.baseTopic': 'string',
+  'mqtt.homeAssistant': 'boolean'
 }
 
 export function envVarFor (key: string): string {
@@ -169,6 +270,8 @@ export interface AgentFlags {
   bootstrap?: string[]
   'no-mdns'?: boolean
   'swarm-key'?: string
+  'mqtt-url'?: string
+  'mqtt-topic'?: string[]
 }
 
 /** Flags of `noodle agent` and the keys they set. */
@@ -178,7 +281,9 @@ const FLAG_KEYS: Partial<Record<keyof AgentFlags, string>> = {
   'log-level': 'logLevel',
   listen: 'listen',
   bootstrap: 'bootstrap',
-  'swarm-key': 'swarmKeyFile'
+  'swarm-key': 'swarmKeyFile',
+  'mqtt-url': 'mqtt.url',
+  'mqtt-topic': 'mqtt.topics'
 }
 
 function flagFor (key: string): string {
@@ -285,7 +390,15 @@ export function loadConfig ({ flags = {}, env = process.env }: LoadConfigOptions
     ...config,
     dataDir,
     swarmKeyFile: resolve(config.swarmKeyFile ?? join(dataDir, 'swarm.key')),
-    api: { socketPath }
+    api: { socketPath },
+    mqtt: {
+      ...config.mqtt,
+      clientId: config.mqtt.clientId ?? `noodle-${config.name}`.slice(0, 64),
+      embeddedBroker: {
+        ...config.mqtt.embeddedBroker,
+        enabled: config.mqtt.embeddedBroker.enabled ?? (config.mqtt.url === undefined && config.mqtt.topics.length > 0)
+      }
+    }
   }
 }
 

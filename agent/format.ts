@@ -1,5 +1,6 @@
 import type { OptimizeResponse } from '../protocols/optimize.ts'
-import type { DecisionView, NodeView, StatusView } from './views.ts'
+import type { IngestStatus } from './ingest.ts'
+import type { DecisionView, NodeView, SensorReadingView, StatusView } from './views.ts'
 
 /** 1536 → "1.5Ki", powers of 1024 like `free -h`. */
 export function formatBytes (bytes: number): string {
@@ -44,7 +45,7 @@ function renderTable (header: string[], rows: string[][]): string {
 
 /** The `noodle nodes` table, like `serf members` / `kubectl get nodes`; `*` marks the coordinator. */
 export function formatNodesTable (nodes: NodeView[], now = Date.now()): string {
-  const header = ['NAME', 'PEER', 'STATE', 'ROLE', 'TERM', 'ADDRESS', 'CPU', 'MEM', 'LOAD', 'LAST SEEN']
+  const header = ['NAME', 'PEER', 'STATE', 'ROLE', 'TERM', 'ADDRESS', 'CPU', 'MEM', 'LOAD', 'INGEST', 'LAST SEEN']
   const rows = nodes.map((n) => [
     n.role === 'coordinator' ? `${n.name} *` : n.name,
     shortPeerId(n.peerId),
@@ -55,6 +56,7 @@ export function formatNodesTable (nodes: NodeView[], now = Date.now()): string {
     n.health == null ? '-' : `${n.health.cpuPct.toFixed(0)}%`,
     n.health == null ? '-' : `${formatBytes(n.health.memUsedBytes)}/${formatBytes(n.health.memTotalBytes)}`,
     n.health == null ? '-' : n.health.load1.toFixed(2),
+    n.ingest == null ? '-' : `${n.ingest.perS}/s${n.ingest.connected ? '' : ' (offline)'}`,
     `${formatAge(now - Date.parse(n.lastSeen))} ago`
   ])
   return renderTable(header, rows)
@@ -96,4 +98,29 @@ export function formatOptimize (r: OptimizeResponse): string {
   if (r.decisions.length === 0) return head + 'placement unchanged\n'
   return head + `${r.decisions.length} decision(s)\n` +
     r.decisions.map((d) => `  ${d.action} ${d.workId} on ${shortPeerId(d.target)}: ${d.reason}\n`).join('')
+}
+
+/** The `noodle sensors` table: one row per sensor metric. */
+export function formatSensorsTable (sensors: SensorReadingView[], now = Date.now()): string {
+  if (sensors.length === 0) return 'no sensor readings yet\n'
+  const header = ['SENSOR', 'METRIC', 'VALUE', 'RATE', 'READINGS', 'LAST SEEN']
+  const rows = sensors.map((s) => [
+    s.sensor,
+    s.metric,
+    String(Math.round(s.value * 1000) / 1000),
+    `${s.ratePerS}/s`,
+    String(s.count),
+    `${formatAge(now - Date.parse(s.lastSeen))} ago`
+  ])
+  return renderTable(header, rows)
+}
+
+export function formatIngest (i: IngestStatus): string {
+  return renderTable(['FIELD', 'VALUE'], [
+    ['broker', `${i.broker} (${i.connected ? 'connected' : 'not connected'})`],
+    ['received', String(i.received)],
+    ['stored', String(i.stored)],
+    ['rejected', String(i.rejected)],
+    ['dead letter', `${i.deadLetter} message(s) kept`]
+  ]).split('\n').slice(1).join('\n')
 }

@@ -52,6 +52,58 @@ const MIGRATIONS: ReadonlyArray<{ version: number, sql: string }> = [
       );
       CREATE INDEX decisions_at ON decisions (at);
     `
+  },
+  {
+    version: 3,
+    sql: `
+      -- Raw sensor readings, in arrival order (rowid): retention prunes from the front, so no index slows ingest.
+      CREATE TABLE readings (
+        sensor TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        ts     INTEGER NOT NULL,             -- when measured (ms since the epoch)
+        value  REAL NOT NULL
+      );
+      -- Per-minute (period 60000) and per-hour (3600000) summaries, kept longer than the raw readings.
+      CREATE TABLE rollups (
+        period    INTEGER NOT NULL,
+        sensor    TEXT NOT NULL,
+        metric    TEXT NOT NULL,
+        start     INTEGER NOT NULL,          -- start of the minute or hour (ms since the epoch)
+        count     INTEGER NOT NULL,
+        min_value REAL NOT NULL,
+        max_value REAL NOT NULL,
+        sum_value REAL NOT NULL,
+        last      REAL NOT NULL,
+        last_ts   INTEGER NOT NULL,
+        PRIMARY KEY (period, sensor, metric, start)
+      ) WITHOUT ROWID;
+      CREATE INDEX rollups_start ON rollups (period, start);
+      -- The latest reading of each sensor metric: what "noodle sensors" lists.
+      CREATE TABLE sensors (
+        sensor    TEXT NOT NULL,
+        metric    TEXT NOT NULL,
+        value     REAL NOT NULL,
+        ts        INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,          -- when its last message arrived (ms since the epoch)
+        count     INTEGER NOT NULL,
+        PRIMARY KEY (sensor, metric)
+      ) WITHOUT ROWID;
+      -- Messages that could not be read, with why: bounded, newest kept.
+      CREATE TABLE dead_letters (
+        id     INTEGER PRIMARY KEY,
+        at     INTEGER NOT NULL,
+        topic  TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        size   INTEGER NOT NULL,             -- the payload's full size
+        bytes  BLOB NOT NULL                 -- its first bytes
+      );
+      -- Running totals that survive restarts (ingest.received…).
+      CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `
   }
 ]
 
@@ -147,6 +199,11 @@ export class Store {
   stop (): void {
     clearInterval(this.pruneTimer)
     this.close()
+  }
+
+  /** The open database, for components that keep their own tables in it (the sensor store). */
+  get database (): DB {
+    return this.db
   }
 
   get schemaVersion (): number {

@@ -1,4 +1,5 @@
 import type { Member, MemberHealth } from './membership.ts'
+import type { SensorView } from './sensor-store.ts'
 import type { DecisionRecord } from './store.ts'
 
 /**
@@ -32,6 +33,8 @@ export interface NodeView {
   term: number
   /** Ids of the work it runs now. */
   running: string[]
+  /** What the member ingests over MQTT, as its last beacon said; null where it ingests nothing. */
+  ingest: MemberHealth['ingest']
   addrs: string[]
   lastSeen: string
   health: Pick<MemberHealth, 'cpuPct' | 'load1' | 'memUsedBytes' | 'memTotalBytes' | 'diskFreeBytes' | 'uptimeS'> | null
@@ -46,6 +49,7 @@ export function nodeView (member: Member, coordinator: string | null): NodeView 
     role: member.peerId === coordinator ? 'coordinator' : 'member',
     term: h?.term ?? 0,
     running: h?.running ?? [],
+    ingest: h?.ingest ?? null,
     addrs: member.addrs,
     lastSeen: new Date(member.lastSeen).toISOString(),
     health: h == null
@@ -104,4 +108,22 @@ export function decisionView (d: DecisionRecord, names: ReadonlyMap<string, stri
     outcome: d.outcome,
     detail: d.detail
   }
+}
+
+/** One sensor metric as `GET /api/v1/sensors` lists it. */
+export interface SensorReadingView {
+  sensor: string
+  metric: string
+  value: number
+  /** When the latest value was measured, and when its message arrived. */
+  ts: string
+  lastSeen: string
+  /** Readings stored in all. */
+  count: number
+  /** Readings per second over the last few minutes. */
+  ratePerS: number
+}
+
+export function sensorReadingView (s: SensorView): SensorReadingView {
+  return { ...s, ts: new Date(s.ts).toISOString(), lastSeen: new Date(s.lastSeen).toISOString() }
 }

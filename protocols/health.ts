@@ -44,7 +44,16 @@ export const HealthBeaconSchema = z.object({
   priority: z.int().min(-1000).max(1000).default(0),
   /** Work configured on the node (its home), and the ids of the work it runs now. */
   work: z.array(WorkItemWireSchema).max(32).default([]),
-  running: z.array(z.string().min(1).max(63)).max(64).default([])
+  running: z.array(z.string().min(1).max(63)).max(64).default([]),
+  /** MQTT ingest totals and rate, or null where the node ingests nothing. */
+  ingest: z.object({
+    received: count,
+    stored: count,
+    rejected: count,
+    perS: z.number().nonnegative(),
+    brokerDropped: count,
+    connected: z.boolean()
+  }).nullable().default(null)
 })
 
 export type HealthBeacon = z.infer<typeof HealthBeaconSchema>

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { apiGet, apiRequest } from '../agent/client.ts'
-import type { DecisionView, GossipView, NodeView, StatusView } from '../agent/views.ts'
+import type { IngestStatus } from '../agent/ingest.ts'
+import type { DecisionView, GossipView, NodeView, SensorReadingView, StatusView } from '../agent/views.ts'
 import type { OptimizeResponse } from '../protocols/optimize.ts'
 import { ensureDataDir, generateSwarmKey, loadOrCreateIdentity } from '../identity/keys.ts'
 
@@ -101,6 +102,8 @@ export const status = (a: AgentProcess) => apiGet<StatusView>(a.socketPath, '/ap
 export const nodes = (a: AgentProcess) => apiGet<NodeView[]>(a.socketPath, '/api/v1/mesh/nodes')
 export const gossip = (a: AgentProcess) => apiGet<GossipView>(a.socketPath, '/api/v1/mesh/gossip')
 export const decisions = (a: AgentProcess) => apiGet<DecisionView[]>(a.socketPath, '/api/v1/ahr/decisions')
+export const ingest = (a: AgentProcess) => apiGet<IngestStatus>(a.socketPath, '/api/v1/ingest')
+export const sensors = (a: AgentProcess) => apiGet<SensorReadingView[]>(a.socketPath, '/api/v1/sensors')
 export const optimize = (a: AgentProcess) => apiRequest<OptimizeResponse>(a.socketPath, 'POST', '/api/v1/ahr/optimize', 10_000)
 
 export interface Agreement { coordinator: string, term: number }
@@ -187,4 +190,32 @@ export function tempDir (t: { teardown: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'nd-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
   return dir
+}
+
+export const PUBLISHER = fileURLToPath(new URL('./sensor-publisher.ts', import.meta.url))
+
+export interface Publisher {
+  child: ChildProcess
+  /** Resolves when every message is acknowledged, with what the publisher printed ({ published, ms }). */
+  done: Promise<{ published: number, ms: number }>
+}
+
+/**
+ * Publishes `count` messages `{"value": i}` (i from `start`) to `topic` from a separate process
+ * (scripts/sensor-publisher.ts). With a `clientId`, its session outlives a broker restart.
+ */
+export function publishReadings (o: { url: string, topic: string, count: number, start?: number, qos?: 0 | 1, clientId?: string }): Publisher {
+  const args = [PUBLISHER, '--url', o.url, '--topic', o.topic, '--count', String(o.count), '--start', String(o.start ?? 0), '--qos', String(o.qos ?? 1)]
+  if (o.clientId !== undefined) args.push('--client-id', o.clientId)
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (b: Buffer) => { out += b.toString() })
+  child.stderr.on('data', (b: Buffer) => { out += b.toString() })
+  const done = new Promise<{ published: number, ms: number }>((resolve, reject) => {
+    child.once('exit', (code) => {
+      if (code === 0) resolve(JSON.parse(out.trim().split('\n').at(-1) as string) as { published: number, ms: number })
+      else reject(new Error(`publisher exited with ${String(code)}: ${out}`))
+    })
+  })
+  return { child, done }
 }

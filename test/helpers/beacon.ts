@@ -25,6 +25,7 @@ export function sampleBeacon (overrides: Partial<HealthBeacon> = {}): HealthBeac
     priority: 0,
     work: [],
     running: [],
+    ingest: null,
     ...overrides
   }
 }

@@ -1,0 +1,360 @@
+import { EventEmitter } from 'node:events'
+import net from 'node:net'
+import tls from 'node:tls'
+import mqttPacket from 'mqtt-packet'
+import type { IConnackPacket, IConnectPacket, IDisconnectPacket, IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet'
+import type { Logger } from './logger.ts'
+
+/**
+ * One MQTT 5 connection to a broker, kept up: connect, subscribe, deliver, reconnect with backoff.
+ *
+ * Why not MQTT.js: it handles one incoming packet per tick and sends each PUBACK before it reads the next
+ * packet, so holding a PUBACK until the batch holding the message is committed would hold every later message
+ * too (one message per commit). This session parses with MQTT.js's own codec (mqtt-packet), hands each message
+ * on as it arrives, and sends the PUBACKs of a committed batch together, when told to (`ack`).
+ */
+
+export interface InboundMessage {
+  topic: string
+  payload: Buffer
+  qos: 0 | 1
+  /** Set for QoS 1: the id to acknowledge once the message is safe. */
+  messageId: number | undefined
+  /** Which connection delivered it: a PUBACK goes only back down that connection. */
+  connection: number
+}
+
+export interface SessionTls {
+  ca?: Buffer
+  cert?: Buffer
+  key?: Buffer
+  rejectUnauthorized: boolean
+}
+
+export interface SessionOptions {
+  /** mqtt://, mqtts://, ws:// or wss:// */
+  url: string
+  clientId: string
+  username?: string
+  password?: string
+  tls?: SessionTls
+  keepaliveS: number
+  /** How long the broker keeps our subscriptions and queued messages while we are away (MQTT 5). */
+  sessionExpiryS: number
+  /** How many unacknowledged QoS 1 messages the broker may send us: the ingest back-pressure (MQTT 5). */
+  receiveMaximum: number
+  subscriptions: ReadonlyArray<{ topic: string, qos: 0 | 1 }>
+  will?: { topic: string, payload: string, retain: boolean, qos: 0 | 1 }
+  backoffMinMs?: number
+  backoffMaxMs?: number
+}
+
+export interface SessionEvents {
+  message: [InboundMessage]
+  connected: [{ connection: number, sessionPresent: boolean }]
+  disconnected: [{ reason: string }]
+}
+
+/** A byte pipe to the broker: a TCP or TLS socket, or a WebSocket. */
+interface Transport {
+  write: (bytes: Buffer) => void
+  pause: () => void
+  resume: () => void
+  end: () => void
+  destroy: () => void
+}
+
+interface TransportHandlers {
+  onOpen: () => void
+  onData: (bytes: Buffer) => void
+  onClose: (why: string) => void
+}
+
+const DEFAULT_PORTS: Record<string, number> = { 'mqtt:': 1883, 'mqtts:': 8883, 'ws:': 80, 'wss:': 443 }
+/** CONNACK and DISCONNECT reason codes an operator is likely to meet (MQTT 5 §3.2.2.2). */
+const REASONS: Record<number, string> = {
+  0x80: 'unspecified error',
+  0x84: 'unsupported protocol version',
+  0x85: 'client identifier not valid',
+  0x86: 'bad user name or password',
+  0x87: 'not authorized',
+  0x88: 'server unavailable',
+  0x89: 'server busy',
+  0x8b: 'server shutting down',
+  0x8e: 'session taken over',
+  0x93: 'receive maximum exceeded',
+  0x97: 'quota exceeded',
+  0x9c: 'use another server',
+  0x9f: 'connection rate exceeded'
+}
+
+export function reasonText (code: number): string {
+  return REASONS[code] ?? `reason code 0x${code.toString(16)}`
+}
+
+function openTransport (url: URL, tlsOptions: SessionTls | undefined, handlers: TransportHandlers): Transport {
+  if (url.protocol === 'ws:' || url.protocol === 'wss:') {
+    const ws = new WebSocket(url, ['mqtt'])
+    ws.binaryType = 'arraybuffer'
+    ws.onopen = () => { handlers.onOpen() }
+    ws.onmessage = (event) => { handlers.onData(Buffer.from(event.data as ArrayBuffer)) }
+    ws.onclose = (event) => { handlers.onClose(event.reason !== '' ? event.reason : `websocket closed (${event.code})`) }
+    ws.onerror = () => {} // onclose follows with the reason
+    return {
+      write: (bytes) => { ws.send(bytes) },
+      pause: () => {},
+      resume: () => {},
+      end: () => { ws.close() },
+      destroy: () => { ws.close() }
+    }
+  }
+  const port = Number(url.port !== '' ? url.port : DEFAULT_PORTS[url.protocol])
+  const host = url.hostname.replace(/^\[|\]$/g, '')
+  const socket = url.protocol === 'mqtts:'
+    ? tls.connect({ host, port, servername: net.isIP(host) === 0 ? host : undefined, ...tlsOptions })
+    : net.connect({ host, port })
+  socket.setNoDelay(true)
+  let why = 'connection closed'
+  socket.once(url.protocol === 'mqtts:' ? 'secureConnect' : 'connect', handlers.onOpen)
+  socket.on('data', handlers.onData)
+  socket.on('error', (err) => { why = err.message })
+  socket.on('close', () => { handlers.onClose(why) })
+  return {
+    write: (bytes) => { socket.write(bytes) },
+    pause: () => { socket.pause() },
+    resume: () => { socket.resume() },
+    end: () => { socket.end() },
+    destroy: () => { socket.destroy() }
+  }
+}
+
+export class MqttSession extends EventEmitter<SessionEvents> {
+  private readonly options: SessionOptions
+  private readonly log: Logger
+  private readonly url: URL
+  private transport: Transport | undefined
+  /** Counts connections, so that acknowledgements meant for an earlier one are never sent down a later one. */
+  private connection = 0
+  private isConnected = false
+  private stopping = false
+  private backoffMs: number
+  private reconnectTimer: NodeJS.Timeout | undefined
+  private keepaliveTimer: NodeJS.Timeout | undefined
+  private awaitingPong = false
+  private nextPacketId = 1
+  /** MQTT 5 until a broker turns it down; then 3.1.1 (aedes, older brokers), without the MQTT 5 properties. */
+  private protocolVersion: 4 | 5 = 5
+  private closed: Promise<void> = Promise.resolve()
+
+  constructor (components: { options: SessionOptions, log: Logger }) {
+    super()
+    this.options = components.options
+    this.log = components.log
+    this.url = new URL(this.options.url)
+    this.backoffMs = this.options.backoffMinMs ?? 250
+  }
+
+  get connected (): boolean {
+    return this.isConnected
+  }
+
+  /** The broker's address without credentials, for logs and the operator. */
+  get broker (): string {
+    return `${this.url.protocol}//${this.url.host}${this.url.pathname === '/' ? '' : this.url.pathname}`
+  }
+
+  /** Starts connecting; the broker need not be up yet. */
+  start (): void {
+    this.stopping = false
+    this.connect()
+  }
+
+  /** Disconnects cleanly: the broker keeps the session (and queues for it) but does not send the will. */
+  async stop (): Promise<void> {
+    this.stopping = true
+    clearTimeout(this.reconnectTimer)
+    clearInterval(this.keepaliveTimer)
+    if (this.transport !== undefined) {
+      if (this.isConnected) this.send({ cmd: 'disconnect', reasonCode: 0 })
+      this.transport.end()
+      const transport = this.transport
+      const timer = setTimeout(() => { transport.destroy() }, 1_000)
+      await this.closed
+      clearTimeout(timer)
+    }
+  }
+
+  /** Publishes at QoS 0 (state and results: the next one supersedes it). Returns false while disconnected. */
+  publish (topic: string, payload: string | Buffer, options: { retain?: boolean } = {}): boolean {
+    if (!this.isConnected) return false
+    this.send({ cmd: 'publish', topic, payload, qos: 0, retain: options.retain ?? false, dup: false })
+    return true
+  }
+
+  /** Acknowledges QoS 1 messages of connection `connection`, all in one write; those of an earlier connection are dropped (the broker sends them again). */
+  ack (connection: number, messageIds: readonly number[]): void {
+    if (connection !== this.connection || !this.isConnected || messageIds.length === 0) return
+    // A PUBACK with reason "success" and no properties is 4 bytes (MQTT 5 §3.4.2.1): built here, not by the
+    // codec, because there is one per message.
+    const bytes = Buffer.allocUnsafe(4 * messageIds.length)
+    for (let i = 0; i < messageIds.length; i++) {
+      const id = messageIds[i] as number
+      bytes[4 * i] = 0x40
+      bytes[4 * i + 1] = 2
+      bytes[4 * i + 2] = id >> 8
+      bytes[4 * i + 3] = id & 0xff
+    }
+    this.transport?.write(bytes)
+  }
+
+  /** Stops reading from the broker (TCP back-pressure) until `resume`. */
+  pause (): void {
+    this.transport?.pause()
+  }
+
+  resume (): void {
+    this.transport?.resume()
+  }
+
+  private send (packet: Packet): void {
+    this.transport?.write(mqttPacket.generate(packet, { protocolVersion: this.protocolVersion }))
+  }
+
+  private connect (): void {
+    const parser = mqttPacket.parser({ protocolVersion: this.protocolVersion })
+    let resolveClosed: () => void = () => {}
+    this.closed = new Promise((resolve) => { resolveClosed = resolve })
+    const transport = openTransport(this.url, this.options.tls, {
+      onOpen: () => { this.sendConnect() },
+      onData: (bytes) => { parser.parse(bytes) },
+      onClose: (why) => {
+        if (this.transport === transport) this.onClosed(why)
+        resolveClosed()
+      }
+    })
+    this.transport = transport
+    parser.on('packet', (packet: Packet) => { this.onPacket(packet) })
+    parser.on('error', (err: Error) => {
+      this.log.warn({ err, broker: this.broker }, 'mqtt: malformed packet from the broker; reconnecting')
+      transport.destroy()
+    })
+  }
+
+  private sendConnect (): void {
+    const o = this.options
+    const packet: IConnectPacket = {
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: this.protocolVersion,
+      clientId: o.clientId,
+      // A persistent session: while we are away the broker queues our QoS 1 messages, and sends again any we
+      // had not acknowledged.
+      clean: false,
+      keepalive: o.keepaliveS,
+      properties: { sessionExpiryInterval: o.sessionExpiryS, receiveMaximum: o.receiveMaximum }
+    }
+    if (o.username !== undefined) packet.username = o.username
+    if (o.password !== undefined) packet.password = Buffer.from(o.password)
+    if (o.will !== undefined) packet.will = { ...o.will }
+    this.send(packet)
+  }
+
+  private onPacket (packet: Packet): void {
+    switch (packet.cmd) {
+      case 'publish': {
+        const p = packet as IPublishPacket
+        // We subscribe at QoS 1 at most, so the broker never sends QoS 2.
+        this.emit('message', {
+          topic: p.topic,
+          payload: p.payload as Buffer,
+          qos: p.qos === 0 ? 0 : 1,
+          messageId: p.qos === 0 ? undefined : p.messageId,
+          connection: this.connection
+        })
+        return
+      }
+      case 'connack':
+        this.onConnack(packet as IConnackPacket)
+        return
+      case 'suback':
+        this.onSuback(packet as ISubackPacket)
+        return
+      case 'pingresp':
+        this.awaitingPong = false
+        return
+      case 'disconnect': {
+        const code = (packet as IDisconnectPacket).reasonCode ?? 0
+        this.log.warn({ broker: this.broker, reason: reasonText(code) }, 'mqtt: the broker disconnected us')
+        return
+      }
+      default:
+        // PUBACKs for nothing we sent at QoS 1, AUTH…: nothing to do.
+    }
+  }
+
+  private onConnack (packet: IConnackPacket): void {
+    const code = packet.reasonCode ?? packet.returnCode ?? 0
+    // 0x84 is MQTT 5's "unsupported protocol version"; a 3.1.1 broker answers 1, its own code for the same.
+    if ((code === 0x84 || code === 1) && this.protocolVersion === 5) {
+      this.log.info({ broker: this.broker }, 'mqtt: the broker speaks MQTT 3.1.1, not 5; using 3.1.1')
+      this.protocolVersion = 4
+      this.backoffMs = 0
+      this.transport?.destroy()
+      return
+    }
+    if (code !== 0) {
+      this.log.error({ broker: this.broker, reason: reasonText(code) }, 'mqtt: the broker refused the connection')
+      this.transport?.destroy()
+      return
+    }
+    this.connection++
+    this.isConnected = true
+    this.backoffMs = this.options.backoffMinMs ?? 250
+    this.log.info({ broker: this.broker, sessionPresent: packet.sessionPresent }, 'mqtt: connected')
+    if (this.options.subscriptions.length > 0) {
+      this.send({ cmd: 'subscribe', messageId: this.packetId(), subscriptions: this.options.subscriptions.map((s) => ({ ...s })) })
+    }
+    this.awaitingPong = false
+    clearInterval(this.keepaliveTimer)
+    // Ping at half the keepalive; a ping unanswered by the next one means the link is gone.
+    this.keepaliveTimer = setInterval(() => {
+      if (this.awaitingPong) {
+        this.log.warn({ broker: this.broker }, 'mqtt: the broker stopped answering pings; reconnecting')
+        this.transport?.destroy()
+        return
+      }
+      this.awaitingPong = true
+      this.send({ cmd: 'pingreq' })
+    }, this.options.keepaliveS * 500)
+    this.emit('connected', { connection: this.connection, sessionPresent: packet.sessionPresent })
+  }
+
+  private onSuback (packet: ISubackPacket): void {
+    // MQTT 5 SUBACKs carry one reason code per filter: the granted QoS, or 0x80 and above for a refusal.
+    (packet.granted as number[]).forEach((code, i) => {
+      if (code >= 0x80) {
+        this.log.error({ broker: this.broker, topic: this.options.subscriptions[i]?.topic, reason: reasonText(code) },
+          'mqtt: the broker refused a subscription')
+      }
+    })
+  }
+
+  private onClosed (why: string): void {
+    const wasConnected = this.isConnected
+    this.isConnected = false
+    this.transport = undefined
+    clearInterval(this.keepaliveTimer)
+    if (wasConnected) this.emit('disconnected', { reason: why })
+    if (this.stopping) return
+    const delay = Math.round(this.backoffMs * (0.8 + 0.4 * Math.random()))
+    this.log[wasConnected ? 'warn' : 'debug']({ broker: this.broker, reason: why, retryInMs: delay }, 'mqtt: connection lost')
+    this.backoffMs = Math.min(Math.max(this.backoffMs * 2, this.options.backoffMinMs ?? 250), this.options.backoffMaxMs ?? 30_000)
+    this.reconnectTimer = setTimeout(() => { this.connect() }, delay)
+  }
+
+  private packetId (): number {
+    const id = this.nextPacketId
+    this.nextPacketId = id === 0xffff ? 1 : id + 1
+    return id
+  }
+}

@@ -1,0 +1,267 @@
+import type { Database as DB } from 'better-sqlite3'
+import type { Reading } from '../protocols/sensor-payload.ts'
+import type { Logger } from './logger.ts'
+
+/** A message that could not be read, as the dead letter keeps it. */
+export interface DeadLetter {
+  at: number
+  topic: string
+  reason: string
+  detail: string
+  /** The payload's full size; `bytes` holds at most its first DEAD_LETTER_BYTES. */
+  size: number
+  bytes: Buffer
+}
+
+/** What one ingest batch commits, in one transaction. */
+export interface IngestBatch {
+  readings: Reading[]
+  deadLetters: DeadLetter[]
+  /** Messages in the batch; `stored` of them gave readings and `rejected` went to the dead letter. */
+  received: number
+  stored: number
+  rejected: number
+  /** When the batch's last message arrived. */
+  lastSeen: number
+}
+
+export interface IngestTotals {
+  received: number
+  stored: number
+  rejected: number
+}
+
+export interface SensorView {
+  sensor: string
+  metric: string
+  value: number
+  /** When the latest value was measured, and when its message arrived (ms since the epoch). */
+  ts: number
+  lastSeen: number
+  count: number
+  /** Readings per second over the last few minutes. */
+  ratePerS: number
+}
+
+export interface RollupView {
+  start: number
+  count: number
+  min: number
+  max: number
+  mean: number
+  last: number
+}
+
+export interface Retention {
+  rawMs: number
+  minuteMs: number
+  hourMs: number
+}
+
+/** A dead letter keeps this much of a payload: enough to see what went wrong, never a 64 KiB blob per row. */
+export const DEAD_LETTER_BYTES = 1024
+/** The dead letter keeps the newest this many messages. */
+const DEAD_LETTER_LIMIT = 10_000
+export const MINUTE_MS = 60_000
+export const HOUR_MS = 3_600_000
+/** Rows one prune step deletes: small enough that ingest waits a few ms at most. */
+const PRUNE_STEP_ROWS = 2_000
+const PRUNE_INTERVAL_MS = 60_000
+/** The rate is taken over the current minute and this many before it. */
+const RATE_MINUTES = 4
+
+interface Rollup { period: number, sensor: string, metric: string, start: number, count: number, min: number, max: number, sum: number, last: number, lastTs: number }
+interface Latest { sensor: string, metric: string, value: number, ts: number, count: number }
+
+/**
+ * Sensor readings in the agent's SQLite database (the tables of migration 3): raw readings, minute and hour
+ * rollups (count, min, max, mean, last), the latest value per sensor, the dead letter and the ingest totals.
+ * A batch is written in one transaction, so the totals always agree with what is stored. While started, old
+ * rows are pruned each minute in small steps.
+ */
+export class SensorStore {
+  private readonly db: DB
+  private readonly log: Logger
+  private readonly retention: Retention
+  private readonly statements: ReturnType<SensorStore['prepare']>
+  private readonly commitTx: (batch: IngestBatch) => void
+  private pruneTimer: NodeJS.Timeout | undefined
+  private pruning: NodeJS.Immediate | undefined
+
+  constructor (components: { db: DB, log: Logger, retention: Retention }) {
+    this.db = components.db
+    this.log = components.log
+    this.retention = components.retention
+    this.statements = this.prepare()
+    this.commitTx = this.db.transaction((batch: IngestBatch) => { this.write(batch) })
+  }
+
+  private prepare () {
+    return {
+      insertReading: this.db.prepare('INSERT INTO readings (sensor, metric, ts, value) VALUES (?, ?, ?, ?)'),
+      upsertRollup: this.db.prepare(`
+        INSERT INTO rollups (period, sensor, metric, start, count, min_value, max_value, sum_value, last, last_ts)
+        VALUES (@period, @sensor, @metric, @start, @count, @min, @max, @sum, @last, @lastTs)
+        ON CONFLICT DO UPDATE SET count = count + excluded.count,
+          min_value = min(min_value, excluded.min_value), max_value = max(max_value, excluded.max_value),
+          sum_value = sum_value + excluded.sum_value,
+          last = CASE WHEN excluded.last_ts >= last_ts THEN excluded.last ELSE last END,
+          last_ts = max(last_ts, excluded.last_ts)`),
+      upsertSensor: this.db.prepare(`
+        INSERT INTO sensors (sensor, metric, value, ts, last_seen, count) VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT DO UPDATE SET count = count + excluded.count, last_seen = excluded.last_seen,
+          value = CASE WHEN excluded.ts >= ts THEN excluded.value ELSE value END, ts = max(ts, excluded.ts)`),
+      insertDeadLetter: this.db.prepare('INSERT INTO dead_letters (at, topic, reason, detail, size, bytes) VALUES (?, ?, ?, ?, ?, ?)'),
+      addCounter: this.db.prepare('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = value + excluded.value'),
+      counters: this.db.prepare<[], { name: string, value: number }>("SELECT name, value FROM counters WHERE name LIKE 'ingest.%'"),
+      deadLetterCount: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM dead_letters')
+    }
+  }
+
+  /** Writes a batch (readings, rollups, latest values, dead letters, totals) in one transaction. */
+  commit (batch: IngestBatch): void {
+    this.commitTx(batch)
+  }
+
+  private write (batch: IngestBatch): void {
+    const { insertReading, upsertRollup, upsertSensor, insertDeadLetter, addCounter } = this.statements
+    const rollups = new Map<string, Rollup>()
+    const latest = new Map<string, Latest>()
+    for (const r of batch.readings) {
+      insertReading.run(r.sensor, r.metric, r.ts, r.value)
+      const id = r.sensor + '\0' + r.metric
+      rollUp(rollups, MINUTE_MS, id, r)
+      rollUp(rollups, HOUR_MS, id, r)
+      const l = latest.get(id)
+      if (l === undefined) latest.set(id, { sensor: r.sensor, metric: r.metric, value: r.value, ts: r.ts, count: 1 })
+      else {
+        l.count++
+        if (r.ts >= l.ts) { l.ts = r.ts; l.value = r.value }
+      }
+    }
+    for (const r of rollups.values()) upsertRollup.run(r)
+    for (const l of latest.values()) upsertSensor.run(l.sensor, l.metric, l.value, l.ts, batch.lastSeen, l.count)
+    for (const d of batch.deadLetters) insertDeadLetter.run(d.at, d.topic, d.reason, d.detail, d.size, d.bytes)
+    if (batch.received > 0) addCounter.run('ingest.received', batch.received)
+    if (batch.stored > 0) addCounter.run('ingest.stored', batch.stored)
+    if (batch.rejected > 0) addCounter.run('ingest.rejected', batch.rejected)
+  }
+
+  totals (): IngestTotals {
+    const totals: IngestTotals = { received: 0, stored: 0, rejected: 0 }
+    for (const { name, value } of this.statements.counters.all()) {
+      const key = name.slice('ingest.'.length)
+      if (key in totals) totals[key as keyof IngestTotals] = value
+    }
+    return totals
+  }
+
+  deadLetterCount (): number {
+    return this.statements.deadLetterCount.get()?.n ?? 0
+  }
+
+  /** Newest first. */
+  deadLetters (limit = 100): DeadLetter[] {
+    return this.db.prepare<[number], DeadLetter>('SELECT at, topic, reason, detail, size, bytes FROM dead_letters ORDER BY id DESC LIMIT ?').all(limit)
+  }
+
+  /** Every sensor metric with its latest value and its recent rate. */
+  sensors (now = Date.now()): SensorView[] {
+    const since = Math.floor(now / MINUTE_MS) * MINUTE_MS - RATE_MINUTES * MINUTE_MS
+    const windowS = Math.max(1, (now - since) / 1000)
+    const rows = this.db.prepare<[number, number], Omit<SensorView, 'ratePerS' | 'lastSeen'> & { last_seen: number, recent: number }>(`
+      SELECT s.sensor, s.metric, s.value, s.ts, s.last_seen, s.count,
+        (SELECT coalesce(sum(r.count), 0) FROM rollups r
+          WHERE r.period = ? AND r.sensor = s.sensor AND r.metric = s.metric AND r.start >= ?) AS recent
+      FROM sensors s ORDER BY s.sensor, s.metric`).all(MINUTE_MS, since)
+    return rows.map((r) => ({
+      sensor: r.sensor,
+      metric: r.metric,
+      value: r.value,
+      ts: r.ts,
+      lastSeen: r.last_seen,
+      count: r.count,
+      ratePerS: Math.round(r.recent / windowS * 100) / 100
+    }))
+  }
+
+  /** Raw readings of one sensor metric since `since`, oldest first. */
+  readings (sensor: string, metric: string, since = 0, limit = 1000): Reading[] {
+    return this.db.prepare<[string, string, number, number], Reading>(
+      'SELECT sensor, metric, ts, value FROM readings WHERE sensor = ? AND metric = ? AND ts >= ? ORDER BY rowid LIMIT ?'
+    ).all(sensor, metric, since, limit)
+  }
+
+  /** Minute (`MINUTE_MS`) or hour (`HOUR_MS`) summaries of one sensor metric, oldest first. */
+  rollups (period: number, sensor: string, metric: string, since = 0): RollupView[] {
+    return this.db.prepare<[number, string, string, number], { start: number, count: number, min: number, max: number, sum: number, last: number }>(`
+      SELECT start, count, min_value AS min, max_value AS max, sum_value AS sum, last FROM rollups
+      WHERE period = ? AND sensor = ? AND metric = ? AND start >= ? ORDER BY start`).all(period, sensor, metric, since)
+      .map(({ sum, ...r }) => ({ ...r, mean: sum / r.count }))
+  }
+
+  /**
+   * Deletes at most PRUNE_STEP_ROWS expired rows; returns how many. Raw readings go from the front of the table
+   * (arrival order), so a step reads only the rows it may delete, however big the table is.
+   */
+  pruneStep (now = Date.now()): number {
+    let deleted = this.db.prepare(`
+      DELETE FROM readings WHERE rowid IN (
+        SELECT rowid FROM readings WHERE rowid < (SELECT min(rowid) FROM readings) + ? AND ts < ?)`)
+      .run(PRUNE_STEP_ROWS, now - this.retention.rawMs).changes
+    for (const [period, keepMs] of [[MINUTE_MS, this.retention.minuteMs], [HOUR_MS, this.retention.hourMs]] as const) {
+      deleted += this.db.prepare(`
+        DELETE FROM rollups WHERE (period, sensor, metric, start) IN (
+          SELECT period, sensor, metric, start FROM rollups WHERE period = ? AND start < ? LIMIT ?)`)
+        .run(period, now - keepMs, PRUNE_STEP_ROWS).changes
+    }
+    deleted += this.db.prepare('DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?')
+      .run(DEAD_LETTER_LIMIT).changes
+    return deleted
+  }
+
+  /** Prunes step by step, yielding to ingest between steps, until nothing is left to prune. */
+  pruneAll (done?: (deleted: number) => void): void {
+    let total = 0
+    const step = () => {
+      this.pruning = undefined
+      let n: number
+      try {
+        n = this.pruneStep()
+      } catch (err) {
+        this.log.warn({ err }, 'pruning sensor readings failed')
+        n = 0
+      }
+      total += n
+      if (n > 0) this.pruning = setImmediate(step)
+      else done?.(total)
+    }
+    step()
+  }
+
+  start (): void {
+    this.pruneAll()
+    this.pruneTimer = setInterval(() => { if (this.pruning === undefined) this.pruneAll() }, PRUNE_INTERVAL_MS).unref()
+  }
+
+  stop (): void {
+    clearInterval(this.pruneTimer)
+    clearImmediate(this.pruning)
+    this.pruning = undefined
+  }
+}
+
+function rollUp (rollups: Map<string, Rollup>, period: number, id: string, r: Reading): void {
+  const start = r.ts - (r.ts % period)
+  const key = id + '\0' + period + '\0' + start
+  const agg = rollups.get(key)
+  if (agg === undefined) {
+    rollups.set(key, { period, sensor: r.sensor, metric: r.metric, start, count: 1, min: r.value, max: r.value, sum: r.value, last: r.value, lastTs: r.ts })
+    return
+  }
+  agg.count++
+  if (r.value < agg.min) agg.min = r.value
+  if (r.value > agg.max) agg.max = r.value
+  agg.sum += r.value
+  if (r.ts >= agg.lastTs) { agg.last = r.value; agg.lastTs = r.ts }
+}

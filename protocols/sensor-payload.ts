@@ -1,0 +1,221 @@
+import { isUtf8 } from 'node:buffer'
+
+/**
+ * What sensors publish over MQTT, read into readings. Accepted shapes, for a message on topic T:
+ *
+ * - a plain decimal or JSON number: `21.5`
+ * - a JSON object with a numeric `value` (or the configured value fields) and an optional `ts`:
+ *   `{"value": 21.5, "ts": 1764331200000}`, `{"temperature": 21.5, "humidity": 40}`
+ * - a SenML JSON array (RFC 8428): `[{"bn": "urn:dev:mac:0024be:", "n": "temp", "v": 21.5, "t": 1764331200}]`
+ *
+ * Anything else is refused with a reason, for the dead letter. Parsing never throws.
+ */
+
+export interface Reading {
+  sensor: string
+  metric: string
+  /** When it was measured, ms since the epoch: the payload's time if it has one, else when it was received. */
+  ts: number
+  value: number
+}
+
+export const REJECT_REASONS = ['oversize', 'invalid-utf8', 'bad-json', 'non-finite', 'bad-time', 'bad-senml', 'unknown-shape', 'bad-topic'] as const
+export type RejectReason = typeof REJECT_REASONS[number]
+
+export interface Rejection {
+  reason: RejectReason
+  /** What exactly was wrong, for the operator reading the dead letter. */
+  detail: string
+}
+
+/**
+ * How a topic's levels name the sensor and the metric, in the spirit of Telegraf's `topic_parsing`: `levels` has
+ * one entry per level of `topic`, `sensor`, `metric` or `_` (ignored). Several `sensor` levels are joined by "/".
+ * A trailing `#` takes all remaining levels.
+ */
+export interface TopicRule {
+  topic: string
+  levels: string
+}
+
+export interface PayloadParserOptions {
+  /** Object fields that hold values. `value` takes its metric from the topic; other fields name their metric. */
+  valueFields: readonly string[]
+  maxPayloadBytes: number
+  topicRules: readonly TopicRule[]
+}
+
+interface TopicKey { sensor: string, metric: string | null }
+
+/** Times below this are seconds since the epoch (this is 1973 in ms); at and above, milliseconds. */
+const MS_THRESHOLD = 1e11
+/** SenML: times below 2^28 s are relative to now (RFC 8428 §4.5.3). */
+const SENML_RELATIVE_LIMIT = 2 ** 28
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/
+const NON_FINITE = /^[+-]?(?:nan|inf(?:inity)?)$/i
+const MAX_ID_LENGTH = 256
+/** Topic → sensor/metric is cached; a broker with more distinct topics than this simply parses more. */
+const TOPIC_CACHE_LIMIT = 10_000
+
+/** Whether `topic` matches the MQTT filter `filter` (`+` one level, `#` the rest). */
+export function topicMatches (filter: string, topic: string): boolean {
+  const f = filter.split('/')
+  const t = topic.split('/')
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true
+    if (i >= t.length) return false
+    if (f[i] !== '+' && f[i] !== t[i]) return false
+  }
+  return f.length === t.length
+}
+
+/** Checks a topic rule, returning what is wrong with it or null. */
+export function topicRuleProblem (rule: TopicRule): string | null {
+  const f = rule.topic.split('/')
+  const l = rule.levels.split('/')
+  if (f.length !== l.length) return `levels has ${l.length} entries but topic has ${f.length} levels`
+  const bad = l.find((name) => name !== 'sensor' && name !== 'metric' && name !== '_')
+  if (bad !== undefined) return `levels entry "${bad}" must be sensor, metric or _`
+  if (!l.includes('sensor')) return 'levels must name at least one sensor level'
+  if (l.filter((name) => name === 'metric').length > 1) return 'levels may name at most one metric level'
+  return null
+}
+
+function timeOf (ts: unknown, receivedAt: number): number | Rejection {
+  if (ts === undefined) return receivedAt
+  if (typeof ts === 'number') {
+    if (!Number.isFinite(ts) || ts < 0) return { reason: 'bad-time', detail: `ts ${ts} is not a time` }
+    return ts < MS_THRESHOLD ? Math.round(ts * 1000) : Math.round(ts)
+  }
+  if (typeof ts === 'string') {
+    const ms = Date.parse(ts)
+    if (Number.isNaN(ms)) return { reason: 'bad-time', detail: `ts ${JSON.stringify(ts.slice(0, 40))} is not a date` }
+    return ms
+  }
+  return { reason: 'bad-time', detail: `ts must be a number or an ISO date, got ${typeof ts}` }
+}
+
+function isRejection (value: unknown): value is Rejection {
+  return typeof value === 'object' && value !== null && 'reason' in value
+}
+
+/** Reads payloads into readings, as configured. Holds a topic cache, so use one per ingest. */
+export class PayloadParser {
+  private readonly valueFields: readonly string[]
+  private readonly maxPayloadBytes: number
+  private readonly rules: readonly TopicRule[]
+  private readonly topicCache = new Map<string, TopicKey>()
+
+  constructor (options: PayloadParserOptions) {
+    this.valueFields = options.valueFields
+    this.maxPayloadBytes = options.maxPayloadBytes
+    this.rules = options.topicRules
+  }
+
+  parse (topic: string, payload: Buffer, receivedAt: number): Reading[] | Rejection {
+    if (payload.length > this.maxPayloadBytes) {
+      return { reason: 'oversize', detail: `${payload.length} bytes, more than the ${this.maxPayloadBytes} allowed` }
+    }
+    const key = this.topicKey(topic)
+    if (key === null) return { reason: 'bad-topic', detail: `topic names a sensor or metric over ${MAX_ID_LENGTH} characters or empty` }
+    if (!isUtf8(payload)) return { reason: 'invalid-utf8', detail: 'payload is not valid UTF-8' }
+    const text = payload.toString('utf8').trim()
+    if (DECIMAL.test(text)) {
+      const value = Number(text)
+      if (!Number.isFinite(value)) return { reason: 'non-finite', detail: `${text.slice(0, 40)} is out of range` }
+      return [{ sensor: key.sensor, metric: key.metric ?? 'value', ts: receivedAt, value }]
+    }
+    if (NON_FINITE.test(text)) return { reason: 'non-finite', detail: `${text} is not a finite number` }
+    const first = text.charCodeAt(0)
+    // Only objects and arrays get as far as JSON.parse: other JSON (strings, booleans, null) is no reading.
+    if (first !== 0x7b && first !== 0x5b) return { reason: 'unknown-shape', detail: 'not a number, a JSON object or a SenML array' }
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch (err) {
+      return { reason: 'bad-json', detail: (err as Error).message.slice(0, 200) }
+    }
+    return Array.isArray(json) ? this.senml(json, key, receivedAt) : this.object(json as Record<string, unknown>, key, receivedAt)
+  }
+
+  private object (json: Record<string, unknown>, key: TopicKey, receivedAt: number): Reading[] | Rejection {
+    const ts = timeOf(json.ts, receivedAt)
+    if (isRejection(ts)) return ts
+    const readings: Reading[] = []
+    for (const field of this.valueFields) {
+      const value = json[field]
+      if (value === undefined) continue
+      if (typeof value !== 'number') return { reason: 'unknown-shape', detail: `field ${field} is ${typeof value}, not a number` }
+      readings.push({ sensor: key.sensor, metric: field === 'value' ? key.metric ?? 'value' : field, ts, value })
+    }
+    if (readings.length === 0) {
+      return { reason: 'unknown-shape', detail: `object has none of the value fields (${this.valueFields.join(', ')})` }
+    }
+    return readings
+  }
+
+  private senml (records: unknown[], key: TopicKey, receivedAt: number): Reading[] | Rejection {
+    let baseName = ''
+    let baseTime = 0
+    const readings: Reading[] = []
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i] as Record<string, unknown>
+      if (typeof record !== 'object' || record === null || Array.isArray(record)) {
+        return { reason: 'bad-senml', detail: `record ${i} is not an object` }
+      }
+      if (record.bn !== undefined) {
+        if (typeof record.bn !== 'string') return { reason: 'bad-senml', detail: `record ${i}: bn must be a string` }
+        baseName = record.bn
+      }
+      if (record.bt !== undefined) {
+        if (typeof record.bt !== 'number') return { reason: 'bad-senml', detail: `record ${i}: bt must be a number` }
+        baseTime = record.bt
+      }
+      let value: number
+      if (typeof record.v === 'number') value = record.v
+      else if (typeof record.vb === 'boolean') value = record.vb ? 1 : 0
+      else if (record.v !== undefined) return { reason: 'bad-senml', detail: `record ${i}: v must be a number` }
+      else continue // a string or data value: not a reading, and not wrong either
+      const t = record.t === undefined ? 0 : record.t
+      if (typeof t !== 'number') return { reason: 'bad-senml', detail: `record ${i}: t must be a number` }
+      const seconds = baseTime + t
+      const ts = Math.abs(seconds) < SENML_RELATIVE_LIMIT ? receivedAt + Math.round(seconds * 1000) : Math.round(seconds * 1000)
+      const name = typeof record.n === 'string' ? record.n : ''
+      // The base name is the device ("urn:dev:mac:0024be:"), the name its measurement ("temp").
+      const sensor = baseName === '' ? key.sensor : baseName.replace(/[:/.-]$/, '')
+      const metric = name === '' ? key.metric ?? 'value' : name
+      if (sensor === '' || sensor.length > MAX_ID_LENGTH || metric.length > MAX_ID_LENGTH) {
+        return { reason: 'bad-senml', detail: `record ${i}: name is empty or over ${MAX_ID_LENGTH} characters` }
+      }
+      readings.push({ sensor, metric, ts, value })
+    }
+    if (readings.length === 0) return { reason: 'bad-senml', detail: 'no record has a numeric value' }
+    return readings
+  }
+
+  /** The sensor and metric a topic names: by the first rule that matches, else the whole topic is the sensor. */
+  private topicKey (topic: string): TopicKey | null {
+    const cached = this.topicCache.get(topic)
+    if (cached !== undefined) return cached
+    let key: TopicKey = { sensor: topic, metric: null }
+    for (const rule of this.rules) {
+      if (!topicMatches(rule.topic, topic)) continue
+      const levels = topic.split('/')
+      const names = rule.levels.split('/')
+      const sensor: string[] = []
+      let metric: string | null = null
+      for (let i = 0; i < names.length; i++) {
+        const takesRest = i === names.length - 1 && rule.topic.endsWith('#')
+        const part = takesRest ? levels.slice(i).join('/') : levels[i] as string
+        if (names[i] === 'sensor') sensor.push(part)
+        else if (names[i] === 'metric') metric = part
+      }
+      key = { sensor: sensor.join('/'), metric }
+      break
+    }
+    if (key.sensor === '' || key.sensor.length > MAX_ID_LENGTH || key.metric === '' || (key.metric?.length ?? 0) > MAX_ID_LENGTH) return null
+    if (this.topicCache.size >= TOPIC_CACHE_LIMIT) this.topicCache.clear()
+    this.topicCache.set(topic, key)
+    return key
+  }
+}
