@@ -206,7 +206,7 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
       valueFields: ['value'],
       maxPayloadBytes: 65_536,
       qos: 1,
-      batch: { maxMessages: 1_000, maxDelayMs: 20 },
+      batch: { maxMessages: 1_000, maxDelayMs: 5 },
       receiveMaximum: 2_000,
       sessionExpirySec: 7 * 86_400,
       keepaliveSec: 30,

@@ -92,3 +92,38 @@ t.test('bad values name the key and where the value came from', async (t) => {
   t.equal(twice.key, 'work', 'work ids must be unique')
   t.match(twice.message, /unique/)
 })
+
+t.test('mqtt: flags, environment, defaults that follow from them', async (t) => {
+  const off = loadConfig({ env: { XDG_STATE_HOME: '/state' }, flags: { name: 'pi-1' } })
+  t.equal(off.mqtt.url, undefined)
+  t.equal(off.mqtt.embeddedBroker.enabled, false, 'no topics, no url: no MQTT at all')
+  t.equal(off.mqtt.clientId, 'noodle-pi-1', 'a stable client id from the node name')
+  const embedded = loadConfig({ env: {}, flags: { 'mqtt-topic': ['sensors/#', 'zigbee2mqtt/+'] } })
+  t.same(embedded.mqtt.topics, ['sensors/#', 'zigbee2mqtt/+'])
+  t.equal(embedded.mqtt.embeddedBroker.enabled, true, 'topics without a url: the embedded broker')
+  const remote = loadConfig({ env: { NOODLE_MQTT_TOPICS: 'a/#,b/+/c', NOODLE_MQTT_QOS: '0' }, flags: { 'mqtt-url': 'mqtts://broker.lan:8883' } })
+  t.equal(remote.mqtt.url, 'mqtts://broker.lan:8883')
+  t.same(remote.mqtt.topics, ['a/#', 'b/+/c'])
+  t.equal(remote.mqtt.qos, 0)
+  t.equal(remote.mqtt.embeddedBroker.enabled, false, 'a url: no embedded broker unless asked')
+  const both = loadConfig({ env: { NOODLE_MQTT_EMBEDDED_BROKER_ENABLED: 'true' }, flags: { 'mqtt-url': 'mqtt://127.0.0.1:1884' } })
+  t.equal(both.mqtt.embeddedBroker.enabled, true)
+})
+
+t.test('mqtt: bad values name the key', async (t) => {
+  t.match(configError(() => loadConfig({ env: {}, flags: { 'mqtt-url': 'http://broker' } })),
+    { key: 'mqtt.url', message: /mqtt\.url: must be an mqtt:\/\/, mqtts:\/\/, ws:\/\/ or wss:\/\/ URL.*\(from --mqtt-url\)/ })
+  t.match(configError(() => loadConfig({ env: {}, flags: { 'mqtt-url': 'not a url' } })), { key: 'mqtt.url' })
+  t.match(configError(() => loadConfig({ env: {}, flags: { 'mqtt-topic': ['a/#/b'] } })),
+    { key: 'mqtt.topics[0]', message: /is not an MQTT topic filter/ })
+  t.match(configError(() => loadConfig({ env: {}, flags: { 'mqtt-topic': ['ok', 'a/b+'] } })), { key: 'mqtt.topics[1]' })
+  const dir = t.testdir({
+    'rule.json': JSON.stringify({ mqtt: { topicParsing: [{ topic: 'sensors/+/+', levels: '_/sensor' }] } }),
+    'base.json': JSON.stringify({ mqtt: { baseTopic: 'noodle/' } }),
+    'qos.json': JSON.stringify({ mqtt: { qos: 2 } })
+  })
+  t.match(configError(() => loadConfig({ env: {}, flags: { config: join(dir, 'rule.json') } })),
+    { key: 'mqtt.topicParsing[0].levels', message: /levels has 2 entries but topic has 3 levels/ })
+  t.match(configError(() => loadConfig({ env: {}, flags: { config: join(dir, 'base.json') } })), { key: 'mqtt.baseTopic' })
+  t.match(configError(() => loadConfig({ env: {}, flags: { config: join(dir, 'qos.json') } })), { key: 'mqtt.qos' })
+})

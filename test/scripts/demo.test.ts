@@ -4,7 +4,7 @@ import t from 'tap'
 
 const DEMO = fileURLToPath(new URL('../../scripts/demo.ts', import.meta.url))
 
-t.test('npm run demo -- --once: three agents, all alive, then a clean exit', async (t) => {
+t.test('npm run demo -- --once: three agents, all alive, simulated sensors ingested, then a clean exit', async (t) => {
   const { code, stdout, stderr } = await new Promise<{ code: number, stdout: string, stderr: string }>((resolve) => {
     execFile(process.execPath, [DEMO, '--once'], { timeout: 60_000 }, (err, stdout, stderr) => {
       resolve({ code: err == null ? 0 : 1, stdout, stderr })
@@ -14,6 +14,10 @@ t.test('npm run demo -- --once: three agents, all alive, then a clean exit', asy
   t.match(stdout, /^\$ noodle nodes --data-dir \S+demo-1\nNAME\s+PEER\s+STATE/)
   for (const name of ['demo-1', 'demo-2', 'demo-3']) t.match(stdout, new RegExp(`\\n${name}( \\*)?\\s+\\S{8}\\s+alive\\s+(member|coordinator)\\s+\\d+\\s+127\\.0\\.0\\.1:\\d+`))
   t.equal(stdout.match(/ coordinator /g)?.length, 1, 'one of them is the coordinator')
+  t.match(stdout, /\$ noodle sensors --data-dir \S+demo-1\nSENSOR\s+METRIC\s+VALUE/, 'then the sensors ingested over MQTT')
+  for (const [sensor, metric] of [['kitchen', 'temperature'], ['greenhouse', 'humidity'], ['urn:dev:freezer-1', 'temp']]) {
+    t.match(stdout, new RegExp(`\\n${sensor}\\s+${metric}\\s+-?\\d`), `${sensor} ${metric}`)
+  }
   const dir = /--data-dir (\S+)\/demo-1/.exec(stdout)?.[1] ?? ''
   const { existsSync } = await import('node:fs')
   t.notOk(existsSync(dir), 'the demo removes its temporary folder')
