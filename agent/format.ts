@@ -117,7 +117,7 @@ export function formatSensorsTable (sensors: SensorReadingView[], now = Date.now
 
 export function formatIngest (i: IngestStatus): string {
   return renderTable(['FIELD', 'VALUE'], [
-    ['broker', `${i.broker} (${i.connected ? 'connected' : 'not connected'})`],
+    ['broker', i.broker === null ? 'none configured' : `${i.broker} (${i.connected ? 'connected' : 'not connected'})`],
     ['received', String(i.received)],
     ['stored', String(i.stored)],
     ['rejected', String(i.rejected)],

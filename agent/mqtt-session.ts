@@ -141,6 +141,8 @@ export class MqttSession extends EventEmitter<SessionEvents> {
   private reconnectTimer: NodeJS.Timeout | undefined
   private keepaliveTimer: NodeJS.Timeout | undefined
   private awaitingPong = false
+  /** Failed connection attempts since the last success: the first is worth a warning, the rest are not. */
+  private failures = 0
   private nextPacketId = 1
   /** MQTT 5 until a broker turns it down; then 3.1.1 (aedes, older brokers), without the MQTT 5 properties. */
   private protocolVersion: 4 | 5 = 5
@@ -309,6 +311,7 @@ export class MqttSession extends EventEmitter<SessionEvents> {
     }
     this.connection++
     this.isConnected = true
+    this.failures = 0
     this.backoffMs = this.options.backoffMinMs ?? 250
     this.log.info({ broker: this.broker, sessionPresent: packet.sessionPresent }, 'mqtt: connected')
     if (this.options.subscriptions.length > 0) {
@@ -347,7 +350,9 @@ export class MqttSession extends EventEmitter<SessionEvents> {
     if (wasConnected) this.emit('disconnected', { reason: why })
     if (this.stopping) return
     const delay = Math.round(this.backoffMs * (0.8 + 0.4 * Math.random()))
-    this.log[wasConnected ? 'warn' : 'debug']({ broker: this.broker, reason: why, retryInMs: delay }, 'mqtt: connection lost')
+    if (!wasConnected) this.failures++
+    this.log[wasConnected || this.failures === 1 ? 'warn' : 'debug']({ broker: this.broker, reason: why, retryInMs: delay },
+      wasConnected ? 'mqtt: connection lost' : 'mqtt: cannot connect to the broker')
     this.backoffMs = Math.min(Math.max(this.backoffMs * 2, this.options.backoffMinMs ?? 250), this.options.backoffMaxMs ?? 30_000)
     this.reconnectTimer = setTimeout(() => { this.connect() }, delay)
   }

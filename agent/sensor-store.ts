@@ -108,7 +108,7 @@ export class SensorStore {
           last = CASE WHEN excluded.last_ts >= last_ts THEN excluded.last ELSE last END,
           last_ts = max(last_ts, excluded.last_ts)`),
       upsertSensor: this.db.prepare(`
-        INSERT INTO sensors (sensor, metric, value, ts, last_seen, count) VALUES (?, ?, ?, ?, ?, ?)
+        INSERT INTO sensors (sensor, metric, value, ts, first_seen, last_seen, count) VALUES (?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT DO UPDATE SET count = count + excluded.count, last_seen = excluded.last_seen,
           value = CASE WHEN excluded.ts >= ts THEN excluded.value ELSE value END, ts = max(ts, excluded.ts)`),
       insertDeadLetter: this.db.prepare('INSERT INTO dead_letters (at, topic, reason, detail, size, bytes) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -140,7 +140,7 @@ export class SensorStore {
       }
     }
     for (const r of rollups.values()) upsertRollup.run(r)
-    for (const l of latest.values()) upsertSensor.run(l.sensor, l.metric, l.value, l.ts, batch.lastSeen, l.count)
+    for (const l of latest.values()) upsertSensor.run(l.sensor, l.metric, l.value, l.ts, batch.lastSeen, batch.lastSeen, l.count)
     for (const d of batch.deadLetters) insertDeadLetter.run(d.at, d.topic, d.reason, d.detail, d.size, d.bytes)
     if (batch.received > 0) addCounter.run('ingest.received', batch.received)
     if (batch.stored > 0) addCounter.run('ingest.stored', batch.stored)
@@ -165,24 +165,30 @@ export class SensorStore {
     return this.db.prepare<[number], DeadLetter>('SELECT at, topic, reason, detail, size, bytes FROM dead_letters ORDER BY id DESC LIMIT ?').all(limit)
   }
 
-  /** Every sensor metric with its latest value and its recent rate. */
+  /** Every sensor metric with its latest value and its rate over the current minute and the RATE_MINUTES before. */
   sensors (now = Date.now()): SensorView[] {
     const since = Math.floor(now / MINUTE_MS) * MINUTE_MS - RATE_MINUTES * MINUTE_MS
-    const windowS = Math.max(1, (now - since) / 1000)
-    const rows = this.db.prepare<[number, number], Omit<SensorView, 'ratePerS' | 'lastSeen'> & { last_seen: number, recent: number }>(`
-      SELECT s.sensor, s.metric, s.value, s.ts, s.last_seen, s.count,
+    const rows = this.db.prepare<[number, number], Omit<SensorView, 'ratePerS' | 'lastSeen'> & { first_seen: number, last_seen: number, recent: number }>(`
+      SELECT s.sensor, s.metric, s.value, s.ts, s.first_seen, s.last_seen, s.count,
         (SELECT coalesce(sum(r.count), 0) FROM rollups r
           WHERE r.period = ? AND r.sensor = s.sensor AND r.metric = s.metric AND r.start >= ?) AS recent
       FROM sensors s ORDER BY s.sensor, s.metric`).all(MINUTE_MS, since)
-    return rows.map((r) => ({
-      sensor: r.sensor,
-      metric: r.metric,
-      value: r.value,
-      ts: r.ts,
-      lastSeen: r.last_seen,
-      count: r.count,
-      ratePerS: Math.round(r.recent / windowS * 100) / 100
-    }))
+    return rows.map((r) => {
+      // A sensor first seen within the window: intervals between its readings so far (two readings 1 s apart
+      // are 1/s). An older one: readings over the whole window, so a sensor that went quiet fades to 0.
+      const young = r.first_seen > since
+      const spanS = ((young ? r.last_seen : now) - Math.max(since, r.first_seen)) / 1000
+      const intervals = young ? r.recent - 1 : r.recent
+      return {
+        sensor: r.sensor,
+        metric: r.metric,
+        value: r.value,
+        ts: r.ts,
+        lastSeen: r.last_seen,
+        count: r.count,
+        ratePerS: spanS > 0 && intervals > 0 ? Math.round(intervals / spanS * 100) / 100 : 0
+      }
+    })
   }
 
   /** Raw readings of one sensor metric since `since`, oldest first. */

@@ -84,7 +84,8 @@ const MIGRATIONS: ReadonlyArray<{ version: number, sql: string }> = [
         metric    TEXT NOT NULL,
         value     REAL NOT NULL,
         ts        INTEGER NOT NULL,
-        last_seen INTEGER NOT NULL,          -- when its last message arrived (ms since the epoch)
+        first_seen INTEGER NOT NULL,         -- when its first message arrived (ms since the epoch)
+        last_seen INTEGER NOT NULL,          -- when its last message arrived
         count     INTEGER NOT NULL,
         PRIMARY KEY (sensor, metric)
       ) WITHOUT ROWID;

@@ -50,7 +50,10 @@ try {
   agents.push(...await Promise.all(['demo-2', 'demo-3'].map((name) => startAgent({ ...common, name, bootstrap: [entry] }))))
   await waitFor('the three agents to see each other', () => allSee(agents, agents, 'alive'), 20_000)
   await waitForAgreement('the three agents to agree on a coordinator', agents)
-  await waitFor('readings from the three simulated sensors', async () => (await sensors(agents[0] as AgentProcess)).length >= 4, 20_000)
+  await waitFor('a few readings from each simulated sensor', async () => {
+    const seen = await sensors(agents[0] as AgentProcess)
+    return seen.length >= 4 && seen.every((s) => s.count >= 3)
+  }, 20_000)
 } catch (err) {
   process.stderr.write(`demo failed: ${(err as Error).message}\n${agents.map((a) => a.output()).join('\n')}`)
   await shutdown(1)

@@ -97,7 +97,7 @@ t.test('--json prints exactly the API body; the table shows the node', async (t)
 
   const nodesJson = JSON.parse((await noodle(['nodes', '--json', ...args])).stdout)
   const nodesApi = await nodes(agent)
-  t.same(Object.keys(nodesJson[0]), ['peerId', 'name', 'state', 'role', 'term', 'running', 'addrs', 'lastSeen', 'health'])
+  t.same(Object.keys(nodesJson[0]), ['peerId', 'name', 'state', 'role', 'term', 'running', 'ingest', 'addrs', 'lastSeen', 'health'])
   t.same(Object.keys(nodesJson[0].health), ['cpuPct', 'load1', 'memUsedBytes', 'memTotalBytes', 'diskFreeBytes', 'uptimeS'])
   t.same(nodesJson.map((n: { peerId: string }) => n.peerId), nodesApi.map((n) => n.peerId), 'nodes --json is the API body')
 
@@ -108,6 +108,11 @@ t.test('--json prints exactly the API body; the table shows the node', async (t)
   t.same(nodesJson[0].running, ['cam-1'], 'it runs the work configured on it')
 
   t.equal((await noodle(['decisions', ...args])).stdout, 'no decisions yet\n')
+  t.equal((await noodle(['sensors', ...args])).stdout, 'no sensor readings yet\n')
+  t.same(JSON.parse((await noodle(['sensors', '--json', ...args])).stdout), [])
+  t.same(JSON.parse((await noodle(['ingest', '--json', ...args])).stdout),
+    { received: 0, stored: 0, rejected: 0, deadLetter: 0, connected: false, broker: null }, 'no MQTT configured')
+  t.match((await noodle(['ingest', ...args])).stdout, /^broker\s+none configured\nreceived\s+0\n/)
   t.same(JSON.parse((await noodle(['decisions', '--json', ...args])).stdout), [])
   t.match((await noodle(['optimize', ...args])).stdout, new RegExp(`^coordinator ${agent.peerId.slice(-8)}, term 1: placement unchanged\n$`),
     'optimize: the work is where it should be')

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { formatAddress, formatDecisionsTable, formatOptimize, formatAge, formatBytes, formatNodesTable, formatStatus, shortPeerId } from '../../agent/format.ts'
+import { formatAddress, formatAge, formatBytes, formatDecisionsTable, formatIngest, formatNodesTable, formatOptimize, formatSensorsTable, formatStatus, shortPeerId } from '../../agent/format.ts'
 import type { NodeView } from '../../agent/views.ts'
 
 t.test('units', async (t) => {
@@ -57,4 +57,17 @@ t.test('the decisions table and the optimize answer', async (t) => {
   t.equal(formatOptimize({ v: 1, term: 2, coordinator: '12D3KooWcccccccc33333333', decisions: [] }), 'coordinator 33333333, term 2: placement unchanged\n')
   t.equal(formatOptimize({ v: 1, term: 2, coordinator: '12D3KooWcccccccc33333333', decisions: [{ id: 'x', target: '12D3KooWdddddddd44444444', action: 'run', workId: 'cam', reason: 'most headroom' }] }),
     'coordinator 33333333, term 2: 1 decision(s)\n  run cam on 44444444: most headroom\n')
+})
+
+t.test('the sensors table and the ingest summary', async (t) => {
+  const now = Date.parse('2026-01-01T00:01:00Z')
+  t.equal(formatSensorsTable([], now), 'no sensor readings yet\n')
+  const lines = formatSensorsTable([
+    { sensor: 'kitchen', metric: 'temperature', value: 21.23456, ts: '2026-01-01T00:00:58Z', lastSeen: '2026-01-01T00:00:58Z', count: 12, ratePerS: 0.5 }
+  ], now).trimEnd().split('\n')
+  t.match(lines[0], /^SENSOR\s+METRIC\s+VALUE\s+RATE\s+READINGS\s+LAST SEEN$/)
+  t.match(lines[1], /^kitchen\s+temperature\s+21\.235\s+0\.5\/s\s+12\s+2s ago$/)
+  const summary = formatIngest({ received: 10, stored: 8, rejected: 2, deadLetter: 2, connected: true, broker: 'mqtt://10.0.0.2:1883' })
+  t.match(summary, /^broker\s+mqtt:\/\/10\.0\.0\.2:1883 \(connected\)\nreceived\s+10\nstored\s+8\nrejected\s+2\ndead letter\s+2 message\(s\) kept/)
+  t.match(formatIngest({ received: 0, stored: 0, rejected: 0, deadLetter: 0, connected: false, broker: 'mqtt://b' }), /\(not connected\)/)
 })

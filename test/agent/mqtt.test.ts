@@ -96,3 +96,21 @@ t.test('messages the broker drops for a slow subscriber show in the beacon', asy
   t.equal(dropped, 40)
   t.match(agent.output(), /the broker is dropping messages/, 'and a warning in the log says what to change')
 })
+
+t.test('the MQTT parts follow the config: none, or broker, session, ingest and presence in order', async (t) => {
+  const { loadConfig } = await import('../../agent/config.ts')
+  const { mqttParts } = await import('../../agent/mqtt.ts')
+  const { createLogger } = await import('../../agent/logger.ts')
+  const log = createLogger('silent')
+  const sensorsStore = {} as never
+  const describe = () => ({})
+  t.same(mqttParts({ config: loadConfig({ env: {} }), sensors: sensorsStore, log, describe }).components, [], 'no url, no topics: nothing')
+  const embedded = mqttParts({ config: loadConfig({ env: {}, flags: { 'mqtt-topic': ['a/#'] } }), sensors: sensorsStore, log, describe })
+  t.same(embedded.components.map(([name]) => name), ['mqtt broker', 'mqtt', 'ingest', 'mqtt presence'])
+  t.equal(embedded.session?.broker, 'mqtt://127.0.0.1:1883')
+  const presenceOnly = mqttParts({ config: loadConfig({ env: {}, flags: { 'mqtt-url': 'mqtt://10.0.0.2' } }), sensors: sensorsStore, log, describe })
+  t.same(presenceOnly.components.map(([name]) => name), ['mqtt', 'mqtt presence'], 'a url and no topics: the box only publishes its presence')
+  t.equal(presenceOnly.ingest, null)
+  const config = loadConfig({ env: { NOODLE_MQTT_PASSWORD_FILE: '/nonexistent/secret' }, flags: { 'mqtt-url': 'mqtt://10.0.0.2' } })
+  t.throws(() => mqttParts({ config, sensors: sensorsStore, log, describe }), { code: 'ERR_CONFIG', key: 'mqtt.passwordFile', message: /cannot read \/nonexistent\/secret/ })
+})

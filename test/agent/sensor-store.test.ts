@@ -30,15 +30,17 @@ t.test('a batch writes readings, rollups, the latest value and the totals in one
     { sensor: 's1', metric: 'temp', ts: T0 + 2_000, value: 24 },
     { sensor: 's1', metric: 'temp', ts: T0 + 61_000, value: 22 }
   ]))
-  sensors.commit(batch([{ sensor: 's1', metric: 'temp', ts: T0 + 500, value: 10 }], { received: 2, rejected: 1 }))
+  sensors.commit(batch([{ sensor: 's1', metric: 'temp', ts: T0 + 500, value: 10 }], { received: 2, rejected: 1, lastSeen: T0 + 2_000 }))
   t.same(sensors.rollups(MINUTE_MS, 's1', 'temp'), [
     { start: T0, count: 3, min: 10, max: 24, last: 24, mean: 18 },
     { start: T0 + MINUTE_MS, count: 1, min: 22, max: 22, last: 22, mean: 22 }
   ], 'a late reading joins its minute without becoming its last')
   t.same(sensors.rollups(HOUR_MS, 's1', 'temp'), [{ start: T0, count: 4, min: 10, max: 24, last: 22, mean: 19 }])
   const [latest] = sensors.sensors(T0 + 120_000)
-  t.match(latest, { sensor: 's1', metric: 'temp', value: 22, ts: T0 + 61_000, lastSeen: T0, count: 4 })
-  t.equal(latest?.ratePerS, Math.round(4 / 240 * 100) / 100, 'readings per second since the start of the minute 4 before this one')
+  t.match(latest, { sensor: 's1', metric: 'temp', value: 22, ts: T0 + 61_000, lastSeen: T0 + 2_000, count: 4 })
+  t.equal(latest?.ratePerS, 1.5, 'a new sensor: 3 intervals between its 4 readings, over the 2 s it has been seen')
+  t.equal(sensors.sensors(T0 + 4.5 * MINUTE_MS)[0]?.ratePerS, Math.round(4 / 270 * 100) / 100, 'a known one: readings over the window (here 4.5 min)')
+  t.equal(sensors.sensors(T0 + 10 * MINUTE_MS)[0]?.ratePerS, 0, 'nothing in the last 5 minutes: 0/s')
   t.same(sensors.totals(), { received: 5, stored: 4, rejected: 1 })
   t.same(sensors.readings('s1', 'temp', T0 + 1_500).map((r) => r.value), [24, 22])
 })
