@@ -1,8 +1,12 @@
 import { availableParallelism } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../identity/keys.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
-import { ControlApi } from './api.ts'
+import { ControlApi, parseBody, readJsonBody } from './api.ts'
+import { BenchRequestSchema, CompileRequestSchema, modelCompiledCodec } from '../protocols/models.ts'
+import { InferencePool } from '../runtime/pool.ts'
+import { ModelRegistry } from '../runtime/registry.ts'
+import { ModelRuntime } from '../runtime/model-runtime.ts'
 import type { ResolvedConfig } from './config.ts'
 import { PeerDialer } from './dialer.ts'
 import { Election, capabilityOf } from './election.ts'
@@ -26,8 +30,8 @@ import { Orchestrator } from './orchestrator.ts'
 import { PROBE_TICK_MS, Prober } from './prober.ts'
 import { Store } from './store.ts'
 import { VERSION } from './version.ts'
-import { decisionView, nodeView, sensorReadingView } from './views.ts'
-import type { DecisionView, GossipView, NodeView, SensorReadingView, StatusView } from './views.ts'
+import { decisionView, modelView, nodeView, sensorReadingView } from './views.ts'
+import type { DecisionView, GossipView, ModelView, NodeView, SensorReadingView, StatusView } from './views.ts'
 import { WorkRegistry } from './work.ts'
 
 /** A fresh agent listens this many beacon intervals before it may claim the coordinator role. */
@@ -48,6 +52,7 @@ export class Agent {
   private readonly orchestrator: Orchestrator
   private readonly sensors: SensorStore
   private readonly mqtt: MqttParts
+  private readonly runtime: ModelRuntime
   private readonly lifecycle: Lifecycle
   private readonly startedAt: number
 
@@ -71,6 +76,8 @@ export class Agent {
     sync: MemberSync
     sensors: SensorStore
     mqtt: MqttParts
+    pool: InferencePool
+    runtime: ModelRuntime
   }) {
     this.config = parts.config
     this.mesh = parts.mesh
@@ -82,6 +89,7 @@ export class Agent {
     this.orchestrator = parts.orchestrator
     this.sensors = parts.sensors
     this.mqtt = parts.mqtt
+    this.runtime = parts.runtime
     this.startedAt = parts.startedAt
     const api = new ControlApi({
       socketPath: parts.config.api.socketPath,
@@ -93,12 +101,23 @@ export class Agent {
         'GET /api/v1/ahr/decisions': () => this.decisions(),
         'POST /api/v1/ahr/optimize': async () => await this.orchestrator.optimize(),
         'GET /api/v1/sensors': () => this.sensorReadings(),
-        'GET /api/v1/ingest': () => this.ingest()
+        'GET /api/v1/ingest': () => this.ingest(),
+        'GET /api/v1/models': () => this.models(),
+        'POST /api/v1/models/compile': async (req) => {
+          const { file } = parseBody(CompileRequestSchema, await readJsonBody(req))
+          return await this.runtime.compile(resolvePath(file))
+        },
+        'POST /api/v1/models/bench': async (req) => {
+          const { id, runs, shape } = parseBody(BenchRequestSchema, await readJsonBody(req))
+          return await this.runtime.bench(id, { runs, shape })
+        }
       }
     })
     this.lifecycle = new Lifecycle([
       ['store', parts.store],
       ['sensor store', parts.sensors],
+      ['inference pool', parts.pool],
+      ['runtime', parts.runtime],
       ...parts.mqtt.components,
       ['mesh', parts.mesh],
       ['dialer', parts.dialer],
@@ -167,13 +186,30 @@ export class Agent {
         eligible: config.coordinator.eligible,
         priority: config.coordinator.priority,
         cpus,
-        // The runtime (ONNX execution providers) extends this once it detects them.
-        providers: ['cpu'],
+        // The execution providers that have run a model here: measured, not guessed.
+        providers: runtime.providers,
         work: [...work.configured],
         running: work.runningIds(),
         ingest: mqtt.ingest?.stats() ?? null
       }),
       onBeacon: (beacon) => { membership.updateSelf({ name: beacon.name, role: beacon.role, addrs: beacon.addrs, health: healthOf(beacon) }) }
+    })
+    const pool = new InferencePool({ log, cpus })
+    const runtime = new ModelRuntime({
+      registry: new ModelRegistry({ db: store.database }),
+      pool,
+      modelsDir: join(config.dataDir, 'models'),
+      log,
+      onCompiled: (m) => {
+        reporter.publishSoon()
+        const { id, name, sizeBytes, opset, inputs, outputs } = m
+        const providers = m.providers.map(({ name, p50Ms, p99Ms }) => ({ name, p50Ms, p99Ms }))
+        mesh.publish(modelCompiledCodec, { v: 1, id, name, sizeBytes, opset, inputs, outputs, providers })
+          .catch((err: unknown) => { log.debug({ err }, 'model announcement not published') })
+      }
+    })
+    mesh.subscribe(modelCompiledCodec, (m, from) => {
+      log.info({ peer: from.toString(), model: m.id, name: m.name, providers: m.providers }, 'a member compiled a model')
     })
     const mqtt = mqttParts({
       config,
@@ -232,7 +268,7 @@ export class Agent {
     const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
     return new Agent({
       config, log, startedAt, store, metrics, mesh, membership, election, lag, work, dialer, service, prober,
-      electionService, orchestrator, reporter, sync, sensors, mqtt
+      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime
     })
   }
 
@@ -271,6 +307,10 @@ export class Agent {
 
   sensorReadings (): SensorReadingView[] {
     return this.sensors.sensors().map(sensorReadingView)
+  }
+
+  models (): ModelView[] {
+    return this.runtime.list().map(modelView)
   }
 
   ingest (): IngestStatus {

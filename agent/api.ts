@@ -2,15 +2,47 @@ import { chmodSync, unlinkSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import { NoodleError } from './errors.ts'
+import type { z } from 'zod'
+import { BadRequestError, NoodleError } from './errors.ts'
 import type { Logger } from './logger.ts'
 
 /** A route's answer: the JSON body, and the status when it is not 200. */
 export type RouteHandler = (req: IncomingMessage) => unknown | Promise<unknown>
 
-/** Unified error body, the same for every endpoint: `{ "error": { "code", "message" } }`. */
-function sendError (res: ServerResponse, status: number, code: string, message: string): void {
-  sendJson(res, status, { error: { code, message } })
+/** Unified error body, the same for every endpoint: `{ "error": { "code", "message", "field"? } }`. */
+function sendError (res: ServerResponse, status: number, code: string, message: string, field?: string): void {
+  sendJson(res, status, { error: field === undefined ? { code, message } : { code, message, field } })
+}
+
+/** Request bodies are small JSON objects; anything bigger is refused before it is read. */
+const MAX_BODY_BYTES = 64 * 1024
+
+/** Checks a request body against its schema; a failure names the field. */
+export function parseBody<S extends z.ZodType> (schema: S, body: unknown): z.infer<S> {
+  const result = schema.safeParse(body)
+  if (result.success) return result.data
+  const issue = result.error.issues[0] as z.core.$ZodIssue
+  const field = issue.code === 'unrecognized_keys' ? issue.keys[0] : issue.path.map(String).join('.')
+  throw new BadRequestError(issue.code === 'unrecognized_keys' ? 'is not a known field' : issue.message, field === '' ? undefined : field)
+}
+
+/** Reads a request's JSON body (an object), refusing oversized, non-JSON and non-object bodies. */
+export async function readJsonBody (req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MAX_BODY_BYTES) throw new BadRequestError(`the request body is over ${MAX_BODY_BYTES} bytes`)
+    chunks.push(chunk)
+  }
+  let body: unknown
+  try {
+    body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch {
+    throw new BadRequestError('the request body is not JSON')
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new BadRequestError('the request body must be a JSON object')
+  return body as Record<string, unknown>
 }
 
 function sendJson (res: ServerResponse, status: number, body: unknown): void {
@@ -83,7 +115,7 @@ export class ControlApi {
       // Errors that carry an HTTP status are expected answers (503: no coordinator yet); the rest are bugs.
       const status = (err as { httpStatus?: number }).httpStatus ?? 500
       if (status >= 500 && status !== 503) this.log.error({ err, path }, 'API handler failed')
-      sendError(res, status, (err as NoodleError).code ?? 'ERR_INTERNAL', (err as Error).message)
+      sendError(res, status, (err as NoodleError).code ?? 'ERR_INTERNAL', (err as Error).message, (err as { field?: string }).field)
     }
   }
 }

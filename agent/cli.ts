@@ -1,15 +1,17 @@
 #!/usr/bin/env node
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { ParseArgsConfig } from 'node:util'
 import { apiGet, apiRequest } from './client.ts'
 import { loadConfig } from './config.ts'
 import type { AgentFlags } from './config.ts'
 import { AgentUnreachableError, NoodleError, UsageError } from './errors.ts'
-import { formatDecisionsTable, formatIngest, formatNodesTable, formatOptimize, formatSensorsTable, formatStatus } from './format.ts'
+import { formatBench, formatCompile, formatDecisionsTable, formatIngest, formatModelsTable, formatNodesTable, formatOptimize, formatSensorsTable, formatStatus } from './format.ts'
+import type { BenchResult, CompileResult } from '../runtime/model-runtime.ts'
 import type { IngestStatus } from './ingest.ts'
 import { VERSION } from './version.ts'
 import type { OptimizeResponse } from '../protocols/optimize.ts'
-import type { DecisionView, NodeView, SensorReadingView, StatusView } from './views.ts'
+import type { DecisionView, ModelView, NodeView, SensorReadingView, StatusView } from './views.ts'
 
 // The agent, libp2p and the key code load only for the commands that use them: `noodle nodes` stays quick.
 
@@ -25,6 +27,9 @@ Usage:
   noodle optimize [--json]        ask the coordinator for a fresh placement now (from any node)
   noodle sensors [--json] [--watch]  every sensor metric ingested here: latest value, rate, last seen
   noodle ingest [--json]          MQTT ingest totals: received, stored, rejected, dead letter, broker
+  noodle models [--json]          the ONNX models registered here, with their measured latency per provider
+  noodle models compile FILE [--json]  verify, optimize, benchmark and register an ONNX model file
+  noodle models bench ID [--runs N] [--shape 1,3,224,224] [--json]  run a model flat out: latency, throughput
   noodle help | --version
 
 Agent options (each also settable in the config file or as NOODLE_*):
@@ -39,7 +44,7 @@ Agent options (each also settable in the config file or as NOODLE_*):
   --mqtt-url URL       MQTT broker to ingest from: mqtt://, mqtts://, ws:// or wss://
   --mqtt-topic FILTER  MQTT topic filter to ingest, repeatable (without --mqtt-url: an embedded broker)
 
-status, nodes, decisions, optimize, sensors and ingest reach the agent through --data-dir DIR (or --config FILE).
+status, nodes, decisions, optimize, sensors, ingest and models reach the agent through --data-dir DIR (or --config FILE).
 `
 
 const COMMON = {
@@ -67,21 +72,25 @@ const COMMANDS = {
   optimize: { ...COMMON, json: { type: 'boolean' } },
   sensors: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
   ingest: { ...COMMON, json: { type: 'boolean' } },
+  models: { ...COMMON, json: { type: 'boolean' }, runs: { type: 'string' }, shape: { type: 'string' } },
   help: {},
   version: {}
 } as const satisfies Record<string, ParseArgsConfig['options']>
 
 type Command = keyof typeof COMMANDS
 
-function parse (argv: string[]): { command: Command, flags: Record<string, unknown> } {
+/** Commands that take positional arguments (`models compile FILE`). */
+const TAKES_POSITIONALS = new Set<Command>(['models'])
+
+function parse (argv: string[]): { command: Command, flags: Record<string, unknown>, positionals: string[] } {
   const [first, ...rest] = argv
   const command = first === undefined || first === '--help' || first === '-h'
     ? 'help'
     : first === '--version' || first === '-v' ? 'version' : first
   if (!(command in COMMANDS)) throw new UsageError(`unknown command "${command}" (try \`noodle help\`)`)
   try {
-    const { values } = parseArgs({ args: rest, options: COMMANDS[command as Command], strict: true, allowPositionals: false })
-    return { command: command as Command, flags: values }
+    const { values, positionals } = parseArgs({ args: rest, options: COMMANDS[command as Command], strict: true, allowPositionals: TAKES_POSITIONALS.has(command as Command) })
+    return { command: command as Command, flags: values, positionals }
   } catch (err) {
     throw new UsageError(`${command}: ${(err as Error).message.split('\n')[0] as string}`)
   }
@@ -168,9 +177,44 @@ async function runQuery (command: QueryCommand, flags: { 'data-dir'?: string, co
   }
 }
 
+/** A whole number flag, or a usage error naming it. */
+function intFlag (name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined
+  if (!/^\d+$/.test(text)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(text)}`)
+  return Number(text)
+}
+
+async function runModels (positionals: string[], flags: { 'data-dir'?: string, config?: string, json?: boolean, runs?: string, shape?: string }): Promise<void> {
+  const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
+  const render = <T>(body: T, format: (body: T) => string): string =>
+    flags.json === true ? JSON.stringify(body, null, 2) + '\n' : format(body)
+  const [sub, arg, ...extra] = positionals
+  if (extra.length > 0) throw new UsageError(`models: unexpected ${JSON.stringify(extra[0])}`)
+  // Compiling benchmarks every provider and a bench runs flat out: allow them minutes, not seconds.
+  const long = 600_000
+  switch (sub) {
+    case undefined:
+      process.stdout.write(render(await apiGet<ModelView[]>(api.socketPath, '/api/v1/models'), formatModelsTable))
+      return
+    case 'compile':
+      if (arg === undefined) throw new UsageError('models compile: which file? (noodle models compile FILE)')
+      process.stdout.write(render(await apiRequest<CompileResult>(api.socketPath, 'POST', '/api/v1/models/compile', long, { file: resolve(arg) }), formatCompile))
+      return
+    case 'bench': {
+      if (arg === undefined) throw new UsageError('models bench: which model? (noodle models bench ID)')
+      const shape = flags.shape?.split(/[,x]/).map((d) => intFlag('shape', d) as number)
+      const body = { id: arg, runs: intFlag('runs', flags.runs), shape }
+      process.stdout.write(render(await apiRequest<BenchResult>(api.socketPath, 'POST', '/api/v1/models/bench', long, body), formatBench))
+      return
+    }
+    default:
+      throw new UsageError(`models: unknown subcommand "${sub}" (compile, bench)`)
+  }
+}
+
 export async function main (argv: string[]): Promise<number> {
   try {
-    const { command, flags } = parse(argv)
+    const { command, flags, positionals } = parse(argv)
     switch (command) {
       case 'help':
         process.stdout.write(USAGE)
@@ -187,6 +231,9 @@ export async function main (argv: string[]): Promise<number> {
       case 'agent':
         await runAgent(flags as AgentFlags)
         return -1
+      case 'models':
+        await runModels(positionals, flags)
+        return 0
       case 'status':
       case 'nodes':
       case 'decisions':

@@ -7,9 +7,11 @@ export function apiGet<T> (socketPath: string, path: string, timeoutMs = 5_000):
 }
 
 /** Calls the control API over the agent's Unix socket and parses the JSON answer; errors become ApiError. */
-export function apiRequest<T> (socketPath: string, method: 'GET' | 'POST', path: string, timeoutMs = 5_000): Promise<T> {
+export function apiRequest<T> (socketPath: string, method: 'GET' | 'POST', path: string, timeoutMs = 5_000, body?: unknown): Promise<T> {
+  const payload = body === undefined ? undefined : JSON.stringify(body)
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method, timeout: timeoutMs }, (res) => {
+    const headers = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }
+    const req = request({ socketPath, path, method, timeout: timeoutMs, headers }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('error', reject)
@@ -36,6 +38,6 @@ export function apiRequest<T> (socketPath: string, method: 'GET' | 'POST', path:
         ? new AgentUnreachableError(socketPath, { cause: err })
         : err)
     })
-    req.end()
+    req.end(payload)
   })
 }

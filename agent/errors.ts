@@ -62,3 +62,33 @@ export class NoCoordinatorError extends NoodleError {
     super('ERR_NO_COORDINATOR', message, options)
   }
 }
+
+/** A model file that is not a usable ONNX model (corrupt, truncated, not ONNX, unsupported opset). */
+export class ModelError extends NoodleError {
+  /** The control API answers 400: the file given is at fault. */
+  readonly httpStatus = 400
+
+  constructor (message: string, options?: ErrorOptions) {
+    super('ERR_MODEL', message, options)
+  }
+}
+
+/** No model with that id is registered here. */
+export class UnknownModelError extends NoodleError {
+  readonly httpStatus = 404
+
+  constructor (id: string) {
+    super('ERR_UNKNOWN_MODEL', `no model ${id} is registered on this node (see noodle models)`)
+  }
+}
+
+/** A request to the control API with a body that is not what the endpoint takes; `field` names the culprit. */
+export class BadRequestError extends NoodleError {
+  readonly httpStatus = 400
+  readonly field: string | undefined
+
+  constructor (message: string, field?: string) {
+    super('ERR_BAD_REQUEST', field === undefined ? message : `${field}: ${message}`)
+    this.field = field
+  }
+}

@@ -1,6 +1,7 @@
 import type { OptimizeResponse } from '../protocols/optimize.ts'
 import type { IngestStatus } from './ingest.ts'
-import type { DecisionView, NodeView, SensorReadingView, StatusView } from './views.ts'
+import type { BenchResult, CompileResult } from '../runtime/model-runtime.ts'
+import type { DecisionView, ModelView, NodeView, SensorReadingView, StatusView } from './views.ts'
 
 /** 1536 → "1.5Ki", powers of 1024 like `free -h`. */
 export function formatBytes (bytes: number): string {
@@ -123,4 +124,35 @@ export function formatIngest (i: IngestStatus): string {
     ['rejected', String(i.rejected)],
     ['dead letter', `${i.deadLetter} message(s) kept`]
   ]).split('\n').slice(1).join('\n')
+}
+
+function formatShape (shape: Array<number | string>): string {
+  return shape.map((d) => typeof d === 'number' && d > 0 ? String(d) : '?').join('×')
+}
+
+/** The `noodle models` table: the fastest provider's p50 is the model's latency here. */
+export function formatModelsTable (models: ModelView[]): string {
+  if (models.length === 0) return 'no models registered (noodle models compile FILE)\n'
+  const rows = models.map((m) => [
+    m.id.slice(0, 12),
+    m.name,
+    formatBytes(m.sizeBytes),
+    String(m.opset),
+    m.inputs.map((i) => `${i.name} ${i.dtype}[${formatShape(i.shape)}]`).join(', '),
+    m.providers.map((p) => `${p.name} ${p.p50Ms} ms`).join(', ') || '-'
+  ])
+  return renderTable(['ID', 'NAME', 'SIZE', 'OPSET', 'INPUTS', 'LATENCY (p50)'], rows)
+}
+
+export function formatCompile (r: CompileResult): string {
+  return [
+    `compiled ${r.id}`,
+    ...r.inputs.map((i) => `  input  ${i.name} ${i.dtype}[${formatShape(i.shape)}]`),
+    ...r.outputs.map((o) => `  output ${o.name} ${o.dtype}[${formatShape(o.shape)}]`),
+    ...r.providers.map((p) => `  ${p.name}: p50 ${p.p50Ms} ms, p99 ${p.p99Ms} ms`)
+  ].join('\n') + '\n'
+}
+
+export function formatBench (r: BenchResult): string {
+  return `${r.id.slice(0, 12)} on ${r.provider}: ${r.runs} runs, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.perSecond}/s\n`
 }

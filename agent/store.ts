@@ -105,6 +105,34 @@ const MIGRATIONS: ReadonlyArray<{ version: number, sql: string }> = [
         value INTEGER NOT NULL
       ) WITHOUT ROWID;
     `
+  },
+  {
+    version: 4,
+    sql: `
+      -- ONNX models registered on this node, by content (sha256 of the file as given).
+      CREATE TABLE models (
+        id             TEXT PRIMARY KEY,
+        name           TEXT NOT NULL,        -- the file name it was compiled from
+        file           TEXT NOT NULL,        -- our copy of it
+        optimized_file TEXT,                 -- its graph optimized for this box, when that worked
+        size_bytes     INTEGER NOT NULL,
+        ir_version     INTEGER NOT NULL,
+        opset          INTEGER NOT NULL,
+        inputs         TEXT NOT NULL,        -- JSON: [{ name, dtype, shape }]
+        outputs        TEXT NOT NULL,
+        created_at     INTEGER NOT NULL
+      );
+      -- Measured latency per execution provider.
+      CREATE TABLE model_benchmarks (
+        model_id TEXT NOT NULL REFERENCES models (id) ON DELETE CASCADE,
+        provider TEXT NOT NULL,
+        runs     INTEGER NOT NULL,
+        p50_ms   REAL NOT NULL,
+        p99_ms   REAL NOT NULL,
+        at       INTEGER NOT NULL,
+        PRIMARY KEY (model_id, provider)
+      ) WITHOUT ROWID;
+    `
   }
 ]
 

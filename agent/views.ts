@@ -1,4 +1,6 @@
 import type { Member, MemberHealth } from './membership.ts'
+import type { ModelRecord, ProviderBenchmark } from '../runtime/registry.ts'
+import type { TensorSpec } from '../runtime/tensors.ts'
 import type { SensorView } from './sensor-store.ts'
 import type { DecisionRecord } from './store.ts'
 
@@ -126,4 +128,21 @@ export interface SensorReadingView {
 
 export function sensorReadingView (s: SensorView): SensorReadingView {
   return { ...s, ts: new Date(s.ts).toISOString(), lastSeen: new Date(s.lastSeen).toISOString() }
+}
+
+/** A registered model as `GET /api/v1/models` lists it. */
+export interface ModelView {
+  id: string
+  name: string
+  sizeBytes: number
+  opset: number
+  inputs: TensorSpec[]
+  outputs: TensorSpec[]
+  /** Measured latency per execution provider, fastest first. */
+  providers: ProviderBenchmark[]
+  createdAt: string
+}
+
+export function modelView (m: ModelRecord): ModelView {
+  return { id: m.id, name: m.name, sizeBytes: m.sizeBytes, opset: m.opset, inputs: m.inputs, outputs: m.outputs, providers: m.providers, createdAt: new Date(m.createdAt).toISOString() }
 }

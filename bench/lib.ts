@@ -18,11 +18,7 @@ export function logLines (agent: AgentProcess): LogLine[] {
   return agent.output().split('\n').flatMap((line) => { try { return [JSON.parse(line) as LogLine] } catch { return [] } })
 }
 
-/** p-th percentile by nearest rank (p95 of 10 samples is the largest). */
-export function percentile (xs: number[], p: number): number {
-  const sorted = [...xs].sort((a, b) => a - b)
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN
-}
+export { percentile } from '../agent/stats.ts'
 
 /** Serf agent `i` on a testbed host, joining host 0 unless it is host 0. */
 export function startSerf (bed: Testbed, i: number): ChildProcess {

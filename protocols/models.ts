@@ -1,0 +1,39 @@
+import { z } from 'zod'
+import { jsonCodec } from './codec.ts'
+import { TOPICS } from './topics.ts'
+
+const TensorSpecSchema = z.object({
+  name: z.string().min(1).max(256),
+  dtype: z.string().min(1).max(32),
+  shape: z.array(z.union([z.int(), z.string().max(128)])).max(16)
+})
+
+/**
+ * A node compiled (verified, optimized, benchmarked and registered) a model: who has which model by content id,
+ * and how fast it runs there, for the coordinator placing models and for nodes fetching one.
+ */
+export const ModelCompiledSchema = z.object({
+  v: z.literal(1),
+  /** sha256 of the model file, hex. */
+  id: z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 in hex'),
+  name: z.string().min(1).max(255),
+  sizeBytes: z.int().nonnegative(),
+  opset: z.int().min(1).max(1000),
+  inputs: z.array(TensorSpecSchema).max(64),
+  outputs: z.array(TensorSpecSchema).max(64),
+  providers: z.array(z.object({ name: z.string().min(1).max(32), p50Ms: z.number().nonnegative(), p99Ms: z.number().nonnegative() })).max(8)
+})
+
+export type ModelCompiled = z.infer<typeof ModelCompiledSchema>
+
+export const modelCompiledCodec = jsonCodec(TOPICS.modelCompilation, 64 * 1024, 1, ModelCompiledSchema)
+
+/** `POST /api/v1/models/compile`: a model file on this box. */
+export const CompileRequestSchema = z.strictObject({ file: z.string().min(1).max(4096) })
+
+/** `POST /api/v1/models/bench`: a registered model (id or a unique prefix), how many runs, the first input's shape. */
+export const BenchRequestSchema = z.strictObject({
+  id: z.string().regex(/^[0-9a-f]{4,64}$/, 'must be a model id (hex, at least 4 characters)'),
+  runs: z.int().min(1).max(100_000).optional(),
+  shape: z.array(z.int().min(1).max(65_536)).min(1).max(8).optional()
+})

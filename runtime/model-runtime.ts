@@ -1,0 +1,190 @@
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
+import { ModelError, UnknownModelError } from '../agent/errors.ts'
+import type { Logger } from '../agent/logger.ts'
+import { percentile } from '../agent/stats.ts'
+import { defaultOpset, readOnnxHeader } from './onnx-file.ts'
+import type { InferencePool } from './pool.ts'
+import type { ModelRecord, ModelRegistry, ProviderBenchmark } from './registry.ts'
+import { sampleTensor } from './tensors.ts'
+import type { Feeds, TensorSpec } from './tensors.ts'
+
+/** What `noodle models compile --json` prints. */
+export interface CompileResult {
+  id: string
+  inputs: TensorSpec[]
+  outputs: TensorSpec[]
+  providers: Array<{ name: string, p50Ms: number, p99Ms: number }>
+}
+
+/** What `noodle models bench --json` prints. */
+export interface BenchResult {
+  id: string
+  provider: string
+  runs: number
+  p50Ms: number
+  p99Ms: number
+  perSecond: number
+}
+
+/**
+ * Execution providers tried for each model, in order of preference. Each is tried once: one that fails to load
+ * (its libraries are not installed, no GPU adapter) is not tried again until the agent restarts. CPU always works.
+ */
+export const CANDIDATE_PROVIDERS = ['tensorrt', 'cuda', 'webgpu', 'cpu'] as const
+/** Runs per provider when a model is compiled, after WARMUP_RUNS unmeasured ones. */
+const COMPILE_RUNS = 20
+const WARMUP_RUNS = 3
+
+/**
+ * The model half of the runtime: compile (verify → optimize → benchmark per provider → register) and run
+ * registered models in the inference pool. Models are content-addressed: the id is the sha256 of the file.
+ */
+export class ModelRuntime {
+  private readonly registry: ModelRegistry
+  private readonly pool: InferencePool
+  private readonly modelsDir: string
+  private readonly log: Logger
+  private readonly onCompiled: (model: ModelRecord) => void
+  private readonly unavailable = new Set<string>()
+  private readonly working = new Set<string>(['cpu'])
+  /** The provider each model is loaded with in the pool. */
+  private readonly loaded = new Map<string, string>()
+
+  constructor (components: { registry: ModelRegistry, pool: InferencePool, modelsDir: string, log: Logger, onCompiled?: (model: ModelRecord) => void }) {
+    this.registry = components.registry
+    this.pool = components.pool
+    this.modelsDir = components.modelsDir
+    this.log = components.log
+    this.onCompiled = components.onCompiled ?? (() => {})
+  }
+
+  start (): void {
+    mkdirSync(this.modelsDir, { recursive: true, mode: 0o750 })
+    for (const m of this.registry.list()) for (const p of m.providers) this.working.add(p.name)
+  }
+
+  /** The execution providers that have run a model here (for the health beacon). */
+  get providers (): string[] {
+    return CANDIDATE_PROVIDERS.filter((p) => this.working.has(p))
+  }
+
+  list (): ModelRecord[] {
+    return this.registry.list()
+  }
+
+  async compile (file: string): Promise<CompileResult> {
+    let bytes: Buffer
+    try {
+      bytes = readFileSync(file)
+    } catch (err) {
+      throw new ModelError(`cannot read ${file}: ${(err as Error).message}`)
+    }
+    const header = readOnnxHeader(bytes)
+    const opset = defaultOpset(header)
+    const id = createHash('sha256').update(bytes).digest('hex')
+    const copy = join(this.modelsDir, `${id}.onnx`)
+    if (!existsSync(copy)) writeFileSync(copy, bytes, { mode: 0o640 })
+    let optimizedFile: string | null = join(this.modelsDir, `${id}.optimized.onnx`)
+    try {
+      await this.pool.optimize(copy, optimizedFile)
+    } catch (err) {
+      this.log.warn({ err, model: id }, 'graph optimization failed; the model runs as it was given')
+      optimizedFile = null
+    }
+    const runFile = optimizedFile ?? copy
+    const benchmarks: ProviderBenchmark[] = []
+    let specs: { inputs: TensorSpec[], outputs: TensorSpec[] } | undefined
+    for (const provider of CANDIDATE_PROVIDERS) {
+      if (this.unavailable.has(provider)) continue
+      try {
+        specs = await this.pool.load(id, runFile, provider)
+      } catch (err) {
+        if (provider === 'cpu') throw new ModelError(`onnxruntime cannot load the model: ${(err as Error).message}`)
+        this.unavailable.add(provider)
+        this.log.info({ provider, reason: (err as Error).message.split('\n')[0] }, 'execution provider unavailable; not trying it again')
+        continue
+      }
+      const ms = await this.timeRuns(id, specs.inputs, COMPILE_RUNS, undefined, 1)
+      benchmarks.push({ name: provider, runs: ms.length, p50Ms: round(percentile(ms, 50)), p99Ms: round(percentile(ms, 99)) })
+      this.working.add(provider)
+    }
+    benchmarks.sort((a, b) => a.p50Ms - b.p50Ms)
+    const best = benchmarks[0] as ProviderBenchmark
+    if (best.name !== 'cpu') await this.pool.load(id, runFile, best.name)
+    this.loaded.set(id, best.name)
+    const record = { id, name: basename(file), file: copy, optimizedFile, sizeBytes: bytes.length, irVersion: header.irVersion, opset, ...specs as { inputs: TensorSpec[], outputs: TensorSpec[] }, createdAt: Date.now() }
+    this.registry.put(record, benchmarks)
+    this.log.info({ model: id, name: record.name, providers: benchmarks }, 'model compiled')
+    this.onCompiled({ ...record, providers: benchmarks })
+    return { id, inputs: record.inputs, outputs: record.outputs, providers: benchmarks.map(({ name, p50Ms, p99Ms }) => ({ name, p50Ms, p99Ms })) }
+  }
+
+  /** Runs a registered model `runs` times with sample inputs, every worker busy: latency and throughput. */
+  async bench (id: string, { runs = 100, shape }: { runs?: number, shape?: number[] } = {}): Promise<BenchResult> {
+    const model = this.model(id)
+    const provider = await this.ensureLoaded(model)
+    const started = performance.now()
+    const ms = await this.timeRuns(model.id, model.inputs, runs, shape, this.pool.size)
+    const seconds = (performance.now() - started) / 1000
+    const result = { name: provider, runs, p50Ms: round(percentile(ms, 50)), p99Ms: round(percentile(ms, 99)) }
+    this.registry.recordBenchmark(model.id, result)
+    return { id: model.id, provider, runs, p50Ms: result.p50Ms, p99Ms: result.p99Ms, perSecond: round(runs / seconds) }
+  }
+
+  /** Runs a registered model once on the given inputs. */
+  async run (id: string, feeds: Feeds): Promise<Awaited<ReturnType<InferencePool['run']>>> {
+    await this.ensureLoaded(this.model(id))
+    return await this.pool.run(this.resolve(id), feeds)
+  }
+
+  /** A model by id, or by a unique prefix of it (as `noodle models` shows ids). */
+  private model (id: string): ModelRecord {
+    const model = this.registry.get(this.resolve(id))
+    if (model === undefined) throw new UnknownModelError(id)
+    return model
+  }
+
+  private resolve (id: string): string {
+    if (id.length >= 64) return id
+    const matches = this.registry.list().filter((m) => m.id.startsWith(id))
+    return matches.length === 1 ? (matches[0] as ModelRecord).id : id
+  }
+
+  private async ensureLoaded (model: ModelRecord): Promise<string> {
+    const loaded = this.loaded.get(model.id)
+    if (loaded !== undefined) return loaded
+    const provider = model.providers.find((p) => !this.unavailable.has(p.name))?.name ?? 'cpu'
+    await this.pool.load(model.id, model.optimizedFile ?? model.file, provider)
+    this.loaded.set(model.id, provider)
+    return provider
+  }
+
+  /** Latencies (ms, measured inside the workers) of `runs` runs, `concurrency` at a time, after a warm-up. */
+  private async timeRuns (id: string, inputs: TensorSpec[], runs: number, shape: number[] | undefined, concurrency: number): Promise<number[]> {
+    // One set of sample inputs per lane, handed back by the worker after each run and sent again: a fresh
+    // multi-megabyte buffer per run would cost the event loop ~15 ms of page faults each time.
+    const sample = inputs.map((spec, i) => [spec.name, sampleTensor(spec, i === 0 ? shape : undefined)] as const)
+    const copy = (): Feeds => Object.fromEntries(sample.map(([name, t]) => [name, { ...t, data: t.data.slice() }]))
+    let feeds = copy()
+    for (let i = 0; i < WARMUP_RUNS; i++) feeds = (await this.pool.run(id, feeds)).inputs
+    const ms: number[] = []
+    let next = 0
+    const lane = async (laneFeeds: Feeds): Promise<void> => {
+      while (next < runs) {
+        next++
+        const result = await this.pool.run(id, laneFeeds)
+        ms.push(result.ms)
+        laneFeeds = result.inputs
+      }
+    }
+    const lanes = Array.from({ length: Math.max(1, concurrency) }, (_, i) => lane(i === 0 ? feeds : copy()))
+    await Promise.all(lanes)
+    return ms
+  }
+}
+
+function round (x: number): number {
+  return Math.round(x * 100) / 100
+}
