@@ -3,7 +3,8 @@ import { join, resolve as resolvePath } from 'node:path'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../identity/keys.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
 import { ControlApi, parseBody, readJsonBody } from './api.ts'
-import { BenchRequestSchema, CompileRequestSchema, modelCompiledCodec } from '../protocols/models.ts'
+import { BenchRequestSchema, CompileRequestSchema, FetchRequestSchema, modelCompiledCodec } from '../protocols/models.ts'
+import { ModelExchange } from '../runtime/model-exchange.ts'
 import { InferencePool } from '../runtime/pool.ts'
 import { ModelRegistry } from '../runtime/registry.ts'
 import { ModelRuntime } from '../runtime/model-runtime.ts'
@@ -78,6 +79,7 @@ export class Agent {
     mqtt: MqttParts
     pool: InferencePool
     runtime: ModelRuntime
+    exchange: ModelExchange
   }) {
     this.config = parts.config
     this.mesh = parts.mesh
@@ -107,6 +109,10 @@ export class Agent {
           const { file } = parseBody(CompileRequestSchema, await readJsonBody(req))
           return await this.runtime.compile(resolvePath(file))
         },
+        'POST /api/v1/models/fetch': async (req) => {
+          const { id } = parseBody(FetchRequestSchema, await readJsonBody(req))
+          return await parts.exchange.fetch(id)
+        },
         'POST /api/v1/models/bench': async (req) => {
           const { id, runs, shape } = parseBody(BenchRequestSchema, await readJsonBody(req))
           return await this.runtime.bench(id, { runs, shape })
@@ -122,6 +128,7 @@ export class Agent {
       ['mesh', parts.mesh],
       ['dialer', parts.dialer],
       ['member sync', parts.sync],
+      ['model exchange', parts.exchange],
       ['membership', parts.service],
       ['prober', parts.prober],
       ['work', parts.work],
@@ -208,8 +215,10 @@ export class Agent {
           .catch((err: unknown) => { log.debug({ err }, 'model announcement not published') })
       }
     })
+    const exchange = new ModelExchange({ node: mesh.node, runtime, modelsDir: join(config.dataDir, 'models'), log })
     mesh.subscribe(modelCompiledCodec, (m, from) => {
       log.info({ peer: from.toString(), model: m.id, name: m.name, providers: m.providers }, 'a member compiled a model')
+      exchange.observe(m, from)
     })
     const mqtt = mqttParts({
       config,
@@ -268,7 +277,7 @@ export class Agent {
     const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
     return new Agent({
       config, log, startedAt, store, metrics, mesh, membership, election, lag, work, dialer, service, prober,
-      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime
+      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange
     })
   }
 

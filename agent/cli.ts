@@ -29,6 +29,7 @@ Usage:
   noodle ingest [--json]          MQTT ingest totals: received, stored, rejected, dead letter, broker
   noodle models [--json]          the ONNX models registered here, with their measured latency per provider
   noodle models compile FILE [--json]  verify, optimize, benchmark and register an ONNX model file
+  noodle models fetch ID [--json]  fetch a model another node announced (hash-checked), then compile it here
   noodle models bench ID [--runs N] [--shape 1,3,224,224] [--json]  run a model flat out: latency, throughput
   noodle help | --version
 
@@ -200,6 +201,10 @@ async function runModels (positionals: string[], flags: { 'data-dir'?: string, c
       if (arg === undefined) throw new UsageError('models compile: which file? (noodle models compile FILE)')
       process.stdout.write(render(await apiRequest<CompileResult>(api.socketPath, 'POST', '/api/v1/models/compile', long, { file: resolve(arg) }), formatCompile))
       return
+    case 'fetch':
+      if (arg === undefined) throw new UsageError('models fetch: which model? (noodle models fetch ID)')
+      process.stdout.write(render(await apiRequest<CompileResult>(api.socketPath, 'POST', '/api/v1/models/fetch', long, { id: arg }), formatCompile))
+      return
     case 'bench': {
       if (arg === undefined) throw new UsageError('models bench: which model? (noodle models bench ID)')
       const shape = flags.shape?.split(/[,x]/).map((d) => intFlag('shape', d) as number)
@@ -208,7 +213,7 @@ async function runModels (positionals: string[], flags: { 'data-dir'?: string, c
       return
     }
     default:
-      throw new UsageError(`models: unknown subcommand "${sub}" (compile, bench)`)
+      throw new UsageError(`models: unknown subcommand "${sub}" (compile, fetch, bench)`)
   }
 }
 

@@ -37,3 +37,6 @@ export const BenchRequestSchema = z.strictObject({
   runs: z.int().min(1).max(100_000).optional(),
   shape: z.array(z.int().min(1).max(65_536)).min(1).max(8).optional()
 })
+
+/** `POST /api/v1/models/fetch`: a model another node announced, by its full id. */
+export const FetchRequestSchema = z.strictObject({ id: z.string().regex(/^[0-9a-f]{64}$/, 'must be a full model id (64 hex characters)') })

@@ -74,7 +74,8 @@ export class ModelRuntime {
     return this.registry.list()
   }
 
-  async compile (file: string): Promise<CompileResult> {
+  /** `name` is what the model is listed as (default: the file's name). */
+  async compile (file: string, { name = basename(file) }: { name?: string } = {}): Promise<CompileResult> {
     let bytes: Buffer
     try {
       bytes = readFileSync(file)
@@ -114,11 +115,17 @@ export class ModelRuntime {
     const best = benchmarks[0] as ProviderBenchmark
     if (best.name !== 'cpu') await this.pool.load(id, runFile, best.name)
     this.loaded.set(id, best.name)
-    const record = { id, name: basename(file), file: copy, optimizedFile, sizeBytes: bytes.length, irVersion: header.irVersion, opset, ...specs as { inputs: TensorSpec[], outputs: TensorSpec[] }, createdAt: Date.now() }
+    const record = { id, name, file: copy, optimizedFile, sizeBytes: bytes.length, irVersion: header.irVersion, opset, ...specs as { inputs: TensorSpec[], outputs: TensorSpec[] }, createdAt: Date.now() }
     this.registry.put(record, benchmarks)
     this.log.info({ model: id, name: record.name, providers: benchmarks }, 'model compiled')
     this.onCompiled({ ...record, providers: benchmarks })
-    return { id, inputs: record.inputs, outputs: record.outputs, providers: benchmarks.map(({ name, p50Ms, p99Ms }) => ({ name, p50Ms, p99Ms })) }
+    return compileResult({ ...record, providers: benchmarks })
+  }
+
+  /** A registered model as `compile` describes it, without compiling it again. */
+  described (id: string): CompileResult | undefined {
+    const model = this.registry.get(id)
+    return model === undefined ? undefined : compileResult(model)
   }
 
   /** Runs a registered model `runs` times with sample inputs, every worker busy: latency and throughput. */
@@ -183,6 +190,10 @@ export class ModelRuntime {
     await Promise.all(lanes)
     return ms
   }
+}
+
+function compileResult (m: ModelRecord): CompileResult {
+  return { id: m.id, inputs: m.inputs, outputs: m.outputs, providers: m.providers.map(({ name, p50Ms, p99Ms }) => ({ name, p50Ms, p99Ms })) }
 }
 
 function round (x: number): number {

