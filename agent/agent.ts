@@ -5,6 +5,8 @@ import { REJECTED_METRIC } from '../protocols/validator.ts'
 import { ControlApi, parseBody, readJsonBody } from './api.ts'
 import { BenchRequestSchema, CompileRequestSchema, FetchRequestSchema, modelCompiledCodec } from '../protocols/models.ts'
 import { ModelExchange } from '../runtime/model-exchange.ts'
+import { mediaResultCodec } from '../protocols/media.ts'
+import { CameraManager } from '../media/cameras.ts'
 import { InferencePool } from '../runtime/pool.ts'
 import { ModelRegistry } from '../runtime/registry.ts'
 import { ModelRuntime } from '../runtime/model-runtime.ts'
@@ -32,7 +34,7 @@ import { PROBE_TICK_MS, Prober } from './prober.ts'
 import { Store } from './store.ts'
 import { VERSION } from './version.ts'
 import { decisionView, modelView, nodeView, sensorReadingView } from './views.ts'
-import type { DecisionView, GossipView, ModelView, NodeView, SensorReadingView, StatusView } from './views.ts'
+import type { CameraListView, DecisionView, GossipView, ModelView, NodeView, SensorReadingView, StatusView } from './views.ts'
 import { WorkRegistry } from './work.ts'
 
 /** A fresh agent listens this many beacon intervals before it may claim the coordinator role. */
@@ -54,6 +56,7 @@ export class Agent {
   private readonly sensors: SensorStore
   private readonly mqtt: MqttParts
   private readonly runtime: ModelRuntime
+  private readonly cameras: CameraManager
   private readonly lifecycle: Lifecycle
   private readonly startedAt: number
 
@@ -80,6 +83,7 @@ export class Agent {
     pool: InferencePool
     runtime: ModelRuntime
     exchange: ModelExchange
+    cameras: CameraManager
   }) {
     this.config = parts.config
     this.mesh = parts.mesh
@@ -92,6 +96,7 @@ export class Agent {
     this.sensors = parts.sensors
     this.mqtt = parts.mqtt
     this.runtime = parts.runtime
+    this.cameras = parts.cameras
     this.startedAt = parts.startedAt
     const api = new ControlApi({
       socketPath: parts.config.api.socketPath,
@@ -105,6 +110,7 @@ export class Agent {
         'GET /api/v1/sensors': () => this.sensorReadings(),
         'GET /api/v1/ingest': () => this.ingest(),
         'GET /api/v1/models': () => this.models(),
+        'GET /api/v1/cameras': () => this.cameraViews(),
         'POST /api/v1/models/compile': async (req) => {
           const { file } = parseBody(CompileRequestSchema, await readJsonBody(req))
           return await this.runtime.compile(resolvePath(file))
@@ -132,6 +138,7 @@ export class Agent {
       ['membership', parts.service],
       ['prober', parts.prober],
       ['work', parts.work],
+      ['cameras', parts.cameras],
       ['election', parts.electionService],
       ['orchestrator', parts.orchestrator],
       ['health', parts.reporter],
@@ -240,6 +247,26 @@ export class Agent {
         }
       }
     })
+    // A camera's results go to the mesh and to MQTT at most once a second (and at once when what it sees changes).
+    const lastShared = new Map<string, { at: number, count: number }>()
+    const cameras = new CameraManager({
+      work,
+      runtime,
+      exchange,
+      db: store.database,
+      log,
+      onResult: (r) => {
+        const last = lastShared.get(r.camera)
+        if (last !== undefined && r.at - last.at < 1_000 && last.count === r.detections.length) return
+        lastShared.set(r.camera, { at: r.at, count: r.detections.length })
+        const result = { v: 1 as const, camera: r.camera, at: r.at, latencyMs: r.latencyMs, detections: r.detections.slice(0, 64) }
+        mesh.publish(mediaResultCodec, result).catch((err: unknown) => { log.debug({ err }, 'camera result not published') })
+        mqtt.session?.publish(`${config.mqtt.baseTopic}/${config.name}/cameras/${r.camera}/detections`, JSON.stringify(result))
+      }
+    })
+    mesh.subscribe(mediaResultCodec, (r, from) => {
+      log.debug({ peer: from.toString(), camera: r.camera, detections: r.detections.length }, 'camera result')
+    })
     const prober = new Prober({ node: mesh.node, membership, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs })
     const electionService = new ElectionService({
       election,
@@ -277,7 +304,7 @@ export class Agent {
     const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
     return new Agent({
       config, log, startedAt, store, metrics, mesh, membership, election, lag, work, dialer, service, prober,
-      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange
+      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange, cameras
     })
   }
 
@@ -316,6 +343,34 @@ export class Agent {
 
   sensorReadings (): SensorReadingView[] {
     return this.sensors.sensors().map(sensorReadingView)
+  }
+
+  /** Cameras this node runs, with their figures, and cameras other members run, by where. */
+  cameraViews (): CameraListView[] {
+    const local: CameraListView[] = this.cameras.list().map((c) => ({
+      camera: c.camera,
+      node: this.config.name,
+      source: c.source ?? null,
+      model: c.model ?? null,
+      state: c.state,
+      fpsIn: c.fpsIn ?? 0,
+      fpsInferred: c.fpsInferred ?? 0,
+      skipped: c.skipped ?? 0,
+      latencyMs: c.latencyMs ?? null,
+      error: c.error
+    }))
+    const seen = new Set(local.map((c) => c.camera))
+    const remote: CameraListView[] = []
+    for (const m of this.membership.list()) {
+      if (m.peerId === this.mesh.peerId.toString() || m.health == null || m.state !== 'alive') continue
+      const running = new Set(m.health.running)
+      for (const w of m.health.work) {
+        if (w.kind !== 'camera' || !running.has(w.id) || seen.has(w.id)) continue
+        seen.add(w.id)
+        remote.push({ camera: w.id, node: m.name, source: w.source ?? null, model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, error: null })
+      }
+    }
+    return [...local, ...remote]
   }
 
   models (): ModelView[] {

@@ -6,12 +6,12 @@ import { apiGet, apiRequest } from './client.ts'
 import { loadConfig } from './config.ts'
 import type { AgentFlags } from './config.ts'
 import { AgentUnreachableError, NoodleError, UsageError } from './errors.ts'
-import { formatBench, formatCompile, formatDecisionsTable, formatIngest, formatModelsTable, formatNodesTable, formatOptimize, formatSensorsTable, formatStatus } from './format.ts'
+import { formatBench, formatCamerasTable, formatCompile, formatDecisionsTable, formatIngest, formatModelsTable, formatNodesTable, formatOptimize, formatSensorsTable, formatStatus } from './format.ts'
 import type { BenchResult, CompileResult } from '../runtime/model-runtime.ts'
 import type { IngestStatus } from './ingest.ts'
 import { VERSION } from './version.ts'
 import type { OptimizeResponse } from '../protocols/optimize.ts'
-import type { DecisionView, ModelView, NodeView, SensorReadingView, StatusView } from './views.ts'
+import type { CameraListView, DecisionView, ModelView, NodeView, SensorReadingView, StatusView } from './views.ts'
 
 // The agent, libp2p and the key code load only for the commands that use them: `noodle nodes` stays quick.
 
@@ -27,6 +27,7 @@ Usage:
   noodle optimize [--json]        ask the coordinator for a fresh placement now (from any node)
   noodle sensors [--json] [--watch]  every sensor metric ingested here: latest value, rate, last seen
   noodle ingest [--json]          MQTT ingest totals: received, stored, rejected, dead letter, broker
+  noodle cameras [--json] [--watch]  cameras: where each runs, fps in and inferred, skipped frames, latency
   noodle models [--json]          the ONNX models registered here, with their measured latency per provider
   noodle models compile FILE [--json]  verify, optimize, benchmark and register an ONNX model file
   noodle models fetch ID [--json]  fetch a model another node announced (hash-checked), then compile it here
@@ -45,7 +46,7 @@ Agent options (each also settable in the config file or as NOODLE_*):
   --mqtt-url URL       MQTT broker to ingest from: mqtt://, mqtts://, ws:// or wss://
   --mqtt-topic FILTER  MQTT topic filter to ingest, repeatable (without --mqtt-url: an embedded broker)
 
-status, nodes, decisions, optimize, sensors, ingest and models reach the agent through --data-dir DIR (or --config FILE).
+status, nodes, decisions, optimize, sensors, ingest, cameras and models reach the agent through --data-dir DIR (or --config FILE).
 `
 
 const COMMON = {
@@ -73,6 +74,7 @@ const COMMANDS = {
   optimize: { ...COMMON, json: { type: 'boolean' } },
   sensors: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
   ingest: { ...COMMON, json: { type: 'boolean' } },
+  cameras: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
   models: { ...COMMON, json: { type: 'boolean' }, runs: { type: 'string' }, shape: { type: 'string' } },
   help: {},
   version: {}
@@ -143,7 +145,7 @@ async function runInit (flags: { 'data-dir'?: string, config?: string, 'swarm-ke
   ].join('\n') + '\n')
 }
 
-type QueryCommand = 'status' | 'nodes' | 'decisions' | 'optimize' | 'sensors' | 'ingest'
+type QueryCommand = 'status' | 'nodes' | 'decisions' | 'optimize' | 'sensors' | 'ingest' | 'cameras'
 
 async function runQuery (command: QueryCommand, flags: { 'data-dir'?: string, config?: string, json?: boolean, watch?: boolean }): Promise<void> {
   const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
@@ -164,6 +166,8 @@ async function runQuery (command: QueryCommand, flags: { 'data-dir'?: string, co
         return render(await apiGet<SensorReadingView[]>(api.socketPath, '/api/v1/sensors'), formatSensorsTable)
       case 'ingest':
         return render(await apiGet<IngestStatus>(api.socketPath, '/api/v1/ingest'), formatIngest)
+      case 'cameras':
+        return render(await apiGet<CameraListView[]>(api.socketPath, '/api/v1/cameras'), formatCamerasTable)
     }
   }
   if (flags.watch !== true) {
@@ -245,6 +249,7 @@ export async function main (argv: string[]): Promise<number> {
       case 'optimize':
       case 'sensors':
       case 'ingest':
+      case 'cameras':
         await runQuery(command, flags)
         return 0
     }

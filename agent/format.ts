@@ -1,7 +1,7 @@
 import type { OptimizeResponse } from '../protocols/optimize.ts'
 import type { IngestStatus } from './ingest.ts'
 import type { BenchResult, CompileResult } from '../runtime/model-runtime.ts'
-import type { DecisionView, ModelView, NodeView, SensorReadingView, StatusView } from './views.ts'
+import type { CameraListView, DecisionView, ModelView, NodeView, SensorReadingView, StatusView } from './views.ts'
 
 /** 1536 → "1.5Ki", powers of 1024 like `free -h`. */
 export function formatBytes (bytes: number): string {
@@ -155,4 +155,15 @@ export function formatCompile (r: CompileResult): string {
 
 export function formatBench (r: BenchResult): string {
   return `${r.id.slice(0, 12)} on ${r.provider}: ${r.runs} runs, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.perSecond}/s\n`
+}
+
+/** The `noodle cameras` table, like Frigate's camera stats: figures for cameras here, where for the others. */
+export function formatCamerasTable (cameras: CameraListView[]): string {
+  if (cameras.length === 0) return 'no cameras (configure camera work items)\n'
+  const n = (x: number | null, suffix = '') => x === null ? '-' : `${x}${suffix}`
+  const rows = cameras.map((c) => [
+    c.camera, c.node, c.error !== null ? `${c.state}: ${c.error}` : c.state,
+    n(c.fpsIn), n(c.fpsInferred), n(c.skipped), n(c.latencyMs, ' ms'), c.source ?? '-'
+  ])
+  return renderTable(['CAMERA', 'NODE', 'STATE', 'FPS IN', 'FPS INFERRED', 'SKIPPED', 'LATENCY', 'SOURCE'], rows)
 }

@@ -133,6 +133,24 @@ const MIGRATIONS: ReadonlyArray<{ version: number, sql: string }> = [
         PRIMARY KEY (model_id, provider)
       ) WITHOUT ROWID;
     `
+  },
+  {
+    version: 5,
+    sql: `
+      -- What the cameras' models found (results only, never frames).
+      CREATE TABLE detections (
+        id     INTEGER PRIMARY KEY,
+        camera TEXT NOT NULL,
+        at     INTEGER NOT NULL,             -- when the frame was decoded (ms since the epoch)
+        label  TEXT NOT NULL,
+        score  REAL NOT NULL,
+        x      INTEGER NOT NULL,             -- box in the model's input pixels
+        y      INTEGER NOT NULL,
+        width  INTEGER NOT NULL,
+        height INTEGER NOT NULL
+      );
+      CREATE INDEX detections_camera_at ON detections (camera, at);
+    `
   }
 ]
 

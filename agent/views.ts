@@ -146,3 +146,19 @@ export interface ModelView {
 export function modelView (m: ModelRecord): ModelView {
   return { id: m.id, name: m.name, sizeBytes: m.sizeBytes, opset: m.opset, inputs: m.inputs, outputs: m.outputs, providers: m.providers, createdAt: new Date(m.createdAt).toISOString() }
 }
+
+/** A camera as `GET /api/v1/cameras` lists it: figures for the cameras this node runs, where for the others. */
+export interface CameraListView {
+  camera: string
+  /** The name of the node that runs it. */
+  node: string
+  source: string | null
+  model: string | null
+  /** starting, running or failed here; remote when another node runs it. */
+  state: string
+  fpsIn: number | null
+  fpsInferred: number | null
+  skipped: number | null
+  latencyMs: number | null
+  error: string | null
+}

@@ -12,13 +12,18 @@ const workItemShape = {
   kind: z.enum(WORK_KINDS),
   /** Where the frames come from (rtsp://…, a file, a device): a device path is pinned by nature. */
   source: z.string().min(1).max(500).optional(),
-  model: z.string().min(1).max(200).optional(),
+  /** The model to run: a registered model's id (or a unique prefix), or an ONNX file on the node, compiled at start. */
+  model: z.string().min(1).max(4096).optional(),
   /** Must run at home (a USB camera, a local file). */
   pinned: z.boolean().default(false),
   /** Estimated cost: CPU in % of one core when run on the CPU, and memory. */
   cpuPct: z.number().min(0).max(6400).default(50),
   memMB: z.int().min(0).max(1_048_576).default(256),
-  accelerator: z.enum(ACCELERATOR_NEEDS).default('preferred')
+  accelerator: z.enum(ACCELERATOR_NEEDS).default('preferred'),
+  /** Cameras: frames per second to infer, the model's square input size, and its channel order. */
+  fps: z.number().min(0.1).max(120).default(5),
+  size: z.int().min(32).max(4096).refine((n) => n % 32 === 0, 'must be a multiple of 32').default(640),
+  channels: z.enum(['rgb', 'bgr']).default('rgb')
 }
 
 /** In a config file: an unknown key is a typo, and an error. */

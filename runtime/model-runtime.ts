@@ -146,6 +146,11 @@ export class ModelRuntime {
     return await this.pool.run(this.resolve(id), feeds)
   }
 
+  /** A registered model by id or unique prefix, if there is one. */
+  find (id: string): ModelRecord | undefined {
+    return this.registry.get(this.resolve(id))
+  }
+
   /** A model by id, or by a unique prefix of it (as `noodle models` shows ids). */
   private model (id: string): ModelRecord {
     const model = this.registry.get(this.resolve(id))

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { formatAddress, formatAge, formatBytes, formatDecisionsTable, formatIngest, formatNodesTable, formatOptimize, formatSensorsTable, formatStatus, shortPeerId } from '../../agent/format.ts'
+import { formatAddress, formatAge, formatBytes, formatCamerasTable, formatDecisionsTable, formatIngest, formatNodesTable, formatOptimize, formatSensorsTable, formatStatus, shortPeerId } from '../../agent/format.ts'
 import type { NodeView } from '../../agent/views.ts'
 
 t.test('units', async (t) => {
@@ -70,4 +70,17 @@ t.test('the sensors table and the ingest summary', async (t) => {
   const summary = formatIngest({ received: 10, stored: 8, rejected: 2, deadLetter: 2, connected: true, broker: 'mqtt://10.0.0.2:1883' })
   t.match(summary, /^broker\s+mqtt:\/\/10\.0\.0\.2:1883 \(connected\)\nreceived\s+10\nstored\s+8\nrejected\s+2\ndead letter\s+2 message\(s\) kept/)
   t.match(formatIngest({ received: 0, stored: 0, rejected: 0, deadLetter: 0, connected: false, broker: 'mqtt://b' }), /\(not connected\)/)
+})
+
+t.test('the cameras table', async (t) => {
+  t.equal(formatCamerasTable([]), 'no cameras (configure camera work items)\n')
+  const lines = formatCamerasTable([
+    { camera: 'door', node: 'pi-1', source: 'rtsp://cam/1', model: 'abc', state: 'running', fpsIn: 5, fpsInferred: 4.5, skipped: 12, latencyMs: 80, error: null },
+    { camera: 'yard', node: 'pi-2', source: null, model: null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, error: null },
+    { camera: 'shed', node: 'pi-1', source: 'lavfi:testsrc', model: 'x', state: 'failed', fpsIn: 0, fpsInferred: 0, skipped: 0, latencyMs: null, error: 'no model' }
+  ]).trimEnd().split('\n')
+  t.match(lines[0], /^CAMERA\s+NODE\s+STATE\s+FPS IN\s+FPS INFERRED\s+SKIPPED\s+LATENCY\s+SOURCE$/)
+  t.match(lines[1], /^door\s+pi-1\s+running\s+5\s+4\.5\s+12\s+80 ms\s+rtsp:\/\/cam\/1$/)
+  t.match(lines[2], /^yard\s+pi-2\s+remote\s+-\s+-\s+-\s+-\s+-$/)
+  t.match(lines[3], /^shed\s+pi-1\s+failed: no model\s+0/)
 })

@@ -1,0 +1,135 @@
+import type { Database as DB, Statement } from 'better-sqlite3'
+import type { Logger } from '../agent/logger.ts'
+import type { WorkRegistry } from '../agent/work.ts'
+import type { WorkItem } from '../protocols/work.ts'
+import type { ModelExchange } from '../runtime/model-exchange.ts'
+import type { ModelRuntime } from '../runtime/model-runtime.ts'
+import { CameraPipeline } from './camera.ts'
+import type { CameraResult, CameraStats } from './camera.ts'
+import { IMAGENET } from './preprocess.ts'
+
+/** A camera this node runs, as `noodle cameras` lists it. */
+export interface CameraView extends Partial<CameraStats> {
+  camera: string
+  /** starting (its model is being compiled or fetched), running, or failed (with why). */
+  state: 'starting' | 'running' | 'failed'
+  error: string | null
+}
+
+/** How long a camera whose model could not be found waits before trying again. */
+const RETRY_MS = 10_000
+
+/**
+ * Runs a camera pipeline for every camera work item this node runs now (its own, and what the coordinator
+ * placed here), and stops it when the work moves away. A camera's model is compiled from its file, taken from
+ * the registry, or fetched from a member that has it. Results go to `onResult` (gossip, MQTT) and the store.
+ */
+export class CameraManager {
+  private readonly work: WorkRegistry
+  private readonly runtime: ModelRuntime
+  private readonly exchange: ModelExchange
+  private readonly db: DB
+  private readonly log: Logger
+  private readonly onResult: (result: CameraResult) => void
+  private readonly cameras = new Map<string, { item: WorkItem, pipeline?: CameraPipeline, state: CameraView['state'], error: string | null, retry?: NodeJS.Timeout }>()
+  private readonly insert: Statement<[string, number, string, number, number, number, number, number]>
+
+  constructor (components: { work: WorkRegistry, runtime: ModelRuntime, exchange: ModelExchange, db: DB, log: Logger, onResult: (result: CameraResult) => void }) {
+    this.work = components.work
+    this.runtime = components.runtime
+    this.exchange = components.exchange
+    this.db = components.db
+    this.log = components.log
+    this.onResult = components.onResult
+    this.insert = this.db.prepare<[string, number, string, number, number, number, number, number]>('INSERT INTO detections (camera, at, label, score, x, y, width, height) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+  }
+
+  private readonly sync = (): void => {
+    const wanted = new Map(this.work.running().filter((w) => w.kind === 'camera' && w.source !== undefined && w.model !== undefined).map((w) => [w.id, w]))
+    for (const [id, camera] of this.cameras) {
+      if (!wanted.has(id)) void this.stopCamera(id, camera)
+    }
+    for (const [id, item] of wanted) {
+      if (!this.cameras.has(id)) {
+        this.cameras.set(id, { item, state: 'starting', error: null })
+        void this.startCamera(id)
+      }
+    }
+  }
+
+  start (): void {
+    this.work.on('change', this.sync)
+    this.sync()
+  }
+
+  async stop (): Promise<void> {
+    this.work.off('change', this.sync)
+    await Promise.all([...this.cameras].map(async ([id, camera]) => { await this.stopCamera(id, camera) }))
+  }
+
+  list (): CameraView[] {
+    return [...this.cameras].map(([id, c]) => ({ ...c.pipeline?.stats(), camera: id, source: c.item.source, state: c.state, error: c.error ?? c.pipeline?.stats().lastError ?? null }))
+  }
+
+  private async startCamera (id: string): Promise<void> {
+    const camera = this.cameras.get(id)
+    if (camera === undefined) return
+    const { item } = camera
+    try {
+      const model = item.model as string
+      // A path is compiled here; an id is looked up, or fetched from a member that announced it.
+      const modelId = model.startsWith('/') || model.startsWith('.')
+        ? (await this.runtime.compile(model)).id
+        : this.runtime.find(model)?.id ?? (await this.exchange.fetch(model)).id
+      if (this.cameras.get(id) !== camera) return // stopped meanwhile
+      const record = this.runtime.find(modelId)
+      const pipeline = new CameraPipeline({
+        options: {
+          id,
+          source: item.source as string,
+          model: modelId,
+          inputName: record?.inputs[0]?.name ?? 'input',
+          normalization: { ...IMAGENET, channels: item.channels },
+          width: item.size,
+          height: item.size,
+          fps: item.fps,
+          loop: true,
+          paced: true
+        },
+        runner: this.runtime,
+        log: this.log,
+        onResult: (result) => { this.record(result) }
+      })
+      camera.pipeline = pipeline
+      camera.state = 'running'
+      camera.error = null
+      pipeline.start()
+      this.log.info({ camera: id, source: item.source, model: modelId }, 'camera started')
+    } catch (err) {
+      camera.state = 'failed'
+      camera.error = (err as Error).message
+      this.log.warn({ camera: id, err: camera.error, retryInMs: RETRY_MS }, 'camera could not start')
+      camera.retry = setTimeout(() => { void this.startCamera(id) }, RETRY_MS)
+    }
+  }
+
+  private async stopCamera (id: string, camera: { pipeline?: CameraPipeline, retry?: NodeJS.Timeout }): Promise<void> {
+    this.cameras.delete(id)
+    clearTimeout(camera.retry)
+    await camera.pipeline?.stop()
+    this.log.info({ camera: id }, 'camera stopped')
+  }
+
+  private record (result: CameraResult): void {
+    if (result.detections.length > 0) {
+      try {
+        this.db.transaction(() => {
+          for (const d of result.detections) this.insert.run(result.camera, result.at, d.label, d.score, d.box.x, d.box.y, d.box.width, d.box.height)
+        })()
+      } catch (err) {
+        this.log.warn({ err, camera: result.camera }, 'storing detections failed')
+      }
+    }
+    this.onResult(result)
+  }
+}

@@ -1,0 +1,22 @@
+import { z } from 'zod'
+import { jsonCodec } from './codec.ts'
+import { TOPICS } from './topics.ts'
+
+const DetectionSchema = z.object({
+  label: z.string().min(1).max(64),
+  score: z.number().min(0).max(1),
+  box: z.object({ x: z.int().nonnegative(), y: z.int().nonnegative(), width: z.int().nonnegative(), height: z.int().nonnegative() })
+})
+
+/** What a camera's model found in a frame: results, never the frame. The sender is the gossip message's `from`. */
+export const MediaResultSchema = z.object({
+  v: z.literal(1),
+  camera: z.string().min(1).max(63),
+  at: z.int().nonnegative(),
+  latencyMs: z.number().nonnegative(),
+  detections: z.array(DetectionSchema).max(64)
+})
+
+export type MediaResult = z.infer<typeof MediaResultSchema>
+
+export const mediaResultCodec = jsonCodec(TOPICS.mediaFrames, 16 * 1024, 1, MediaResultSchema)
