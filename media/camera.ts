@@ -60,6 +60,7 @@ export class CameraPipeline {
   private latest: VideoFrame | undefined
   private busy = false
   private tensor: Float32Array | undefined
+  private pending: Buffer | undefined
   private skippedFrames = 0
   private readonly decoded: number[] = []
   private readonly inferred: Array<{ at: number, latencyMs: number }> = []
@@ -88,7 +89,11 @@ export class CameraPipeline {
     this.decoded.push(frame.at)
     trim(this.decoded, (at) => at)
     if (this.latest !== undefined) this.skippedFrames++
-    this.latest = frame
+    // The frame's memory is FFmpeg's until this call returns: keep a copy, in one buffer reused for every frame
+    // (a waiting frame that a newer one replaces was skipped anyway).
+    if (this.pending?.length !== frame.rgb.length) this.pending = Buffer.allocUnsafe(frame.rgb.length)
+    frame.rgb.copy(this.pending)
+    this.latest = { ...frame, rgb: this.pending }
     if (!this.busy) void this.infer()
   }
 

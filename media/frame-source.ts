@@ -4,6 +4,7 @@ import { filterGraph } from './preprocess.ts'
 
 /** A decoded frame at the model's size, packed RGB24. */
 export interface VideoFrame {
+  /** FFmpeg's frame memory: valid only during the `onFrame` call. Copy what you keep. */
   rgb: Buffer
   width: number
   height: number
@@ -71,6 +72,11 @@ export class FrameSource {
     this.loop = this.run()
   }
 
+  /** Resolves when the source has ended: a file that does not loop, played to its end (or stop()). */
+  async ended (): Promise<void> {
+    await this.loop
+  }
+
   async stop (): Promise<void> {
     this.running = false
     this.wake?.()
@@ -120,7 +126,8 @@ export class FrameSource {
       for (let out = await filter.receive(); out !== null && out !== undefined; out = await filter.receive()) {
         if (pace) await this.sleep(opened + seq * interval - performance.now())
         if (!this.running) { out.free(); return }
-        const rgb = out.toBuffer()
+        // The frame's own memory, not a copy: a fresh 1.2 MB buffer per frame costs more than decoding it.
+        const rgb = (out.data as Buffer[])[0] as Buffer
         this.framesIn++
         this.onFrame({ rgb, width: out.width, height: out.height, stride: out.linesize[0] ?? out.width * 3, at: Date.now(), seq: seq++ })
         out.free()

