@@ -3,6 +3,7 @@ import { createConnection } from 'node:net'
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { z } from 'zod'
+import { issueKey } from '../protocols/codec.ts'
 import { BadRequestError, NoodleError } from './errors.ts'
 import type { Logger } from './logger.ts'
 
@@ -22,7 +23,7 @@ export function parseBody<S extends z.ZodType> (schema: S, body: unknown): z.inf
   const result = schema.safeParse(body)
   if (result.success) return result.data
   const issue = result.error.issues[0] as z.core.$ZodIssue
-  const field = issue.code === 'unrecognized_keys' ? issue.keys[0] : issue.path.map(String).join('.')
+  const field = issueKey(issue)
   throw new BadRequestError(issue.code === 'unrecognized_keys' ? 'is not a known field' : issue.message, field === '' ? undefined : field)
 }
 

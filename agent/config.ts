@@ -3,6 +3,7 @@ import { homedir, hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
+import { issueKey } from '../protocols/codec.ts'
 import { topicRuleProblem } from '../protocols/sensor-payload.ts'
 import { WorkItemSchema } from '../protocols/work.ts'
 import { ConfigError } from './errors.ts'
@@ -370,10 +371,7 @@ export function loadConfig ({ flags = {}, env = process.env }: LoadConfigOptions
   const result = ConfigSchema.safeParse(merged)
   if (!result.success) {
     const issue = result.error.issues[0] as z.core.$ZodIssue
-    const path = issue.path.map((p) => typeof p === 'number' ? `[${p}]` : `.${String(p)}`).join('').replace(/^\./, '')
-    const key = issue.code === 'unrecognized_keys'
-      ? [path, issue.keys[0]].filter((p) => p !== '').join('.')
-      : path
+    const key = issueKey(issue)
     const source = sourceOf(key, sources)
     const message = issue.code === 'unrecognized_keys' ? 'is not a known setting' : issue.message
     throw new ConfigError(key, `${message}${source != null ? ` (from ${source})` : ''}`)

@@ -15,6 +15,15 @@ export interface MessageCodec<T> extends JsonCodec<T> {
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 const encoder = new TextEncoder()
 
+/**
+ * Where a schema failure is, as an operator writes it: `mqtt.topics[0]`, `topicParsing[0].levels`; for an
+ * unknown key, the key itself (`mdns.enabeld`). Config errors and API request errors name fields this way.
+ */
+export function issueKey (issue: z.core.$ZodIssue): string {
+  const path = issue.path.map((p) => typeof p === 'number' ? `[${p}]` : `.${String(p)}`).join('').replace(/^\./, '')
+  return issue.code === 'unrecognized_keys' ? [path, issue.keys[0]].filter((p) => p !== '').join('.') : path
+}
+
 /** The field path and message of a schema failure, e.g. `cpuPct: Too big: expected number to be <=100`. */
 export function describeIssue (error: z.ZodError): string {
   const issue = error.issues[0]
