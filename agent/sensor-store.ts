@@ -114,7 +114,15 @@ export class SensorStore {
       insertDeadLetter: this.db.prepare('INSERT INTO dead_letters (at, topic, reason, detail, size, bytes) VALUES (?, ?, ?, ?, ?, ?)'),
       addCounter: this.db.prepare('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = value + excluded.value'),
       counters: this.db.prepare<[], { name: string, value: number }>("SELECT name, value FROM counters WHERE name LIKE 'ingest.%'"),
-      deadLetterCount: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM dead_letters')
+      deadLetterCount: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM dead_letters'),
+      // Pruning runs step after step: its statements are compiled once, like ingest's.
+      pruneReadings: this.db.prepare<[number, number]>(`
+        DELETE FROM readings WHERE rowid IN (
+          SELECT rowid FROM readings WHERE rowid < (SELECT min(rowid) FROM readings) + ? AND ts < ?)`),
+      pruneRollups: this.db.prepare<[number, number, number]>(`
+        DELETE FROM rollups WHERE (period, sensor, metric, start) IN (
+          SELECT period, sensor, metric, start FROM rollups WHERE period = ? AND start < ? LIMIT ?)`),
+      pruneDeadLetters: this.db.prepare<[number]>('DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?')
     }
   }
 
@@ -211,18 +219,12 @@ export class SensorStore {
    * (arrival order), so a step reads only the rows it may delete, however big the table is.
    */
   pruneStep (now = Date.now()): number {
-    let deleted = this.db.prepare(`
-      DELETE FROM readings WHERE rowid IN (
-        SELECT rowid FROM readings WHERE rowid < (SELECT min(rowid) FROM readings) + ? AND ts < ?)`)
-      .run(PRUNE_STEP_ROWS, now - this.retention.rawMs).changes
+    const { pruneReadings, pruneRollups, pruneDeadLetters } = this.statements
+    let deleted = pruneReadings.run(PRUNE_STEP_ROWS, now - this.retention.rawMs).changes
     for (const [period, keepMs] of [[MINUTE_MS, this.retention.minuteMs], [HOUR_MS, this.retention.hourMs]] as const) {
-      deleted += this.db.prepare(`
-        DELETE FROM rollups WHERE (period, sensor, metric, start) IN (
-          SELECT period, sensor, metric, start FROM rollups WHERE period = ? AND start < ? LIMIT ?)`)
-        .run(period, now - keepMs, PRUNE_STEP_ROWS).changes
+      deleted += pruneRollups.run(period, now - keepMs, PRUNE_STEP_ROWS).changes
     }
-    deleted += this.db.prepare('DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?')
-      .run(DEAD_LETTER_LIMIT).changes
+    deleted += pruneDeadLetters.run(DEAD_LETTER_LIMIT).changes
     return deleted
   }
 
