@@ -9,7 +9,7 @@ import { mediaResultCodec } from '../protocols/media.ts'
 import { CameraManager } from '../media/cameras.ts'
 import { InferencePool } from '../runtime/pool.ts'
 import { ModelRegistry } from '../runtime/registry.ts'
-import { ModelRuntime } from '../runtime/model-runtime.ts'
+import { ModelRuntime, compileResult } from '../runtime/model-runtime.ts'
 import type { ResolvedConfig } from './config.ts'
 import { PeerDialer } from './dialer.ts'
 import { Election, capabilityOf } from './election.ts'
@@ -209,20 +209,19 @@ export class Agent {
       onBeacon: (beacon) => { membership.updateSelf({ name: beacon.name, role: beacon.role, addrs: beacon.addrs, health: healthOf(beacon) }) }
     })
     const pool = new InferencePool({ log, cpus })
+    const modelsDir = join(config.dataDir, 'models')
     const runtime = new ModelRuntime({
       registry: new ModelRegistry({ db: store.database }),
       pool,
-      modelsDir: join(config.dataDir, 'models'),
+      modelsDir,
       log,
       onCompiled: (m) => {
         reporter.publishSoon()
-        const { id, name, sizeBytes, opset, inputs, outputs } = m
-        const providers = m.providers.map(({ name, p50Ms, p99Ms }) => ({ name, p50Ms, p99Ms }))
-        mesh.publish(modelCompiledCodec, { v: 1, id, name, sizeBytes, opset, inputs, outputs, providers })
+        mesh.publish(modelCompiledCodec, { v: 1, ...compileResult(m), name: m.name, sizeBytes: m.sizeBytes, opset: m.opset })
           .catch((err: unknown) => { log.debug({ err }, 'model announcement not published') })
       }
     })
-    const exchange = new ModelExchange({ node: mesh.node, runtime, modelsDir: join(config.dataDir, 'models'), log })
+    const exchange = new ModelExchange({ node: mesh.node, runtime, modelsDir, log })
     mesh.subscribe(modelCompiledCodec, (m, from) => {
       log.info({ peer: from.toString(), model: m.id, name: m.name, providers: m.providers }, 'a member compiled a model')
       exchange.observe(m, from)

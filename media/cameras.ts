@@ -68,7 +68,10 @@ export class CameraManager {
   }
 
   list (): CameraView[] {
-    return [...this.cameras].map(([id, c]) => ({ ...c.pipeline?.stats(), camera: id, source: c.item.source, state: c.state, error: c.error ?? c.pipeline?.stats().lastError ?? null }))
+    return [...this.cameras].map(([id, c]) => {
+      const stats = c.pipeline?.stats()
+      return { ...stats, camera: id, source: c.item.source, state: c.state, error: c.error ?? stats?.lastError ?? null }
+    })
   }
 
   private async startCamera (id: string): Promise<void> {

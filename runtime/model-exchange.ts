@@ -120,7 +120,7 @@ export class ModelExchange {
       const lp = lpStream(stream, { maxDataLength: MODEL_CHUNK_BYTES })
       const request = modelFetchRequestCodec.decode((await lp.read({ signal })).subarray())
       if (!request.ok) throw new Error(`request ${request.reason}: ${request.detail}`)
-      const model = this.runtime.list().find((m) => m.id === request.value.id)
+      const model = this.runtime.find(request.value.id)
       if (model === undefined || model.sizeBytes > MAX_MODEL_BYTES) {
         await lp.write(modelFetchHeaderCodec.encode({ v: 1, ok: false, error: `model ${request.value.id} is not registered here` }), { signal })
         await stream.close({ signal })

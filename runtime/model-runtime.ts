@@ -197,7 +197,8 @@ export class ModelRuntime {
   }
 }
 
-function compileResult (m: ModelRecord): CompileResult {
+/** A registered model as `noodle models compile --json` describes it (and as the announcement carries it). */
+export function compileResult (m: ModelRecord): CompileResult {
   return { id: m.id, inputs: m.inputs, outputs: m.outputs, providers: m.providers.map(({ name, p50Ms, p99Ms }) => ({ name, p50Ms, p99Ms })) }
 }
 
