@@ -5,6 +5,7 @@ import { REJECTED_METRIC } from '../protocols/validator.ts'
 import { ControlApi, parseBody, readJsonBody } from './api.ts'
 import { BenchRequestSchema, CompileRequestSchema, FetchRequestSchema, modelCompiledCodec } from '../protocols/models.ts'
 import { ModelExchange } from '../runtime/model-exchange.ts'
+import { ModelStandby } from '../runtime/model-standby.ts'
 import { mediaResultCodec } from '../protocols/media.ts'
 import { CameraManager } from '../media/cameras.ts'
 import { InferencePool } from '../runtime/pool.ts'
@@ -39,6 +40,8 @@ import { WorkRegistry } from './work.ts'
 
 /** A fresh agent listens this many beacon intervals before it may claim the coordinator role. */
 const SETTLE_BEACONS = 2
+/** How often the standby looks for models of mesh work it lacks, besides on every membership change. */
+const STANDBY_INTERVAL_MS = 10_000
 
 /**
  * One Noodle agent: the store, the libp2p mesh, membership (beacons, pings), the election, the orchestrator and
@@ -83,6 +86,7 @@ export class Agent {
     pool: InferencePool
     runtime: ModelRuntime
     exchange: ModelExchange
+    standby: ModelStandby | null
     cameras: CameraManager
   }) {
     this.config = parts.config
@@ -135,6 +139,7 @@ export class Agent {
       ['dialer', parts.dialer],
       ['member sync', parts.sync],
       ['model exchange', parts.exchange],
+      ...(parts.standby === null ? [] : [['model standby', parts.standby] as const]),
       ['membership', parts.service],
       ['prober', parts.prober],
       ['work', parts.work],
@@ -202,7 +207,7 @@ export class Agent {
         cpus,
         // The execution providers that have run a model here: measured, not guessed.
         providers: runtime.providers,
-        work: [...work.configured],
+        work: work.advertised(),
         running: work.runningIds(),
         ingest: mqtt.ingest?.stats() ?? null
       }),
@@ -226,6 +231,9 @@ export class Agent {
       log.info({ peer: from.toString(), model: m.id, name: m.name, providers: m.providers }, 'a member compiled a model')
       exchange.observe(m, from)
     })
+    const standby = config.models.standby
+      ? new ModelStandby({ membership, runtime, exchange, selfId, accelerators: box.accelerators.length, intervalMs: STANDBY_INTERVAL_MS, log })
+      : null
     const mqtt = mqttParts({
       config,
       sensors,
@@ -300,10 +308,11 @@ export class Agent {
       maxCpuPct: config.coordinator.maxCpuPct
     })
     work.on('change', () => { reporter.publishSoon() })
+    work.on('advertised', () => { reporter.publishSoon() })
     const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
     return new Agent({
       config, log, startedAt, store, metrics, mesh, membership, election, lag, work, dialer, service, prober,
-      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange, cameras
+      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange, standby, cameras
     })
   }
 
@@ -359,14 +368,17 @@ export class Agent {
       error: c.error
     }))
     const seen = new Set(local.map((c) => c.camera))
+    // A camera runs at home or wherever the coordinator moved it: its item is in its home's beacon.
+    const members = this.membership.list()
+    const cameraWork = new Map(members.flatMap((m) => m.health?.work ?? []).filter((w) => w.kind === 'camera').map((w) => [w.id, w]))
     const remote: CameraListView[] = []
-    for (const m of this.membership.list()) {
+    for (const m of members) {
       if (m.peerId === this.mesh.peerId.toString() || m.health == null || m.state !== 'alive') continue
-      const running = new Set(m.health.running)
-      for (const w of m.health.work) {
-        if (w.kind !== 'camera' || !running.has(w.id) || seen.has(w.id)) continue
-        seen.add(w.id)
-        remote.push({ camera: w.id, node: m.name, source: w.source ?? null, model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, error: null })
+      for (const id of m.health.running) {
+        const w = cameraWork.get(id)
+        if (w === undefined || seen.has(id)) continue
+        seen.add(id)
+        remote.push({ camera: id, node: m.name, source: w.source ?? null, model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, error: null })
       }
     }
     return [...local, ...remote]

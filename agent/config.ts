@@ -161,6 +161,13 @@ export const ConfigSchema = z.strictObject({
   }),
   /** Work configured on this node (its cameras and models); the coordinator may place it elsewhere. */
   work: z.array(WorkItemSchema).max(32).refine((items) => new Set(items.map((w) => w.id)).size === items.length, 'work ids must be unique'),
+  models: z.strictObject({
+    /**
+     * Keep a copy of the models of work elsewhere in the mesh that could move here, so this box can take over a
+     * camera whose node died (see runtime/model-standby.ts).
+     */
+    standby: z.boolean()
+  }),
   api: z.strictObject({
     /** Defaults to `<dataDir>/agent.sock`. */
     socketPath: z.string().min(1).optional()
@@ -199,6 +206,7 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
     membership: { probeAfterMs: 1_100, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 86_400_000, redialIntervalMs: 1_000 },
     coordinator: { eligible: true, priority: 0, evaluateIntervalMs: 10_000, maxCpuPct: 80 },
     work: [],
+    models: { standby: true },
     api: {},
     mqtt: {
       tls: { rejectUnauthorized: true },

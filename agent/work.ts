@@ -5,6 +5,8 @@ import type { WorkItem } from '../protocols/work.ts'
 export interface WorkEvents {
   /** The set of work this node runs changed. */
   change: []
+  /** What this node advertises of its own work changed (a model file was compiled and is now named by id). */
+  advertised: []
 }
 
 /**
@@ -16,6 +18,8 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
   readonly configured: readonly WorkItem[]
   private readonly selfId: string
   private readonly active = new Map<string, WorkItem>()
+  /** Work id → the id of the model compiled from the file its item names. */
+  private readonly compiledModels = new Map<string, string>()
 
   constructor (components: { selfId: string, configured: readonly WorkItem[] }) {
     super()
@@ -30,6 +34,24 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
 
   stop (): void {
     this.active.clear()
+  }
+
+  /**
+   * The work configured here as other nodes are told of it: a model named by a file path on this box is named by
+   * its id once compiled, so whichever node the work moves to can fetch it from the mesh.
+   */
+  advertised (): WorkItem[] {
+    return this.configured.map((item) => {
+      const model = this.compiledModels.get(item.id)
+      return model === undefined ? item : { ...item, model }
+    })
+  }
+
+  /** The model file of a work item configured here was compiled into `modelId`. */
+  modelCompiled (workId: string, modelId: string): void {
+    if (!this.configured.some((item) => item.id === workId) || this.compiledModels.get(workId) === modelId) return
+    this.compiledModels.set(workId, modelId)
+    this.emit('advertised')
   }
 
   running (): WorkItem[] {

@@ -81,9 +81,13 @@ export class CameraManager {
     try {
       const model = item.model as string
       // A path is compiled here; an id is looked up, or fetched from a member that announced it.
-      const modelId = model.startsWith('/') || model.startsWith('.')
-        ? (await this.runtime.compile(model)).id
-        : this.runtime.find(model)?.id ?? (await this.exchange.fetch(model)).id
+      let modelId: string
+      if (model.startsWith('/') || model.startsWith('.')) {
+        modelId = (await this.runtime.compile(model)).id
+        this.work.modelCompiled(id, modelId)
+      } else {
+        modelId = this.runtime.find(model)?.id ?? (await this.exchange.fetch(model)).id
+      }
       if (this.cameras.get(id) !== camera) return // stopped meanwhile
       const record = this.runtime.find(modelId)
       const pipeline = new CameraPipeline({

@@ -27,6 +27,7 @@ export class ModelExchange {
   private readonly log: Logger
   /** Model id → peers that announced it, most recent last. */
   private readonly holders = new Map<string, string[]>()
+  private readonly fetching = new Map<string, Promise<CompileResult>>()
 
   constructor (components: { node: MeshNode, runtime: ModelRuntime, modelsDir: string, log: Logger }) {
     this.node = components.node
@@ -55,11 +56,23 @@ export class ModelExchange {
     return [...this.holders.get(id) ?? []]
   }
 
-  /** Makes sure a model is here: fetched from a peer that has it when it is not, then compiled. */
-  async fetch (id: string): Promise<CompileResult> {
+  /**
+   * Makes sure a model is here: fetched from a peer that has it when it is not, then compiled. `alsoAsk` names
+   * peers likely to have it though they were not heard announcing it (the home of the work that uses it). One
+   * fetch of a model at a time: a second caller waits for the first.
+   */
+  async fetch (id: string, alsoAsk: readonly string[] = []): Promise<CompileResult> {
     const local = this.runtime.described(id)
     if (local !== undefined) return local
-    const peers = this.holdersOf(id).reverse()
+    const running = this.fetching.get(id)
+    if (running !== undefined) return await running
+    const fetching = this.fetchFromPeers(id, alsoAsk).finally(() => { this.fetching.delete(id) })
+    this.fetching.set(id, fetching)
+    return await fetching
+  }
+
+  private async fetchFromPeers (id: string, alsoAsk: readonly string[]): Promise<CompileResult> {
+    const peers = [...new Set([...this.holdersOf(id).reverse(), ...alsoAsk])]
     if (peers.length === 0) throw new UnknownModelError(id)
     let lastError: Error | undefined
     for (const peer of peers) {

