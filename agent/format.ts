@@ -163,7 +163,7 @@ export function formatCamerasTable (cameras: CameraListView[]): string {
   const n = (x: number | null, suffix = '') => x === null ? '-' : `${x}${suffix}`
   const rows = cameras.map((c) => [
     c.camera, c.node, c.error !== null ? `${c.state}: ${c.error}` : c.state,
-    n(c.fpsIn), n(c.fpsInferred), n(c.skipped), n(c.latencyMs, ' ms'), c.source ?? '-'
+    n(c.fpsIn), n(c.fpsInferred), n(c.skipped), n(c.latencyMs, ' ms'), n(c.detections), c.source ?? '-'
   ])
-  return renderTable(['CAMERA', 'NODE', 'STATE', 'FPS IN', 'FPS INFERRED', 'SKIPPED', 'LATENCY', 'SOURCE'], rows)
+  return renderTable(['CAMERA', 'NODE', 'STATE', 'FPS IN', 'FPS INFERRED', 'SKIPPED', 'LATENCY', 'FOUND', 'SOURCE'], rows)
 }

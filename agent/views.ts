@@ -160,5 +160,7 @@ export interface CameraListView {
   fpsInferred: number | null
   skipped: number | null
   latencyMs: number | null
+  /** What its latest result found (null where another node runs it). */
+  detections: number | null
   error: string | null
 }

@@ -32,6 +32,8 @@ export interface CameraStats {
   skipped: number
   /** Decode to result, p50 over the recent results (ms). */
   latencyMs: number
+  /** What the latest result found (text regions, objects). */
+  detections: number
   reconnects: number
   lastError: string | null
 }
@@ -62,6 +64,7 @@ export class CameraPipeline {
   private tensor: Float32Array | undefined
   private pending: Buffer | undefined
   private skippedFrames = 0
+  private lastDetections = 0
   private readonly decoded: number[] = []
   private readonly inferred: Array<{ at: number, latencyMs: number }> = []
 
@@ -118,6 +121,7 @@ export class CameraPipeline {
         const detections = output === undefined ? [] : textRegions(output.data as Float32Array, output.dims.at(-1) as number, output.dims.at(-2) as number)
         const latencyMs = Date.now() - frame.at
         this.inferred.push({ at: Date.now(), latencyMs })
+        this.lastDetections = detections.length
         trim(this.inferred, (r) => r.at)
         this.onResult({ camera: this.options.id, at: frame.at, latencyMs, detections })
       }
@@ -139,6 +143,7 @@ export class CameraPipeline {
       fpsInferred: Math.round(this.inferred.length / seconds * 10) / 10,
       skipped: this.skippedFrames,
       latencyMs: Math.round(percentile(this.inferred.map((r) => r.latencyMs), 50) || 0),
+      detections: this.lastDetections,
       reconnects: this.source.reconnects,
       lastError: this.source.lastError
     }

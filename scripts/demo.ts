@@ -2,15 +2,19 @@
 /**
  * `npm run demo`: a 3-agent mesh on this machine. Three agents in separate processes, on loopback, joined by
  * bootstrap address (mDNS stays off: this machine's network is not ours to multicast on). demo-1 runs the
- * embedded MQTT broker, and simulated sensors (another process) publish to it. Prints the `noodle nodes` and
- * `noodle sensors` tables, then keeps the mesh up for you to poke at until Ctrl-C; `--once` stops after them.
+ * embedded MQTT broker, and simulated sensors (another process) publish to it. demo-2 has a camera: FFmpeg's
+ * test pattern, whose frame counter the PP-OCR text detector (a devDependency) finds, on the node the
+ * coordinator places it. Prints the `noodle nodes`, `noodle sensors` and `noodle cameras` tables, then keeps the
+ * mesh up for you to poke at until Ctrl-C; `--once` stops after them.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { formatNodesTable, formatSensorsTable } from '../agent/format.ts'
+import { apiGet } from '../agent/client.ts'
+import { formatCamerasTable, formatNodesTable, formatSensorsTable } from '../agent/format.ts'
+import type { CameraListView } from '../agent/views.ts'
 import { PUBLISHER, allSee, bootstrapAddr, nodes, sensors, startAgent, waitFor, waitForAgreement, writeSwarmKey } from './agents.ts'
 import { freePort } from './mosquitto.ts'
 import type { AgentProcess } from './agents.ts'
@@ -21,6 +25,11 @@ const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
 const agents: AgentProcess[] = []
 let simulator: ChildProcess | undefined
 const mqttPort = await freePort()
+const detector = join(import.meta.dirname, '..', 'node_modules', '@gutenye', 'ocr-models', 'assets', 'ch_PP-OCRv4_det_infer.onnx')
+// 640×640: at 320 the test pattern's digits are too small for the detector. BGR: PaddleOCR's channel order.
+const camera = { id: 'cam-pattern', kind: 'camera', source: 'lavfi:testsrc=size=640x480:rate=10', model: detector, size: 640, fps: 2, channels: 'bgr', cpuPct: 60 }
+const cameras = (a: AgentProcess) => apiGet<CameraListView[]>(a.socketPath, '/api/v1/cameras')
+let cameraHost: AgentProcess | undefined
 
 async function shutdown (code: number): Promise<never> {
   simulator?.kill('SIGTERM')
@@ -47,13 +56,24 @@ try {
   }))
   simulator = spawn(process.execPath, [PUBLISHER, '--url', `mqtt://127.0.0.1:${mqttPort}`, '--simulate'], { stdio: 'ignore' })
   const entry = await bootstrapAddr(agents[0] as AgentProcess)
-  agents.push(...await Promise.all(['demo-2', 'demo-3'].map((name) => startAgent({ ...common, name, bootstrap: [entry] }))))
+  // The camera's model ships with the dev dependencies; an install without them runs the demo without a camera.
+  const work = existsSync(detector) ? [camera] : []
+  agents.push(...await Promise.all(['demo-2', 'demo-3'].map((name) => startAgent({ ...common, name, bootstrap: [entry], config: name === 'demo-2' ? { work } : {} }))))
   await waitFor('the three agents to see each other', () => allSee(agents, agents, 'alive'), 20_000)
   await waitForAgreement('the three agents to agree on a coordinator', agents)
   await waitFor('a few readings from each simulated sensor', async () => {
     const seen = await sensors(agents[0] as AgentProcess)
     return seen.length >= 4 && seen.every((s) => s.count >= 3)
   }, 20_000)
+  if (work.length > 0) {
+    const node = await waitFor('the camera to find text', async () => {
+      const seen = (await cameras(agents[0] as AgentProcess)).find((c) => c.camera === camera.id)
+      const host = agents.find((a) => a.name === seen?.node)
+      const here = host === undefined ? undefined : (await cameras(host)).find((c) => c.camera === camera.id)
+      return (here?.detections ?? 0) > 0 && host
+    }, 90_000)
+    cameraHost = node
+  }
 } catch (err) {
   process.stderr.write(`demo failed: ${(err as Error).message}\n${agents.map((a) => a.output()).join('\n')}`)
   await shutdown(1)
@@ -62,6 +82,7 @@ try {
 const first = agents[0] as AgentProcess
 process.stdout.write(`$ noodle nodes --data-dir ${first.dataDir}\n${formatNodesTable(await nodes(first))}\n`)
 process.stdout.write(`$ noodle sensors --data-dir ${first.dataDir}\n${formatSensorsTable(await sensors(first))}\n`)
+if (cameraHost !== undefined) process.stdout.write(`$ noodle cameras --data-dir ${cameraHost.dataDir}\n${formatCamerasTable(await cameras(cameraHost))}\n`)
 if (once) await shutdown(0)
 
 const cli = relative(process.cwd(), join(import.meta.dirname, '..', 'bin', 'noodle')) || 'bin/noodle'
@@ -70,7 +91,8 @@ process.stdout.write(`The mesh is up. In another terminal, try:
   ${cli} status --json --data-dir ${agents[1]?.dataDir ?? ''}
   kill -TERM ${agents[2]?.child.pid ?? ''}    # demo-3 leaves: it turns "left"
   kill -STOP ${agents[1]?.child.pid ?? ''}    # demo-2 freezes: "suspect", never "dead"; kill -CONT revives it
-  kill -KILL ${agents[1]?.child.pid ?? ''}    # demo-2 crashes: "dead" at once (its port refuses)
+  kill -KILL ${agents[1]?.child.pid ?? ''}    # demo-2 crashes: "dead" at once (its port refuses), and its camera moves
+  ${cli} cameras --watch --data-dir ${first.dataDir}   # the test-pattern camera: where it runs, what it finds
   ${cli} optimize --data-dir ${first.dataDir}   # ask the coordinator for a fresh placement
   ${cli} sensors --watch --data-dir ${first.dataDir}   # the simulated sensors, ingested over MQTT
   mosquitto_pub -p ${mqttPort} -t sensors/desk/co2 -m 612   # publish a reading of your own (or mosquitto_sub -t 'noodle/#' -v)

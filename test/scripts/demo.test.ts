@@ -4,9 +4,9 @@ import t from 'tap'
 
 const DEMO = fileURLToPath(new URL('../../scripts/demo.ts', import.meta.url))
 
-t.test('npm run demo -- --once: three agents, all alive, simulated sensors ingested, then a clean exit', async (t) => {
+t.test('npm run demo -- --once: three agents, all alive, simulated sensors ingested, a camera finding text, then a clean exit', async (t) => {
   const { code, stdout, stderr } = await new Promise<{ code: number, stdout: string, stderr: string }>((resolve) => {
-    execFile(process.execPath, [DEMO, '--once'], { timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [DEMO, '--once'], { timeout: 120_000 }, (err, stdout, stderr) => {
       resolve({ code: err == null ? 0 : 1, stdout, stderr })
     })
   })
@@ -18,6 +18,8 @@ t.test('npm run demo -- --once: three agents, all alive, simulated sensors inges
   for (const [sensor, metric] of [['kitchen', 'temperature'], ['greenhouse', 'humidity'], ['urn:dev:freezer-1', 'temp']]) {
     t.match(stdout, new RegExp(`\\n${sensor}\\s+${metric}\\s+-?\\d`), `${sensor} ${metric}`)
   }
+  t.match(stdout, /\$ noodle cameras --data-dir \S+demo-\d\nCAMERA\s+NODE\s+STATE.*\ncam-pattern\s+demo-\d\s+running\s+[\d.]+\s+[\d.]+\s+\d+\s+\d+ ms\s+[1-9]\d*\s+lavfi:testsrc/,
+    'then the test-pattern camera, where the coordinator placed it, finding text')
   const dir = /--data-dir (\S+)\/demo-1/.exec(stdout)?.[1] ?? ''
   const { existsSync } = await import('node:fs')
   t.notOk(existsSync(dir), 'the demo removes its temporary folder')
