@@ -1,19 +1,7 @@
-import { Decoder, Demuxer, FilterAPI } from 'node-av/api'
+import { once } from 'node:events'
+import { Worker } from 'node:worker_threads'
 import type { Logger } from '../agent/logger.ts'
-import { filterGraph } from './preprocess.ts'
-
-/** A decoded frame at the model's size, packed RGB24. */
-export interface VideoFrame {
-  /** FFmpeg's frame memory: valid only during the `onFrame` call. Copy what you keep. */
-  rgb: Buffer
-  width: number
-  height: number
-  /** Bytes per row (FFmpeg may pad rows). */
-  stride: number
-  /** When it was decoded (ms since the epoch), and its number since the source opened. */
-  at: number
-  seq: number
-}
+import type { Normalization } from './preprocess.ts'
 
 /**
  * Where frames come from:
@@ -39,107 +27,177 @@ export interface FrameSourceOptions {
   loop: boolean
   /** Deliver a file's frames at `fps` as a camera would; off, as fast as they decode (benchmarks). */
   paced: boolean
+  /** How a frame becomes the model's input tensor. */
+  normalization: Normalization
 }
 
-const BACKOFF_MIN_MS = 1_000
-const SETTLE_MS = 100
-const BACKOFF_MAX_MS = 30_000
+/** A frame as the model takes it: a normalized Float32 NCHW tensor at the model's size. */
+export interface TensorFrame {
+  tensor: Float32Array
+  /** When it was decoded (ms since the epoch), and its number since the source opened. */
+  at: number
+  seq: number
+}
+
+export interface SourceStats {
+  framesIn: number
+  /** Frames decoded per second over the last few seconds. */
+  fpsIn: number
+  /** Frames replaced by a newer one before anyone asked for them (Frigate's "skipped fps"). */
+  skipped: number
+  reconnects: number
+  lastError: string | null
+}
+
+/** What the decode worker (decode-worker.ts) and its FrameSource say to each other. */
+export type ToDecoder = { type: 'want', into: Float32Array | null } | { type: 'stop' }
+export type FromDecoder =
+  | { type: 'frame', tensor: Float32Array, at: number, seq: number }
+  | { type: 'stats', framesIn: number, skipped: number, reconnects: number, lastError: string | null }
+  | { type: 'log', level: 'warn' | 'debug', msg: string, fields: Record<string, unknown> }
+
+const WORKER_URL = new URL('./decode-worker.ts', import.meta.url)
+const WINDOW_MS = 5_000
+/** A worker that died (a bug, or FFmpeg aborting) is started again after this long. */
+const RESTART_MS = 1_000
+/** How long a stopping worker may take to close its source (a network read in progress) before it is ended. */
+const STOP_TIMEOUT_MS = 2_000
 
 /**
- * Decodes a video source through node-av (FFmpeg) and hands each frame, scaled and letterboxed to the model's
- * size in FFmpeg's filter graph, to `onFrame`. It never waits for the consumer: keeping up is the consumer's
- * business (it keeps the latest frame and counts the rest as skipped). A lost stream is reopened with backoff.
+ * A video source decoded by node-av (FFmpeg) in a worker thread, so that neither decoding, scaling nor the
+ * tensor pass ever runs on the agent's event loop. FFmpeg's filter graph brings each frame to the model's size;
+ * the worker keeps the newest one and turns it into a tensor only when asked (`next()`): a frame nobody asked
+ * for before a newer one arrived is skipped, never queued. A lost stream is reopened with backoff (in the
+ * worker). The synchronous node-av calls in the worker go at the FFmpeg CLI's speed; the asynchronous ones,
+ * one thread-pool round trip each, at half of it (bench/media).
  */
 export class FrameSource {
   private readonly options: FrameSourceOptions
   private readonly log: Logger
-  private readonly onFrame: (frame: VideoFrame) => void
+  private worker: Worker | undefined
+  private exited: Promise<void> = Promise.resolve()
+  private restart: NodeJS.Timeout | undefined
   private running = false
-  private loop: Promise<void> | undefined
-  private wake: (() => void) | undefined
-  framesIn = 0
-  reconnects = 0
-  lastError: string | null = null
+  private waiting: { resolve: (frame: TensorFrame | null) => void, into: Float32Array | null } | undefined
+  private latest: Omit<SourceStats, 'fpsIn'> = { framesIn: 0, skipped: 0, reconnects: 0, lastError: null }
+  /** Stats from earlier workers of this source (one died and was started again). */
+  private base = { framesIn: 0, skipped: 0, reconnects: 0 }
+  private readonly samples: Array<{ at: number, framesIn: number }> = []
+  private done: (() => void) | undefined
+  private readonly finished: Promise<void>
 
-  constructor (components: { options: FrameSourceOptions, log: Logger, onFrame: (frame: VideoFrame) => void }) {
+  constructor (components: { options: FrameSourceOptions, log: Logger }) {
     this.options = components.options
     this.log = components.log
-    this.onFrame = components.onFrame
+    this.finished = new Promise((resolve) => { this.done = resolve })
   }
 
   start (): void {
     this.running = true
-    this.loop = this.run()
+    this.spawn()
   }
 
   /** Resolves when the source has ended: a file that does not loop, played to its end (or stop()). */
   async ended (): Promise<void> {
-    await this.loop
+    await this.finished
   }
 
   async stop (): Promise<void> {
     this.running = false
-    this.wake?.()
-    await this.loop
-    // node-av's demux thread may still finish a read after the demuxer closed; if the process exits first,
-    // the addon aborts it ("terminate called after throwing Napi::Error"). Give it a moment to wind down.
-    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
-  }
-
-  private async run (): Promise<void> {
-    let backoff = BACKOFF_MIN_MS
-    while (this.running) {
-      const started = Date.now()
-      try {
-        await this.decode()
-        this.lastError = null
-        if (!this.options.loop && !demuxerInput(this.options.url).live) return
-      } catch (err) {
-        this.lastError = (err as Error).message
-        this.log.warn({ source: this.options.url, err: this.lastError, retryInMs: backoff }, 'video source failed')
-      }
-      if (!this.running) return
-      // A source that ran a while before it ended starts again at once; one that fails at once backs off.
-      if (Date.now() - started > BACKOFF_MAX_MS) backoff = BACKOFF_MIN_MS
-      await this.sleep(this.lastError === null ? 0 : backoff)
-      if (this.lastError !== null) backoff = Math.min(backoff * 2, BACKOFF_MAX_MS)
-      this.reconnects++
+    clearTimeout(this.restart)
+    const worker = this.worker
+    if (worker !== undefined) {
+      worker.postMessage({ type: 'stop' } satisfies ToDecoder)
+      const timer = setTimeout(() => { void worker.terminate() }, STOP_TIMEOUT_MS)
+      await this.exited
+      clearTimeout(timer)
     }
+    this.finish()
   }
 
-  private async decode (): Promise<void> {
-    const { input, format, options, live } = demuxerInput(this.options.url)
-    await using demuxer = await Demuxer.open(input, { format, options } as Parameters<typeof Demuxer.open>[1])
-    const stream = demuxer.video()
-    if (stream === undefined) throw new Error('the source has no video stream')
-    using decoder = await Decoder.create(stream)
-    using filter = FilterAPI.create(filterGraph(this.options))
-    const pace = this.options.paced && !live
-    const interval = 1000 / this.options.fps
-    const opened = performance.now()
-    let seq = 0
-    for await (const frame of decoder.frames(demuxer.packets())) {
-      if (!this.running) return
-      if (frame === null) break
-      await filter.process(frame)
-      frame.free()
-      for (let out = await filter.receive(); out !== null && out !== undefined; out = await filter.receive()) {
-        if (pace) await this.sleep(opened + seq * interval - performance.now())
-        if (!this.running) { out.free(); return }
-        // The frame's own memory, not a copy: a fresh 1.2 MB buffer per frame costs more than decoding it.
-        const rgb = (out.data as Buffer[])[0] as Buffer
-        this.framesIn++
-        this.onFrame({ rgb, width: out.width, height: out.height, stride: out.linesize[0] ?? out.width * 3, at: Date.now(), seq: seq++ })
-        out.free()
-      }
-    }
-  }
-
-  private async sleep (ms: number): Promise<void> {
-    if (ms <= 0) return
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms)
-      this.wake = () => { clearTimeout(timer); resolve() }
+  /**
+   * The newest frame as a tensor: the one waiting now, or the next one decoded; null once the source has
+   * ended or stopped. `into`, a tensor from an earlier frame, is filled again (it moves to the worker and back).
+   * One call at a time.
+   */
+  async next (into?: Float32Array): Promise<TensorFrame | null> {
+    if (!this.running || this.worker === undefined) return null
+    return await new Promise((resolve) => {
+      this.waiting = { resolve, into: into ?? null }
+      this.ask()
     })
+  }
+
+  stats (): SourceStats {
+    const now = Date.now()
+    this.trim(now)
+    const framesIn = this.base.framesIn + this.latest.framesIn
+    const oldest = this.samples[0]
+    return {
+      framesIn,
+      fpsIn: Math.round((framesIn - (oldest?.framesIn ?? framesIn)) / (WINDOW_MS / 1000) * 10) / 10,
+      skipped: this.base.skipped + this.latest.skipped,
+      reconnects: this.base.reconnects + this.latest.reconnects,
+      lastError: this.latest.lastError
+    }
+  }
+
+  private spawn (): void {
+    const worker = new Worker(WORKER_URL, { workerData: this.options })
+    this.worker = worker
+    worker.on('message', (message: FromDecoder) => { this.onMessage(message) })
+    worker.on('error', (err) => {
+      this.latest.lastError = err.message
+      this.log.error({ source: this.options.url, err: err.message }, 'video decoder failed')
+    })
+    this.exited = once(worker, 'exit').then(([code]) => { this.onExit(worker, code as number) })
+    if (this.waiting !== undefined) this.ask()
+  }
+
+  private ask (): void {
+    const into = this.waiting?.into ?? null
+    if (this.waiting !== undefined) this.waiting.into = null // moved to the worker
+    this.worker?.postMessage({ type: 'want', into } satisfies ToDecoder, into === null ? [] : [into.buffer as ArrayBuffer])
+  }
+
+  private onMessage (message: FromDecoder): void {
+    if (message.type === 'frame') {
+      const waiting = this.waiting
+      this.waiting = undefined
+      waiting?.resolve({ tensor: message.tensor, at: message.at, seq: message.seq })
+    } else if (message.type === 'stats') {
+      this.latest = { framesIn: message.framesIn, skipped: message.skipped, reconnects: message.reconnects, lastError: message.lastError }
+      const at = Date.now()
+      this.samples.push({ at, framesIn: this.base.framesIn + message.framesIn })
+      this.trim(at)
+    } else {
+      this.log[message.level]({ source: this.options.url, ...message.fields }, message.msg)
+    }
+  }
+
+  private onExit (worker: Worker, code: number): void {
+    if (this.worker !== worker) return
+    this.worker = undefined
+    // A clean exit: the source ended, or we stopped it. Anything else is started again.
+    if (!this.running || code === 0) {
+      this.finish()
+      return
+    }
+    this.base = { framesIn: this.base.framesIn + this.latest.framesIn, skipped: this.base.skipped + this.latest.skipped, reconnects: this.base.reconnects + this.latest.reconnects + 1 }
+    this.latest = { framesIn: 0, skipped: 0, reconnects: 0, lastError: this.latest.lastError ?? `the decoder exited with code ${code}` }
+    this.restart = setTimeout(() => { if (this.running) this.spawn() }, RESTART_MS)
+  }
+
+  private finish (): void {
+    this.running = false
+    const waiting = this.waiting
+    this.waiting = undefined
+    waiting?.resolve(null)
+    this.done?.()
+  }
+
+  /** Keeps the samples of the last window, and one older: frames decoded in the window count from it. */
+  private trim (now: number): void {
+    while (this.samples.length > 1 && (this.samples[1] as { at: number }).at <= now - WINDOW_MS) this.samples.shift()
   }
 }

