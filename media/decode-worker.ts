@@ -29,6 +29,7 @@ class DecodeLoop {
   private reconnects = 0
   private lastError: string | null = null
   private statsAt = 0
+  private firstFrameAt: number | null = null
 
   constructor (options: FrameSourceOptions, port: MessagePort) {
     this.options = options
@@ -107,6 +108,7 @@ class DecodeLoop {
   /** A new frame replaces the one waiting, which was skipped; it goes out at once if one was asked for. */
   private offer (frame: Frame, seq: number): void {
     this.framesIn++
+    this.firstFrameAt ??= Date.now()
     if (this.latest !== undefined) {
       this.latest.frame.free()
       this.skipped++
@@ -133,7 +135,7 @@ class DecodeLoop {
 
   private sendStats (): void {
     this.statsAt = Date.now()
-    this.post({ type: 'stats', framesIn: this.framesIn, skipped: this.skipped, reconnects: this.reconnects, lastError: this.lastError })
+    this.post({ type: 'stats', framesIn: this.framesIn, skipped: this.skipped, reconnects: this.reconnects, lastError: this.lastError, firstFrameAt: this.firstFrameAt })
   }
 
   private post (message: FromDecoder, transfer: ArrayBuffer[] = []): void {

@@ -47,13 +47,15 @@ export interface SourceStats {
   skipped: number
   reconnects: number
   lastError: string | null
+  /** From start() to the first frame (ms): loading FFmpeg in the decode thread, opening the source. */
+  firstFrameMs: number | null
 }
 
 /** What the decode worker (decode-worker.ts) and its FrameSource say to each other. */
 export type ToDecoder = { type: 'want', into: Float32Array | null } | { type: 'stop' }
 export type FromDecoder =
   | { type: 'frame', tensor: Float32Array, at: number, seq: number }
-  | { type: 'stats', framesIn: number, skipped: number, reconnects: number, lastError: string | null }
+  | { type: 'stats', framesIn: number, skipped: number, reconnects: number, lastError: string | null, firstFrameAt: number | null }
   | { type: 'log', level: 'warn' | 'debug', msg: string, fields: Record<string, unknown> }
 
 const WORKER_URL = new URL('./decode-worker.ts', import.meta.url)
@@ -79,7 +81,9 @@ export class FrameSource {
   private restart: NodeJS.Timeout | undefined
   private running = false
   private waiting: { resolve: (frame: TensorFrame | null) => void, into: Float32Array | null } | undefined
-  private latest: Omit<SourceStats, 'fpsIn'> = { framesIn: 0, skipped: 0, reconnects: 0, lastError: null }
+  private latest: Omit<SourceStats, 'fpsIn' | 'firstFrameMs'> = { framesIn: 0, skipped: 0, reconnects: 0, lastError: null }
+  private startedAt = 0
+  private firstFrameAt: number | null = null
   /** Stats from earlier workers of this source (one died and was started again). */
   private base = { framesIn: 0, skipped: 0, reconnects: 0 }
   private readonly samples: Array<{ at: number, framesIn: number }> = []
@@ -94,6 +98,7 @@ export class FrameSource {
 
   start (): void {
     this.running = true
+    this.startedAt = Date.now()
     this.spawn()
   }
 
@@ -138,7 +143,8 @@ export class FrameSource {
       fpsIn: Math.round((framesIn - (oldest?.framesIn ?? framesIn)) / (WINDOW_MS / 1000) * 10) / 10,
       skipped: this.base.skipped + this.latest.skipped,
       reconnects: this.base.reconnects + this.latest.reconnects,
-      lastError: this.latest.lastError
+      lastError: this.latest.lastError,
+      firstFrameMs: this.firstFrameAt === null ? null : this.firstFrameAt - this.startedAt
     }
   }
 
@@ -167,6 +173,7 @@ export class FrameSource {
       waiting?.resolve({ tensor: message.tensor, at: message.at, seq: message.seq })
     } else if (message.type === 'stats') {
       this.latest = { framesIn: message.framesIn, skipped: message.skipped, reconnects: message.reconnects, lastError: message.lastError }
+      this.firstFrameAt ??= message.firstFrameAt
       const at = Date.now()
       this.samples.push({ at, framesIn: this.base.framesIn + message.framesIn })
       this.trim(at)
