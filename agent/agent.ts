@@ -16,6 +16,7 @@ import { PeerDialer } from './dialer.ts'
 import { Election, capabilityOf } from './election.ts'
 import type { Candidate } from './election.ts'
 import { ElectionService, TERM_STATE_KEY } from './election-service.ts'
+import { MAX_BEACON_MODELS } from '../protocols/health.ts'
 import { HealthReporter } from './health-reporter.ts'
 import { HealthSampler } from './health.ts'
 import { Lifecycle } from './lifecycle.ts'
@@ -207,6 +208,7 @@ export class Agent {
         cpus,
         // The execution providers that have run a model here: measured, not guessed.
         providers: runtime.providers,
+        models: runtime.modelLatencies().slice(0, MAX_BEACON_MODELS),
         work: work.advertised(),
         running: work.runningIds(),
         ingest: mqtt.ingest?.stats() ?? null

@@ -224,7 +224,8 @@ function capacityOf (member: Member): NodeCapacity {
     cpus: h.cpus,
     cpuPct: h.cpuPct,
     memFreeBytes: Math.max(0, h.memTotalBytes - h.memUsedBytes),
-    running: h.running
+    running: h.running,
+    modelMs: new Map(h.models.map((m) => [m.id, m.p50Ms]))
   }
 }
 

@@ -9,6 +9,8 @@ export interface NodeCapacity {
   cpuPct: number
   memFreeBytes: number
   running: readonly string[]
+  /** Model id → its measured latency on this node (p50 ms): how fast this box runs the work's model. */
+  modelMs: ReadonlyMap<string, number>
 }
 
 /** A piece of work and its home: the node it is configured on, where its data is. */
@@ -32,8 +34,13 @@ export const KEEP_MARGIN_PCT = 10
 const ACCELERATED_CPU_SHARE = 0.25
 const MiB = 1024 * 1024
 
-/** Scores: an accelerator for work that wants one beats locality, which beats staying put, which beats headroom. */
-const SCORE = { accelerator: 100, home: 50, incumbent: 30, headroomPerPct: 0.25 }
+/**
+ * Scores: an accelerator for work that wants one beats locality, which beats staying put, which beats headroom.
+ * Speed: the node that measured the work's model fastest scores `speed`, the others in proportion (half as fast,
+ * half of it), so work leaves its home for a box that runs its model at least twice as fast. A node that has not
+ * measured the model (not compiled there yet) is given the benefit of the doubt: only a measurement moves work.
+ */
+const SCORE = { accelerator: 100, speed: 100, home: 50, incumbent: 30, headroomPerPct: 0.25 }
 
 function accelerated (item: WorkItem, node: NodeCapacity): boolean {
   return item.accelerator !== 'none' && node.accelerators > 0
@@ -63,6 +70,7 @@ export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[
   for (const { item, home } of order) {
     const incumbents = nodes.filter((n) => n.running.includes(item.id))
     const allowed = nodes.filter((n) => (!item.pinned || n.peerId === home) && (item.accelerator !== 'required' || n.accelerators > 0))
+    const fastestMs = fastest(item, allowed)
     let best: { node: NodeCapacity, score: number, projected: number } | null = null
     for (const node of allowed) {
       const incumbent = incumbents.includes(node)
@@ -71,8 +79,8 @@ export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[
         ? projected <= keepLimitPct
         : projected <= takeLimitPct && (memFree.get(node.peerId) ?? 0) >= item.memMB * MiB
       if (!fits) continue
-      const score = (accelerated(item, node) ? SCORE.accelerator : 0) + (node.peerId === home ? SCORE.home : 0) +
-        (incumbent ? SCORE.incumbent : 0) + (100 - projected) * SCORE.headroomPerPct
+      const score = (accelerated(item, node) ? SCORE.accelerator : 0) + speedScore(item, node, fastestMs) +
+        (node.peerId === home ? SCORE.home : 0) + (incumbent ? SCORE.incumbent : 0) + (100 - projected) * SCORE.headroomPerPct
       if (best == null || score > best.score || (score === best.score && node.peerId < best.node.peerId)) {
         best = { node, score, projected }
       }
@@ -88,7 +96,7 @@ export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[
       memFree.set(chosen.peerId, (memFree.get(chosen.peerId) ?? 0) - item.memMB * MiB)
       for (const old of incumbents) load.set(old.peerId, (load.get(old.peerId) ?? 0) - costPct(item, old))
     }
-    placements.push({ workId: item.id, node: chosen.peerId, reason: reasonFor(item, chosen, home, stays, incumbents) })
+    placements.push({ workId: item.id, node: chosen.peerId, reason: reasonFor(item, chosen, home, stays, incumbents, fastestMs) })
   }
   return placements
 }
@@ -107,15 +115,30 @@ function fallback (item: WorkItem, home: string, allowed: NodeCapacity[], incumb
   return { workId: item.id, node: least.peerId, reason: 'its node and home are gone and no node has headroom: least loaded' }
 }
 
+/** The lowest latency any allowed node measured for the work's model, or undefined where none did. */
+function fastest (item: WorkItem, nodes: readonly NodeCapacity[]): number | undefined {
+  const measured = nodes.map((n) => item.model === undefined ? undefined : n.modelMs.get(item.model)).filter((ms) => ms !== undefined)
+  return measured.length === 0 ? undefined : Math.min(...measured)
+}
+
+function speedScore (item: WorkItem, node: NodeCapacity, fastestMs: number | undefined): number {
+  const ms = item.model === undefined ? undefined : node.modelMs.get(item.model)
+  if (ms === undefined || fastestMs === undefined || ms === 0) return SCORE.speed
+  return SCORE.speed * fastestMs / ms
+}
+
 function needRank (item: WorkItem): number {
   return item.accelerator === 'required' ? 0 : item.accelerator === 'preferred' ? 1 : 2
 }
 
-function reasonFor (item: WorkItem, chosen: NodeCapacity, home: string, stays: boolean, incumbents: NodeCapacity[]): string {
+function reasonFor (item: WorkItem, chosen: NodeCapacity, home: string, stays: boolean, incumbents: NodeCapacity[], fastestMs: number | undefined): string {
   if (stays) return 'already runs there, with headroom'
+  const ms = item.model === undefined ? undefined : chosen.modelMs.get(item.model)
   const why = accelerated(item, chosen)
     ? 'accelerator with headroom'
-    : chosen.peerId === home ? 'at home, where its data is' : 'most headroom'
+    : chosen.peerId === home
+      ? 'at home, where its data is'
+      : ms !== undefined && ms === fastestMs ? `runs its model fastest (p50 ${ms} ms), with headroom` : 'most headroom'
   if (incumbents.length > 0) return `${why}; its node is too busy or a better fit appeared`
   return why
 }

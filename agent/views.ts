@@ -35,6 +35,9 @@ export interface NodeView {
   term: number
   /** Ids of the work it runs now. */
   running: string[]
+  /** The execution providers that have run a model there, and its models with their latency there (p50 ms). */
+  providers: string[]
+  models: MemberHealth['models']
   /** What the member ingests over MQTT, as its last beacon said; null where it ingests nothing. */
   ingest: MemberHealth['ingest']
   addrs: string[]
@@ -51,6 +54,8 @@ export function nodeView (member: Member, coordinator: string | null): NodeView 
     role: member.peerId === coordinator ? 'coordinator' : 'member',
     term: h?.term ?? 0,
     running: h?.running ?? [],
+    providers: h?.providers ?? [],
+    models: h?.models ?? [],
     ingest: h?.ingest ?? null,
     addrs: member.addrs,
     lastSeen: new Date(member.lastSeen).toISOString(),

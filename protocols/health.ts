@@ -3,6 +3,9 @@ import { jsonCodec } from './codec.ts'
 import { TOPICS } from './topics.ts'
 import { WorkItemWireSchema } from './work.ts'
 
+/** Models a beacon lists at most (the most recently compiled first): the work that uses them is at most 32. */
+export const MAX_BEACON_MODELS = 32
+
 export const ROLES = ['member', 'coordinator'] as const
 export type Role = typeof ROLES[number]
 
@@ -38,6 +41,8 @@ export const HealthBeaconSchema = z.object({
   /** CPU cores, and the inference back ends it has ("cpu", "cuda", "webgpu"…): what it can run. */
   cpus: z.int().min(1).max(4096).default(1),
   providers: z.array(z.string().min(1).max(32)).max(8).default([]),
+  /** The models registered on the node, with their measured latency there (p50 ms, on its fastest provider). */
+  models: z.array(z.object({ id: z.string().regex(/^[0-9a-f]{64}$/), p50Ms: z.number().nonnegative() })).max(MAX_BEACON_MODELS).default([]),
   /** Election: the highest term the node knows, whether it may coordinate, and its configured priority. */
   term: count.default(0),
   eligible: z.boolean().default(false),

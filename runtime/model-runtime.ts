@@ -51,6 +51,8 @@ export class ModelRuntime {
   private readonly working = new Set<string>(['cpu'])
   /** The provider each model is loaded with in the pool. */
   private readonly loaded = new Map<string, string>()
+  /** Each model's latency on its fastest provider, newest model first: read for every beacon, changed rarely. */
+  private latencies: Array<{ id: string, p50Ms: number }> | undefined
 
   constructor (components: { registry: ModelRegistry, pool: InferencePool, modelsDir: string, log: Logger, onCompiled?: (model: ModelRecord) => void }) {
     this.registry = components.registry
@@ -72,6 +74,12 @@ export class ModelRuntime {
 
   list (): ModelRecord[] {
     return this.registry.list()
+  }
+
+  /** Each registered model's measured latency here (p50 on its fastest provider), newest first: for the beacon. */
+  modelLatencies (): Array<{ id: string, p50Ms: number }> {
+    this.latencies ??= this.registry.list().flatMap((m) => m.providers[0] === undefined ? [] : [{ id: m.id, p50Ms: m.providers[0].p50Ms }])
+    return this.latencies
   }
 
   /** `name` is what the model is listed as (default: the file's name). */
@@ -117,6 +125,7 @@ export class ModelRuntime {
     this.loaded.set(id, best.name)
     const record = { id, name, file: copy, optimizedFile, sizeBytes: bytes.length, irVersion: header.irVersion, opset, ...specs as { inputs: TensorSpec[], outputs: TensorSpec[] }, createdAt: Date.now() }
     this.registry.put(record, benchmarks)
+    this.latencies = undefined
     this.log.info({ model: id, name: record.name, providers: benchmarks }, 'model compiled')
     this.onCompiled({ ...record, providers: benchmarks })
     return compileResult({ ...record, providers: benchmarks })
@@ -137,6 +146,7 @@ export class ModelRuntime {
     const seconds = (performance.now() - started) / 1000
     const result = { name: provider, runs, p50Ms: round(percentile(ms, 50)), p99Ms: round(percentile(ms, 99)) }
     this.registry.recordBenchmark(model.id, result)
+    this.latencies = undefined
     return { id: model.id, provider, runs, p50Ms: result.p50Ms, p99Ms: result.p99Ms, perSecond: round(runs / seconds) }
   }
 

