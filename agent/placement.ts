@@ -35,12 +35,14 @@ const ACCELERATED_CPU_SHARE = 0.25
 const MiB = 1024 * 1024
 
 /**
- * Scores: an accelerator for work that wants one beats locality, which beats staying put, which beats headroom.
- * Speed: the node that measured the work's model fastest scores `speed`, the others in proportion (half as fast,
- * half of it), so work leaves its home for a box that runs its model at least twice as fast. A node that has not
- * measured the model (not compiled there yet) is given the benefit of the doubt: only a measurement moves work.
+ * Scores: an accelerator for work that wants one beats locality, which beats speed, which beats staying put,
+ * which beats headroom. Speed: the node that measured the work's model fastest scores `speed`, the others in
+ * proportion (half as fast, half of it); a node that has not measured the model (not compiled there yet) gets the
+ * benefit of the doubt. Speed ranks the nodes that may take work that leaves its home (home dead or too busy),
+ * but never pulls work off a home with headroom: latencies measured on busy boxes are noisy, and the hardware
+ * that makes a box truly faster is what `accelerator` is for.
  */
-const SCORE = { accelerator: 100, speed: 100, home: 50, incumbent: 30, headroomPerPct: 0.25 }
+const SCORE = { accelerator: 100, home: 50, speed: 40, incumbent: 30, headroomPerPct: 0.25 }
 
 function accelerated (item: WorkItem, node: NodeCapacity): boolean {
   return item.accelerator !== 'none' && node.accelerators > 0

@@ -229,13 +229,13 @@ export class SensorStore {
   }
 
   /** Prunes step by step, yielding to ingest between steps, until nothing is left to prune. */
-  pruneAll (done?: (deleted: number) => void): void {
+  pruneAll (done?: (deleted: number) => void, now: () => number = Date.now): void {
     let total = 0
     const step = () => {
       this.pruning = undefined
       let n: number
       try {
-        n = this.pruneStep()
+        n = this.pruneStep(now())
       } catch (err) {
         this.log.warn({ err }, 'pruning sensor readings failed')
         n = 0

@@ -64,10 +64,13 @@ t.test('ingest against Mosquitto', async (t) => {
   await waitFor('the agent to connect to the broker', async () => (await ingest(agent)).connected, 10_000)
 
   await t.test('every accepted shape lands with its sensor, metric, value and time', async (t) => {
+    // Times from the last hour (an hour's start, so both SenML readings share one hour rollup): retention keeps them.
+    const bt = Math.floor(Date.now() / 3_600_000) * 3600 - 3600
+    const iso = new Date((bt + 120) * 1000).toISOString()
     pub(broker.port, 'shapes/kitchen/temperature', '21.5')
-    pub(broker.port, 'shapes/hall/temperature', '{"value": 19, "ts": 1764331200}')
-    pub(broker.port, 'shapes/greenhouse/env', '{"temperature": 26.5, "humidity": 71, "ts": "2026-11-28T10:00:00Z"}')
-    pub(broker.port, 'shapes/freezer/any', '[{"bn": "urn:dev:freezer-1:", "bt": 1764331200, "n": "temp", "v": -18.5}, {"n": "temp", "t": 60, "v": -18}]')
+    pub(broker.port, 'shapes/hall/temperature', `{"value": 19, "ts": ${bt}}`)
+    pub(broker.port, 'shapes/greenhouse/env', `{"temperature": 26.5, "humidity": 71, "ts": "${iso}"}`)
+    pub(broker.port, 'shapes/freezer/any', `[{"bn": "urn:dev:freezer-1:", "bt": ${bt}, "n": "temp", "v": -18.5}, {"n": "temp", "t": 60, "v": -18}]`)
     const rows = await waitFor('6 readings', () => {
       const r = query<{ sensor: string, metric: string, ts: number, value: number }>(agent,
         "SELECT sensor, metric, ts, value FROM readings WHERE sensor IN ('kitchen', 'hall', 'greenhouse', 'urn:dev:freezer-1') ORDER BY sensor, metric, ts")
@@ -76,17 +79,17 @@ t.test('ingest against Mosquitto', async (t) => {
     const kitchen = rows.find((r) => r.sensor === 'kitchen')
     t.ok(kitchen !== undefined && Math.abs(kitchen.ts - Date.now()) < 60_000, 'a bare number is stamped on arrival')
     t.same(rows.filter((r) => r.sensor !== 'kitchen'), [
-      { sensor: 'greenhouse', metric: 'humidity', ts: Date.parse('2026-11-28T10:00:00Z'), value: 71 },
-      { sensor: 'greenhouse', metric: 'temperature', ts: Date.parse('2026-11-28T10:00:00Z'), value: 26.5 },
-      { sensor: 'hall', metric: 'temperature', ts: 1764331200000, value: 19 },
-      { sensor: 'urn:dev:freezer-1', metric: 'temp', ts: 1764331200000, value: -18.5 },
-      { sensor: 'urn:dev:freezer-1', metric: 'temp', ts: 1764331260000, value: -18 }
+      { sensor: 'greenhouse', metric: 'humidity', ts: Date.parse(iso), value: 71 },
+      { sensor: 'greenhouse', metric: 'temperature', ts: Date.parse(iso), value: 26.5 },
+      { sensor: 'hall', metric: 'temperature', ts: bt * 1000, value: 19 },
+      { sensor: 'urn:dev:freezer-1', metric: 'temp', ts: bt * 1000, value: -18.5 },
+      { sensor: 'urn:dev:freezer-1', metric: 'temp', ts: (bt + 60) * 1000, value: -18 }
     ])
     const listed = await sensors(agent)
     const freezer = listed.find((s) => s.sensor === 'urn:dev:freezer-1')
     t.equal(freezer?.value, -18, 'noodle sensors shows the latest value')
     t.equal(freezer?.count, 2)
-    t.equal(freezer?.ts, new Date(1764331260000).toISOString())
+    t.equal(freezer?.ts, new Date((bt + 60) * 1000).toISOString())
     const rollup = query<{ count: number, min_value: number, max_value: number, last: number }>(agent,
       "SELECT count, min_value, max_value, last FROM rollups WHERE sensor = 'urn:dev:freezer-1' AND period = 3600000")
     t.same(rollup, [{ count: 2, min_value: -18.5, max_value: -18, last: -18 }], 'the hour rollup')

@@ -55,7 +55,7 @@ t.test('pruning drops expired readings and rollups step by step, and caps the de
   sensors.commit(batch([], { deadLetters: letters, received: letters.length, stored: 0, rejected: letters.length }))
   t.equal(sensors.pruneStep(now), 2_000 + 1 + 5, 'one step: 2000 readings, the old minute rollup, the 5 oldest dead letters')
   t.equal(sensors.deadLetterCount(), 10_000)
-  const deleted = await new Promise<number>((resolve) => { sensors.pruneAll(resolve) })
+  const deleted = await new Promise<number>((resolve) => { sensors.pruneAll(resolve, () => now) })
   t.equal(deleted, 2_500, 'the rest, in later steps')
   t.same(sensors.readings('s', 'm').map((r) => r.value), [-1], 'the fresh reading stays')
   t.same(sensors.rollups(HOUR_MS, 's', 'm').map((r) => r.count), [4_500, 1], 'hour rollups are kept longer')
