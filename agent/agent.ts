@@ -368,6 +368,7 @@ export class Agent {
       skipped: c.skipped ?? 0,
       latencyMs: c.latencyMs ?? null,
       detections: c.detections ?? null,
+      decoder: c.decoder ?? null,
       error: c.error
     }))
     const seen = new Set(local.map((c) => c.camera))
@@ -381,7 +382,7 @@ export class Agent {
         const w = cameraWork.get(id)
         if (w === undefined || seen.has(id)) continue
         seen.add(id)
-        remote.push({ camera: id, node: m.name, source: w.source ?? null, model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, error: null })
+        remote.push({ camera: id, node: m.name, source: w.source ?? null, model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, error: null })
       }
     }
     return [...local, ...remote]

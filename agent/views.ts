@@ -167,5 +167,7 @@ export interface CameraListView {
   latencyMs: number | null
   /** What its latest result found (null where another node runs it). */
   detections: number | null
+  /** "software", or the hardware that decodes it ("cuda", "vaapi"…); null where another node runs it. */
+  decoder: string | null
   error: string | null
 }

@@ -50,7 +50,7 @@ for (let trial = 0; trial < 6; trial++) {
   execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-threads', '1', '-i', video, '-vf', filterGraph(graph), '-f', 'null', '-'])
   if (!withTensors) ffmpegRuns.push(FRAMES / ((performance.now() - started) / 1000))
   started = performance.now()
-  const source = new FrameSource({ options: { url: video, ...graph, normalization: PADDLE_OCR, loop: false, paced: false }, log })
+  const source = new FrameSource({ options: { url: video, ...graph, normalization: PADDLE_OCR, hwaccel: 'none', loop: false, paced: false }, log })
   source.start()
   // With tensors: a consumer that takes every frame it can as a tensor (the rest are skipped).
   let tensors = 0
@@ -84,7 +84,7 @@ try {
     const latencies: number[] = []
     let withText = 0
     const pipeline = new CameraPipeline({
-      options: { id: 'bench', source: 'lavfi:testsrc=size=640x480:rate=25', model: id, inputName: 'x', normalization: PADDLE_OCR, width: size, height: size, fps: 25, loop: true, paced: true },
+      options: { id: 'bench', source: 'lavfi:testsrc=size=640x480:rate=25', model: id, inputName: 'x', normalization: PADDLE_OCR, hwaccel: 'auto', width: size, height: size, fps: 25, loop: true, paced: true },
       runner: runtime,
       log,
       onResult: (r) => { latencies.push(r.latencyMs); if (r.detections.length > 0) withText++ }

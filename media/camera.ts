@@ -34,6 +34,8 @@ export interface CameraStats {
   detections: number
   reconnects: number
   lastError: string | null
+  /** "software", or the hardware that decodes the source ("cuda", "vaapi"…). */
+  decoder: string
 }
 
 export interface CameraOptions extends Omit<FrameSourceOptions, 'url'> {
@@ -114,7 +116,8 @@ export class CameraPipeline {
       latencyMs: Math.round(percentile(this.inferred.map((r) => r.latencyMs), 50) || 0),
       detections: this.lastDetections,
       reconnects: source.reconnects,
-      lastError: source.lastError
+      lastError: source.lastError,
+      decoder: source.decoder
     }
   }
 }

@@ -97,6 +97,7 @@ export class CameraManager {
           model: modelId,
           inputName: record?.inputs[0]?.name ?? 'input',
           normalization: { ...IMAGENET, channels: item.channels },
+          hwaccel: item.hwaccel,
           width: item.size,
           height: item.size,
           fps: item.fps,

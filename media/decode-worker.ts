@@ -5,8 +5,10 @@
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
-import { Decoder, Demuxer, FilterAPI } from 'node-av/api'
-import type { Frame } from 'node-av/lib'
+import { Decoder, Demuxer, FilterAPI, HardwareContext } from 'node-av/api'
+import { AV_LOG_ERROR, AV_LOG_QUIET, AV_PIX_FMT_NV12 } from 'node-av/constants'
+import { Log } from 'node-av/lib'
+import type { Frame, Packet } from 'node-av/lib'
 import { demuxerInput } from './frame-source.ts'
 import type { FrameSourceOptions, FromDecoder, ToDecoder } from './frame-source.ts'
 import { filterGraph, rgbToTensor } from './preprocess.ts'
@@ -30,6 +32,10 @@ class DecodeLoop {
   private lastError: string | null = null
   private statsAt = 0
   private firstFrameAt: number | null = null
+  /** "software", or the hardware decoding the source ("cuda", "vaapi"…). */
+  private decoder = 'software'
+  /** Hardware decoding failed on this source: software from now on. */
+  private hardwareFailed = false
 
   constructor (options: FrameSourceOptions, port: MessagePort) {
     this.options = options
@@ -78,15 +84,50 @@ class DecodeLoop {
     await using demuxer = await Demuxer.open(input, { format, options } as Parameters<typeof Demuxer.open>[1])
     const stream = demuxer.video()
     if (stream === undefined) throw new Error('the source has no video stream')
-    using decoder = Decoder.createSync(stream)
+    using decoder = this.openDecoder(stream)
     using filter = FilterAPI.create(filterGraph(this.options))
     const pace = this.options.paced && !live
     const interval = 1000 / this.options.fps
     const opened = performance.now()
-    let seq = 0
     // A live stream is read asynchronously, so that stop() is not stuck behind a network read; a file or a test
     // source synchronously, which is twice as fast.
     const packets = live ? demuxer.packets(stream.index) : demuxer.packetsSync(stream.index)
+    const framesBefore = this.framesIn
+    try {
+      await this.pump(packets, decoder, filter, pace, opened, interval)
+    } catch (err) {
+      // A hardware decoder that cannot decode this stream (a codec or profile it lacks) fails before any frame.
+      if (this.decoder !== 'software' && this.framesIn === framesBefore) {
+        this.hardwareFailed = true
+        this.post({ type: 'log', level: 'warn', msg: 'hardware decoding failed: decoding in software', fields: { hardware: this.decoder, err: (err as Error).message } })
+      }
+      throw err
+    }
+  }
+
+  /** Hardware decoding where the box has it (frames come back to memory as NV12 for the filter graph), else software. */
+  private openDecoder (stream: NonNullable<ReturnType<Demuxer['video']>>): Decoder {
+    this.decoder = 'software'
+    if (this.options.hwaccel === 'none' || this.hardwareFailed) return Decoder.createSync(stream)
+    // Probing tries every kind of hardware FFmpeg knows, and FFmpeg says so on stderr for each one missing.
+    Log.setLevel(AV_LOG_QUIET)
+    const hardware = HardwareContext.auto()
+    Log.setLevel(AV_LOG_ERROR)
+    if (hardware === null) return Decoder.createSync(stream)
+    try {
+      const decoder = Decoder.createSync(stream, { hardware, rescale: { pixelFormat: AV_PIX_FMT_NV12 } })
+      this.decoder = hardware.deviceTypeName
+      return decoder
+    } catch (err) {
+      this.hardwareFailed = true
+      this.post({ type: 'log', level: 'warn', msg: 'hardware decoder unavailable: decoding in software', fields: { hardware: hardware.deviceTypeName, err: (err as Error).message } })
+      return Decoder.createSync(stream)
+    }
+  }
+
+  private async pump (packets: AsyncIterable<Packet | null> | Iterable<Packet | null>, decoder: Decoder, filter: FilterAPI,
+    pace: boolean, opened: number, interval: number): Promise<void> {
+    let seq = 0
     for await (const packet of packets) {
       decoder.decodeSync(packet)
       packet?.free()
@@ -135,7 +176,7 @@ class DecodeLoop {
 
   private sendStats (): void {
     this.statsAt = Date.now()
-    this.post({ type: 'stats', framesIn: this.framesIn, skipped: this.skipped, reconnects: this.reconnects, lastError: this.lastError, firstFrameAt: this.firstFrameAt })
+    this.post({ type: 'stats', framesIn: this.framesIn, skipped: this.skipped, reconnects: this.reconnects, lastError: this.lastError, firstFrameAt: this.firstFrameAt, decoder: this.decoder })
   }
 
   private post (message: FromDecoder, transfer: ArrayBuffer[] = []): void {

@@ -29,6 +29,8 @@ export interface FrameSourceOptions {
   paced: boolean
   /** How a frame becomes the model's input tensor. */
   normalization: Normalization
+  /** "auto": decode on the box's video hardware where FFmpeg finds some (CUDA, VAAPI, QSV…), else in software. */
+  hwaccel: 'auto' | 'none'
 }
 
 /** A frame as the model takes it: a normalized Float32 NCHW tensor at the model's size. */
@@ -49,13 +51,15 @@ export interface SourceStats {
   lastError: string | null
   /** From start() to the first frame (ms): loading FFmpeg in the decode thread, opening the source. */
   firstFrameMs: number | null
+  /** "software", or the hardware that decodes the source ("cuda", "vaapi"…). */
+  decoder: string
 }
 
 /** What the decode worker (decode-worker.ts) and its FrameSource say to each other. */
 export type ToDecoder = { type: 'want', into: Float32Array | null } | { type: 'stop' }
 export type FromDecoder =
   | { type: 'frame', tensor: Float32Array, at: number, seq: number }
-  | { type: 'stats', framesIn: number, skipped: number, reconnects: number, lastError: string | null, firstFrameAt: number | null }
+  | { type: 'stats', framesIn: number, skipped: number, reconnects: number, lastError: string | null, firstFrameAt: number | null, decoder: string }
   | { type: 'log', level: 'warn' | 'debug', msg: string, fields: Record<string, unknown> }
 
 const WORKER_URL = new URL('./decode-worker.ts', import.meta.url)
@@ -81,9 +85,10 @@ export class FrameSource {
   private restart: NodeJS.Timeout | undefined
   private running = false
   private waiting: { resolve: (frame: TensorFrame | null) => void, into: Float32Array | null } | undefined
-  private latest: Omit<SourceStats, 'fpsIn' | 'firstFrameMs'> = { framesIn: 0, skipped: 0, reconnects: 0, lastError: null }
+  private latest: Omit<SourceStats, 'fpsIn' | 'firstFrameMs' | 'decoder'> = { framesIn: 0, skipped: 0, reconnects: 0, lastError: null }
   private startedAt = 0
   private firstFrameAt: number | null = null
+  private decoder = 'software'
   /** Stats from earlier workers of this source (one died and was started again). */
   private base = { framesIn: 0, skipped: 0, reconnects: 0 }
   private readonly samples: Array<{ at: number, framesIn: number }> = []
@@ -144,7 +149,8 @@ export class FrameSource {
       skipped: this.base.skipped + this.latest.skipped,
       reconnects: this.base.reconnects + this.latest.reconnects,
       lastError: this.latest.lastError,
-      firstFrameMs: this.firstFrameAt === null ? null : this.firstFrameAt - this.startedAt
+      firstFrameMs: this.firstFrameAt === null ? null : this.firstFrameAt - this.startedAt,
+      decoder: this.decoder
     }
   }
 
@@ -174,6 +180,7 @@ export class FrameSource {
     } else if (message.type === 'stats') {
       this.latest = { framesIn: message.framesIn, skipped: message.skipped, reconnects: message.reconnects, lastError: message.lastError }
       this.firstFrameAt ??= message.firstFrameAt
+      this.decoder = message.decoder
       const at = Date.now()
       this.samples.push({ at, framesIn: this.base.framesIn + message.framesIn })
       this.trim(at)

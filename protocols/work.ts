@@ -23,7 +23,9 @@ const workItemShape = {
   /** Cameras: frames per second to infer, the model's square input size, and its channel order. */
   fps: z.number().min(0.1).max(120).default(5),
   size: z.int().min(32).max(4096).refine((n) => n % 32 === 0, 'must be a multiple of 32').default(640),
-  channels: z.enum(['rgb', 'bgr']).default('rgb')
+  channels: z.enum(['rgb', 'bgr']).default('rgb'),
+  /** Cameras: decode on the box's video hardware where there is some ("auto"), or always in software ("none"). */
+  hwaccel: z.enum(['auto', 'none']).default('auto')
 }
 
 /** In a config file: an unknown key is a typo, and an error. */

@@ -28,7 +28,7 @@ t.test('camera → tensor → model → results, real video through node-av and 
 
   const camera = (options: Partial<CameraOptions>, results: CameraResult[]) => {
     const pipeline = new CameraPipeline({
-      options: { id: 'cam', source: TESTSRC, model: id, inputName: 'x', normalization: PADDLE_OCR, width: 640, height: 640, fps: 2, loop: true, paced: true, ...options },
+      options: { id: 'cam', source: TESTSRC, model: id, inputName: 'x', normalization: PADDLE_OCR, hwaccel: 'auto', width: 640, height: 640, fps: 2, loop: true, paced: true, ...options },
       runner: runtime,
       log,
       onResult: (r) => results.push(r)

@@ -25,7 +25,7 @@ t.test('a camera work item runs on its node: results in the store and on the mes
     const camera = (await cameras(host.socketPath)).find((c) => c.camera === 'cam-pattern')
     return camera !== undefined && (camera.fpsInferred ?? 0) > 0 && camera
   }, 60_000)
-  t.match(running, { node: 'cam-host', state: 'running', error: null, source: 'lavfi:testsrc=size=640x480:rate=10' })
+  t.match(running, { node: 'cam-host', state: 'running', error: null, source: 'lavfi:testsrc=size=640x480:rate=10', decoder: 'software' })
   t.match(running.model, /^[0-9a-f]{64}$/, 'the model file was compiled and runs by id')
   const failed = (await cameras(host.socketPath)).find((c) => c.camera === 'cam-nomodel')
   t.match(failed, { state: 'failed', error: /no model f{64} is registered/ }, 'a camera whose model nobody has says so')

@@ -7,7 +7,7 @@ import { sampleBeacon } from '../helpers/beacon.ts'
 const good: HealthBeacon = sampleBeacon({
   name: 'pi-1', startedAt: 1_700_000_000_000, seq: 3, uptimeS: 12.5, cpuPct: 12.3, load1: 0.5, memUsedBytes: 100,
   memTotalBytes: 200, diskFreeBytes: 300, tempC: 48.2, accelerators: ['dri'], addrs: ['/ip4/10.0.0.2/tcp/4001'],
-  work: [{ id: 'cam-door', kind: 'camera', source: 'rtsp://10.0.0.9/s', pinned: false, cpuPct: 40, memMB: 200, accelerator: 'preferred', fps: 5, size: 640, channels: 'rgb' }],
+  work: [{ id: 'cam-door', kind: 'camera', source: 'rtsp://10.0.0.9/s', pinned: false, cpuPct: 40, memMB: 200, accelerator: 'preferred', fps: 5, size: 640, channels: 'rgb', hwaccel: 'auto' }],
   running: ['cam-door']
 })
 const enc = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
