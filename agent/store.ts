@@ -151,6 +151,13 @@ const MIGRATIONS: ReadonlyArray<{ version: number, sql: string }> = [
       );
       CREATE INDEX detections_camera_at ON detections (camera, at);
     `
+  },
+  {
+    version: 6,
+    sql: `
+      -- The intra-op threads a model's latency was measured with (and it runs with, on its fastest provider).
+      ALTER TABLE model_benchmarks ADD COLUMN threads INTEGER NOT NULL DEFAULT 1;
+    `
   }
 ]
 

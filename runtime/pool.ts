@@ -19,8 +19,10 @@ interface Slot {
  */
 export class InferencePool {
   readonly size: number
-  /** onnxruntime's intra-op threads per worker: the cores but one, shared out between the workers. */
+  /** onnxruntime's intra-op threads per worker: the cores but one, shared out between the workers… */
   readonly threads: number
+  /** …or all of them for one model, where that measured faster (one inference at a time, as a camera runs). */
+  readonly maxThreads: number
   private readonly log: Logger
   private slots: Slot[] = []
   private nextId = 1
@@ -32,6 +34,7 @@ export class InferencePool {
     // One core stays free for the event loop (gossip, failure detection, ingest): on a 2-core box, inference
     // that took both cores delayed the loop ~20 ms at p99; with one it stays well under.
     this.threads = Math.max(1, Math.floor((components.cpus - 1) / this.size))
+    this.maxThreads = Math.max(1, components.cpus - 1)
   }
 
   /** Threads start on first use: an agent with no models loads no onnxruntime (tens of MB per thread). */
@@ -77,11 +80,11 @@ export class InferencePool {
     return this.slots[0] as Slot
   }
 
-  /** Loads a model on every worker with `provider`; resolves with its inputs and outputs. */
-  async load (model: string, file: string, provider: string): Promise<LoadResult> {
+  /** Loads a model on every worker with `provider` and `threads`; resolves with its inputs and outputs. */
+  async load (model: string, file: string, provider: string, threads = this.threads): Promise<LoadResult> {
     this.first()
     const results = await Promise.all(this.slots.map(async (slot) =>
-      await this.call(slot, { op: 'load', model, file, provider, threads: this.threads }) as LoadResult))
+      await this.call(slot, { op: 'load', model, file, provider, threads }) as LoadResult))
     return results[0] as LoadResult
   }
 

@@ -1,9 +1,10 @@
 import type { Database as DB } from 'better-sqlite3'
 import type { TensorSpec } from './tensors.ts'
 
-/** A measured latency of one model on one execution provider. */
+/** A measured latency of one model on one execution provider, with `threads` intra-op threads. */
 export interface ProviderBenchmark {
   name: string
+  threads: number
   runs: number
   p50Ms: number
   p99Ms: number
@@ -58,9 +59,9 @@ export class ModelRegistry {
 
   recordBenchmark (id: string, p: ProviderBenchmark, at = Date.now()): void {
     this.db.prepare(`
-      INSERT INTO model_benchmarks (model_id, provider, runs, p50_ms, p99_ms, at) VALUES (?, ?, ?, ?, ?, ?)
-      ON CONFLICT DO UPDATE SET runs = excluded.runs, p50_ms = excluded.p50_ms, p99_ms = excluded.p99_ms, at = excluded.at`)
-      .run(id, p.name, p.runs, p.p50Ms, p.p99Ms, at)
+      INSERT INTO model_benchmarks (model_id, provider, threads, runs, p50_ms, p99_ms, at) VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT DO UPDATE SET threads = excluded.threads, runs = excluded.runs, p50_ms = excluded.p50_ms, p99_ms = excluded.p99_ms, at = excluded.at`)
+      .run(id, p.name, p.threads, p.runs, p.p50Ms, p.p99Ms, at)
   }
 
   get (id: string): ModelRecord | undefined {
@@ -74,8 +75,8 @@ export class ModelRegistry {
   }
 
   private record (r: ModelRow): ModelRecord {
-    const providers = this.db.prepare<[string], { provider: string, runs: number, p50_ms: number, p99_ms: number }>(
-      'SELECT provider, runs, p50_ms, p99_ms FROM model_benchmarks WHERE model_id = ? ORDER BY p50_ms').all(r.id)
+    const providers = this.db.prepare<[string], { provider: string, threads: number, runs: number, p50_ms: number, p99_ms: number }>(
+      'SELECT provider, threads, runs, p50_ms, p99_ms FROM model_benchmarks WHERE model_id = ? ORDER BY p50_ms').all(r.id)
     return {
       id: r.id,
       name: r.name,
@@ -87,7 +88,7 @@ export class ModelRegistry {
       inputs: JSON.parse(r.inputs) as TensorSpec[],
       outputs: JSON.parse(r.outputs) as TensorSpec[],
       createdAt: r.created_at,
-      providers: providers.map((p) => ({ name: p.provider, runs: p.runs, p50Ms: p.p50_ms, p99Ms: p.p99_ms }))
+      providers: providers.map((p) => ({ name: p.provider, threads: p.threads, runs: p.runs, p50Ms: p.p50_ms, p99Ms: p.p99_ms }))
     }
   }
 }

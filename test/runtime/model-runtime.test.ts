@@ -16,10 +16,10 @@ const CLS = MODELS + 'ch_ppocr_mobile_v2.0_cls_infer.onnx'
 const DET = MODELS + 'ch_PP-OCRv4_det_infer.onnx'
 const log = createLogger('silent')
 
-function setup (t: { testdir: () => string, teardown: (fn: () => Promise<void> | void) => void }, compiled: unknown[] = []) {
+function setup (t: { testdir: () => string, teardown: (fn: () => Promise<void> | void) => void }, compiled: unknown[] = [], cpus = 2) {
   const dir = t.testdir()
   const store = new Store({ path: join(dir, 'noodle.db'), log })
-  const pool = new InferencePool({ log, cpus: 2 })
+  const pool = new InferencePool({ log, cpus })
   pool.start()
   const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log, onCompiled: (m) => compiled.push(m) })
   runtime.start()
@@ -37,6 +37,7 @@ t.test('compile: verify, optimize, benchmark on each provider that loads, regist
   t.same(Object.keys(result), ['id', 'inputs', 'outputs', 'providers'])
   const cpu = result.providers.find((p) => p.name === 'cpu')
   t.ok(cpu !== undefined && cpu.p50Ms > 0 && cpu.p99Ms >= cpu.p50Ms, 'CPU measured, p99 ≥ p50')
+  t.equal(runtime.list()[0]?.providers[0]?.threads, 1, 'on 2 cores: one inference thread, the other core for the event loop')
   t.same(runtime.providers.includes('cpu'), true)
   t.equal(compiled.length, 1, 'announced once')
   const [listed] = runtime.list()
@@ -45,6 +46,17 @@ t.test('compile: verify, optimize, benchmark on each provider that loads, regist
   const again = await runtime.compile(CLS)
   t.equal(again.id, result.id, 'compiling the same file again is the same model')
   t.equal(runtime.list().length, 1)
+})
+
+t.test('a model runs on every core but one where that measured clearly faster, else on its share', async (t) => {
+  // 4 cores as 2 workers of 1 thread each: one model may instead have 3 threads, if they measured ≥ 15 % faster.
+  const { runtime, pool } = setup(t, [], 4)
+  t.same([pool.size, pool.threads, pool.maxThreads], [2, 1, 3])
+  const { id } = await runtime.compile(CLS)
+  const [best] = runtime.list()[0]?.providers ?? []
+  t.ok(best?.threads === 1 || best?.threads === 3, `measured and chosen: ${best?.threads ?? '?'} thread(s), p50 ${best?.p50Ms ?? '?'} ms`)
+  const bench = await runtime.bench(id, { runs: 10 })
+  t.equal(runtime.list()[0]?.providers.find((p) => p.name === bench.provider)?.threads, best?.threads, 'it runs, and is benchmarked, with the threads chosen')
 })
 
 t.test('bad model files are refused with a clear error', async (t) => {
