@@ -2,7 +2,8 @@ import { availableParallelism } from 'node:os'
 import { join, resolve as resolvePath } from 'node:path'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../identity/keys.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
-import { ControlApi, parseBody, readJsonBody } from './api.ts'
+import { ControlApi, TextBody, parseBody, readJsonBody } from './api.ts'
+import { PROMETHEUS_CONTENT_TYPE, PrometheusMetrics } from './prometheus.ts'
 import { BenchRequestSchema, CompileRequestSchema, FetchRequestSchema, modelCompiledCodec } from '../protocols/models.ts'
 import { ModelExchange } from '../runtime/model-exchange.ts'
 import { ModelStandby } from '../runtime/model-standby.ts'
@@ -89,6 +90,7 @@ export class Agent {
     exchange: ModelExchange
     standby: ModelStandby | null
     cameras: CameraManager
+    prometheus: PrometheusMetrics
   }) {
     this.config = parts.config
     this.mesh = parts.mesh
@@ -116,6 +118,7 @@ export class Agent {
         'GET /api/v1/ingest': () => this.ingest(),
         'GET /api/v1/models': () => this.models(),
         'GET /api/v1/cameras': () => this.cameraViews(),
+        'GET /metrics': async () => new TextBody(await parts.prometheus.render(), PROMETHEUS_CONTENT_TYPE),
         'POST /api/v1/models/compile': async (req) => {
           const { file } = parseBody(CompileRequestSchema, await readJsonBody(req))
           return await this.runtime.compile(resolvePath(file))
@@ -217,11 +220,24 @@ export class Agent {
     })
     const pool = new InferencePool({ log, cpus })
     const modelsDir = join(config.dataDir, 'models')
+    const prometheus = new PrometheusMetrics({
+      store: metrics,
+      sources: {
+        members: () => membership.list(),
+        election: () => ({ term: election.term, isCoordinator: election.isCoordinator }),
+        connections: () => mesh.node.getConnections().length,
+        workRunning: () => work.runningIds().length,
+        ingest: () => mqtt.ingest === null ? null : { ...mqtt.ingest.stats(), deadLetter: sensors.deadLetterCount() },
+        cameras: () => cameras.list(),
+        loopLagMs: () => lag.ms
+      }
+    })
     const runtime = new ModelRuntime({
       registry: new ModelRegistry({ db: store.database }),
       pool,
       modelsDir,
       log,
+      onRun: (model, ms) => { prometheus.observeInference(model, ms) },
       onCompiled: (m) => {
         reporter.publishSoon()
         mesh.publish(modelCompiledCodec, { v: 1, ...compileResult(m), name: m.name, sizeBytes: m.sizeBytes, opset: m.opset })
@@ -265,6 +281,7 @@ export class Agent {
       db: store.database,
       log,
       onResult: (r) => {
+        prometheus.observeCameraResult(r.camera, r.latencyMs)
         const last = lastShared.get(r.camera)
         if (last !== undefined && r.at - last.at < 1_000 && last.count === r.detections.length) return
         lastShared.set(r.camera, { at: r.at, count: r.detections.length })
@@ -314,7 +331,7 @@ export class Agent {
     const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
     return new Agent({
       config, log, startedAt, store, metrics, mesh, membership, election, lag, work, dialer, service, prober,
-      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange, standby, cameras
+      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange, standby, cameras, prometheus
     })
   }
 

@@ -10,6 +10,17 @@ import type { Logger } from './logger.ts'
 /** A route's answer: the JSON body, and the status when it is not 200. */
 export type RouteHandler = (req: IncomingMessage) => unknown | Promise<unknown>
 
+/** A route's answer that is not JSON (Prometheus's text format). */
+export class TextBody {
+  readonly text: string
+  readonly contentType: string
+
+  constructor (text: string, contentType: string) {
+    this.text = text
+    this.contentType = contentType
+  }
+}
+
 /** Unified error body, the same for every endpoint: `{ "error": { "code", "message", "field"? } }`. */
 function sendError (res: ServerResponse, status: number, code: string, message: string, field?: string): void {
   sendJson(res, status, { error: field === undefined ? { code, message } : { code, message, field } })
@@ -111,7 +122,13 @@ export class ControlApi {
       return
     }
     try {
-      sendJson(res, 200, await handler(req))
+      const body = await handler(req)
+      if (body instanceof TextBody) {
+        res.writeHead(200, { 'content-type': body.contentType, 'content-length': Buffer.byteLength(body.text) })
+        res.end(body.text)
+      } else {
+        sendJson(res, 200, body)
+      }
     } catch (err) {
       // Errors that carry an HTTP status are expected answers (503: no coordinator yet); the rest are bugs.
       const status = (err as { httpStatus?: number }).httpStatus ?? 500

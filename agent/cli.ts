@@ -2,7 +2,7 @@
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { ParseArgsConfig } from 'node:util'
-import { apiGet, apiRequest } from './client.ts'
+import { apiGet, apiRequest, apiText } from './client.ts'
 import { loadConfig } from './config.ts'
 import type { AgentFlags } from './config.ts'
 import { AgentUnreachableError, NoodleError, UsageError } from './errors.ts'
@@ -32,6 +32,7 @@ Usage:
   noodle models compile FILE [--json]  verify, optimize, benchmark and register an ONNX model file
   noodle models fetch ID [--json]  fetch a model another node announced (hash-checked), then compile it here
   noodle models bench ID [--runs N] [--shape 1,3,224,224] [--json]  run a model flat out: latency, throughput
+  noodle metrics                  the agent's metrics in Prometheus's text format (as GET /metrics)
   noodle help | --version
 
 Agent options (each also settable in the config file or as NOODLE_*):
@@ -75,6 +76,7 @@ const COMMANDS = {
   sensors: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
   ingest: { ...COMMON, json: { type: 'boolean' } },
   cameras: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
+  metrics: { ...COMMON },
   models: { ...COMMON, json: { type: 'boolean' }, runs: { type: 'string' }, shape: { type: 'string' } },
   help: {},
   version: {}
@@ -243,6 +245,11 @@ export async function main (argv: string[]): Promise<number> {
       case 'models':
         await runModels(positionals, flags)
         return 0
+      case 'metrics': {
+        const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'] as string | undefined, config: flags.config as string | undefined } })
+        process.stdout.write(await apiText(api.socketPath, '/metrics'))
+        return 0
+      }
       case 'status':
       case 'nodes':
       case 'decisions':

@@ -7,30 +7,36 @@ export function apiGet<T> (socketPath: string, path: string, timeoutMs = 5_000):
 }
 
 /** Calls the control API over the agent's Unix socket and parses the JSON answer; errors become ApiError. */
-export function apiRequest<T> (socketPath: string, method: 'GET' | 'POST', path: string, timeoutMs = 5_000, body?: unknown): Promise<T> {
-  const payload = body === undefined ? undefined : JSON.stringify(body)
+export async function apiRequest<T> (socketPath: string, method: 'GET' | 'POST', path: string, timeoutMs = 5_000, body?: unknown): Promise<T> {
+  const { status, text } = await call(socketPath, method, path, timeoutMs, body === undefined ? undefined : JSON.stringify(body))
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw new ApiError(status, 'ERR_BAD_RESPONSE', `agent answered ${path} with something other than JSON`)
+  }
+  if (status >= 400) {
+    const error = (parsed as { error?: { code?: string, message?: string } }).error
+    throw new ApiError(status, error?.code ?? 'ERR_API', error?.message ?? `HTTP ${status}`)
+  }
+  return parsed as T
+}
+
+/** GET a path whose answer is text, not JSON (`/metrics`). */
+export async function apiText (socketPath: string, path: string, timeoutMs = 5_000): Promise<string> {
+  const { status, text } = await call(socketPath, 'GET', path, timeoutMs)
+  if (status >= 400) throw new ApiError(status, 'ERR_API', `HTTP ${status}: ${text.slice(0, 200)}`)
+  return text
+}
+
+function call (socketPath: string, method: 'GET' | 'POST', path: string, timeoutMs: number, payload?: string): Promise<{ status: number, text: string }> {
   return new Promise((resolve, reject) => {
     const headers = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }
     const req = request({ socketPath, path, method, timeout: timeoutMs, headers }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('error', reject)
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8')
-        let body: unknown
-        try {
-          body = JSON.parse(text)
-        } catch {
-          reject(new ApiError(res.statusCode ?? 0, 'ERR_BAD_RESPONSE', `agent answered ${path} with something other than JSON`))
-          return
-        }
-        if ((res.statusCode ?? 500) >= 400) {
-          const error = (body as { error?: { code?: string, message?: string } }).error
-          reject(new ApiError(res.statusCode ?? 500, error?.code ?? 'ERR_API', error?.message ?? `HTTP ${res.statusCode ?? '?'}`))
-          return
-        }
-        resolve(body as T)
-      })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 500, text: Buffer.concat(chunks).toString('utf8') }) })
     })
     req.on('timeout', () => { req.destroy(new AgentUnreachableError(socketPath)) })
     req.on('error', (err: NodeJS.ErrnoException) => {

@@ -21,6 +21,8 @@ function seriesKey (name: string, labels?: Labels): string {
  */
 export class MetricsStore implements MetricsRegister {
   private readonly values = new Map<string, number>()
+  /** What each series is, by its key: for rendering (GET /metrics). */
+  private readonly described = new Map<string, { name: string, labels: Record<string, string> }>()
   private readonly collectors: Array<() => void> = []
 
   /** Current value of a series; 0 when nothing was recorded. */
@@ -49,8 +51,20 @@ export class MetricsStore implements MetricsRegister {
   }
 
   inc (name: string, labels?: Labels, by = 1): void {
+    this.set(name, labels, this.get(name, labels) + by)
+  }
+
+  /** Every series: its metric name, its labels and its value. */
+  entries (): Array<{ name: string, labels: Record<string, string>, value: number }> {
+    return [...this.values].map(([key, value]) => ({ ...this.described.get(key) as { name: string, labels: Record<string, string> }, value }))
+  }
+
+  private set (name: string, labels: Labels | undefined, value: number): void {
     const key = seriesKey(name, labels)
-    this.values.set(key, (this.values.get(key) ?? 0) + by)
+    if (!this.described.has(key)) {
+      this.described.set(key, { name, labels: Object.fromEntries(Object.entries(labels ?? {}).map(([k, v]) => [k, String(v)])) })
+    }
+    this.values.set(key, value)
   }
 
   collect (): void {
@@ -60,8 +74,8 @@ export class MetricsStore implements MetricsRegister {
   // --- MetricsRegister (gossipsub's interface). Its call shapes overload on label presence, hence the `any`s.
   gauge (config: MetricConfig): any {
     const set = (a: Labels | number, b?: number) => typeof a === 'number'
-      ? this.values.set(config.name, a)
-      : this.values.set(seriesKey(config.name, a), b ?? 0)
+      ? this.set(config.name, undefined, a)
+      : this.set(config.name, a, b ?? 0)
     const inc = (a?: Labels | number, b?: number) => typeof a === 'object'
       ? this.inc(config.name, a, b ?? 1)
       : this.inc(config.name, undefined, a ?? 1)

@@ -52,6 +52,7 @@ export class ModelRuntime {
   private readonly modelsDir: string
   private readonly log: Logger
   private readonly onCompiled: (model: ModelRecord) => void
+  private readonly onRun: (model: string, ms: number) => void
   private readonly unavailable = new Set<string>()
   private readonly working = new Set<string>(['cpu'])
   /** The provider and threads each model is loaded with in the pool. */
@@ -59,12 +60,21 @@ export class ModelRuntime {
   /** Each model's latency on its fastest provider, newest model first: read for every beacon, changed rarely. */
   private latencies: Array<{ id: string, p50Ms: number }> | undefined
 
-  constructor (components: { registry: ModelRegistry, pool: InferencePool, modelsDir: string, log: Logger, onCompiled?: (model: ModelRecord) => void }) {
+  constructor (components: {
+    registry: ModelRegistry
+    pool: InferencePool
+    modelsDir: string
+    log: Logger
+    onCompiled?: (model: ModelRecord) => void
+    /** Every run of a model, with its inference time in the worker (ms): for the metrics. */
+    onRun?: (model: string, ms: number) => void
+  }) {
     this.registry = components.registry
     this.pool = components.pool
     this.modelsDir = components.modelsDir
     this.log = components.log
     this.onCompiled = components.onCompiled ?? (() => {})
+    this.onRun = components.onRun ?? (() => {})
   }
 
   start (): void {
@@ -163,8 +173,11 @@ export class ModelRuntime {
 
   /** Runs a registered model once on the given inputs. */
   async run (id: string, feeds: Feeds): Promise<Awaited<ReturnType<InferencePool['run']>>> {
-    await this.ensureLoaded(this.model(id))
-    return await this.pool.run(this.resolve(id), feeds)
+    const model = this.model(id)
+    await this.ensureLoaded(model)
+    const result = await this.pool.run(model.id, feeds)
+    this.onRun(model.id, result.ms)
+    return result
   }
 
   /** A registered model by id or unique prefix, if there is one. */

@@ -118,6 +118,10 @@ t.test('--json prints exactly the API body; the table shows the node', async (t)
   t.match((await noodle(['optimize', ...args])).stdout, new RegExp(`^coordinator ${agent.peerId.slice(-8)}, term 1: placement unchanged\n$`),
     'optimize: the work is where it should be')
   t.match(JSON.parse((await noodle(['optimize', '--json', ...args])).stdout), { v: 1, term: 1, coordinator: agent.peerId, decisions: [] })
+  const metrics = (await noodle(['metrics', ...args])).stdout
+  t.match(metrics, /\nnoodle_members\{state="alive"\} 1\n/, 'metrics: Prometheus text, as GET /metrics')
+  t.match(metrics, /\nnoodle_coordinator 1\n/)
+  t.match(metrics, /\nnoodle_work_running 1\n/)
 
   // --watch redraws until stopped.
   const watch = execFile(process.execPath, [CLI, 'nodes', '--watch', ...args])

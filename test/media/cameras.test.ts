@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import t from 'tap'
-import { apiGet } from '../../agent/client.ts'
+import { apiGet, apiText } from '../../agent/client.ts'
 import type { CameraListView } from '../../agent/views.ts'
 import { allSee, bootstrapAddr, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 
@@ -43,6 +43,11 @@ t.test('a camera work item runs on its node: results in the store and on the mes
   const remote = await waitFor('the other node to list the camera where it runs', async () =>
     (await cameras(other.socketPath)).find((c) => c.camera === 'cam-pattern'), 20_000)
   t.match(remote, { node: 'cam-host', state: 'remote', fpsIn: null })
+  const metrics = await apiText(host.socketPath, '/metrics')
+  t.ok(Number(/\nnoodle_camera_fps\{camera="cam-pattern",stage="inferred"\} ([\d.]+)/.exec(metrics)?.[1]) > 0, 'GET /metrics: the camera\'s rate')
+  t.match(metrics, new RegExp(`\\nnoodle_inference_seconds_count\\{model="${running.model?.slice(0, 12) ?? ''}"\\} [1-9]`), 'and its model\'s inference times')
+  t.match(metrics, /\nnoodle_members\{state="alive"\} 2\n/, 'and the mesh')
+  t.match(metrics, /\ngossipsub_rpc_sent_bytes_total [1-9]/, 'and gossipsub\'s own figures')
   await waitFor('results over gossip', () => /"msg":"camera result"/.test(other.output()) && /"camera":"cam-pattern"/.test(other.output()), 20_000)
   t.pass('the other node received the camera\'s results on noodle/1/media.frames')
 })
