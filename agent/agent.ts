@@ -4,6 +4,7 @@ import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../identity/k
 import { REJECTED_METRIC } from '../protocols/validator.ts'
 import { ControlApi, TextBody, parseBody, readJsonBody } from './api.ts'
 import { PROMETHEUS_CONTENT_TYPE, PrometheusMetrics } from './prometheus.ts'
+import { SystemdNotifier } from './systemd.ts'
 import { BenchRequestSchema, CompileRequestSchema, FetchRequestSchema, modelCompiledCodec } from '../protocols/models.ts'
 import { ModelExchange } from '../runtime/model-exchange.ts'
 import { ModelStandby } from '../runtime/model-standby.ts'
@@ -151,7 +152,9 @@ export class Agent {
       ['election', parts.electionService],
       ['orchestrator', parts.orchestrator],
       ['health', parts.reporter],
-      ['api', api]
+      ['api', api],
+      // Last to start, first to stop: READY means every component is up.
+      ['systemd', new SystemdNotifier({ log: parts.log, status: () => this.statusLine() })]
     ], parts.log)
   }
 
@@ -357,6 +360,12 @@ export class Agent {
       members: this.membership.count('alive'),
       loopLagMs: this.lag.ms
     }
+  }
+
+  /** One line for `systemctl status`. */
+  statusLine (): string {
+    const s = this.status()
+    return `${s.members} member(s) alive; ${s.role}; coordinator ${s.coordinatorName ?? s.coordinator ?? 'none yet'}, term ${s.term}`
   }
 
   nodes (): NodeView[] {
