@@ -2,7 +2,10 @@ import { availableParallelism } from 'node:os'
 import { join, resolve as resolvePath } from 'node:path'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../identity/keys.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
-import { ControlApi, TextBody, parseBody, readJsonBody } from './api.ts'
+import { ControlApi, JsonReply, TextBody, parseBody, readJsonBody } from './api.ts'
+import { OperatorStore } from '../identity/operators.ts'
+import { RegisterRequestSchema, RemoveOperatorSchema } from '../protocols/identity.ts'
+import { systemEventCodec } from '../protocols/events.ts'
 import { PROMETHEUS_CONTENT_TYPE, PrometheusMetrics } from './prometheus.ts'
 import { SystemdNotifier } from './systemd.ts'
 import { BenchRequestSchema, CompileRequestSchema, FetchRequestSchema, modelCompiledCodec } from '../protocols/models.ts'
@@ -92,6 +95,7 @@ export class Agent {
     standby: ModelStandby | null
     cameras: CameraManager
     prometheus: PrometheusMetrics
+    operators: OperatorStore
   }) {
     this.config = parts.config
     this.mesh = parts.mesh
@@ -120,6 +124,20 @@ export class Agent {
         'GET /api/v1/models': () => this.models(),
         'GET /api/v1/cameras': () => this.cameraViews(),
         'GET /metrics': async () => new TextBody(await parts.prometheus.render(), PROMETHEUS_CONTENT_TYPE),
+        // The Unix socket is trusted (its group is the box's operators): its requests act as "local".
+        'POST /api/v1/identity/register': async (req) => {
+          const created = await parts.operators.register(parseBody(RegisterRequestSchema, await readJsonBody(req)), 'local')
+          parts.mesh.publish(systemEventCodec, { v: 1, type: 'operator.registered', at: Date.now(), userId: created.user_id, username: created.username })
+            .catch((err: unknown) => { parts.log.debug({ err }, 'registration event not published') })
+          const { user_id: userId, username, email, created_at: createdAt, status } = created
+          return new JsonReply(201, { user_id: userId, username, email, created_at: createdAt, status })
+        },
+        'GET /api/v1/identity/users': () => parts.operators.list(),
+        'POST /api/v1/identity/users/remove': async (req) => {
+          parts.operators.remove(parseBody(RemoveOperatorSchema, await readJsonBody(req)).username, 'local')
+          return { removed: true }
+        },
+        'GET /api/v1/identity/audit': () => parts.operators.auditLog(),
         'POST /api/v1/models/compile': async (req) => {
           const { file } = parseBody(CompileRequestSchema, await readJsonBody(req))
           return await this.runtime.compile(resolvePath(file))
@@ -334,7 +352,8 @@ export class Agent {
     const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
     return new Agent({
       config, log, startedAt, store, metrics, mesh, membership, election, lag, work, dialer, service, prober,
-      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange, standby, cameras, prometheus
+      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange, standby, cameras, prometheus,
+      operators: new OperatorStore({ db: store.database })
     })
   }
 

@@ -10,6 +10,17 @@ import type { Logger } from './logger.ts'
 /** A route's answer: the JSON body, and the status when it is not 200. */
 export type RouteHandler = (req: IncomingMessage) => unknown | Promise<unknown>
 
+/** A route's JSON answer with a status other than 200 (201 Created). */
+export class JsonReply {
+  readonly status: number
+  readonly body: unknown
+
+  constructor (status: number, body: unknown) {
+    this.status = status
+    this.body = body
+  }
+}
+
 /** A route's answer that is not JSON (Prometheus's text format). */
 export class TextBody {
   readonly text: string
@@ -126,6 +137,8 @@ export class ControlApi {
       if (body instanceof TextBody) {
         res.writeHead(200, { 'content-type': body.contentType, 'content-length': Buffer.byteLength(body.text) })
         res.end(body.text)
+      } else if (body instanceof JsonReply) {
+        sendJson(res, body.status, body.body)
       } else {
         sendJson(res, 200, body)
       }

@@ -6,7 +6,11 @@ import { apiGet, apiRequest, apiText } from './client.ts'
 import { loadConfig } from './config.ts'
 import type { AgentFlags } from './config.ts'
 import { AgentUnreachableError, NoodleError, UsageError } from './errors.ts'
-import { formatBench, formatCamerasTable, formatCompile, formatDecisionsTable, formatIngest, formatModelsTable, formatNodesTable, formatOptimize, formatSensorsTable, formatStatus } from './format.ts'
+import {
+  formatBench, formatCamerasTable, formatCompile, formatDecisionsTable, formatIngest, formatModelsTable, formatNodesTable, formatOperatorsTable, formatOptimize,
+  formatSensorsTable, formatStatus
+} from './format.ts'
+import type { OperatorView } from '../protocols/identity.ts'
 import type { BenchResult, CompileResult } from '../runtime/model-runtime.ts'
 import type { IngestStatus } from './ingest.ts'
 import { VERSION } from './version.ts'
@@ -33,6 +37,10 @@ Usage:
   noodle models fetch ID [--json]  fetch a model another node announced (hash-checked), then compile it here
   noodle models bench ID [--runs N] [--shape 1,3,224,224] [--json]  run a model flat out: latency, throughput
   noodle metrics                  the agent's metrics in Prometheus's text format (as GET /metrics)
+  noodle user list [--json]       operator accounts
+  noodle user add NAME --email E --first-name F --last-name L [--phone P] [--role viewer|operator|admin]
+                                  create one (the password is read from stdin, or asked for without echo)
+  noodle user remove NAME         delete one
   noodle help | --version
 
 Agent options (each also settable in the config file or as NOODLE_*):
@@ -77,6 +85,15 @@ const COMMANDS = {
   ingest: { ...COMMON, json: { type: 'boolean' } },
   cameras: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
   metrics: { ...COMMON },
+  user: {
+    ...COMMON,
+    json: { type: 'boolean' },
+    email: { type: 'string' },
+    'first-name': { type: 'string' },
+    'last-name': { type: 'string' },
+    phone: { type: 'string' },
+    role: { type: 'string' }
+  },
   models: { ...COMMON, json: { type: 'boolean' }, runs: { type: 'string' }, shape: { type: 'string' } },
   help: {},
   version: {}
@@ -85,7 +102,7 @@ const COMMANDS = {
 type Command = keyof typeof COMMANDS
 
 /** Commands that take positional arguments (`models compile FILE`). */
-const TAKES_POSITIONALS = new Set<Command>(['models'])
+const TAKES_POSITIONALS = new Set<Command>(['models', 'user'])
 
 function parse (argv: string[]): { command: Command, flags: Record<string, unknown>, positionals: string[] } {
   const [first, ...rest] = argv
@@ -223,6 +240,69 @@ async function runModels (positionals: string[], flags: { 'data-dir'?: string, c
   }
 }
 
+interface UserFlags { 'data-dir'?: string, config?: string, json?: boolean, email?: string, 'first-name'?: string, 'last-name'?: string, phone?: string, role?: string }
+
+async function runUser (positionals: string[], flags: UserFlags): Promise<void> {
+  const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
+  const [sub, name, ...extra] = positionals
+  if (extra.length > 0) throw new UsageError(`user: unexpected ${JSON.stringify(extra[0])}`)
+  switch (sub) {
+    case 'list': {
+      const operators = await apiGet<OperatorView[]>(api.socketPath, '/api/v1/identity/users')
+      process.stdout.write(flags.json === true ? JSON.stringify(operators, null, 2) + '\n' : formatOperatorsTable(operators))
+      return
+    }
+    case 'add': {
+      if (name === undefined) throw new UsageError('user add: which username? (noodle user add NAME --email …)')
+      const password = await readPassword()
+      // Hashing is deliberately slow (scrypt): allow it more than a plain request.
+      const created = await apiRequest<Record<string, string>>(api.socketPath, 'POST', '/api/v1/identity/register', 30_000, {
+        username: name,
+        email: flags.email ?? '',
+        password,
+        profile: { first_name: flags['first-name'] ?? '', last_name: flags['last-name'] ?? '', ...(flags.phone === undefined ? {} : { phone: flags.phone }) },
+        ...(flags.role === undefined ? {} : { role: flags.role })
+      })
+      process.stdout.write(flags.json === true ? JSON.stringify(created, null, 2) + '\n' : `created ${created.username ?? name} (${created.user_id ?? '?'})\n`)
+      return
+    }
+    case 'remove':
+      if (name === undefined) throw new UsageError('user remove: which username?')
+      await apiRequest(api.socketPath, 'POST', '/api/v1/identity/users/remove', 5_000, { username: name })
+      process.stdout.write(`removed ${name}\n`)
+      return
+    default:
+      throw new UsageError(`user: unknown subcommand "${sub ?? ''}" (list, add, remove)`)
+  }
+}
+
+/** The password: the first line of stdin, or typed at a prompt that does not echo it. */
+async function readPassword (): Promise<string> {
+  const stdin = process.stdin
+  if (!stdin.isTTY) {
+    let text = ''
+    for await (const chunk of stdin) text += String(chunk)
+    return text.split('\n')[0]?.replace(/\r$/, '') ?? ''
+  }
+  process.stderr.write('password: ')
+  stdin.setRawMode(true)
+  let typed = ''
+  try {
+    for await (const chunk of stdin) {
+      for (const ch of String(chunk)) {
+        if (ch === '\r' || ch === '\n') return typed
+        if (ch === '\u0003') throw new UsageError('cancelled')
+        typed = ch === '\u007f' ? typed.slice(0, -1) : typed + ch
+      }
+    }
+    return typed
+  } finally {
+    stdin.setRawMode(false)
+    stdin.pause()
+    process.stderr.write('\n')
+  }
+}
+
 export async function main (argv: string[]): Promise<number> {
   try {
     const { command, flags, positionals } = parse(argv)
@@ -244,6 +324,9 @@ export async function main (argv: string[]): Promise<number> {
         return -1
       case 'models':
         await runModels(positionals, flags)
+        return 0
+      case 'user':
+        await runUser(positionals, flags)
         return 0
       case 'metrics': {
         const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'] as string | undefined, config: flags.config as string | undefined } })

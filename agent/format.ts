@@ -1,3 +1,4 @@
+import type { OperatorView } from '../protocols/identity.ts'
 import type { OptimizeResponse } from '../protocols/optimize.ts'
 import type { IngestStatus } from './ingest.ts'
 import type { BenchResult, CompileResult } from '../runtime/model-runtime.ts'
@@ -166,4 +167,10 @@ export function formatCamerasTable (cameras: CameraListView[]): string {
     n(c.fpsIn), n(c.fpsInferred), n(c.skipped), n(c.latencyMs, ' ms'), n(c.detections), c.source ?? '-'
   ])
   return renderTable(['CAMERA', 'NODE', 'STATE', 'FPS IN', 'FPS INFERRED', 'SKIPPED', 'LATENCY', 'FOUND', 'SOURCE'], rows)
+}
+
+/** The `noodle user list` table. */
+export function formatOperatorsTable (operators: OperatorView[]): string {
+  if (operators.length === 0) return 'no operators (noodle user add NAME --email …)\n'
+  return renderTable(['USERNAME', 'EMAIL', 'ROLE', 'STATUS', 'CREATED'], operators.map((o) => [o.username, o.email, o.role, o.status, o.created_at]))
 }

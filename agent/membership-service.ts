@@ -99,6 +99,8 @@ export class MembershipService {
     if (event.type === 'member.leave') {
       this.c.membership.observeLeave(from.toString(), event)
       this.c.dialer.forget(from.toString())
+    } else {
+      this.c.log.info({ peer: from.toString(), userId: event.userId, username: event.username }, 'an operator registered on a member')
     }
   }
 

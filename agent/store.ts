@@ -158,6 +158,33 @@ const MIGRATIONS: ReadonlyArray<{ version: number, sql: string }> = [
       -- The intra-op threads a model's latency was measured with (and it runs with, on its fastest provider).
       ALTER TABLE model_benchmarks ADD COLUMN threads INTEGER NOT NULL DEFAULT 1;
     `
+  },
+  {
+    version: 7,
+    sql: `
+      -- Operator accounts: who may use the API beyond the local socket.
+      CREATE TABLE operators (
+        user_id       TEXT PRIMARY KEY,      -- a random UUID
+        username      TEXT NOT NULL UNIQUE,  -- lower case
+        email         TEXT NOT NULL UNIQUE,  -- lower case
+        password_hash TEXT NOT NULL,         -- scrypt$N$r$p$salt$hash, never the password
+        first_name    TEXT NOT NULL,
+        last_name     TEXT NOT NULL,
+        phone         TEXT,
+        role          TEXT NOT NULL,         -- viewer, operator or admin
+        status        TEXT NOT NULL,         -- active
+        created_at    INTEGER NOT NULL
+      );
+      -- Administrative actions: who did what to what, and when.
+      CREATE TABLE audit_log (
+        id     INTEGER PRIMARY KEY,
+        at     INTEGER NOT NULL,
+        actor  TEXT NOT NULL,                -- "local" for the Unix socket, else a username
+        action TEXT NOT NULL,                -- operator.register, operator.remove…
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+      );
+    `
   }
 ]
 

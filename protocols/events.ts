@@ -10,7 +10,16 @@ const MemberLeaveSchema = z.object({
   startedAt: z.int().nonnegative()
 })
 
-export const SystemEventSchema = z.discriminatedUnion('type', [MemberLeaveSchema])
+/** An operator account was created on a node (its id and name: never the email or anything secret). */
+const OperatorRegisteredSchema = z.object({
+  v: z.literal(1),
+  type: z.literal('operator.registered'),
+  at: z.int().nonnegative(),
+  userId: z.uuid(),
+  username: z.string().min(1).max(64)
+})
+
+export const SystemEventSchema = z.discriminatedUnion('type', [MemberLeaveSchema, OperatorRegisteredSchema])
 
 export type SystemEvent = z.infer<typeof SystemEventSchema>
 

@@ -1,0 +1,87 @@
+import { randomUUID } from 'node:crypto'
+import type { Database as DB } from 'better-sqlite3'
+import { BadRequestError, NoodleError } from '../agent/errors.ts'
+import type { OperatorRole, OperatorView, RegisterRequest } from '../protocols/identity.ts'
+import { hashPassword, passwordProblem } from './password.ts'
+
+/** A username or email that another account has: 409, naming the field. */
+export class TakenError extends NoodleError {
+  readonly httpStatus = 409
+  readonly field: string
+
+  constructor (field: 'username' | 'email') {
+    super('ERR_TAKEN', `${field}: another operator already has it`)
+    this.field = field
+  }
+}
+
+export class UnknownOperatorError extends NoodleError {
+  readonly httpStatus = 404
+
+  constructor (username: string) {
+    super('ERR_UNKNOWN_OPERATOR', `no operator is called ${username}`)
+  }
+}
+
+interface OperatorRow { user_id: string, username: string, email: string, role: OperatorRole, status: 'active', created_at: number }
+
+function view (row: OperatorRow): OperatorView {
+  return { user_id: row.user_id, username: row.username, email: row.email, role: row.role, status: row.status, created_at: new Date(row.created_at).toISOString() }
+}
+
+/**
+ * Operator accounts and the audit log (tables of migration 7). Usernames and emails are kept in lower case, so
+ * "Ana" and "ana" are one account. Every change is audited, with who made it.
+ */
+export class OperatorStore {
+  private readonly db: DB
+
+  constructor (components: { db: DB }) {
+    this.db = components.db
+  }
+
+  async register (request: RegisterRequest, actor: string): Promise<OperatorView> {
+    const username = request.username.toLowerCase()
+    const email = request.email.toLowerCase()
+    const problem = passwordProblem(request.password, { username, email })
+    if (problem !== null) throw new BadRequestError(problem, 'password')
+    this.checkFree(username, email)
+    const hash = await hashPassword(request.password)
+    const row: OperatorRow = { user_id: randomUUID(), username, email, role: request.role, status: 'active', created_at: Date.now() }
+    const { first_name: first, last_name: last, phone } = request.profile
+    this.db.transaction(() => {
+      this.checkFree(username, email) // again: another registration may have taken it while we hashed
+      this.db.prepare(`INSERT INTO operators (user_id, username, email, password_hash, first_name, last_name, phone, role, status, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(row.user_id, username, email, hash, first, last, phone ?? null, row.role, row.status, row.created_at)
+      this.audit(actor, 'operator.register', username, `role ${row.role}`)
+    })()
+    return view(row)
+  }
+
+  list (): OperatorView[] {
+    return this.db.prepare<[], OperatorRow>('SELECT user_id, username, email, role, status, created_at FROM operators ORDER BY username').all().map(view)
+  }
+
+  remove (username: string, actor: string): void {
+    const name = username.toLowerCase()
+    this.db.transaction(() => {
+      if (this.db.prepare('DELETE FROM operators WHERE username = ?').run(name).changes === 0) throw new UnknownOperatorError(name)
+      this.audit(actor, 'operator.remove', name, '')
+    })()
+  }
+
+  /** The audit log, newest first. */
+  auditLog (limit = 100): Array<{ at: number, actor: string, action: string, target: string, detail: string }> {
+    return this.db.prepare<[number], { at: number, actor: string, action: string, target: string, detail: string }>(
+      'SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?').all(limit)
+  }
+
+  private checkFree (username: string, email: string): void {
+    const taken = this.db.prepare<[string, string], { username: string }>('SELECT username FROM operators WHERE username = ? OR email = ?').get(username, email)
+    if (taken !== undefined) throw new TakenError(taken.username === username ? 'username' : 'email')
+  }
+
+  private audit (actor: string, action: string, target: string, detail: string): void {
+    this.db.prepare('INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)').run(Date.now(), actor, action, target, detail)
+  }
+}
