@@ -3,8 +3,9 @@ import { join, resolve as resolvePath } from 'node:path'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../identity/keys.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
 import { ControlApi, JsonReply, TextBody, parseBody, readJsonBody } from './api.ts'
+import type { Access, Caller } from './api.ts'
 import { OperatorStore } from '../identity/operators.ts'
-import { RegisterRequestSchema, RemoveOperatorSchema } from '../protocols/identity.ts'
+import { LoginRequestSchema, RegisterRequestSchema, RemoveOperatorSchema } from '../protocols/identity.ts'
 import { systemEventCodec } from '../protocols/events.ts'
 import { PROMETHEUS_CONTENT_TYPE, PrometheusMetrics } from './prometheus.ts'
 import { SystemdNotifier } from './systemd.ts'
@@ -43,6 +44,22 @@ import { VERSION } from './version.ts'
 import { decisionView, modelView, nodeView, sensorReadingView } from './views.ts'
 import type { CameraListView, DecisionView, GossipView, ModelView, NodeView, SensorReadingView, StatusView } from './views.ts'
 import { WorkRegistry } from './work.ts'
+
+/**
+ * Who may call what over the TCP listener (the Unix socket is trusted): logging in is open to all, reading to
+ * viewers, acting on the mesh (optimize, models) to operators, and managing operators to admins.
+ */
+function accessOf (route: string): Access {
+  if (route === 'POST /api/v1/identity/login') return 'public'
+  if (route.includes(' /api/v1/identity/')) return 'admin'
+  if (route.startsWith('GET ')) return 'viewer'
+  return 'operator'
+}
+
+/** Who the audit log names for a request. */
+function actorOf (caller: Caller): string {
+  return caller.local ? 'local' : caller.username ?? 'anonymous'
+}
 
 /** A fresh agent listens this many beacon intervals before it may claim the coordinator role. */
 const SETTLE_BEACONS = 2
@@ -125,16 +142,20 @@ export class Agent {
         'GET /api/v1/cameras': () => this.cameraViews(),
         'GET /metrics': async () => new TextBody(await parts.prometheus.render(), PROMETHEUS_CONTENT_TYPE),
         // The Unix socket is trusted (its group is the box's operators): its requests act as "local".
-        'POST /api/v1/identity/register': async (req) => {
-          const created = await parts.operators.register(parseBody(RegisterRequestSchema, await readJsonBody(req)), 'local')
+        'POST /api/v1/identity/login': async (req) => {
+          const { username, password } = parseBody(LoginRequestSchema, await readJsonBody(req))
+          return await parts.operators.login(username, password)
+        },
+        'POST /api/v1/identity/register': async (req, caller) => {
+          const created = await parts.operators.register(parseBody(RegisterRequestSchema, await readJsonBody(req)), actorOf(caller))
           parts.mesh.publish(systemEventCodec, { v: 1, type: 'operator.registered', at: Date.now(), userId: created.user_id, username: created.username })
             .catch((err: unknown) => { parts.log.debug({ err }, 'registration event not published') })
           const { user_id: userId, username, email, created_at: createdAt, status } = created
           return new JsonReply(201, { user_id: userId, username, email, created_at: createdAt, status })
         },
         'GET /api/v1/identity/users': () => parts.operators.list(),
-        'POST /api/v1/identity/users/remove': async (req) => {
-          parts.operators.remove(parseBody(RemoveOperatorSchema, await readJsonBody(req)).username, 'local')
+        'POST /api/v1/identity/users/remove': async (req, caller) => {
+          parts.operators.remove(parseBody(RemoveOperatorSchema, await readJsonBody(req)).username, actorOf(caller))
           return { removed: true }
         },
         'GET /api/v1/identity/audit': () => parts.operators.auditLog(),
@@ -150,7 +171,10 @@ export class Agent {
           const { id, runs, shape } = parseBody(BenchRequestSchema, await readJsonBody(req))
           return await this.runtime.bench(id, { runs, shape })
         }
-      }
+      },
+      remote: parts.config.api.tcp === undefined
+        ? undefined
+        : { ...parts.config.api.tcp, authenticate: (token) => parts.operators.authenticate(token), access: accessOf }
     })
     this.lifecycle = new Lifecycle([
       ['store', parts.store],

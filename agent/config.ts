@@ -170,7 +170,17 @@ export const ConfigSchema = z.strictObject({
   }),
   api: z.strictObject({
     /** Defaults to `<dataDir>/agent.sock`. */
-    socketPath: z.string().min(1).optional()
+    socketPath: z.string().min(1).optional(),
+    /**
+     * An HTTPS listener for tools on other machines (off by default). Every request on it needs an operator's
+     * token (POST /api/v1/identity/login) whose role allows it.
+     */
+    tcp: z.strictObject({
+      host: z.string().min(1).default('0.0.0.0'),
+      port: z.int().min(1).max(65_535),
+      certFile: z.string().min(1),
+      keyFile: z.string().min(1)
+    }).optional()
   }),
   mqtt: MqttSchema
 }).refine((c) => c.membership.probeAfterMs > c.health.intervalMs, {
@@ -183,7 +193,7 @@ export type Config = z.infer<typeof ConfigSchema>
 /** The config with the defaults that depend on the data dir filled in. */
 export interface ResolvedConfig extends Config {
   swarmKeyFile: string
-  api: { socketPath: string }
+  api: { socketPath: string, tcp?: NonNullable<Config['api']['tcp']> }
   mqtt: Config['mqtt'] & { clientId: string, embeddedBroker: Config['mqtt']['embeddedBroker'] & { enabled: boolean } }
 }
 
@@ -252,6 +262,11 @@ const SETTABLE: Record<string, ValueKind> = {
   'coordinator.evaluateIntervalMs': 'int',
   'coordinator.maxCpuPct': 'int',
   'api.socketPath': 'string',
+  'api.tcp.host': 'string',
+  'api.tcp.port': 'int',
+  'api.tcp.certFile': 'string',
+  'api.tcp.keyFile': 'string',
+  'models.standby': 'boolean',
   'mqtt.url': 'string',
   'mqtt.username': 'string',
   'mqtt.passwordFile': 'string',
@@ -396,7 +411,7 @@ export function loadConfig ({ flags = {}, env = process.env }: LoadConfigOptions
     ...config,
     dataDir,
     swarmKeyFile: resolve(config.swarmKeyFile ?? join(dataDir, 'swarm.key')),
-    api: { socketPath },
+    api: { socketPath, ...(config.api.tcp === undefined ? {} : { tcp: config.api.tcp }) },
     mqtt: {
       ...config.mqtt,
       clientId: config.mqtt.clientId ?? `noodle-${config.name}`.slice(0, 64),

@@ -184,6 +184,13 @@ const MIGRATIONS: ReadonlyArray<{ version: number, sql: string }> = [
         target TEXT NOT NULL,
         detail TEXT NOT NULL
       );
+      -- API tokens for the TCP listener: only their sha256 is kept, so a copy of the store grants nothing.
+      CREATE TABLE api_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id    TEXT NOT NULL REFERENCES operators (user_id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
     `
   }
 ]

@@ -1,8 +1,24 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Database as DB } from 'better-sqlite3'
 import { BadRequestError, NoodleError } from '../agent/errors.ts'
 import type { OperatorRole, OperatorView, RegisterRequest } from '../protocols/identity.ts'
-import { hashPassword, passwordProblem } from './password.ts'
+import { LoginLimiter } from './login-limiter.ts'
+import { hashPassword, passwordProblem, verifyPassword } from './password.ts'
+
+/** How long an API token lasts: a working day and a bit, so a lost one does not grant access for long. */
+export const TOKEN_TTL_MS = 12 * 3_600_000
+
+/** A wrong username or password: one answer for both, so the answer does not tell which names exist. */
+export class InvalidCredentialsError extends NoodleError {
+  readonly httpStatus = 401
+
+  constructor () {
+    super('ERR_CREDENTIALS', 'wrong username or password')
+  }
+}
+
+/** Who a valid API token belongs to. */
+export interface Principal { userId: string, username: string, role: OperatorRole }
 
 /** A username or email that another account has: 409, naming the field. */
 export class TakenError extends NoodleError {
@@ -35,9 +51,39 @@ function view (row: OperatorRow): OperatorView {
  */
 export class OperatorStore {
   private readonly db: DB
+  private readonly limiter: LoginLimiter
+  /** Checked against when the username is unknown, so that a miss takes as long as a wrong password. */
+  private dummyHash: Promise<string> | undefined
 
-  constructor (components: { db: DB }) {
+  constructor (components: { db: DB, limiter?: LoginLimiter }) {
     this.db = components.db
+    this.limiter = components.limiter ?? new LoginLimiter()
+  }
+
+  /** A password login: a fresh API token (shown once; only its hash is kept), or 401, or 429 when rate limited. */
+  async login (username: string, password: string): Promise<{ token: string, expires_at: string, username: string, role: OperatorRole }> {
+    const name = username.toLowerCase()
+    const { ok, value: row } = await this.limiter.attempt(name, async () => {
+      const found = this.db.prepare<[string], { user_id: string, role: OperatorRole, password_hash: string }>(
+        'SELECT user_id, role, password_hash FROM operators WHERE username = ?').get(name)
+      this.dummyHash ??= hashPassword('not anybody\'s password')
+      const matches = await verifyPassword(password, found?.password_hash ?? await this.dummyHash)
+      return { ok: found !== undefined && matches, value: found }
+    })
+    if (!ok || row === undefined) throw new InvalidCredentialsError()
+    const token = `nd_${randomBytes(32).toString('base64url')}`
+    const now = Date.now()
+    this.db.prepare('INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)').run(tokenHash(token), row.user_id, now, now + TOKEN_TTL_MS)
+    this.db.prepare('DELETE FROM api_tokens WHERE expires_at < ?').run(now)
+    return { token, expires_at: new Date(now + TOKEN_TTL_MS).toISOString(), username: name, role: row.role }
+  }
+
+  /** The operator an API token belongs to, while it has not expired and the account exists. */
+  authenticate (token: string): Principal | undefined {
+    const row = this.db.prepare<[string, number], { user_id: string, username: string, role: OperatorRole }>(`
+      SELECT o.user_id, o.username, o.role FROM api_tokens t JOIN operators o ON o.user_id = t.user_id
+      WHERE t.token_hash = ? AND t.expires_at > ?`).get(tokenHash(token), Date.now())
+    return row === undefined ? undefined : { userId: row.user_id, username: row.username, role: row.role }
   }
 
   async register (request: RegisterRequest, actor: string): Promise<OperatorView> {
@@ -84,4 +130,8 @@ export class OperatorStore {
   private audit (actor: string, action: string, target: string, detail: string): void {
     this.db.prepare('INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)').run(Date.now(), actor, action, target, detail)
   }
+}
+
+function tokenHash (token: string): string {
+  return createHash('sha256').update(token).digest('hex')
 }

@@ -25,6 +25,11 @@ export type RegisterRequest = z.infer<typeof RegisterRequestSchema>
 
 export const RemoveOperatorSchema = z.strictObject({ username: z.string().min(1).max(64) })
 
+export const LoginRequestSchema = z.strictObject({
+  username: z.string().min(1, 'is required').max(64),
+  password: z.string().min(1, 'is required').max(1024)
+})
+
 /** An operator account as the API shows it: never its password hash. */
 export interface OperatorView {
   user_id: string
