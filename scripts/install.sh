@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Installs or upgrades the Noodle agent on this box as a systemd service. Run it as root from an unpacked release
+# (or a checkout) whose node_modules were installed for this box's architecture:
+#
+#   sudo scripts/install.sh [--swarm-key FILE] [--name NAME] [--bootstrap ADDR]... [--mqtt-url URL] [--gpu]
+#                           [--prefix DIR] [--root DIR] [--no-start]
+#
+# What goes where (under --root, default /):
+#   <prefix>/releases/<version>   the app and its pinned Node runtime; <prefix>/current links the one in use
+#   <prefix>/bin/noodle           the command, also linked as /usr/local/bin/noodle
+#   /etc/noodle/config.json       created once from the flags; flags given again later update their keys
+#   /etc/noodle/swarm.key         0640 root:noodle; from --swarm-key, or made on the first box
+#   /var/lib/noodle               the agent's state (systemd's StateDirectory)
+#   /etc/systemd/system/noodle-agent.service (+ noodle-agent.service.d/gpu.conf with --gpu)
+# Running it again with the same release and flags changes nothing. An upgrade that fails its health check is
+# rolled back to the release before it. Everything happens in main(), called on the last line, so a truncated
+# download runs nothing at all.
+set -euo pipefail
+
+usage() {
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+log() { printf 'noodle install: %s\n' "$*"; }
+fail() { printf 'noodle install: %s\n' "$*" >&2; exit 1; }
+
+# Copies $1 to $2 with mode $3 unless $2 already has the same bytes; says whether it changed anything.
+install_file() {
+  local from=$1 to=$2 mode=$3
+  if [[ -f $to ]] && cmp -s "$from" "$to"; then
+    return 1
+  fi
+  install -D -m "$mode" "$from" "$to"
+  return 0
+}
+
+main() {
+  local swarm_key='' name='' mqtt_url='' gpu=false prefix=/opt/noodle root=/ start=true
+  local -a bootstrap=()
+  while (($#)); do
+    case $1 in
+      --swarm-key) swarm_key=${2:?--swarm-key needs a file}; shift 2 ;;
+      --name) name=${2:?--name needs a value}; shift 2 ;;
+      --bootstrap) bootstrap+=("${2:?--bootstrap needs an address}"); shift 2 ;;
+      --mqtt-url) mqtt_url=${2:?--mqtt-url needs a URL}; shift 2 ;;
+      --gpu) gpu=true; shift ;;
+      --prefix) prefix=${2:?--prefix needs a folder}; shift 2 ;;
+      --root) root=${2:?--root needs a folder}; shift 2 ;;
+      --no-start) start=false; shift ;;
+      -h | --help) usage; exit 0 ;;
+      *) fail "unknown option $1 (see --help)" ;;
+    esac
+  done
+  [[ $(id -u) -eq 0 ]] || fail 'run me as root (sudo)'
+  root=${root%/}
+  local src
+  src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  [[ -x $src/node_modules/node/bin/node ]] || fail "$src has no node_modules: run npm ci there first (for this box's architecture)"
+  local version
+  version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$src/package.json")
+  [[ -n $version ]] || fail "cannot read the version from $src/package.json"
+  # On a real box (not a staging --root) the service runs as its own user, in group video for cameras.
+  local staged=false
+  [[ $root != '' ]] && staged=true
+  if ! $staged && ! getent passwd noodle >/dev/null; then
+    useradd --system --user-group --home-dir /var/lib/noodle --no-create-home --shell /usr/sbin/nologin noodle
+    getent group video >/dev/null && usermod -a -G video noodle
+    log 'created the system user noodle'
+  fi
+  # The agent's systemd notifications go through python3 (agent/systemd.ts).
+  if ! $staged && ! command -v python3 >/dev/null; then
+    apt-get install -y -qq python3-minimal >/dev/null || fail 'python3 is needed (apt-get install python3-minimal)'
+  fi
+
+  local changed=false
+  local base=$root$prefix release=$root$prefix/releases/$version
+  if [[ ! -d $release ]]; then
+    log "installing $version into $prefix/releases/$version"
+    mkdir -p "$release.partial"
+    for part in agent bin identity media protocols runtime scripts systemd package.json package-lock.json .npmrc README.md; do
+      [[ -e $src/$part ]] && cp -a "$src/$part" "$release.partial/"
+    done
+    cp -a --reflink=auto "$src/node_modules" "$release.partial/"
+    mv "$release.partial" "$release"
+    changed=true
+  fi
+  if $gpu && [[ ! -e $release/.gpu ]]; then
+    # onnxruntime-node's own installer fetches the CUDA execution provider's libraries for this box.
+    (cd "$release/node_modules/onnxruntime-node" && ONNXRUNTIME_NODE_INSTALL_CUDA=v12 "$release/node_modules/node/bin/node" script/install.js) \
+      || fail 'installing the CUDA execution provider failed (is the network up?)'
+    touch "$release/.gpu"
+    changed=true
+  fi
+  local previous=''
+  [[ -L $base/current ]] && previous=$(readlink "$base/current")
+  if [[ $previous != "releases/$version" ]]; then
+    ln -sfn "releases/$version" "$base/current"
+    changed=true
+  fi
+  mkdir -p "$base/bin" "$root/usr/local/bin"
+  [[ $(readlink "$base/bin/noodle" 2>/dev/null) == ../current/bin/noodle ]] || { ln -sfn ../current/bin/noodle "$base/bin/noodle"; changed=true; }
+  [[ $(readlink "$root/usr/local/bin/noodle" 2>/dev/null) == "$prefix/bin/noodle" ]] || { ln -sfn "$prefix/bin/noodle" "$root/usr/local/bin/noodle"; changed=true; }
+  local node=$base/current/node_modules/node/bin/node
+
+  # Config and swarm key: made once, kept across upgrades.
+  local etc=$root/etc/noodle data=$root/var/lib/noodle
+  mkdir -p "$etc" "$data"
+  if [[ -n $swarm_key ]]; then
+    install_file "$swarm_key" "$etc/swarm.key" 0640 && changed=true
+  elif [[ ! -f $etc/swarm.key ]]; then
+    (umask 027 && "$base/bin/noodle" swarm-key >"$etc/swarm.key")
+    log "made a new swarm key: copy $etc/swarm.key to every other box and pass it there with --swarm-key"
+    changed=true
+  fi
+  $staged || chown root:noodle "$etc/swarm.key"
+  chmod 0640 "$etc/swarm.key"
+  local settings
+  settings=$(NAME=$name MQTT_URL=$mqtt_url BOOTSTRAP=${bootstrap[*]-} DATA=/var/lib/noodle KEY=/etc/noodle/swarm.key "$node" -e '
+    const fs = require("node:fs")
+    const file = process.argv[1]
+    const config = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : { dataDir: process.env.DATA, swarmKeyFile: process.env.KEY }
+    if (process.env.NAME) config.name = process.env.NAME
+    if (process.env.BOOTSTRAP) config.bootstrap = process.env.BOOTSTRAP.split(" ")
+    if (process.env.MQTT_URL) config.mqtt = { ...config.mqtt, url: process.env.MQTT_URL }
+    process.stdout.write(JSON.stringify(config, null, 2) + "\n")' "$etc/config.json")
+  if [[ ! -f $etc/config.json ]] || [[ $settings != "$(cat "$etc/config.json")" ]]; then
+    printf '%s\n' "$settings" >"$etc/config.json"
+    chmod 0640 "$etc/config.json"
+    $staged || chown root:noodle "$etc/config.json"
+    changed=true
+  fi
+  $staged || chown noodle:noodle "$data"
+
+  # The unit, pointed at this prefix; with --gpu, a drop-in that opens the GPU's devices.
+  local unit_dir=$root/etc/systemd/system unit
+  unit=$(mktemp)
+  sed "s#/opt/noodle/bin/noodle#$prefix/bin/noodle#" "$src/systemd/noodle-agent.service" >"$unit"
+  install_file "$unit" "$unit_dir/noodle-agent.service" 0644 && changed=true
+  rm -f "$unit"
+  if $gpu; then
+    unit=$(mktemp)
+    printf '%s\n' '# Written by install.sh --gpu: the GPU devices the CUDA execution provider needs.' '[Service]' \
+      'DeviceAllow=/dev/nvidiactl rw' 'DeviceAllow=/dev/nvidia-uvm rw' 'DeviceAllow=char-nvidia-frontend rw' 'DeviceAllow=char-drm rw' >"$unit"
+    install_file "$unit" "$unit_dir/noodle-agent.service.d/gpu.conf" 0644 && changed=true
+    rm -f "$unit"
+  fi
+
+  if ! $changed; then
+    log "nothing to change: $version is installed as configured"
+    return 0
+  fi
+  if $staged || ! $start || [[ ! -d /run/systemd/system ]]; then
+    log "installed $version into ${root:-/} (not started)"
+    return 0
+  fi
+  systemctl daemon-reload
+  systemctl enable noodle-agent.service >/dev/null
+  systemctl restart noodle-agent.service
+  # Health check: the new agent must answer on its socket within a minute, else the previous release comes back.
+  local tries=0
+  until "$base/bin/noodle" status --data-dir /var/lib/noodle >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if ((tries > 60)); then
+      if [[ -n $previous && $previous != "releases/$version" ]]; then
+        ln -sfn "$previous" "$base/current"
+        systemctl restart noodle-agent.service
+        fail "$version did not come up within a minute: rolled back to ${previous#releases/} (see journalctl -u noodle-agent)"
+      fi
+      fail "$version did not come up within a minute (see journalctl -u noodle-agent)"
+    fi
+    sleep 1
+  done
+  log "$version is running: $("$base/bin/noodle" status --data-dir /var/lib/noodle | head -n 1)"
+}
+
+main "$@"
