@@ -17,6 +17,10 @@
 # download runs nothing at all.
 set -euo pipefail
 
+# Stand-ins for tests: a service manager other than systemctl, and a shorter wait for the health check.
+SYSTEMCTL=${NOODLE_INSTALL_SYSTEMCTL:-systemctl}
+HEALTH_TIMEOUT_S=${NOODLE_INSTALL_HEALTH_TIMEOUT_S:-60}
+
 usage() {
   sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
 }
@@ -149,28 +153,30 @@ main() {
     log "nothing to change: $version is installed as configured"
     return 0
   fi
-  if $staged || ! $start || [[ ! -d /run/systemd/system ]]; then
+  local managed=true
+  [[ -z ${NOODLE_INSTALL_SYSTEMCTL-} ]] && { $staged || [[ ! -d /run/systemd/system ]]; } && managed=false
+  if ! $start || ! $managed; then
     log "installed $version into ${root:-/} (not started)"
     return 0
   fi
-  systemctl daemon-reload
-  systemctl enable noodle-agent.service >/dev/null
-  systemctl restart noodle-agent.service
-  # Health check: the new agent must answer on its socket within a minute, else the previous release comes back.
-  local tries=0
-  until "$base/bin/noodle" status --data-dir /var/lib/noodle >/dev/null 2>&1; do
-    tries=$((tries + 1))
-    if ((tries > 60)); then
+  "$SYSTEMCTL" daemon-reload
+  "$SYSTEMCTL" enable noodle-agent.service >/dev/null
+  "$SYSTEMCTL" restart noodle-agent.service
+  # Health check: the new agent must answer on its socket in time, else the previous release comes back.
+  local waited=0
+  until "$base/bin/noodle" status --data-dir "$data" >/dev/null 2>&1; do
+    waited=$((waited + 1))
+    if ((waited > HEALTH_TIMEOUT_S)); then
       if [[ -n $previous && $previous != "releases/$version" ]]; then
         ln -sfn "$previous" "$base/current"
-        systemctl restart noodle-agent.service
-        fail "$version did not come up within a minute: rolled back to ${previous#releases/} (see journalctl -u noodle-agent)"
+        "$SYSTEMCTL" restart noodle-agent.service
+        fail "$version did not answer within ${HEALTH_TIMEOUT_S} s: rolled back to ${previous#releases/} (see journalctl -u noodle-agent)"
       fi
-      fail "$version did not come up within a minute (see journalctl -u noodle-agent)"
+      fail "$version did not answer within ${HEALTH_TIMEOUT_S} s (see journalctl -u noodle-agent)"
     fi
     sleep 1
   done
-  log "$version is running: $("$base/bin/noodle" status --data-dir /var/lib/noodle | head -n 1)"
+  log "$version is running ($("$base/bin/noodle" status --json --data-dir "$data" | sed -n 's/.*"name": "\(.*\)",/\1/p'))"
 }
 
 main "$@"

@@ -1,5 +1,5 @@
 import { execFile, execFileSync, spawn } from 'node:child_process'
-import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -7,10 +7,11 @@ import { tempDir, waitFor } from '../helpers/agents.ts'
 
 const INSTALL = fileURLToPath(new URL('../../scripts/install.sh', import.meta.url))
 const UNINSTALL = fileURLToPath(new URL('../../scripts/uninstall.sh', import.meta.url))
+const REPO = fileURLToPath(new URL('../..', import.meta.url))
 
-function run (file: string, args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+function run (file: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number, stdout: string, stderr: string }> {
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: 300_000 }, (err, stdout, stderr) => {
+    execFile(file, args, { timeout: 300_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       resolve({ code: err == null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout, stderr })
     })
   })
@@ -93,4 +94,45 @@ t.test('install into a staging root: the layout, a working agent, nothing change
   const purged = await run(UNINSTALL, ['--root', root, '--purge'])
   t.equal(purged.code, 0, purged.stderr)
   t.notOk(existsSync(join(root, 'etc/noodle')) || existsSync(dataDir), '--purge removes them too')
+})
+
+/** A release of this app as `version`, its node_modules linked, not copied; a broken one cannot even start. */
+function release (dir: string, version: string, broken = false): string {
+  for (const part of ['agent', 'bin', 'identity', 'media', 'protocols', 'runtime', 'scripts', 'systemd', 'package.json']) cpSync(join(REPO, part), join(dir, part), { recursive: true })
+  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'))
+  writeFileSync(join(dir, 'package.json'), readFileSync(join(dir, 'package.json'), 'utf8').replace(/\n {2}"version": "[^"]+",\n/, `\n  "version": "${version}",\n`))
+  if (broken) writeFileSync(join(dir, 'bin/noodle'), '#!/bin/sh\nexit 1\n')
+  return join(dir, 'scripts/install.sh')
+}
+
+t.test('an upgrade that does not come up is rolled back to the release before it', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async (t) => {
+  const root = tempDir(t)
+  // A stand-in for systemctl: restart stops the agent it started last and starts the current release's.
+  const systemctl = join(root, 'systemctl')
+  writeFileSync(systemctl, `#!/bin/bash
+set -u
+[[ $1 == restart ]] || exit 0
+pidfile=${root}/agent.pid
+if [[ -f $pidfile ]]; then kill "$(cat "$pidfile")" 2>/dev/null; while kill -0 "$(cat "$pidfile")" 2>/dev/null; do sleep 0.1; done; fi
+${root}/opt/noodle/bin/noodle agent --config ${root}/etc/noodle/config.json --data-dir ${root}/var/lib/noodle --swarm-key ${root}/etc/noodle/swarm.key \\
+  --listen /ip4/127.0.0.1/tcp/0 --no-mdns --log-level warn >/dev/null 2>&1 &
+echo $! >"$pidfile"
+`)
+  chmodSync(systemctl, 0o755)
+  t.teardown(() => { try { process.kill(Number(readFileSync(join(root, 'agent.pid'), 'utf8')), 'SIGKILL') } catch {} })
+  const env = { NOODLE_INSTALL_SYSTEMCTL: systemctl, NOODLE_INSTALL_HEALTH_TIMEOUT_S: '20' }
+  const version = async () => JSON.parse((await run(join(root, 'opt/noodle/bin/noodle'), ['status', '--json', '--data-dir', join(root, 'var/lib/noodle')])).stdout).version as string
+
+  const first = await run(release(tempDir(t), '1.0.0'), ['--root', root, '--name', 'box-1'], env)
+  t.equal(first.code, 0, first.stderr)
+  t.match(first.stdout, /1\.0\.0 is running \(box-1\)/, 'started and answering')
+  const second = await run(release(tempDir(t), '1.1.0'), ['--root', root], env)
+  t.equal(second.code, 0, second.stderr)
+  t.equal(await version(), '1.1.0', 'upgraded')
+  const broken = await run(release(tempDir(t), '1.2.0', true), ['--root', root], env)
+  t.equal(broken.code, 1)
+  t.match(broken.stderr, /1\.2\.0 did not answer within 20 s: rolled back to 1\.1\.0/)
+  t.equal(readlinkSync(join(root, 'opt/noodle/current')), 'releases/1.1.0')
+  t.equal(await waitFor('the previous release to answer again', async () => await version().catch(() => undefined), 20_000), '1.1.0', 'the previous release runs again')
+  t.same(JSON.parse(readFileSync(join(root, 'etc/noodle/config.json'), 'utf8')).name, 'box-1', 'upgrades keep the config')
 })
