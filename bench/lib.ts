@@ -1,5 +1,5 @@
 /** Helpers shared by the benchmarks: reading agents' logs, and the Serf baseline on a testbed. */
-import { execFile, execFileSync } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { promisify } from 'node:util'
 import type { AgentProcess } from '../scripts/agents.ts'
@@ -7,9 +7,7 @@ import type { Testbed } from '../scripts/testbed.ts'
 
 const execFileAsync = promisify(execFile)
 
-export function commandExists (cmd: string): boolean {
-  try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'pipe' }); return true } catch { return false }
-}
+export { commandExists } from '../scripts/agents.ts'
 
 /** One line of an agent's JSON log; the fields the benchmarks read. */
 export interface LogLine { time: number, msg: string, peer?: string, to?: string, reason?: string, coordinator?: string | null, term?: number }

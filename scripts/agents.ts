@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -186,6 +186,11 @@ export async function stopAgents (agents: AgentProcess[]): Promise<void> {
  * A fresh temporary folder removed after the test. Short on purpose: the agent's Unix socket lives in it and
  * socket paths are capped at 107 bytes, which tap's own fixture paths exceed.
  */
+/** Whether a command is on PATH (a test or benchmark that needs a tool it can do without says so and skips). */
+export function commandExists (cmd: string): boolean {
+  try { execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'pipe' }); return true } catch { return false }
+}
+
 export function tempDir (t: { teardown: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'nd-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
