@@ -173,10 +173,15 @@ export class ModelRuntime {
 
   /** Runs a registered model once on the given inputs. */
   async run (id: string, feeds: Feeds): Promise<Awaited<ReturnType<InferencePool['run']>>> {
-    const model = this.model(id)
-    await this.ensureLoaded(model)
-    const result = await this.pool.run(model.id, feeds)
-    this.onRun(model.id, result.ms)
+    // The hot path (every camera frame): a model already loaded runs without a look in the registry.
+    let modelId = id
+    if (!this.loaded.has(id)) {
+      const model = this.model(id)
+      await this.ensureLoaded(model)
+      modelId = model.id
+    }
+    const result = await this.pool.run(modelId, feeds)
+    this.onRun(modelId, result.ms)
     return result
   }
 
