@@ -28,12 +28,17 @@ const MEMBER_STATES = ['alive', 'suspect', 'dead', 'left']
 export class PrometheusMetrics {
   readonly registry = new Registry()
   private readonly store: MetricsStore
+  private readonly sources: MetricsSources
+  /** Read once per scrape (ingest totals are SQLite queries), then shared by the metrics that show them. */
+  private readonly scrape: { ingest: ReturnType<MetricsSources['ingest']> } = { ingest: null }
   private readonly inference: Histogram<'model'>
   private readonly cameraLatency: Histogram<'camera'>
 
   constructor (components: { store: MetricsStore, sources: MetricsSources }) {
     this.store = components.store
+    this.sources = components.sources
     const s = components.sources
+    const scrape = this.scrape
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry })
     new Gauge({
@@ -59,14 +64,14 @@ export class PrometheusMetrics {
         help: `MQTT ingest: ${help}.`,
         registers,
         collect () {
-          const stats = s.ingest()
+          const stats = scrape.ingest
           this.reset()
           if (stats !== null) this.inc(stats[field])
         }
       })
     }
-    new Gauge({ name: 'noodle_ingest_dead_letter', help: 'Refused messages kept in the dead letter now.', registers, collect () { this.set(s.ingest()?.deadLetter ?? 0) } })
-    new Gauge({ name: 'noodle_ingest_connected', help: '1 while the MQTT session is connected.', registers, collect () { this.set(s.ingest()?.connected === true ? 1 : 0) } })
+    new Gauge({ name: 'noodle_ingest_dead_letter', help: 'Refused messages kept in the dead letter now.', registers, collect () { this.set(scrape.ingest?.deadLetter ?? 0) } })
+    new Gauge({ name: 'noodle_ingest_connected', help: '1 while the MQTT session is connected.', registers, collect () { this.set(scrape.ingest?.connected === true ? 1 : 0) } })
     new Gauge({
       name: 'noodle_camera_fps',
       help: 'Frames per second of each camera this node runs: decoded (in) and inferred.',
@@ -104,6 +109,7 @@ export class PrometheusMetrics {
   }
 
   async render (): Promise<string> {
+    this.scrape.ingest = this.sources.ingest()
     return await this.registry.metrics() + this.storeText()
   }
 
