@@ -81,10 +81,13 @@ main() {
   if [[ ! -d $release ]]; then
     log "installing $version into $prefix/releases/$version"
     mkdir -p "$release.partial"
+    # Installed code is owned by whoever installs (root), never by the user who unpacked the release, and nobody
+    # else may write it: the agent runs it, and root runs `noodle` too.
     for part in agent bin identity media protocols runtime scripts systemd package.json package-lock.json .npmrc README.md; do
-      [[ -e $src/$part ]] && cp -a "$src/$part" "$release.partial/"
+      [[ -e $src/$part ]] && cp -a --no-preserve=ownership "$src/$part" "$release.partial/"
     done
-    cp -a --reflink=auto "$src/node_modules" "$release.partial/"
+    cp -a --no-preserve=ownership --reflink=auto "$src/node_modules" "$release.partial/"
+    chmod -R go-w "$release.partial"
     mv "$release.partial" "$release"
     changed=true
   fi

@@ -103,6 +103,24 @@ function release (dir: string, version: string, broken = false): string {
   return join(dir, 'scripts/install.sh')
 }
 
+t.test('installed code belongs to root and nobody else may write it, whoever unpacked the release', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async (t) => {
+  const root = tempDir(t)
+  const unpacked = join(root, 'unpacked')
+  const install = release(unpacked, '3.0.0')
+  // As a tarball unpacked by another user leaves it: their files, one of them writable by all.
+  await run('chown', ['-R', '--no-dereference', '65534:65534', unpacked])
+  chmodSync(join(unpacked, 'agent/cli.ts'), 0o666)
+  const installed = await run(install, ['--root', root, '--name', 'box-1'])
+  t.equal(installed.code, 0, installed.stderr)
+  const releaseDir = join(root, 'opt/noodle/releases/3.0.0')
+  const offending = snapshot(releaseDir).map((line) => line.split(' ')[0] as string).filter((file) => {
+    const s = lstatSync(file)
+    return !s.isSymbolicLink() && (s.uid !== 0 || (s.mode & 0o022) !== 0)
+  })
+  t.same(offending, [], 'every installed file is root\'s and writable by root alone')
+  t.equal(statSync(join(releaseDir, 'agent/cli.ts')).mode & 0o777, 0o644)
+})
+
 t.test('an upgrade that does not come up is rolled back to the release before it', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async (t) => {
   const root = tempDir(t)
   // A stand-in for systemctl: restart stops the agent it started last and starts the current release's.
