@@ -192,6 +192,15 @@ const MIGRATIONS: ReadonlyArray<{ version: number, sql: string }> = [
         expires_at INTEGER NOT NULL
       ) WITHOUT ROWID;
     `
+  },
+  {
+    version: 8,
+    sql: `
+      -- Retention prunes sensor tables by time through these indexes: by arrival order alone, one reading
+      -- timed far ahead stalled pruning of everything behind it.
+      CREATE INDEX readings_ts ON readings (ts);
+      CREATE INDEX sensors_last_seen ON sensors (last_seen);
+    `
   }
 ]
 
