@@ -14,11 +14,15 @@ export interface Identity {
   peerId: PeerId
 }
 
-/** Creates the data dir owner-only; tightens the mode of one that exists. */
+/**
+ * Creates the data dir, or sets the mode of one that exists, to 0710: the owner's, and its group may pass through
+ * to the API socket (0660) by name, but neither list nor read anything in it (the agent's files are 0600).
+ */
 export function ensureDataDir (dataDir: string): void {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
-  chmodSync(dataDir, 0o700)
+  mkdirSync(dataDir, { recursive: true, mode: DATA_DIR_MODE })
+  chmodSync(dataDir, DATA_DIR_MODE)
 }
+export const DATA_DIR_MODE = 0o710
 
 function isMissing (err: unknown): boolean {
   return (err as NodeJS.ErrnoException).code === 'ENOENT'

@@ -7,7 +7,7 @@ import { ensureDataDir, ensureSwarmKey, generateSwarmKey, loadOrCreateIdentity, 
 t.test('identity is created once, private, and stable across loads', async (t) => {
   const dir = join(t.testdir(), 'data')
   ensureDataDir(dir)
-  t.equal(statSync(dir).mode & 0o777, 0o700, 'data dir is 0700')
+  t.equal(statSync(dir).mode & 0o777, 0o710, 'data dir is 0710: the group passes through to the socket')
   const first = await loadOrCreateIdentity(dir)
   t.equal(first.created, true)
   t.equal(statSync(join(dir, 'identity.key')).mode & 0o777, 0o600, 'key file is 0600')
