@@ -120,6 +120,9 @@ function parse (argv: string[]): { command: Command, flags: Record<string, unkno
 
 async function runAgent (flags: AgentFlags): Promise<void> {
   const config = loadConfig({ flags })
+  // Everything the agent writes (store, models, keys) is its user's alone; the API socket alone is opened to the
+  // group, explicitly (0660), and the data dir lets the group through to it (0710) without listing or reading.
+  process.umask(0o077)
   const [{ Agent }, { createLogger }] = await Promise.all([import('./agent.ts'), import('./logger.ts')])
   const log = createLogger(config.logLevel)
   const agent = await Agent.create({ config, log })
