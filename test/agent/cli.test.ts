@@ -38,7 +38,7 @@ t.test('swarm-key prints a fresh key; init creates identity and key once', async
   t.equal(first.code, 0)
   t.match(first.stdout, /peer id:\s+12D3KooW\w+ \(new\)/)
   t.match(first.stdout, /swarm key:.*\(new: copy it/)
-  t.equal(statSync(dir).mode & 0o777, 0o700)
+  t.equal(statSync(dir).mode & 0o777, 0o710, 'the group passes through to the socket')
   t.ok(existsSync(join(dir, 'identity.key')))
   const keyBefore = readFileSync(join(dir, 'swarm.key'), 'utf8')
   const second = await noodle(['init', '--data-dir', dir], { NOODLE_DATA_DIR: '/ignored' })
