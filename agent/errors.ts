@@ -43,6 +43,23 @@ export class AgentUnreachableError extends NoodleError {
   }
 }
 
+/** The agent took the CLI's request but did not answer in time (it may be busy, wedged, or the work is long). */
+export class AgentTimeoutError extends NoodleError {
+  constructor (what: string, timeoutMs: number, options?: ErrorOptions) {
+    super('ERR_AGENT_TIMEOUT', `the agent did not answer ${what} within ${timeoutMs / 1000} s`, options)
+  }
+}
+
+/** The control API refused a request before any route ran (its target, size or type); `httpStatus` is the answer. */
+export class RequestRefusedError extends NoodleError {
+  readonly httpStatus: number
+
+  constructor (httpStatus: number, code: string, message: string) {
+    super(code, message)
+    this.httpStatus = httpStatus
+  }
+}
+
 /** The agent answered the CLI with an error status. */
 export class ApiError extends NoodleError {
   readonly status: number
@@ -79,6 +96,15 @@ export class UnknownModelError extends NoodleError {
 
   constructor (id: string) {
     super('ERR_UNKNOWN_MODEL', `no model ${id} is registered on this node (see noodle models)`)
+  }
+}
+
+/** An inference worker died or did not answer in time: the call was not done (the worker is replaced; try again). */
+export class WorkerError extends NoodleError {
+  readonly httpStatus = 503
+
+  constructor (message: string) {
+    super('ERR_WORKER', message)
   }
 }
 

@@ -128,10 +128,10 @@ export class FrameSource {
   /**
    * The newest frame as a tensor: the one waiting now, or the next one decoded; null once the source has
    * ended or stopped. `into`, a tensor from an earlier frame, is filled again (it moves to the worker and back).
-   * One call at a time.
+   * One call at a time. While a decoder that died is being started again, the call waits for the new one.
    */
   async next (into?: Float32Array): Promise<TensorFrame | null> {
-    if (!this.running || this.worker === undefined) return null
+    if (!this.running) return null
     return await new Promise((resolve) => {
       this.waiting = { resolve, into: into ?? null }
       this.ask()

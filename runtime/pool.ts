@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads'
+import { WorkerError } from '../agent/errors.ts'
 import type { Logger } from '../agent/logger.ts'
 import type { LoadResult, RunResult, WorkerReply, WorkerRequest } from './inference-worker.ts'
 import type { Feeds } from './tensors.ts'
@@ -6,16 +7,34 @@ import { transferList } from './tensors.ts'
 
 type Request = WorkerRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never
 
+interface Pending {
+  resolve: (value: unknown) => void
+  reject: (err: Error) => void
+  timer: NodeJS.Timeout
+}
+
 interface Slot {
   worker: Worker
-  pending: Map<number, { resolve: (value: unknown) => void, reject: (err: Error) => void }>
+  pending: Map<number, Pending>
   /** Inferences queued on this worker. */
   busy: number
+  /** Settles once a replacement worker has loaded the models its predecessor held (never rejects). */
+  ready: Promise<void>
+  /** Requests posted and not answered yet, rejected ones included. */
+  outstanding: number
+  /** Taken out of the pool after a timeout: ended once it has answered what it was asked. */
+  retired: boolean
 }
+
+/** A run that takes longer than this is taken for a wedged worker; loading and optimizing a large model may take minutes. */
+const RUN_TIMEOUT_MS = 60_000
+const LOAD_TIMEOUT_MS = 10 * 60_000
 
 /**
  * A small pool of inference threads (runtime/inference-worker.ts). Every model is loaded on every thread, and
  * each run goes to the least busy one, so several runs proceed at once and the event loop only passes messages.
+ * A worker that dies (onnxruntime aborting, out of memory) or does not answer in time is replaced by a fresh one
+ * that loads the same models; the calls it had in flight are rejected with a WorkerError, so none can hang.
  */
 export class InferencePool {
   readonly size: number
@@ -24,17 +43,24 @@ export class InferencePool {
   /** …or all of them for one model, where that measured faster (one inference at a time, as a camera runs). */
   readonly maxThreads: number
   private readonly log: Logger
+  private readonly runTimeoutMs: number
+  private readonly loadTimeoutMs: number
   private slots: Slot[] = []
+  /** What every worker holds, so that a replacement loads the same. */
+  private readonly models = new Map<string, { file: string, provider: string, threads: number }>()
   private nextId = 1
   private started = false
+  private replacedCount = 0
 
-  constructor (components: { log: Logger, cpus: number, size?: number }) {
+  constructor (components: { log: Logger, cpus: number, size?: number, runTimeoutMs?: number, loadTimeoutMs?: number }) {
     this.log = components.log
     this.size = components.size ?? Math.max(1, Math.floor(components.cpus / 2))
     // One core stays free for the event loop (gossip, failure detection, ingest): on a 2-core box, inference
     // that took both cores delayed the loop ~20 ms at p99; with one it stays well under.
     this.threads = Math.max(1, Math.floor((components.cpus - 1) / this.size))
     this.maxThreads = Math.max(1, components.cpus - 1)
+    this.runTimeoutMs = components.runTimeoutMs ?? RUN_TIMEOUT_MS
+    this.loadTimeoutMs = components.loadTimeoutMs ?? LOAD_TIMEOUT_MS
   }
 
   /** Threads start on first use: an agent with no models loads no onnxruntime (tens of MB per thread). */
@@ -46,36 +72,95 @@ export class InferencePool {
     this.started = false
     const slots = this.slots
     this.slots = []
+    for (const slot of slots) this.rejectAll(slot, new WorkerError('the inference pool stopped'))
     await Promise.all(slots.map(async (s) => await s.worker.terminate()))
+  }
+
+  /** Workers replaced since the pool started (they died or stopped answering). */
+  get replaced (): number {
+    return this.replacedCount
   }
 
   private spawn (): Slot {
     const worker = new Worker(new URL('./inference-worker.ts', import.meta.url))
-    const slot: Slot = { worker, pending: new Map(), busy: 0 }
+    const slot: Slot = { worker, pending: new Map(), busy: 0, ready: Promise.resolve(), outstanding: 0, retired: false }
     worker.on('message', (reply: WorkerReply) => {
+      slot.outstanding--
+      if (slot.retired && slot.outstanding === 0) void worker.terminate()
       const waiter = slot.pending.get(reply.id)
+      if (waiter === undefined) return
       slot.pending.delete(reply.id)
-      if (reply.ok) waiter?.resolve(reply.result)
-      else waiter?.reject(new Error(reply.error))
+      clearTimeout(waiter.timer)
+      if (reply.ok) waiter.resolve(reply.result)
+      else waiter.reject(new Error(reply.error))
     })
-    worker.on('error', (err) => {
-      this.log.error({ err }, 'inference worker failed')
-      for (const waiter of slot.pending.values()) waiter.reject(err)
-      slot.pending.clear()
-    })
+    worker.on('error', (err) => { this.replace(slot, `the inference worker failed: ${err.message}`) })
+    worker.on('exit', (code) => { this.replace(slot, `the inference worker exited (code ${code})`) })
     return slot
   }
 
-  private call (slot: Slot, request: Request, transfer: ArrayBuffer[] = []): Promise<unknown> {
+  /**
+   * Rejects what `slot` had in flight and puts a fresh worker in its place (once: error and exit both come). A
+   * worker that is still alive (it timed out) is ended only once it is idle: terminating a thread inside
+   * onnxruntime's native code aborts the whole process.
+   */
+  private replace (slot: Slot, reason: string): void {
+    const index = this.slots.indexOf(slot)
+    if (index === -1) return
+    this.log.error({ reason, inFlight: slot.pending.size }, 'inference worker lost; starting another')
+    this.rejectAll(slot, new WorkerError(reason))
+    slot.retired = true
+    if (slot.outstanding === 0) void slot.worker.terminate()
+    const fresh = this.spawn()
+    this.slots[index] = fresh
+    fresh.ready = this.reload(fresh)
+    this.replacedCount++
+  }
+
+  private rejectAll (slot: Slot, err: WorkerError): void {
+    for (const waiter of slot.pending.values()) {
+      clearTimeout(waiter.timer)
+      waiter.reject(err)
+    }
+    slot.pending.clear()
+  }
+
+  private async reload (slot: Slot): Promise<void> {
+    for (const [model, { file, provider, threads }] of this.models) {
+      try {
+        await this.call(slot, { op: 'load', model, file, provider, threads }, [], this.loadTimeoutMs)
+      } catch (err) {
+        this.log.warn({ model, err: (err as Error).message }, 'a replacement inference worker could not load a model')
+      }
+    }
+  }
+
+  private call (slot: Slot, request: Request, transfer: ArrayBuffer[] = [], timeoutMs = this.loadTimeoutMs): Promise<unknown> {
     const id = this.nextId++
     return new Promise((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject })
-      slot.worker.postMessage({ ...request, id }, transfer)
+      // The worker was replaced or the pool stopped while the caller waited: nothing would ever answer.
+      if (!this.slots.includes(slot)) {
+        reject(new WorkerError(this.started ? 'the inference worker was replaced' : 'the inference pool stopped'))
+        return
+      }
+      const timer = setTimeout(() => {
+        // A worker that does not answer is wedged: replacing it rejects this call and the others it holds.
+        this.replace(slot, `the inference worker did not answer a ${request.op} within ${timeoutMs} ms`)
+      }, timeoutMs).unref()
+      slot.pending.set(id, { resolve, reject, timer })
+      try {
+        slot.worker.postMessage({ ...request, id }, transfer)
+        slot.outstanding++
+      } catch (err) {
+        clearTimeout(timer)
+        slot.pending.delete(id)
+        reject(err as Error)
+      }
     })
   }
 
   private first (): Slot {
-    if (!this.started) throw new Error('the inference pool is not started')
+    if (!this.started) throw new WorkerError('the inference pool is not started')
     if (this.slots.length === 0) this.slots = Array.from({ length: this.size }, () => this.spawn())
     return this.slots[0] as Slot
   }
@@ -83,19 +168,28 @@ export class InferencePool {
   /** Loads a model on every worker with `provider` and `threads`; resolves with its inputs and outputs. */
   async load (model: string, file: string, provider: string, threads = this.threads): Promise<LoadResult> {
     this.first()
-    const results = await Promise.all(this.slots.map(async (slot) =>
-      await this.call(slot, { op: 'load', model, file, provider, threads }) as LoadResult))
+    const results = await Promise.all(this.slots.map(async (slot) => {
+      await slot.ready
+      return await this.call(slot, { op: 'load', model, file, provider, threads }) as LoadResult
+    }))
+    this.models.set(model, { file, provider, threads })
     return results[0] as LoadResult
   }
 
   async unload (model: string): Promise<void> {
     this.first()
-    await Promise.all(this.slots.map(async (slot) => await this.call(slot, { op: 'unload', model })))
+    this.models.delete(model)
+    await Promise.all(this.slots.map(async (slot) => {
+      await slot.ready
+      await this.call(slot, { op: 'unload', model })
+    }))
   }
 
   /** Writes the graph-optimized form of `file` to `out` (off the event loop: it can take seconds). */
   async optimize (file: string, out: string): Promise<void> {
-    await this.call(this.first(), { op: 'optimize', file, out })
+    const slot = this.first()
+    await slot.ready
+    await this.call(slot, { op: 'optimize', file, out })
   }
 
   /** Runs a loaded model on the least busy worker. The feeds' buffers are transferred: do not reuse them. */
@@ -103,7 +197,8 @@ export class InferencePool {
     const slot = this.slots.reduce((best, s) => s.busy < best.busy ? s : best, this.first())
     slot.busy++
     try {
-      return await this.call(slot, { op: 'run', model, feeds }, transferList(feeds)) as RunResult
+      await slot.ready
+      return await this.call(slot, { op: 'run', model, feeds }, transferList(feeds), this.runTimeoutMs) as RunResult
     } finally {
       slot.busy--
     }
