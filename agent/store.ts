@@ -201,6 +201,22 @@ const MIGRATIONS: ReadonlyArray<{ version: number, sql: string }> = [
       CREATE INDEX readings_ts ON readings (ts);
       CREATE INDEX sensors_last_seen ON sensors (last_seen);
     `
+  },
+  {
+    version: 9,
+    sql: `
+      -- Where a model came from: compiled by an operator, fetched on request, or kept on standby for work that
+      -- may move here (only standby copies are collected once no work names them).
+      ALTER TABLE models ADD COLUMN origin TEXT NOT NULL DEFAULT 'compiled';
+      -- Each file's size and modification time when registered: a file that differs is not loaded (torn).
+      ALTER TABLE models ADD COLUMN file_mtime_ms INTEGER;
+      ALTER TABLE models ADD COLUMN optimized_size INTEGER;
+      ALTER TABLE models ADD COLUMN optimized_mtime_ms INTEGER;
+      -- Retention prunes these tables by time through these indexes.
+      CREATE INDEX detections_at ON detections (at);
+      CREATE INDEX audit_log_at ON audit_log (at);
+      CREATE INDEX api_tokens_expires_at ON api_tokens (expires_at);
+    `
   }
 ]
 
