@@ -11,6 +11,7 @@ import {
   formatSensorsTable, formatStatus
 } from './format.ts'
 import type { OperatorView } from '../protocols/identity.ts'
+import { escapeText } from '../protocols/text.ts'
 import type { BenchResult, CompileResult } from '../runtime/model-runtime.ts'
 import type { IngestStatus } from './ingest.ts'
 import { VERSION } from './version.ts'
@@ -356,7 +357,8 @@ export async function main (argv: string[]): Promise<number> {
       return 2
     }
     if (err instanceof NoodleError) {
-      process.stderr.write(`noodle: ${err.message}\n`)
+      // An API error can quote what the agent got from the wire (a name, a path): never raw to the terminal.
+      process.stderr.write(`noodle: ${escapeText(err.message)}\n`)
       return 1
     }
     throw err

@@ -5,7 +5,8 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { issueKey } from '../protocols/codec.ts'
 import { topicRuleProblem } from '../protocols/sensor-payload.ts'
-import { WorkItemSchema } from '../protocols/work.ts'
+import { nameText } from '../protocols/text.ts'
+import { DEFAULT_REMOTE_MAX_MODEL_BYTES, DEFAULT_REMOTE_SOURCES, remoteSourceEntry, WorkItemSchema } from '../protocols/work.ts'
 import { ConfigError } from './errors.ts'
 
 /**
@@ -79,6 +80,8 @@ const MqttSchema = z.strictObject({
   valueFields: z.array(z.string().min(1).max(64)).min(1).max(32),
   /** Larger payloads go to the dead letter. */
   maxPayloadBytes: z.int().min(16).max(16 * 1024 * 1024),
+  /** How far ahead of its arrival a reading's time may be (sensor clocks drift); later ones go to the dead letter. */
+  maxClockSkewMs: milliseconds(0, 7 * 86_400_000),
   /** QoS 1 (the default) loses nothing; QoS 0 is cheaper and loses what is in flight when anything fails. */
   qos: z.union([z.literal(0), z.literal(1)]),
   batch: z.strictObject({
@@ -93,8 +96,15 @@ const MqttSchema = z.strictObject({
   /** An MQTT broker inside the agent, for a box with none (aedes). Defaults to on when topics are set and url is not. */
   embeddedBroker: z.strictObject({
     enabled: z.boolean().optional(),
+    /** Loopback unless there is a passwordFile: a broker that anyone on the network can reach needs credentials. */
     host: z.string().min(1),
-    port: z.int().min(1).max(65_535)
+    port: z.int().min(1).max(65_535),
+    /** Users and hashed passwords, as `mosquitto_passwd` writes them. Unset: anonymous clients, on loopback only. */
+    passwordFile: z.string().min(1).optional(),
+    /** The largest MQTT packet a client may send; larger ones close its connection. Defaults to maxPayloadBytes + 64 KiB. */
+    maxPacketBytes: z.int().min(1024).max(268_435_460).optional(),
+    /** Connections at once; more are closed as they come. */
+    maxClients: z.int().min(1).max(100_000)
   }),
   /** Where the box publishes its availability and health: <baseTopic>/<name>/… */
   baseTopic: z.string().regex(/^[^#+\0]+$/, 'must be a topic without wildcards').refine((t) => !t.endsWith('/'), 'must not end in "/"'),
@@ -109,7 +119,7 @@ const MqttSchema = z.strictObject({
 })
 
 export const ConfigSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit'),
+  name: nameText,
   dataDir: z.string().min(1),
   logLevel: z.enum(LOG_LEVELS),
   listen: z.array(tcpMultiaddr).min(1),
@@ -157,20 +167,47 @@ export const ConfigSchema = z.strictObject({
     /** How often the coordinator re-evaluates the placement of work, besides on every membership change. */
     evaluateIntervalMs: milliseconds(500, 3_600_000),
     /** A box takes new work only while its projected CPU use stays under this (%); it keeps work until +10. */
-    maxCpuPct: z.int().min(10).max(100)
+    maxCpuPct: z.int().min(10).max(100),
+    /** How long the work of a dead member is still placed on others; the work of a member that left, never. */
+    orphanAfterMs: milliseconds(0, 7 * 86_400_000)
   }),
   /** Work configured on this node (its cameras and models); the coordinator may place it elsewhere. */
+  /**
+   * What this box opens for work homed on other boxes (its own work is not checked): source schemes and hosts
+   * (`rtsp://`, `rtsp://192.0.2.10`, `lavfi:` for FFmpeg generators that read nothing), and the largest model.
+   * Files and devices are never opened for another home; models from the mesh come by id only.
+   */
+  remoteWork: z.strictObject({
+    sources: z.array(remoteSourceEntry).max(16),
+    maxModelBytes: z.int().min(0).max(64 * 1024 ** 3)
+  }),
+  /** A JSON file `{ "<camera id>": { "username": "…", "password": "…" } }`: camera credentials, never sent to the mesh. */
+  cameraCredentialsFile: z.string().min(1).optional(),
   work: z.array(WorkItemSchema).max(32).refine((items) => new Set(items.map((w) => w.id)).size === items.length, 'work ids must be unique'),
   models: z.strictObject({
     /**
      * Keep a copy of the models of work elsewhere in the mesh that could move here, so this box can take over a
      * camera whose node died (see runtime/model-standby.ts).
      */
-    standby: z.boolean()
+    standby: z.boolean(),
+    /**
+     * The folder whose model files operators may compile over HTTPS (`noodle models compile` on another machine).
+     * Unset: compile over HTTPS is refused. The local socket may compile any regular file.
+     */
+    importDir: z.string().min(1).optional(),
+    /** The largest model file this box compiles, fetches or keeps (bytes). */
+    maxModelBytes: z.int().min(1024).max(64 * 1024 ** 3),
+    /** A peer sending a model that stays silent this long is cut off (the fetch fails and is counted). */
+    fetchIdleTimeoutMs: milliseconds(100, 600_000),
+    /** A standby copy that no work in the mesh has named for this long is deleted (compiled models never are). */
+    standbyRetainMs: milliseconds(0, 30 * 86_400_000)
   }),
   api: z.strictObject({
     /** Defaults to `<dataDir>/agent.sock`. */
     socketPath: z.string().min(1).optional(),
+    /** How long a client (on the socket or over HTTPS) may take to send its headers, then its whole request. */
+    headersTimeoutMs: milliseconds(1_000, 600_000),
+    requestTimeoutMs: milliseconds(1_000, 3_600_000),
     /**
      * An HTTPS listener for tools on other machines (off by default). Every request on it needs an operator's
      * token (POST /api/v1/identity/login) whose role allows it.
@@ -181,7 +218,7 @@ export const ConfigSchema = z.strictObject({
       certFile: z.string().min(1),
       keyFile: z.string().min(1)
     }).optional()
-  }),
+  }).refine((a) => a.headersTimeoutMs <= a.requestTimeoutMs, { path: ['headersTimeoutMs'], message: 'must not exceed api.requestTimeoutMs' }),
   mqtt: MqttSchema
 }).refine((c) => c.membership.probeAfterMs > c.health.intervalMs, {
   path: ['membership', 'probeAfterMs'],
@@ -193,8 +230,8 @@ export type Config = z.infer<typeof ConfigSchema>
 /** The config with the defaults that depend on the data dir filled in. */
 export interface ResolvedConfig extends Config {
   swarmKeyFile: string
-  api: { socketPath: string, tcp?: NonNullable<Config['api']['tcp']> }
-  mqtt: Config['mqtt'] & { clientId: string, embeddedBroker: Config['mqtt']['embeddedBroker'] & { enabled: boolean } }
+  api: Config['api'] & { socketPath: string }
+  mqtt: Config['mqtt'] & { clientId: string, embeddedBroker: Config['mqtt']['embeddedBroker'] & { enabled: boolean, maxPacketBytes: number } }
 }
 
 /** Where the data dir lives when nothing says otherwise: the per-user state folder. */
@@ -214,22 +251,24 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
     health: { intervalMs: 1_000 },
     gossip: { degree: 0 },
     membership: { probeAfterMs: 1_100, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 86_400_000, redialIntervalMs: 1_000 },
-    coordinator: { eligible: true, priority: 0, evaluateIntervalMs: 10_000, maxCpuPct: 80 },
+    coordinator: { eligible: true, priority: 0, evaluateIntervalMs: 10_000, maxCpuPct: 80, orphanAfterMs: 600_000 },
+    remoteWork: { sources: [...DEFAULT_REMOTE_SOURCES], maxModelBytes: DEFAULT_REMOTE_MAX_MODEL_BYTES },
     work: [],
-    models: { standby: true },
-    api: {},
+    models: { standby: true, maxModelBytes: 512 * 1024 ** 2, fetchIdleTimeoutMs: 30_000, standbyRetainMs: 3_600_000 },
+    api: { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000 },
     mqtt: {
       tls: { rejectUnauthorized: true },
       topics: [],
       topicParsing: [],
       valueFields: ['value'],
       maxPayloadBytes: 65_536,
+      maxClockSkewMs: 600_000,
       qos: 1,
       batch: { maxMessages: 1_000, maxDelayMs: 5 },
       receiveMaximum: 2_000,
       sessionExpirySec: 7 * 86_400,
       keepaliveSec: 30,
-      embeddedBroker: { host: '0.0.0.0', port: 1883 },
+      embeddedBroker: { host: '127.0.0.1', port: 1883, maxClients: 1_000 },
       baseTopic: 'noodle',
       healthIntervalMs: 60_000,
       homeAssistant: false,
@@ -261,12 +300,22 @@ const SETTABLE: Record<string, ValueKind> = {
   'coordinator.priority': 'int',
   'coordinator.evaluateIntervalMs': 'int',
   'coordinator.maxCpuPct': 'int',
+  'coordinator.orphanAfterMs': 'int',
+  'remoteWork.sources': 'list',
+  'remoteWork.maxModelBytes': 'int',
+  cameraCredentialsFile: 'string',
   'api.socketPath': 'string',
+  'api.headersTimeoutMs': 'int',
+  'api.requestTimeoutMs': 'int',
   'api.tcp.host': 'string',
   'api.tcp.port': 'int',
   'api.tcp.certFile': 'string',
   'api.tcp.keyFile': 'string',
   'models.standby': 'boolean',
+  'models.importDir': 'string',
+  'models.maxModelBytes': 'int',
+  'models.fetchIdleTimeoutMs': 'int',
+  'models.standbyRetainMs': 'int',
   'mqtt.url': 'string',
   'mqtt.username': 'string',
   'mqtt.passwordFile': 'string',
@@ -276,6 +325,9 @@ const SETTABLE: Record<string, ValueKind> = {
   'mqtt.embeddedBroker.enabled': 'boolean',
   'mqtt.embeddedBroker.host': 'string',
   'mqtt.embeddedBroker.port': 'int',
+  'mqtt.embeddedBroker.passwordFile': 'string',
+  'mqtt.embeddedBroker.maxPacketBytes': 'int',
+  'mqtt.embeddedBroker.maxClients': 'int',
   'mqtt.baseTopic': 'string',
   'mqtt.homeAssistant': 'boolean'
 }
@@ -407,20 +459,34 @@ export function loadConfig ({ flags = {}, env = process.env }: LoadConfigOptions
     throw new ConfigError(key, `makes the API socket path ${Buffer.byteLength(socketPath)} bytes long; ` +
       `Unix sockets allow ${MAX_SOCKET_PATH_BYTES}: use a shorter path or set api.socketPath`)
   }
+  const brokerEnabled = config.mqtt.embeddedBroker.enabled ?? (config.mqtt.url === undefined && config.mqtt.topics.length > 0)
+  const brokerHost = config.mqtt.embeddedBroker.host
+  if (brokerEnabled && config.mqtt.embeddedBroker.passwordFile === undefined && !isLoopback(brokerHost)) {
+    const source = sourceOf('mqtt.embeddedBroker.host', sources)
+    throw new ConfigError('mqtt.embeddedBroker.host', `is ${brokerHost}, which others can reach: a broker off loopback needs ` +
+      `mqtt.embeddedBroker.passwordFile (users made with mosquitto_passwd)${source != null ? ` (from ${source})` : ''}`)
+  }
   return {
     ...config,
     dataDir,
     swarmKeyFile: resolve(config.swarmKeyFile ?? join(dataDir, 'swarm.key')),
-    api: { socketPath, ...(config.api.tcp === undefined ? {} : { tcp: config.api.tcp }) },
+    api: { ...config.api, socketPath },
+    models: { ...config.models, ...(config.models.importDir === undefined ? {} : { importDir: resolve(config.models.importDir) }) },
     mqtt: {
       ...config.mqtt,
       clientId: config.mqtt.clientId ?? `noodle-${config.name}`.slice(0, 64),
       embeddedBroker: {
         ...config.mqtt.embeddedBroker,
-        enabled: config.mqtt.embeddedBroker.enabled ?? (config.mqtt.url === undefined && config.mqtt.topics.length > 0)
+        enabled: brokerEnabled,
+        maxPacketBytes: config.mqtt.embeddedBroker.maxPacketBytes ?? config.mqtt.maxPayloadBytes + 65_536
       }
     }
   }
+}
+
+/** Whether a listening host is reachable from this box alone. */
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
 }
 
 /** Linux caps a Unix socket's path at 107 bytes (108 with the terminating NUL). */

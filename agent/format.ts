@@ -1,4 +1,5 @@
 import type { OperatorView } from '../protocols/identity.ts'
+import { escapeText } from '../protocols/text.ts'
 import type { OptimizeResponse } from '../protocols/optimize.ts'
 import type { IngestStatus } from './ingest.ts'
 import type { BenchResult, CompileResult } from '../runtime/model-runtime.ts'
@@ -39,7 +40,9 @@ export function shortPeerId (peerId: string): string {
   return peerId.slice(-8)
 }
 
-function renderTable (header: string[], rows: string[][]): string {
+/** Every cell is escaped: sensor names, labels, model names and errors come from the wire or from files. */
+function renderTable (header: string[], rawRows: string[][]): string {
+  const rows = rawRows.map((r) => r.map(escapeText))
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]) => cells.map((c, i) => i === cells.length - 1 ? c : c.padEnd(widths[i] as number)).join('   ')
   return [line(header), ...rows.map(line)].join('\n') + '\n'
@@ -96,10 +99,10 @@ export function formatDecisionsTable (decisions: DecisionView[], now = Date.now(
 
 /** What `noodle optimize` prints: the coordinator's fresh decisions, or that nothing needs to move. */
 export function formatOptimize (r: OptimizeResponse): string {
-  const head = `coordinator ${shortPeerId(r.coordinator)}, term ${r.term}: `
+  const head = `coordinator ${escapeText(shortPeerId(r.coordinator))}, term ${r.term}: `
   if (r.decisions.length === 0) return head + 'placement unchanged\n'
   return head + `${r.decisions.length} decision(s)\n` +
-    r.decisions.map((d) => `  ${d.action} ${d.workId} on ${shortPeerId(d.target)}: ${d.reason}\n`).join('')
+    r.decisions.map((d) => escapeText(`  ${d.action} ${d.workId} on ${shortPeerId(d.target)}: ${d.reason}`) + '\n').join('')
 }
 
 /** The `noodle sensors` table: one row per sensor metric. */
@@ -146,16 +149,17 @@ export function formatModelsTable (models: ModelView[]): string {
 }
 
 export function formatCompile (r: CompileResult): string {
+  // Tensor and provider names come from the model file.
   return [
     `compiled ${r.id}`,
     ...r.inputs.map((i) => `  input  ${i.name} ${i.dtype}[${formatShape(i.shape)}]`),
     ...r.outputs.map((o) => `  output ${o.name} ${o.dtype}[${formatShape(o.shape)}]`),
     ...r.providers.map((p) => `  ${p.name}: p50 ${p.p50Ms} ms, p99 ${p.p99Ms} ms`)
-  ].join('\n') + '\n'
+  ].map(escapeText).join('\n') + '\n'
 }
 
 export function formatBench (r: BenchResult): string {
-  return `${r.id.slice(0, 12)} on ${r.provider}: ${r.runs} runs, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.perSecond}/s\n`
+  return escapeText(`${r.id.slice(0, 12)} on ${r.provider}: ${r.runs} runs, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, ${r.perSecond}/s`) + '\n'
 }
 
 /** The `noodle cameras` table, like Frigate's camera stats: figures for cameras here, where for the others. */

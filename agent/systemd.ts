@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { escapeText } from '../protocols/text.ts'
 import type { Logger } from './logger.ts'
 
 /**
@@ -55,10 +56,10 @@ export class SystemdNotifier {
     bridge.stdin?.on('error', () => {}) // reported by 'error' above
     this.bridge = bridge
     this.bridgeGone = new Promise((resolve) => { bridge.once('exit', () => { resolve() }).once('error', () => { resolve() }) })
-    this.send(`READY=1\nMAINPID=${process.pid}\nSTATUS=${this.status()}`)
+    this.send(`READY=1\nMAINPID=${process.pid}\nSTATUS=${this.statusText()}`)
     const interval = this.watchdogMs
     if (interval !== undefined) {
-      this.watchdog = setInterval(() => { this.send(`WATCHDOG=1\nSTATUS=${this.status()}`) }, interval / 2)
+      this.watchdog = setInterval(() => { this.send(`WATCHDOG=1\nSTATUS=${this.statusText()}`) }, interval / 2)
     }
     this.log.info({ watchdogMs: interval ?? null }, 'told systemd the agent is ready')
   }
@@ -71,6 +72,11 @@ export class SystemdNotifier {
     this.send('STOPPING=1', bridge)
     bridge.stdin?.end()
     await this.bridgeGone
+  }
+
+  /** The status on one line: it names members and work, and a newline in it would be a command to systemd. */
+  private statusText (): string {
+    return escapeText(this.status())
   }
 
   private send (message: string, bridge = this.bridge): void {

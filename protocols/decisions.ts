@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
+import { nameText, peerIdText } from './text.ts'
 import { TOPICS } from './topics.ts'
 import { WorkItemWireSchema } from './work.ts'
 
@@ -7,7 +8,6 @@ export const DECISION_ACTIONS = ['run', 'stop'] as const
 export const DECISION_OUTCOMES = ['applied', 'rejected', 'stale'] as const
 export type DecisionOutcome = typeof DECISION_OUTCOMES[number]
 
-const peerIdText = z.string().min(1).max(128)
 const term = z.int().positive()
 
 /**
@@ -18,7 +18,7 @@ const term = z.int().positive()
 const DecisionSchema = z.object({
   v: z.literal(1),
   type: z.literal('decision'),
-  id: z.string().min(1).max(80),
+  id: nameText,
   term,
   target: peerIdText,
   action: z.enum(DECISION_ACTIONS),
@@ -33,7 +33,7 @@ const DecisionSchema = z.object({
 const DecisionResultSchema = z.object({
   v: z.literal(1),
   type: z.literal('result'),
-  id: z.string().min(1).max(80),
+  id: nameText,
   term,
   outcome: z.enum(DECISION_OUTCOMES),
   detail: z.string().max(300),

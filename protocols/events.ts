@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
+import { nameText } from './text.ts'
 import { TOPICS } from './topics.ts'
 
 /** A member says it is leaving on purpose (SIGTERM, `systemctl stop`), so others list it `left`, not `dead`. */
@@ -16,7 +17,7 @@ const OperatorRegisteredSchema = z.object({
   type: z.literal('operator.registered'),
   at: z.int().nonnegative(),
   userId: z.uuid(),
-  username: z.string().min(1).max(64)
+  username: nameText
 })
 
 export const SystemEventSchema = z.discriminatedUnion('type', [MemberLeaveSchema, OperatorRegisteredSchema])

@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
+import { multiaddrText, nameText } from './text.ts'
 import { TOPICS } from './topics.ts'
-import { WorkItemWireSchema } from './work.ts'
+import { DEFAULT_ACCEPTS, RemoteWorkAcceptsSchema, WorkItemWireSchema } from './work.ts'
 
 /** Models a beacon lists at most (the most recently compiled first): the work that uses them is at most 32. */
 export const MAX_BEACON_MODELS = 32
@@ -18,7 +19,7 @@ const bytes = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
  */
 export const HealthBeaconSchema = z.object({
   v: z.literal(1),
-  name: z.string().min(1).max(63),
+  name: nameText,
   version: z.string().min(1).max(32),
   /** When this run of the agent started (ms since the epoch) and a counter within it: together they order beacons. */
   startedAt: count,
@@ -33,14 +34,14 @@ export const HealthBeaconSchema = z.object({
   /** Highest thermal-zone reading in °C, or null where the box exposes none. */
   tempC: z.number().min(-100).max(250).nullable(),
   /** Accelerator devices present, e.g. "nvidia", "dri", "apex" (Coral), "hailo". */
-  accelerators: z.array(z.string().min(1).max(32)).max(16),
+  accelerators: z.array(nameText.max(32)).max(16),
   /** Where to reach the node (multiaddrs without the /p2p part), so members that heard of it can dial it. */
-  addrs: z.array(z.string().min(1).max(200)).max(8),
+  addrs: z.array(multiaddrText).max(8),
   // Fields added within v1 have defaults, so a beacon from an agent that predates them still reads: such an
   // agent knows nothing of elections or work, so it may not coordinate and runs nothing.
   /** CPU cores, and the inference back ends it has ("cpu", "cuda", "webgpu"…): what it can run. */
   cpus: z.int().min(1).max(4096).default(1),
-  providers: z.array(z.string().min(1).max(32)).max(8).default([]),
+  providers: z.array(nameText.max(32)).max(8).default([]),
   /** The models registered on the node, with their measured latency there (p50 ms, on its fastest provider). */
   models: z.array(z.object({ id: z.string().regex(/^[0-9a-f]{64}$/), p50Ms: z.number().nonnegative() })).max(MAX_BEACON_MODELS).default([]),
   /** Election: the highest term the node knows, whether it may coordinate, and its configured priority. */
@@ -49,7 +50,9 @@ export const HealthBeaconSchema = z.object({
   priority: z.int().min(-1000).max(1000).default(0),
   /** Work configured on the node (its home), and the ids of the work it runs now. */
   work: z.array(WorkItemWireSchema).max(32).default([]),
-  running: z.array(z.string().min(1).max(63)).max(64).default([]),
+  running: z.array(nameText).max(64).default([]),
+  /** What work homed elsewhere the node opens (its `remoteWork` policy), and the cameras it has credentials for. */
+  accepts: RemoteWorkAcceptsSchema.default(DEFAULT_ACCEPTS),
   /** MQTT ingest totals and rate, or null where the node ingests nothing. */
   ingest: z.object({
     received: count,

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
+import { nameText } from './text.ts'
 import { TOPICS } from './topics.ts'
 
 const DetectionSchema = z.object({
@@ -11,7 +12,7 @@ const DetectionSchema = z.object({
 /** What a camera's model found in a frame: results, never the frame. The sender is the gossip message's `from`. */
 export const MediaResultSchema = z.object({
   v: z.literal(1),
-  camera: z.string().min(1).max(63),
+  camera: nameText,
   at: z.int().nonnegative(),
   latencyMs: z.number().nonnegative(),
   detections: z.array(DetectionSchema).max(64)

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { versionedJson } from './codec.ts'
+import { multiaddrText, peerIdText } from './text.ts'
 
 /**
  * Member sync, Serf's push/pull on join: when a connection opens, the side that dialled sends the members it
@@ -12,8 +13,8 @@ export const MEMBER_SYNC_PROTOCOL = '/noodle/member-sync/1.0.0'
 export const MemberSyncSchema = z.object({
   v: z.literal(1),
   members: z.array(z.object({
-    peerId: z.string().regex(/^[1-9A-HJ-NP-Za-km-z]{46,60}$/, 'is not a peer id'),
-    addrs: z.array(z.string().min(1).max(200)).min(1).max(8)
+    peerId: peerIdText,
+    addrs: z.array(multiaddrText).min(1).max(8)
   })).max(1024)
 })
 

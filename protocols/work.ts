@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { nameText } from './text.ts'
 
 export const WORK_KINDS = ['camera', 'model'] as const
 export const ACCELERATOR_NEEDS = ['none', 'preferred', 'required'] as const
@@ -8,7 +9,7 @@ export const ACCELERATOR_NEEDS = ['none', 'preferred', 'required'] as const
  * configured on the node where its data is (its "home") and may be moved by the coordinator unless pinned.
  */
 const workItemShape = {
-  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit'),
+  id: nameText,
   kind: z.enum(WORK_KINDS),
   /** Where the frames come from (rtsp://…, a file, a device): a device path is pinned by nature. */
   source: z.string().min(1).max(500).optional(),
@@ -28,11 +29,42 @@ const workItemShape = {
   hwaccel: z.enum(['auto', 'none']).default('auto')
 }
 
-/** In a config file: an unknown key is a typo, and an error. */
-export const WorkItemSchema = z.strictObject(workItemShape)
+/**
+ * In a config file: an unknown key is a typo, and an error. Credentials in a source URL are refused: they would
+ * travel in every beacon; they belong in `cameraCredentialsFile`, keyed by the camera's id.
+ */
+export const WorkItemSchema = z.strictObject(workItemShape).superRefine((item, ctx) => {
+  if (item.source !== undefined && /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*@/.test(item.source)) {
+    ctx.addIssue({ code: 'custom', path: ['source'], message: `carries credentials: put them in cameraCredentialsFile under "${item.id}" (they would travel in every beacon)` })
+  }
+})
 /** On the wire: fields a newer agent adds are dropped, as everywhere in a message. */
 export const WorkItemWireSchema = z.object(workItemShape)
 
 export type WorkItem = z.infer<typeof WorkItemSchema>
 /** As written in a config file: the defaulted fields may be left out. */
 export type WorkItemInput = z.input<typeof WorkItemSchema>
+
+/** Schemes a box may open for work homed elsewhere (`remoteWork.sources`); never file, pipe or device inputs. */
+export const REMOTE_SCHEMES = ['rtsp', 'rtsps', 'rtmp', 'rtmps', 'http', 'https', 'srt'] as const
+/** `lavfi:` (generators that read nothing), a scheme (`rtsp://`: any host), or a scheme and host (`rtsp://cam.lan:554`). */
+export const remoteSourceEntry = z.string().max(200).regex(
+  new RegExp(`^(lavfi:|(${REMOTE_SCHEMES.join('|')})://([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])?(:\\d{1,5})?)$`),
+  `must be "lavfi:", a scheme (${REMOTE_SCHEMES.map((s) => `${s}://`).join(', ')}), or a scheme and host such as rtsp://192.0.2.10`
+)
+export const DEFAULT_REMOTE_SOURCES = ['rtsp://', 'rtsps://', 'http://', 'https://', 'lavfi:']
+/** The largest model a box takes for work homed elsewhere, unless its operator says otherwise. */
+export const DEFAULT_REMOTE_MAX_MODEL_BYTES = 512 * 1024 ** 2
+export const MAX_CREDENTIAL_CAMERAS = 32
+
+/**
+ * A box's `remoteWork` policy as its beacon carries it, and the ids of the cameras it has credentials for (ids
+ * only: the credentials stay on the box). A beacon from an agent that predates it reads as the default policy.
+ */
+export const RemoteWorkAcceptsSchema = z.object({
+  sources: z.array(remoteSourceEntry).max(16),
+  maxModelBytes: z.int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  credentials: z.array(nameText).max(MAX_CREDENTIAL_CAMERAS).default([])
+})
+export type RemoteWorkAccepts = z.infer<typeof RemoteWorkAcceptsSchema>
+export const DEFAULT_ACCEPTS: RemoteWorkAccepts = { sources: DEFAULT_REMOTE_SOURCES, maxModelBytes: DEFAULT_REMOTE_MAX_MODEL_BYTES, credentials: [] }

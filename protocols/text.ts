@@ -1,0 +1,31 @@
+import { z } from 'zod'
+
+/**
+ * Names that travel between boxes and end up in tables, logs, file names and systemd's status: config names,
+ * member names, work ids, decision ids. Restricting them where they enter is simpler than escaping them later.
+ */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
+export const NAME_RULE = 'must be 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit'
+export const nameText = z.string().regex(NAME_PATTERN, NAME_RULE)
+
+/** A peer id as text (base58btc, as libp2p writes it). */
+export const peerIdText = z.string().regex(/^[1-9A-HJ-NP-Za-km-z]{46,60}$/, 'is not a peer id')
+
+/** A multiaddr as text: printable ASCII without spaces (a /unix path is percent-encoded), starting with "/". */
+export const multiaddrText = z.string().regex(/^\/[\x21-\x7e]{0,199}$/, 'is not a multiaddr')
+
+// C0 and C1 controls and DEL (newlines, terminal escape sequences), and the Unicode characters that move or
+// reorder text on screen (line and paragraph separators, bidirectional overrides and isolates).
+const UNSAFE = /[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g
+const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' }
+
+/**
+ * Text from the wire (an MQTT topic, a sensor name, a camera label, a model name, an error) made safe to show on
+ * one line: in a terminal, a log line, a systemd `STATUS=` (where a newline would start a command to systemd).
+ * Every character that could act instead of being shown is written as an escape (`\n`, `\x1b`, `\u202e`).
+ */
+export function escapeText (text: string): string {
+  return text.replace(UNSAFE, (c) => NAMED[c] ?? (c.charCodeAt(0) <= 0xff
+    ? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`
+    : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`))
+}
