@@ -1,8 +1,10 @@
 import { availableParallelism } from 'node:os'
-import { join, resolve as resolvePath } from 'node:path'
+import { basename, join } from 'node:path'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../identity/keys.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
-import { ControlApi, JsonReply, TextBody, parseBody, readJsonBody } from './api.ts'
+import { TOPICS } from '../protocols/topics.ts'
+import { API_REFUSED_METRIC, ControlApi, JsonReply, TextBody, parseBody, readJsonBody } from './api.ts'
+import { importableModelFile } from './model-import.ts'
 import type { Access, Caller } from './api.ts'
 import { OperatorStore } from '../identity/operators.ts'
 import { LoginRequestSchema, RegisterRequestSchema, RemoveOperatorSchema } from '../protocols/identity.ts'
@@ -35,6 +37,7 @@ import { MetricsStore } from './metrics.ts'
 import { mqttParts } from './mqtt.ts'
 import type { MqttParts } from './mqtt.ts'
 import type { IngestStatus } from './ingest.ts'
+import type { EmbeddedBrokerStats } from './mqtt-broker.ts'
 import { HOUR_MS, SensorStore } from './sensor-store.ts'
 import { LoopLag } from './loop-lag.ts'
 import { Orchestrator } from './orchestrator.ts'
@@ -130,6 +133,8 @@ export class Agent {
     const api = new ControlApi({
       socketPath: parts.config.api.socketPath,
       log: parts.log,
+      timeouts: { headersMs: parts.config.api.headersTimeoutMs, requestMs: parts.config.api.requestTimeoutMs },
+      onRefused: (reason) => { parts.metrics.inc(API_REFUSED_METRIC, { reason }) },
       routes: {
         'GET /api/v1/system/status': () => this.status(),
         'GET /api/v1/mesh/nodes': () => this.nodes(),
@@ -159,9 +164,11 @@ export class Agent {
           return { removed: true }
         },
         'GET /api/v1/identity/audit': () => parts.operators.auditLog(),
-        'POST /api/v1/models/compile': async (req) => {
+        'POST /api/v1/models/compile': async (req, caller) => {
           const { file } = parseBody(CompileRequestSchema, await readJsonBody(req))
-          return await this.runtime.compile(resolvePath(file))
+          const { importDir, maxModelBytes } = parts.config.models
+          const real = importableModelFile(file, { remote: !caller.local, importDir, maxBytes: maxModelBytes })
+          return await this.runtime.compile(real, { name: basename(file) })
         },
         'POST /api/v1/models/fetch': async (req) => {
           const { id } = parseBody(FetchRequestSchema, await readJsonBody(req))
@@ -230,7 +237,7 @@ export class Agent {
       settleUntil: startedAt + SETTLE_BEACONS * config.health.intervalMs
     })
     const work = new WorkRegistry({ selfId, configured: config.work })
-    const dialer = new PeerDialer({ node: mesh.node, log, redialIntervalMs: config.membership.redialIntervalMs })
+    const dialer = new PeerDialer({ node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrap: config.bootstrap })
     const sampler = new HealthSampler({ dataDir: config.dataDir })
     const cpus = availableParallelism()
     const box = sampler.sample()
@@ -343,6 +350,7 @@ export class Agent {
       election,
       membership,
       store,
+      metrics,
       log,
       self: () => self,
       onChange: () => { reporter.publishSoon() }
@@ -362,7 +370,7 @@ export class Agent {
     const orchestrator = new Orchestrator({
       mesh,
       election,
-      observeClaim: (peer, term) => { electionService.observeClaim(peer, term) },
+      observeClaim: (peer, term) => { electionService.observeClaim(peer, term, TOPICS.optimizationDecisions) },
       membership,
       work,
       store,
@@ -461,10 +469,11 @@ export class Agent {
     return this.runtime.list().map(modelView)
   }
 
-  ingest (): IngestStatus {
-    if (this.mqtt.ingest !== null) return this.mqtt.ingest.status()
+  ingest (): IngestStatus & { embeddedBroker: EmbeddedBrokerStats | null } {
+    const embeddedBroker = this.mqtt.broker?.stats() ?? null
+    if (this.mqtt.ingest !== null) return { ...this.mqtt.ingest.status(), embeddedBroker }
     // Nothing is ingested now, but totals from earlier runs are still in the store.
-    return { ...this.sensors.totals(), deadLetter: this.sensors.deadLetterCount(), connected: false, broker: this.mqtt.session?.broker ?? null }
+    return { ...this.sensors.totals(), deadLetter: this.sensors.deadLetterCount(), connected: false, broker: this.mqtt.session?.broker ?? null, embeddedBroker }
   }
 
   gossip (): GossipView {

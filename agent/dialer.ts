@@ -3,9 +3,29 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { PeerId, PeerInfo } from '@libp2p/interface'
 import type { Logger } from './logger.ts'
 import type { MeshNode } from './mesh.ts'
+import type { MetricsStore } from './metrics.ts'
+
+/**
+ * Where a dial target was learnt. A `member` sent us a valid signed beacon (or did before a restart), or is a
+ * configured bootstrap peer; `hearsay` came from mDNS (which needs no key) or another member's list, and is
+ * only kept for a while, and only so many, until it proves to be a member.
+ */
+export type TargetOrigin = 'member' | 'hearsay'
+
+/** Dial targets not yet known to be members, at most; more are dropped until some expire or join. */
+export const MAX_HEARSAY_TARGETS = 256
+/** Addresses kept per target (a beacon carries 8 at most); more are dropped. */
+export const MAX_TARGET_ADDRS = 8
+/** How long a target learnt by hearsay is dialled before it is given up unless it became a member. */
+export const HEARSAY_TTL_MS = 3 * 60_000
+/** Counter of dial targets and addresses dropped, by reason: `addrs`, `targets` (the caps), `expired`. */
+export const DIAL_DROPPED_METRIC = 'noodle_dial_targets_dropped_total'
 
 interface Target {
   peerId: PeerId
+  origin: TargetOrigin
+  /** When a hearsay target is given up. */
+  expiresAt: number
   /** Addresses already given to the peer store: merging is not free, and a join repeats them many times over. */
   addrs: Set<string>
   /** Earliest time of the next attempt, and the wait after the next failure. */
@@ -22,25 +42,38 @@ const DIAL_TIMEOUT_MIN_MS = 1_000
  * Every known peer that is not connected is dialled, with a per-peer backoff that doubles from 250 ms up to
  * `redialIntervalMs` after quick failures (a box whose agent is down), so a restarted box is back within that
  * interval; a dial into silence (a cut link) is given up after a second and tried again at once, so a healed
- * link is back within about a second.
+ * link is back within about a second. Peers learnt by hearsay are capped in number and addresses and expire
+ * unless they become members (see `TargetOrigin`); what is dropped is counted.
  */
 export class PeerDialer {
   private readonly node: MeshNode
   private readonly log: Logger
+  private readonly metrics: MetricsStore
   private readonly redialIntervalMs: number
+  private readonly bootstrap: Set<string>
+  private readonly now: () => number
   private readonly targets = new Map<string, Target>()
+  private hearsay = 0
   private timer: NodeJS.Timeout | undefined
 
-  constructor (components: { node: MeshNode, log: Logger, redialIntervalMs: number }) {
+  constructor (components: { node: MeshNode, log: Logger, metrics: MetricsStore, redialIntervalMs: number, bootstrap?: string[], now?: () => number }) {
     this.node = components.node
     this.log = components.log
+    this.metrics = components.metrics
     this.redialIntervalMs = components.redialIntervalMs
+    this.bootstrap = new Set((components.bootstrap ?? []).map((a) => a.slice(a.lastIndexOf('/p2p/') + 5)))
+    this.now = components.now ?? Date.now
+  }
+
+  /** Peers being dialled (or kept connected), and how many of them are hearsay. */
+  get size (): { targets: number, hearsay: number } {
+    return { targets: this.targets.size, hearsay: this.hearsay }
   }
 
   start (): void {
     this.node.addEventListener('peer:discovery', this.onDiscovery)
     this.node.addEventListener('peer:connect', this.onConnect)
-    this.timer = setInterval(() => { this.dialDue() }, Math.min(FIRST_BACKOFF_MS, this.redialIntervalMs))
+    this.timer = setInterval(() => { this.expire(); this.dialDue() }, Math.min(FIRST_BACKOFF_MS, this.redialIntervalMs))
     this.timer.unref()
   }
 
@@ -49,20 +82,36 @@ export class PeerDialer {
     this.node.removeEventListener('peer:discovery', this.onDiscovery)
     this.node.removeEventListener('peer:connect', this.onConnect)
     this.targets.clear()
+    this.hearsay = 0
   }
 
-  /** Keep this peer connected; `addrs` (multiaddr strings) are added to what the peer store knows of it. */
-  async want (peerIdText: string, addrs: string[] = []): Promise<void> {
+  /**
+   * Keep this peer connected; `addrs` (multiaddr strings) are added to what the peer store knows of it. A
+   * `member` target stays until forgotten; a `hearsay` one is capped and expires (a member's later `want`
+   * promotes it).
+   */
+  async want (peerIdText: string, addrs: string[] = [], origin: TargetOrigin = 'hearsay'): Promise<void> {
     let target = this.targets.get(peerIdText)
     const isNew = target == null
+    const kept: TargetOrigin = origin === 'member' || this.bootstrap.has(peerIdText) ? 'member' : 'hearsay'
     if (target == null) {
       const peerId = peerIdFromString(peerIdText)
       if (peerId.equals(this.node.peerId)) return
-      target = { peerId, addrs: new Set(), notBefore: 0, backoffMs: FIRST_BACKOFF_MS, inFlight: false }
+      if (kept === 'hearsay' && this.hearsay >= MAX_HEARSAY_TARGETS) {
+        this.drop('targets', peerIdText)
+        return
+      }
+      target = { peerId, origin: kept, expiresAt: this.now() + HEARSAY_TTL_MS, addrs: new Set(), notBefore: 0, backoffMs: FIRST_BACKOFF_MS, inFlight: false }
       this.targets.set(peerIdText, target)
+      if (kept === 'hearsay') this.hearsay++
+    } else if (kept === 'member' && target.origin === 'hearsay') {
+      target.origin = 'member'
+      this.hearsay--
     }
     const known = target.addrs
-    const fresh = addrs.filter((a) => !known.has(a))
+    const unknown = [...new Set(addrs)].filter((a) => !known.has(a))
+    const fresh = unknown.slice(0, Math.max(0, MAX_TARGET_ADDRS - known.size))
+    if (fresh.length < unknown.length) this.drop('addrs', peerIdText, unknown.length - fresh.length)
     for (const a of fresh) known.add(a)
     const multiaddrs = fresh.flatMap((a) => { try { return [multiaddr(a)] } catch { return [] } })
     if (multiaddrs.length > 0) await this.node.peerStore.merge(target.peerId, { multiaddrs })
@@ -72,7 +121,24 @@ export class PeerDialer {
 
   /** Stop dialling this peer (it left, or was forgotten). */
   forget (peerIdText: string): void {
+    if (this.targets.get(peerIdText)?.origin === 'hearsay') this.hearsay--
     this.targets.delete(peerIdText)
+  }
+
+  /** Gives up the hearsay targets whose time is up (they never sent a beacon: not members, or not agents). */
+  expire (): void {
+    const now = this.now()
+    for (const [id, target] of this.targets) {
+      if (target.origin === 'hearsay' && target.expiresAt <= now) {
+        this.forget(id)
+        this.drop('expired', id)
+      }
+    }
+  }
+
+  private drop (reason: 'addrs' | 'targets' | 'expired', peer: string, n = 1): void {
+    this.metrics.inc(DIAL_DROPPED_METRIC, { reason }, n)
+    this.log.debug({ peer, reason, n }, 'dial target dropped')
   }
 
   private readonly onDiscovery = (event: CustomEvent<PeerInfo>): void => {
@@ -91,7 +157,7 @@ export class PeerDialer {
   }
 
   private dialDue (): void {
-    const now = Date.now()
+    const now = this.now()
     for (const [id, target] of this.targets) {
       if (!target.inFlight && target.notBefore <= now) this.dial(id)
     }
@@ -111,7 +177,7 @@ export class PeerDialer {
     }, (err: unknown) => {
       // A dial that hung for its whole timeout has waited already; only quick failures (refused) back off.
       const hung = Date.now() - started >= timeoutMs
-      target.notBefore = hung ? 0 : Date.now() + target.backoffMs
+      target.notBefore = hung ? 0 : this.now() + target.backoffMs
       if (!hung) target.backoffMs = Math.min(target.backoffMs * 2, this.redialIntervalMs)
       this.log.debug({ peer: id, err: (err as Error).message }, 'dial failed')
     }).finally(() => {

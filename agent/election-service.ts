@@ -1,9 +1,12 @@
 import type { HealthBeacon } from '../protocols/health.ts'
-import { candidateOf, compareCandidates } from './election.ts'
+import { TOPICS } from '../protocols/topics.ts'
+import { REJECTED_METRIC } from '../protocols/validator.ts'
+import { candidateOf, compareCandidates, termCeiling } from './election.ts'
 import type { Candidate, Election, ElectionChange } from './election.ts'
 import type { Logger } from './logger.ts'
 import { isLive } from './membership.ts'
 import type { Membership } from './membership.ts'
+import type { MetricsStore } from './metrics.ts'
 import type { Store } from './store.ts'
 
 /** Re-evaluation backstop, besides every membership change and claim: it ends the settle wait on time. */
@@ -14,6 +17,7 @@ export interface ElectionServiceComponents {
   election: Election
   membership: Membership
   store: Store
+  metrics: MetricsStore
   log: Logger
   /** How this node ranks (from config and the box). */
   self: () => Candidate
@@ -49,13 +53,21 @@ export class ElectionService {
   }
 
   /**
-   * `peerId` coordinates `term`, by its own signed word (a beacon or a decision). Only a live, eligible member
-   * can hold a term: anything else claiming one (a buggy or rogue peer) is ignored.
+   * `peerId` coordinates `term`, by its own signed word (a beacon or a decision, on `topic`). Only a live,
+   * eligible member can hold a term: anything else claiming one (a buggy or rogue peer) is ignored. A term past
+   * the ceiling is refused and counted (`term-jump`), so no claim can end elections.
    */
-  observeClaim (peerId: string, term: number): void {
-    const claimant = this.c.membership.get(peerId)
+  observeClaim (peerId: string, term: number, topic: string = TOPICS.nodeHealth): void {
+    const { membership, election } = this.c
+    const claimant = membership.get(peerId)
     if (claimant == null || !isLive(claimant.state) || candidateOf(claimant)?.eligible !== true) return
-    const clash = this.c.election.observeClaim(peerId, term, this.rank)
+    const ceiling = termCeiling(election.term, membership.list(), membership.self.peerId)
+    if (term > ceiling) {
+      this.c.metrics.inc(REJECTED_METRIC, { topic, reason: 'term-jump' })
+      this.c.log.debug({ peer: peerId, term, ceiling }, 'refused a claim past the term ceiling')
+      return
+    }
+    const clash = election.observeClaim(peerId, term, this.rank)
     this.evaluate(clash)
   }
 

@@ -31,6 +31,29 @@ export function candidateOf (member: Member): Candidate | null {
   return { peerId: member.peerId, eligible: h.eligible, priority: h.priority, capability: capabilityOf(h) }
 }
 
+/**
+ * How far above the term this box goes by (`termBasis`) a claim may reach. Terms grow by one per election, so an
+ * honest claim is never near it; a claim beyond it (a rogue or broken member claiming the top of the integer
+ * range, after which no rightful claim could ever be higher) is refused, and elections go on.
+ */
+export const MAX_TERM_STEP = 1000
+
+/**
+ * The term this box goes by: its own, or the lower median of its own and the terms its live members report,
+ * if that is higher. A box that was away while the mesh held many elections so catches up with the others, but
+ * no single member (nor half of them) can drag it up by reporting a huge term.
+ */
+export function termBasis (ownTerm: number, members: Member[], selfId: string): number {
+  const terms = [ownTerm, ...members.filter((m) => m.peerId !== selfId && isLive(m.state) && m.health != null)
+    .map((m) => m.health?.term ?? 0)].sort((a, b) => a - b)
+  return Math.max(ownTerm, terms[Math.floor((terms.length - 1) / 2)] as number)
+}
+
+/** The highest term a claim may carry now. */
+export function termCeiling (ownTerm: number, members: Member[], selfId: string): number {
+  return termBasis(ownTerm, members, selfId) + MAX_TERM_STEP
+}
+
 export interface ElectionChange {
   term: number
   coordinator: string | null
@@ -51,7 +74,9 @@ export interface ElectionEvents {
  *   capability, then peer id). When it is us and we do not hold the current term, we claim `term + 1` (higher
  *   than any term we know of), and our beacons, sent at once and then every interval, carry the claim: they are
  *   the lease, and it lapses when failure detection declares us dead.
- * - A claim with a higher term always wins: whoever held a lower one steps down on seeing it.
+ * - A claim with a higher term wins, up to `termCeiling`: whoever held a lower one steps down on seeing it. A
+ *   claim above the ceiling is refused by the caller (ElectionService), and terms above it that members report
+ *   are not built on.
  * - Two claims of the same term (two partitions healed, or a race) are settled by rank: the better claimant
  *   claims again with `term + 1`, so each term ends up with one coordinator that everyone agrees on.
  * - A fresh agent waits `settleUntil` before claiming, so that it learns the mesh's term and members first.
@@ -116,15 +141,18 @@ export class Election extends EventEmitter<ElectionEvents> {
     if (this.holder != null && this.holder !== this.selfId && !live.some((m) => m.peerId === this.holder)) {
       this.set(this.currentTerm, null, 'the coordinator is gone')
     }
+    // Terms beyond the ceiling are refused as claims: a member that reports one cannot be the rightful coordinator
+    // (waiting for it would stall elections), and building on one would make our own claim unacceptable too.
+    const ceiling = termCeiling(this.currentTerm, members, this.selfId)
     const candidates = live.flatMap((m) => {
       if (m.peerId === this.selfId) return [self]
-      const c = candidateOf(m)
+      const c = (m.health?.term ?? 0) > ceiling ? null : candidateOf(m)
       return c == null ? [] : [c]
     }).filter((c) => c.eligible).sort(compareCandidates)
     const best = candidates[0]
     if (best?.peerId !== this.selfId || this.now() < this.settleUntil) return false
     if (this.holder === this.selfId && !clash) return false
-    const highest = Math.max(this.currentTerm, ...members.map((m) => m.health?.term ?? 0))
+    const highest = Math.max(this.currentTerm, ...members.map((m) => m.health?.term ?? 0).filter((t) => t < ceiling))
     this.set(highest + 1, this.selfId, this.holder == null ? 'no coordinator: we rank best' : clash ? 'settling two claims of one term' : 'we rank best')
     return true
   }

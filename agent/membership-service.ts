@@ -56,7 +56,7 @@ export class MembershipService {
     mesh.node.addEventListener('peer:disconnect', this.onDisconnect)
     // Come back to everyone we knew before a restart, except those who said they left.
     for (const member of membership.list()) {
-      if (member.peerId !== mesh.peerId.toString() && member.state !== 'left') await dialer.want(member.peerId, member.addrs)
+      if (member.peerId !== mesh.peerId.toString() && member.state !== 'left') await dialer.want(member.peerId, member.addrs, 'member')
     }
     this.tickTimer = setInterval(() => { membership.tick() }, this.c.tickMs)
     this.flushTimer = setInterval(() => { this.flush() }, FLUSH_INTERVAL_MS)
@@ -86,7 +86,7 @@ export class MembershipService {
   private onBeacon (beacon: HealthBeacon, from: PeerId): void {
     const peerId = from.toString()
     if (this.c.membership.observeBeacon(peerId, beacon)) {
-      this.c.dialer.want(peerId, beacon.addrs).catch((err: unknown) => {
+      this.c.dialer.want(peerId, beacon.addrs, 'member').catch((err: unknown) => {
         this.c.log.debug({ err, peer: peerId }, 'member not dialable')
       })
       this.c.onNews()
