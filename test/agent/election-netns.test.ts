@@ -9,7 +9,7 @@ import type { AgentProcess, Agreement } from '../helpers/agents.ts'
 const unavailable = Testbed.unavailableReason()
 if (unavailable != null && process.env.CI === 'true') t.fail(`network namespaces are required in CI: ${unavailable}`)
 
-const ROGUE = fileURLToPath(new URL('../helpers/rogue-publisher.ts', import.meta.url))
+const ROGUE = fileURLToPath(new URL('../../scripts/mesh-publish.ts', import.meta.url))
 
 const agreement = (what: string, agents: AgentProcess[], accept?: (a: Agreement) => boolean) => waitForAgreement(what, agents, accept)
 
@@ -60,8 +60,8 @@ t.test('5 hosts: the coordinator dies, the network splits 2|3 and heals, an old 
     home: h1.peerId, reason: 'replayed', at: Date.now()
   })
   const target = `/ip4/${bed.net.address(1)}/tcp/4001/p2p/${h1.peerId}`
-  const rogue = spawnSync('ip', ['netns', 'exec', bed.net.hosts[2] as string, process.execPath, ROGUE, `${bed.root}/swarm.key`, target,
-    TOPICS.optimizationDecisions, stale(b.term, 'old-term'), stale(healed.term, 'not-the-coordinator')], { encoding: 'utf8', timeout: 30_000 })
+  const rogue = spawnSync('ip', ['netns', 'exec', bed.net.hosts[2] as string, process.execPath, ROGUE, '--swarm-key', `${bed.root}/swarm.key`, '--to', target,
+    '--topic', TOPICS.optimizationDecisions, stale(b.term, 'old-term'), stale(healed.term, 'not-the-coordinator')], { encoding: 'utf8', timeout: 30_000 })
   t.equal(rogue.status, 0, `the rogue published: ${rogue.stdout}${rogue.stderr}`)
   const seen = await waitFor('host-1 to record both decisions', async () => {
     const list = await decisions(h1)
