@@ -1,8 +1,8 @@
 import type { PayloadParser, Reading } from '../protocols/sensor-payload.ts'
 import type { Logger } from './logger.ts'
 import type { InboundMessage, MqttSession } from './mqtt-session.ts'
-import { DEAD_LETTER_BYTES } from './sensor-store.ts'
-import type { DeadLetter, SensorStore } from './sensor-store.ts'
+import { commitFailureOf, DEAD_LETTER_BYTES } from './sensor-store.ts'
+import type { DeadLetter, IngestBatch, IngestTotals, SensorStore } from './sensor-store.ts'
 
 /** What `noodle ingest` prints: totals kept in the store, so they survive restarts. */
 export interface IngestStatus {
@@ -39,6 +39,37 @@ export const BROKER_DROPPED_TOPIC = '$SYS/broker/publish/messages/dropped'
 /** After a failed commit, the batch is tried again this long after. */
 const RETRY_MS = 1_000
 const RATE_WINDOW_S = 5
+/** The dead letter's reason for a message whose readings the store refused (its bisection found it). */
+export const STORE_FAILED = 'store-failed'
+
+/** One message of the batch: what it gave (readings, or a dead letter) and what acknowledges it. */
+interface Pending {
+  readings: Reading[] | null
+  deadLetter: DeadLetter | null
+  topic: string
+  payload: Buffer
+  receivedAt: number
+  messageId: number | undefined
+  connection: number
+}
+
+/** The store's batch for some messages: their readings, dead letters and counts. */
+function batchOf (messages: readonly Pending[]): IngestBatch {
+  const readings: Reading[] = []
+  const deadLetters: DeadLetter[] = []
+  for (const m of messages) {
+    if (m.readings !== null) for (const r of m.readings) readings.push(r)
+    if (m.deadLetter !== null) deadLetters.push(m.deadLetter)
+  }
+  return {
+    readings,
+    deadLetters,
+    received: messages.length,
+    stored: messages.length - deadLetters.length,
+    rejected: deadLetters.length,
+    lastSeen: (messages.at(-1) as Pending).receivedAt
+  }
+}
 
 /**
  * MQTT → store. Messages are read as they arrive and gathered into a batch; the batch is committed in one
@@ -47,6 +78,11 @@ const RATE_WINDOW_S = 5
  * batch, whose acknowledgements were not yet sent, is stored twice. Unreadable messages go to the dead letter
  * in the same transaction, and are acknowledged like the rest: they are kept, not lost, and must not block
  * the stream.
+ *
+ * A commit can fail for two reasons. The data's (a message the parser let through but SQLite refuses): the
+ * batch is split in halves until the one message is found; it goes to the dead letter as `store-failed`, the
+ * others are stored, and all are acknowledged. The store's (disk full, I/O error, read-only): nothing is the
+ * messages' fault, so the batch is kept, reading stops, and the commit is retried until it works.
  */
 export class Ingest {
   private readonly session: MqttSession
@@ -54,13 +90,7 @@ export class Ingest {
   private readonly parser: PayloadParser
   private readonly log: Logger
   private readonly limits: BatchLimits
-  private readings: Reading[] = []
-  private deadLetters: DeadLetter[] = []
-  private acks: number[] = []
-  private received = 0
-  private stored = 0
-  private rejected = 0
-  private lastSeen = 0
+  private pending: Pending[] = []
   private batchConnection = 0
   private flushTimer: NodeJS.Timeout | undefined
   private retrying = false
@@ -68,6 +98,7 @@ export class Ingest {
   private storedTotal = 0
   private readonly storedPerSecond: number[] = []
   private brokerDropped = 0
+  private lastTotals: IngestTotals = { received: 0, stored: 0, rejected: 0 }
 
   constructor (components: { session: MqttSession, store: SensorStore, parser: PayloadParser, log: Logger, limits: BatchLimits }) {
     this.session = components.session
@@ -83,65 +114,83 @@ export class Ingest {
       return
     }
     // Acknowledgements belong to the connection that delivered the message: close the batch at a reconnect.
-    if (message.connection !== this.batchConnection && this.received > 0) this.flush()
+    if (message.connection !== this.batchConnection && this.pending.length > 0 && !this.retrying) this.flush()
     this.batchConnection = message.connection
     const now = Date.now()
     const parsed = this.parser.parse(message.topic, message.payload, now)
-    if (Array.isArray(parsed)) {
-      for (const reading of parsed) this.readings.push(reading)
-      this.stored++
-    } else {
-      this.deadLetters.push({
-        at: now,
-        topic: message.topic,
-        reason: parsed.reason,
-        detail: parsed.detail,
-        size: message.payload.length,
-        bytes: message.payload.subarray(0, DEAD_LETTER_BYTES)
-      })
-      this.rejected++
-    }
-    this.received++
-    this.lastSeen = now
-    if (message.messageId !== undefined) this.acks.push(message.messageId)
-    if (this.received >= this.limits.maxMessages) this.flush()
+    const readings = Array.isArray(parsed) ? parsed : null
+    const deadLetter = Array.isArray(parsed) ? null : deadLetterOf(message.topic, message.payload, now, parsed.reason, parsed.detail)
+    this.pending.push({ readings, deadLetter, topic: message.topic, payload: message.payload, receivedAt: now, messageId: message.messageId, connection: message.connection })
+    if (this.retrying) return // the retry timer commits
+    if (this.pending.length >= this.limits.maxMessages) this.flush()
     else this.flushTimer ??= setTimeout(() => { this.flush() }, this.limits.maxDelayMs)
   }
 
-  /** Commits the batch, then acknowledges its messages. A failed commit keeps the batch, stops reading, and retries. */
+  /**
+   * Commits the batch, then acknowledges its messages. A commit the data failed is bisected (see the class); one
+   * the store failed keeps what is left of the batch, stops reading, and retries.
+   */
   flush (): void {
     clearTimeout(this.flushTimer)
     this.flushTimer = undefined
-    if (this.received === 0) return
+    if (this.pending.length === 0) return
     try {
-      this.store.commit({
-        readings: this.readings,
-        deadLetters: this.deadLetters,
-        received: this.received,
-        stored: this.stored,
-        rejected: this.rejected,
-        lastSeen: this.lastSeen
-      })
+      this.commitFront(this.pending.length)
     } catch (err) {
-      this.log.error({ err, messages: this.received }, 'ingest: storing a batch failed; holding it and reading no more until it is stored')
+      this.log.error({ err, messages: this.pending.length }, 'ingest: storing a batch failed; holding it and reading no more until it is stored')
       this.session.pause()
       this.retrying = true
       this.flushTimer = setTimeout(() => { this.flush() }, RETRY_MS)
       return
     }
-    this.session.ack(this.batchConnection, this.acks)
-    this.storedTotal += this.stored
-    this.readings = []
-    this.deadLetters = []
-    this.acks = []
-    this.received = 0
-    this.stored = 0
-    this.rejected = 0
     if (this.retrying) {
       this.retrying = false
       this.session.resume()
       this.log.info('ingest: storing works again')
     }
+  }
+
+  /**
+   * Commits the first `count` pending messages and acknowledges them; when the data fails the commit, each half
+   * in turn, down to the one message to blame. Throws when the store fails: what is still pending stays.
+   */
+  private commitFront (count: number): void {
+    const part = this.pending.slice(0, count)
+    try {
+      this.store.commit(batchOf(part))
+    } catch (err) {
+      if (commitFailureOf(err) === 'store') throw err
+      if (count > 1) {
+        const half = Math.ceil(count / 2)
+        this.commitFront(half)
+        this.commitFront(count - half)
+        return
+      }
+      const m = part[0] as Pending
+      const why = `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`
+      this.log.warn({ topic: m.topic, err }, 'ingest: the store refused a message; it goes to the dead letter')
+      m.readings = null
+      m.deadLetter = deadLetterOf(m.topic, m.payload, m.receivedAt, STORE_FAILED, why)
+      this.store.commit(batchOf(part))
+    }
+    this.committed(part)
+  }
+
+  /** Acknowledges committed messages, in order, each down the connection that delivered it. */
+  private committed (part: readonly Pending[]): void {
+    this.pending.splice(0, part.length)
+    let ids: number[] = []
+    let connection = part[0]?.connection ?? 0
+    for (const m of part) {
+      if (m.connection !== connection) {
+        this.session.ack(connection, ids)
+        ids = []
+        connection = m.connection
+      }
+      if (m.messageId !== undefined) ids.push(m.messageId)
+      if (m.readings !== null) this.storedTotal++
+    }
+    this.session.ack(connection, ids)
   }
 
   private onBrokerStat (message: InboundMessage): void {
@@ -170,6 +219,16 @@ export class Ingest {
     clearTimeout(this.flushTimer)
   }
 
+  /** The store's totals; the last ones read while the store cannot be read (the health beacon must go on). */
+  private totals (): IngestTotals {
+    try {
+      this.lastTotals = this.store.totals()
+    } catch (err) {
+      this.log.debug({ err }, 'ingest: reading the totals failed; using the last ones')
+    }
+    return this.lastTotals
+  }
+
   status (): IngestStatus {
     const totals = this.store.totals()
     return {
@@ -183,7 +242,7 @@ export class Ingest {
   }
 
   stats (): IngestStats {
-    const totals = this.store.totals()
+    const totals = this.totals()
     const window = this.storedPerSecond
     const perS = window.length < 2 ? 0 : ((window.at(-1) as number) - (window[0] as number)) / (window.length - 1)
     return {
@@ -195,4 +254,8 @@ export class Ingest {
       connected: this.session.connected
     }
   }
+}
+
+function deadLetterOf (topic: string, payload: Buffer, at: number, reason: string, detail: string): DeadLetter {
+  return { at, topic, reason, detail, size: payload.length, bytes: payload.subarray(0, DEAD_LETTER_BYTES) }
 }

@@ -44,6 +44,12 @@ export interface SessionOptions {
   /** How many unacknowledged QoS 1 messages the broker may send us: the ingest back-pressure (MQTT 5). */
   receiveMaximum: number
   subscriptions: ReadonlyArray<{ topic: string, qos: 0 | 1 }>
+  /**
+   * The largest packet we take (MQTT 5 Maximum Packet Size, sent in CONNECT: the broker drops larger messages
+   * for us). A broker that sends one anyway is disconnected as soon as the packet's header says so: the parser
+   * never buffers more than one read of it. Default DEFAULT_MAX_PACKET_BYTES.
+   */
+  maxPacketBytes?: number
   will?: { topic: string, payload: string, retain: boolean, qos: 0 | 1 }
   backoffMinMs?: number
   backoffMaxMs?: number
@@ -70,6 +76,17 @@ interface TransportHandlers {
   onClose: (why: string) => void
 }
 
+/** The packet limit when none is given: a 64 KiB payload with the longest topic and some properties. */
+export const DEFAULT_MAX_PACKET_BYTES = maxPacketBytesFor(65_536)
+
+/**
+ * The packet limit that lets every payload of up to `maxPayloadBytes` through, whatever its topic (MQTT allows
+ * 64 KiB) and properties: larger payloads still reach ingest, and its dead letter, up to this size.
+ */
+export function maxPacketBytesFor (maxPayloadBytes: number): number {
+  return maxPayloadBytes + 0xffff + 4096
+}
+
 const DEFAULT_PORTS: Record<string, number> = { 'mqtt:': 1883, 'mqtts:': 8883, 'ws:': 80, 'wss:': 443 }
 /** CONNACK and DISCONNECT reason codes an operator is likely to meet (MQTT 5 §3.2.2.2). */
 const REASONS: Record<number, string> = {
@@ -83,6 +100,7 @@ const REASONS: Record<number, string> = {
   0x8b: 'server shutting down',
   0x8e: 'session taken over',
   0x93: 'receive maximum exceeded',
+  0x95: 'packet too large',
   0x97: 'quota exceeded',
   0x9c: 'use another server',
   0x9f: 'connection rate exceeded'
@@ -147,6 +165,9 @@ export class MqttSession extends EventEmitter<SessionEvents> {
   /** MQTT 5 until a broker turns it down; then 3.1.1 (aedes, older brokers), without the MQTT 5 properties. */
   private protocolVersion: 4 | 5 = 5
   private closed: Promise<void> = Promise.resolve()
+  /** Paused by `pause`: a new connection starts paused too, so a reconnect does not undo the back-pressure. */
+  private paused = false
+  private oversize = 0
 
   constructor (components: { options: SessionOptions, log: Logger }) {
     super()
@@ -158,6 +179,11 @@ export class MqttSession extends EventEmitter<SessionEvents> {
 
   get connected (): boolean {
     return this.isConnected
+  }
+
+  /** Packets the broker sent over maxPacketBytes (each cost a reconnect). */
+  get oversizePackets (): number {
+    return this.oversize
   }
 
   /** The broker's address without credentials, for logs and the operator. */
@@ -211,10 +237,12 @@ export class MqttSession extends EventEmitter<SessionEvents> {
 
   /** Stops reading from the broker (TCP back-pressure) until `resume`. */
   pause (): void {
+    this.paused = true
     this.transport?.pause()
   }
 
   resume (): void {
+    this.paused = false
     this.transport?.resume()
   }
 
@@ -226,16 +254,28 @@ export class MqttSession extends EventEmitter<SessionEvents> {
     const parser = mqttPacket.parser({ protocolVersion: this.protocolVersion })
     let resolveClosed: () => void = () => {}
     this.closed = new Promise((resolve) => { resolveClosed = resolve })
+    const maxPacketBytes = this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES
+    // mqtt-packet's parser state (untyped): the packet being read, whose length is known once its header is.
+    const reading = parser as unknown as { packet: { length: number } }
     const transport = openTransport(this.url, this.options.tls, {
       onOpen: () => { this.sendConnect() },
-      onData: (bytes) => { parser.parse(bytes) },
+      onData: (bytes) => {
+        parser.parse(bytes)
+        // The packet being read: its header gave its length, and its body would be buffered until complete.
+        if (reading.packet.length > maxPacketBytes) this.onOversize(reading.packet.length, maxPacketBytes)
+      },
       onClose: (why) => {
         if (this.transport === transport) this.onClosed(why)
         resolveClosed()
       }
     })
     this.transport = transport
-    parser.on('packet', (packet: Packet) => { this.onPacket(packet) })
+    if (this.paused) transport.pause()
+    parser.on('packet', (packet: Packet) => {
+      // One that came whole in a single read is no longer buffered, but is refused all the same.
+      if ((packet.length ?? 0) > maxPacketBytes) this.onOversize(packet.length as number, maxPacketBytes)
+      else if (this.transport === transport) this.onPacket(packet)
+    })
     parser.on('error', (err: Error) => {
       this.log.warn({ err, broker: this.broker }, 'mqtt: malformed packet from the broker; reconnecting')
       transport.destroy()
@@ -253,7 +293,7 @@ export class MqttSession extends EventEmitter<SessionEvents> {
       // had not acknowledged.
       clean: false,
       keepalive: o.keepaliveS,
-      properties: { sessionExpiryInterval: o.sessionExpiryS, receiveMaximum: o.receiveMaximum }
+      properties: { sessionExpiryInterval: o.sessionExpiryS, receiveMaximum: o.receiveMaximum, maximumPacketSize: o.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES }
     }
     if (o.username !== undefined) packet.username = o.username
     if (o.password !== undefined) packet.password = Buffer.from(o.password)
@@ -292,6 +332,18 @@ export class MqttSession extends EventEmitter<SessionEvents> {
       default:
         // PUBACKs for nothing we sent at QoS 1, AUTH…: nothing to do.
     }
+  }
+
+  /** The broker sent a packet over our limit: drop the connection (MQTT 5 §4.13: reason 0x95) before it grows. */
+  private onOversize (length: number, limit: number): void {
+    const transport = this.transport
+    if (transport === undefined) return
+    this.oversize++
+    this.log.warn({ broker: this.broker, bytes: length, limit }, 'mqtt: the broker sent a packet over our maximum packet size; reconnecting')
+    if (this.isConnected && this.protocolVersion === 5) this.send({ cmd: 'disconnect', reasonCode: 0x95 })
+    this.transport = undefined
+    this.onClosed('packet too large')
+    transport.destroy()
   }
 
   private onConnack (packet: IConnackPacket): void {

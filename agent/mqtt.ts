@@ -7,7 +7,7 @@ import type { Component } from './lifecycle.ts'
 import type { Logger } from './logger.ts'
 import { EmbeddedBroker } from './mqtt-broker.ts'
 import { MqttPresence, presenceTopics } from './mqtt-presence.ts'
-import { MqttSession } from './mqtt-session.ts'
+import { maxPacketBytesFor, MqttSession } from './mqtt-session.ts'
 import type { SessionTls } from './mqtt-session.ts'
 import type { SensorStore } from './sensor-store.ts'
 import { VERSION } from './version.ts'
@@ -64,6 +64,7 @@ export function mqttParts ({ config, sensors, log, describe }: {
       keepaliveS: m.keepaliveSec,
       sessionExpiryS: m.sessionExpirySec,
       receiveMaximum: m.receiveMaximum,
+      maxPacketBytes: maxPacketBytesFor(m.maxPayloadBytes),
       subscriptions,
       will: { topic: presenceTopics(m.baseTopic, config.name).availability, payload: 'offline', retain: true, qos: 1 }
     }
@@ -75,7 +76,7 @@ export function mqttParts ({ config, sensors, log, describe }: {
       store: sensors,
       log,
       limits: m.batch,
-      parser: new PayloadParser({ valueFields: m.valueFields, maxPayloadBytes: m.maxPayloadBytes, topicRules: m.topicParsing })
+      parser: new PayloadParser({ valueFields: m.valueFields, maxPayloadBytes: m.maxPayloadBytes, topicRules: m.topicParsing, maxClockSkewMs: m.maxClockSkewMs })
     })
   const presence = new MqttPresence({
     session,

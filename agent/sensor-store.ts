@@ -60,6 +60,8 @@ export interface Retention {
 
 /** A dead letter keeps this much of a payload: enough to see what went wrong, never a 64 KiB blob per row. */
 export const DEAD_LETTER_BYTES = 1024
+/** …and this much of its topic (MQTT allows 64 KiB) and of the detail, so the capped table stays small. */
+export const DEAD_LETTER_TEXT_CHARS = 1024
 /** The dead letter keeps the newest this many messages. */
 const DEAD_LETTER_LIMIT = 10_000
 export const MINUTE_MS = 60_000
@@ -69,6 +71,23 @@ const PRUNE_STEP_ROWS = 2_000
 const PRUNE_INTERVAL_MS = 60_000
 /** The rate is taken over the current minute and this many before it. */
 const RATE_MINUTES = 4
+
+/**
+ * SQLite result codes that say the data was wrong (a NOT NULL, a type, a size): the same batch would fail again,
+ * and one message in it is to blame. Any other failure (SQLITE_FULL, SQLITE_IOERR, SQLITE_READONLY, BUSY…) is
+ * the store's: the batch is good and is kept until the store works again.
+ */
+const DATA_FAULT_CODES = /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/
+
+/**
+ * Whose fault a failed commit is: 'message' when the data could not be written (a SQLite constraint or type
+ * error, or a value better-sqlite3 cannot bind), 'store' otherwise (disk full, I/O error, read-only…).
+ */
+export function commitFailureOf (err: unknown): 'message' | 'store' {
+  if (err instanceof TypeError || err instanceof RangeError) return 'message'
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && DATA_FAULT_CODES.test(code) ? 'message' : 'store'
+}
 
 interface Rollup { period: number, sensor: string, metric: string, start: number, count: number, min: number, max: number, sum: number, last: number, lastTs: number }
 interface Latest { sensor: string, metric: string, value: number, ts: number, count: number }
@@ -85,6 +104,8 @@ export class SensorStore {
   private readonly retention: Retention
   private readonly statements: ReturnType<SensorStore['prepare']>
   private readonly commitTx: (batch: IngestBatch) => void
+  private readonly syncFull: { run: () => unknown }
+  private readonly syncNormal: { run: () => unknown }
   private pruneTimer: NodeJS.Timeout | undefined
   private pruning: NodeJS.Immediate | undefined
 
@@ -94,6 +115,8 @@ export class SensorStore {
     this.retention = components.retention
     this.statements = this.prepare()
     this.commitTx = this.db.transaction((batch: IngestBatch) => { this.write(batch) })
+    this.syncFull = this.db.prepare('PRAGMA synchronous = FULL')
+    this.syncNormal = this.db.prepare('PRAGMA synchronous = NORMAL')
   }
 
   private prepare () {
@@ -115,10 +138,12 @@ export class SensorStore {
       addCounter: this.db.prepare('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = value + excluded.value'),
       counters: this.db.prepare<[], { name: string, value: number }>("SELECT name, value FROM counters WHERE name LIKE 'ingest.%'"),
       deadLetterCount: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM dead_letters'),
-      // Pruning runs step after step: its statements are compiled once, like ingest's.
+      // Pruning runs step after step: its statements are compiled once, like ingest's. Each finds its rows
+      // through an index on time (readings_ts, rollups_start, sensors_last_seen, the dead letters' id).
       pruneReadings: this.db.prepare<[number, number]>(`
-        DELETE FROM readings WHERE rowid IN (
-          SELECT rowid FROM readings WHERE rowid < (SELECT min(rowid) FROM readings) + ? AND ts < ?)`),
+        DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings WHERE ts < ? LIMIT ?)`),
+      pruneSensors: this.db.prepare<[number, number]>(`
+        DELETE FROM sensors WHERE (sensor, metric) IN (SELECT sensor, metric FROM sensors WHERE last_seen < ? LIMIT ?)`),
       pruneRollups: this.db.prepare<[number, number, number]>(`
         DELETE FROM rollups WHERE (period, sensor, metric, start) IN (
           SELECT period, sensor, metric, start FROM rollups WHERE period = ? AND start < ? LIMIT ?)`),
@@ -126,9 +151,18 @@ export class SensorStore {
     }
   }
 
-  /** Writes a batch (readings, rollups, latest values, dead letters, totals) in one transaction. */
+  /**
+   * Writes a batch (readings, rollups, latest values, dead letters, totals) in one transaction, synced to disk
+   * before it returns (synchronous = FULL: its messages are acknowledged next, so a power cut must not lose
+   * it). The rest of the agent's writes keep NORMAL, which loses the last commits on power loss, never consistency.
+   */
   commit (batch: IngestBatch): void {
-    this.commitTx(batch)
+    this.syncFull.run()
+    try {
+      this.commitTx(batch)
+    } finally {
+      this.syncNormal.run()
+    }
   }
 
   private write (batch: IngestBatch): void {
@@ -149,7 +183,7 @@ export class SensorStore {
     }
     for (const r of rollups.values()) upsertRollup.run(r)
     for (const l of latest.values()) upsertSensor.run(l.sensor, l.metric, l.value, l.ts, batch.lastSeen, batch.lastSeen, l.count)
-    for (const d of batch.deadLetters) insertDeadLetter.run(d.at, d.topic, d.reason, d.detail, d.size, d.bytes)
+    for (const d of batch.deadLetters) insertDeadLetter.run(d.at, d.topic.slice(0, DEAD_LETTER_TEXT_CHARS), d.reason, d.detail.slice(0, DEAD_LETTER_TEXT_CHARS), d.size, d.bytes)
     if (batch.received > 0) addCounter.run('ingest.received', batch.received)
     if (batch.stored > 0) addCounter.run('ingest.stored', batch.stored)
     if (batch.rejected > 0) addCounter.run('ingest.rejected', batch.rejected)
@@ -215,12 +249,15 @@ export class SensorStore {
   }
 
   /**
-   * Deletes at most PRUNE_STEP_ROWS expired rows; returns how many. Raw readings go from the front of the table
-   * (arrival order), so a step reads only the rows it may delete, however big the table is.
+   * Deletes at most PRUNE_STEP_ROWS expired rows of each table; returns how many. Each step reads only rows it
+   * may delete, through an index on time, however big the table is and whatever times lie ahead. A sensor is
+   * forgotten once it has sent nothing for the longest retention (nothing of it is left by then).
    */
   pruneStep (now = Date.now()): number {
-    const { pruneReadings, pruneRollups, pruneDeadLetters } = this.statements
-    let deleted = pruneReadings.run(PRUNE_STEP_ROWS, now - this.retention.rawMs).changes
+    const { pruneReadings, pruneSensors, pruneRollups, pruneDeadLetters } = this.statements
+    let deleted = pruneReadings.run(now - this.retention.rawMs, PRUNE_STEP_ROWS).changes
+    const longest = Math.max(this.retention.rawMs, this.retention.minuteMs, this.retention.hourMs)
+    deleted += pruneSensors.run(now - longest, PRUNE_STEP_ROWS).changes
     for (const [period, keepMs] of [[MINUTE_MS, this.retention.minuteMs], [HOUR_MS, this.retention.hourMs]] as const) {
       deleted += pruneRollups.run(period, now - keepMs, PRUNE_STEP_ROWS).changes
     }

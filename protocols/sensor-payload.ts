@@ -8,7 +8,9 @@ import { isUtf8 } from 'node:buffer'
  *   `{"value": 21.5, "ts": 1764331200000}`, `{"temperature": 21.5, "humidity": 40}`
  * - a SenML JSON array (RFC 8428): `[{"bn": "urn:dev:mac:0024be:", "n": "temp", "v": 21.5, "t": 1764331200}]`
  *
- * Anything else is refused with a reason, for the dead letter. Parsing never throws.
+ * Anything else is refused with a reason, for the dead letter. Parsing never throws. Every number is checked after
+ * it is read and after any arithmetic on it (JSON reads 1e400 as Infinity; a SenML base time plus a time can
+ * overflow), and every time must lie between 2000-01-01 and the arrival time plus the allowed clock skew.
  */
 
 export interface Reading {
@@ -19,7 +21,10 @@ export interface Reading {
   value: number
 }
 
-export const REJECT_REASONS = ['oversize', 'invalid-utf8', 'bad-json', 'non-finite', 'bad-time', 'bad-senml', 'unknown-shape', 'bad-topic'] as const
+export const REJECT_REASONS = [
+  'oversize', 'invalid-utf8', 'bad-json', 'non-finite', 'out-of-range', 'bad-time', 'time-in-future', 'time-too-old',
+  'bad-senml', 'unknown-shape', 'bad-topic'
+] as const
 export type RejectReason = typeof REJECT_REASONS[number]
 
 export interface Rejection {
@@ -43,6 +48,8 @@ export interface PayloadParserOptions {
   valueFields: readonly string[]
   maxPayloadBytes: number
   topicRules: readonly TopicRule[]
+  /** How far past the arrival time a reading's time may lie (the sensor's clock runs ahead). */
+  maxClockSkewMs: number
 }
 
 interface TopicKey { sensor: string, metric: string | null }
@@ -54,6 +61,13 @@ const SENML_RELATIVE_LIMIT = 2 ** 28
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/
 const NON_FINITE = /^[+-]?(?:nan|inf(?:inity)?)$/i
 const MAX_ID_LENGTH = 256
+/** No reading is older than this (2000-01-01): earlier times come from clocks that were never set. */
+export const EARLIEST_TIME_MS = Date.UTC(2000, 0, 1)
+/**
+ * Values beyond this magnitude are refused: no sensor measures them, and below it a rollup's sum of even 2^63
+ * readings stays finite (an infinite sum, or Infinity − Infinity = NaN, would fail the store's NOT NULL).
+ */
+export const MAX_ABS_VALUE = 1e100
 /** Topic → sensor/metric is cached; a broker with more distinct topics than this simply parses more. */
 const TOPIC_CACHE_LIMIT = 10_000
 
@@ -84,7 +98,8 @@ export function topicRuleProblem (rule: TopicRule): string | null {
 function timeOf (ts: unknown, receivedAt: number): number | Rejection {
   if (ts === undefined) return receivedAt
   if (typeof ts === 'number') {
-    if (!Number.isFinite(ts) || ts < 0) return { reason: 'bad-time', detail: `ts ${ts} is not a time` }
+    if (!Number.isFinite(ts)) return { reason: 'non-finite', detail: `ts ${ts} is not a finite number` }
+    if (ts < 0) return { reason: 'bad-time', detail: `ts ${ts} is not a time` }
     return ts < MS_THRESHOLD ? Math.round(ts * 1000) : Math.round(ts)
   }
   if (typeof ts === 'string') {
@@ -93,6 +108,13 @@ function timeOf (ts: unknown, receivedAt: number): number | Rejection {
     return ms
   }
   return { reason: 'bad-time', detail: `ts must be a number or an ISO date, got ${typeof ts}` }
+}
+
+/** Refuses a value that is not finite or beyond MAX_ABS_VALUE; `what` names it in the detail. */
+function valueProblem (value: number, what: string): Rejection | null {
+  if (!Number.isFinite(value)) return { reason: 'non-finite', detail: `${what} ${value} is not a finite number` }
+  if (Math.abs(value) > MAX_ABS_VALUE) return { reason: 'out-of-range', detail: `${what} ${value} is beyond ±${MAX_ABS_VALUE}` }
+  return null
 }
 
 function isRejection (value: unknown): value is Rejection {
@@ -104,12 +126,14 @@ export class PayloadParser {
   private readonly valueFields: readonly string[]
   private readonly maxPayloadBytes: number
   private readonly rules: readonly TopicRule[]
+  private readonly maxClockSkewMs: number
   private readonly topicCache = new Map<string, TopicKey>()
 
   constructor (options: PayloadParserOptions) {
     this.valueFields = options.valueFields
     this.maxPayloadBytes = options.maxPayloadBytes
     this.rules = options.topicRules
+    this.maxClockSkewMs = options.maxClockSkewMs
   }
 
   parse (topic: string, payload: Buffer, receivedAt: number): Reading[] | Rejection {
@@ -122,7 +146,8 @@ export class PayloadParser {
     const text = payload.toString('utf8').trim()
     if (DECIMAL.test(text)) {
       const value = Number(text)
-      if (!Number.isFinite(value)) return { reason: 'non-finite', detail: `${text.slice(0, 40)} is out of range` }
+      const problem = valueProblem(value, text.slice(0, 40))
+      if (problem !== null) return problem
       return [{ sensor: key.sensor, metric: key.metric ?? 'value', ts: receivedAt, value }]
     }
     if (NON_FINITE.test(text)) return { reason: 'non-finite', detail: `${text} is not a finite number` }
@@ -135,7 +160,21 @@ export class PayloadParser {
     } catch (err) {
       return { reason: 'bad-json', detail: (err as Error).message.slice(0, 200) }
     }
-    return Array.isArray(json) ? this.senml(json, key, receivedAt) : this.object(json as Record<string, unknown>, key, receivedAt)
+    const readings = Array.isArray(json) ? this.senml(json, key, receivedAt) : this.object(json as Record<string, unknown>, key, receivedAt)
+    return isRejection(readings) ? readings : this.timesProblem(readings, receivedAt) ?? readings
+  }
+
+  /** Refuses readings timed before EARLIEST_TIME_MS or further ahead of their arrival than the allowed skew. */
+  private timesProblem (readings: readonly Reading[], receivedAt: number): Rejection | null {
+    const latest = receivedAt + this.maxClockSkewMs
+    for (const { ts } of readings) {
+      if (!Number.isFinite(ts)) return { reason: 'non-finite', detail: `time ${ts} is not a finite number` }
+      if (ts > latest) {
+        return { reason: 'time-in-future', detail: `time ${new Date(ts).toISOString()} is more than ${this.maxClockSkewMs} ms after its arrival` }
+      }
+      if (ts < EARLIEST_TIME_MS) return { reason: 'time-too-old', detail: `time ${ts} ms is before 2000-01-01` }
+    }
+    return null
   }
 
   private object (json: Record<string, unknown>, key: TopicKey, receivedAt: number): Reading[] | Rejection {
@@ -146,6 +185,8 @@ export class PayloadParser {
       const value = json[field]
       if (value === undefined) continue
       if (typeof value !== 'number') return { reason: 'unknown-shape', detail: `field ${field} is ${typeof value}, not a number` }
+      const problem = valueProblem(value, `field ${field}`)
+      if (problem !== null) return problem
       readings.push({ sensor: key.sensor, metric: field === 'value' ? key.metric ?? 'value' : field, ts, value })
     }
     if (readings.length === 0) {
@@ -169,6 +210,7 @@ export class PayloadParser {
       }
       if (record.bt !== undefined) {
         if (typeof record.bt !== 'number') return { reason: 'bad-senml', detail: `record ${i}: bt must be a number` }
+        if (!Number.isFinite(record.bt)) return { reason: 'non-finite', detail: `record ${i}: bt ${record.bt} is not a finite number` }
         baseTime = record.bt
       }
       let value: number
@@ -178,8 +220,12 @@ export class PayloadParser {
       else continue // a string or data value: not a reading, and not wrong either
       const t = record.t === undefined ? 0 : record.t
       if (typeof t !== 'number') return { reason: 'bad-senml', detail: `record ${i}: t must be a number` }
+      const problem = valueProblem(value, `record ${i}: v`)
+      if (problem !== null) return problem
+      if (!Number.isFinite(t)) return { reason: 'non-finite', detail: `record ${i}: t ${t} is not a finite number` }
       const seconds = baseTime + t
       const ts = Math.abs(seconds) < SENML_RELATIVE_LIMIT ? receivedAt + Math.round(seconds * 1000) : Math.round(seconds * 1000)
+      if (!Number.isFinite(ts)) return { reason: 'non-finite', detail: `record ${i}: bt + t overflows to ${ts}` }
       const name = typeof record.n === 'string' ? record.n : ''
       // The base name is the device ("urn:dev:mac:0024be:"), the name its measurement ("temp").
       const sensor = baseName === '' ? key.sensor : baseName.replace(/[:/.-]$/, '')

@@ -4,7 +4,7 @@ import type { Reading, Rejection } from '../../protocols/sensor-payload.ts'
 
 const NOW = Date.parse('2026-11-28T12:00:00Z')
 const parser = (o: Partial<ConstructorParameters<typeof PayloadParser>[0]> = {}) =>
-  new PayloadParser({ valueFields: ['value'], maxPayloadBytes: 64, topicRules: [], ...o })
+  new PayloadParser({ valueFields: ['value'], maxPayloadBytes: 64, topicRules: [], maxClockSkewMs: 600_000, ...o })
 const parse = (p: PayloadParser, topic: string, payload: string | Buffer) => p.parse(topic, Buffer.from(payload), NOW)
 
 t.test('numbers, plain or JSON, are one reading stamped with the arrival time', async (t) => {
@@ -81,7 +81,7 @@ t.test('every bad input is refused with its reason, never thrown', async (t) => 
   t.equal(reason('[{"n": "x", "vs": "on"}]'), 'bad-senml')
   t.equal(reason('[{"n": "' + 'x'.repeat(300) + '", "v": 1}]', 'a'), 'oversize')
   t.equal(reason('1', 'x'.repeat(300)), 'bad-topic')
-  const wide = new PayloadParser({ valueFields: ['value'], maxPayloadBytes: 1024, topicRules: [] })
+  const wide = new PayloadParser({ valueFields: ['value'], maxPayloadBytes: 1024, topicRules: [], maxClockSkewMs: 600_000 })
   t.equal((parse(wide, 'a', '[{"n": "' + 'x'.repeat(300) + '", "v": 1}]') as Rejection).reason, 'bad-senml')
   t.match((parse(p, 't', '{"temp": 1}') as Rejection).detail, /none of the value fields \(value, temperature\)/)
 })
