@@ -16,6 +16,8 @@ import { ModelExchange } from '../runtime/model-exchange.ts'
 import { ModelStandby } from '../runtime/model-standby.ts'
 import { mediaResultCodec } from '../protocols/media.ts'
 import { CameraManager } from '../media/cameras.ts'
+import { readCameraCredentials } from '../media/camera-credentials.ts'
+import { redactCredentials } from './remote-work-policy.ts'
 import { InferencePool } from '../runtime/pool.ts'
 import { ModelRegistry } from '../runtime/registry.ts'
 import { ModelRuntime, compileResult } from '../runtime/model-runtime.ts'
@@ -143,6 +145,7 @@ export class Agent {
         'POST /api/v1/ahr/optimize': async () => await this.orchestrator.optimize(),
         'GET /api/v1/sensors': () => this.sensorReadings(),
         'GET /api/v1/ingest': () => this.ingest(),
+        'GET /api/v1/ingest/dead-letters': () => parts.sensors.deadLetterViews(),
         'GET /api/v1/models': () => this.models(),
         'GET /api/v1/cameras': () => this.cameraViews(),
         'GET /metrics': async () => new TextBody(await parts.prometheus.render(), PROMETHEUS_CONTENT_TYPE),
@@ -236,7 +239,8 @@ export class Agent {
       term: store.getState<number>(TERM_STATE_KEY) ?? 0,
       settleUntil: startedAt + SETTLE_BEACONS * config.health.intervalMs
     })
-    const work = new WorkRegistry({ selfId, configured: config.work })
+    const credentials = readCameraCredentials(config.cameraCredentialsFile)
+    const work = new WorkRegistry({ selfId, configured: config.work, accepts: { ...config.remoteWork, credentials: [...credentials.keys()] } })
     const dialer = new PeerDialer({ node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrap: config.bootstrap })
     const sampler = new HealthSampler({ dataDir: config.dataDir })
     const cpus = availableParallelism()
@@ -265,6 +269,7 @@ export class Agent {
         providers: runtime.providers,
         models: runtime.modelLatencies().slice(0, MAX_BEACON_MODELS),
         work: work.advertised(),
+        accepts: work.accepts,
         running: work.runningIds(),
         ingest: mqtt.ingest?.stats() ?? null
       }),
@@ -296,13 +301,15 @@ export class Agent {
           .catch((err: unknown) => { log.debug({ err }, 'model announcement not published') })
       }
     })
-    const exchange = new ModelExchange({ node: mesh.node, runtime, modelsDir, log })
+    const exchange = new ModelExchange({
+      node: mesh.node, runtime, modelsDir, log, metrics, maxModelBytes: config.models.maxModelBytes, idleTimeoutMs: config.models.fetchIdleTimeoutMs
+    })
     mesh.subscribe(modelCompiledCodec, (m, from) => {
       log.info({ peer: from.toString(), model: m.id, name: m.name, providers: m.providers }, 'a member compiled a model')
       exchange.observe(m, from)
     })
     const standby = config.models.standby
-      ? new ModelStandby({ membership, runtime, exchange, selfId, accelerators: box.accelerators.length, intervalMs: STANDBY_INTERVAL_MS, log })
+      ? new ModelStandby({ membership, runtime, exchange, selfId, accelerators: box.accelerators.length, accepts: work.accepts, intervalMs: STANDBY_INTERVAL_MS, log })
       : null
     const mqtt = mqttParts({
       config,
@@ -327,6 +334,7 @@ export class Agent {
     // A camera's results go to the mesh and to MQTT at most once a second (and at once when what it sees changes).
     const lastShared = new Map<string, { at: number, count: number }>()
     const cameras = new CameraManager({
+      credentials,
       work,
       runtime,
       exchange,
@@ -377,7 +385,9 @@ export class Agent {
       metrics,
       log,
       evaluateIntervalMs: config.coordinator.evaluateIntervalMs,
-      maxCpuPct: config.coordinator.maxCpuPct
+      maxCpuPct: config.coordinator.maxCpuPct,
+      orphanAfterMs: config.coordinator.orphanAfterMs,
+      modelBytes: (id) => runtime.find(id)?.sizeBytes
     })
     work.on('change', () => { reporter.publishSoon() })
     work.on('advertised', () => { reporter.publishSoon() })
@@ -437,7 +447,7 @@ export class Agent {
     const local: CameraListView[] = this.cameras.list().map((c) => ({
       camera: c.camera,
       node: this.config.name,
-      source: c.source ?? null,
+      source: c.source === undefined ? null : redactCredentials(c.source),
       model: c.model ?? null,
       state: c.state,
       fpsIn: c.fpsIn ?? 0,
@@ -459,7 +469,7 @@ export class Agent {
         const w = cameraWork.get(id)
         if (w === undefined || seen.has(id)) continue
         seen.add(id)
-        remote.push({ camera: id, node: m.name, source: w.source ?? null, model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, error: null })
+        remote.push({ camera: id, node: m.name, source: w.source === undefined ? null : redactCredentials(w.source), model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, error: null })
       }
     }
     return [...local, ...remote]

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { open, rename, rm } from 'node:fs/promises'
+import { open, rename, rm, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -8,15 +8,33 @@ import { lpStream } from '@libp2p/utils'
 import { ModelError, UnknownModelError } from '../agent/errors.ts'
 import type { Logger } from '../agent/logger.ts'
 import type { MeshNode } from '../agent/mesh.ts'
+import type { MetricsStore } from '../agent/metrics.ts'
+import { REJECTED_METRIC } from '../protocols/validator.ts'
 import {
   MAX_MODEL_BYTES, MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec, modelFetchMoreCodec, modelFetchRequestCodec
 } from '../protocols/model-fetch.ts'
 import type { ModelCompiled } from '../protocols/models.ts'
+import { syncDir, temporaryPath } from './files.ts'
 import type { CompileResult, ModelRuntime } from './model-runtime.ts'
+import type { ModelOrigin } from './registry.ts'
 
 /** How long one fetch may take in all (a large model over a slow link), and how long a peer may stay silent. */
 const FETCH_TIMEOUT_MS = 10 * 60_000
 const SERVE_TIMEOUT_MS = 10 * 60_000
+/** Free space a fetched model must leave on the disk: the store, logs and the compiled copies need room too. */
+const DISK_MARGIN_BYTES = 64 * 1024 ** 2
+
+/** Why a fetch from a peer was refused: counted in noodle_gossip_rejected_total under the fetch protocol. */
+export type FetchRefusal = 'too-large' | 'no-disk-space' | 'oversized' | 'hash-mismatch' | 'stalled' | 'bad-answer'
+
+class RefusedFetch extends Error {
+  readonly reason: FetchRefusal
+
+  constructor (reason: FetchRefusal, message: string) {
+    super(message)
+    this.reason = reason
+  }
+}
 
 /**
  * Models between nodes: serves the models registered here to peers, remembers which peers announced which
@@ -27,15 +45,34 @@ export class ModelExchange {
   private readonly runtime: ModelRuntime
   private readonly modelsDir: string
   private readonly log: Logger
+  private readonly metrics: MetricsStore | undefined
+  private readonly maxModelBytes: number
+  private readonly idleTimeoutMs: number
+  private readonly diskMarginBytes: number
   /** Model id → peers that announced it, most recent last. */
   private readonly holders = new Map<string, string[]>()
   private readonly fetching = new Map<string, Promise<CompileResult>>()
 
-  constructor (components: { node: MeshNode, runtime: ModelRuntime, modelsDir: string, log: Logger }) {
+  constructor (components: {
+    node: MeshNode
+    runtime: ModelRuntime
+    modelsDir: string
+    log: Logger
+    metrics?: MetricsStore
+    /** The largest model taken from a peer; a sender that announces or sends more is cut off. */
+    maxModelBytes?: number
+    /** A peer silent this long in the middle of a transfer is cut off. */
+    idleTimeoutMs?: number
+    diskMarginBytes?: number
+  }) {
     this.node = components.node
     this.runtime = components.runtime
     this.modelsDir = components.modelsDir
     this.log = components.log
+    this.metrics = components.metrics
+    this.maxModelBytes = Math.min(components.maxModelBytes ?? MAX_MODEL_BYTES, MAX_MODEL_BYTES)
+    this.idleTimeoutMs = components.idleTimeoutMs ?? 30_000
+    this.diskMarginBytes = components.diskMarginBytes ?? DISK_MARGIN_BYTES
   }
 
   async start (): Promise<void> {
@@ -61,19 +98,26 @@ export class ModelExchange {
   /**
    * Makes sure a model is here: fetched from a peer that has it when it is not, then compiled. `alsoAsk` names
    * peers likely to have it though they were not heard announcing it (the home of the work that uses it). One
-   * fetch of a model at a time: a second caller waits for the first.
+   * fetch of a model at a time: a second caller waits for the first. `origin` is what the registry records: an
+   * operator's fetch is kept, a standby copy is collected once no work names it.
    */
-  async fetch (id: string, alsoAsk: readonly string[] = []): Promise<CompileResult> {
+  async fetch (id: string, alsoAsk: readonly string[] = [], origin: Exclude<ModelOrigin, 'compiled'> = 'fetched'): Promise<CompileResult> {
     const local = this.runtime.described(id)
-    if (local !== undefined) return local
-    const running = this.fetching.get(id)
-    if (running !== undefined) return await running
-    const fetching = this.fetchFromPeers(id, alsoAsk).finally(() => { this.fetching.delete(id) })
-    this.fetching.set(id, fetching)
-    return await fetching
+    if (local !== undefined) {
+      if (origin === 'fetched') this.runtime.keep(id, origin)
+      return local
+    }
+    let fetching = this.fetching.get(id)
+    if (fetching === undefined) {
+      fetching = this.fetchFromPeers(id, alsoAsk, origin).finally(() => { this.fetching.delete(id) })
+      this.fetching.set(id, fetching)
+    }
+    const result = await fetching
+    if (origin === 'fetched') this.runtime.keep(id, origin)
+    return result
   }
 
-  private async fetchFromPeers (id: string, alsoAsk: readonly string[]): Promise<CompileResult> {
+  private async fetchFromPeers (id: string, alsoAsk: readonly string[], origin: Exclude<ModelOrigin, 'compiled'>): Promise<CompileResult> {
     const peers = [...new Set([...this.holdersOf(id).reverse(), ...alsoAsk])]
     if (peers.length === 0) throw new UnknownModelError(id)
     let lastError: Error | undefined
@@ -81,50 +125,76 @@ export class ModelExchange {
       try {
         const { file, name } = await this.download(id, peer)
         try {
-          return await this.runtime.compile(file, { name })
+          return await this.runtime.compile(file, { name, origin })
         } finally {
           await rm(file, { force: true })
         }
       } catch (err) {
         lastError = err as Error
+        if (err instanceof RefusedFetch) this.metrics?.inc(REJECTED_METRIC, { topic: MODEL_FETCH_PROTOCOL, reason: err.reason })
         this.log.warn({ model: id, peer, err: lastError.message }, 'fetching a model from a peer failed')
       }
     }
     throw new ModelError(`no peer could provide model ${id}: ${lastError?.message ?? 'unknown error'}`)
   }
 
+  /**
+   * Downloads a model into a temporary file: refused before a byte is written when the peer announces more than
+   * the cap or than the disk can take, cut off when it sends more than it announced or stays silent, flushed to
+   * the disk and checked against its hash before it is renamed into place. Nothing but a whole, verified file is
+   * ever left behind.
+   */
   private async download (id: string, peer: string): Promise<{ file: string, name: string }> {
     const signal = AbortSignal.timeout(FETCH_TIMEOUT_MS)
-    const stream = await this.node.dialProtocol(peerIdFromString(peer), MODEL_FETCH_PROTOCOL, { signal })
-    const part = join(this.modelsDir, `${id}.part`)
-    const file = await open(part, 'w', 0o640)
+    const step = (): AbortSignal => AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeoutMs)])
+    const stream = await this.node.dialProtocol(peerIdFromString(peer), MODEL_FETCH_PROTOCOL, { signal: step() })
+    const done = join(this.modelsDir, `${id}.fetched.onnx`)
+    const part = temporaryPath(done)
+    let file: Awaited<ReturnType<typeof open>> | undefined
     try {
       const lp = lpStream(stream, { maxDataLength: MODEL_CHUNK_BYTES })
-      await lp.write(modelFetchRequestCodec.encode({ v: 1, id }), { signal })
-      const header = modelFetchHeaderCodec.decode((await lp.read({ signal })).subarray())
-      if (!header.ok) throw new Error(`its answer was ${header.reason}: ${header.detail}`)
+      const read = async (): Promise<Uint8Array> => {
+        const waiting = step()
+        try {
+          return (await lp.read({ signal: waiting })).subarray()
+        } catch (err) {
+          if (signal.aborted || !waiting.aborted) throw err
+          throw new RefusedFetch('stalled', `it sent nothing for ${this.idleTimeoutMs} ms`)
+        }
+      }
+      await lp.write(modelFetchRequestCodec.encode({ v: 1, id }), { signal: step() })
+      const header = modelFetchHeaderCodec.decode(await read())
+      if (!header.ok) throw new RefusedFetch('bad-answer', `its answer was ${header.reason}: ${header.detail}`)
       if (!header.value.ok) throw new Error(`it says: ${header.value.error}`)
+      const size = header.value.size
+      if (size > this.maxModelBytes) throw new RefusedFetch('too-large', `it offers ${size} bytes, more than models.maxModelBytes (${this.maxModelBytes})`)
+      const disk = await statfs(this.modelsDir)
+      const free = disk.bavail * disk.bsize
+      if (free < size + this.diskMarginBytes) throw new RefusedFetch('no-disk-space', `${size} bytes would leave less than ${this.diskMarginBytes} bytes free (${free} free)`)
+      file = await open(part, 'w', 0o640)
       const hash = createHash('sha256')
       let received = 0
-      for (let chunks = 1; received < header.value.size; chunks++) {
-        const chunk = (await lp.read({ signal })).subarray()
+      for (let chunks = 1; received < size; chunks++) {
+        const chunk = await read()
         received += chunk.length
-        if (received > header.value.size) throw new Error(`it sent more than the ${header.value.size} bytes it announced`)
+        if (received > size) throw new RefusedFetch('oversized', `it sent more than the ${size} bytes it announced`)
         hash.update(chunk)
         await file.write(chunk)
-        if (chunks % MODEL_WINDOW_CHUNKS === 0 && received < header.value.size) await lp.write(modelFetchMoreCodec.encode({ v: 1, more: true }), { signal })
+        if (chunks % MODEL_WINDOW_CHUNKS === 0 && received < size) await lp.write(modelFetchMoreCodec.encode({ v: 1, more: true }), { signal: step() })
       }
-      await stream.close({ signal })
+      await stream.close({ signal: step() })
       const digest = hash.digest('hex')
-      if (digest !== id) throw new Error(`the bytes it sent hash to ${digest.slice(0, 12)}…, not ${id.slice(0, 12)}…`)
+      if (digest !== id) throw new RefusedFetch('hash-mismatch', `the bytes it sent hash to ${digest.slice(0, 12)}…, not ${id.slice(0, 12)}…`)
+      await file.sync()
       await file.close()
-      const done = join(this.modelsDir, `${id}.fetched.onnx`)
+      file = undefined
       await rename(part, done)
+      syncDir(this.modelsDir)
       this.log.info({ model: id, peer, bytes: received }, 'model fetched')
       return { file: done, name: header.value.name }
     } catch (err) {
       stream.abort(err as Error)
-      await file.close().catch(() => {})
+      await file?.close().catch(() => {})
       await rm(part, { force: true })
       throw err
     }

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { ModelError, UnknownModelError } from '../agent/errors.ts'
 import type { Logger } from '../agent/logger.ts'
 import { percentile } from '../agent/stats.ts'
+import { isTemporary, moveDurably, temporaryPath, writeFileDurably } from './files.ts'
 import { defaultOpset, readOnnxHeader } from './onnx-file.ts'
 import type { InferencePool } from './pool.ts'
-import type { ModelRecord, ModelRegistry, ProviderBenchmark } from './registry.ts'
+import type { ModelOrigin, ModelRecord, ModelRegistry, ProviderBenchmark } from './registry.ts'
 import { sampleTensor } from './tensors.ts'
 import type { Feeds, TensorSpec } from './tensors.ts'
 
@@ -79,6 +80,10 @@ export class ModelRuntime {
 
   start (): void {
     mkdirSync(this.modelsDir, { recursive: true, mode: 0o750 })
+    // Files a crash left half-written (copies, optimized graphs, downloads): never whole, never registered.
+    for (const name of readdirSync(this.modelsDir)) {
+      if (isTemporary(name) || name.endsWith('.part') || name.endsWith('.fetched.onnx')) rmSync(join(this.modelsDir, name), { force: true })
+    }
     for (const m of this.registry.list()) for (const p of m.providers) this.working.add(p.name)
   }
 
@@ -97,8 +102,8 @@ export class ModelRuntime {
     return this.latencies
   }
 
-  /** `name` is what the model is listed as (default: the file's name). */
-  async compile (file: string, { name = basename(file) }: { name?: string } = {}): Promise<CompileResult> {
+  /** `name` is what the model is listed as (default: the file's name); `origin` says why it is here. */
+  async compile (file: string, { name = basename(file), origin = 'compiled' }: { name?: string, origin?: ModelOrigin } = {}): Promise<CompileResult> {
     let bytes: Buffer
     try {
       bytes = readFileSync(file)
@@ -109,12 +114,16 @@ export class ModelRuntime {
     const opset = defaultOpset(header)
     const id = createHash('sha256').update(bytes).digest('hex')
     const copy = join(this.modelsDir, `${id}.onnx`)
-    if (!existsSync(copy)) writeFileSync(copy, bytes, { mode: 0o640 })
+    // Written afresh, whole or not at all: a copy left torn by a crash must not be trusted because it exists.
+    writeFileDurably(copy, bytes)
     let optimizedFile: string | null = join(this.modelsDir, `${id}.optimized.onnx`)
+    const optimizing = temporaryPath(optimizedFile)
     try {
-      await this.pool.optimize(copy, optimizedFile)
+      await this.pool.optimize(copy, optimizing)
+      await moveDurably(optimizing, optimizedFile)
     } catch (err) {
       this.log.warn({ err, model: id }, 'graph optimization failed; the model runs as it was given')
+      rmSync(optimizing, { force: true })
       optimizedFile = null
     }
     const runFile = optimizedFile ?? copy
@@ -144,12 +153,30 @@ export class ModelRuntime {
     }
     await this.pool.load(id, runFile, best.name, best.threads)
     this.loaded.set(id, { provider: best.name, threads: best.threads })
-    const record = { id, name, file: copy, optimizedFile, sizeBytes: bytes.length, irVersion: header.irVersion, opset, ...specs as { inputs: TensorSpec[], outputs: TensorSpec[] }, createdAt: Date.now() }
+    const record = {
+      id, name, file: copy, optimizedFile, sizeBytes: bytes.length, irVersion: header.irVersion, opset, ...specs as { inputs: TensorSpec[], outputs: TensorSpec[] },
+      createdAt: Date.now(), origin, ...stamps(copy, optimizedFile)
+    }
     this.registry.put(record, benchmarks)
     this.latencies = undefined
     this.log.info({ model: id, name: record.name, providers: benchmarks }, 'model compiled')
     this.onCompiled({ ...record, providers: benchmarks })
     return compileResult({ ...record, providers: benchmarks })
+  }
+
+  /** An operator asked for a model the standby had fetched: it is no longer collected. */
+  keep (id: string, origin: Exclude<ModelOrigin, 'standby'>): void {
+    this.registry.keep(id, origin)
+  }
+
+  /** Unloads a model and deletes it and its files (a standby copy no work names any more). */
+  async forget (id: string): Promise<void> {
+    const model = this.registry.get(id)
+    if (model === undefined) return
+    if (this.loaded.delete(id)) await this.pool.unload(id)
+    this.registry.remove(id)
+    this.latencies = undefined
+    for (const file of [model.file, model.optimizedFile]) if (file !== null) rmSync(file, { force: true })
   }
 
   /** A registered model as `compile` describes it, without compiling it again. */
@@ -208,9 +235,32 @@ export class ModelRuntime {
     if (loaded !== undefined) return loaded
     const best = model.providers.find((p) => !this.unavailable.has(p.name))
     const choice = { provider: best?.name ?? 'cpu', threads: best?.threads ?? this.pool.threads }
-    await this.pool.load(model.id, model.optimizedFile ?? model.file, choice.provider, choice.threads)
+    await this.pool.load(model.id, await this.intactFile(model), choice.provider, choice.threads)
     this.loaded.set(model.id, choice)
     return choice
+  }
+
+  /**
+   * The file to load for a registered model, once it is known whole: the optimized graph while its size and
+   * modification time are what was registered, else the copy, whose size and time (or, for a model registered
+   * before those were kept, its hash) must match. A torn or altered copy is refused: compile or fetch it again.
+   */
+  private async intactFile (model: ModelRecord): Promise<string> {
+    const copy = statOf(model.file)
+    let intact = copy?.size === model.sizeBytes && copy.mtimeMs === model.fileMtimeMs
+    if (!intact && copy?.size === model.sizeBytes && model.fileMtimeMs === null) {
+      intact = await sha256Of(model.file) === model.id
+      if (intact) this.registry.stamp(model.id, stamps(model.file, model.optimizedFile))
+    }
+    if (!intact) {
+      this.log.error({ model: model.id, file: model.file, size: copy?.size ?? null, registeredSize: model.sizeBytes }, 'a model file is damaged; not loading it')
+      throw new ModelError(`the file of model ${model.id} is damaged or was changed (${copy === undefined ? 'missing' : `${copy.size} bytes, ${model.sizeBytes} registered`}): compile or fetch it again`)
+    }
+    if (model.optimizedFile === null) return model.file
+    const optimized = statOf(model.optimizedFile)
+    if (optimized !== undefined && optimized.size === model.optimizedSize && optimized.mtimeMs === model.optimizedMtimeMs) return model.optimizedFile
+    this.log.warn({ model: model.id, file: model.optimizedFile }, 'the optimized graph of a model does not match what was registered; running the model as given')
+    return model.file
   }
 
   /** Latencies (ms, measured inside the workers) of `runs` runs, `concurrency` at a time, after a warm-up. */
@@ -240,6 +290,27 @@ export class ModelRuntime {
 /** A registered model as `noodle models compile --json` describes it (and as the announcement carries it). */
 export function compileResult (m: ModelRecord): CompileResult {
   return { id: m.id, inputs: m.inputs, outputs: m.outputs, providers: m.providers.map(({ name, p50Ms, p99Ms }) => ({ name, p50Ms, p99Ms })) }
+}
+
+function statOf (file: string): { size: number, mtimeMs: number } | undefined {
+  try {
+    const s = statSync(file)
+    return s.isFile() ? { size: s.size, mtimeMs: Math.floor(s.mtimeMs) } : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function stamps (file: string, optimizedFile: string | null): Pick<ModelRecord, 'fileMtimeMs' | 'optimizedSize' | 'optimizedMtimeMs'> {
+  const copy = statOf(file)
+  const optimized = optimizedFile === null ? undefined : statOf(optimizedFile)
+  return { fileMtimeMs: copy?.mtimeMs ?? null, optimizedSize: optimized?.size ?? null, optimizedMtimeMs: optimized?.mtimeMs ?? null }
+}
+
+async function sha256Of (file: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer)
+  return hash.digest('hex')
 }
 
 function figures (name: string, threads: number, ms: number[]): ProviderBenchmark {

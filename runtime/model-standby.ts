@@ -1,6 +1,7 @@
 import type { Logger } from '../agent/logger.ts'
 import type { Membership } from '../agent/membership.ts'
-import type { WorkItem } from '../protocols/work.ts'
+import { remoteWorkRefusal } from '../agent/remote-work-policy.ts'
+import type { RemoteWorkAccepts, WorkItem } from '../protocols/work.ts'
 import type { ModelExchange } from './model-exchange.ts'
 import type { ModelRuntime } from './model-runtime.ts'
 
@@ -22,6 +23,7 @@ export class ModelStandby {
   private readonly exchange: ModelExchange
   private readonly selfId: string
   private readonly accelerators: number
+  private readonly accepts: RemoteWorkAccepts
   private readonly intervalMs: number
   private readonly log: Logger
   private readonly failedAt = new Map<string, number>()
@@ -29,12 +31,13 @@ export class ModelStandby {
   private pass: Promise<void> | undefined
   private stopped = true
 
-  constructor (components: { membership: Membership, runtime: ModelRuntime, exchange: ModelExchange, selfId: string, accelerators: number, intervalMs: number, log: Logger }) {
+  constructor (components: { membership: Membership, runtime: ModelRuntime, exchange: ModelExchange, selfId: string, accelerators: number, accepts: RemoteWorkAccepts, intervalMs: number, log: Logger }) {
     this.membership = components.membership
     this.runtime = components.runtime
     this.exchange = components.exchange
     this.selfId = components.selfId
     this.accelerators = components.accelerators
+    this.accepts = components.accepts
     this.intervalMs = components.intervalMs
     this.log = components.log
   }
@@ -60,7 +63,7 @@ export class ModelStandby {
       if (member.peerId === this.selfId || member.state !== 'alive') continue
       for (const item of member.health?.work ?? []) {
         const id = item.model
-        if (id === undefined || !MODEL_ID.test(id) || out.has(id) || !this.mayRun(item)) continue
+        if (id === undefined || !MODEL_ID.test(id) || out.has(id) || !this.mayRun(item, member.health?.accepts.credentials.includes(item.id) === true)) continue
         if (now - (this.failedAt.get(id) ?? -Infinity) < RETRY_AFTER_MS) continue
         if (this.runtime.described(id) === undefined) out.set(id, member.peerId)
       }
@@ -68,9 +71,9 @@ export class ModelStandby {
     return [...out].map(([id, home]) => ({ id, home }))
   }
 
-  /** What WorkRegistry.apply and the placement would allow here. */
-  private mayRun (item: WorkItem): boolean {
-    return !item.pinned && item.source?.startsWith('/dev/') !== true && (item.accelerator !== 'required' || this.accelerators > 0)
+  /** What WorkRegistry.apply (this box's remoteWork policy) and the placement would allow here. */
+  private mayRun (item: WorkItem, needsCredentials: boolean): boolean {
+    return remoteWorkRefusal(this.accepts, item, { needsCredentials }) === null && (item.accelerator !== 'required' || this.accelerators > 0)
   }
 
   private readonly soon = (): void => {
@@ -83,7 +86,7 @@ export class ModelStandby {
     for (const { id, home } of this.wanted()) {
       if (this.stopped) return
       try {
-        await this.exchange.fetch(id, [home])
+        await this.exchange.fetch(id, [home], 'standby')
         this.log.info({ model: id }, 'model kept on standby for work that may move here')
       } catch (err) {
         this.failedAt.set(id, Date.now())

