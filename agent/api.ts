@@ -2,11 +2,12 @@ import { chmodSync, readFileSync, unlinkSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { createServer as createTlsServer } from 'node:https'
 import type { OperatorRole } from '../protocols/identity.ts'
 import type { z } from 'zod'
 import { issueKey } from '../protocols/codec.ts'
-import { BadRequestError, NoodleError } from './errors.ts'
+import { BadRequestError, NoodleError, RequestRefusedError } from './errors.ts'
 import type { Logger } from './logger.ts'
 
 /** Who is asking: anyone on the trusted local socket, or an operator with a token on the TCP listener. */
@@ -58,6 +59,22 @@ function sendError (res: ServerResponse, status: number, code: string, message: 
 
 /** Request bodies are small JSON objects; anything bigger is refused before it is read. */
 const MAX_BODY_BYTES = 64 * 1024
+/** No request body needs more nesting than this; deeper JSON is refused before it is parsed. */
+const MAX_JSON_DEPTH = 32
+/** Request targets are short fixed paths; a longer one is refused (414). */
+const MAX_TARGET_BYTES = 2048
+/** The request line and headers together (Node's default is 16 KiB; a token and a few headers need far less). */
+const MAX_HEADER_BYTES = 8 * 1024
+/** How often Node checks for clients that are slow to send their headers or body. */
+const TIMEOUT_CHECK_MS = 1_000
+
+/** What the refusal counter is called: `noodle_api_refused_total{reason}`, the reason being the error's code. */
+export const API_REFUSED_METRIC = 'noodle_api_refused_total'
+
+/** `ERR_BAD_TARGET` → `bad_target`: the label a refusal is counted under. */
+export function refusalReason (code: string): string {
+  return code.replace(/^ERR_/, '').toLowerCase()
+}
 
 /** Checks a request body against its schema; a failure names the field. */
 export function parseBody<S extends z.ZodType> (schema: S, body: unknown): z.infer<S> {
@@ -68,18 +85,46 @@ export function parseBody<S extends z.ZodType> (schema: S, body: unknown): z.inf
   throw new BadRequestError(issue.code === 'unrecognized_keys' ? 'is not a known field' : issue.message, field === '' ? undefined : field)
 }
 
-/** Reads a request's JSON body (an object), refusing oversized, non-JSON and non-object bodies. */
+/** How deeply JSON text nests its objects and arrays (brackets inside strings do not count). */
+export function jsonDepth (text: string): number {
+  let depth = 0
+  let deepest = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // a backslash: the next character is escaped
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) {
+      inString = true
+    } else if (c === 0x7b || c === 0x5b) {
+      deepest = Math.max(deepest, ++depth)
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--
+    }
+  }
+  return deepest
+}
+
+function bodyTooLarge (): RequestRefusedError {
+  return new RequestRefusedError(413, 'ERR_BODY_TOO_LARGE', `the request body is over ${MAX_BODY_BYTES} bytes`)
+}
+
+/** Reads a request's JSON body (an object), refusing oversized, deeply nested, non-JSON and non-object bodies. */
 export async function readJsonBody (req: IncomingMessage): Promise<Record<string, unknown>> {
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) throw bodyTooLarge()
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length
-    if (size > MAX_BODY_BYTES) throw new BadRequestError(`the request body is over ${MAX_BODY_BYTES} bytes`)
+    if (size > MAX_BODY_BYTES) throw bodyTooLarge()
     chunks.push(chunk)
   }
+  const text = Buffer.concat(chunks).toString('utf8')
+  if (jsonDepth(text) > MAX_JSON_DEPTH) throw new BadRequestError(`the request body nests more than ${MAX_JSON_DEPTH} levels`)
   let body: unknown
   try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    body = JSON.parse(text)
   } catch {
     throw new BadRequestError('the request body is not JSON')
   }
@@ -102,24 +147,81 @@ function socketIsLive (path: string): Promise<boolean> {
   })
 }
 
+/** How long a client may take to send its headers, and its whole request, before the server closes it. */
+export interface ApiTimeouts { headersMs: number, requestMs: number }
+
+/** Defaults: generous for a person at a terminal, short enough that idle sockets do not pile up. */
+export const DEFAULT_API_TIMEOUTS: ApiTimeouts = { headersMs: 10_000, requestMs: 30_000 }
+
+/** The answers to clients whose request Node could not parse, by the parser's error code. */
+const CLIENT_ERRORS: Record<string, { status: number, code: string, message: string }> = {
+  HPE_HEADER_OVERFLOW: { status: 431, code: 'ERR_HEADERS_TOO_LARGE', message: `the request line and headers are over ${MAX_HEADER_BYTES} bytes` },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, code: 'ERR_REQUEST_TIMEOUT', message: 'the request was not sent in time' }
+}
+const MALFORMED = { status: 400, code: 'ERR_MALFORMED', message: 'the request is not well-formed HTTP' }
+
+/**
+ * The path a request target names. Only origin-form targets (`/api/v1/...`) are taken; absolute-form
+ * (`http://host/...`) and asterisk-form (`*`) are refused, as are queries (no endpoint takes parameters, so a
+ * query is a mistake or a probe) and bad percent-encoding.
+ */
+export function targetPath (target: string): string {
+  if (Buffer.byteLength(target) > MAX_TARGET_BYTES) throw new RequestRefusedError(414, 'ERR_TARGET_TOO_LONG', `the request target is over ${MAX_TARGET_BYTES} bytes`)
+  if (!target.startsWith('/')) throw new RequestRefusedError(400, 'ERR_BAD_TARGET', 'the request target must be a path such as /api/v1/system/status')
+  const [path = '', query] = target.split('?', 2)
+  if (query !== undefined) throw new RequestRefusedError(400, 'ERR_BAD_TARGET', 'no endpoint takes query parameters')
+  try {
+    return decodeURIComponent(path)
+  } catch {
+    throw new RequestRefusedError(400, 'ERR_BAD_TARGET', 'the request target has bad percent-encoding')
+  }
+}
+
+/** State-changing requests must say they carry JSON: a cross-site form post cannot, so it is refused here. */
+function checkContentType (req: IncomingMessage): void {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
+  if (type !== 'application/json') {
+    throw new RequestRefusedError(415, 'ERR_CONTENT_TYPE', `${req.method ?? ''} requests must have Content-Type: application/json`)
+  }
+}
+
+/** A JSON error answer written straight to a socket whose request Node could not parse. */
+function rawErrorAnswer (status: number, code: string, message: string): string {
+  const text = JSON.stringify({ error: { code, message } })
+  return `HTTP/1.1 ${status} ${code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+}
+
 /**
  * The control API: HTTP+JSON on a Unix socket (mode 0660), so only the agent's user and group reach it and
  * nothing on the network does; and, when configured, the same routes over HTTPS for remote tools, where every
- * request needs a token and a role that allows it (`access`).
+ * request needs a token and a role that allows it (`access`). Nothing a client sends can end the process: every
+ * failure, from parsing the target to writing the answer, becomes a JSON error, counted by reason (`onRefused`).
  */
 export class ControlApi {
   private readonly socketPath: string
   private readonly routes: Map<string, RouteHandler>
   private readonly log: Logger
   private readonly remote: RemoteAccess | undefined
+  private readonly timeouts: ApiTimeouts
+  private readonly onRefused: (reason: string) => void
   private server: Server | undefined
   private tlsServer: Server | undefined
+  private readonly refusedSockets = new WeakSet<Duplex>()
 
-  constructor (components: { socketPath: string, routes: Record<string, RouteHandler>, log: Logger, remote?: RemoteAccess }) {
+  constructor (components: {
+    socketPath: string
+    routes: Record<string, RouteHandler>
+    log: Logger
+    remote?: RemoteAccess
+    timeouts?: ApiTimeouts
+    onRefused?: (reason: string) => void
+  }) {
     this.socketPath = components.socketPath
     this.routes = new Map(Object.entries(components.routes))
     this.log = components.log
     this.remote = components.remote
+    this.timeouts = components.timeouts ?? DEFAULT_API_TIMEOUTS
+    this.onRefused = components.onRefused ?? (() => {})
   }
 
   /** The HTTPS listener's address once started (its port, when configured as 0). */
@@ -128,12 +230,23 @@ export class ControlApi {
     return address == null || typeof address === 'string' ? undefined : { host: address.address, port: address.port }
   }
 
+  /** Options both listeners share: small headers, and slow clients cut off (the socket's too: a stuck tool). */
+  private get serverOptions (): { maxHeaderSize: number, headersTimeout: number, requestTimeout: number, connectionsCheckingInterval: number } {
+    return {
+      maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: this.timeouts.headersMs,
+      requestTimeout: this.timeouts.requestMs,
+      connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_MS, this.timeouts.headersMs)
+    }
+  }
+
   async start (): Promise<void> {
     if (await socketIsLive(this.socketPath)) {
       throw new NoodleError('ERR_AGENT_RUNNING', `an agent is already running on ${this.socketPath}`)
     }
     try { unlinkSync(this.socketPath) } catch { /* no stale socket */ }
-    const server = createServer((req, res) => { void this.handle(req, res, false) })
+    const server = createServer(this.serverOptions, (req, res) => { this.serve(req, res, false) })
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       // umask would otherwise decide the mode; 0660 lets the agent's group (the CLI's operators) in.
@@ -153,10 +266,8 @@ export class ControlApi {
     } catch (err) {
       throw new NoodleError('ERR_TLS', `cannot read the API's TLS certificate or key: ${(err as Error).message}`, { cause: err })
     }
-    const server = createTlsServer({ cert, key, minVersion: 'TLSv1.2' }, (req, res) => { void this.handle(req, res, true) })
-    // Slow or idle clients on the network must not hold sockets open.
-    server.headersTimeout = 10_000
-    server.requestTimeout = 60_000
+    const server = createTlsServer({ cert, key, minVersion: 'TLSv1.2', ...this.serverOptions }, (req, res) => { this.serve(req, res, true) })
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(remote.port, remote.host, () => { server.off('error', reject); resolve() })
@@ -176,40 +287,41 @@ export class ControlApi {
   }
 
   /** Over TCP: the caller its token names, if its role allows the route; else the error to answer with. */
-  private judge (req: IncomingMessage, route: string, remote: RemoteAccess): Caller | NoodleError & { httpStatus: number } {
+  private judge (req: IncomingMessage, route: string, remote: RemoteAccess): Caller {
     const needed = remote.access(route)
     const token = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1]
     const principal = token === undefined ? undefined : remote.authenticate(token)
     if (needed === 'public') return { local: false, username: principal?.username ?? null, role: principal?.role ?? null }
     if (principal === undefined) {
-      return Object.assign(new NoodleError('ERR_UNAUTHENTICATED', token === undefined ? 'this needs a token: Authorization: Bearer <token> (POST /api/v1/identity/login)' : 'the token is unknown or expired'), { httpStatus: 401 })
+      throw new RequestRefusedError(401, 'ERR_UNAUTHENTICATED', token === undefined ? 'this needs a token: Authorization: Bearer <token> (POST /api/v1/identity/login)' : 'the token is unknown or expired')
     }
     if (RANK[principal.role] < RANK[needed]) {
-      return Object.assign(new NoodleError('ERR_FORBIDDEN', `${route} needs the ${needed} role; ${principal.username} is ${principal.role}`), { httpStatus: 403 })
+      throw new RequestRefusedError(403, 'ERR_FORBIDDEN', `${route} needs the ${needed} role; ${principal.username} is ${principal.role}`)
     }
     return { local: false, ...principal }
   }
 
+  /** Answers one request; whatever fails is answered as an error, never thrown to Node (which would exit). */
+  private serve (req: IncomingMessage, res: ServerResponse, overTcp: boolean): void {
+    this.handle(req, res, overTcp).catch((err: unknown) => {
+      this.log.error({ err }, 'API answer failed')
+      res.destroy()
+    })
+  }
+
   private async handle (req: IncomingMessage, res: ServerResponse, overTcp: boolean): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://agent').pathname
-    const route = `${req.method ?? 'GET'} ${path}`
-    const handler = this.routes.get(route)
-    if (handler == null) {
-      const known = [...this.routes.keys()].some((r) => r.endsWith(` ${path}`))
-      if (known) sendError(res, 405, 'ERR_METHOD', `${req.method ?? ''} is not allowed on ${path}`)
-      else sendError(res, 404, 'ERR_NOT_FOUND', `no such endpoint: ${path}`)
-      return
-    }
-    let caller: Caller = { local: true }
-    if (overTcp && this.remote !== undefined) {
-      const judged = this.judge(req, route, this.remote)
-      if (judged instanceof NoodleError) {
-        sendError(res, judged.httpStatus, judged.code, judged.message)
-        return
-      }
-      caller = judged
-    }
+    let path = ''
     try {
+      path = targetPath(req.url ?? '/')
+      const route = `${req.method ?? 'GET'} ${path}`
+      const handler = this.routes.get(route)
+      if (handler == null) {
+        const known = [...this.routes.keys()].some((r) => r.endsWith(` ${path}`))
+        if (known) throw new RequestRefusedError(405, 'ERR_METHOD', `${req.method ?? ''} is not allowed on ${path}`)
+        throw new RequestRefusedError(404, 'ERR_NOT_FOUND', `no such endpoint: ${path}`)
+      }
+      if (req.method === 'POST') checkContentType(req)
+      const caller = overTcp && this.remote !== undefined ? this.judge(req, route, this.remote) : { local: true as const }
       const body = await handler(req, caller)
       if (body instanceof TextBody) {
         res.writeHead(200, { 'content-type': body.contentType, 'content-length': Buffer.byteLength(body.text) })
@@ -220,12 +332,36 @@ export class ControlApi {
         sendJson(res, 200, body)
       }
     } catch (err) {
+      // The client is gone (it went away, or was cut off as too slow and counted then): nobody to answer.
+      if (res.destroyed) return
       // Errors that carry an HTTP status are expected answers (503: no coordinator yet); the rest are bugs.
       const status = (err as { httpStatus?: number }).httpStatus ?? 500
       if (status >= 500 && status !== 503) this.log.error({ err, path }, 'API handler failed')
+      const code = (err as NoodleError).code ?? 'ERR_INTERNAL'
+      this.onRefused(refusalReason(status === 500 && !(err instanceof NoodleError) ? 'ERR_INTERNAL' : code))
+      if (res.headersSent) {
+        res.destroy()
+        return
+      }
       const retryAfterS = (err as { retryAfterS?: number }).retryAfterS
-      sendError(res, status, (err as NoodleError).code ?? 'ERR_INTERNAL', (err as Error).message, (err as { field?: string }).field,
+      sendError(res, status, code, (err as Error).message, (err as { field?: string }).field,
         retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) })
     }
+  }
+
+  /** A request Node could not parse (bad syntax, headers too large, too slow): a JSON error, then close. */
+  private refuseClient (err: NodeJS.ErrnoException, socket: Duplex): void {
+    // Bytes that arrive while the answer is sent fail the parser again: one refusal per connection.
+    if (this.refusedSockets.has(socket)) return
+    this.refusedSockets.add(socket)
+    const answer = CLIENT_ERRORS[err.code ?? ''] ?? MALFORMED
+    if (err.code !== 'ECONNRESET') this.onRefused(refusalReason(answer.code))
+    // An answer already under way on this socket (keep-alive) cannot be followed by another: just close.
+    const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
+    if (err.code === 'ECONNRESET' || !socket.writable || answering) {
+      socket.destroy()
+      return
+    }
+    socket.end(rawErrorAnswer(answer.status, answer.code, answer.message), () => { socket.destroy() })
   }
 }

@@ -1,5 +1,5 @@
 import { request } from 'node:http'
-import { AgentUnreachableError, ApiError } from './errors.ts'
+import { AgentTimeoutError, AgentUnreachableError, ApiError } from './errors.ts'
 
 /** GET a control API path over the agent's Unix socket and parse the JSON answer. */
 export function apiGet<T> (socketPath: string, path: string, timeoutMs = 5_000): Promise<T> {
@@ -31,16 +31,18 @@ export async function apiText (socketPath: string, path: string, timeoutMs = 5_0
 
 function call (socketPath: string, method: 'GET' | 'POST', path: string, timeoutMs: number, payload?: string): Promise<{ status: number, text: string }> {
   return new Promise((resolve, reject) => {
-    const headers = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }
+    // Every POST says it is JSON, with or without a body: the agent refuses state changes that do not (415).
+    const headers = method === 'GET' ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload ?? '') }
     const req = request({ socketPath, path, method, timeout: timeoutMs, headers }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('error', reject)
       res.on('end', () => { resolve({ status: res.statusCode ?? 500, text: Buffer.concat(chunks).toString('utf8') }) })
     })
-    req.on('timeout', () => { req.destroy(new AgentUnreachableError(socketPath)) })
+    // Connected, then no answer in time: the agent is there but busy or wedged, which is not "no agent".
+    req.on('timeout', () => { req.destroy(new AgentTimeoutError(`${method} ${path}`, timeoutMs)) })
     req.on('error', (err: NodeJS.ErrnoException) => {
-      reject(err instanceof AgentUnreachableError || ['ENOENT', 'ECONNREFUSED', 'ENOTSOCK'].includes(err.code ?? '')
+      reject(err instanceof AgentTimeoutError ? err : ['ENOENT', 'ECONNREFUSED', 'ENOTSOCK'].includes(err.code ?? '')
         ? new AgentUnreachableError(socketPath, { cause: err })
         : err)
     })

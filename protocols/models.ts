@@ -31,11 +31,22 @@ export const modelCompiledCodec = jsonCodec(TOPICS.modelCompilation, 64 * 1024, 
 /** `POST /api/v1/models/compile`: a model file on this box. */
 export const CompileRequestSchema = z.strictObject({ file: z.string().min(1).max(4096) })
 
+/** A bench's first input holds at most this many elements (64 MiB of float32): one per worker lane is allocated. */
+export const MAX_BENCH_ELEMENTS = 16 * 1024 * 1024
+/** A bench runs at most this many times, and processes at most this many input elements in all (runs × shape). */
+export const MAX_BENCH_RUNS = 10_000
+export const MAX_BENCH_WORK = 2 ** 30
+
 /** `POST /api/v1/models/bench`: a registered model (id or a unique prefix), how many runs, the first input's shape. */
 export const BenchRequestSchema = z.strictObject({
   id: z.string().regex(/^[0-9a-f]{4,64}$/, 'must be a model id (hex, at least 4 characters)'),
-  runs: z.int().min(1).max(100_000).optional(),
-  shape: z.array(z.int().min(1).max(65_536)).min(1).max(8).optional()
+  runs: z.int().min(1).max(MAX_BENCH_RUNS).default(100),
+  shape: z.array(z.int().min(1).max(65_536)).min(1).max(8)
+    .refine((dims) => dims.reduce((a, b) => a * b, 1) <= MAX_BENCH_ELEMENTS, `must hold at most ${MAX_BENCH_ELEMENTS} elements (the product of its sizes)`)
+    .optional()
+}).refine((b) => b.shape === undefined || b.runs * b.shape.reduce((a, c) => a * c, 1) <= MAX_BENCH_WORK, {
+  path: ['runs'],
+  message: `times the elements of shape must be at most ${MAX_BENCH_WORK}: fewer runs, or a smaller shape`
 })
 
 /** `POST /api/v1/models/fetch`: a model another node announced, by its full id. */
