@@ -17,7 +17,7 @@ export interface HealthReporterComponents {
   intervalMs: number
   startedAt: number
   /** What the node is and does, read afresh for each beacon: role and term, what it can run, its work. */
-  describe: () => Pick<HealthBeacon, 'role' | 'term' | 'eligible' | 'priority' | 'cpus' | 'providers' | 'models' | 'work' | 'running' | 'ingest'>
+  describe: () => Pick<HealthBeacon, 'role' | 'term' | 'eligible' | 'priority' | 'cpus' | 'providers' | 'models' | 'work' | 'accepts' | 'running' | 'ingest'>
   /** Called with each beacon this node sends, so the membership table shows self with the same figures. */
   onBeacon: (beacon: HealthBeacon) => void
 }

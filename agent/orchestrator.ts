@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util'
 import { lpStream } from '@libp2p/utils'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
@@ -6,6 +7,7 @@ import type { Decision, DecisionMessage, DecisionOutcome, DecisionResult } from 
 import { OPTIMIZE_PROTOCOL, optimizeRequestCodec, optimizeResponseCodec } from '../protocols/optimize.ts'
 import type { OptimizeResponse } from '../protocols/optimize.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
+import type { WorkItem } from '../protocols/work.ts'
 import type { Election } from './election.ts'
 import { NoCoordinatorError } from './errors.ts'
 import type { Logger } from './logger.ts'
@@ -14,6 +16,8 @@ import type { Mesh } from './mesh.ts'
 import type { MetricsStore } from './metrics.ts'
 import { place } from './placement.ts'
 import type { HomedWork, NodeCapacity } from './placement.ts'
+import { MODEL_ID } from './remote-work-policy.ts'
+import type { RemoteWorkFacts } from './remote-work-policy.ts'
 import type { Store } from './store.ts'
 import type { WorkRegistry } from './work.ts'
 
@@ -24,6 +28,10 @@ const REPEAT_AFTER_MS = 5_000
 /** Membership changes come in bursts (a partition): one evaluation after the burst. */
 const EVALUATE_DEBOUNCE_MS = 100
 const FORWARD_TIMEOUT_MS = 5_000
+/** A target that refused to run a work item (its view differed from ours) is not asked again for this long. */
+const REFUSED_HOLD_MS = 5 * 60_000
+/** Decision ids remembered: those issued here (results count only from their target) and those received (replays). */
+const REMEMBERED_DECISIONS = 4_096
 
 export interface OrchestratorComponents {
   mesh: Mesh
@@ -38,6 +46,10 @@ export interface OrchestratorComponents {
   evaluateIntervalMs: number
   /** `coordinator.maxCpuPct`: how hot a box may run before it takes no more work. */
   maxCpuPct: number
+  /** `coordinator.orphanAfterMs`: how long the work of a dead member is still placed on others. */
+  orphanAfterMs: number
+  /** The size of a model registered here, if it is. */
+  modelBytes: (id: string) => number | undefined
 }
 
 /**
@@ -50,6 +62,13 @@ export class Orchestrator {
   private readonly c: OrchestratorComponents
   private readonly selfId: string
   private readonly issued = new Map<string, { term: number, at: number }>()
+  /** Decisions this coordinator sent, by id: whose result counts. */
+  private readonly sent = new Map<string, { target: string, action: Decision['action'], work: WorkItem }>()
+  /** Decisions addressed to this node, by id, and per work id the (term, at) of the last one applied. */
+  private readonly received = new Set<string>()
+  private readonly lastApplied = new Map<string, { term: number, at: number }>()
+  /** `target` + work item (as JSON) → when the target refused to run it. */
+  private readonly refused = new Map<string, number>()
   private timer: NodeJS.Timeout | undefined
   private soon: NodeJS.Timeout | undefined
   private counter = 0
@@ -103,9 +122,16 @@ export class Orchestrator {
     if (!election.isCoordinator) throw new NoCoordinatorError('this node is not the coordinator')
     const members = membership.list()
     const nodes = members.filter((m) => m.state === 'alive' && m.health != null).map(capacityOf)
-    const work = homedWork(members)
     const now = Date.now()
+    const { placeable, orphaned } = homedWork(members, now, this.c.orphanAfterMs)
+    const work = placeable.map((w) => this.withFacts(w, nodes, now))
     const decisions: Decision[] = []
+    // Work whose home left, or is dead for longer than orphanAfterMs, is no longer placed: stop it where it runs.
+    for (const homed of orphaned) {
+      for (const n of nodes) {
+        if (n.running.includes(homed.item.id)) decisions.push(this.decision(term, n.peerId, 'stop', homed, 'its home left, or has been dead too long', now))
+      }
+    }
     for (const { workId, node, reason } of place(nodes, work, this.c.maxCpuPct)) {
       const homed = work.find((w) => w.item.id === workId) as HomedWork
       const runners = nodes.filter((n) => n.running.includes(workId)).map((n) => n.peerId)
@@ -122,6 +148,7 @@ export class Orchestrator {
       return true
     })
     for (const d of fresh) {
+      remember(this.sent, d.id, { target: d.target, action: d.action, work: d.work })
       store.recordDecision({ id: d.id, term, coordinator: this.selfId, target: d.target, action: d.action, workId: d.work.id, reason: d.reason, at: d.at })
       this.c.log.info({ id: d.id, term, target: d.target, action: d.action, work: d.work.id, reason: d.reason }, `decided: ${d.action} ${d.work.id}`)
       if (d.target === this.selfId) this.applyOwn(d)
@@ -133,6 +160,20 @@ export class Orchestrator {
       coordinator: this.selfId,
       decisions: fresh.map((d) => ({ id: d.id, target: d.target, action: d.action, workId: d.work.id, reason: d.reason }))
     }
+  }
+
+  /** What placement needs to know of a work item beyond the item: credentials, model size, recent refusals. */
+  private withFacts (homed: HomedWork, nodes: NodeCapacity[], now: number): HomedWork {
+    const { item, home } = homed
+    const model = item.model !== undefined && MODEL_ID.test(item.model) ? this.c.modelBytes(item.model) : undefined
+    const refusedBy = nodes.map((n) => n.peerId).filter((peer) => {
+      const key = refusalKey(peer, item)
+      const at = this.refused.get(key)
+      if (at !== undefined && now - at >= REFUSED_HOLD_MS) this.refused.delete(key)
+      return at !== undefined && now - at < REFUSED_HOLD_MS
+    })
+    const needsCredentials = this.c.membership.get(home)?.health?.accepts.credentials.includes(item.id) ?? false
+    return { ...homed, needsCredentials, refusedBy, ...(model === undefined ? {} : { modelBytes: model }) }
   }
 
   private decision (term: number, target: string, action: Decision['action'], homed: HomedWork, reason: string, at: number): Decision {
@@ -154,11 +195,19 @@ export class Orchestrator {
 
   private onMessage (message: DecisionMessage, from: PeerId): void {
     if (message.type === 'result') {
-      this.c.store.recordOutcome(message.id, message.outcome, message.detail, message.at)
+      this.onResult(message, from.toString())
       return
     }
     if (message.target !== this.selfId) return
     const sender = from.toString()
+    // The same signed decision again (gossip can be replayed once its seen-cache forgets it), or one older than
+    // a decision already applied for the same work in the same term: not applied, not answered again.
+    const last = this.lastApplied.get(message.work.id)
+    if (this.received.has(message.id) || (last !== undefined && last.term === message.term && message.at < last.at)) {
+      this.refuse('replayed', { id: message.id, from: sender, work: message.work.id }, 'a replayed decision was ignored')
+      return
+    }
+    remember(this.received, message.id)
     // A decision is its sender's signed claim to its term: a term we have not heard of yet is news.
     if (message.term > this.c.election.term) this.c.observeClaim(sender, message.term)
     this.c.store.recordDecision({
@@ -167,14 +216,70 @@ export class Orchestrator {
     })
     const { election } = this.c
     const result = election.coordinator === sender && election.term === message.term
-      ? this.c.work.apply(message)
+      ? this.vetAndApply(message)
       : { outcome: 'stale' as const, detail: `not from the coordinator of term ${election.term}` }
     this.finish(message, result.outcome, result.detail, true)
   }
 
   private applyOwn (decision: Decision): void {
-    const { outcome, detail } = this.c.work.apply(decision)
+    const { outcome, detail } = this.vetAndApply(decision)
+    if (outcome === 'rejected' && decision.action === 'run') this.refused.set(refusalKey(this.selfId, decision.work), Date.now())
     this.finish(decision, outcome, detail, false)
+  }
+
+  /**
+   * A decision from the coordinator of the current term, checked before it runs anything here: its `home` must
+   * be a member whose own beacon lists exactly this work (a coordinator cannot make up work, or claim a home to
+   * get around the checks for work from elsewhere), and work homed elsewhere must fit this box's own policy.
+   */
+  private vetAndApply (decision: Decision): { outcome: DecisionOutcome, detail: string } {
+    if (decision.action === 'run') {
+      const forged = this.homeProblem(decision)
+      if (forged !== null) {
+        this.refuse('forged-home', { id: decision.id, work: decision.work.id, home: decision.home }, 'a decision named a home that does not have the work')
+        return { outcome: 'rejected', detail: forged }
+      }
+    }
+    const result = this.c.work.apply(decision, this.factsOf(decision))
+    if (result.outcome === 'rejected') this.refuse('refused-work', { id: decision.id, work: decision.work.id, detail: result.detail }, 'a decision asked for work this box does not run for others')
+    if (result.outcome === 'applied') this.lastApplied.set(decision.work.id, { term: decision.term, at: decision.at })
+    if (this.lastApplied.size > REMEMBERED_DECISIONS) this.lastApplied.delete(this.lastApplied.keys().next().value as string)
+    return result
+  }
+
+  private homeProblem ({ home, work }: Decision): string | null {
+    if (home === this.selfId) {
+      const mine = [...this.c.work.configured, ...this.c.work.advertised()]
+      return mine.some((item) => isDeepStrictEqual(item, work)) ? null : `work ${work.id} is not configured here, though the decision says this is its home`
+    }
+    const member = this.c.membership.get(home)
+    if (member == null || member.state === 'left' || member.health == null) return `its home ${home} is not a member here`
+    const item = member.health.work.find((w) => w.id === work.id)
+    if (item === undefined) return `its home's beacon does not list work ${work.id}`
+    return isDeepStrictEqual(item, work) ? null : `work ${work.id} differs from what its home's beacon says`
+  }
+
+  private factsOf ({ home, work }: Decision): RemoteWorkFacts {
+    const needsCredentials = this.c.membership.get(home)?.health?.accepts.credentials.includes(work.id) ?? false
+    const modelBytes = work.model !== undefined && MODEL_ID.test(work.model) ? this.c.modelBytes(work.model) : undefined
+    return { needsCredentials, modelBytes }
+  }
+
+  /** A result counts only from its decision's target, and only here, where the decision was made. */
+  private onResult (result: DecisionResult, from: string): void {
+    const sent = this.sent.get(result.id)
+    if (sent === undefined) return
+    if (sent.target !== from) {
+      this.refuse('not-target', { id: result.id, from, target: sent.target }, 'a decision result came from a member that was not its target')
+      return
+    }
+    this.c.store.recordOutcome(result.id, result.outcome, result.detail, result.at)
+    if (result.outcome === 'rejected' && sent.action === 'run') this.refused.set(refusalKey(from, sent.work), Date.now())
+  }
+
+  private refuse (reason: string, fields: Record<string, unknown>, message: string): void {
+    this.c.metrics.inc(REJECTED_METRIC, { topic: decisionCodec.topic, reason })
+    this.c.log.warn({ reason, ...fields }, message)
   }
 
   private finish (decision: Decision, outcome: DecisionOutcome, detail: string, report: boolean): void {
@@ -229,17 +334,30 @@ function capacityOf (member: Member): NodeCapacity {
   }
 }
 
-/** Every piece of work configured anywhere, with its home: members that left took theirs with them. */
-function homedWork (members: Member[]): HomedWork[] {
+/**
+ * Every piece of work configured anywhere, with its home. Members that left took theirs with them, and the work
+ * of a member dead for `orphanAfterMs` is orphaned too: nobody is sure any more that it is still wanted.
+ */
+function homedWork (members: Member[], now: number, orphanAfterMs: number): { placeable: HomedWork[], orphaned: HomedWork[] } {
+  const gone = (m: Member) => m.state === 'left' || (m.state === 'dead' && now - m.lastSeen >= orphanAfterMs)
   const seen = new Set<string>()
-  const out: HomedWork[] = []
-  for (const m of members) {
-    if (m.state === 'left') continue
-    for (const item of m.health?.work ?? []) {
-      if (seen.has(item.id)) continue
-      seen.add(item.id)
-      out.push({ item, home: m.peerId })
-    }
-  }
-  return out
+  const collect = (from: Member[]): HomedWork[] => from.flatMap((m) => (m.health?.work ?? []).filter((item) => {
+    if (seen.has(item.id)) return false
+    seen.add(item.id)
+    return true
+  }).map((item) => ({ item, home: m.peerId })))
+  // A live home's claim to a work id comes first: work of the same id from a gone member is not stopped for it.
+  const placeable = collect(members.filter((m) => !gone(m)))
+  return { placeable, orphaned: collect(members.filter(gone)) }
+}
+
+function refusalKey (target: string, item: WorkItem): string {
+  return `${target} ${JSON.stringify(item)}`
+}
+
+/** Adds to a set or map kept to its last REMEMBERED_DECISIONS entries. */
+function remember<V> (into: Set<string> | Map<string, V>, id: string, value?: V): void {
+  if (into instanceof Set) into.add(id)
+  else into.set(id, value as V)
+  if (into.size > REMEMBERED_DECISIONS) into.delete(into.keys().next().value as string)
 }

@@ -1,4 +1,6 @@
-import type { WorkItem } from '../protocols/work.ts'
+import { DEFAULT_ACCEPTS } from '../protocols/work.ts'
+import type { RemoteWorkAccepts, WorkItem } from '../protocols/work.ts'
+import { remoteWorkRefusal } from './remote-work-policy.ts'
 
 /** A live node as the placement sees it (from its last beacon). */
 export interface NodeCapacity {
@@ -11,12 +13,20 @@ export interface NodeCapacity {
   running: readonly string[]
   /** Model id → its measured latency on this node (p50 ms): how fast this box runs the work's model. */
   modelMs: ReadonlyMap<string, number>
+  /** What the node runs for other homes (its beacon's `accepts`); absent: the default policy. */
+  accepts?: RemoteWorkAccepts
 }
 
 /** A piece of work and its home: the node it is configured on, where its data is. */
 export interface HomedWork {
   item: WorkItem
   home: string
+  /** Its home has credentials for it: only nodes that have them too may run it. */
+  needsCredentials?: boolean
+  /** The size of its model, where the coordinator knows it. */
+  modelBytes?: number
+  /** Nodes that refused it lately (their view differed): not asked again for a while. */
+  refusedBy?: readonly string[]
 }
 
 export interface Placement {
@@ -55,7 +65,8 @@ function costPct (item: WorkItem, node: NodeCapacity): number {
 
 /**
  * Decides where every piece of work runs, greedily, hardest first (work that needs an accelerator, then the
- * heaviest). For each, among the live nodes allowed to run it (its home if pinned; accelerators only if required)
+ * heaviest). For each, among the live nodes allowed to run it (its home; others only where their own
+ * `remoteWork` policy accepts it, never for pinned work; accelerators only if required)
  * that have headroom, the best scores: an accelerator when the work wants one, then its home (the frames are
  * there), then where it already runs (moves are not free), then the most headroom; ties go to the lower peer id,
  * so every coordinator computes the same placement from the same view. Work whose node died or went over the
@@ -69,9 +80,10 @@ export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[
   const order = [...work].sort((a, b) =>
     needRank(a.item) - needRank(b.item) || b.item.cpuPct - a.item.cpuPct || (a.item.id < b.item.id ? -1 : 1))
   const placements: Placement[] = []
-  for (const { item, home } of order) {
+  for (const homed of order) {
+    const { item, home } = homed
     const incumbents = nodes.filter((n) => n.running.includes(item.id))
-    const allowed = nodes.filter((n) => (!item.pinned || n.peerId === home) && (item.accelerator !== 'required' || n.accelerators > 0))
+    const allowed = nodes.filter((n) => (n.peerId === home || accepts(n, homed)) && (item.accelerator !== 'required' || n.accelerators > 0))
     const fastestMs = fastest(item, allowed)
     let best: { node: NodeCapacity, score: number, projected: number } | null = null
     for (const node of allowed) {
@@ -101,6 +113,11 @@ export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[
     placements.push({ workId: item.id, node: chosen.peerId, reason: reasonFor(item, chosen, home, stays, incumbents, fastestMs) })
   }
   return placements
+}
+
+/** Whether a node other than the work's home would run it: its own policy (sources, model, credentials) allows it. */
+function accepts (node: NodeCapacity, { item, needsCredentials = false, modelBytes, refusedBy = [] }: HomedWork): boolean {
+  return !refusedBy.includes(node.peerId) && remoteWorkRefusal(node.accepts ?? DEFAULT_ACCEPTS, item, { needsCredentials, modelBytes }) === null
 }
 
 function fallback (item: WorkItem, home: string, allowed: NodeCapacity[], incumbents: NodeCapacity[],

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events'
 import type { Decision, DecisionOutcome } from '../protocols/decisions.ts'
-import type { WorkItem } from '../protocols/work.ts'
+import type { RemoteWorkAccepts, WorkItem } from '../protocols/work.ts'
+import { remoteWorkRefusal } from './remote-work-policy.ts'
+import type { RemoteWorkFacts } from './remote-work-policy.ts'
 
 export interface WorkEvents {
   /** The set of work this node runs changed. */
@@ -16,19 +18,23 @@ export interface WorkEvents {
  */
 export class WorkRegistry extends EventEmitter<WorkEvents> {
   readonly configured: readonly WorkItem[]
+  /** This box's `remoteWork` policy, and the cameras it has credentials for: what it runs for other homes. */
+  readonly accepts: RemoteWorkAccepts
   private readonly selfId: string
-  private readonly active = new Map<string, WorkItem>()
+  /** Work id → the item and its home. */
+  private readonly active = new Map<string, { item: WorkItem, home: string }>()
   /** Work id → the id of the model compiled from the file its item names. */
   private readonly compiledModels = new Map<string, string>()
 
-  constructor (components: { selfId: string, configured: readonly WorkItem[] }) {
+  constructor (components: { selfId: string, configured: readonly WorkItem[], accepts: RemoteWorkAccepts }) {
     super()
     this.selfId = components.selfId
     this.configured = components.configured
+    this.accepts = components.accepts
   }
 
   start (): void {
-    for (const item of this.configured) this.active.set(item.id, item)
+    for (const item of this.configured) this.active.set(item.id, { item, home: this.selfId })
     if (this.configured.length > 0) this.emit('change')
   }
 
@@ -55,29 +61,34 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
   }
 
   running (): WorkItem[] {
-    return [...this.active.values()]
+    return [...this.active.values()].map((w) => w.item)
+  }
+
+  /** Whether work `id` runs here for another home (so its source and model came from the mesh). */
+  isRemote (id: string): boolean {
+    const home = this.active.get(id)?.home
+    return home !== undefined && home !== this.selfId
   }
 
   runningIds (): string[] {
     return [...this.active.keys()]
   }
 
-  /** Carries out a decision addressed to this node (already checked against the term). */
-  apply (decision: Decision): { outcome: DecisionOutcome, detail: string } {
+  /**
+   * Carries out a decision addressed to this node (already checked against the term, and its home against the
+   * home's beacon). Work homed elsewhere runs only within this box's own policy.
+   */
+  apply (decision: Decision, facts: RemoteWorkFacts = { needsCredentials: false }): { outcome: DecisionOutcome, detail: string } {
     const { work } = decision
     if (decision.action === 'stop') {
       const had = this.active.delete(work.id)
       if (had) this.emit('change')
       return { outcome: 'applied', detail: had ? 'stopped' : 'was not running' }
     }
-    if (work.pinned && decision.home !== this.selfId) {
-      return { outcome: 'rejected', detail: 'the work is pinned to its home node' }
-    }
-    if (work.source?.startsWith('/dev/') === true && decision.home !== this.selfId) {
-      return { outcome: 'rejected', detail: `${work.source} is a device on its home node` }
-    }
+    const refusal = decision.home === this.selfId ? null : remoteWorkRefusal(this.accepts, work, facts)
+    if (refusal !== null) return { outcome: 'rejected', detail: refusal }
     if (this.active.has(work.id)) return { outcome: 'applied', detail: 'already running' }
-    this.active.set(work.id, work)
+    this.active.set(work.id, { item: work, home: decision.home })
     this.emit('change')
     return { outcome: 'applied', detail: 'started' }
   }

@@ -1,4 +1,5 @@
 import type { Logger } from '../agent/logger.ts'
+import { redactCredentials } from '../agent/remote-work-policy.ts'
 import { percentile } from '../agent/stats.ts'
 import type { Feeds } from '../runtime/tensors.ts'
 import type { Detection } from './detections.ts'
@@ -40,7 +41,9 @@ export interface CameraStats {
 
 export interface CameraOptions extends Omit<FrameSourceOptions, 'url'> {
   id: string
+  /** The source as shown (never with credentials), and the URL opened: the source with the camera's credentials. */
   source: string
+  url?: string
   model: string
   inputName: string
 }
@@ -67,7 +70,7 @@ export class CameraPipeline {
     this.runner = components.runner
     this.log = components.log
     this.onResult = components.onResult
-    this.source = new FrameSource({ options: { ...this.options, url: this.options.source }, log: this.log })
+    this.source = new FrameSource({ options: { ...this.options, url: this.options.url ?? this.options.source }, log: this.log })
   }
 
   start (): void {
@@ -116,7 +119,7 @@ export class CameraPipeline {
       latencyMs: Math.round(percentile(this.inferred.map((r) => r.latencyMs), 50) || 0),
       detections: this.lastDetections,
       reconnects: source.reconnects,
-      lastError: source.lastError,
+      lastError: source.lastError === null ? null : redactCredentials(source.lastError),
       decoder: source.decoder
     }
   }

@@ -1,10 +1,13 @@
 import type { Database as DB, Statement } from 'better-sqlite3'
 import type { Logger } from '../agent/logger.ts'
+import { MODEL_ID, redactCredentials } from '../agent/remote-work-policy.ts'
 import type { WorkRegistry } from '../agent/work.ts'
 import type { WorkItem } from '../protocols/work.ts'
 import type { ModelExchange } from '../runtime/model-exchange.ts'
 import type { ModelRuntime } from '../runtime/model-runtime.ts'
 import { CameraPipeline } from './camera.ts'
+import type { CameraCredentials } from './camera-credentials.ts'
+import { withCredentials } from './camera-credentials.ts'
 import type { CameraResult, CameraStats } from './camera.ts'
 import { IMAGENET } from './preprocess.ts'
 
@@ -31,11 +34,13 @@ export class CameraManager {
   private readonly db: DB
   private readonly log: Logger
   private readonly onResult: (result: CameraResult) => void
+  private readonly credentials: CameraCredentials
   private readonly cameras = new Map<string, { item: WorkItem, pipeline?: CameraPipeline, state: CameraView['state'], error: string | null, retry?: NodeJS.Timeout }>()
   private readonly insert: Statement<[string, number, string, number, number, number, number, number]>
 
-  constructor (components: { work: WorkRegistry, runtime: ModelRuntime, exchange: ModelExchange, db: DB, log: Logger, onResult: (result: CameraResult) => void }) {
+  constructor (components: { work: WorkRegistry, runtime: ModelRuntime, exchange: ModelExchange, db: DB, log: Logger, credentials: CameraCredentials, onResult: (result: CameraResult) => void }) {
     this.work = components.work
+    this.credentials = components.credentials
     this.runtime = components.runtime
     this.exchange = components.exchange
     this.db = components.db
@@ -70,7 +75,8 @@ export class CameraManager {
   list (): CameraView[] {
     return [...this.cameras].map(([id, c]) => {
       const stats = c.pipeline?.stats()
-      return { ...stats, camera: id, source: c.item.source, state: c.state, error: c.error ?? stats?.lastError ?? null }
+      const error = c.error ?? stats?.lastError ?? null
+      return { ...stats, camera: id, source: c.item.source, state: c.state, error: error === null ? null : redactCredentials(error) }
     })
   }
 
@@ -80,6 +86,9 @@ export class CameraManager {
     const { item } = camera
     try {
       const model = item.model as string
+      const remote = this.work.isRemote(id)
+      // Work from another home names its model by id only: a path would name a file on this box.
+      if (remote && !MODEL_ID.test(model)) throw new Error('work from another home must name its model by id')
       // A path is compiled here; an id is looked up, or fetched from a member that announced it.
       let modelId: string
       if (model.startsWith('/') || model.startsWith('.')) {
@@ -90,10 +99,15 @@ export class CameraManager {
       }
       if (this.cameras.get(id) !== camera) return // stopped meanwhile
       const record = this.runtime.find(modelId)
+      const { maxModelBytes } = this.work.accepts
+      if (remote && record !== undefined && record.sizeBytes > maxModelBytes) {
+        throw new Error(`its model is ${record.sizeBytes} bytes, over remoteWork.maxModelBytes (${maxModelBytes})`)
+      }
       const pipeline = new CameraPipeline({
         options: {
           id,
           source: item.source as string,
+          url: withCredentials(item.source as string, this.credentials.get(id)),
           model: modelId,
           inputName: record?.inputs[0]?.name ?? 'input',
           normalization: { ...IMAGENET, channels: item.channels },

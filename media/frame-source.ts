@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '../agent/logger.ts'
+import { redactCredentials } from '../agent/remote-work-policy.ts'
 import type { Normalization } from './preprocess.ts'
 
 /**
@@ -160,7 +161,7 @@ export class FrameSource {
     worker.on('message', (message: FromDecoder) => { this.onMessage(message) })
     worker.on('error', (err) => {
       this.latest.lastError = err.message
-      this.log.error({ source: this.options.url, err: err.message }, 'video decoder failed')
+      this.log.error({ source: redactCredentials(this.options.url), err: redactCredentials(err.message) }, 'video decoder failed')
     })
     this.exited = once(worker, 'exit').then(([code]) => { this.onExit(worker, code as number) })
     if (this.waiting !== undefined) this.ask()
@@ -185,7 +186,9 @@ export class FrameSource {
       this.samples.push({ at, framesIn: this.base.framesIn + message.framesIn })
       this.trim(at)
     } else {
-      this.log[message.level]({ source: this.options.url, ...message.fields }, message.msg)
+      // The URL opened may carry the camera's credentials: the log never does (FFmpeg's errors quote the URL).
+      const fields = Object.fromEntries(Object.entries(message.fields).map(([k, v]) => [k, typeof v === 'string' ? redactCredentials(v) : v]))
+      this.log[message.level]({ ...fields, source: redactCredentials(this.options.url) }, redactCredentials(message.msg))
     }
   }
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { createLogger } from '../../agent/logger.ts'
 import { Membership } from '../../agent/membership.ts'
-import { WorkItemSchema } from '../../protocols/work.ts'
+import { DEFAULT_ACCEPTS, WorkItemSchema } from '../../protocols/work.ts'
 import type { WorkItemInput } from '../../protocols/work.ts'
 import type { ModelExchange } from '../../runtime/model-exchange.ts'
 import type { CompileResult, ModelRuntime } from '../../runtime/model-runtime.ts'
@@ -28,7 +28,7 @@ function setup ({ accelerators = 0, here = [] as string[], failing = [] as strin
       return { id: m } as CompileResult
     }
   } as unknown as ModelExchange
-  const standby = new ModelStandby({ membership, runtime, exchange, selfId: 'self', accelerators, intervalMs: 60_000, log })
+  const standby = new ModelStandby({ membership, runtime, exchange, selfId: 'self', accelerators, accepts: DEFAULT_ACCEPTS, intervalMs: 60_000, log })
   return { membership, standby, fetched }
 }
 

@@ -1,0 +1,132 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { ConfigError } from '../../agent/errors.ts'
+import { place } from '../../agent/placement.ts'
+import type { NodeCapacity } from '../../agent/placement.ts'
+import { lavfiGraphProblem, redactCredentials, remoteWorkRefusal, sourceRefusal } from '../../agent/remote-work-policy.ts'
+import { WorkRegistry } from '../../agent/work.ts'
+import { readCameraCredentials, withCredentials } from '../../media/camera-credentials.ts'
+import type { Decision } from '../../protocols/decisions.ts'
+import { DEFAULT_ACCEPTS, DEFAULT_REMOTE_SOURCES, WorkItemSchema } from '../../protocols/work.ts'
+import type { WorkItemInput } from '../../protocols/work.ts'
+import { tempDir } from '../helpers/agents.ts'
+
+const item = (input: WorkItemInput) => WorkItemSchema.parse(input)
+const MODEL = 'a'.repeat(64)
+
+t.test('lavfi graphs: generators that read nothing pass; anything that could open a file is refused', async (t) => {
+  for (const graph of ['testsrc', 'testsrc=size=640x480:rate=10', 'testsrc2=s=320x240', 'color=c=red:s=320x240:r=30000/1001',
+    'smptebars', 'mandelbrot', 'sine=frequency=440', 'anullsrc', 'life=s=64x64:mold=10', 'cellauto=rule=110', 'testsrc@cam=rate=5']) {
+    t.equal(lavfiGraphProblem(graph), null, graph)
+  }
+  const refused: Array<[string, RegExp]> = [
+    ['', /empty/],
+    ['movie=/etc/passwd', /"movie" is not a generator/],
+    ['amovie=/etc/passwd', /"amovie" is not a generator/],
+    ['testsrc,movie=/etc/passwd', /"movie"/],
+    ['testsrc;movie=x', /"movie"/],
+    ['testsrc[out0];movie=x', /not a plain generator/],
+    ["movie='/etc/passwd'", /not a plain generator/],
+    ['testsrc=\\,movie', /not a plain generator/],
+    ['mo\\vie=/etc/passwd', /not a plain generator/],
+    ['sws_flags=bicubic;testsrc', /"sws_flags"/],
+    ['testsrc=size=640x480 ', /not a plain generator/],
+    ['life=/etc/passwd', /may read a file/],
+    ['life=f=/etc/passwd', /may read a file/],
+    ['cellauto=filename=/etc/passwd', /may read a file/],
+    ['MOVIE=x', /not a plain generator/]
+  ]
+  for (const [graph, why] of refused) t.match(lavfiGraphProblem(graph), why, JSON.stringify(graph))
+})
+
+t.test('sources: by scheme or scheme and host; never files, devices or credentials', async (t) => {
+  const sources = DEFAULT_REMOTE_SOURCES
+  t.equal(sourceRefusal('rtsp://192.0.2.10/door', sources), null)
+  t.equal(sourceRefusal('https://cam.lan/stream.mjpg', sources), null)
+  t.equal(sourceRefusal('lavfi:testsrc=size=320x240:rate=10', sources), null)
+  t.match(sourceRefusal('lavfi:movie=/etc/passwd', sources), /"movie" is not a generator/)
+  t.match(sourceRefusal('/etc/passwd', sources), /is not a URL/)
+  t.match(sourceRefusal('/dev/video0', sources), /is not a URL/)
+  t.match(sourceRefusal('file:///etc/passwd', sources), /file:\/\/ is not among/)
+  t.match(sourceRefusal('rtsp://admin:secret@192.0.2.10/door', sources), /carries credentials/)
+  t.match(sourceRefusal('lavfi:testsrc', ['rtsp://']), /lavfi sources are not accepted/)
+  const pinnedHosts = ['rtsp://cam.lan', 'http://192.0.2.20:8080']
+  t.equal(sourceRefusal('rtsp://CAM.lan:554/x', pinnedHosts), null, 'a host entry without a port takes any port')
+  t.equal(sourceRefusal('http://192.0.2.20:8080/x', pinnedHosts), null)
+  t.match(sourceRefusal('http://192.0.2.20/x', pinnedHosts), /is not among/, 'a port in the entry must match')
+  t.match(sourceRefusal('rtsp://169.254.169.254/x', pinnedHosts), /rtsp:\/\/169\.254\.169\.254 is not among/)
+})
+
+t.test('work from another home: pinned, model paths, model size and credentials', async (t) => {
+  const none = { needsCredentials: false }
+  t.equal(remoteWorkRefusal(DEFAULT_ACCEPTS, item({ id: 'w', kind: 'model', model: MODEL }), none), null)
+  t.match(remoteWorkRefusal(DEFAULT_ACCEPTS, item({ id: 'w', kind: 'model', pinned: true }), none), /pinned/)
+  t.match(remoteWorkRefusal(DEFAULT_ACCEPTS, item({ id: 'w', kind: 'model', model: '/etc/shadow' }), none), /not named by id/)
+  t.match(remoteWorkRefusal({ ...DEFAULT_ACCEPTS, maxModelBytes: 10 }, item({ id: 'w', kind: 'model', model: MODEL }), { needsCredentials: false, modelBytes: 11 }), /11 bytes, over the 10/)
+  t.match(remoteWorkRefusal(DEFAULT_ACCEPTS, item({ id: 'door', kind: 'camera', source: 'rtsp://cam.lan/x' }), { needsCredentials: true }), /no credentials for camera door/)
+  t.equal(remoteWorkRefusal({ ...DEFAULT_ACCEPTS, credentials: ['door'] }, item({ id: 'door', kind: 'camera', source: 'rtsp://cam.lan/x' }), { needsCredentials: true }), null)
+})
+
+t.test('placement asks every node other than the home whether it would take the work, and skips recent refusals', async (t) => {
+  const box = (peerId: string, o: Partial<NodeCapacity> = {}): NodeCapacity =>
+    ({ peerId, accelerators: 0, cpus: 4, cpuPct: 10, memFreeBytes: 2 ** 32, running: [], modelMs: new Map(), ...o })
+  const file = item({ id: 'file', kind: 'camera', source: '/srv/video.mp4', model: MODEL, cpuPct: 0 })
+  const door = item({ id: 'door', kind: 'camera', source: 'rtsp://cam.lan/x', model: MODEL, cpuPct: 0 })
+  const dead = 'gone' // the home is not among the live nodes: the work must go elsewhere
+  t.same(place([box('a'), box('b')], [{ item: file, home: dead }]), [{ workId: 'file', node: null, reason: 'no live node may run it' }])
+  t.same(place([box('a'), box('b', { accepts: { ...DEFAULT_ACCEPTS, credentials: ['door'] } })], [{ item: door, home: dead, needsCredentials: true }])
+    .map((p) => p.node), ['b'], 'only the box with the camera\'s credentials')
+  t.same(place([box('a'), box('b')], [{ item: door, home: dead, refusedBy: ['a'] }]).map((p) => p.node), ['b'], 'not where it was just refused')
+  t.same(place([box('a', { accepts: { ...DEFAULT_ACCEPTS, maxModelBytes: 100 } }), box('b')], [{ item: door, home: dead, modelBytes: 1000 }]).map((p) => p.node), ['b'])
+  t.same(place([box(dead, { cpuPct: 99 }), box('a')], [{ item: file, home: dead }]).map((p) => p.node), [dead], 'its home always may')
+})
+
+t.test('a box re-checks decisions against its own policy; its own work is its operator\'s', async (t) => {
+  const work = new WorkRegistry({ selfId: 'me', configured: [item({ id: 'mine', kind: 'camera', source: '/dev/video0' })], accepts: DEFAULT_ACCEPTS })
+  const decision = (w: WorkItemInput, home = 'elsewhere'): Decision =>
+    ({ v: 1, type: 'decision', id: 'd1', term: 1, target: 'me', action: 'run', work: item(w), home, reason: 'test', at: 1 })
+  t.match(work.apply(decision({ id: 'x', kind: 'camera', source: 'lavfi:movie=/etc/passwd', model: MODEL })), { outcome: 'rejected', detail: /"movie"/ })
+  t.match(work.apply(decision({ id: 'x', kind: 'camera', source: 'rtsp://cam.lan/x', model: './det.onnx' })), { outcome: 'rejected', detail: /not named by id/ })
+  t.match(work.apply(decision({ id: 'x', kind: 'camera', source: 'rtsp://cam.lan/x', model: MODEL }), { needsCredentials: true }), { outcome: 'rejected', detail: /no credentials/ })
+  t.same(work.apply(decision({ id: 'mine', kind: 'camera', source: '/dev/video0' }, 'me')).outcome, 'applied')
+  t.same(work.isRemote('mine'), false)
+  t.same(work.apply(decision({ id: 'y', kind: 'camera', source: 'rtsp://cam.lan/x', model: MODEL })).outcome, 'applied')
+  t.same(work.isRemote('y'), true)
+})
+
+t.test('camera credentials: read from their own file, put into the URL opened, redacted wherever shown', async (t) => {
+  const dir = tempDir(t)
+  const file = join(dir, 'cameras.json')
+  writeFileSync(file, JSON.stringify({ door: { username: 'admin', password: 'p@ss:/word' } }))
+  const credentials = readCameraCredentials(file)
+  t.same([...credentials.keys()], ['door'])
+  const url = withCredentials('rtsp://192.0.2.10:554/door', credentials.get('door'))
+  t.equal(url, 'rtsp://admin:p%40ss%3A%2Fword@192.0.2.10:554/door')
+  t.equal(new URL(url).password, 'p%40ss%3A%2Fword')
+  t.equal(withCredentials('lavfi:testsrc', credentials.get('door')), 'lavfi:testsrc')
+  t.equal(withCredentials('rtsp://192.0.2.10/door', undefined), 'rtsp://192.0.2.10/door')
+  t.equal(withCredentials('not a url', credentials.get('door')), 'not a url')
+  t.equal(redactCredentials(`could not open ${url}: 401`), 'could not open rtsp://***@192.0.2.10:554/door: 401')
+  t.same(readCameraCredentials(undefined).size, 0)
+
+  const bad: Array<[unknown, RegExp]> = [
+    [{ door: { username: 'admin' } }, /^cameraCredentialsFile: \S+: door\.password: /],
+    [{ door: { username: 'admin', password: 'x', url: 'y' } }, /door/],
+    [{ 'no spaces': { username: 'a', password: 'b' } }, /no spaces|must be 1–63/],
+    [[1], /cameraCredentialsFile/]
+  ]
+  for (const [content, message] of bad) {
+    writeFileSync(file, JSON.stringify(content))
+    t.throws(() => readCameraCredentials(file), message)
+  }
+  writeFileSync(file, '{ nope')
+  t.throws(() => readCameraCredentials(file), new ConfigError('cameraCredentialsFile', `cannot read ${file} as JSON: ` + (() => { try { JSON.parse('{ nope') } catch (e) { return (e as Error).message } })()))
+  t.throws(() => readCameraCredentials(join(dir, 'missing.json')), /cameraCredentialsFile: cannot read/)
+})
+
+t.test('a config source with credentials is refused, naming the key', async (t) => {
+  const result = WorkItemSchema.safeParse({ id: 'door', kind: 'camera', source: 'rtsp://admin:secret@192.0.2.10/door' })
+  t.equal(result.success, false)
+  t.match(result.error?.issues[0], { path: ['source'], message: /put them in cameraCredentialsFile under "door"/ })
+})
