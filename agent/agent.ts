@@ -309,7 +309,7 @@ export class Agent {
       exchange.observe(m, from)
     })
     const standby = config.models.standby
-      ? new ModelStandby({ membership, runtime, exchange, selfId, accelerators: box.accelerators.length, accepts: work.accepts, intervalMs: STANDBY_INTERVAL_MS, log })
+      ? new ModelStandby({ membership, runtime, exchange, selfId, accelerators: box.accelerators.length, accepts: work.accepts, intervalMs: STANDBY_INTERVAL_MS, log, retainMs: config.models.standbyRetainMs })
       : null
     const mqtt = mqttParts({
       config,

@@ -9,13 +9,16 @@ import type { ModelRuntime } from './model-runtime.ts'
 const MODEL_ID = /^[0-9a-f]{64}$/
 /** A model that could not be fetched is tried again after this long. */
 const RETRY_AFTER_MS = 60_000
+/** How long a standby copy no work names is kept, by default (models.standbyRetainMs). */
+const RETAIN_MS = 3_600_000
 
 /**
  * Keeps a copy here of every model that mesh work which could move here runs, fetched while its home is alive:
  * when a node dies, the coordinator moves its cameras to another node, and that node must not need the dead
  * node's copy of the model. Models are small beside the frames they save (the PP-OCR detector is 4.7 MB);
  * a box short of disk turns this off (`models.standby: false`) and can then take over only work whose model
- * another live node still has.
+ * another live node still has. A copy kept here that no member's work has named for `retainMs` is deleted
+ * again; models an operator compiled or fetched never are.
  */
 export class ModelStandby {
   private readonly membership: Membership
@@ -26,12 +29,17 @@ export class ModelStandby {
   private readonly accepts: RemoteWorkAccepts
   private readonly intervalMs: number
   private readonly log: Logger
+  private readonly retainMs: number
   private readonly failedAt = new Map<string, number>()
+  /** Standby copies no work names, since when. */
+  private readonly unnamedSince = new Map<string, number>()
   private timer: NodeJS.Timeout | undefined
   private pass: Promise<void> | undefined
   private stopped = true
 
-  constructor (components: { membership: Membership, runtime: ModelRuntime, exchange: ModelExchange, selfId: string, accelerators: number, accepts: RemoteWorkAccepts, intervalMs: number, log: Logger }) {
+  constructor (components: {
+    membership: Membership, runtime: ModelRuntime, exchange: ModelExchange, selfId: string, accelerators: number, accepts: RemoteWorkAccepts, intervalMs: number, log: Logger, retainMs?: number
+  }) {
     this.membership = components.membership
     this.runtime = components.runtime
     this.exchange = components.exchange
@@ -40,6 +48,7 @@ export class ModelStandby {
     this.accepts = components.accepts
     this.intervalMs = components.intervalMs
     this.log = components.log
+    this.retainMs = components.retainMs ?? RETAIN_MS
   }
 
   start (): void {
@@ -78,7 +87,34 @@ export class ModelStandby {
 
   private readonly soon = (): void => {
     if (this.stopped || this.pass !== undefined) return
-    this.pass = this.fetchWanted().finally(() => { this.pass = undefined })
+    this.pass = this.fetchWanted()
+      .then(async () => { await this.collect() })
+      .catch((err: unknown) => { this.log.error({ err }, 'a standby pass failed') })
+      .finally(() => { this.pass = undefined })
+  }
+
+  /**
+   * Deletes the standby copies that no member's work (alive, suspect or dead: a dead member's work is what the
+   * copies are for) has named for `retainMs`. Returns the ids deleted.
+   */
+  async collect (now = Date.now()): Promise<string[]> {
+    const named = new Set<string>()
+    for (const member of this.membership.list()) for (const item of member.health?.work ?? []) if (item.model !== undefined) named.add(item.model)
+    const deleted: string[] = []
+    for (const model of this.runtime.list()) {
+      if (model.origin !== 'standby' || named.has(model.id)) {
+        this.unnamedSince.delete(model.id)
+        continue
+      }
+      const since = this.unnamedSince.get(model.id) ?? now
+      this.unnamedSince.set(model.id, since)
+      if (now - since < this.retainMs) continue
+      await this.runtime.forget(model.id)
+      this.unnamedSince.delete(model.id)
+      deleted.push(model.id)
+      this.log.info({ model: model.id, name: model.name }, 'a standby copy no work names any more was deleted')
+    }
+    return deleted
   }
 
   /** One model at a time: standby copies must not crowd out the work this box runs now. */
