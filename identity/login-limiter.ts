@@ -51,7 +51,7 @@ export class LoginLimiter {
     const recent = this.recentFailures(account)
     const pending = this.pending.get(account) ?? 0
     if (recent.length + pending >= LoginLimiter.MAX_FAILURES) {
-      const retryAfterS = recent.length === 0 ? 1 : Math.ceil(((recent[0] as number) + LoginLimiter.WINDOW_MS - this.now()) / 1000)
+      const retryAfterS = Math.ceil(((recent[0] ?? this.now()) + LoginLimiter.WINDOW_MS - this.now()) / 1000)
       throw new TooManyAttemptsError(`too many failed logins for ${account}: try again in ${retryAfterS} s`, retryAfterS)
     }
     if (this.inFlight >= LoginLimiter.MAX_CONCURRENT) throw new TooManyAttemptsError('too many logins at once: try again in a second', 1)

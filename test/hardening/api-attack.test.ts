@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process'
 import { createConnection } from 'node:net'
 import type { Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
@@ -7,15 +6,7 @@ import t from 'tap'
 import { apiGet, apiText } from '../../agent/client.ts'
 import { freePort } from '../../scripts/mosquitto.ts'
 import { startAgent, stopAgents, tempDir, writeSwarmKey } from '../helpers/agents.ts'
-
-/** A self-signed certificate for 127.0.0.1, made for the test. */
-function certificate (dir: string): { certFile: string, keyFile: string } {
-  const certFile = join(dir, 'cert.pem')
-  const keyFile = join(dir, 'key.pem')
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', certFile,
-    '-days', '1', '-subj', '/CN=noodle-test', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
-  return { certFile, keyFile }
-}
+import { certificate } from './api-tls.ts'
 
 interface RawAnswer { status: number, body: any, closedAfterMs: number }
 

