@@ -41,6 +41,8 @@ const RETRY_MS = 1_000
 const RATE_WINDOW_S = 5
 /** The dead letter's reason for a message whose readings the store refused (its bisection found it). */
 export const STORE_FAILED = 'store-failed'
+/** The dead letter's reason for a message the parser threw on (a bug: it refuses, never throws). */
+export const PARSE_FAILED = 'parse-failed'
 
 /** One message of the batch: what it gave (readings, or a dead letter) and what acknowledges it. */
 interface Pending {
@@ -117,7 +119,14 @@ export class Ingest {
     if (message.connection !== this.batchConnection && this.pending.length > 0 && !this.retrying) this.flush()
     this.batchConnection = message.connection
     const now = Date.now()
-    const parsed = this.parser.parse(message.topic, message.payload, now)
+    let parsed: Reading[] | { reason: string, detail: string }
+    try {
+      parsed = this.parser.parse(message.topic, message.payload, now)
+    } catch (err) {
+      // The parser never throws by design; should a bug make it, one message must not end the agent.
+      this.log.error({ err, topic: message.topic }, 'ingest: reading a message failed; it goes to the dead letter')
+      parsed = { reason: PARSE_FAILED, detail: `${(err as Error).name}: ${(err as Error).message}` }
+    }
     const readings = Array.isArray(parsed) ? parsed : null
     const deadLetter = Array.isArray(parsed) ? null : deadLetterOf(message.topic, message.payload, now, parsed.reason, parsed.detail)
     this.pending.push({ readings, deadLetter, topic: message.topic, payload: message.payload, receivedAt: now, messageId: message.messageId, connection: message.connection })

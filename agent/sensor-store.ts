@@ -43,6 +43,16 @@ export interface SensorView {
   ratePerS: number
 }
 
+/** A dead letter as `GET /api/v1/ingest/dead-letters` shows it: the payload's first bytes as text. */
+export interface DeadLetterView {
+  at: string
+  topic: string
+  reason: string
+  detail: string
+  size: number
+  payload: string
+}
+
 export interface RollupView {
   start: number
   count: number
@@ -205,6 +215,11 @@ export class SensorStore {
   /** Newest first. */
   deadLetters (limit = 100): DeadLetter[] {
     return this.db.prepare<[number], DeadLetter>('SELECT at, topic, reason, detail, size, bytes FROM dead_letters ORDER BY id DESC LIMIT ?').all(limit)
+  }
+
+  /** Newest first, for the operator: bytes that are not UTF-8 show as U+FFFD. */
+  deadLetterViews (limit = 100): DeadLetterView[] {
+    return this.deadLetters(limit).map(({ at, bytes, ...d }) => ({ at: new Date(at).toISOString(), ...d, payload: bytes.toString('utf8') }))
   }
 
   /** Every sensor metric with its latest value and its rate over the current minute and the RATE_MINUTES before. */

@@ -170,7 +170,8 @@ export class PayloadParser {
     for (const { ts } of readings) {
       if (!Number.isFinite(ts)) return { reason: 'non-finite', detail: `time ${ts} is not a finite number` }
       if (ts > latest) {
-        return { reason: 'time-in-future', detail: `time ${new Date(ts).toISOString()} is more than ${this.maxClockSkewMs} ms after its arrival` }
+        // Not as a date: a time past year 275760 has none, and toISOString() would throw.
+        return { reason: 'time-in-future', detail: `time ${ts} ms is more than ${this.maxClockSkewMs} ms after its arrival at ${receivedAt}` }
       }
       if (ts < EARLIEST_TIME_MS) return { reason: 'time-too-old', detail: `time ${ts} ms is before 2000-01-01` }
     }
