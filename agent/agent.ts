@@ -28,7 +28,7 @@ import type { Candidate } from './election.ts'
 import { ElectionService, TERM_STATE_KEY } from './election-service.ts'
 import { MAX_BEACON_MODELS } from '../protocols/health.ts'
 import { HealthReporter } from './health-reporter.ts'
-import { HealthSampler } from './health.ts'
+import { DiskStatus, HealthSampler } from './health.ts'
 import { Lifecycle } from './lifecycle.ts'
 import type { Logger } from './logger.ts'
 import { MemberSync } from './member-sync.ts'
@@ -82,6 +82,7 @@ export class Agent {
   private readonly config: ResolvedConfig
   private readonly metrics: MetricsStore
   private readonly store: Store
+  private readonly disk: DiskStatus
   private readonly lag: LoopLag
   private readonly orchestrator: Orchestrator
   private readonly sensors: SensorStore
@@ -96,6 +97,7 @@ export class Agent {
     log: Logger
     startedAt: number
     store: Store
+    disk: DiskStatus
     metrics: MetricsStore
     mesh: Mesh
     membership: Membership
@@ -125,6 +127,7 @@ export class Agent {
     this.election = parts.election
     this.metrics = parts.metrics
     this.store = parts.store
+    this.disk = parts.disk
     this.lag = parts.lag
     this.orchestrator = parts.orchestrator
     this.sensors = parts.sensors
@@ -216,7 +219,8 @@ export class Agent {
     const { privateKey, peerId } = await loadOrCreateIdentity(config.dataDir)
     const selfId = peerId.toString()
     const swarmKey = readSwarmKey(config.swarmKeyFile)
-    const store = new Store({ path: join(config.dataDir, 'noodle.db'), log })
+    const disk = new DiskStatus({ dataDir: config.dataDir, log })
+    const store = new Store({ path: join(config.dataDir, 'noodle.db'), log, disk })
     const metrics = new MetricsStore()
     const hours = (h: number) => Math.round(h * HOUR_MS)
     const sensors = new SensorStore({
@@ -242,7 +246,7 @@ export class Agent {
     const credentials = readCameraCredentials(config.cameraCredentialsFile)
     const work = new WorkRegistry({ selfId, configured: config.work, accepts: { ...config.remoteWork, credentials: [...credentials.keys()] } })
     const dialer = new PeerDialer({ node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrap: config.bootstrap })
-    const sampler = new HealthSampler({ dataDir: config.dataDir })
+    const sampler = new HealthSampler({ dataDir: config.dataDir, disk })
     const cpus = availableParallelism()
     const box = sampler.sample()
     const self: Candidate = {
@@ -393,7 +397,7 @@ export class Agent {
     work.on('advertised', () => { reporter.publishSoon() })
     const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
     return new Agent({
-      config, log, startedAt, store, metrics, mesh, membership, election, lag, work, dialer, service, prober,
+      config, log, startedAt, store, disk, metrics, mesh, membership, election, lag, work, dialer, service, prober,
       electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange, standby, cameras, prometheus,
       operators: new OperatorStore({ db: store.database })
     })
@@ -419,7 +423,8 @@ export class Agent {
       coordinatorName: coordinator == null ? null : this.membership.get(coordinator)?.name ?? null,
       term: this.election.term,
       members: this.membership.count('alive'),
-      loopLagMs: this.lag.ms
+      loopLagMs: this.lag.ms,
+      disk: this.disk.view()
     }
   }
 

@@ -77,7 +77,8 @@ export function formatStatus (s: StatusView): string {
     ['coordinator', s.coordinator == null ? '- (none yet)' : `${s.coordinatorName ?? '?'} (${shortPeerId(s.coordinator)})`],
     ['term', String(s.term)],
     ['members alive', String(s.members)],
-    ['loop lag', `${s.loopLagMs} ms`]
+    ['loop lag', `${s.loopLagMs} ms`],
+    ['disk', `${s.disk.freeBytes === null ? '?' : formatBytes(s.disk.freeBytes)} free${s.disk.full ? ' — FULL: writes fail until space is freed' : ''}`]
   ]).split('\n').slice(1).join('\n')
 }
 

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statfsSync } from 'node:fs'
 import { cpus, freemem, loadavg, totalmem } from 'node:os'
 import { join } from 'node:path'
+import type { Logger } from './logger.ts'
 
 /** The figures a health beacon carries about the box. */
 export interface HealthSample {
@@ -58,14 +59,77 @@ function cpuTimes (): { idle: number, total: number } {
   return { idle, total }
 }
 
+/** Error codes that mean a write failed for want of space (SQLite's, and the system's). */
+const FULL_CODES = new Set(['SQLITE_FULL', 'ENOSPC', 'EDQUOT'])
+/** A write that failed for want of space makes the disk count as full this long, whatever statfs says after. */
+const FULL_RECENTLY_MS = 60_000
+/** The disk counts as full below 1 % of its size free, or 64 MiB, whichever is less. */
+const MIN_FREE_FRACTION = 0.01
+const MIN_FREE_BYTES = 64 * 1024 ** 2
+
+/** What `noodle status` says about the data dir's disk. */
+export interface DiskView {
+  freeBytes: number | null
+  full: boolean
+  /** When a write last failed for want of space (ISO 8601), or null. */
+  lastFullAt: string | null
+}
+
+/**
+ * Whether the data dir's disk is full: little space left (statfs), or a write failed for want of space in the
+ * last minute (components report those through `observe`). The log says so when it becomes full and when it
+ * has room again; nothing here throws, so a full or vanished disk never stops the caller.
+ */
+export class DiskStatus {
+  private readonly dataDir: string
+  private readonly log: Logger
+  private lastFullAt: number | null = null
+  private wasFull = false
+
+  constructor (components: { dataDir: string, log: Logger }) {
+    this.dataDir = components.dataDir
+    this.log = components.log
+  }
+
+  /** Notes a failed write; true when it failed for want of space. */
+  observe (err: unknown): boolean {
+    const code = (err as { code?: unknown } | null)?.code
+    if (typeof code !== 'string' || !FULL_CODES.has(code)) return false
+    this.lastFullAt = Date.now()
+    this.view()
+    return true
+  }
+
+  view (now = Date.now()): DiskView {
+    let freeBytes: number | null = null
+    let lowSpace = false
+    try {
+      const fs = statfsSync(this.dataDir)
+      freeBytes = fs.bavail * fs.bsize
+      lowSpace = freeBytes < Math.min(MIN_FREE_BYTES, fs.blocks * fs.bsize * MIN_FREE_FRACTION)
+    } catch {
+      // The data dir is gone or unreadable: the failed writes will say the rest.
+    }
+    const full = lowSpace || (this.lastFullAt !== null && now - this.lastFullAt < FULL_RECENTLY_MS)
+    if (full !== this.wasFull) {
+      this.wasFull = full
+      if (full) this.log.error({ dataDir: this.dataDir, freeBytes }, 'the disk is full: writes to the store fail until space is freed')
+      else this.log.info({ dataDir: this.dataDir, freeBytes }, 'the disk has room again')
+    }
+    return { freeBytes, full, lastFullAt: this.lastFullAt === null ? null : new Date(this.lastFullAt).toISOString() }
+  }
+}
+
 /** Samples the box: CPU busy % since the previous sample, load, memory, free disk under the data dir. */
 export class HealthSampler {
   private readonly dataDir: string
   private readonly accelerators: string[]
+  private readonly disk: DiskStatus | undefined
   private last = cpuTimes()
 
-  constructor (components: { dataDir: string, accelerators?: string[] }) {
+  constructor (components: { dataDir: string, accelerators?: string[], disk?: DiskStatus }) {
     this.dataDir = components.dataDir
+    this.disk = components.disk
     // Devices do not come and go while the agent runs; look once.
     this.accelerators = components.accelerators ?? detectAccelerators()
   }
@@ -75,16 +139,26 @@ export class HealthSampler {
     const total = now.total - this.last.total
     const busy = total - (now.idle - this.last.idle)
     this.last = now
-    const fs = statfsSync(this.dataDir)
+    // Through DiskStatus where there is one: each beacon also notices the disk filling up or freed.
+    const diskFreeBytes = this.disk === undefined ? freeBytesUnder(this.dataDir) : this.disk.view().freeBytes ?? 0
     const memTotalBytes = totalmem()
     return {
       cpuPct: total > 0 ? Math.round(Math.min(100, Math.max(0, (busy / total) * 100)) * 10) / 10 : 0,
       load1: Math.round((loadavg()[0] ?? 0) * 100) / 100,
       memUsedBytes: memTotalBytes - freemem(),
       memTotalBytes,
-      diskFreeBytes: fs.bavail * fs.bsize,
+      diskFreeBytes,
       tempC: readTemperature(),
       accelerators: this.accelerators
     }
+  }
+}
+
+function freeBytesUnder (dir: string): number {
+  try {
+    const fs = statfsSync(dir)
+    return fs.bavail * fs.bsize
+  } catch {
+    return 0
   }
 }

@@ -253,22 +253,40 @@ interface PeerRow {
   health: string | null
 }
 
-/** How long the event log keeps an event (and the decision log a decision), and how often old ones are dropped. */
-const EVENT_RETENTION_MS = 30 * 86_400_000
+const DAY_MS = 86_400_000
+/**
+ * What the tables that grow keep: rows younger than `maxAgeMs` by `time` (through an index on it, so a row
+ * timed far ahead stalls nothing behind it), and at most `maxRows`, the newest by `key` (insertion order, which
+ * no sender sets). The sensor tables keep their own (agent/sensor-store.ts); peers are reaped by membership;
+ * benchmarks go with their model.
+ */
+export const RETENTION: ReadonlyArray<{ table: string, time: string, key: string, maxAgeMs: number, maxRows: number }> = [
+  { table: 'events', time: 'at', key: 'id', maxAgeMs: 30 * DAY_MS, maxRows: 100_000 },
+  { table: 'decisions', time: 'at', key: 'rowid', maxAgeMs: 30 * DAY_MS, maxRows: 100_000 },
+  { table: 'detections', time: 'at', key: 'id', maxAgeMs: 7 * DAY_MS, maxRows: 1_000_000 },
+  { table: 'audit_log', time: 'at', key: 'id', maxAgeMs: 365 * DAY_MS, maxRows: 100_000 },
+  { table: 'api_tokens', time: 'expires_at', key: 'expires_at', maxAgeMs: 0, maxRows: 10_000 }
+]
 const PRUNE_INTERVAL_MS = 3_600_000
+/** Rows deleted per statement: each is a short write, and the event loop runs between them. */
+const PRUNE_CHUNK = 1_000
 
 /**
  * The agent's local SQLite database (`<dataDir>/noodle.db`, WAL): peers seen and the event log. Opened and
- * migrated on construction; while started, it drops events older than 30 days every hour.
+ * migrated on construction; while started, it prunes the tables that grow (RETENTION) every hour. A write that
+ * fails for want of space is reported to `disk` (so status says the disk is full) and thrown to the caller.
  */
 export class Store {
   private readonly db: DB
   private readonly log: Logger
   private readonly statements: ReturnType<Store['prepare']>
+  private readonly disk: { observe: (err: unknown) => boolean } | undefined
   private pruneTimer: NodeJS.Timeout | undefined
+  private pruning: Promise<Record<string, number>> | undefined
 
-  constructor (components: { path: string, log: Logger }) {
+  constructor (components: { path: string, log: Logger, disk?: { observe: (err: unknown) => boolean } }) {
     this.log = components.log
+    this.disk = components.disk
     this.db = new Database(components.path)
     this.db.pragma('journal_mode = WAL')
     // NORMAL under WAL loses at most the last commits on power loss, never consistency; FULL costs an fsync
@@ -300,13 +318,63 @@ export class Store {
   }
 
   start (): void {
-    const prune = () => {
-      const before = Date.now() - EVENT_RETENTION_MS
-      this.pruneEvents(before)
-      this.db.prepare('DELETE FROM decisions WHERE at < ?').run(before)
-    }
+    const prune = () => { void this.prune().catch(() => {}) }
     prune()
     this.pruneTimer = setInterval(prune, PRUNE_INTERVAL_MS).unref()
+  }
+
+  /**
+   * One retention pass over every table of RETENTION, a chunk at a time with the event loop free between
+   * chunks; resolves with the rows deleted per table. A pass already under way is joined, not doubled. Errors
+   * (a full disk: deleting needs room in the WAL too) are logged and reported, never thrown out of a timer.
+   */
+  async prune (now = Date.now()): Promise<Record<string, number>> {
+    this.pruning ??= this.prunePass(now).finally(() => { this.pruning = undefined })
+    return await this.pruning
+  }
+
+  private async prunePass (now: number): Promise<Record<string, number>> {
+    const deleted: Record<string, number> = {}
+    for (const r of RETENTION) {
+      let count = 0
+      try {
+        const old = this.db.prepare(`DELETE FROM ${r.table} WHERE ${r.key} IN (SELECT ${r.key} FROM ${r.table} WHERE ${r.time} < ? LIMIT ${PRUNE_CHUNK})`)
+        count += await this.inChunks(() => old.run(now - r.maxAgeMs).changes)
+        const newestKept = this.db.prepare<[number], { key: number }>(`SELECT ${r.key} AS key FROM ${r.table} ORDER BY ${r.key} DESC LIMIT 1 OFFSET ?`).get(r.maxRows)
+        if (newestKept !== undefined) {
+          const excess = this.db.prepare(`DELETE FROM ${r.table} WHERE ${r.key} IN (SELECT ${r.key} FROM ${r.table} WHERE ${r.key} <= ? ORDER BY ${r.key} LIMIT ${PRUNE_CHUNK})`)
+          count += await this.inChunks(() => excess.run(newestKept.key).changes)
+        }
+      } catch (err) {
+        if (!this.db.open) break
+        this.disk?.observe(err)
+        this.log.error({ err, table: r.table }, 'pruning a table failed; trying again at the next pass')
+      }
+      deleted[r.table] = count
+    }
+    return deleted
+  }
+
+  /** Runs `step` until it deletes less than a chunk, yielding to the event loop between steps. */
+  private async inChunks (step: () => number): Promise<number> {
+    let total = 0
+    for (;;) {
+      if (!this.db.open) return total
+      const n = step()
+      total += n
+      if (n < PRUNE_CHUNK) return total
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
+
+  /** Runs a write, reporting a failure for want of space to `disk` before it is thrown on. */
+  private write<T> (fn: () => T): T {
+    try {
+      return fn()
+    } catch (err) {
+      this.disk?.observe(err)
+      throw err
+    }
   }
 
   stop (): void {
@@ -338,7 +406,7 @@ export class Store {
   saveMembers (members: Iterable<Member>): void {
     const { upsertPeer } = this.statements
     const now = Date.now()
-    this.db.transaction(() => {
+    this.write(() => this.db.transaction(() => {
       for (const m of members) {
         upsertPeer.run({
           peerId: m.peerId,
@@ -351,12 +419,12 @@ export class Store {
           now
         })
       }
-    })()
+    })())
   }
 
   deleteMembers (peerIds: Iterable<string>): void {
     const { deletePeer } = this.statements
-    this.db.transaction(() => { for (const id of peerIds) deletePeer.run(id) })()
+    this.write(() => { this.db.transaction(() => { for (const id of peerIds) deletePeer.run(id) })() })
   }
 
   loadMembers (): Member[] {
@@ -373,12 +441,12 @@ export class Store {
   }
 
   recordEvent (type: string, peerId: string | null, data: unknown, at = Date.now()): void {
-    this.statements.insertEvent.run(at, type, peerId, JSON.stringify(data))
+    this.write(() => this.statements.insertEvent.run(at, type, peerId, JSON.stringify(data)))
   }
 
   /** A small piece of agent state that must survive restarts (the election term). */
   putState (key: string, value: unknown): void {
-    this.statements.putState.run(key, JSON.stringify(value))
+    this.write(() => this.statements.putState.run(key, JSON.stringify(value)))
   }
 
   getState<T> (key: string): T | undefined {
@@ -388,11 +456,11 @@ export class Store {
 
   /** Records a decision (issued by us, or addressed to us); a repeat of a known id is ignored. */
   recordDecision (d: Omit<DecisionRecord, 'outcome' | 'detail' | 'outcomeAt'>): void {
-    this.statements.insertDecision.run(d)
+    this.write(() => this.statements.insertDecision.run(d))
   }
 
   recordOutcome (id: string, outcome: string, detail: string, at = Date.now()): void {
-    this.statements.setOutcome.run(outcome, detail, at, id)
+    this.write(() => this.statements.setOutcome.run(outcome, detail, at, id))
   }
 
   /** Newest first. */

@@ -23,6 +23,11 @@ export interface StatusView {
   members: number
   /** How late this agent's own timers run lately (ms); failure detection widens its timeouts with it. */
   loopLagMs: number
+  /**
+   * The data dir's disk: free bytes, and `full` while little space is left or a write failed for want of space
+   * in the last minute (the agent stays up; what it cannot store is logged).
+   */
+  disk: { freeBytes: number | null, full: boolean, lastFullAt: string | null }
 }
 
 export interface NodeView {

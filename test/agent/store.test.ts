@@ -16,7 +16,7 @@ const member = (peerId: string, state: Member['state'] = 'alive'): Member => ({
 t.test('migrates once, in WAL mode, and keeps members and events across reopen', async (t) => {
   const path = join(t.testdir(), 'noodle.db')
   const store = new Store({ path, log })
-  t.equal(store.schemaVersion, 8)
+  t.equal(store.schemaVersion, 9)
   store.saveMembers([member('a'), member('b', 'dead')])
   store.saveMembers([{ ...member('a'), state: 'left', health: null }])
   store.recordEvent('member.state', 'a', { to: 'left' }, 1000)
@@ -30,7 +30,7 @@ t.test('migrates once, in WAL mode, and keeps members and events across reopen',
 
   const again = new Store({ path, log })
   t.teardown(() => { again.close() })
-  t.equal(again.schemaVersion, 8, 'reopening does not migrate again')
+  t.equal(again.schemaVersion, 9, 'reopening does not migrate again')
   const members = again.loadMembers().sort((x, y) => x.peerId.localeCompare(y.peerId))
   t.same(members.map((m) => [m.peerId, m.state]), [['a', 'left'], ['b', 'dead']], 'upserts replace')
   t.equal(members[0]?.health, null)
@@ -73,6 +73,7 @@ t.test('started, it drops events and decisions older than 30 days; stopped, it c
   store.recordEvent('old', null, {}, Date.now() - 31 * 86_400_000)
   store.recordEvent('recent', null, {}, Date.now() - 29 * 86_400_000)
   store.start()
+  await store.prune()
   t.same(store.events().map((e) => e.type), ['recent'])
   t.same(store.decisions().map((d) => d.id), ['new'])
   store.stop()
