@@ -128,8 +128,9 @@ export class Orchestrator {
     const decisions: Decision[] = []
     // Work whose home left, or is dead for longer than orphanAfterMs, is no longer placed: stop it where it runs.
     for (const homed of orphaned) {
+      const why = membership.get(homed.home)?.state === 'left' ? 'its home left the mesh' : 'its home has been dead for over coordinator.orphanAfterMs'
       for (const n of nodes) {
-        if (n.running.includes(homed.item.id)) decisions.push(this.decision(term, n.peerId, 'stop', homed, 'its home left, or has been dead too long', now))
+        if (n.running.includes(homed.item.id)) decisions.push(this.decision(term, n.peerId, 'stop', homed, why, now))
       }
     }
     for (const { workId, node, reason } of place(nodes, work, this.c.maxCpuPct)) {

