@@ -1,5 +1,7 @@
 import { z } from 'zod'
 import { versionedJson } from './codec.ts'
+import { DECISION_ACTIONS } from './decisions.ts'
+import { nameText, peerIdText } from './text.ts'
 
 /** Any node asks the coordinator for a fresh placement over this stream protocol (`POST /api/v1/ahr/optimize`). */
 export const OPTIMIZE_PROTOCOL = '/noodle/optimize/1.0.0'
@@ -7,17 +9,17 @@ export const OPTIMIZE_PROTOCOL = '/noodle/optimize/1.0.0'
 export const OptimizeRequestSchema = z.object({ v: z.literal(1) })
 
 const DecisionSummarySchema = z.object({
-  id: z.string().min(1).max(80),
-  target: z.string().min(1).max(128),
-  action: z.string().min(1).max(16),
-  workId: z.string().min(1).max(63),
+  id: nameText,
+  target: peerIdText,
+  action: z.enum(DECISION_ACTIONS),
+  workId: nameText,
   reason: z.string().max(300)
 })
 
 export const OptimizeResponseSchema = z.object({
   v: z.literal(1),
   term: z.int().nonnegative(),
-  coordinator: z.string().min(1).max(128),
+  coordinator: peerIdText,
   decisions: z.array(DecisionSummarySchema).max(256)
 })
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Election, capabilityOf, compareCandidates } from '../../agent/election.ts'
+import { Election, MAX_TERM_STEP, capabilityOf, compareCandidates, termBasis, termCeiling } from '../../agent/election.ts'
 import type { Candidate, ElectionChange } from '../../agent/election.ts'
 import type { Member, MemberState } from '../../agent/membership.ts'
 import { healthOf } from '../../agent/membership.ts'
@@ -116,4 +116,26 @@ t.test('a dead or departed coordinator loses the lease; a suspect one keeps it',
   t.equal(c.election.coordinator, null, 'a coordinator that beacons as a member holds nothing')
   c.election.observeRelease('x')
   t.equal(c.election.term, 3)
+})
+
+t.test('the term ceiling: a box goes by the lower median of the terms it and its live members report', async (t) => {
+  const max = Number.MAX_SAFE_INTEGER
+  t.equal(termBasis(5, [member('self', 'alive', { term: 99 })], 'self'), 5, 'its own beacon does not count twice')
+  t.equal(termBasis(5, [member('rogue', 'alive', { term: max })], 'self'), 5, 'one member alone cannot drag it up')
+  t.equal(termBasis(5, [member('b', 'alive', { term: 60 }), member('c', 'alive', { term: 60 })], 'self'), 60, 'a box back from a long absence catches up with the mesh')
+  t.equal(termBasis(5, [member('b', 'alive', { term: 60 }), member('rogue', 'alive', { term: max })], 'self'), 60, 'half of them cannot either')
+  t.equal(termBasis(5, [member('b', 'dead', { term: 60 }), member('c', 'left', { term: 60 })], 'self'), 5, 'dead and departed members report nothing')
+  t.equal(termBasis(70, [member('b', 'alive', { term: 60 }), member('c', 'alive', { term: 60 })], 'self'), 70, 'never below its own')
+  t.equal(termCeiling(5, [], 'self'), 5 + MAX_TERM_STEP)
+})
+
+t.test('a member reporting a term past the ceiling is no candidate, and no claim builds on its term', async (t) => {
+  const max = Number.MAX_SAFE_INTEGER
+  const members = [member('rogue', 'alive', { term: max, priority: 1000 }), member('b', 'alive', { term: 3 }), member('c', 'alive', { term: 3 })]
+  const b = node('b', members, { term: 3 })
+  t.equal(b.evaluate(), true, 'the rogue outranks b, but b claims: waiting for the rogue would stall elections')
+  t.equal(b.election.term, 4, 'one above the highest acceptable term, not above the rogue\'s')
+  const honest = [member('x', 'alive', { term: 3 + MAX_TERM_STEP - 1, priority: 1000 }), member('b', 'alive', { term: 3 })]
+  const b2 = node('b', honest, { term: 3 })
+  t.equal(b2.evaluate(), false, 'a member within the ceiling still outranks b')
 })

@@ -51,6 +51,19 @@ t.test('under systemd the agent says READY once up, WATCHDOG at half the interva
   t.equal(socket.messages.indexOf('STOPPING=1'), socket.messages.length - 1, 'the last thing it says')
 })
 
+t.test('a status carrying names from the wire cannot add a line (a command) to a notification', async (t) => {
+  const root = tempDir(t)
+  const socket = notifySocket(join(root, 'notify'))
+  t.teardown(socket.stop)
+  await socket.ready()
+  const notifier = new SystemdNotifier({ env: { NOTIFY_SOCKET: join(root, 'notify'), WATCHDOG_USEC: '200000' }, log, status: () => 'coordinator evil\nWATCHDOG_USEC=1\u001b[2J\nSTOPPING=1' })
+  notifier.start()
+  const watchdog = await waitFor('a watchdog ping', () => socket.messages.find((m) => m.startsWith('WATCHDOG=1')), 5_000)
+  await notifier.stop()
+  t.equal(watchdog, 'WATCHDOG=1\nSTATUS=coordinator evil\\nWATCHDOG_USEC=1\\x1b[2J\\nSTOPPING=1', 'two lines: the ping and one status')
+  t.match(socket.messages[0], /^READY=1\nMAINPID=\d+\nSTATUS=coordinator evil\\nWATCHDOG_USEC=1/)
+})
+
 t.test('outside systemd it says nothing; a watchdog meant for another process is not ours', async (t) => {
   const quiet = new SystemdNotifier({ env: {}, log, status: () => 'x' })
   quiet.start()
