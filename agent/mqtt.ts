@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { PayloadParser } from '../protocols/sensor-payload.ts'
 import type { ResolvedConfig } from './config.ts'
@@ -6,6 +7,8 @@ import { BROKER_DROPPED_TOPIC, Ingest } from './ingest.ts'
 import type { Component } from './lifecycle.ts'
 import type { Logger } from './logger.ts'
 import { EmbeddedBroker } from './mqtt-broker.ts'
+import type { AgentCredentials } from './mqtt-broker.ts'
+import { PasswordFile } from './mqtt-passwords.ts'
 import { MqttPresence, presenceTopics } from './mqtt-presence.ts'
 import { maxPacketBytesFor, MqttSession } from './mqtt-session.ts'
 import type { SessionTls } from './mqtt-session.ts'
@@ -17,6 +20,7 @@ export interface MqttParts {
   components: Array<readonly [string, Component]>
   ingest: Ingest | null
   session: MqttSession | null
+  broker: EmbeddedBroker | null
 }
 
 function readConfigured (key: string, file: string | undefined): Buffer | undefined {
@@ -40,16 +44,20 @@ export function mqttParts ({ config, sensors, log, describe }: {
   describe: () => Record<string, unknown>
 }): MqttParts {
   const m = config.mqtt
-  const broker = m.embeddedBroker.enabled ? new EmbeddedBroker({ host: m.embeddedBroker.host, port: m.embeddedBroker.port, log }) : null
+  // The agent's own client proves itself to its embedded broker with a secret made at each start, which no
+  // operator or sensor ever sees.
+  const agent: AgentCredentials = { clientId: m.clientId, username: 'noodle-agent', password: randomBytes(32).toString('base64url') }
+  const broker = m.embeddedBroker.enabled ? embeddedBroker(config, agent, log) : null
   const url = m.url ?? broker?.url
-  if (url === undefined) return { components: [], ingest: null, session: null }
+  if (url === undefined) return { components: [], ingest: null, session: null, broker }
+  const own = m.url === undefined
   const tls: SessionTls = {
     ca: readConfigured('mqtt.tls.caFile', m.tls.caFile),
     cert: readConfigured('mqtt.tls.certFile', m.tls.certFile),
     key: readConfigured('mqtt.tls.keyFile', m.tls.keyFile),
     rejectUnauthorized: m.tls.rejectUnauthorized
   }
-  const password = readConfigured('mqtt.passwordFile', m.passwordFile)?.toString('utf8').trim()
+  const password = own ? agent.password : readConfigured('mqtt.passwordFile', m.passwordFile)?.toString('utf8').trim()
   const subscriptions = m.topics.map((topic) => ({ topic, qos: m.qos }))
   // Mosquitto reports under $SYS the messages it dropped for slow subscribers: ours to show as drops.
   if (subscriptions.length > 0) subscriptions.push({ topic: BROKER_DROPPED_TOPIC, qos: 0 })
@@ -58,7 +66,7 @@ export function mqttParts ({ config, sensors, log, describe }: {
     options: {
       url,
       clientId: m.clientId,
-      username: m.username,
+      username: own ? agent.username : m.username,
       password,
       tls,
       keepaliveS: m.keepaliveSec,
@@ -95,5 +103,27 @@ export function mqttParts ({ config, sensors, log, describe }: {
   components.push(['mqtt', session])
   if (ingest !== null) components.push(['ingest', ingest])
   components.push(['mqtt presence', presence])
-  return { components, ingest, session }
+  return { components, ingest, session, broker }
+}
+
+function embeddedBroker (config: ResolvedConfig, agent: AgentCredentials, log: Logger): EmbeddedBroker {
+  const m = config.mqtt
+  const b = m.embeddedBroker
+  const passwordsKey = 'mqtt.embeddedBroker.passwordFile'
+  return new EmbeddedBroker({
+    host: b.host,
+    port: b.port,
+    log,
+    passwords: b.passwordFile === undefined ? null : new PasswordFile({ file: b.passwordFile, key: passwordsKey, log }),
+    policy: {
+      agent,
+      publishFilters: m.topics,
+      agentSubtrees: [m.baseTopic, 'homeassistant'],
+      // What the box publishes for others: its availability, health and camera results, and Home Assistant's
+      // discovery configs.
+      readableSubtrees: [`${m.baseTopic}/${config.name}`, 'homeassistant'],
+      maxPacketBytes: b.maxPacketBytes,
+      maxClients: b.maxClients
+    }
+  })
 }
