@@ -334,17 +334,15 @@ export class ControlApi {
     } catch (err) {
       // The client is gone (it went away, or was cut off as too slow and counted then): nobody to answer.
       if (res.destroyed) return
-      // Errors that carry an HTTP status are expected answers (503: no coordinator yet); the rest are bugs.
-      const status = (err as { httpStatus?: number }).httpStatus ?? 500
+      // NoodleErrors with an HTTP status are expected answers (503: no coordinator yet); anything else is a bug,
+      // whatever was thrown (even null): a 500, logged.
+      const known = err instanceof NoodleError ? err as NoodleError & { httpStatus?: number, field?: string, retryAfterS?: number } : undefined
+      const status = known?.httpStatus ?? 500
       if (status >= 500 && status !== 503) this.log.error({ err, path }, 'API handler failed')
-      const code = (err as NoodleError).code ?? 'ERR_INTERNAL'
-      this.onRefused(refusalReason(status === 500 && !(err instanceof NoodleError) ? 'ERR_INTERNAL' : code))
-      if (res.headersSent) {
-        res.destroy()
-        return
-      }
-      const retryAfterS = (err as { retryAfterS?: number }).retryAfterS
-      sendError(res, status, code, (err as Error).message, (err as { field?: string }).field,
+      const code = known?.code ?? 'ERR_INTERNAL'
+      this.onRefused(refusalReason(code))
+      const retryAfterS = known?.retryAfterS
+      sendError(res, status, code, err instanceof Error ? err.message : 'internal error', known?.field,
         retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) })
     }
   }

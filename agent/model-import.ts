@@ -24,12 +24,12 @@ export interface ImportRules {
   maxBytes: number
 }
 
+/** What a path that is not a regular file is (links are resolved before: none is left). */
 function describe (stats: Stats): string {
   if (stats.isDirectory()) return 'a folder'
   if (stats.isFIFO()) return 'a FIFO'
-  if (stats.isCharacterDevice() || stats.isBlockDevice()) return 'a device'
   if (stats.isSocket()) return 'a socket'
-  return 'not a regular file'
+  return 'a device'
 }
 
 function checkFile (stats: Stats, file: string, maxBytes: number): void {

@@ -155,7 +155,7 @@ t.test('models: compile, list and bench a real ONNX model through the agent', as
 
   const notModel = await noodle(['models', 'compile', join(agent.dataDir, 'noodle.json'), ...args])
   t.equal(notModel.code, 1)
-  t.match(notModel.stderr, /^noodle: cannot read .*noodle\.json/)
+  t.match(notModel.stderr, /^noodle: file: cannot read .*noodle\.json: ENOENT\n$/)
   const unknown = await noodle(['models', 'bench', 'abcdef', ...args])
   t.equal(unknown.code, 1)
   t.equal(unknown.stderr, 'noodle: no model abcdef is registered on this node (see noodle models)\n')

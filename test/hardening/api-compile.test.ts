@@ -48,6 +48,7 @@ t.test('compile reads only regular files under the cap; over HTTPS only under mo
   t.match(await local('/dev/zero'), { status: 400, code: 'ERR_NOT_A_FILE', message: /is a device/ }, 'socket: /dev/zero (which never ends)')
   t.match(await local(join(importDir, 'zero.onnx')), { status: 400, code: 'ERR_NOT_A_FILE' }, 'socket: a link to /dev/zero')
   t.match(await local(importDir), { status: 400, code: 'ERR_NOT_A_FILE', message: /is a folder/ }, 'socket: a folder')
+  t.match(await local(agent.socketPath), { status: 400, code: 'ERR_NOT_A_FILE', message: /is a socket/ }, 'socket: a Unix socket (the agent\'s own)')
   t.match(await local(join(importDir, 'big.onnx')), { status: 413, code: 'ERR_MODEL_TOO_LARGE', message: `file: ${join(importDir, 'big.onnx')} is ${CAP + 1} bytes; models.maxModelBytes allows ${CAP}` }, 'socket: over the cap')
   t.match(await local(join(root, 'none.onnx')), { status: 400, code: 'ERR_MODEL_UNREADABLE', message: /ENOENT/ }, 'socket: a file that is not there')
   t.match(await local(join(root, 'secret.onnx')), { status: 400, code: 'ERR_MODEL' }, 'socket: a regular file outside importDir is read (and is not a model)')

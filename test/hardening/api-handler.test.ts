@@ -1,0 +1,48 @@
+import { join } from 'node:path'
+import t from 'tap'
+import { ControlApi, jsonDepth, targetPath } from '../../agent/api.ts'
+import { apiGet } from '../../agent/client.ts'
+import { createLogger } from '../../agent/logger.ts'
+import { tempDir } from '../helpers/agents.ts'
+
+t.test('whatever a handler throws or returns, the answer is a JSON error and the refusal is counted', async (t) => {
+  const socketPath = join(tempDir(t), 'agent.sock')
+  const refused: string[] = []
+  const api = new ControlApi({
+    socketPath,
+    log: createLogger('silent'),
+    onRefused: (reason) => { refused.push(reason) },
+    routes: {
+      'GET /null': () => { throw null }, // eslint-disable-line no-throw-literal
+      'GET /string': async () => { throw 'a string' }, // eslint-disable-line no-throw-literal
+      'GET /bigint': () => ({ n: 1n }),
+      'GET /ok': () => ({ ok: true })
+    }
+  })
+  await api.start()
+  t.teardown(() => api.stop())
+  const answers = []
+  for (const path of ['/null', '/string', '/bigint']) {
+    answers.push(await apiGet(socketPath, path).then(() => 'served', (err: { status: number, code: string, message: string }) => ({ status: err.status, code: err.code, message: err.message })))
+  }
+  t.same(answers, [
+    { status: 500, code: 'ERR_INTERNAL', message: 'internal error' },
+    { status: 500, code: 'ERR_INTERNAL', message: 'internal error' },
+    { status: 500, code: 'ERR_INTERNAL', message: 'Do not know how to serialize a BigInt' }
+  ])
+  t.same(refused, ['internal', 'internal', 'internal'])
+  t.same(await apiGet(socketPath, '/ok'), { ok: true }, 'and the next request is served')
+})
+
+t.test('request targets: origin-form paths only, decoded once', async (t) => {
+  t.equal(targetPath('/api/v1/%73tatus'), '/api/v1/status', 'good percent-encoding is decoded')
+  t.throws(() => targetPath('/%E0%A4%A'), { httpStatus: 400, code: 'ERR_BAD_TARGET', message: 'the request target has bad percent-encoding' })
+  t.throws(() => targetPath('/?'), { httpStatus: 400, message: 'no endpoint takes query parameters' }, 'even an empty query')
+  t.throws(() => targetPath(`/${'é'.repeat(1_100)}`), { httpStatus: 414 }, 'the cap is in bytes')
+})
+
+t.test('JSON nesting is measured outside strings', async (t) => {
+  t.equal(jsonDepth('{"a":[{"b":"[[[[{{{{"}]}'), 3)
+  t.equal(jsonDepth('{"a":"\\"[[[["}'), 1, 'an escaped quote does not end the string')
+  t.equal(jsonDepth('17'), 0)
+})
