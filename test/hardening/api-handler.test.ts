@@ -38,7 +38,7 @@ t.test('request targets: origin-form paths only, decoded once', async (t) => {
   t.equal(targetPath('/api/v1/%73tatus'), '/api/v1/status', 'good percent-encoding is decoded')
   t.throws(() => targetPath('/%E0%A4%A'), { httpStatus: 400, code: 'ERR_BAD_TARGET', message: 'the request target has bad percent-encoding' })
   t.throws(() => targetPath('/?'), { httpStatus: 400, message: 'no endpoint takes query parameters' }, 'even an empty query')
-  t.throws(() => targetPath(`/${'é'.repeat(1_100)}`), { httpStatus: 414 }, 'the cap is in bytes')
+  t.throws(() => targetPath(`/${'é'.repeat(1_100)}`), { httpStatus: 414, code: 'ERR_TARGET_TOO_LONG' }, 'the cap is in bytes')
 })
 
 t.test('JSON nesting is measured outside strings', async (t) => {
