@@ -165,7 +165,7 @@ export class MqttSession extends EventEmitter<SessionEvents> {
   /** MQTT 5 until a broker turns it down; then 3.1.1 (aedes, older brokers), without the MQTT 5 properties. */
   private protocolVersion: 4 | 5 = 5
   private closed: Promise<void> = Promise.resolve()
-  /** Paused by `pause`: a new connection starts paused too, so a reconnect does not undo the back-pressure. */
+  /** Paused by `pause`: a new connection pauses once connected, so a reconnect does not undo the back-pressure. */
   private paused = false
   private oversize = 0
 
@@ -270,7 +270,6 @@ export class MqttSession extends EventEmitter<SessionEvents> {
       }
     })
     this.transport = transport
-    if (this.paused) transport.pause()
     parser.on('packet', (packet: Packet) => {
       // One that came whole in a single read is no longer buffered, but is refused all the same.
       if ((packet.length ?? 0) > maxPacketBytes) this.onOversize(packet.length as number, maxPacketBytes)
@@ -363,6 +362,7 @@ export class MqttSession extends EventEmitter<SessionEvents> {
     }
     this.connection++
     this.isConnected = true
+    if (this.paused) this.transport?.pause()
     this.failures = 0
     this.backoffMs = this.options.backoffMinMs ?? 250
     this.log.info({ broker: this.broker, sessionPresent: packet.sessionPresent }, 'mqtt: connected')

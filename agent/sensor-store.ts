@@ -114,8 +114,6 @@ export class SensorStore {
   private readonly retention: Retention
   private readonly statements: ReturnType<SensorStore['prepare']>
   private readonly commitTx: (batch: IngestBatch) => void
-  private readonly syncFull: { run: () => unknown }
-  private readonly syncNormal: { run: () => unknown }
   private pruneTimer: NodeJS.Timeout | undefined
   private pruning: NodeJS.Immediate | undefined
 
@@ -125,8 +123,6 @@ export class SensorStore {
     this.retention = components.retention
     this.statements = this.prepare()
     this.commitTx = this.db.transaction((batch: IngestBatch) => { this.write(batch) })
-    this.syncFull = this.db.prepare('PRAGMA synchronous = FULL')
-    this.syncNormal = this.db.prepare('PRAGMA synchronous = NORMAL')
   }
 
   private prepare () {
@@ -167,11 +163,12 @@ export class SensorStore {
    * it). The rest of the agent's writes keep NORMAL, which loses the last commits on power loss, never consistency.
    */
   commit (batch: IngestBatch): void {
-    this.syncFull.run()
+    // Not a statement prepared once: SQLite applies this pragma when it compiles it, not when it runs it.
+    this.db.exec('PRAGMA synchronous = FULL')
     try {
       this.commitTx(batch)
     } finally {
-      this.syncNormal.run()
+      this.db.exec('PRAGMA synchronous = NORMAL')
     }
   }
 

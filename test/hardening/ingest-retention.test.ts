@@ -1,0 +1,81 @@
+import { join } from 'node:path'
+import t from 'tap'
+import { createLogger } from '../../agent/logger.ts'
+import { DEAD_LETTER_TEXT_CHARS, HOUR_MS, MINUTE_MS, SensorStore } from '../../agent/sensor-store.ts'
+import type { IngestBatch } from '../../agent/sensor-store.ts'
+import { Store } from '../../agent/store.ts'
+
+const log = createLogger('silent')
+const T0 = Date.parse('2026-11-28T12:00:00Z')
+const RETENTION = { rawMs: HOUR_MS, minuteMs: 2 * HOUR_MS, hourMs: 48 * HOUR_MS }
+
+function open (t: { testdir: () => string, teardown: (fn: () => void) => void }) {
+  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
+  t.teardown(() => { store.close() })
+  return { db: store.database, sensors: new SensorStore({ db: store.database, log, retention: RETENTION }) }
+}
+
+function batch (readings: IngestBatch['readings'], extra: Partial<IngestBatch> = {}): IngestBatch {
+  return { readings, deadLetters: [], received: readings.length, stored: readings.length, rejected: 0, lastSeen: T0, ...extra }
+}
+
+const pruneAll = async (sensors: SensorStore, now: number) => await new Promise<number>((resolve) => { sensors.pruneAll(resolve, () => now) })
+
+t.test('one reading timed far ahead, stored first, does not stall pruning of the rows behind it', async (t) => {
+  const { sensors } = open(t)
+  const future = T0 + 10 * 365 * 24 * HOUR_MS
+  sensors.commit(batch([{ sensor: 'ahead', metric: 'm', ts: future, value: 1 }]))
+  sensors.commit(batch(Array.from({ length: 4_500 }, (_, i) => ({ sensor: 's', metric: 'm', ts: T0 + i, value: i }))))
+  const now = T0 + 3 * HOUR_MS
+  sensors.commit(batch([{ sensor: 's', metric: 'm', ts: now - 1_000, value: -1 }], { lastSeen: now }))
+  const deleted = await pruneAll(sensors, now)
+  t.same(sensors.readings('s', 'm').map((r) => r.value), [-1], 'every expired reading is gone')
+  t.same(sensors.readings('ahead', 'm').map((r) => r.ts), [future], 'the one ahead stays until it expires')
+  t.equal(deleted, 4_500 + 1, 'the readings, and the minute rollup of the old ones')
+})
+
+t.test('a sensor silent for the longest retention is forgotten; one still sending stays', async (t) => {
+  const { sensors } = open(t)
+  sensors.commit(batch([{ sensor: 'gone', metric: 'm', ts: T0, value: 1 }], { lastSeen: T0 }))
+  const now = T0 + RETENTION.hourMs + MINUTE_MS
+  sensors.commit(batch([{ sensor: 'here', metric: 'm', ts: now, value: 2 }], { lastSeen: now }))
+  await pruneAll(sensors, now)
+  t.same(sensors.sensors(now).map((s) => s.sensor), ['here'])
+  t.same(sensors.rollups(HOUR_MS, 'gone', 'm'), [], 'none of its data was left either')
+})
+
+t.test('dead letters are capped in number, and each in size (topic and detail too)', async (t) => {
+  const { sensors } = open(t)
+  const long = 't/'.repeat(20_000)
+  sensors.commit(batch([], { deadLetters: [{ at: T0, topic: long, reason: 'bad-json', detail: 'd'.repeat(5_000), size: 3, bytes: Buffer.from('abc') }], received: 1, stored: 0, rejected: 1 }))
+  const [letter] = sensors.deadLetters()
+  t.equal(letter?.topic, long.slice(0, DEAD_LETTER_TEXT_CHARS))
+  t.equal(letter?.detail.length, DEAD_LETTER_TEXT_CHARS)
+  t.match(sensors.deadLetterViews(), [{ at: new Date(T0).toISOString(), reason: 'bad-json', payload: 'abc', size: 3 }])
+})
+
+t.test('every prune query finds its rows through an index', async (t) => {
+  const { db, sensors } = open(t)
+  const statements = (sensors as unknown as { statements: Record<string, { source: string }> }).statements
+  const plan = (name: string, ...params: number[]) =>
+    db.prepare<number[], { detail: string }>(`EXPLAIN QUERY PLAN ${statements[name]?.source}`).all(...params).map((r) => r.detail).join('; ')
+  t.match(plan('pruneReadings', T0, 10), /SEARCH readings USING (COVERING )?INDEX readings_ts \(ts<\?\)/)
+  t.match(plan('pruneSensors', T0, 10), /SEARCH sensors USING (COVERING )?INDEX sensors_last_seen \(last_seen<\?\)/)
+  t.match(plan('pruneRollups', MINUTE_MS, T0, 10), /SEARCH rollups USING (COVERING )?INDEX rollups_start \(period=\? AND start<\?\)/)
+  t.match(plan('pruneDeadLetters', 10), /SEARCH dead_letters USING INTEGER PRIMARY KEY \(rowid<\?\)/)
+  t.notMatch([plan('pruneReadings', T0, 10), plan('pruneSensors', T0, 10), plan('pruneRollups', MINUTE_MS, T0, 10)].join('; '), /SCAN (readings|sensors|rollups)\b/, 'no table scan')
+})
+
+t.test('an ingest commit is synced (synchronous = FULL); the agent\'s other writes keep NORMAL', async (t) => {
+  const { db, sensors } = open(t)
+  const inner = sensors as unknown as { commitTx: (b: IngestBatch) => void }
+  const commitTx = inner.commitTx
+  const seen: number[] = []
+  inner.commitTx = (b) => { seen.push(db.pragma('synchronous', { simple: true }) as number); commitTx(b) }
+  sensors.commit(batch([{ sensor: 's', metric: 'm', ts: T0, value: 1 }]))
+  t.same(seen, [2], 'FULL (2) while committing')
+  t.equal(db.pragma('synchronous', { simple: true }), 1, 'NORMAL (1) after')
+  inner.commitTx = () => { throw new Error('disk full') }
+  t.throws(() => { sensors.commit(batch([])) }, /disk full/)
+  t.equal(db.pragma('synchronous', { simple: true }), 1, 'NORMAL after a failed commit too')
+})
