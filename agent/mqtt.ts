@@ -72,7 +72,8 @@ export function mqttParts ({ config, sensors, log, describe }: {
       keepaliveS: m.keepaliveSec,
       sessionExpiryS: m.sessionExpirySec,
       receiveMaximum: m.receiveMaximum,
-      maxPacketBytes: maxPacketBytesFor(m.maxPayloadBytes),
+      // At least what the embedded broker lets in: a message it takes but we refused would be re-sent forever.
+      maxPacketBytes: Math.max(maxPacketBytesFor(m.maxPayloadBytes), m.embeddedBroker.maxPacketBytes),
       subscriptions,
       will: { topic: presenceTopics(m.baseTopic, config.name).availability, payload: 'offline', retain: true, qos: 1 }
     }
