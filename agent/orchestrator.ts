@@ -331,7 +331,8 @@ function capacityOf (member: Member): NodeCapacity {
     cpuPct: h.cpuPct,
     memFreeBytes: Math.max(0, h.memTotalBytes - h.memUsedBytes),
     running: h.running,
-    modelMs: new Map(h.models.map((m) => [m.id, m.p50Ms]))
+    modelMs: new Map(h.models.map((m) => [m.id, m.p50Ms])),
+    accepts: h.accepts
   }
 }
 

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
-import { apiGet } from '../../agent/client.ts'
+import { apiGet, apiRequest } from '../../agent/client.ts'
 import type { CameraListView } from '../../agent/views.ts'
 import { readSwarmKey } from '../../identity/keys.ts'
 import { decisionCodec } from '../../protocols/decisions.ts'
@@ -39,7 +39,7 @@ const EVIL = [
  * A member that holds the swarm key and misbehaves: a bare libp2p node that sends beacons of its own making
  * (every 300 ms, as a live member), decisions and results, and records what it hears.
  */
-async function rogueMember (swarmKeyFile: string, entry: AgentProcess, beacon: Partial<HealthBeacon>) {
+async function rogueMember (swarmKeyFile: string, entries: AgentProcess[], beacon: Partial<HealthBeacon>) {
   const node = await bareNode(readSwarmKey(swarmKeyFile))
   const startedAt = Date.now()
   let seq = 0
@@ -56,9 +56,9 @@ async function rogueMember (swarmKeyFile: string, entry: AgentProcess, beacon: P
     }
   })
   for (const topic of [TOPICS.nodeHealth, TOPICS.optimizationDecisions, TOPICS.systemEvents]) node.services.pubsub.subscribe(topic)
-  await node.dial(multiaddr(await bootstrapAddr(entry)))
-  await waitFor('the agent to listen to beacons and decisions', () => [TOPICS.nodeHealth, TOPICS.optimizationDecisions]
-    .every((topic) => node.services.pubsub.getSubscribers(topic).some((p) => p.toString() === entry.peerId)))
+  for (const entry of entries) await node.dial(multiaddr(await bootstrapAddr(entry)))
+  await waitFor('the agents to listen to beacons and decisions', () => [TOPICS.nodeHealth, TOPICS.optimizationDecisions]
+    .every((topic) => entries.every((entry) => node.services.pubsub.getSubscribers(topic).some((p) => p.toString() === entry.peerId))))
   const publishBeacon = async () => {
     await node.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(sampleBeacon({ name: 'rogue', startedAt, seq: ++seq, ...fields })))
   }
@@ -96,7 +96,7 @@ t.test('a rogue coordinator: its decisions are vetted against the target\'s own 
 
   const good = item({ id: 'good', kind: 'camera', source: 'rtsp://192.0.2.10/good', model: MODEL, cpuPct: 0 })
   const locked = item({ id: 'locked', kind: 'camera', source: 'rtsp://192.0.2.11/locked', model: MODEL, cpuPct: 0 })
-  const rogue = await rogueMember(swarmKeyFile, victim, {
+  const rogue = await rogueMember(swarmKeyFile, [victim], {
     role: 'coordinator',
     eligible: true,
     term: 1,
@@ -180,11 +180,14 @@ t.test('the coordinator places work only where it will be accepted, stops orphan
 
   // A busy rogue home (no headroom): its work must go elsewhere, but only what another box would open.
   const good = item({ id: 'good', kind: 'model', model: MODEL, cpuPct: 0, accelerator: 'none' })
-  const rogue = await rogueMember(swarmKeyFile, boss, { cpuPct: 100, work: [...EVIL, good] })
+  const pattern = item({ id: 'pattern', kind: 'camera', source: 'lavfi:testsrc', model: MODEL, cpuPct: 0, accelerator: 'none' })
+  const rogue = await rogueMember(swarmKeyFile, agents, { cpuPct: 100, work: [...EVIL, good, pattern] })
   const goodRun = await waitFor('good to be placed off its home', async () =>
     (await decisions(boss)).find((d) => d.workId === 'good' && d.action === 'run' && d.target !== rogue.peerId && d.outcome === 'applied'))
   const placed = await decisions(boss)
   t.same(placed.filter((d) => d.workId.startsWith('evil-') && d.target !== rogue.peerId), [], 'no evil work placed on a real box')
+  const patternRun = await waitFor('pattern to be placed', async () => (await decisions(boss)).find((d) => d.workId === 'pattern' && d.action === 'run'))
+  t.equal(patternRun.targetName, 'boss', 'lavfi work only where remoteWork.sources lists lavfi: (not spare)')
   t.same(await waitFor('good to run there', async () => { const r = await runs(boss, 'good'); return r.length > 0 && r }), [goodRun.targetName])
 
   // A result for that decision from a member that was not its target is not recorded.
@@ -202,7 +205,7 @@ t.test('the coordinator places work only where it will be accepted, stops orphan
   await waitFor('good to run nowhere', async () => (await runs(boss, 'good')).length === 0)
 
   // A home that leaves takes its work with it at once.
-  const leaver = await rogueMember(swarmKeyFile, boss, { name: 'leaver', cpuPct: 100, work: [item({ id: 'left-job', kind: 'model', cpuPct: 0, accelerator: 'none' })] })
+  const leaver = await rogueMember(swarmKeyFile, agents, { name: 'leaver', cpuPct: 100, work: [item({ id: 'left-job', kind: 'model', cpuPct: 0, accelerator: 'none' })] })
   t.teardown(() => leaver.stop())
   await waitFor('left-job to run off its home', async () => (await runs(boss, 'left-job')).length === 1)
   await leaver.leave()
@@ -211,4 +214,40 @@ t.test('the coordinator places work only where it will be accepted, stops orphan
   t.match(leftStop, { reason: 'its home left the mesh' })
   await waitFor('left-job to run nowhere', async () => (await runs(boss, 'left-job')).length === 0)
   t.same((await decisions(boss)).filter((d) => d.workId === 'left-job' && d.action === 'run' && Date.parse(d.at) > Date.parse(leftStop.at)), [], 'and is not placed again')
+})
+
+t.test('a placement its target refuses is not repeated: the coordinator holds off that box', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  // Neither box keeps standby copies, so the coordinator cannot know the model's size; only the target can.
+  const coordinator = { maxCpuPct: 100, evaluateIntervalMs: 500 }
+  const boss = await startAgent({ root, name: 'boss', swarmKeyFile, config: { coordinator: { ...coordinator, priority: 5 }, models: { standby: false } } })
+  const agents = [boss]
+  t.teardown(() => stopAgents(agents))
+  const credentialsFile = join(root, 'cameras.json')
+  writeFileSync(credentialsFile, JSON.stringify({ big: { username: 'u', password: 'p' } }))
+  const small = await startAgent({
+    root,
+    name: 'small',
+    swarmKeyFile,
+    bootstrap: [await bootstrapAddr(boss)],
+    config: { coordinator, models: { standby: false }, remoteWork: { sources: ['rtsp://'], maxModelBytes: 1024 }, cameraCredentialsFile: credentialsFile }
+  })
+  agents.push(small)
+  const { id } = await apiRequest<{ id: string }>(small.socketPath, 'POST', '/api/v1/models/compile', 120_000, { file: DET })
+  await waitFor('boss to coordinate', async () => (await status(boss)).role === 'coordinator' && (await nodes(boss)).filter((n) => n.state === 'alive').length === 2)
+
+  // Only `small` has the credentials the work needs, so it is the only candidate; it refuses: the model is too big.
+  const big = item({ id: 'big', kind: 'model', model: id, cpuPct: 0, accelerator: 'none' })
+  const rogue = await rogueMember(swarmKeyFile, agents, { cpuPct: 100, work: [big], accepts: { ...DEFAULT_ACCEPTS, credentials: ['big'] } })
+  t.teardown(() => rogue.stop())
+  const refused = await waitFor('the refusal', async () =>
+    (await decisions(boss)).find((d) => d.workId === 'big' && d.target === small.peerId && d.outcome !== null))
+  t.match(refused, { action: 'run', outcome: 'rejected', detail: /bytes, over the 1024 this box accepts/ })
+  // Decisions not yet visible in a beacon are repeated after 5 s: wait past that, with an evaluation every 500 ms.
+  await new Promise((resolve) => setTimeout(resolve, 7_000))
+  const toSmall = (await decisions(boss)).filter((d) => d.workId === 'big' && d.target === small.peerId)
+  t.equal(toSmall.length, 1, 'asked once')
+  t.equal(await rejected(small, 'refused-work'), 1, 'refused once, and counted')
+  t.same(await runs(boss, 'big'), [], 'it runs nowhere it was refused')
 })
