@@ -45,14 +45,16 @@ t.test('a member whose names carry newlines, escape sequences or paths is refuse
   const media = JSON.stringify({ v: 1, camera: 'cam\u0007', at: Date.now(), latencyMs: 1, detections: [] })
   const more = await Promise.all([
     meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.optimizationDecisions, decision, result.replace('ok-id', 'a/b')]),
-    meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.mediaFrames, media])
+    meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.mediaFrames, media]),
+    meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.nodeHealth, '--raw', '{"v":1,"name":"cut'])
   ])
-  t.same(more.map((r) => r.out), ['published 2\n', 'published 1\n'])
+  t.same(more.map((r) => r.out), ['published 2\n', 'published 1\n', 'published 1\n'])
 
   const expected = {
     [`invalid/${TOPICS.nodeHealth}`]: 5,
     [`invalid/${TOPICS.optimizationDecisions}`]: 2,
-    [`invalid/${TOPICS.mediaFrames}`]: 1
+    [`invalid/${TOPICS.mediaFrames}`]: 1,
+    [`malformed/${TOPICS.nodeHealth}`]: 1
   }
   const counted = await waitFor('every hostile message to be counted', async () => {
     const { rejected } = await gossip(agent)
