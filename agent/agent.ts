@@ -319,6 +319,7 @@ export class Agent {
       config,
       sensors,
       log,
+      metrics,
       describe: () => {
         const health = membership.get(selfId)?.health
         return {

@@ -4,6 +4,7 @@ import { Aedes } from 'aedes'
 import type { AuthenticateError, Client, PublishPacket, Subscription } from 'aedes'
 import { topicMatches } from '../protocols/sensor-payload.ts'
 import type { Logger } from './logger.ts'
+import type { MetricsStore } from './metrics.ts'
 import type { PasswordFile } from './mqtt-passwords.ts'
 
 /**
@@ -25,6 +26,8 @@ import type { PasswordFile } from './mqtt-passwords.ts'
 /** Why the broker refused something: the keys of the counts `stats()` returns. */
 export const BROKER_REFUSALS = ['credentials', 'clientId', 'publish', 'subscribe', 'packetSize', 'connections'] as const
 export type BrokerRefusal = typeof BROKER_REFUSALS[number]
+/** The refusals as a metric: `noodle_mqtt_broker_refused_total{reason}` in GET /metrics. */
+export const BROKER_REFUSED_METRIC = 'noodle_mqtt_broker_refused_total'
 
 export interface EmbeddedBrokerStats {
   clients: number
@@ -129,21 +132,22 @@ export class EmbeddedBroker {
   private readonly log: Logger
   private readonly policy: BrokerPolicy
   private readonly passwords: PasswordFile | null
+  private readonly metrics: MetricsStore
   private broker: Aedes | undefined
   private server: net.Server | undefined
   private readonly sockets = new Set<net.Socket>()
   /** The connections that proved to be the agent's own client. */
   private readonly agentClients = new WeakSet<Client>()
   private readonly closedForSize = new WeakSet<object>()
-  private readonly refused: Record<BrokerRefusal, number> = { credentials: 0, clientId: 0, publish: 0, subscribe: 0, packetSize: 0, connections: 0 }
   private readonly lastLogged = new Map<BrokerRefusal, number>()
 
-  constructor (components: { host: string, port: number, log: Logger, policy: BrokerPolicy, passwords: PasswordFile | null }) {
+  constructor (components: { host: string, port: number, log: Logger, policy: BrokerPolicy, passwords: PasswordFile | null, metrics: MetricsStore }) {
     this.host = components.host
     this.port = components.port
     this.log = components.log
     this.policy = components.policy
     this.passwords = components.passwords
+    this.metrics = components.metrics
   }
 
   /** Where the agent itself reaches the broker: loopback when it listens on every address. */
@@ -153,7 +157,8 @@ export class EmbeddedBroker {
   }
 
   stats (): EmbeddedBrokerStats {
-    return { clients: this.sockets.size, refused: { ...this.refused } }
+    const refused = Object.fromEntries(BROKER_REFUSALS.map((reason) => [reason, this.metrics.get(BROKER_REFUSED_METRIC, { reason })]))
+    return { clients: this.sockets.size, refused: refused as Record<BrokerRefusal, number> }
   }
 
   async start (): Promise<void> {
@@ -255,10 +260,11 @@ export class EmbeddedBroker {
   }
 
   private refuse (reason: BrokerRefusal, details: Record<string, unknown>, message: string): void {
-    this.refused[reason]++
+    this.metrics.inc(BROKER_REFUSED_METRIC, { reason })
     const now = Date.now()
     if (now - (this.lastLogged.get(reason) ?? -Infinity) < REFUSAL_LOG_INTERVAL_MS) return
     this.lastLogged.set(reason, now)
-    this.log.warn({ ...details, refused: this.refused[reason] }, `mqtt broker: ${message} (logged once a minute; counts in GET /api/v1/ingest)`)
+    this.log.warn({ ...details, refused: this.metrics.get(BROKER_REFUSED_METRIC, { reason }) },
+      `mqtt broker: ${message} (logged once a minute; counts in GET /api/v1/ingest)`)
   }
 }

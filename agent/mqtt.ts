@@ -6,6 +6,7 @@ import { ConfigError } from './errors.ts'
 import { BROKER_DROPPED_TOPIC, Ingest } from './ingest.ts'
 import type { Component } from './lifecycle.ts'
 import type { Logger } from './logger.ts'
+import type { MetricsStore } from './metrics.ts'
 import { EmbeddedBroker } from './mqtt-broker.ts'
 import type { AgentCredentials } from './mqtt-broker.ts'
 import { PasswordFile } from './mqtt-passwords.ts'
@@ -36,10 +37,12 @@ function readConfigured (key: string, file: string | undefined): Buffer | undefi
  * Builds the MQTT components the config asks for: the embedded broker, one session to the broker, the ingest
  * (when there are topics) and the box's presence. No broker at all (no url, no embedded one): nothing.
  */
-export function mqttParts ({ config, sensors, log, describe }: {
+export function mqttParts ({ config, sensors, log, metrics, describe }: {
   config: ResolvedConfig
   sensors: SensorStore
   log: Logger
+  /** Where the embedded broker counts its refusals. */
+  metrics: MetricsStore
   /** The health figures the box publishes on MQTT. */
   describe: () => Record<string, unknown>
 }): MqttParts {
@@ -47,7 +50,7 @@ export function mqttParts ({ config, sensors, log, describe }: {
   // The agent's own client proves itself to its embedded broker with a secret made at each start, which no
   // operator or sensor ever sees.
   const agent: AgentCredentials = { clientId: m.clientId, username: 'noodle-agent', password: randomBytes(32).toString('base64url') }
-  const broker = m.embeddedBroker.enabled ? embeddedBroker(config, agent, log) : null
+  const broker = m.embeddedBroker.enabled ? embeddedBroker(config, agent, log, metrics) : null
   const url = m.url ?? broker?.url
   if (url === undefined) return { components: [], ingest: null, session: null, broker }
   const own = m.url === undefined
@@ -107,7 +110,7 @@ export function mqttParts ({ config, sensors, log, describe }: {
   return { components, ingest, session, broker }
 }
 
-function embeddedBroker (config: ResolvedConfig, agent: AgentCredentials, log: Logger): EmbeddedBroker {
+function embeddedBroker (config: ResolvedConfig, agent: AgentCredentials, log: Logger, metrics: MetricsStore): EmbeddedBroker {
   const m = config.mqtt
   const b = m.embeddedBroker
   const passwordsKey = 'mqtt.embeddedBroker.passwordFile'
@@ -115,6 +118,7 @@ function embeddedBroker (config: ResolvedConfig, agent: AgentCredentials, log: L
     host: b.host,
     port: b.port,
     log,
+    metrics,
     passwords: b.passwordFile === undefined ? null : new PasswordFile({ file: b.passwordFile, key: passwordsKey, log }),
     policy: {
       agent,

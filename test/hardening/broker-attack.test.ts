@@ -7,7 +7,7 @@ import type { IClientOptions, MqttClient, Packet } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
 import t from 'tap'
 import type { EmbeddedBrokerStats } from '../../agent/mqtt-broker.ts'
-import { apiGet } from '../../agent/client.ts'
+import { apiGet, apiText } from '../../agent/client.ts'
 import { BIN, commandExists, ingest, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import type { AgentProcess } from '../helpers/agents.ts'
 import { freePort } from '../helpers/mosquitto.ts'
@@ -136,6 +136,9 @@ t.test('the embedded broker with a password file refuses what it must, and still
 
   const stats = await brokerStats(agent)
   t.same(stats?.refused, { credentials: 3, clientId: 1, publish: 5, subscribe: 4, packetSize: 2, connections: 0 }, 'each refusal counted')
+  const metrics = await apiText(agent.socketPath, '/metrics')
+  t.match(metrics, /^noodle_mqtt_broker_refused_total\{reason="publish"\} 5$/m, 'and in GET /metrics')
+  t.match(metrics, /^noodle_mqtt_broker_refused_total\{reason="clientId"\} 1$/m)
   t.equal(agent.child.exitCode, null, 'the agent is up')
 
   // After all that, good readings from both kinds of users are stored.
