@@ -8,9 +8,12 @@ import { lavfiGraphProblem, redactCredentials, remoteWorkRefusal, sourceRefusal 
 import { WorkRegistry } from '../../agent/work.ts'
 import { readCameraCredentials, withCredentials } from '../../media/camera-credentials.ts'
 import type { Decision } from '../../protocols/decisions.ts'
+import { healthCodec } from '../../protocols/health.ts'
+import type { HealthBeacon } from '../../protocols/health.ts'
 import { DEFAULT_ACCEPTS, DEFAULT_REMOTE_SOURCES, WorkItemSchema } from '../../protocols/work.ts'
 import type { WorkItemInput } from '../../protocols/work.ts'
 import { tempDir } from '../helpers/agents.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
 
 const item = (input: WorkItemInput) => WorkItemSchema.parse(input)
 const MODEL = 'a'.repeat(64)
@@ -129,4 +132,12 @@ t.test('a config source with credentials is refused, naming the key', async (t) 
   const result = WorkItemSchema.safeParse({ id: 'door', kind: 'camera', source: 'rtsp://admin:secret@192.0.2.10/door' })
   t.equal(result.success, false)
   t.match(result.error?.issues[0], { path: ['source'], message: /put them in cameraCredentialsFile under "door"/ })
+})
+
+t.test('a beacon from an agent that predates remoteWork reads as the default policy', async (t) => {
+  const { accepts: _accepts, ...old } = sampleBeacon()
+  const decoded = healthCodec.decode(healthCodec.encode(old as HealthBeacon))
+  t.match(decoded, { ok: true, value: { accepts: DEFAULT_ACCEPTS } })
+  const bad = healthCodec.decode(new TextEncoder().encode(JSON.stringify(sampleBeacon({ accepts: { sources: ['file://'], maxModelBytes: 1, credentials: [] } }))))
+  t.match(bad, { ok: false, reason: 'invalid' }, 'a policy entry that is not a scheme, a host or lavfi: is invalid')
 })

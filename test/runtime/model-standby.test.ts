@@ -68,3 +68,16 @@ async function waitUntil (check: () => boolean): Promise<boolean> {
   for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 5))
   return check()
 }
+
+t.test('keeps no copy for work its remoteWork policy refuses, nor for cameras it has no credentials for', async (t) => {
+  const { membership, standby } = setup()
+  membership.observeBeacon('home-1', sampleBeacon({
+    work: [
+      item({ id: 'movie', kind: 'camera', source: 'lavfi:movie=/etc/passwd', model: id('a') }),
+      item({ id: 'locked', kind: 'camera', source: 'rtsp://192.0.2.10/x', model: id('b') }),
+      item({ id: 'open', kind: 'camera', source: 'rtsp://192.0.2.11/x', model: id('c') })
+    ],
+    accepts: { ...DEFAULT_ACCEPTS, credentials: ['locked'] }
+  }))
+  t.same(standby.wanted(), [{ id: id('c'), home: 'home-1' }])
+})
