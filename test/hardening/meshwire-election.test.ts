@@ -2,7 +2,15 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { Election } from '../../agent/election.ts'
+import { ElectionService } from '../../agent/election-service.ts'
+import { createLogger } from '../../agent/logger.ts'
+import { Membership } from '../../agent/membership.ts'
+import { MetricsStore } from '../../agent/metrics.ts'
+import type { Store } from '../../agent/store.ts'
+import { sampleBeacon } from '../../scripts/beacon.ts'
 import { TOPICS } from '../../protocols/topics.ts'
+import { REJECTED_METRIC } from '../../protocols/validator.ts'
 import { bootstrapAddr, gossip, nodes, startAgent, status, stopAgents, tempDir, waitFor, waitForAgreement, writeSwarmKey } from '../helpers/agents.ts'
 import type { AgentProcess } from '../helpers/agents.ts'
 
@@ -46,4 +54,26 @@ t.test('a member claiming the largest term the schema takes is refused and count
     return n > refused ? n : undefined
   })
   t.match(await status(b), { coordinator: b.peerId, term: after.term }, `after ${later} refused claims, b still coordinates in its term`)
+})
+
+t.test('a claim carried in a decision meets the same ceiling, counted under the decisions topic', async (t) => {
+  const membership = new Membership({
+    self: { peerId: 'self', name: 'self', state: 'alive', role: 'member', addrs: [], lastSeen: 0, health: null },
+    options: { probeAfterMs: 1_000, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 60_000 }
+  })
+  const election = new Election({ selfId: 'self', term: 7, settleUntil: Infinity })
+  const metrics = new MetricsStore()
+  const saved: unknown[] = []
+  const store = { putState: (_: string, term: unknown) => { saved.push(term) }, recordEvent: () => {} } as unknown as Store
+  const service = new ElectionService({ election, membership, store, metrics, log: createLogger('silent'), self: () => ({ peerId: 'self', eligible: true, priority: 0, capability: 0 }), onChange: () => {} })
+  service.start()
+  t.teardown(() => { service.stop() })
+  membership.observeBeacon('rogue', sampleBeacon({ name: 'rogue', eligible: true }))
+
+  service.observeClaim('rogue', Number.MAX_SAFE_INTEGER, TOPICS.optimizationDecisions)
+  service.observeClaim('rogue', 7 + 1001)
+  t.same(metrics.series(REJECTED_METRIC), { [`term-jump/${TOPICS.optimizationDecisions}`]: 1, [`term-jump/${TOPICS.nodeHealth}`]: 1 })
+  t.same({ term: election.term, coordinator: election.coordinator, saved }, { term: 7, coordinator: null, saved: [] }, 'nothing taken, nothing saved')
+  service.observeClaim('rogue', 7 + 1000)
+  t.same({ term: election.term, coordinator: election.coordinator, saved }, { term: 1007, coordinator: 'rogue', saved: [1007] }, 'a claim at the ceiling is taken')
 })
