@@ -224,7 +224,7 @@ export class Orchestrator {
 
   private applyOwn (decision: Decision): void {
     const { outcome, detail } = this.vetAndApply(decision)
-    if (outcome === 'rejected' && decision.action === 'run') this.refused.set(refusalKey(this.selfId, decision.work), Date.now())
+    if (outcome === 'rejected' && decision.action === 'run') remember(this.refused, refusalKey(this.selfId, decision.work), Date.now())
     this.finish(decision, outcome, detail, false)
   }
 
@@ -275,7 +275,7 @@ export class Orchestrator {
       return
     }
     this.c.store.recordOutcome(result.id, result.outcome, result.detail, result.at)
-    if (result.outcome === 'rejected' && sent.action === 'run') this.refused.set(refusalKey(from, sent.work), Date.now())
+    if (result.outcome === 'rejected' && sent.action === 'run') remember(this.refused, refusalKey(from, sent.work), Date.now())
   }
 
   private refuse (reason: string, fields: Record<string, unknown>, message: string): void {

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { loadConfig } from '../../agent/config.ts'
 import { ConfigError } from '../../agent/errors.ts'
 import { place } from '../../agent/placement.ts'
 import type { NodeCapacity } from '../../agent/placement.ts'
@@ -140,4 +141,17 @@ t.test('a beacon from an agent that predates remoteWork reads as the default pol
   t.match(decoded, { ok: true, value: { accepts: DEFAULT_ACCEPTS } })
   const bad = healthCodec.decode(new TextEncoder().encode(JSON.stringify(sampleBeacon({ accepts: { sources: ['file://'], maxModelBytes: 1, credentials: [] } }))))
   t.match(bad, { ok: false, reason: 'invalid' }, 'a policy entry that is not a scheme, a host or lavfi: is invalid')
+})
+
+t.test('remoteWork, coordinator.orphanAfterMs and cameraCredentialsFile are settings like any other', async (t) => {
+  const dataDir = tempDir(t)
+  const defaults = loadConfig({ env: { NOODLE_DATA_DIR: dataDir, NOODLE_NAME: 'n' } })
+  t.same(defaults.remoteWork, { sources: DEFAULT_REMOTE_SOURCES, maxModelBytes: DEFAULT_ACCEPTS.maxModelBytes })
+  t.equal(defaults.coordinator.orphanAfterMs, 600_000)
+  const set = loadConfig({ env: { NOODLE_NAME: 'n', NOODLE_DATA_DIR: dataDir, NOODLE_REMOTE_WORK_SOURCES: 'rtsp://192.0.2.10:554,lavfi:', NOODLE_COORDINATOR_ORPHAN_AFTER_MS: '5000', NOODLE_CAMERA_CREDENTIALS_FILE: '/etc/noodle/cameras.json' } })
+  t.same(set.remoteWork.sources, ['rtsp://192.0.2.10:554', 'lavfi:'])
+  t.equal(set.coordinator.orphanAfterMs, 5000)
+  t.equal(set.cameraCredentialsFile, '/etc/noodle/cameras.json')
+  t.throws(() => loadConfig({ env: { NOODLE_NAME: 'n', NOODLE_DATA_DIR: dataDir, NOODLE_REMOTE_WORK_SOURCES: 'file://' } }),
+    { name: 'ConfigError', message: /^remoteWork\.sources\[0\]: must be "lavfi:", a scheme/ })
 })
