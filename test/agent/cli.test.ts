@@ -112,7 +112,7 @@ t.test('--json prints exactly the API body; the table shows the node', async (t)
   t.equal((await noodle(['sensors', ...args])).stdout, 'no sensor readings yet\n')
   t.same(JSON.parse((await noodle(['sensors', '--json', ...args])).stdout), [])
   t.same(JSON.parse((await noodle(['ingest', '--json', ...args])).stdout),
-    { received: 0, stored: 0, rejected: 0, deadLetter: 0, connected: false, broker: null }, 'no MQTT configured')
+    { received: 0, stored: 0, rejected: 0, deadLetter: 0, connected: false, broker: null, embeddedBroker: null }, 'no MQTT configured')
   t.match((await noodle(['ingest', ...args])).stdout, /^broker\s+none configured\nreceived\s+0\n/)
   t.same(JSON.parse((await noodle(['decisions', '--json', ...args])).stdout), [])
   t.match((await noodle(['optimize', ...args])).stdout, new RegExp(`^coordinator ${agent.peerId.slice(-8)}, term 1: placement unchanged\n$`),
