@@ -1,5 +1,6 @@
 import t from 'tap'
 import { formatBench, formatCamerasTable, formatCompile, formatModelsTable, formatOptimize, formatSensorsTable } from '../../agent/format.ts'
+import { createLogger } from '../../agent/logger.ts'
 import { escapeText, nameText } from '../../protocols/text.ts'
 
 /** Nothing that a terminal or systemd would act on: no C0/C1 control, no DEL, no line separator or bidi override. */
@@ -38,4 +39,16 @@ t.test('CLI tables and lines escape names from the wire: a hostile sensor, label
   const optimized = formatOptimize({ v: 1, coordinator: '12D3KooWcccccccc33333333', term: 2, decisions: [{ id: 'd-1', target: '12D3KooWcccccccc33333333', action: 'run', workId: 'cam-1', reason: hostile }] } as never)
   t.match(optimized, INERT)
   t.equal(optimized.split('\n').length, 3)
+})
+
+t.test('a log line shows a hostile sensor name as escapes, and is the same JSON', async (t) => {
+  const lines: string[] = []
+  const log = createLogger('info', { write: (line: string) => { lines.push(line) } })
+  const sensor = 'kitchen\u001b[2J\n\u009b31m\u202etxt.exe\u2028x\u007f'
+  log.info({ sensor }, `reading from ${sensor}`)
+  t.equal(lines.length, 1)
+  const line = lines[0] as string
+  t.match(line, INERT)
+  t.match(line, /"sensor":"kitchen\\u001b\[2J\\n\\u009b31m\\u202etxt\.exe\\u2028x\\u007f"/)
+  t.match(JSON.parse(line), { sensor, msg: `reading from ${sensor}` }, 'parsed back, the values are what was logged')
 })
