@@ -67,8 +67,17 @@ export class HealthReporter {
     return [...new Set(external.length > 0 ? external : addrs)].slice(0, 8)
   }
 
+  /** From timers: a failure to describe the node (a store read on a failing disk) is logged, and the next beacon tries again. */
   private publish (): void {
     if (this.stopped) return
+    try {
+      this.publishBeacon()
+    } catch (err) {
+      this.c.log.error({ err }, 'health beacon not built')
+    }
+  }
+
+  private publishBeacon (): void {
     const beacon: HealthBeacon = {
       v: 1,
       name: this.c.name,

@@ -62,7 +62,7 @@ function cpuTimes (): { idle: number, total: number } {
 /** Error codes that mean a write failed for want of space (SQLite's, and the system's). */
 const FULL_CODES = new Set(['SQLITE_FULL', 'ENOSPC', 'EDQUOT'])
 /** A write that failed for want of space makes the disk count as full this long, whatever statfs says after. */
-const FULL_RECENTLY_MS = 60_000
+const FULL_RECENTLY_MS = 30_000
 /** The disk counts as full below 1 % of its size free, or 64 MiB, whichever is less. */
 const MIN_FREE_FRACTION = 0.01
 const MIN_FREE_BYTES = 64 * 1024 ** 2
@@ -77,7 +77,7 @@ export interface DiskView {
 
 /**
  * Whether the data dir's disk is full: little space left (statfs), or a write failed for want of space in the
- * last minute (components report those through `observe`). The log says so when it becomes full and when it
+ * last 30 s (components report those through `observe`). The log says so when it becomes full and when it
  * has room again; nothing here throws, so a full or vanished disk never stops the caller.
  */
 export class DiskStatus {

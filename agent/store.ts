@@ -270,11 +270,13 @@ export const RETENTION: ReadonlyArray<{ table: string, time: string, key: string
 const PRUNE_INTERVAL_MS = 3_600_000
 /** Rows deleted per statement: each is a short write, and the event loop runs between them. */
 const PRUNE_CHUNK = 1_000
+/** Failed writes are logged at most this often (a full disk fails every write). */
+const FAILURE_LOG_INTERVAL_MS = 10_000
 
 /**
  * The agent's local SQLite database (`<dataDir>/noodle.db`, WAL): peers seen and the event log. Opened and
  * migrated on construction; while started, it prunes the tables that grow (RETENTION) every hour. A write that
- * fails for want of space is reported to `disk` (so status says the disk is full) and thrown to the caller.
+ * fails is reported to `disk` (so status says when the disk is full) and logged, never thrown (see `write`).
  */
 export class Store {
   private readonly db: DB
@@ -283,6 +285,8 @@ export class Store {
   private readonly disk: { observe: (err: unknown) => boolean } | undefined
   private pruneTimer: NodeJS.Timeout | undefined
   private pruning: Promise<Record<string, number>> | undefined
+  private failedWrites = 0
+  private failureLoggedAt = -Infinity
 
   constructor (components: { path: string, log: Logger, disk?: { observe: (err: unknown) => boolean } }) {
     this.log = components.log
@@ -367,13 +371,22 @@ export class Store {
     }
   }
 
-  /** Runs a write, reporting a failure for want of space to `disk` before it is thrown on. */
-  private write<T> (fn: () => T): T {
+  /**
+   * Runs a write of history or cached state (events, decisions, members, the term). A failure (a full disk, a
+   * read-only one) is reported to `disk` and logged, at most every few seconds, never thrown: these writes come
+   * from timers and in the middle of membership and election changes, which must go on while the disk is full.
+   */
+  private write (fn: () => unknown): void {
     try {
-      return fn()
+      fn()
     } catch (err) {
       this.disk?.observe(err)
-      throw err
+      this.failedWrites++
+      const now = Date.now()
+      if (now - this.failureLoggedAt < FAILURE_LOG_INTERVAL_MS) return
+      this.log.error({ err, failedWrites: this.failedWrites }, 'a write to the store failed; the agent goes on without it')
+      this.failureLoggedAt = now
+      this.failedWrites = 0
     }
   }
 

@@ -25,7 +25,7 @@ export interface StatusView {
   loopLagMs: number
   /**
    * The data dir's disk: free bytes, and `full` while little space is left or a write failed for want of space
-   * in the last minute (the agent stays up; what it cannot store is logged).
+   * in the last 30 s (the agent stays up; what it cannot store is logged).
    */
   disk: { freeBytes: number | null, full: boolean, lastFullAt: string | null }
 }

@@ -75,7 +75,8 @@ export class CameraPipeline {
 
   start (): void {
     this.source.start()
-    this.loop = this.infer()
+    // A failure outside inference (a result that cannot be handed on) ends this camera's loop, logged, not the agent.
+    this.loop = this.infer().catch((err: unknown) => { this.log.error({ camera: this.options.id, err }, 'camera loop failed') })
   }
 
   async stop (): Promise<void> {
