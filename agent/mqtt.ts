@@ -53,7 +53,8 @@ export function mqttParts ({ config, sensors, log, metrics, describe }: {
   const broker = m.embeddedBroker.enabled ? embeddedBroker(config, agent, log, metrics) : null
   const url = m.url ?? broker?.url
   if (url === undefined) return { components: [], ingest: null, session: null, broker }
-  const own = m.url === undefined
+  // Our own broker, also when the url names it: then the session proves itself as the agent.
+  const own = broker !== null && (m.url === undefined || m.url === broker.url)
   const tls: SessionTls = {
     ca: readConfigured('mqtt.tls.caFile', m.tls.caFile),
     cert: readConfigured('mqtt.tls.certFile', m.tls.certFile),

@@ -187,7 +187,8 @@ t.test('connections over mqtt.embeddedBroker.maxClients are closed and counted; 
     name: 'broker-cap',
     swarmKeyFile,
     logLevel: 'info',
-    config: { mqtt: { topics: ['sensors/#'], embeddedBroker: { port, maxClients: 3 } } }
+    // The url names the embedded broker itself: the session is still the agent's own (reserved client id, secret).
+    config: { mqtt: { url: `mqtt://127.0.0.1:${port}`, topics: ['sensors/#'], embeddedBroker: { enabled: true, port, maxClients: 3 } } }
   })
   t.teardown(() => stopAgents([agent]))
   await waitFor('the agent to connect to its own broker', async () => (await ingest(agent)).connected, 10_000)
