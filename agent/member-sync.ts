@@ -2,6 +2,7 @@ import { lpStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../protocols/member-sync.ts'
 import type { MemberSyncMessage } from '../protocols/member-sync.ts'
+import { multiaddrText } from '../protocols/text.ts'
 import type { PeerDialer } from './dialer.ts'
 import type { Logger } from './logger.ts'
 import { isLive } from './membership.ts'
@@ -11,6 +12,9 @@ import type { MetricsStore } from './metrics.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
 
 const EXCHANGE_TIMEOUT_MS = 5_000
+
+/** At most 8 addresses, each one the receiver takes: one odd address must not void the whole list there. */
+const sendable = (addrs: string[]): string[] => addrs.filter((a) => multiaddrText.safeParse(a).success).slice(0, 8)
 
 export interface MemberSyncComponents {
   node: MeshNode
@@ -46,13 +50,14 @@ export class MemberSync {
     const skip = new Set([except.toString(), this.c.node.peerId.toString()])
     const out = new Map<string, string[]>()
     for (const m of this.c.membership.list()) {
-      if (isLive(m.state) && m.addrs.length > 0 && !skip.has(m.peerId)) out.set(m.peerId, m.addrs.slice(0, 8))
+      const addrs = sendable(m.addrs)
+      if (isLive(m.state) && addrs.length > 0 && !skip.has(m.peerId)) out.set(m.peerId, addrs)
     }
     for (const { remotePeer } of this.c.node.getConnections()) {
       const id = remotePeer.toString()
       if (out.has(id) || skip.has(id)) continue
       const peer = await this.c.node.peerStore.get(remotePeer).catch(() => undefined)
-      const addrs = (peer?.addresses ?? []).map((a) => a.multiaddr.toString()).slice(0, 8)
+      const addrs = sendable((peer?.addresses ?? []).map((a) => a.multiaddr.toString()))
       if (addrs.length > 0) out.set(id, addrs)
     }
     return [...out].slice(0, 1024).map(([peerId, addrs]) => ({ peerId, addrs }))

@@ -4,6 +4,8 @@ import type { PeerId } from '@libp2p/interface'
 import t from 'tap'
 import { DIAL_DROPPED_METRIC, HEARSAY_TTL_MS, MAX_HEARSAY_TARGETS, MAX_TARGET_ADDRS, PeerDialer } from '../../agent/dialer.ts'
 import { createLogger } from '../../agent/logger.ts'
+import { MemberSync } from '../../agent/member-sync.ts'
+import { Membership } from '../../agent/membership.ts'
 import type { MeshNode } from '../../agent/mesh.ts'
 import { MetricsStore } from '../../agent/metrics.ts'
 
@@ -80,4 +82,25 @@ t.test('targets learnt by hearsay are capped and expire unless they become membe
   t.same(dialer.size, { targets: 4, hearsay: 1 }, 'room again: a stranger heard of later is taken')
   dialer.stop()
   t.same(dialer.size, { targets: 0, hearsay: 0 })
+})
+
+t.test('a member list sent on join carries only addresses the receiver takes, 8 at most per member', async (t) => {
+  const self = await newPeerId()
+  const [listed, connected, told] = [await newPeerId(), await newPeerId(), await newPeerId()]
+  const membership = new Membership({
+    self: { peerId: self.toString(), name: 'self', state: 'alive', role: 'member', addrs: [], lastSeen: 0, health: null },
+    options: { probeAfterMs: 1_000, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 60_000 }
+  })
+  // Remembered from an older run (a store written before addresses were checked).
+  membership.restore([{ peerId: listed.toString(), name: 'old', state: 'alive', role: 'member', addrs: ['/ip4/10.0.0.1/tcp/4001', '/dns4/caf\u00e9.local/tcp/1', ...addrs(9, 5000)], lastSeen: 0, health: null }])
+  const node = {
+    peerId: self,
+    getConnections: () => [{ remotePeer: connected }, { remotePeer: told }],
+    peerStore: { get: async () => ({ addresses: [{ multiaddr: { toString: () => '/ip4/10.0.0.2/tcp/4001' } }, { multiaddr: { toString: () => `/unix/${'x'.repeat(300)}` } }] }) }
+  }
+  const sync = new MemberSync({ node: node as never, membership, dialer: {} as never, metrics: new MetricsStore(), log: createLogger('silent') })
+  t.same(await sync.knownMembers(told), [
+    { peerId: listed.toString(), addrs: ['/ip4/10.0.0.1/tcp/4001', ...addrs(7, 5000)] },
+    { peerId: connected.toString(), addrs: ['/ip4/10.0.0.2/tcp/4001'] }
+  ])
 })
