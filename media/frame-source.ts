@@ -202,7 +202,19 @@ export class FrameSource {
     }
     this.base = { framesIn: this.base.framesIn + this.latest.framesIn, skipped: this.base.skipped + this.latest.skipped, reconnects: this.base.reconnects + this.latest.reconnects + 1 }
     this.latest = { framesIn: 0, skipped: 0, reconnects: 0, lastError: this.latest.lastError ?? `the decoder exited with code ${code}` }
-    this.restart = setTimeout(() => { if (this.running) this.spawn() }, RESTART_MS)
+    this.restart = setTimeout(() => { this.respawn() }, RESTART_MS)
+  }
+
+  /** From a timer: a thread that cannot be started now (out of memory) is tried again later, never thrown. */
+  private respawn (): void {
+    if (!this.running) return
+    try {
+      this.spawn()
+    } catch (err) {
+      this.latest.lastError = (err as Error).message
+      this.log.error({ source: this.options.url, err: (err as Error).message, retryInMs: RESTART_MS }, 'video decoder could not be started')
+      this.restart = setTimeout(() => { this.respawn() }, RESTART_MS)
+    }
   }
 
   private finish (): void {
