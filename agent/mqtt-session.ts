@@ -257,18 +257,26 @@ export class MqttSession extends EventEmitter<SessionEvents> {
     const maxPacketBytes = this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES
     // mqtt-packet's parser state (untyped): the packet being read, whose length is known once its header is.
     const reading = parser as unknown as { packet: { length: number } }
-    const transport = openTransport(this.url, this.options.tls, {
-      onOpen: () => { this.sendConnect() },
-      onData: (bytes) => {
-        parser.parse(bytes)
-        // The packet being read: its header gave its length, and its body would be buffered until complete.
-        if (reading.packet.length > maxPacketBytes) this.onOversize(reading.packet.length, maxPacketBytes)
-      },
-      onClose: (why) => {
-        if (this.transport === transport) this.onClosed(why)
-        resolveClosed()
-      }
-    })
+    let transport: Transport
+    try {
+      transport = openTransport(this.url, this.options.tls, {
+        onOpen: () => { this.sendConnect() },
+        onData: (bytes) => {
+          parser.parse(bytes)
+          // The packet being read: its header gave its length, and its body would be buffered until complete.
+          if (reading.packet.length > maxPacketBytes) this.onOversize(reading.packet.length, maxPacketBytes)
+        },
+        onClose: (why) => {
+          if (this.transport === transport) this.onClosed(why)
+          resolveClosed()
+        }
+      })
+    } catch (err) {
+      // TLS options OpenSSL refuses (a client certificate that is not PEM) throw here, in a reconnect timer: retried, not fatal.
+      resolveClosed()
+      this.onClosed((err as Error).message)
+      return
+    }
     this.transport = transport
     parser.on('packet', (packet: Packet) => {
       // One that came whole in a single read is no longer buffered, but is refused all the same.

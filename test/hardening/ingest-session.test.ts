@@ -98,3 +98,18 @@ t.test('the packet limit lets every payload ingest accepts through, whatever its
   t.equal(maxPacketBytesFor(1024), 1024 + 0xffff + 4096)
   t.equal(DEFAULT_MAX_PACKET_BYTES, maxPacketBytesFor(65_536))
 })
+
+t.test('a client certificate the system refuses costs a retry with backoff, never an exception out of a timer', async (t) => {
+  const lines: string[] = []
+  const record = (obj: unknown, msg?: string) => { lines.push(`${msg ?? ''} ${JSON.stringify(obj)}`) }
+  const log = { ...createLogger('silent'), warn: record, debug: record }
+  const session = new MqttSession({
+    log,
+    options: { url: 'mqtts://127.0.0.1:1', clientId: 'ingest-tls', keepaliveS: 30, sessionExpiryS: 60, receiveMaximum: 10, subscriptions: [], tls: { cert: Buffer.from('not a PEM file'), key: Buffer.from('nor this'), rejectUnauthorized: true }, backoffMinMs: 10, backoffMaxMs: 20 }
+  })
+  t.teardown(() => session.stop())
+  session.start()
+  const failures = await waitFor('a few attempts', () => lines.length >= 3 && lines, 5_000)
+  t.match(failures[0], /cannot connect to the broker .*no start line/, 'OpenSSL\'s reason, logged')
+  t.notOk(session.connected)
+})
