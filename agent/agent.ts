@@ -25,7 +25,7 @@ import type { ResolvedConfig } from './config.ts'
 import { PeerDialer } from './dialer.ts'
 import { Election, capabilityOf } from './election.ts'
 import type { Candidate } from './election.ts'
-import { ElectionService, TERM_STATE_KEY } from './election-service.ts'
+import { ElectionService, savedTerm } from './election-service.ts'
 import { MAX_BEACON_MODELS } from '../protocols/health.ts'
 import { HealthReporter } from './health-reporter.ts'
 import { DiskStatus, HealthSampler } from './health.ts'
@@ -240,7 +240,7 @@ export class Agent {
     const lag = new LoopLag({ expectedMs: PROBE_TICK_MS })
     const election = new Election({
       selfId,
-      term: store.getState<number>(TERM_STATE_KEY) ?? 0,
+      term: savedTerm(store, log),
       settleUntil: startedAt + SETTLE_BEACONS * config.health.intervalMs
     })
     const credentials = readCameraCredentials(config.cameraCredentialsFile)

@@ -1,7 +1,7 @@
 import type { HealthBeacon } from '../protocols/health.ts'
 import { TOPICS } from '../protocols/topics.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
-import { candidateOf, compareCandidates, termCeiling } from './election.ts'
+import { MAX_TERM_STEP, candidateOf, compareCandidates, termCeiling } from './election.ts'
 import type { Candidate, Election, ElectionChange } from './election.ts'
 import type { Logger } from './logger.ts'
 import { isLive } from './membership.ts'
@@ -12,6 +12,19 @@ import type { Store } from './store.ts'
 /** Re-evaluation backstop, besides every membership change and claim: it ends the settle wait on time. */
 const EVALUATE_INTERVAL_MS = 250
 export const TERM_STATE_KEY = 'election.term'
+
+/**
+ * The term saved by the last run, to start from. A term with no room above it for another claim can only have
+ * come from a rogue claim taken before the term ceiling existed: kept, it would wedge this box for good (it
+ * would ignore every rightful claim, and its own would be invalid), so it starts from 0 and catches up with the
+ * mesh (see `termBasis`).
+ */
+export function savedTerm (store: Store, log: Logger): number {
+  const saved = store.getState<unknown>(TERM_STATE_KEY) ?? 0
+  if (typeof saved === 'number' && Number.isSafeInteger(saved) && saved >= 0 && saved <= Number.MAX_SAFE_INTEGER - 2 * MAX_TERM_STEP) return saved
+  log.warn({ saved }, 'the saved election term is unusable (a rogue claim?): starting from term 0')
+  return 0
+}
 
 export interface ElectionServiceComponents {
   election: Election

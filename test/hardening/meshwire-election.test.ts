@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process'
+import Database from 'better-sqlite3'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { Election } from '../../agent/election.ts'
-import { ElectionService } from '../../agent/election-service.ts'
+import { ElectionService, TERM_STATE_KEY } from '../../agent/election-service.ts'
 import { createLogger } from '../../agent/logger.ts'
 import { Membership } from '../../agent/membership.ts'
 import { MetricsStore } from '../../agent/metrics.ts'
@@ -76,4 +77,25 @@ t.test('a claim carried in a decision meets the same ceiling, counted under the 
   t.same({ term: election.term, coordinator: election.coordinator, saved }, { term: 7, coordinator: null, saved: [] }, 'nothing taken, nothing saved')
   service.observeClaim('rogue', 7 + 1000)
   t.same({ term: election.term, coordinator: election.coordinator, saved }, { term: 1007, coordinator: 'rogue', saved: [1007] }, 'a claim at the ceiling is taken')
+})
+
+t.test('a box that saved a rogue term before the ceiling existed starts from term 0 and elections go on', async (t) => {
+  const root = tempDir(t)
+  const swarmKey = writeSwarmKey(join(root, 'swarm.key'))
+  const agents: AgentProcess[] = []
+  t.teardown(() => stopAgents(agents))
+  const first = await startAgent({ root, name: 'p-a', swarmKeyFile: swarmKey })
+  await waitFor('a to coordinate alone', async () => (await status(first)).role === 'coordinator')
+  await stopAgents([first])
+  const db = new Database(join(first.dataDir, 'noodle.db'))
+  db.prepare('UPDATE state SET value = ? WHERE key = ?').run(JSON.stringify(Number.MAX_SAFE_INTEGER), TERM_STATE_KEY)
+  db.close()
+
+  const a = await startAgent({ root, name: 'p-a', swarmKeyFile: swarmKey, dataDir: first.dataDir, config: { coordinator: { priority: 10 } } })
+  agents.push(a)
+  const b = await startAgent({ root, name: 'p-b', swarmKeyFile: swarmKey, bootstrap: [await bootstrapAddr(a)] })
+  agents.push(b)
+  const agreed = await waitForAgreement('both to follow a', agents, (x) => x.coordinator === a.peerId)
+  t.same(agreed, { coordinator: a.peerId, term: 1 }, 'a claimed term 1, and b took it')
+  t.match(a.output(), /the saved election term is unusable/, 'said in the log')
 })
