@@ -3,6 +3,7 @@ import { createConnection } from 'node:net'
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { TLSSocket } from 'node:tls'
 import { createServer as createTlsServer } from 'node:https'
 import type { OperatorRole } from '../protocols/identity.ts'
 import type { z } from 'zod'
@@ -266,7 +267,9 @@ export class ControlApi {
     } catch (err) {
       throw new NoodleError('ERR_TLS', `cannot read the API's TLS certificate or key: ${(err as Error).message}`, { cause: err })
     }
-    const server = createTlsServer({ cert, key, minVersion: 'TLSv1.2', ...this.serverOptions }, (req, res) => { this.serve(req, res, true) })
+    // A client that never completes its TLS handshake is cut off as soon as one that never sends its headers.
+    const server = createTlsServer({ cert, key, minVersion: 'TLSv1.2', handshakeTimeout: this.timeouts.headersMs, ...this.serverOptions }, (req, res) => { this.serve(req, res, true) })
+    // TLS failures (a bad or slow handshake) come to refuseClient too: https re-emits them as clientError.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -352,14 +355,21 @@ export class ControlApi {
     // Bytes that arrive while the answer is sent fail the parser again: one refusal per connection.
     if (this.refusedSockets.has(socket)) return
     this.refusedSockets.add(socket)
-    const answer = CLIENT_ERRORS[err.code ?? ''] ?? MALFORMED
-    if (err.code !== 'ECONNRESET') this.onRefused(refusalReason(answer.code))
-    // An answer already under way on this socket (keep-alive) cannot be followed by another: just close.
-    const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
-    if (err.code === 'ECONNRESET' || !socket.writable || answering) {
+    // Not an HTTP request at all: a TLS handshake that failed or never came. Nothing can be answered.
+    const httpError = err.code?.startsWith('HPE_') === true || err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    if (!httpError) {
+      if (socket instanceof TLSSocket && err.code !== 'ECONNRESET') this.onRefused('tls')
       socket.destroy()
       return
     }
+    // A client gone, or one whose request was answered already (it closed while sending the rest): just close.
+    const answered = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
+    if (!socket.writable || answered) {
+      socket.destroy()
+      return
+    }
+    const answer = CLIENT_ERRORS[err.code ?? ''] ?? MALFORMED
+    this.onRefused(refusalReason(answer.code))
     socket.end(rawErrorAnswer(answer.status, answer.code, answer.message), () => { socket.destroy() })
   }
 }

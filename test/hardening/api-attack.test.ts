@@ -93,6 +93,9 @@ t.test('no request, on the socket or over HTTPS, stops the agent; each gets a JS
     t.ok(slowBody.closedAfterMs < 6_000, `${transport}: an unfinished body is cut off after ${slowBody.closedAfterMs} ms (requestTimeoutMs 2000)`)
   }
 
+  const silent = await raw(() => createConnection(port, '127.0.0.1'), [], { keepOpen: true })
+  t.ok(silent.closedAfterMs < 5_000, `https: a client that never starts its TLS handshake is cut off after ${silent.closedAfterMs} ms`)
+
   t.equal(agent.child.exitCode, null, 'the agent is still running after all of it')
   t.notMatch(agent.output(), /API (handler|answer) failed/, 'no refusal was a failure of the agent\'s own')
   t.match(await apiGet(agent.socketPath, '/api/v1/system/status'), { name: 'attacked' }, 'and answers on its socket')
@@ -111,7 +114,8 @@ t.test('no request, on the socket or over HTTPS, stops the agent; each gets a JS
     not_found: counted('not_found'),
     method: counted('method'),
     request_timeout: counted('request_timeout'),
-    unauthenticated: counted('unauthenticated')
+    unauthenticated: counted('unauthenticated'),
+    tls: counted('tls')
   }, {
     bad_target: 8,
     target_too_long: 2,
@@ -123,6 +127,7 @@ t.test('no request, on the socket or over HTTPS, stops the agent; each gets a JS
     not_found: 2,
     method: 2,
     request_timeout: 4,
-    unauthenticated: 1
+    unauthenticated: 1,
+    tls: 1
   }, 'every refusal is counted by its reason (noodle_api_refused_total)')
 })
