@@ -119,6 +119,8 @@ export class ModelStandby {
 
   /** One model at a time: standby copies must not crowd out the work this box runs now. */
   private async fetchWanted (): Promise<void> {
+    // Failures old enough to try again are forgotten: ids from beacons must not pile up here.
+    for (const [id, at] of this.failedAt) if (Date.now() - at >= RETRY_AFTER_MS) this.failedAt.delete(id)
     for (const { id, home } of this.wanted()) {
       if (this.stopped) return
       try {
