@@ -121,14 +121,16 @@ export class Ingest {
     const now = Date.now()
     let parsed: Reading[] | { reason: string, detail: string }
     try {
-      parsed = this.parser.parse(message.topic, message.payload, now)
+      parsed = message.oversize === undefined
+        ? this.parser.parse(message.topic, message.payload, now)
+        : { reason: 'oversize', detail: `a ${message.oversize}-byte packet, over the session's maximum packet size: dropped unread` }
     } catch (err) {
       // The parser never throws by design; should a bug make it, one message must not end the agent.
       this.log.error({ err, topic: message.topic }, 'ingest: reading a message failed; it goes to the dead letter')
       parsed = { reason: PARSE_FAILED, detail: `${(err as Error).name}: ${(err as Error).message}` }
     }
     const readings = Array.isArray(parsed) ? parsed : null
-    const deadLetter = Array.isArray(parsed) ? null : deadLetterOf(message.topic, message.payload, now, parsed.reason, parsed.detail)
+    const deadLetter = Array.isArray(parsed) ? null : deadLetterOf(message.topic, message.payload, now, parsed.reason, parsed.detail, message.oversize)
     this.pending.push({ readings, deadLetter, topic: message.topic, payload: message.payload, receivedAt: now, messageId: message.messageId, connection: message.connection })
     if (this.retrying) return // the retry timer commits
     if (this.pending.length >= this.limits.maxMessages) this.flush()
@@ -265,6 +267,6 @@ export class Ingest {
   }
 }
 
-function deadLetterOf (topic: string, payload: Buffer, at: number, reason: string, detail: string): DeadLetter {
-  return { at, topic, reason, detail, size: payload.length, bytes: payload.subarray(0, DEAD_LETTER_BYTES) }
+function deadLetterOf (topic: string, payload: Buffer, at: number, reason: string, detail: string, size = payload.length): DeadLetter {
+  return { at, topic, reason, detail, size, bytes: payload.subarray(0, DEAD_LETTER_BYTES) }
 }

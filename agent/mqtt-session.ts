@@ -22,6 +22,8 @@ export interface InboundMessage {
   messageId: number | undefined
   /** Which connection delivered it: a PUBACK goes only back down that connection. */
   connection: number
+  /** Set when the packet was over maxPacketBytes: its size. Its payload was dropped unread (`payload` is empty). */
+  oversize?: number
 }
 
 export interface SessionTls {
@@ -46,8 +48,9 @@ export interface SessionOptions {
   subscriptions: ReadonlyArray<{ topic: string, qos: 0 | 1 }>
   /**
    * The largest packet we take (MQTT 5 Maximum Packet Size, sent in CONNECT: the broker drops larger messages
-   * for us). A broker that sends one anyway is disconnected as soon as the packet's header says so: the parser
-   * never buffers more than one read of it. Default DEFAULT_MAX_PACKET_BYTES.
+   * for us). A larger message from a broker that sends one anyway (3.1.1 has no such limit) is handed on without
+   * its payload, which is dropped unread (`oversize`); any other larger packet closes the connection. Nothing
+   * over the limit is buffered. Default DEFAULT_MAX_PACKET_BYTES.
    */
   maxPacketBytes?: number
   will?: { topic: string, payload: string, retain: boolean, qos: 0 | 1 }
@@ -85,6 +88,116 @@ export const DEFAULT_MAX_PACKET_BYTES = maxPacketBytesFor(65_536)
  */
 export function maxPacketBytesFor (maxPayloadBytes: number): number {
   return maxPayloadBytes + 0xffff + 4096
+}
+
+/** What a PacketFramer hands on. */
+export interface FramerHandlers {
+  /** Bytes of packets within the limit, in order: for the MQTT parser. */
+  packets: (bytes: Buffer) => void
+  /** A PUBLISH over the limit, read no further than its packet id. */
+  oversizePublish: (publish: { topic: string, qos: number, messageId: number | undefined, size: number }) => void
+}
+
+/** The part of an oversize PUBLISH that is kept: its fixed header's flags and the bytes up to its packet id. */
+interface OversizePublish { flags: number, size: number, head: Buffer, left: number }
+
+const PUBLISH = 3
+
+/**
+ * Finds packet boundaries in the bytes from the broker, from each packet's fixed header, and hands the packets
+ * within `limit` bytes on to the MQTT parser. A PUBLISH over the limit is never buffered: its topic and packet id
+ * are kept (so that it can be dead-lettered and acknowledged, and is not re-sent forever), the rest is dropped
+ * as it streams past. `push` returns false for any other packet over the limit, or a malformed length: the
+ * connection is to be closed.
+ */
+export class PacketFramer {
+  private readonly limit: number
+  private readonly handlers: FramerHandlers
+  /** The fixed header of the next packet, as far as it has come (a type byte and up to 4 length bytes). */
+  private header: number[] = []
+  /** Bytes of the current packet within the limit still to hand on. */
+  private passing = 0
+  private oversize: OversizePublish | null = null
+
+  constructor (limit: number, handlers: FramerHandlers) {
+    this.limit = limit
+    this.handlers = handlers
+  }
+
+  push (chunk: Buffer): boolean {
+    let pos = 0
+    /** Where the bytes still to hand on begin. */
+    let runStart = 0
+    /** Where, in this chunk, the header being read began (0 also when it began in an earlier chunk). */
+    let headerAt = 0
+    while (pos < chunk.length) {
+      if (this.passing > 0) {
+        const n = Math.min(this.passing, chunk.length - pos)
+        this.passing -= n
+        pos += n
+        continue
+      }
+      if (this.oversize !== null) {
+        pos = this.dropOversize(chunk, pos)
+        if (pos < 0) return false
+        runStart = pos
+        continue
+      }
+      if (this.header.length === 0) headerAt = pos
+      const byte = chunk[pos++] as number
+      this.header.push(byte)
+      if (this.header.length === 1 || (byte & 0x80) !== 0) {
+        if (this.header.length === 5) return false // a length takes at most 4 bytes (MQTT §1.5.5)
+        continue
+      }
+      let length = 0
+      for (let i = this.header.length - 1; i >= 1; i--) length = length * 128 + ((this.header[i] as number) & 0x7f)
+      const carried = headerAt === 0 && this.header.length > pos ? Buffer.from(this.header.slice(0, this.header.length - pos)) : null
+      const first = this.header[0] as number
+      const size = this.header.length + length
+      this.header = []
+      if (size <= this.limit) {
+        // Header bytes that came in the last chunk were held back: they go first.
+        if (carried !== null) this.handlers.packets(carried)
+        this.passing = length
+        continue
+      }
+      if (first >> 4 !== PUBLISH) return false
+      if (headerAt > runStart) this.handlers.packets(chunk.subarray(runStart, headerAt))
+      this.oversize = { flags: first & 0x0f, size, head: Buffer.alloc(0), left: length }
+      runStart = pos
+    }
+    // A header not yet complete is held back, so that an oversize packet's never reaches the parser.
+    const end = this.header.length > 0 ? headerAt : chunk.length
+    if (end > runStart) this.handlers.packets(chunk.subarray(runStart, end))
+    return true
+  }
+
+  /** Reads an oversize PUBLISH's topic and packet id and drops the rest; returns where it stopped, or -1 if malformed. */
+  private dropOversize (chunk: Buffer, pos: number): number {
+    const o = this.oversize as OversizePublish
+    const qos = (o.flags >> 1) & 3
+    const wanted = () => o.head.length < 2 ? 2 : 2 + o.head.readUInt16BE(0) + (qos > 0 ? 2 : 0)
+    let at = pos
+    while (at < chunk.length && o.left > 0) {
+      const keep = Math.max(0, wanted() - o.head.length)
+      const n = Math.min(chunk.length - at, o.left, keep > 0 ? keep : o.left)
+      if (keep > 0) o.head = Buffer.concat([o.head, chunk.subarray(at, at + n)])
+      o.left -= n
+      at += n
+    }
+    if (o.left > 0) return at
+    this.oversize = null
+    if (o.head.length < wanted()) return -1
+    const topicLength = o.head.readUInt16BE(0)
+    this.handlers.oversizePublish({
+      topic: o.head.toString('utf8', 2, 2 + topicLength),
+      qos,
+      messageId: qos > 0 ? o.head.readUInt16BE(2 + topicLength) : undefined,
+      size: o.size
+    })
+    return at
+  }
 }
 
 const DEFAULT_PORTS: Record<string, number> = { 'mqtt:': 1883, 'mqtts:': 8883, 'ws:': 80, 'wss:': 443 }
@@ -181,7 +294,7 @@ export class MqttSession extends EventEmitter<SessionEvents> {
     return this.isConnected
   }
 
-  /** Packets the broker sent over maxPacketBytes (each cost a reconnect). */
+  /** Packets the broker sent over maxPacketBytes. */
   get oversizePackets (): number {
     return this.oversize
   }
@@ -255,16 +368,16 @@ export class MqttSession extends EventEmitter<SessionEvents> {
     let resolveClosed: () => void = () => {}
     this.closed = new Promise((resolve) => { resolveClosed = resolve })
     const maxPacketBytes = this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES
-    // mqtt-packet's parser state (untyped): the packet being read, whose length is known once its header is.
-    const reading = parser as unknown as { packet: { length: number } }
+    const framer = new PacketFramer(maxPacketBytes, {
+      packets: (bytes) => { parser.parse(bytes) },
+      oversizePublish: (p) => { if (this.transport === transport) this.onOversizePublish(p, maxPacketBytes) }
+    })
     let transport: Transport
     try {
       transport = openTransport(this.url, this.options.tls, {
         onOpen: () => { this.sendConnect() },
         onData: (bytes) => {
-          parser.parse(bytes)
-          // The packet being read: its header gave its length, and its body would be buffered until complete.
-          if (reading.packet.length > maxPacketBytes) this.onOversize(reading.packet.length, maxPacketBytes)
+          if (!framer.push(bytes)) this.onOversize(maxPacketBytes)
         },
         onClose: (why) => {
           if (this.transport === transport) this.onClosed(why)
@@ -278,11 +391,7 @@ export class MqttSession extends EventEmitter<SessionEvents> {
       return
     }
     this.transport = transport
-    parser.on('packet', (packet: Packet) => {
-      // One that came whole in a single read is no longer buffered, but is refused all the same.
-      if ((packet.length ?? 0) > maxPacketBytes) this.onOversize(packet.length as number, maxPacketBytes)
-      else if (this.transport === transport) this.onPacket(packet)
-    })
+    parser.on('packet', (packet: Packet) => { if (this.transport === transport) this.onPacket(packet) })
     parser.on('error', (err: Error) => {
       this.log.warn({ err, broker: this.broker }, 'mqtt: malformed packet from the broker; reconnecting')
       transport.destroy()
@@ -341,12 +450,19 @@ export class MqttSession extends EventEmitter<SessionEvents> {
     }
   }
 
-  /** The broker sent a packet over our limit: drop the connection (MQTT 5 §4.13: reason 0x95) before it grows. */
-  private onOversize (length: number, limit: number): void {
+  /** A message over our limit (from a broker that ignores it, as 3.1.1 ones must): handed on, without its payload. */
+  private onOversizePublish (p: { topic: string, qos: number, messageId: number | undefined, size: number }, limit: number): void {
+    this.oversize++
+    this.log.warn({ broker: this.broker, topic: p.topic, bytes: p.size, limit }, 'mqtt: the broker sent a message over our maximum packet size; its payload was dropped unread')
+    this.emit('message', { topic: p.topic, payload: Buffer.alloc(0), qos: p.qos === 0 ? 0 : 1, messageId: p.messageId, connection: this.connection, oversize: p.size })
+  }
+
+  /** Any other packet over our limit, or a malformed length: drop the connection (MQTT 5 §4.13: reason 0x95). */
+  private onOversize (limit: number): void {
     const transport = this.transport
     if (transport === undefined) return
     this.oversize++
-    this.log.warn({ broker: this.broker, bytes: length, limit }, 'mqtt: the broker sent a packet over our maximum packet size; reconnecting')
+    this.log.warn({ broker: this.broker, limit }, 'mqtt: the broker sent a packet over our maximum packet size, or a malformed one; reconnecting')
     if (this.isConnected && this.protocolVersion === 5) this.send({ cmd: 'disconnect', reasonCode: 0x95 })
     this.transport = undefined
     this.onClosed('packet too large')

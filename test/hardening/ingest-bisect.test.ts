@@ -149,3 +149,10 @@ t.test('the health figures survive a store that cannot be read', async (t) => {
   sensors.totals = () => { throw sqliteError('SQLITE_IOERR_READ', 'disk I/O error') }
   t.match(ingest.stats(), { received: 1, stored: 1, connected: true }, 'the last totals read')
 })
+
+t.test('a message the session dropped unread for its size is dead-lettered as oversize, and acknowledged', async (t) => {
+  const { sensors, session } = setUp(t, 1)
+  session.emit('message', { topic: 'big', payload: Buffer.alloc(0), qos: 1, messageId: 9, connection: 1, oversize: 9_000_000 })
+  t.same(session.ids(), [9])
+  t.match(sensors.deadLetters(), [{ topic: 'big', reason: 'oversize', size: 9_000_000, detail: /9000000-byte packet/ }])
+})
