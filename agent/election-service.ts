@@ -1,7 +1,7 @@
 import type { HealthBeacon } from '../protocols/health.ts'
 import { TOPICS } from '../protocols/topics.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
-import { MAX_TERM_STEP, candidateOf, compareCandidates, termCeiling } from './election.ts'
+import { MAX_TERM_STEP, candidateOf, compareCandidates } from './election.ts'
 import type { Candidate, Election, ElectionChange } from './election.ts'
 import type { Logger } from './logger.ts'
 import { isLive } from './membership.ts'
@@ -74,7 +74,7 @@ export class ElectionService {
     const { membership, election } = this.c
     const claimant = membership.get(peerId)
     if (claimant == null || !isLive(claimant.state) || candidateOf(claimant)?.eligible !== true) return
-    const ceiling = termCeiling(election.term, membership.list(), membership.self.peerId)
+    const ceiling = election.ceiling(membership.list())
     if (term > ceiling) {
       this.c.metrics.inc(REJECTED_METRIC, { topic, reason: 'term-jump' })
       this.c.log.debug({ peer: peerId, term, ceiling }, 'refused a claim past the term ceiling')

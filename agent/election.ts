@@ -34,7 +34,8 @@ export function candidateOf (member: Member): Candidate | null {
 /**
  * How far above the term this box goes by (`termBasis`) a claim may reach. Terms grow by one per election, so an
  * honest claim is never near it; a claim beyond it (a rogue or broken member claiming the top of the integer
- * range, after which no rightful claim could ever be higher) is refused, and elections go on.
+ * range, after which no rightful claim could ever be higher) is refused, and elections go on. A rogue that
+ * climbs by this much per claim needs ~9·10¹² claims to reach the top.
  */
 export const MAX_TERM_STEP = 1000
 
@@ -49,9 +50,14 @@ export function termBasis (ownTerm: number, members: Member[], selfId: string): 
   return Math.max(ownTerm, terms[Math.floor((terms.length - 1) / 2)] as number)
 }
 
-/** The highest term a claim may carry now. */
-export function termCeiling (ownTerm: number, members: Member[], selfId: string): number {
-  return termBasis(ownTerm, members, selfId) + MAX_TERM_STEP
+/**
+ * The highest term a claim may carry now: `MAX_TERM_STEP` above the basis, or, if higher, the clock's
+ * milliseconds since 1970. Honest terms (a count of elections) are far below the clock, so a box that is more
+ * than a step behind still takes any honest claim, even with nobody to vouch for it; the most a claim can take
+ * the term to is the clock, which leaves 280,000 years of room.
+ */
+export function termCeiling (ownTerm: number, members: Member[], selfId: string, now: number): number {
+  return Math.max(termBasis(ownTerm, members, selfId) + MAX_TERM_STEP, Math.floor(now))
 }
 
 export interface ElectionChange {
@@ -111,6 +117,11 @@ export class Election extends EventEmitter<ElectionEvents> {
     return this.holder === this.selfId
   }
 
+  /** The highest term a claim may carry now, given the members' reported terms (see `termCeiling`). */
+  ceiling (members: Member[]): number {
+    return termCeiling(this.currentTerm, members, this.selfId, this.now())
+  }
+
   /**
    * `peerId` says it coordinates `term` (its beacon, or a decision it signed). `rank` orders two peer ids, best
    * first, for when two claim the same term. Returns true on such a clash: pass it to `evaluate`.
@@ -143,7 +154,7 @@ export class Election extends EventEmitter<ElectionEvents> {
     }
     // Terms beyond the ceiling are refused as claims: a member that reports one cannot be the rightful coordinator
     // (waiting for it would stall elections), and building on one would make our own claim unacceptable too.
-    const ceiling = termCeiling(this.currentTerm, members, this.selfId)
+    const ceiling = this.ceiling(members)
     const candidates = live.flatMap((m) => {
       if (m.peerId === this.selfId) return [self]
       const c = (m.health?.term ?? 0) > ceiling ? null : candidateOf(m)

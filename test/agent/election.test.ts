@@ -126,7 +126,19 @@ t.test('the term ceiling: a box goes by the lower median of the terms it and its
   t.equal(termBasis(5, [member('b', 'alive', { term: 60 }), member('rogue', 'alive', { term: max })], 'self'), 60, 'half of them cannot either')
   t.equal(termBasis(5, [member('b', 'dead', { term: 60 }), member('c', 'left', { term: 60 })], 'self'), 5, 'dead and departed members report nothing')
   t.equal(termBasis(70, [member('b', 'alive', { term: 60 }), member('c', 'alive', { term: 60 })], 'self'), 70, 'never below its own')
-  t.equal(termCeiling(5, [], 'self'), 5 + MAX_TERM_STEP)
+  t.equal(termCeiling(5, [], 'self', 0), 5 + MAX_TERM_STEP)
+  t.equal(termCeiling(5, [], 'self', Date.parse('2026-01-01')), Date.parse('2026-01-01'), 'or the clock: any honest term is below it')
+  t.ok(Number.MAX_SAFE_INTEGER - Date.parse('2026-01-01') > 8e15, 'which leaves room for claims for ever')
+})
+
+t.test('a box far behind takes an honest claim by the clock, with nobody to vouch for it', async (t) => {
+  const members = [member('a', 'alive', { term: 50_000, priority: 5 }), member('b', 'alive', { term: 3 })]
+  const b = node('b', members, { term: 3 })
+  t.equal(b.election.ceiling(members), 3 + MAX_TERM_STEP, 'at 1 s past 1970 the clock is no help')
+  b.advance(60_000)
+  t.equal(b.election.ceiling(members), 61_000, 'a minute later it is')
+  b.claim('a', 50_000)
+  t.same({ term: b.election.term, coordinator: b.election.coordinator }, { term: 50_000, coordinator: 'a' })
 })
 
 t.test('a member reporting a term past the ceiling is no candidate, and no claim builds on its term', async (t) => {

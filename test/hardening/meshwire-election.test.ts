@@ -62,7 +62,8 @@ t.test('a claim carried in a decision meets the same ceiling, counted under the 
     self: { peerId: 'self', name: 'self', state: 'alive', role: 'member', addrs: [], lastSeen: 0, health: null },
     options: { probeAfterMs: 1_000, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 60_000 }
   })
-  const election = new Election({ selfId: 'self', term: 7, settleUntil: Infinity })
+  // The clock at 0, so the ceiling is the step above the term (a real clock allows up to its milliseconds).
+  const election = new Election({ selfId: 'self', term: 7, settleUntil: Infinity, now: () => 0 })
   const metrics = new MetricsStore()
   const saved: unknown[] = []
   const store = { putState: (_: string, term: unknown) => { saved.push(term) }, recordEvent: () => {} } as unknown as Store
