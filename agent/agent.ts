@@ -4,7 +4,7 @@ import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../identity/k
 import { REJECTED_METRIC } from '../protocols/validator.ts'
 import { TOPICS } from '../protocols/topics.ts'
 import { API_REFUSED_METRIC, ControlApi, JsonReply, TextBody, parseBody, readJsonBody } from './api.ts'
-import { importableModelFile } from './model-import.ts'
+import { withImportedModel } from './model-import.ts'
 import type { Access, Caller } from './api.ts'
 import { OperatorStore } from '../identity/operators.ts'
 import { LoginRequestSchema, RegisterRequestSchema, RemoveOperatorSchema } from '../protocols/identity.ts'
@@ -173,8 +173,9 @@ export class Agent {
         'POST /api/v1/models/compile': async (req, caller) => {
           const { file } = parseBody(CompileRequestSchema, await readJsonBody(req))
           const { importDir, maxModelBytes } = parts.config.models
-          const real = importableModelFile(file, { remote: !caller.local, importDir, maxBytes: maxModelBytes })
-          return await this.runtime.compile(real, { name: basename(file) })
+          // Compiled from a private copy read through the checked descriptor: a file swapped after the check is not read.
+          return await withImportedModel(file, { remote: !caller.local, importDir, maxBytes: maxModelBytes }, join(parts.config.dataDir, 'import'),
+            async (staged) => await this.runtime.compile(staged, { name: basename(file) }))
         },
         'POST /api/v1/models/fetch': async (req) => {
           const { id } = parseBody(FetchRequestSchema, await readJsonBody(req))

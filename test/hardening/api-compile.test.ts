@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { apiRequest, apiText } from '../../agent/client.ts'
+import { withImportedModel } from '../../agent/model-import.ts'
 import { freePort } from '../../scripts/mosquitto.ts'
 import { startAgent, status, stopAgents, tempDir, writeSwarmKey } from '../helpers/agents.ts'
 import { certificate, httpsJson } from './api-tls.ts'
@@ -77,4 +78,18 @@ t.test('compile reads only regular files under the cap; over HTTPS only under mo
 
   t.equal((await status(agent)).name, 'importer', 'the agent is up')
   t.match(await apiText(agent.socketPath, '/metrics'), /^noodle_api_refused_total\{reason="import_forbidden"\} 6$/m, 'refusals are counted by reason')
+})
+
+t.test('the copy compiled is read through the checked descriptor, never past the cap, and then deleted', async (t) => {
+  const root = tempDir(t)
+  const staging = join(root, 'staging')
+  const rules = { remote: false, importDir: undefined, maxBytes: 1024 }
+  writeFileSync(join(root, 'small.onnx'), 'x'.repeat(1024))
+  const seen = await withImportedModel(join(root, 'small.onnx'), rules, staging, async (path) => ({ inStaging: path.startsWith(staging), text: readFileSync(path, 'utf8') }))
+  t.same(seen, { inStaging: true, text: 'x'.repeat(1024) }, 'a file at the cap is copied whole')
+  // procfs says 0 bytes and holds more: what is read counts, not what the size said.
+  await t.rejects(withImportedModel('/proc/self/maps', rules, staging, async () => 'compiled'),
+    { httpStatus: 413, code: 'ERR_MODEL_TOO_LARGE', message: 'file: /proc/self/maps holds more than models.maxModelBytes (1024) bytes: it grew, or its size was wrong' })
+  await t.rejects(withImportedModel(join(root, 'small.onnx'), rules, staging, async () => { throw new Error('compile failed') }), { message: 'compile failed' })
+  t.same(readdirSync(staging), [], 'no copy is left behind, whatever happened')
 })
