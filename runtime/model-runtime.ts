@@ -250,7 +250,12 @@ export class ModelRuntime {
     let intact = copy?.size === model.sizeBytes && copy.mtimeMs === model.fileMtimeMs
     if (!intact && copy?.size === model.sizeBytes && model.fileMtimeMs === null) {
       intact = await sha256Of(model.file) === model.id
-      if (intact) this.registry.stamp(model.id, stamps(model.file, model.optimizedFile))
+      if (intact) {
+        // The optimized graph has no hash to check: it is stamped only if it reads to its end as an ONNX model.
+        const stamped = stamps(model.file, model.optimizedFile !== null && wholeOnnx(model.optimizedFile) ? model.optimizedFile : null)
+        this.registry.stamp(model.id, stamped)
+        model = { ...model, ...stamped }
+      }
     }
     if (!intact) {
       this.log.error({ model: model.id, file: model.file, size: copy?.size ?? null, registeredSize: model.sizeBytes }, 'a model file is damaged; not loading it')
@@ -305,6 +310,15 @@ function stamps (file: string, optimizedFile: string | null): Pick<ModelRecord, 
   const copy = statOf(file)
   const optimized = optimizedFile === null ? undefined : statOf(optimizedFile)
   return { fileMtimeMs: copy?.mtimeMs ?? null, optimizedSize: optimized?.size ?? null, optimizedMtimeMs: optimized?.mtimeMs ?? null }
+}
+
+function wholeOnnx (file: string): boolean {
+  try {
+    readOnnxHeader(readFileSync(file))
+    return true
+  } catch {
+    return false
+  }
 }
 
 async function sha256Of (file: string): Promise<string> {

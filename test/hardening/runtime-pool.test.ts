@@ -54,3 +54,30 @@ t.test('stopping the pool rejects what is in flight; a stopped pool refuses call
   await loading
   await t.rejects(pool.run('cls', {}), { code: 'ERR_WORKER', message: 'the inference pool is not started' })
 })
+
+t.test('a request that cannot be sent to a worker is rejected at once', async (t) => {
+  const pool = new InferencePool({ log, cpus: 2, size: 1 })
+  pool.start()
+  t.teardown(() => pool.stop())
+  await pool.load('cls', CLS, 'cpu', 1)
+  await t.rejects(pool.run('cls', { x: { dtype: 'float32', dims: [1], data: (() => 1) as never } }), { name: 'DataCloneError' })
+  const { inputs } = await pool.load('cls', CLS, 'cpu', 1)
+  t.ok((await pool.run('cls', feedsFor(inputs))).ms >= 0, 'the worker still runs')
+})
+
+t.test('a caller that waited while its worker was replaced is rejected, not left waiting', async (t) => {
+  const pool = new InferencePool({ log, cpus: 2, size: 1 })
+  pool.start()
+  t.teardown(() => pool.stop())
+  const { inputs } = await pool.load('cls', CLS, 'cpu', 1)
+  const slots = (pool as unknown as { slots: Array<{ ready: Promise<void>, worker: { terminate: () => Promise<number> } }> }).slots
+  const old = slots[0] as { ready: Promise<void>, worker: { terminate: () => Promise<number> } }
+  // The run waits on the slot's readiness; the worker dies meanwhile.
+  let release = (): void => {}
+  old.ready = new Promise((resolve) => { release = resolve })
+  const waiting = pool.run('cls', feedsFor(inputs))
+  await old.worker.terminate()
+  release()
+  await t.rejects(waiting, { code: 'ERR_WORKER', message: 'the inference worker was replaced' })
+  t.ok((await pool.run('cls', feedsFor(inputs))).ms >= 0, 'the next run goes to the new worker')
+})

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -56,4 +56,16 @@ t.test('standby copies no work names are collected after standbyRetainMs; compil
   t.same(await standby.collect(now + 61_000), [], 'newly unnamed: kept for now')
   t.same(await standby.collect(now + 121_000), [named.id])
   t.same(runtime.list().map((m) => m.id).sort(), [compiled.id, fetched.id].sort())
+})
+
+t.test('files a crash left half-written in the models folder are deleted at start; whole ones stay', async (t) => {
+  const dir = t.testdir()
+  const store = new Store({ path: join(dir, 'noodle.db'), log })
+  t.teardown(() => { store.close() })
+  const models = join(dir, 'models')
+  mkdirSync(models)
+  for (const name of ['.abc.onnx.0123abcd.tmp', `${'a'.repeat(64)}.part`, `${'b'.repeat(64)}.fetched.onnx`, `${'c'.repeat(64)}.onnx`]) writeFileSync(join(models, name), 'x')
+  const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool: new InferencePool({ log, cpus: 2 }), modelsDir: models, log })
+  runtime.start()
+  t.same(readdirSync(models), [`${'c'.repeat(64)}.onnx`])
 })
