@@ -11,6 +11,6 @@ t.test('the API and import settings: defaults, and bad values named with their s
   t.equal(loadConfig({ env: { ...env, NOODLE_MODELS_IMPORT_DIR: 'models/in' } }).models.importDir, resolve('models/in'), 'importDir is made absolute')
   t.throws(() => loadConfig({ env: { ...env, NOODLE_API_HEADERS_TIMEOUT_MS: '40000' } }),
     { code: 'ERR_CONFIG', key: 'api.headersTimeoutMs', message: 'api.headersTimeoutMs: must not exceed api.requestTimeoutMs (from NOODLE_API_HEADERS_TIMEOUT_MS)' })
-  t.throws(() => loadConfig({ env: { ...env, NOODLE_API_REQUEST_TIMEOUT_MS: '0' } }), { key: 'api.requestTimeoutMs' }, 'a timeout cannot be turned off')
-  t.throws(() => loadConfig({ env: { ...env, NOODLE_MODELS_MAX_MODEL_BYTES: '10' } }), { key: 'models.maxModelBytes' })
+  t.throws(() => loadConfig({ env: { ...env, NOODLE_API_REQUEST_TIMEOUT_MS: '0' } }), { code: 'ERR_CONFIG', key: 'api.requestTimeoutMs' }, 'a timeout cannot be turned off')
+  t.throws(() => loadConfig({ env: { ...env, NOODLE_MODELS_MAX_MODEL_BYTES: '10' } }), { code: 'ERR_CONFIG', key: 'models.maxModelBytes' })
 })
