@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import t from 'tap'
 import { ControlApi, jsonDepth, targetPath } from '../../agent/api.ts'
-import { apiGet } from '../../agent/client.ts'
+import { apiGet, apiRequest } from '../../agent/client.ts'
 import { createLogger } from '../../agent/logger.ts'
 import { tempDir } from '../helpers/agents.ts'
 
@@ -45,4 +45,17 @@ t.test('JSON nesting is measured outside strings', async (t) => {
   t.equal(jsonDepth('{"a":[{"b":"[[[[{{{{"}]}'), 3)
   t.equal(jsonDepth('{"a":"\\"[[[["}'), 1, 'an escaped quote does not end the string')
   t.equal(jsonDepth('17'), 0)
+})
+
+t.test('the request timeouts time the client sending, not the agent answering (a long compile is fine)', async (t) => {
+  const socketPath = join(tempDir(t), 'agent.sock')
+  const api = new ControlApi({
+    socketPath,
+    log: createLogger('silent'),
+    timeouts: { headersMs: 1_000, requestMs: 1_000 },
+    routes: { 'POST /slow': async () => { await new Promise((resolve) => setTimeout(resolve, 2_500)); return { done: true } } }
+  })
+  await api.start()
+  t.teardown(() => api.stop())
+  t.same(await apiRequest(socketPath, 'POST', '/slow', 10_000, {}), { done: true })
 })
