@@ -151,10 +151,12 @@ export interface ModelView {
   /** Measured latency per execution provider, fastest first. */
   providers: ProviderBenchmark[]
   createdAt: string
+  /** compiled or fetched (by an operator: kept), or standby (deleted once no work names it). */
+  origin: string
 }
 
 export function modelView (m: ModelRecord): ModelView {
-  return { id: m.id, name: m.name, sizeBytes: m.sizeBytes, opset: m.opset, inputs: m.inputs, outputs: m.outputs, providers: m.providers, createdAt: new Date(m.createdAt).toISOString() }
+  return { id: m.id, name: m.name, sizeBytes: m.sizeBytes, opset: m.opset, inputs: m.inputs, outputs: m.outputs, providers: m.providers, createdAt: new Date(m.createdAt).toISOString(), origin: m.origin }
 }
 
 /** A camera as `GET /api/v1/cameras` lists it: figures for the cameras this node runs, where for the others. */

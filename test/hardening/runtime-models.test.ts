@@ -102,7 +102,7 @@ t.test('a peer that offers too much, sends more than it announced, lies about th
 
   const good = await fetch(GOOD_ID)
   t.equal(good.id, GOOD_ID, 'a good model is still fetched afterwards')
-  t.match(await apiGet<ModelView[]>(agent.socketPath, '/api/v1/models'), [{ id: GOOD_ID }])
+  t.match(await apiGet<ModelView[]>(agent.socketPath, '/api/v1/models'), [{ id: GOOD_ID, origin: 'fetched' }], 'an operator\'s fetch is kept')
   t.equal((await status(agent)).name, 'victim', 'the agent is up')
 })
 
