@@ -95,7 +95,8 @@ export class CameraManager {
         modelId = (await this.runtime.compile(model)).id
         this.work.modelCompiled(id, modelId)
       } else {
-        modelId = this.runtime.find(model)?.id ?? (await this.exchange.fetch(model)).id
+        // Fetched for work from another home, it is a standby copy: collected once no work names it.
+        modelId = this.runtime.find(model)?.id ?? (await this.exchange.fetch(model, [], remote ? 'standby' : 'fetched')).id
       }
       if (this.cameras.get(id) !== camera) return // stopped meanwhile
       const record = this.runtime.find(modelId)
