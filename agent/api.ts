@@ -1,6 +1,6 @@
 import { chmodSync, readFileSync, unlinkSync } from 'node:fs'
 import { createConnection } from 'node:net'
-import { createServer } from 'node:http'
+import { STATUS_CODES, createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { TLSSocket } from 'node:tls'
@@ -189,7 +189,7 @@ function checkContentType (req: IncomingMessage): void {
 /** A JSON error answer written straight to a socket whose request Node could not parse. */
 function rawErrorAnswer (status: number, code: string, message: string): string {
   const text = JSON.stringify({ error: { code, message } })
-  return `HTTP/1.1 ${status} ${code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
 }
 
 /**
