@@ -1,5 +1,5 @@
 import { request } from 'node:http'
-import { AgentTimeoutError, AgentUnreachableError, ApiError } from './errors.ts'
+import { AgentHangupError, AgentTimeoutError, AgentUnreachableError, ApiError } from './errors.ts'
 
 /** GET a control API path over the agent's Unix socket and parse the JSON answer. */
 export function apiGet<T> (socketPath: string, path: string, timeoutMs = 5_000): Promise<T> {
@@ -42,9 +42,10 @@ function call (socketPath: string, method: 'GET' | 'POST', path: string, timeout
     // Connected, then no answer in time: the agent is there but busy or wedged, which is not "no agent".
     req.on('timeout', () => { req.destroy(new AgentTimeoutError(`${method} ${path}`, timeoutMs)) })
     req.on('error', (err: NodeJS.ErrnoException) => {
-      reject(err instanceof AgentTimeoutError ? err : ['ENOENT', 'ECONNREFUSED', 'ENOTSOCK'].includes(err.code ?? '')
-        ? new AgentUnreachableError(socketPath, { cause: err })
-        : err)
+      if (err instanceof AgentTimeoutError) reject(err)
+      else if (['ENOENT', 'ECONNREFUSED', 'ENOTSOCK'].includes(err.code ?? '')) reject(new AgentUnreachableError(socketPath, { cause: err }))
+      else if (['ECONNRESET', 'EPIPE'].includes(err.code ?? '')) reject(new AgentHangupError(`${method} ${path}`, { cause: err }))
+      else reject(err)
     })
     req.end(payload)
   })

@@ -50,6 +50,13 @@ export class AgentTimeoutError extends NoodleError {
   }
 }
 
+/** The agent closed the CLI's connection without answering (it stopped, or refused the request outright). */
+export class AgentHangupError extends NoodleError {
+  constructor (what: string, options?: ErrorOptions) {
+    super('ERR_AGENT_HANGUP', `the agent closed the connection without answering ${what}`, options)
+  }
+}
+
 /** The control API refused a request before any route ran (its target, size or type); `httpStatus` is the answer. */
 export class RequestRefusedError extends NoodleError {
   readonly httpStatus: number

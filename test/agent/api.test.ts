@@ -65,6 +65,11 @@ t.test('the client tells "no agent" apart from other failures', async (t) => {
   const hang = createServer(() => {})
   await new Promise<void>((resolve) => hang.listen(silent, resolve))
   t.teardown(() => { hang.close() })
+  const rude = join(dir, 'rude.sock')
+  const hangup = createServer((s) => { s.once('data', () => { s.destroy() }) })
+  await new Promise<void>((resolve) => hangup.listen(rude, resolve))
+  t.teardown(() => { hangup.close() })
+  await t.rejects(apiGet(rude, '/x'), { name: 'AgentHangupError', code: 'ERR_AGENT_HANGUP', message: 'the agent closed the connection without answering GET /x' })
   await t.rejects(apiGet(silent, '/', 200), { name: 'AgentTimeoutError', code: 'ERR_AGENT_TIMEOUT', message: 'the agent did not answer GET / within 0.2 s' }, 'an agent that never answers timed out: it is not "no agent"')
 })
 
