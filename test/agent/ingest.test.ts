@@ -122,7 +122,7 @@ t.test('ingest against Mosquitto', async (t) => {
     t.equal(after.rejected - before.rejected, 7, 'rejected counts them')
     t.equal(after.deadLetter - before.deadLetter, 7)
     t.equal(after.received - before.received, 8)
-    t.same(Object.keys(after), ['received', 'stored', 'rejected', 'deadLetter', 'connected', 'broker'], 'noodle ingest prints exactly these fields')
+    t.same(Object.keys(after), ['received', 'stored', 'rejected', 'deadLetter', 'connected', 'broker', 'embeddedBroker'], 'noodle ingest prints exactly these fields')
   })
 
   await t.test('a burst of 100k QoS 1 messages from another process lands exactly once', async (t) => {
