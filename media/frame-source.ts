@@ -4,18 +4,36 @@ import type { Logger } from '../agent/logger.ts'
 import { redactCredentials } from '../agent/remote-work-policy.ts'
 import type { Normalization } from './preprocess.ts'
 
+/** Network sources by scheme, with the FFmpeg protocols each may use underneath. */
+const NETWORK_PROTOCOLS: ReadonlyArray<readonly [string, string]> = [
+  ['rtsps', 'rtsp,rtsps,rtp,srtp,udp,tcp,tls'],
+  ['rtsp', 'rtsp,rtsps,rtp,srtp,udp,tcp,tls'],
+  ['https', 'http,https,tls,tcp,crypto,httpproxy'],
+  ['http', 'http,https,tls,tcp,crypto,httpproxy'],
+  ['rtmps', 'rtmp,rtmps,tcp,tls'],
+  ['rtmp', 'rtmp,rtmps,tcp,tls'],
+  ['srt', 'srt,udp']
+]
+
 /**
  * Where frames come from:
  * - `lavfi:<graph>`: an FFmpeg test source, e.g. `lavfi:testsrc=size=640x480:rate=10`
  * - `/dev/videoN`: a V4L2 camera
- * - `rtsp://…`, `http(s)://…`: a network stream (RTSP over TCP: UDP loses packets on busy Wi-Fi)
+ * - `rtsp(s)://…`, `http(s)://…`, `rtmp(s)://…`, `srt://…`: a network stream (RTSP over TCP: UDP loses packets on
+ *   busy Wi-Fi)
  * - anything else: a file
  */
 export function demuxerInput (url: string): { input: string, format?: string, options?: Record<string, string>, live: boolean } {
   if (url.startsWith('lavfi:')) return { input: url.slice('lavfi:'.length), format: 'lavfi', live: false }
   if (url.startsWith('/dev/video')) return { input: url, format: 'video4linux2', live: true }
-  if (url.startsWith('rtsp://') || url.startsWith('rtsps://')) return { input: url, options: { rtsp_transport: 'tcp' }, live: true }
-  if (/^https?:\/\//.test(url)) return { input: url, live: true }
+  const network = NETWORK_PROTOCOLS.find(([scheme]) => url.startsWith(`${scheme}://`))
+  if (network !== undefined) {
+    // What the stream itself names (an HLS playlist's segments, an SDP's transports) may use only the protocols
+    // of its own kind: never file:, pipe: or others that read this box.
+    const options: Record<string, string> = { protocol_whitelist: network[1] }
+    if (network[0].startsWith('rtsp')) options.rtsp_transport = 'tcp'
+    return { input: url, options, live: true }
+  }
   return { input: url, live: false }
 }
 
