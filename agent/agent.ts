@@ -321,6 +321,7 @@ export class Agent {
       sensors,
       log,
       metrics,
+      disk,
       describe: () => {
         const health = membership.get(selfId)?.health
         return {

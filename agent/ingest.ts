@@ -92,6 +92,7 @@ export class Ingest {
   private readonly parser: PayloadParser
   private readonly log: Logger
   private readonly limits: BatchLimits
+  private readonly disk: { observe: (err: unknown) => boolean } | undefined
   private pending: Pending[] = []
   private batchConnection = 0
   private flushTimer: NodeJS.Timeout | undefined
@@ -102,12 +103,21 @@ export class Ingest {
   private brokerDropped = 0
   private lastTotals: IngestTotals = { received: 0, stored: 0, rejected: 0 }
 
-  constructor (components: { session: MqttSession, store: SensorStore, parser: PayloadParser, log: Logger, limits: BatchLimits }) {
+  constructor (components: {
+    session: MqttSession
+    store: SensorStore
+    parser: PayloadParser
+    log: Logger
+    limits: BatchLimits
+    /** Told of every failed commit, so that status says when the disk is full. */
+    disk?: { observe: (err: unknown) => boolean }
+  }) {
     this.session = components.session
     this.store = components.store
     this.parser = components.parser
     this.log = components.log
     this.limits = components.limits
+    this.disk = components.disk
   }
 
   private readonly onMessage = (message: InboundMessage): void => {
@@ -148,6 +158,7 @@ export class Ingest {
     try {
       this.commitFront(this.pending.length)
     } catch (err) {
+      this.disk?.observe(err)
       this.log.error({ err, messages: this.pending.length }, 'ingest: storing a batch failed; holding it and reading no more until it is stored')
       this.session.pause()
       this.retrying = true

@@ -37,10 +37,12 @@ function readConfigured (key: string, file: string | undefined): Buffer | undefi
  * Builds the MQTT components the config asks for: the embedded broker, one session to the broker, the ingest
  * (when there are topics) and the box's presence. No broker at all (no url, no embedded one): nothing.
  */
-export function mqttParts ({ config, sensors, log, metrics, describe }: {
+export function mqttParts ({ config, sensors, log, metrics, describe, disk }: {
   config: ResolvedConfig
   sensors: SensorStore
   log: Logger
+  /** Told of failed ingest commits (a full disk). */
+  disk?: { observe: (err: unknown) => boolean }
   /** Where the embedded broker counts its refusals. */
   metrics: MetricsStore
   /** The health figures the box publishes on MQTT. */
@@ -89,6 +91,7 @@ export function mqttParts ({ config, sensors, log, metrics, describe }: {
       store: sensors,
       log,
       limits: m.batch,
+      disk,
       parser: new PayloadParser({ valueFields: m.valueFields, maxPayloadBytes: m.maxPayloadBytes, topicRules: m.topicParsing, maxClockSkewMs: m.maxClockSkewMs })
     })
   const presence = new MqttPresence({

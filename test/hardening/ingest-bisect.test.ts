@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t from 'tap'
 import { Ingest, PARSE_FAILED, STORE_FAILED } from '../../agent/ingest.ts'
+import { DiskStatus } from '../../agent/health.ts'
 import { createLogger } from '../../agent/logger.ts'
 import type { InboundMessage, MqttSession } from '../../agent/mqtt-session.ts'
 import { commitFailureOf, HOUR_MS, SensorStore } from '../../agent/sensor-store.ts'
@@ -51,10 +52,11 @@ function setUp (t: { testdir: () => string, teardown: (fn: () => void) => void }
   }
   const session = new FakeSession()
   const parser = new PayloadParser({ valueFields: ['value'], maxPayloadBytes: 64, topicRules: [], maxClockSkewMs: 600_000 })
-  const ingest = new Ingest({ session: session as unknown as MqttSession, store: sensors, parser, log, limits: { maxMessages, maxDelayMs: 10_000 } })
+  const disk = new DiskStatus({ dataDir: t.testdir(), log })
+  const ingest = new Ingest({ session: session as unknown as MqttSession, store: sensors, parser, log, limits: { maxMessages, maxDelayMs: 10_000 }, disk })
   ingest.start()
   t.teardown(() => { ingest.stop() })
-  return { sensors, session, ingest, fake }
+  return { sensors, session, ingest, fake, disk }
 }
 
 function message (topic: string, payload: string, messageId: number, connection = 1): InboundMessage {
@@ -108,11 +110,13 @@ t.test('a store failure in the middle of a bisection keeps what is left, acknowl
 })
 
 t.test('a store failure keeps the whole batch: no dead letter, no acknowledgement, reading paused until it works', async (t) => {
-  const { sensors, session, fake } = setUp(t, 2)
+  const { sensors, session, fake, disk } = setUp(t, 2)
+  t.equal(disk.view().full, false)
   fake.failStore(2)
   session.emit('message', message('s', '1', 1))
   session.emit('message', message('s', '2', 2))
   t.same(session.ids(), [], 'nothing acknowledged')
+  t.equal(disk.view().full, true, 'status says the disk is full')
   t.ok(session.paused)
   session.emit('message', message('s', '3', 3)) // already read off the socket before the pause took hold
   t.same(fake.attempts, [2], 'no bisection for the store\'s failure, and nothing committed while retrying')
