@@ -231,7 +231,8 @@ export class Agent {
         rawMs: hours(config.mqtt.retention.rawHours),
         minuteMs: hours(config.mqtt.retention.minuteDays * 24),
         hourMs: hours(config.mqtt.retention.hourDays * 24)
-      }
+      },
+      maxSensors: config.mqtt.maxSensors
     })
     const mesh = await Mesh.create({ config, privateKey, swarmKey, metrics, log })
     const membership = new Membership({

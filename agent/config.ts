@@ -7,6 +7,7 @@ import { issueKey } from '../protocols/codec.ts'
 import { topicRuleProblem } from '../protocols/sensor-payload.ts'
 import { nameText } from '../protocols/text.ts'
 import { DEFAULT_REMOTE_MAX_MODEL_BYTES, DEFAULT_REMOTE_SOURCES, remoteSourceEntry, WorkItemSchema } from '../protocols/work.ts'
+import { DEFAULT_MAX_SENSORS } from './sensor-store.ts'
 import { ConfigError } from './errors.ts'
 
 /**
@@ -82,6 +83,8 @@ const MqttSchema = z.strictObject({
   maxPayloadBytes: z.int().min(16).max(16 * 1024 * 1024),
   /** How far ahead of its arrival a reading's time may be (sensor clocks drift); later ones go to the dead letter. */
   maxClockSkewMs: milliseconds(0, 7 * 86_400_000),
+  /** Distinct sensor metrics kept at most; readings of new ones past it go to the dead letter. */
+  maxSensors: z.int().min(1).max(1_000_000),
   /** QoS 1 (the default) loses nothing; QoS 0 is cheaper and loses what is in flight when anything fails. */
   qos: z.union([z.literal(0), z.literal(1)]),
   batch: z.strictObject({
@@ -263,6 +266,7 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
       valueFields: ['value'],
       maxPayloadBytes: 65_536,
       maxClockSkewMs: 600_000,
+      maxSensors: DEFAULT_MAX_SENSORS,
       qos: 1,
       batch: { maxMessages: 1_000, maxDelayMs: 5 },
       receiveMaximum: 2_000,
@@ -322,6 +326,7 @@ const SETTABLE: Record<string, ValueKind> = {
   'mqtt.clientId': 'string',
   'mqtt.topics': 'list',
   'mqtt.qos': 'int',
+  'mqtt.maxSensors': 'int',
   'mqtt.embeddedBroker.enabled': 'boolean',
   'mqtt.embeddedBroker.host': 'string',
   'mqtt.embeddedBroker.port': 'int',

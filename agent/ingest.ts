@@ -43,6 +43,8 @@ const RATE_WINDOW_S = 5
 export const STORE_FAILED = 'store-failed'
 /** The dead letter's reason for a message the parser threw on (a bug: it refuses, never throws). */
 export const PARSE_FAILED = 'parse-failed'
+/** The dead letter's reason for a reading of a new sensor metric when the store keeps as many as it may. */
+export const TOO_MANY_SENSORS = 'too-many-sensors'
 
 /** One message of the batch: what it gave (readings, or a dead letter) and what acknowledges it. */
 interface Pending {
@@ -138,6 +140,9 @@ export class Ingest {
       // The parser never throws by design; should a bug make it, one message must not end the agent.
       this.log.error({ err, topic: message.topic }, 'ingest: reading a message failed; it goes to the dead letter')
       parsed = { reason: PARSE_FAILED, detail: `${(err as Error).name}: ${(err as Error).message}` }
+    }
+    if (Array.isArray(parsed) && !this.store.admits(parsed)) {
+      parsed = { reason: TOO_MANY_SENSORS, detail: `a new sensor metric, over the ${this.store.sensorLimit} the store keeps (mqtt.maxSensors)` }
     }
     const readings = Array.isArray(parsed) ? parsed : null
     const deadLetter = Array.isArray(parsed) ? null : deadLetterOf(message.topic, message.payload, now, parsed.reason, parsed.detail, message.oversize)

@@ -74,6 +74,8 @@ export const DEAD_LETTER_BYTES = 1024
 export const DEAD_LETTER_TEXT_CHARS = 1024
 /** The dead letter keeps the newest this many messages. */
 const DEAD_LETTER_LIMIT = 10_000
+/** Distinct sensor metrics the store keeps by default (`mqtt.maxSensors`). */
+export const DEFAULT_MAX_SENSORS = 10_000
 export const MINUTE_MS = 60_000
 export const HOUR_MS = 3_600_000
 /** Rows one prune step deletes: small enough that ingest waits a few ms at most. */
@@ -114,13 +116,17 @@ export class SensorStore {
   private readonly retention: Retention
   private readonly statements: ReturnType<SensorStore['prepare']>
   private readonly commitTx: (batch: IngestBatch) => void
+  private readonly maxSensors: number
   private pruneTimer: NodeJS.Timeout | undefined
   private pruning: NodeJS.Immediate | undefined
+  /** The sensor metrics in the store (`sensor\0metric`), read once and again after a prune forgot some. */
+  private known: Set<string> | undefined
 
-  constructor (components: { db: DB, log: Logger, retention: Retention }) {
+  constructor (components: { db: DB, log: Logger, retention: Retention, maxSensors?: number }) {
     this.db = components.db
     this.log = components.log
     this.retention = components.retention
+    this.maxSensors = components.maxSensors ?? DEFAULT_MAX_SENSORS
     this.statements = this.prepare()
     this.commitTx = this.db.transaction((batch: IngestBatch) => { this.write(batch) })
   }
@@ -277,6 +283,31 @@ export class SensorStore {
     return deleted
   }
 
+  /** How many distinct sensor metrics the store keeps at most (`mqtt.maxSensors`). */
+  get sensorLimit (): number {
+    return this.maxSensors
+  }
+
+  /**
+   * Whether readings of these sensor metrics may be stored: those the store has, and new ones while fewer than
+   * `maxSensors` are known. A flood of made-up sensor names (anyone who may publish can send one) must not grow
+   * the store's sensors and rollups without bound; past the cap, new names go to the dead letter.
+   */
+  admits (readings: ReadonlyArray<{ sensor: string, metric: string }>): boolean {
+    try {
+      this.known ??= new Set(this.db.prepare<[], { sensor: string, metric: string }>('SELECT sensor, metric FROM sensors').all().map((r) => r.sensor + '\0' + r.metric))
+    } catch (err) {
+      // A store that cannot be read cannot take the readings either: the commit fails, and is retried, as such.
+      this.log.warn({ err }, 'reading the known sensors failed')
+      return true
+    }
+    const known = this.known
+    const fresh = new Set(readings.map((r) => r.sensor + '\0' + r.metric).filter((id) => !known.has(id)))
+    if (known.size + fresh.size > this.maxSensors) return false
+    for (const id of fresh) known.add(id)
+    return true
+  }
+
   /** Prunes step by step, yielding to ingest between steps, until nothing is left to prune. */
   pruneAll (done?: (deleted: number) => void, now: () => number = Date.now): void {
     let total = 0
@@ -291,7 +322,11 @@ export class SensorStore {
       }
       total += n
       if (n > 0) this.pruning = setImmediate(step)
-      else done?.(total)
+      else {
+        // Silent sensors may have been forgotten: make room for new ones.
+        if (total > 0) this.known = undefined
+        done?.(total)
+      }
     }
     step()
   }

@@ -118,3 +118,26 @@ t.test('a message over the session\'s maximum packet size is dropped by the brok
   t.same({ received: after.received - before.received, connected: after.connected }, { received: 2, connected: true })
   t.notMatch(agent.output(), /reconnecting|connection lost/, 'the session was never dropped')
 })
+
+t.test('a flood of made-up sensor names stops at mqtt.maxSensors; known sensors go on being stored', async (t) => {
+  const broker = await startMosquitto()
+  t.teardown(broker.close)
+  const root = tempDir(t)
+  const agent = await startAgent({
+    root,
+    name: 'ingest-flood',
+    swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')),
+    logLevel: 'info',
+    config: { mqtt: { url: broker.url, topics: ['flood/#'], maxSensors: 3, batch: { maxMessages: 50, maxDelayMs: 20 } } }
+  })
+  t.teardown(() => stopAgents([agent]))
+  await subscribed(agent, broker.port, 'flood/probe')
+  const probes = await goodCount(agent, 'flood/probe')
+  for (let i = 0; i < 5; i++) pub(broker.port, `flood/made-up-${i}`, String(i))
+  pub(broker.port, 'flood/probe', '7')
+  // Messages are ingested in order: once the probe after the flood is stored, the flood has been read.
+  await waitFor('the probe after the flood', async () => await goodCount(agent, 'flood/probe') > probes)
+  t.same((await sensors(agent)).map((s) => s.sensor).sort(), ['flood/made-up-0', 'flood/made-up-1', 'flood/probe'], 'three sensors, no more')
+  t.same((await deadLetters(agent)).map((d) => [d.topic, d.reason]).sort(),
+    [['flood/made-up-2', 'too-many-sensors'], ['flood/made-up-3', 'too-many-sensors'], ['flood/made-up-4', 'too-many-sensors']])
+})

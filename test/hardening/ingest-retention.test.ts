@@ -44,6 +44,23 @@ t.test('a sensor silent for the longest retention is forgotten; one still sendin
   t.same(sensors.rollups(HOUR_MS, 'gone', 'm'), [], 'none of its data was left either')
 })
 
+t.test('new sensor metrics are admitted up to the cap; a prune that forgets silent ones makes room again', async (t) => {
+  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
+  t.teardown(() => { store.close() })
+  const sensors = new SensorStore({ db: store.database, log, retention: RETENTION, maxSensors: 2 })
+  sensors.commit(batch([{ sensor: 'old', metric: 'm', ts: T0, value: 1 }], { lastSeen: T0 }))
+  const at = (sensor: string, metric = 'm') => ({ sensor, metric })
+  t.equal(sensors.admits([at('old'), at('new')]), true, 'one known and one new: two')
+  t.equal(sensors.admits([at('third')]), false, 'a third is refused')
+  t.equal(sensors.admits([at('old', 'other')]), false, 'a new metric of a known sensor is a new one too')
+  t.equal(sensors.admits([at('new'), at('old')]), true, 'known ones still are')
+  const now = T0 + RETENTION.hourMs + MINUTE_MS
+  sensors.commit(batch([{ sensor: 'new', metric: 'm', ts: now, value: 2 }], { lastSeen: now }))
+  await pruneAll(sensors, now)
+  t.equal(sensors.admits([at('third')]), true, 'once "old" is forgotten, there is room')
+  t.equal(sensors.sensorLimit, 2)
+})
+
 t.test('dead letters are capped in number, and each in size (topic and detail too)', async (t) => {
   const { sensors } = open(t)
   const long = 't/'.repeat(20_000)
