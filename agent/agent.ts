@@ -4,7 +4,7 @@ import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../identity/k
 import { REJECTED_METRIC } from '../protocols/validator.ts'
 import { TOPICS } from '../protocols/topics.ts'
 import { API_REFUSED_METRIC, ControlApi, JsonReply, TextBody, parseBody, readJsonBody } from './api.ts'
-import { withImportedModel } from './model-import.ts'
+import { clearImportStaging, importStagingDir, withImportedModel } from './model-import.ts'
 import type { Access, Caller } from './api.ts'
 import { OperatorStore } from '../identity/operators.ts'
 import { LoginRequestSchema, RegisterRequestSchema, RemoveOperatorSchema } from '../protocols/identity.ts'
@@ -174,7 +174,7 @@ export class Agent {
           const { file } = parseBody(CompileRequestSchema, await readJsonBody(req))
           const { importDir, maxModelBytes } = parts.config.models
           // Compiled from a private copy read through the checked descriptor: a file swapped after the check is not read.
-          return await withImportedModel(file, { remote: !caller.local, importDir, maxBytes: maxModelBytes }, join(parts.config.dataDir, 'import'),
+          return await withImportedModel(file, { remote: !caller.local, importDir, maxBytes: maxModelBytes }, importStagingDir(parts.config.dataDir),
             async (staged) => await this.runtime.compile(staged, { name: basename(file) }))
         },
         'POST /api/v1/models/fetch': async (req) => {
@@ -217,6 +217,7 @@ export class Agent {
   static async create ({ config, log }: { config: ResolvedConfig, log: Logger }): Promise<Agent> {
     const startedAt = Date.now()
     ensureDataDir(config.dataDir)
+    clearImportStaging(config.dataDir)
     const { privateKey, peerId } = await loadOrCreateIdentity(config.dataDir)
     const selfId = peerId.toString()
     const swarmKey = readSwarmKey(config.swarmKeyFile)

@@ -75,6 +75,16 @@ export function importableModelFile (file: string, rules: ImportRules): string {
   return real
 }
 
+/** The staging folder of a data dir: private copies of models being compiled. */
+export function importStagingDir (dataDir: string): string {
+  return join(dataDir, 'import')
+}
+
+/** Deletes copies left behind by an agent that died in the middle of a compile: nothing else deletes them. */
+export function clearImportStaging (dataDir: string): void {
+  rmSync(importStagingDir(dataDir), { recursive: true, force: true })
+}
+
 /**
  * Runs `use` on a private copy of a model file the caller may compile (see importableModelFile). The copy is read
  * through the descriptor that was checked (opened without blocking and without following a link swapped in),

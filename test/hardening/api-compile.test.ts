@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
@@ -92,4 +92,15 @@ t.test('the copy compiled is read through the checked descriptor, never past the
     { httpStatus: 413, code: 'ERR_MODEL_TOO_LARGE', message: 'file: /proc/self/maps holds more than models.maxModelBytes (1024) bytes: it grew, or its size was wrong' })
   await t.rejects(withImportedModel(join(root, 'small.onnx'), rules, staging, async () => { throw new Error('compile failed') }), { message: 'compile failed' })
   t.same(readdirSync(staging), [], 'no copy is left behind, whatever happened')
+})
+
+t.test('copies left in the staging folder by an agent that died mid-compile are deleted at start', async (t) => {
+  const root = tempDir(t)
+  const dataDir = join(root, 'box')
+  mkdirSync(join(dataDir, 'import'), { recursive: true })
+  writeFileSync(join(dataDir, 'import', 'left-behind.onnx'), 'x'.repeat(4096))
+  const agent = await startAgent({ root, name: 'box', swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')), dataDir })
+  t.teardown(() => stopAgents([agent]))
+  t.equal((await status(agent)).name, 'box')
+  t.notOk(existsSync(join(dataDir, 'import')), 'the staging folder is gone')
 })
