@@ -198,7 +198,15 @@ export class Ingest {
       this.log.warn({ topic: m.topic, err }, 'ingest: the store refused a message; it goes to the dead letter')
       m.readings = null
       m.deadLetter = deadLetterOf(m.topic, m.payload, m.receivedAt, STORE_FAILED, why)
-      this.store.commit(batchOf(part))
+      try {
+        this.store.commit(batchOf(part))
+      } catch (again) {
+        if (commitFailureOf(again) === 'store') throw again
+        // Not even its dead letter can be stored: retrying would stop the stream for good, so it is counted as
+        // rejected, logged, and acknowledged.
+        this.log.error({ topic: m.topic, err: again }, 'ingest: the store refused a message and its dead letter; it is dropped')
+        this.store.commit({ readings: [], deadLetters: [], received: 1, stored: 0, rejected: 1, lastSeen: m.receivedAt })
+      }
     }
     this.committed(part)
   }

@@ -40,6 +40,8 @@ function setUp (t: { testdir: () => string, teardown: (fn: () => void) => void }
   let storeFails = 0
   const fake = {
     poison: -1,
+    /** Dead letters of this topic fail their commit as the data's fault too. */
+    undeadTopic: '',
     /** The next commits this many times fail as the store's fault (disk full). */
     failStore: (n: number) => { storeFails = n },
     attempts
@@ -48,6 +50,7 @@ function setUp (t: { testdir: () => string, teardown: (fn: () => void) => void }
     attempts.push(batch.received)
     if (storeFails > 0) { storeFails--; throw sqliteError('SQLITE_FULL', 'database or disk is full') }
     if (batch.readings.some((r) => r.value === fake.poison)) throw sqliteError('SQLITE_CONSTRAINT_NOTNULL', 'NOT NULL constraint failed: readings.ts')
+    if (batch.deadLetters.some((d) => d.topic === fake.undeadTopic)) throw sqliteError('SQLITE_CONSTRAINT_CHECK', 'CHECK constraint failed: dead_letters')
     commit(batch)
   }
   const session = new FakeSession()
@@ -91,6 +94,21 @@ t.test('a batch the data fails is bisected to its one bad message: it is dead-le
   for (let i = 9; i <= 16; i++) session.emit('message', message('s', String(i), 100 + i))
   t.equal(sensors.readings('s', 'value').length, 15, 'the stream goes on')
   t.same(fake.attempts.slice(8), [8], 'a good batch is one commit')
+})
+
+t.test('a message whose dead letter the store refuses too is counted, dropped and acknowledged: the stream goes on', async (t) => {
+  const { sensors, session, fake } = setUp(t, 4)
+  fake.poison = 2
+  fake.undeadTopic = 'undead'
+  session.emit('message', message('s', '1', 1))
+  session.emit('message', message('undead', '2', 2))
+  session.emit('message', message('s', '3', 3))
+  session.emit('message', message('s', '4', 4))
+  t.same(session.ids(), [1, 2, 3, 4], 'all acknowledged')
+  t.notOk(session.paused, 'reading never stopped')
+  t.same(sensors.readings('s', 'value').map((r) => r.value), [1, 3, 4])
+  t.equal(sensors.deadLetterCount(), 0, 'its dead letter could not be stored')
+  t.same(sensors.totals(), { received: 4, stored: 3, rejected: 1 }, 'but it is counted as rejected')
 })
 
 t.test('a store failure in the middle of a bisection keeps what is left, acknowledges only what was committed, and retries', async (t) => {
