@@ -3,7 +3,7 @@ import { basename, join } from 'node:path'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../identity/keys.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
 import { TOPICS } from '../protocols/topics.ts'
-import { API_REFUSED_METRIC, ControlApi, JsonReply, TextBody, parseBody, readJsonBody } from './api.ts'
+import { API_FAILED_METRIC, API_REFUSED_METRIC, ControlApi, JsonReply, TextBody, parseBody, readJsonBody } from './api.ts'
 import { clearImportStaging, importStagingDir, withImportedModel } from './model-import.ts'
 import type { Access, Caller } from './api.ts'
 import { OperatorStore } from '../identity/operators.ts'
@@ -140,6 +140,7 @@ export class Agent {
       log: parts.log,
       timeouts: { headersMs: parts.config.api.headersTimeoutMs, requestMs: parts.config.api.requestTimeoutMs },
       onRefused: (reason) => { parts.metrics.inc(API_REFUSED_METRIC, { reason }) },
+      onFailed: (reason) => { parts.metrics.inc(API_FAILED_METRIC, { reason }) },
       routes: {
         'GET /api/v1/system/status': () => this.status(),
         'GET /api/v1/mesh/nodes': () => this.nodes(),

@@ -27,6 +27,8 @@ export interface RemoteAccess {
   port: number
   certFile: string
   keyFile: string
+  /** Connections open at once, at most; more are closed at once (and counted), so sockets cannot run out. */
+  maxConnections: number
   authenticate: (token: string) => { username: string, role: OperatorRole } | undefined
   access: (route: string) => Access
 }
@@ -71,6 +73,8 @@ const TIMEOUT_CHECK_MS = 1_000
 
 /** What the refusal counter is called: `noodle_api_refused_total{reason}`, the reason being the error's code. */
 export const API_REFUSED_METRIC = 'noodle_api_refused_total'
+/** Requests the agent failed to answer (5xx: a bug, or 503 while no coordinator is known), by code. */
+export const API_FAILED_METRIC = 'noodle_api_failed_total'
 
 /** `ERR_BAD_TARGET` → `bad_target`: the label a refusal is counted under. */
 export function refusalReason (code: string): string {
@@ -205,6 +209,7 @@ export class ControlApi {
   private readonly remote: RemoteAccess | undefined
   private readonly timeouts: ApiTimeouts
   private readonly onRefused: (reason: string) => void
+  private readonly onFailed: (reason: string) => void
   private server: Server | undefined
   private tlsServer: Server | undefined
   private readonly refusedSockets = new WeakSet<Duplex>()
@@ -216,6 +221,7 @@ export class ControlApi {
     remote?: RemoteAccess
     timeouts?: ApiTimeouts
     onRefused?: (reason: string) => void
+    onFailed?: (reason: string) => void
   }) {
     this.socketPath = components.socketPath
     this.routes = new Map(Object.entries(components.routes))
@@ -223,6 +229,7 @@ export class ControlApi {
     this.remote = components.remote
     this.timeouts = components.timeouts ?? DEFAULT_API_TIMEOUTS
     this.onRefused = components.onRefused ?? (() => {})
+    this.onFailed = components.onFailed ?? (() => {})
   }
 
   /** The HTTPS listener's address once started (its port, when configured as 0). */
@@ -271,6 +278,8 @@ export class ControlApi {
     const server = createTlsServer({ cert, key, minVersion: 'TLSv1.2', handshakeTimeout: this.timeouts.headersMs, ...this.serverOptions }, (req, res) => { this.serve(req, res, true) })
     // TLS failures (a bad or slow handshake) come to refuseClient too: https re-emits them as clientError.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
+    server.maxConnections = remote.maxConnections
+    server.on('drop', () => { this.onRefused('connections') })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(remote.port, remote.host, () => { server.off('error', reject); resolve() })
@@ -343,7 +352,8 @@ export class ControlApi {
       const status = known?.httpStatus ?? 500
       if (status >= 500 && status !== 503) this.log.error({ err, path }, 'API handler failed')
       const code = known?.code ?? 'ERR_INTERNAL'
-      this.onRefused(refusalReason(code))
+      if (status >= 500) this.onFailed(refusalReason(code))
+      else this.onRefused(refusalReason(code))
       const retryAfterS = known?.retryAfterS
       sendError(res, status, code, err instanceof Error ? err.message : 'internal error', known?.field,
         retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) })

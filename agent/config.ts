@@ -219,7 +219,9 @@ export const ConfigSchema = z.strictObject({
       host: z.string().min(1).default('0.0.0.0'),
       port: z.int().min(1).max(65_535),
       certFile: z.string().min(1),
-      keyFile: z.string().min(1)
+      keyFile: z.string().min(1),
+      /** Connections open at once; more are closed at once (counted as refused: connections). */
+      maxConnections: z.int().min(1).max(65_535).default(256)
     }).optional()
   }).refine((a) => a.headersTimeoutMs <= a.requestTimeoutMs, { path: ['headersTimeoutMs'], message: 'must not exceed api.requestTimeoutMs' }),
   mqtt: MqttSchema
@@ -315,6 +317,7 @@ const SETTABLE: Record<string, ValueKind> = {
   'api.tcp.port': 'int',
   'api.tcp.certFile': 'string',
   'api.tcp.keyFile': 'string',
+  'api.tcp.maxConnections': 'int',
   'models.standby': 'boolean',
   'models.importDir': 'string',
   'models.maxModelBytes': 'int',

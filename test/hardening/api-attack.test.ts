@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { apiGet, apiText } from '../../agent/client.ts'
 import { freePort } from '../../scripts/mosquitto.ts'
-import { startAgent, stopAgents, tempDir, writeSwarmKey } from '../helpers/agents.ts'
+import { startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { certificate } from './api-tls.ts'
 
 interface RawAnswer { status: number, body: any, closedAfterMs: number }
@@ -130,4 +130,38 @@ t.test('no request, on the socket or over HTTPS, stops the agent; each gets a JS
     unauthenticated: 1,
     tls: 1
   }, 'every refusal is counted by its reason (noodle_api_refused_total)')
+})
+
+t.test('connections over api.tcp.maxConnections are closed and counted; the socket and later ones still work', async (t) => {
+  const root = tempDir(t)
+  const { certFile, keyFile } = certificate(root)
+  const port = await freePort()
+  const agent = await startAgent({
+    root,
+    name: 'crowded',
+    swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')),
+    config: { api: { tcp: { host: '127.0.0.1', port, certFile, keyFile, maxConnections: 3 }, headersTimeoutMs: 10_000, requestTimeoutMs: 20_000 } }
+  })
+  t.teardown(() => stopAgents([agent]))
+  // Three clients hold their connections open without a word (each could until headersTimeoutMs).
+  const held: Socket[] = []
+  t.teardown(() => { for (const s of held) s.destroy() })
+  for (let i = 0; i < 3; i++) {
+    const socket = createConnection(port, '127.0.0.1')
+    held.push(socket)
+    await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+  }
+  await waitFor('the agent to count the three', async () => {
+    const one = await raw(() => createConnection(port, '127.0.0.1'), [], { keepOpen: true })
+    return one.closedAfterMs < 5_000 && one
+  })
+  const metrics = await apiText(agent.socketPath, '/metrics')
+  t.match(metrics, /^noodle_api_refused_total\{reason="connections"\} [1-9]\d*$/m, 'a fourth is closed at once, and counted')
+  t.match(await apiGet(agent.socketPath, '/api/v1/system/status'), { name: 'crowded' }, 'the socket is not held up')
+  for (const s of held) s.destroy()
+  const after = await waitFor('a connection to be served again', async () => {
+    const answer = await raw(() => tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }), [request('GET /api/v1/system/status HTTP/1.1')])
+    return answer.status !== 0 && answer
+  })
+  t.match(after, { status: 401, body: { error: { code: 'ERR_UNAUTHENTICATED' } } }, 'once they left, HTTPS answers again')
 })

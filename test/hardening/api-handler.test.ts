@@ -5,13 +5,15 @@ import { apiGet, apiRequest } from '../../agent/client.ts'
 import { createLogger } from '../../agent/logger.ts'
 import { tempDir } from '../helpers/agents.ts'
 
-t.test('whatever a handler throws or returns, the answer is a JSON error and the refusal is counted', async (t) => {
+t.test('whatever a handler throws or returns, the answer is a JSON error and the failure is counted', async (t) => {
   const socketPath = join(tempDir(t), 'agent.sock')
   const refused: string[] = []
+  const failed: string[] = []
   const api = new ControlApi({
     socketPath,
     log: createLogger('silent'),
     onRefused: (reason) => { refused.push(reason) },
+    onFailed: (reason) => { failed.push(reason) },
     routes: {
       'GET /null': () => { throw null }, // eslint-disable-line no-throw-literal
       'GET /string': async () => { throw 'a string' }, // eslint-disable-line no-throw-literal
@@ -30,7 +32,7 @@ t.test('whatever a handler throws or returns, the answer is a JSON error and the
     { status: 500, code: 'ERR_INTERNAL', message: 'internal error' },
     { status: 500, code: 'ERR_INTERNAL', message: 'Do not know how to serialize a BigInt' }
   ])
-  t.same(refused, ['internal', 'internal', 'internal'])
+  t.same({ refused, failed }, { refused: [], failed: ['internal', 'internal', 'internal'] }, 'counted as failures of the agent, not refusals')
   t.same(await apiGet(socketPath, '/ok'), { ok: true }, 'and the next request is served')
 })
 
