@@ -115,6 +115,16 @@ export class WorkerError extends NoodleError {
   }
 }
 
+/** A peer's answer to a model fetch was refused before it could be kept; `reason` is its refusal counter's label. */
+export class FetchRefusedError<Reason extends string = string> extends NoodleError {
+  readonly reason: Reason
+
+  constructor (reason: Reason, message: string) {
+    super('ERR_FETCH_REFUSED', message)
+    this.reason = reason
+  }
+}
+
 /** A request to the control API with a body that is not what the endpoint takes; `field` names the culprit. */
 export class BadRequestError extends NoodleError {
   readonly httpStatus = 400

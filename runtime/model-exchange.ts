@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
-import { ModelError, UnknownModelError } from '../agent/errors.ts'
+import { FetchRefusedError, ModelError, UnknownModelError } from '../agent/errors.ts'
 import type { Logger } from '../agent/logger.ts'
 import type { MeshNode } from '../agent/mesh.ts'
 import type { MetricsStore } from '../agent/metrics.ts'
@@ -29,14 +29,7 @@ const DISK_MARGIN_BYTES = 64 * 1024 ** 2
 /** Why a fetch from a peer was refused: counted in noodle_gossip_rejected_total under the fetch protocol. */
 export type FetchRefusal = 'too-large' | 'no-disk-space' | 'oversized' | 'hash-mismatch' | 'stalled' | 'bad-answer'
 
-class RefusedFetch extends Error {
-  readonly reason: FetchRefusal
-
-  constructor (reason: FetchRefusal, message: string) {
-    super(message)
-    this.reason = reason
-  }
-}
+class RefusedFetch extends FetchRefusedError<FetchRefusal> {}
 
 /**
  * Models between nodes: serves the models registered here to peers, remembers which peers announced which
@@ -146,7 +139,7 @@ export class ModelExchange {
         this.log.warn({ model: id, peer, err: lastError.message }, 'fetching a model from a peer failed')
       }
     }
-    throw new ModelError(`no peer could provide model ${id}: ${lastError?.message ?? 'unknown error'}`)
+    throw new ModelError(`no peer could provide model ${id}: ${lastError?.message ?? 'unknown error'}`, { cause: lastError })
   }
 
   /**

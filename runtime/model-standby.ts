@@ -22,6 +22,8 @@ const RETAIN_MS = 3_600_000
  */
 export class ModelStandby {
   private readonly membership: Membership
+  /** The work this box runs now, whatever its home: its models are never collected. */
+  private readonly running: () => readonly WorkItem[]
   private readonly runtime: ModelRuntime
   private readonly exchange: ModelExchange
   private readonly selfId: string
@@ -38,9 +40,10 @@ export class ModelStandby {
   private stopped = true
 
   constructor (components: {
-    membership: Membership, runtime: ModelRuntime, exchange: ModelExchange, selfId: string, accelerators: number, accepts: RemoteWorkAccepts, intervalMs: number, log: Logger, retainMs?: number
+    membership: Membership, running: () => readonly WorkItem[], runtime: ModelRuntime, exchange: ModelExchange, selfId: string, accelerators: number, accepts: RemoteWorkAccepts, intervalMs: number, log: Logger, retainMs?: number
   }) {
     this.membership = components.membership
+    this.running = components.running
     this.runtime = components.runtime
     this.exchange = components.exchange
     this.selfId = components.selfId
@@ -95,11 +98,13 @@ export class ModelStandby {
 
   /**
    * Deletes the standby copies that no member's work (alive, suspect or dead: a dead member's work is what the
-   * copies are for) has named for `retainMs`. Returns the ids deleted.
+   * copies are for) has named for `retainMs`, and that no work running here uses (work from a home that left
+   * the mesh runs on until the coordinator stops it). Returns the ids deleted.
    */
   async collect (now = Date.now()): Promise<string[]> {
     const named = new Set<string>()
     for (const member of this.membership.list()) for (const item of member.health?.work ?? []) if (item.model !== undefined) named.add(item.model)
+    for (const item of this.running()) if (item.model !== undefined) named.add(item.model)
     const deleted: string[] = []
     for (const model of this.runtime.list()) {
       if (model.origin !== 'standby' || named.has(model.id)) {

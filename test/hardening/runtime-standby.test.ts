@@ -42,7 +42,7 @@ t.test('standby copies no work names are collected after standbyRetainMs; compil
   })
   membership.observeBeacon('home', sampleBeacon({ name: 'home', work: [WorkItemSchema.parse({ id: 'gate', kind: 'camera', model: named.id })] }))
   const standby = new ModelStandby({
-    membership, runtime, exchange: {} as ModelExchange, selfId: 'self', accelerators: 0, accepts: DEFAULT_ACCEPTS, intervalMs: 60_000, log, retainMs: 60_000
+    membership, running: () => [], runtime, exchange: {} as ModelExchange, selfId: 'self', accelerators: 0, accepts: DEFAULT_ACCEPTS, intervalMs: 60_000, log, retainMs: 60_000
   })
   const now = Date.now()
   t.same(await standby.collect(now), [], 'nothing before standbyRetainMs has passed')
@@ -68,4 +68,34 @@ t.test('files a crash left half-written in the models folder are deleted at star
   const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool: new InferencePool({ log, cpus: 2 }), modelsDir: models, log })
   runtime.start()
   t.same(readdirSync(models), [`${'c'.repeat(64)}.onnx`])
+})
+
+t.test('a standby copy that work running here uses is never collected, named by a member or not', async (t) => {
+  const dir = t.testdir()
+  const store = new Store({ path: join(dir, 'noodle.db'), log })
+  const pool = new InferencePool({ log, cpus: 2 })
+  pool.start()
+  t.teardown(async () => { await pool.stop(); store.close() })
+  const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
+  runtime.start()
+  const copy = await runtime.compile(CLS, { origin: 'standby' })
+  const membership = new Membership({
+    self: { peerId: 'self', name: 'me', state: 'alive', role: 'member', addrs: [], lastSeen: Date.now(), health: null },
+    options: { probeAfterMs: 1000, probeTimeoutMs: 250, unresponsiveAfterMs: 10_000, reapAfterMs: 60_000 }
+  })
+  // A camera from a home that has left the mesh (no beacon names it) still runs here until the coordinator moves it.
+  let running = [WorkItemSchema.parse({ id: 'gate', kind: 'camera', model: copy.id })]
+  const standby = new ModelStandby({
+    membership, running: () => running, runtime, exchange: {} as ModelExchange, selfId: 'self', accelerators: 0, accepts: DEFAULT_ACCEPTS, intervalMs: 60_000, log, retainMs: 60_000
+  })
+  const now = Date.now()
+  t.same(await standby.collect(now), [])
+  t.same(await standby.collect(now + 10 * 60_000), [], 'kept while the camera runs here, however long')
+  t.same(runtime.list().map((m) => m.id), [copy.id])
+  const { inputs } = await pool.load(copy.id, join(dir, 'models', `${copy.id}.onnx`), 'cpu', 1)
+  t.same(inputs.map((i) => i.name), copy.inputs.map((i) => i.name), 'its file is still there to load')
+
+  running = []
+  t.same(await standby.collect(now + 11 * 60_000), [], 'once the camera stops: kept for standbyRetainMs')
+  t.same(await standby.collect(now + 12 * 60_000), [copy.id], 'then collected')
 })

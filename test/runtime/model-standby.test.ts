@@ -28,7 +28,7 @@ function setup ({ accelerators = 0, here = [] as string[], failing = [] as strin
       return { id: m } as CompileResult
     }
   } as unknown as ModelExchange
-  const standby = new ModelStandby({ membership, runtime, exchange, selfId: 'self', accelerators, accepts: DEFAULT_ACCEPTS, intervalMs: 60_000, log })
+  const standby = new ModelStandby({ membership, running: () => [], runtime, exchange, selfId: 'self', accelerators, accepts: DEFAULT_ACCEPTS, intervalMs: 60_000, log })
   return { membership, standby, fetched }
 }
 
