@@ -17,7 +17,7 @@ import { ModelStandby } from '../runtime/model-standby.ts'
 import { mediaResultCodec } from '../protocols/media.ts'
 import { CameraManager } from '../media/cameras.ts'
 import { readCameraCredentials } from '../media/camera-credentials.ts'
-import { redactCredentials } from './remote-work-policy.ts'
+import { redactCredentials } from '../protocols/text.ts'
 import { InferencePool } from '../runtime/pool.ts'
 import { ModelRegistry } from '../runtime/registry.ts'
 import { ModelRuntime, compileResult } from '../runtime/model-runtime.ts'
@@ -283,7 +283,7 @@ export class Agent {
       }),
       onBeacon: (beacon) => { membership.updateSelf({ name: beacon.name, role: beacon.role, addrs: beacon.addrs, health: healthOf(beacon) }) }
     })
-    const pool = new InferencePool({ log, cpus })
+    const pool = new InferencePool({ log, cpus, metrics })
     const modelsDir = join(config.dataDir, 'models')
     const prometheus = new PrometheusMetrics({
       store: metrics,

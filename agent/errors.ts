@@ -106,7 +106,10 @@ export class UnknownModelError extends NoodleError {
   }
 }
 
-/** An inference worker died or did not answer in time: the call was not done (the worker is replaced; try again). */
+/**
+ * An inference worker died or did not answer in time: the call was not done (the worker is replaced; try again).
+ * Also the answer to every run of a model that left too many workers stuck, until it is compiled again.
+ */
 export class WorkerError extends NoodleError {
   readonly httpStatus = 503
 
@@ -133,5 +136,12 @@ export class BadRequestError extends NoodleError {
   constructor (message: string, field?: string) {
     super('ERR_BAD_REQUEST', field === undefined ? message : `${field}: ${message}`)
     this.field = field
+  }
+}
+
+/** A camera's credentials would go to a host other than the one they are for (cameraCredentialsFile). */
+export class CameraCredentialsError extends NoodleError {
+  constructor (message: string) {
+    super('ERR_CAMERA_CREDENTIALS', message)
   }
 }

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads'
 import { WorkerError } from '../agent/errors.ts'
 import type { Logger } from '../agent/logger.ts'
+import type { MetricsStore } from '../agent/metrics.ts'
 import type { LoadResult, RunResult, WorkerReply, WorkerRequest } from './inference-worker.ts'
 import type { Feeds } from './tensors.ts'
 import { transferList } from './tensors.ts'
@@ -26,9 +27,23 @@ interface Slot {
   retired: boolean
 }
 
+/** Why a worker was replaced: it is gone, or it stopped answering (a model's op, if the call named one). */
+type Loss = { kind: 'died' } | { kind: 'wedged', model: string | undefined }
+
+/** Counter of inference workers replaced, by reason: `died` (exited, crashed) or `wedged` (a call timed out). */
+export const WORKER_LOST_METRIC = 'noodle_inference_workers_lost_total'
+/** Counter of models refused after leaving too many wedged workers behind. */
+export const MODEL_REFUSED_METRIC = 'noodle_inference_models_refused_total'
+
 /** A run that takes longer than this is taken for a wedged worker; loading and optimizing a large model may take minutes. */
 const RUN_TIMEOUT_MS = 60_000
 const LOAD_TIMEOUT_MS = 10 * 60_000
+/**
+ * Wedged workers kept alive at most (each holds a thread and its onnxruntime sessions until it answers): a worker
+ * cannot be ended while onnxruntime runs on it, since that aborts the whole process. A model that leaves this many
+ * stuck is refused, so a model that hangs on every run cannot add one thread per timeout.
+ */
+const MAX_WEDGED_WORKERS = 2
 
 /**
  * A small pool of inference threads (runtime/inference-worker.ts). Every model is loaded on every thread, and
@@ -45,15 +60,27 @@ export class InferencePool {
   private readonly log: Logger
   private readonly runTimeoutMs: number
   private readonly loadTimeoutMs: number
+  private readonly maxWedged: number
+  private readonly workerUrl: URL
+  private readonly metrics: MetricsStore | undefined
   private slots: Slot[] = []
+  /** Replaced workers that timed out and are still alive: ended once they answer what they were asked. */
+  private readonly wedged = new Set<Slot>()
+  /** Models refused after a worker wedged on them past the cap, with why; loading them again lifts it. */
+  private readonly refused = new Map<string, string>()
   /** What every worker holds, so that a replacement loads the same. */
   private readonly models = new Map<string, { file: string, provider: string, threads: number }>()
   private nextId = 1
   private started = false
   private replacedCount = 0
 
-  constructor (components: { log: Logger, cpus: number, size?: number, runTimeoutMs?: number, loadTimeoutMs?: number }) {
+  constructor (components: {
+    log: Logger, cpus: number, metrics?: MetricsStore, size?: number, runTimeoutMs?: number, loadTimeoutMs?: number, maxWedged?: number
+    /** The worker's module; tests give one that can be made to hang. */
+    workerUrl?: URL
+  }) {
     this.log = components.log
+    this.metrics = components.metrics
     this.size = components.size ?? Math.max(1, Math.floor(components.cpus / 2))
     // One core stays free for the event loop (gossip, failure detection, ingest): on a 2-core box, inference
     // that took both cores delayed the loop ~20 ms at p99; with one it stays well under.
@@ -61,6 +88,8 @@ export class InferencePool {
     this.maxThreads = Math.max(1, components.cpus - 1)
     this.runTimeoutMs = components.runTimeoutMs ?? RUN_TIMEOUT_MS
     this.loadTimeoutMs = components.loadTimeoutMs ?? LOAD_TIMEOUT_MS
+    this.maxWedged = components.maxWedged ?? MAX_WEDGED_WORKERS
+    this.workerUrl = components.workerUrl ?? new URL('./inference-worker.ts', import.meta.url)
   }
 
   /** Threads start on first use: an agent with no models loads no onnxruntime (tens of MB per thread). */
@@ -72,6 +101,8 @@ export class InferencePool {
     this.started = false
     const slots = this.slots
     this.slots = []
+    // Wedged workers are left to the process's exit: ending one inside onnxruntime would abort it.
+    this.wedged.clear()
     for (const slot of slots) this.rejectAll(slot, new WorkerError('the inference pool stopped'))
     await Promise.all(slots.map(async (s) => await s.worker.terminate()))
   }
@@ -81,12 +112,22 @@ export class InferencePool {
     return this.replacedCount
   }
 
+  /** Replaced workers still alive, stuck in a call: at most `maxWedged`, but for the models that stuck them last. */
+  get stuck (): number {
+    return this.wedged.size
+  }
+
+  /** Models refused because they wedged workers, and why. */
+  refusals (): Map<string, string> {
+    return new Map(this.refused)
+  }
+
   private spawn (): Slot {
-    const worker = new Worker(new URL('./inference-worker.ts', import.meta.url))
+    const worker = new Worker(this.workerUrl)
     const slot: Slot = { worker, pending: new Map(), busy: 0, ready: Promise.resolve(), outstanding: 0, retired: false }
     worker.on('message', (reply: WorkerReply) => {
       slot.outstanding--
-      if (slot.retired && slot.outstanding === 0) void worker.terminate()
+      if (slot.retired && slot.outstanding === 0) this.end(slot)
       const waiter = slot.pending.get(reply.id)
       if (waiter === undefined) return
       slot.pending.delete(reply.id)
@@ -94,27 +135,54 @@ export class InferencePool {
       if (reply.ok) waiter.resolve(reply.result)
       else waiter.reject(new Error(reply.error))
     })
-    worker.on('error', (err) => { this.replace(slot, `the inference worker failed: ${err.message}`) })
-    worker.on('exit', (code) => { this.replace(slot, `the inference worker exited (code ${code})`) })
+    worker.on('error', (err) => { this.replace(slot, `the inference worker failed: ${err.message}`, { kind: 'died' }) })
+    worker.on('exit', (code) => {
+      this.wedged.delete(slot)
+      this.replace(slot, `the inference worker exited (code ${code})`, { kind: 'died' })
+    })
     return slot
   }
 
   /**
    * Rejects what `slot` had in flight and puts a fresh worker in its place (once: error and exit both come). A
    * worker that is still alive (it timed out) is ended only once it is idle: terminating a thread inside
-   * onnxruntime's native code aborts the whole process.
+   * onnxruntime's native code aborts the whole process. Until then it is counted as wedged; a model that wedges
+   * one while `maxWedged` are stuck is refused, so it cannot leave one more behind at each timeout.
    */
-  private replace (slot: Slot, reason: string): void {
+  private replace (slot: Slot, reason: string, loss: Loss): void {
     const index = this.slots.indexOf(slot)
     if (index === -1) return
     this.log.error({ reason, inFlight: slot.pending.size }, 'inference worker lost; starting another')
+    this.metrics?.inc(WORKER_LOST_METRIC, { reason: loss.kind })
     this.rejectAll(slot, new WorkerError(reason))
     slot.retired = true
-    if (slot.outstanding === 0) void slot.worker.terminate()
+    if (slot.outstanding === 0 || loss.kind === 'died') {
+      void slot.worker.terminate()
+    } else {
+      // It must not keep the agent from exiting either.
+      slot.worker.unref()
+      this.wedged.add(slot)
+      if (loss.model !== undefined && this.wedged.size >= this.maxWedged) this.refuse(loss.model, reason)
+    }
     const fresh = this.spawn()
     this.slots[index] = fresh
     fresh.ready = this.reload(fresh)
     this.replacedCount++
+  }
+
+  /** A wedged worker answered at last: it can be ended now. */
+  private end (slot: Slot): void {
+    this.wedged.delete(slot)
+    void slot.worker.terminate()
+  }
+
+  /** Runs of `model` are refused until it is loaded again (compiled again, or the agent restarted). */
+  private refuse (model: string, reason: string): void {
+    const why = `model ${model} left ${this.wedged.size} inference workers stuck (${reason}); it is refused until it is compiled again`
+    this.refused.set(model, why)
+    this.models.delete(model)
+    this.metrics?.inc(MODEL_REFUSED_METRIC)
+    this.log.error({ model, stuckWorkers: this.wedged.size, reason }, 'a model wedged inference workers; refusing it')
   }
 
   private rejectAll (slot: Slot, err: WorkerError): void {
@@ -145,7 +213,8 @@ export class InferencePool {
       }
       const timer = setTimeout(() => {
         // A worker that does not answer is wedged: replacing it rejects this call and the others it holds.
-        this.replace(slot, `the inference worker did not answer a ${request.op} within ${timeoutMs} ms`)
+        this.replace(slot, `the inference worker did not answer a ${request.op} within ${timeoutMs} ms`,
+          { kind: 'wedged', model: 'model' in request ? request.model : undefined })
       }, timeoutMs).unref()
       slot.pending.set(id, { resolve, reject, timer })
       try {
@@ -168,6 +237,7 @@ export class InferencePool {
   /** Loads a model on every worker with `provider` and `threads`; resolves with its inputs and outputs. */
   async load (model: string, file: string, provider: string, threads = this.threads): Promise<LoadResult> {
     this.first()
+    this.refused.delete(model)
     const results = await Promise.all(this.slots.map(async (slot) => {
       await slot.ready
       return await this.call(slot, { op: 'load', model, file, provider, threads }) as LoadResult
@@ -179,6 +249,7 @@ export class InferencePool {
   async unload (model: string): Promise<void> {
     this.first()
     this.models.delete(model)
+    this.refused.delete(model)
     await Promise.all(this.slots.map(async (slot) => {
       await slot.ready
       await this.call(slot, { op: 'unload', model })
@@ -194,6 +265,8 @@ export class InferencePool {
 
   /** Runs a loaded model on the least busy worker. The feeds' buffers are transferred: do not reuse them. */
   async run (model: string, feeds: Feeds): Promise<RunResult> {
+    const refusal = this.refused.get(model)
+    if (refusal !== undefined) throw new WorkerError(refusal)
     const slot = this.slots.reduce((best, s) => s.busy < best.busy ? s : best, this.first())
     slot.busy++
     try {

