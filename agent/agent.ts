@@ -239,7 +239,9 @@ export class Agent {
     const mesh = await Mesh.create({ config, privateKey, swarmKey, metrics, log })
     const membership = new Membership({
       self: { peerId: selfId, name: config.name, state: 'alive', role: 'member', addrs: [], lastSeen: startedAt, health: null },
-      options: config.membership
+      options: config.membership,
+      // Bootstrap peers are members whatever the table holds (the dialer keeps them as members too).
+      reserved: config.bootstrap.map((a) => a.slice(a.lastIndexOf('/p2p/') + 5))
     })
     const lag = new LoopLag({ expectedMs: PROBE_TICK_MS })
     const election = new Election({
@@ -378,6 +380,7 @@ export class Agent {
       membership,
       dialer,
       store,
+      metrics,
       log,
       startedAt,
       tickMs: 1_000,

@@ -7,6 +7,7 @@ import { issueKey } from '../protocols/codec.ts'
 import { topicRuleProblem } from '../protocols/sensor-payload.ts'
 import { nameText } from '../protocols/text.ts'
 import { DEFAULT_REMOTE_MAX_MODEL_BYTES, DEFAULT_REMOTE_SOURCES, remoteSourceEntry, WorkItemSchema } from '../protocols/work.ts'
+import { DEFAULT_MAX_MEMBERS } from './membership.ts'
 import { DEFAULT_MAX_SENSORS } from './sensor-store.ts'
 import { ConfigError } from './errors.ts'
 
@@ -160,7 +161,9 @@ export const ConfigSchema = z.strictObject({
     /** How long dead and left members stay listed before they are forgotten (Serf keeps them 24 h). */
     reapAfterMs: milliseconds(1_000, 30 * 86_400_000),
     /** How often known but unconnected peers are dialled again (and how long one dial may take). */
-    redialIntervalMs: milliseconds(250, 600_000)
+    redialIntervalMs: milliseconds(250, 600_000),
+    /** Members known at most (self and the dead included); a newcomer's beacon past it is refused and counted. */
+    maxMembers: z.int().min(2).max(65_536)
   }),
   coordinator: z.strictObject({
     /** Whether this node may be elected coordinator (a weak box can opt out). */
@@ -255,7 +258,7 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
     mdns: { enabled: true, intervalMs: 60_000 },
     health: { intervalMs: 1_000 },
     gossip: { degree: 0 },
-    membership: { probeAfterMs: 1_100, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 86_400_000, redialIntervalMs: 1_000 },
+    membership: { probeAfterMs: 1_100, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 86_400_000, redialIntervalMs: 1_000, maxMembers: DEFAULT_MAX_MEMBERS },
     coordinator: { eligible: true, priority: 0, evaluateIntervalMs: 10_000, maxCpuPct: 80, orphanAfterMs: 600_000 },
     remoteWork: { sources: [...DEFAULT_REMOTE_SOURCES], maxModelBytes: DEFAULT_REMOTE_MAX_MODEL_BYTES },
     work: [],
@@ -302,6 +305,7 @@ const SETTABLE: Record<string, ValueKind> = {
   'membership.unresponsiveAfterMs': 'int',
   'membership.reapAfterMs': 'int',
   'membership.redialIntervalMs': 'int',
+  'membership.maxMembers': 'int',
   'coordinator.eligible': 'boolean',
   'coordinator.priority': 'int',
   'coordinator.evaluateIntervalMs': 'int',
@@ -473,6 +477,12 @@ export function loadConfig ({ flags = {}, env = process.env }: LoadConfigOptions
     const source = sourceOf('mqtt.embeddedBroker.host', sources)
     throw new ConfigError('mqtt.embeddedBroker.host', `is ${brokerHost}, which others can reach: a broker off loopback needs ` +
       `mqtt.embeddedBroker.passwordFile (users made with mosquitto_passwd)${source != null ? ` (from ${source})` : ''}`)
+  }
+  // Work of a member reaped before it is orphaned would be stopped by nobody: its home is no longer listed.
+  if (config.coordinator.orphanAfterMs >= config.membership.reapAfterMs) {
+    const source = sourceOf('coordinator.orphanAfterMs', sources) ?? sourceOf('membership.reapAfterMs', sources)
+    throw new ConfigError('coordinator.orphanAfterMs', `is ${config.coordinator.orphanAfterMs}, but must be less than membership.reapAfterMs ` +
+      `(${config.membership.reapAfterMs}): a dead member's work must be stopped before the member is forgotten${source != null ? ` (from ${source})` : ''}`)
   }
   return {
     ...config,

@@ -6,8 +6,10 @@ import { healthCodec } from '../protocols/health.ts'
 import type { HealthBeacon } from '../protocols/health.ts'
 import type { PeerDialer } from './dialer.ts'
 import type { Logger } from './logger.ts'
-import type { Membership, MemberChange, Member } from './membership.ts'
+import type { Membership, MemberChange, Member, MemberRefusal } from './membership.ts'
 import type { Mesh } from './mesh.ts'
+import type { MetricsStore } from './metrics.ts'
+import { REJECTED_METRIC } from '../protocols/validator.ts'
 import type { Store } from './store.ts'
 
 /** How often the store gets the latest member figures: state changes are written at once, health in batches. */
@@ -20,6 +22,7 @@ export interface MembershipServiceComponents {
   membership: Membership
   dialer: PeerDialer
   store: Store
+  metrics: MetricsStore
   log: Logger
   startedAt: number
   /** How often the timeouts are applied. */
@@ -50,9 +53,11 @@ export class MembershipService {
 
   async start (): Promise<void> {
     const { membership, store, dialer, mesh } = this.c
-    membership.restore(store.loadMembers())
+    const skipped = membership.restore(store.loadMembers())
+    if (skipped > 0) this.c.log.warn({ skipped }, 'members remembered past membership.maxMembers were left out')
     membership.on('change', this.onChange)
     membership.on('reap', this.onReap)
+    membership.on('refuse', this.onRefuse)
     mesh.node.addEventListener('peer:disconnect', this.onDisconnect)
     // Come back to everyone we knew before a restart, except those who said they left.
     for (const member of membership.list()) {
@@ -75,6 +80,7 @@ export class MembershipService {
     }
     membership.off('change', this.onChange)
     membership.off('reap', this.onReap)
+    membership.off('refuse', this.onRefuse)
     this.flush()
   }
 
@@ -118,6 +124,12 @@ export class MembershipService {
     }
     this.c.store.recordEvent('member.state', member.peerId, { name: member.name, from, to, reason })
     this.c.store.saveMembers([member])
+  }
+
+  /** A newcomer's beacon found the table full: counted with the beacon topic's refusals, never dialled or stored. */
+  private readonly onRefuse = ({ peerId, name, reason }: MemberRefusal): void => {
+    this.c.metrics.inc(REJECTED_METRIC, { topic: healthCodec.topic, reason })
+    this.c.log.debug({ peer: peerId, name, reason }, 'refused a newcomer: the member table is full')
   }
 
   private readonly onReap = (member: Member): void => {

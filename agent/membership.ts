@@ -38,6 +38,23 @@ export interface MembershipOptions {
   /** Silence after which a member whose box still accepts connections (a wedged agent) is dead all the same. */
   unresponsiveAfterMs: number
   reapAfterMs: number
+  /** Members kept at most, self and the dead included (membership.maxMembers; DEFAULT_MAX_MEMBERS). */
+  maxMembers?: number
+}
+
+/**
+ * Members at most, by default. Every member is kept connected, dialled, probed and written to the store, and the
+ * mesh is a full mesh of direct connections, which libp2p's connection manager caps at a few hundred anyway: a
+ * site with more boxes than this is not what Noodle is built for, and a key holder signing beacons with made-up
+ * keys must not grow the table (and all that follows it) without limit.
+ */
+export const DEFAULT_MAX_MEMBERS = 1024
+
+/** A beacon from a peer that did not join, and why (the label its refusal is counted under). */
+export interface MemberRefusal {
+  peerId: string
+  name: string
+  reason: 'too-many-members'
 }
 
 /**
@@ -64,6 +81,7 @@ interface Tracked {
 export interface MembershipEvents {
   change: [MemberChange]
   reap: [Member]
+  refuse: [MemberRefusal]
 }
 
 export function healthOf (beacon: HealthBeacon): MemberHealth {
@@ -85,6 +103,8 @@ export function healthOf (beacon: HealthBeacon): MemberHealth {
  * A probe is a libp2p ping and, alongside, a bare TCP connection to the member's port: the kernel accepts that
  * even when the agent is starved of CPU, so a slow member is told apart from a gone one within the probe.
  *   any state ──(its own signed leave event)──▶ left;  dead/left ──(reapAfterMs)──▶ forgotten
+ *   (unknown) ──(first beacon)──▶ alive, unless `maxMembers` are known already: then refused (not a member), so
+ *   made-up keys cannot grow the table; those known (in any state) and bootstrap peers are never crowded out
  *
  * Members silent for `probeAfterMs` (one beacon late), and members whose connections all closed, are handed
  * out by `takeProbes()`; the caller pings them and reports with `observeProbe()`.
@@ -96,12 +116,17 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private readonly options: MembershipOptions
   private readonly selfId: string
   private readonly now: () => number
+  private readonly maxMembers: number
+  /** Peers admitted past the cap: the configured bootstrap peers. */
+  private readonly reserved: Set<string>
 
-  constructor (components: { self: Member, options: MembershipOptions, now?: () => number }) {
+  constructor (components: { self: Member, options: MembershipOptions, now?: () => number, reserved?: Iterable<string> }) {
     super()
     this.options = components.options
     this.now = components.now ?? Date.now
     this.selfId = components.self.peerId
+    this.maxMembers = components.options.maxMembers ?? DEFAULT_MAX_MEMBERS
+    this.reserved = new Set(components.reserved)
     this.members.set(this.selfId, track({ ...components.self, state: 'alive' }, 0, 0, this.now()))
   }
 
@@ -111,15 +136,27 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
   /**
    * Members remembered from an earlier run. Nothing vouches for them yet, so those that were alive come back
-   * suspect; their silence is timed from now, so a restart alone declares nobody dead.
+   * suspect; their silence is timed from now, so a restart alone declares nobody dead. Returns how many were
+   * left out for want of room (a store written with a higher `maxMembers`).
    */
-  restore (members: Iterable<Member>): void {
+  restore (members: Iterable<Member>): number {
     const now = this.now()
+    let skipped = 0
     for (const member of members) {
       if (member.peerId === this.selfId || this.members.has(member.peerId)) continue
+      if (!this.hasRoomFor(member.peerId)) {
+        skipped++
+        continue
+      }
       const state = member.state === 'alive' ? 'suspect' : member.state
       this.members.set(member.peerId, track({ ...member, state }, 0, 0, now))
     }
+    return skipped
+  }
+
+  /** Whether a peer not in the table may join it: while it has room, or always for a bootstrap peer. */
+  private hasRoomFor (peerId: string): boolean {
+    return this.members.size < this.maxMembers || this.reserved.has(peerId)
   }
 
   updateSelf (fields: Partial<Omit<Member, 'peerId' | 'state'>>): void {
@@ -131,11 +168,16 @@ export class Membership extends EventEmitter<MembershipEvents> {
   /**
    * A beacon passed validation. Returns true when it is news: a member we did not know, a restarted one, or one
    * coming back from suspect/dead/left (the caller answers with its own beacon so the newcomer learns of it at once).
+   * A peer we do not know is refused (a `refuse` event) while the table is full.
    */
   observeBeacon (peerId: string, beacon: HealthBeacon): boolean {
     if (peerId === this.selfId) return false
     const now = this.now()
     const tracked = this.members.get(peerId)
+    if (tracked == null && !this.hasRoomFor(peerId)) {
+      this.emit('refuse', { peerId, name: beacon.name, reason: 'too-many-members' })
+      return false
+    }
     if (tracked != null) {
       const older = beacon.startedAt < tracked.startedAt ||
         (beacon.startedAt === tracked.startedAt && beacon.seq <= tracked.seq)
