@@ -7,12 +7,16 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
 import { loadConfig } from '../../agent/config.ts'
+import { createLogger } from '../../agent/logger.ts'
 import { DEFAULT_MAX_MEMBERS, Membership } from '../../agent/membership.ts'
+import { MembershipService } from '../../agent/membership-service.ts'
+import { MetricsStore } from '../../agent/metrics.ts'
 import type { Member, MemberRefusal } from '../../agent/membership.ts'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../../identity/keys.ts'
 import { healthCodec } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
+import { REJECTED_METRIC } from '../../protocols/validator.ts'
 import { bootstrapAddr, gossip, nodes, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { bareNode } from '../helpers/bare-node.ts'
 import { sampleBeacon } from '../helpers/beacon.ts'
@@ -139,4 +143,31 @@ t.test('membership.maxMembers: 1024 by default, at least 2 (self and one other),
   t.equal(DEFAULT_MAX_MEMBERS, 1024)
   t.equal(loadConfig({ env: { NOODLE_MEMBERSHIP_MAX_MEMBERS: '2' } }).membership.maxMembers, 2)
   t.throws(() => loadConfig({ env: { NOODLE_MEMBERSHIP_MAX_MEMBERS: '1' } }), { code: 'ERR_CONFIG', key: 'membership.maxMembers', message: /NOODLE_MEMBERSHIP_MAX_MEMBERS/ })
+})
+
+t.test('the service: members remembered past the cap are left out with a warning; a refused newcomer is counted under the health topic, never dialled', async (t) => {
+  const lines: string[] = []
+  const log = createLogger('debug', { write: (line: string) => { lines.push(line); return true } } as never)
+  const metrics = new MetricsStore()
+  const wanted: string[] = []
+  const membership = new Membership({ self: member('self'), options })
+  const handlers = new Map<string, (value: unknown, from: { toString: () => string }) => void>()
+  const mesh = {
+    peerId: { toString: () => 'self' },
+    subscribe: (codec: { topic: string }, handler: (value: unknown, from: { toString: () => string }) => void) => { handlers.set(codec.topic, handler) },
+    publish: async () => {},
+    node: { addEventListener: () => {}, removeEventListener: () => {} }
+  }
+  const store = { loadMembers: () => ['a', 'b', 'c'].map((id) => member(id)), saveMembers: () => {}, recordEvent: () => {} }
+  const dialer = { want: async (peerId: string) => { wanted.push(peerId) }, forget: () => {} }
+  const service = new MembershipService({
+    mesh: mesh as never, membership, dialer: dialer as never, store: store as never, metrics, log, startedAt: 1, tickMs: 60_000, onNews: () => {}, onBeacon: () => {}, onDisconnect: () => {}
+  })
+  await service.start()
+  t.same(wanted.sort(), ['a', 'b'], 'the two remembered members that fit are dialled')
+  t.match(lines.join(''), /"skipped":1,.*members remembered past membership.maxMembers were left out/)
+  handlers.get(TOPICS.nodeHealth)?.(beacon('stranger'), { toString: () => 'stranger' })
+  t.same(metrics.series(REJECTED_METRIC), { [`too-many-members/${TOPICS.nodeHealth}`]: 1 })
+  t.same(wanted.sort(), ['a', 'b'], 'the newcomer is not dialled')
+  await service.stop()
 })
