@@ -123,11 +123,14 @@ t.test('a rogue member signing beacons with many made-up keys fills the table on
   const key = `too-many-members/${TOPICS.nodeHealth}`
   const refused = await waitFor('the newcomers past the cap to be counted', async () => (await gossip(victim)).rejected[key] === 5 && 5)
   t.equal(refused, 5, 'five of eight refused and counted')
-  t.same((await nodes(victim)).map((n) => n.name).sort(), ['fake-0', 'fake-1', 'fake-2', 'victim'], 'the table holds membership.maxMembers (4), self included')
+  const admitted = (await nodes(victim)).map((n) => n.name).filter((name) => name !== 'victim')
+  t.equal(admitted.length, 3, 'the table holds membership.maxMembers (4), self included')
+  t.ok(admitted.every((name) => /^fake-\d$/.test(name)))
 
   // Known members are still heard; their places are theirs.
-  await send(0, 2n, { name: 'fake-0-renamed' })
-  t.equal(await waitFor('a known member\'s newer beacon to be taken', async () => (await nodes(victim)).some((n) => n.name === 'fake-0-renamed') && 'taken'), 'taken')
+  const known = Number((admitted[0] as string).slice(5))
+  await send(known, 2n, { name: 'renamed' })
+  t.equal(await waitFor('a known member\'s newer beacon to be taken', async () => (await nodes(victim)).some((n) => n.name === 'renamed') && 'taken'), 'taken')
 
   // A real box, a bootstrap peer of the victim, joins the full table.
   const late = await startAgent({ root, name: 'late', dataDir: lateDir, swarmKeyFile, listen: [`/ip4/127.0.0.1/tcp/${latePort}`] })
