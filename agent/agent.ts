@@ -16,7 +16,7 @@ import { ModelExchange } from '../runtime/model-exchange.ts'
 import { ModelStandby } from '../runtime/model-standby.ts'
 import { mediaResultCodec } from '../protocols/media.ts'
 import { CameraManager } from '../media/cameras.ts'
-import { readCameraCredentials } from '../media/camera-credentials.ts'
+import { checkOwnCameras, readCameraCredentials } from '../media/camera-credentials.ts'
 import { redactCredentials } from '../protocols/text.ts'
 import { InferencePool } from '../runtime/pool.ts'
 import { ModelRegistry } from '../runtime/registry.ts'
@@ -250,7 +250,8 @@ export class Agent {
       settleUntil: startedAt + SETTLE_BEACONS * config.health.intervalMs
     })
     const credentials = readCameraCredentials(config.cameraCredentialsFile)
-    const work = new WorkRegistry({ selfId, configured: config.work, accepts: { ...config.remoteWork, credentials: [...credentials.keys()] } })
+    checkOwnCameras(credentials, config.work, config.cameraCredentialsFile)
+    const work = new WorkRegistry({ selfId, configured: config.work, accepts: { ...config.remoteWork, credentials: [...credentials.keys()] }, credentials })
     const dialer = new PeerDialer({ node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrap: config.bootstrap })
     const sampler = new HealthSampler({ dataDir: config.dataDir, disk })
     const cpus = availableParallelism()

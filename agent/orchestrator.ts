@@ -1,11 +1,14 @@
+import { randomBytes } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
 import { lpStream } from '@libp2p/utils'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { BoundedMap } from '../protocols/bounded-map.ts'
 import { decisionCodec } from '../protocols/decisions.ts'
 import type { Decision, DecisionMessage, DecisionOutcome, DecisionResult } from '../protocols/decisions.ts'
 import { OPTIMIZE_PROTOCOL, optimizeRequestCodec, optimizeResponseCodec } from '../protocols/optimize.ts'
 import type { OptimizeResponse } from '../protocols/optimize.ts'
+import { TOPICS } from '../protocols/topics.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
 import type { WorkItem } from '../protocols/work.ts'
 import type { Election } from './election.ts'
@@ -30,8 +33,13 @@ const EVALUATE_DEBOUNCE_MS = 100
 const FORWARD_TIMEOUT_MS = 5_000
 /** A target that refused to run a work item (its view differed from ours) is not asked again for this long. */
 const REFUSED_HOLD_MS = 5 * 60_000
-/** Decision ids remembered: those issued here (results count only from their target) and those received (replays). */
+/**
+ * Decisions remembered: those issued here (results count only from their target), those received (replays), the
+ * last applied per work id, recent refusals, work ids seen under two homes.
+ */
 const REMEMBERED_DECISIONS = 4_096
+/** Placement passes run by this coordinator (`/metrics`): a test can wait for a number of them. */
+export const EVALUATIONS_METRIC = 'noodle_placement_evaluations_total'
 
 export interface OrchestratorComponents {
   mesh: Mesh
@@ -61,17 +69,25 @@ export interface OrchestratorComponents {
 export class Orchestrator {
   private readonly c: OrchestratorComponents
   private readonly selfId: string
-  private readonly issued = new Map<string, { term: number, at: number }>()
+  /** `action:target:home:work id` → the term and time it was last decided. */
+  private readonly issued = new BoundedMap<string, { term: number, at: number }>(REMEMBERED_DECISIONS)
   /** Decisions this coordinator sent, by id: whose result counts. */
-  private readonly sent = new Map<string, { target: string, action: Decision['action'], work: WorkItem }>()
-  /** Decisions addressed to this node, by id, and per work id the (term, at) of the last one applied. */
-  private readonly received = new Set<string>()
-  private readonly lastApplied = new Map<string, { term: number, at: number }>()
+  private readonly sent = new BoundedMap<string, { target: string, action: Decision['action'], work: WorkItem }>(REMEMBERED_DECISIONS)
+  /**
+   * Decisions from the coordinator of their term addressed to this node, as `coordinator:id` (replays), and per
+   * work id the (term, coordinator, seq) of the last one applied.
+   */
+  private readonly received = new BoundedMap<string, true>(REMEMBERED_DECISIONS)
+  private readonly lastApplied = new BoundedMap<string, { term: number, coordinator: string, seq: number }>(REMEMBERED_DECISIONS)
   /** `target` + work item (as JSON) → when the target refused to run it. */
-  private readonly refused = new Map<string, number>()
+  private readonly refused = new BoundedMap<string, number>(REMEMBERED_DECISIONS)
+  /** Work ids listed by more than one home (`id` + homes), already counted. */
+  private readonly duplicates = new BoundedMap<string, true>(REMEMBERED_DECISIONS)
   private timer: NodeJS.Timeout | undefined
   private soon: NodeJS.Timeout | undefined
-  private counter = 0
+  /** Decisions made here in the current term (`seq`), and that term. */
+  private seq = 0
+  private seqTerm = 0
   private stopped = true
 
   constructor (components: OrchestratorComponents) {
@@ -84,6 +100,8 @@ export class Orchestrator {
     this.stopped = false
     await this.c.mesh.node.handle(OPTIMIZE_PROTOCOL, this.onOptimizeStream, { maxInboundStreams: 4, maxOutboundStreams: 4 })
     this.c.membership.on('change', this.evaluateSoon)
+    this.c.membership.on('change', this.forgetHomeless)
+    this.c.membership.on('reap', this.forgetHomeless)
     this.c.election.on('change', this.evaluateSoon)
     this.c.work.on('change', this.evaluateSoon)
     this.timer = setInterval(() => { this.evaluateQuietly() }, this.c.evaluateIntervalMs)
@@ -94,6 +112,8 @@ export class Orchestrator {
     clearInterval(this.timer)
     clearTimeout(this.soon)
     this.c.membership.off('change', this.evaluateSoon)
+    this.c.membership.off('change', this.forgetHomeless)
+    this.c.membership.off('reap', this.forgetHomeless)
     this.c.election.off('change', this.evaluateSoon)
     this.c.work.off('change', this.evaluateSoon)
     await this.c.mesh.node.unhandle(OPTIMIZE_PROTOCOL)
@@ -123,9 +143,19 @@ export class Orchestrator {
     const members = membership.list()
     const nodes = members.filter((m) => m.state === 'alive' && m.health != null).map(capacityOf)
     const now = Date.now()
-    const { placeable, orphaned } = homedWork(members, now, this.c.orphanAfterMs)
+    this.c.metrics.inc(EVALUATIONS_METRIC)
+    const { placeable, orphaned, duplicated } = homedWork(members, now, this.c.orphanAfterMs)
     const work = placeable.map((w) => this.withFacts(w, nodes, now))
     const decisions: Decision[] = []
+    // A work id two homes list is nobody's to move: each home runs its own, and it is stopped anywhere else.
+    for (const [id, homes] of duplicated) {
+      this.countDuplicate(id, homes)
+      for (const n of nodes) {
+        // A home runs its own; anywhere else, whichever home's it is, it stops.
+        if (!n.running.includes(id) || homes.some((h) => h.home === n.peerId)) continue
+        for (const homed of homes) decisions.push(this.decision(term, n.peerId, 'stop', homed, `work ${id} is listed by ${homes.length} homes`, now))
+      }
+    }
     // Work whose home left, or is dead for longer than orphanAfterMs, is no longer placed: stop it where it runs.
     for (const homed of orphaned) {
       const why = membership.get(homed.home)?.state === 'left' ? 'its home left the mesh' : 'its home has been dead for over coordinator.orphanAfterMs'
@@ -142,14 +172,19 @@ export class Orchestrator {
       }
     }
     const fresh = decisions.filter((d) => {
-      const key = `${d.action}:${d.target}:${d.work.id}`
+      const key = `${d.action}:${d.target}:${d.home}:${d.work.id}`
       const last = this.issued.get(key)
       if (last != null && last.term === term && now - last.at < REPEAT_AFTER_MS) return false
       this.issued.set(key, { term, at: now })
       return true
     })
     for (const d of fresh) {
-      remember(this.sent, d.id, { target: d.target, action: d.action, work: d.work })
+      if (this.seqTerm !== term) {
+        this.seqTerm = term
+        this.seq = 0
+      }
+      d.seq = ++this.seq
+      this.sent.set(d.id, { target: d.target, action: d.action, work: d.work })
       store.recordDecision({ id: d.id, term, coordinator: this.selfId, target: d.target, action: d.action, workId: d.work.id, reason: d.reason, at: d.at })
       this.c.log.info({ id: d.id, term, target: d.target, action: d.action, work: d.work.id, reason: d.reason }, `decided: ${d.action} ${d.work.id}`)
       if (d.target === this.selfId) this.applyOwn(d)
@@ -177,8 +212,28 @@ export class Orchestrator {
     return { ...homed, needsCredentials, refusedBy, ...(model === undefined ? {} : { modelBytes: model }) }
   }
 
+  /** A decision, its id unguessable (its `seq` is set once it is sure to be sent). */
   private decision (term: number, target: string, action: Decision['action'], homed: HomedWork, reason: string, at: number): Decision {
-    return { v: 1, type: 'decision', id: `${term}-${at.toString(36)}-${++this.counter}`, term, target, action, work: homed.item, home: homed.home, reason, at }
+    return { v: 1, type: 'decision', id: `${term}-${randomBytes(12).toString('hex')}`, term, target, action, work: homed.item, home: homed.home, reason, at, seq: 0 }
+  }
+
+  /** Counted once per work id and set of homes (on the health topic: the beacons said it), and logged. */
+  private countDuplicate (id: string, homes: HomedWork[]): void {
+    const key = `${id} ${homes.map((h) => h.home).sort().join(' ')}`
+    if (this.duplicates.has(key)) return
+    this.duplicates.set(key, true)
+    this.c.metrics.inc(REJECTED_METRIC, { topic: TOPICS.nodeHealth, reason: 'duplicate-work' })
+    this.c.log.warn({ reason: 'duplicate-work', work: id, homes: homes.map((h) => h.home) }, `work ${id} is listed by more than one home: not moved until only one lists it`)
+  }
+
+  /** Every node stops what it runs for homes that are no longer members (reaped, or left). */
+  private readonly forgetHomeless = (): void => {
+    const { membership } = this.c
+    const dropped = this.c.work.forgetHomeless((home) => {
+      const member = membership.get(home)
+      return member != null && member.state !== 'left'
+    })
+    if (dropped.length > 0) this.c.log.info({ work: dropped }, 'stopped work whose home is no longer a member')
   }
 
   private readonly evaluateSoon = (): void => {
@@ -201,30 +256,34 @@ export class Orchestrator {
     }
     if (message.target !== this.selfId) return
     const sender = from.toString()
-    // The same signed decision again (gossip can be replayed once its seen-cache forgets it), or one older than
-    // a decision already applied for the same work in the same term: not applied, not answered again.
+    // A decision is its sender's signed claim to its term: a term we have not heard of yet is news.
+    if (message.term > this.c.election.term) this.c.observeClaim(sender, message.term)
+    const { election } = this.c
+    const fromCoordinator = election.coordinator === sender && election.term === message.term
+    // Only the coordinator's decisions are remembered (as its own: `sender:id`), so nobody else can fill the
+    // memory or take an id first. The same signed decision again (gossip replays once its seen-cache forgets),
+    // or one the coordinator made before the last one applied for the same work: not applied, not answered.
+    const key = `${sender}:${message.id}`
     const last = this.lastApplied.get(message.work.id)
-    if (this.received.has(message.id) || (last !== undefined && last.term === message.term && message.at < last.at)) {
+    if (fromCoordinator && (this.received.has(key) ||
+      (last !== undefined && last.term === message.term && last.coordinator === sender && message.seq > 0 && message.seq < last.seq))) {
       this.refuse('replayed', { id: message.id, from: sender, work: message.work.id }, 'a replayed decision was ignored')
       return
     }
-    remember(this.received, message.id)
-    // A decision is its sender's signed claim to its term: a term we have not heard of yet is news.
-    if (message.term > this.c.election.term) this.c.observeClaim(sender, message.term)
+    if (fromCoordinator) this.received.set(key, true)
     this.c.store.recordDecision({
       id: message.id, term: message.term, coordinator: sender, target: message.target, action: message.action,
       workId: message.work.id, reason: message.reason, at: message.at
     })
-    const { election } = this.c
-    const result = election.coordinator === sender && election.term === message.term
-      ? this.vetAndApply(message)
+    const result = fromCoordinator
+      ? this.vetAndApply(message, sender)
       : { outcome: 'stale' as const, detail: `not from the coordinator of term ${election.term}` }
     this.finish(message, result.outcome, result.detail, true)
   }
 
   private applyOwn (decision: Decision): void {
-    const { outcome, detail } = this.vetAndApply(decision)
-    if (outcome === 'rejected' && decision.action === 'run') remember(this.refused, refusalKey(this.selfId, decision.work), Date.now())
+    const { outcome, detail } = this.vetAndApply(decision, this.selfId)
+    if (outcome === 'rejected' && decision.action === 'run') this.refused.set(refusalKey(this.selfId, decision.work), Date.now())
     this.finish(decision, outcome, detail, false)
   }
 
@@ -233,7 +292,7 @@ export class Orchestrator {
    * be a member whose own beacon lists exactly this work (a coordinator cannot make up work, or claim a home to
    * get around the checks for work from elsewhere), and work homed elsewhere must fit this box's own policy.
    */
-  private vetAndApply (decision: Decision): { outcome: DecisionOutcome, detail: string } {
+  private vetAndApply (decision: Decision, coordinator: string): { outcome: DecisionOutcome, detail: string } {
     if (decision.action === 'run') {
       const forged = this.homeProblem(decision)
       if (forged !== null) {
@@ -242,10 +301,9 @@ export class Orchestrator {
       }
     }
     const result = this.c.work.apply(decision, this.factsOf(decision))
-    if (result.outcome === 'rejected') this.refuse('refused-work', { id: decision.id, work: decision.work.id, detail: result.detail }, 'a decision asked for work this box does not run for others')
-    if (result.outcome === 'applied') this.lastApplied.set(decision.work.id, { term: decision.term, at: decision.at })
-    if (this.lastApplied.size > REMEMBERED_DECISIONS) this.lastApplied.delete(this.lastApplied.keys().next().value as string)
-    return result
+    if (result.outcome === 'rejected') this.refuse(result.reason ?? 'refused-work', { id: decision.id, work: decision.work.id, detail: result.detail }, 'a decision asked for work this box does not run for others')
+    if (result.outcome === 'applied') this.lastApplied.set(decision.work.id, { term: decision.term, coordinator, seq: decision.seq })
+    return { outcome: result.outcome, detail: result.detail }
   }
 
   private homeProblem ({ home, work }: Decision): string | null {
@@ -275,7 +333,7 @@ export class Orchestrator {
       return
     }
     this.c.store.recordOutcome(result.id, result.outcome, result.detail, result.at)
-    if (result.outcome === 'rejected' && sent.action === 'run') remember(this.refused, refusalKey(from, sent.work), Date.now())
+    if (result.outcome === 'rejected' && sent.action === 'run') this.refused.set(refusalKey(from, sent.work), Date.now())
   }
 
   private refuse (reason: string, fields: Record<string, unknown>, message: string): void {
@@ -338,28 +396,28 @@ function capacityOf (member: Member): NodeCapacity {
 
 /**
  * Every piece of work configured anywhere, with its home. Members that left took theirs with them, and the work
- * of a member dead for `orphanAfterMs` is orphaned too: nobody is sure any more that it is still wanted.
+ * of a member dead for `orphanAfterMs` is orphaned too: nobody is sure any more that it is still wanted. A work id
+ * listed by two members that have not left is `duplicated`: neither home's claim to it can be told from a copy
+ * (a rogue naming a real camera's id), so neither is placed. Work of a gone member under an id a member still
+ * holds is left alone.
  */
-function homedWork (members: Member[], now: number, orphanAfterMs: number): { placeable: HomedWork[], orphaned: HomedWork[] } {
+function homedWork (members: Member[], now: number, orphanAfterMs: number): { placeable: HomedWork[], orphaned: HomedWork[], duplicated: Map<string, HomedWork[]> } {
   const gone = (m: Member) => m.state === 'left' || (m.state === 'dead' && now - m.lastSeen >= orphanAfterMs)
-  const seen = new Set<string>()
-  const collect = (from: Member[]): HomedWork[] => from.flatMap((m) => (m.health?.work ?? []).filter((item) => {
-    if (seen.has(item.id)) return false
-    seen.add(item.id)
-    return true
-  }).map((item) => ({ item, home: m.peerId })))
-  // A live home's claim to a work id comes first: work of the same id from a gone member is not stopped for it.
-  const placeable = collect(members.filter((m) => !gone(m)))
-  return { placeable, orphaned: collect(members.filter(gone)) }
+  const byId = new Map<string, HomedWork[]>()
+  for (const m of members) {
+    if (m.state === 'left') continue
+    for (const item of m.health?.work ?? []) byId.set(item.id, [...byId.get(item.id) ?? [], { item, home: m.peerId }])
+  }
+  const duplicated = new Map([...byId].filter(([, homes]) => homes.length > 1))
+  const held = new Set(members.filter((m) => !gone(m)).flatMap((m) => (m.health?.work ?? []).map((item) => item.id)))
+  const collect = (from: Member[]): HomedWork[] => from.flatMap((m) => (m.health?.work ?? [])
+    .filter((item) => !duplicated.has(item.id))
+    .map((item) => ({ item, home: m.peerId })))
+  const orphaned = collect(members.filter(gone)).filter((w) => !held.has(w.item.id))
+  return { placeable: collect(members.filter((m) => !gone(m))), orphaned, duplicated }
 }
 
 function refusalKey (target: string, item: WorkItem): string {
   return `${target} ${JSON.stringify(item)}`
 }
 
-/** Adds to a set or map kept to its last REMEMBERED_DECISIONS entries. */
-function remember<V> (into: Set<string> | Map<string, V>, id: string, value?: V): void {
-  if (into instanceof Set) into.add(id)
-  else into.set(id, value as V)
-  if (into.size > REMEMBERED_DECISIONS) into.delete(into.keys().next().value as string)
-}

@@ -1,3 +1,4 @@
+import { canonicalHost, isLocalHost } from '../protocols/hosts.ts'
 import type { RemoteWorkAccepts, WorkItem } from '../protocols/work.ts'
 
 /**
@@ -42,15 +43,12 @@ export function lavfiGraphProblem (graph: string): string | null {
   return null
 }
 
-/** `scheme://user:pass@host` → `scheme://***@host`, wherever it occurs in a text (a URL, an FFmpeg error). */
-export function redactCredentials (text: string): string {
-  return text.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^@/\s]*@/g, '$1***@')
-}
-
 /**
  * Why `accepts` does not let a box open `source` for another home, or null when it does. A policy entry is a
- * scheme (`rtsp://`: any host), a scheme and host (`rtsp://192.0.2.10`, with `:port` to pin the port), or
- * `lavfi:` (generators only). Files, devices and anything that is not a URL never match.
+ * scheme (`rtsp://`: any host but this box and its link), a scheme and host (`rtsp://192.0.2.10`, with `:port` to
+ * pin the port; the one way to admit a loopback or link-local host), or `lavfi:` (generators only). Hosts are
+ * compared as a resolver reads them (`rtsp://2130706433` is `rtsp://127.0.0.1`). Files, devices and anything that
+ * is not a URL never match.
  */
 export function sourceRefusal (source: string, sources: readonly string[]): string | null {
   if (source.startsWith('lavfi:')) {
@@ -65,20 +63,24 @@ export function sourceRefusal (source: string, sources: readonly string[]): stri
   }
   if (url.username !== '' || url.password !== '') return 'the source carries credentials (they never travel between boxes)'
   const scheme = url.protocol.slice(0, -1)
-  const host = url.hostname.toLowerCase()
+  const host = canonicalHost(url.hostname)
+  const local = isLocalHost(host)
   const allowed = sources.some((entry) => {
     if (!entry.startsWith(`${scheme}://`)) return false
     const rest = entry.slice(scheme.length + 3)
-    if (rest === '') return true
+    if (rest === '') return !local
     const [entryHost, entryPort] = splitHostPort(rest)
-    return entryHost === host && (entryPort === undefined || entryPort === (url.port === '' ? undefined : url.port))
+    return canonicalHost(entryHost) === host && (entryPort === undefined || entryPort === (url.port === '' ? undefined : url.port))
   })
-  return allowed ? null : `${scheme}://${host} is not among the sources this box accepts from other homes`
+  if (allowed) return null
+  return local
+    ? `${scheme}://${host} is this box or its link (loopback, link-local): opened for other homes only where remoteWork.sources names that host`
+    : `${scheme}://${host} is not among the sources this box accepts from other homes`
 }
 
 function splitHostPort (hostPort: string): [string, string | undefined] {
   const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(hostPort)
-  return [(match?.[1] ?? hostPort).toLowerCase(), match?.[2]]
+  return [match?.[1] ?? hostPort, match?.[2]]
 }
 
 export interface RemoteWorkFacts {

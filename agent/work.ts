@@ -1,8 +1,13 @@
 import { EventEmitter } from 'node:events'
 import type { Decision, DecisionOutcome } from '../protocols/decisions.ts'
+import { credentialRefusal } from '../media/camera-credentials.ts'
+import type { CameraCredentials } from '../media/camera-credentials.ts'
 import type { RemoteWorkAccepts, WorkItem } from '../protocols/work.ts'
 import { remoteWorkRefusal } from './remote-work-policy.ts'
 import type { RemoteWorkFacts } from './remote-work-policy.ts'
+
+/** Why a decision to run work was refused, as counted (`noodle_gossip_rejected_total{reason}` on the decisions topic). */
+export type WorkRefusal = 'refused-work' | 'credentials-host' | 'duplicate-work'
 
 export interface WorkEvents {
   /** The set of work this node runs changed. */
@@ -21,16 +26,18 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
   /** This box's `remoteWork` policy, and the cameras it has credentials for: what it runs for other homes. */
   readonly accepts: RemoteWorkAccepts
   private readonly selfId: string
-  /** Work id → the item and its home. */
+  private readonly credentials: CameraCredentials
+  /** Work id → the item and its home. One work id runs here for one home at a time. */
   private readonly active = new Map<string, { item: WorkItem, home: string }>()
   /** Work id → the id of the model compiled from the file its item names. */
   private readonly compiledModels = new Map<string, string>()
 
-  constructor (components: { selfId: string, configured: readonly WorkItem[], accepts: RemoteWorkAccepts }) {
+  constructor (components: { selfId: string, configured: readonly WorkItem[], accepts: RemoteWorkAccepts, credentials?: CameraCredentials }) {
     super()
     this.selfId = components.selfId
     this.configured = components.configured
     this.accepts = components.accepts
+    this.credentials = components.credentials ?? new Map()
   }
 
   start (): void {
@@ -76,20 +83,44 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
 
   /**
    * Carries out a decision addressed to this node (already checked against the term, and its home against the
-   * home's beacon). Work homed elsewhere runs only within this box's own policy.
+   * home's beacon). Work homed elsewhere runs only within this box's own policy, and never with this box's
+   * credentials for a host they are not for. Work is the pair (home, id): a stop for another home's work of the
+   * same id stops nothing, and a run for it is refused while this one runs. `reason` says why a run was refused.
    */
-  apply (decision: Decision, facts: RemoteWorkFacts = { needsCredentials: false }): { outcome: DecisionOutcome, detail: string } {
-    const { work } = decision
+  apply (decision: Decision, facts: RemoteWorkFacts = { needsCredentials: false }): { outcome: DecisionOutcome, detail: string, reason?: WorkRefusal } {
+    const { work, home } = decision
+    const running = this.active.get(work.id)
     if (decision.action === 'stop') {
-      const had = this.active.delete(work.id)
-      if (had) this.emit('change')
+      const had = running !== undefined && running.home === home
+      if (had) {
+        this.active.delete(work.id)
+        this.emit('change')
+      }
       return { outcome: 'applied', detail: had ? 'stopped' : 'was not running' }
     }
-    const refusal = decision.home === this.selfId ? null : remoteWorkRefusal(this.accepts, work, facts)
-    if (refusal !== null) return { outcome: 'rejected', detail: refusal }
-    if (this.active.has(work.id)) return { outcome: 'applied', detail: 'already running' }
-    this.active.set(work.id, { item: work, home: decision.home })
+    if (home !== this.selfId) {
+      const refusal = remoteWorkRefusal(this.accepts, work, facts)
+      if (refusal !== null) return { outcome: 'rejected', detail: refusal, reason: 'refused-work' }
+      const credentials = work.source === undefined ? null : credentialRefusal(work.source, this.credentials.get(work.id))
+      if (credentials !== null) return { outcome: 'rejected', detail: `camera ${work.id}: ${credentials}`, reason: 'credentials-host' }
+    }
+    if (running !== undefined) {
+      if (running.home === home) return { outcome: 'applied', detail: 'already running' }
+      return { outcome: 'rejected', detail: `work ${work.id} already runs here for another home (${running.home})`, reason: 'duplicate-work' }
+    }
+    this.active.set(work.id, { item: work, home })
     this.emit('change')
     return { outcome: 'applied', detail: 'started' }
+  }
+
+  /**
+   * Stops the work this node runs for homes that are no longer members (`isMember` false: reaped, or left): nobody
+   * is left to stop it otherwise, since the coordinator places only the work of members it lists.
+   */
+  forgetHomeless (isMember: (home: string) => boolean): string[] {
+    const dropped = [...this.active].filter(([, w]) => w.home !== this.selfId && !isMember(w.home)).map(([id]) => id)
+    for (const id of dropped) this.active.delete(id)
+    if (dropped.length > 0) this.emit('change')
+    return dropped
   }
 }

@@ -1,4 +1,5 @@
 import { NoodleError } from '../agent/errors.ts'
+import { BoundedMap } from '../protocols/bounded-map.ts'
 
 /** Too many failed logins for an account lately, or too many logins at once: 429, with when to try again. */
 export class TooManyAttemptsError extends NoodleError {
@@ -28,17 +29,19 @@ export class LoginLimiter {
   static readonly WINDOW_MS = 15 * 60_000
   static readonly MAX_CONCURRENT = 2
   static readonly MAX_ACCOUNTS = 50_000
-  /** Failure times by account, least recently failed first (an account is moved to the end when it fails). */
-  private readonly failures = new Map<string, number[]>()
+  /**
+   * Failure times by account, least recently failed first (an account is moved to the end when it fails), capped:
+   * past the cap the least recently failed is forgotten.
+   */
+  private readonly failures: BoundedMap<string, number[]>
   /** Checks under way, by account. */
   private readonly pending = new Map<string, number>()
   private readonly now: () => number
-  private readonly maxAccounts: number
   private inFlight = 0
 
   constructor (components: { now?: () => number, maxAccounts?: number } = {}) {
     this.now = components.now ?? Date.now
-    this.maxAccounts = components.maxAccounts ?? LoginLimiter.MAX_ACCOUNTS
+    this.failures = new BoundedMap(components.maxAccounts ?? LoginLimiter.MAX_ACCOUNTS)
   }
 
   /** How many accounts have failures remembered (for tests and the curious). */
@@ -87,14 +90,5 @@ export class LoginLimiter {
     const recent = this.recentFailures(account)
     this.failures.delete(account) // re-inserted last: the map stays ordered by latest failure
     this.failures.set(account, [...recent, this.now()].slice(-LoginLimiter.MAX_FAILURES))
-    if (this.failures.size > this.maxAccounts) this.evict()
-  }
-
-  /** Forgets the least recently failed accounts (expired ones come first) until the map is within its cap. */
-  private evict (): void {
-    for (const account of this.failures.keys()) {
-      if (this.failures.size <= this.maxAccounts) return
-      this.failures.delete(account)
-    }
   }
 }

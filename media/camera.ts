@@ -1,5 +1,5 @@
 import type { Logger } from '../agent/logger.ts'
-import { redactCredentials } from '../agent/remote-work-policy.ts'
+import { redactCredentials } from '../protocols/text.ts'
 import { percentile } from '../agent/stats.ts'
 import type { Feeds } from '../runtime/tensors.ts'
 import type { Detection } from './detections.ts'

@@ -1,6 +1,7 @@
 import type { Database as DB, Statement } from 'better-sqlite3'
 import type { Logger } from '../agent/logger.ts'
-import { MODEL_ID, redactCredentials } from '../agent/remote-work-policy.ts'
+import { MODEL_ID } from '../agent/remote-work-policy.ts'
+import { redactCredentials } from '../protocols/text.ts'
 import type { WorkRegistry } from '../agent/work.ts'
 import type { WorkItem } from '../protocols/work.ts'
 import type { ModelExchange } from '../runtime/model-exchange.ts'

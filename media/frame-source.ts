@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '../agent/logger.ts'
-import { redactCredentials } from '../agent/remote-work-policy.ts'
+import { redactCredentials } from '../protocols/text.ts'
 import type { Normalization } from './preprocess.ts'
 
 /** Network sources by scheme, with the FFmpeg protocols each may use underneath. */
@@ -38,7 +38,10 @@ export function demuxerInput (url: string): { input: string, format?: string, op
 }
 
 export interface FrameSourceOptions {
+  /** The URL opened: it may carry the camera's credentials, so it is never logged. */
   url: string
+  /** The source as logged and shown (never with credentials); the URL itself where absent (a test, a bench). */
+  source?: string
   width: number
   height: number
   fps: number
@@ -98,6 +101,8 @@ const STOP_TIMEOUT_MS = 2_000
  */
 export class FrameSource {
   private readonly options: FrameSourceOptions
+  /** The source as logs show it. */
+  private readonly shown: string
   private readonly log: Logger
   private worker: Worker | undefined
   private exited: Promise<void> = Promise.resolve()
@@ -116,6 +121,7 @@ export class FrameSource {
 
   constructor (components: { options: FrameSourceOptions, log: Logger }) {
     this.options = components.options
+    this.shown = redactCredentials(components.options.source ?? components.options.url)
     this.log = components.log
     this.finished = new Promise((resolve) => { this.done = resolve })
   }
@@ -179,7 +185,7 @@ export class FrameSource {
     worker.on('message', (message: FromDecoder) => { this.onMessage(message) })
     worker.on('error', (err) => {
       this.latest.lastError = err.message
-      this.log.error({ source: redactCredentials(this.options.url), err: redactCredentials(err.message) }, 'video decoder failed')
+      this.log.error({ source: this.shown, err: redactCredentials(err.message) }, 'video decoder failed')
     })
     this.exited = once(worker, 'exit').then(([code]) => { this.onExit(worker, code as number) })
     if (this.waiting !== undefined) this.ask()
@@ -206,7 +212,7 @@ export class FrameSource {
     } else {
       // The URL opened may carry the camera's credentials: the log never does (FFmpeg's errors quote the URL).
       const fields = Object.fromEntries(Object.entries(message.fields).map(([k, v]) => [k, typeof v === 'string' ? redactCredentials(v) : v]))
-      this.log[message.level]({ ...fields, source: redactCredentials(this.options.url) }, redactCredentials(message.msg))
+      this.log[message.level]({ ...fields, source: this.shown }, redactCredentials(message.msg))
     }
   }
 
@@ -230,7 +236,7 @@ export class FrameSource {
       this.spawn()
     } catch (err) {
       this.latest.lastError = (err as Error).message
-      this.log.error({ source: this.options.url, err: (err as Error).message, retryInMs: RESTART_MS }, 'video decoder could not be started')
+      this.log.error({ source: this.shown, err: redactCredentials((err as Error).message), retryInMs: RESTART_MS }, 'video decoder could not be started')
       this.restart = setTimeout(() => { this.respawn() }, RESTART_MS)
     }
   }

@@ -26,7 +26,12 @@ const DecisionSchema = z.object({
   /** The work's home node: where its data is. */
   home: peerIdText,
   reason: z.string().min(1).max(300),
-  at: z.int().nonnegative()
+  at: z.int().nonnegative(),
+  /**
+   * The coordinator's count of the decisions it made in this term (from 1): a target applies none older than
+   * the last it applied for the same work, whatever the clocks say. 0 from agents that predate it: not compared.
+   */
+  seq: z.int().nonnegative().max(Number.MAX_SAFE_INTEGER).default(0)
 })
 
 /** The target's answer: what it did with decision `id`. */

@@ -40,3 +40,8 @@ export function escapeText (text: string): string {
 export function escapeJson (json: string): string {
   return json.replace(UNSAFE_IN_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
+
+/** `scheme://user:pass@host` → `scheme://***@host`, wherever it occurs in a text (a URL, an FFmpeg error). */
+export function redactCredentials (text: string): string {
+  return text.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^@/\s]*@/g, '$1***@')
+}

@@ -9,6 +9,7 @@ import { FetchRefusedError, ModelError, UnknownModelError } from '../agent/error
 import type { Logger } from '../agent/logger.ts'
 import type { MeshNode } from '../agent/mesh.ts'
 import type { MetricsStore } from '../agent/metrics.ts'
+import { BoundedMap } from '../protocols/bounded-map.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
 import {
   MAX_MODEL_BYTES, MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec, modelFetchMoreCodec, modelFetchRequestCodec
@@ -46,7 +47,7 @@ export class ModelExchange {
   private readonly idleTimeoutMs: number
   private readonly diskMarginBytes: number
   /** Model id → peers that announced it, most recent last. */
-  private readonly holders = new Map<string, string[]>()
+  private readonly holders = new BoundedMap<string, string[]>(MAX_ANNOUNCED_MODELS, { refresh: true })
   private readonly fetching = new Map<string, Promise<CompileResult>>()
 
   constructor (components: {
@@ -86,10 +87,8 @@ export class ModelExchange {
   observe (model: ModelCompiled, from: PeerId): void {
     const peers = (this.holders.get(model.id) ?? []).filter((p) => p !== from.toString())
     peers.push(from.toString())
-    // Deleted first so that the map's order is of last announcement: a flood of made-up ids pushes out only its own.
-    this.holders.delete(model.id)
+    // Ordered by last announcement (refresh): a flood of made-up ids pushes out only its own.
     this.holders.set(model.id, peers.slice(-16))
-    if (this.holders.size > MAX_ANNOUNCED_MODELS) this.holders.delete(this.holders.keys().next().value as string)
   }
 
   /** Peers known to have a model. */

@@ -5,9 +5,12 @@ import { loadConfig } from '../../agent/config.ts'
 import { ConfigError } from '../../agent/errors.ts'
 import { place } from '../../agent/placement.ts'
 import type { NodeCapacity } from '../../agent/placement.ts'
-import { lavfiGraphProblem, redactCredentials, remoteWorkRefusal, sourceRefusal } from '../../agent/remote-work-policy.ts'
+import { lavfiGraphProblem, remoteWorkRefusal, sourceRefusal } from '../../agent/remote-work-policy.ts'
+import { canonicalHost, isLocalHost } from '../../protocols/hosts.ts'
+import { redactCredentials } from '../../protocols/text.ts'
 import { WorkRegistry } from '../../agent/work.ts'
-import { readCameraCredentials, withCredentials } from '../../media/camera-credentials.ts'
+import { checkOwnCameras, credentialRefusal, readCameraCredentials, withCredentials } from '../../media/camera-credentials.ts'
+import { BoundedMap } from '../../protocols/bounded-map.ts'
 import type { Decision } from '../../protocols/decisions.ts'
 import { healthCodec } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
@@ -59,7 +62,22 @@ t.test('sources: by scheme or scheme and host; never files, devices or credentia
   t.equal(sourceRefusal('rtsp://CAM.lan:554/x', pinnedHosts), null, 'a host entry without a port takes any port')
   t.equal(sourceRefusal('http://192.0.2.20:8080/x', pinnedHosts), null)
   t.match(sourceRefusal('http://192.0.2.20/x', pinnedHosts), /is not among/, 'a port in the entry must match')
-  t.match(sourceRefusal('rtsp://169.254.169.254/x', pinnedHosts), /rtsp:\/\/169\.254\.169\.254 is not among/)
+  t.match(sourceRefusal('rtsp://169.254.169.254/x', pinnedHosts), /rtsp:\/\/169\.254\.169\.254 is this box or its link/)
+})
+
+t.test('sources: a scheme alone never admits the box itself or its link, in any spelling; an exact host entry does', async (t) => {
+  const local = ['http://127.0.0.1/', 'http://localhost:8080/', 'rtsp://LOCALHOST./x', 'rtsp://cam.localhost/x', 'http://[::1]/',
+    'rtsp://[::ffff:127.0.0.1]/x', 'rtsp://2130706433/x', 'rtsp://0x7f.1/x', 'rtsp://127.1/x', 'rtsp://0177.0.0.1/x', 'rtsp://127.0.0.%31/x',
+    'http://0.0.0.0/', 'rtsp://0/x', 'http://169.254.169.254/latest/meta-data/', 'http://[fe80::1]/', 'rtsp://[::]/x']
+  for (const source of local) t.match(sourceRefusal(source, DEFAULT_REMOTE_SOURCES), /is this box or its link/, source)
+  for (const source of ['rtsp://10.0.0.1/x', 'rtsp://192.168.1.20/x', 'http://[2001:db8::1]/', 'rtsp://cam.lan/x', 'rtsp://cafe.face/x']) {
+    t.equal(sourceRefusal(source, DEFAULT_REMOTE_SOURCES), null, source)
+  }
+  t.equal(sourceRefusal('rtsp://127.0.0.1:8554/x', ['rtsp://127.0.0.1']), null, 'named by its operator')
+  t.equal(sourceRefusal('rtsp://2130706433:8554/x', ['rtsp://127.0.0.1:8554']), null, 'a host is compared as a resolver reads it')
+  t.match(sourceRefusal('http://127.0.0.1/x', ['rtsp://127.0.0.1']), /is this box or its link/, 'for that scheme only')
+  t.equal(canonicalHost('[::FFFF:127.0.0.1]'), '::ffff:7f00:1')
+  t.equal(isLocalHost('example.com'), false)
 })
 
 t.test('work from another home: pinned, model paths, model size and credentials', async (t) => {
@@ -89,35 +107,91 @@ t.test('placement asks every node other than the home whether it would take the 
 t.test('a box re-checks decisions against its own policy; its own work is its operator\'s', async (t) => {
   const work = new WorkRegistry({ selfId: 'me', configured: [item({ id: 'mine', kind: 'camera', source: '/dev/video0' })], accepts: DEFAULT_ACCEPTS })
   const decision = (w: WorkItemInput, home = 'elsewhere'): Decision =>
-    ({ v: 1, type: 'decision', id: 'd1', term: 1, target: 'me', action: 'run', work: item(w), home, reason: 'test', at: 1 })
+    ({ v: 1, type: 'decision', id: 'd1', term: 1, target: 'me', action: 'run', work: item(w), home, reason: 'test', at: 1, seq: 0 })
   t.match(work.apply(decision({ id: 'x', kind: 'camera', source: 'lavfi:movie=/etc/passwd', model: MODEL })), { outcome: 'rejected', detail: /"movie"/ })
   t.match(work.apply(decision({ id: 'x', kind: 'camera', source: 'rtsp://cam.lan/x', model: './det.onnx' })), { outcome: 'rejected', detail: /not named by id/ })
-  t.match(work.apply(decision({ id: 'x', kind: 'camera', source: 'rtsp://cam.lan/x', model: MODEL }), { needsCredentials: true }), { outcome: 'rejected', detail: /no credentials/ })
+  t.match(work.apply(decision({ id: 'x', kind: 'camera', source: 'rtsp://cam.lan/x', model: MODEL }), { needsCredentials: true }), { outcome: 'rejected', detail: /no credentials/, reason: 'refused-work' })
   t.same(work.apply(decision({ id: 'mine', kind: 'camera', source: '/dev/video0' }, 'me')).outcome, 'applied')
   t.same(work.isRemote('mine'), false)
   t.same(work.apply(decision({ id: 'y', kind: 'camera', source: 'rtsp://cam.lan/x', model: MODEL })).outcome, 'applied')
   t.same(work.isRemote('y'), true)
 })
 
+t.test('a box runs work from another home with its credentials only for the host they are for, and one home per work id', async (t) => {
+  const credentials = new Map([['door', { host: '192.0.2.10', username: 'u', password: 'p' }]])
+  const work = new WorkRegistry({ selfId: 'me', configured: [item({ id: 'mine', kind: 'model' })], accepts: { ...DEFAULT_ACCEPTS, credentials: ['door'] }, credentials })
+  work.start()
+  const decision = (w: WorkItemInput, home = 'elsewhere', action: Decision['action'] = 'run'): Decision =>
+    ({ v: 1, type: 'decision', id: 'd1', term: 1, target: 'me', action, work: item(w), home, reason: 'test', at: 1, seq: 1 })
+  t.same(work.apply(decision({ id: 'door', kind: 'camera', source: 'rtsp://198.51.100.1/door', model: MODEL }), { needsCredentials: true }),
+    { outcome: 'rejected', detail: 'camera door: its credentials are for 192.0.2.10, not for rtsp://198.51.100.1', reason: 'credentials-host' })
+  t.same(work.apply(decision({ id: 'door', kind: 'camera', source: 'rtsp://192.0.2.10/door', model: MODEL }), { needsCredentials: true }).outcome, 'applied')
+  t.same(work.apply(decision({ id: 'mine', kind: 'model' }, 'rogue')),
+    { outcome: 'rejected', detail: 'work mine already runs here for another home (me)', reason: 'duplicate-work' })
+  t.same(work.apply(decision({ id: 'mine', kind: 'model' }, 'rogue', 'stop')), { outcome: 'applied', detail: 'was not running' })
+  t.same(work.runningIds(), ['mine', 'door'])
+  t.same(work.forgetHomeless((home) => home !== 'elsewhere'), ['door'], 'work whose home is gone is stopped; its own never')
+  t.same(work.forgetHomeless(() => false), [])
+  t.same(work.runningIds(), ['mine'])
+})
+
+t.test('a bounded map keeps its newest entries, and with refresh its most recently set', async (t) => {
+  const plain = new BoundedMap<string, number>(2)
+  plain.set('a', 1).set('b', 2).set('c', 3)
+  t.same([...plain], [['b', 2], ['c', 3]], 'the oldest is forgotten')
+  const fresh = new BoundedMap<string, number>(2, { refresh: true })
+  fresh.set('a', 1).set('b', 2).set('a', 3).set('c', 4)
+  t.same([...fresh], [['a', 3], ['c', 4]])
+  const kept = new BoundedMap<string, number>(2)
+  kept.set('a', 1).set('b', 2).set('a', 3).set('c', 4)
+  t.same([...kept], [['b', 2], ['c', 4]], 'without refresh a key set again keeps its place (and is forgotten first)')
+  t.equal(kept.max, 2)
+})
+
 t.test('camera credentials: read from their own file, put into the URL opened, redacted wherever shown', async (t) => {
   const dir = tempDir(t)
   const file = join(dir, 'cameras.json')
-  writeFileSync(file, JSON.stringify({ door: { username: 'admin', password: 'p@ss:/word' } }))
+  writeFileSync(file, JSON.stringify({ door: { host: '192.0.2.10', port: 554, username: 'admin', password: 'p@ss:/word' }, yard: { host: 'CAM.lan', username: 'u', password: 'p' } }))
   const credentials = readCameraCredentials(file)
-  t.same([...credentials.keys()], ['door'])
+  t.same([...credentials.keys()], ['door', 'yard'])
   const url = withCredentials('rtsp://192.0.2.10:554/door', credentials.get('door'))
   t.equal(url, 'rtsp://admin:p%40ss%3A%2Fword@192.0.2.10:554/door')
   t.equal(new URL(url).password, 'p%40ss%3A%2Fword')
+  t.equal(withCredentials('rtsp://192.0.2.10/door', credentials.get('door')), 'rtsp://admin:p%40ss%3A%2Fword@192.0.2.10/door', 'the scheme\'s default port')
+  t.equal(withCredentials('rtsp://cam.lan:8554/x', credentials.get('yard')), 'rtsp://u:p@cam.lan:8554/x', 'no port given: any port on the host')
   t.equal(withCredentials('lavfi:testsrc', credentials.get('door')), 'lavfi:testsrc')
   t.equal(withCredentials('rtsp://192.0.2.10/door', undefined), 'rtsp://192.0.2.10/door')
   t.equal(withCredentials('not a url', credentials.get('door')), 'not a url')
   t.equal(redactCredentials(`could not open ${url}: 401`), 'could not open rtsp://***@192.0.2.10:554/door: 401')
   t.same(readCameraCredentials(undefined).size, 0)
 
+  // Only to the host and port they are for: anything else is refused, never opened with them.
+  const door = credentials.get('door')
+  const elsewhere: Array<[string, RegExp]> = [
+    ['rtsp://evil:554/door', /its credentials are for 192\.0\.2\.10:554, not for rtsp:\/\/evil:554/],
+    ['rtsp://192.0.2.10:8554/door', /not for rtsp:\/\/192\.0\.2\.10:8554/],
+    ['http://192.0.2.10/door', /not for http:\/\/192\.0\.2\.10/],
+    ['rtsp://192.0.2.10:554/a@evil/', /"@", "\\" or "#"/],
+    ['rtsp://192.0.2.10:554#@evil/', /"@", "\\" or "#"/],
+    ['file:///etc/passwd', /not for file:/]
+  ]
+  for (const [source, why] of elsewhere) {
+    t.match(credentialRefusal(source, door), why, source)
+    t.throws(() => withCredentials(source, door), { name: 'CameraCredentialsError', code: 'ERR_CAMERA_CREDENTIALS' }, source)
+  }
+  t.equal(credentialRefusal('rtsp://3221225994:554/door', door), null, 'the same address spelled otherwise')
+  t.equal(credentialRefusal('/dev/video0', door), null, 'a device takes none')
+  checkOwnCameras(credentials, [item({ id: 'door', kind: 'camera', source: 'rtsp://192.0.2.10/door' }), item({ id: 'other', kind: 'camera', source: 'rtsp://elsewhere/x' })], file)
+  t.throws(() => checkOwnCameras(credentials, [item({ id: 'door', kind: 'camera', source: 'rtsp://192.0.2.99/door' })], file),
+    { name: 'ConfigError', message: /^cameraCredentialsFile: \S+: door: its credentials are for 192\.0\.2\.10:554, not for rtsp:\/\/192\.0\.2\.99/ })
+
   const bad: Array<[unknown, RegExp]> = [
-    [{ door: { username: 'admin' } }, /^cameraCredentialsFile: \S+: door\.password: /],
-    [{ door: { username: 'admin', password: 'x', url: 'y' } }, /door/],
-    [{ 'no spaces': { username: 'a', password: 'b' } }, /no spaces|must be 1–63/],
+    [{ door: { host: 'h', username: 'admin' } }, /^cameraCredentialsFile: \S+: door\.password: /],
+    [{ door: { username: 'admin', password: 'x' } }, /^cameraCredentialsFile: \S+: door\.host: /],
+    [{ door: { host: 'a/b', username: 'admin', password: 'x' } }, /door\.host: must be the camera's host/],
+    [{ door: { host: 'h', port: 70000, username: 'admin', password: 'x' } }, /door\.port/],
+    [{ door: { host: 'h', username: 'admin', password: 'x', url: 'y' } }, /door/],
+    [{ 'no spaces': { host: 'h', username: 'a', password: 'b' } }, /no spaces|must be 1–63/],
     [[1], /cameraCredentialsFile/]
   ]
   for (const [content, message] of bad) {
@@ -154,4 +228,9 @@ t.test('remoteWork, coordinator.orphanAfterMs and cameraCredentialsFile are sett
   t.equal(set.cameraCredentialsFile, '/etc/noodle/cameras.json')
   t.throws(() => loadConfig({ env: { NOODLE_NAME: 'n', NOODLE_DATA_DIR: dataDir, NOODLE_REMOTE_WORK_SOURCES: 'file://' } }),
     { name: 'ConfigError', message: /^remoteWork\.sources\[0\]: must be "lavfi:", a scheme/ })
+  // A member reaped before its work is orphaned would leave that work running with nobody to stop it.
+  t.throws(() => loadConfig({ env: { NOODLE_NAME: 'n', NOODLE_DATA_DIR: dataDir, NOODLE_COORDINATOR_ORPHAN_AFTER_MS: '60000', NOODLE_MEMBERSHIP_REAP_AFTER_MS: '60000' } }),
+    { name: 'ConfigError', message: /^coordinator\.orphanAfterMs: is 60000, but must be less than membership\.reapAfterMs \(60000\).*\(from NOODLE_COORDINATOR_ORPHAN_AFTER_MS\)$/ })
+  t.throws(() => loadConfig({ env: { NOODLE_NAME: 'n', NOODLE_DATA_DIR: dataDir, NOODLE_MEMBERSHIP_REAP_AFTER_MS: '1000' } }),
+    { name: 'ConfigError', message: /^coordinator\.orphanAfterMs: is 600000, but must be less than membership\.reapAfterMs \(1000\).*\(from NOODLE_MEMBERSHIP_REAP_AFTER_MS\)$/ })
 })

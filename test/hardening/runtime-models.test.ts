@@ -190,7 +190,7 @@ t.test('a standby copy for work from another home is capped by remoteWork.maxMod
     .every((topic) => rogue.services.pubsub.getSubscribers(topic).some((p) => p.toString() === agent.peerId)))
   // Its home advertises a camera whose model (GOOD, ~585 kB) the standby wants: too big for work from elsewhere.
   const beacon = healthCodec.encode(sampleBeacon({
-    name: 'home', startedAt: Date.now(), work: [WorkItemSchema.parse({ id: 'cam', kind: 'camera', source: 'rtsp://127.0.0.1:1/stream', model: GOOD_ID })]
+    name: 'home', startedAt: Date.now(), work: [WorkItemSchema.parse({ id: 'cam', kind: 'camera', source: 'rtsp://192.0.2.1:1/stream', model: GOOD_ID })]
   }))
   const refused = await waitFor('the standby to refuse the copy', async () => {
     await rogue.services.pubsub.publish(TOPICS.nodeHealth, beacon)
