@@ -6,7 +6,7 @@ import { ConfigError } from '../../agent/errors.ts'
 import { place } from '../../agent/placement.ts'
 import type { NodeCapacity } from '../../agent/placement.ts'
 import { lavfiGraphProblem, remoteWorkRefusal, sourceRefusal } from '../../agent/remote-work-policy.ts'
-import { canonicalHost, isLocalHost } from '../../protocols/hosts.ts'
+import { canonicalHost, isLocalHost, portOf } from '../../protocols/hosts.ts'
 import { redactCredentials } from '../../protocols/text.ts'
 import { WorkRegistry } from '../../agent/work.ts'
 import { checkOwnCameras, credentialRefusal, readCameraCredentials, withCredentials } from '../../media/camera-credentials.ts'
@@ -77,7 +77,11 @@ t.test('sources: a scheme alone never admits the box itself or its link, in any 
   t.equal(sourceRefusal('rtsp://2130706433:8554/x', ['rtsp://127.0.0.1:8554']), null, 'a host is compared as a resolver reads it')
   t.match(sourceRefusal('http://127.0.0.1/x', ['rtsp://127.0.0.1']), /is this box or its link/, 'for that scheme only')
   t.equal(canonicalHost('[::FFFF:127.0.0.1]'), '::ffff:7f00:1')
+  t.equal(canonicalHost('1.2.3.4.5'), '1.2.3.4.5', 'not an address in any form: left as a name')
+  t.equal(canonicalHost('cam%zz'), 'cam%zz', 'not percent-encoding: left as written')
   t.equal(isLocalHost('example.com'), false)
+  t.equal(portOf(new URL('srt://192.0.2.10/x')), undefined, 'srt has no default port')
+  t.match(credentialRefusal('srt://192.0.2.10/x', { host: '192.0.2.10', port: 9000, username: 'u', password: 'p' }), /not for srt:/)
 })
 
 t.test('work from another home: pinned, model paths, model size and credentials', async (t) => {
