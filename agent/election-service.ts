@@ -61,8 +61,13 @@ export class ElectionService {
 
   /** A member's beacon: a coordinator's renews (or makes) its claim; a member's says it holds none. */
   observeBeacon (peerId: string, beacon: HealthBeacon): void {
-    if (beacon.role === 'coordinator') this.observeClaim(peerId, beacon.term)
-    else this.c.election.observeRelease(peerId)
+    if (beacon.role === 'coordinator') {
+      this.observeClaim(peerId, beacon.term)
+      return
+    }
+    this.c.election.observeRelease(peerId)
+    // Not a claim, but no honest member reports such a term either: counted, and never built on (see evaluate).
+    if (beacon.term > this.c.election.ceiling(this.c.membership.list())) this.c.metrics.inc(REJECTED_METRIC, { topic: TOPICS.nodeHealth, reason: 'term-jump' })
   }
 
   /**

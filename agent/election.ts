@@ -39,25 +39,38 @@ export function candidateOf (member: Member): Candidate | null {
  */
 export const MAX_TERM_STEP = 1000
 
+/** Slack for clocks that disagree (a box whose clock was restored from its last shutdown, say). */
+export const CLOCK_SLACK_MS = 24 * 3_600_000
+
 /**
- * The term this box goes by: its own, or the lower median of its own and the terms its live members report,
- * if that is higher. A box that was away while the mesh held many elections so catches up with the others, but
- * no single member (nor half of them) can drag it up by reporting a huge term.
+ * The highest term anybody can hold honestly now, by this box's clock: its milliseconds since 1970, plus a day.
+ * A term counts elections, so an honest one never comes near it; members' make-believe (any number of signing
+ * keys, each reporting the top of the integer range) cannot move it.
  */
-export function termBasis (ownTerm: number, members: Member[], selfId: string): number {
+export function plausibleTerm (now: number): number {
+  return Math.max(0, Math.floor(now)) + CLOCK_SLACK_MS
+}
+
+/**
+ * The term this box goes by: its own, or the lower median of its own and the plausible terms its live members
+ * report, if that is higher. A box that was away while the mesh held many elections so catches up with the
+ * others; terms past `plausibleTerm` do not count, so members a rogue makes up cannot drag it past the clock.
+ */
+export function termBasis (ownTerm: number, members: Member[], selfId: string, now: number): number {
+  const limit = plausibleTerm(now)
   const terms = [ownTerm, ...members.filter((m) => m.peerId !== selfId && isLive(m.state) && m.health != null)
-    .map((m) => m.health?.term ?? 0)].sort((a, b) => a - b)
+    .map((m) => m.health?.term ?? 0).filter((term) => term <= limit)].sort((a, b) => a - b)
   return Math.max(ownTerm, terms[Math.floor((terms.length - 1) / 2)] as number)
 }
 
 /**
  * The highest term a claim may carry now: `MAX_TERM_STEP` above the basis, or, if higher, the clock's
- * milliseconds since 1970. Honest terms (a count of elections) are far below the clock, so a box that is more
- * than a step behind still takes any honest claim, even with nobody to vouch for it; the most a claim can take
- * the term to is the clock, which leaves 280,000 years of room.
+ * milliseconds since 1970 (so a box far behind still takes any honest claim, with nobody to vouch for it); and
+ * never past `plausibleTerm`. A rogue can so take the term at most to the clock plus a day, where it moves as
+ * time does: elections go on for 280,000 years, whatever it claims and however many members it makes up.
  */
 export function termCeiling (ownTerm: number, members: Member[], selfId: string, now: number): number {
-  return Math.max(termBasis(ownTerm, members, selfId) + MAX_TERM_STEP, Math.floor(now))
+  return Math.min(plausibleTerm(now), Math.max(termBasis(ownTerm, members, selfId, now) + MAX_TERM_STEP, Math.floor(now)))
 }
 
 export interface ElectionChange {

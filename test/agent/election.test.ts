@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Election, MAX_TERM_STEP, capabilityOf, compareCandidates, termBasis, termCeiling } from '../../agent/election.ts'
+import { CLOCK_SLACK_MS, Election, MAX_TERM_STEP, capabilityOf, compareCandidates, plausibleTerm, termBasis, termCeiling } from '../../agent/election.ts'
 import type { Candidate, ElectionChange } from '../../agent/election.ts'
 import type { Member, MemberState } from '../../agent/membership.ts'
 import { healthOf } from '../../agent/membership.ts'
@@ -118,17 +118,24 @@ t.test('a dead or departed coordinator loses the lease; a suspect one keeps it',
   t.equal(c.election.term, 3)
 })
 
-t.test('the term ceiling: a box goes by the lower median of the terms it and its live members report', async (t) => {
+t.test('the term ceiling: a box goes by the lower median of the plausible terms it and its live members report', async (t) => {
   const max = Number.MAX_SAFE_INTEGER
-  t.equal(termBasis(5, [member('self', 'alive', { term: 99 })], 'self'), 5, 'its own beacon does not count twice')
-  t.equal(termBasis(5, [member('rogue', 'alive', { term: max })], 'self'), 5, 'one member alone cannot drag it up')
-  t.equal(termBasis(5, [member('b', 'alive', { term: 60 }), member('c', 'alive', { term: 60 })], 'self'), 60, 'a box back from a long absence catches up with the mesh')
-  t.equal(termBasis(5, [member('b', 'alive', { term: 60 }), member('rogue', 'alive', { term: max })], 'self'), 60, 'half of them cannot either')
-  t.equal(termBasis(5, [member('b', 'dead', { term: 60 }), member('c', 'left', { term: 60 })], 'self'), 5, 'dead and departed members report nothing')
-  t.equal(termBasis(70, [member('b', 'alive', { term: 60 }), member('c', 'alive', { term: 60 })], 'self'), 70, 'never below its own')
+  const now = Date.parse('2026-01-01')
+  t.equal(termBasis(5, [member('self', 'alive', { term: 99 })], 'self', now), 5, 'its own beacon does not count twice')
+  t.equal(termBasis(5, [member('rogue', 'alive', { term: 1e9 })], 'self', now), 5, 'one member alone cannot drag it up')
+  t.equal(termBasis(5, [member('b', 'alive', { term: 60 }), member('c', 'alive', { term: 60 })], 'self', now), 60, 'a box back from a long absence catches up with the mesh')
+  t.equal(termBasis(5, [member('b', 'alive', { term: 60 }), member('rogue', 'alive', { term: 1e9 })], 'self', now), 60, 'half of them cannot either')
+  t.equal(termBasis(5, [member('b', 'dead', { term: 60 }), member('c', 'left', { term: 60 })], 'self', now), 5, 'dead and departed members report nothing')
+  t.equal(termBasis(70, [member('b', 'alive', { term: 60 }), member('c', 'alive', { term: 60 })], 'self', now), 70, 'never below its own')
+  const sybils = ['s1', 's2', 's3'].map((id) => member(id, 'alive', { term: max }))
+  t.equal(termBasis(5, [member('b', 'alive', { term: 5 }), ...sybils], 'self', now), 5, 'made-up members reporting the top of the range are not counted, however many')
+  t.equal(termBasis(5, [...sybils.map((m) => ({ ...m, health: { ...m.health, term: plausibleTerm(now) } }) as Member)], 'self', now), plausibleTerm(now), 'terms up to the clock (and a day) are')
   t.equal(termCeiling(5, [], 'self', 0), 5 + MAX_TERM_STEP)
-  t.equal(termCeiling(5, [], 'self', Date.parse('2026-01-01')), Date.parse('2026-01-01'), 'or the clock: any honest term is below it')
-  t.ok(Number.MAX_SAFE_INTEGER - Date.parse('2026-01-01') > 8e15, 'which leaves room for claims for ever')
+  t.equal(termCeiling(5, [], 'self', now), now, 'or the clock: any honest term is below it')
+  t.equal(termCeiling(5, sybils, 'self', now), now, 'whatever made-up members report')
+  t.equal(termCeiling(plausibleTerm(now), [], 'self', now), plausibleTerm(now), 'and never past the clock and a day, even from a term a rogue pushed there')
+  t.equal(plausibleTerm(now), now + CLOCK_SLACK_MS)
+  t.ok(Number.MAX_SAFE_INTEGER - plausibleTerm(now) > 8e15, 'which leaves room for claims for ever')
 })
 
 t.test('a box far behind takes an honest claim by the clock, with nobody to vouch for it', async (t) => {

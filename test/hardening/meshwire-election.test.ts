@@ -57,6 +57,34 @@ t.test('a member claiming the largest term the schema takes is refused and count
   t.match(await status(b), { coordinator: b.peerId, term: after.term }, `after ${later} refused claims, b still coordinates in its term`)
 })
 
+t.test('made-up members reporting the top of the integer range cannot drag the term there: the next term is the next rightful one', async (t) => {
+  const root = tempDir(t)
+  const swarmKey = writeSwarmKey(join(root, 'swarm.key'))
+  const agents: AgentProcess[] = []
+  t.teardown(() => stopAgents(agents))
+  const a = await startAgent({ root, name: 's-a', swarmKeyFile: swarmKey, config: { coordinator: { priority: 10 } } })
+  agents.push(a)
+  const b = await startAgent({ root, name: 's-b', swarmKeyFile: swarmKey, bootstrap: [await bootstrapAddr(a)] })
+  agents.push(b)
+  const first = await waitForAgreement('a to coordinate', agents, (x) => x.coordinator === a.peerId)
+  // Three members of one holder of the key (each process a fresh signing key): plain members, no claim, but a
+  // majority of b's live members, each reporting Number.MAX_SAFE_INTEGER.
+  const to = await bootstrapAddr(b)
+  const sybils = ['s1', 's2', 's3'].map((name) => spawn(process.execPath, [MESH_PUBLISH, '--swarm-key', swarmKey, '--to', to, '--stay', '60000',
+    '--beacon', JSON.stringify({ name, role: 'member', term: Number.MAX_SAFE_INTEGER, eligible: false })], { stdio: 'ignore' }))
+  t.teardown(() => { for (const s of sybils) s.kill() })
+  await waitFor('b to list the three', async () => (await nodes(b)).filter((n) => /^s\d$/.test(n.name) && n.state === 'alive').length === 3, 20_000)
+  t.ok(((await gossip(b)).rejected[TERM_JUMP] ?? 0) >= 3, 'their terms are counted as term-jumps')
+
+  a.child.kill('SIGKILL')
+  await a.exited
+  const after = await waitFor('b to coordinate', async () => {
+    const s = await status(b)
+    return s.role === 'coordinator' ? s : undefined
+  }, 20_000)
+  t.same({ coordinator: after.coordinator, term: after.term }, { coordinator: b.peerId, term: first.term + 1 }, 'the next rightful term, not one past the made-up ones')
+})
+
 t.test('a claim carried in a decision meets the same ceiling, counted under the decisions topic', async (t) => {
   const membership = new Membership({
     self: { peerId: 'self', name: 'self', state: 'alive', role: 'member', addrs: [], lastSeen: 0, health: null },
