@@ -1,5 +1,6 @@
 import { chmodSync, readFileSync, unlinkSync } from 'node:fs'
 import { createConnection } from 'node:net'
+import type { Socket } from 'node:net'
 import { STATUS_CODES, createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -29,6 +30,8 @@ export interface RemoteAccess {
   keyFile: string
   /** Connections open at once, at most; more are closed at once (and counted), so sockets cannot run out. */
   maxConnections: number
+  /** Connections open at once from one address, at most: one client cannot fill maxConnections by itself. */
+  maxConnectionsPerAddress: number
   authenticate: (token: string) => { username: string, role: OperatorRole } | undefined
   access: (route: string) => Access
 }
@@ -70,6 +73,10 @@ const MAX_TARGET_BYTES = 2048
 const MAX_HEADER_BYTES = 8 * 1024
 /** How often Node checks for clients that are slow to send their headers or body. */
 const TIMEOUT_CHECK_MS = 1_000
+/** An idle HTTPS connection is closed after this long: a tool's next request comes at once, or not soon. */
+export const KEEP_ALIVE_MS = 2_000
+/** Requests one HTTPS connection may carry; then it is closed, so no connection is held for good. */
+export const MAX_REQUESTS_PER_SOCKET = 100
 
 /** What the refusal counter is called: `noodle_api_refused_total{reason}`, the reason being the error's code. */
 export const API_REFUSED_METRIC = 'noodle_api_refused_total'
@@ -190,6 +197,11 @@ function checkContentType (req: IncomingMessage): void {
   }
 }
 
+/** The token of an `Authorization: Bearer <token>` header, if the request has one. */
+function bearerToken (req: IncomingMessage): string | undefined {
+  return /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1]
+}
+
 /** A JSON error answer written straight to a socket whose request Node could not parse. */
 function rawErrorAnswer (status: number, code: string, message: string): string {
   const text = JSON.stringify({ error: { code, message } })
@@ -213,6 +225,8 @@ export class ControlApi {
   private server: Server | undefined
   private tlsServer: Server | undefined
   private readonly refusedSockets = new WeakSet<Duplex>()
+  /** HTTPS connections open, by remote address (an address leaves when its last connection closes). */
+  private readonly connectionsByAddress = new Map<string, number>()
 
   constructor (components: {
     socketPath: string
@@ -279,7 +293,11 @@ export class ControlApi {
     // TLS failures (a bad or slow handshake) come to refuseClient too: https re-emits them as clientError.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
     server.maxConnections = remote.maxConnections
+    server.keepAliveTimeout = KEEP_ALIVE_MS
+    server.maxRequestsPerSocket = MAX_REQUESTS_PER_SOCKET
     server.on('drop', () => { this.onRefused('connections') })
+    // Before TLS starts on it: a client over its share is closed without costing a handshake.
+    server.prependListener('connection', (socket: Socket) => { this.admit(socket, remote.maxConnectionsPerAddress) })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(remote.port, remote.host, () => { server.off('error', reject); resolve() })
@@ -298,10 +316,27 @@ export class ControlApi {
     this.tlsServer = undefined
   }
 
+  /** Counts an HTTPS connection against its address, or closes it (counted) when the address has its share. */
+  private admit (socket: Socket, perAddress: number): void {
+    const address = socket.remoteAddress ?? ''
+    const open = this.connectionsByAddress.get(address) ?? 0
+    if (open >= perAddress) {
+      this.onRefused('address_connections')
+      socket.destroy()
+      return
+    }
+    this.connectionsByAddress.set(address, open + 1)
+    socket.once('close', () => {
+      const left = (this.connectionsByAddress.get(address) ?? 1) - 1
+      if (left === 0) this.connectionsByAddress.delete(address)
+      else this.connectionsByAddress.set(address, left)
+    })
+  }
+
   /** Over TCP: the caller its token names, if its role allows the route; else the error to answer with. */
   private judge (req: IncomingMessage, route: string, remote: RemoteAccess): Caller {
     const needed = remote.access(route)
-    const token = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1]
+    const token = bearerToken(req)
     const principal = token === undefined ? undefined : remote.authenticate(token)
     if (needed === 'public') return { local: false, username: principal?.username ?? null, role: principal?.role ?? null }
     if (principal === undefined) {
@@ -323,6 +358,7 @@ export class ControlApi {
 
   private async handle (req: IncomingMessage, res: ServerResponse, overTcp: boolean): Promise<void> {
     let path = ''
+    let caller: Caller | undefined
     try {
       path = targetPath(req.url ?? '/')
       const route = `${req.method ?? 'GET'} ${path}`
@@ -333,7 +369,7 @@ export class ControlApi {
         throw new RequestRefusedError(404, 'ERR_NOT_FOUND', `no such endpoint: ${path}`)
       }
       if (req.method === 'POST') checkContentType(req)
-      const caller = overTcp && this.remote !== undefined ? this.judge(req, route, this.remote) : { local: true as const }
+      caller = overTcp && this.remote !== undefined ? this.judge(req, route, this.remote) : { local: true as const }
       const body = await handler(req, caller)
       if (body instanceof TextBody) {
         res.writeHead(200, { 'content-type': body.contentType, 'content-length': Buffer.byteLength(body.text) })
@@ -355,9 +391,18 @@ export class ControlApi {
       if (status >= 500) this.onFailed(refusalReason(code))
       else this.onRefused(refusalReason(code))
       const retryAfterS = known?.retryAfterS
-      sendError(res, status, code, err instanceof Error ? err.message : 'internal error', known?.field,
-        retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) })
+      const headers: Record<string, string> = retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) }
+      // A stranger's refused request ends its connection: refusals cannot keep connections open for the asking.
+      if (overTcp && !this.hasValidToken(req, caller)) headers.connection = 'close'
+      sendError(res, status, code, err instanceof Error ? err.message : 'internal error', known?.field, headers)
     }
+  }
+
+  /** Whether a TCP request carries a token that names an operator (judged again when the route was not reached). */
+  private hasValidToken (req: IncomingMessage, caller: Caller | undefined): boolean {
+    if (caller !== undefined) return caller.local || caller.username !== null
+    const token = bearerToken(req)
+    return token !== undefined && this.remote?.authenticate(token) !== undefined
   }
 
   /** A request Node could not parse (bad syntax, headers too large, too slow): a JSON error, then close. */

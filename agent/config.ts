@@ -224,7 +224,9 @@ export const ConfigSchema = z.strictObject({
       certFile: z.string().min(1),
       keyFile: z.string().min(1),
       /** Connections open at once; more are closed at once (counted as refused: connections). */
-      maxConnections: z.int().min(1).max(65_535).default(256)
+      maxConnections: z.int().min(1).max(65_535).default(256),
+      /** Connections open at once from one address; more are closed at once (refused: address_connections). */
+      maxConnectionsPerAddress: z.int().min(1).max(65_535).default(16)
     }).optional()
   }).refine((a) => a.headersTimeoutMs <= a.requestTimeoutMs, { path: ['headersTimeoutMs'], message: 'must not exceed api.requestTimeoutMs' }),
   mqtt: MqttSchema
@@ -322,6 +324,7 @@ const SETTABLE: Record<string, ValueKind> = {
   'api.tcp.certFile': 'string',
   'api.tcp.keyFile': 'string',
   'api.tcp.maxConnections': 'int',
+  'api.tcp.maxConnectionsPerAddress': 'int',
   'models.standby': 'boolean',
   'models.importDir': 'string',
   'models.maxModelBytes': 'int',
