@@ -156,7 +156,7 @@ export class Agent {
         // The Unix socket is trusted (its group is the box's operators): its requests act as "local".
         'POST /api/v1/identity/login': async (req) => {
           const { username, password } = parseBody(LoginRequestSchema, await readJsonBody(req))
-          return await parts.operators.login(username, password)
+          return await parts.operators.login(username, password, req.socket.remoteAddress ?? 'local')
         },
         'POST /api/v1/identity/register': async (req, caller) => {
           const created = await parts.operators.register(parseBody(RegisterRequestSchema, await readJsonBody(req)), actorOf(caller))

@@ -60,8 +60,11 @@ export class OperatorStore {
     this.limiter = components.limiter ?? new LoginLimiter()
   }
 
-  /** A password login: a fresh API token (shown once; only its hash is kept), or 401, or 429 when rate limited. */
-  async login (username: string, password: string): Promise<{ token: string, expires_at: string, username: string, role: OperatorRole }> {
+  /**
+   * A password login from `address` (the client's, for the limiter's share per address): a fresh API token (shown
+   * once; only its hash is kept), or 401, or 429 when rate limited.
+   */
+  async login (username: string, password: string, address = 'local'): Promise<{ token: string, expires_at: string, username: string, role: OperatorRole }> {
     const name = username.toLowerCase()
     const { ok, value: row } = await this.limiter.attempt(name, async () => {
       const found = this.db.prepare<[string], { user_id: string, role: OperatorRole, password_hash: string }>(
@@ -69,7 +72,7 @@ export class OperatorStore {
       this.dummyHash ??= hashPassword('not anybody\'s password')
       const matches = await verifyPassword(password, found?.password_hash ?? await this.dummyHash)
       return { ok: found !== undefined && matches, value: found }
-    })
+    }, address)
     if (!ok || row === undefined) throw new InvalidCredentialsError()
     const token = `nd_${randomBytes(32).toString('base64url')}`
     const now = Date.now()

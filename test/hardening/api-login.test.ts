@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
 import t from 'tap'
-import { apiRequest } from '../../agent/client.ts'
+import { apiRequest, apiText } from '../../agent/client.ts'
 import { LoginLimiter } from '../../identity/login-limiter.ts'
 import { freePort } from '../../scripts/mosquitto.ts'
 import { BIN, startAgent, status, stopAgents, tempDir, writeSwarmKey } from '../helpers/agents.ts'
@@ -74,4 +75,41 @@ t.test('the CLI says a request timed out (a stopped agent), not that no agent ru
   agent.child.kill('SIGCONT')
   t.same({ code, stderr }, { code: 1, stderr: 'noodle: the agent did not answer GET /api/v1/system/status within 5 s\n' })
   t.equal((await status(agent)).name, 'frozen', 'the agent answers once it runs again')
+})
+
+/** A login over HTTPS from `localAddress` (a loopback address of its own): the status. */
+function loginFrom (port: number, ca: Buffer, localAddress: string, username: string, password: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, localAddress, method: 'POST', path: '/api/v1/identity/login', ca, headers: { 'content-type': 'application/json' } }, (res) => {
+      res.resume()
+      res.on('end', () => { resolve(res.statusCode ?? 0) })
+    })
+    req.on('error', reject)
+    req.end(JSON.stringify({ username, password }))
+  })
+}
+
+t.test('a real agent: a client flooding bogus logins from one address does not stop another\'s login', async (t) => {
+  const root = tempDir(t)
+  const { certFile, keyFile } = certificate(root)
+  const port = await freePort()
+  const agent = await startAgent({ root, name: 'flooded', swarmKeyFile: writeSwarmKey(join(root, 'swarm.key')), config: { api: { tcp: { host: '127.0.0.1', port, certFile, keyFile } } } })
+  t.teardown(() => stopAgents([agent]))
+  const ca = readFileSync(certFile)
+  await apiRequest(agent.socketPath, 'POST', '/api/v1/identity/register', 10_000, { username: 'ana', email: 'ana@example.com', password: 'violet skies at noon', profile: { first_name: 'A', last_name: 'N' } })
+  // Four loops of logins at once from 127.0.0.2, each a made-up name (so no account lock stops them first).
+  let flooding = true
+  const floodAnswers: number[] = []
+  const flood = Array.from({ length: 4 }, async (_, loop) => {
+    for (let i = 0; flooding; i++) floodAnswers.push(await loginFrom(port, ca, '127.0.0.2', `nobody-${loop}-${i}`, 'not the password'))
+  })
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const mine: number[] = []
+  for (let i = 0; i < 3; i++) mine.push(await loginFrom(port, ca, '127.0.0.3', 'ana', 'violet skies at noon'))
+  flooding = false
+  await Promise.all(flood)
+  t.same(mine, [200, 200, 200], 'ana logs in from another address, three times, while the flood runs')
+  t.same([...new Set(floodAnswers)].sort(), [401, 429], 'the flood gets 401s, and 429 past its share (one check, two waiting)')
+  t.match(await apiText(agent.socketPath, '/metrics'), /^noodle_api_refused_total\{reason="too_many_attempts"\} [1-9]\d*$/m, 'its 429s are counted')
+  t.equal((await status(agent)).name, 'flooded')
 })
