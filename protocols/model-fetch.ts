@@ -3,11 +3,11 @@ import { versionedJson } from './codec.ts'
 
 /**
  * A node fetches a model by id from a peer that announced it. The request and the answer's header are
- * length-prefixed JSON; then the file follows in length-prefixed chunks, a window of MODEL_WINDOW_CHUNKS at a
- * time: the receiver asks for each next window (`{ v: 1, more: true }`) once it has written the last one. A libp2p
- * stream hands data on as it arrives, whatever the reader's pace, so without this a receiver slower than the link
- * (a busy box writing to an SD card) overflows its read buffer. The receiver checks that the bytes hash to the id
- * before it uses them.
+ * length-prefixed JSON; then the file follows in length-prefixed chunks of MODEL_CHUNK_BYTES (the last one
+ * shorter; a chunk of any other size is refused), a window of MODEL_WINDOW_CHUNKS at a time: the receiver asks for
+ * each next window (`{ v: 1, more: true }`) once it has written the last one. A libp2p stream hands data on as it
+ * arrives, whatever the reader's pace, so without this a receiver slower than the link (a busy box writing to an
+ * SD card) overflows its read buffer. The receiver checks that the bytes hash to the id before it uses them.
  */
 export const MODEL_FETCH_PROTOCOL = '/noodle/model-fetch/2.0.0'
 

@@ -24,11 +24,22 @@ const FETCH_TIMEOUT_MS = 10 * 60_000
 const SERVE_TIMEOUT_MS = 10 * 60_000
 /** Models whose holders are remembered: announcements beyond these forget the least recently announced. */
 const MAX_ANNOUNCED_MODELS = 1024
+/**
+ * How long a transfer of `size` bytes may take once announced: a grace for the start, then at least 64 KiB/s
+ * (a slow link, still), never over FETCH_TIMEOUT_MS. A peer that drips bytes would otherwise hold the standby's
+ * one-at-a-time queue for the whole fetch timeout, model after model.
+ */
+export function transferDeadlineMs (size: number): number {
+  return Math.min(FETCH_TIMEOUT_MS, TRANSFER_GRACE_MS + Math.ceil(size / MIN_TRANSFER_BYTES_PER_MS))
+}
+const TRANSFER_GRACE_MS = 15_000
+const MIN_TRANSFER_BYTES_PER_MS = 64 * 1024 / 1000
+
 /** Free space a fetched model must leave on the disk: the store, logs and the compiled copies need room too. */
 const DISK_MARGIN_BYTES = 64 * 1024 ** 2
 
 /** Why a fetch from a peer was refused: counted in noodle_gossip_rejected_total under the fetch protocol. */
-export type FetchRefusal = 'too-large' | 'no-disk-space' | 'oversized' | 'hash-mismatch' | 'stalled' | 'bad-answer'
+export type FetchRefusal = 'too-large' | 'no-disk-space' | 'oversized' | 'bad-chunk' | 'hash-mismatch' | 'stalled' | 'too-slow' | 'bad-answer'
 
 class RefusedFetch extends FetchRefusedError<FetchRefusal> {}
 
@@ -148,8 +159,9 @@ export class ModelExchange {
    * ever left behind.
    */
   private async download (id: string, peer: string, cap: { bytes: number, key: string }): Promise<{ file: string, name: string }> {
-    const signal = AbortSignal.timeout(FETCH_TIMEOUT_MS)
-    const step = (): AbortSignal => AbortSignal.any([signal, AbortSignal.timeout(this.idleTimeoutMs)])
+    // The whole fetch has FETCH_TIMEOUT_MS; once the size is known, the transfer's own deadline (a minimum pace).
+    let deadline = AbortSignal.timeout(FETCH_TIMEOUT_MS)
+    const step = (): AbortSignal => AbortSignal.any([deadline, AbortSignal.timeout(this.idleTimeoutMs)])
     const stream = await this.node.dialProtocol(peerIdFromString(peer), MODEL_FETCH_PROTOCOL, { signal: step() })
     const done = join(this.modelsDir, `${id}.fetched.onnx`)
     const part = temporaryPath(done)
@@ -161,7 +173,8 @@ export class ModelExchange {
         try {
           return (await lp.read({ signal: waiting })).subarray()
         } catch (err) {
-          if (signal.aborted || !waiting.aborted) throw err
+          if (!waiting.aborted) throw err
+          if (deadline.aborted) throw new RefusedFetch('too-slow', 'it did not send the model within its deadline (64 KiB/s at least)')
           throw new RefusedFetch('stalled', `it sent nothing for ${this.idleTimeoutMs} ms`)
         }
       }
@@ -171,6 +184,7 @@ export class ModelExchange {
       if (!header.value.ok) throw new Error(`it says: ${header.value.error}`)
       const size = header.value.size
       if (size > cap.bytes) throw new RefusedFetch('too-large', `it offers ${size} bytes, more than ${cap.key} (${cap.bytes})`)
+      deadline = AbortSignal.any([deadline, AbortSignal.timeout(transferDeadlineMs(size))])
       const disk = await statfs(this.modelsDir)
       const free = disk.bavail * disk.bsize
       if (free < size + this.diskMarginBytes) throw new RefusedFetch('no-disk-space', `${size} bytes would leave less than ${this.diskMarginBytes} bytes free (${free} free)`)
@@ -179,8 +193,12 @@ export class ModelExchange {
       let received = 0
       for (let chunks = 1; received < size; chunks++) {
         const chunk = await read()
+        // Chunks are whole (MODEL_CHUNK_BYTES) but the last: empty or short ones would cost a write and a loop
+        // each, and a flood of them stalls the event loop and fills memory.
+        const expected = Math.min(MODEL_CHUNK_BYTES, size - received)
+        if (chunk.length > size - received) throw new RefusedFetch('oversized', `it sent more than the ${size} bytes it announced`)
+        if (chunk.length !== expected) throw new RefusedFetch('bad-chunk', `it sent a chunk of ${chunk.length} bytes where the protocol has ${expected}`)
         received += chunk.length
-        if (received > size) throw new RefusedFetch('oversized', `it sent more than the ${size} bytes it announced`)
         hash.update(chunk)
         await file.write(chunk)
         if (chunks % MODEL_WINDOW_CHUNKS === 0 && received < size) await lp.write(modelFetchMoreCodec.encode({ v: 1, more: true }), { signal: step() })

@@ -14,6 +14,7 @@ import { healthCodec } from '../../protocols/health.ts'
 import { modelCompiledCodec } from '../../protocols/models.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { WorkItemSchema } from '../../protocols/work.ts'
+import { transferDeadlineMs } from '../../runtime/model-exchange.ts'
 import type { CompileResult } from '../../runtime/model-runtime.ts'
 import { bootstrapAddr, gossip, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { bareNode } from '../helpers/bare-node.ts'
@@ -43,7 +44,7 @@ t.test('a peer that offers too much, sends more than it announced, lies about th
   t.teardown(() => stopAgents([agent]))
   const rogue = await bareNode(readSwarmKey(swarmKeyFile))
   t.teardown(async () => { await rogue.stop() })
-  const ids = { huge: idOf('huge'), oversent: idOf('oversent'), lying: idOf('lying'), stalling: idOf('stalling') }
+  const ids = { huge: idOf('huge'), oversent: idOf('oversent'), lying: idOf('lying'), stalling: idOf('stalling'), empty: idOf('empty') }
   await rogue.handle(MODEL_FETCH_PROTOCOL, async (stream: Stream) => {
     const lp = lpStream(stream, { maxDataLength: MODEL_CHUNK_BYTES })
     const { id } = JSON.parse(new TextDecoder().decode((await lp.read()).subarray())) as { id: string }
@@ -59,9 +60,13 @@ t.test('a peer that offers too much, sends more than it announced, lies about th
       } else if (id === ids.lying) {
         await lp.write(header(GOOD.length))
         await serve(lp, GOOD)
+      } else if (id === ids.empty) {
+        // A flood of empty chunks: each used to cost a write and a loop, stalling the agent for seconds.
+        await lp.write(header(1000))
+        for (let i = 0; i < 100_000; i++) await lp.write(new Uint8Array(0))
       } else if (id === ids.stalling) {
         await lp.write(header(GOOD.length))
-        await lp.write(GOOD.subarray(0, 1000))
+        await lp.write(GOOD.subarray(0, MODEL_CHUNK_BYTES))
         await new Promise((resolve) => setTimeout(resolve, 5_000))
       } else {
         await lp.write(header(GOOD.length))
@@ -93,13 +98,14 @@ t.test('a peer that offers too much, sends more than it announced, lies about th
   t.match(huge.message, /offers 2000000 bytes, more than models\.maxModelBytes \(1000000\)/)
   await t.rejects(fetch(ids.oversent), { code: 'ERR_MODEL', message: /sent more than the 1000 bytes it announced/ })
   await t.rejects(fetch(ids.lying), { code: 'ERR_MODEL', message: /hash to [0-9a-f]{12}…, not/ })
+  await t.rejects(fetch(ids.empty), { code: 'ERR_MODEL', message: /sent a chunk of 0 bytes where the protocol has 1000/ })
   const stalled = Date.now()
   await t.rejects(fetch(ids.stalling), { code: 'ERR_MODEL', message: /sent nothing for 500 ms/ })
   t.ok(Date.now() - stalled < 4_000, 'a stalled transfer is cut off after the idle timeout, not when the peer gives up')
 
   const refused = (await gossip(agent)).rejected
   t.match(refused, {
-    [`too-large${FETCH}`]: 1, [`oversized${FETCH}`]: 1, [`hash-mismatch${FETCH}`]: 1, [`stalled${FETCH}`]: 1
+    [`too-large${FETCH}`]: 1, [`oversized${FETCH}`]: 1, [`hash-mismatch${FETCH}`]: 1, [`stalled${FETCH}`]: 1, [`bad-chunk${FETCH}`]: 1
   }, 'each refusal is counted under its reason')
   t.same(readdirSync(join(agent.dataDir, 'models')), [], 'no partial or temporary file is left behind')
 
@@ -165,7 +171,12 @@ t.test('a standby copy for work from another home is capped by remoteWork.maxMod
   const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
   // The box takes models up to 10 MB from its operator, but runs work from other homes only up to 100 kB.
   const agent = await startAgent({
-    root, name: 'victim', swarmKeyFile, env: { NOODLE_MODELS_MAX_MODEL_BYTES: '10000000', NOODLE_REMOTE_WORK_MAX_MODEL_BYTES: '100000' }
+    root,
+    name: 'victim',
+    swarmKeyFile,
+    env: { NOODLE_MODELS_MAX_MODEL_BYTES: '10000000' },
+    // Loopback sources are opened for other homes only when listed by host.
+    config: { remoteWork: { sources: ['rtsp://127.0.0.1'], maxModelBytes: 100_000 } }
   })
   t.teardown(() => stopAgents([agent]))
   const rogue = await bareNode(readSwarmKey(swarmKeyFile))
@@ -190,7 +201,7 @@ t.test('a standby copy for work from another home is capped by remoteWork.maxMod
     .every((topic) => rogue.services.pubsub.getSubscribers(topic).some((p) => p.toString() === agent.peerId)))
   // Its home advertises a camera whose model (GOOD, ~585 kB) the standby wants: too big for work from elsewhere.
   const beacon = healthCodec.encode(sampleBeacon({
-    name: 'home', startedAt: Date.now(), work: [WorkItemSchema.parse({ id: 'cam', kind: 'camera', source: 'rtsp://192.0.2.1:1/stream', model: GOOD_ID })]
+    name: 'home', startedAt: Date.now(), work: [WorkItemSchema.parse({ id: 'cam', kind: 'camera', source: 'rtsp://127.0.0.1:1/stream', model: GOOD_ID })]
   }))
   const refused = await waitFor('the standby to refuse the copy', async () => {
     await rogue.services.pubsub.publish(TOPICS.nodeHealth, beacon)
@@ -213,4 +224,10 @@ t.test('a standby copy for work from another home is capped by remoteWork.maxMod
     }
   }, 10_000)
   t.equal(fetched.id, GOOD_ID)
+})
+
+t.test('a transfer must keep a minimum pace once its size is known: a drip cannot hold the fetch queue for ten minutes', async (t) => {
+  t.equal(transferDeadlineMs(1000), 15_000 + 16, 'a small model: the grace, and a moment')
+  t.equal(transferDeadlineMs(64 * 1024 * 60), 15_000 + 60_000, 'a minute for each 3.75 MiB')
+  t.equal(transferDeadlineMs(2 * 1024 ** 3), 10 * 60_000, 'never over the whole fetch timeout')
 })
