@@ -50,6 +50,9 @@ export interface MembershipOptions {
  */
 export const DEFAULT_MAX_MEMBERS = 1024
 
+/** How long a member must have been in the table before its death keeps its place in a full one. */
+export const STANDING_MS = 10 * 60_000
+
 /** A beacon from a peer that did not join, and why (the label its refusal is counted under). */
 export interface MemberRefusal {
   peerId: string
@@ -76,6 +79,8 @@ interface Tracked {
   probeStartedAt: number | null
   probeNow: boolean
   probeNotBefore: number
+  /** When its first beacon came (0: remembered from an earlier run, or ourselves): how long it has stood. */
+  joinedAt: number
 }
 
 export interface MembershipEvents {
@@ -103,8 +108,10 @@ export function healthOf (beacon: HealthBeacon): MemberHealth {
  * A probe is a libp2p ping and, alongside, a bare TCP connection to the member's port: the kernel accepts that
  * even when the agent is starved of CPU, so a slow member is told apart from a gone one within the probe.
  *   any state ──(its own signed leave event)──▶ left;  dead/left ──(reapAfterMs)──▶ forgotten
- *   (unknown) ──(first beacon)──▶ alive, unless `maxMembers` are known already: then refused (not a member), so
- *   made-up keys cannot grow the table; those known (in any state) and bootstrap peers are never crowded out
+ *   (unknown) ──(first beacon)──▶ alive, unless `maxMembers` are known already: then a member that left, or one
+ *   that died within STANDING_MS of joining, is forgotten to make room (longest silent first); with none, the
+ *   newcomer is refused (not a member), so made-up keys cannot grow the table, nor, by beaconing once and going,
+ *   lock new boxes out until they are reaped. Live members, the dead of standing and bootstrap peers stay.
  *
  * Members silent for `probeAfterMs` (one beacon late), and members whose connections all closed, are handed
  * out by `takeProbes()`; the caller pings them and reports with `observeProbe()`.
@@ -174,7 +181,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (peerId === this.selfId) return false
     const now = this.now()
     const tracked = this.members.get(peerId)
-    if (tracked == null && !this.hasRoomFor(peerId)) {
+    if (tracked == null && !this.hasRoomFor(peerId) && !this.makeRoom()) {
       this.emit('refuse', { peerId, name: beacon.name, reason: 'too-many-members' })
       return false
     }
@@ -194,7 +201,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
       health: healthOf(beacon)
     }
     const news = tracked == null || tracked.startedAt !== beacon.startedAt || tracked.member.state !== 'alive'
-    const next = track(member, beacon.startedAt, beacon.seq, now)
+    const next = track(member, beacon.startedAt, beacon.seq, now, tracked == null ? now : tracked.joinedAt)
     next.probeStartedAt = tracked?.probeStartedAt ?? null
     this.members.set(peerId, next)
     this.dirty.add(peerId)
@@ -292,6 +299,27 @@ export class Membership extends EventEmitter<MembershipEvents> {
     for (const tracked of this.members.values()) tracked.silentSince += ms
   }
 
+  /**
+   * Makes room in a full table for a newcomer by forgetting, longest silent first, a member that left (its work
+   * is not placed again, so nothing needs it), or one that died having stood less than `STANDING_MS` (a key
+   * holder's made-up members beacon once and go). Members of standing that died are kept until reaped: the
+   * coordinator moves their work meanwhile. Returns whether it made room.
+   */
+  private makeRoom (): boolean {
+    let oldest: Tracked | undefined
+    for (const [peerId, tracked] of this.members) {
+      const { state, lastSeen } = tracked.member
+      if (peerId === this.selfId || this.reserved.has(peerId)) continue
+      const evictable = state === 'left' || (state === 'dead' && tracked.joinedAt > 0 && lastSeen - tracked.joinedAt < STANDING_MS)
+      if (evictable && (oldest === undefined || lastSeen < oldest.member.lastSeen)) oldest = tracked
+    }
+    if (oldest === undefined) return false
+    this.members.delete(oldest.member.peerId)
+    this.dirty.delete(oldest.member.peerId)
+    this.emit('reap', oldest.member)
+    return true
+  }
+
   /** Forgets dead and left members after `reapAfterMs`; call it now and then. */
   tick (): void {
     const now = this.now()
@@ -348,6 +376,6 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 }
 
-function track (member: Member, startedAt: number, seq: number, silentSince: number): Tracked {
-  return { member, startedAt, seq, silentSince, failedProbes: 0, probeStartedAt: null, probeNow: false, probeNotBefore: 0 }
+function track (member: Member, startedAt: number, seq: number, silentSince: number, joinedAt = 0): Tracked {
+  return { member, startedAt, seq, silentSince, failedProbes: 0, probeStartedAt: null, probeNow: false, probeNotBefore: 0, joinedAt }
 }

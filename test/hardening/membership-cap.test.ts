@@ -8,7 +8,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
 import { loadConfig } from '../../agent/config.ts'
 import { createLogger } from '../../agent/logger.ts'
-import { DEFAULT_MAX_MEMBERS, Membership } from '../../agent/membership.ts'
+import { DEFAULT_MAX_MEMBERS, Membership, STANDING_MS } from '../../agent/membership.ts'
 import { MembershipService } from '../../agent/membership-service.ts'
 import { MetricsStore } from '../../agent/metrics.ts'
 import type { Member, MemberRefusal } from '../../agent/membership.ts'
@@ -35,8 +35,10 @@ function setup (reserved: string[] = []) {
   return { table, refused, changes, advance: (ms: number) => { now += ms; table.tick() } }
 }
 
-t.test('a full table refuses newcomers (an event with the reason); known members, dead ones included, and bootstrap peers are never crowded out', async (t) => {
+t.test('a full table refuses newcomers (an event with the reason); members of standing, dead ones included, and bootstrap peers are never crowded out; the left and the short-lived dead make room', async (t) => {
   const { table, refused, changes, advance } = setup(['boot'])
+  const reaped: string[] = []
+  table.on('reap', (m) => { reaped.push(m.peerId) })
   t.equal(table.observeBeacon('a', beacon('a')), true)
   t.equal(table.observeBeacon('b', beacon('b')), true)
   t.equal(table.count(), 3, 'self, a and b: full')
@@ -46,11 +48,13 @@ t.test('a full table refuses newcomers (an event with the reason); known members
   t.notOk(table.isLatest('stranger', beacon('stranger')), 'its beacon speaks for nobody (no claim reaches the election)')
   t.same(refused, [{ peerId: 'stranger', name: 'stranger', reason: 'too-many-members' }])
 
+  advance(STANDING_MS)
   t.equal(table.observeBeacon('a', beacon('a', 1, 2)), false, 'a known member is still heard')
+  table.observeBeacon('b', beacon('b', 1, 2))
   t.equal(table.observeBeacon('boot', beacon('boot')), true, 'a bootstrap peer joins whatever the table holds')
   t.equal(table.count(), 4)
 
-  // A member found dead keeps its place (its work is what the coordinator moves); a newcomer still waits.
+  // A member of standing found dead keeps its place (its work is what the coordinator moves); a newcomer waits.
   table.takeProbes()
   advance(1_100)
   t.same(table.takeProbes().sort(), ['a', 'b', 'boot'])
@@ -60,15 +64,21 @@ t.test('a full table refuses newcomers (an event with the reason); known members
   t.equal(table.observeBeacon('a', beacon('a', 2, 1)), true, 'the dead member comes back: news')
   t.equal(refused.length, 2)
 
-  // Room comes only when the dead and the left are forgotten (reapAfterMs).
+  // A member that left makes room at once: nothing is placed on it or moved from it any more.
   table.observeLeave('b', { v: 1, type: 'member.leave', at: 0, startedAt: 1 })
-  advance(60_000)
-  t.equal(table.get('b'), undefined, 'b was reaped')
-  t.equal(table.observeBeacon('stranger', beacon('stranger', 1, 3)), false, 'still full: self, a and boot')
-  table.observeLeave('boot', { v: 1, type: 'member.leave', at: 0, startedAt: 1 })
-  advance(60_000)
-  t.equal(table.observeBeacon('stranger', beacon('stranger', 1, 4)), true, 'a place came free: the newcomer joins')
-  t.same(changes.filter((c) => c.endsWith('new->alive')), ['a:new->alive', 'b:new->alive', 'boot:new->alive', 'stranger:new->alive'])
+  t.equal(table.observeBeacon('stranger', beacon('stranger', 1, 3)), true, 'the newcomer takes the place b left')
+  t.same(reaped, ['b'], 'b is forgotten as if reaped')
+
+  // So does one that died soon after it joined: a key holder's made-up members beacon once and go.
+  table.takeProbes()
+  advance(1_100)
+  table.takeProbes()
+  table.observeProbe('stranger', 'refused')
+  t.equal(table.get('stranger')?.state, 'dead')
+  t.equal(table.observeBeacon('late', beacon('late')), true, 'a later newcomer takes its place')
+  t.same(reaped, ['b', 'stranger'])
+  t.equal(table.observeBeacon('later', beacon('later')), false, 'with only members of standing and bootstrap peers left, the next is refused')
+  t.same(changes.filter((c) => c.endsWith('new->alive')), ['a:new->alive', 'b:new->alive', 'boot:new->alive', 'stranger:new->alive', 'late:new->alive'])
 })
 
 t.test('members remembered from an earlier run beyond the cap are left out and said so; bootstrap peers are not', async (t) => {
