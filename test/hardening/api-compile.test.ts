@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { apiRequest, apiText } from '../../agent/client.ts'
-import { withImportedModel } from '../../agent/model-import.ts'
+import { copyChecked, importableModelFile, withImportedModel } from '../../agent/model-import.ts'
 import { freePort } from '../../scripts/mosquitto.ts'
 import { startAgent, status, stopAgents, tempDir, writeSwarmKey } from '../helpers/agents.ts'
 import { certificate, httpsJson } from './api-tls.ts'
@@ -55,11 +55,17 @@ t.test('compile reads only regular files under the cap; over HTTPS only under mo
   t.match(await local(join(root, 'secret.onnx')), { status: 400, code: 'ERR_MODEL' }, 'socket: a regular file outside importDir is read (and is not a model)')
 
   // HTTPS: only under importDir, wherever links and ".." lead.
-  t.match(await remote(join(root, 'secret.onnx')), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN', message: /is outside models\.importDir/ } } }, 'https: a path outside importDir')
+  t.match(await remote(join(root, 'secret.onnx')), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN', message: `file: ${join(root, 'secret.onnx')} is not a file in models.importDir` } } }, 'https: a path outside importDir')
+  // One answer for outside, missing (outside or in), and a link out: nothing tells which paths exist.
+  const answer = async (file: string) => { const { status, body } = await remote(file); return { status, body: { ...body, error: { ...body.error, message: body.error.message.replace(file, 'F') } } } }
+  const outside = await answer('/etc/passwd')
+  t.same(outside, { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN', field: 'file', message: 'file: F is not a file in models.importDir' } } })
+  t.same({ missing: await answer('/etc/no-such-file'), missingInside: await answer('none.onnx'), linkOut: await answer('escape.onnx') },
+    { missing: outside, missingInside: outside, linkOut: outside }, 'https: missing and outside get one identical answer')
   t.match(await remote('../secret.onnx'), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN' } } }, 'https: "..", relative to importDir')
   t.match(await remote(join(importDir, '..', 'secret.onnx')), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN' } } }, 'https: ".." inside an absolute path')
   t.match(await remote('escape.onnx'), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN' } } }, 'https: a link in importDir that leads out of it')
-  t.match(await remote('/etc/passwd'), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN' } } }, 'https: a system file')
+  t.match(await remote('/etc/passwd'), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN' } } }, 'https: a system file (again)')
   t.match(await remote('zero.onnx'), { status: 403, body: { error: { code: 'ERR_IMPORT_FORBIDDEN' } } }, 'https: a link to a device')
   t.match(await remote('fifo.onnx'), { status: 400, body: { error: { code: 'ERR_NOT_A_FILE' } } }, 'https: a FIFO inside importDir')
   t.match(await remote('big.onnx'), { status: 413, body: { error: { code: 'ERR_MODEL_TOO_LARGE' } } }, 'https: over the cap')
@@ -77,7 +83,7 @@ t.test('compile reads only regular files under the cap; over HTTPS only under mo
   t.match(await bench({ id, runs: 5, shape: [1, 3, 48, 192] }), { id, runs: 5 }, 'a sane bench still runs')
 
   t.equal((await status(agent)).name, 'importer', 'the agent is up')
-  t.match(await apiText(agent.socketPath, '/metrics'), /^noodle_api_refused_total\{reason="import_forbidden"\} 6$/m, 'refusals are counted by reason')
+  t.match(await apiText(agent.socketPath, '/metrics'), /^noodle_api_refused_total\{reason="import_forbidden"\} 10$/m, 'refusals are counted by reason')
 })
 
 t.test('the copy compiled is read through the checked descriptor, never past the cap, and then deleted', async (t) => {
@@ -103,4 +109,47 @@ t.test('copies left in the staging folder by an agent that died mid-compile are 
   t.teardown(() => stopAgents([agent]))
   t.equal((await status(agent)).name, 'box')
   t.notOk(existsSync(join(dataDir, 'import')), 'the staging folder is gone')
+})
+
+t.test('a folder on the path swapped for a link between the check and the open is refused, not followed', async (t) => {
+  const root = tempDir(t)
+  const importDir = join(root, 'import')
+  const outside = join(root, 'outside')
+  mkdirSync(join(importDir, 'real'), { recursive: true })
+  mkdirSync(outside)
+  writeFileSync(join(importDir, 'real', 'm.onnx'), 'inside')
+  writeFileSync(join(outside, 'm.onnx'), 'secret')
+  const rules = { remote: true, importDir, maxBytes: 1024 }
+  const staged = join(root, 'staged.onnx')
+  const swap = (to: string): void => {
+    rmSync(join(importDir, 'real'), { recursive: true, force: true })
+    symlinkSync(to, join(importDir, 'real'))
+  }
+
+  const checked = importableModelFile('real/m.onnx', rules)
+  renameSync(join(importDir, 'real'), join(importDir, 'kept'))
+  swap(outside)
+  await t.rejects(copyChecked(checked, 'real/m.onnx', rules, staged), { httpStatus: 409, code: 'ERR_MODEL_CHANGED', message: 'file: real/m.onnx was replaced while it was opened: try again' },
+    'another file (another inode) is refused')
+  t.notOk(existsSync(staged), 'nothing was copied')
+
+  // The very file judged, reached through a hard link outside: the same inode, but not inside importDir.
+  const again = importableModelFile('kept/m.onnx', rules)
+  const elsewhere = join(root, 'elsewhere')
+  mkdirSync(elsewhere)
+  linkSync(join(importDir, 'kept', 'm.onnx'), join(elsewhere, 'm.onnx'))
+  swap(elsewhere)
+  await t.rejects(copyChecked({ ...again, real: join(importDir, 'real', 'm.onnx') }, 'real/m.onnx', rules, staged), { httpStatus: 409, code: 'ERR_MODEL_CHANGED' },
+    'the kernel says it is outside importDir: refused')
+  t.notOk(existsSync(staged))
+
+  // Gone between the check and the open: over HTTPS the one answer for missing, on the socket a 400 naming why.
+  rmSync(join(importDir, 'real'))
+  await t.rejects(copyChecked(checked, 'real/m.onnx', rules, staged), { httpStatus: 403, code: 'ERR_IMPORT_FORBIDDEN', message: 'file: real/m.onnx is not a file in models.importDir' })
+  await t.rejects(copyChecked(checked, 'real/m.onnx', { ...rules, remote: false }, staged), { httpStatus: 400, code: 'ERR_MODEL_UNREADABLE', message: /ENOENT/ })
+  await t.rejects(withImportedModel(join(root, 'none', 'm.onnx'), { ...rules, remote: false }, join(root, 'staging'), async () => 'compiled'), { httpStatus: 400, code: 'ERR_MODEL_UNREADABLE' })
+
+  // Untouched, it is copied.
+  await copyChecked(importableModelFile('kept/m.onnx', rules), 'kept/m.onnx', rules, staged)
+  t.equal(readFileSync(staged, 'utf8'), 'inside')
 })
