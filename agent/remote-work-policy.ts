@@ -50,6 +50,9 @@ export function lavfiGraphProblem (graph: string): string | null {
  * compared as a resolver reads them (`rtsp://2130706433` is `rtsp://127.0.0.1`). Files, devices and anything that
  * is not a URL never match.
  */
+/** scheme://host[:port][/path][?query], in characters every URL reader splits the same way. */
+const PLAIN_URL = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[A-Za-z0-9._~:[\]-]+(?:[/?][A-Za-z0-9._~!$&'()*+,;=:%/?-]*)?$/
+
 export function sourceRefusal (source: string, sources: readonly string[]): string | null {
   if (source.startsWith('lavfi:')) {
     if (!sources.includes('lavfi:')) return 'lavfi sources are not accepted from other homes'
@@ -72,7 +75,9 @@ export function sourceRefusal (source: string, sources: readonly string[]): stri
     const [entryHost, entryPort] = splitHostPort(rest)
     return canonicalHost(entryHost) === host && (entryPort === undefined || entryPort === (url.port === '' ? undefined : url.port))
   })
-  if (allowed) return null
+  // The host checked must be the one FFmpeg connects to: where URL readers disagree (`\`, `@`, `#`, spaces,
+  // controls: `http://a\@b/` is host a to WHATWG and host b to FFmpeg), the source is refused.
+  if (allowed) return PLAIN_URL.test(source) ? null : `${JSON.stringify(source.slice(0, 80))} is not a plain URL (no "@", "\\", "#", spaces or control characters)`
   return local
     ? `${scheme}://${host} is this box or its link (loopback, link-local): opened for other homes only where remoteWork.sources names that host`
     : `${scheme}://${host} is not among the sources this box accepts from other homes`

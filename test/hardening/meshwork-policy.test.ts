@@ -65,6 +65,18 @@ t.test('sources: by scheme or scheme and host; never files, devices or credentia
   t.match(sourceRefusal('rtsp://169.254.169.254/x', pinnedHosts), /rtsp:\/\/169\.254\.169\.254 is this box or its link/)
 })
 
+t.test('sources: only plain URLs, so the host checked is the host FFmpeg connects to', async (t) => {
+  const hosts = ['http://127.0.0.2', 'http://', 'rtsp://']
+  // WHATWG reads host 127.0.0.2 (a backslash is a slash to it); FFmpeg reads "127.0.0.2:18081\" as user info and
+  // connects to 127.0.0.1:18082 (found by an attacker, with an HTTP server's log).
+  for (const evil of ['http://127.0.0.2:18081\\@127.0.0.1:18082/x', 'http://cam.lan\\@10.0.0.1/x', 'rtsp://cam.lan/x#@evil', 'rtsp://cam.lan/a b', 'rtsp://cam.lan/\u0000', 'rtsp://cam.lan/\n']) {
+    t.match(sourceRefusal(evil, hosts), /is not a plain URL/, JSON.stringify(evil))
+  }
+  for (const good of ['rtsp://192.0.2.10:554/Streaming/Channels/101', 'http://cam.lan/video.mjpg?resolution=640x480&fps=5', 'rtsp://[2001:db8::7]:322/live', 'http://cam.lan/a%20b']) {
+    t.equal(sourceRefusal(good, hosts), null, good)
+  }
+})
+
 t.test('sources: a scheme alone never admits the box itself or its link, in any spelling; an exact host entry does', async (t) => {
   const local = ['http://127.0.0.1/', 'http://localhost:8080/', 'rtsp://LOCALHOST./x', 'rtsp://cam.localhost/x', 'http://[::1]/',
     'rtsp://[::ffff:127.0.0.1]/x', 'rtsp://2130706433/x', 'rtsp://0x7f.1/x', 'rtsp://127.1/x', 'rtsp://0177.0.0.1/x', 'rtsp://127.0.0.%31/x',
