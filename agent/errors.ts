@@ -128,6 +128,15 @@ export class FetchRefusedError<Reason extends string = string> extends NoodleErr
   }
 }
 
+/** Something that runs one at a time is running already: 409, try again when it is done. */
+export class BusyError extends NoodleError {
+  readonly httpStatus = 409
+
+  constructor (message: string) {
+    super('ERR_BUSY', message)
+  }
+}
+
 /** A request to the control API with a body that is not what the endpoint takes; `field` names the culprit. */
 export class BadRequestError extends NoodleError {
   readonly httpStatus = 400

@@ -31,8 +31,13 @@ export const modelCompiledCodec = jsonCodec(TOPICS.modelCompilation, 64 * 1024, 
 /** `POST /api/v1/models/compile`: a model file on this box. */
 export const CompileRequestSchema = z.strictObject({ file: z.string().min(1).max(4096) })
 
-/** A bench's first input holds at most this many elements (64 MiB of float32): one per worker lane is allocated. */
-export const MAX_BENCH_ELEMENTS = 16 * 1024 * 1024
+/** A bench's requested shape holds at most this many elements (16 MiB of float32): one per worker lane is allocated. */
+export const MAX_BENCH_ELEMENTS = 4 * 1024 * 1024
+/**
+ * A sample input set (every input of the model, at the sizes the model fixes and the shape asked for) takes at most
+ * this many bytes: the bench (and compile's own timing) allocates one per worker lane, and fills it on the event loop.
+ */
+export const MAX_SAMPLE_BYTES = 16 * 1024 * 1024
 /** A bench runs at most this many times, and processes at most this many input elements in all (runs × shape). */
 export const MAX_BENCH_RUNS = 10_000
 export const MAX_BENCH_WORK = 2 ** 30

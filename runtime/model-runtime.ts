@@ -1,14 +1,15 @@
 import { createHash } from 'node:crypto'
 import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
-import { ModelError, UnknownModelError } from '../agent/errors.ts'
+import { BadRequestError, BusyError, ModelError, UnknownModelError } from '../agent/errors.ts'
 import type { Logger } from '../agent/logger.ts'
 import { percentile } from '../agent/stats.ts'
 import { isTemporary, moveDurably, temporaryPath, writeFileDurably } from './files.ts'
 import { defaultOpset, readOnnxHeader } from './onnx-file.ts'
 import type { InferencePool } from './pool.ts'
 import type { ModelOrigin, ModelRecord, ModelRegistry, ProviderBenchmark } from './registry.ts'
-import { sampleTensor } from './tensors.ts'
+import { MAX_BENCH_WORK, MAX_SAMPLE_BYTES } from '../protocols/models.ts'
+import { sampleBytes, sampleShape, sampleTensor } from './tensors.ts'
 import type { Feeds, TensorSpec } from './tensors.ts'
 
 /** What `noodle models compile --json` prints. */
@@ -58,6 +59,8 @@ export class ModelRuntime {
   private readonly working = new Set<string>(['cpu'])
   /** The provider and threads each model is loaded with in the pool. */
   private readonly loaded = new Map<string, { provider: string, threads: number }>()
+  /** A bench is running (one at a time). */
+  private benching = false
   /** Each model's latency on its fastest provider, newest model first: read for every beacon, changed rarely. */
   private latencies: Array<{ id: string, p50Ms: number }> | undefined
 
@@ -185,17 +188,33 @@ export class ModelRuntime {
     return model === undefined ? undefined : compileResult(model)
   }
 
-  /** Runs a registered model `runs` times with sample inputs, every worker busy: latency and throughput. */
+  /**
+   * Runs a registered model `runs` times with sample inputs, every worker busy: latency and throughput. One bench
+   * at a time (409 ERR_BUSY): each takes every worker and a set of inputs per worker. The inputs are judged at the
+   * size they will really have (the model's fixed sizes win over the shape asked for), before any is allocated.
+   */
   async bench (id: string, { runs = 100, shape }: { runs?: number, shape?: number[] } = {}): Promise<BenchResult> {
     const model = this.model(id)
-    const { provider, threads } = await this.ensureLoaded(model)
-    const started = performance.now()
-    const ms = await this.timeRuns(model.id, model.inputs, runs, shape, this.pool.size)
-    const seconds = (performance.now() - started) / 1000
-    const result = figures(provider, threads, ms)
-    this.registry.recordBenchmark(model.id, result)
-    this.latencies = undefined
-    return { id: model.id, provider, runs, p50Ms: result.p50Ms, p99Ms: result.p99Ms, perSecond: round(runs / seconds) }
+    const problem = sampleProblem(model.inputs, shape)
+    if (problem !== undefined) throw new BadRequestError(problem, 'shape')
+    const elements = model.inputs.reduce((sum, spec, i) => sum + sampleShape(spec, i === 0 ? shape : undefined).reduce((a, b) => a * b, 1), 0)
+    if (runs * elements > MAX_BENCH_WORK) {
+      throw new BadRequestError(`times the elements of the model's inputs (${elements}) must be at most ${MAX_BENCH_WORK}: fewer runs`, 'runs')
+    }
+    if (this.benching) throw new BusyError('a bench is running: try again when it is done')
+    this.benching = true
+    try {
+      const { provider, threads } = await this.ensureLoaded(model)
+      const started = performance.now()
+      const ms = await this.timeRuns(model.id, model.inputs, runs, shape, this.pool.size)
+      const seconds = (performance.now() - started) / 1000
+      const result = figures(provider, threads, ms)
+      this.registry.recordBenchmark(model.id, result)
+      this.latencies = undefined
+      return { id: model.id, provider, runs, p50Ms: result.p50Ms, p99Ms: result.p99Ms, perSecond: round(runs / seconds) }
+    } finally {
+      this.benching = false
+    }
   }
 
   /** Runs a registered model once on the given inputs. */
@@ -272,6 +291,9 @@ export class ModelRuntime {
   private async timeRuns (id: string, inputs: TensorSpec[], runs: number, shape: number[] | undefined, concurrency: number): Promise<number[]> {
     // One set of sample inputs per lane, handed back by the worker after each run and sent again: a fresh
     // multi-megabyte buffer per run would cost the event loop ~15 ms of page faults each time.
+    // Also for compile's timing: a model that declares huge fixed inputs is refused, not allocated.
+    const problem = sampleProblem(inputs, shape)
+    if (problem !== undefined) throw new ModelError(problem)
     const sample = inputs.map((spec, i) => [spec.name, sampleTensor(spec, i === 0 ? shape : undefined)] as const)
     const copy = (): Feeds => Object.fromEntries(sample.map(([name, t]) => [name, { ...t, data: t.data.slice() }]))
     let feeds = copy()
@@ -290,6 +312,19 @@ export class ModelRuntime {
     await Promise.all(lanes)
     return ms
   }
+}
+
+/**
+ * Why no set of sample inputs is made for `inputs` (the first at `shape`), if one is not: an input of a type with
+ * no sample data, or all of them together over MAX_SAMPLE_BYTES (one set is allocated per worker).
+ */
+function sampleProblem (inputs: TensorSpec[], shape: number[] | undefined): string | undefined {
+  const sizes = inputs.map((spec, i) => sampleBytes(spec, i === 0 ? shape : undefined))
+  const odd = inputs.find((_, i) => !Number.isFinite(sizes[i]))
+  if (odd !== undefined) return `the model's input ${odd.name} is of type ${odd.dtype}, which has no sample data`
+  const bytes = sizes.reduce((a, b) => a + b, 0)
+  if (bytes > MAX_SAMPLE_BYTES) return `the model's inputs at this shape take ${bytes} bytes; at most ${MAX_SAMPLE_BYTES} are allocated per worker`
+  return undefined
 }
 
 /** A registered model as `noodle models compile --json` describes it (and as the announcement carries it). */

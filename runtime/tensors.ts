@@ -23,13 +23,30 @@ export function transferList (tensors: Record<string, WireTensor>): ArrayBuffer[
   return Object.values(tensors).map((t) => t.data.buffer as ArrayBuffer)
 }
 
+/** Bytes per element of each type a sample can be made of. */
+export const DTYPE_BYTES: Record<Dtype, number> = { float32: 4, float16: 2, int32: 4, int64: 8, uint8: 1, int8: 1, bool: 1 }
+
 /**
- * A tensor of `spec`'s type filled with values in [0, 1) (zeros for integer types), for benchmarks and checks.
- * Free dimensions take the matching entry of `dims` when given, else 1 for the first (the batch) and
+ * The shape of a sample of `spec`: its fixed sizes as the model declares them (a requested size does not change
+ * those), and for free dimensions the matching entry of `dims` when given, else 1 for the first (the batch) and
  * `freeDim` for the rest.
  */
+export function sampleShape (spec: TensorSpec, dims: number[] | undefined, freeDim = 224): number[] {
+  return spec.shape.map((d, i) => typeof d === 'number' && d > 0 ? d : dims?.[i] ?? (i === 0 ? 1 : freeDim))
+}
+
+/** How many bytes a sample of `spec` takes (see sampleShape); Infinity for a type no sample can be made of. */
+export function sampleBytes (spec: TensorSpec, dims: number[] | undefined, freeDim = 224): number {
+  const bytes = DTYPE_BYTES[spec.dtype as Dtype] as number | undefined
+  return bytes === undefined ? Infinity : sampleShape(spec, dims, freeDim).reduce((a, b) => a * b, bytes)
+}
+
+/**
+ * A tensor of `spec`'s type filled with values in [0, 1) (zeros for integer types), for benchmarks and checks,
+ * of the shape sampleShape gives.
+ */
 export function sampleTensor (spec: TensorSpec, dims: number[] | undefined, freeDim = 224): WireTensor {
-  const shape = spec.shape.map((d, i) => typeof d === 'number' && d > 0 ? d : dims?.[i] ?? (i === 0 ? 1 : freeDim))
+  const shape = sampleShape(spec, dims, freeDim)
   const size = shape.reduce((a, b) => a * b, 1)
   switch (spec.dtype) {
     case 'float32': {
