@@ -5,13 +5,13 @@ import type { ParseArgsConfig } from 'node:util'
 import { apiGet, apiRequest, apiText } from './client.ts'
 import { loadConfig } from './config.ts'
 import type { AgentFlags } from './config.ts'
-import { AgentUnreachableError, NoodleError, UsageError } from './errors.ts'
+import { AgentUnreachableError, ApiError, NoodleError, UsageError } from './errors.ts'
 import {
   formatBench, formatCamerasTable, formatCompile, formatDecisionsTable, formatIngest, formatModelsTable, formatNodesTable, formatOperatorsTable, formatOptimize,
   formatSensorsTable, formatStatus
 } from './format.ts'
 import type { OperatorView } from '../protocols/identity.ts'
-import { escapeText } from '../protocols/text.ts'
+import { escapeJson, escapeText } from '../protocols/text.ts'
 import type { BenchResult, CompileResult } from '../runtime/model-runtime.ts'
 import type { IngestStatus } from './ingest.ts'
 import { VERSION } from './version.ts'
@@ -168,12 +168,29 @@ async function runInit (flags: { 'data-dir'?: string, config?: string, 'swarm-ke
   ].join('\n') + '\n')
 }
 
+/**
+ * An answer as the CLI prints it: JSON (`--json`) with the characters a terminal would act on escaped, or the
+ * table `format` makes. The agent's answer is not trusted: one that `format` cannot read is a one-line error.
+ */
+function rendered<T> (body: T, format: (body: T) => string, json: boolean | undefined): string {
+  if (json === true) return jsonText(body)
+  try {
+    return format(body)
+  } catch (err) {
+    throw new ApiError(200, 'ERR_BAD_RESPONSE', `the agent's answer is not of the shape this noodle reads (${(err as Error).message})`)
+  }
+}
+
+/** JSON for a terminal: pretty, one value, with what JSON leaves raw (C1 controls, bidi overrides) escaped. */
+function jsonText (body: unknown): string {
+  return escapeJson(JSON.stringify(body, null, 2)) + '\n'
+}
+
 type QueryCommand = 'status' | 'nodes' | 'decisions' | 'optimize' | 'sensors' | 'ingest' | 'cameras'
 
 async function runQuery (command: QueryCommand, flags: { 'data-dir'?: string, config?: string, json?: boolean, watch?: boolean }): Promise<void> {
   const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
-  const render = <T>(body: T, format: (body: T) => string): string =>
-    flags.json === true ? JSON.stringify(body, null, 2) + '\n' : format(body)
+  const render = <T>(body: T, format: (body: T) => string): string => rendered(body, format, flags.json)
   const show = async (): Promise<string> => {
     switch (command) {
       case 'status':
@@ -214,8 +231,7 @@ function intFlag (name: string, text: string | undefined): number | undefined {
 
 async function runModels (positionals: string[], flags: { 'data-dir'?: string, config?: string, json?: boolean, runs?: string, shape?: string }): Promise<void> {
   const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
-  const render = <T>(body: T, format: (body: T) => string): string =>
-    flags.json === true ? JSON.stringify(body, null, 2) + '\n' : format(body)
+  const render = <T>(body: T, format: (body: T) => string): string => rendered(body, format, flags.json)
   const [sub, arg, ...extra] = positionals
   if (extra.length > 0) throw new UsageError(`models: unexpected ${JSON.stringify(extra[0])}`)
   // Compiling benchmarks every provider and a bench runs flat out: allow them minutes, not seconds.
@@ -253,7 +269,7 @@ async function runUser (positionals: string[], flags: UserFlags): Promise<void> 
   switch (sub) {
     case 'list': {
       const operators = await apiGet<OperatorView[]>(api.socketPath, '/api/v1/identity/users')
-      process.stdout.write(flags.json === true ? JSON.stringify(operators, null, 2) + '\n' : formatOperatorsTable(operators))
+      process.stdout.write(rendered(operators, formatOperatorsTable, flags.json))
       return
     }
     case 'add': {
@@ -267,7 +283,7 @@ async function runUser (positionals: string[], flags: UserFlags): Promise<void> 
         profile: { first_name: flags['first-name'] ?? '', last_name: flags['last-name'] ?? '', ...(flags.phone === undefined ? {} : { phone: flags.phone }) },
         ...(flags.role === undefined ? {} : { role: flags.role })
       })
-      process.stdout.write(flags.json === true ? JSON.stringify(created, null, 2) + '\n' : `created ${created.username ?? name} (${created.user_id ?? '?'})\n`)
+      process.stdout.write(flags.json === true ? jsonText(created) : `created ${escapeText(String(created.username ?? name))} (${escapeText(String(created.user_id ?? '?'))})\n`)
       return
     }
     case 'remove':
@@ -334,7 +350,8 @@ export async function main (argv: string[]): Promise<number> {
         return 0
       case 'metrics': {
         const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'] as string | undefined, config: flags.config as string | undefined } })
-        process.stdout.write(await apiText(api.socketPath, '/metrics'))
+        // Line by line: the format's newlines stay, anything a terminal would act on inside a line is escaped.
+        process.stdout.write((await apiText(api.socketPath, '/metrics')).split('\n').map(escapeText).join('\n'))
         return 0
       }
       case 'status':
