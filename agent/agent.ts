@@ -6,7 +6,7 @@ import { TOPICS } from '../protocols/topics.ts'
 import { API_FAILED_METRIC, API_REFUSED_METRIC, ControlApi, JsonReply, TextBody, parseBody, readJsonBody } from './api.ts'
 import { clearImportStaging, importStagingDir, withImportedModel } from './model-import.ts'
 import type { Access, Caller } from './api.ts'
-import { OperatorStore } from '../identity/operators.ts'
+import { OperatorStore, RoleForbiddenError } from '../identity/operators.ts'
 import { LoginRequestSchema, RegisterRequestSchema, RemoveOperatorSchema } from '../protocols/identity.ts'
 import { systemEventCodec } from '../protocols/events.ts'
 import { PROMETHEUS_CONTENT_TYPE, PrometheusMetrics } from './prometheus.ts'
@@ -159,7 +159,10 @@ export class Agent {
           return await parts.operators.login(username, password, req.socket.remoteAddress ?? 'local')
         },
         'POST /api/v1/identity/register': async (req, caller) => {
-          const created = await parts.operators.register(parseBody(RegisterRequestSchema, await readJsonBody(req)), actorOf(caller))
+          const request = parseBody(RegisterRequestSchema, await readJsonBody(req))
+          // As the schema says: roles are given only on the trusted socket, so a stolen admin token cannot mint admins.
+          if (!caller.local && request.role !== 'viewer') throw new RoleForbiddenError(request.role)
+          const created = await parts.operators.register(request, actorOf(caller))
           parts.mesh.publish(systemEventCodec, { v: 1, type: 'operator.registered', at: Date.now(), userId: created.user_id, username: created.username })
             .catch((err: unknown) => { parts.log.debug({ err }, 'registration event not published') })
           const { user_id: userId, username, email, created_at: createdAt, status } = created

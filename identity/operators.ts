@@ -39,6 +39,25 @@ export class UnknownOperatorError extends NoodleError {
   }
 }
 
+/** Removing the one admin left: refused, so that operators can always be managed over HTTPS (409). */
+export class LastAdminError extends NoodleError {
+  readonly httpStatus = 409
+
+  constructor (username: string) {
+    super('ERR_LAST_ADMIN', `${username} is the last admin: make another admin before removing it`)
+  }
+}
+
+/** A role only the local socket may give (over HTTPS, new accounts are viewers): 403, naming the field. */
+export class RoleForbiddenError extends NoodleError {
+  readonly httpStatus = 403
+  readonly field = 'role'
+
+  constructor (role: OperatorRole) {
+    super('ERR_FORBIDDEN', `role: over HTTPS a new account is a viewer; only the local socket (noodle user add --role) makes ${role}s`)
+  }
+}
+
 interface OperatorRow { user_id: string, username: string, email: string, role: OperatorRole, status: 'active', created_at: number }
 
 function view (row: OperatorRow): OperatorView {
@@ -111,10 +130,16 @@ export class OperatorStore {
     return this.db.prepare<[], OperatorRow>('SELECT user_id, username, email, role, status, created_at FROM operators ORDER BY username').all().map(view)
   }
 
+  /** Deletes an account, never the last admin (LastAdminError): checked and done in one transaction. */
   remove (username: string, actor: string): void {
     const name = username.toLowerCase()
     this.db.transaction(() => {
-      if (this.db.prepare('DELETE FROM operators WHERE username = ?').run(name).changes === 0) throw new UnknownOperatorError(name)
+      const row = this.db.prepare<[string], { role: OperatorRole }>('SELECT role FROM operators WHERE username = ?').get(name)
+      if (row === undefined) throw new UnknownOperatorError(name)
+      if (row.role === 'admin' && (this.db.prepare<[], { n: number }>("SELECT count(*) AS n FROM operators WHERE role = 'admin'").get()?.n ?? 0) <= 1) {
+        throw new LastAdminError(name)
+      }
+      this.db.prepare('DELETE FROM operators WHERE username = ?').run(name)
       this.audit(actor, 'operator.remove', name, '')
     })()
   }

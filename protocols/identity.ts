@@ -17,7 +17,7 @@ export const RegisterRequestSchema = z.strictObject({
     last_name: z.string().trim().min(1, 'is required').max(64),
     phone: z.string().regex(/^\+?[0-9][0-9 ()-]{5,22}$/, 'must be a phone number, e.g. +44 20 7946 0958').optional()
   }),
-  /** Only over the local socket (`noodle user add --role`); the default is the least. */
+  /** Only over the local socket (`noodle user add --role`): over HTTPS anything but viewer is refused (403). */
   role: z.enum(ROLES).default('viewer')
 })
 

@@ -49,10 +49,13 @@ t.test('operators register with field-level errors, unique names and emails, a h
   t.ok(stored.every((r) => r.password_hash.startsWith('scrypt$') && !r.password_hash.includes('horse')), 'only scrypt hashes are stored')
   t.notMatch(agent.output(), /correct horse|a long and quiet/, 'and no password is ever logged')
 
+  // bob is the only admin: another is made first (the last admin is never removed).
+  await register({ ...ana, username: 'cleo', email: 'cleo@example.com', password: 'a long and quiet river', role: 'admin' })
   await apiRequest(agent.socketPath, 'POST', '/api/v1/identity/users/remove', 5_000, { username: 'BOB' })
   await t.rejects(apiRequest(agent.socketPath, 'POST', '/api/v1/identity/users/remove', 5_000, { username: 'bob' }), { status: 404, code: 'ERR_UNKNOWN_OPERATOR' })
   t.match(await apiGet(agent.socketPath, '/api/v1/identity/audit'), [
     { actor: 'local', action: 'operator.remove', target: 'bob' },
+    { actor: 'local', action: 'operator.register', target: 'cleo', detail: 'role admin' },
     { actor: 'local', action: 'operator.register', target: 'bob', detail: 'role admin' },
     { actor: 'local', action: 'operator.register', target: 'ana', detail: 'role viewer' }
   ], 'every change is audited, newest first')
