@@ -141,9 +141,8 @@ export class Ingest {
       this.log.error({ err, topic: message.topic }, 'ingest: reading a message failed; it goes to the dead letter')
       parsed = { reason: PARSE_FAILED, detail: `${(err as Error).name}: ${(err as Error).message}` }
     }
-    if (Array.isArray(parsed) && !this.store.admits(parsed)) {
-      parsed = { reason: TOO_MANY_SENSORS, detail: `a new sensor metric, over the ${this.store.sensorLimit} the store keeps (mqtt.maxSensors)` }
-    }
+    const refusal = Array.isArray(parsed) ? this.store.admits(parsed, now) : null
+    if (refusal !== null) parsed = { reason: TOO_MANY_SENSORS, detail: refusal }
     const readings = Array.isArray(parsed) ? parsed : null
     const deadLetter = Array.isArray(parsed) ? null : deadLetterOf(message.topic, message.payload, now, parsed.reason, parsed.detail, message.oversize)
     this.pending.push({ readings, deadLetter, topic: message.topic, payload: message.payload, receivedAt: now, messageId: message.messageId, connection: message.connection })

@@ -76,6 +76,10 @@ export const DEAD_LETTER_TEXT_CHARS = 1024
 const DEAD_LETTER_LIMIT = 10_000
 /** Distinct sensor metrics the store keeps by default (`mqtt.maxSensors`). */
 export const DEFAULT_MAX_SENSORS = 10_000
+/** New sensor metrics one message may bring: a sensor sends a few, a flood of made-up names many. */
+export const MAX_NEW_SENSORS_PER_MESSAGE = 32
+/** After an attempt to make room found too little, the next is not made before this (each may scan the table). */
+const EVICT_RETRY_MS = 1_000
 export const MINUTE_MS = 60_000
 export const HOUR_MS = 3_600_000
 /** Rows one prune step deletes: small enough that ingest waits a few ms at most. */
@@ -119,8 +123,10 @@ export class SensorStore {
   private readonly maxSensors: number
   private pruneTimer: NodeJS.Timeout | undefined
   private pruning: NodeJS.Immediate | undefined
-  /** The sensor metrics in the store (`sensor\0metric`), read once and again after a prune forgot some. */
+  /** The sensor metrics in the store (by `sensorKey`), read once and again after a prune forgot some. */
   private known: Set<string> | undefined
+  /** Until when making room for new sensor metrics is not tried again (the last attempt found too little). */
+  private noRoomUntil = 0
 
   constructor (components: { db: DB, log: Logger, retention: Retention, maxSensors?: number }) {
     this.db = components.db
@@ -159,7 +165,12 @@ export class SensorStore {
       pruneRollups: this.db.prepare<[number, number, number]>(`
         DELETE FROM rollups WHERE (period, sensor, metric, start) IN (
           SELECT period, sensor, metric, start FROM rollups WHERE period = ? AND start < ? LIMIT ?)`),
-      pruneDeadLetters: this.db.prepare<[number]>('DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?')
+      pruneDeadLetters: this.db.prepare<[number]>('DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?'),
+      // Room for new sensor metrics: those seen only once, or silent for the raw retention, the longest silent first.
+      evictSensors: this.db.prepare<[number, number], { sensor: string, metric: string }>(`
+        DELETE FROM sensors WHERE (sensor, metric) IN (
+          SELECT sensor, metric FROM sensors WHERE count = 1 OR last_seen < ? ORDER BY last_seen LIMIT ?)
+        RETURNING sensor, metric`)
     }
   }
 
@@ -184,7 +195,7 @@ export class SensorStore {
     const latest = new Map<string, Latest>()
     for (const r of batch.readings) {
       insertReading.run(r.sensor, r.metric, r.ts, r.value)
-      const id = r.sensor + '\0' + r.metric
+      const id = sensorKey(r.sensor, r.metric)
       rollUp(rollups, MINUTE_MS, id, r)
       rollUp(rollups, HOUR_MS, id, r)
       const l = latest.get(id)
@@ -289,23 +300,47 @@ export class SensorStore {
   }
 
   /**
-   * Whether readings of these sensor metrics may be stored: those the store has, and new ones while fewer than
-   * `maxSensors` are known. A flood of made-up sensor names (anyone who may publish can send one) must not grow
-   * the store's sensors and rollups without bound; past the cap, new names go to the dead letter.
+   * Why readings of these sensor metrics may not be stored, or null when they may: those the store has, and at
+   * most MAX_NEW_SENSORS_PER_MESSAGE new ones, while fewer than `maxSensors` are known. A flood of made-up names
+   * (anyone who may publish can send one) must not grow the store's sensors and rollups without bound. At the
+   * cap, room is made by forgetting sensor metrics seen only once or silent for `retention.rawHours` (their
+   * readings stay until retention takes them), so made-up names cannot shut real sensors out for long; past
+   * that, new names go to the dead letter.
    */
-  admits (readings: ReadonlyArray<{ sensor: string, metric: string }>): boolean {
+  admits (readings: ReadonlyArray<{ sensor: string, metric: string }>, now = Date.now()): string | null {
     try {
-      this.known ??= new Set(this.db.prepare<[], { sensor: string, metric: string }>('SELECT sensor, metric FROM sensors').all().map((r) => r.sensor + '\0' + r.metric))
+      this.known ??= new Set(this.db.prepare<[], { sensor: string, metric: string }>('SELECT sensor, metric FROM sensors').all().map((r) => sensorKey(r.sensor, r.metric)))
     } catch (err) {
       // A store that cannot be read cannot take the readings either: the commit fails, and is retried, as such.
       this.log.warn({ err }, 'reading the known sensors failed')
-      return true
+      return null
     }
     const known = this.known
-    const fresh = new Set(readings.map((r) => r.sensor + '\0' + r.metric).filter((id) => !known.has(id)))
-    if (known.size + fresh.size > this.maxSensors) return false
+    const fresh = new Set(readings.map((r) => sensorKey(r.sensor, r.metric)).filter((id) => !known.has(id)))
+    if (fresh.size > MAX_NEW_SENSORS_PER_MESSAGE) {
+      return `${fresh.size} new sensor metrics in one message, over the ${MAX_NEW_SENSORS_PER_MESSAGE} one may bring`
+    }
+    const over = known.size + fresh.size - this.maxSensors
+    if (over > 0 && this.makeRoom(over, now) < over) {
+      return `a new sensor metric, over the ${this.maxSensors} the store keeps (mqtt.maxSensors), and none seen only once or silent for retention.rawHours to forget`
+    }
     for (const id of fresh) known.add(id)
-    return true
+    return null
+  }
+
+  /** Forgets at most `count` sensor metrics seen only once or silent for the raw retention; returns how many. */
+  private makeRoom (count: number, now: number): number {
+    if (now < this.noRoomUntil) return 0
+    let forgotten: Array<{ sensor: string, metric: string }>
+    try {
+      forgotten = this.statements.evictSensors.all(now - this.retention.rawMs, count)
+    } catch (err) {
+      this.log.warn({ err }, 'forgetting sensors to make room failed')
+      forgotten = []
+    }
+    for (const r of forgotten) this.known?.delete(sensorKey(r.sensor, r.metric))
+    if (forgotten.length < count) this.noRoomUntil = now + EVICT_RETRY_MS
+    return forgotten.length
   }
 
   /** Prunes step by step, yielding to ingest between steps, until nothing is left to prune. */
@@ -343,9 +378,18 @@ export class SensorStore {
   }
 }
 
+/**
+ * One key for a sensor metric that no other pair of names shares: the sensor's length goes first, so no
+ * character in a name (not even U+0000) can shift where one ends and the other begins.
+ */
+export function sensorKey (sensor: string, metric: string): string {
+  return `${sensor.length}:${sensor}${metric}`
+}
+
 function rollUp (rollups: Map<string, Rollup>, period: number, id: string, r: Reading): void {
   const start = r.ts - (r.ts % period)
-  const key = id + '\0' + period + '\0' + start
+  // The id ends the key: the period and start before it are digits with a fixed separator.
+  const key = `${period}:${start}:${id}`
   const agg = rollups.get(key)
   if (agg === undefined) {
     rollups.set(key, { period, sensor: r.sensor, metric: r.metric, start, count: 1, min: r.value, max: r.value, sum: r.value, last: r.value, lastTs: r.ts })

@@ -6,7 +6,8 @@ import { isUtf8 } from 'node:buffer'
  * - a plain decimal or JSON number: `21.5`
  * - a JSON object with a numeric `value` (or the configured value fields) and an optional `ts`:
  *   `{"value": 21.5, "ts": 1764331200000}`, `{"temperature": 21.5, "humidity": 40}`
- * - a SenML JSON array (RFC 8428): `[{"bn": "urn:dev:mac:0024be:", "n": "temp", "v": 21.5, "t": 1764331200}]`
+ * - a SenML JSON array (RFC 8428): `[{"bn": "urn:dev:mac:0024be:", "n": "temp", "v": 21.5, "t": 1764331200}]`;
+ *   the topic names the sensor, `bn` + `n` the metric (`urn:dev:mac:0024be:temp`)
  *
  * Anything else is refused with a reason, for the dead letter. Parsing never throws. Every number is checked after
  * it is read and after any arithmetic on it (JSON reads 1e400 as Infinity; a SenML base time plus a time can
@@ -61,6 +62,16 @@ const SENML_RELATIVE_LIMIT = 2 ** 28
 const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/
 const NON_FINITE = /^[+-]?(?:nan|inf(?:inity)?)$/i
 const MAX_ID_LENGTH = 256
+/**
+ * Control characters (C0, DEL, C1) in a sensor or metric name: none is meant, and U+0000 would let one name pass
+ * for another wherever names are joined (JSON escapes allow any of them).
+ */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
+/**
+ * The ISO-8601 times a `ts` string may be: a date and a time with seconds optional, fraction optional, and a zone
+ * (Z or an offset). Date.parse alone takes almost anything ("5" is 2001-05-01, local time where no zone is given).
+ */
+const ISO_TIME = /^(?:\d{4}|[+-]\d{6})-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})$/
 /** No reading is older than this (2000-01-01): earlier times come from clocks that were never set. */
 export const EARLIEST_TIME_MS = Date.UTC(2000, 0, 1)
 /**
@@ -103,7 +114,7 @@ function timeOf (ts: unknown, receivedAt: number): number | Rejection {
     return ts < MS_THRESHOLD ? Math.round(ts * 1000) : Math.round(ts)
   }
   if (typeof ts === 'string') {
-    const ms = Date.parse(ts)
+    const ms = ISO_TIME.test(ts) ? Date.parse(ts) : Number.NaN
     if (Number.isNaN(ms)) return { reason: 'bad-time', detail: `ts ${JSON.stringify(ts.slice(0, 40))} is not a date` }
     return ms
   }
@@ -115,6 +126,11 @@ function valueProblem (value: number, what: string): Rejection | null {
   if (!Number.isFinite(value)) return { reason: 'non-finite', detail: `${what} ${value} is not a finite number` }
   if (Math.abs(value) > MAX_ABS_VALUE) return { reason: 'out-of-range', detail: `${what} ${value} is beyond ±${MAX_ABS_VALUE}` }
   return null
+}
+
+/** A sensor or metric name: 1–MAX_ID_LENGTH characters, none of them a control character. */
+function isName (text: string): boolean {
+  return text !== '' && text.length <= MAX_ID_LENGTH && !CONTROL.test(text)
 }
 
 function isRejection (value: unknown): value is Rejection {
@@ -141,7 +157,7 @@ export class PayloadParser {
       return { reason: 'oversize', detail: `${payload.length} bytes, more than the ${this.maxPayloadBytes} allowed` }
     }
     const key = this.topicKey(topic)
-    if (key === null) return { reason: 'bad-topic', detail: `topic names a sensor or metric over ${MAX_ID_LENGTH} characters or empty` }
+    if (key === null) return { reason: 'bad-topic', detail: `topic names a sensor or metric that is empty, over ${MAX_ID_LENGTH} characters or holds a control character` }
     if (!isUtf8(payload)) return { reason: 'invalid-utf8', detail: 'payload is not valid UTF-8' }
     const text = payload.toString('utf8').trim()
     if (DECIMAL.test(text)) {
@@ -227,14 +243,14 @@ export class PayloadParser {
       const seconds = baseTime + t
       const ts = Math.abs(seconds) < SENML_RELATIVE_LIMIT ? receivedAt + Math.round(seconds * 1000) : Math.round(seconds * 1000)
       if (!Number.isFinite(ts)) return { reason: 'non-finite', detail: `record ${i}: bt + t overflows to ${ts}` }
-      const name = typeof record.n === 'string' ? record.n : ''
-      // The base name is the device ("urn:dev:mac:0024be:"), the name its measurement ("temp").
-      const sensor = baseName === '' ? key.sensor : baseName.replace(/[:/.-]$/, '')
+      if (record.n !== undefined && typeof record.n !== 'string') return { reason: 'bad-senml', detail: `record ${i}: n must be a string` }
+      // The record's name is the base name and the name joined (RFC 8428 §4.5.1): the metric of the sensor the
+      // topic names. Never a sensor of its own: a publisher allowed one topic must not write another's readings.
+      const name = baseName + (record.n ?? '')
       const metric = name === '' ? key.metric ?? 'value' : name
-      if (sensor === '' || sensor.length > MAX_ID_LENGTH || metric.length > MAX_ID_LENGTH) {
-        return { reason: 'bad-senml', detail: `record ${i}: name is empty or over ${MAX_ID_LENGTH} characters` }
-      }
-      readings.push({ sensor, metric, ts, value })
+      if (metric.length > MAX_ID_LENGTH) return { reason: 'bad-senml', detail: `record ${i}: bn + n is over ${MAX_ID_LENGTH} characters` }
+      if (CONTROL.test(metric)) return { reason: 'bad-senml', detail: `record ${i}: bn + n holds a control character` }
+      readings.push({ sensor: key.sensor, metric, ts, value })
     }
     if (readings.length === 0) return { reason: 'bad-senml', detail: 'no record has a numeric value' }
     return readings
@@ -260,7 +276,7 @@ export class PayloadParser {
       key = { sensor: sensor.join('/'), metric }
       break
     }
-    if (key.sensor === '' || key.sensor.length > MAX_ID_LENGTH || key.metric === '' || (key.metric?.length ?? 0) > MAX_ID_LENGTH) return null
+    if (!isName(key.sensor) || (key.metric !== null && !isName(key.metric))) return null
     if (this.topicCache.size >= TOPIC_CACHE_LIMIT) this.topicCache.clear()
     this.topicCache.set(topic, key)
     return key

@@ -40,7 +40,7 @@ if (values.simulate) {
     t++
     client.publish('sensors/kitchen/temperature', (21 + Math.sin(t / 10)).toFixed(2), { qos })
     client.publish('sensors/greenhouse', JSON.stringify({ temperature: 26 + Math.sin(t / 7), humidity: 70 + 5 * Math.cos(t / 9) }), { qos })
-    client.publish('sensors/freezer', JSON.stringify([{ bn: 'urn:dev:freezer-1:', n: 'temp', u: 'Cel', v: -18 + Math.random() }]), { qos })
+    client.publish('sensors/freezer', JSON.stringify([{ n: 'temp', u: 'Cel', v: -18 + Math.random() }]), { qos })
   }, 1_000)
 } else {
   const count = Number(values.count)

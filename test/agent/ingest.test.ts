@@ -73,25 +73,25 @@ t.test('ingest against Mosquitto', async (t) => {
     pub(broker.port, 'shapes/freezer/any', `[{"bn": "urn:dev:freezer-1:", "bt": ${bt}, "n": "temp", "v": -18.5}, {"n": "temp", "t": 60, "v": -18}]`)
     const rows = await waitFor('6 readings', () => {
       const r = query<{ sensor: string, metric: string, ts: number, value: number }>(agent,
-        "SELECT sensor, metric, ts, value FROM readings WHERE sensor IN ('kitchen', 'hall', 'greenhouse', 'urn:dev:freezer-1') ORDER BY sensor, metric, ts")
+        "SELECT sensor, metric, ts, value FROM readings WHERE sensor IN ('kitchen', 'hall', 'greenhouse', 'freezer') ORDER BY sensor, metric, ts")
       return r.length === 6 && r
     }, 10_000)
     const kitchen = rows.find((r) => r.sensor === 'kitchen')
     t.ok(kitchen !== undefined && Math.abs(kitchen.ts - Date.now()) < 60_000, 'a bare number is stamped on arrival')
     t.same(rows.filter((r) => r.sensor !== 'kitchen'), [
+      { sensor: 'freezer', metric: 'urn:dev:freezer-1:temp', ts: bt * 1000, value: -18.5 },
+      { sensor: 'freezer', metric: 'urn:dev:freezer-1:temp', ts: (bt + 60) * 1000, value: -18 },
       { sensor: 'greenhouse', metric: 'humidity', ts: Date.parse(iso), value: 71 },
       { sensor: 'greenhouse', metric: 'temperature', ts: Date.parse(iso), value: 26.5 },
-      { sensor: 'hall', metric: 'temperature', ts: bt * 1000, value: 19 },
-      { sensor: 'urn:dev:freezer-1', metric: 'temp', ts: bt * 1000, value: -18.5 },
-      { sensor: 'urn:dev:freezer-1', metric: 'temp', ts: (bt + 60) * 1000, value: -18 }
-    ])
+      { sensor: 'hall', metric: 'temperature', ts: bt * 1000, value: 19 }
+    ], 'SenML: the topic names the sensor, bn + n the metric')
     const listed = await sensors(agent)
-    const freezer = listed.find((s) => s.sensor === 'urn:dev:freezer-1')
+    const freezer = listed.find((s) => s.sensor === 'freezer')
     t.equal(freezer?.value, -18, 'noodle sensors shows the latest value')
     t.equal(freezer?.count, 2)
     t.equal(freezer?.ts, new Date((bt + 60) * 1000).toISOString())
     const rollup = query<{ count: number, min_value: number, max_value: number, last: number }>(agent,
-      "SELECT count, min_value, max_value, last FROM rollups WHERE sensor = 'urn:dev:freezer-1' AND period = 3600000")
+      "SELECT count, min_value, max_value, last FROM rollups WHERE sensor = 'freezer' AND period = 3600000")
     t.same(rollup, [{ count: 2, min_value: -18.5, max_value: -18, last: -18 }], 'the hour rollup')
   })
 

@@ -36,3 +36,38 @@ t.test('times must lie between 2000-01-01 and the arrival plus the allowed skew'
   const clockAhead = new PayloadParser({ valueFields: ['value'], maxPayloadBytes: 64, topicRules: [], maxClockSkewMs: 86_400_000 })
   t.same(clockAhead.parse('t', Buffer.from(`{"value":1,"ts":${NOW + 3_600_000}}`), NOW), [{ sensor: 't', metric: 'value', ts: NOW + 3_600_000, value: 1 }], 'mqtt.maxClockSkewMs widens it')
 })
+
+t.test('a SenML base name never names a sensor outside the topic: bn + n is the metric of the topic\'s sensor', async (t) => {
+  const senml = new PayloadParser({ valueFields: ['value'], maxPayloadBytes: 1024, topicRules: [], maxClockSkewMs: SKEW })
+  t.same(senml.parse('sensors/garage', Buffer.from('[{"bn":"sensors/kitchen","n":"","v":99}]'), NOW),
+    [{ sensor: 'sensors/garage', metric: 'sensors/kitchen', ts: NOW, value: 99 }], 'bn alone is the metric')
+  t.same(senml.parse('sensors/garage', Buffer.from('[{"bn":"dev-1:","n":"temp","v":1},{"n":"rh","v":2}]'), NOW), [
+    { sensor: 'sensors/garage', metric: 'dev-1:temp', ts: NOW, value: 1 },
+    { sensor: 'sensors/garage', metric: 'dev-1:rh', ts: NOW, value: 2 }
+  ], 'bn + n, as RFC 8428 joins them')
+  t.match(senml.parse('t', Buffer.from('[{"n":5,"v":1}]'), NOW), { reason: 'bad-senml', detail: 'record 0: n must be a string' })
+  t.match(senml.parse('t', Buffer.from(`[{"bn":"${'b'.repeat(200)}","n":"${'n'.repeat(100)}","v":1}]`), NOW),
+    { reason: 'bad-senml', detail: 'record 0: bn + n is over 256 characters' })
+})
+
+t.test('control characters in sensor and metric names are refused, so no two names can be taken for one', async (t) => {
+  const rules = new PayloadParser({ valueFields: ['value'], maxPayloadBytes: 1024, topicRules: [{ topic: 'r/+/+', levels: '_/sensor/metric' }], maxClockSkewMs: SKEW })
+  for (const name of ['b\u0000c', 'a\u001fb', 'a\u007fb', 'a\u0085b']) {
+    t.match(rules.parse('t', Buffer.from(JSON.stringify([{ bn: 'a', n: name, v: 1 }])), NOW),
+      { reason: 'bad-senml', detail: 'record 0: bn + n holds a control character' }, `SenML name ${JSON.stringify(name)}`)
+    t.match(rules.parse(`x/${name}`, Buffer.from('1'), NOW), { reason: 'bad-topic', detail: /control character/ }, `topic ${JSON.stringify(name)}`)
+    t.match(rules.parse(`r/s/${name}`, Buffer.from('1'), NOW), { reason: 'bad-topic' }, `metric level ${JSON.stringify(name)}`)
+  }
+  t.same(rules.parse('r/s/m', Buffer.from('1'), NOW), [{ sensor: 's', metric: 'm', ts: NOW, value: 1 }], 'clean names pass')
+  t.same(rules.parse('t', Buffer.from('[{"n":"é ü","v":1}]'), NOW), [{ sensor: 't', metric: 'é ü', ts: NOW, value: 1 }], 'other Unicode passes')
+})
+
+t.test('ts strings are strict ISO-8601 with a zone; anything else is bad-time, never a made-up date', async (t) => {
+  for (const ts of ['5', '2026', '2026-11-28', '2026-11-28T11:00:00', 'Nov 28 2026', '2026-11-28 11:00:00Z', '2026-11-28T11:00:00+1', ' 2026-11-28T11:00:00Z', '2026-13-28T11:00:00Z']) {
+    t.match(parse(`{"value":1,"ts":${JSON.stringify(ts)}}`), { reason: 'bad-time' }, JSON.stringify(ts))
+  }
+  for (const [ts, ms] of [['2026-11-28T11:00:00Z', Date.UTC(2026, 10, 28, 11)], ['2026-11-28T11:00Z', Date.UTC(2026, 10, 28, 11)],
+    ['2026-11-28T12:00:00.250+01:00', Date.UTC(2026, 10, 28, 11, 0, 0, 250)], ['2026-11-28T12:00:00+0100', Date.UTC(2026, 10, 28, 11)]] as const) {
+    t.same(parse(`{"value":1,"ts":"${ts}"}`), [{ sensor: 't', metric: 'value', ts: ms, value: 1 }], ts)
+  }
+})

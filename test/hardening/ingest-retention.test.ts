@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import t from 'tap'
 import { createLogger } from '../../agent/logger.ts'
-import { DEAD_LETTER_TEXT_CHARS, HOUR_MS, MINUTE_MS, SensorStore } from '../../agent/sensor-store.ts'
+import { DEAD_LETTER_TEXT_CHARS, HOUR_MS, MINUTE_MS, sensorKey, SensorStore } from '../../agent/sensor-store.ts'
 import type { IngestBatch } from '../../agent/sensor-store.ts'
 import { Store } from '../../agent/store.ts'
 
@@ -48,17 +48,55 @@ t.test('new sensor metrics are admitted up to the cap; a prune that forgets sile
   const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
   t.teardown(() => { store.close() })
   const sensors = new SensorStore({ db: store.database, log, retention: RETENTION, maxSensors: 2 })
-  sensors.commit(batch([{ sensor: 'old', metric: 'm', ts: T0, value: 1 }], { lastSeen: T0 }))
+  // Two readings: not a sensor seen only once, which would be forgotten to make room.
+  sensors.commit(batch([{ sensor: 'old', metric: 'm', ts: T0, value: 1 }, { sensor: 'old', metric: 'm', ts: T0, value: 2 }], { lastSeen: T0 }))
   const at = (sensor: string, metric = 'm') => ({ sensor, metric })
-  t.equal(sensors.admits([at('old'), at('new')]), true, 'one known and one new: two')
-  t.equal(sensors.admits([at('third')]), false, 'a third is refused')
-  t.equal(sensors.admits([at('old', 'other')]), false, 'a new metric of a known sensor is a new one too')
-  t.equal(sensors.admits([at('new'), at('old')]), true, 'known ones still are')
+  t.equal(sensors.admits([at('old'), at('new')], T0), null, 'one known and one new: two')
+  t.match(sensors.admits([at('third')], T0), /^a new sensor metric, over the 2 the store keeps \(mqtt\.maxSensors\)/, 'a third is refused')
+  t.match(sensors.admits([at('old', 'other')], T0 + 2_000), /over the 2/, 'a new metric of a known sensor is a new one too')
+  t.equal(sensors.admits([at('new'), at('old')], T0), null, 'known ones still are')
   const now = T0 + RETENTION.hourMs + MINUTE_MS
-  sensors.commit(batch([{ sensor: 'new', metric: 'm', ts: now, value: 2 }], { lastSeen: now }))
+  sensors.commit(batch([{ sensor: 'new', metric: 'm', ts: now, value: 2 }, { sensor: 'new', metric: 'm', ts: now, value: 3 }], { lastSeen: now }))
   await pruneAll(sensors, now)
-  t.equal(sensors.admits([at('third')]), true, 'once "old" is forgotten, there is room')
+  t.equal(sensors.admits([at('third')], now), null, 'once "old" is forgotten, there is room')
   t.equal(sensors.sensorLimit, 2)
+})
+
+t.test('at the cap, sensor metrics seen only once or silent for the raw retention make room for new ones', async (t) => {
+  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
+  t.teardown(() => { store.close() })
+  const sensors = new SensorStore({ db: store.database, log, retention: RETENTION, maxSensors: 3 })
+  const twice = (sensor: string, at: number) => [{ sensor, metric: 'm', ts: at, value: 1 }, { sensor, metric: 'm', ts: at, value: 2 }]
+  sensors.commit(batch(twice('steady', T0), { lastSeen: T0 }))
+  sensors.commit(batch([{ sensor: 'once', metric: 'm', ts: T0, value: 1 }], { lastSeen: T0 + 1 }))
+  sensors.commit(batch(twice('quiet', T0 - 2 * HOUR_MS), { lastSeen: T0 - 2 * HOUR_MS }))
+  const at = (sensor: string) => ({ sensor, metric: 'm' })
+  t.equal(sensors.admits([at('a')], T0), null, 'room is made for one…')
+  t.same(sensors.sensors(T0).map((s) => s.sensor), ['once', 'steady'], '…by forgetting the longest silent of those: "quiet"')
+  t.equal(sensors.admits([at('b')], T0), null, 'and again')
+  t.same(sensors.sensors(T0).map((s) => s.sensor), ['steady'], '"once" goes next (a and b are not stored yet)')
+  t.match(sensors.admits([at('c')], T0), /none seen only once or silent/, 'nothing left to forget: refused')
+  t.match(sensors.admits([at('c')], T0 + 999), /over the 3/, 'and not tried again within a second')
+  t.equal(sensors.readings('quiet', 'm').length, 2, 'a forgotten sensor\'s readings stay until retention takes them')
+  sensors.commit(batch(twice('a', T0), { lastSeen: T0 }))
+  store.close()
+  t.match(sensors.admits([at('d')], T0 + 1_000), /over the 3/, 'a store that fails to forget refuses, never throws')
+})
+
+t.test('one message brings at most 32 new sensor metrics', async (t) => {
+  const { sensors } = open(t)
+  const metrics = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => ({ sensor: 's', metric: `${prefix}${i}` }))
+  t.equal(sensors.admits(metrics(32, 'a'), T0), null, '32')
+  t.equal(sensors.admits([...metrics(32, 'a'), ...metrics(32, 'b')], T0), null, '32 known and 32 new')
+  t.equal(sensors.admits(metrics(33, 'c'), T0), '33 new sensor metrics in one message, over the 32 one may bring')
+})
+
+t.test('sensor metrics are keyed so that no two pairs of names share a key', async (t) => {
+  const { sensors } = open(t)
+  sensors.commit(batch([{ sensor: 'a', metric: 'b\u0000c', ts: T0, value: 1 }, { sensor: 'a\u0000b', metric: 'c', ts: T0, value: 100 }]))
+  t.same(sensors.sensors(T0).map((s) => [s.sensor, s.metric, s.value, s.count]), [['a', 'b\u0000c', 1, 1], ['a\u0000b', 'c', 100, 1]])
+  t.same(sensors.rollups(MINUTE_MS, 'a', 'b\u0000c').map((r) => [r.count, r.last]), [[1, 1]], 'each its own rollup')
+  t.equal(sensorKey('a', 'b\u0000c') === sensorKey('a\u0000b', 'c'), false)
 })
 
 t.test('dead letters are capped in number, and each in size (topic and detail too)', async (t) => {

@@ -25,7 +25,7 @@ t.test('objects: value and ts, or configured fields each naming a metric', async
   ])
 })
 
-t.test('SenML: base name is the sensor, name the metric, times in seconds (small ones relative)', async (t) => {
+t.test('SenML: the topic is the sensor, base name + name the metric, times in seconds (small ones relative)', async (t) => {
   const p = parser({ maxPayloadBytes: 1024 })
   const readings = parse(p, 'senml/in', JSON.stringify([
     { bn: 'urn:dev:mac:0024be:', bt: 1764331200, n: 'temp', u: 'Cel', v: 21.5 },
@@ -34,9 +34,9 @@ t.test('SenML: base name is the sensor, name the metric, times in seconds (small
     { n: 'label', vs: 'kitchen' }
   ])) as Reading[]
   t.same(readings, [
-    { sensor: 'urn:dev:mac:0024be', metric: 'temp', ts: 1764331200000, value: 21.5 },
-    { sensor: 'urn:dev:mac:0024be', metric: 'temp', ts: 1764331260000, value: 22 },
-    { sensor: 'urn:dev:mac:0024be', metric: 'door', ts: 1764331200000, value: 1 }
+    { sensor: 'senml/in', metric: 'urn:dev:mac:0024be:temp', ts: 1764331200000, value: 21.5 },
+    { sensor: 'senml/in', metric: 'urn:dev:mac:0024be:temp', ts: 1764331260000, value: 22 },
+    { sensor: 'senml/in', metric: 'urn:dev:mac:0024be:door', ts: 1764331200000, value: 1 }
   ], 'string values are skipped, booleans are 1/0')
   t.same(parse(p, 'senml/in', '[{"n": "x", "v": 1, "t": -5}]'), [{ sensor: 'senml/in', metric: 'x', ts: NOW - 5000, value: 1 }], 'relative time, topic as sensor')
 })
