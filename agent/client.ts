@@ -19,7 +19,8 @@ function errorOf (parsed: unknown): { code: string, message: string } | undefine
 
 /**
  * Calls the control API over the agent's Unix socket and parses the JSON answer; errors become ApiError. An error
- * answer not of the usual shape is `HTTP <status>`; a success that is not a JSON object or array is ERR_BAD_RESPONSE.
+ * answer not of the usual shape is `HTTP <status>`. A success is any JSON: the caller judges its shape (cli.ts's
+ * tables turn one they cannot read into ERR_BAD_RESPONSE).
  */
 export async function apiRequest<T> (socketPath: string, method: 'GET' | 'POST', path: string, timeoutMs = 5_000, body?: unknown): Promise<T> {
   const { status, text } = await call(socketPath, method, path, timeoutMs, body === undefined ? undefined : JSON.stringify(body))
@@ -33,7 +34,6 @@ export async function apiRequest<T> (socketPath: string, method: 'GET' | 'POST',
     const error = errorOf(parsed)
     throw new ApiError(status, error?.code ?? 'ERR_API', error?.message ?? `HTTP ${status}`)
   }
-  if (typeof parsed !== 'object' || parsed === null) throw new ApiError(status, 'ERR_BAD_RESPONSE', `agent answered ${path} with JSON that is not an object or a list`)
   return parsed as T
 }
 

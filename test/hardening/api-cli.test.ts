@@ -69,8 +69,8 @@ t.test('error answers and successes of the wrong shape are a one-line error, nev
     ['a 400 whose message is an object', json(400, '{"error":{"code":"ERR_X","message":{"text":"hi"}}}'), ['status'], 'noodle: HTTP 400\n'],
     ['a 500 whose error is a string', json(500, '{"error":"boom"}'), ['status'], 'noodle: HTTP 500\n'],
     ['a 400 of the usual shape', json(400, '{"error":{"code":"ERR_BAD_REQUEST","message":"name: \\u001b[31mred"}}'), ['status'], 'noodle: name: \\x1b[31mred\n'],
-    ['a 200 of null', json(200, 'null'), ['status'], 'noodle: agent answered /api/v1/system/status with JSON that is not an object or a list\n'],
-    ['a 200 of a number', json(200, '42'), ['nodes'], 'noodle: agent answered /api/v1/mesh/nodes with JSON that is not an object or a list\n'],
+    ['a 200 of null', json(200, 'null'), ['status'], ''],
+    ['a 200 of a number', json(200, '42'), ['nodes'], ''],
     ['a 200 of the wrong object', json(200, '{"nodes":1}'), ['nodes'], ''],
     ['a 200 of the wrong list', json(200, '[1,2]'), ['sensors'], ''],
     ['not JSON', json(200, '<html>'), ['status'], 'noodle: agent answered /api/v1/system/status with something other than JSON\n']
