@@ -26,8 +26,19 @@ import type { WorkRegistry } from './work.ts'
 
 /** Decisions by outcome at their target: applied, rejected, stale (from an older term, or not the coordinator). */
 export const DECISIONS_METRIC = 'noodle_decisions_received_total'
-/** A decision not yet visible in its target's beacon is not repeated within this time (same term). */
+/**
+ * A decision not yet visible in its target's beacon is repeated (same term) after this time, doubled at each
+ * repeat up to MAX_REPEAT_AFTER_MS: a target that never says it runs the work (a broken box, or a key holder's
+ * made-up member listing work it never runs) is not re-decided every few seconds for ever.
+ */
 const REPEAT_AFTER_MS = 5_000
+const MAX_REPEAT_AFTER_MS = 5 * 60_000
+/**
+ * Decisions from others than the coordinator of their term are listed (`stale`) and answered at most this many
+ * times a minute per sender; past that they are only counted, so a member cannot flood the decision history,
+ * the log and the mesh (each answer is gossiped to every box).
+ */
+const STALE_LISTED_PER_MINUTE = 20
 /** Membership changes come in bursts (a partition): one evaluation after the burst. */
 const EVALUATE_DEBOUNCE_MS = 100
 const FORWARD_TIMEOUT_MS = 5_000
@@ -70,7 +81,9 @@ export class Orchestrator {
   private readonly c: OrchestratorComponents
   private readonly selfId: string
   /** `action:target:home:work id` → the term and time it was last decided. */
-  private readonly issued = new BoundedMap<string, { term: number, at: number }>(REMEMBERED_DECISIONS)
+  private readonly issued = new BoundedMap<string, { term: number, at: number, repeats: number }>(REMEMBERED_DECISIONS)
+  /** Per sender of stale decisions: the minute being counted, and how many were listed in it. */
+  private readonly staleListed = new BoundedMap<string, { minute: number, count: number }>(REMEMBERED_DECISIONS, { refresh: true })
   /** Decisions this coordinator sent, by id: whose result counts. */
   private readonly sent = new BoundedMap<string, { target: string, action: Decision['action'], work: WorkItem }>(REMEMBERED_DECISIONS)
   /**
@@ -174,8 +187,12 @@ export class Orchestrator {
     const fresh = decisions.filter((d) => {
       const key = `${d.action}:${d.target}:${d.home}:${d.work.id}`
       const last = this.issued.get(key)
-      if (last != null && last.term === term && now - last.at < REPEAT_AFTER_MS) return false
-      this.issued.set(key, { term, at: now })
+      const wait = last == null ? 0 : Math.min(REPEAT_AFTER_MS * 2 ** last.repeats, MAX_REPEAT_AFTER_MS)
+      if (last != null && last.term === term && now - last.at < wait) return false
+      // Decided again (the target still does not show it): wait longer next time. Once the need has been gone a
+      // while (or in a new term), start again from REPEAT_AFTER_MS.
+      const repeats = last != null && last.term === term && now - last.at < 2 * MAX_REPEAT_AFTER_MS ? last.repeats + 1 : 0
+      this.issued.set(key, { term, at: now, repeats })
       return true
     })
     for (const d of fresh) {
@@ -271,6 +288,11 @@ export class Orchestrator {
       return
     }
     if (fromCoordinator) this.received.set(key, true)
+    else if (!this.mayListStale(sender)) {
+      this.c.metrics.inc(DECISIONS_METRIC, { outcome: 'stale' })
+      this.c.metrics.inc(REJECTED_METRIC, { topic: decisionCodec.topic, reason: 'stale-term' })
+      return
+    }
     this.c.store.recordDecision({
       id: message.id, term: message.term, coordinator: sender, target: message.target, action: message.action,
       workId: message.work.id, reason: message.reason, at: message.at
@@ -279,6 +301,15 @@ export class Orchestrator {
       ? this.vetAndApply(message, sender)
       : { outcome: 'stale' as const, detail: `not from the coordinator of term ${election.term}` }
     this.finish(message, result.outcome, result.detail, true)
+  }
+
+  /** Whether a stale decision from `sender` is listed and answered, or (past its share this minute) only counted. */
+  private mayListStale (sender: string): boolean {
+    const minute = Math.floor(Date.now() / 60_000)
+    const listed = this.staleListed.get(sender)
+    const count = listed?.minute === minute ? listed.count + 1 : 1
+    this.staleListed.set(sender, { minute, count })
+    return count <= STALE_LISTED_PER_MINUTE
   }
 
   private applyOwn (decision: Decision): void {
