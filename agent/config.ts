@@ -108,7 +108,9 @@ const MqttSchema = z.strictObject({
     /** The largest MQTT packet a client may send; larger ones close its connection. Defaults to maxPayloadBytes + 64 KiB. */
     maxPacketBytes: z.int().min(1024).max(268_435_460).optional(),
     /** Connections at once; more are closed as they come. */
-    maxClients: z.int().min(1).max(100_000)
+    maxClients: z.int().min(1).max(100_000),
+    /** Connections at once from one address; more are closed as they come. */
+    maxClientsPerAddress: z.int().min(1).max(100_000)
   }),
   /** Where the box publishes its availability and health: <baseTopic>/<name>/… */
   baseTopic: z.string().regex(/^[^#+\0]+$/, 'must be a topic without wildcards').refine((t) => !t.endsWith('/'), 'must not end in "/"'),
@@ -279,7 +281,7 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
       receiveMaximum: 2_000,
       sessionExpirySec: 7 * 86_400,
       keepaliveSec: 30,
-      embeddedBroker: { host: '127.0.0.1', port: 1883, maxClients: 1_000 },
+      embeddedBroker: { host: '127.0.0.1', port: 1883, maxClients: 1_000, maxClientsPerAddress: 16 },
       baseTopic: 'noodle',
       healthIntervalMs: 60_000,
       homeAssistant: false,
@@ -343,6 +345,7 @@ const SETTABLE: Record<string, ValueKind> = {
   'mqtt.embeddedBroker.passwordFile': 'string',
   'mqtt.embeddedBroker.maxPacketBytes': 'int',
   'mqtt.embeddedBroker.maxClients': 'int',
+  'mqtt.embeddedBroker.maxClientsPerAddress': 'int',
   'mqtt.baseTopic': 'string',
   'mqtt.homeAssistant': 'boolean'
 }

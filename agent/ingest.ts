@@ -1,5 +1,7 @@
+import { topicMatches } from '../protocols/sensor-payload.ts'
 import type { PayloadParser, Reading } from '../protocols/sensor-payload.ts'
 import type { Logger } from './logger.ts'
+import { logTopic } from './mqtt-session.ts'
 import type { InboundMessage, MqttSession } from './mqtt-session.ts'
 import { commitFailureOf, DEAD_LETTER_BYTES } from './sensor-store.ts'
 import type { DeadLetter, IngestBatch, IngestTotals, SensorStore } from './sensor-store.ts'
@@ -94,6 +96,7 @@ export class Ingest {
   private readonly parser: PayloadParser
   private readonly log: Logger
   private readonly limits: BatchLimits
+  private readonly topics: readonly string[]
   private readonly disk: { observe: (err: unknown) => boolean } | undefined
   private pending: Pending[] = []
   private batchConnection = 0
@@ -111,6 +114,8 @@ export class Ingest {
     parser: PayloadParser
     log: Logger
     limits: BatchLimits
+    /** The topic filters subscribed to (`mqtt.topics`): a message on any other topic is not ours to store. */
+    topics: readonly string[]
     /** Told of every failed commit, so that status says when the disk is full. */
     disk?: { observe: (err: unknown) => boolean }
   }) {
@@ -119,6 +124,7 @@ export class Ingest {
     this.parser = components.parser
     this.log = components.log
     this.limits = components.limits
+    this.topics = components.topics
     this.disk = components.disk
   }
 
@@ -133,12 +139,15 @@ export class Ingest {
     const now = Date.now()
     let parsed: Reading[] | { reason: string, detail: string }
     try {
-      parsed = message.oversize === undefined
-        ? this.parser.parse(message.topic, message.payload, now)
-        : { reason: 'oversize', detail: `a ${message.oversize}-byte packet, over the session's maximum packet size: dropped unread` }
+      // A broker sends only what we subscribed to, unless it is broken or hostile.
+      parsed = !this.topics.some((filter) => topicMatches(filter, message.topic))
+        ? { reason: 'bad-topic', detail: 'the topic matches none of mqtt.topics: never subscribed to' }
+        : message.oversize === undefined
+          ? this.parser.parse(message.topic, message.payload, now)
+          : { reason: 'oversize', detail: `a ${message.oversize}-byte packet, over the session's maximum packet size: dropped unread` }
     } catch (err) {
       // The parser never throws by design; should a bug make it, one message must not end the agent.
-      this.log.error({ err, topic: message.topic }, 'ingest: reading a message failed; it goes to the dead letter')
+      this.log.error({ err, topic: logTopic(message.topic) }, 'ingest: reading a message failed; it goes to the dead letter')
       parsed = { reason: PARSE_FAILED, detail: `${(err as Error).name}: ${(err as Error).message}` }
     }
     const refusal = Array.isArray(parsed) ? this.store.admits(parsed, now) : null
@@ -194,7 +203,7 @@ export class Ingest {
       }
       const m = part[0] as Pending
       const why = `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`
-      this.log.warn({ topic: m.topic, err }, 'ingest: the store refused a message; it goes to the dead letter')
+      this.log.warn({ topic: logTopic(m.topic), err }, 'ingest: the store refused a message; it goes to the dead letter')
       m.readings = null
       m.deadLetter = deadLetterOf(m.topic, m.payload, m.receivedAt, STORE_FAILED, why)
       try {
@@ -203,7 +212,7 @@ export class Ingest {
         if (commitFailureOf(again) === 'store') throw again
         // Not even its dead letter can be stored: retrying would stop the stream for good, so it is counted as
         // rejected, logged, and acknowledged.
-        this.log.error({ topic: m.topic, err: again }, 'ingest: the store refused a message and its dead letter; it is dropped')
+        this.log.error({ topic: logTopic(m.topic), err: again }, 'ingest: the store refused a message and its dead letter; it is dropped')
         this.store.commit({ readings: [], deadLetters: [], received: 1, stored: 0, rejected: 1, lastSeen: m.receivedAt })
       }
     }

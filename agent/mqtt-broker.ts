@@ -1,5 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import net from 'node:net'
+import { duplexPair } from 'node:stream'
+import type { Duplex } from 'node:stream'
 import { Aedes } from 'aedes'
 import type { AuthenticateError, Client, PublishPacket, Subscription } from 'aedes'
 import { topicMatches } from '../protocols/sensor-payload.ts'
@@ -12,19 +14,24 @@ import type { PasswordFile } from './mqtt-passwords.ts'
  * It keeps sessions and queued messages in memory: a restart of the agent loses what the broker held for
  * subscribers, so a box with a real broker (Mosquitto) should use that.
  *
- * Who may do what (the agent's own client is exempt from all of it):
+ * Who may do what (the agent's own client is exempt from all of it; it connects in-process, never over TCP, so
+ * it never competes with others for a connection):
  * - connect: with a user and password from the password file, when there is one; anonymously otherwise (then
- *   the broker listens on loopback only, which the config enforces). The agent's client id is reserved.
- * - publish: only under the ingested topic filters, never retained, never under the agent's own subtrees
- *   (`<baseTopic>/…`, `homeassistant/…`) nor `$…`. A refused publish closes the connection (MQTT 3.1.1 has no
- *   way to refuse one message).
- * - subscribe: only to what the agent publishes for others to read (`<baseTopic>/<name>/…`, `homeassistant/…`);
- *   any other filter is refused in the SUBACK (0x80) and the connection stays.
+ *   the broker listens on loopback only, which the config enforces). The agent's client id is reserved; other
+ *   ids are at most MAX_CLIENT_ID_LENGTH characters; only clean sessions (a persistent one would be kept in
+ *   memory for ever). A client whose user leaves the password file, or whose password changes, is disconnected.
+ * - publish: only under the ingested topic filters, never retained, never at or under the agent's own subtrees
+ *   (`<baseTopic>…`, `homeassistant…`) nor `$…`, never to a topic MQTT forbids (U+0000, other control characters,
+ *   invalid UTF-8, wildcards). A refused publish closes the connection (MQTT 3.1.1 has no way to refuse one message).
+ * - subscribe: only to what the agent publishes for others to read (`<baseTopic>/<name>/…`, `homeassistant/…`),
+ *   at most MAX_SUBSCRIPTIONS filters a connection; any other filter is refused in the SUBACK (0x80) and the
+ *   connection stays.
  * - packets: at most `maxPacketBytes`; a larger one closes the connection as soon as its header is read.
+ * - connections: at most `maxClients`, and `maxClientsPerAddress` from one address.
  */
 
 /** Why the broker refused something: the keys of the counts `stats()` returns. */
-export const BROKER_REFUSALS = ['credentials', 'clientId', 'publish', 'subscribe', 'packetSize', 'connections'] as const
+export const BROKER_REFUSALS = ['credentials', 'clientId', 'session', 'publish', 'subscribe', 'packetSize', 'connections', 'addressConnections', 'revoked'] as const
 export type BrokerRefusal = typeof BROKER_REFUSALS[number]
 /** The refusals as a metric: `noodle_mqtt_broker_refused_total{reason}` in GET /metrics. */
 export const BROKER_REFUSED_METRIC = 'noodle_mqtt_broker_refused_total'
@@ -52,12 +59,22 @@ export interface BrokerPolicy {
   readableSubtrees: readonly string[]
   maxPacketBytes: number
   maxClients: number
+  maxClientsPerAddress: number
 }
 
 /** A refusal is logged at most this often per reason (the counts say how many there were). */
 const REFUSAL_LOG_INTERVAL_MS = 60_000
 /** How long a new connection may take to send CONNECT (aedes's default is 30 s). */
 const CONNECT_TIMEOUT_MS = 10_000
+/** The longest client id taken (MQTT 3.1.1 promises 23; the agent's own may be 64). */
+export const MAX_CLIENT_ID_LENGTH = 64
+/** Distinct filters one connection may subscribe to. */
+export const MAX_SUBSCRIPTIONS = 32
+/**
+ * What no topic a client publishes may hold: U+0000 and the other control characters (MQTT §4.7.3, §1.5.3),
+ * U+FFFD (what invalid UTF-8 decodes to: two topics would be one) and wildcards.
+ */
+const FORBIDDEN_IN_TOPIC = /[\u0000-\u001f\u007f-\u009f\ufffd+#]/
 
 /**
  * Follows the MQTT framing of a byte stream (a type byte, a remaining length of 1–4 bytes, the body) to see
@@ -120,10 +137,11 @@ function remoteOf (client: Client): string | undefined {
   return (client.conn as net.Socket).remoteAddress
 }
 
-function withinSubtree (filterOrTopic: string, subtree: string): boolean {
+/** Whether the filter or topic lies under `subtree` (or is `subtree` itself, when `orAt`). */
+function withinSubtree (filterOrTopic: string, subtree: string, orAt = false): boolean {
   const levels = filterOrTopic.split('/')
   const prefix = subtree.split('/')
-  return levels.length > prefix.length && prefix.every((level, i) => levels[i] === level)
+  return (levels.length > prefix.length || (orAt && levels.length === prefix.length)) && prefix.every((level, i) => levels[i] === level)
 }
 
 export class EmbeddedBroker {
@@ -138,6 +156,11 @@ export class EmbeddedBroker {
   private readonly sockets = new Set<net.Socket>()
   /** The connections that proved to be the agent's own client. */
   private readonly agentClients = new WeakSet<Client>()
+  /** Each other client's user and what its password was when it connected: a reload that changes it ends it. */
+  private readonly logins = new WeakMap<Client, { username: string, password: string | undefined }>()
+  /** The filters each client was granted. */
+  private readonly granted = new WeakMap<Client, Set<string>>()
+  private readonly perAddress = new Map<string, number>()
   private readonly closedForSize = new WeakSet<object>()
   private readonly lastLogged = new Map<BrokerRefusal, number>()
 
@@ -175,8 +198,21 @@ export class EmbeddedBroker {
       authorizeSubscribe: (client, subscription, done) => { done(null, this.mayRead(client, subscription) ? subscription : null) }
     })
     const server = net.createServer((socket) => {
+      const address = socket.remoteAddress ?? ''
+      const fromAddress = (this.perAddress.get(address) ?? 0) + 1
+      if (fromAddress > this.policy.maxClientsPerAddress) {
+        this.refuse('addressConnections', { remote: address, maxClientsPerAddress: this.policy.maxClientsPerAddress }, 'a connection over the limit for its address; closed')
+        socket.destroy()
+        return
+      }
+      this.perAddress.set(address, fromAddress)
       this.sockets.add(socket)
-      socket.once('close', () => { this.sockets.delete(socket) })
+      socket.once('close', () => {
+        this.sockets.delete(socket)
+        const left = (this.perAddress.get(address) ?? 1) - 1
+        if (left === 0) this.perAddress.delete(address)
+        else this.perAddress.set(address, left)
+      })
       socket.on('error', () => {}) // aedes handles the client's errors; a reset before it does must not throw
       broker.handle(socket)
       // With aedes reading the socket ('readable'), 'data' sees each chunk as aedes reads it, before it parses.
@@ -198,11 +234,25 @@ export class EmbeddedBroker {
     })
     this.broker = broker
     this.server = server
+    this.passwords?.on('reloaded', this.endStaleLogins)
     this.log.info({ host: this.host, port: this.port, users: this.passwords?.size ?? null }, 'embedded MQTT broker listening')
+  }
+
+  /**
+   * A connection for the agent's own client, inside the process: it takes no TCP slot, so clients that hold every
+   * slot cannot keep the agent from its own broker.
+   */
+  connectLocal (): Duplex {
+    const broker = this.broker
+    if (broker === undefined) throw new Error('the embedded broker is not running')
+    const [agentSide, brokerSide] = duplexPair()
+    broker.handle(brokerSide)
+    return agentSide
   }
 
   async stop (): Promise<void> {
     this.passwords?.stop()
+    this.passwords?.off('reloaded', this.endStaleLogins)
     const { server, broker } = this
     this.server = undefined
     this.broker = undefined
@@ -225,12 +275,24 @@ export class EmbeddedBroker {
       this.refuse('clientId', { clientId: client.id, remote: remoteOf(client) }, 'a client took the agent\'s own client id; refused')
       return authError(2, 'this client id is reserved')
     }
+    if (client.id.length > MAX_CLIENT_ID_LENGTH) {
+      this.refuse('clientId', { clientId: client.id.slice(0, MAX_CLIENT_ID_LENGTH), remote: remoteOf(client) }, `a client id over ${MAX_CLIENT_ID_LENGTH} characters; refused`)
+      return authError(2, `client ids are at most ${MAX_CLIENT_ID_LENGTH} characters`)
+    }
+    if (!client.clean) {
+      // aedes would keep its subscriptions and queued messages in memory for ever after it leaves.
+      this.refuse('session', { clientId: client.id, remote: remoteOf(client) }, 'a client asked for a persistent session (clean: false); refused')
+      return authError(5, 'only clean sessions are accepted')
+    }
     if (this.passwords === null) return null
     if (username === undefined) {
       this.refuse('credentials', { clientId: client.id, remote: remoteOf(client) }, 'a client without credentials; refused')
       return authError(5, 'not authorized')
     }
-    if (await this.passwords.check(username, password)) return null
+    if (await this.passwords.check(username, password)) {
+      this.logins.set(client, { username, password: this.passwords.fingerprint(username) })
+      return null
+    }
     this.refuse('credentials', { clientId: client.id, username, remote: remoteOf(client) }, 'a wrong user name or password; refused')
     return authError(4, 'bad user name or password')
   }
@@ -244,19 +306,44 @@ export class EmbeddedBroker {
     const { publishFilters, agentSubtrees } = this.policy
     let problem: string | null = null
     if (packet.retain) problem = 'retained messages are refused'
+    else if (FORBIDDEN_IN_TOPIC.test(topic)) problem = 'the topic holds a control character, invalid UTF-8 or a wildcard'
     else if (topic.startsWith('$')) problem = 'topics starting with "$" are the broker\'s'
-    else if (agentSubtrees.some((subtree) => withinSubtree(topic, subtree))) problem = 'the topic is the agent\'s own'
+    else if (agentSubtrees.some((subtree) => withinSubtree(topic, subtree, true))) problem = 'the topic is the agent\'s own'
     else if (!publishFilters.some((filter) => topicMatches(filter, topic))) problem = 'the topic is not one the agent ingests'
     if (problem === null) return null
-    this.refuse('publish', { clientId: client.id, topic, retain: packet.retain, why: problem }, 'a publish refused; connection closed')
+    this.refuse('publish', { clientId: client.id, topic: JSON.stringify(topic.slice(0, 200)), retain: packet.retain, why: problem }, 'a publish refused; connection closed')
     return new Error(problem)
   }
 
   private mayRead (client: Client, subscription: Subscription): boolean {
     if (this.agentClients.has(client)) return true
-    if (this.policy.readableSubtrees.some((subtree) => withinSubtree(subscription.topic, subtree))) return true
-    this.refuse('subscribe', { clientId: client.id, topic: subscription.topic }, 'a subscription refused')
+    const topic = subscription.topic
+    let granted = this.granted.get(client)
+    if (granted === undefined) this.granted.set(client, granted = new Set())
+    let why = 'the filter is not one of the agent\'s own topics'
+    if (this.policy.readableSubtrees.some((subtree) => withinSubtree(topic, subtree))) {
+      if (granted.has(topic) || granted.size < MAX_SUBSCRIPTIONS) {
+        granted.add(topic)
+        return true
+      }
+      why = `over the ${MAX_SUBSCRIPTIONS} filters a connection may subscribe to`
+    }
+    this.refuse('subscribe', { clientId: client.id, topic: JSON.stringify(topic.slice(0, 200)), why }, 'a subscription refused')
     return false
+  }
+
+  /** After the password file changed: disconnects each client whose user is gone or whose password changed. */
+  private readonly endStaleLogins = (): void => {
+    const { broker, passwords } = this
+    if (broker === undefined || passwords === null) return
+    // aedes keeps its connected clients by id; its types leave the map out.
+    for (const client of Object.values((broker as unknown as { clients: Record<string, Client> }).clients)) {
+      const login = this.logins.get(client)
+      if (login === undefined || passwords.fingerprint(login.username) === login.password) continue
+      this.logins.delete(client)
+      this.refuse('revoked', { clientId: client.id, username: login.username }, 'a client whose user left the password file, or whose password changed; disconnected')
+      client.close()
+    }
   }
 
   private refuse (reason: BrokerRefusal, details: Record<string, unknown>, message: string): void {

@@ -1,4 +1,5 @@
 import { createHash, pbkdf2, timingSafeEqual } from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import { readFileSync, unwatchFile, watchFile } from 'node:fs'
 import type { Stats } from 'node:fs'
 import { promisify } from 'node:util'
@@ -87,9 +88,10 @@ const NOBODY: PasswordHash = { scheme: 'pbkdf2-sha512', iterations: 101, salt: B
 
 /**
  * The password file, read at start and again whenever it changes (polled every `pollMs`): a file that no
- * longer parses after a change is logged and the users read before stay in force.
+ * longer parses after a change is logged and the users read before stay in force. Emits `reloaded` after a
+ * change was read, so that the broker can end the connections of users that are gone.
  */
-export class PasswordFile {
+export class PasswordFile extends EventEmitter<{ reloaded: [] }> {
   private readonly file: string
   private readonly key: string
   private readonly log: Logger
@@ -97,6 +99,7 @@ export class PasswordFile {
   private users = new Map<string, PasswordHash>()
 
   constructor (components: { file: string, key: string, log: Logger, pollMs?: number }) {
+    super()
     this.file = components.file
     this.key = components.key
     this.log = components.log
@@ -127,6 +130,14 @@ export class PasswordFile {
     return this.users.size
   }
 
+  /** What the user's password is now (its hash, salt and scheme, as text); undefined for no such user. */
+  fingerprint (username: string): string | undefined {
+    const entry = this.users.get(username)
+    if (entry === undefined) return undefined
+    const cost = entry.scheme === 'pbkdf2-sha512' ? entry.iterations : 0
+    return `${entry.scheme}$${cost}$${entry.salt.toString('base64')}$${entry.hash.toString('base64')}`
+  }
+
   async check (username: string | undefined, password: Buffer | undefined): Promise<boolean> {
     const entry = username === undefined ? undefined : this.users.get(username)
     const matches = await passwordMatches(entry ?? NOBODY, password ?? Buffer.alloc(0))
@@ -138,6 +149,7 @@ export class PasswordFile {
     try {
       this.load()
       this.log.info({ file: this.file, users: this.users.size }, 'mqtt broker: password file reloaded')
+      this.emit('reloaded')
     } catch (err) {
       this.log.error({ err, file: this.file }, 'mqtt broker: the changed password file is not usable; the users read before stay in force')
     }

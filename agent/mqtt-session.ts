@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
+import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import mqttPacket from 'mqtt-packet'
 import type { IConnackPacket, IConnectPacket, IDisconnectPacket, IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet'
@@ -36,6 +37,8 @@ export interface SessionTls {
 export interface SessionOptions {
   /** mqtt://, mqtts://, ws:// or wss:// */
   url: string
+  /** A connection to a broker in this process, used instead of `url` (which then only names it in logs). */
+  local?: () => Duplex
   clientId: string
   username?: string
   password?: string
@@ -219,8 +222,33 @@ const REASONS: Record<number, string> = {
   0x9f: 'connection rate exceeded'
 }
 
+/** A topic as a log line shows it: quoted (no control character gets through raw), and at most 200 characters. */
+export function logTopic (topic: string): string {
+  return JSON.stringify(topic.length > 200 ? `${topic.slice(0, 200)}…` : topic)
+}
+
+/** The oversize-message warning is logged at most this often (the count says how many there were). */
+const OVERSIZE_LOG_INTERVAL_MS = 60_000
+
 export function reasonText (code: number): string {
   return REASONS[code] ?? `reason code 0x${code.toString(16)}`
+}
+
+/** A transport over a stream to a broker in this process: open at once, closed when either side ends. */
+function localTransport (stream: Duplex, handlers: TransportHandlers): Transport {
+  let why = 'connection closed'
+  setImmediate(handlers.onOpen)
+  stream.on('data', handlers.onData)
+  stream.on('end', () => { stream.destroy() })
+  stream.on('error', (err) => { why = err.message })
+  stream.on('close', () => { handlers.onClose(why) })
+  return {
+    write: (bytes) => { stream.write(bytes) },
+    pause: () => { stream.pause() },
+    resume: () => { stream.resume() },
+    end: () => { stream.end() },
+    destroy: () => { stream.destroy() }
+  }
 }
 
 function openTransport (url: URL, tlsOptions: SessionTls | undefined, handlers: TransportHandlers): Transport {
@@ -281,6 +309,7 @@ export class MqttSession extends EventEmitter<SessionEvents> {
   /** Paused by `pause`: a new connection pauses once connected, so a reconnect does not undo the back-pressure. */
   private paused = false
   private oversize = 0
+  private oversizeLoggedAt = -Infinity
 
   constructor (components: { options: SessionOptions, log: Logger }) {
     super()
@@ -374,7 +403,7 @@ export class MqttSession extends EventEmitter<SessionEvents> {
     })
     let transport: Transport
     try {
-      transport = openTransport(this.url, this.options.tls, {
+      const handlers: TransportHandlers = {
         onOpen: () => { this.sendConnect() },
         onData: (bytes) => {
           if (!framer.push(bytes)) this.onOversize(maxPacketBytes)
@@ -383,7 +412,9 @@ export class MqttSession extends EventEmitter<SessionEvents> {
           if (this.transport === transport) this.onClosed(why)
           resolveClosed()
         }
-      })
+      }
+      const local = this.options.local
+      transport = local === undefined ? openTransport(this.url, this.options.tls, handlers) : localTransport(local(), handlers)
     } catch (err) {
       // TLS options OpenSSL refuses (a client certificate that is not PEM) throw here, in a reconnect timer: retried, not fatal.
       resolveClosed()
@@ -453,7 +484,12 @@ export class MqttSession extends EventEmitter<SessionEvents> {
   /** A message over our limit (from a broker that ignores it, as 3.1.1 ones must): handed on, without its payload. */
   private onOversizePublish (p: { topic: string, qos: number, messageId: number | undefined, size: number }, limit: number): void {
     this.oversize++
-    this.log.warn({ broker: this.broker, topic: p.topic, bytes: p.size, limit }, 'mqtt: the broker sent a message over our maximum packet size; its payload was dropped unread')
+    const now = Date.now()
+    if (now - this.oversizeLoggedAt >= OVERSIZE_LOG_INTERVAL_MS) {
+      this.oversizeLoggedAt = now
+      this.log.warn({ broker: this.broker, topic: logTopic(p.topic), bytes: p.size, limit, oversizePackets: this.oversize },
+        'mqtt: the broker sent a message over our maximum packet size; its payload was dropped unread (logged once a minute)')
+    }
     this.emit('message', { topic: p.topic, payload: Buffer.alloc(0), qos: p.qos === 0 ? 0 : 1, messageId: p.messageId, connection: this.connection, oversize: p.size })
   }
 

@@ -71,6 +71,8 @@ export function mqttParts ({ config, sensors, log, metrics, describe, disk }: {
     log,
     options: {
       url,
+      // Our own broker is reached inside the process: no TCP slot to compete for.
+      local: own ? () => broker.connectLocal() : undefined,
       clientId: m.clientId,
       username: own ? agent.username : m.username,
       password,
@@ -91,6 +93,7 @@ export function mqttParts ({ config, sensors, log, metrics, describe, disk }: {
       store: sensors,
       log,
       limits: m.batch,
+      topics: m.topics,
       disk,
       parser: new PayloadParser({ valueFields: m.valueFields, maxPayloadBytes: m.maxPayloadBytes, topicRules: m.topicParsing, maxClockSkewMs: m.maxClockSkewMs })
     })
@@ -132,7 +135,8 @@ function embeddedBroker (config: ResolvedConfig, agent: AgentCredentials, log: L
       // discovery configs.
       readableSubtrees: [`${m.baseTopic}/${config.name}`, 'homeassistant'],
       maxPacketBytes: b.maxPacketBytes,
-      maxClients: b.maxClients
+      maxClients: b.maxClients,
+      maxClientsPerAddress: b.maxClientsPerAddress
     }
   })
 }

@@ -81,7 +81,7 @@ t.test('ingest acknowledges a batch only after it is committed, and holds it whi
   const { sensors } = open(t)
   const session = new FakeSession()
   const parser = new PayloadParser({ valueFields: ['value'], maxPayloadBytes: 64, topicRules: [], maxClockSkewMs: 600_000 })
-  const ingest = new Ingest({ session: session as unknown as MqttSession, store: sensors, parser, log, limits: { maxMessages: 3, maxDelayMs: 10_000 } })
+  const ingest = new Ingest({ session: session as unknown as MqttSession, store: sensors, parser, log, topics: ['#'], limits: { maxMessages: 3, maxDelayMs: 10_000 } })
   ingest.start()
   t.teardown(() => { ingest.stop() })
   session.emit('message', message('a', '1', 11))

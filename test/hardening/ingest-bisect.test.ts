@@ -56,7 +56,7 @@ function setUp (t: { testdir: () => string, teardown: (fn: () => void) => void }
   const session = new FakeSession()
   const parser = new PayloadParser({ valueFields: ['value'], maxPayloadBytes: 64, topicRules: [], maxClockSkewMs: 600_000 })
   const disk = new DiskStatus({ dataDir: t.testdir(), log })
-  const ingest = new Ingest({ session: session as unknown as MqttSession, store: sensors, parser, log, limits: { maxMessages, maxDelayMs: 10_000 }, disk })
+  const ingest = new Ingest({ session: session as unknown as MqttSession, store: sensors, parser, log, topics: ['#'], limits: { maxMessages, maxDelayMs: 10_000 }, disk })
   ingest.start()
   t.teardown(() => { ingest.stop() })
   return { sensors, session, ingest, fake, disk }
