@@ -167,6 +167,8 @@ export class SensorStore {
           SELECT period, sensor, metric, start FROM rollups WHERE period = ? AND start < ? LIMIT ?)`),
       pruneDeadLetters: this.db.prepare<[number]>('DELETE FROM dead_letters WHERE id <= (SELECT max(id) FROM dead_letters) - ?'),
       // Room for new sensor metrics: those seen only once, or silent for the raw retention, the longest silent first.
+      countEvictable: this.db.prepare<[number, number], { n: number }>(`
+        SELECT count(*) AS n FROM (SELECT 1 FROM sensors WHERE count = 1 OR last_seen < ? LIMIT ?)`),
       evictSensors: this.db.prepare<[number, number], { sensor: string, metric: string }>(`
         DELETE FROM sensors WHERE (sensor, metric) IN (
           SELECT sensor, metric FROM sensors WHERE count = 1 OR last_seen < ? ORDER BY last_seen LIMIT ?)
@@ -328,15 +330,18 @@ export class SensorStore {
     return null
   }
 
-  /** Forgets at most `count` sensor metrics seen only once or silent for the raw retention; returns how many. */
+  /**
+   * Forgets `count` sensor metrics seen only once or silent for the raw retention, when there are as many;
+   * returns how many it forgot (all or none).
+   */
   private makeRoom (count: number, now: number): number {
     if (now < this.noRoomUntil) return 0
-    let forgotten: Array<{ sensor: string, metric: string }>
+    const silentSince = now - this.retention.rawMs
+    let forgotten: Array<{ sensor: string, metric: string }> = []
     try {
-      forgotten = this.statements.evictSensors.all(now - this.retention.rawMs, count)
+      if ((this.statements.countEvictable.get(silentSince, count)?.n ?? 0) === count) forgotten = this.statements.evictSensors.all(silentSince, count)
     } catch (err) {
       this.log.warn({ err }, 'forgetting sensors to make room failed')
-      forgotten = []
     }
     for (const r of forgotten) this.known?.delete(sensorKey(r.sensor, r.metric))
     if (forgotten.length < count) this.noRoomUntil = now + EVICT_RETRY_MS
