@@ -250,7 +250,9 @@ export class Agent {
     const election = new Election({
       selfId,
       term: savedTerm(store, log),
-      settleUntil: startedAt + SETTLE_BEACONS * config.health.intervalMs
+      settleUntil: startedAt + SETTLE_BEACONS * config.health.intervalMs,
+      // A rightful coordinator claims once settled; one that lets two more beacons pass without is passed over.
+      claimGraceMs: (SETTLE_BEACONS + 2) * config.health.intervalMs
     })
     const credentials = readCameraCredentials(config.cameraCredentialsFile)
     checkOwnCameras(credentials, config.work, config.cameraCredentialsFile)

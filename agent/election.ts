@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import { BoundedMap } from '../protocols/bounded-map.ts'
 import { isLive } from './membership.ts'
 import type { Member } from './membership.ts'
 
@@ -106,14 +107,29 @@ export class Election extends EventEmitter<ElectionEvents> {
   private readonly selfId: string
   private readonly now: () => number
   private readonly settleUntil: number
+  private readonly claimGraceMs: number
   private currentTerm: number
   private holder: string | null = null
+  /** Members that rank best but hold nothing: since when (see `claimGraceMs`). */
+  private readonly unclaimedSince = new BoundedMap<string, number>(1024)
 
-  constructor (components: { selfId: string, term: number, settleUntil: number, now?: () => number }) {
+  constructor (components: {
+    selfId: string
+    term: number
+    settleUntil: number
+    /**
+     * How long a member that ranks best may leave the term unclaimed before it is passed over (until it claims):
+     * a rightful coordinator claims within its settle time, so one that does not is broken, or a rogue beaconing
+     * the top priority to leave the mesh without a coordinator. Unset: never passed over.
+     */
+    claimGraceMs?: number
+    now?: () => number
+  }) {
     super()
     this.selfId = components.selfId
     this.currentTerm = components.term
     this.settleUntil = components.settleUntil
+    this.claimGraceMs = components.claimGraceMs ?? Infinity
     this.now = components.now ?? Date.now
   }
 
@@ -140,6 +156,7 @@ export class Election extends EventEmitter<ElectionEvents> {
    * first, for when two claim the same term. Returns true on such a clash: pass it to `evaluate`.
    */
   observeClaim (peerId: string, term: number, rank: (a: string, b: string) => number): boolean {
+    this.unclaimedSince.delete(peerId)
     if (term < this.currentTerm || (term === this.currentTerm && this.holder === peerId)) return false
     if (term > this.currentTerm || this.holder == null) {
       this.set(term, peerId, this.holder === peerId ? 'claimed again, past a clash' : 'claimed')
@@ -173,12 +190,39 @@ export class Election extends EventEmitter<ElectionEvents> {
       const c = (m.health?.term ?? 0) > ceiling ? null : candidateOf(m)
       return c == null ? [] : [c]
     }).filter((c) => c.eligible).sort(compareCandidates)
-    const best = candidates[0]
+    const best = this.claimant(candidates)
     if (best?.peerId !== this.selfId || this.now() < this.settleUntil) return false
     if (this.holder === this.selfId && !clash) return false
     const highest = Math.max(this.currentTerm, ...members.map((m) => m.health?.term ?? 0).filter((t) => t < ceiling))
     this.set(highest + 1, this.selfId, this.holder == null ? 'no coordinator: we rank best' : clash ? 'settling two claims of one term' : 'we rank best')
     return true
+  }
+
+  /**
+   * The rightful coordinator: the best-ranked candidate, passing over any that has ranked best for
+   * `claimGraceMs` without claiming (see the constructor). The holder and this box are never passed over.
+   */
+  private claimant (ranked: Candidate[]): Candidate | undefined {
+    const now = this.now()
+    const waitingFor = new Set<string>()
+    let found: Candidate | undefined
+    for (const candidate of ranked) {
+      const { peerId } = candidate
+      if (peerId === this.selfId || peerId === this.holder) {
+        found = candidate
+        break
+      }
+      waitingFor.add(peerId)
+      const since = this.unclaimedSince.get(peerId) ?? now
+      this.unclaimedSince.set(peerId, since)
+      if (now - since < this.claimGraceMs) {
+        found = candidate
+        break
+      }
+    }
+    // A member that no longer ranks best starts its grace afresh should it rank best again.
+    for (const peerId of [...this.unclaimedSince.keys()]) if (!waitingFor.has(peerId)) this.unclaimedSince.delete(peerId)
+    return found
   }
 
   private set (term: number, holder: string | null, reason: string): void {

@@ -18,9 +18,9 @@ const candidate = (m: Member): Candidate => ({
 })
 
 /** One node's election, with a clock, over a membership the test edits. */
-function node (selfId: string, members: Member[], { term = 0, settleUntil = 0 } = {}) {
+function node (selfId: string, members: Member[], { term = 0, settleUntil = 0, claimGraceMs = undefined as number | undefined } = {}) {
   let now = 1_000
-  const election = new Election({ selfId, term, settleUntil, now: () => now })
+  const election = new Election({ selfId, term, settleUntil, claimGraceMs, now: () => now })
   const changes: string[] = []
   election.on('change', (c: ElectionChange) => { changes.push(`${c.coordinator ?? 'none'}@${c.term}`) })
   const self = () => candidate(members.find((m) => m.peerId === selfId) as Member)
@@ -157,4 +157,25 @@ t.test('a member reporting a term past the ceiling is no candidate, and no claim
   const honest = [member('x', 'alive', { term: 3 + MAX_TERM_STEP - 1, priority: 1000 }), member('b', 'alive', { term: 3 })]
   const b2 = node('b', honest, { term: 3 })
   t.equal(b2.evaluate(), false, 'a member within the ceiling still outranks b')
+})
+
+t.test('a member that ranks best but never claims is passed over after the grace, until it claims', async (t) => {
+  const members = [member('rogue', 'alive', { priority: 1000 }), member('b', 'alive', { priority: 1 }), member('c', 'alive')]
+  const b = node('b', members, { term: 3, claimGraceMs: 2_000 })
+  const c = node('c', members, { term: 3, claimGraceMs: 2_000 })
+  t.equal(b.evaluate(), false, 'the rogue ranks best: b waits for its claim')
+  b.advance(1_999)
+  t.equal(b.evaluate(), false, 'within the grace')
+  b.advance(1)
+  t.equal(b.evaluate(), true, 'past it, b (the next best) claims')
+  t.same(b.changes, ['b@4'])
+  c.evaluate()
+  c.advance(2_000)
+  t.equal(c.evaluate(), false, 'c passes the rogue over too, and b ranks above c')
+  c.claim('b', 4)
+  t.equal(c.election.coordinator, 'b', 'and follows b')
+  c.claim('rogue', 5)
+  t.same({ coordinator: c.election.coordinator, term: c.election.term }, { coordinator: 'rogue', term: 5 }, 'a claim from it is taken as ever (a higher term wins)')
+  t.equal(c.evaluate(), false, 'and, holding the term, it is never passed over')
+  t.equal(c.election.coordinator, 'rogue')
 })

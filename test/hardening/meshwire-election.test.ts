@@ -85,6 +85,25 @@ t.test('made-up members reporting the top of the integer range cannot drag the t
   t.same({ coordinator: after.coordinator, term: after.term }, { coordinator: b.peerId, term: first.term + 1 }, 'the next rightful term, not one past the made-up ones')
 })
 
+t.test('a member that ranks best but never claims cannot leave the mesh without a coordinator', async (t) => {
+  const root = tempDir(t)
+  const swarmKey = writeSwarmKey(join(root, 'swarm.key'))
+  const agents: AgentProcess[] = []
+  t.teardown(() => stopAgents(agents))
+  const a = await startAgent({ root, name: 'q-a', swarmKeyFile: swarmKey })
+  agents.push(a)
+  // Beacons the top priority as a plain member from the start, for ever: every box waits for its claim.
+  const rogue = spawn(process.execPath, [MESH_PUBLISH, '--swarm-key', swarmKey, '--to', await bootstrapAddr(a), '--stay', '60000',
+    '--beacon', JSON.stringify({ name: 'idle-best', role: 'member', priority: 1000, eligible: true })], { stdio: 'ignore' })
+  t.teardown(() => { rogue.kill() })
+  await waitFor('a to list the rogue', async () => (await nodes(a)).some((n) => n.name === 'idle-best' && n.state === 'alive'))
+  const b = await startAgent({ root, name: 'q-b', swarmKeyFile: swarmKey, bootstrap: [await bootstrapAddr(a)] })
+  agents.push(b)
+  const agreed = await waitForAgreement('a and b to agree on a coordinator of their own', agents, (x) => x.coordinator === a.peerId || x.coordinator === b.peerId, 20_000)
+  t.ok([a.peerId, b.peerId].includes(agreed.coordinator as string), 'one of the real agents coordinates, passing the idle rogue over')
+  t.equal((await nodes(a)).find((n) => n.name === 'idle-best')?.state, 'alive', 'while the rogue is still a live member')
+})
+
 t.test('a claim carried in a decision meets the same ceiling, counted under the decisions topic', async (t) => {
   const membership = new Membership({
     self: { peerId: 'self', name: 'self', state: 'alive', role: 'member', addrs: [], lastSeen: 0, health: null },
