@@ -206,7 +206,10 @@ export class ModelRuntime {
     try {
       const { provider, threads } = await this.ensureLoaded(model)
       const started = performance.now()
-      const ms = await this.timeRuns(model.id, model.inputs, runs, shape, this.pool.size)
+      // Every worker busy, but at most MAX_SAMPLE_BYTES of inputs in flight: a large shape runs on fewer workers,
+      // so what a bench holds (inputs, and the model's activations, which grow with them) does not grow with cores.
+      const lanes = Math.max(1, Math.min(this.pool.size, Math.floor(MAX_SAMPLE_BYTES / Math.max(1, sampleSetBytes(model.inputs, shape)))))
+      const ms = await this.timeRuns(model.id, model.inputs, runs, shape, lanes)
       const seconds = (performance.now() - started) / 1000
       const result = figures(provider, threads, ms)
       this.registry.recordBenchmark(model.id, result)
@@ -314,16 +317,26 @@ export class ModelRuntime {
   }
 }
 
+/** Bytes of each input's sample, the first at `shape`. */
+function sampleSizes (inputs: TensorSpec[], shape: number[] | undefined): number[] {
+  return inputs.map((spec, i) => sampleBytes(spec, i === 0 ? shape : undefined))
+}
+
+/** Bytes of one set of sample inputs. */
+function sampleSetBytes (inputs: TensorSpec[], shape: number[] | undefined): number {
+  return sampleSizes(inputs, shape).reduce((a, b) => a + b, 0)
+}
+
 /**
  * Why no set of sample inputs is made for `inputs` (the first at `shape`), if one is not: an input of a type with
  * no sample data, or all of them together over MAX_SAMPLE_BYTES (one set is allocated per worker).
  */
 function sampleProblem (inputs: TensorSpec[], shape: number[] | undefined): string | undefined {
-  const sizes = inputs.map((spec, i) => sampleBytes(spec, i === 0 ? shape : undefined))
+  const sizes = sampleSizes(inputs, shape)
   const odd = inputs.find((_, i) => !Number.isFinite(sizes[i]))
   if (odd !== undefined) return `the model's input ${odd.name} is of type ${odd.dtype}, which has no sample data`
-  const bytes = sizes.reduce((a, b) => a + b, 0)
-  if (bytes > MAX_SAMPLE_BYTES) return `the model's inputs at this shape take ${bytes} bytes; at most ${MAX_SAMPLE_BYTES} are allocated per worker`
+  const bytes = sampleSetBytes(inputs, shape)
+  if (bytes > MAX_SAMPLE_BYTES) return `the model's inputs at this shape take ${bytes} bytes; at most ${MAX_SAMPLE_BYTES} are allocated`
   return undefined
 }
 

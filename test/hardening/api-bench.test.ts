@@ -40,7 +40,7 @@ t.test('bench refuses, before anything is loaded or allocated, inputs with no sa
   await t.rejects(runtime.bench('aaaa'), { httpStatus: 400, field: 'shape', message: 'shape: the model\'s input text is of type string, which has no sample data' })
   await t.rejects(runtime.bench('bbbb', { runs: 10_000 }), { httpStatus: 400, field: 'runs', message: `runs: times the elements of the model's inputs (${3 * 1024 * 1024}) must be at most ${2 ** 30}: fewer runs` },
     'the model\'s fixed sizes count, though no shape was asked for')
-  await t.rejects(runtime.bench('cccc', { runs: 1 }), { httpStatus: 400, field: 'shape', message: `shape: the model's inputs at this shape take ${1024 * 1024 + 16 * 1024 * 1024} bytes; at most ${MAX_SAMPLE_BYTES} are allocated per worker` },
+  await t.rejects(runtime.bench('cccc', { runs: 1 }), { httpStatus: 400, field: 'shape', message: `shape: the model's inputs at this shape take ${1024 * 1024 + 16 * 1024 * 1024} bytes; at most ${MAX_SAMPLE_BYTES} are allocated` },
     'every input counts, not only the first')
   const timeRuns = (runtime as unknown as { timeRuns: (id: string, inputs: TensorSpec[], runs: number, shape: undefined, lanes: number) => Promise<number[]> }).timeRuns.bind(runtime)
   await t.rejects(timeRuns('c'.repeat(64), registry.get('c'.repeat(64))?.inputs ?? [], 1, undefined, 1), { code: 'ERR_MODEL', httpStatus: 400, message: /^the model's inputs at this shape take 17825792 bytes/ },
@@ -61,7 +61,7 @@ t.test('a real agent: a bench is judged by what it would really allocate, and ru
   t.same(await bench({ id: det, runs: 1, shape: [1, 1, 2048, 2048] }), {
     status: 400,
     code: 'ERR_BAD_REQUEST',
-    message: `shape: the model's inputs at this shape take ${3 * 2048 * 2048 * 4} bytes; at most ${MAX_SAMPLE_BYTES} are allocated per worker`
+    message: `shape: the model's inputs at this shape take ${3 * 2048 * 2048 * 4} bytes; at most ${MAX_SAMPLE_BYTES} are allocated`
   }, 'refused by the size it would really have')
   t.match(await bench({ id: det, runs: 1, shape: [1, 3, 4096, 2048] }), { status: 400, message: /^shape: must hold at most 4194304 elements/ }, 'the shape asked for is capped lower too')
 
