@@ -208,7 +208,9 @@ export const ConfigSchema = z.strictObject({
     /** A peer sending a model that stays silent this long is cut off (the fetch fails and is counted). */
     fetchIdleTimeoutMs: milliseconds(100, 600_000),
     /** A standby copy that no work in the mesh has named for this long is deleted (compiled models never are). */
-    standbyRetainMs: milliseconds(0, 30 * 86_400_000)
+    standbyRetainMs: milliseconds(0, 30 * 86_400_000),
+    /** Standby copies together, at most: past it, no more are fetched until some are collected. */
+    standbyMaxBytes: z.int().min(0).max(Number.MAX_SAFE_INTEGER)
   }),
   api: z.strictObject({
     /** Defaults to `<dataDir>/agent.sock`. */
@@ -266,7 +268,7 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
     coordinator: { eligible: true, priority: 0, evaluateIntervalMs: 10_000, maxCpuPct: 80, orphanAfterMs: 600_000 },
     remoteWork: { sources: [...DEFAULT_REMOTE_SOURCES], maxModelBytes: DEFAULT_REMOTE_MAX_MODEL_BYTES },
     work: [],
-    models: { standby: true, maxModelBytes: 512 * 1024 ** 2, fetchIdleTimeoutMs: 30_000, standbyRetainMs: 3_600_000 },
+    models: { standby: true, maxModelBytes: 512 * 1024 ** 2, fetchIdleTimeoutMs: 30_000, standbyRetainMs: 3_600_000, standbyMaxBytes: 2 * 1024 ** 3 },
     api: { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000 },
     mqtt: {
       tls: { rejectUnauthorized: true },
@@ -332,6 +334,7 @@ const SETTABLE: Record<string, ValueKind> = {
   'models.maxModelBytes': 'int',
   'models.fetchIdleTimeoutMs': 'int',
   'models.standbyRetainMs': 'int',
+  'models.standbyMaxBytes': 'int',
   'mqtt.url': 'string',
   'mqtt.username': 'string',
   'mqtt.passwordFile': 'string',

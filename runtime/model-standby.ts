@@ -11,6 +11,8 @@ const MODEL_ID = /^[0-9a-f]{64}$/
 const RETRY_AFTER_MS = 60_000
 /** How long a standby copy no work names is kept, by default (models.standbyRetainMs). */
 const RETAIN_MS = 3_600_000
+/** Standby copies together, at most, by default (models.standbyMaxBytes). */
+const MAX_BYTES = 2 * 1024 ** 3
 
 /**
  * Keeps a copy here of every model that mesh work which could move here runs, fetched while its home is alive:
@@ -32,6 +34,7 @@ export class ModelStandby {
   private readonly intervalMs: number
   private readonly log: Logger
   private readonly retainMs: number
+  private readonly maxBytes: number
   private readonly failedAt = new Map<string, number>()
   /** Standby copies no work names, since when. */
   private readonly unnamedSince = new Map<string, number>()
@@ -41,6 +44,8 @@ export class ModelStandby {
 
   constructor (components: {
     membership: Membership, running: () => readonly WorkItem[], runtime: ModelRuntime, exchange: ModelExchange, selfId: string, accelerators: number, accepts: RemoteWorkAccepts, intervalMs: number, log: Logger, retainMs?: number
+    /** Standby copies together, at most (models.standbyMaxBytes): members' work must not fill this box's disk. */
+    maxBytes?: number
   }) {
     this.membership = components.membership
     this.running = components.running
@@ -52,6 +57,7 @@ export class ModelStandby {
     this.intervalMs = components.intervalMs
     this.log = components.log
     this.retainMs = components.retainMs ?? RETAIN_MS
+    this.maxBytes = components.maxBytes ?? MAX_BYTES
   }
 
   start (): void {
@@ -128,6 +134,11 @@ export class ModelStandby {
     for (const [id, at] of this.failedAt) if (Date.now() - at >= RETRY_AFTER_MS) this.failedAt.delete(id)
     for (const { id, home } of this.wanted()) {
       if (this.stopped) return
+      const used = this.runtime.list().filter((m) => m.origin === 'standby').reduce((sum, m) => sum + m.sizeBytes, 0)
+      if (used >= this.maxBytes) {
+        this.log.warn({ usedBytes: used, maxBytes: this.maxBytes }, 'standby copies fill models.standbyMaxBytes: no more are fetched until some are collected')
+        return
+      }
       try {
         await this.exchange.fetch(id, [home], 'standby')
         this.log.info({ model: id }, 'model kept on standby for work that may move here')

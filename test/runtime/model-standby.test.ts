@@ -12,14 +12,18 @@ const log = createLogger('silent')
 const id = (c: string) => c.repeat(64)
 const item = (input: WorkItemInput) => WorkItemSchema.parse(input)
 
-function setup ({ accelerators = 0, here = [] as string[], failing = [] as string[] } = {}) {
+function setup ({ accelerators = 0, here = [] as string[], failing = [] as string[], maxBytes = undefined as number | undefined } = {}) {
   const membership = new Membership({
     self: { peerId: 'self', name: 'me', state: 'alive', role: 'member', addrs: [], lastSeen: Date.now(), health: null },
     options: { probeAfterMs: 1000, probeTimeoutMs: 250, unresponsiveAfterMs: 10_000, reapAfterMs: 60_000 }
   })
   const present = new Set(here)
   const fetched: Array<{ id: string, alsoAsk: readonly string[] }> = []
-  const runtime = { described: (m: string) => present.has(m) ? ({ id: m }) as CompileResult : undefined } as unknown as ModelRuntime
+  // Every copy here is a standby copy of 1000 bytes.
+  const runtime = {
+    described: (m: string) => present.has(m) ? ({ id: m }) as CompileResult : undefined,
+    list: () => [...present].map((m) => ({ id: m, origin: 'standby', sizeBytes: 1000 }))
+  } as unknown as ModelRuntime
   const exchange = {
     fetch: async (m: string, alsoAsk: readonly string[]) => {
       fetched.push({ id: m, alsoAsk })
@@ -28,7 +32,7 @@ function setup ({ accelerators = 0, here = [] as string[], failing = [] as strin
       return { id: m } as CompileResult
     }
   } as unknown as ModelExchange
-  const standby = new ModelStandby({ membership, running: () => [], runtime, exchange, selfId: 'self', accelerators, accepts: DEFAULT_ACCEPTS, intervalMs: 60_000, log })
+  const standby = new ModelStandby({ membership, running: () => [], runtime, exchange, selfId: 'self', accelerators, accepts: DEFAULT_ACCEPTS, intervalMs: 60_000, log, maxBytes })
   return { membership, standby, fetched }
 }
 
@@ -80,4 +84,17 @@ t.test('keeps no copy for work its remoteWork policy refuses, nor for cameras it
     accepts: { ...DEFAULT_ACCEPTS, credentials: ['locked'] }
   }))
   t.same(standby.wanted(), [{ id: id('c'), home: 'home-1' }])
+})
+
+t.test('standby copies stop at models.standbyMaxBytes: members\' work cannot fill the disk', async (t) => {
+  const { membership, standby, fetched } = setup({ maxBytes: 1500 })
+  membership.observeBeacon('home-1', sampleBeacon({
+    name: 'one',
+    work: ['a', 'b', 'c'].map((c) => item({ id: `cam-${c}`, kind: 'camera', model: id(c) }))
+  }))
+  standby.start()
+  await t.resolveMatch(waitUntil(() => fetched.length === 2), true)
+  await standby.stop()
+  t.same(fetched.map((f) => f.id), [id('a'), id('b')], 'the second copy went past the cap: no third is fetched')
+  t.same(standby.wanted().map((w) => w.id), [id('c')], 'though it is still wanted')
 })
