@@ -18,6 +18,7 @@ import { mediaResultCodec } from '../protocols/media.ts'
 import { CameraManager } from '../media/cameras.ts'
 import { checkOwnCameras, readCameraCredentials } from '../media/camera-credentials.ts'
 import { redactCredentials } from '../protocols/text.ts'
+import { ForgetSensorRequestSchema } from '../protocols/sensor-payload.ts'
 import { InferencePool } from '../runtime/pool.ts'
 import { ModelRegistry } from '../runtime/registry.ts'
 import { ModelRuntime, compileResult } from '../runtime/model-runtime.ts'
@@ -148,6 +149,10 @@ export class Agent {
         'GET /api/v1/ahr/decisions': () => this.decisions(),
         'POST /api/v1/ahr/optimize': async () => await this.orchestrator.optimize(),
         'GET /api/v1/sensors': () => this.sensorReadings(),
+        'POST /api/v1/sensors/forget': async (req) => {
+          const { sensor, metric } = parseBody(ForgetSensorRequestSchema, await readJsonBody(req))
+          return { forgotten: parts.sensors.forget(sensor, metric) }
+        },
         'GET /api/v1/ingest': () => this.ingest(),
         'GET /api/v1/ingest/dead-letters': () => parts.sensors.deadLetterViews(),
         'GET /api/v1/models': () => this.models(),

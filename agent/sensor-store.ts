@@ -348,6 +348,18 @@ export class SensorStore {
     return forgotten.length
   }
 
+  /**
+   * Forgets a sensor's metric, or all its metrics: it leaves the sensor list and its place under `maxSensors` is
+   * free; its readings and rollups stay until retention takes them. Returns how many sensor metrics it forgot.
+   */
+  forget (sensor: string, metric?: string): number {
+    const forgotten = metric === undefined
+      ? this.db.prepare<[string], { sensor: string, metric: string }>('DELETE FROM sensors WHERE sensor = ? RETURNING sensor, metric').all(sensor)
+      : this.db.prepare<[string, string], { sensor: string, metric: string }>('DELETE FROM sensors WHERE sensor = ? AND metric = ? RETURNING sensor, metric').all(sensor, metric)
+    for (const r of forgotten) this.known?.delete(sensorKey(r.sensor, r.metric))
+    return forgotten.length
+  }
+
   /** Prunes step by step, yielding to ingest between steps, until nothing is left to prune. */
   pruneAll (done?: (deleted: number) => void, now: () => number = Date.now): void {
     let total = 0

@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer'
+import { z } from 'zod'
 
 /**
  * What sensors publish over MQTT, read into readings. Accepted shapes, for a message on topic T:
@@ -81,6 +82,12 @@ export const EARLIEST_TIME_MS = Date.UTC(2000, 0, 1)
 export const MAX_ABS_VALUE = 1e100
 /** Topic → sensor/metric is cached; a broker with more distinct topics than this simply parses more. */
 const TOPIC_CACHE_LIMIT = 10_000
+
+/** `POST /api/v1/sensors/forget`: a sensor's metric, or all its metrics when `metric` is left out. */
+export const ForgetSensorRequestSchema = z.strictObject({
+  sensor: z.string().min(1).max(MAX_ID_LENGTH),
+  metric: z.string().min(1).max(MAX_ID_LENGTH).optional()
+})
 
 /** Whether `topic` matches the MQTT filter `filter` (`+` one level, `#` the rest). */
 export function topicMatches (filter: string, topic: string): boolean {

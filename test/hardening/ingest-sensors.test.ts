@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import mqtt from 'mqtt'
 import type { MqttClient } from 'mqtt'
 import t from 'tap'
-import { apiGet } from '../../agent/client.ts'
+import { apiGet, apiRequest } from '../../agent/client.ts'
 import type { DeadLetterView } from '../../agent/sensor-store.ts'
 import { ingest, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import type { AgentProcess } from '../helpers/agents.ts'
@@ -81,5 +81,14 @@ t.test('a publisher cannot name sensors outside its topic, merge two, make up ti
   t.same({ stored: after.stored - before.stored, rejected: after.rejected - before.rejected }, { stored: 1, rejected: 1 })
   t.match((await deadLetters(agent))[0], { topic: 'sensors/late', reason: 'too-many-sensors', detail: /over the 40 the store keeps \(mqtt\.maxSensors\), and none seen only once/ })
   t.same((await sensors(agent)).find((s) => s.sensor === 'sensors/real')?.value, 23, 'the real sensor goes on being stored')
+
+  // The operator forgets the made-up sensor: its 39 metrics make room.
+  const forget = async (body: unknown) => await apiRequest<{ forgotten: number }>(agent.socketPath, 'POST', '/api/v1/sensors/forget', 5_000, body)
+  await t.rejects(forget({ sensor: '' }), { status: 400, message: /sensor/ }, 'a request without a sensor is refused, naming the field')
+  t.same(await forget({ sensor: 'sensors/twice', metric: 'g0' }), { forgotten: 1 }, 'one metric')
+  t.same(await forget({ sensor: 'sensors/twice' }), { forgotten: 38 }, 'all of a sensor\'s metrics')
+  t.same(await forget({ sensor: 'sensors/none' }), { forgotten: 0 })
+  await committed(agent, client, 'sensors/late', '6')
+  t.same((await sensors(agent)).find((s) => s.sensor === 'sensors/late')?.value, 6, 'a newcomer now gets in')
   t.equal(agent.child.exitCode, null, 'the agent is up')
 })
