@@ -140,7 +140,7 @@ export class Ingest {
     let parsed: Reading[] | { reason: string, detail: string }
     try {
       // A broker sends only what we subscribed to, unless it is broken or hostile.
-      parsed = !this.topics.some((filter) => topicMatches(filter, message.topic))
+      parsed = !this.topics.some((filter) => topicMatches(sharedFilterOf(filter), message.topic))
         ? { reason: 'bad-topic', detail: 'the topic matches none of mqtt.topics: never subscribed to' }
         : message.oversize === undefined
           ? this.parser.parse(message.topic, message.payload, now)
@@ -297,6 +297,11 @@ export class Ingest {
       connected: this.session.connected
     }
   }
+}
+
+/** The filter a shared subscription (`$share/<group>/<filter>`, MQTT 5) delivers by; any other as it is. */
+function sharedFilterOf (filter: string): string {
+  return filter.startsWith('$share/') ? filter.slice(filter.indexOf('/', '$share/'.length) + 1) : filter
 }
 
 function deadLetterOf (topic: string, payload: Buffer, at: number, reason: string, detail: string, size = payload.length): DeadLetter {

@@ -1,10 +1,16 @@
-import { once } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import net from 'node:net'
 import { join } from 'node:path'
 import mqttPacket from 'mqtt-packet'
 import type { Packet } from 'mqtt-packet'
 import t from 'tap'
 import { apiGet } from '../../agent/client.ts'
+import { Ingest } from '../../agent/ingest.ts'
+import { createLogger } from '../../agent/logger.ts'
+import type { MqttSession } from '../../agent/mqtt-session.ts'
+import { HOUR_MS, SensorStore } from '../../agent/sensor-store.ts'
+import { Store } from '../../agent/store.ts'
+import { PayloadParser } from '../../protocols/sensor-payload.ts'
 import type { DeadLetterView } from '../../agent/sensor-store.ts'
 import { ingest, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 
@@ -15,6 +21,7 @@ import { ingest, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKe
  */
 
 const V5 = { protocolVersion: 5 } as const
+const log = createLogger('silent')
 
 t.test('messages on topics outside mqtt.topics are dead-lettered and acknowledged; long topics are cut in the log', async (t) => {
   const acked: number[] = []
@@ -65,4 +72,18 @@ t.test('messages on topics outside mqtt.topics are dead-lettered and acknowledge
   t.equal(output.match(/over our maximum packet size/g)?.length, 1, 'the oversize warning is logged once a minute, not per message')
   t.notMatch(output, 'x'.repeat(201), 'no log line carries the whole topic')
   t.equal((await ingest(agent)).connected, true)
+})
+
+t.test('a shared subscription delivers by the filter inside it', async (t) => {
+  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
+  t.teardown(() => { store.close() })
+  const sensorStore = new SensorStore({ db: store.database, log, retention: { rawMs: HOUR_MS, minuteMs: HOUR_MS, hourMs: HOUR_MS } })
+  const session = Object.assign(new EventEmitter(), { connected: true, broker: 'mqtt://x', ack: () => {}, pause: () => {}, resume: () => {} })
+  const parser = new PayloadParser({ valueFields: ['value'], maxPayloadBytes: 64, topicRules: [], maxClockSkewMs: 600_000 })
+  const ingest = new Ingest({ session: session as unknown as MqttSession, store: sensorStore, parser, log, topics: ['$share/group/in/#', 'plain/+'], limits: { maxMessages: 1, maxDelayMs: 1_000 } })
+  ingest.start()
+  t.teardown(() => { ingest.stop() })
+  for (const topic of ['in/a', 'plain/b', 'group/in/a', 'out/c']) session.emit('message', { topic, payload: Buffer.from('1'), qos: 0, messageId: undefined, connection: 1 })
+  t.same(sensorStore.sensors().map((s) => s.sensor), ['in/a', 'plain/b'])
+  t.same(sensorStore.deadLetters().map((d) => [d.topic, d.reason]), [['out/c', 'bad-topic'], ['group/in/a', 'bad-topic']])
 })
