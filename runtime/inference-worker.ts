@@ -31,6 +31,9 @@ function specs (names: readonly string[], metadata: readonly ort.InferenceSessio
 
 class InferenceWorker {
   private readonly sessions = new Map<string, ort.InferenceSession>()
+  /** Runs in flight per session: a session replaced or unloaded meanwhile is released once they end. */
+  private readonly running = new Map<ort.InferenceSession, number>()
+  private readonly retired = new Set<ort.InferenceSession>()
   private readonly port: MessagePort
 
   constructor (port: MessagePort) {
@@ -51,13 +54,15 @@ class InferenceWorker {
   private async perform (req: WorkerRequest): Promise<unknown> {
     switch (req.op) {
       case 'load': {
-        await this.sessions.get(req.model)?.release()
+        // Loaded again (other threads, or two callers at once): runs of the old session in flight finish on it.
         const session = await ort.InferenceSession.create(req.file, {
           executionProviders: [req.provider],
           intraOpNumThreads: req.threads,
           interOpNumThreads: 1
         })
+        const old = this.sessions.get(req.model)
         this.sessions.set(req.model, session)
+        if (old !== undefined) await this.retire(old)
         return { inputs: specs(session.inputNames, session.inputMetadata), outputs: specs(session.outputNames, session.outputMetadata) } satisfies LoadResult
       }
       case 'optimize': {
@@ -72,18 +77,36 @@ class InferenceWorker {
         const feeds: Record<string, ort.Tensor> = {}
         for (const [name, t] of Object.entries(req.feeds)) feeds[name] = new ort.Tensor(t.dtype as ort.Tensor.Type, t.data as never, t.dims)
         const started = performance.now()
-        const results = await session.run(feeds)
+        this.running.set(session, (this.running.get(session) ?? 0) + 1)
+        let results: ort.InferenceSession.ReturnType
+        try {
+          results = await session.run(feeds)
+        } finally {
+          const left = (this.running.get(session) ?? 1) - 1
+          if (left > 0) this.running.set(session, left)
+          else {
+            this.running.delete(session)
+            if (this.retired.delete(session)) await session.release()
+          }
+        }
         const ms = performance.now() - started
         const outputs: Record<string, WireTensor> = {}
         for (const [name, t] of Object.entries(results)) outputs[name] = { dtype: t.type, dims: [...t.dims], data: t.data as WireTensor['data'] }
         return { outputs, ms, inputs: req.feeds } satisfies RunResult
       }
       case 'unload': {
-        await this.sessions.get(req.model)?.release()
+        const old = this.sessions.get(req.model)
         this.sessions.delete(req.model)
+        if (old !== undefined) await this.retire(old)
         return null
       }
     }
+  }
+
+  /** Releases a session no longer named, now or once its runs in flight end (releasing it under them fails them). */
+  private async retire (session: ort.InferenceSession): Promise<void> {
+    if (this.running.has(session)) this.retired.add(session)
+    else await session.release()
   }
 }
 

@@ -134,3 +134,17 @@ t.test('a caller that waited while its worker was replaced is rejected, not left
   await t.rejects(waiting, { code: 'ERR_WORKER', message: 'the inference worker was replaced' })
   t.ok((await pool.run('cls', feedsFor(inputs))).ms >= 0, 'the next run goes to the new worker')
 })
+
+t.test('a model loaded again while it runs: the runs in flight finish on the old session, later ones use the new', async (t) => {
+  const pool = new InferencePool({ log, cpus: 2, size: 1 })
+  pool.start()
+  t.teardown(() => pool.stop())
+  const { inputs } = await pool.load('cls', CLS, 'cpu', 1)
+  // Two callers compiling the same file at once (a camera's work and an operator's compile) load it twice.
+  const runs = Array.from({ length: 8 }, () => pool.run('cls', feedsFor(inputs)))
+  const reload = pool.load('cls', CLS, 'cpu', 1)
+  const more = Array.from({ length: 8 }, () => pool.run('cls', feedsFor(inputs)))
+  const settled = await Promise.allSettled([...runs, reload, ...more])
+  t.same(settled.map((s) => s.status === 'fulfilled' ? 'ok' : (s.reason as Error).message), Array(17).fill('ok'), 'no run fails with "Session already disposed"')
+  t.ok((await pool.run('cls', feedsFor(inputs))).ms >= 0, 'and the model runs on')
+})
