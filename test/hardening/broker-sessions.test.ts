@@ -126,6 +126,9 @@ t.test('the embedded broker keeps no client\'s session, names or slots beyond it
   t.equal((await ingest(agent)).connected, true, 'the agent\'s own session is connected all the same')
   for (const socket of idle) socket.destroy()
 
+  // The address's slots come free as the broker sees the idle sockets close, a moment after.
+  t.equal(await waitFor('the broker to see them gone', async () => (await brokerStats(agent)).clients === 0 && 0, 5_000), 0)
+
   // Users removed, or whose password changes, are disconnected within the file's poll (2 s).
   const removed = await connected(port, { ...sensor, clientId: 'removed' })
   const keeper = await connected(port, { username: 'keeper', password: 'kept', clientId: 'keeper' })
