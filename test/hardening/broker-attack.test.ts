@@ -3,41 +3,19 @@ import { writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
-import type { IClientOptions, MqttClient, Packet } from 'mqtt'
+import type { MqttClient, Packet } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
 import t from 'tap'
-import type { EmbeddedBrokerStats } from '../../agent/mqtt-broker.ts'
-import { apiGet, apiText } from '../../agent/client.ts'
-import { BIN, commandExists, ingest, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
-import type { AgentProcess } from '../helpers/agents.ts'
+import { apiText } from '../../agent/client.ts'
+import { BIN, ingest, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { freePort } from '../helpers/mosquitto.ts'
+import { MOSQUITTO_PASSWD, brokerStats, connect, connected, skip } from './broker-client.ts'
 
 /**
  * The embedded broker attacked from the LAN's side: clients without credentials, with wrong ones, with the
  * agent's own client id, reading everything, publishing where they must not, retained discovery configs, huge
  * packets and too many connections. The agent stays up, counts each refusal, and still stores a good reading.
  */
-
-const MOSQUITTO_PASSWD = '/usr/bin/mosquitto_passwd'
-const skip = commandExists(MOSQUITTO_PASSWD) ? false : 'mosquitto_passwd is not installed (apt install mosquitto)'
-
-const brokerStats = async (a: AgentProcess): Promise<EmbeddedBrokerStats | null> =>
-  (await apiGet<{ embeddedBroker: EmbeddedBrokerStats | null }>(a.socketPath, '/api/v1/ingest')).embeddedBroker
-
-/** Connects with MQTT 3.1.1 (aedes speaks no other); resolves the client, or the CONNACK's refusal as text. */
-async function connect (port: number, options: IClientOptions): Promise<MqttClient | string> {
-  try {
-    return await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, ...options })
-  } catch (err) {
-    return `refused ${(err as { code?: number }).code}`
-  }
-}
-
-async function connected (port: number, options: IClientOptions): Promise<MqttClient> {
-  const client = await connect(port, options)
-  if (typeof client === 'string') throw new Error(`could not connect: ${client}`)
-  return client
-}
 
 /** Whether the broker closes the connection within `ms` after `action`. */
 async function closedAfter (client: MqttClient, action: () => void, ms = 3_000): Promise<'closed' | 'open'> {

@@ -1,15 +1,12 @@
 import { execFileSync } from 'node:child_process'
 import net from 'node:net'
 import { join } from 'node:path'
-import mqtt from 'mqtt'
-import type { IClientOptions, MqttClient, Packet } from 'mqtt'
+import type { MqttClient, Packet } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
 import t from 'tap'
-import type { EmbeddedBrokerStats } from '../../agent/mqtt-broker.ts'
-import { apiGet } from '../../agent/client.ts'
-import { commandExists, ingest, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
-import type { AgentProcess } from '../helpers/agents.ts'
+import { ingest, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { freePort } from '../helpers/mosquitto.ts'
+import { MOSQUITTO_PASSWD, brokerStats, connect, connected, skip } from './broker-client.ts'
 
 /**
  * The embedded broker's resources and names attacked by clients that may connect: persistent sessions (kept in
@@ -17,26 +14,6 @@ import { freePort } from '../helpers/mosquitto.ts'
  * sockets from one address, and users removed from the password file while connected. The agent stays up,
  * counts each refusal, and still stores a good reading.
  */
-
-const MOSQUITTO_PASSWD = '/usr/bin/mosquitto_passwd'
-const skip = commandExists(MOSQUITTO_PASSWD) ? false : 'mosquitto_passwd is not installed (apt install mosquitto)'
-
-const brokerStats = async (a: AgentProcess): Promise<EmbeddedBrokerStats> =>
-  (await apiGet<{ embeddedBroker: EmbeddedBrokerStats }>(a.socketPath, '/api/v1/ingest')).embeddedBroker
-
-async function connect (port: number, options: IClientOptions): Promise<MqttClient | string> {
-  try {
-    return await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, ...options })
-  } catch (err) {
-    return `refused ${(err as { code?: number }).code}`
-  }
-}
-
-async function connected (port: number, options: IClientOptions): Promise<MqttClient> {
-  const client = await connect(port, options)
-  if (typeof client === 'string') throw new Error(`could not connect: ${client}`)
-  return client
-}
 
 /** Whether the connection closes within `ms` (after `action`). */
 async function closedWithin (client: MqttClient, ms: number, action: () => void = () => {}): Promise<'closed' | 'open'> {

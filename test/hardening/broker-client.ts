@@ -1,0 +1,30 @@
+import mqtt from 'mqtt'
+import type { IClientOptions, MqttClient } from 'mqtt'
+import type { EmbeddedBrokerStats } from '../../agent/mqtt-broker.ts'
+import { apiGet } from '../../agent/client.ts'
+import { commandExists } from '../helpers/agents.ts'
+import type { AgentProcess } from '../helpers/agents.ts'
+
+/** Clients of an agent's embedded broker, for the tests that attack it. */
+
+export const MOSQUITTO_PASSWD = '/usr/bin/mosquitto_passwd'
+export const skip = commandExists(MOSQUITTO_PASSWD) ? false : 'mosquitto_passwd is not installed (apt install mosquitto)'
+
+/** The embedded broker's figures, from GET /api/v1/ingest (the tests run one). */
+export const brokerStats = async (a: AgentProcess): Promise<EmbeddedBrokerStats> =>
+  (await apiGet<{ embeddedBroker: EmbeddedBrokerStats }>(a.socketPath, '/api/v1/ingest')).embeddedBroker
+
+/** Connects with MQTT 3.1.1 (aedes speaks no other); resolves the client, or the CONNACK's refusal as text. */
+export async function connect (port: number, options: IClientOptions): Promise<MqttClient | string> {
+  try {
+    return await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, ...options })
+  } catch (err) {
+    return `refused ${(err as { code?: number }).code}`
+  }
+}
+
+export async function connected (port: number, options: IClientOptions): Promise<MqttClient> {
+  const client = await connect(port, options)
+  if (typeof client === 'string') throw new Error(`could not connect: ${client}`)
+  return client
+}
