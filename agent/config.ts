@@ -109,8 +109,11 @@ const MqttSchema = z.strictObject({
     maxPacketBytes: z.int().min(1024).max(268_435_460).optional(),
     /** Connections at once; more are closed as they come. */
     maxClients: z.int().min(1).max(100_000),
-    /** Connections at once from one address; more are closed as they come. */
-    maxClientsPerAddress: z.int().min(1).max(100_000)
+    /**
+     * Connections at once from one address; more are closed as they come. Defaults to 16, or to maxClients on
+     * loopback, where every local client (Home Assistant, zigbee2mqtt, bridges) shares one address.
+     */
+    maxClientsPerAddress: z.int().min(1).max(100_000).optional()
   }),
   /** Where the box publishes its availability and health: <baseTopic>/<name>/… */
   baseTopic: z.string().regex(/^[^#+\0]+$/, 'must be a topic without wildcards').refine((t) => !t.endsWith('/'), 'must not end in "/"'),
@@ -245,7 +248,7 @@ export type Config = z.infer<typeof ConfigSchema>
 export interface ResolvedConfig extends Config {
   swarmKeyFile: string
   api: Config['api'] & { socketPath: string }
-  mqtt: Config['mqtt'] & { clientId: string, embeddedBroker: Config['mqtt']['embeddedBroker'] & { enabled: boolean, maxPacketBytes: number } }
+  mqtt: Config['mqtt'] & { clientId: string, embeddedBroker: Config['mqtt']['embeddedBroker'] & { enabled: boolean, maxPacketBytes: number, maxClientsPerAddress: number } }
 }
 
 /** Where the data dir lives when nothing says otherwise: the per-user state folder. */
@@ -283,7 +286,7 @@ export function defaultConfig (env: NodeJS.ProcessEnv = process.env): Config {
       receiveMaximum: 2_000,
       sessionExpirySec: 7 * 86_400,
       keepaliveSec: 30,
-      embeddedBroker: { host: '127.0.0.1', port: 1883, maxClients: 1_000, maxClientsPerAddress: 16 },
+      embeddedBroker: { host: '127.0.0.1', port: 1883, maxClients: 1_000 },
       baseTopic: 'noodle',
       healthIntervalMs: 60_000,
       homeAssistant: false,
@@ -505,7 +508,8 @@ export function loadConfig ({ flags = {}, env = process.env }: LoadConfigOptions
       embeddedBroker: {
         ...config.mqtt.embeddedBroker,
         enabled: brokerEnabled,
-        maxPacketBytes: config.mqtt.embeddedBroker.maxPacketBytes ?? config.mqtt.maxPayloadBytes + 65_536
+        maxPacketBytes: config.mqtt.embeddedBroker.maxPacketBytes ?? config.mqtt.maxPayloadBytes + 65_536,
+        maxClientsPerAddress: config.mqtt.embeddedBroker.maxClientsPerAddress ?? (isLoopback(brokerHost) ? config.mqtt.embeddedBroker.maxClients : 16)
       }
     }
   }

@@ -18,8 +18,8 @@ import type { PasswordFile } from './mqtt-passwords.ts'
  * it never competes with others for a connection):
  * - connect: with a user and password from the password file, when there is one; anonymously otherwise (then
  *   the broker listens on loopback only, which the config enforces). The agent's client id is reserved; other
- *   ids are at most MAX_CLIENT_ID_LENGTH characters; only clean sessions (a persistent one would be kept in
- *   memory for ever). A client whose user leaves the password file, or whose password changes, is disconnected.
+ *   ids are at most MAX_CLIENT_ID_LENGTH characters; every session is clean (one kept would stay in memory for
+ *   ever: a client that asks for a persistent one gets a clean one). A client whose user leaves the password file, or whose password changes, is disconnected.
  * - publish: only under the ingested topic filters, never retained, never at or under the agent's own subtrees
  *   (`<baseTopic>…`, `homeassistant…`) nor `$…`, never to a topic MQTT forbids (U+0000, other control characters,
  *   invalid UTF-8, wildcards). A refused publish closes the connection (MQTT 3.1.1 has no way to refuse one message).
@@ -31,7 +31,7 @@ import type { PasswordFile } from './mqtt-passwords.ts'
  */
 
 /** Why the broker refused something: the keys of the counts `stats()` returns. */
-export const BROKER_REFUSALS = ['credentials', 'clientId', 'session', 'publish', 'subscribe', 'packetSize', 'connections', 'addressConnections', 'revoked'] as const
+export const BROKER_REFUSALS = ['credentials', 'clientId', 'publish', 'subscribe', 'packetSize', 'connections', 'addressConnections', 'revoked'] as const
 export type BrokerRefusal = typeof BROKER_REFUSALS[number]
 /** The refusals as a metric: `noodle_mqtt_broker_refused_total{reason}` in GET /metrics. */
 export const BROKER_REFUSED_METRIC = 'noodle_mqtt_broker_refused_total'
@@ -188,6 +188,13 @@ export class EmbeddedBroker {
     this.passwords?.start()
     const broker = await Aedes.createBroker({
       connectTimeout: CONNECT_TIMEOUT_MS,
+      // A persistent session would keep a client's subscriptions and queue in memory for ever after it leaves, so
+      // everyone but the agent gets a clean one (session present: 0, as MQTT lets a broker answer), though it asked
+      // for more: refusing would shut out devices that ask by default (ESPHome does).
+      preConnect: (client, packet, done) => {
+        if (packet.clientId !== this.policy.agent.clientId) packet.clean = true
+        done(null, true)
+      },
       authenticate: (client, username, password, done) => {
         this.authenticate(client, username, password).then((error) => { done(error, error === null) }, (err: Error) => {
           this.log.error({ err }, 'mqtt broker: could not check a password')
@@ -278,11 +285,6 @@ export class EmbeddedBroker {
     if (client.id.length > MAX_CLIENT_ID_LENGTH) {
       this.refuse('clientId', { clientId: client.id.slice(0, MAX_CLIENT_ID_LENGTH), remote: remoteOf(client) }, `a client id over ${MAX_CLIENT_ID_LENGTH} characters; refused`)
       return authError(2, `client ids are at most ${MAX_CLIENT_ID_LENGTH} characters`)
-    }
-    if (!client.clean) {
-      // aedes would keep its subscriptions and queued messages in memory for ever after it leaves.
-      this.refuse('session', { clientId: client.id, remote: remoteOf(client) }, 'a client asked for a persistent session (clean: false); refused')
-      return authError(5, 'only clean sessions are accepted')
     }
     if (this.passwords === null) return null
     if (username === undefined) {

@@ -28,3 +28,12 @@ export async function connected (port: number, options: IClientOptions): Promise
   if (typeof client === 'string') throw new Error(`could not connect: ${client}`)
   return client
 }
+
+/** The CONNACK a connection gets (then it is closed): its return code and whether a session was kept. */
+export async function connack (port: number, options: IClientOptions): Promise<{ returnCode?: number, sessionPresent: boolean }> {
+  return await new Promise((resolve, reject) => {
+    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, ...options })
+    client.once('connect', (packet) => { client.end(true); resolve({ returnCode: packet.returnCode, sessionPresent: packet.sessionPresent }) })
+    client.once('error', (err) => { client.end(true); reject(err) })
+  })
+}

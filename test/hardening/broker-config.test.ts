@@ -30,7 +30,8 @@ t.test('the packet and connection limits are checked and default from maxPayload
     { code: 'ERR_CONFIG', key: 'mqtt.embeddedBroker.maxPacketBytes' })
   t.throws(() => loadConfig({ env: { NOODLE_MQTT_EMBEDDED_BROKER_MAX_CLIENTS: '0' }, flags: topics }),
     { code: 'ERR_CONFIG', key: 'mqtt.embeddedBroker.maxClients' })
-  t.equal(loadConfig({ env: {}, flags: topics }).mqtt.embeddedBroker.maxClientsPerAddress, 16, 'per address: 16 by default')
+  t.equal(loadConfig({ env: {}, flags: topics }).mqtt.embeddedBroker.maxClientsPerAddress, 1_000, 'per address, on loopback (where every local client shares one): maxClients')
+  t.equal(loadConfig({ env: { NOODLE_MQTT_EMBEDDED_BROKER_HOST: '0.0.0.0', NOODLE_MQTT_EMBEDDED_BROKER_PASSWORD_FILE: '/etc/noodle/mqtt.passwd' }, flags: topics }).mqtt.embeddedBroker.maxClientsPerAddress, 16, 'elsewhere: 16')
   t.equal(loadConfig({ env: { NOODLE_MQTT_EMBEDDED_BROKER_MAX_CLIENTS_PER_ADDRESS: '64' }, flags: topics }).mqtt.embeddedBroker.maxClientsPerAddress, 64)
   t.throws(() => loadConfig({ env: { NOODLE_MQTT_EMBEDDED_BROKER_MAX_CLIENTS_PER_ADDRESS: '0' }, flags: topics }),
     { code: 'ERR_CONFIG', key: 'mqtt.embeddedBroker.maxClientsPerAddress' })
