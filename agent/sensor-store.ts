@@ -319,7 +319,8 @@ export class SensorStore {
     }
     const known = this.known
     const fresh = new Set(readings.map((r) => sensorKey(r.sensor, r.metric)).filter((id) => !known.has(id)))
-    if (fresh.size > MAX_NEW_SENSORS_PER_MESSAGE) {
+    // Near the cap only: a gateway's first message may well name more, and while there is room, it is room.
+    if (fresh.size > MAX_NEW_SENSORS_PER_MESSAGE && known.size + fresh.size > this.maxSensors / 2) {
       return `${fresh.size} new sensor metrics in one message, over the ${MAX_NEW_SENSORS_PER_MESSAGE} one may bring`
     }
     const over = known.size + fresh.size - this.maxSensors

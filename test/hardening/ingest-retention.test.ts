@@ -85,9 +85,11 @@ t.test('at the cap, sensor metrics seen only once or silent for the raw retentio
   t.match(sensors.admits([at('d')], T0 + 2_000), /over the 3/, 'a store that fails to forget refuses, never throws')
 })
 
-t.test('one message brings at most 32 new sensor metrics', async (t) => {
-  const { sensors } = open(t)
+t.test('once the store is half full, one message brings at most 32 new sensor metrics', async (t) => {
+  const { db } = open(t)
+  const sensors = new SensorStore({ db, log, retention: RETENTION, maxSensors: 128 })
   const metrics = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => ({ sensor: 's', metric: `${prefix}${i}` }))
+  t.equal(sensors.admits(metrics(40, 'g'), T0), null, 'a gateway\'s first message names 40: there is room')
   t.equal(sensors.admits(metrics(32, 'a'), T0), null, '32')
   t.equal(sensors.admits([...metrics(32, 'a'), ...metrics(32, 'b')], T0), null, '32 known and 32 new')
   t.equal(sensors.admits(metrics(33, 'c'), T0), '33 new sensor metrics in one message, over the 32 one may bring')
