@@ -82,8 +82,8 @@ export class Orchestrator {
   private readonly selfId: string
   /** `action:target:home:work id` → the term and time it was last decided. */
   private readonly issued = new BoundedMap<string, { term: number, at: number, repeats: number }>(REMEMBERED_DECISIONS)
-  /** Per sender of stale decisions: the minute being counted, and how many were listed in it. */
-  private readonly staleListed = new BoundedMap<string, { minute: number, count: number }>(REMEMBERED_DECISIONS, { refresh: true })
+  /** Per sender of stale decisions: when its minute began (its first stale decision in it), and how many were listed. */
+  private readonly staleListed = new BoundedMap<string, { since: number, count: number }>(REMEMBERED_DECISIONS, { refresh: true })
   /** Decisions this coordinator sent, by id: whose result counts. */
   private readonly sent = new BoundedMap<string, { target: string, action: Decision['action'], work: WorkItem }>(REMEMBERED_DECISIONS)
   /**
@@ -184,14 +184,17 @@ export class Orchestrator {
         if (runner !== node) decisions.push(this.decision(term, runner, 'stop', homed, `moved: ${reason}`, now))
       }
     }
+    const keyOf = (d: Decision): string => `${d.action}:${d.target}:${d.home}:${d.work.id}`
+    // A decision this pass does not make again was carried out (its target shows it): its backoff is over.
+    const decidedNow = new Set(decisions.map(keyOf))
+    for (const key of [...this.issued.keys()]) if (!decidedNow.has(key)) this.issued.delete(key)
     const fresh = decisions.filter((d) => {
-      const key = `${d.action}:${d.target}:${d.home}:${d.work.id}`
+      const key = keyOf(d)
       const last = this.issued.get(key)
       const wait = last == null ? 0 : Math.min(REPEAT_AFTER_MS * 2 ** last.repeats, MAX_REPEAT_AFTER_MS)
       if (last != null && last.term === term && now - last.at < wait) return false
-      // Decided again (the target still does not show it): wait longer next time. Once the need has been gone a
-      // while (or in a new term), start again from REPEAT_AFTER_MS.
-      const repeats = last != null && last.term === term && now - last.at < 2 * MAX_REPEAT_AFTER_MS ? last.repeats + 1 : 0
+      // Decided again (the target still does not show it): wait longer next time; in a new term, start again.
+      const repeats = last != null && last.term === term ? last.repeats + 1 : 0
       this.issued.set(key, { term, at: now, repeats })
       return true
     })
@@ -305,11 +308,11 @@ export class Orchestrator {
 
   /** Whether a stale decision from `sender` is listed and answered, or (past its share this minute) only counted. */
   private mayListStale (sender: string): boolean {
-    const minute = Math.floor(Date.now() / 60_000)
+    const now = Date.now()
     const listed = this.staleListed.get(sender)
-    const count = listed?.minute === minute ? listed.count + 1 : 1
-    this.staleListed.set(sender, { minute, count })
-    return count <= STALE_LISTED_PER_MINUTE
+    const window = listed !== undefined && now - listed.since < 60_000 ? listed : { since: now, count: 0 }
+    this.staleListed.set(sender, { since: window.since, count: window.count + 1 })
+    return window.count < STALE_LISTED_PER_MINUTE
   }
 
   private applyOwn (decision: Decision): void {
