@@ -142,7 +142,7 @@ export class ModelRuntime {
         this.log.info({ provider, reason: (err as Error).message.split('\n')[0] }, 'execution provider unavailable; not trying it again')
         continue
       }
-      const ms = await this.timeRuns(id, specs.inputs, COMPILE_RUNS, undefined, 1)
+      const ms = await this.timeRuns(id, specs.inputs, COMPILE_RUNS, undefined, 1, COMPILE_SAMPLE_BYTES)
       benchmarks.push(figures(provider, this.pool.threads, ms))
       this.working.add(provider)
     }
@@ -151,7 +151,7 @@ export class ModelRuntime {
     // Threads, measured: one inference at a time (as a camera runs it) on every core but one, against the share.
     if (this.pool.maxThreads > this.pool.threads) {
       await this.pool.load(id, runFile, best.name, this.pool.maxThreads)
-      const more = figures(best.name, this.pool.maxThreads, await this.timeRuns(id, (specs as { inputs: TensorSpec[] }).inputs, COMPILE_RUNS, undefined, 1))
+      const more = figures(best.name, this.pool.maxThreads, await this.timeRuns(id, (specs as { inputs: TensorSpec[] }).inputs, COMPILE_RUNS, undefined, 1, COMPILE_SAMPLE_BYTES))
       if (more.p50Ms < best.p50Ms * MORE_THREADS_GAIN) benchmarks[0] = best = more
     }
     await this.pool.load(id, runFile, best.name, best.threads)
@@ -291,11 +291,12 @@ export class ModelRuntime {
   }
 
   /** Latencies (ms, measured inside the workers) of `runs` runs, `concurrency` at a time, after a warm-up. */
-  private async timeRuns (id: string, inputs: TensorSpec[], runs: number, shape: number[] | undefined, concurrency: number): Promise<number[]> {
+  private async timeRuns (id: string, inputs: TensorSpec[], runs: number, shape: number[] | undefined, concurrency: number, maxBytes = MAX_SAMPLE_BYTES): Promise<number[]> {
     // One set of sample inputs per lane, handed back by the worker after each run and sent again: a fresh
     // multi-megabyte buffer per run would cost the event loop ~15 ms of page faults each time.
-    // Also for compile's timing: a model that declares huge fixed inputs is refused, not allocated.
-    const problem = sampleProblem(inputs, shape)
+    // Compile's timing (one lane, the model's own fixed sizes) has a larger cap than a bench: a 1280-pixel
+    // detector's input alone is 20 MB; only an absurd declaration is refused rather than allocated.
+    const problem = sampleProblem(inputs, shape, maxBytes)
     if (problem !== undefined) throw new ModelError(problem)
     const sample = inputs.map((spec, i) => [spec.name, sampleTensor(spec, i === 0 ? shape : undefined)] as const)
     const copy = (): Feeds => Object.fromEntries(sample.map(([name, t]) => [name, { ...t, data: t.data.slice() }]))
@@ -322,6 +323,9 @@ function sampleSizes (inputs: TensorSpec[], shape: number[] | undefined): number
   return inputs.map((spec, i) => sampleBytes(spec, i === 0 ? shape : undefined))
 }
 
+/** The largest set of sample inputs compile's timing makes (one, at the model's own fixed sizes). */
+const COMPILE_SAMPLE_BYTES = 256 * 1024 * 1024
+
 /** Bytes of one set of sample inputs. */
 function sampleSetBytes (inputs: TensorSpec[], shape: number[] | undefined): number {
   return sampleSizes(inputs, shape).reduce((a, b) => a + b, 0)
@@ -331,12 +335,12 @@ function sampleSetBytes (inputs: TensorSpec[], shape: number[] | undefined): num
  * Why no set of sample inputs is made for `inputs` (the first at `shape`), if one is not: an input of a type with
  * no sample data, or all of them together over MAX_SAMPLE_BYTES (one set is allocated per worker).
  */
-function sampleProblem (inputs: TensorSpec[], shape: number[] | undefined): string | undefined {
+function sampleProblem (inputs: TensorSpec[], shape: number[] | undefined, maxBytes = MAX_SAMPLE_BYTES): string | undefined {
   const sizes = sampleSizes(inputs, shape)
   const odd = inputs.find((_, i) => !Number.isFinite(sizes[i]))
   if (odd !== undefined) return `the model's input ${odd.name} is of type ${odd.dtype}, which has no sample data`
   const bytes = sampleSetBytes(inputs, shape)
-  if (bytes > MAX_SAMPLE_BYTES) return `the model's inputs at this shape take ${bytes} bytes; at most ${MAX_SAMPLE_BYTES} are allocated`
+  if (bytes > maxBytes) return `the model's inputs at this shape take ${bytes} bytes; at most ${maxBytes} are allocated`
   return undefined
 }
 
