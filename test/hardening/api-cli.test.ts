@@ -43,7 +43,8 @@ t.test('an agent that trickles its answer: the CLI gives up at the deadline, not
   })
   const run = await noodle(['status', '--data-dir', dataDir])
   t.same({ code: run.code, stdout: run.stdout, stderr: run.stderr }, { code: 1, stdout: '', stderr: 'noodle: the agent did not answer GET /api/v1/system/status within 5 s\n' })
-  t.ok(run.ms < 8_000, `after ${run.ms} ms`)
+  // The drip never ends: any bound shows it was cut off (the CLI's own start counts too, slow on a busy box).
+  t.ok(run.ms < 15_000, `after ${run.ms} ms`)
 })
 
 t.test('an answer over 64 MiB is not read past the cap', async (t) => {

@@ -41,32 +41,32 @@ t.test('a worker that dies mid-run: the run is rejected with a named error, the 
 
 t.test('a run that never answers is rejected after runTimeoutMs and its worker replaced; a later run is served', async (t) => {
   const metrics = new MetricsStore()
-  const pool = new InferencePool({ log, metrics, cpus: 2, size: 1, runTimeoutMs: 300, workerUrl: WEDGING_WORKER })
+  const pool = new InferencePool({ log, metrics, cpus: 2, size: 1, runTimeoutMs: 2_000, workerUrl: WEDGING_WORKER })
   pool.start()
   t.teardown(() => pool.stop())
   const { inputs } = await pool.load('cls', CLS, 'cpu', 1)
   await pool.load('wedge', CLS, 'cpu', 1)
   const started = Date.now()
-  await t.rejects(pool.run('wedge', feedsFor(inputs)), { code: 'ERR_WORKER', message: 'the inference worker did not answer a run within 300 ms' })
-  t.ok(Date.now() - started < 5_000, 'rejected on time, not left hanging')
+  await t.rejects(pool.run('wedge', feedsFor(inputs)), { code: 'ERR_WORKER', message: 'the inference worker did not answer a run within 2000 ms' })
+  t.ok(Date.now() - started < 10_000, 'rejected on time, not left hanging')
   t.same({ replaced: pool.replaced, stuck: pool.stuck }, { replaced: 1, stuck: 1 }, 'replaced; the stuck one is kept alive, not ended inside onnxruntime')
   t.same(Object.keys((await pool.run('cls', feedsFor(inputs))).outputs), Object.keys((await pool.run('cls', feedsFor(inputs))).outputs), 'the replacement serves the other model')
   t.same(metrics.series(WORKER_LOST_METRIC), { wedged: 1 })
 })
 
 t.test('a worker that answers after its timeout is ended then, and no longer counted as stuck', async (t) => {
-  const pool = new InferencePool({ log, cpus: 2, size: 1, runTimeoutMs: 300, workerUrl: WEDGING_WORKER })
+  const pool = new InferencePool({ log, cpus: 2, size: 1, runTimeoutMs: 2_000, workerUrl: WEDGING_WORKER })
   pool.start()
   t.teardown(() => pool.stop())
   const { inputs } = await pool.load('slow', CLS, 'cpu', 1)
-  await t.rejects(pool.run('slow', feedsFor(inputs)), { code: 'ERR_WORKER', message: /did not answer a run within 300 ms/ })
+  await t.rejects(pool.run('slow', feedsFor(inputs)), { code: 'ERR_WORKER', message: /did not answer a run within 2000 ms/ })
   t.equal(pool.stuck, 1)
   t.equal(await waitFor('the late answer to end the old worker', () => pool.stuck === 0 && pool.stuck), 0)
 })
 
 t.test('a model that wedges workers up to the cap is refused at once afterwards; other models still run; loading it again lifts it', async (t) => {
   const metrics = new MetricsStore()
-  const pool = new InferencePool({ log, metrics, cpus: 2, size: 1, runTimeoutMs: 200, maxWedged: 2, workerUrl: WEDGING_WORKER })
+  const pool = new InferencePool({ log, metrics, cpus: 2, size: 1, runTimeoutMs: 2_000, maxWedged: 2, workerUrl: WEDGING_WORKER })
   pool.start()
   t.teardown(() => pool.stop())
   const { inputs } = await pool.load('cls', CLS, 'cpu', 1)
