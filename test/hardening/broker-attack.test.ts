@@ -166,7 +166,7 @@ t.test('connections over mqtt.embeddedBroker.maxClients are closed and counted; 
     swarmKeyFile,
     logLevel: 'info',
     // The url names the embedded broker itself: the session is still the agent's own (reserved client id, secret).
-    config: { mqtt: { url: `mqtt://127.0.0.1:${port}`, topics: ['sensors/#'], embeddedBroker: { enabled: true, port, maxClients: 3 } } }
+    config: { mqtt: { url: `mqtt://127.0.0.1:${port}`, topics: ['sensors/#'], embeddedBroker: { enabled: true, port, maxClients: 3, maxClientsPerAddress: 100 } } }
   })
   t.teardown(() => stopAgents([agent]))
   await waitFor('the agent to connect to its own broker', async () => (await ingest(agent)).connected, 10_000)
@@ -177,6 +177,7 @@ t.test('connections over mqtt.embeddedBroker.maxClients are closed and counted; 
     await new Promise((resolve) => socket.once('connect', resolve))
     return socket
   }))
+  t.teardown(() => { for (const socket of idle) socket.destroy() })
   t.equal(await waitFor('2 refusals', async () => (await brokerStats(agent))?.refused.connections === 2 && 2, 5_000), 2)
   for (const socket of idle) socket.destroy()
   const client = await waitFor('a connection to get in', async () => {
