@@ -3,13 +3,13 @@ import { writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
-import type { MqttClient, Packet } from 'mqtt'
+import type { MqttClient } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
 import t from 'tap'
 import { apiText } from '../../agent/client.ts'
 import { BIN, ingest, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { freePort } from '../helpers/mosquitto.ts'
-import { MOSQUITTO_PASSWD, brokerStats, connect, connected, skip } from './broker-client.ts'
+import { MOSQUITTO_PASSWD, brokerStats, closedWithin, connect, connected, skip, subackCodes } from './broker-client.ts'
 
 /**
  * The embedded broker attacked from the LAN's side: clients without credentials, with wrong ones, with the
@@ -17,27 +17,11 @@ import { MOSQUITTO_PASSWD, brokerStats, connect, connected, skip } from './broke
  * packets and too many connections. The agent stays up, counts each refusal, and still stores a good reading.
  */
 
-/** Whether the broker closes the connection within `ms` after `action`. */
+/** Whether the broker closes the connection within `ms` after `action`; the client is ended after. */
 async function closedAfter (client: MqttClient, action: () => void, ms = 3_000): Promise<'closed' | 'open'> {
-  const closed = new Promise<'closed'>((resolve) => { client.once('close', () => { resolve('closed') }) })
-  action()
-  const verdict = await Promise.race([closed, new Promise<'open'>((resolve) => setTimeout(() => { resolve('open') }, ms))])
+  const verdict = await closedWithin(client, ms, action)
   client.end(true)
   return verdict
-}
-
-/** The SUBACK's codes for `filters`: the QoS granted, or 128 for a refusal. */
-async function grantedCodes (client: MqttClient, filters: string[]): Promise<number[]> {
-  const suback = new Promise<number[]>((resolve) => {
-    const onPacket = (packet: Packet): void => {
-      if (packet.cmd !== 'suback') return
-      client.off('packetreceive', onPacket)
-      resolve(packet.granted as number[])
-    }
-    client.on('packetreceive', onPacket)
-  })
-  client.subscribe(filters, () => {}) // MQTT.js calls a refusal an error; the codes are what is checked
-  return await suback
 }
 
 /** The messages on `filter` that arrive within `ms` (retained ones at once). */
@@ -84,7 +68,7 @@ t.test('the embedded broker with a password file refuses what it must, and still
   t.equal((await ingest(agent)).connected, true, 'and the agent\'s own session was not taken over')
 
   const reader = await connected(port, { ...sensor, clientId: 'reader' })
-  t.same(await grantedCodes(reader, ['#', 'sensors/#', '$SYS/#', 'noodle/+/health', `noodle/${name}/#`, 'homeassistant/#']),
+  t.same(await subackCodes(reader, ['#', 'sensors/#', '$SYS/#', 'noodle/+/health', `noodle/${name}/#`, 'homeassistant/#']),
     [128, 128, 128, 128, 0, 0], 'only the agent\'s own topics may be read: the rest are refused in the SUBACK (0x80)')
   t.equal(await closedAfter(reader, () => {}), 'open', 'and the reader stays connected')
 

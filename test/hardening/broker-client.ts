@@ -1,5 +1,5 @@
 import mqtt from 'mqtt'
-import type { IClientOptions, MqttClient } from 'mqtt'
+import type { IClientOptions, MqttClient, Packet } from 'mqtt'
 import type { EmbeddedBrokerStats } from '../../agent/mqtt-broker.ts'
 import { apiGet } from '../../agent/client.ts'
 import { commandExists } from '../helpers/agents.ts'
@@ -36,4 +36,25 @@ export async function connack (port: number, options: IClientOptions): Promise<{
     client.once('connect', (packet) => { client.end(true); resolve({ returnCode: packet.returnCode, sessionPresent: packet.sessionPresent }) })
     client.once('error', (err) => { client.end(true); reject(err) })
   })
+}
+
+/** Whether the connection closes within `ms` (after `action`). */
+export async function closedWithin (client: MqttClient, ms: number, action: () => void = () => {}): Promise<'closed' | 'open'> {
+  const closed = new Promise<'closed'>((resolve) => { client.once('close', () => { resolve('closed') }) })
+  action()
+  return await Promise.race([closed, new Promise<'open'>((resolve) => setTimeout(() => { resolve('open') }, ms))])
+}
+
+/** The SUBACK's codes for `filters`: the QoS granted, or 128 for a refusal. */
+export async function subackCodes (client: MqttClient, filters: string[]): Promise<number[]> {
+  const suback = new Promise<number[]>((resolve) => {
+    const onPacket = (packet: Packet): void => {
+      if (packet.cmd !== 'suback') return
+      client.off('packetreceive', onPacket)
+      resolve(packet.granted as number[])
+    }
+    client.on('packetreceive', onPacket)
+  })
+  client.subscribe(filters, () => {}) // MQTT.js calls a refusal an error; the codes are what is checked
+  return await suback
 }

@@ -1,12 +1,11 @@
 import { execFileSync } from 'node:child_process'
 import net from 'node:net'
 import { join } from 'node:path'
-import type { MqttClient, Packet } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
 import t from 'tap'
 import { ingest, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { freePort } from '../helpers/mosquitto.ts'
-import { MOSQUITTO_PASSWD, brokerStats, connack, connect, connected, skip } from './broker-client.ts'
+import { MOSQUITTO_PASSWD, brokerStats, closedWithin, connack, connect, connected, skip, subackCodes } from './broker-client.ts'
 
 /**
  * The embedded broker's resources and names attacked by clients that may connect: persistent sessions (kept in
@@ -14,13 +13,6 @@ import { MOSQUITTO_PASSWD, brokerStats, connack, connect, connected, skip } from
  * sockets from one address, and users removed from the password file while connected. The agent stays up,
  * counts each refusal, and still stores a good reading.
  */
-
-/** Whether the connection closes within `ms` (after `action`). */
-async function closedWithin (client: MqttClient, ms: number, action: () => void = () => {}): Promise<'closed' | 'open'> {
-  const closed = new Promise<'closed'>((resolve) => { client.once('close', () => { resolve('closed') }) })
-  action()
-  return await Promise.race([closed, new Promise<'open'>((resolve) => setTimeout(() => { resolve('open') }, ms))])
-}
 
 /** A raw PUBLISH (QoS 0) of `topic`'s bytes, as given, on a fresh connection; whether the broker then closes it. */
 async function rawPublish (port: number, credentials: { username: string, password: string }, topic: Buffer): Promise<'closed' | 'open'> {
@@ -37,19 +29,6 @@ async function rawPublish (port: number, credentials: { username: string, passwo
   const verdict = await Promise.race([closed, new Promise<'open'>((resolve) => setTimeout(() => { resolve('open') }, 2_000))])
   socket.destroy()
   return verdict
-}
-
-async function subackCodes (client: MqttClient, filters: string[]): Promise<number[]> {
-  const suback = new Promise<number[]>((resolve) => {
-    const onPacket = (packet: Packet): void => {
-      if (packet.cmd !== 'suback') return
-      client.off('packetreceive', onPacket)
-      resolve(packet.granted as number[])
-    }
-    client.on('packetreceive', onPacket)
-  })
-  client.subscribe(filters, () => {})
-  return await suback
 }
 
 t.test('the embedded broker keeps no client\'s session, names or slots beyond its limits, and ends revoked users', { skip }, async (t) => {
