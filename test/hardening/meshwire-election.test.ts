@@ -18,35 +18,51 @@ import type { AgentProcess } from '../helpers/agents.ts'
 const MESH_PUBLISH = fileURLToPath(new URL('../../scripts/mesh-publish.ts', import.meta.url))
 const TERM_JUMP = `term-jump/${TOPICS.nodeHealth}`
 
-t.test('a member claiming the largest term the schema takes is refused and counted; elections go on after the coordinator dies', async (t) => {
+type Teardown = { teardown: (fn: () => unknown) => void }
+
+/** Two agents in a fresh mesh, a ranking best (it coordinates first, b takes over when it dies), agreed on a. */
+async function pairLedByA (t: Teardown, prefix: string) {
   const root = tempDir(t)
   const swarmKey = writeSwarmKey(join(root, 'swarm.key'))
   const agents: AgentProcess[] = []
   t.teardown(() => stopAgents(agents))
-  // a ranks best, so it coordinates first; b takes over when it dies.
-  const a = await startAgent({ root, name: 'e-a', swarmKeyFile: swarmKey, config: { coordinator: { priority: 10 } } })
+  const a = await startAgent({ root, name: `${prefix}-a`, swarmKeyFile: swarmKey, config: { coordinator: { priority: 10 } } })
   agents.push(a)
-  const b = await startAgent({ root, name: 'e-b', swarmKeyFile: swarmKey, bootstrap: [await bootstrapAddr(a)] })
+  const b = await startAgent({ root, name: `${prefix}-b`, swarmKeyFile: swarmKey, bootstrap: [await bootstrapAddr(a)] })
   agents.push(b)
   const first = await waitForAgreement('a to coordinate', agents, (x) => x.coordinator === a.peerId)
+  return { swarmKey, a, b, first }
+}
+
+/** A member of the key's holder, beaconing `fields` for a minute (mesh-publish --beacon), ended with the test. */
+function beaconing (t: Teardown, swarmKey: string, to: string, fields: Record<string, unknown>): void {
+  const rogue = spawn(process.execPath, [MESH_PUBLISH, '--swarm-key', swarmKey, '--to', to, '--stay', '60000', '--beacon', JSON.stringify(fields)], { stdio: 'ignore' })
+  t.teardown(() => { rogue.kill() })
+}
+
+/** SIGKILLs `a` and waits for `b` to coordinate: its status then. */
+async function takesOver (a: AgentProcess, b: AgentProcess) {
+  a.child.kill('SIGKILL')
+  await a.exited
+  return await waitFor('b to coordinate', async () => {
+    const s = await status(b)
+    return s.role === 'coordinator' ? s : undefined
+  }, 20_000)
+}
+
+t.test('a member claiming the largest term the schema takes is refused and counted; elections go on after the coordinator dies', async (t) => {
+  const { swarmKey, a, b, first } = await pairLedByA(t, 'e')
 
   // The rogue outranks everyone (priority 1000), claims Number.MAX_SAFE_INTEGER, and keeps beaconing so it stays
   // a live member throughout: were its claim taken, no term could ever follow it.
-  const rogue = spawn(process.execPath, [MESH_PUBLISH, '--swarm-key', swarmKey, '--to', await bootstrapAddr(b), '--stay', '60000',
-    '--beacon', JSON.stringify({ name: 'rogue', role: 'coordinator', term: Number.MAX_SAFE_INTEGER, priority: 1000, eligible: true })], { stdio: 'ignore' })
-  t.teardown(() => { rogue.kill() })
+  beaconing(t, swarmKey, await bootstrapAddr(b), { name: 'rogue', role: 'coordinator', term: Number.MAX_SAFE_INTEGER, priority: 1000, eligible: true })
   const seen = await waitFor('b to list the rogue with its claim', async () => (await nodes(b)).find((n) => n.name === 'rogue' && n.state === 'alive'))
   t.equal(seen.term, Number.MAX_SAFE_INTEGER, 'b listed the claim it refused')
   const refused = await waitFor('b to count the refused claim', async () => (await gossip(b)).rejected[TERM_JUMP])
   t.ok(refused >= 1, `refused as ${TERM_JUMP}: ${refused}`)
   t.match(await status(b), { coordinator: a.peerId, term: first.term }, 'b still follows a, in the same term')
 
-  a.child.kill('SIGKILL')
-  await a.exited
-  const after = await waitFor('b to coordinate', async () => {
-    const s = await status(b)
-    return s.role === 'coordinator' ? s : undefined
-  }, 20_000)
+  const after = await takesOver(a, b)
   t.equal(after.coordinator, b.peerId, 'b, the best of the real agents, coordinates although the rogue outranks it')
   t.equal(after.term, first.term + 1, 'the next term after the last rightful one')
   t.equal((await nodes(b)).find((n) => n.name === 'rogue')?.state, 'alive', 'with the rogue still a live member')
@@ -58,30 +74,15 @@ t.test('a member claiming the largest term the schema takes is refused and count
 })
 
 t.test('made-up members reporting the top of the integer range cannot drag the term there: the next term is the next rightful one', async (t) => {
-  const root = tempDir(t)
-  const swarmKey = writeSwarmKey(join(root, 'swarm.key'))
-  const agents: AgentProcess[] = []
-  t.teardown(() => stopAgents(agents))
-  const a = await startAgent({ root, name: 's-a', swarmKeyFile: swarmKey, config: { coordinator: { priority: 10 } } })
-  agents.push(a)
-  const b = await startAgent({ root, name: 's-b', swarmKeyFile: swarmKey, bootstrap: [await bootstrapAddr(a)] })
-  agents.push(b)
-  const first = await waitForAgreement('a to coordinate', agents, (x) => x.coordinator === a.peerId)
+  const { swarmKey, a, b, first } = await pairLedByA(t, 's')
   // Three members of one holder of the key (each process a fresh signing key): plain members, no claim, but a
   // majority of b's live members, each reporting Number.MAX_SAFE_INTEGER.
   const to = await bootstrapAddr(b)
-  const sybils = ['s1', 's2', 's3'].map((name) => spawn(process.execPath, [MESH_PUBLISH, '--swarm-key', swarmKey, '--to', to, '--stay', '60000',
-    '--beacon', JSON.stringify({ name, role: 'member', term: Number.MAX_SAFE_INTEGER, eligible: false })], { stdio: 'ignore' }))
-  t.teardown(() => { for (const s of sybils) s.kill() })
+  for (const name of ['s1', 's2', 's3']) beaconing(t, swarmKey, to, { name, role: 'member', term: Number.MAX_SAFE_INTEGER, eligible: false })
   await waitFor('b to list the three', async () => (await nodes(b)).filter((n) => /^s\d$/.test(n.name) && n.state === 'alive').length === 3, 20_000)
   t.ok(((await gossip(b)).rejected[TERM_JUMP] ?? 0) >= 3, 'their terms are counted as term-jumps')
 
-  a.child.kill('SIGKILL')
-  await a.exited
-  const after = await waitFor('b to coordinate', async () => {
-    const s = await status(b)
-    return s.role === 'coordinator' ? s : undefined
-  }, 20_000)
+  const after = await takesOver(a, b)
   t.same({ coordinator: after.coordinator, term: after.term }, { coordinator: b.peerId, term: first.term + 1 }, 'the next rightful term, not one past the made-up ones')
 })
 
@@ -93,9 +94,7 @@ t.test('a member that ranks best but never claims cannot leave the mesh without 
   const a = await startAgent({ root, name: 'q-a', swarmKeyFile: swarmKey })
   agents.push(a)
   // Beacons the top priority as a plain member from the start, for ever: every box waits for its claim.
-  const rogue = spawn(process.execPath, [MESH_PUBLISH, '--swarm-key', swarmKey, '--to', await bootstrapAddr(a), '--stay', '60000',
-    '--beacon', JSON.stringify({ name: 'idle-best', role: 'member', priority: 1000, eligible: true })], { stdio: 'ignore' })
-  t.teardown(() => { rogue.kill() })
+  beaconing(t, swarmKey, await bootstrapAddr(a), { name: 'idle-best', role: 'member', priority: 1000, eligible: true })
   await waitFor('a to list the rogue', async () => (await nodes(a)).some((n) => n.name === 'idle-best' && n.state === 'alive'))
   const b = await startAgent({ root, name: 'q-b', swarmKeyFile: swarmKey, bootstrap: [await bootstrapAddr(a)] })
   agents.push(b)
