@@ -1,23 +1,16 @@
 import { EventEmitter } from 'node:events'
-import { join } from 'node:path'
 import t from 'tap'
 import { Ingest } from '../../agent/ingest.ts'
 import { createLogger } from '../../agent/logger.ts'
 import type { InboundMessage, MqttSession } from '../../agent/mqtt-session.ts'
-import { HOUR_MS, MINUTE_MS, SensorStore } from '../../agent/sensor-store.ts'
+import { HOUR_MS, MINUTE_MS } from '../../agent/sensor-store.ts'
 import type { IngestBatch } from '../../agent/sensor-store.ts'
-import { Store } from '../../agent/store.ts'
+import { openSensorStore } from '../helpers/sensor-store.ts'
 import { PayloadParser } from '../../protocols/sensor-payload.ts'
 
 const log = createLogger('silent')
 const T0 = Date.parse('2026-11-28T12:00:00Z')
-const RETENTION = { rawMs: HOUR_MS, minuteMs: 2 * HOUR_MS, hourMs: 48 * HOUR_MS }
-
-function open (t: { testdir: () => string, teardown: (fn: () => void) => void }) {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
-  t.teardown(() => { store.close() })
-  return { store, sensors: new SensorStore({ db: store.database, log, retention: RETENTION }) }
-}
+const open = openSensorStore
 
 function batch (readings: IngestBatch['readings'], extra: Partial<IngestBatch> = {}): IngestBatch {
   return { readings, deadLetters: [], received: readings.length, stored: readings.length, rejected: 0, lastSeen: T0, ...extra }

@@ -1,19 +1,10 @@
-import { join } from 'node:path'
 import t from 'tap'
-import { createLogger } from '../../agent/logger.ts'
 import { DEAD_LETTER_TEXT_CHARS, HOUR_MS, MINUTE_MS, sensorKey, SensorStore } from '../../agent/sensor-store.ts'
 import type { IngestBatch } from '../../agent/sensor-store.ts'
-import { Store } from '../../agent/store.ts'
+import { openSensorStore, RETENTION } from '../helpers/sensor-store.ts'
 
-const log = createLogger('silent')
 const T0 = Date.parse('2026-11-28T12:00:00Z')
-const RETENTION = { rawMs: HOUR_MS, minuteMs: 2 * HOUR_MS, hourMs: 48 * HOUR_MS }
-
-function open (t: { testdir: () => string, teardown: (fn: () => void) => void }) {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
-  t.teardown(() => { store.close() })
-  return { db: store.database, sensors: new SensorStore({ db: store.database, log, retention: RETENTION }) }
-}
+const open = openSensorStore
 
 function batch (readings: IngestBatch['readings'], extra: Partial<IngestBatch> = {}): IngestBatch {
   return { readings, deadLetters: [], received: readings.length, stored: readings.length, rejected: 0, lastSeen: T0, ...extra }
@@ -45,9 +36,7 @@ t.test('a sensor silent for the longest retention is forgotten; one still sendin
 })
 
 t.test('new sensor metrics are admitted up to the cap; a prune that forgets silent ones makes room again', async (t) => {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
-  t.teardown(() => { store.close() })
-  const sensors = new SensorStore({ db: store.database, log, retention: RETENTION, maxSensors: 2 })
+  const { sensors } = openSensorStore(t, 2)
   // Two readings: not a sensor seen only once, which would be forgotten to make room.
   sensors.commit(batch([{ sensor: 'old', metric: 'm', ts: T0, value: 1 }, { sensor: 'old', metric: 'm', ts: T0, value: 2 }], { lastSeen: T0 }))
   const at = (sensor: string, metric = 'm') => ({ sensor, metric })
@@ -63,9 +52,7 @@ t.test('new sensor metrics are admitted up to the cap; a prune that forgets sile
 })
 
 t.test('at the cap, sensor metrics seen only once or silent for the raw retention make room for new ones', async (t) => {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
-  t.teardown(() => { store.close() })
-  const sensors = new SensorStore({ db: store.database, log, retention: RETENTION, maxSensors: 3 })
+  const { store, sensors } = openSensorStore(t, 3)
   const twice = (sensor: string, at: number) => [{ sensor, metric: 'm', ts: at, value: 1 }, { sensor, metric: 'm', ts: at, value: 2 }]
   sensors.commit(batch(twice('steady', T0), { lastSeen: T0 }))
   sensors.commit(batch([{ sensor: 'once', metric: 'm', ts: T0, value: 1 }], { lastSeen: T0 + 1 }))
@@ -86,8 +73,7 @@ t.test('at the cap, sensor metrics seen only once or silent for the raw retentio
 })
 
 t.test('once the store is half full, one message brings at most 32 new sensor metrics', async (t) => {
-  const { db } = open(t)
-  const sensors = new SensorStore({ db, log, retention: RETENTION, maxSensors: 128 })
+  const { sensors } = openSensorStore(t, 128)
   const metrics = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => ({ sensor: 's', metric: `${prefix}${i}` }))
   t.equal(sensors.admits(metrics(40, 'g'), T0), null, 'a gateway\'s first message names 40: there is room')
   t.equal(sensors.admits(metrics(32, 'a'), T0), null, '32')
