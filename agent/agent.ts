@@ -22,6 +22,7 @@ import { ForgetSensorRequestSchema } from '../protocols/sensor-payload.ts'
 import { InferencePool } from '../runtime/pool.ts'
 import { ModelRegistry } from '../runtime/registry.ts'
 import { ModelRuntime, compileResult } from '../runtime/model-runtime.ts'
+import { bootstrapPeerIds } from './config.ts'
 import type { ResolvedConfig } from './config.ts'
 import { PeerDialer } from './dialer.ts'
 import { Election, capabilityOf } from './election.ts'
@@ -245,11 +246,12 @@ export class Agent {
       maxSensors: config.mqtt.maxSensors
     })
     const mesh = await Mesh.create({ config, privateKey, swarmKey, metrics, log })
+    const bootstrapPeers = bootstrapPeerIds(config.bootstrap)
     const membership = new Membership({
       self: { peerId: selfId, name: config.name, state: 'alive', role: 'member', addrs: [], lastSeen: startedAt, health: null },
       options: config.membership,
       // Bootstrap peers are members whatever the table holds (the dialer keeps them as members too).
-      reserved: config.bootstrap.map((a) => a.slice(a.lastIndexOf('/p2p/') + 5))
+      reserved: bootstrapPeers
     })
     const lag = new LoopLag({ expectedMs: PROBE_TICK_MS })
     const election = new Election({
@@ -262,7 +264,7 @@ export class Agent {
     const credentials = readCameraCredentials(config.cameraCredentialsFile)
     checkOwnCameras(credentials, config.work, config.cameraCredentialsFile)
     const work = new WorkRegistry({ selfId, configured: config.work, accepts: { ...config.remoteWork, credentials: [...credentials.keys()] }, credentials })
-    const dialer = new PeerDialer({ node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrap: config.bootstrap })
+    const dialer = new PeerDialer({ node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrapPeers })
     const sampler = new HealthSampler({ dataDir: config.dataDir, disk })
     const cpus = availableParallelism()
     const box = sampler.sample()

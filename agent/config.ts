@@ -41,6 +41,11 @@ const bootstrapMultiaddr = multiaddrString.refine(
 )
 const milliseconds = (min: number, max: number) => z.int().min(min).max(max)
 
+/** The peer ids of bootstrap addresses (validated to end in `/p2p/<id>`). */
+export function bootstrapPeerIds (bootstrap: readonly string[]): string[] {
+  return bootstrap.map((address) => address.slice(address.lastIndexOf('/p2p/') + 5))
+}
+
 /** An MQTT topic filter: `+` fills one whole level, `#` only the last. */
 const topicFilter = z.string().min(1).max(1024).refine(
   (f) => !f.includes('\0') && f.split('/').every((level, i, all) =>

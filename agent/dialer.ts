@@ -56,12 +56,12 @@ export class PeerDialer {
   private hearsay = 0
   private timer: NodeJS.Timeout | undefined
 
-  constructor (components: { node: MeshNode, log: Logger, metrics: MetricsStore, redialIntervalMs: number, bootstrap?: string[], now?: () => number }) {
+  constructor (components: { node: MeshNode, log: Logger, metrics: MetricsStore, redialIntervalMs: number, bootstrapPeers?: string[], now?: () => number }) {
     this.node = components.node
     this.log = components.log
     this.metrics = components.metrics
     this.redialIntervalMs = components.redialIntervalMs
-    this.bootstrap = new Set((components.bootstrap ?? []).map((a) => a.slice(a.lastIndexOf('/p2p/') + 5)))
+    this.bootstrap = new Set(components.bootstrapPeers)
     this.now = components.now ?? Date.now
   }
 

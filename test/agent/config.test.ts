@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { ConfigSchema, defaultConfig, envVarFor, loadConfig } from '../../agent/config.ts'
+import { ConfigSchema, bootstrapPeerIds, defaultConfig, envVarFor, loadConfig } from '../../agent/config.ts'
 import { ConfigError } from '../../agent/errors.ts'
 
 const PEER = '12D3KooWQwdqLaMv2dPBv1WVywHdTerao7cMJEuVyEuGUTJTz1hJ'
@@ -126,4 +126,8 @@ t.test('mqtt: bad values name the key', async (t) => {
     { key: 'mqtt.topicParsing[0].levels', message: /levels has 2 entries but topic has 3 levels/ })
   t.match(configError(() => loadConfig({ env: {}, flags: { config: join(dir, 'base.json') } })), { key: 'mqtt.baseTopic' })
   t.match(configError(() => loadConfig({ env: {}, flags: { config: join(dir, 'qos.json') } })), { key: 'mqtt.qos' })
+})
+
+t.test('bootstrap addresses name their peers by the id they end in', async (t) => {
+  t.same(bootstrapPeerIds([`/ip4/10.0.0.1/tcp/4001/p2p/${PEER}`, `/dns4/pi.local/tcp/4001/p2p/${PEER}`]), [PEER, PEER])
 })

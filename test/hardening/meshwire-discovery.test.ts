@@ -26,11 +26,11 @@ async function fakeNode () {
   return { node: node as unknown as MeshNode, merged, dialled }
 }
 
-async function setup (bootstrap: string[] = []) {
+async function setup (bootstrapPeers: string[] = []) {
   let now = 1_000_000
   const fake = await fakeNode()
   const metrics = new MetricsStore()
-  const dialer = new PeerDialer({ node: fake.node, log: createLogger('silent'), metrics, redialIntervalMs: 500, bootstrap, now: () => now })
+  const dialer = new PeerDialer({ node: fake.node, log: createLogger('silent'), metrics, redialIntervalMs: 500, bootstrapPeers, now: () => now })
   const dropped = () => metrics.series(DIAL_DROPPED_METRIC)
   return { dialer, fake, dropped, advance: (ms: number) => { now += ms } }
 }
@@ -52,7 +52,7 @@ t.test('addresses per peer are capped; the extra ones are counted and never reac
 
 t.test('targets learnt by hearsay are capped and expire unless they become members; members and bootstrap peers stay', async (t) => {
   const boot = await newPeerId()
-  const { dialer, dropped, advance } = await setup([`/ip4/10.9.9.9/tcp/4001/p2p/${boot.toString()}`])
+  const { dialer, dropped, advance } = await setup([boot.toString()])
   const hearsay: string[] = []
   for (let i = 0; i < MAX_HEARSAY_TARGETS; i++) hearsay.push((await newPeerId()).toString())
   for (const peer of hearsay) await dialer.want(peer, addrs(1))
