@@ -234,12 +234,10 @@ export function reasonText (code: number): string {
   return REASONS[code] ?? `reason code 0x${code.toString(16)}`
 }
 
-/** A transport over a stream to a broker in this process: open at once, closed when either side ends. */
-function localTransport (stream: Duplex, handlers: TransportHandlers): Transport {
+/** A transport over a byte stream: a TCP or TLS socket, or a stream to a broker in this process. */
+function streamTransport (stream: Duplex, handlers: TransportHandlers): Transport {
   let why = 'connection closed'
-  setImmediate(handlers.onOpen)
   stream.on('data', handlers.onData)
-  stream.on('end', () => { stream.destroy() })
   stream.on('error', (err) => { why = err.message })
   stream.on('close', () => { handlers.onClose(why) })
   return {
@@ -249,6 +247,14 @@ function localTransport (stream: Duplex, handlers: TransportHandlers): Transport
     end: () => { stream.end() },
     destroy: () => { stream.destroy() }
   }
+}
+
+/** A transport over a stream to a broker in this process: open at once, closed when either side ends. */
+function localTransport (stream: Duplex, handlers: TransportHandlers): Transport {
+  setImmediate(handlers.onOpen)
+  // A socket closes itself once the other side ends; an in-process stream must be told.
+  stream.on('end', () => { stream.destroy() })
+  return streamTransport(stream, handlers)
 }
 
 function openTransport (url: URL, tlsOptions: SessionTls | undefined, handlers: TransportHandlers): Transport {
@@ -273,18 +279,8 @@ function openTransport (url: URL, tlsOptions: SessionTls | undefined, handlers: 
     ? tls.connect({ host, port, servername: net.isIP(host) === 0 ? host : undefined, ...tlsOptions })
     : net.connect({ host, port })
   socket.setNoDelay(true)
-  let why = 'connection closed'
   socket.once(url.protocol === 'mqtts:' ? 'secureConnect' : 'connect', handlers.onOpen)
-  socket.on('data', handlers.onData)
-  socket.on('error', (err) => { why = err.message })
-  socket.on('close', () => { handlers.onClose(why) })
-  return {
-    write: (bytes) => { socket.write(bytes) },
-    pause: () => { socket.pause() },
-    resume: () => { socket.resume() },
-    end: () => { socket.end() },
-    destroy: () => { socket.destroy() }
-  }
+  return streamTransport(socket, handlers)
 }
 
 export class MqttSession extends EventEmitter<SessionEvents> {
