@@ -6,6 +6,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { TLSSocket } from 'node:tls'
 import { createServer as createTlsServer } from 'node:https'
+import { AddressLimit } from './address-limit.ts'
 import type { OperatorRole } from '../protocols/identity.ts'
 import type { z } from 'zod'
 import { issueKey } from '../protocols/codec.ts'
@@ -226,7 +227,6 @@ export class ControlApi {
   private tlsServer: Server | undefined
   private readonly refusedSockets = new WeakSet<Duplex>()
   /** HTTPS connections open, by remote address (an address leaves when its last connection closes). */
-  private readonly connectionsByAddress = new Map<string, number>()
 
   constructor (components: {
     socketPath: string
@@ -297,7 +297,12 @@ export class ControlApi {
     server.maxRequestsPerSocket = MAX_REQUESTS_PER_SOCKET
     server.on('drop', () => { this.onRefused('connections') })
     // Before TLS starts on it: a client over its share is closed without costing a handshake.
-    server.prependListener('connection', (socket: Socket) => { this.admit(socket, remote.maxConnectionsPerAddress) })
+    const perAddress = new AddressLimit(remote.maxConnectionsPerAddress)
+    server.prependListener('connection', (socket: Socket) => {
+      if (perAddress.admit(socket)) return
+      this.onRefused('address_connections')
+      socket.destroy()
+    })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(remote.port, remote.host, () => { server.off('error', reject); resolve() })
@@ -314,23 +319,6 @@ export class ControlApi {
     }
     this.server = undefined
     this.tlsServer = undefined
-  }
-
-  /** Counts an HTTPS connection against its address, or closes it (counted) when the address has its share. */
-  private admit (socket: Socket, perAddress: number): void {
-    const address = socket.remoteAddress ?? ''
-    const open = this.connectionsByAddress.get(address) ?? 0
-    if (open >= perAddress) {
-      this.onRefused('address_connections')
-      socket.destroy()
-      return
-    }
-    this.connectionsByAddress.set(address, open + 1)
-    socket.once('close', () => {
-      const left = (this.connectionsByAddress.get(address) ?? 1) - 1
-      if (left === 0) this.connectionsByAddress.delete(address)
-      else this.connectionsByAddress.set(address, left)
-    })
   }
 
   /** Over TCP: the caller its token names, if its role allows the route; else the error to answer with. */

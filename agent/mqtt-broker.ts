@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import net from 'node:net'
 import { duplexPair } from 'node:stream'
 import type { Duplex } from 'node:stream'
+import { AddressLimit } from './address-limit.ts'
 import { Aedes } from 'aedes'
 import type { AuthenticateError, Client, PublishPacket, Subscription } from 'aedes'
 import { topicMatches } from '../protocols/sensor-payload.ts'
@@ -160,7 +161,6 @@ export class EmbeddedBroker {
   private readonly logins = new WeakMap<Client, { username: string, password: string | undefined }>()
   /** The filters each client was granted. */
   private readonly granted = new WeakMap<Client, Set<string>>()
-  private readonly perAddress = new Map<string, number>()
   private readonly closedForSize = new WeakSet<object>()
   private readonly lastLogged = new Map<BrokerRefusal, number>()
 
@@ -204,22 +204,15 @@ export class EmbeddedBroker {
       authorizePublish: (client, packet, done) => { done(this.publishProblem(client, packet)) },
       authorizeSubscribe: (client, subscription, done) => { done(null, this.mayRead(client, subscription) ? subscription : null) }
     })
+    const perAddress = new AddressLimit(this.policy.maxClientsPerAddress)
     const server = net.createServer((socket) => {
-      const address = socket.remoteAddress ?? ''
-      const fromAddress = (this.perAddress.get(address) ?? 0) + 1
-      if (fromAddress > this.policy.maxClientsPerAddress) {
-        this.refuse('addressConnections', { remote: address, maxClientsPerAddress: this.policy.maxClientsPerAddress }, 'a connection over the limit for its address; closed')
+      if (!perAddress.admit(socket)) {
+        this.refuse('addressConnections', { remote: socket.remoteAddress, maxClientsPerAddress: this.policy.maxClientsPerAddress }, 'a connection over the limit for its address; closed')
         socket.destroy()
         return
       }
-      this.perAddress.set(address, fromAddress)
       this.sockets.add(socket)
-      socket.once('close', () => {
-        this.sockets.delete(socket)
-        const left = (this.perAddress.get(address) ?? 1) - 1
-        if (left === 0) this.perAddress.delete(address)
-        else this.perAddress.set(address, left)
-      })
+      socket.once('close', () => { this.sockets.delete(socket) })
       socket.on('error', () => {}) // aedes handles the client's errors; a reset before it does must not throw
       broker.handle(socket)
       // With aedes reading the socket ('readable'), 'data' sees each chunk as aedes reads it, before it parses.
