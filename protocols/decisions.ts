@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
-import { nameText, peerIdText } from './text.ts'
+import { nameText, peerIdText } from '../common/text.ts'
 import { TOPICS } from './topics.ts'
 import { WorkItemWireSchema } from './work.ts'
 

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
-import { nameText } from './text.ts'
+import { nameText } from '../common/text.ts'
 import { TOPICS } from './topics.ts'
 
 /** A member says it is leaving on purpose (SIGTERM, `systemctl stop`), so others list it `left`, not `dead`. */

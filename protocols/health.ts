@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
-import { multiaddrText, nameText } from './text.ts'
+import { multiaddrText, nameText } from '../common/text.ts'
 import { TOPICS } from './topics.ts'
 import { DEFAULT_ACCEPTS, RemoteWorkAcceptsSchema, WorkItemWireSchema } from './work.ts'
 

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
-import { nameText } from './text.ts'
+import { nameText } from '../common/text.ts'
 import { TOPICS } from './topics.ts'
 
 const DetectionSchema = z.object({

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { versionedJson } from './codec.ts'
-import { multiaddrText, peerIdText } from './text.ts'
+import { multiaddrText, peerIdText } from '../common/text.ts'
 
 /**
  * Member sync, Serf's push/pull on join: when a connection opens, the side that dialled sends the members it

@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { versionedJson } from './codec.ts'
 import { DECISION_ACTIONS } from './decisions.ts'
-import { nameText, peerIdText } from './text.ts'
+import { nameText, peerIdText } from '../common/text.ts'
 
 /** Any node asks the coordinator for a fresh placement over this stream protocol (`POST /api/v1/ahr/optimize`). */
 export const OPTIMIZE_PROTOCOL = '/noodle/optimize/1.0.0'

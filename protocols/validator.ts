@@ -1,8 +1,8 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Message } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
-import type { Logger } from '../agent/logger.ts'
-import type { MetricsStore } from '../agent/metrics.ts'
+import type { Logger } from '../common/logger.ts'
+import type { MetricsStore } from '../agent/metrics/metrics.ts'
 import type { MessageCodec } from './codec.ts'
 
 /** Counter of messages from peers that our validators refused, by reason and topic (or stream protocol). */

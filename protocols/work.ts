@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { nameText } from './text.ts'
+import { nameText } from '../common/text.ts'
 
 export const WORK_KINDS = ['camera', 'model'] as const
 export const ACCELERATOR_NEEDS = ['none', 'preferred', 'required'] as const

@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { apiGet, apiRequest } from '../agent/client.ts'
-import type { IngestStatus } from '../agent/ingest.ts'
-import type { DecisionView, GossipView, NodeView, SensorReadingView, StatusView } from '../agent/views.ts'
+import { apiGet, apiRequest } from '../agent/cli/client.ts'
+import type { IngestStatus } from '../agent/ingest/ingest.ts'
+import type { DecisionView, GossipView, NodeView, SensorReadingView, StatusView } from '../agent/api/views.ts'
 import type { OptimizeResponse } from '../protocols/optimize.ts'
 import { ensureDataDir, generateSwarmKey, loadOrCreateIdentity } from '../identity/keys.ts'
 
@@ -15,7 +15,7 @@ import { ensureDataDir, generateSwarmKey, loadOrCreateIdentity } from '../identi
  * own data dir, they share a swarm key, and they are reached through their control API like an operator would.
  */
 
-export const CLI = fileURLToPath(new URL('../agent/cli.ts', import.meta.url))
+export const CLI = fileURLToPath(new URL('../agent/cli/cli.ts', import.meta.url))
 /** The `noodle` command as installed: agents run through it, with its runtime and memory settings. */
 export const BIN = fileURLToPath(new URL('../bin/noodle', import.meta.url))
 

@@ -71,7 +71,7 @@ main() {
     getent group video >/dev/null && usermod -a -G video noodle
     log 'created the system user noodle'
   fi
-  # The agent's systemd notifications go through python3 (agent/systemd.ts).
+  # The agent's systemd notifications go through python3 (agent/main/systemd.ts).
   if ! $staged && ! command -v python3 >/dev/null; then
     apt-get install -y -qq python3-minimal >/dev/null || fail 'python3 is needed (apt-get install python3-minimal)'
   fi
@@ -83,7 +83,7 @@ main() {
     mkdir -p "$release.partial"
     # Installed code is owned by whoever installs (root), never by the user who unpacked the release, and nobody
     # else may write it: the agent runs it, and root runs `noodle` too.
-    for part in agent bin identity media protocols runtime scripts systemd package.json package-lock.json .npmrc README.md; do
+    for part in agent bin common identity media protocols runtime scripts systemd package.json package-lock.json .npmrc README.md; do
       [[ -e $src/$part ]] && cp -a --no-preserve=ownership "$src/$part" "$release.partial/"
     done
     cp -a --no-preserve=ownership --reflink=auto "$src/node_modules" "$release.partial/"

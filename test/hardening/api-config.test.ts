@@ -1,6 +1,6 @@
 import { resolve } from 'node:path'
 import t from 'tap'
-import { loadConfig } from '../../agent/config.ts'
+import { loadConfig } from '../../agent/config/config.ts'
 
 const env = { XDG_STATE_HOME: '/state' }
 

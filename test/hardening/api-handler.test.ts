@@ -1,8 +1,8 @@
 import { join } from 'node:path'
 import t from 'tap'
-import { ControlApi, jsonDepth, targetPath } from '../../agent/api.ts'
-import { apiGet, apiRequest } from '../../agent/client.ts'
-import { createLogger } from '../../agent/logger.ts'
+import { ControlApi, jsonDepth, targetPath } from '../../agent/api/server.ts'
+import { apiGet, apiRequest } from '../../agent/cli/client.ts'
+import { createLogger } from '../../common/logger.ts'
 import { tempDir } from '../helpers/agents.ts'
 
 t.test('whatever a handler throws or returns, the answer is a JSON error and the failure is counted', async (t) => {

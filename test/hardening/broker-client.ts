@@ -1,7 +1,7 @@
 import mqtt from 'mqtt'
 import type { IClientOptions, MqttClient, Packet } from 'mqtt'
-import type { EmbeddedBrokerStats } from '../../agent/mqtt-broker.ts'
-import { apiGet } from '../../agent/client.ts'
+import type { EmbeddedBrokerStats } from '../../agent/ingest/mqtt-broker.ts'
+import { apiGet } from '../../agent/cli/client.ts'
 import { commandExists } from '../helpers/agents.ts'
 import type { AgentProcess } from '../helpers/agents.ts'
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { loadConfig } from '../../agent/config.ts'
+import { loadConfig } from '../../agent/config/config.ts'
 
 const topics = { 'mqtt-topic': ['sensors/#'] }
 

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { DEAD_LETTER_TEXT_CHARS, HOUR_MS, MINUTE_MS, sensorKey, SensorStore } from '../../agent/sensor-store.ts'
-import type { IngestBatch } from '../../agent/sensor-store.ts'
+import { DEAD_LETTER_TEXT_CHARS, HOUR_MS, MINUTE_MS, sensorKey, SensorStore } from '../../agent/ingest/sensor-store.ts'
+import type { IngestBatch } from '../../agent/ingest/sensor-store.ts'
 import { openSensorStore, RETENTION } from '../helpers/sensor-store.ts'
 
 const T0 = Date.parse('2026-11-28T12:00:00Z')

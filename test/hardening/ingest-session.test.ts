@@ -3,9 +3,9 @@ import net from 'node:net'
 import mqttPacket from 'mqtt-packet'
 import type { IConnectPacket, Packet } from 'mqtt-packet'
 import t from 'tap'
-import { createLogger } from '../../agent/logger.ts'
-import { DEFAULT_MAX_PACKET_BYTES, maxPacketBytesFor, MqttSession, PacketFramer } from '../../agent/mqtt-session.ts'
-import type { InboundMessage } from '../../agent/mqtt-session.ts'
+import { createLogger } from '../../common/logger.ts'
+import { DEFAULT_MAX_PACKET_BYTES, maxPacketBytesFor, MqttSession, PacketFramer } from '../../agent/ingest/mqtt-session.ts'
+import type { InboundMessage } from '../../agent/ingest/mqtt-session.ts'
 import { waitFor } from '../helpers/agents.ts'
 
 // A broker that ignores the Maximum Packet Size we announce (as a 3.1.1 broker must, or a hostile one would).

@@ -2,12 +2,12 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import t from 'tap'
-import { DIAL_DROPPED_METRIC, HEARSAY_TTL_MS, MAX_HEARSAY_TARGETS, MAX_TARGET_ADDRS, PeerDialer } from '../../agent/dialer.ts'
-import { createLogger } from '../../agent/logger.ts'
-import { MemberSync } from '../../agent/member-sync.ts'
-import { Membership } from '../../agent/membership.ts'
-import type { MeshNode } from '../../agent/mesh.ts'
-import { MetricsStore } from '../../agent/metrics.ts'
+import { DIAL_DROPPED_METRIC, HEARSAY_TTL_MS, MAX_HEARSAY_TARGETS, MAX_TARGET_ADDRS, PeerDialer } from '../../agent/mesh/dialer.ts'
+import { createLogger } from '../../common/logger.ts'
+import { MemberSync } from '../../agent/mesh/member-sync.ts'
+import { Membership } from '../../agent/membership/membership.ts'
+import type { MeshNode } from '../../agent/mesh/mesh.ts'
+import { MetricsStore } from '../../agent/metrics/metrics.ts'
 
 const newPeerId = async (): Promise<PeerId> => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
 

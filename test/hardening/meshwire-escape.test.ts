@@ -1,7 +1,7 @@
 import t from 'tap'
-import { formatBench, formatCamerasTable, formatCompile, formatModelsTable, formatOptimize, formatSensorsTable } from '../../agent/format.ts'
-import { createLogger } from '../../agent/logger.ts'
-import { escapeText, nameText } from '../../protocols/text.ts'
+import { formatBench, formatCamerasTable, formatCompile, formatModelsTable, formatOptimize, formatSensorsTable } from '../../agent/cli/format.ts'
+import { createLogger } from '../../common/logger.ts'
+import { escapeText, nameText } from '../../common/text.ts'
 
 /** Nothing that a terminal or systemd would act on: no C0/C1 control, no DEL, no line separator or bidi override. */
 const INERT = /^[^\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]*$/

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createLogger } from '../../agent/logger.ts'
+import { createLogger } from '../../common/logger.ts'
 import { FrameSource } from '../../media/frame-source.ts'
 import { IMAGENET } from '../../media/preprocess.ts'
 

@@ -3,7 +3,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { apiRequest } from '../../agent/client.ts'
+import { apiRequest } from '../../agent/cli/client.ts'
 import type { CompileResult } from '../../runtime/model-runtime.ts'
 import { allSee, BIN, bootstrapAddr, status, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 

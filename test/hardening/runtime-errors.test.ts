@@ -1,5 +1,5 @@
 import t from 'tap'
-import { FetchRefusedError, NoodleError } from '../../agent/errors.ts'
+import { FetchRefusedError, NoodleError } from '../../common/errors.ts'
 
 t.test('a refused model fetch is a NoodleError with a code and its refusal reason', async (t) => {
   const err = new FetchRefusedError('hash-mismatch', 'the bytes it sent hash to 0123…, not 4567…')

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import t from 'tap'
-import { createLogger } from '../../agent/logger.ts'
-import { RETENTION, Store } from '../../agent/store.ts'
+import { createLogger } from '../../common/logger.ts'
+import { RETENTION, Store } from '../../agent/store/store.ts'
 
 const log = createLogger('silent')
 const DAY = 86_400_000

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
-import { createLogger } from '../../agent/logger.ts'
-import { HOUR_MS, SensorStore } from '../../agent/sensor-store.ts'
-import { Store } from '../../agent/store.ts'
+import { createLogger } from '../../common/logger.ts'
+import { HOUR_MS, SensorStore } from '../../agent/ingest/sensor-store.ts'
+import { Store } from '../../agent/store/store.ts'
 
 /** Short retention for the tests: raw readings an hour, minute rollups two, hour rollups two days. */
 export const RETENTION = { rawMs: HOUR_MS, minuteMs: 2 * HOUR_MS, hourMs: 48 * HOUR_MS }

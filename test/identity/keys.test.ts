@@ -1,7 +1,7 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { IdentityError } from '../../agent/errors.ts'
+import { IdentityError } from '../../common/errors.ts'
 import { ensureDataDir, ensureSwarmKey, generateSwarmKey, loadOrCreateIdentity, readSwarmKey } from '../../identity/keys.ts'
 
 t.test('identity is created once, private, and stable across loads', async (t) => {

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t from 'tap'
-import { apiGet, apiRequest } from '../../agent/client.ts'
+import { apiGet, apiRequest } from '../../agent/cli/client.ts'
 import type { OperatorView } from '../../protocols/identity.ts'
 import { BIN, allSee, bootstrapAddr, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 

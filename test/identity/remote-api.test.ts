@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { join } from 'node:path'
 import t from 'tap'
-import { apiGet, apiRequest } from '../../agent/client.ts'
+import { apiGet, apiRequest } from '../../agent/cli/client.ts'
 import { freePort } from '../../scripts/mosquitto.ts'
 import { startAgent, stopAgents, tempDir, writeSwarmKey } from '../helpers/agents.ts'
 

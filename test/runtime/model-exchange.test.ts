@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
-import { apiGet, apiRequest } from '../../agent/client.ts'
-import type { ModelView } from '../../agent/views.ts'
+import { apiGet, apiRequest } from '../../agent/cli/client.ts'
+import type { ModelView } from '../../agent/api/views.ts'
 import { readSwarmKey } from '../../identity/keys.ts'
 import {
   MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec, modelFetchMoreCodec, modelFetchRequestCodec

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { createLogger } from '../../agent/logger.ts'
-import { Membership } from '../../agent/membership.ts'
+import { createLogger } from '../../common/logger.ts'
+import { Membership } from '../../agent/membership/membership.ts'
 import { DEFAULT_ACCEPTS, WorkItemSchema } from '../../protocols/work.ts'
 import type { WorkItemInput } from '../../protocols/work.ts'
 import type { ModelExchange } from '../../runtime/model-exchange.ts'

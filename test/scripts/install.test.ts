@@ -96,7 +96,7 @@ t.test('install into a staging root: the layout, a working agent, nothing change
 
 /** A release of this app as `version`, its node_modules linked, not copied; a broken one cannot even start. */
 function release (dir: string, version: string, broken = false): string {
-  for (const part of ['agent', 'bin', 'identity', 'media', 'protocols', 'runtime', 'scripts', 'systemd', 'package.json']) cpSync(join(REPO, part), join(dir, part), { recursive: true })
+  for (const part of ['agent', 'bin', 'common', 'identity', 'media', 'protocols', 'runtime', 'scripts', 'systemd', 'package.json']) cpSync(join(REPO, part), join(dir, part), { recursive: true })
   symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'))
   writeFileSync(join(dir, 'package.json'), readFileSync(join(dir, 'package.json'), 'utf8').replace(/\n {2}"version": "[^"]+",\n/, `\n  "version": "${version}",\n`))
   if (broken) writeFileSync(join(dir, 'bin/noodle'), '#!/bin/sh\nexit 1\n')
@@ -109,7 +109,7 @@ t.test('installed code belongs to root and nobody else may write it, whoever unp
   const install = release(unpacked, '3.0.0')
   // As a tarball unpacked by another user leaves it: their files, one of them writable by all.
   await run('chown', ['-R', '--no-dereference', '65534:65534', unpacked])
-  chmodSync(join(unpacked, 'agent/cli.ts'), 0o666)
+  chmodSync(join(unpacked, 'agent/cli/cli.ts'), 0o666)
   const installed = await run(install, ['--root', root, '--name', 'box-1'])
   t.equal(installed.code, 0, installed.stderr)
   const releaseDir = join(root, 'opt/noodle/releases/3.0.0')
@@ -118,7 +118,7 @@ t.test('installed code belongs to root and nobody else may write it, whoever unp
     return !s.isSymbolicLink() && (s.uid !== 0 || (s.mode & 0o022) !== 0)
   })
   t.same(offending, [], 'every installed file is root\'s and writable by root alone')
-  t.equal(statSync(join(releaseDir, 'agent/cli.ts')).mode & 0o777, 0o644)
+  t.equal(statSync(join(releaseDir, 'agent/cli/cli.ts')).mode & 0o777, 0o644)
 })
 
 t.test('an upgrade that does not come up is rolled back to the release before it', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async (t) => {

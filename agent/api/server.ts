@@ -1,0 +1,418 @@
+import { chmodSync, readFileSync, unlinkSync } from 'node:fs'
+import { createConnection } from 'node:net'
+import type { Socket } from 'node:net'
+import { STATUS_CODES, createServer } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { TLSSocket } from 'node:tls'
+import { createServer as createTlsServer } from 'node:https'
+import { AddressLimit } from '../../common/address-limit.ts'
+import type { OperatorRole } from '../../protocols/identity.ts'
+import type { z } from 'zod'
+import { issueKey } from '../../protocols/codec.ts'
+import { BadRequestError, NoodleError, RequestRefusedError } from '../../common/errors.ts'
+import type { Logger } from '../../common/logger.ts'
+
+/** Who is asking: anyone on the trusted local socket, or an operator with a token on the TCP listener. */
+export type Caller = { local: true } | { local: false, username: string | null, role: OperatorRole | null }
+
+/** A route's answer: the JSON body, and the status when it is not 200. */
+export type RouteHandler = (req: IncomingMessage, caller: Caller) => unknown | Promise<unknown>
+
+/** Who may call a route over TCP: anyone (login), or operators of at least this role. */
+export type Access = 'public' | OperatorRole
+const RANK: Record<OperatorRole, number> = { viewer: 0, operator: 1, admin: 2 }
+
+/** The HTTPS listener: where, its certificate, and how tokens and routes are judged. */
+export interface RemoteAccess {
+  host: string
+  port: number
+  certFile: string
+  keyFile: string
+  /** Connections open at once, at most; more are closed at once (and counted), so sockets cannot run out. */
+  maxConnections: number
+  /** Connections open at once from one address, at most: one client cannot fill maxConnections by itself. */
+  maxConnectionsPerAddress: number
+  authenticate: (token: string) => { username: string, role: OperatorRole } | undefined
+  access: (route: string) => Access
+}
+
+/** A route's JSON answer with a status other than 200 (201 Created). */
+export class JsonReply {
+  readonly status: number
+  readonly body: unknown
+
+  constructor (status: number, body: unknown) {
+    this.status = status
+    this.body = body
+  }
+}
+
+/** A route's answer that is not JSON (Prometheus's text format). */
+export class TextBody {
+  readonly text: string
+  readonly contentType: string
+
+  constructor (text: string, contentType: string) {
+    this.text = text
+    this.contentType = contentType
+  }
+}
+
+/** Unified error body, the same for every endpoint: `{ "error": { "code", "message", "field"? } }`. */
+function sendError (res: ServerResponse, status: number, code: string, message: string, field?: string, headers: Record<string, string> = {}): void {
+  sendJson(res, status, { error: field === undefined ? { code, message } : { code, message, field } }, headers)
+}
+
+/** Request bodies are small JSON objects; anything bigger is refused before it is read. */
+const MAX_BODY_BYTES = 64 * 1024
+/** No request body needs more nesting than this; deeper JSON is refused before it is parsed. */
+const MAX_JSON_DEPTH = 32
+/** Request targets are short fixed paths; a longer one is refused (414). */
+const MAX_TARGET_BYTES = 2048
+/** The request line and headers together (Node's default is 16 KiB; a token and a few headers need far less). */
+const MAX_HEADER_BYTES = 8 * 1024
+/** How often Node checks for clients that are slow to send their headers or body. */
+const TIMEOUT_CHECK_MS = 1_000
+/** An idle HTTPS connection is closed after this long: a tool's next request comes at once, or not soon. */
+export const KEEP_ALIVE_MS = 2_000
+/** Requests one HTTPS connection may carry; then it is closed, so no connection is held for good. */
+export const MAX_REQUESTS_PER_SOCKET = 100
+
+/** What the refusal counter is called: `noodle_api_refused_total{reason}`, the reason being the error's code. */
+export const API_REFUSED_METRIC = 'noodle_api_refused_total'
+/** Requests the agent failed to answer (5xx: a bug, or 503 while no coordinator is known), by code. */
+export const API_FAILED_METRIC = 'noodle_api_failed_total'
+
+/** `ERR_BAD_TARGET` → `bad_target`: the label a refusal is counted under. */
+export function refusalReason (code: string): string {
+  return code.replace(/^ERR_/, '').toLowerCase()
+}
+
+/** Checks a request body against its schema; a failure names the field. */
+export function parseBody<S extends z.ZodType> (schema: S, body: unknown): z.infer<S> {
+  const result = schema.safeParse(body)
+  if (result.success) return result.data
+  const issue = result.error.issues[0] as z.core.$ZodIssue
+  const field = issueKey(issue)
+  throw new BadRequestError(issue.code === 'unrecognized_keys' ? 'is not a known field' : issue.message, field === '' ? undefined : field)
+}
+
+/** How deeply JSON text nests its objects and arrays (brackets inside strings do not count). */
+export function jsonDepth (text: string): number {
+  let depth = 0
+  let deepest = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++ // a backslash: the next character is escaped
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) {
+      inString = true
+    } else if (c === 0x7b || c === 0x5b) {
+      deepest = Math.max(deepest, ++depth)
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--
+    }
+  }
+  return deepest
+}
+
+function bodyTooLarge (): RequestRefusedError {
+  return new RequestRefusedError(413, 'ERR_BODY_TOO_LARGE', `the request body is over ${MAX_BODY_BYTES} bytes`)
+}
+
+/** Reads a request's JSON body (an object), refusing oversized, deeply nested, non-JSON and non-object bodies. */
+export async function readJsonBody (req: IncomingMessage): Promise<Record<string, unknown>> {
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) throw bodyTooLarge()
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MAX_BODY_BYTES) throw bodyTooLarge()
+    chunks.push(chunk)
+  }
+  const text = Buffer.concat(chunks).toString('utf8')
+  if (jsonDepth(text) > MAX_JSON_DEPTH) throw new BadRequestError(`the request body nests more than ${MAX_JSON_DEPTH} levels`)
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch {
+    throw new BadRequestError('the request body is not JSON')
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new BadRequestError('the request body must be a JSON object')
+  return body as Record<string, unknown>
+}
+
+function sendJson (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+/** Whether something answers on the socket: a live agent, as opposed to a file left by one that crashed. */
+function socketIsLive (path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection(path)
+    socket.once('connect', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => { resolve(false) })
+  })
+}
+
+/** How long a client may take to send its headers, and its whole request, before the server closes it. */
+export interface ApiTimeouts { headersMs: number, requestMs: number }
+
+/** Defaults: generous for a person at a terminal, short enough that idle sockets do not pile up. */
+export const DEFAULT_API_TIMEOUTS: ApiTimeouts = { headersMs: 10_000, requestMs: 30_000 }
+
+/** The answers to clients whose request Node could not parse, by the parser's error code. */
+const CLIENT_ERRORS: Record<string, { status: number, code: string, message: string }> = {
+  HPE_HEADER_OVERFLOW: { status: 431, code: 'ERR_HEADERS_TOO_LARGE', message: `the request line and headers are over ${MAX_HEADER_BYTES} bytes` },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: 408, code: 'ERR_REQUEST_TIMEOUT', message: 'the request was not sent in time' }
+}
+const MALFORMED = { status: 400, code: 'ERR_MALFORMED', message: 'the request is not well-formed HTTP' }
+
+/**
+ * The path a request target names. Only origin-form targets (`/api/v1/...`) are taken; absolute-form
+ * (`http://host/...`) and asterisk-form (`*`) are refused, as are queries (no endpoint takes parameters, so a
+ * query is a mistake or a probe) and bad percent-encoding.
+ */
+export function targetPath (target: string): string {
+  if (Buffer.byteLength(target) > MAX_TARGET_BYTES) throw new RequestRefusedError(414, 'ERR_TARGET_TOO_LONG', `the request target is over ${MAX_TARGET_BYTES} bytes`)
+  if (!target.startsWith('/')) throw new RequestRefusedError(400, 'ERR_BAD_TARGET', 'the request target must be a path such as /api/v1/system/status')
+  const [path = '', query] = target.split('?', 2)
+  if (query !== undefined) throw new RequestRefusedError(400, 'ERR_BAD_TARGET', 'no endpoint takes query parameters')
+  try {
+    return decodeURIComponent(path)
+  } catch {
+    throw new RequestRefusedError(400, 'ERR_BAD_TARGET', 'the request target has bad percent-encoding')
+  }
+}
+
+/** State-changing requests must say they carry JSON: a cross-site form post cannot, so it is refused here. */
+function checkContentType (req: IncomingMessage): void {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
+  if (type !== 'application/json') {
+    throw new RequestRefusedError(415, 'ERR_CONTENT_TYPE', `${req.method ?? ''} requests must have Content-Type: application/json`)
+  }
+}
+
+/** The token of an `Authorization: Bearer <token>` header, if the request has one. */
+function bearerToken (req: IncomingMessage): string | undefined {
+  return /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1]
+}
+
+/** A JSON error answer written straight to a socket whose request Node could not parse. */
+function rawErrorAnswer (status: number, code: string, message: string): string {
+  const text = JSON.stringify({ error: { code, message } })
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+}
+
+/**
+ * The control API: HTTP+JSON on a Unix socket (mode 0660), so only the agent's user and group reach it and
+ * nothing on the network does; and, when configured, the same routes over HTTPS for remote tools, where every
+ * request needs a token and a role that allows it (`access`). Nothing a client sends can end the process: every
+ * failure, from parsing the target to writing the answer, becomes a JSON error, counted by reason (`onRefused`).
+ */
+export class ControlApi {
+  private readonly socketPath: string
+  private readonly routes: Map<string, RouteHandler>
+  private readonly log: Logger
+  private readonly remote: RemoteAccess | undefined
+  private readonly timeouts: ApiTimeouts
+  private readonly onRefused: (reason: string) => void
+  private readonly onFailed: (reason: string) => void
+  private server: Server | undefined
+  private tlsServer: Server | undefined
+  private readonly refusedSockets = new WeakSet<Duplex>()
+  /** HTTPS connections open, by remote address (an address leaves when its last connection closes). */
+
+  constructor (components: {
+    socketPath: string
+    routes: Record<string, RouteHandler>
+    log: Logger
+    remote?: RemoteAccess
+    timeouts?: ApiTimeouts
+    onRefused?: (reason: string) => void
+    onFailed?: (reason: string) => void
+  }) {
+    this.socketPath = components.socketPath
+    this.routes = new Map(Object.entries(components.routes))
+    this.log = components.log
+    this.remote = components.remote
+    this.timeouts = components.timeouts ?? DEFAULT_API_TIMEOUTS
+    this.onRefused = components.onRefused ?? (() => {})
+    this.onFailed = components.onFailed ?? (() => {})
+  }
+
+  /** The HTTPS listener's address once started (its port, when configured as 0). */
+  get tcpAddress (): { host: string, port: number } | undefined {
+    const address = this.tlsServer?.address()
+    return address == null || typeof address === 'string' ? undefined : { host: address.address, port: address.port }
+  }
+
+  /** Options both listeners share: small headers, and slow clients cut off (the socket's too: a stuck tool). */
+  private get serverOptions (): { maxHeaderSize: number, headersTimeout: number, requestTimeout: number, connectionsCheckingInterval: number } {
+    return {
+      maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: this.timeouts.headersMs,
+      requestTimeout: this.timeouts.requestMs,
+      connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_MS, this.timeouts.headersMs)
+    }
+  }
+
+  async start (): Promise<void> {
+    if (await socketIsLive(this.socketPath)) {
+      throw new NoodleError('ERR_AGENT_RUNNING', `an agent is already running on ${this.socketPath}`)
+    }
+    try { unlinkSync(this.socketPath) } catch { /* no stale socket */ }
+    const server = createServer(this.serverOptions, (req, res) => { this.serve(req, res, false) })
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      // umask would otherwise decide the mode; 0660 lets the agent's group (the CLI's operators) in.
+      server.listen(this.socketPath, () => { server.off('error', reject); resolve() })
+    })
+    chmodSync(this.socketPath, 0o660)
+    this.server = server
+    this.log.info({ socket: this.socketPath }, 'control API listening')
+    if (this.remote !== undefined) await this.listenTls(this.remote)
+  }
+
+  private async listenTls (remote: RemoteAccess): Promise<void> {
+    let cert: Buffer, key: Buffer
+    try {
+      cert = readFileSync(remote.certFile)
+      key = readFileSync(remote.keyFile)
+    } catch (err) {
+      throw new NoodleError('ERR_TLS', `cannot read the API's TLS certificate or key: ${(err as Error).message}`, { cause: err })
+    }
+    // A client that never completes its TLS handshake is cut off as soon as one that never sends its headers.
+    const server = createTlsServer({ cert, key, minVersion: 'TLSv1.2', handshakeTimeout: this.timeouts.headersMs, ...this.serverOptions }, (req, res) => { this.serve(req, res, true) })
+    // TLS failures (a bad or slow handshake) come to refuseClient too: https re-emits them as clientError.
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
+    server.maxConnections = remote.maxConnections
+    server.keepAliveTimeout = KEEP_ALIVE_MS
+    server.maxRequestsPerSocket = MAX_REQUESTS_PER_SOCKET
+    server.on('drop', () => { this.onRefused('connections') })
+    // Before TLS starts on it: a client over its share is closed without costing a handshake.
+    const perAddress = new AddressLimit(remote.maxConnectionsPerAddress)
+    server.prependListener('connection', (socket: Socket) => {
+      if (perAddress.admit(socket)) return
+      this.onRefused('address_connections')
+      socket.destroy()
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(remote.port, remote.host, () => { server.off('error', reject); resolve() })
+    })
+    this.tlsServer = server
+    this.log.info({ host: remote.host, port: this.tcpAddress?.port }, 'control API listening over HTTPS (tokens required)')
+  }
+
+  async stop (): Promise<void> {
+    for (const server of [this.server, this.tlsServer]) {
+      if (server == null) continue
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => { resolve() }))
+    }
+    this.server = undefined
+    this.tlsServer = undefined
+  }
+
+  /** Over TCP: the caller its token names, if its role allows the route; else the error to answer with. */
+  private judge (req: IncomingMessage, route: string, remote: RemoteAccess): Caller {
+    const needed = remote.access(route)
+    const token = bearerToken(req)
+    const principal = token === undefined ? undefined : remote.authenticate(token)
+    if (needed === 'public') return { local: false, username: principal?.username ?? null, role: principal?.role ?? null }
+    if (principal === undefined) {
+      throw new RequestRefusedError(401, 'ERR_UNAUTHENTICATED', token === undefined ? 'this needs a token: Authorization: Bearer <token> (POST /api/v1/identity/login)' : 'the token is unknown or expired')
+    }
+    if (RANK[principal.role] < RANK[needed]) {
+      throw new RequestRefusedError(403, 'ERR_FORBIDDEN', `${route} needs the ${needed} role; ${principal.username} is ${principal.role}`)
+    }
+    return { local: false, ...principal }
+  }
+
+  /** Answers one request; whatever fails is answered as an error, never thrown to Node (which would exit). */
+  private serve (req: IncomingMessage, res: ServerResponse, overTcp: boolean): void {
+    this.handle(req, res, overTcp).catch((err: unknown) => {
+      this.log.error({ err }, 'API answer failed')
+      res.destroy()
+    })
+  }
+
+  private async handle (req: IncomingMessage, res: ServerResponse, overTcp: boolean): Promise<void> {
+    let path = ''
+    let caller: Caller | undefined
+    try {
+      path = targetPath(req.url ?? '/')
+      const route = `${req.method ?? 'GET'} ${path}`
+      const handler = this.routes.get(route)
+      if (handler == null) {
+        const known = [...this.routes.keys()].some((r) => r.endsWith(` ${path}`))
+        if (known) throw new RequestRefusedError(405, 'ERR_METHOD', `${req.method ?? ''} is not allowed on ${path}`)
+        throw new RequestRefusedError(404, 'ERR_NOT_FOUND', `no such endpoint: ${path}`)
+      }
+      if (req.method === 'POST') checkContentType(req)
+      caller = overTcp && this.remote !== undefined ? this.judge(req, route, this.remote) : { local: true as const }
+      const body = await handler(req, caller)
+      if (body instanceof TextBody) {
+        res.writeHead(200, { 'content-type': body.contentType, 'content-length': Buffer.byteLength(body.text) })
+        res.end(body.text)
+      } else if (body instanceof JsonReply) {
+        sendJson(res, body.status, body.body)
+      } else {
+        sendJson(res, 200, body)
+      }
+    } catch (err) {
+      // The client is gone (it went away, or was cut off as too slow and counted then): nobody to answer.
+      if (res.destroyed) return
+      // NoodleErrors with an HTTP status are expected answers (503: no coordinator yet); anything else is a bug,
+      // whatever was thrown (even null): a 500, logged.
+      const known = err instanceof NoodleError ? err as NoodleError & { httpStatus?: number, field?: string, retryAfterS?: number } : undefined
+      const status = known?.httpStatus ?? 500
+      if (status >= 500 && status !== 503) this.log.error({ err, path }, 'API handler failed')
+      const code = known?.code ?? 'ERR_INTERNAL'
+      if (status >= 500) this.onFailed(refusalReason(code))
+      else this.onRefused(refusalReason(code))
+      const retryAfterS = known?.retryAfterS
+      const headers: Record<string, string> = retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) }
+      // A stranger's refused request ends its connection: refusals cannot keep connections open for the asking.
+      if (overTcp && !this.hasValidToken(req, caller)) headers.connection = 'close'
+      sendError(res, status, code, err instanceof Error ? err.message : 'internal error', known?.field, headers)
+    }
+  }
+
+  /** Whether a TCP request carries a token that names an operator (judged again when the route was not reached). */
+  private hasValidToken (req: IncomingMessage, caller: Caller | undefined): boolean {
+    if (caller !== undefined) return caller.local || caller.username !== null
+    const token = bearerToken(req)
+    return token !== undefined && this.remote?.authenticate(token) !== undefined
+  }
+
+  /** A request Node could not parse (bad syntax, headers too large, too slow): a JSON error, then close. */
+  private refuseClient (err: NodeJS.ErrnoException, socket: Duplex): void {
+    // Bytes that arrive while the answer is sent fail the parser again: one refusal per connection.
+    if (this.refusedSockets.has(socket)) return
+    this.refusedSockets.add(socket)
+    // Not an HTTP request at all: a TLS handshake that failed or never came. Nothing can be answered.
+    const httpError = err.code?.startsWith('HPE_') === true || err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    if (!httpError) {
+      if (socket instanceof TLSSocket && err.code !== 'ECONNRESET') this.onRefused('tls')
+      socket.destroy()
+      return
+    }
+    // A client gone, or one whose request was answered already (it closed while sending the rest): just close.
+    const answered = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
+    if (!socket.writable || answered) {
+      socket.destroy()
+      return
+    }
+    const answer = CLIENT_ERRORS[err.code ?? ''] ?? MALFORMED
+    this.onRefused(refusalReason(answer.code))
+    socket.end(rawErrorAnswer(answer.status, answer.code, answer.message), () => { socket.destroy() })
+  }
+}

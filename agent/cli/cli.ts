@@ -1,0 +1,393 @@
+#!/usr/bin/env node
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { ParseArgsConfig } from 'node:util'
+import { apiGet, apiRequest, apiText } from './client.ts'
+import { loadConfig } from '../config/config.ts'
+import type { AgentFlags } from '../config/config.ts'
+import { AgentUnreachableError, ApiError, NoodleError, UsageError } from '../../common/errors.ts'
+import {
+  formatBench, formatCamerasTable, formatCompile, formatDecisionsTable, formatIngest, formatModelsTable, formatNodesTable, formatOperatorsTable, formatOptimize,
+  formatSensorsTable, formatStatus
+} from './format.ts'
+import type { OperatorView } from '../../protocols/identity.ts'
+import { escapeJson, escapeText } from '../../common/text.ts'
+import type { BenchResult, CompileResult } from '../../runtime/model-runtime.ts'
+import type { IngestStatus } from '../ingest/ingest.ts'
+import { VERSION } from '../main/version.ts'
+import type { OptimizeResponse } from '../../protocols/optimize.ts'
+import type { CameraListView, DecisionView, ModelView, NodeView, SensorReadingView, StatusView } from '../api/views.ts'
+
+// The agent, libp2p and the key code load only for the commands that use them: `noodle nodes` stays quick.
+
+const USAGE = `noodle ${VERSION} — edge mesh agent
+
+Usage:
+  noodle agent [options]          run the agent in the foreground (systemd runs this)
+  noodle init [--data-dir DIR]    create the data dir, this node's identity and, if none, a swarm key
+  noodle swarm-key                print a new swarm key (give every box of one mesh the same key)
+  noodle status [--json]          this agent: name, peer id, role, coordinator and term, members
+  noodle nodes [--json] [--watch] every member of the mesh as this agent sees it (* marks the coordinator)
+  noodle decisions [--json] [--watch]  the coordinator's placement decisions this node issued or received
+  noodle optimize [--json]        ask the coordinator for a fresh placement now (from any node)
+  noodle sensors [--json] [--watch]  every sensor metric ingested here: latest value, rate, last seen
+  noodle ingest [--json]          MQTT ingest totals: received, stored, rejected, dead letter, broker
+  noodle cameras [--json] [--watch]  cameras: where each runs, fps in and inferred, skipped frames, latency
+  noodle models [--json]          the ONNX models registered here, with their measured latency per provider
+  noodle models compile FILE [--json]  verify, optimize, benchmark and register an ONNX model file
+  noodle models fetch ID [--json]  fetch a model another node announced (hash-checked), then compile it here
+  noodle models bench ID [--runs N] [--shape 1,3,224,224] [--json]  run a model flat out: latency, throughput
+  noodle metrics                  the agent's metrics in Prometheus's text format (as GET /metrics)
+  noodle user list [--json]       operator accounts
+  noodle user add NAME --email E --first-name F --last-name L [--phone P] [--role viewer|operator|admin]
+                                  create one (the password is read from stdin, or asked for without echo)
+  noodle user remove NAME         delete one
+  noodle help | --version
+
+Agent options (each also settable in the config file or as NOODLE_*):
+  --config FILE        JSON config file (also NOODLE_CONFIG)
+  --data-dir DIR       state folder (default: $NOODLE_DATA_DIR, else ~/.local/state/noodle)
+  --name NAME          node name (default: hostname)
+  --listen MULTIADDR   listen address, repeatable (default /ip4/0.0.0.0/tcp/4001)
+  --bootstrap MULTIADDR  a peer to join through, /ip4/…/tcp/…/p2p/<peer id>, repeatable
+  --no-mdns            do not discover peers on the LAN with mDNS
+  --swarm-key FILE     the mesh's pre-shared key (default DIR/swarm.key)
+  --log-level LEVEL    fatal|error|warn|info|debug|trace|silent (default info)
+  --mqtt-url URL       MQTT broker to ingest from: mqtt://, mqtts://, ws:// or wss://
+  --mqtt-topic FILTER  MQTT topic filter to ingest, repeatable (without --mqtt-url: an embedded broker)
+
+status, nodes, decisions, optimize, sensors, ingest, cameras and models reach the agent through --data-dir DIR (or --config FILE).
+`
+
+const COMMON = {
+  config: { type: 'string' },
+  'data-dir': { type: 'string' }
+} as const satisfies ParseArgsConfig['options']
+
+const COMMANDS = {
+  agent: {
+    ...COMMON,
+    name: { type: 'string' },
+    listen: { type: 'string', multiple: true },
+    bootstrap: { type: 'string', multiple: true },
+    'no-mdns': { type: 'boolean' },
+    'swarm-key': { type: 'string' },
+    'log-level': { type: 'string' },
+    'mqtt-url': { type: 'string' },
+    'mqtt-topic': { type: 'string', multiple: true }
+  },
+  init: { ...COMMON, 'swarm-key': { type: 'string' } },
+  'swarm-key': {},
+  status: { ...COMMON, json: { type: 'boolean' } },
+  nodes: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
+  decisions: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
+  optimize: { ...COMMON, json: { type: 'boolean' } },
+  sensors: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
+  ingest: { ...COMMON, json: { type: 'boolean' } },
+  cameras: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
+  metrics: { ...COMMON },
+  user: {
+    ...COMMON,
+    json: { type: 'boolean' },
+    email: { type: 'string' },
+    'first-name': { type: 'string' },
+    'last-name': { type: 'string' },
+    phone: { type: 'string' },
+    role: { type: 'string' }
+  },
+  models: { ...COMMON, json: { type: 'boolean' }, runs: { type: 'string' }, shape: { type: 'string' } },
+  help: {},
+  version: {}
+} as const satisfies Record<string, ParseArgsConfig['options']>
+
+type Command = keyof typeof COMMANDS
+
+/** Commands that take positional arguments (`models compile FILE`). */
+const TAKES_POSITIONALS = new Set<Command>(['models', 'user'])
+
+function parse (argv: string[]): { command: Command, flags: Record<string, unknown>, positionals: string[] } {
+  const [first, ...rest] = argv
+  const command = first === undefined || first === '--help' || first === '-h'
+    ? 'help'
+    : first === '--version' || first === '-v' ? 'version' : first
+  if (!(command in COMMANDS)) throw new UsageError(`unknown command "${command}" (try \`noodle help\`)`)
+  try {
+    const { values, positionals } = parseArgs({ args: rest, options: COMMANDS[command as Command], strict: true, allowPositionals: TAKES_POSITIONALS.has(command as Command) })
+    return { command: command as Command, flags: values, positionals }
+  } catch (err) {
+    throw new UsageError(`${command}: ${(err as Error).message.split('\n')[0] as string}`)
+  }
+}
+
+async function runAgent (flags: AgentFlags): Promise<void> {
+  const config = loadConfig({ flags })
+  // Everything the agent writes (store, models, keys) is its user's alone; the API socket alone is opened to the
+  // group, explicitly (0660), and the data dir lets the group through to it (0710) without listing or reading.
+  process.umask(0o077)
+  const [{ Agent }, { createLogger }] = await Promise.all([import('../main/agent.ts'), import('../../common/logger.ts')])
+  const log = createLogger(config.logLevel)
+  const agent = await Agent.create({ config, log })
+  await agent.start()
+  log.info({ name: config.name, peerId: agent.mesh.peerId.toString(), socket: config.api.socketPath }, 'agent started')
+
+  let stopping = false
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now')
+      process.exit(130)
+    }
+    stopping = true
+    log.info({ signal }, 'stopping')
+    // Leave the mesh politely, but never hang a shutdown: systemd and operators expect an exit within 5 s.
+    setTimeout(() => {
+      log.error('stop took longer than 5 s: exiting')
+      process.exit(1)
+    }, 5_000).unref()
+    agent.stop().then(() => {
+      log.info('stopped')
+      process.exit(0)
+    }, (err: unknown) => {
+      log.error({ err }, 'stop failed')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+}
+
+async function runInit (flags: { 'data-dir'?: string, config?: string, 'swarm-key'?: string }): Promise<void> {
+  const config = loadConfig({ flags })
+  const { ensureDataDir, ensureSwarmKey, loadOrCreateIdentity } = await import('../../identity/keys.ts')
+  ensureDataDir(config.dataDir)
+  const { peerId, created } = await loadOrCreateIdentity(config.dataDir)
+  const wroteKey = ensureSwarmKey(config.swarmKeyFile)
+  process.stdout.write([
+    `data dir:  ${config.dataDir}`,
+    `peer id:   ${peerId.toString()}${created ? ' (new)' : ''}`,
+    `swarm key: ${config.swarmKeyFile}${wroteKey ? ' (new: copy it to every other box of this mesh)' : ''}`
+  ].join('\n') + '\n')
+}
+
+/**
+ * An answer as the CLI prints it: JSON (`--json`) with the characters a terminal would act on escaped, or the
+ * table `format` makes. The agent's answer is not trusted: one that `format` cannot read is a one-line error.
+ */
+function rendered<T> (body: T, format: (body: T) => string, json: boolean | undefined): string {
+  if (json === true) return jsonText(body)
+  try {
+    return format(body)
+  } catch (err) {
+    throw new ApiError(200, 'ERR_BAD_RESPONSE', `the agent's answer is not of the shape this noodle reads (${(err as Error).message})`)
+  }
+}
+
+/** JSON for a terminal: pretty, one value, with what JSON leaves raw (C1 controls, bidi overrides) escaped. */
+function jsonText (body: unknown): string {
+  return escapeJson(JSON.stringify(body, null, 2)) + '\n'
+}
+
+type QueryCommand = 'status' | 'nodes' | 'decisions' | 'optimize' | 'sensors' | 'ingest' | 'cameras'
+
+async function runQuery (command: QueryCommand, flags: { 'data-dir'?: string, config?: string, json?: boolean, watch?: boolean }): Promise<void> {
+  const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
+  const render = <T>(body: T, format: (body: T) => string): string => rendered(body, format, flags.json)
+  const show = async (): Promise<string> => {
+    switch (command) {
+      case 'status':
+        return render(await apiGet<StatusView>(api.socketPath, '/api/v1/system/status'), formatStatus)
+      case 'nodes':
+        return render(await apiGet<NodeView[]>(api.socketPath, '/api/v1/mesh/nodes'), formatNodesTable)
+      case 'decisions':
+        return render(await apiGet<DecisionView[]>(api.socketPath, '/api/v1/ahr/decisions'), formatDecisionsTable)
+      case 'optimize':
+        // The coordinator may be another box, reached over the mesh: allow it longer than a local answer.
+        return render(await apiRequest<OptimizeResponse>(api.socketPath, 'POST', '/api/v1/ahr/optimize', 10_000), formatOptimize)
+      case 'sensors':
+        return render(await apiGet<SensorReadingView[]>(api.socketPath, '/api/v1/sensors'), formatSensorsTable)
+      case 'ingest':
+        return render(await apiGet<IngestStatus>(api.socketPath, '/api/v1/ingest'), formatIngest)
+      case 'cameras':
+        return render(await apiGet<CameraListView[]>(api.socketPath, '/api/v1/cameras'), formatCamerasTable)
+    }
+  }
+  if (flags.watch !== true) {
+    process.stdout.write(await show())
+    return
+  }
+  for (;;) {
+    const text = await show()
+    // Home the cursor and clear, then draw: one write, so the screen never flickers half-drawn.
+    process.stdout.write(flags.json === true ? text : `\x1b[H\x1b[2J${text}`)
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+  }
+}
+
+/** A whole number flag, or a usage error naming it. */
+function intFlag (name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined
+  if (!/^\d+$/.test(text)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(text)}`)
+  return Number(text)
+}
+
+async function runModels (positionals: string[], flags: { 'data-dir'?: string, config?: string, json?: boolean, runs?: string, shape?: string }): Promise<void> {
+  const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
+  const render = <T>(body: T, format: (body: T) => string): string => rendered(body, format, flags.json)
+  const [sub, arg, ...extra] = positionals
+  if (extra.length > 0) throw new UsageError(`models: unexpected ${JSON.stringify(extra[0])}`)
+  // Compiling benchmarks every provider and a bench runs flat out: allow them minutes, not seconds.
+  const long = 600_000
+  switch (sub) {
+    case undefined:
+      process.stdout.write(render(await apiGet<ModelView[]>(api.socketPath, '/api/v1/models'), formatModelsTable))
+      return
+    case 'compile':
+      if (arg === undefined) throw new UsageError('models compile: which file? (noodle models compile FILE)')
+      process.stdout.write(render(await apiRequest<CompileResult>(api.socketPath, 'POST', '/api/v1/models/compile', long, { file: resolve(arg) }), formatCompile))
+      return
+    case 'fetch':
+      if (arg === undefined) throw new UsageError('models fetch: which model? (noodle models fetch ID)')
+      process.stdout.write(render(await apiRequest<CompileResult>(api.socketPath, 'POST', '/api/v1/models/fetch', long, { id: arg }), formatCompile))
+      return
+    case 'bench': {
+      if (arg === undefined) throw new UsageError('models bench: which model? (noodle models bench ID)')
+      const shape = flags.shape?.split(/[,x]/).map((d) => intFlag('shape', d) as number)
+      const body = { id: arg, runs: intFlag('runs', flags.runs), shape }
+      process.stdout.write(render(await apiRequest<BenchResult>(api.socketPath, 'POST', '/api/v1/models/bench', long, body), formatBench))
+      return
+    }
+    default:
+      throw new UsageError(`models: unknown subcommand "${sub}" (compile, fetch, bench)`)
+  }
+}
+
+interface UserFlags { 'data-dir'?: string, config?: string, json?: boolean, email?: string, 'first-name'?: string, 'last-name'?: string, phone?: string, role?: string }
+
+async function runUser (positionals: string[], flags: UserFlags): Promise<void> {
+  const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
+  const [sub, name, ...extra] = positionals
+  if (extra.length > 0) throw new UsageError(`user: unexpected ${JSON.stringify(extra[0])}`)
+  switch (sub) {
+    case 'list': {
+      const operators = await apiGet<OperatorView[]>(api.socketPath, '/api/v1/identity/users')
+      process.stdout.write(rendered(operators, formatOperatorsTable, flags.json))
+      return
+    }
+    case 'add': {
+      if (name === undefined) throw new UsageError('user add: which username? (noodle user add NAME --email …)')
+      const password = await readPassword()
+      // Hashing is deliberately slow (scrypt): allow it more than a plain request.
+      const created = await apiRequest<Record<string, string>>(api.socketPath, 'POST', '/api/v1/identity/register', 30_000, {
+        username: name,
+        email: flags.email ?? '',
+        password,
+        profile: { first_name: flags['first-name'] ?? '', last_name: flags['last-name'] ?? '', ...(flags.phone === undefined ? {} : { phone: flags.phone }) },
+        ...(flags.role === undefined ? {} : { role: flags.role })
+      })
+      process.stdout.write(flags.json === true ? jsonText(created) : `created ${escapeText(String(created.username ?? name))} (${escapeText(String(created.user_id ?? '?'))})\n`)
+      return
+    }
+    case 'remove':
+      if (name === undefined) throw new UsageError('user remove: which username?')
+      await apiRequest(api.socketPath, 'POST', '/api/v1/identity/users/remove', 5_000, { username: name })
+      process.stdout.write(`removed ${name}\n`)
+      return
+    default:
+      throw new UsageError(`user: unknown subcommand "${sub ?? ''}" (list, add, remove)`)
+  }
+}
+
+/** The password: the first line of stdin, or typed at a prompt that does not echo it. */
+async function readPassword (): Promise<string> {
+  const stdin = process.stdin
+  if (!stdin.isTTY) {
+    let text = ''
+    for await (const chunk of stdin) text += String(chunk)
+    return text.split('\n')[0]?.replace(/\r$/, '') ?? ''
+  }
+  process.stderr.write('password: ')
+  stdin.setRawMode(true)
+  let typed = ''
+  try {
+    for await (const chunk of stdin) {
+      for (const ch of String(chunk)) {
+        if (ch === '\r' || ch === '\n') return typed
+        if (ch === '\u0003') throw new UsageError('cancelled')
+        typed = ch === '\u007f' ? typed.slice(0, -1) : typed + ch
+      }
+    }
+    return typed
+  } finally {
+    stdin.setRawMode(false)
+    stdin.pause()
+    process.stderr.write('\n')
+  }
+}
+
+export async function main (argv: string[]): Promise<number> {
+  try {
+    const { command, flags, positionals } = parse(argv)
+    switch (command) {
+      case 'help':
+        process.stdout.write(USAGE)
+        return 0
+      case 'version':
+        process.stdout.write(`${VERSION}\n`)
+        return 0
+      case 'swarm-key':
+        process.stdout.write((await import('../../identity/keys.ts')).generateSwarmKey())
+        return 0
+      case 'init':
+        await runInit(flags)
+        return 0
+      case 'agent':
+        await runAgent(flags as AgentFlags)
+        return -1
+      case 'models':
+        await runModels(positionals, flags)
+        return 0
+      case 'user':
+        await runUser(positionals, flags)
+        return 0
+      case 'metrics': {
+        const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'] as string | undefined, config: flags.config as string | undefined } })
+        // Line by line: the format's newlines stay, anything a terminal would act on inside a line is escaped.
+        process.stdout.write((await apiText(api.socketPath, '/metrics')).split('\n').map(escapeText).join('\n'))
+        return 0
+      }
+      case 'status':
+      case 'nodes':
+      case 'decisions':
+      case 'optimize':
+      case 'sensors':
+      case 'ingest':
+      case 'cameras':
+        await runQuery(command, flags)
+        return 0
+    }
+  } catch (err) {
+    if (err instanceof AgentUnreachableError) {
+      process.stderr.write(`noodle: ${err.message} (start one with \`noodle agent\`, or pass --data-dir)\n`)
+      return 1
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`noodle: ${err.message}\n`)
+      return 2
+    }
+    if (err instanceof NoodleError) {
+      // An API error can quote what the agent got from the wire (a name, a path): never raw to the terminal.
+      process.stderr.write(`noodle: ${escapeText(err.message)}\n`)
+      return 1
+    }
+    throw err
+  }
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then((code) => {
+    // The agent keeps running after main() returns; every other command is done.
+    if (code >= 0) process.exitCode = code
+  }, (err: unknown) => {
+    process.stderr.write(`noodle: ${(err as Error).stack ?? String(err)}\n`)
+    process.exitCode = 1
+  })
+}

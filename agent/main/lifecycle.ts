@@ -1,0 +1,45 @@
+import type { Logger } from '../../common/logger.ts'
+
+/** A part of the agent with a start and a stop; either may be async. */
+export interface Component {
+  start?: () => void | Promise<void>
+  stop?: () => void | Promise<void>
+}
+
+/** Starts components in order and stops the started ones in reverse, also when a start fails half-way. */
+export class Lifecycle {
+  private readonly components: ReadonlyArray<readonly [string, Component]>
+  private readonly log: Logger
+  private started: Array<readonly [string, Component]> = []
+
+  constructor (components: ReadonlyArray<readonly [string, Component]>, log: Logger) {
+    this.components = components
+    this.log = log
+  }
+
+  async start (): Promise<void> {
+    for (const entry of this.components) {
+      try {
+        await entry[1].start?.()
+      } catch (err) {
+        this.log.error({ err, component: entry[0] }, 'component failed to start')
+        await this.stop()
+        throw err
+      }
+      this.started.push(entry)
+    }
+  }
+
+  /** Stops every started component even if one of them fails to stop. */
+  async stop (): Promise<void> {
+    const started = this.started.reverse()
+    this.started = []
+    for (const [name, component] of started) {
+      try {
+        await component.stop?.()
+      } catch (err) {
+        this.log.error({ err, component: name }, 'component failed to stop')
+      }
+    }
+  }
+}

@@ -1,0 +1,381 @@
+import { EventEmitter } from 'node:events'
+import type { HealthBeacon, Role } from '../../protocols/health.ts'
+import type { SystemEvent } from '../../protocols/events.ts'
+
+export type MemberState = 'alive' | 'suspect' | 'dead' | 'left'
+
+/** Alive or suspect: a member still counted in (probed, dialled, able to hold the coordinator's lease). */
+export function isLive (state: MemberState): boolean {
+  return state === 'alive' || state === 'suspect'
+}
+
+/** What a member's last beacon said about it, less the beacon's bookkeeping (kept on the member itself). */
+export type MemberHealth = Omit<HealthBeacon, 'v' | 'name' | 'startedAt' | 'seq' | 'role' | 'addrs'>
+
+export interface Member {
+  peerId: string
+  name: string
+  state: MemberState
+  role: Role
+  addrs: string[]
+  /** When we last heard from it (ms since the epoch). */
+  lastSeen: number
+  health: MemberHealth | null
+}
+
+export interface MemberChange {
+  member: Member
+  from: MemberState | null
+  to: MemberState
+  reason: string
+}
+
+export interface MembershipOptions {
+  /** Silence after which a member is pinged. */
+  probeAfterMs: number
+  /** How long a probe may take; a slow member is probed again two of these after its box answered. */
+  probeTimeoutMs: number
+  /** Silence after which a member whose box still accepts connections (a wedged agent) is dead all the same. */
+  unresponsiveAfterMs: number
+  reapAfterMs: number
+  /** Members kept at most, self and the dead included (membership.maxMembers; DEFAULT_MAX_MEMBERS). */
+  maxMembers?: number
+}
+
+/**
+ * Members at most, by default. Every member is kept connected, dialled, probed and written to the store, and the
+ * mesh is a full mesh of direct connections, which libp2p's connection manager caps at a few hundred anyway: a
+ * site with more boxes than this is not what Noodle is built for, and a key holder signing beacons with made-up
+ * keys must not grow the table (and all that follows it) without limit.
+ */
+export const DEFAULT_MAX_MEMBERS = 1024
+
+/** How long a member must have been in the table before its death keeps its place in a full one. */
+export const STANDING_MS = 10 * 60_000
+
+/** A beacon from a peer that did not join, and why (the label its refusal is counted under). */
+export interface MemberRefusal {
+  peerId: string
+  name: string
+  reason: 'too-many-members'
+}
+
+/**
+ * What probing a member came to: its agent answered a ping; only its box did (a TCP connection to its port was
+ * accepted by the kernel, so the process lives but is too slow to answer); nothing answered in time; nothing
+ * listens at its addresses (the process is gone); or our own stall makes the result meaningless.
+ */
+export type ProbeOutcome = 'answered' | 'knocked' | 'timeout' | 'refused' | 'inconclusive'
+
+interface Tracked {
+  member: Member
+  /** Which run of the member's agent we follow, and its last beacon's counter: they order beacons. */
+  startedAt: number
+  seq: number
+  /** Start of the current silence: the last beacon or answered ping, or our own start for restored members. */
+  silentSince: number
+  /** Probes unanswered in a row; a probe in flight (and when it started); one wanted at once; none before. */
+  failedProbes: number
+  probeStartedAt: number | null
+  probeNow: boolean
+  probeNotBefore: number
+  /** When its first beacon came (0: remembered from an earlier run, or ourselves): how long it has stood. */
+  joinedAt: number
+}
+
+export interface MembershipEvents {
+  change: [MemberChange]
+  reap: [Member]
+  refuse: [MemberRefusal]
+}
+
+export function healthOf (beacon: HealthBeacon): MemberHealth {
+  const { v: _v, name: _name, startedAt: _startedAt, seq: _seq, role: _role, addrs: _addrs, ...health } = beacon
+  return health
+}
+
+/**
+ * Who is in the mesh and in what state, from health beacons, pings, leave events and connection events.
+ * Silence alone never kills a member: it only makes us ask (ping), and only unanswered pings or a refused
+ * connection make it dead, so a member that is slow but alive answers and stays.
+ *
+ *   alive ──(a probe unanswered, or every connection to it closed)──▶ suspect ──(2nd probe unanswered)──▶ dead
+ *     │                                                                                                     ▲
+ *     └───────────────────────────(connection refused: nothing listens any more)────────────────────────────┘
+ *   suspect ──(its box accepts a connection but its agent stays silent for unresponsiveAfterMs)──▶ dead
+ *   suspect/dead ──(a newer beacon, or an answered ping)──▶ alive
+ *
+ * A probe is a libp2p ping and, alongside, a bare TCP connection to the member's port: the kernel accepts that
+ * even when the agent is starved of CPU, so a slow member is told apart from a gone one within the probe.
+ *   any state ──(its own signed leave event)──▶ left;  dead/left ──(reapAfterMs)──▶ forgotten
+ *   (unknown) ──(first beacon)──▶ alive, unless `maxMembers` are known already: then a member that left, or one
+ *   that died within STANDING_MS of joining, is forgotten to make room (longest silent first); with none, the
+ *   newcomer is refused (not a member), so made-up keys cannot grow the table, nor, by beaconing once and going,
+ *   lock new boxes out until they are reaped. Live members, the dead of standing and bootstrap peers stay.
+ *
+ * Members silent for `probeAfterMs` (one beacon late), and members whose connections all closed, are handed
+ * out by `takeProbes()`; the caller pings them and reports with `observeProbe()`.
+ * Time is passed in (`now`), so the whole table is testable without a clock or a network.
+ */
+export class Membership extends EventEmitter<MembershipEvents> {
+  private readonly members = new Map<string, Tracked>()
+  private readonly dirty = new Set<string>()
+  private readonly options: MembershipOptions
+  private readonly selfId: string
+  private readonly now: () => number
+  private readonly maxMembers: number
+  /** Peers admitted past the cap: the configured bootstrap peers. */
+  private readonly reserved: Set<string>
+
+  constructor (components: { self: Member, options: MembershipOptions, now?: () => number, reserved?: Iterable<string> }) {
+    super()
+    this.options = components.options
+    this.now = components.now ?? Date.now
+    this.selfId = components.self.peerId
+    this.maxMembers = components.options.maxMembers ?? DEFAULT_MAX_MEMBERS
+    this.reserved = new Set(components.reserved)
+    this.members.set(this.selfId, track({ ...components.self, state: 'alive' }, 0, 0, this.now()))
+  }
+
+  get self (): Member {
+    return (this.members.get(this.selfId) as Tracked).member
+  }
+
+  /**
+   * Members remembered from an earlier run. Nothing vouches for them yet, so those that were alive come back
+   * suspect; their silence is timed from now, so a restart alone declares nobody dead. Returns how many were
+   * left out for want of room (a store written with a higher `maxMembers`).
+   */
+  restore (members: Iterable<Member>): number {
+    const now = this.now()
+    let skipped = 0
+    for (const member of members) {
+      if (member.peerId === this.selfId || this.members.has(member.peerId)) continue
+      if (!this.hasRoomFor(member.peerId)) {
+        skipped++
+        continue
+      }
+      const state = member.state === 'alive' ? 'suspect' : member.state
+      this.members.set(member.peerId, track({ ...member, state }, 0, 0, now))
+    }
+    return skipped
+  }
+
+  /** Whether a peer not in the table may join it: while it has room, or always for a bootstrap peer. */
+  private hasRoomFor (peerId: string): boolean {
+    return this.members.size < this.maxMembers || this.reserved.has(peerId)
+  }
+
+  updateSelf (fields: Partial<Omit<Member, 'peerId' | 'state'>>): void {
+    const self = this.members.get(this.selfId) as Tracked
+    Object.assign(self.member, fields, { lastSeen: this.now() })
+    this.dirty.add(this.selfId)
+  }
+
+  /**
+   * A beacon passed validation. Returns true when it is news: a member we did not know, a restarted one, or one
+   * coming back from suspect/dead/left (the caller answers with its own beacon so the newcomer learns of it at once).
+   * A peer we do not know is refused (a `refuse` event) while the table is full.
+   */
+  observeBeacon (peerId: string, beacon: HealthBeacon): boolean {
+    if (peerId === this.selfId) return false
+    const now = this.now()
+    const tracked = this.members.get(peerId)
+    if (tracked == null && !this.hasRoomFor(peerId) && !this.makeRoom()) {
+      this.emit('refuse', { peerId, name: beacon.name, reason: 'too-many-members' })
+      return false
+    }
+    if (tracked != null) {
+      const older = beacon.startedAt < tracked.startedAt ||
+        (beacon.startedAt === tracked.startedAt && beacon.seq <= tracked.seq)
+      // A late beacon from before a leave must not resurrect the member: only a new run can.
+      if (older || (tracked.member.state === 'left' && beacon.startedAt === tracked.startedAt)) return false
+    }
+    const member: Member = {
+      peerId,
+      name: beacon.name,
+      state: tracked?.member.state ?? 'alive',
+      role: beacon.role,
+      addrs: beacon.addrs.length > 0 ? beacon.addrs : (tracked?.member.addrs ?? []),
+      lastSeen: now,
+      health: healthOf(beacon)
+    }
+    const news = tracked == null || tracked.startedAt !== beacon.startedAt || tracked.member.state !== 'alive'
+    const next = track(member, beacon.startedAt, beacon.seq, now, tracked == null ? now : tracked.joinedAt)
+    next.probeStartedAt = tracked?.probeStartedAt ?? null
+    this.members.set(peerId, next)
+    this.dirty.add(peerId)
+    if (tracked == null) {
+      member.state = 'alive'
+      this.emit('change', { member, from: null, to: 'alive', reason: 'first beacon' })
+    } else if (tracked.member.state !== 'alive') {
+      this.transition(peerId, 'alive', 'beacon')
+    }
+    return news
+  }
+
+  /** Whether `beacon` is the newest we have from the member: a late or replayed older one is not. */
+  isLatest (peerId: string, beacon: HealthBeacon): boolean {
+    const tracked = this.members.get(peerId)
+    return tracked != null && tracked.startedAt === beacon.startedAt && tracked.seq === beacon.seq && tracked.member.state !== 'left'
+  }
+
+  /** The member said it is leaving (its signed system event). */
+  observeLeave (peerId: string, event: Extract<SystemEvent, { type: 'member.leave' }>): void {
+    const tracked = this.members.get(peerId)
+    if (tracked == null || peerId === this.selfId || event.startedAt < tracked.startedAt) return
+    tracked.startedAt = event.startedAt
+    tracked.member.lastSeen = this.now()
+    this.transition(peerId, 'left', 'said it is leaving')
+  }
+
+  /** Every connection to the member closed: suspect at once, and ping it at once (a dead process refuses). */
+  observeDisconnect (peerId: string): void {
+    const tracked = this.members.get(peerId)
+    if (tracked == null || peerId === this.selfId || tracked.member.state !== 'alive') return
+    tracked.probeNow = true
+    this.transition(peerId, 'suspect', 'disconnected')
+  }
+
+  /**
+   * Members to ping now: those silent for `probeAfterMs × scale`, suspects (a second ping decides), and those
+   * that just disconnected; never two pings in flight to one member. `scale` ≥ 1 widens the wait while our
+   * own event loop lags (Lifeguard): we may simply not have read their beacons yet.
+   */
+  takeProbes (scale = 1): string[] {
+    const now = this.now()
+    const due: string[] = []
+    for (const [peerId, tracked] of this.members) {
+      const { state } = tracked.member
+      if (peerId === this.selfId || tracked.probeStartedAt != null || !isLive(state)) continue
+      if (now < tracked.probeNotBefore) continue
+      if (tracked.probeNow || state === 'suspect' || now - tracked.silentSince >= this.options.probeAfterMs * scale) {
+        tracked.probeNow = false
+        tracked.probeStartedAt = now
+        due.push(peerId)
+      }
+    }
+    return due
+  }
+
+  /** The ping handed out by `takeProbes()` came back. */
+  observeProbe (peerId: string, outcome: ProbeOutcome): void {
+    const tracked = this.members.get(peerId)
+    if (tracked?.probeStartedAt == null) return
+    const startedAt = tracked.probeStartedAt
+    tracked.probeStartedAt = null
+    const { state } = tracked.member
+    if (!isLive(state)) return
+    const now = this.now()
+    if (outcome === 'answered') {
+      tracked.silentSince = now
+      tracked.failedProbes = 0
+      this.transition(peerId, 'alive', 'answered a ping')
+    } else if (tracked.silentSince > startedAt || outcome === 'inconclusive') {
+      // A beacon arrived while the ping was out (the member spoke, whatever the ping says), or we stalled.
+    } else if (outcome === 'knocked') {
+      // Alive but starved (CPU, swap): it keeps its suspect mark and is asked again a little later. Not at once:
+      // it is struggling. Not much later: a SIGKILLed agent's box can still accept a connection for a few
+      // milliseconds while the kernel tears the process down.
+      tracked.failedProbes = 0
+      tracked.probeNotBefore = now + 2 * this.options.probeTimeoutMs
+      const silence = now - tracked.silentSince
+      if (silence >= this.options.unresponsiveAfterMs) this.transition(peerId, 'dead', `unresponsive for ${Math.round(silence / 1000)} s, though its box accepts connections`)
+      else this.transition(peerId, 'suspect', 'slow: its box accepts connections, its agent does not answer')
+    } else if (outcome === 'refused') {
+      this.transition(peerId, 'dead', 'connection refused: nothing listens at its addresses')
+    } else if (++tracked.failedProbes >= 2) {
+      this.transition(peerId, 'dead', `${tracked.failedProbes} pings unanswered`)
+    } else {
+      this.transition(peerId, 'suspect', 'a ping unanswered')
+    }
+  }
+
+  /**
+   * Our own event loop stalled for `ms` (the process was descheduled, or something blocked it): nothing could be
+   * heard meanwhile, so that time does not count as anyone's silence.
+   */
+  forgiveStall (ms: number): void {
+    for (const tracked of this.members.values()) tracked.silentSince += ms
+  }
+
+  /**
+   * Makes room in a full table for a newcomer by forgetting, longest silent first, a member that left (its work
+   * is not placed again, so nothing needs it), or one that died having stood less than `STANDING_MS` (a key
+   * holder's made-up members beacon once and go). Members of standing that died are kept until reaped: the
+   * coordinator moves their work meanwhile. Returns whether it made room.
+   */
+  private makeRoom (): boolean {
+    let oldest: Tracked | undefined
+    for (const [peerId, tracked] of this.members) {
+      const { state, lastSeen } = tracked.member
+      if (peerId === this.selfId || this.reserved.has(peerId)) continue
+      const evictable = state === 'left' || (state === 'dead' && tracked.joinedAt > 0 && lastSeen - tracked.joinedAt < STANDING_MS)
+      if (evictable && (oldest === undefined || lastSeen < oldest.member.lastSeen)) oldest = tracked
+    }
+    if (oldest === undefined) return false
+    this.members.delete(oldest.member.peerId)
+    this.dirty.delete(oldest.member.peerId)
+    this.emit('reap', oldest.member)
+    return true
+  }
+
+  /** Forgets dead and left members after `reapAfterMs`; call it now and then. */
+  tick (): void {
+    const now = this.now()
+    const { reapAfterMs } = this.options
+    for (const [peerId, tracked] of this.members) {
+      const { state } = tracked.member
+      if ((state === 'dead' || state === 'left') && now - tracked.member.lastSeen >= reapAfterMs) {
+        this.members.delete(peerId)
+        this.dirty.delete(peerId)
+        this.emit('reap', tracked.member)
+      }
+    }
+  }
+
+  get (peerId: string): Member | undefined {
+    return this.members.get(peerId)?.member
+  }
+
+  /** Every member, self included, by name. */
+  list (): Member[] {
+    return [...this.members.values()].map((t) => t.member).sort((a, b) => a.name.localeCompare(b.name) || a.peerId.localeCompare(b.peerId))
+  }
+
+  count (state?: MemberState): number {
+    let n = 0
+    for (const { member } of this.members.values()) if (state == null || member.state === state) n++
+    return n
+  }
+
+  /** Members changed since the last call, for the store to write in one batch. */
+  takeDirty (): Member[] {
+    const out: Member[] = []
+    for (const id of this.dirty) {
+      const tracked = this.members.get(id)
+      if (tracked != null) out.push(tracked.member)
+    }
+    this.dirty.clear()
+    return out
+  }
+
+  /** The member's silence so far (ms), for tests and views. */
+  silenceOf (peerId: string): number | undefined {
+    const tracked = this.members.get(peerId)
+    return tracked == null ? undefined : this.now() - tracked.silentSince
+  }
+
+  private transition (peerId: string, to: MemberState, reason: string): void {
+    const tracked = this.members.get(peerId)
+    if (tracked == null || tracked.member.state === to) return
+    const from = tracked.member.state
+    tracked.member.state = to
+    this.dirty.add(peerId)
+    this.emit('change', { member: tracked.member, from, to, reason })
+  }
+}
+
+function track (member: Member, startedAt: number, seq: number, silentSince: number, joinedAt = 0): Tracked {
+  return { member, startedAt, seq, silentSince, failedProbes: 0, probeStartedAt: null, probeNow: false, probeNotBefore: 0, joinedAt }
+}

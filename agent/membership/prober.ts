@@ -1,0 +1,129 @@
+import { createConnection } from 'node:net'
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Logger } from '../../common/logger.ts'
+import type { LoopLag } from './loop-lag.ts'
+import type { Membership, ProbeOutcome } from './membership.ts'
+import type { MeshNode } from '../mesh/mesh.ts'
+
+/** How often the prober looks for members to ping; also its event-loop lag sampling interval. */
+export const PROBE_TICK_MS = 50
+/** A stall longer than this is forgiven: nobody's silence during it counts. */
+const STALL_FORGIVE_MS = 200
+/** A probe whose timeout fired this much late ran on a stalled loop of ours: its failure proves nothing. */
+const LATE_TIMEOUT_MS = 100
+
+type KnockResult = 'connected' | 'refused' | 'failed'
+
+/** The host and port of each TCP multiaddr, e.g. /ip4/10.0.0.5/tcp/4001 → 10.0.0.5:4001. */
+export function tcpTargets (addrs: readonly string[]): Array<{ host: string, port: number }> {
+  return addrs.flatMap((a) => {
+    const m = /^\/(ip4|ip6|dns|dns4|dns6)\/([^/]+)\/tcp\/(\d+)/.exec(a)
+    return m == null ? [] : [{ host: m[2] as string, port: Number(m[3]) }]
+  })
+}
+
+/**
+ * Opens and at once closes a TCP connection: the member's kernel accepts it on the agent's listening socket
+ * even while the agent itself is starved of CPU, and refuses it once the process is gone.
+ */
+export function knock (targets: ReadonlyArray<{ host: string, port: number }>, timeoutMs: number): Promise<KnockResult> {
+  const one = ({ host, port }: { host: string, port: number }) => new Promise<KnockResult>((resolve) => {
+    const socket = createConnection({ host, port, timeout: timeoutMs })
+    const done = (result: KnockResult) => { socket.destroy(); resolve(result) }
+    socket.once('connect', () => { done('connected') })
+    socket.once('timeout', () => { done('failed') })
+    socket.once('error', (err: NodeJS.ErrnoException) => { done(err.code === 'ECONNREFUSED' ? 'refused' : 'failed') })
+  })
+  if (targets.length === 0) return Promise.resolve('failed')
+  return Promise.all(targets.slice(0, 4).map(one)).then((results) =>
+    results.includes('connected') ? 'connected' : results.every((r) => r === 'refused') ? 'refused' : 'failed')
+}
+
+/** Whether a dial error says nothing listens at the peer's addresses (its process is gone). */
+export function isRefused (err: unknown): boolean {
+  if (err instanceof AggregateError) return err.errors.length > 0 && err.errors.every(isRefused)
+  const e = err as { code?: string, cause?: unknown } | null
+  return e?.code === 'ECONNREFUSED' || (e?.cause != null && isRefused(e.cause))
+}
+
+export interface ProberComponents {
+  node: MeshNode
+  membership: Membership
+  lag: LoopLag
+  log: Logger
+  probeTimeoutMs: number
+}
+
+/**
+ * Probes the members the membership table hands out (silent ones, suspects, the just-disconnected) and reports
+ * each outcome back. A probe is a libp2p ping plus, alongside, a bare TCP knock on the member's port:
+ * - a SIGKILLed agent's box refuses the connection at once: dead within milliseconds;
+ * - a box that lost power or its link answers neither: dead after two timeouts;
+ * - a starved agent (CPU, swap) misses the ping but its kernel accepts the knock: suspect, never dead for it.
+ */
+export class Prober {
+  private readonly c: ProberComponents
+  private timer: NodeJS.Timeout | undefined
+  private stopped = true
+
+  constructor (components: ProberComponents) {
+    this.c = components
+  }
+
+  start (): void {
+    this.stopped = false
+    this.c.lag.sample()
+    this.timer = setInterval(() => { this.tick() }, PROBE_TICK_MS)
+  }
+
+  stop (): void {
+    this.stopped = true
+    clearInterval(this.timer)
+  }
+
+  /** Probe what is due now rather than at the next tick (a member just disconnected). */
+  probeDue (): void {
+    if (this.stopped) return
+    const { lag, membership } = this.c
+    for (const peerId of membership.takeProbes(lag.scale)) this.probe(peerId, Math.round(this.c.probeTimeoutMs * lag.scale))
+  }
+
+  private tick (): void {
+    const stall = this.c.lag.sample()
+    if (stall > STALL_FORGIVE_MS) {
+      // We were not running: beacons may be waiting unread. Forgive the time and let I/O catch up first.
+      this.c.membership.forgiveStall(stall)
+      this.c.log.warn({ stallMs: Math.round(stall) }, 'event loop stalled; member silence during it forgiven')
+      return
+    }
+    this.probeDue()
+  }
+
+  private probe (peerIdText: string, timeoutMs: number): void {
+    let peerId: PeerId
+    try {
+      peerId = peerIdFromString(peerIdText)
+    } catch {
+      this.c.membership.observeProbe(peerIdText, 'timeout')
+      return
+    }
+    const startedAt = performance.now()
+    // Never knock on our own port: a member's loopback address, seen from another box (or namespace), is ours.
+    const own = new Set(tcpTargets(this.c.node.getMultiaddrs().map(String)).map(({ host, port }) => `${host}:${port}`))
+    const targets = tcpTargets(this.c.membership.get(peerIdText)?.addrs ?? []).filter(({ host, port }) => !own.has(`${host}:${port}`))
+    const knocked = knock(targets, timeoutMs)
+    this.c.node.services.ping.ping(peerId, { signal: AbortSignal.timeout(timeoutMs) }).then(
+      () => 'answered' as const,
+      async (err: unknown): Promise<ProbeOutcome> => {
+        if (isRefused(err)) return 'refused'
+        if (performance.now() - startedAt > timeoutMs + LATE_TIMEOUT_MS) return 'inconclusive'
+        const knock = await knocked
+        this.c.log.debug({ peer: peerIdText, err: (err as Error).message, knock, targets }, 'ping failed')
+        return knock === 'connected' ? 'knocked' : knock === 'refused' ? 'refused' : 'timeout'
+      }
+    ).then((outcome) => {
+      if (!this.stopped) this.c.membership.observeProbe(peerIdText, outcome)
+    }, () => {})
+  }
+}

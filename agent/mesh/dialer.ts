@@ -1,0 +1,187 @@
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { PeerId, PeerInfo } from '@libp2p/interface'
+import type { Logger } from '../../common/logger.ts'
+import type { MeshNode } from './mesh.ts'
+import type { MetricsStore } from '../metrics/metrics.ts'
+
+/**
+ * Where a dial target was learnt. A `member` sent us a valid signed beacon (or did before a restart), or is a
+ * configured bootstrap peer; `hearsay` came from mDNS (which needs no key) or another member's list, and is
+ * only kept for a while, and only so many, until it proves to be a member.
+ */
+export type TargetOrigin = 'member' | 'hearsay'
+
+/** Dial targets not yet known to be members, at most; more are dropped until some expire or join. */
+export const MAX_HEARSAY_TARGETS = 256
+/** Addresses kept per target (a beacon carries 8 at most); more are dropped. */
+export const MAX_TARGET_ADDRS = 8
+/** How long a target learnt by hearsay is dialled before it is given up unless it became a member. */
+export const HEARSAY_TTL_MS = 3 * 60_000
+/** Counter of dial targets and addresses dropped, by reason: `addrs`, `targets` (the caps), `expired`. */
+export const DIAL_DROPPED_METRIC = 'noodle_dial_targets_dropped_total'
+
+interface Target {
+  peerId: PeerId
+  origin: TargetOrigin
+  /** When a hearsay target is given up. */
+  expiresAt: number
+  /** Addresses already given to the peer store: merging is not free, and a join repeats them many times over. */
+  addrs: Set<string>
+  /** Earliest time of the next attempt, and the wait after the next failure. */
+  notBefore: number
+  backoffMs: number
+  inFlight: boolean
+}
+
+const FIRST_BACKOFF_MS = 250
+const DIAL_TIMEOUT_MIN_MS = 1_000
+
+/**
+ * libp2p 3 does not dial the peers that discovery finds, nor come back to peers it lost: this does both.
+ * Every known peer that is not connected is dialled, with a per-peer backoff that doubles from 250 ms up to
+ * `redialIntervalMs` after quick failures (a box whose agent is down), so a restarted box is back within that
+ * interval; a dial into silence (a cut link) is given up after a second and tried again at once, so a healed
+ * link is back within about a second. Peers learnt by hearsay are capped in number and addresses and expire
+ * unless they become members (see `TargetOrigin`); what is dropped is counted.
+ */
+export class PeerDialer {
+  private readonly node: MeshNode
+  private readonly log: Logger
+  private readonly metrics: MetricsStore
+  private readonly redialIntervalMs: number
+  private readonly bootstrap: Set<string>
+  private readonly now: () => number
+  private readonly targets = new Map<string, Target>()
+  private hearsay = 0
+  private timer: NodeJS.Timeout | undefined
+
+  constructor (components: { node: MeshNode, log: Logger, metrics: MetricsStore, redialIntervalMs: number, bootstrapPeers?: string[], now?: () => number }) {
+    this.node = components.node
+    this.log = components.log
+    this.metrics = components.metrics
+    this.redialIntervalMs = components.redialIntervalMs
+    this.bootstrap = new Set(components.bootstrapPeers)
+    this.now = components.now ?? Date.now
+  }
+
+  /** Peers being dialled (or kept connected), and how many of them are hearsay. */
+  get size (): { targets: number, hearsay: number } {
+    return { targets: this.targets.size, hearsay: this.hearsay }
+  }
+
+  start (): void {
+    this.node.addEventListener('peer:discovery', this.onDiscovery)
+    this.node.addEventListener('peer:connect', this.onConnect)
+    this.timer = setInterval(() => { this.expire(); this.dialDue() }, Math.min(FIRST_BACKOFF_MS, this.redialIntervalMs))
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+    this.node.removeEventListener('peer:discovery', this.onDiscovery)
+    this.node.removeEventListener('peer:connect', this.onConnect)
+    this.targets.clear()
+    this.hearsay = 0
+  }
+
+  /**
+   * Keep this peer connected; `addrs` (multiaddr strings) are added to what the peer store knows of it. A
+   * `member` target stays until forgotten; a `hearsay` one is capped and expires (a member's later `want`
+   * promotes it).
+   */
+  async want (peerIdText: string, addrs: string[] = [], origin: TargetOrigin = 'hearsay'): Promise<void> {
+    let target = this.targets.get(peerIdText)
+    const isNew = target == null
+    const kept: TargetOrigin = origin === 'member' || this.bootstrap.has(peerIdText) ? 'member' : 'hearsay'
+    if (target == null) {
+      const peerId = peerIdFromString(peerIdText)
+      if (peerId.equals(this.node.peerId)) return
+      if (kept === 'hearsay' && this.hearsay >= MAX_HEARSAY_TARGETS) {
+        this.drop('targets', peerIdText)
+        return
+      }
+      target = { peerId, origin: kept, expiresAt: this.now() + HEARSAY_TTL_MS, addrs: new Set(), notBefore: 0, backoffMs: FIRST_BACKOFF_MS, inFlight: false }
+      this.targets.set(peerIdText, target)
+      if (kept === 'hearsay') this.hearsay++
+    } else if (kept === 'member' && target.origin === 'hearsay') {
+      target.origin = 'member'
+      this.hearsay--
+    }
+    const known = target.addrs
+    const unknown = [...new Set(addrs)].filter((a) => !known.has(a))
+    const fresh = unknown.slice(0, Math.max(0, MAX_TARGET_ADDRS - known.size))
+    if (fresh.length < unknown.length) this.drop('addrs', peerIdText, unknown.length - fresh.length)
+    for (const a of fresh) known.add(a)
+    const multiaddrs = fresh.flatMap((a) => { try { return [multiaddr(a)] } catch { return [] } })
+    if (multiaddrs.length > 0) await this.node.peerStore.merge(target.peerId, { multiaddrs })
+    // Something new to try: try it now. Otherwise the timer retries, keeping to the backoff.
+    if (isNew || multiaddrs.length > 0) this.dial(peerIdText)
+  }
+
+  /** Stop dialling this peer (it left, or was forgotten). */
+  forget (peerIdText: string): void {
+    if (this.targets.get(peerIdText)?.origin === 'hearsay') this.hearsay--
+    this.targets.delete(peerIdText)
+  }
+
+  /** Gives up the hearsay targets whose time is up (they never sent a beacon: not members, or not agents). */
+  expire (): void {
+    const now = this.now()
+    for (const [id, target] of this.targets) {
+      if (target.origin === 'hearsay' && target.expiresAt <= now) {
+        this.forget(id)
+        this.drop('expired', id)
+      }
+    }
+  }
+
+  private drop (reason: 'addrs' | 'targets' | 'expired', peer: string, n = 1): void {
+    this.metrics.inc(DIAL_DROPPED_METRIC, { reason }, n)
+    this.log.debug({ peer, reason, n }, 'dial target dropped')
+  }
+
+  private readonly onDiscovery = (event: CustomEvent<PeerInfo>): void => {
+    const { id, multiaddrs } = event.detail
+    this.want(id.toString(), multiaddrs.map(String)).catch((err: unknown) => {
+      this.log.debug({ err, peer: id.toString() }, 'discovered peer not usable')
+    })
+  }
+
+  private readonly onConnect = (event: CustomEvent<PeerId>): void => {
+    const target = this.targets.get(event.detail.toString())
+    if (target != null) {
+      target.backoffMs = FIRST_BACKOFF_MS
+      target.notBefore = 0
+    }
+  }
+
+  private dialDue (): void {
+    const now = this.now()
+    for (const [id, target] of this.targets) {
+      if (!target.inFlight && target.notBefore <= now) this.dial(id)
+    }
+  }
+
+  private dial (id: string): void {
+    const target = this.targets.get(id)
+    if (target == null || target.inFlight || this.node.getConnections(target.peerId).length > 0) return
+    target.inFlight = true
+    // A dial into a cut link hangs on SYN retries (1 s, 3 s, 7 s…); give up sooner and send a fresh SYN, so a
+    // healed link is found within about a dial timeout.
+    const timeoutMs = Math.max(DIAL_TIMEOUT_MIN_MS, this.redialIntervalMs)
+    const started = Date.now()
+    this.node.dial(target.peerId, { signal: AbortSignal.timeout(timeoutMs) }).then(() => {
+      target.backoffMs = FIRST_BACKOFF_MS
+      this.log.debug({ peer: id }, 'dialled peer')
+    }, (err: unknown) => {
+      // A dial that hung for its whole timeout has waited already; only quick failures (refused) back off.
+      const hung = Date.now() - started >= timeoutMs
+      target.notBefore = hung ? 0 : this.now() + target.backoffMs
+      if (!hung) target.backoffMs = Math.min(target.backoffMs * 2, this.redialIntervalMs)
+      this.log.debug({ peer: id, err: (err as Error).message }, 'dial failed')
+    }).finally(() => {
+      target.inFlight = false
+    })
+  }
+}

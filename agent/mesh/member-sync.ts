@@ -1,0 +1,118 @@
+import { lpStream } from '@libp2p/utils'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../../protocols/member-sync.ts'
+import type { MemberSyncMessage } from '../../protocols/member-sync.ts'
+import { multiaddrText } from '../../common/text.ts'
+import type { PeerDialer } from './dialer.ts'
+import type { Logger } from '../../common/logger.ts'
+import { isLive } from '../membership/membership.ts'
+import type { Membership } from '../membership/membership.ts'
+import type { MeshNode } from './mesh.ts'
+import type { MetricsStore } from '../metrics/metrics.ts'
+import { REJECTED_METRIC } from '../../protocols/validator.ts'
+
+const EXCHANGE_TIMEOUT_MS = 5_000
+
+/** At most 8 addresses, each one the receiver takes: one odd address must not void the whole list there. */
+const sendable = (addrs: string[]): string[] => addrs.filter((a) => multiaddrText.safeParse(a).success).slice(0, 8)
+
+export interface MemberSyncComponents {
+  node: MeshNode
+  membership: Membership
+  dialer: PeerDialer
+  metrics: MetricsStore
+  log: Logger
+}
+
+/** Swaps member lists with every newly connected peer, and has the dialer connect to the members it learns. */
+export class MemberSync {
+  private readonly c: MemberSyncComponents
+
+  constructor (components: MemberSyncComponents) {
+    this.c = components
+  }
+
+  async start (): Promise<void> {
+    await this.c.node.handle(MEMBER_SYNC_PROTOCOL, this.onStream, { maxInboundStreams: 8, maxOutboundStreams: 8 })
+    this.c.node.addEventListener('connection:open', this.onConnectionOpen)
+  }
+
+  async stop (): Promise<void> {
+    this.c.node.removeEventListener('connection:open', this.onConnectionOpen)
+    await this.c.node.unhandle(MEMBER_SYNC_PROTOCOL)
+  }
+
+  /**
+   * Whose whereabouts we can vouch for: members neither dead nor gone, at the addresses their beacons gave, and
+   * every connected peer, at the addresses identify learnt; less the peer we are telling, and ourselves.
+   */
+  async knownMembers (except: PeerId): Promise<MemberSyncMessage['members']> {
+    const skip = new Set([except.toString(), this.c.node.peerId.toString()])
+    const out = new Map<string, string[]>()
+    for (const m of this.c.membership.list()) {
+      const addrs = sendable(m.addrs)
+      if (isLive(m.state) && addrs.length > 0 && !skip.has(m.peerId)) out.set(m.peerId, addrs)
+    }
+    for (const { remotePeer } of this.c.node.getConnections()) {
+      const id = remotePeer.toString()
+      if (out.has(id) || skip.has(id)) continue
+      const peer = await this.c.node.peerStore.get(remotePeer).catch(() => undefined)
+      const addrs = sendable((peer?.addresses ?? []).map((a) => a.multiaddr.toString()))
+      if (addrs.length > 0) out.set(id, addrs)
+    }
+    return [...out].slice(0, 1024).map(([peerId, addrs]) => ({ peerId, addrs }))
+  }
+
+  /** The encoded list we send to `peer`. */
+  private async ourList (peer: PeerId): Promise<Uint8Array> {
+    return memberSyncCodec.encode({ v: 1, members: await this.knownMembers(peer) })
+  }
+
+  private readonly onConnectionOpen = (event: CustomEvent<Connection>): void => {
+    const connection = event.detail
+    // One exchange per pair of peers: the side that dialled starts it.
+    if (connection.direction !== 'outbound') return
+    this.exchange(connection).catch((err: unknown) => {
+      this.c.log.debug({ err: (err as Error).message, peer: connection.remotePeer.toString() }, 'member sync failed')
+    })
+  }
+
+  private async exchange (connection: Connection): Promise<void> {
+    const signal = AbortSignal.timeout(EXCHANGE_TIMEOUT_MS)
+    const stream = await connection.newStream(MEMBER_SYNC_PROTOCOL, { signal })
+    const lp = lpStream(stream, { maxDataLength: memberSyncCodec.maxBytes })
+    await lp.write(await this.ourList(connection.remotePeer), { signal })
+    this.receive((await lp.read({ signal })).subarray(), connection.remotePeer)
+    await stream.close({ signal })
+  }
+
+  private readonly onStream = async (stream: Stream, connection: Connection): Promise<void> => {
+    const signal = AbortSignal.timeout(EXCHANGE_TIMEOUT_MS)
+    try {
+      const lp = lpStream(stream, { maxDataLength: memberSyncCodec.maxBytes })
+      const theirs = (await lp.read({ signal })).subarray()
+      await lp.write(await this.ourList(connection.remotePeer), { signal })
+      this.receive(theirs, connection.remotePeer)
+      await stream.close({ signal })
+    } catch (err) {
+      this.c.log.debug({ err: (err as Error).message, peer: connection.remotePeer.toString() }, 'member sync failed')
+      stream.abort(err as Error)
+    }
+  }
+
+  private receive (bytes: Uint8Array, from: PeerId): void {
+    const decoded = memberSyncCodec.decode(bytes)
+    if (!decoded.ok) {
+      this.c.metrics.inc(REJECTED_METRIC, { topic: MEMBER_SYNC_PROTOCOL, reason: decoded.reason })
+      this.c.log.debug({ peer: from.toString(), reason: decoded.reason, detail: decoded.detail }, 'member list refused')
+      return
+    }
+    for (const { peerId, addrs } of decoded.value.members) {
+      // Those that said they left stay unwanted until they come back themselves.
+      if (this.c.membership.get(peerId)?.state === 'left') continue
+      this.c.dialer.want(peerId, addrs).catch((err: unknown) => {
+        this.c.log.debug({ err: (err as Error).message, peer: peerId }, 'member from sync not dialable')
+      })
+    }
+  }
+}

@@ -1,0 +1,165 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { bootstrap } from '@libp2p/bootstrap'
+import { gossipsub } from '@libp2p/gossipsub'
+import type { GossipSub, Message } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import type { Identify } from '@libp2p/identify'
+import { mdns } from '@libp2p/mdns'
+import { ping } from '@libp2p/ping'
+import type { Ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
+import { createHash } from 'node:crypto'
+import { createLibp2p } from 'libp2p'
+import type { Libp2p } from 'libp2p'
+import type { MessageCodec } from '../../protocols/codec.ts'
+import { TOPICS } from '../../protocols/topics.ts'
+import { GossipValidator } from '../../protocols/validator.ts'
+import type { ResolvedConfig } from '../config/config.ts'
+import type { Logger } from '../../common/logger.ts'
+import type { MetricsStore } from '../metrics/metrics.ts'
+
+export type MeshNode = Libp2p<{ identify: Identify, ping: Ping, pubsub: GossipSub }>
+
+/** mDNS service name of Noodle agents: other libp2p software on the LAN (IPFS…) is not even asked. */
+export const MDNS_SERVICE_TAG = '_noodle._udp.local'
+
+export interface MeshComponents {
+  config: ResolvedConfig
+  privateKey: PrivateKey
+  swarmKey: Uint8Array
+  metrics: MetricsStore
+  log: Logger
+}
+
+type Handler = (value: any, from: PeerId) => void
+
+/** A signed message's id: the first 8 bytes of SHA-256(sender's peer id ‖ sequence number). */
+export function shortMessageId (msg: Message): Uint8Array {
+  if (msg.type !== 'signed') throw new Error('Noodle gossip is always signed')
+  const digest = createHash('sha256').update(msg.from.toMultihash().bytes).update(msg.sequenceNumber.toString(16)).digest()
+  return new Uint8Array(digest.buffer, digest.byteOffset, 8)
+}
+
+/**
+ * The libp2p node: TCP + Noise + Yamux inside a private network (pnet swarm key), mDNS and bootstrap discovery,
+ * and gossipsub with strict signing. Other components publish and subscribe through it with codecs, so every
+ * message in and out passes its topic's schema.
+ */
+export class Mesh {
+  readonly node: MeshNode
+  private readonly validator: GossipValidator
+  private readonly handlers = new Map<string, Handler>()
+  private readonly log: Logger
+
+  private constructor (node: MeshNode, validator: GossipValidator, log: Logger) {
+    this.node = node
+    this.validator = validator
+    this.log = log
+  }
+
+  static async create ({ config, privateKey, swarmKey, metrics, log }: MeshComponents): Promise<Mesh> {
+    const discovery = []
+    if (config.mdns.enabled) {
+      discovery.push(mdns({ interval: config.mdns.intervalMs, serviceTag: MDNS_SERVICE_TAG }))
+    }
+    if (config.bootstrap.length > 0) {
+      discovery.push(bootstrap({ list: config.bootstrap, timeout: 0 }))
+    }
+    const node = await createLibp2p({
+      start: false,
+      privateKey,
+      addresses: { listen: config.listen },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionProtector: preSharedKey({ psk: swarmKey }),
+      // libp2p refuses a host's 6th inbound connection within a second. A site whose boxes come back together
+      // after a power cut, or agents sharing one host or NAT, join faster than that; a connection that lacks
+      // the swarm key is still dropped at the first byte.
+      connectionManager: { inboundConnectionThreshold: 64, maxIncomingPendingConnections: 64 },
+      peerDiscovery: discovery,
+      services: {
+        identify: identify(),
+        ping: ping(),
+        pubsub: gossipsub({
+          globalSignaturePolicy: 'StrictSign',
+          emitSelf: false,
+          fallbackToFloodsub: false,
+          // A lone agent still beacons: nobody hears it yet, which is not an error.
+          allowPublishToZeroTopicPeers: true,
+          metricsRegister: metrics,
+          metricsTopicStrToLabel: new Map(Object.values(TOPICS).map((t) => [t, t])),
+          // Every member keeps a direct connection to every other (PeerDialer, MemberSync), and flood publish
+          // hands each message to every connected subscriber first-hand, so by default (degree 0) nothing is
+          // forwarded: at N=8, forwarding (D=2) made each beacon arrive ~3 times and cost 2.6× the bytes (bench/mesh).
+          // A member that cannot be reached directly still gets every message through gossip repair (each
+          // heartbeat announces the last heartbeat's message ids to a few peers, who pull what they lack), or
+          // first-hand through others when the operator raises the degree.
+          D: config.gossip.degree,
+          // A mesh is only grown while smaller than Dlo, so Dlo must stay ≥ 1 whenever there is a mesh at all.
+          Dlo: config.gossip.degree === 0 ? 0 : Math.max(1, config.gossip.degree - 1),
+          Dhi: config.gossip.degree === 0 ? 0 : config.gossip.degree + 1,
+          Dout: 0,
+          Dlazy: 3,
+          mcacheGossip: 1,
+          // Message ids travel in every repair announcement (IHAVE): 8 bytes of a hash of sender and sequence
+          // number instead of gossipsub's 46-byte sender key + number. 2⁶⁴ ids leave no practical collision
+          // within the seen-cache's two minutes.
+          msgIdFn: shortMessageId,
+          // Gossipsub penalises many peers behind one IP, a defence for open networks. In this mesh every peer
+          // holds the swarm key, and many behind one IP is normal (one NAT, or agents on one host): with 15 such
+          // peers the penalty graylisted them all and the mesh fell apart (seen in bench/mesh at N=16).
+          scoreParams: { IPColocationFactorWeight: 0 }
+        })
+      }
+    })
+    const validator = new GossipValidator({ metrics, log })
+    return new Mesh(node, validator, log)
+  }
+
+  get peerId (): PeerId {
+    return this.node.peerId
+  }
+
+  /**
+   * Reads a topic: messages that pass the codec's checks reach `handler`, the rest are counted and dropped.
+   * Call before start(); the subscription itself is made when the node starts.
+   */
+  subscribe<T> (codec: MessageCodec<T>, handler: (value: T, from: PeerId) => void): void {
+    this.validator.add(codec)
+    this.handlers.set(codec.topic, handler)
+    this.node.services.pubsub.topicValidators.set(codec.topic, this.validator.validate)
+  }
+
+  async publish<T> (codec: MessageCodec<T>, value: T): Promise<void> {
+    await this.node.services.pubsub.publish(codec.topic, codec.encode(value))
+  }
+
+  async start (): Promise<void> {
+    this.node.services.pubsub.addEventListener('message', this.onMessage)
+    await this.node.start()
+    for (const topic of this.handlers.keys()) this.node.services.pubsub.subscribe(topic)
+    this.log.info({ peerId: this.peerId.toString(), addrs: this.node.getMultiaddrs().map(String) }, 'mesh started')
+  }
+
+  async stop (): Promise<void> {
+    this.node.services.pubsub.removeEventListener('message', this.onMessage)
+    await this.node.stop()
+  }
+
+  private readonly onMessage = (event: CustomEvent<Message>): void => {
+    const msg = event.detail
+    const value = this.validator.take(msg)
+    const handler = this.handlers.get(msg.topic)
+    if (value === undefined || handler == null || msg.type !== 'signed') return
+    try {
+      handler(value, msg.from)
+    } catch (err) {
+      // A handler bug must not take the gossip loop down with it.
+      this.log.error({ err, topic: msg.topic }, 'gossip handler failed')
+    }
+  }
+}

@@ -1,0 +1,131 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { IngestStats } from '../ingest/ingest.ts'
+import type { MetricsStore } from './metrics.ts'
+
+export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE
+
+/** Where the figures come from, read when Prometheus scrapes (nothing is sampled between scrapes). */
+export interface MetricsSources {
+  members: () => ReadonlyArray<{ state: string }>
+  election: () => { term: number, isCoordinator: boolean }
+  connections: () => number
+  workRunning: () => number
+  ingest: () => (IngestStats & { deadLetter: number }) | null
+  cameras: () => ReadonlyArray<{ camera: string, fpsIn?: number, fpsInferred?: number, skipped?: number }>
+  loopLagMs: () => number
+}
+
+/** Inference and camera latencies: from a sub-millisecond classifier to a detector on a slow box. */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+const MEMBER_STATES = ['alive', 'suspect', 'dead', 'left']
+
+/**
+ * The agent's figures in Prometheus's text format (`GET /metrics`): the mesh, the election, gossip, MQTT ingest,
+ * inference and cameras, and Node's own (RSS, event-loop delay, GC). Most are read from their components at
+ * scrape time; latencies are observed as they happen. gossipsub's own metrics (which it reports into the
+ * MetricsStore) are appended as they are.
+ */
+export class PrometheusMetrics {
+  readonly registry = new Registry()
+  private readonly store: MetricsStore
+  private readonly sources: MetricsSources
+  /** Read once per scrape (ingest totals are SQLite queries), then shared by the metrics that show them. */
+  private readonly scrape: { ingest: ReturnType<MetricsSources['ingest']> } = { ingest: null }
+  private readonly inference: Histogram<'model'>
+  private readonly cameraLatency: Histogram<'camera'>
+
+  constructor (components: { store: MetricsStore, sources: MetricsSources }) {
+    this.store = components.store
+    this.sources = components.sources
+    const s = components.sources
+    const scrape = this.scrape
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry })
+    new Gauge({
+      name: 'noodle_members',
+      help: 'Mesh members by state, as this node sees them (itself included).',
+      labelNames: ['state'],
+      registers,
+      collect () {
+        const counts = new Map(MEMBER_STATES.map((state) => [state, 0]))
+        for (const m of s.members()) counts.set(m.state, (counts.get(m.state) ?? 0) + 1)
+        for (const [state, n] of counts) this.set({ state }, n)
+      }
+    })
+    new Gauge({ name: 'noodle_election_term', help: 'The highest election term this node knows.', registers, collect () { this.set(s.election().term) } })
+    new Gauge({ name: 'noodle_coordinator', help: '1 while this node is the coordinator.', registers, collect () { this.set(s.election().isCoordinator ? 1 : 0) } })
+    new Gauge({ name: 'noodle_libp2p_connections', help: 'Open libp2p connections.', registers, collect () { this.set(s.connections()) } })
+    new Gauge({ name: 'noodle_work_running', help: 'Pieces of work this node runs now.', registers, collect () { this.set(s.workRunning()) } })
+    new Gauge({ name: 'noodle_event_loop_lag_seconds', help: 'How late the agent\'s own timers ran lately.', registers, collect () { this.set(s.loopLagMs() / 1000) } })
+    // Ingest totals live in the store and survive restarts: mirrored as counters at each scrape.
+    for (const [field, help] of [['received', 'MQTT messages received'], ['stored', 'readings stored'], ['rejected', 'messages refused (to the dead letter)'], ['brokerDropped', 'messages the broker reports it dropped']] as const) {
+      new Counter({
+        name: `noodle_ingest_${field === 'brokerDropped' ? 'broker_dropped' : field}_total`,
+        help: `MQTT ingest: ${help}.`,
+        registers,
+        collect () {
+          const stats = scrape.ingest
+          this.reset()
+          if (stats !== null) this.inc(stats[field])
+        }
+      })
+    }
+    new Gauge({ name: 'noodle_ingest_dead_letter', help: 'Refused messages kept in the dead letter now.', registers, collect () { this.set(scrape.ingest?.deadLetter ?? 0) } })
+    new Gauge({ name: 'noodle_ingest_connected', help: '1 while the MQTT session is connected.', registers, collect () { this.set(scrape.ingest?.connected === true ? 1 : 0) } })
+    new Gauge({
+      name: 'noodle_camera_fps',
+      help: 'Frames per second of each camera this node runs: decoded (in) and inferred.',
+      labelNames: ['camera', 'stage'],
+      registers,
+      collect () {
+        this.reset()
+        for (const c of s.cameras()) {
+          this.set({ camera: c.camera, stage: 'in' }, c.fpsIn ?? 0)
+          this.set({ camera: c.camera, stage: 'inferred' }, c.fpsInferred ?? 0)
+        }
+      }
+    })
+    new Counter({
+      name: 'noodle_camera_skipped_frames_total',
+      help: 'Frames each camera dropped because its model was busy (since the camera started here).',
+      labelNames: ['camera'],
+      registers,
+      collect () {
+        this.reset()
+        for (const c of s.cameras()) this.inc({ camera: c.camera }, c.skipped ?? 0)
+      }
+    })
+    this.inference = new Histogram({ name: 'noodle_inference_seconds', help: 'Inference time per model (in the worker).', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers })
+    this.cameraLatency = new Histogram({ name: 'noodle_camera_latency_seconds', help: 'Decode to result, per camera.', labelNames: ['camera'], buckets: LATENCY_BUCKETS, registers })
+  }
+
+  /** One inference of `model` took `ms` (labelled by the id's first 12 characters, as `noodle models` shows it). */
+  observeInference (model: string, ms: number): void {
+    this.inference.observe({ model: model.slice(0, 12) }, ms / 1000)
+  }
+
+  observeCameraResult (camera: string, latencyMs: number): void {
+    this.cameraLatency.observe({ camera }, latencyMs / 1000)
+  }
+
+  async render (): Promise<string> {
+    this.scrape.ingest = this.sources.ingest()
+    return await this.registry.metrics() + this.storeText()
+  }
+
+  /** The MetricsStore's series (gossipsub's, and our counters of refused messages and decisions) as gauges. */
+  private storeText (): string {
+    const byName = new Map<string, string[]>()
+    for (const { name, labels, value } of this.store.entries()) {
+      const lines = byName.get(name) ?? []
+      const rendered = Object.entries(labels).sort(([a], [b]) => a < b ? -1 : 1).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')
+      lines.push(`${name}${rendered === '' ? '' : `{${rendered}}`} ${value}`)
+      byName.set(name, lines)
+    }
+    return [...byName].map(([name, lines]) => `# TYPE ${name} gauge\n${lines.join('\n')}\n`).join('')
+  }
+}
+
+function escapeLabel (value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
+}

@@ -1,0 +1,41 @@
+import t from 'tap'
+import { WorkRegistry } from '../../../agent/coordination/work.ts'
+import type { Decision } from '../../../protocols/decisions.ts'
+import { DEFAULT_ACCEPTS, WorkItemSchema } from '../../../protocols/work.ts'
+import type { WorkItemInput } from '../../../protocols/work.ts'
+
+const item = (input: WorkItemInput) => WorkItemSchema.parse(input)
+const decision = (action: Decision['action'], work: WorkItemInput, home = 'elsewhere'): Decision =>
+  ({ v: 1, type: 'decision', id: 'd', term: 1, target: 'me', action, work: item(work), home, reason: 'test', at: 1, seq: 0 })
+
+t.test('runs its own work from the start; applies run and stop; refuses what must stay at home', async (t) => {
+  const work = new WorkRegistry({ selfId: 'me', configured: [item({ id: 'own', kind: 'camera' })], accepts: DEFAULT_ACCEPTS })
+  let changes = 0
+  work.on('change', () => { changes++ })
+  work.start()
+  t.same(work.runningIds(), ['own'])
+  t.same(work.apply(decision('run', { id: 'moved', kind: 'model' })), { outcome: 'applied', detail: 'started' })
+  t.same(work.apply(decision('run', { id: 'moved', kind: 'model' })), { outcome: 'applied', detail: 'already running' })
+  t.same(work.apply(decision('run', { id: 'usb', kind: 'camera', pinned: true })), { outcome: 'rejected', detail: 'the work is pinned to its home node', reason: 'refused-work' })
+  t.match(work.apply(decision('run', { id: 'v4l', kind: 'camera', source: '/dev/video0' })), { outcome: 'rejected', detail: /is not a URL \(files and devices are opened only for work homed here\)/ })
+  t.same(work.apply(decision('run', { id: 'mine', kind: 'camera', source: '/dev/video0', pinned: true }, 'me')).outcome, 'applied', 'unless this is its home')
+  t.same(work.apply(decision('stop', { id: 'own', kind: 'camera' })), { outcome: 'applied', detail: 'was not running' }, 'a stop for another home\'s work of the same id')
+  t.same(work.apply(decision('stop', { id: 'own', kind: 'camera' }, 'me')), { outcome: 'applied', detail: 'stopped' })
+  t.same(work.apply(decision('stop', { id: 'gone', kind: 'camera' })), { outcome: 'applied', detail: 'was not running' })
+  t.same(work.runningIds(), ['moved', 'mine'])
+  t.equal(changes, 4, 'a change for start, each run and each stop that changed something')
+  work.stop()
+  t.same(work.running(), [])
+})
+
+t.test('advertises its own work with the model files compiled here named by id', async (t) => {
+  const work = new WorkRegistry({ selfId: 'me', configured: [item({ id: 'cam', kind: 'camera', model: '/models/det.onnx' }), item({ id: 'other', kind: 'model', model: '/m.onnx' })], accepts: DEFAULT_ACCEPTS })
+  let advertised = 0
+  work.on('advertised', () => { advertised++ })
+  work.modelCompiled('cam', 'a'.repeat(64))
+  work.modelCompiled('cam', 'a'.repeat(64))
+  work.modelCompiled('moved-here', 'b'.repeat(64))
+  t.same(work.advertised().map((w) => w.model), ['a'.repeat(64), '/m.onnx'])
+  t.equal(advertised, 1, 'once per change, and only for work configured here')
+  t.equal(work.configured[0]?.model, '/models/det.onnx', 'the configuration itself is left as written')
+})

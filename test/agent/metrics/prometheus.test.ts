@@ -1,0 +1,71 @@
+import t from 'tap'
+import { MetricsStore } from '../../../agent/metrics/metrics.ts'
+import { PrometheusMetrics } from '../../../agent/metrics/prometheus.ts'
+import type { MetricsSources } from '../../../agent/metrics/prometheus.ts'
+
+function setup (overrides: Partial<MetricsSources> = {}) {
+  const store = new MetricsStore()
+  const sources: MetricsSources = {
+    members: () => [{ state: 'alive' }, { state: 'alive' }, { state: 'dead' }],
+    election: () => ({ term: 7, isCoordinator: true }),
+    connections: () => 2,
+    workRunning: () => 1,
+    ingest: () => ({ received: 10, stored: 8, rejected: 2, perS: 1, brokerDropped: 0, connected: true, deadLetter: 2 }),
+    cameras: () => [{ camera: 'door', fpsIn: 5, fpsInferred: 4.5, skipped: 12 }],
+    loopLagMs: () => 3,
+    ...overrides
+  }
+  return { store, metrics: new PrometheusMetrics({ store, sources }) }
+}
+
+/** The value of one series in Prometheus text, or undefined. */
+function value (text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '))
+  return line === undefined ? undefined : Number(line.slice(series.length + 1))
+}
+
+t.test('the mesh, ingest, cameras and the process, read at scrape time', async (t) => {
+  const { metrics } = setup()
+  const text = await metrics.render()
+  t.equal(value(text, 'noodle_members{state="alive"}'), 2)
+  t.equal(value(text, 'noodle_members{state="dead"}'), 1)
+  t.equal(value(text, 'noodle_members{state="suspect"}'), 0, 'every state is listed, at 0 too')
+  t.equal(value(text, 'noodle_election_term'), 7)
+  t.equal(value(text, 'noodle_coordinator'), 1)
+  t.equal(value(text, 'noodle_libp2p_connections'), 2)
+  t.equal(value(text, 'noodle_ingest_received_total'), 10)
+  t.equal(value(text, 'noodle_ingest_rejected_total'), 2)
+  t.equal(value(text, 'noodle_ingest_dead_letter'), 2)
+  t.equal(value(text, 'noodle_camera_fps{camera="door",stage="inferred"}'), 4.5)
+  t.equal(value(text, 'noodle_camera_skipped_frames_total{camera="door"}'), 12)
+  t.equal(value(text, 'noodle_event_loop_lag_seconds'), 0.003)
+  t.ok((value(text, 'process_resident_memory_bytes') ?? 0) > 0, 'RSS, from prom-client\'s defaults')
+  t.match(text, /# TYPE noodle_ingest_stored_total counter/)
+  // A second scrape reads afresh: totals are mirrored, not added up again.
+  t.equal(value(await metrics.render(), 'noodle_ingest_received_total'), 10)
+})
+
+t.test('latencies are histograms, observed as they happen', async (t) => {
+  const { metrics } = setup()
+  metrics.observeInference('abcdef0123456789'.repeat(4), 20)
+  metrics.observeInference('abcdef0123456789'.repeat(4), 200)
+  metrics.observeCameraResult('door', 95)
+  const text = await metrics.render()
+  t.equal(value(text, 'noodle_inference_seconds_count{model="abcdef012345"}'), 2, 'by the id\'s first 12 characters')
+  t.equal(value(text, 'noodle_inference_seconds_bucket{le="0.025",model="abcdef012345"}'), 1)
+  t.equal(value(text, 'noodle_inference_seconds_sum{model="abcdef012345"}'), 0.22)
+  t.equal(value(text, 'noodle_camera_latency_seconds_count{camera="door"}'), 1)
+})
+
+t.test('a box that ingests nothing and runs no camera still answers; gossipsub\'s figures are appended', async (t) => {
+  const { store, metrics } = setup({ ingest: () => null, cameras: () => [] })
+  store.inc('noodle_gossip_rejected_total', { topic: 'noodle/1/node.health', reason: 'bad "json"\n' }, 3)
+  store.gauge({ name: 'gossipsub_rpc_sent_bytes_total' }).set(1234)
+  const text = await metrics.render()
+  t.equal(value(text, 'noodle_ingest_received_total'), 0)
+  t.equal(value(text, 'noodle_ingest_connected'), 0)
+  t.notMatch(text, /noodle_camera_fps\{/)
+  t.equal(value(text, 'noodle_gossip_rejected_total{reason="bad \\"json\\"\\n",topic="noodle/1/node.health"}'), 3, 'label values escaped')
+  t.equal(value(text, 'gossipsub_rpc_sent_bytes_total'), 1234)
+  t.match(text, /# TYPE gossipsub_rpc_sent_bytes_total gauge\n/)
+})
