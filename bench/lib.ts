@@ -16,7 +16,7 @@ export function logLines (agent: AgentProcess): LogLine[] {
   return agent.output().split('\n').flatMap((line) => { try { return [JSON.parse(line) as LogLine] } catch { return [] } })
 }
 
-export { percentile } from '../agent/stats.ts'
+export { percentile } from '../common/stats.ts'
 
 /** Serf agent `i` on a testbed host, joining host 0 unless it is host 0. */
 export function startSerf (bed: Testbed, i: number): ChildProcess {

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey, PeerId } from '@libp2p/interface'
-import { IdentityError } from '../agent/errors.ts'
+import { IdentityError } from '../common/errors.ts'
 
 /** The file inside the data dir that holds this node's Ed25519 key (libp2p protobuf encoding). */
 export const IDENTITY_FILE = 'identity.key'

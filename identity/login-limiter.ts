@@ -1,4 +1,4 @@
-import { NoodleError } from '../agent/errors.ts'
+import { NoodleError } from '../common/errors.ts'
 import { BoundedMap } from '../protocols/bounded-map.ts'
 
 /** Too many failed logins for an account lately, or too many logins at once: 429, with when to try again. */

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Database as DB } from 'better-sqlite3'
-import { BadRequestError, NoodleError } from '../agent/errors.ts'
+import { BadRequestError, NoodleError } from '../common/errors.ts'
 import type { OperatorRole, OperatorView, RegisterRequest } from '../protocols/identity.ts'
 import { LoginLimiter } from './login-limiter.ts'
 import { hashPassword, passwordProblem, verifyPassword } from './password.ts'

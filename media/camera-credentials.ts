@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
-import { CameraCredentialsError, ConfigError } from '../agent/errors.ts'
+import { CameraCredentialsError, ConfigError } from '../common/errors.ts'
 import { issueKey } from '../protocols/codec.ts'
 import { canonicalHost, portOf } from '../protocols/hosts.ts'
-import { nameText } from '../protocols/text.ts'
+import { nameText } from '../common/text.ts'
 import { MAX_CREDENTIAL_CAMERAS } from '../protocols/work.ts'
 import type { WorkItem } from '../protocols/work.ts'
 

@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
-import type { Logger } from '../agent/logger.ts'
-import { redactCredentials } from '../protocols/text.ts'
+import type { Logger } from '../common/logger.ts'
+import { redactCredentials } from '../common/text.ts'
 import type { Normalization } from './preprocess.ts'
 
 /** Network sources by scheme, with the FFmpeg protocols each may use underneath. */

@@ -1,4 +1,4 @@
-import { ModelError } from '../agent/errors.ts'
+import { ModelError } from '../common/errors.ts'
 
 /**
  * What the top of an ONNX file (a protobuf `ModelProto`) says, read without loading the model: enough to tell an
