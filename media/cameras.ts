@@ -2,8 +2,7 @@ import type { Database as DB, Statement } from 'better-sqlite3'
 import type { Logger } from '../common/logger.ts'
 import { MODEL_ID } from '../protocols/remote-work-policy.ts'
 import { redactCredentials } from '../common/text.ts'
-import type { WorkRegistry } from '../agent/coordination/work.ts'
-import type { WorkItem } from '../protocols/work.ts'
+import type { RemoteWorkAccepts, WorkItem } from '../protocols/work.ts'
 import type { ModelExchange } from '../runtime/model-exchange.ts'
 import type { ModelRuntime } from '../runtime/model-runtime.ts'
 import { CameraPipeline } from './camera.ts'
@@ -20,6 +19,18 @@ export interface CameraView extends Partial<CameraStats> {
   error: string | null
 }
 
+/** The work this node runs (the agent's WorkRegistry), declared here so media/ needs nothing of agent/. */
+export interface CameraWork {
+  readonly accepts: Pick<RemoteWorkAccepts, 'maxModelBytes'>
+  running (): readonly WorkItem[]
+  /** Whether a work item runs here for another home. */
+  isRemote (id: string): boolean
+  /** A work item's model file was compiled here, as this model id. */
+  modelCompiled (workId: string, modelId: string): void
+  on (event: 'change', listener: () => void): unknown
+  off (event: 'change', listener: () => void): unknown
+}
+
 /** How long a camera whose model could not be found waits before trying again. */
 const RETRY_MS = 10_000
 
@@ -29,7 +40,7 @@ const RETRY_MS = 10_000
  * the registry, or fetched from a member that has it. Results go to `onResult` (gossip, MQTT) and the store.
  */
 export class CameraManager {
-  private readonly work: WorkRegistry
+  private readonly work: CameraWork
   private readonly runtime: ModelRuntime
   private readonly exchange: ModelExchange
   private readonly db: DB
@@ -39,7 +50,7 @@ export class CameraManager {
   private readonly cameras = new Map<string, { item: WorkItem, pipeline?: CameraPipeline, state: CameraView['state'], error: string | null, retry?: NodeJS.Timeout }>()
   private readonly insert: Statement<[string, number, string, number, number, number, number, number]>
 
-  constructor (components: { work: WorkRegistry, runtime: ModelRuntime, exchange: ModelExchange, db: DB, log: Logger, credentials: CameraCredentials, onResult: (result: CameraResult) => void }) {
+  constructor (components: { work: CameraWork, runtime: ModelRuntime, exchange: ModelExchange, db: DB, log: Logger, credentials: CameraCredentials, onResult: (result: CameraResult) => void }) {
     this.work = components.work
     this.credentials = components.credentials
     this.runtime = components.runtime

@@ -2,11 +2,15 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Message } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from '../common/logger.ts'
-import type { MetricsStore } from '../agent/metrics/metrics.ts'
 import type { MessageCodec } from './codec.ts'
 
 /** Counter of messages from peers that our validators refused, by reason and topic (or stream protocol). */
 export const REJECTED_METRIC = 'noodle_gossip_rejected_total'
+
+/** Where refusals are counted: the agent's metrics registry; declared here so protocols/ needs nothing of agent/. */
+export interface RejectionCounter {
+  inc (name: string, labels: Record<string, string>): void
+}
 
 /**
  * Gossipsub's per-topic validator for every topic we read. A message that fails is refused before gossipsub
@@ -16,10 +20,10 @@ export const REJECTED_METRIC = 'noodle_gossip_rejected_total'
 export class GossipValidator {
   private readonly codecs = new Map<string, MessageCodec<any>>()
   private readonly decoded = new WeakMap<Message, unknown>()
-  private readonly metrics: MetricsStore
+  private readonly metrics: RejectionCounter
   private readonly log: Logger
 
-  constructor (components: { metrics: MetricsStore, log: Logger }) {
+  constructor (components: { metrics: RejectionCounter, log: Logger }) {
     this.metrics = components.metrics
     this.log = components.log
   }

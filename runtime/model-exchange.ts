@@ -2,15 +2,14 @@ import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { open, rename, rm, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { FetchRefusedError, ModelError, UnknownModelError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
-import type { MeshNode } from '../agent/mesh/mesh.ts'
-import type { MetricsStore } from '../agent/metrics/metrics.ts'
 import { BoundedMap } from '../protocols/bounded-map.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
+import type { RejectionCounter } from '../protocols/validator.ts'
 import {
   MAX_MODEL_BYTES, MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec, modelFetchMoreCodec, modelFetchRequestCodec
 } from '../protocols/model-fetch.ts'
@@ -43,16 +42,19 @@ export type FetchRefusal = 'too-large' | 'no-disk-space' | 'oversized' | 'bad-ch
 
 class RefusedFetch extends FetchRefusedError<FetchRefusal> {}
 
+/** What the exchange uses of the libp2p node: its stream protocol, served and dialled. */
+export type ProtocolHost = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol'>
+
 /**
  * Models between nodes: serves the models registered here to peers, remembers which peers announced which
  * models, and fetches a model from one of them (verifying its hash) so it can be compiled and run here.
  */
 export class ModelExchange {
-  private readonly node: MeshNode
+  private readonly node: ProtocolHost
   private readonly runtime: ModelRuntime
   private readonly modelsDir: string
   private readonly log: Logger
-  private readonly metrics: MetricsStore | undefined
+  private readonly metrics: RejectionCounter | undefined
   private readonly maxModelBytes: number
   private readonly maxStandbyBytes: number
   private readonly idleTimeoutMs: number
@@ -62,11 +64,11 @@ export class ModelExchange {
   private readonly fetching = new Map<string, Promise<CompileResult>>()
 
   constructor (components: {
-    node: MeshNode
+    node: ProtocolHost
     runtime: ModelRuntime
     modelsDir: string
     log: Logger
-    metrics?: MetricsStore
+    metrics?: RejectionCounter
     /** The largest model taken from a peer; a sender that announces or sends more is cut off. */
     maxModelBytes?: number
     /** The largest standby copy (a model for work from another home): that box's policy caps what it runs. */

@@ -1,5 +1,5 @@
 import type { Logger } from '../common/logger.ts'
-import type { Membership } from '../agent/membership/membership.ts'
+import type { HealthBeacon } from '../protocols/health.ts'
 import { remoteWorkRefusal } from '../protocols/remote-work-policy.ts'
 import type { RemoteWorkAccepts, WorkItem } from '../protocols/work.ts'
 import type { ModelExchange } from './model-exchange.ts'
@@ -14,6 +14,20 @@ const RETAIN_MS = 3_600_000
 /** Standby copies together, at most, by default (models.standbyMaxBytes). */
 const MAX_BYTES = 2 * 1024 ** 3
 
+/** A member as the standby reads it: who, whether alive, and the work its last beacon named (null: none yet). */
+export interface StandbyMember {
+  peerId: string
+  state: string
+  health: Pick<HealthBeacon, 'work' | 'accepts'> | null
+}
+
+/** The members of the mesh (the agent's Membership), declared here so runtime/ needs nothing of agent/. */
+export interface MemberDirectory {
+  list (): readonly StandbyMember[]
+  on (event: 'change', listener: () => void): unknown
+  off (event: 'change', listener: () => void): unknown
+}
+
 /**
  * Keeps a copy here of every model that mesh work which could move here runs, fetched while its home is alive:
  * when a node dies, the coordinator moves its cameras to another node, and that node must not need the dead
@@ -23,7 +37,7 @@ const MAX_BYTES = 2 * 1024 ** 3
  * again; models an operator compiled or fetched never are.
  */
 export class ModelStandby {
-  private readonly membership: Membership
+  private readonly membership: MemberDirectory
   /** The work this box runs now, whatever its home: its models are never collected. */
   private readonly running: () => readonly WorkItem[]
   private readonly runtime: ModelRuntime
@@ -43,7 +57,7 @@ export class ModelStandby {
   private stopped = true
 
   constructor (components: {
-    membership: Membership, running: () => readonly WorkItem[], runtime: ModelRuntime, exchange: ModelExchange, selfId: string, accelerators: number, accepts: RemoteWorkAccepts, intervalMs: number, log: Logger, retainMs?: number
+    membership: MemberDirectory, running: () => readonly WorkItem[], runtime: ModelRuntime, exchange: ModelExchange, selfId: string, accelerators: number, accepts: RemoteWorkAccepts, intervalMs: number, log: Logger, retainMs?: number
     /** Standby copies together, at most (models.standbyMaxBytes): members' work must not fill this box's disk. */
     maxBytes?: number
   }) {

@@ -1,7 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import { WorkerError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
-import type { MetricsStore } from '../agent/metrics/metrics.ts'
 import type { LoadResult, RunResult, WorkerReply, WorkerRequest } from './inference-worker.ts'
 import type { Feeds } from './tensors.ts'
 import { transferList } from './tensors.ts'
@@ -34,6 +33,10 @@ type Loss = { kind: 'died' } | { kind: 'wedged', model: string | undefined }
 export const WORKER_LOST_METRIC = 'noodle_inference_workers_lost_total'
 /** Counter of models refused after leaving too many wedged workers behind. */
 export const MODEL_REFUSED_METRIC = 'noodle_inference_models_refused_total'
+/** Where those are counted: the agent's metrics registry, declared here so runtime/ needs nothing of agent/. */
+export interface PoolCounter {
+  inc (name: string, labels?: Record<string, string>): void
+}
 
 /** A run that takes longer than this is taken for a wedged worker; loading and optimizing a large model may take minutes. */
 const RUN_TIMEOUT_MS = 60_000
@@ -62,7 +65,7 @@ export class InferencePool {
   private readonly loadTimeoutMs: number
   private readonly maxWedged: number
   private readonly workerUrl: URL
-  private readonly metrics: MetricsStore | undefined
+  private readonly metrics: PoolCounter | undefined
   private slots: Slot[] = []
   /** Replaced workers that timed out and are still alive: ended once they answer what they were asked. */
   private readonly wedged = new Set<Slot>()
@@ -75,7 +78,7 @@ export class InferencePool {
   private replacedCount = 0
 
   constructor (components: {
-    log: Logger, cpus: number, metrics?: MetricsStore, size?: number, runTimeoutMs?: number, loadTimeoutMs?: number, maxWedged?: number
+    log: Logger, cpus: number, metrics?: PoolCounter, size?: number, runTimeoutMs?: number, loadTimeoutMs?: number, maxWedged?: number
     /** The worker's module; tests give one that can be made to hang. */
     workerUrl?: URL
   }) {
