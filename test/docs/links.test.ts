@@ -1,0 +1,123 @@
+import { execFile } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { dirname, join, relative, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+
+// The README and docs/ point at each other and at the code; a file moved or a heading renamed must fail here,
+// with the broken references listed, rather than leave a newcomer at a dead link.
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const CLI = join(ROOT, 'agent/cli/cli.ts')
+const DOCS = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)]
+/** Top-level folders of the repository whose paths the docs name in backticks. */
+const CODE_PATH = /^(agent|runtime|media|common|protocols|identity|scripts|bench|systemd|test|bin|docs)\//
+
+/** The lines of a Markdown file outside fenced code blocks (a `# comment` in a shell block is not a heading). */
+function prose (text: string): string[] {
+  let fenced = false
+  return text.split('\n').filter((line) => {
+    if (line.startsWith('```')) {
+      fenced = !fenced
+      return false
+    }
+    return !fenced
+  })
+}
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens; repeats get -1, -2… */
+function anchors (text: string): Set<string> {
+  const seen = new Map<string, number>()
+  const out = new Set<string>()
+  for (const line of prose(text)) {
+    const heading = /^#{1,6}\s+(.*)$/.exec(line)
+    if (heading === null) continue
+    const slug = heading[1]!.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-')
+    const n = seen.get(slug) ?? 0
+    seen.set(slug, n + 1)
+    out.add(n === 0 ? slug : `${slug}-${n}`)
+  }
+  return out
+}
+
+/** Inline code spans of the prose lines, and what is left of each line without them. */
+function splitCode (line: string): { code: string[], rest: string } {
+  const code: string[] = []
+  const rest = line.replace(/`([^`]+)`/g, (_, span: string) => {
+    code.push(span)
+    return ''
+  })
+  return { code, rest }
+}
+
+function read (file: string): string {
+  return readFileSync(join(ROOT, file), 'utf8')
+}
+
+t.test('every relative link in the README and docs/ reaches a file, and its anchor a heading', async (t) => {
+  const broken: string[] = []
+  let checked = 0
+  for (const file of DOCS) {
+    for (const line of prose(read(file))) {
+      for (const [, target] of splitCode(line).rest.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/.test(target!)) continue // http:, https:, mailto:
+        checked++
+        const [path, anchor] = target!.split('#') as [string, string | undefined]
+        const dest = path === '' ? join(ROOT, file) : resolve(dirname(join(ROOT, file)), path)
+        if (!existsSync(dest)) {
+          broken.push(`${file}: ${target} (no such file)`)
+        } else if (anchor !== undefined && (!dest.endsWith('.md') || !anchors(readFileSync(dest, 'utf8')).has(anchor))) {
+          broken.push(`${file}: ${target} (no such heading in ${relative(ROOT, dest)})`)
+        }
+      }
+    }
+  }
+  t.ok(checked > 20, `links checked: ${checked}`)
+  t.same(broken, [])
+})
+
+t.test('every code path the README and docs/ name in backticks exists', async (t) => {
+  const missing: string[] = []
+  let checked = 0
+  for (const file of DOCS) {
+    for (const line of prose(read(file))) {
+      for (const span of splitCode(line).code) {
+        const path = span.split(/\s/)[0]!
+        // Patterns and elisions (`test/agent/<subsystem>/*.test.ts`, `agent/…`) name no one file.
+        if (!CODE_PATH.test(path) || /[<>*…{}]/.test(path)) continue
+        checked++
+        if (!existsSync(join(ROOT, path))) missing.push(`${file}: ${path}`)
+      }
+    }
+  }
+  t.ok(checked > 10, `paths checked: ${checked}`)
+  t.same(missing, [])
+})
+
+t.test('the README links every page of docs/', async (t) => {
+  const readme = read('README.md')
+  const unlinked = DOCS.filter((f) => f !== 'README.md' && !readme.includes(`](${f})`))
+  t.same(unlinked, [])
+})
+
+t.test('the CLI reference and the README table name exactly the commands of `noodle help`', async (t) => {
+  const help = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, [CLI, 'help'], { timeout: 20_000 }, (err, stdout) => err ? reject(err) : resolve(stdout))
+  })
+  const usage = help.split('\n').filter((l) => l.startsWith('  noodle ')).map((l) => l.trim())
+  // docs/cli.md's usage block: each line's synopsis, without the description after two spaces.
+  const block = /```\n(noodle [\s\S]*?)```/.exec(read('docs/cli.md'))?.[1] ?? ''
+  const synopses = block.split('\n').filter((l) => l.startsWith('noodle ')).map((l) => l.split(/ {2,}/)[0]!)
+  const covers = (synopsis: string, line: string): boolean => line === synopsis || line.startsWith(`${synopsis} `)
+  t.same({
+    undocumented: usage.filter((line) => !synopses.some((s) => covers(s, line))),
+    unknown: synopses.filter((s) => !usage.some((line) => covers(s, line)))
+  }, { undocumented: [], unknown: [] }, 'docs/cli.md lists the commands of `noodle help`, with the same arguments')
+
+  const commands = (lines: string[]): string[] =>
+    [...new Set(lines.flatMap((l) => [...l.matchAll(/noodle ([a-z-]+)/g)].map((m) => m[1]!)))].sort()
+  const table = prose(read('README.md')).filter((l) => l.startsWith('| `noodle '))
+  const inTable = commands(table.map((row) => row.split(' | ')[0]!))
+  t.same(inTable, commands(usage).filter((c) => c !== 'help'), 'the README table names each command once at least')
+  t.ok(statSync(join(ROOT, 'README.md')).size < 16 * 1024, 'the README stays a five-minute read')
+})
