@@ -82,11 +82,13 @@ t.test('every code path the README and docs/ name in backticks exists', async (t
   for (const file of DOCS) {
     for (const line of prose(read(file))) {
       for (const span of splitCode(line).code) {
-        const path = span.split(/\s/)[0]!
-        // Patterns and elisions (`test/agent/<subsystem>/*.test.ts`, `agent/…`) name no one file.
-        if (!CODE_PATH.test(path) || /[<>*…{}]/.test(path)) continue
-        checked++
-        if (!existsSync(join(ROOT, path))) missing.push(`${file}: ${path}`)
+        // Each word of a span: `node bench/media.ts --frames 3000` names bench/media.ts.
+        for (const path of span.split(/\s+/)) {
+          // Patterns and elisions (`test/agent/<subsystem>/*.test.ts`, `agent/…`) name no one file.
+          if (!CODE_PATH.test(path) || /[<>*…{}]/.test(path)) continue
+          checked++
+          if (!existsSync(join(ROOT, path))) missing.push(`${file}: ${path}`)
+        }
       }
     }
   }
