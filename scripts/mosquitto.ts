@@ -57,7 +57,7 @@ export async function startMosquitto ({ extra = [] }: { extra?: string[] } = {})
     `user ${userInfo().username}`,
     'persistence true',
     `persistence_location ${dir}/`,
-    // An ingest box's settings (see the README): queue generously for a subscriber that is behind or away.
+    // An ingest box's settings (see docs/mqtt.md): queue generously for a subscriber that is behind or away.
     'max_queued_messages 1000000',
     'sys_interval 1',
     ...extra

@@ -18,7 +18,7 @@ async function nextMessage (port: number, topic: string, waitS = 5): Promise<str
 }
 
 t.test('presence on the broker: retained availability, Last Will, health, Home Assistant discovery', async (t) => {
-  // .ci/run starts a broker with the README's ingest settings; elsewhere the test starts its own.
+  // .ci/run starts a broker with the ingest settings of docs/mqtt.md; elsewhere the test starts its own.
   const shared = process.env.NOODLE_TEST_MQTT_URL
   const broker = shared === undefined ? await startMosquitto() : null
   if (broker !== null) t.teardown(broker.close)
