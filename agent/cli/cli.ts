@@ -14,7 +14,7 @@ import type { OperatorView } from '../../protocols/identity.ts'
 import { escapeJson, escapeText } from '../../common/text.ts'
 import type { BenchResult, CompileResult } from '../../runtime/model-runtime.ts'
 import type { IngestStatus } from '../ingest/ingest.ts'
-import { VERSION } from '../main/version.ts'
+import { VERSION } from '../../common/version.ts'
 import type { OptimizeResponse } from '../../protocols/optimize.ts'
 import type { CameraListView, DecisionView, ModelView, NodeView, SensorReadingView, StatusView } from '../api/views.ts'
 

@@ -4,7 +4,7 @@ import { PayloadParser } from '../../protocols/sensor-payload.ts'
 import type { ResolvedConfig } from '../config/config.ts'
 import { ConfigError } from '../../common/errors.ts'
 import { BROKER_DROPPED_TOPIC, Ingest } from './ingest.ts'
-import type { Component } from '../main/lifecycle.ts'
+import type { Component } from '../../common/component.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { MetricsStore } from '../metrics/metrics.ts'
 import { EmbeddedBroker } from './mqtt-broker.ts'
@@ -14,7 +14,7 @@ import { MqttPresence, presenceTopics } from './mqtt-presence.ts'
 import { maxPacketBytesFor, MqttSession } from './mqtt-session.ts'
 import type { SessionTls } from './mqtt-session.ts'
 import type { SensorStore } from './sensor-store.ts'
-import { VERSION } from '../main/version.ts'
+import { VERSION } from '../../common/version.ts'
 
 /** The MQTT side of an agent: what runs, in start order, and the ingest when topics are configured. */
 export interface MqttParts {

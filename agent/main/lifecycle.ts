@@ -1,10 +1,7 @@
+import type { Component } from '../../common/component.ts'
 import type { Logger } from '../../common/logger.ts'
 
-/** A part of the agent with a start and a stop; either may be async. */
-export interface Component {
-  start?: () => void | Promise<void>
-  stop?: () => void | Promise<void>
-}
+export type { Component }
 
 /** Starts components in order and stops the started ones in reverse, also when a start fails half-way. */
 export class Lifecycle {
