@@ -25,6 +25,21 @@ function prose (text: string): string[] {
   })
 }
 
+/** The lines inside fenced code blocks. */
+function fencedLines (text: string): string[] {
+  let fenced = false
+  return text.split('\n').filter((line) => {
+    if (line.startsWith('```')) {
+      fenced = !fenced
+      return false
+    }
+    return fenced
+  })
+}
+
+/** A code path in a fenced block: a word that starts with a top-level folder and ends in a file or a slash. */
+const FENCED_PATH = /(?<![\w/.-])(?:agent|runtime|media|common|protocols|identity|scripts|bench|systemd|bin)\/[\w./-]*[\w/]/g
+
 /** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens; repeats get -1, -2… */
 function anchors (text: string): Set<string> {
   const seen = new Map<string, number>()
@@ -80,6 +95,13 @@ t.test('every code path the README and docs/ name in backticks exists', async (t
   const missing: string[] = []
   let checked = 0
   for (const file of DOCS) {
+    // Diagrams and commands in fenced blocks name files too (`node scripts/mesh-publish.ts …`).
+    for (const line of fencedLines(read(file))) {
+      for (const [path] of line.matchAll(FENCED_PATH)) {
+        checked++
+        if (!existsSync(join(ROOT, path))) missing.push(`${file}: ${path}`)
+      }
+    }
     for (const line of prose(read(file))) {
       for (const span of splitCode(line).code) {
         // Each word of a span: `node bench/media.ts --frames 3000` names bench/media.ts.
@@ -122,4 +144,43 @@ t.test('the CLI reference and the README table name exactly the commands of `noo
   const inTable = commands(table.map((row) => row.split(' | ')[0]!))
   t.same(inTable, commands(usage).filter((c) => c !== 'help'), 'the README table names each command once at least')
   t.ok(statSync(join(ROOT, 'README.md')).size < 16 * 1024, 'the README stays a five-minute read')
+})
+
+t.test('docs/architecture.md names classes, functions and files that exist', async (t) => {
+  const text = read('docs/architecture.md')
+  const sources = ['agent', 'common', 'protocols', 'runtime', 'media', 'identity']
+    .flatMap((dir) => readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => join(dir, f)))
+  const code = new Map(sources.map((f) => [f, read(f)]))
+  const exporter = (name: string): string | undefined => [...code].find(([, src]) =>
+    new RegExp(`^export (?:declare )?(?:abstract )?(?:async )?(?:class|interface|type|function|const) ${name}\\b`, 'm').test(src))?.[0]
+  const unknown: string[] = []
+  const names = new Set<string>()
+  // The steps of the diagrams (`HealthSampler       agent/…`), and `Name`, `Name.method()`, `camelCase()` in the text.
+  for (const line of fencedLines(text)) {
+    const step = /^([A-Z][A-Za-z]+)\s/.exec(line)
+    if (step !== null) names.add(step[1]!)
+    for (const [, name] of line.matchAll(/\b([A-Za-z]\w*(?:\.\w+)?)\(\)/g)) names.add(name!)
+  }
+  for (const line of prose(text)) {
+    for (const span of splitCode(line).code) {
+      const m = /^([A-Za-z]\w*(?:\.\w+)?)(\(.*\))?$/.exec(span)
+      if (m === null || ['start', 'stop'].includes(m[1]!)) continue
+      if (/[A-Z]/.test(m[1]!) || m[2] !== undefined) names.add(m[1]!)
+    }
+  }
+  for (const name of names) {
+    const [owner, member] = name.split('.') as [string, string | undefined]
+    const file = exporter(owner)
+    if (file === undefined) unknown.push(`${name}: nothing exports ${owner}`)
+    else if (member !== undefined && !new RegExp(`^ {2}(?:async )?${member} ?[(<]`, 'm').test(code.get(file)!)) unknown.push(`${name}: no ${member} in ${file}`)
+  }
+  // The folder map: each `file.ts` or `folder/` a row names is in that row's folder.
+  for (const row of prose(text).filter((l) => /^\| `[a-z]+\/[a-z]*\/?` \|/.test(l))) {
+    const folder = /^\| `([^`]+)`/.exec(row)![1]!
+    for (const span of splitCode(row.slice(row.indexOf('|', 2))).code) {
+      if (/^[\w-]+(\.ts|\/)$/.test(span) && !existsSync(join(ROOT, folder, span))) unknown.push(`${folder}${span}`)
+    }
+  }
+  t.ok(names.size > 15, `names checked: ${[...names].sort().join(' ')}`)
+  t.same(unknown, [])
 })
