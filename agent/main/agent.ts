@@ -1,24 +1,21 @@
 import { availableParallelism } from 'node:os'
-import { basename, join } from 'node:path'
+import { join } from 'node:path'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../../identity/keys.ts'
-import { REJECTED_METRIC } from '../../protocols/validator.ts'
 import { TOPICS } from '../../protocols/topics.ts'
-import { API_FAILED_METRIC, API_REFUSED_METRIC, ControlApi, JsonReply, TextBody, parseBody, readJsonBody } from '../api/server.ts'
-import { clearImportStaging, importStagingDir, withImportedModel } from '../api/model-import.ts'
-import type { Access, Caller } from '../api/server.ts'
-import { OperatorStore, RoleForbiddenError } from '../../identity/operators.ts'
-import { LoginRequestSchema, RegisterRequestSchema, RemoveOperatorSchema } from '../../protocols/identity.ts'
+import { apiRoutes, controlApi } from '../api/control.ts'
+import type { ApiSources } from '../api/control.ts'
+import { clearImportStaging, importStagingDir } from '../api/model-import.ts'
+import { statusLine, statusView } from '../api/routes/system.ts'
+import { OperatorStore } from '../../identity/operators.ts'
 import { systemEventCodec } from '../../protocols/events.ts'
-import { PROMETHEUS_CONTENT_TYPE, PrometheusMetrics } from '../metrics/prometheus.ts'
+import { PrometheusMetrics } from '../metrics/prometheus.ts'
 import { SystemdNotifier } from './systemd.ts'
-import { BenchRequestSchema, CompileRequestSchema, FetchRequestSchema, modelCompiledCodec } from '../../protocols/models.ts'
+import { modelCompiledCodec } from '../../protocols/models.ts'
 import { ModelExchange } from '../../runtime/model-exchange.ts'
 import { ModelStandby } from '../../runtime/model-standby.ts'
 import { mediaResultCodec } from '../../protocols/media.ts'
 import { CameraManager } from '../../media/cameras.ts'
 import { checkOwnCameras, readCameraCredentials } from '../../media/camera-credentials.ts'
-import { redactCredentials } from '../../common/text.ts'
-import { ForgetSensorRequestSchema } from '../../protocols/sensor-payload.ts'
 import { InferencePool } from '../../runtime/pool.ts'
 import { ModelRegistry } from '../../runtime/registry.ts'
 import { ModelRuntime, compileResult } from '../../runtime/model-runtime.ts'
@@ -40,33 +37,13 @@ import { Mesh } from '../mesh/mesh.ts'
 import { MetricsStore } from '../metrics/metrics.ts'
 import { mqttParts } from '../ingest/mqtt.ts'
 import type { MqttParts } from '../ingest/mqtt.ts'
-import type { IngestStatus } from '../ingest/ingest.ts'
-import type { EmbeddedBrokerStats } from '../ingest/mqtt-broker.ts'
 import { HOUR_MS, SensorStore } from '../ingest/sensor-store.ts'
 import { LoopLag } from '../membership/loop-lag.ts'
 import { Orchestrator } from '../coordination/orchestrator.ts'
 import { PROBE_TICK_MS, Prober } from '../membership/prober.ts'
 import { Store } from '../store/store.ts'
 import { VERSION } from '../../common/version.ts'
-import { decisionView, modelView, nodeView, sensorReadingView } from '../api/views.ts'
-import type { CameraListView, DecisionView, GossipView, ModelView, NodeView, SensorReadingView, StatusView } from '../api/views.ts'
 import { WorkRegistry } from '../coordination/work.ts'
-
-/**
- * Who may call what over the TCP listener (the Unix socket is trusted): logging in is open to all, reading to
- * viewers, acting on the mesh (optimize, models) to operators, and managing operators to admins.
- */
-function accessOf (route: string): Access {
-  if (route === 'POST /api/v1/identity/login') return 'public'
-  if (route.includes(' /api/v1/identity/')) return 'admin'
-  if (route.startsWith('GET ')) return 'viewer'
-  return 'operator'
-}
-
-/** Who the audit log names for a request. */
-function actorOf (caller: Caller): string {
-  return caller.local ? 'local' : caller.username ?? 'anonymous'
-}
 
 /** A fresh agent listens this many beacon intervals before it may claim the coordinator role. */
 const SETTLE_BEACONS = 2
@@ -81,18 +58,7 @@ export class Agent {
   readonly mesh: Mesh
   readonly membership: Membership
   readonly election: Election
-  private readonly config: ResolvedConfig
-  private readonly metrics: MetricsStore
-  private readonly store: Store
-  private readonly disk: DiskStatus
-  private readonly lag: LoopLag
-  private readonly orchestrator: Orchestrator
-  private readonly sensors: SensorStore
-  private readonly mqtt: MqttParts
-  private readonly runtime: ModelRuntime
-  private readonly cameras: CameraManager
   private readonly lifecycle: Lifecycle
-  private readonly startedAt: number
 
   private constructor (parts: {
     config: ResolvedConfig
@@ -123,83 +89,35 @@ export class Agent {
     prometheus: PrometheusMetrics
     operators: OperatorStore
   }) {
-    this.config = parts.config
     this.mesh = parts.mesh
     this.membership = parts.membership
     this.election = parts.election
-    this.metrics = parts.metrics
-    this.store = parts.store
-    this.disk = parts.disk
-    this.lag = parts.lag
-    this.orchestrator = parts.orchestrator
-    this.sensors = parts.sensors
-    this.mqtt = parts.mqtt
-    this.runtime = parts.runtime
-    this.cameras = parts.cameras
-    this.startedAt = parts.startedAt
-    const api = new ControlApi({
-      socketPath: parts.config.api.socketPath,
-      log: parts.log,
-      timeouts: { headersMs: parts.config.api.headersTimeoutMs, requestMs: parts.config.api.requestTimeoutMs },
-      onRefused: (reason) => { parts.metrics.inc(API_REFUSED_METRIC, { reason }) },
-      onFailed: (reason) => { parts.metrics.inc(API_FAILED_METRIC, { reason }) },
-      routes: {
-        'GET /api/v1/system/status': () => this.status(),
-        'GET /api/v1/mesh/nodes': () => this.nodes(),
-        'GET /api/v1/mesh/gossip': () => this.gossip(),
-        'GET /api/v1/ahr/decisions': () => this.decisions(),
-        'POST /api/v1/ahr/optimize': async () => await this.orchestrator.optimize(),
-        'GET /api/v1/sensors': () => this.sensorReadings(),
-        'POST /api/v1/sensors/forget': async (req) => {
-          const { sensor, metric } = parseBody(ForgetSensorRequestSchema, await readJsonBody(req))
-          return { forgotten: parts.sensors.forget(sensor, metric) }
-        },
-        'GET /api/v1/ingest': () => this.ingest(),
-        'GET /api/v1/ingest/dead-letters': () => parts.sensors.deadLetterViews(),
-        'GET /api/v1/models': () => this.models(),
-        'GET /api/v1/cameras': () => this.cameraViews(),
-        'GET /metrics': async () => new TextBody(await parts.prometheus.render(), PROMETHEUS_CONTENT_TYPE),
-        // The Unix socket is trusted (its group is the box's operators): its requests act as "local".
-        'POST /api/v1/identity/login': async (req) => {
-          const { username, password } = parseBody(LoginRequestSchema, await readJsonBody(req))
-          return await parts.operators.login(username, password, req.socket.remoteAddress ?? 'local')
-        },
-        'POST /api/v1/identity/register': async (req, caller) => {
-          const request = parseBody(RegisterRequestSchema, await readJsonBody(req))
-          // As the schema says: roles are given only on the trusted socket, so a stolen admin token cannot mint admins.
-          if (!caller.local && request.role !== 'viewer') throw new RoleForbiddenError(request.role)
-          const created = await parts.operators.register(request, actorOf(caller))
-          parts.mesh.publish(systemEventCodec, { v: 1, type: 'operator.registered', at: Date.now(), userId: created.user_id, username: created.username })
-            .catch((err: unknown) => { parts.log.debug({ err }, 'registration event not published') })
-          const { user_id: userId, username, email, created_at: createdAt, status } = created
-          return new JsonReply(201, { user_id: userId, username, email, created_at: createdAt, status })
-        },
-        'GET /api/v1/identity/users': () => parts.operators.list(),
-        'POST /api/v1/identity/users/remove': async (req, caller) => {
-          parts.operators.remove(parseBody(RemoveOperatorSchema, await readJsonBody(req)).username, actorOf(caller))
-          return { removed: true }
-        },
-        'GET /api/v1/identity/audit': () => parts.operators.auditLog(),
-        'POST /api/v1/models/compile': async (req, caller) => {
-          const { file } = parseBody(CompileRequestSchema, await readJsonBody(req))
-          const { importDir, maxModelBytes } = parts.config.models
-          // Compiled from a private copy read through the checked descriptor: a file swapped after the check is not read.
-          return await withImportedModel(file, { remote: !caller.local, importDir, maxBytes: maxModelBytes }, importStagingDir(parts.config.dataDir),
-            async (staged) => await this.runtime.compile(staged, { name: basename(file) }))
-        },
-        'POST /api/v1/models/fetch': async (req) => {
-          const { id } = parseBody(FetchRequestSchema, await readJsonBody(req))
-          return await parts.exchange.fetch(id)
-        },
-        'POST /api/v1/models/bench': async (req) => {
-          const { id, runs, shape } = parseBody(BenchRequestSchema, await readJsonBody(req))
-          return await this.runtime.bench(id, { runs, shape })
-        }
-      },
-      remote: parts.config.api.tcp === undefined
-        ? undefined
-        : { ...parts.config.api.tcp, authenticate: (token) => parts.operators.authenticate(token), access: accessOf }
-    })
+    const { config, log, mesh, operators } = parts
+    // What the API reads and acts on; each routes module (agent/api/routes/) takes its share.
+    const sources: ApiSources = {
+      selfId: mesh.peerId.toString(),
+      name: config.name,
+      version: VERSION,
+      startedAt: parts.startedAt,
+      election: parts.election,
+      membership: parts.membership,
+      lag: parts.lag,
+      disk: parts.disk,
+      prometheus: parts.prometheus,
+      counters: parts.metrics,
+      decisions: parts.store,
+      optimizer: parts.orchestrator,
+      sensors: parts.sensors,
+      mqtt: parts.mqtt,
+      runtime: parts.runtime,
+      exchange: parts.exchange,
+      imports: { importDir: config.models.importDir, maxModelBytes: config.models.maxModelBytes, stagingDir: importStagingDir(config.dataDir) },
+      cameras: parts.cameras,
+      operators,
+      publishEvent: async (event) => { await mesh.publish(systemEventCodec, event) },
+      log
+    }
+    const api = controlApi({ config: config.api, routes: apiRoutes(sources), authenticate: (token) => operators.authenticate(token), log, counters: parts.metrics })
     this.lifecycle = new Lifecycle([
       ['store', parts.store],
       ['sensor store', parts.sensors],
@@ -220,7 +138,7 @@ export class Agent {
       ['health', parts.reporter],
       ['api', api],
       // Last to start, first to stop: READY means every component is up.
-      ['systemd', new SystemdNotifier({ log: parts.log, status: () => this.statusLine() })]
+      ['systemd', new SystemdNotifier({ log: parts.log, status: () => statusLine(statusView(sources)) })]
     ], parts.log)
   }
 
@@ -431,100 +349,5 @@ export class Agent {
 
   async stop (): Promise<void> {
     await this.lifecycle.stop()
-  }
-
-  status (): StatusView {
-    const coordinator = this.election.coordinator
-    return {
-      peerId: this.mesh.peerId.toString(),
-      name: this.config.name,
-      version: VERSION,
-      uptimeS: Math.round((Date.now() - this.startedAt) / 100) / 10,
-      role: this.election.isCoordinator ? 'coordinator' : 'member',
-      coordinator,
-      coordinatorName: coordinator == null ? null : this.membership.get(coordinator)?.name ?? null,
-      term: this.election.term,
-      members: this.membership.count('alive'),
-      loopLagMs: this.lag.ms,
-      disk: this.disk.view()
-    }
-  }
-
-  /** One line for `systemctl status`. */
-  statusLine (): string {
-    const s = this.status()
-    return `${s.members} member(s) alive; ${s.role}; coordinator ${s.coordinatorName ?? s.coordinator ?? 'none yet'}, term ${s.term}`
-  }
-
-  nodes (): NodeView[] {
-    return this.membership.list().map((m) => nodeView(m, this.election.coordinator))
-  }
-
-  decisions (): DecisionView[] {
-    const names = new Map(this.membership.list().map((m) => [m.peerId, m.name]))
-    return this.store.decisions().map((d) => decisionView(d, names))
-  }
-
-  sensorReadings (): SensorReadingView[] {
-    return this.sensors.sensors().map(sensorReadingView)
-  }
-
-  /** Cameras this node runs, with their figures, and cameras other members run, by where. */
-  cameraViews (): CameraListView[] {
-    const local: CameraListView[] = this.cameras.list().map((c) => ({
-      camera: c.camera,
-      node: this.config.name,
-      source: c.source === undefined ? null : redactCredentials(c.source),
-      model: c.model ?? null,
-      state: c.state,
-      fpsIn: c.fpsIn ?? 0,
-      fpsInferred: c.fpsInferred ?? 0,
-      skipped: c.skipped ?? 0,
-      latencyMs: c.latencyMs ?? null,
-      detections: c.detections ?? null,
-      decoder: c.decoder ?? null,
-      error: c.error
-    }))
-    const seen = new Set(local.map((c) => c.camera))
-    // A camera runs at home or wherever the coordinator moved it: its item is in its home's beacon.
-    const members = this.membership.list()
-    const cameraWork = new Map(members.flatMap((m) => m.health?.work ?? []).filter((w) => w.kind === 'camera').map((w) => [w.id, w]))
-    const remote: CameraListView[] = []
-    for (const m of members) {
-      if (m.peerId === this.mesh.peerId.toString() || m.health == null || m.state !== 'alive') continue
-      for (const id of m.health.running) {
-        const w = cameraWork.get(id)
-        if (w === undefined || seen.has(id)) continue
-        seen.add(id)
-        remote.push({ camera: id, node: m.name, source: w.source === undefined ? null : redactCredentials(w.source), model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, error: null })
-      }
-    }
-    return [...local, ...remote]
-  }
-
-  models (): ModelView[] {
-    return this.runtime.list().map(modelView)
-  }
-
-  ingest (): IngestStatus & { embeddedBroker: EmbeddedBrokerStats | null } {
-    const embeddedBroker = this.mqtt.broker?.stats() ?? null
-    if (this.mqtt.ingest !== null) return { ...this.mqtt.ingest.status(), embeddedBroker }
-    // Nothing is ingested now, but totals from earlier runs are still in the store.
-    return { ...this.sensors.totals(), deadLetter: this.sensors.deadLetterCount(), connected: false, broker: this.mqtt.session?.broker ?? null, embeddedBroker }
-  }
-
-  gossip (): GossipView {
-    const rejected: Record<string, number> = {}
-    for (const [key, n] of Object.entries(this.metrics.series(REJECTED_METRIC))) rejected[key] = n
-    for (const [error, n] of Object.entries(this.metrics.series('gossipsub_msg_received_invalid_total'))) {
-      // Our validators' refusals are counted above; gossipsub's own (bad signature, seqno, from) come here.
-      if (error !== 'reject') rejected[`envelope/${error}`] = n
-    }
-    return {
-      sentBytes: this.metrics.get('gossipsub_rpc_sent_bytes_total'),
-      receivedBytes: this.metrics.get('gossipsub_rpc_recv_bytes_total'),
-      published: this.metrics.sum('gossipsub_msg_publish_count_total'),
-      rejected
-    }
   }
 }

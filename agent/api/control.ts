@@ -1,0 +1,60 @@
+import type { Logger } from '../../common/logger.ts'
+import type { OperatorRole } from '../../protocols/identity.ts'
+import type { ResolvedConfig } from '../config/config.ts'
+import { API_FAILED_METRIC, API_REFUSED_METRIC, ControlApi } from './server.ts'
+import { cameraRoutes } from './routes/cameras.ts'
+import type { CameraSources } from './routes/cameras.ts'
+import { coordinationRoutes } from './routes/coordination.ts'
+import type { CoordinationSources } from './routes/coordination.ts'
+import { identityRoutes } from './routes/identity.ts'
+import type { IdentitySources } from './routes/identity.ts'
+import { meshRoutes } from './routes/mesh.ts'
+import type { MeshSources } from './routes/mesh.ts'
+import { modelRoutes } from './routes/models.ts'
+import type { ModelSources } from './routes/models.ts'
+import { routeTable } from './routes/route.ts'
+import type { Routes } from './routes/route.ts'
+import { sensorRoutes } from './routes/sensors.ts'
+import type { SensorSources } from './routes/sensors.ts'
+import { systemRoutes } from './routes/system.ts'
+import type { SystemSources } from './routes/system.ts'
+
+/** Everything the control API reads from and acts on: each routes module takes its share of it. */
+export type ApiSources = SystemSources & MeshSources & CoordinationSources & SensorSources & ModelSources & CameraSources & IdentitySources
+
+/** The whole route table: one part per area (routes/*.ts), each route with the role it needs over HTTPS. */
+export function apiRoutes (sources: ApiSources): Routes {
+  return {
+    ...systemRoutes(sources),
+    ...meshRoutes(sources),
+    ...coordinationRoutes(sources),
+    ...sensorRoutes(sources),
+    ...modelRoutes(sources),
+    ...cameraRoutes(sources),
+    ...identityRoutes(sources)
+  }
+}
+
+/**
+ * The agent's control API: the routes served on the Unix socket and, when `api.tcp` is set, over HTTPS to
+ * operators with a token whose role the route allows. Refusals and failures are counted by reason.
+ */
+export function controlApi ({ config, routes, authenticate, log, counters }: {
+  config: ResolvedConfig['api']
+  routes: Routes
+  /** Who a token names (identity/operators.ts). */
+  authenticate: (token: string) => { username: string, role: OperatorRole } | undefined
+  log: Logger
+  counters: { inc: (name: string, labels: Record<string, string>) => void }
+}): ControlApi {
+  const { handlers, access } = routeTable(routes)
+  return new ControlApi({
+    socketPath: config.socketPath,
+    log,
+    timeouts: { headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs },
+    onRefused: (reason) => { counters.inc(API_REFUSED_METRIC, { reason }) },
+    onFailed: (reason) => { counters.inc(API_FAILED_METRIC, { reason }) },
+    routes: handlers,
+    remote: config.tcp === undefined ? undefined : { ...config.tcp, authenticate, access }
+  })
+}

@@ -1,0 +1,41 @@
+import { basename } from 'node:path'
+import { BenchRequestSchema, CompileRequestSchema, FetchRequestSchema } from '../../../protocols/models.ts'
+import type { ModelRecord } from '../../../runtime/registry.ts'
+import type { BenchResult, CompileResult } from '../../../runtime/model-runtime.ts'
+import { withImportedModel } from '../model-import.ts'
+import { modelView } from '../views.ts'
+import { operatorRoute, readBody, viewerRoute } from './route.ts'
+import type { Routes } from './route.ts'
+
+export interface ModelSources {
+  runtime: {
+    list: () => ModelRecord[]
+    compile: (file: string, options: { name: string }) => Promise<CompileResult>
+    bench: (id: string, options: { runs?: number, shape?: number[] }) => Promise<BenchResult>
+  }
+  /** Fetches a model from a member that has it. */
+  exchange: { fetch: (id: string) => Promise<CompileResult> }
+  /** Where remote callers may compile from (`models.importDir`), the size cap, and where private copies are made. */
+  imports: { importDir: string | undefined, maxModelBytes: number, stagingDir: string }
+}
+
+/** The models registered here: listed, compiled from a file, fetched from a member, benchmarked. */
+export function modelRoutes ({ runtime, exchange, imports }: ModelSources): Routes {
+  return {
+    'GET /api/v1/models': viewerRoute(() => runtime.list().map(modelView)),
+    'POST /api/v1/models/compile': operatorRoute(async (req, caller) => {
+      const { file } = await readBody(req, CompileRequestSchema)
+      const rules = { remote: !caller.local, importDir: imports.importDir, maxBytes: imports.maxModelBytes }
+      // Compiled from a private copy read through the checked descriptor: a file swapped after the check is not read.
+      return await withImportedModel(file, rules, imports.stagingDir, async (staged) => await runtime.compile(staged, { name: basename(file) }))
+    }),
+    'POST /api/v1/models/fetch': operatorRoute(async (req) => {
+      const { id } = await readBody(req, FetchRequestSchema)
+      return await exchange.fetch(id)
+    }),
+    'POST /api/v1/models/bench': operatorRoute(async (req) => {
+      const { id, runs, shape } = await readBody(req, BenchRequestSchema)
+      return await runtime.bench(id, { runs, shape })
+    })
+  }
+}

@@ -1,0 +1,54 @@
+import type { IncomingMessage } from 'node:http'
+import type { z } from 'zod'
+import { parseBody, readJsonBody } from '../server.ts'
+import type { Access, Caller, RouteHandler } from '../server.ts'
+
+/** One endpoint: who may call it over HTTPS (the Unix socket is trusted), and what answers it. */
+export interface Route {
+  access: Access
+  handle: RouteHandler
+}
+
+/** Endpoints by `METHOD /path`, as each routes module returns its part of the table. */
+export type Routes = Record<string, Route>
+
+/** Logging in is open to all (it is how a token is had). */
+export function publicRoute (handle: RouteHandler): Route {
+  return { access: 'public', handle }
+}
+
+/** Reading: any operator with a token, viewers included. */
+export function viewerRoute (handle: RouteHandler): Route {
+  return { access: 'viewer', handle }
+}
+
+/** Acting on the mesh (optimize, models, forgetting sensors). */
+export function operatorRoute (handle: RouteHandler): Route {
+  return { access: 'operator', handle }
+}
+
+/** Managing operators. */
+export function adminRoute (handle: RouteHandler): Route {
+  return { access: 'admin', handle }
+}
+
+/** A request's JSON body, checked against its schema: a refusal names the field at fault. */
+export async function readBody<S extends z.ZodType> (req: IncomingMessage, schema: S): Promise<z.infer<S>> {
+  return parseBody(schema, await readJsonBody(req))
+}
+
+/** Who the audit log names for a request. */
+export function actorOf (caller: Caller): string {
+  return caller.local ? 'local' : caller.username ?? 'anonymous'
+}
+
+/**
+ * What ControlApi takes from a route table: the handlers, and the rule its HTTPS listener judges callers by.
+ * ControlApi asks `access` only for routes it has, so a route that is not in the table is never reached; were it
+ * asked, the strictest role answers.
+ */
+export function routeTable (routes: Routes): { handlers: Record<string, RouteHandler>, access: (route: string) => Access } {
+  const entries = Object.entries(routes)
+  const access = new Map(entries.map(([route, r]) => [route, r.access]))
+  return { handlers: Object.fromEntries(entries.map(([route, r]) => [route, r.handle])), access: (route) => access.get(route) ?? 'admin' }
+}
