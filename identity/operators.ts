@@ -1,6 +1,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Database as DB } from 'better-sqlite3'
 import { BadRequestError, NoodleError } from '../common/errors.ts'
+import type { TableSet } from '../common/schema.ts'
+import { DAY_MS } from '../common/schema.ts'
 import type { OperatorRole, OperatorView, RegisterRequest } from '../protocols/identity.ts'
 import { LoginLimiter } from './login-limiter.ts'
 import { hashPassword, passwordProblem, verifyPassword } from './password.ts'
@@ -58,6 +60,59 @@ export class RoleForbiddenError extends NoodleError {
   }
 }
 
+/** Operator accounts, their API tokens and the audit log. The log is kept a year, tokens until they expire. */
+export const OPERATOR_TABLES: TableSet = {
+  name: 'operators',
+  migrations: [
+    {
+      version: 7,
+      sql: `
+      -- Operator accounts: who may use the API beyond the local socket.
+      CREATE TABLE operators (
+        user_id       TEXT PRIMARY KEY,      -- a random UUID
+        username      TEXT NOT NULL UNIQUE,  -- lower case
+        email         TEXT NOT NULL UNIQUE,  -- lower case
+        password_hash TEXT NOT NULL,         -- scrypt$N$r$p$salt$hash, never the password
+        first_name    TEXT NOT NULL,
+        last_name     TEXT NOT NULL,
+        phone         TEXT,
+        role          TEXT NOT NULL,         -- viewer, operator or admin
+        status        TEXT NOT NULL,         -- active
+        created_at    INTEGER NOT NULL
+      );
+      -- Administrative actions: who did what to what, and when.
+      CREATE TABLE audit_log (
+        id     INTEGER PRIMARY KEY,
+        at     INTEGER NOT NULL,
+        actor  TEXT NOT NULL,                -- "local" for the Unix socket, else a username
+        action TEXT NOT NULL,                -- operator.register, operator.remove…
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL
+      );
+      -- API tokens for the TCP listener: only their sha256 is kept, so a copy of the store grants nothing.
+      CREATE TABLE api_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id    TEXT NOT NULL REFERENCES operators (user_id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `
+    },
+    {
+      version: 9,
+      sql: `
+      -- Retention prunes these tables by time through these indexes.
+      CREATE INDEX audit_log_at ON audit_log (at);
+      CREATE INDEX api_tokens_expires_at ON api_tokens (expires_at);
+    `
+    }
+  ],
+  retention: [
+    { table: 'audit_log', time: 'at', key: 'id', maxAgeMs: 365 * DAY_MS, maxRows: 100_000 },
+    { table: 'api_tokens', time: 'expires_at', key: 'expires_at', maxAgeMs: 0, maxRows: 10_000 }
+  ]
+}
+
 interface OperatorRow { user_id: string, username: string, email: string, role: OperatorRole, status: 'active', created_at: number }
 
 function view (row: OperatorRow): OperatorView {
@@ -65,7 +120,7 @@ function view (row: OperatorRow): OperatorView {
 }
 
 /**
- * Operator accounts and the audit log (tables of migration 7). Usernames and emails are kept in lower case, so
+ * Operator accounts and the audit log (OPERATOR_TABLES). Usernames and emails are kept in lower case, so
  * "Ana" and "ana" are one account. Every change is audited, with who made it.
  */
 export class OperatorStore {

@@ -2,10 +2,10 @@ import type { MessageCodec } from './codec.ts'
 import { decisionCodec } from './decisions.ts'
 import { systemEventCodec } from './events.ts'
 import { healthCodec } from './health.ts'
-import { mediaResultCodec } from './media.ts'
+import { cameraResultCodec } from './media.ts'
 import { modelCompiledCodec } from './models.ts'
 
 /** Every gossip topic's codec, by topic: what a tool needs to speak a topic as a member does. */
 export const GOSSIP_CODECS: ReadonlyMap<string, MessageCodec<any>> = new Map(
-  [healthCodec, systemEventCodec, decisionCodec, modelCompiledCodec, mediaResultCodec].map((c) => [c.topic, c])
+  [healthCodec, systemEventCodec, decisionCodec, modelCompiledCodec, cameraResultCodec].map((c) => [c.topic, c])
 )

@@ -9,15 +9,18 @@ const DetectionSchema = z.object({
   box: z.object({ x: z.int().nonnegative(), y: z.int().nonnegative(), width: z.int().nonnegative(), height: z.int().nonnegative() })
 })
 
+/** Detections one camera result carries at most; a frame with more shares its first ones (the store keeps all). */
+export const MAX_SHARED_DETECTIONS = 64
+
 /** What a camera's model found in a frame: results, never the frame. The sender is the gossip message's `from`. */
-export const MediaResultSchema = z.object({
+export const CameraResultMessageSchema = z.object({
   v: z.literal(1),
   camera: nameText,
   at: z.int().nonnegative(),
   latencyMs: z.number().nonnegative(),
-  detections: z.array(DetectionSchema).max(64)
+  detections: z.array(DetectionSchema).max(MAX_SHARED_DETECTIONS)
 })
 
-export type MediaResult = z.infer<typeof MediaResultSchema>
+export type CameraResultMessage = z.infer<typeof CameraResultMessageSchema>
 
-export const mediaResultCodec = jsonCodec(TOPICS.mediaFrames, 16 * 1024, 1, MediaResultSchema)
+export const cameraResultCodec = jsonCodec(TOPICS.cameraResults, 16 * 1024, 1, CameraResultMessageSchema)

@@ -7,8 +7,8 @@ export const TOPICS = {
   systemEvents: 'noodle/1/system.events',
   optimizationDecisions: 'noodle/1/optimization.decisions',
   modelCompilation: 'noodle/1/model.compilation',
-  /** Inference results only, never raw frames. */
-  mediaFrames: 'noodle/1/media.frames'
+  /** Cameras' inference results, never frames: the wire name `media.frames` is historical, kept so agents agree. */
+  cameraResults: 'noodle/1/media.frames'
 } as const
 
 export type Topic = typeof TOPICS[keyof typeof TOPICS]

@@ -2,7 +2,7 @@ import type { Member, MemberHealth } from '../membership/membership.ts'
 import type { ModelRecord, ProviderBenchmark } from '../../runtime/registry.ts'
 import type { TensorSpec } from '../../runtime/tensors.ts'
 import type { SensorView } from '../ingest/sensor-store.ts'
-import type { DecisionRecord } from '../store/store.ts'
+import type { DecisionRecord } from '../coordination/coordination-records.ts'
 
 /**
  * The bodies of the control API. The CLI's `--json` prints them unchanged, so scripts can use either; their

@@ -7,7 +7,8 @@ import type { Logger } from '../../common/logger.ts'
 import { isLive } from '../membership/membership.ts'
 import type { Membership } from '../membership/membership.ts'
 import type { MetricsStore } from '../metrics/metrics.ts'
-import type { Store } from '../store/store.ts'
+import type { EventLog } from '../store/event-log.ts'
+import type { CoordinationRecords } from './coordination-records.ts'
 
 /** Re-evaluation backstop, besides every membership change and claim: it ends the settle wait on time. */
 const EVALUATE_INTERVAL_MS = 250
@@ -19,8 +20,8 @@ export const TERM_STATE_KEY = 'election.term'
  * would ignore every rightful claim, and its own would be invalid), so it starts from 0 and catches up with the
  * mesh (see `termBasis`).
  */
-export function savedTerm (store: Store, log: Logger): number {
-  const saved = store.getState<unknown>(TERM_STATE_KEY) ?? 0
+export function savedTerm (records: Pick<CoordinationRecords, 'getState'>, log: Logger): number {
+  const saved = records.getState<unknown>(TERM_STATE_KEY) ?? 0
   if (typeof saved === 'number' && Number.isSafeInteger(saved) && saved >= 0 && saved <= Number.MAX_SAFE_INTEGER - 2 * MAX_TERM_STEP) return saved
   log.warn({ saved }, 'the saved election term is unusable (a rogue claim?): starting from term 0')
   return 0
@@ -29,7 +30,8 @@ export function savedTerm (store: Store, log: Logger): number {
 export interface ElectionServiceComponents {
   election: Election
   membership: Membership
-  store: Store
+  records: CoordinationRecords
+  events: EventLog
   metrics: MetricsStore
   log: Logger
   /** How this node ranks (from config and the box). */
@@ -109,12 +111,12 @@ export class ElectionService {
 
   private readonly onElectionChange = (change: ElectionChange): void => {
     const { term, coordinator, previous, previousTerm, reason } = change
-    const { store, membership, log } = this.c
-    if (term !== previousTerm) store.putState(TERM_STATE_KEY, term)
+    const { records, events, membership, log } = this.c
+    if (term !== previousTerm) records.putState(TERM_STATE_KEY, term)
     if (coordinator === previous && term === previousTerm) return
     const name = coordinator == null ? null : membership.get(coordinator)?.name ?? coordinator
     log.info({ term, coordinator, previous, reason }, coordinator == null ? `no coordinator (term ${term}): ${reason}` : `coordinator is ${name ?? '?'} (term ${term}): ${reason}`)
-    store.recordEvent('coordinator.change', coordinator, { term, previous, reason })
+    events.record('coordinator.change', coordinator, { term, previous, reason })
     membership.updateSelf({ role: coordinator === membership.self.peerId ? 'coordinator' : 'member' })
     this.c.onChange(change)
   }

@@ -21,7 +21,7 @@ import { place } from './placement.ts'
 import type { HomedWork, NodeCapacity } from './placement.ts'
 import { MODEL_ID } from '../../protocols/remote-work-policy.ts'
 import type { RemoteWorkFacts } from '../../protocols/remote-work-policy.ts'
-import type { Store } from '../store/store.ts'
+import type { CoordinationRecords } from './coordination-records.ts'
 import type { WorkRegistry } from './work.ts'
 
 /** Decisions by outcome at their target: applied, rejected, stale (from an older term, or not the coordinator). */
@@ -59,7 +59,7 @@ export interface OrchestratorComponents {
   observeClaim: (peerId: string, term: number) => void
   membership: Membership
   work: WorkRegistry
-  store: Store
+  records: CoordinationRecords
   metrics: MetricsStore
   log: Logger
   evaluateIntervalMs: number
@@ -150,7 +150,7 @@ export class Orchestrator {
 
   /** The coordinator's placement pass: publishes what changed and returns it. */
   async evaluate (): Promise<OptimizeResponse> {
-    const { election, membership, mesh, store } = this.c
+    const { election, membership, mesh, records } = this.c
     const term = election.term
     if (!election.isCoordinator) throw new NoCoordinatorError('this node is not the coordinator')
     const members = membership.list()
@@ -205,7 +205,7 @@ export class Orchestrator {
       }
       d.seq = ++this.seq
       this.sent.set(d.id, { target: d.target, action: d.action, work: d.work })
-      store.recordDecision({ id: d.id, term, coordinator: this.selfId, target: d.target, action: d.action, workId: d.work.id, reason: d.reason, at: d.at })
+      records.recordDecision({ id: d.id, term, coordinator: this.selfId, target: d.target, action: d.action, workId: d.work.id, reason: d.reason, at: d.at })
       this.c.log.info({ id: d.id, term, target: d.target, action: d.action, work: d.work.id, reason: d.reason }, `decided: ${d.action} ${d.work.id}`)
       if (d.target === this.selfId) this.applyOwn(d)
       else await mesh.publish(decisionCodec, d).catch((err: unknown) => { this.c.log.warn({ err, id: d.id }, 'decision not published') })
@@ -296,7 +296,7 @@ export class Orchestrator {
       this.c.metrics.inc(REJECTED_METRIC, { topic: decisionCodec.topic, reason: 'stale-term' })
       return
     }
-    this.c.store.recordDecision({
+    this.c.records.recordDecision({
       id: message.id, term: message.term, coordinator: sender, target: message.target, action: message.action,
       workId: message.work.id, reason: message.reason, at: message.at
     })
@@ -366,7 +366,7 @@ export class Orchestrator {
       this.refuse('not-target', { id: result.id, from, target: sent.target }, 'a decision result came from a member that was not its target')
       return
     }
-    this.c.store.recordOutcome(result.id, result.outcome, result.detail, result.at)
+    this.c.records.recordOutcome(result.id, result.outcome, result.detail, result.at)
     if (result.outcome === 'rejected' && sent.action === 'run') this.refused.set(refusalKey(from, sent.work), Date.now())
   }
 
@@ -377,7 +377,7 @@ export class Orchestrator {
 
   private finish (decision: Decision, outcome: DecisionOutcome, detail: string, report: boolean): void {
     const at = Date.now()
-    this.c.store.recordOutcome(decision.id, outcome, detail, at)
+    this.c.records.recordOutcome(decision.id, outcome, detail, at)
     this.c.metrics.inc(DECISIONS_METRIC, { outcome })
     if (outcome === 'stale') this.c.metrics.inc(REJECTED_METRIC, { topic: decisionCodec.topic, reason: 'stale-term' })
     this.c.log.info({ id: decision.id, term: decision.term, action: decision.action, work: decision.work.id, outcome, detail }, `decision ${outcome}`)

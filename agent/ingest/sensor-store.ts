@@ -1,6 +1,76 @@
 import type { Database as DB } from 'better-sqlite3'
 import type { Reading } from '../../protocols/sensor-payload.ts'
 import type { Logger } from '../../common/logger.ts'
+import type { TableSet } from '../../common/schema.ts'
+
+/** The sensor store's tables; it prunes them itself, by its own retention (mqtt.retention). */
+export const SENSOR_TABLES: TableSet = {
+  name: 'sensors',
+  migrations: [
+    {
+      version: 3,
+      sql: `
+      -- Raw sensor readings, in arrival order (rowid): retention prunes from the front, so no index slows ingest.
+      CREATE TABLE readings (
+        sensor TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        ts     INTEGER NOT NULL,             -- when measured (ms since the epoch)
+        value  REAL NOT NULL
+      );
+      -- Per-minute (period 60000) and per-hour (3600000) summaries, kept longer than the raw readings.
+      CREATE TABLE rollups (
+        period    INTEGER NOT NULL,
+        sensor    TEXT NOT NULL,
+        metric    TEXT NOT NULL,
+        start     INTEGER NOT NULL,          -- start of the minute or hour (ms since the epoch)
+        count     INTEGER NOT NULL,
+        min_value REAL NOT NULL,
+        max_value REAL NOT NULL,
+        sum_value REAL NOT NULL,
+        last      REAL NOT NULL,
+        last_ts   INTEGER NOT NULL,
+        PRIMARY KEY (period, sensor, metric, start)
+      ) WITHOUT ROWID;
+      CREATE INDEX rollups_start ON rollups (period, start);
+      -- The latest reading of each sensor metric: what "noodle sensors" lists.
+      CREATE TABLE sensors (
+        sensor    TEXT NOT NULL,
+        metric    TEXT NOT NULL,
+        value     REAL NOT NULL,
+        ts        INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,         -- when its first message arrived (ms since the epoch)
+        last_seen INTEGER NOT NULL,          -- when its last message arrived
+        count     INTEGER NOT NULL,
+        PRIMARY KEY (sensor, metric)
+      ) WITHOUT ROWID;
+      -- Messages that could not be read, with why: bounded, newest kept.
+      CREATE TABLE dead_letters (
+        id     INTEGER PRIMARY KEY,
+        at     INTEGER NOT NULL,
+        topic  TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        size   INTEGER NOT NULL,             -- the payload's full size
+        bytes  BLOB NOT NULL                 -- its first bytes
+      );
+      -- Running totals that survive restarts (ingest.received…).
+      CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `
+    },
+    {
+      version: 8,
+      sql: `
+      -- Retention prunes sensor tables by time through these indexes: by arrival order alone, one reading
+      -- timed far ahead stalled pruning of everything behind it.
+      CREATE INDEX readings_ts ON readings (ts);
+      CREATE INDEX sensors_last_seen ON sensors (last_seen);
+    `
+    }
+  ]
+}
 
 /** A message that could not be read, as the dead letter keeps it. */
 export interface DeadLetter {
@@ -109,7 +179,7 @@ interface Rollup { period: number, sensor: string, metric: string, start: number
 interface Latest { sensor: string, metric: string, value: number, ts: number, count: number }
 
 /**
- * Sensor readings in the agent's SQLite database (the tables of migration 3): raw readings, minute and hour
+ * Sensor readings in the agent's SQLite database (SENSOR_TABLES): raw readings, minute and hour
  * rollups (count, min, max, mean, last), the latest value per sensor, the dead letter and the ingest totals.
  * A batch is written in one transaction, so the totals always agree with what is stored. While started, old
  * rows are pruned each minute in small steps.

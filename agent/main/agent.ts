@@ -13,8 +13,9 @@ import { SystemdNotifier } from './systemd.ts'
 import { modelCompiledCodec } from '../../protocols/models.ts'
 import { ModelExchange } from '../../runtime/model-exchange.ts'
 import { ModelStandby } from '../../runtime/model-standby.ts'
-import { mediaResultCodec } from '../../protocols/media.ts'
+import { cameraResultCodec } from '../../protocols/media.ts'
 import { CameraManager } from '../../media/cameras.ts'
+import { ResultSharing } from '../../media/result-sharing.ts'
 import { checkOwnCameras, readCameraCredentials } from '../../media/camera-credentials.ts'
 import { InferencePool } from '../../runtime/pool.ts'
 import { ModelRegistry } from '../../runtime/registry.ts'
@@ -274,8 +275,13 @@ export class Agent {
         }
       }
     })
-    // A camera's results go to the mesh and to MQTT at most once a second (and at once when what it sees changes).
-    const lastShared = new Map<string, { at: number, count: number }>()
+    const sharing = new ResultSharing({
+      toMesh: async (message) => { await mesh.publish(cameraResultCodec, message) },
+      toMqtt: (topic, payload) => { mqtt.session?.publish(topic, payload) },
+      baseTopic: config.mqtt.baseTopic,
+      node: config.name,
+      log
+    })
     const cameras = new CameraManager({
       credentials,
       work,
@@ -285,15 +291,10 @@ export class Agent {
       log,
       onResult: (r) => {
         prometheus.observeCameraResult(r.camera, r.latencyMs)
-        const last = lastShared.get(r.camera)
-        if (last !== undefined && r.at - last.at < 1_000 && last.count === r.detections.length) return
-        lastShared.set(r.camera, { at: r.at, count: r.detections.length })
-        const result = { v: 1 as const, camera: r.camera, at: r.at, latencyMs: r.latencyMs, detections: r.detections.slice(0, 64) }
-        mesh.publish(mediaResultCodec, result).catch((err: unknown) => { log.debug({ err }, 'camera result not published') })
-        mqtt.session?.publish(`${config.mqtt.baseTopic}/${config.name}/cameras/${r.camera}/detections`, JSON.stringify(result))
+        sharing.share(r)
       }
     })
-    mesh.subscribe(mediaResultCodec, (r, from) => {
+    mesh.subscribe(cameraResultCodec, (r, from) => {
       log.debug({ peer: from.toString(), camera: r.camera, detections: r.detections.length }, 'camera result')
     })
     const prober = new Prober({ node: mesh.node, membership, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs })

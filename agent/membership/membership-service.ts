@@ -10,7 +10,8 @@ import type { Membership, MemberChange, Member, MemberRefusal } from './membersh
 import type { Mesh } from '../mesh/mesh.ts'
 import type { MetricsStore } from '../metrics/metrics.ts'
 import { REJECTED_METRIC } from '../../protocols/validator.ts'
-import type { Store } from '../store/store.ts'
+import type { EventLog } from '../store/event-log.ts'
+import type { MemberRecords } from './member-records.ts'
 
 /** How often the store gets the latest member figures: state changes are written at once, health in batches. */
 const FLUSH_INTERVAL_MS = 5_000
@@ -21,7 +22,8 @@ export interface MembershipServiceComponents {
   mesh: Mesh
   membership: Membership
   dialer: PeerDialer
-  store: Store
+  members: MemberRecords
+  events: EventLog
   metrics: MetricsStore
   log: Logger
   startedAt: number
@@ -52,8 +54,8 @@ export class MembershipService {
   }
 
   async start (): Promise<void> {
-    const { membership, store, dialer, mesh } = this.c
-    const skipped = membership.restore(store.loadMembers())
+    const { membership, members, dialer, mesh } = this.c
+    const skipped = membership.restore(members.load())
     if (skipped > 0) this.c.log.warn({ skipped }, 'members remembered past membership.maxMembers were left out')
     membership.on('change', this.onChange)
     membership.on('reap', this.onReap)
@@ -86,7 +88,7 @@ export class MembershipService {
 
   private flush (): void {
     const dirty = this.c.membership.takeDirty()
-    if (dirty.length > 0) this.c.store.saveMembers(dirty)
+    if (dirty.length > 0) this.c.members.save(dirty)
   }
 
   private onBeacon (beacon: HealthBeacon, from: PeerId): void {
@@ -122,8 +124,8 @@ export class MembershipService {
         connection.abort(new Error(`member ${member.name} is dead: ${reason}`))
       }
     }
-    this.c.store.recordEvent('member.state', member.peerId, { name: member.name, from, to, reason })
-    this.c.store.saveMembers([member])
+    this.c.events.record('member.state', member.peerId, { name: member.name, from, to, reason })
+    this.c.members.save([member])
   }
 
   /** A newcomer's beacon found the table full: counted with the beacon topic's refusals, never dialled or stored. */
@@ -134,7 +136,7 @@ export class MembershipService {
 
   private readonly onReap = (member: Member): void => {
     this.c.dialer.forget(member.peerId)
-    this.c.store.deleteMembers([member.peerId])
-    this.c.store.recordEvent('member.reaped', member.peerId, { name: member.name, state: member.state })
+    this.c.members.remove([member.peerId])
+    this.c.events.record('member.reaped', member.peerId, { name: member.name, state: member.state })
   }
 }

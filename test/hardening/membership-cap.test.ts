@@ -171,10 +171,11 @@ t.test('the service: members remembered past the cap are left out with a warning
     publish: async () => {},
     node: { addEventListener: () => {}, removeEventListener: () => {} }
   }
-  const store = { loadMembers: () => ['a', 'b', 'c'].map((id) => member(id)), saveMembers: () => {}, recordEvent: () => {} }
+  const members = { load: () => ['a', 'b', 'c'].map((id) => member(id)), save: () => {} }
+  const events = { record: () => {} }
   const dialer = { want: async (peerId: string) => { wanted.push(peerId) }, forget: () => {} }
   const service = new MembershipService({
-    mesh: mesh as never, membership, dialer: dialer as never, store: store as never, metrics, log, startedAt: 1, tickMs: 60_000, onNews: () => {}, onBeacon: () => {}, onDisconnect: () => {}
+    mesh: mesh as never, membership, dialer: dialer as never, members: members as never, events: events as never, metrics, log, startedAt: 1, tickMs: 60_000, onNews: () => {}, onBeacon: () => {}, onDisconnect: () => {}
   })
   await service.start()
   t.same(wanted.sort(), ['a', 'b'], 'the two remembered members that fit are dialled')

@@ -8,7 +8,8 @@ import { ElectionService, TERM_STATE_KEY } from '../../agent/coordination/electi
 import { createLogger } from '../../common/logger.ts'
 import { Membership } from '../../agent/membership/membership.ts'
 import { MetricsStore } from '../../agent/metrics/metrics.ts'
-import type { Store } from '../../agent/store/store.ts'
+import type { CoordinationRecords } from '../../agent/coordination/coordination-records.ts'
+import type { EventLog } from '../../agent/store/event-log.ts'
 import { sampleBeacon } from '../../scripts/beacon.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { REJECTED_METRIC } from '../../protocols/validator.ts'
@@ -112,8 +113,9 @@ t.test('a claim carried in a decision meets the same ceiling, counted under the 
   const election = new Election({ selfId: 'self', term: 7, settleUntil: Infinity, now: () => 0 })
   const metrics = new MetricsStore()
   const saved: unknown[] = []
-  const store = { putState: (_: string, term: unknown) => { saved.push(term) }, recordEvent: () => {} } as unknown as Store
-  const service = new ElectionService({ election, membership, store, metrics, log: createLogger('silent'), self: () => ({ peerId: 'self', eligible: true, priority: 0, capability: 0 }), onChange: () => {} })
+  const records = { putState: (_: string, term: unknown) => { saved.push(term) } } as unknown as CoordinationRecords
+  const events = { record: () => {} } as unknown as EventLog
+  const service = new ElectionService({ election, membership, records, events, metrics, log: createLogger('silent'), self: () => ({ peerId: 'self', eligible: true, priority: 0, capability: 0 }), onChange: () => {} })
   service.start()
   t.teardown(() => { service.stop() })
   membership.observeBeacon('rogue', sampleBeacon({ name: 'rogue', eligible: true }))

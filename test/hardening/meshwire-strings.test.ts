@@ -45,7 +45,7 @@ t.test('a member whose names carry newlines, escape sequences or paths is refuse
   const media = JSON.stringify({ v: 1, camera: 'cam\u0007', at: Date.now(), latencyMs: 1, detections: [] })
   const more = await Promise.all([
     meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.optimizationDecisions, decision, result.replace('ok-id', 'a/b')]),
-    meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.mediaFrames, media]),
+    meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.cameraResults, media]),
     meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.nodeHealth, '--raw', '{"v":1,"name":"cut'])
   ])
   t.same(more.map((r) => r.out), ['published 2\n', 'published 1\n', 'published 1\n'])
@@ -53,7 +53,7 @@ t.test('a member whose names carry newlines, escape sequences or paths is refuse
   const expected = {
     [`invalid/${TOPICS.nodeHealth}`]: 5,
     [`invalid/${TOPICS.optimizationDecisions}`]: 2,
-    [`invalid/${TOPICS.mediaFrames}`]: 1,
+    [`invalid/${TOPICS.cameraResults}`]: 1,
     [`malformed/${TOPICS.nodeHealth}`]: 1
   }
   const counted = await waitFor('every hostile message to be counted', async () => {
@@ -87,7 +87,7 @@ t.test('mesh-publish says what is wrong with its command line', async (t) => {
     [['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.nodeHealth, '{"v":'], /MESSAGE 1 is not JSON/],
     [['--swarm-key', swarmKey, '--to', to, '--beacon', '[1]'], /--beacon must be a JSON object/],
     [['--swarm-key', swarmKey, '--to', to, '--beacon', '{}', 'extra'], /--beacon takes no MESSAGE/],
-    [['--swarm-key', swarmKey, '--to', to, '--beacon', '{}', '--topic', TOPICS.mediaFrames], /--beacon publishes on noodle\/1\/node.health/],
+    [['--swarm-key', swarmKey, '--to', to, '--beacon', '{}', '--topic', TOPICS.cameraResults], /--beacon publishes on noodle\/1\/node.health/],
     [['--swarm-key', swarmKey, '--to', to, '--bogus'], /Unknown option '--bogus'/]
   ]
   for (const [args, message] of cases) {

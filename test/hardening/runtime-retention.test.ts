@@ -1,6 +1,8 @@
 import { join } from 'node:path'
 import t from 'tap'
 import { createLogger } from '../../common/logger.ts'
+import { CoordinationRecords } from '../../agent/coordination/coordination-records.ts'
+import { EventLog } from '../../agent/store/event-log.ts'
 import { RETENTION, Store } from '../../agent/store/store.ts'
 
 const log = createLogger('silent')
@@ -10,13 +12,15 @@ t.test('every table that grows is pruned by an index on time and capped in rows;
   const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
   t.teardown(() => { store.close() })
   const db = store.database
+  const events = new EventLog({ store })
+  const records = new CoordinationRecords({ store })
   const now = Date.now()
   const far = now + 1000 * 365 * DAY
   db.prepare("INSERT INTO operators (user_id, username, email, password_hash, first_name, last_name, role, status, created_at) VALUES ('u', 'ana', 'a@b.c', 'x', 'A', 'B', 'admin', 'active', 0)").run()
   // In each table: a row timed far ahead first (as a clock gone wrong, or a peer, would write it), then old ones, then a fresh one.
   for (const at of [far, now - 400 * DAY, now - 40 * DAY, now - 8 * DAY, now]) {
-    store.recordEvent('e', null, {}, at)
-    store.recordDecision({ id: `d${at}`, term: 1, coordinator: 'c', target: 't', action: 'run', workId: 'w', reason: 'r', at })
+    events.record('e', null, {}, at)
+    records.recordDecision({ id: `d${at}`, term: 1, coordinator: 'c', target: 't', action: 'run', workId: 'w', reason: 'r', at })
     db.prepare("INSERT INTO detections (camera, at, label, score, x, y, width, height) VALUES ('cam', ?, 'text', 1, 0, 0, 1, 1)").run(at)
     db.prepare("INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, 'local', 'a', 't', '')").run(at)
     db.prepare("INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, 'u', 0, ?)").run(`h${at}`, at)
