@@ -32,6 +32,10 @@ export class GossipValidator {
     this.codecs.set(codec.topic, codec)
   }
 
+  remove (topic: string): void {
+    this.codecs.delete(topic)
+  }
+
   readonly validate = (propagationSource: PeerId, msg: Message): TopicValidatorResult => {
     const codec = this.codecs.get(msg.topic)
     if (codec == null) return TopicValidatorResult.Ignore

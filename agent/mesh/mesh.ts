@@ -51,8 +51,10 @@ export function shortMessageId (msg: Message): Uint8Array {
 export class Mesh {
   readonly node: MeshNode
   private readonly validator: GossipValidator
-  private readonly handlers = new Map<string, Handler>()
+  /** Per topic read, its handlers: the topic is subscribed while it has one. */
+  private readonly handlers = new Map<string, Set<Handler>>()
   private readonly log: Logger
+  private started = false
 
   private constructor (node: MeshNode, validator: GossipValidator, log: Logger) {
     this.node = node
@@ -125,13 +127,31 @@ export class Mesh {
   }
 
   /**
-   * Reads a topic: messages that pass the codec's checks reach `handler`, the rest are counted and dropped.
-   * Call before start(); the subscription itself is made when the node starts.
+   * Reads a topic: messages that pass the codec's checks reach `handler` (decoded once, whatever the number of
+   * handlers), the rest are counted and dropped. Works before and after start(): the topic is subscribed, and its
+   * validator set, with its first handler.
    */
   subscribe<T> (codec: MessageCodec<T>, handler: (value: T, from: PeerId) => void): void {
+    const handlers = this.handlers.get(codec.topic)
+    if (handlers !== undefined) {
+      handlers.add(handler)
+      return
+    }
+    this.handlers.set(codec.topic, new Set([handler]))
     this.validator.add(codec)
-    this.handlers.set(codec.topic, handler)
     this.node.services.pubsub.topicValidators.set(codec.topic, this.validator.validate)
+    // Before start, start() subscribes (gossipsub refuses a subscription until it runs).
+    if (this.started) this.node.services.pubsub.subscribe(codec.topic)
+  }
+
+  /** Undoes subscribe(): with its last handler gone, the topic is no longer read nor validated here. */
+  unsubscribe<T> (codec: MessageCodec<T>, handler: (value: T, from: PeerId) => void): void {
+    const handlers = this.handlers.get(codec.topic)
+    if (handlers?.delete(handler) !== true || handlers.size > 0) return
+    this.handlers.delete(codec.topic)
+    if (this.started) this.node.services.pubsub.unsubscribe(codec.topic)
+    this.node.services.pubsub.topicValidators.delete(codec.topic)
+    this.validator.remove(codec.topic)
   }
 
   async publish<T> (codec: MessageCodec<T>, value: T): Promise<void> {
@@ -141,11 +161,13 @@ export class Mesh {
   async start (): Promise<void> {
     this.node.services.pubsub.addEventListener('message', this.onMessage)
     await this.node.start()
+    this.started = true
     for (const topic of this.handlers.keys()) this.node.services.pubsub.subscribe(topic)
     this.log.info({ peerId: this.peerId.toString(), addrs: this.node.getMultiaddrs().map(String) }, 'mesh started')
   }
 
   async stop (): Promise<void> {
+    this.started = false
     this.node.services.pubsub.removeEventListener('message', this.onMessage)
     await this.node.stop()
   }
@@ -153,13 +175,15 @@ export class Mesh {
   private readonly onMessage = (event: CustomEvent<Message>): void => {
     const msg = event.detail
     const value = this.validator.take(msg)
-    const handler = this.handlers.get(msg.topic)
-    if (value === undefined || handler == null || msg.type !== 'signed') return
-    try {
-      handler(value, msg.from)
-    } catch (err) {
-      // A handler bug must not take the gossip loop down with it.
-      this.log.error({ err, topic: msg.topic }, 'gossip handler failed')
+    const handlers = this.handlers.get(msg.topic)
+    if (value === undefined || handlers === undefined || msg.type !== 'signed') return
+    for (const handler of handlers) {
+      try {
+        handler(value, msg.from)
+      } catch (err) {
+        // A handler bug must not take the gossip loop, nor the topic's other handlers, down with it.
+        this.log.error({ err, topic: msg.topic }, 'gossip handler failed')
+      }
     }
   }
 }
