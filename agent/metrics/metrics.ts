@@ -1,106 +1,174 @@
-import type { MetricsRegister } from '@libp2p/gossipsub/metrics'
+import { Counter, Gauge as PromGauge, Histogram as PromHistogram, Registry } from 'prom-client'
+import type { AvgMinMax, AvgMinMaxConfig, Gauge, GaugeConfig, Histogram, HistogramConfig, MetricsRegister } from '@libp2p/gossipsub/metrics'
+import { NoodleError } from '../../common/errors.ts'
+import { COUNTERS } from './counters.ts'
 
 type Labels = Record<string, string | number>
+/** What gossipsub's metric configs share (their `labelNames` type is a tuple of the label keys). */
+interface MetricConfig { name: string, help: string, labelNames?: readonly string[] }
 
-interface MetricConfig {
-  name: string
-  help?: string
-  labelNames?: readonly string[]
-  buckets?: number[]
+/** A metric was counted under a name that is not declared in COUNTERS, or with other labels than declared. */
+export class MetricDeclarationError extends NoodleError {
+  constructor (message: string) {
+    super('ERR_METRIC_DECLARATION', message)
+  }
 }
 
-function seriesKey (name: string, labels?: Labels): string {
-  if (labels == null) return name
-  const parts = Object.keys(labels).sort().map((k) => `${k}=${String(labels[k])}`)
-  return parts.length === 0 ? name : `${name}{${parts.join(',')}}`
+/** One counter's series, by their labels; the labels are kept sorted by name, as `series()` joins their values. */
+interface CounterFamily {
+  readonly labelNames: readonly string[]
+  readonly series: Map<string, { labels: Record<string, string>, value: number }>
+  /** Run before the family is read for a scrape (gossipsub's `addCollect`). */
+  readonly collectors: Array<() => void>
+}
+
+function seriesKey (labels: Labels | undefined): string {
+  if (labels == null) return ''
+  return Object.keys(labels).sort().map((k) => `${k}=${String(labels[k])}`).join(',')
+}
+
+function sortedLabels (labels: Labels | undefined): Record<string, string> {
+  return Object.fromEntries(Object.keys(labels ?? {}).sort().map((k) => [k, String((labels as Labels)[k])]))
 }
 
 /**
- * A small in-memory register that gossipsub reports into (bytes and messages in and out, invalid messages by
- * reason, mis-signed included). It keeps plain numbers by series; the Prometheus endpoint can render them later.
+ * The agent's metrics, all in one prom-client registry (`GET /metrics` renders it): our counters (`inc`), and
+ * gossipsub's counters, gauges and histograms (this is the MetricsRegister gossipsub reports into). Counters keep
+ * their values here as well, because the gossip view and the broker's stats read them synchronously and
+ * prom-client's reads are asynchronous; each is mirrored into its prom-client Counter when Prometheus scrapes.
  */
 export class MetricsStore implements MetricsRegister {
-  private readonly values = new Map<string, number>()
-  /** What each series is, by its key: for rendering (GET /metrics). */
-  private readonly described = new Map<string, { name: string, labels: Record<string, string> }>()
-  private readonly collectors: Array<() => void> = []
+  readonly registry = new Registry()
+  private readonly counters = new Map<string, CounterFamily>()
 
-  /** Current value of a series; 0 when nothing was recorded. */
-  get (name: string, labels?: Labels): number {
-    return this.values.get(seriesKey(name, labels)) ?? 0
+  /** Counts `by` under a counter declared in COUNTERS (gossipsub's `_total` metrics come here too). */
+  inc (name: string, labels?: Labels, by = 1): void {
+    // A counter never goes down, and prom-client would refuse the whole scrape for a bad value.
+    if (!(by >= 0 && Number.isFinite(by))) return
+    const family = this.counters.get(name) ?? this.declaredCounter(name)
+    const key = seriesKey(labels)
+    const series = family.series.get(key)
+    if (series !== undefined) series.value += by
+    else family.series.set(key, { labels: this.checkedLabels(name, family, labels), value: by })
   }
 
-  /** Sum of every series of a metric, whatever its labels. */
+  /** Current value of a counter's series; 0 when nothing was counted. */
+  get (name: string, labels?: Labels): number {
+    return this.counters.get(name)?.series.get(seriesKey(labels))?.value ?? 0
+  }
+
+  /** Sum of every series of a counter, whatever its labels. */
   sum (name: string): number {
     let total = 0
-    for (const [key, value] of this.values) {
-      if (key === name || key.startsWith(`${name}{`)) total += value
-    }
+    for (const { value } of this.counters.get(name)?.series.values() ?? []) total += value
     return total
   }
 
-  /** Every series of a metric, keyed by its label values joined with "/". */
+  /** Every labelled series of a counter, keyed by its label values (in label-name order) joined with "/". */
   series (name: string): Record<string, number> {
     const out: Record<string, number> = {}
-    for (const [key, value] of this.values) {
-      if (!key.startsWith(`${name}{`)) continue
-      const labels = key.slice(name.length + 1, -1).split(',').map((kv) => kv.slice(kv.indexOf('=') + 1))
-      out[labels.join('/')] = value
+    for (const { labels, value } of this.counters.get(name)?.series.values() ?? []) {
+      const values = Object.values(labels)
+      if (values.length > 0) out[values.join('/')] = value
     }
     return out
   }
 
-  inc (name: string, labels?: Labels, by = 1): void {
-    this.set(name, labels, this.get(name, labels) + by)
-  }
+  // --- gossipsub's MetricsRegister. Its metrics overload on label presence (`inc(value)` or `inc(labels, value)`),
+  // which its conditional types express and an implementation cannot: each view is cast once, where it is built.
 
-  /** Every series: its metric name, its labels and its value. */
-  entries (): Array<{ name: string, labels: Record<string, string>, value: number }> {
-    return [...this.values].map(([key, value]) => ({ ...this.described.get(key) as { name: string, labels: Record<string, string> }, value }))
-  }
-
-  private set (name: string, labels: Labels | undefined, value: number): void {
-    const key = seriesKey(name, labels)
-    if (!this.described.has(key)) {
-      this.described.set(key, { name, labels: Object.fromEntries(Object.entries(labels ?? {}).map(([k, v]) => [k, String(v)])) })
+  /** A gossipsub gauge; those named `_total` only ever count up, and are counters. */
+  gauge<L extends Labels = Record<string, never>> (config: GaugeConfig<L>): Gauge<L> {
+    if (config.name.endsWith('_total')) {
+      const family = this.registerCounter(config.name, config.help, config.labelNames ?? [])
+      const counter = {
+        inc: (a?: Labels | number, b?: number) => { typeof a === 'object' ? this.inc(config.name, a, b ?? 1) : this.inc(config.name, undefined, a ?? 1) },
+        set: (a: Labels | number, b?: number) => { this.setCount(config.name, typeof a === 'object' ? a : undefined, typeof a === 'object' ? b ?? 0 : a) },
+        addCollect: (fn: (metric: Gauge<L>) => void) => { family.collectors.push(() => { fn(counter as unknown as Gauge<L>) }) }
+      }
+      return counter as unknown as Gauge<L>
     }
-    this.values.set(key, value)
-  }
-
-  collect (): void {
-    for (const fn of this.collectors) fn()
-  }
-
-  // --- MetricsRegister (gossipsub's interface). Its call shapes overload on label presence, hence the `any`s.
-  gauge (config: MetricConfig): any {
-    const set = (a: Labels | number, b?: number) => typeof a === 'number'
-      ? this.set(config.name, undefined, a)
-      : this.set(config.name, a, b ?? 0)
-    const inc = (a?: Labels | number, b?: number) => typeof a === 'object'
-      ? this.inc(config.name, a, b ?? 1)
-      : this.inc(config.name, undefined, a ?? 1)
-    const gauge = { set, inc, addCollect: (fn: (g: unknown) => void) => { this.collectors.push(() => { fn(gauge) }) } }
-    return gauge
-  }
-
-  histogram (config: MetricConfig): any {
-    const observe = (a: Labels | number, b?: number) => {
-      const labels = typeof a === 'number' ? undefined : a
-      const value = typeof a === 'number' ? a : (b ?? 0)
-      this.inc(`${config.name}_count`, labels)
-      this.inc(`${config.name}_sum`, labels, value)
+    const collectors: Array<() => void> = []
+    const gauge = new PromGauge({ ...this.config(config), collect () { for (const fn of collectors) fn() } })
+    const view = {
+      inc: (a?: Labels | number, b?: number) => { typeof a === 'object' ? gauge.inc(a, b ?? 1) : gauge.inc(a ?? 1) },
+      set: (a: Labels | number, b?: number) => { typeof a === 'object' ? gauge.set(a, b ?? 0) : gauge.set(a) },
+      addCollect: (fn: (metric: Gauge<L>) => void) => { collectors.push(() => { fn(view as unknown as Gauge<L>) }) }
     }
-    return {
-      observe,
+    return view as unknown as Gauge<L>
+  }
+
+  histogram<L extends Labels = Record<string, never>> (config: HistogramConfig<L>): Histogram<L> {
+    const histogram = new PromHistogram({ ...this.config(config), ...(config.buckets === undefined ? {} : { buckets: config.buckets }) })
+    const view = {
+      observe: (a: Labels | number, b?: number) => { typeof a === 'object' ? histogram.observe(a, b ?? 0) : histogram.observe(a) },
       startTimer: () => {
-        const start = performance.now()
-        return () => { observe((performance.now() - start) / 1000) }
+        const end = histogram.startTimer()
+        return () => { end() }
       },
-      reset: () => {}
+      reset: () => { histogram.reset() }
     }
+    return view as unknown as Histogram<L>
   }
 
-  avgMinMax (): any {
-    return { set: () => {} }
+  /** A set of values seen at once (peer scores), as three gauges: `_avg`, `_min` and `_max`. */
+  avgMinMax<L extends Labels = Record<string, never>> (config: AvgMinMaxConfig<L>): AvgMinMax<L> {
+    const stats = (['avg', 'min', 'max'] as const).map((stat) => new PromGauge({
+      ...this.config(config),
+      name: `${config.name}_${stat}`,
+      help: `${config.help} (${stat === 'avg' ? 'average' : stat === 'min' ? 'minimum' : 'maximum'})`
+    }))
+    const view = {
+      set: (a: Labels | number[], b?: number[]) => {
+        const [labels, values] = Array.isArray(a) ? [{}, a] : [a, b ?? []]
+        const sum = values.reduce((s, v) => s + v, 0)
+        const figures = values.length === 0 ? [0, 0, 0] : [sum / values.length, Math.min(...values), Math.max(...values)]
+        stats.forEach((gauge, i) => { gauge.set(labels, figures[i] ?? 0) })
+      }
+    }
+    return view as unknown as AvgMinMax<L>
+  }
+
+  private config (config: MetricConfig): { name: string, help: string, labelNames: string[], registers: Registry[] } {
+    return { name: config.name, help: config.help, labelNames: [...config.labelNames ?? []], registers: [this.registry] }
+  }
+
+  /** Our counters are declared in COUNTERS, and registered when first counted (so /metrics lists what happened). */
+  private declaredCounter (name: string): CounterFamily {
+    const declaration = COUNTERS[name]
+    if (declaration === undefined) throw new MetricDeclarationError(`${name} is not declared in agent/metrics/counters.ts`)
+    return this.registerCounter(name, declaration.help, declaration.labelNames)
+  }
+
+  private registerCounter (name: string, help: string, labelNames: readonly string[]): CounterFamily {
+    const family: CounterFamily = { labelNames: [...labelNames].sort(), series: new Map(), collectors: [] }
+    new Counter({
+      ...this.config({ name, help, labelNames }),
+      // The values live in the family; the prom-client counter shows them as they are at each scrape.
+      collect () {
+        for (const fn of family.collectors) fn()
+        this.reset()
+        for (const { labels, value } of family.series.values()) this.inc(labels, value)
+      }
+    })
+    this.counters.set(name, family)
+    return family
+  }
+
+  /** gossipsub's `set` on a counter (it never calls it): the series takes the value. */
+  private setCount (name: string, labels: Labels | undefined, value: number): void {
+    this.inc(name, labels, 0)
+    const series = this.counters.get(name)?.series.get(seriesKey(labels))
+    if (series !== undefined && value >= 0 && Number.isFinite(value)) series.value = value
+  }
+
+  /** A new series' labels must be those its counter declares: prom-client would refuse the scrape otherwise. */
+  private checkedLabels (name: string, family: CounterFamily, labels: Labels | undefined): Record<string, string> {
+    const sorted = sortedLabels(labels)
+    const names = Object.keys(sorted)
+    if (names.length !== family.labelNames.length || names.some((n, i) => n !== family.labelNames[i])) {
+      throw new MetricDeclarationError(`${name} is counted with labels {${names.join(',')}}, declared {${family.labelNames.join(',')}}`)
+    }
+    return sorted
   }
 }

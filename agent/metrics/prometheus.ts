@@ -22,12 +22,11 @@ const MEMBER_STATES = ['alive', 'suspect', 'dead', 'left']
 /**
  * The agent's figures in Prometheus's text format (`GET /metrics`): the mesh, the election, gossip, MQTT ingest,
  * inference and cameras, and Node's own (RSS, event-loop delay, GC). Most are read from their components at
- * scrape time; latencies are observed as they happen. gossipsub's own metrics (which it reports into the
- * MetricsStore) are appended as they are.
+ * scrape time; latencies are observed as they happen. They join the MetricsStore's registry, where our counters
+ * and gossipsub's metrics already are: one registry, rendered by prom-client.
  */
 export class PrometheusMetrics {
-  readonly registry = new Registry()
-  private readonly store: MetricsStore
+  readonly registry: Registry
   private readonly sources: MetricsSources
   /** Read once per scrape (ingest totals are SQLite queries), then shared by the metrics that show them. */
   private readonly scrape: { ingest: ReturnType<MetricsSources['ingest']> } = { ingest: null }
@@ -35,7 +34,7 @@ export class PrometheusMetrics {
   private readonly cameraLatency: Histogram<'camera'>
 
   constructor (components: { store: MetricsStore, sources: MetricsSources }) {
-    this.store = components.store
+    this.registry = components.store.registry
     this.sources = components.sources
     const s = components.sources
     const scrape = this.scrape
@@ -110,22 +109,7 @@ export class PrometheusMetrics {
 
   async render (): Promise<string> {
     this.scrape.ingest = this.sources.ingest()
-    return await this.registry.metrics() + this.storeText()
-  }
-
-  /** The MetricsStore's series (gossipsub's, and our counters of refused messages and decisions) as gauges. */
-  private storeText (): string {
-    const byName = new Map<string, string[]>()
-    for (const { name, labels, value } of this.store.entries()) {
-      const lines = byName.get(name) ?? []
-      const rendered = Object.entries(labels).sort(([a], [b]) => a < b ? -1 : 1).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')
-      lines.push(`${name}${rendered === '' ? '' : `{${rendered}}`} ${value}`)
-      byName.set(name, lines)
-    }
-    return [...byName].map(([name, lines]) => `# TYPE ${name} gauge\n${lines.join('\n')}\n`).join('')
+    return await this.registry.metrics()
   }
 }
 
-function escapeLabel (value: string): string {
-  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
-}

@@ -2,6 +2,7 @@ import t from 'tap'
 import { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { PrometheusMetrics } from '../../../agent/metrics/prometheus.ts'
 import type { MetricsSources } from '../../../agent/metrics/prometheus.ts'
+import { families } from './families.ts'
 
 function setup (overrides: Partial<MetricsSources> = {}) {
   const store = new MetricsStore()
@@ -57,15 +58,28 @@ t.test('latencies are histograms, observed as they happen', async (t) => {
   t.equal(value(text, 'noodle_camera_latency_seconds_count{camera="door"}'), 1)
 })
 
-t.test('a box that ingests nothing and runs no camera still answers; gossipsub\'s figures are appended', async (t) => {
+t.test('a box that ingests nothing and runs no camera still answers; our counters and gossipsub\'s are in the same registry', async (t) => {
   const { store, metrics } = setup({ ingest: () => null, cameras: () => [] })
   store.inc('noodle_gossip_rejected_total', { topic: 'noodle/1/node.health', reason: 'bad "json"\n' }, 3)
-  store.gauge({ name: 'gossipsub_rpc_sent_bytes_total' }).set(1234)
+  store.gauge({ name: 'gossipsub_rpc_sent_bytes_total', help: 'Number of bytes sent.' }).inc(1234)
   const text = await metrics.render()
   t.equal(value(text, 'noodle_ingest_received_total'), 0)
   t.equal(value(text, 'noodle_ingest_connected'), 0)
   t.notMatch(text, /noodle_camera_fps\{/)
   t.equal(value(text, 'noodle_gossip_rejected_total{reason="bad \\"json\\"\\n",topic="noodle/1/node.health"}'), 3, 'label values escaped')
   t.equal(value(text, 'gossipsub_rpc_sent_bytes_total'), 1234)
-  t.match(text, /# TYPE gossipsub_rpc_sent_bytes_total gauge\n/)
+  t.match(text, /# HELP gossipsub_rpc_sent_bytes_total Number of bytes sent.\n# TYPE gossipsub_rpc_sent_bytes_total counter\n/)
+  t.equal(metrics.registry, store.registry, 'one registry')
+})
+
+t.test('every family has HELP and TYPE, and every _total family is a counter', async (t) => {
+  const { store, metrics } = setup()
+  store.inc('noodle_gossip_rejected_total', { topic: 'noodle/1/node.health', reason: 'malformed' })
+  store.gauge({ name: 'gossipsub_rpc_recv_bytes_total', help: 'Number of bytes received.' }).inc(5)
+  metrics.observeInference('abc', 3)
+  const found = families(await metrics.render())
+  t.same(Object.entries(found).filter(([, f]) => f.help === undefined || f.type === undefined).map(([name]) => name), [])
+  // prom-client's own defaults name three gauges `_total` (handles, requests and resources active now): theirs to name.
+  const defaults = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
+  t.same(Object.entries(found).filter(([name, f]) => name.endsWith('_total') && f.type !== 'counter' && !defaults.includes(name)).map(([name]) => name), [])
 })
