@@ -14,3 +14,17 @@ export const FAST_TIMINGS: Record<string, string> = {
 export function startAgent (o: StartOptions): Promise<AgentProcess> {
   return agents.startAgent({ ...o, env: { ...FAST_TIMINGS, ...o.env } })
 }
+
+/** How each observer lists each peer, by name: `{ observer: { peer: state } }`, 'missing' where it lists none. */
+export async function seenStates (observers: AgentProcess[], peers: AgentProcess[]): Promise<Record<string, Record<string, string>>> {
+  const rows = await Promise.all(observers.map(async (o) => {
+    const seen = await agents.statesSeenBy(o)
+    return [o.name, Object.fromEntries(peers.map((p) => [p.name, seen.get(p.peerId) ?? 'missing']))] as const
+  }))
+  return Object.fromEntries(rows)
+}
+
+/** The table `seenStates` shows once every observer lists every peer in `state`. */
+export function statesOf (observers: AgentProcess[], peers: AgentProcess[], state: string): Record<string, Record<string, string>> {
+  return Object.fromEntries(observers.map((o) => [o.name, Object.fromEntries(peers.map((p) => [p.name, state]))]))
+}

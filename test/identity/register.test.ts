@@ -5,6 +5,7 @@ import t from 'tap'
 import { apiGet, apiRequest } from '../../agent/cli/client.ts'
 import type { OperatorView } from '../../protocols/identity.ts'
 import { BIN, allSee, bootstrapAddr, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { eventually } from '../helpers/eventually.ts'
 
 const ana = {
   username: 'Ana',
@@ -59,8 +60,9 @@ t.test('operators register with field-level errors, unique names and emails, a h
     { actor: 'local', action: 'operator.register', target: 'bob', detail: 'role admin' },
     { actor: 'local', action: 'operator.register', target: 'ana', detail: 'role viewer' }
   ], 'every change is audited, newest first')
-  await waitFor('the other node to hear of the registration', () => /"username":"ana","msg":"an operator registered on a member"/.test(other.output()), 10_000)
-  t.pass('on noodle/1/system.events')
+  const heard = '"username":"ana","msg":"an operator registered on a member"'
+  t.equal(await eventually(() => other.output().includes(heard) ? heard : undefined, heard, { timeoutMs: 10_000 }), heard,
+    'the other node heard of the registration on noodle/1/system.events')
 })
 
 /** Runs the noodle CLI with `input` on its stdin. */

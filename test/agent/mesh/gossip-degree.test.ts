@@ -9,6 +9,7 @@ import { readSwarmKey } from '../../../identity/keys.ts'
 import { healthCodec } from '../../../protocols/health.ts'
 import type { HealthBeacon } from '../../../protocols/health.ts'
 import { tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
+import { eventually } from '../../helpers/eventually.ts'
 import { sampleBeacon } from '../../helpers/beacon.ts'
 
 const beacon = (seq: number): HealthBeacon => sampleBeacon({ name: 'a', seq })
@@ -40,20 +41,20 @@ async function line (t: { teardown: (fn: () => unknown) => void }, degree: numbe
 t.test('degree 0: a member that cannot be reached directly still gets every message, through gossip repair', async (t) => {
   const { a, b, heardByC } = await line(t, 0)
   await a.publish(healthCodec, beacon(1))
-  await waitFor('c to hear a\'s beacon through b', () => heardByC.includes(1), 5_000)
+  t.same(await eventually(() => [...heardByC], [1], { timeoutMs: 5_000 }), [1],
+    'c hears a\'s beacon through b: delivered by repair (announce, then pull) on b\'s heartbeat')
   t.same(meshPeers(b), [], 'b forwards to nobody: there is no mesh')
-  t.pass('delivered by repair (announce, then pull) on b\'s heartbeat')
 })
 
 t.test('degree 1: messages are forwarded through the mesh', async (t) => {
   const { a, b, c, heardByC } = await line(t, 1)
-  await waitFor('b to take a and c into its mesh', () => meshPeers(b).length === 2, 5_000)
-  t.same(meshPeers(b).sort(), [a.peerId.toString(), c.peerId.toString()].sort())
+  const both = [a.peerId.toString(), c.peerId.toString()].sort()
+  t.same(await eventually(() => meshPeers(b).sort(), both, { timeoutMs: 5_000 }), both, 'b takes a and c into its mesh')
   // The mesh forms on the heartbeat; keep publishing until the forwarded copy lands.
   let seq = 0
-  await waitFor('c to hear a\'s beacon through b', async () => {
+  const heard = await eventually(async () => {
     await a.publish(healthCodec, beacon(++seq))
     return heardByC.length > 0
-  }, 5_000, 200)
-  t.pass('forwarded')
+  }, true, { timeoutMs: 5_000, intervalMs: 200 })
+  t.equal(heard, true, 'c hears a\'s beacon: forwarded through b\'s mesh')
 })

@@ -1,7 +1,8 @@
 import { join } from 'node:path'
 import t from 'tap'
 import { Testbed, loopbackHost } from '../../../scripts/testbed.ts'
-import { allSee, stopAgents, nodes, startAgent, tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
+import { allSee, seenStates, statesOf, stopAgents, nodes, startAgent, tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
+import { eventually } from '../../helpers/eventually.ts'
 import type { AgentProcess } from '../../helpers/agents.ts'
 
 const unavailable = Testbed.unavailableReason()
@@ -21,8 +22,8 @@ t.test('three agents on loopback find each other by mDNS alone', { skip: unavail
   for (const name of ['lo-a', 'lo-b', 'lo-c']) {
     agents.push(await startAgent({ root, name, swarmKeyFile: swarmKey, mdns: true, netns: host.ns }))
   }
-  await waitFor('all three to see three alive members', () => allSee(agents, agents, 'alive'))
-  t.pass('found by mDNS with no bootstrap address')
+  const alive = statesOf(agents, agents, 'alive')
+  t.same(await eventually(() => seenStates(agents, agents), alive), alive, 'found by mDNS with no bootstrap address')
 })
 
 t.test('three hosts on a bridge find each other by mDNS; an outsider with another key does not get in', { skip: unavailable ?? false }, async (t) => {
