@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import type { ParseArgsConfig } from 'node:util'
 import { apiGet, apiRequest, apiText } from './client.ts'
 import { loadConfig } from '../config/config.ts'
+import { agentFlagOptions, agentFlagsHelp } from '../config/flags.ts'
 import type { AgentFlags } from '../config/config.ts'
 import { AgentUnreachableError, ApiError, NoodleError, UsageError } from '../../common/errors.ts'
 import {
@@ -44,39 +45,17 @@ Usage:
   noodle user remove NAME         delete one
   noodle help | --version
 
-Agent options (each also settable in the config file or as NOODLE_*):
-  --config FILE        JSON config file (also NOODLE_CONFIG)
-  --data-dir DIR       state folder (default: $NOODLE_DATA_DIR, else ~/.local/state/noodle)
-  --name NAME          node name (default: hostname)
-  --listen MULTIADDR   listen address, repeatable (default /ip4/0.0.0.0/tcp/4001)
-  --bootstrap MULTIADDR  a peer to join through, /ip4/…/tcp/…/p2p/<peer id>, repeatable
-  --no-mdns            do not discover peers on the LAN with mDNS
-  --swarm-key FILE     the mesh's pre-shared key (default DIR/swarm.key)
-  --log-level LEVEL    fatal|error|warn|info|debug|trace|silent (default info)
-  --mqtt-url URL       MQTT broker to ingest from: mqtt://, mqtts://, ws:// or wss://
-  --mqtt-topic FILTER  MQTT topic filter to ingest, repeatable (without --mqtt-url: an embedded broker)
-
+Agent options (each also settable in the config file or as NOODLE_*, see docs/configuration.md):
+${agentFlagsHelp()}
 status, nodes, decisions, optimize, sensors, ingest, cameras and models reach the agent through --data-dir DIR (or --config FILE).
 `
 
-const COMMON = {
-  config: { type: 'string' },
-  'data-dir': { type: 'string' }
-} as const satisfies ParseArgsConfig['options']
+/** How the query commands find the agent: its config file or data dir, as `noodle agent` takes them. */
+const COMMON = agentFlagOptions('config', 'data-dir')
 
 const COMMANDS = {
-  agent: {
-    ...COMMON,
-    name: { type: 'string' },
-    listen: { type: 'string', multiple: true },
-    bootstrap: { type: 'string', multiple: true },
-    'no-mdns': { type: 'boolean' },
-    'swarm-key': { type: 'string' },
-    'log-level': { type: 'string' },
-    'mqtt-url': { type: 'string' },
-    'mqtt-topic': { type: 'string', multiple: true }
-  },
-  init: { ...COMMON, 'swarm-key': { type: 'string' } },
+  agent: agentFlagOptions(),
+  init: agentFlagOptions('config', 'data-dir', 'swarm-key'),
   'swarm-key': {},
   status: { ...COMMON, json: { type: 'boolean' } },
   nodes: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
