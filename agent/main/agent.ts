@@ -43,6 +43,9 @@ import { LoopLag } from '../membership/loop-lag.ts'
 import { Orchestrator } from '../coordination/orchestrator.ts'
 import { PROBE_TICK_MS, Prober } from '../membership/prober.ts'
 import { Store } from '../store/store.ts'
+import { EventLog } from '../store/event-log.ts'
+import { CoordinationRecords } from '../coordination/coordination-records.ts'
+import { MemberRecords } from '../membership/member-records.ts'
 import { VERSION } from '../../common/version.ts'
 import { WorkRegistry } from '../coordination/work.ts'
 
@@ -66,6 +69,7 @@ export class Agent {
     log: Logger
     startedAt: number
     store: Store
+    coordination: CoordinationRecords
     disk: DiskStatus
     metrics: MetricsStore
     mesh: Mesh
@@ -106,7 +110,7 @@ export class Agent {
       disk: parts.disk,
       prometheus: parts.prometheus,
       counters: parts.metrics,
-      decisions: parts.store,
+      decisions: parts.coordination,
       optimizer: parts.orchestrator,
       sensors: parts.sensors,
       mqtt: parts.mqtt,
@@ -152,6 +156,8 @@ export class Agent {
     const swarmKey = readSwarmKey(config.swarmKeyFile)
     const disk = new DiskStatus({ dataDir: config.dataDir, log })
     const store = new Store({ path: join(config.dataDir, 'noodle.db'), log, disk })
+    const events = new EventLog({ store })
+    const coordination = new CoordinationRecords({ store })
     const metrics = new MetricsStore()
     const hours = (h: number) => Math.round(h * HOUR_MS)
     const sensors = new SensorStore({
@@ -175,7 +181,7 @@ export class Agent {
     const lag = new LoopLag({ expectedMs: PROBE_TICK_MS })
     const election = new Election({
       selfId,
-      term: savedTerm(store, log),
+      term: savedTerm(coordination, log),
       settleUntil: startedAt + SETTLE_BEACONS * config.health.intervalMs,
       // A rightful coordinator claims once settled; one that lets two more beacons pass without is passed over.
       claimGraceMs: (SETTLE_BEACONS + 2) * config.health.intervalMs
@@ -301,7 +307,8 @@ export class Agent {
     const electionService = new ElectionService({
       election,
       membership,
-      store,
+      records: coordination,
+      events,
       metrics,
       log,
       self: () => self,
@@ -311,7 +318,8 @@ export class Agent {
       mesh,
       membership,
       dialer,
-      store,
+      members: new MemberRecords({ store }),
+      events,
       metrics,
       log,
       startedAt,
@@ -326,7 +334,7 @@ export class Agent {
       observeClaim: (peer, term) => { electionService.observeClaim(peer, term, TOPICS.optimizationDecisions) },
       membership,
       work,
-      store,
+      records: coordination,
       metrics,
       log,
       evaluateIntervalMs: config.coordinator.evaluateIntervalMs,
@@ -338,7 +346,7 @@ export class Agent {
     work.on('advertised', () => { reporter.publishSoon() })
     const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
     return new Agent({
-      config, log, startedAt, store, disk, metrics, mesh, membership, election, lag, work, dialer, service, prober,
+      config, log, startedAt, store, coordination, disk, metrics, mesh, membership, election, lag, work, dialer, service, prober,
       electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange, standby, cameras, prometheus,
       operators: new OperatorStore({ db: store.database })
     })
