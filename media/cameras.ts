@@ -108,10 +108,10 @@ export class CameraManager {
         this.work.modelCompiled(id, modelId)
       } else {
         // Fetched for work from another home, it is a standby copy: collected once no work names it.
-        modelId = this.runtime.find(model)?.id ?? (await this.exchange.fetch(model, [], remote ? 'standby' : 'fetched')).id
+        modelId = this.runtime.lookup(model)?.id ?? (await this.exchange.fetch(model, [], remote ? 'standby' : 'fetched')).id
       }
       if (this.cameras.get(id) !== camera) return // stopped meanwhile
-      const record = this.runtime.find(modelId)
+      const record = this.runtime.lookup(modelId)
       const { maxModelBytes } = this.work.accepts
       if (remote && record !== undefined && record.sizeBytes > maxModelBytes) {
         throw new Error(`its model is ${record.sizeBytes} bytes, over remoteWork.maxModelBytes (${maxModelBytes})`)

@@ -1,11 +1,11 @@
 import { z } from 'zod'
 
-/** Why an incoming message was refused; the label of its counter. */
-export type RejectReason = 'oversized' | 'malformed' | 'unknown-version' | 'invalid'
+/** Why a peer's message (gossip, or a stream protocol's) was refused; the `reason` label of its counter. */
+export type MessageRejectReason = 'oversized' | 'malformed' | 'unknown-version' | 'invalid'
 
 export type Decoded<T> =
   | { ok: true, value: T }
-  | { ok: false, reason: RejectReason, detail: string }
+  | { ok: false, reason: MessageRejectReason, detail: string }
 
 /** How one gossip topic's messages look on the wire: versioned JSON, size-capped, schema-checked. */
 export interface MessageCodec<T> extends JsonCodec<T> {

@@ -27,10 +27,11 @@ export const REJECT_REASONS = [
   'oversize', 'invalid-utf8', 'bad-json', 'non-finite', 'out-of-range', 'bad-time', 'time-in-future', 'time-too-old',
   'bad-senml', 'unknown-shape', 'bad-topic'
 ] as const
-export type RejectReason = typeof REJECT_REASONS[number]
+/** Why an MQTT sensor payload went to the dead letter (not a peer's message: see codec.ts's MessageRejectReason). */
+export type PayloadRejectReason = typeof REJECT_REASONS[number]
 
 export interface Rejection {
-  reason: RejectReason
+  reason: PayloadRejectReason
   /** What exactly was wrong, for the operator reading the dead letter. */
   detail: string
 }

@@ -15,6 +15,7 @@ import {
 } from '../protocols/model-fetch.ts'
 import type { ModelCompiled } from '../protocols/models.ts'
 import { syncDir, temporaryPath } from './files.ts'
+import { compileResult } from './model-runtime.ts'
 import type { CompileResult, ModelRuntime } from './model-runtime.ts'
 import type { ModelOrigin } from './registry.ts'
 
@@ -116,10 +117,10 @@ export class ModelExchange {
    * operator's fetch is kept, a standby copy is collected once no work names it.
    */
   async fetch (id: string, alsoAsk: readonly string[] = [], origin: Exclude<ModelOrigin, 'compiled'> = 'fetched'): Promise<CompileResult> {
-    const local = this.runtime.described(id)
+    const local = this.runtime.lookup(id)
     if (local !== undefined) {
       if (origin === 'fetched') this.runtime.keep(id, origin)
-      return local
+      return compileResult(local)
     }
     let fetching = this.fetching.get(id)
     if (fetching === undefined) {
@@ -233,7 +234,7 @@ export class ModelExchange {
       const lp = lpStream(stream, { maxDataLength: MODEL_CHUNK_BYTES })
       const request = modelFetchRequestCodec.decode((await lp.read({ signal })).subarray())
       if (!request.ok) throw new Error(`request ${request.reason}: ${request.detail}`)
-      const model = this.runtime.find(request.value.id)
+      const model = this.runtime.lookup(request.value.id)
       if (model === undefined || model.sizeBytes > MAX_MODEL_BYTES) {
         await lp.write(modelFetchHeaderCodec.encode({ v: 1, ok: false, error: `model ${request.value.id} is not registered here` }), { signal })
         await stream.close({ signal })

@@ -182,19 +182,13 @@ export class ModelRuntime {
     for (const file of [model.file, model.optimizedFile]) if (file !== null) rmSync(file, { force: true })
   }
 
-  /** A registered model as `compile` describes it, without compiling it again. */
-  described (id: string): CompileResult | undefined {
-    const model = this.registry.get(id)
-    return model === undefined ? undefined : compileResult(model)
-  }
-
   /**
    * Runs a registered model `runs` times with sample inputs, every worker busy: latency and throughput. One bench
    * at a time (409 ERR_BUSY): each takes every worker and a set of inputs per worker. The inputs are judged at the
    * size they will really have (the model's fixed sizes win over the shape asked for), before any is allocated.
    */
   async bench (id: string, { runs = 100, shape }: { runs?: number, shape?: number[] } = {}): Promise<BenchResult> {
-    const model = this.model(id)
+    const model = this.require(id)
     const problem = sampleProblem(model.inputs, shape)
     if (problem !== undefined) throw new BadRequestError(problem, 'shape')
     const elements = model.inputs.reduce((sum, spec, i) => sum + sampleShape(spec, i === 0 ? shape : undefined).reduce((a, b) => a * b, 1), 0)
@@ -225,7 +219,7 @@ export class ModelRuntime {
     // The hot path (every camera frame): a model already loaded runs without a look in the registry.
     let modelId = id
     if (!this.loaded.has(id)) {
-      const model = this.model(id)
+      const model = this.require(id)
       await this.ensureLoaded(model)
       modelId = model.id
     }
@@ -234,22 +228,23 @@ export class ModelRuntime {
     return result
   }
 
-  /** A registered model by id or unique prefix, if there is one. */
-  find (id: string): ModelRecord | undefined {
-    return this.registry.get(this.resolve(id))
+  /**
+   * The one lookup rule: a model is named by its id, or by a prefix of it that no other registered model shares
+   * (as `noodle models` shows ids). `lookup` answers undefined where no model is so named; `require` throws
+   * UnknownModelError (404 at the API).
+   */
+  lookup (idOrPrefix: string): ModelRecord | undefined {
+    if (idOrPrefix.length < 64) {
+      const matches = this.registry.list().filter((m) => m.id.startsWith(idOrPrefix))
+      if (matches.length === 1) return matches[0]
+    }
+    return this.registry.get(idOrPrefix)
   }
 
-  /** A model by id, or by a unique prefix of it (as `noodle models` shows ids). */
-  private model (id: string): ModelRecord {
-    const model = this.registry.get(this.resolve(id))
-    if (model === undefined) throw new UnknownModelError(id)
+  require (idOrPrefix: string): ModelRecord {
+    const model = this.lookup(idOrPrefix)
+    if (model === undefined) throw new UnknownModelError(idOrPrefix)
     return model
-  }
-
-  private resolve (id: string): string {
-    if (id.length >= 64) return id
-    const matches = this.registry.list().filter((m) => m.id.startsWith(id))
-    return matches.length === 1 ? (matches[0] as ModelRecord).id : id
   }
 
   private async ensureLoaded (model: ModelRecord): Promise<{ provider: string, threads: number }> {

@@ -97,7 +97,7 @@ export class ModelStandby {
         const id = item.model
         if (id === undefined || !MODEL_ID.test(id) || out.has(id) || !this.mayRun(item, member.health?.accepts.credentials.includes(item.id) === true)) continue
         if (now - (this.failedAt.get(id) ?? -Infinity) < RETRY_AFTER_MS) continue
-        if (this.runtime.described(id) === undefined) out.set(id, member.peerId)
+        if (this.runtime.lookup(id) === undefined) out.set(id, member.peerId)
       }
     }
     return [...out].map(([id, home]) => ({ id, home }))

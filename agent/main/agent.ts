@@ -340,7 +340,7 @@ export class Agent {
       evaluateIntervalMs: config.coordinator.evaluateIntervalMs,
       maxCpuPct: config.coordinator.maxCpuPct,
       orphanAfterMs: config.coordinator.orphanAfterMs,
-      modelBytes: (id) => runtime.find(id)?.sizeBytes
+      modelBytes: (id) => runtime.lookup(id)?.sizeBytes
     })
     work.on('change', () => { reporter.publishSoon() })
     work.on('advertised', () => { reporter.publishSoon() })

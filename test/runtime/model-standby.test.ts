@@ -6,6 +6,7 @@ import type { WorkItemInput } from '../../protocols/work.ts'
 import type { ModelExchange } from '../../runtime/model-exchange.ts'
 import type { CompileResult, ModelRuntime } from '../../runtime/model-runtime.ts'
 import { ModelStandby } from '../../runtime/model-standby.ts'
+import type { ModelRecord } from '../../runtime/registry.ts'
 import { sampleBeacon } from '../helpers/beacon.ts'
 
 const log = createLogger('silent')
@@ -21,7 +22,7 @@ function setup ({ accelerators = 0, here = [] as string[], failing = [] as strin
   const fetched: Array<{ id: string, alsoAsk: readonly string[] }> = []
   // Every copy here is a standby copy of 1000 bytes.
   const runtime = {
-    described: (m: string) => present.has(m) ? ({ id: m }) as CompileResult : undefined,
+    lookup: (m: string) => present.has(m) ? ({ id: m }) as ModelRecord : undefined,
     list: () => [...present].map((m) => ({ id: m, origin: 'standby', sizeBytes: 1000 }))
   } as unknown as ModelRuntime
   const exchange = {
