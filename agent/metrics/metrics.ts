@@ -18,8 +18,6 @@ export class MetricDeclarationError extends NoodleError {
 interface CounterFamily {
   readonly labelNames: readonly string[]
   readonly series: Map<string, { labels: Record<string, string>, value: number }>
-  /** Run before the family is read for a scrape (gossipsub's `addCollect`). */
-  readonly collectors: Array<() => void>
 }
 
 function seriesKey (labels: Labels | undefined): string {
@@ -40,6 +38,8 @@ function sortedLabels (labels: Labels | undefined): Record<string, string> {
 export class MetricsStore implements MetricsRegister {
   readonly registry = new Registry()
   private readonly counters = new Map<string, CounterFamily>()
+  /** gossipsub's `addCollect` functions: they set figures read at scrape time (cache sizes, peer scores). */
+  private readonly collectors: Array<() => void> = []
 
   /** Counts `by` under a counter declared in COUNTERS (gossipsub's `_total` metrics come here too). */
   inc (name: string, labels?: Labels, by = 1): void {
@@ -74,26 +74,33 @@ export class MetricsStore implements MetricsRegister {
     return out
   }
 
+  /**
+   * Runs gossipsub's scrape-time collectors; call it before rendering the registry. They set several metrics at
+   * once, some registered before the one they hang on, so they cannot run inside prom-client's per-metric collect.
+   */
+  collect (): void {
+    for (const fn of this.collectors) fn()
+  }
+
   // --- gossipsub's MetricsRegister. Its metrics overload on label presence (`inc(value)` or `inc(labels, value)`),
   // which its conditional types express and an implementation cannot: each view is cast once, where it is built.
 
   /** A gossipsub gauge; those named `_total` only ever count up, and are counters. */
   gauge<L extends Labels = Record<string, never>> (config: GaugeConfig<L>): Gauge<L> {
     if (config.name.endsWith('_total')) {
-      const family = this.registerCounter(config.name, config.help, config.labelNames ?? [])
+      this.registerCounter(config.name, config.help, config.labelNames ?? [])
       const counter = {
         inc: (a?: Labels | number, b?: number) => { typeof a === 'object' ? this.inc(config.name, a, b ?? 1) : this.inc(config.name, undefined, a ?? 1) },
         set: (a: Labels | number, b?: number) => { this.setCount(config.name, typeof a === 'object' ? a : undefined, typeof a === 'object' ? b ?? 0 : a) },
-        addCollect: (fn: (metric: Gauge<L>) => void) => { family.collectors.push(() => { fn(counter as unknown as Gauge<L>) }) }
+        addCollect: (fn: (metric: Gauge<L>) => void) => { this.collectors.push(() => { fn(counter as unknown as Gauge<L>) }) }
       }
       return counter as unknown as Gauge<L>
     }
-    const collectors: Array<() => void> = []
-    const gauge = new PromGauge({ ...this.config(config), collect () { for (const fn of collectors) fn() } })
+    const gauge = new PromGauge(this.config(config))
     const view = {
       inc: (a?: Labels | number, b?: number) => { typeof a === 'object' ? gauge.inc(a, b ?? 1) : gauge.inc(a ?? 1) },
       set: (a: Labels | number, b?: number) => { typeof a === 'object' ? gauge.set(a, b ?? 0) : gauge.set(a) },
-      addCollect: (fn: (metric: Gauge<L>) => void) => { collectors.push(() => { fn(view as unknown as Gauge<L>) }) }
+      addCollect: (fn: (metric: Gauge<L>) => void) => { this.collectors.push(() => { fn(view as unknown as Gauge<L>) }) }
     }
     return view as unknown as Gauge<L>
   }
@@ -141,12 +148,11 @@ export class MetricsStore implements MetricsRegister {
   }
 
   private registerCounter (name: string, help: string, labelNames: readonly string[]): CounterFamily {
-    const family: CounterFamily = { labelNames: [...labelNames].sort(), series: new Map(), collectors: [] }
+    const family: CounterFamily = { labelNames: [...labelNames].sort(), series: new Map() }
     new Counter({
       ...this.config({ name, help, labelNames }),
       // The values live in the family; the prom-client counter shows them as they are at each scrape.
       collect () {
-        for (const fn of family.collectors) fn()
         this.reset()
         for (const { labels, value } of family.series.values()) this.inc(labels, value)
       }

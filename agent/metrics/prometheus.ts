@@ -27,6 +27,7 @@ const MEMBER_STATES = ['alive', 'suspect', 'dead', 'left']
  */
 export class PrometheusMetrics {
   readonly registry: Registry
+  private readonly store: MetricsStore
   private readonly sources: MetricsSources
   /** Read once per scrape (ingest totals are SQLite queries), then shared by the metrics that show them. */
   private readonly scrape: { ingest: ReturnType<MetricsSources['ingest']> } = { ingest: null }
@@ -34,6 +35,7 @@ export class PrometheusMetrics {
   private readonly cameraLatency: Histogram<'camera'>
 
   constructor (components: { store: MetricsStore, sources: MetricsSources }) {
+    this.store = components.store
     this.registry = components.store.registry
     this.sources = components.sources
     const s = components.sources
@@ -109,6 +111,7 @@ export class PrometheusMetrics {
 
   async render (): Promise<string> {
     this.scrape.ingest = this.sources.ingest()
+    this.store.collect()
     return await this.registry.metrics()
   }
 }

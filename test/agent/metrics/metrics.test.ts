@@ -96,8 +96,10 @@ t.test('gossipsub\'s register: _total gauges are counters; gauges, histograms an
   const perMesh = m.avgMinMax<{ topic: string }>({ name: 'gossipsub_score_per_mesh', help: 'mesh scores', labelNames: ['topic'] })
   perMesh.set({ topic: 'a' }, [])
 
+  t.equal(counted, 0, 'collectors wait for a scrape')
+  m.collect()
   const text = await m.registry.metrics()
-  t.equal(counted, 1, 'collectors run when Prometheus scrapes')
+  t.equal(counted, 1, 'and run when the store collects, before the registry is rendered')
   const value = (series: string) => Number(text.split('\n').find((l) => l.startsWith(series + ' '))?.slice(series.length + 1))
   t.same({
     sent: value('gossipsub_rpc_sent_bytes_total'),

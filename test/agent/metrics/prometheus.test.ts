@@ -62,7 +62,11 @@ t.test('a box that ingests nothing and runs no camera still answers; our counter
   const { store, metrics } = setup({ ingest: () => null, cameras: () => [] })
   store.inc('noodle_gossip_rejected_total', { topic: 'noodle/1/node.health', reason: 'bad "json"\n' }, 3)
   store.gauge({ name: 'gossipsub_rpc_sent_bytes_total', help: 'Number of bytes sent.' }).inc(1234)
+  // gossipsub sets several metrics from one collector, hung on a metric registered after some of them.
+  const caches = store.gauge<{ cache: string }>({ name: 'gossipsub_cache_size', help: 'Cache sizes.', labelNames: ['cache'] })
+  store.gauge({ name: 'gossipsub_mcache_size', help: 'mcache size.' }).addCollect(() => { caches.set({ cache: 'peers' }, 2) })
   const text = await metrics.render()
+  t.equal(value(text, 'gossipsub_cache_size{cache="peers"}'), 2, 'gossipsub\'s collectors ran before the first render')
   t.equal(value(text, 'noodle_ingest_received_total'), 0)
   t.equal(value(text, 'noodle_ingest_connected'), 0)
   t.notMatch(text, /noodle_camera_fps\{/)
