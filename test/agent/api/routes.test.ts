@@ -3,11 +3,12 @@ import type { IncomingMessage } from 'node:http'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t from 'tap'
-import { apiRoutes } from '../../../agent/api/control.ts'
+import { apiRoutes, controlApi } from '../../../agent/api/control.ts'
 import type { ApiSources } from '../../../agent/api/control.ts'
 import { actorOf, routeTable } from '../../../agent/api/routes/route.ts'
-import { JsonReply, TextBody } from '../../../agent/api/server.ts'
+import { API_FAILED_METRIC, API_REFUSED_METRIC, JsonReply, TextBody } from '../../../agent/api/server.ts'
 import type { Access, Caller } from '../../../agent/api/server.ts'
+import { apiGet, apiRequest } from '../../../agent/cli/client.ts'
 import { createLogger } from '../../../common/logger.ts'
 import type { SystemEvent } from '../../../protocols/events.ts'
 import type { OperatorView, RegisterRequest } from '../../../protocols/identity.ts'
@@ -213,4 +214,24 @@ t.test('/metrics answers in Prometheus text format', async (t) => {
   const body = await call(fakeSources().sources, 'GET /metrics')
   t.ok(body instanceof TextBody)
   t.match(body, { text: '# metrics\n', contentType: /^text\/plain/ })
+})
+
+t.test('controlApi serves the assembled table on the socket and counts refusals and failures', async (t) => {
+  const socketPath = join(tempDir(t), 'agent.sock')
+  const counted: Array<[string, Record<string, string>]> = []
+  const { sources } = fakeSources({ optimizer: { optimize: async () => { throw new TypeError('a bug') } } })
+  const api = controlApi({
+    config: { socketPath, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000 },
+    routes: apiRoutes(sources),
+    authenticate: () => undefined,
+    log: createLogger('silent'),
+    counters: { inc: (name, labels) => { counted.push([name, labels]) } }
+  })
+  await api.start()
+  t.teardown(() => api.stop())
+  t.match(await apiGet(socketPath, '/api/v1/system/status'), { peerId: 'self', name: 'me', version: '1.2.3', members: 1 })
+  await t.rejects(apiGet(socketPath, '/api/v1/nope'), { status: 404, code: 'ERR_NOT_FOUND' })
+  await t.rejects(apiRequest(socketPath, 'POST', '/api/v1/ahr/optimize', 5_000, {}), { status: 500, code: 'ERR_INTERNAL' })
+  t.same(counted, [[API_REFUSED_METRIC, { reason: 'not_found' }], [API_FAILED_METRIC, { reason: 'internal' }]])
+  t.equal(api.tcpAddress, undefined, 'no HTTPS listener without api.tcp')
 })

@@ -126,11 +126,11 @@ t.test('models: listed as the API shows them', async (t) => {
 })
 
 t.test('cameras: those run here with figures, those run elsewhere by where, credentials hidden', async (t) => {
-  const camera = (id: string, source: string) => WorkItemWireSchema.parse({ id, kind: 'camera', source, model: 'm' })
+  const camera = (id: string, source?: string, model: string | null = 'm') => WorkItemWireSchema.parse({ id, kind: 'camera', source, model: model ?? undefined })
   const beta = member('peer-b', 'beta', {
-    health: healthOf(sampleBeacon({ work: [camera('cam-b', 'rtsp://u:p@cam-b/stream'), camera('cam-a', 'rtsp://cam-a'), camera('cam-c', 'rtsp://cam-c')], running: ['cam-b', 'cam-a', 'model-x'] }))
+    health: healthOf(sampleBeacon({ work: [camera('cam-b', 'rtsp://u:p@cam-b/stream'), camera('cam-a', 'rtsp://cam-a'), camera('cam-c', 'rtsp://cam-c'), camera('cam-f', undefined, null)], running: ['cam-b', 'cam-a', 'model-x'] }))
   })
-  const gamma = member('peer-c', 'gamma', { health: healthOf(sampleBeacon({ work: [], running: ['cam-c'] })) })
+  const gamma = member('peer-c', 'gamma', { health: healthOf(sampleBeacon({ work: [], running: ['cam-c', 'cam-f'] })) })
   const dead = member('peer-d', 'delta', { state: 'dead', health: healthOf(sampleBeacon({ work: [camera('cam-d', 'rtsp://cam-d')], running: ['cam-d'] })) })
   const self = member('peer-a', 'alpha', { health: healthOf(sampleBeacon({ running: ['cam-a'] })) })
   const views = cameraViews({
@@ -148,6 +148,7 @@ t.test('cameras: those run here with figures, those run elsewhere by where, cred
     { camera: 'cam-a', node: 'alpha', source: 'rtsp://***@cam-a/live', model: 'm', state: 'running', fpsIn: 5, fpsInferred: 4, skipped: 1, latencyMs: 30, detections: 2, decoder: 'software', error: null },
     { camera: 'cam-e', node: 'alpha', source: null, model: null, state: 'failed', fpsIn: 0, fpsInferred: 0, skipped: 0, latencyMs: null, detections: null, decoder: null, error: 'no such model' },
     { camera: 'cam-b', node: 'beta', source: 'rtsp://***@cam-b/stream', model: 'm', state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, error: null },
-    { camera: 'cam-c', node: 'gamma', source: 'rtsp://cam-c', model: 'm', state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, error: null }
+    { camera: 'cam-c', node: 'gamma', source: 'rtsp://cam-c', model: 'm', state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, error: null },
+    { camera: 'cam-f', node: 'gamma', source: null, model: null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, error: null }
   ], 'cam-a is listed once (here); cam-c where it runs, not at home; the dead member\'s camera is not listed')
 })
