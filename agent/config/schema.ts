@@ -244,26 +244,26 @@ export const ConfigSchema = z.strictObject({
   // opened for another home; models from the mesh come by id only.
   remoteWork: z.strictObject({
     sources: z.array(remoteSourceEntry).max(16).default(() => [...DEFAULT_REMOTE_SOURCES]).meta({
-      description: 'what this box opens for work homed on other boxes: source schemes and hosts (`rtsp://`, `rtsp://192.0.2.10`, `lavfi:` for FFmpeg generators that read nothing); a scheme alone never admits loopback or link-local hosts'
+      description: 'what this box opens for work homed on other boxes: source schemes and hosts (`rtsp://`, `rtsp://192.0.2.10`, `lavfi:` for FFmpeg generators that read nothing); a scheme alone never admits loopback or link-local hosts (see [Work from other boxes](work.md#work-from-other-boxes))'
     }),
     maxModelBytes: z.int().min(0).max(64 * 1024 ** 3).default(DEFAULT_REMOTE_MAX_MODEL_BYTES).meta({
       description: 'the largest model this box runs for work homed elsewhere'
     })
   }).prefault({}),
   cameraCredentialsFile: z.string().min(1).optional().meta({
-    description: 'a JSON file `{ "<camera id>": { "host": "192.0.2.10", "port": 554, "username": "…", "password": "…" } }`: this box\'s camera credentials and the camera they are for, read at start, sent only to that host, never to the mesh'
+    description: 'a JSON file `{ "<camera id>": { "host": "192.0.2.10", "port": 554, "username": "…", "password": "…" } }`: this box\'s camera credentials and the camera they are for (`host`: a name or address, IPv6 in brackets; `port` optional: without it, any port on that host), read at start (an error names the camera key, also when a camera configured here names another host), sent only to that host, never to the mesh'
   }),
   work: z.array(WorkItemSchema).max(32).refine((items) => new Set(items.map((w) => w.id)).size === items.length, 'work ids must be unique')
-    .default(() => []).meta({ description: 'work configured on this node (its cameras and models); the coordinator may place it elsewhere' }),
+    .default(() => []).meta({ description: 'work configured on this node (its cameras and models); the coordinator may place it elsewhere (see [Coordinator and work](work.md))' }),
   models: z.strictObject({
     standby: z.boolean().default(true).meta({
-      description: 'keep a copy of the models of work elsewhere in the mesh that could move here, so this box can take over a camera whose node died'
+      description: 'keep a copy of the models of work elsewhere in the mesh that could move here, so this box can take over a camera whose node died (see [Cameras](cameras.md))'
     }),
     importDir: z.string().min(1).optional().meta({
       description: 'the folder whose model files operators may compile over HTTPS; unset, `compile` over HTTPS is refused (403 `ERR_IMPORT_FORBIDDEN`). The local socket compiles any regular file'
     }),
     maxModelBytes: z.int().min(1024).max(64 * 1024 ** 3).default(512 * 1024 ** 2).meta({
-      description: 'the largest model file this box compiles, fetches or keeps (413 `ERR_MODEL_TOO_LARGE` for `compile`; a peer offering more is refused before a byte is written)'
+      description: 'the largest model file this box compiles, fetches or keeps (413 `ERR_MODEL_TOO_LARGE` for `compile`; a peer offering more is refused before a byte is written, see [ONNX models](models.md))'
     }),
     fetchIdleTimeoutMs: milliseconds(100, 600_000).default(30_000).meta({
       description: 'a peer sending a model that stays silent this long is cut off (the fetch fails, counted as `stalled`)'
@@ -290,7 +290,7 @@ export const ConfigSchema = z.strictObject({
     tcp: z.strictObject({
       host: z.string().min(1).default('0.0.0.0').meta({ description: 'where the HTTPS listener for remote tools listens (it is on when `api.tcp.port` is set)' }),
       port: z.int().min(1).max(65_535).meta({
-        description: 'an HTTPS listener for remote tools: every request needs an operator\'s token; needs `certFile` and `keyFile`',
+        description: 'an HTTPS listener for remote tools, on this port: every request needs an operator\'s token (see [Operators](operators.md)); needs `api.tcp.certFile` and `api.tcp.keyFile`',
         defaultText: 'off'
       }),
       certFile: z.string().min(1).meta({ description: 'the HTTPS listener\'s certificate (PEM)', defaultText: 'none (needed with `api.tcp.port`)' }),
