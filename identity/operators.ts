@@ -129,9 +129,39 @@ export class OperatorStore {
   /** Checked against when the username is unknown, so that a miss takes as long as a wrong password. */
   private dummyHash: Promise<string> | undefined
 
+  private prepared: ReturnType<OperatorStore['prepare']> | undefined
+
   constructor (components: { db: DB, limiter?: LoginLimiter }) {
     this.db = components.db
     this.limiter = components.limiter ?? new LoginLimiter()
+  }
+
+  /** Compiled on first use, once (authenticate runs on every API request over TCP). */
+  private get statements (): ReturnType<OperatorStore['prepare']> {
+    this.prepared ??= this.prepare()
+    return this.prepared
+  }
+
+  private prepare () {
+    const db = this.db
+    return {
+      credentials: db.prepare<[string], { user_id: string, role: OperatorRole, password_hash: string }>('SELECT user_id, role, password_hash FROM operators WHERE username = ?'),
+      insertToken: db.prepare('INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)'),
+      dropExpiredTokens: db.prepare('DELETE FROM api_tokens WHERE expires_at < ?'),
+      principal: db.prepare<[string, number], { user_id: string, username: string, role: OperatorRole }>(`
+        SELECT o.user_id, o.username, o.role FROM api_tokens t JOIN operators o ON o.user_id = t.user_id
+        WHERE t.token_hash = ? AND t.expires_at > ?`),
+      insertOperator: db.prepare(`INSERT INTO operators (user_id, username, email, password_hash, first_name, last_name, phone, role, status, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      list: db.prepare<[], OperatorRow>('SELECT user_id, username, email, role, status, created_at FROM operators ORDER BY username'),
+      role: db.prepare<[string], { role: OperatorRole }>('SELECT role FROM operators WHERE username = ?'),
+      admins: db.prepare<[], { n: number }>("SELECT count(*) AS n FROM operators WHERE role = 'admin'"),
+      deleteOperator: db.prepare('DELETE FROM operators WHERE username = ?'),
+      auditLog: db.prepare<[number], { at: number, actor: string, action: string, target: string, detail: string }>(
+        'SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?'),
+      taken: db.prepare<[string, string], { username: string }>('SELECT username FROM operators WHERE username = ? OR email = ?'),
+      audit: db.prepare('INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)')
+    }
   }
 
   /**
@@ -141,8 +171,7 @@ export class OperatorStore {
   async login (username: string, password: string, address = 'local'): Promise<{ token: string, expires_at: string, username: string, role: OperatorRole }> {
     const name = username.toLowerCase()
     const { ok, value: row } = await this.limiter.attempt(name, async () => {
-      const found = this.db.prepare<[string], { user_id: string, role: OperatorRole, password_hash: string }>(
-        'SELECT user_id, role, password_hash FROM operators WHERE username = ?').get(name)
+      const found = this.statements.credentials.get(name)
       this.dummyHash ??= hashPassword('not anybody\'s password')
       const matches = await verifyPassword(password, found?.password_hash ?? await this.dummyHash)
       return { ok: found !== undefined && matches, value: found }
@@ -150,16 +179,14 @@ export class OperatorStore {
     if (!ok || row === undefined) throw new InvalidCredentialsError()
     const token = `nd_${randomBytes(32).toString('base64url')}`
     const now = Date.now()
-    this.db.prepare('INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)').run(tokenHash(token), row.user_id, now, now + TOKEN_TTL_MS)
-    this.db.prepare('DELETE FROM api_tokens WHERE expires_at < ?').run(now)
+    this.statements.insertToken.run(tokenHash(token), row.user_id, now, now + TOKEN_TTL_MS)
+    this.statements.dropExpiredTokens.run(now)
     return { token, expires_at: new Date(now + TOKEN_TTL_MS).toISOString(), username: name, role: row.role }
   }
 
   /** The operator an API token belongs to, while it has not expired and the account exists. */
   authenticate (token: string): Principal | undefined {
-    const row = this.db.prepare<[string, number], { user_id: string, username: string, role: OperatorRole }>(`
-      SELECT o.user_id, o.username, o.role FROM api_tokens t JOIN operators o ON o.user_id = t.user_id
-      WHERE t.token_hash = ? AND t.expires_at > ?`).get(tokenHash(token), Date.now())
+    const row = this.statements.principal.get(tokenHash(token), Date.now())
     return row === undefined ? undefined : { userId: row.user_id, username: row.username, role: row.role }
   }
 
@@ -174,44 +201,42 @@ export class OperatorStore {
     const { first_name: first, last_name: last, phone } = request.profile
     this.db.transaction(() => {
       this.checkFree(username, email) // again: another registration may have taken it while we hashed
-      this.db.prepare(`INSERT INTO operators (user_id, username, email, password_hash, first_name, last_name, phone, role, status, created_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(row.user_id, username, email, hash, first, last, phone ?? null, row.role, row.status, row.created_at)
+      this.statements.insertOperator.run(row.user_id, username, email, hash, first, last, phone ?? null, row.role, row.status, row.created_at)
       this.audit(actor, 'operator.register', username, `role ${row.role}`)
     })()
     return view(row)
   }
 
   list (): OperatorView[] {
-    return this.db.prepare<[], OperatorRow>('SELECT user_id, username, email, role, status, created_at FROM operators ORDER BY username').all().map(view)
+    return this.statements.list.all().map(view)
   }
 
   /** Deletes an account, never the last admin (LastAdminError): checked and done in one transaction. */
   remove (username: string, actor: string): void {
     const name = username.toLowerCase()
     this.db.transaction(() => {
-      const row = this.db.prepare<[string], { role: OperatorRole }>('SELECT role FROM operators WHERE username = ?').get(name)
+      const row = this.statements.role.get(name)
       if (row === undefined) throw new UnknownOperatorError(name)
-      if (row.role === 'admin' && (this.db.prepare<[], { n: number }>("SELECT count(*) AS n FROM operators WHERE role = 'admin'").get()?.n ?? 0) <= 1) {
+      if (row.role === 'admin' && (this.statements.admins.get()?.n ?? 0) <= 1) {
         throw new LastAdminError(name)
       }
-      this.db.prepare('DELETE FROM operators WHERE username = ?').run(name)
+      this.statements.deleteOperator.run(name)
       this.audit(actor, 'operator.remove', name, '')
     })()
   }
 
   /** The audit log, newest first. */
   auditLog (limit = 100): Array<{ at: number, actor: string, action: string, target: string, detail: string }> {
-    return this.db.prepare<[number], { at: number, actor: string, action: string, target: string, detail: string }>(
-      'SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?').all(limit)
+    return this.statements.auditLog.all(limit)
   }
 
   private checkFree (username: string, email: string): void {
-    const taken = this.db.prepare<[string, string], { username: string }>('SELECT username FROM operators WHERE username = ? OR email = ?').get(username, email)
+    const taken = this.statements.taken.get(username, email)
     if (taken !== undefined) throw new TakenError(taken.username === username ? 'username' : 'email')
   }
 
   private audit (actor: string, action: string, target: string, detail: string): void {
-    this.db.prepare('INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)').run(Date.now(), actor, action, target, detail)
+    this.statements.audit.run(Date.now(), actor, action, target, detail)
   }
 }
 
