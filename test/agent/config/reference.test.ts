@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { z } from 'zod'
 import { REFERENCE_END, REFERENCE_START, referenceTable, tableIn, withTable } from '../../../agent/config/reference.ts'
 import { settingsOf } from '../../../agent/config/settings.ts'
+import { SETTINGS } from '../../../agent/config/config.ts'
 
 const DOC = new URL('../../../docs/configuration.md', import.meta.url)
 const SCRIPT = fileURLToPath(new URL('../../../scripts/config-reference.ts', import.meta.url))
@@ -73,4 +74,16 @@ t.test('the table is written between the markers, and only there', async (t) => 
   t.equal(withTable(written, '| new |\n'), written, 'writing it again changes nothing')
   t.equal(tableIn('# no markers\n'), undefined)
   t.throws(() => withTable('# no markers\n', '| t |\n'), /no reference markers/)
+})
+
+t.test('every setting the README and docs/ name in backticks is one (or an object of them)', async (t) => {
+  const root = new URL('../../../', import.meta.url)
+  const files = ['README.md', ...readdirSync(new URL('docs/', root)).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
+  const tops = new Set(SETTINGS.map((s) => s.key.split('.')[0]))
+  const known = new Set(SETTINGS.flatMap((s) => s.key.split('.').map((_, i, parts) => parts.slice(0, i + 1).join('.'))))
+  const unknown = files.flatMap((file) => [...readFileSync(new URL(file, root), 'utf8').matchAll(/`([a-zA-Z]+(?:\.[a-zA-Z]+)+)`/g)]
+    .map((m) => m[1] as string)
+    .filter((key) => tops.has(key.split('.')[0]) && !/\.(ts|md|json)$/.test(key) && !known.has(key))
+    .map((key) => `${file}: ${key}`))
+  t.same(unknown, [])
 })
