@@ -188,8 +188,7 @@ export class SensorStore {
   private readonly db: DB
   private readonly log: Logger
   private readonly retention: Retention
-  private readonly statements: ReturnType<SensorStore['prepare']>
-  private readonly commitTx: (batch: IngestBatch) => void
+  private prepared: ReturnType<SensorStore['prepare']> | undefined
   private readonly maxSensors: number
   private pruneTimer: NodeJS.Timeout | undefined
   private pruning: NodeJS.Immediate | undefined
@@ -203,12 +202,17 @@ export class SensorStore {
     this.log = components.log
     this.retention = components.retention
     this.maxSensors = components.maxSensors ?? DEFAULT_MAX_SENSORS
-    this.statements = this.prepare()
-    this.commitTx = this.db.transaction((batch: IngestBatch) => { this.write(batch) })
+  }
+
+  /** Compiled on first use, once. */
+  private get statements (): ReturnType<SensorStore['prepare']> {
+    this.prepared ??= this.prepare()
+    return this.prepared
   }
 
   private prepare () {
     return {
+      commit: this.db.transaction((batch: IngestBatch) => { this.write(batch) }),
       insertReading: this.db.prepare('INSERT INTO readings (sensor, metric, ts, value) VALUES (?, ?, ?, ?)'),
       upsertRollup: this.db.prepare(`
         INSERT INTO rollups (period, sensor, metric, start, count, min_value, max_value, sum_value, last, last_ts)
@@ -242,7 +246,21 @@ export class SensorStore {
       evictSensors: this.db.prepare<[number, number], { sensor: string, metric: string }>(`
         DELETE FROM sensors WHERE (sensor, metric) IN (
           SELECT sensor, metric FROM sensors WHERE count = 1 OR last_seen < ? ORDER BY last_seen LIMIT ?)
-        RETURNING sensor, metric`)
+        RETURNING sensor, metric`),
+      knownSensors: this.db.prepare<[], { sensor: string, metric: string }>('SELECT sensor, metric FROM sensors'),
+      forgetSensor: this.db.prepare<[string], { sensor: string, metric: string }>('DELETE FROM sensors WHERE sensor = ? RETURNING sensor, metric'),
+      forgetMetric: this.db.prepare<[string, string], { sensor: string, metric: string }>('DELETE FROM sensors WHERE sensor = ? AND metric = ? RETURNING sensor, metric'),
+      deadLetters: this.db.prepare<[number], DeadLetter>('SELECT at, topic, reason, detail, size, bytes FROM dead_letters ORDER BY id DESC LIMIT ?'),
+      sensors: this.db.prepare<[number, number], Omit<SensorView, 'ratePerS' | 'lastSeen'> & { first_seen: number, last_seen: number, recent: number }>(`
+        SELECT s.sensor, s.metric, s.value, s.ts, s.first_seen, s.last_seen, s.count,
+          (SELECT coalesce(sum(r.count), 0) FROM rollups r
+            WHERE r.period = ? AND r.sensor = s.sensor AND r.metric = s.metric AND r.start >= ?) AS recent
+        FROM sensors s ORDER BY s.sensor, s.metric`),
+      readings: this.db.prepare<[string, string, number, number], Reading>(
+        'SELECT sensor, metric, ts, value FROM readings WHERE sensor = ? AND metric = ? AND ts >= ? ORDER BY rowid LIMIT ?'),
+      rollups: this.db.prepare<[number, string, string, number], { start: number, count: number, min: number, max: number, sum: number, last: number }>(`
+        SELECT start, count, min_value AS min, max_value AS max, sum_value AS sum, last FROM rollups
+        WHERE period = ? AND sensor = ? AND metric = ? AND start >= ? ORDER BY start`)
     }
   }
 
@@ -255,7 +273,7 @@ export class SensorStore {
     // Not a statement prepared once: SQLite applies this pragma when it compiles it, not when it runs it.
     this.db.exec('PRAGMA synchronous = FULL')
     try {
-      this.commitTx(batch)
+      this.statements.commit(batch)
     } finally {
       this.db.exec('PRAGMA synchronous = NORMAL')
     }
@@ -300,7 +318,7 @@ export class SensorStore {
 
   /** Newest first. */
   deadLetters (limit = 100): DeadLetter[] {
-    return this.db.prepare<[number], DeadLetter>('SELECT at, topic, reason, detail, size, bytes FROM dead_letters ORDER BY id DESC LIMIT ?').all(limit)
+    return this.statements.deadLetters.all(limit)
   }
 
   /** Newest first, for the operator: bytes that are not UTF-8 show as U+FFFD. */
@@ -311,11 +329,7 @@ export class SensorStore {
   /** Every sensor metric with its latest value and its rate over the current minute and the RATE_MINUTES before. */
   sensors (now = Date.now()): SensorView[] {
     const since = Math.floor(now / MINUTE_MS) * MINUTE_MS - RATE_MINUTES * MINUTE_MS
-    const rows = this.db.prepare<[number, number], Omit<SensorView, 'ratePerS' | 'lastSeen'> & { first_seen: number, last_seen: number, recent: number }>(`
-      SELECT s.sensor, s.metric, s.value, s.ts, s.first_seen, s.last_seen, s.count,
-        (SELECT coalesce(sum(r.count), 0) FROM rollups r
-          WHERE r.period = ? AND r.sensor = s.sensor AND r.metric = s.metric AND r.start >= ?) AS recent
-      FROM sensors s ORDER BY s.sensor, s.metric`).all(MINUTE_MS, since)
+    const rows = this.statements.sensors.all(MINUTE_MS, since)
     return rows.map((r) => {
       // A sensor first seen within the window: intervals between its readings so far (two readings 1 s apart
       // are 1/s). An older one: readings over the whole window, so a sensor that went quiet fades to 0.
@@ -336,16 +350,12 @@ export class SensorStore {
 
   /** Raw readings of one sensor metric since `since`, oldest first. */
   readings (sensor: string, metric: string, since = 0, limit = 1000): Reading[] {
-    return this.db.prepare<[string, string, number, number], Reading>(
-      'SELECT sensor, metric, ts, value FROM readings WHERE sensor = ? AND metric = ? AND ts >= ? ORDER BY rowid LIMIT ?'
-    ).all(sensor, metric, since, limit)
+    return this.statements.readings.all(sensor, metric, since, limit)
   }
 
   /** Minute (`MINUTE_MS`) or hour (`HOUR_MS`) summaries of one sensor metric, oldest first. */
   rollups (period: number, sensor: string, metric: string, since = 0): RollupView[] {
-    return this.db.prepare<[number, string, string, number], { start: number, count: number, min: number, max: number, sum: number, last: number }>(`
-      SELECT start, count, min_value AS min, max_value AS max, sum_value AS sum, last FROM rollups
-      WHERE period = ? AND sensor = ? AND metric = ? AND start >= ? ORDER BY start`).all(period, sensor, metric, since)
+    return this.statements.rollups.all(period, sensor, metric, since)
       .map(({ sum, ...r }) => ({ ...r, mean: sum / r.count }))
   }
 
@@ -381,7 +391,7 @@ export class SensorStore {
    */
   admits (readings: ReadonlyArray<{ sensor: string, metric: string }>, now = Date.now()): string | null {
     try {
-      this.known ??= new Set(this.db.prepare<[], { sensor: string, metric: string }>('SELECT sensor, metric FROM sensors').all().map((r) => sensorKey(r.sensor, r.metric)))
+      this.known ??= new Set(this.statements.knownSensors.all().map((r) => sensorKey(r.sensor, r.metric)))
     } catch (err) {
       // A store that cannot be read cannot take the readings either: the commit fails, and is retried, as such.
       this.log.warn({ err }, 'reading the known sensors failed')
@@ -425,8 +435,8 @@ export class SensorStore {
    */
   forget (sensor: string, metric?: string): number {
     const forgotten = metric === undefined
-      ? this.db.prepare<[string], { sensor: string, metric: string }>('DELETE FROM sensors WHERE sensor = ? RETURNING sensor, metric').all(sensor)
-      : this.db.prepare<[string, string], { sensor: string, metric: string }>('DELETE FROM sensors WHERE sensor = ? AND metric = ? RETURNING sensor, metric').all(sensor, metric)
+      ? this.statements.forgetSensor.all(sensor)
+      : this.statements.forgetMetric.all(sensor, metric)
     for (const r of forgotten) this.known?.delete(sensorKey(r.sensor, r.metric))
     return forgotten.length
   }

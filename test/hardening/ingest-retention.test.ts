@@ -113,14 +113,14 @@ t.test('every prune query finds its rows through an index', async (t) => {
 
 t.test('an ingest commit is synced (synchronous = FULL); the agent\'s other writes keep NORMAL', async (t) => {
   const { db, sensors } = open(t)
-  const inner = sensors as unknown as { commitTx: (b: IngestBatch) => void }
-  const commitTx = inner.commitTx
+  const inner = (sensors as unknown as { statements: { commit: (b: IngestBatch) => void } }).statements
+  const commitTx = inner.commit
   const seen: number[] = []
-  inner.commitTx = (b) => { seen.push(db.pragma('synchronous', { simple: true }) as number); commitTx(b) }
+  inner.commit = (b) => { seen.push(db.pragma('synchronous', { simple: true }) as number); commitTx(b) }
   sensors.commit(batch([{ sensor: 's', metric: 'm', ts: T0, value: 1 }]))
   t.same(seen, [2], 'FULL (2) while committing')
   t.equal(db.pragma('synchronous', { simple: true }), 1, 'NORMAL (1) after')
-  inner.commitTx = () => { throw new Error('disk full') }
+  inner.commit = () => { throw new Error('disk full') }
   t.throws(() => { sensors.commit(batch([])) }, /disk full/)
   t.equal(db.pragma('synchronous', { simple: true }), 1, 'NORMAL after a failed commit too')
 })
