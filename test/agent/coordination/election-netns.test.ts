@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { AgentBed, Testbed } from '../../../scripts/testbed.ts'
 import { TOPICS } from '../../../protocols/topics.ts'
-import { FAST_TIMINGS, allSee, decisions, nodes, status, waitFor, waitForAgreement } from '../../helpers/agents.ts'
+import { FAST_TIMINGS, decisions, nodes, seenStates, statesOf, status, waitFor, waitForAgreement } from '../../helpers/agents.ts'
+import { eventually } from '../../helpers/eventually.ts'
 import type { AgentProcess, Agreement } from '../../helpers/agents.ts'
 
 const unavailable = Testbed.unavailableReason()
@@ -21,7 +22,7 @@ t.test('5 hosts: the coordinator dies, the network splits 2|3 and heals, an old 
   const lowest = (agents: AgentProcess[]) => agents.map((a) => a.peerId).sort()[0]
 
   const first = await agreement('agreement on the priority host', bed.agents, (a) => a.coordinator === h4.peerId)
-  t.pass(`all five follow host-4 (priority 10), term ${first.term}`)
+  t.equal(first.coordinator, h4.peerId, `all five follow host-4 (priority 10), term ${first.term}`)
   t.equal((await nodes(h0)).find((n) => n.peerId === h4.peerId)?.role, 'coordinator', 'nodes marks the coordinator')
 
   // Kill the coordinator: the survivors agree on one new one, ranked by peer id (all else is equal here).
@@ -30,7 +31,8 @@ t.test('5 hosts: the coordinator dies, the network splits 2|3 and heals, an old 
   const second = await agreement('a new coordinator among the survivors', survivors, (a) => a.coordinator !== h4.peerId)
   t.equal(second.coordinator, lowest(survivors), 'the best-ranked survivor took over')
   t.ok(second.term > first.term, 'with a higher term')
-  await waitFor('every survivor to list host-4 dead', () => allSee(survivors, [h4], 'dead'))
+  const h4Dead = statesOf(survivors, [h4], 'dead')
+  t.same(await eventually(() => seenStates(survivors, [h4]), h4Dead), h4Dead, 'every survivor lists host-4 dead')
 
   // It comes back: same identity and priority, so it takes over again, with a higher term still.
   const back = await bed.restart(4)
@@ -45,13 +47,15 @@ t.test('5 hosts: the coordinator dies, the network splits 2|3 and heals, an old 
   t.equal(b.coordinator, lowest(sideB), 'side 0-1-2 elected its best-ranked member')
   const a = await agreement('side 3-4 to keep host-4', sideA, (x) => x.coordinator === back.peerId)
   t.equal(a.term, third.term, 'side 3-4 had no reason to change term')
-  await waitFor('each side to list the other dead', async () => await allSee(sideA, sideB, 'dead') && await allSee(sideB, sideA, 'dead'))
+  const split = { ...statesOf(sideA, sideB, 'dead'), ...statesOf(sideB, sideA, 'dead') }
+  const seenSplit = async () => ({ ...await seenStates(sideA, sideB), ...await seenStates(sideB, sideA) })
+  t.same(await eventually(seenSplit, split), split, 'each side lists the other dead')
 
   // Heal: one coordinator again (the rightful one), with a term above both sides'.
   bed.healAll()
   const healed = await agreement('one coordinator after the heal', bed.live, (x) => x.term > Math.max(a.term, b.term))
   t.equal(healed.coordinator, back.peerId, 'the partitions converged on host-4')
-  t.pass(`term ${healed.term} > ${Math.max(a.term, b.term)}`)
+  t.ok(healed.term > Math.max(a.term, b.term), `term ${healed.term} > ${Math.max(a.term, b.term)}`)
 
   // A decision from the old side's term (and one from a peer that is not the coordinator) is not applied.
   const stale = (term: number, id: string) => JSON.stringify({

@@ -31,7 +31,8 @@ t.test('a frozen agent (SIGSTOP) is suspect but never dead, and alive once it ru
   t.ok(states.has('suspect'), 'it was suspected')
   t.notOk(states.has('dead'), `it was never declared dead (seen: ${[...states].join(', ')})`)
   const resumed = Date.now()
-  await waitFor('it to be alive again', () => allSee([a, b], [frozen], 'alive'))
+  const alive = statesOf([a, b], [frozen], 'alive')
+  t.same(await eventually(() => seenStates([a, b], [frozen]), alive, { timeoutMs: 15_000 }), alive, 'alive again once it runs')
   t.comment(`alive again ${Date.now() - resumed} ms after SIGCONT`)
 
   frozen.child.kill('SIGKILL')

@@ -45,7 +45,7 @@ t.test('work moves off a dead node, back home when it returns, and every step is
   const back = await startAgent({ root, name: 'home', swarmKeyFile: swarmKey, dataDir: home.dataDir, config: homeConfig })
   agents.push(back)
   await waitFor('everyone alive', () => allSee([boss, spare, back], [boss, spare, back], 'alive'))
-  await waitFor('cam-door to run at home only', async () => (await runners(boss, 'cam-door')).join() === 'home')
+  t.same(await eventually(() => runners(boss, 'cam-door'), ['home']), ['home'], 'cam-door runs at home only')
   t.ok((await decisions(boss)).some((d) => d.workId === 'cam-door' && d.action === 'stop' && d.targetName === moved), 'the stop was a decision too')
 })
 

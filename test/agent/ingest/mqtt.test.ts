@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { ingest, nodes, publishReadings, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
+import { eventually } from '../../helpers/eventually.ts'
 import { freePort, startMosquitto } from '../../helpers/mosquitto.ts'
 
 const run = promisify(execFile)
@@ -41,12 +42,13 @@ t.test('presence on the broker: retained availability, Last Will, health, Home A
   t.equal(discovery.unit_of_measurement, '%')
 
   execFileSync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-q', '1', '-t', `${name}/probe`, '-m', '7'])
-  await waitFor('the reading', async () => (await sensors(agent)).some((s) => s.sensor === `${name}/probe` && s.value === 7), 10_000)
+  const probe = async () => (await sensors(agent)).filter((s) => s.sensor === `${name}/probe`).map((s) => s.value)
+  t.same(await eventually(probe, [7], { timeoutMs: 10_000 }), [7], 'a reading published to the broker is stored')
 
   await stopAgents([agent])
   t.equal(await nextMessage(port, availability), 'offline', 'a clean stop leaves "offline" retained')
   agent = await startAgent({ root, name, swarmKeyFile, logLevel: 'info', config, dataDir: agent.dataDir })
-  await waitFor('online again', async () => await nextMessage(port, availability) === 'online', 10_000)
+  t.equal(await eventually(() => nextMessage(port, availability), 'online', { timeoutMs: 10_000 }), 'online', 'online again after a restart')
   agent.child.kill('SIGKILL')
   await agent.exited
   t.equal(await waitFor('the will', async () => await nextMessage(port, availability) === 'offline' && 'offline', 10_000), 'offline',
@@ -68,7 +70,8 @@ t.test('the embedded broker: sensors publish to the agent itself', async (t) => 
   await waitFor('the agent to connect to its own broker', async () => (await ingest(agent)).connected, 10_000)
   t.equal((await ingest(agent)).broker, `mqtt://127.0.0.1:${port}`)
   for (const v of ['1', '2', '3']) execFileSync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-q', '1', '-t', 'sensors/garage', '-m', v])
-  await waitFor('3 readings', async () => (await sensors(agent)).find((s) => s.sensor === 'sensors/garage')?.count === 3, 10_000)
+  const garage = async () => (await sensors(agent)).find((s) => s.sensor === 'sensors/garage')?.count
+  t.equal(await eventually(garage, 3, { timeoutMs: 10_000 }), 3, 'the three readings are stored')
   const self = await waitFor('the beacon to show the ingest', async () => {
     const me = (await nodes(agent)).find((n) => n.name === 'embedded')
     return me?.ingest != null && me.ingest.stored >= 3 && me

@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import t from 'tap'
-import { allSee, bootstrapAddr, stopAgents, nodes, startAgent, status, statesSeenBy, tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
+import { allSee, bootstrapAddr, seenStates, statesOf, stopAgents, nodes, startAgent, status, statesSeenBy, tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
+import { eventually } from '../../helpers/eventually.ts'
 import type { AgentProcess } from '../../helpers/agents.ts'
 
 t.test('three agents join by bootstrap; a leave and a crash are told apart; outsiders stay out', async (t) => {
@@ -21,7 +22,8 @@ t.test('three agents join by bootstrap; a leave and a crash are told apart; outs
   const outsider = await startAgent({ root, name: 'outsider', swarmKeyFile: otherKey, bootstrap: [entry] })
   running.push(outsider)
 
-  await waitFor('all three to see three alive members', () => allSee(mesh, mesh, 'alive'))
+  const joined = statesOf(mesh, mesh, 'alive')
+  t.same(await eventually(() => seenStates(mesh, mesh), joined), joined, 'all three see three alive members')
   for (const agent of mesh) {
     const s = await status(agent)
     t.equal(s.members, 3, `${agent.name} counts 3 members alive`)
@@ -41,11 +43,13 @@ t.test('three agents join by bootstrap; a leave and a crash are told apart; outs
   const bExit = await (b as AgentProcess).exited
   t.equal(bExit.code, 0, 'SIGTERM exits 0')
   t.ok(Date.now() - stopAsked < 5_000, 'SIGTERM stops within 5 s')
-  await waitFor('bravo to be left', () => allSee([a, c as AgentProcess], [b as AgentProcess], 'left'))
+  const left = statesOf([a, c as AgentProcess], [b as AgentProcess], 'left')
+  t.same(await eventually(() => seenStates([a, c as AgentProcess], [b as AgentProcess]), left), left, 'bravo is left to the others')
 
   // A crash: SIGKILL says nothing, but its box refuses the redial: dead at once.
   c?.child.kill('SIGKILL')
-  await waitFor('charlie to be dead', () => allSee([a], [c as AgentProcess], 'dead'))
+  const dead = statesOf([a], [c as AgentProcess], 'dead')
+  t.same(await eventually(() => seenStates([a], [c as AgentProcess]), dead), dead, 'charlie is dead to alpha')
   t.equal((await statesSeenBy(a)).get(b?.peerId ?? ''), 'left', 'the one that left stays left, not dead')
 
   const seenByAlpha = await statesSeenBy(a)
@@ -56,10 +60,12 @@ t.test('three agents join by bootstrap; a leave and a crash are told apart; outs
   const bAgain = await startAgent({ root, name: 'bravo', swarmKeyFile: swarmKey, dataDir: b?.dataDir })
   running.push(bAgain)
   t.equal(bAgain.peerId, b?.peerId, 'the peer id survives a restart')
-  await waitFor('bravo to be back', () => allSee([a, bAgain], [a, bAgain], 'alive'))
+  const back = statesOf([a, bAgain], [a, bAgain], 'alive')
+  t.same(await eventually(() => seenStates([a, bAgain], [a, bAgain]), back), back, 'bravo is back')
   const remembered = (await statesSeenBy(bAgain)).get(c?.peerId ?? '')
   t.ok(remembered === 'suspect' || remembered === 'dead', `bravo remembers charlie and does not vouch for it (${String(remembered)})`)
-  await waitFor('bravo to find charlie dead', async () => (await statesSeenBy(bAgain)).get(c?.peerId ?? '') === 'dead')
+  const charlieDead = statesOf([bAgain], [c as AgentProcess], 'dead')
+  t.same(await eventually(() => seenStates([bAgain], [c as AgentProcess]), charlieDead), charlieDead, 'bravo finds charlie dead')
 })
 
 t.test('members that joined through one agent connect to each other: the mesh outlives its bootstrap node', async (t) => {
@@ -74,6 +80,7 @@ t.test('members that joined through one agent connect to each other: the mesh ou
   running.push(...others)
   await waitFor('all four alive everywhere', () => allSee([entryAgent, ...others], [entryAgent, ...others], 'alive'))
   entryAgent.child.kill('SIGKILL')
-  await waitFor('the entry agent to be dead to the others', () => allSee(others, [entryAgent], 'dead'))
-  t.ok(await allSee(others, others, 'alive'), 'the three still see each other alive: they talk directly, not through the entry')
+  const entryDead = statesOf(others, [entryAgent], 'dead')
+  t.same(await eventually(() => seenStates(others, [entryAgent]), entryDead), entryDead, 'the entry agent is dead to the others')
+  t.same(await seenStates(others, others), statesOf(others, others, 'alive'), 'the three still see each other alive: they talk directly, not through the entry')
 })
