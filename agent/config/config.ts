@@ -83,8 +83,9 @@ function mergeLayer (base: Record<string, unknown>, layer: Record<string, unknow
 function envLayer (env: NodeJS.ProcessEnv): Record<string, unknown> {
   const layer: Record<string, unknown> = {}
   for (const setting of SETTINGS) {
-    const text = setting.env === undefined ? undefined : env[setting.env]
-    if (text !== undefined && text !== '') setPath(layer, setting.key, readSettingText(setting, text, setting.env as string))
+    if (setting.env === undefined) continue
+    const text = env[setting.env]
+    if (text !== undefined && text !== '') setPath(layer, setting.key, readSettingText(setting, text, setting.env))
   }
   return layer
 }
@@ -93,8 +94,9 @@ function envLayer (env: NodeJS.ProcessEnv): Record<string, unknown> {
 function flagLayer (flags: AgentFlags): Record<string, unknown> {
   const layer: Record<string, unknown> = {}
   for (const { key, flag } of SETTINGS) {
-    const value = flag === undefined ? undefined : flags[flag.name]
-    if (value === undefined || flag === undefined) continue
+    if (flag === undefined) continue
+    const value = flags[flag.name]
+    if (value === undefined) continue
     if (flag.sets === undefined) setPath(layer, key, value)
     else if (value === true) setPath(layer, key, flag.sets)
   }
