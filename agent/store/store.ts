@@ -29,6 +29,7 @@ export class Store {
   private readonly disk: { observe: (err: unknown) => boolean } | undefined
   private pruneTimer: NodeJS.Timeout | undefined
   private pruning: Promise<Record<string, number>> | undefined
+  private pruneStatements: ReturnType<Store['preparePrune']> | undefined
   private failedWrites = 0
   private failureLoggedAt = -Infinity
 
@@ -62,18 +63,26 @@ export class Store {
     return await this.pruning
   }
 
+  /** Per rule: the rows older than its age, the newest row past its cap, and the rows up to that one. */
+  private preparePrune () {
+    return this.tables.flatMap((set) => set.retention ?? []).map((r) => ({
+      rule: r,
+      old: this.db.prepare<[number]>(`DELETE FROM ${r.table} WHERE ${r.key} IN (SELECT ${r.key} FROM ${r.table} WHERE ${r.time} < ? LIMIT ${PRUNE_CHUNK})`),
+      newestKept: this.db.prepare<[number], { key: number }>(`SELECT ${r.key} AS key FROM ${r.table} ORDER BY ${r.key} DESC LIMIT 1 OFFSET ?`),
+      excess: this.db.prepare<[number]>(`DELETE FROM ${r.table} WHERE ${r.key} IN (SELECT ${r.key} FROM ${r.table} WHERE ${r.key} <= ? ORDER BY ${r.key} LIMIT ${PRUNE_CHUNK})`)
+    }))
+  }
+
   private async prunePass (now: number): Promise<Record<string, number>> {
     const deleted: Record<string, number> = {}
-    for (const r of this.tables.flatMap((set) => set.retention ?? [])) {
+    if (!this.db.open) return deleted
+    this.pruneStatements ??= this.preparePrune()
+    for (const { rule: r, old, newestKept, excess } of this.pruneStatements) {
       let count = 0
       try {
-        const old = this.db.prepare(`DELETE FROM ${r.table} WHERE ${r.key} IN (SELECT ${r.key} FROM ${r.table} WHERE ${r.time} < ? LIMIT ${PRUNE_CHUNK})`)
         count += await this.inChunks(() => old.run(now - r.maxAgeMs).changes)
-        const newestKept = this.db.prepare<[number], { key: number }>(`SELECT ${r.key} AS key FROM ${r.table} ORDER BY ${r.key} DESC LIMIT 1 OFFSET ?`).get(r.maxRows)
-        if (newestKept !== undefined) {
-          const excess = this.db.prepare(`DELETE FROM ${r.table} WHERE ${r.key} IN (SELECT ${r.key} FROM ${r.table} WHERE ${r.key} <= ? ORDER BY ${r.key} LIMIT ${PRUNE_CHUNK})`)
-          count += await this.inChunks(() => excess.run(newestKept.key).changes)
-        }
+        const newest = newestKept.get(r.maxRows)
+        if (newest !== undefined) count += await this.inChunks(() => excess.run(newest.key).changes)
       } catch (err) {
         if (!this.db.open) break
         this.disk?.observe(err)

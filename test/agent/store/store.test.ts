@@ -87,3 +87,32 @@ t.test('started, it drops events and decisions older than 30 days; stopped, it c
   store.stop()
   t.throws(() => events.list(), 'closed after stop')
 })
+
+t.test('a store closed in the middle of a prune pass ends the pass quietly', async (t) => {
+  const { store, events } = open(join(t.testdir(), 'noodle.db'))
+  const old = Date.now() - 31 * 86_400_000
+  store.database.transaction(() => { for (let i = 0; i < 1500; i++) events.record('old', null, {}, old) })()
+  const pass = store.prune()
+  store.close()
+  t.same(await pass, {}, 'nothing more is tried once the database is closed')
+  t.same(await store.prune(), {}, 'and a pass on a closed store does nothing')
+})
+
+t.test('a failed write is reported to the disk status and logged at most every few seconds, never thrown', async (t) => {
+  const observed: unknown[] = []
+  const logged: Array<{ msg: string, failedWrites: number }> = []
+  const store = new Store({
+    path: join(t.testdir(), 'noodle.db'),
+    log: createLogger('error', { write: (line: string) => { logged.push(JSON.parse(line)) } }),
+    disk: { observe: (err) => { observed.push(err); return true } }
+  })
+  t.teardown(() => { store.close() })
+  const full = Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' })
+  store.write(() => { throw full })
+  store.write(() => { throw full })
+  t.same(observed, [full, full], 'each failure is reported')
+  t.same(logged.map((l) => [l.msg, l.failedWrites]), [['a write to the store failed; the agent goes on without it', 1]], 'logged once within the interval')
+  const events = new EventLog({ store })
+  store.write(() => { events.record('after', null, {}) })
+  t.same(events.list().map((e) => e.type), ['after'], 'writes that succeed go on')
+})
