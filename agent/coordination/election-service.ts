@@ -3,6 +3,7 @@ import { TOPICS } from '../../protocols/topics.ts'
 import { REJECTED_METRIC } from '../../protocols/validator.ts'
 import { MAX_TERM_STEP, candidateOf, compareCandidates } from './election.ts'
 import type { Candidate, Election, ElectionChange } from './election.ts'
+import type { MemberBus } from '../membership/bus.ts'
 import type { Logger } from '../../common/logger.ts'
 import { isLive } from '../membership/membership.ts'
 import type { Membership } from '../membership/membership.ts'
@@ -36,40 +37,61 @@ export interface ElectionServiceComponents {
   log: Logger
   /** How this node ranks (from config and the box). */
   self: () => Candidate
-  /** The coordinator changed: beacon at once, so a claim (or stepping down) is heard within a round trip. */
-  onChange: (change: ElectionChange) => void
+  /**
+   * Brings members' beacons (`beacon`) and claims seen elsewhere (`claim`: a decision's term); told when the
+   * coordinator changed (`news`), so our beacon says so within a round trip.
+   */
+  bus: MemberBus
 }
 
-/** Feeds the election from beacons and membership changes, and persists and logs its outcome. */
+/** Feeds the election from beacons, claims and membership changes, and persists and logs its outcome. */
 export class ElectionService {
-  private readonly c: ElectionServiceComponents
+  private readonly election: Election
+  private readonly membership: Membership
+  private readonly records: CoordinationRecords
+  private readonly events: EventLog
+  private readonly metrics: MetricsStore
+  private readonly log: Logger
+  private readonly self: () => Candidate
+  private readonly bus: MemberBus
   private timer: NodeJS.Timeout | undefined
 
   constructor (components: ElectionServiceComponents) {
-    this.c = components
+    this.election = components.election
+    this.membership = components.membership
+    this.records = components.records
+    this.events = components.events
+    this.metrics = components.metrics
+    this.log = components.log
+    this.self = components.self
+    this.bus = components.bus
   }
 
   start (): void {
-    this.c.membership.on('change', this.evaluate)
-    this.c.election.on('change', this.onElectionChange)
+    this.membership.on('change', this.evaluate)
+    this.election.on('change', this.onElectionChange)
+    this.bus.on('beacon', this.observeBeacon)
+    this.bus.on('claim', this.observeClaim)
     this.timer = setInterval(this.evaluate, EVALUATE_INTERVAL_MS)
   }
 
   stop (): void {
     clearInterval(this.timer)
-    this.c.membership.off('change', this.evaluate)
-    this.c.election.off('change', this.onElectionChange)
+    this.membership.off('change', this.evaluate)
+    this.election.off('change', this.onElectionChange)
+    this.bus.off('beacon', this.observeBeacon)
+    this.bus.off('claim', this.observeClaim)
   }
 
   /** A member's beacon: a coordinator's renews (or makes) its claim; a member's says it holds none. */
-  observeBeacon (peerId: string, beacon: HealthBeacon): void {
+  readonly observeBeacon = (peerId: string, beacon: HealthBeacon): void => {
     if (beacon.role === 'coordinator') {
       this.observeClaim(peerId, beacon.term)
       return
     }
-    this.c.election.observeRelease(peerId)
+    this.election.observeRelease(peerId)
     // Not a claim, but no honest member reports such a term either: counted, and never built on (see evaluate).
-    if (beacon.term > this.c.election.ceiling(this.c.membership.list())) this.c.metrics.inc(REJECTED_METRIC, { topic: TOPICS.nodeHealth, reason: 'term-jump' })
+    if (beacon.term > this.election.ceiling(this.membership.list())) this.metrics.inc(REJECTED_METRIC, { topic: TOPICS.nodeHealth, reason: 'term-jump' })
   }
 
   /**
@@ -77,14 +99,14 @@ export class ElectionService {
    * eligible member can hold a term: anything else claiming one (a buggy or rogue peer) is ignored. A term past
    * the ceiling is refused and counted (`term-jump`), so no claim can end elections.
    */
-  observeClaim (peerId: string, term: number, topic: string = TOPICS.nodeHealth): void {
-    const { membership, election } = this.c
+  readonly observeClaim = (peerId: string, term: number, topic: string = TOPICS.nodeHealth): void => {
+    const { membership, election } = this
     const claimant = membership.get(peerId)
     if (claimant == null || !isLive(claimant.state) || candidateOf(claimant)?.eligible !== true) return
     const ceiling = election.ceiling(membership.list())
     if (term > ceiling) {
-      this.c.metrics.inc(REJECTED_METRIC, { topic, reason: 'term-jump' })
-      this.c.log.debug({ peer: peerId, term, ceiling }, 'refused a claim past the term ceiling')
+      this.metrics.inc(REJECTED_METRIC, { topic, reason: 'term-jump' })
+      this.log.debug({ peer: peerId, term, ceiling }, 'refused a claim past the term ceiling')
       return
     }
     const clash = election.observeClaim(peerId, term, this.rank)
@@ -100,24 +122,24 @@ export class ElectionService {
   }
 
   private candidate (peerId: string): Candidate | null {
-    if (peerId === this.c.membership.self.peerId) return this.c.self()
-    const member = this.c.membership.get(peerId)
+    if (peerId === this.membership.self.peerId) return this.self()
+    const member = this.membership.get(peerId)
     return member == null ? null : candidateOf(member)
   }
 
   private readonly evaluate = (clash: unknown = false): void => {
-    this.c.election.evaluate(this.c.membership.list(), this.c.self(), clash === true)
+    this.election.evaluate(this.membership.list(), this.self(), clash === true)
   }
 
   private readonly onElectionChange = (change: ElectionChange): void => {
     const { term, coordinator, previous, previousTerm, reason } = change
-    const { records, events, membership, log } = this.c
+    const { records, events, membership, log } = this
     if (term !== previousTerm) records.putState(TERM_STATE_KEY, term)
     if (coordinator === previous && term === previousTerm) return
     const name = coordinator == null ? null : membership.get(coordinator)?.name ?? coordinator
     log.info({ term, coordinator, previous, reason }, coordinator == null ? `no coordinator (term ${term}): ${reason}` : `coordinator is ${name ?? '?'} (term ${term}): ${reason}`)
     events.record('coordinator.change', coordinator, { term, previous, reason })
     membership.updateSelf({ role: coordinator === membership.self.peerId ? 'coordinator' : 'member' })
-    this.c.onChange(change)
+    this.bus.emit('news')
   }
 }

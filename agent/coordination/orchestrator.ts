@@ -15,6 +15,7 @@ import type { Election } from './election.ts'
 import { NoCoordinatorError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { Membership, Member } from '../membership/membership.ts'
+import type { MemberBus } from '../membership/bus.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { MetricsStore } from '../metrics/metrics.ts'
 import { place } from './placement.ts'
@@ -53,10 +54,10 @@ const REMEMBERED_DECISIONS = 4_096
 export const EVALUATIONS_METRIC = 'noodle_placement_evaluations_total'
 
 export interface OrchestratorComponents {
-  mesh: Mesh
+  mesh: Pick<Mesh, 'node' | 'peerId' | 'publish' | 'subscribe' | 'unsubscribe'>
   election: Election
-  /** Takes a claim seen in a decision (its term may be news to us). */
-  observeClaim: (peerId: string, term: number) => void
+  /** Where a claim seen in a decision goes (`claim`: its term may be news to the election). */
+  bus: MemberBus
   membership: Membership
   work: WorkRegistry
   records: CoordinationRecords
@@ -78,7 +79,18 @@ export interface OrchestratorComponents {
  * and answers with the outcome. Both sides record decisions and outcomes in the store.
  */
 export class Orchestrator {
-  private readonly c: OrchestratorComponents
+  private readonly mesh: OrchestratorComponents['mesh']
+  private readonly election: Election
+  private readonly bus: MemberBus
+  private readonly membership: Membership
+  private readonly work: WorkRegistry
+  private readonly records: CoordinationRecords
+  private readonly metrics: MetricsStore
+  private readonly log: Logger
+  private readonly evaluateIntervalMs: number
+  private readonly maxCpuPct: number
+  private readonly orphanAfterMs: number
+  private readonly modelBytes: (id: string) => number | undefined
   private readonly selfId: string
   /** `action:target:home:work id` → the term and time it was last decided. */
   private readonly issued = new BoundedMap<string, { term: number, at: number, repeats: number }>(REMEMBERED_DECISIONS)
@@ -104,32 +116,44 @@ export class Orchestrator {
   private stopped = true
 
   constructor (components: OrchestratorComponents) {
-    this.c = components
+    this.mesh = components.mesh
+    this.election = components.election
+    this.bus = components.bus
+    this.membership = components.membership
+    this.work = components.work
+    this.records = components.records
+    this.metrics = components.metrics
+    this.log = components.log
+    this.evaluateIntervalMs = components.evaluateIntervalMs
+    this.maxCpuPct = components.maxCpuPct
+    this.orphanAfterMs = components.orphanAfterMs
+    this.modelBytes = components.modelBytes
     this.selfId = components.mesh.peerId.toString()
-    components.mesh.subscribe(decisionCodec, (message, from) => { this.onMessage(message, from) })
   }
 
   async start (): Promise<void> {
     this.stopped = false
-    await this.c.mesh.node.handle(OPTIMIZE_PROTOCOL, this.onOptimizeStream, { maxInboundStreams: 4, maxOutboundStreams: 4 })
-    this.c.membership.on('change', this.evaluateSoon)
-    this.c.membership.on('change', this.forgetHomeless)
-    this.c.membership.on('reap', this.forgetHomeless)
-    this.c.election.on('change', this.evaluateSoon)
-    this.c.work.on('change', this.evaluateSoon)
-    this.timer = setInterval(() => { this.evaluateQuietly() }, this.c.evaluateIntervalMs)
+    this.mesh.subscribe(decisionCodec, this.onMessage)
+    await this.mesh.node.handle(OPTIMIZE_PROTOCOL, this.onOptimizeStream, { maxInboundStreams: 4, maxOutboundStreams: 4 })
+    this.membership.on('change', this.evaluateSoon)
+    this.membership.on('change', this.forgetHomeless)
+    this.membership.on('reap', this.forgetHomeless)
+    this.election.on('change', this.evaluateSoon)
+    this.work.on('change', this.evaluateSoon)
+    this.timer = setInterval(() => { this.evaluateQuietly() }, this.evaluateIntervalMs)
   }
 
   async stop (): Promise<void> {
     this.stopped = true
     clearInterval(this.timer)
     clearTimeout(this.soon)
-    this.c.membership.off('change', this.evaluateSoon)
-    this.c.membership.off('change', this.forgetHomeless)
-    this.c.membership.off('reap', this.forgetHomeless)
-    this.c.election.off('change', this.evaluateSoon)
-    this.c.work.off('change', this.evaluateSoon)
-    await this.c.mesh.node.unhandle(OPTIMIZE_PROTOCOL)
+    this.membership.off('change', this.evaluateSoon)
+    this.membership.off('change', this.forgetHomeless)
+    this.membership.off('reap', this.forgetHomeless)
+    this.election.off('change', this.evaluateSoon)
+    this.work.off('change', this.evaluateSoon)
+    this.mesh.unsubscribe(decisionCodec, this.onMessage)
+    await this.mesh.node.unhandle(OPTIMIZE_PROTOCOL)
   }
 
   /**
@@ -137,7 +161,7 @@ export class Orchestrator {
    * Throws NoCoordinatorError while there is none, or when it cannot be reached.
    */
   async optimize (): Promise<OptimizeResponse> {
-    const { election } = this.c
+    const { election } = this
     if (election.isCoordinator) return await this.evaluate()
     const coordinator = election.coordinator
     if (coordinator == null) throw new NoCoordinatorError(`no coordinator in term ${election.term} yet: try again in a moment`)
@@ -150,14 +174,14 @@ export class Orchestrator {
 
   /** The coordinator's placement pass: publishes what changed and returns it. */
   async evaluate (): Promise<OptimizeResponse> {
-    const { election, membership, mesh, records } = this.c
+    const { election, membership, mesh, records } = this
     const term = election.term
     if (!election.isCoordinator) throw new NoCoordinatorError('this node is not the coordinator')
     const members = membership.list()
     const nodes = members.filter((m) => m.state === 'alive' && m.health != null).map(capacityOf)
     const now = Date.now()
-    this.c.metrics.inc(EVALUATIONS_METRIC)
-    const { placeable, orphaned, duplicated } = homedWork(members, now, this.c.orphanAfterMs)
+    this.metrics.inc(EVALUATIONS_METRIC)
+    const { placeable, orphaned, duplicated } = homedWork(members, now, this.orphanAfterMs)
     const work = placeable.map((w) => this.withFacts(w, nodes, now))
     const decisions: Decision[] = []
     // A work id two homes list is nobody's to move: each home runs its own, and it is stopped anywhere else.
@@ -176,7 +200,7 @@ export class Orchestrator {
         if (n.running.includes(homed.item.id)) decisions.push(this.decision(term, n.peerId, 'stop', homed, why, now))
       }
     }
-    for (const { workId, node, reason } of place(nodes, work, this.c.maxCpuPct)) {
+    for (const { workId, node, reason } of place(nodes, work, this.maxCpuPct)) {
       const homed = work.find((w) => w.item.id === workId) as HomedWork
       const runners = nodes.filter((n) => n.running.includes(workId)).map((n) => n.peerId)
       if (node != null && !runners.includes(node)) decisions.push(this.decision(term, node, 'run', homed, reason, now))
@@ -206,9 +230,9 @@ export class Orchestrator {
       d.seq = ++this.seq
       this.sent.set(d.id, { target: d.target, action: d.action, work: d.work })
       records.recordDecision({ id: d.id, term, coordinator: this.selfId, target: d.target, action: d.action, workId: d.work.id, reason: d.reason, at: d.at })
-      this.c.log.info({ id: d.id, term, target: d.target, action: d.action, work: d.work.id, reason: d.reason }, `decided: ${d.action} ${d.work.id}`)
+      this.log.info({ id: d.id, term, target: d.target, action: d.action, work: d.work.id, reason: d.reason }, `decided: ${d.action} ${d.work.id}`)
       if (d.target === this.selfId) this.applyOwn(d)
-      else await mesh.publish(decisionCodec, d).catch((err: unknown) => { this.c.log.warn({ err, id: d.id }, 'decision not published') })
+      else await mesh.publish(decisionCodec, d).catch((err: unknown) => { this.log.warn({ err, id: d.id }, 'decision not published') })
     }
     return {
       v: 1,
@@ -221,14 +245,14 @@ export class Orchestrator {
   /** What placement needs to know of a work item beyond the item: credentials, model size, recent refusals. */
   private withFacts (homed: HomedWork, nodes: NodeCapacity[], now: number): HomedWork {
     const { item, home } = homed
-    const model = item.model !== undefined && MODEL_ID.test(item.model) ? this.c.modelBytes(item.model) : undefined
+    const model = item.model !== undefined && MODEL_ID.test(item.model) ? this.modelBytes(item.model) : undefined
     const refusedBy = nodes.map((n) => n.peerId).filter((peer) => {
       const key = refusalKey(peer, item)
       const at = this.refused.get(key)
       if (at !== undefined && now - at >= REFUSED_HOLD_MS) this.refused.delete(key)
       return at !== undefined && now - at < REFUSED_HOLD_MS
     })
-    const needsCredentials = this.c.membership.get(home)?.health?.accepts.credentials.includes(item.id) ?? false
+    const needsCredentials = this.membership.get(home)?.health?.accepts.credentials.includes(item.id) ?? false
     return { ...homed, needsCredentials, refusedBy, ...(model === undefined ? {} : { modelBytes: model }) }
   }
 
@@ -242,22 +266,22 @@ export class Orchestrator {
     const key = `${id} ${homes.map((h) => h.home).sort().join(' ')}`
     if (this.duplicates.has(key)) return
     this.duplicates.set(key, true)
-    this.c.metrics.inc(REJECTED_METRIC, { topic: TOPICS.nodeHealth, reason: 'duplicate-work' })
-    this.c.log.warn({ reason: 'duplicate-work', work: id, homes: homes.map((h) => h.home) }, `work ${id} is listed by more than one home: not moved until only one lists it`)
+    this.metrics.inc(REJECTED_METRIC, { topic: TOPICS.nodeHealth, reason: 'duplicate-work' })
+    this.log.warn({ reason: 'duplicate-work', work: id, homes: homes.map((h) => h.home) }, `work ${id} is listed by more than one home: not moved until only one lists it`)
   }
 
   /** Every node stops what it runs for homes that are no longer members (reaped, or left). */
   private readonly forgetHomeless = (): void => {
-    const { membership } = this.c
-    const dropped = this.c.work.forgetHomeless((home) => {
+    const { membership } = this
+    const dropped = this.work.forgetHomeless((home) => {
       const member = membership.get(home)
       return member != null && member.state !== 'left'
     })
-    if (dropped.length > 0) this.c.log.info({ work: dropped }, 'stopped work whose home is no longer a member')
+    if (dropped.length > 0) this.log.info({ work: dropped }, 'stopped work whose home is no longer a member')
   }
 
   private readonly evaluateSoon = (): void => {
-    if (this.stopped || this.soon != null || !this.c.election.isCoordinator) return
+    if (this.stopped || this.soon != null || !this.election.isCoordinator) return
     this.soon = setTimeout(() => {
       this.soon = undefined
       this.evaluateQuietly()
@@ -265,11 +289,11 @@ export class Orchestrator {
   }
 
   private evaluateQuietly (): void {
-    if (this.stopped || !this.c.election.isCoordinator) return
-    this.evaluate().catch((err: unknown) => { this.c.log.warn({ err }, 'placement failed') })
+    if (this.stopped || !this.election.isCoordinator) return
+    this.evaluate().catch((err: unknown) => { this.log.warn({ err }, 'placement failed') })
   }
 
-  private onMessage (message: DecisionMessage, from: PeerId): void {
+  private readonly onMessage = (message: DecisionMessage, from: PeerId): void => {
     if (message.type === 'result') {
       this.onResult(message, from.toString())
       return
@@ -277,8 +301,8 @@ export class Orchestrator {
     if (message.target !== this.selfId) return
     const sender = from.toString()
     // A decision is its sender's signed claim to its term: a term we have not heard of yet is news.
-    if (message.term > this.c.election.term) this.c.observeClaim(sender, message.term)
-    const { election } = this.c
+    if (message.term > this.election.term) this.bus.emit('claim', sender, message.term, decisionCodec.topic)
+    const { election } = this
     const fromCoordinator = election.coordinator === sender && election.term === message.term
     // Only the coordinator's decisions are remembered (as its own: `sender:id`), so nobody else can fill the
     // memory or take an id first. The same signed decision again (gossip replays once its seen-cache forgets),
@@ -292,11 +316,11 @@ export class Orchestrator {
     }
     if (fromCoordinator) this.received.set(key, true)
     else if (!this.mayListStale(sender)) {
-      this.c.metrics.inc(DECISIONS_METRIC, { outcome: 'stale' })
-      this.c.metrics.inc(REJECTED_METRIC, { topic: decisionCodec.topic, reason: 'stale-term' })
+      this.metrics.inc(DECISIONS_METRIC, { outcome: 'stale' })
+      this.metrics.inc(REJECTED_METRIC, { topic: decisionCodec.topic, reason: 'stale-term' })
       return
     }
-    this.c.records.recordDecision({
+    this.records.recordDecision({
       id: message.id, term: message.term, coordinator: sender, target: message.target, action: message.action,
       workId: message.work.id, reason: message.reason, at: message.at
     })
@@ -334,7 +358,7 @@ export class Orchestrator {
         return { outcome: 'rejected', detail: forged }
       }
     }
-    const result = this.c.work.apply(decision, this.factsOf(decision))
+    const result = this.work.apply(decision, this.factsOf(decision))
     if (result.outcome === 'rejected') this.refuse(result.reason ?? 'refused-work', { id: decision.id, work: decision.work.id, detail: result.detail }, 'a decision asked for work this box does not run for others')
     if (result.outcome === 'applied') this.lastApplied.set(decision.work.id, { term: decision.term, coordinator, seq: decision.seq })
     return { outcome: result.outcome, detail: result.detail }
@@ -342,10 +366,10 @@ export class Orchestrator {
 
   private homeProblem ({ home, work }: Decision): string | null {
     if (home === this.selfId) {
-      const mine = [...this.c.work.configured, ...this.c.work.advertised()]
+      const mine = [...this.work.configured, ...this.work.advertised()]
       return mine.some((item) => isDeepStrictEqual(item, work)) ? null : `work ${work.id} is not configured here, though the decision says this is its home`
     }
-    const member = this.c.membership.get(home)
+    const member = this.membership.get(home)
     if (member == null || member.state === 'left' || member.health == null) return `its home ${home} is not a member here`
     const item = member.health.work.find((w) => w.id === work.id)
     if (item === undefined) return `its home's beacon does not list work ${work.id}`
@@ -353,8 +377,8 @@ export class Orchestrator {
   }
 
   private factsOf ({ home, work }: Decision): RemoteWorkFacts {
-    const needsCredentials = this.c.membership.get(home)?.health?.accepts.credentials.includes(work.id) ?? false
-    const modelBytes = work.model !== undefined && MODEL_ID.test(work.model) ? this.c.modelBytes(work.model) : undefined
+    const needsCredentials = this.membership.get(home)?.health?.accepts.credentials.includes(work.id) ?? false
+    const modelBytes = work.model !== undefined && MODEL_ID.test(work.model) ? this.modelBytes(work.model) : undefined
     return { needsCredentials, modelBytes }
   }
 
@@ -366,30 +390,30 @@ export class Orchestrator {
       this.refuse('not-target', { id: result.id, from, target: sent.target }, 'a decision result came from a member that was not its target')
       return
     }
-    this.c.records.recordOutcome(result.id, result.outcome, result.detail, result.at)
+    this.records.recordOutcome(result.id, result.outcome, result.detail, result.at)
     if (result.outcome === 'rejected' && sent.action === 'run') this.refused.set(refusalKey(from, sent.work), Date.now())
   }
 
   private refuse (reason: string, fields: Record<string, unknown>, message: string): void {
-    this.c.metrics.inc(REJECTED_METRIC, { topic: decisionCodec.topic, reason })
-    this.c.log.warn({ reason, ...fields }, message)
+    this.metrics.inc(REJECTED_METRIC, { topic: decisionCodec.topic, reason })
+    this.log.warn({ reason, ...fields }, message)
   }
 
   private finish (decision: Decision, outcome: DecisionOutcome, detail: string, report: boolean): void {
     const at = Date.now()
-    this.c.records.recordOutcome(decision.id, outcome, detail, at)
-    this.c.metrics.inc(DECISIONS_METRIC, { outcome })
-    if (outcome === 'stale') this.c.metrics.inc(REJECTED_METRIC, { topic: decisionCodec.topic, reason: 'stale-term' })
-    this.c.log.info({ id: decision.id, term: decision.term, action: decision.action, work: decision.work.id, outcome, detail }, `decision ${outcome}`)
+    this.records.recordOutcome(decision.id, outcome, detail, at)
+    this.metrics.inc(DECISIONS_METRIC, { outcome })
+    if (outcome === 'stale') this.metrics.inc(REJECTED_METRIC, { topic: decisionCodec.topic, reason: 'stale-term' })
+    this.log.info({ id: decision.id, term: decision.term, action: decision.action, work: decision.work.id, outcome, detail }, `decision ${outcome}`)
     // The coordinator's decisions for itself are settled here; a node told by gossip reports back.
     if (!report) return
     const result: DecisionResult = { v: 1, type: 'result', id: decision.id, term: decision.term, outcome, detail, at }
-    this.c.mesh.publish(decisionCodec, result).catch((err: unknown) => { this.c.log.debug({ err }, 'decision result not published') })
+    this.mesh.publish(decisionCodec, result).catch((err: unknown) => { this.log.debug({ err }, 'decision result not published') })
   }
 
   private async forward (coordinator: PeerId): Promise<OptimizeResponse> {
     const signal = AbortSignal.timeout(FORWARD_TIMEOUT_MS)
-    const stream = await this.c.mesh.node.dialProtocol(coordinator, OPTIMIZE_PROTOCOL, { signal })
+    const stream = await this.mesh.node.dialProtocol(coordinator, OPTIMIZE_PROTOCOL, { signal })
     const lp = lpStream(stream, { maxDataLength: optimizeResponseCodec.maxBytes })
     await lp.write(optimizeRequestCodec.encode({ v: 1 }), { signal })
     const decoded = optimizeResponseCodec.decode((await lp.read({ signal })).subarray())
@@ -407,7 +431,7 @@ export class Orchestrator {
       await lp.write(optimizeResponseCodec.encode(await this.evaluate()), { signal })
       await stream.close({ signal })
     } catch (err) {
-      this.c.log.debug({ err: (err as Error).message, peer: connection.remotePeer.toString() }, 'optimize request failed')
+      this.log.debug({ err: (err as Error).message, peer: connection.remotePeer.toString() }, 'optimize request failed')
       stream.abort(err as Error)
     }
   }

@@ -45,8 +45,8 @@ export function mqttParts ({ config, sensors, log, metrics, describe, disk }: {
   disk?: { observe: (err: unknown) => boolean }
   /** Where the embedded broker counts its refusals. */
   metrics: MetricsStore
-  /** The health figures the box publishes on MQTT. */
-  describe: () => Record<string, unknown>
+  /** The health figures the box publishes on MQTT, given the ingest built here (null when nothing is ingested). */
+  describe: (ingest: Ingest | null) => Record<string, unknown>
 }): MqttParts {
   const m = config.mqtt
   // The agent's own client proves itself to its embedded broker with a secret made at each start, which no
@@ -105,7 +105,7 @@ export function mqttParts ({ config, sensors, log, metrics, describe, disk }: {
     baseTopic: m.baseTopic,
     intervalMs: m.healthIntervalMs,
     homeAssistant: m.homeAssistant,
-    describe
+    describe: () => describe(ingest)
   })
   // Stopped in reverse: presence says offline, ingest commits and acknowledges its last batch, then the session
   // disconnects, then the broker goes.

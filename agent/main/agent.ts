@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
+import type { PrivateKey } from '@libp2p/interface'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../../identity/keys.ts'
-import { TOPICS } from '../../protocols/topics.ts'
 import { apiRoutes, controlApi } from '../api/control.ts'
 import type { ApiSources } from '../api/control.ts'
 import { clearImportStaging, importStagingDir } from '../api/model-import.ts'
@@ -9,6 +9,7 @@ import { statusLine, statusView } from '../api/routes/system.ts'
 import { OperatorStore } from '../../identity/operators.ts'
 import { systemEventCodec } from '../../protocols/events.ts'
 import { PrometheusMetrics } from '../metrics/prometheus.ts'
+import { LatencyMetrics } from '../metrics/latencies.ts'
 import { SystemdNotifier } from './systemd.ts'
 import { modelCompiledCodec } from '../../protocols/models.ts'
 import { ModelExchange } from '../../runtime/model-exchange.ts'
@@ -17,6 +18,7 @@ import { cameraResultCodec } from '../../protocols/media.ts'
 import { CameraManager } from '../../media/cameras.ts'
 import { ResultSharing } from '../../media/result-sharing.ts'
 import { checkOwnCameras, readCameraCredentials } from '../../media/camera-credentials.ts'
+import type { CameraCredentials } from '../../media/camera-credentials.ts'
 import { InferencePool } from '../../runtime/pool.ts'
 import { ModelRegistry } from '../../runtime/registry.ts'
 import { ModelRuntime, compileResult } from '../../runtime/model-runtime.ts'
@@ -29,15 +31,18 @@ import { ElectionService, savedTerm } from '../coordination/election-service.ts'
 import { MAX_BEACON_MODELS } from '../../protocols/health.ts'
 import { HealthReporter } from '../membership/health-reporter.ts'
 import { DiskStatus, HealthSampler } from '../membership/health.ts'
+import type { HealthSample } from '../membership/health.ts'
 import { Lifecycle } from './lifecycle.ts'
 import type { Logger } from '../../common/logger.ts'
 import { MemberSync } from '../mesh/member-sync.ts'
-import { Membership, healthOf } from '../membership/membership.ts'
+import { Membership } from '../membership/membership.ts'
+import { MemberBus } from '../membership/bus.ts'
 import { MembershipService } from '../membership/membership-service.ts'
 import { Mesh } from '../mesh/mesh.ts'
 import { MetricsStore } from '../metrics/metrics.ts'
 import { mqttParts } from '../ingest/mqtt.ts'
 import type { MqttParts } from '../ingest/mqtt.ts'
+import type { Ingest } from '../ingest/ingest.ts'
 import { HOUR_MS, SensorStore } from '../ingest/sensor-store.ts'
 import { LoopLag } from '../membership/loop-lag.ts'
 import { Orchestrator } from '../coordination/orchestrator.ts'
@@ -55,8 +60,10 @@ const SETTLE_BEACONS = 2
 const STANDBY_INTERVAL_MS = 10_000
 
 /**
- * One Noodle agent: the store, the libp2p mesh, membership (beacons, pings), the election, the orchestrator and
- * the local control API, started in that order and stopped in reverse.
+ * One Noodle agent: the store, the libp2p mesh, membership (beacons, pings), the election, the orchestrator, MQTT
+ * ingest, the model runtime and cameras, and the local control API, started in that order and stopped in reverse.
+ * `create` is the composition root: it builds each part once its dependencies exist (no part reaches for one built
+ * later) and only wires; the parts talk through their dependencies and the MemberBus.
  */
 export class Agent {
   readonly mesh: Mesh
@@ -64,143 +71,34 @@ export class Agent {
   readonly election: Election
   private readonly lifecycle: Lifecycle
 
-  private constructor (parts: {
-    config: ResolvedConfig
-    log: Logger
-    startedAt: number
-    store: Store
-    coordination: CoordinationRecords
-    disk: DiskStatus
-    metrics: MetricsStore
-    mesh: Mesh
-    membership: Membership
-    election: Election
-    lag: LoopLag
-    work: WorkRegistry
-    dialer: PeerDialer
-    service: MembershipService
-    prober: Prober
-    electionService: ElectionService
-    orchestrator: Orchestrator
-    reporter: HealthReporter
-    sync: MemberSync
-    sensors: SensorStore
-    mqtt: MqttParts
-    pool: InferencePool
-    runtime: ModelRuntime
-    exchange: ModelExchange
-    standby: ModelStandby | null
-    cameras: CameraManager
-    prometheus: PrometheusMetrics
-    operators: OperatorStore
-  }) {
+  private constructor (parts: { mesh: Mesh, membership: Membership, election: Election, lifecycle: Lifecycle }) {
     this.mesh = parts.mesh
     this.membership = parts.membership
     this.election = parts.election
-    const { config, log, mesh, operators } = parts
-    // What the API reads and acts on; each routes module (agent/api/routes/) takes its share.
-    const sources: ApiSources = {
-      selfId: mesh.peerId.toString(),
-      name: config.name,
-      version: VERSION,
-      startedAt: parts.startedAt,
-      election: parts.election,
-      membership: parts.membership,
-      lag: parts.lag,
-      disk: parts.disk,
-      prometheus: parts.prometheus,
-      counters: parts.metrics,
-      decisions: parts.coordination,
-      optimizer: parts.orchestrator,
-      sensors: parts.sensors,
-      mqtt: parts.mqtt,
-      runtime: parts.runtime,
-      exchange: parts.exchange,
-      imports: { importDir: config.models.importDir, maxModelBytes: config.models.maxModelBytes, stagingDir: importStagingDir(config.dataDir) },
-      cameras: parts.cameras,
-      operators,
-      publishEvent: async (event) => { await mesh.publish(systemEventCodec, event) },
-      log
-    }
-    const api = controlApi({ config: config.api, routes: apiRoutes(sources), authenticate: (token) => operators.authenticate(token), log, counters: parts.metrics })
-    this.lifecycle = new Lifecycle([
-      ['store', parts.store],
-      ['sensor store', parts.sensors],
-      ['inference pool', parts.pool],
-      ['runtime', parts.runtime],
-      ...parts.mqtt.components,
-      ['mesh', parts.mesh],
-      ['dialer', parts.dialer],
-      ['member sync', parts.sync],
-      ['model exchange', parts.exchange],
-      ...(parts.standby === null ? [] : [['model standby', parts.standby] as const]),
-      ['membership', parts.service],
-      ['prober', parts.prober],
-      ['work', parts.work],
-      ['cameras', parts.cameras],
-      ['election', parts.electionService],
-      ['orchestrator', parts.orchestrator],
-      ['health', parts.reporter],
-      ['api', api],
-      // Last to start, first to stop: READY means every component is up.
-      ['systemd', new SystemdNotifier({ log: parts.log, status: () => statusLine(statusView(sources)) })]
-    ], parts.log)
+    this.lifecycle = parts.lifecycle
   }
 
   static async create ({ config, log }: { config: ResolvedConfig, log: Logger }): Promise<Agent> {
-    const startedAt = Date.now()
-    ensureDataDir(config.dataDir)
-    clearImportStaging(config.dataDir)
-    const { privateKey, peerId } = await loadOrCreateIdentity(config.dataDir)
-    const selfId = peerId.toString()
-    const swarmKey = readSwarmKey(config.swarmKeyFile)
-    const disk = new DiskStatus({ dataDir: config.dataDir, log })
-    const store = new Store({ path: join(config.dataDir, 'noodle.db'), log, disk })
-    const events = new EventLog({ store })
-    const coordination = new CoordinationRecords({ store })
-    const metrics = new MetricsStore()
-    const hours = (h: number) => Math.round(h * HOUR_MS)
-    const sensors = new SensorStore({
-      db: store.database,
-      log,
-      retention: {
-        rawMs: hours(config.mqtt.retention.rawHours),
-        minuteMs: hours(config.mqtt.retention.minuteDays * 24),
-        hourMs: hours(config.mqtt.retention.hourDays * 24)
-      },
-      maxSensors: config.mqtt.maxSensors
-    })
-    const mesh = await Mesh.create({ config, privateKey, swarmKey, metrics, log })
-    const bootstrapPeers = bootstrapPeerIds(config.bootstrap)
-    const membership = new Membership({
-      self: { peerId: selfId, name: config.name, state: 'alive', role: 'member', addrs: [], lastSeen: startedAt, health: null },
-      options: config.membership,
-      // Bootstrap peers are members whatever the table holds (the dialer keeps them as members too).
-      reserved: bootstrapPeers
-    })
-    const lag = new LoopLag({ expectedMs: PROBE_TICK_MS })
-    const election = new Election({
-      selfId,
-      term: savedTerm(coordination, log),
-      settleUntil: startedAt + SETTLE_BEACONS * config.health.intervalMs,
-      // A rightful coordinator claims once settled; one that lets two more beacons pass without is passed over.
-      claimGraceMs: (SETTLE_BEACONS + 2) * config.health.intervalMs
-    })
-    const credentials = readCameraCredentials(config.cameraCredentialsFile)
-    checkOwnCameras(credentials, config.work, config.cameraCredentialsFile)
-    const work = new WorkRegistry({ selfId, configured: config.work, accepts: { ...config.remoteWork, credentials: [...credentials.keys()] }, credentials })
-    const dialer = new PeerDialer({ node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrapPeers })
-    const sampler = new HealthSampler({ dataDir: config.dataDir, disk })
-    const cpus = availableParallelism()
-    const box = sampler.sample()
-    const self: Candidate = {
-      peerId: selfId,
-      eligible: config.coordinator.eligible,
-      priority: config.coordinator.priority,
-      capability: capabilityOf({ accelerators: box.accelerators, cpus, memTotalBytes: box.memTotalBytes })
-    }
+    const base = await openBase(config, log)
+    const { selfId, startedAt, store, metrics } = base
+    const mesh = await Mesh.create({ config, privateKey: base.privateKey, swarmKey: base.swarmKey, metrics, log })
+    const bus = new MemberBus()
+    const members = buildMembership(base, mesh, bus)
+    const { membership } = members
+    const { work, credentials } = buildWork(config, selfId)
+    const sampler = new HealthSampler({ dataDir: config.dataDir, disk: base.disk })
+    const box = { ...sampler.sample(), cpus: availableParallelism() }
+    const latencies = new LatencyMetrics({ registry: metrics.registry })
+    const models = buildModels(base, { mesh, bus, membership, work, latencies, box })
+    const { runtime } = models
+    const coordination = buildCoordination(base, { mesh, bus, membership, work, runtime, box })
+    const { election } = coordination
+    const mqtt = mqttParts({ config, sensors: base.sensors, log, metrics, disk: base.disk, describe: mqttHealth(base, membership, election) })
+    const cameras = buildCameras(base, { mesh, mqtt, work, credentials, models, latencies })
     const reporter = new HealthReporter({
       mesh,
+      bus,
+      work,
       sampler,
       log,
       name: config.name,
@@ -212,7 +110,7 @@ export class Agent {
         term: election.term,
         eligible: config.coordinator.eligible,
         priority: config.coordinator.priority,
-        cpus,
+        cpus: box.cpus,
         // The execution providers that have run a model here: measured, not guessed.
         providers: runtime.providers,
         models: runtime.modelLatencies().slice(0, MAX_BEACON_MODELS),
@@ -220,11 +118,8 @@ export class Agent {
         accepts: work.accepts,
         running: work.runningIds(),
         ingest: mqtt.ingest?.stats() ?? null
-      }),
-      onBeacon: (beacon) => { membership.updateSelf({ name: beacon.name, role: beacon.role, addrs: beacon.addrs, health: healthOf(beacon) }) }
+      })
     })
-    const pool = new InferencePool({ log, cpus, metrics })
-    const modelsDir = join(config.dataDir, 'models')
     const prometheus = new PrometheusMetrics({
       store: metrics,
       sources: {
@@ -232,124 +127,62 @@ export class Agent {
         election: () => ({ term: election.term, isCoordinator: election.isCoordinator }),
         connections: () => mesh.node.getConnections().length,
         workRunning: () => work.runningIds().length,
-        ingest: () => mqtt.ingest === null ? null : { ...mqtt.ingest.stats(), deadLetter: sensors.deadLetterCount() },
-        cameras: () => cameras.list(),
-        loopLagMs: () => lag.ms
+        ingest: () => mqtt.ingest === null ? null : { ...mqtt.ingest.stats(), deadLetter: base.sensors.deadLetterCount() },
+        cameras: () => cameras.manager.list(),
+        loopLagMs: () => members.lag.ms
       }
     })
-    const runtime = new ModelRuntime({
-      registry: new ModelRegistry({ db: store.database }),
-      pool,
-      modelsDir,
-      log,
-      onRun: (model, ms) => { prometheus.observeInference(model, ms) },
-      onCompiled: (m) => {
-        reporter.publishSoon()
-        mesh.publish(modelCompiledCodec, { v: 1, ...compileResult(m), name: m.name, sizeBytes: m.sizeBytes, opset: m.opset })
-          .catch((err: unknown) => { log.debug({ err }, 'model announcement not published') })
-      }
-    })
-    const exchange = new ModelExchange({
-      node: mesh.node, runtime, modelsDir, log, metrics, maxModelBytes: config.models.maxModelBytes, maxStandbyBytes: config.remoteWork.maxModelBytes, idleTimeoutMs: config.models.fetchIdleTimeoutMs
-    })
-    mesh.subscribe(modelCompiledCodec, (m, from) => {
-      log.info({ peer: from.toString(), model: m.id, name: m.name, providers: m.providers }, 'a member compiled a model')
-      exchange.observe(m, from)
-    })
-    const standby = config.models.standby
-      ? new ModelStandby({ membership, running: () => work.running(), runtime, exchange, selfId, accelerators: box.accelerators.length, accepts: work.accepts, intervalMs: STANDBY_INTERVAL_MS, log, retainMs: config.models.standbyRetainMs, maxBytes: config.models.standbyMaxBytes })
-      : null
-    const mqtt = mqttParts({
-      config,
-      sensors,
-      log,
-      metrics,
-      disk,
-      describe: () => {
-        const health = membership.get(selfId)?.health
-        return {
-          name: config.name,
-          peerId: selfId,
-          role: election.isCoordinator ? 'coordinator' : 'member',
-          term: election.term,
-          members: membership.count('alive'),
-          cpuPct: health?.cpuPct ?? null,
-          memUsedPct: health == null ? null : Math.round(health.memUsedBytes / health.memTotalBytes * 1000) / 10,
-          tempC: health?.tempC ?? null,
-          uptimeS: Math.round((Date.now() - startedAt) / 1000),
-          ingest: mqtt.ingest?.stats() ?? null
-        }
-      }
-    })
-    const sharing = new ResultSharing({
-      toMesh: async (message) => { await mesh.publish(cameraResultCodec, message) },
-      toMqtt: (topic, payload) => { mqtt.session?.publish(topic, payload) },
-      baseTopic: config.mqtt.baseTopic,
-      node: config.name,
-      log
-    })
-    const cameras = new CameraManager({
-      credentials,
-      work,
-      runtime,
-      exchange,
-      db: store.database,
-      log,
-      onResult: (r) => {
-        prometheus.observeCameraResult(r.camera, r.latencyMs)
-        sharing.share(r)
-      }
-    })
-    mesh.subscribe(cameraResultCodec, (r, from) => {
-      log.debug({ peer: from.toString(), camera: r.camera, detections: r.detections.length }, 'camera result')
-    })
-    const prober = new Prober({ node: mesh.node, membership, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs })
-    const electionService = new ElectionService({
-      election,
-      membership,
-      records: coordination,
-      events,
-      metrics,
-      log,
-      self: () => self,
-      onChange: () => { reporter.publishSoon() }
-    })
-    const service = new MembershipService({
-      mesh,
-      membership,
-      dialer,
-      members: new MemberRecords({ store }),
-      events,
-      metrics,
-      log,
+    const operators = new OperatorStore({ db: store.database })
+    // What the API reads and acts on; each routes module (agent/api/routes/) takes its share.
+    const sources: ApiSources = {
+      selfId,
+      name: config.name,
+      version: VERSION,
       startedAt,
-      tickMs: 1_000,
-      onNews: () => { reporter.publishSoon() },
-      onBeacon: (peer, beacon) => { electionService.observeBeacon(peer, beacon) },
-      onDisconnect: () => { prober.probeDue() }
-    })
-    const orchestrator = new Orchestrator({
-      mesh,
       election,
-      observeClaim: (peer, term) => { electionService.observeClaim(peer, term, TOPICS.optimizationDecisions) },
       membership,
-      work,
-      records: coordination,
-      metrics,
-      log,
-      evaluateIntervalMs: config.coordinator.evaluateIntervalMs,
-      maxCpuPct: config.coordinator.maxCpuPct,
-      orphanAfterMs: config.coordinator.orphanAfterMs,
-      modelBytes: (id) => runtime.lookup(id)?.sizeBytes
-    })
-    work.on('change', () => { reporter.publishSoon() })
-    work.on('advertised', () => { reporter.publishSoon() })
-    const sync = new MemberSync({ node: mesh.node, membership, dialer, metrics, log })
-    return new Agent({
-      config, log, startedAt, store, coordination, disk, metrics, mesh, membership, election, lag, work, dialer, service, prober,
-      electionService, orchestrator, reporter, sync, sensors, mqtt, pool, runtime, exchange, standby, cameras, prometheus,
-      operators: new OperatorStore({ db: store.database })
-    })
+      lag: members.lag,
+      disk: base.disk,
+      prometheus,
+      counters: metrics,
+      decisions: base.coordination,
+      optimizer: coordination.orchestrator,
+      sensors: base.sensors,
+      mqtt,
+      runtime,
+      exchange: models.exchange,
+      imports: { importDir: config.models.importDir, maxModelBytes: config.models.maxModelBytes, stagingDir: importStagingDir(config.dataDir) },
+      cameras: cameras.manager,
+      operators,
+      publishEvent: async (event) => { await mesh.publish(systemEventCodec, event) },
+      log
+    }
+    const api = controlApi({ config: config.api, routes: apiRoutes(sources), authenticate: (token) => operators.authenticate(token), log, counters: metrics })
+    const lifecycle = new Lifecycle([
+      ['store', store],
+      ['sensor store', base.sensors],
+      ['inference pool', models.pool],
+      ['runtime', runtime],
+      ...mqtt.components,
+      ['mesh', mesh],
+      ['dialer', members.dialer],
+      ['member sync', members.sync],
+      ['model exchange', models.exchange],
+      ['model announcements', models.announcements],
+      ...(models.standby === null ? [] : [['model standby', models.standby] as const]),
+      ['membership', members.service],
+      ['prober', members.prober],
+      ['work', work],
+      ['cameras', cameras.manager],
+      ['camera results', cameras.results],
+      ['election', coordination.electionService],
+      ['orchestrator', coordination.orchestrator],
+      ['health', reporter],
+      ['api', api],
+      // Last to start, first to stop: READY means every component is up.
+      ['systemd', new SystemdNotifier({ log, status: () => statusLine(statusView(sources)) })]
+    ], log)
+    return new Agent({ mesh, membership, election, lifecycle })
   }
 
   async start (): Promise<void> {
@@ -359,4 +192,201 @@ export class Agent {
   async stop (): Promise<void> {
     await this.lifecycle.stop()
   }
+}
+
+/** What every subsystem stands on: the node's identity, its data directory's store and records, the metrics registry. */
+interface Base {
+  config: ResolvedConfig
+  log: Logger
+  startedAt: number
+  selfId: string
+  disk: DiskStatus
+  store: Store
+  events: EventLog
+  coordination: CoordinationRecords
+  metrics: MetricsStore
+  sensors: SensorStore
+}
+
+/** The box, as sampled once at start: what it can run (the election ranks it by this). */
+type Box = HealthSample & { cpus: number }
+
+async function openBase (config: ResolvedConfig, log: Logger): Promise<Base & { privateKey: PrivateKey, swarmKey: Uint8Array }> {
+  const startedAt = Date.now()
+  ensureDataDir(config.dataDir)
+  clearImportStaging(config.dataDir)
+  const { privateKey, peerId } = await loadOrCreateIdentity(config.dataDir)
+  const swarmKey = readSwarmKey(config.swarmKeyFile)
+  const disk = new DiskStatus({ dataDir: config.dataDir, log })
+  const store = new Store({ path: join(config.dataDir, 'noodle.db'), log, disk })
+  const hours = (h: number) => Math.round(h * HOUR_MS)
+  const sensors = new SensorStore({
+    db: store.database,
+    log,
+    retention: {
+      rawMs: hours(config.mqtt.retention.rawHours),
+      minuteMs: hours(config.mqtt.retention.minuteDays * 24),
+      hourMs: hours(config.mqtt.retention.hourDays * 24)
+    },
+    maxSensors: config.mqtt.maxSensors
+  })
+  return {
+    config,
+    log,
+    startedAt,
+    selfId: peerId.toString(),
+    privateKey,
+    swarmKey,
+    disk,
+    store,
+    events: new EventLog({ store }),
+    coordination: new CoordinationRecords({ store }),
+    metrics: new MetricsStore(),
+    sensors
+  }
+}
+
+/** Who is in the mesh: the table, the service that feeds it, the dialer, member sync and the prober. */
+function buildMembership ({ config, log, selfId, startedAt, store, events, metrics }: Base, mesh: Mesh, bus: MemberBus) {
+  const bootstrapPeers = bootstrapPeerIds(config.bootstrap)
+  const membership = new Membership({
+    self: { peerId: selfId, name: config.name, state: 'alive', role: 'member', addrs: [], lastSeen: startedAt, health: null },
+    options: config.membership,
+    // Bootstrap peers are members whatever the table holds (the dialer keeps them as members too).
+    reserved: bootstrapPeers
+  })
+  const lag = new LoopLag({ expectedMs: PROBE_TICK_MS })
+  const dialer = new PeerDialer({ node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrapPeers })
+  return {
+    membership,
+    lag,
+    dialer,
+    sync: new MemberSync({ node: mesh.node, membership, dialer, metrics, log }),
+    service: new MembershipService({ mesh, bus, membership, dialer, members: new MemberRecords({ store }), events, metrics, log, startedAt, tickMs: 1_000 }),
+    prober: new Prober({ node: mesh.node, membership, bus, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs })
+  }
+}
+
+/** The work configured here, with the camera credentials it may need (checked against it). */
+function buildWork (config: ResolvedConfig, selfId: string): { work: WorkRegistry, credentials: CameraCredentials } {
+  const credentials = readCameraCredentials(config.cameraCredentialsFile)
+  checkOwnCameras(credentials, config.work, config.cameraCredentialsFile)
+  const work = new WorkRegistry({ selfId, configured: config.work, accepts: { ...config.remoteWork, credentials: [...credentials.keys()] }, credentials })
+  return { work, credentials }
+}
+
+/** The models: the inference pool, the runtime, the exchange between members and the standby copies. */
+function buildModels ({ config, log, selfId, store, metrics }: Base, { mesh, bus, membership, work, latencies, box }: {
+  mesh: Mesh, bus: MemberBus, membership: Membership, work: WorkRegistry, latencies: LatencyMetrics, box: Box
+}) {
+  const pool = new InferencePool({ log, cpus: box.cpus, metrics })
+  const modelsDir = join(config.dataDir, 'models')
+  const runtime = new ModelRuntime({
+    registry: new ModelRegistry({ db: store.database }),
+    pool,
+    modelsDir,
+    log,
+    onRun: (model, ms) => { latencies.observeInference(model, ms) },
+    onCompiled: (m) => {
+      // Our beacon lists the models we run: news.
+      bus.emit('news')
+      mesh.publish(modelCompiledCodec, { v: 1, ...compileResult(m), name: m.name, sizeBytes: m.sizeBytes, opset: m.opset })
+        .catch((err: unknown) => { log.debug({ err }, 'model announcement not published') })
+    }
+  })
+  const exchange = new ModelExchange({
+    node: mesh.node, runtime, modelsDir, log, metrics, maxModelBytes: config.models.maxModelBytes, maxStandbyBytes: config.remoteWork.maxModelBytes, idleTimeoutMs: config.models.fetchIdleTimeoutMs
+  })
+  const announcements = mesh.reader(modelCompiledCodec, (m, from) => {
+    log.info({ peer: from.toString(), model: m.id, name: m.name, providers: m.providers }, 'a member compiled a model')
+    exchange.observe(m, from)
+  })
+  const standby = config.models.standby
+    ? new ModelStandby({ membership, running: () => work.running(), runtime, exchange, selfId, accelerators: box.accelerators.length, accepts: work.accepts, intervalMs: STANDBY_INTERVAL_MS, log, retainMs: config.models.standbyRetainMs, maxBytes: config.models.standbyMaxBytes })
+    : null
+  return { pool, runtime, exchange, announcements, standby }
+}
+
+/** Who coordinates (the election and its service), and the orchestrator that places work and applies decisions. */
+function buildCoordination ({ config, log, selfId, startedAt, events, coordination, metrics }: Base, { mesh, bus, membership, work, runtime, box }: {
+  mesh: Mesh, bus: MemberBus, membership: Membership, work: WorkRegistry, runtime: ModelRuntime, box: Box
+}) {
+  const election = new Election({
+    selfId,
+    term: savedTerm(coordination, log),
+    settleUntil: startedAt + SETTLE_BEACONS * config.health.intervalMs,
+    // A rightful coordinator claims once settled; one that lets two more beacons pass without is passed over.
+    claimGraceMs: (SETTLE_BEACONS + 2) * config.health.intervalMs
+  })
+  const self: Candidate = {
+    peerId: selfId,
+    eligible: config.coordinator.eligible,
+    priority: config.coordinator.priority,
+    capability: capabilityOf({ accelerators: box.accelerators, cpus: box.cpus, memTotalBytes: box.memTotalBytes })
+  }
+  const electionService = new ElectionService({ election, membership, records: coordination, events, metrics, log, self: () => self, bus })
+  const orchestrator = new Orchestrator({
+    mesh,
+    election,
+    bus,
+    membership,
+    work,
+    records: coordination,
+    metrics,
+    log,
+    evaluateIntervalMs: config.coordinator.evaluateIntervalMs,
+    maxCpuPct: config.coordinator.maxCpuPct,
+    orphanAfterMs: config.coordinator.orphanAfterMs,
+    modelBytes: (id) => runtime.lookup(id)?.sizeBytes
+  })
+  return { election, electionService, orchestrator }
+}
+
+/** The figures the box publishes on MQTT, with its ingest's. */
+function mqttHealth ({ config, selfId, startedAt }: Base, membership: Membership, election: Election) {
+  return (ingest: Ingest | null) => {
+    const health = membership.get(selfId)?.health
+    return {
+      name: config.name,
+      peerId: selfId,
+      role: election.isCoordinator ? 'coordinator' : 'member',
+      term: election.term,
+      members: membership.count('alive'),
+      cpuPct: health?.cpuPct ?? null,
+      memUsedPct: health == null ? null : Math.round(health.memUsedBytes / health.memTotalBytes * 1000) / 10,
+      tempC: health?.tempC ?? null,
+      uptimeS: Math.round((Date.now() - startedAt) / 1000),
+      ingest: ingest?.stats() ?? null
+    }
+  }
+}
+
+/** The cameras this node runs, and where their results go (the mesh and MQTT, see ResultSharing). */
+function buildCameras ({ config, log, store }: Base, { mesh, mqtt, work, credentials, models, latencies }: {
+  mesh: Mesh, mqtt: MqttParts, work: WorkRegistry, credentials: CameraCredentials, models: { runtime: ModelRuntime, exchange: ModelExchange }, latencies: LatencyMetrics
+}) {
+  const sharing = new ResultSharing({
+    toMesh: async (message) => { await mesh.publish(cameraResultCodec, message) },
+    toMqtt: (topic, payload) => { mqtt.session?.publish(topic, payload) },
+    baseTopic: config.mqtt.baseTopic,
+    node: config.name,
+    log
+  })
+  const manager = new CameraManager({
+    credentials,
+    work,
+    runtime: models.runtime,
+    exchange: models.exchange,
+    db: store.database,
+    log,
+    onResult: (r) => {
+      latencies.observeCameraResult(r.camera, r.latencyMs)
+      sharing.share(r)
+    }
+  })
+  // Other members' camera results: logged (at debug).
+  const results = mesh.reader(cameraResultCodec, (r, from) => {
+    log.debug({ peer: from.toString(), camera: r.camera, detections: r.detections.length }, 'camera result')
+  })
+  return { manager, results }
 }

@@ -6,7 +6,9 @@ import { healthCodec } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
 import type { PeerDialer } from '../mesh/dialer.ts'
 import type { Logger } from '../../common/logger.ts'
+import { healthOf } from './membership.ts'
 import type { Membership, MemberChange, Member, MemberRefusal } from './membership.ts'
+import type { MemberBus } from './bus.ts'
 import type { Mesh } from '../mesh/mesh.ts'
 import type { MetricsStore } from '../metrics/metrics.ts'
 import { REJECTED_METRIC } from '../../protocols/validator.ts'
@@ -19,7 +21,12 @@ const FLUSH_INTERVAL_MS = 5_000
 const LEAVE_GRACE_MS = 150
 
 export interface MembershipServiceComponents {
-  mesh: Mesh
+  mesh: Pick<Mesh, 'node' | 'peerId' | 'publish' | 'subscribe' | 'unsubscribe'>
+  /**
+   * Where it tells of a member's newest beacon (`beacon`), of a member joining (`news`: answer with our beacon)
+   * and of a member's last connection closing (`disconnect`: probe it now); and hears our own beacons (`own-beacon`).
+   */
+  bus: MemberBus
   membership: Membership
   dialer: PeerDialer
   members: MemberRecords
@@ -29,12 +36,6 @@ export interface MembershipServiceComponents {
   startedAt: number
   /** How often the timeouts are applied. */
   tickMs: number
-  /** A member joined or came back: answer with our own beacon. */
-  onNews: () => void
-  /** Every valid beacon that is the member's newest, after the table took it (the election reads claims from them). */
-  onBeacon: (peerId: string, beacon: HealthBeacon) => void
-  /** Every connection to a member closed: ping it now (a dead process refuses at once). */
-  onDisconnect: () => void
 }
 
 /**
@@ -43,43 +44,65 @@ export interface MembershipServiceComponents {
  * heal), records state changes in the store and the log, and announces our own leaving on stop.
  */
 export class MembershipService {
-  private readonly c: MembershipServiceComponents
+  private readonly mesh: MembershipServiceComponents['mesh']
+  private readonly bus: MemberBus
+  private readonly membership: Membership
+  private readonly dialer: PeerDialer
+  private readonly members: MemberRecords
+  private readonly events: EventLog
+  private readonly metrics: MetricsStore
+  private readonly log: Logger
+  private readonly startedAt: number
+  private readonly tickMs: number
   private tickTimer: NodeJS.Timeout | undefined
   private flushTimer: NodeJS.Timeout | undefined
 
   constructor (components: MembershipServiceComponents) {
-    this.c = components
-    components.mesh.subscribe(healthCodec, (beacon, from) => { this.onBeacon(beacon, from) })
-    components.mesh.subscribe(systemEventCodec, (event, from) => { this.onSystemEvent(event, from) })
+    this.mesh = components.mesh
+    this.bus = components.bus
+    this.membership = components.membership
+    this.dialer = components.dialer
+    this.members = components.members
+    this.events = components.events
+    this.metrics = components.metrics
+    this.log = components.log
+    this.startedAt = components.startedAt
+    this.tickMs = components.tickMs
   }
 
   async start (): Promise<void> {
-    const { membership, members, dialer, mesh } = this.c
+    const { membership, members, dialer, mesh } = this
     const skipped = membership.restore(members.load())
-    if (skipped > 0) this.c.log.warn({ skipped }, 'members remembered past membership.maxMembers were left out')
+    if (skipped > 0) this.log.warn({ skipped }, 'members remembered past membership.maxMembers were left out')
     membership.on('change', this.onChange)
     membership.on('reap', this.onReap)
     membership.on('refuse', this.onRefuse)
     mesh.node.addEventListener('peer:disconnect', this.onDisconnect)
+    this.bus.on('own-beacon', this.onOwnBeacon)
+    mesh.subscribe(healthCodec, this.onBeacon)
+    mesh.subscribe(systemEventCodec, this.onSystemEvent)
     // Come back to everyone we knew before a restart, except those who said they left.
     for (const member of membership.list()) {
       if (member.peerId !== mesh.peerId.toString() && member.state !== 'left') await dialer.want(member.peerId, member.addrs, 'member')
     }
-    this.tickTimer = setInterval(() => { membership.tick() }, this.c.tickMs)
+    this.tickTimer = setInterval(() => { membership.tick() }, this.tickMs)
     this.flushTimer = setInterval(() => { this.flush() }, FLUSH_INTERVAL_MS)
   }
 
   async stop (): Promise<void> {
-    const { membership, mesh, log } = this.c
+    const { membership, mesh, log } = this
     clearInterval(this.tickTimer)
     clearInterval(this.flushTimer)
     mesh.node.removeEventListener('peer:disconnect', this.onDisconnect)
     try {
-      await mesh.publish(systemEventCodec, { v: 1, type: 'member.leave', at: Date.now(), startedAt: this.c.startedAt })
+      await mesh.publish(systemEventCodec, { v: 1, type: 'member.leave', at: Date.now(), startedAt: this.startedAt })
       await new Promise((resolve) => setTimeout(resolve, LEAVE_GRACE_MS))
     } catch (err) {
       log.warn({ err }, 'leave not announced')
     }
+    mesh.unsubscribe(healthCodec, this.onBeacon)
+    mesh.unsubscribe(systemEventCodec, this.onSystemEvent)
+    this.bus.off('own-beacon', this.onOwnBeacon)
     membership.off('change', this.onChange)
     membership.off('reap', this.onReap)
     membership.off('refuse', this.onRefuse)
@@ -87,56 +110,62 @@ export class MembershipService {
   }
 
   private flush (): void {
-    const dirty = this.c.membership.takeDirty()
-    if (dirty.length > 0) this.c.members.save(dirty)
+    const dirty = this.membership.takeDirty()
+    if (dirty.length > 0) this.members.save(dirty)
   }
 
-  private onBeacon (beacon: HealthBeacon, from: PeerId): void {
+  private readonly onBeacon = (beacon: HealthBeacon, from: PeerId): void => {
     const peerId = from.toString()
-    if (this.c.membership.observeBeacon(peerId, beacon)) {
-      this.c.dialer.want(peerId, beacon.addrs, 'member').catch((err: unknown) => {
-        this.c.log.debug({ err, peer: peerId }, 'member not dialable')
+    if (this.membership.observeBeacon(peerId, beacon)) {
+      this.dialer.want(peerId, beacon.addrs, 'member').catch((err: unknown) => {
+        this.log.debug({ err, peer: peerId }, 'member not dialable')
       })
-      this.c.onNews()
+      this.bus.emit('news')
     }
     // Only the newest beacon speaks for the member: an older one arriving late must not undo a claim.
-    if (this.c.membership.isLatest(peerId, beacon)) this.c.onBeacon(peerId, beacon)
+    if (this.membership.isLatest(peerId, beacon)) this.bus.emit('beacon', peerId, beacon)
   }
 
-  private onSystemEvent (event: SystemEvent, from: PeerId): void {
+  /** Our own beacon, as sent: the table shows self with the figures the others see. */
+  private readonly onOwnBeacon = (beacon: HealthBeacon): void => {
+    this.membership.updateSelf({ name: beacon.name, role: beacon.role, addrs: beacon.addrs, health: healthOf(beacon) })
+  }
+
+  private readonly onSystemEvent = (event: SystemEvent, from: PeerId): void => {
     if (event.type === 'member.leave') {
-      this.c.membership.observeLeave(from.toString(), event)
-      this.c.dialer.forget(from.toString())
+      this.membership.observeLeave(from.toString(), event)
+      this.dialer.forget(from.toString())
     } else {
-      this.c.log.info({ peer: from.toString(), userId: event.userId, username: event.username }, 'an operator registered on a member')
+      this.log.info({ peer: from.toString(), userId: event.userId, username: event.username }, 'an operator registered on a member')
     }
   }
 
   private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
-    this.c.membership.observeDisconnect(event.detail.toString())
-    this.c.onDisconnect()
+    const peerId = event.detail.toString()
+    this.membership.observeDisconnect(peerId)
+    this.bus.emit('disconnect', peerId)
   }
 
   private readonly onChange = ({ member, from, to, reason }: MemberChange): void => {
-    this.c.log.info({ peer: member.peerId, name: member.name, from, to, reason }, `member ${member.name} is ${to}`)
+    this.log.info({ peer: member.peerId, name: member.name, from, to, reason }, `member ${member.name} is ${to}`)
     if (to === 'dead') {
-      for (const connection of this.c.mesh.node.getConnections(peerIdFromString(member.peerId))) {
+      for (const connection of this.mesh.node.getConnections(peerIdFromString(member.peerId))) {
         connection.abort(new Error(`member ${member.name} is dead: ${reason}`))
       }
     }
-    this.c.events.record('member.state', member.peerId, { name: member.name, from, to, reason })
-    this.c.members.save([member])
+    this.events.record('member.state', member.peerId, { name: member.name, from, to, reason })
+    this.members.save([member])
   }
 
   /** A newcomer's beacon found the table full: counted with the beacon topic's refusals, never dialled or stored. */
   private readonly onRefuse = ({ peerId, name, reason }: MemberRefusal): void => {
-    this.c.metrics.inc(REJECTED_METRIC, { topic: healthCodec.topic, reason })
-    this.c.log.debug({ peer: peerId, name, reason }, 'refused a newcomer: the member table is full')
+    this.metrics.inc(REJECTED_METRIC, { topic: healthCodec.topic, reason })
+    this.log.debug({ peer: peerId, name, reason }, 'refused a newcomer: the member table is full')
   }
 
   private readonly onReap = (member: Member): void => {
-    this.c.dialer.forget(member.peerId)
-    this.c.members.remove([member.peerId])
-    this.c.events.record('member.reaped', member.peerId, { name: member.name, state: member.state })
+    this.dialer.forget(member.peerId)
+    this.members.remove([member.peerId])
+    this.events.record('member.reaped', member.peerId, { name: member.name, state: member.state })
   }
 }

@@ -2,6 +2,7 @@ import { createConnection } from 'node:net'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from '../../common/logger.ts'
+import type { MemberBus } from './bus.ts'
 import type { LoopLag } from './loop-lag.ts'
 import type { Membership, ProbeOutcome } from './membership.ts'
 import type { MeshNode } from '../mesh/mesh.ts'
@@ -50,6 +51,8 @@ export function isRefused (err: unknown): boolean {
 export interface ProberComponents {
   node: MeshNode
   membership: Membership
+  /** Its `disconnect` (a member's last connection closed) makes the due probes go out at once. */
+  bus: MemberBus
   lag: LoopLag
   log: Logger
   probeTimeoutMs: number
@@ -63,38 +66,50 @@ export interface ProberComponents {
  * - a starved agent (CPU, swap) misses the ping but its kernel accepts the knock: suspect, never dead for it.
  */
 export class Prober {
-  private readonly c: ProberComponents
+  private readonly node: MeshNode
+  private readonly membership: Membership
+  private readonly bus: MemberBus
+  private readonly lag: LoopLag
+  private readonly log: Logger
+  private readonly probeTimeoutMs: number
   private timer: NodeJS.Timeout | undefined
   private stopped = true
 
   constructor (components: ProberComponents) {
-    this.c = components
+    this.node = components.node
+    this.membership = components.membership
+    this.bus = components.bus
+    this.lag = components.lag
+    this.log = components.log
+    this.probeTimeoutMs = components.probeTimeoutMs
   }
 
   start (): void {
     this.stopped = false
-    this.c.lag.sample()
+    this.lag.sample()
+    this.bus.on('disconnect', this.probeDue)
     this.timer = setInterval(() => { this.tick() }, PROBE_TICK_MS)
   }
 
   stop (): void {
     this.stopped = true
+    this.bus.off('disconnect', this.probeDue)
     clearInterval(this.timer)
   }
 
   /** Probe what is due now rather than at the next tick (a member just disconnected). */
-  probeDue (): void {
+  readonly probeDue = (): void => {
     if (this.stopped) return
-    const { lag, membership } = this.c
-    for (const peerId of membership.takeProbes(lag.scale)) this.probe(peerId, Math.round(this.c.probeTimeoutMs * lag.scale))
+    const { lag, membership } = this
+    for (const peerId of membership.takeProbes(lag.scale)) this.probe(peerId, Math.round(this.probeTimeoutMs * lag.scale))
   }
 
   private tick (): void {
-    const stall = this.c.lag.sample()
+    const stall = this.lag.sample()
     if (stall > STALL_FORGIVE_MS) {
       // We were not running: beacons may be waiting unread. Forgive the time and let I/O catch up first.
-      this.c.membership.forgiveStall(stall)
-      this.c.log.warn({ stallMs: Math.round(stall) }, 'event loop stalled; member silence during it forgiven')
+      this.membership.forgiveStall(stall)
+      this.log.warn({ stallMs: Math.round(stall) }, 'event loop stalled; member silence during it forgiven')
       return
     }
     this.probeDue()
@@ -105,25 +120,25 @@ export class Prober {
     try {
       peerId = peerIdFromString(peerIdText)
     } catch {
-      this.c.membership.observeProbe(peerIdText, 'timeout')
+      this.membership.observeProbe(peerIdText, 'timeout')
       return
     }
     const startedAt = performance.now()
     // Never knock on our own port: a member's loopback address, seen from another box (or namespace), is ours.
-    const own = new Set(tcpTargets(this.c.node.getMultiaddrs().map(String)).map(({ host, port }) => `${host}:${port}`))
-    const targets = tcpTargets(this.c.membership.get(peerIdText)?.addrs ?? []).filter(({ host, port }) => !own.has(`${host}:${port}`))
+    const own = new Set(tcpTargets(this.node.getMultiaddrs().map(String)).map(({ host, port }) => `${host}:${port}`))
+    const targets = tcpTargets(this.membership.get(peerIdText)?.addrs ?? []).filter(({ host, port }) => !own.has(`${host}:${port}`))
     const knocked = knock(targets, timeoutMs)
-    this.c.node.services.ping.ping(peerId, { signal: AbortSignal.timeout(timeoutMs) }).then(
+    this.node.services.ping.ping(peerId, { signal: AbortSignal.timeout(timeoutMs) }).then(
       () => 'answered' as const,
       async (err: unknown): Promise<ProbeOutcome> => {
         if (isRefused(err)) return 'refused'
         if (performance.now() - startedAt > timeoutMs + LATE_TIMEOUT_MS) return 'inconclusive'
         const knock = await knocked
-        this.c.log.debug({ peer: peerIdText, err: (err as Error).message, knock, targets }, 'ping failed')
+        this.log.debug({ peer: peerIdText, err: (err as Error).message, knock, targets }, 'ping failed')
         return knock === 'connected' ? 'knocked' : knock === 'refused' ? 'refused' : 'timeout'
       }
     ).then((outcome) => {
-      if (!this.stopped) this.c.membership.observeProbe(peerIdText, outcome)
+      if (!this.stopped) this.membership.observeProbe(peerIdText, outcome)
     }, () => {})
   }
 }

@@ -26,20 +26,28 @@ export interface MemberSyncComponents {
 
 /** Swaps member lists with every newly connected peer, and has the dialer connect to the members it learns. */
 export class MemberSync {
-  private readonly c: MemberSyncComponents
+  private readonly node: MeshNode
+  private readonly membership: Membership
+  private readonly dialer: PeerDialer
+  private readonly metrics: MetricsStore
+  private readonly log: Logger
 
   constructor (components: MemberSyncComponents) {
-    this.c = components
+    this.node = components.node
+    this.membership = components.membership
+    this.dialer = components.dialer
+    this.metrics = components.metrics
+    this.log = components.log
   }
 
   async start (): Promise<void> {
-    await this.c.node.handle(MEMBER_SYNC_PROTOCOL, this.onStream, { maxInboundStreams: 8, maxOutboundStreams: 8 })
-    this.c.node.addEventListener('connection:open', this.onConnectionOpen)
+    await this.node.handle(MEMBER_SYNC_PROTOCOL, this.onStream, { maxInboundStreams: 8, maxOutboundStreams: 8 })
+    this.node.addEventListener('connection:open', this.onConnectionOpen)
   }
 
   async stop (): Promise<void> {
-    this.c.node.removeEventListener('connection:open', this.onConnectionOpen)
-    await this.c.node.unhandle(MEMBER_SYNC_PROTOCOL)
+    this.node.removeEventListener('connection:open', this.onConnectionOpen)
+    await this.node.unhandle(MEMBER_SYNC_PROTOCOL)
   }
 
   /**
@@ -47,16 +55,16 @@ export class MemberSync {
    * every connected peer, at the addresses identify learnt; less the peer we are telling, and ourselves.
    */
   async knownMembers (except: PeerId): Promise<MemberSyncMessage['members']> {
-    const skip = new Set([except.toString(), this.c.node.peerId.toString()])
+    const skip = new Set([except.toString(), this.node.peerId.toString()])
     const out = new Map<string, string[]>()
-    for (const m of this.c.membership.list()) {
+    for (const m of this.membership.list()) {
       const addrs = sendable(m.addrs)
       if (isLive(m.state) && addrs.length > 0 && !skip.has(m.peerId)) out.set(m.peerId, addrs)
     }
-    for (const { remotePeer } of this.c.node.getConnections()) {
+    for (const { remotePeer } of this.node.getConnections()) {
       const id = remotePeer.toString()
       if (out.has(id) || skip.has(id)) continue
-      const peer = await this.c.node.peerStore.get(remotePeer).catch(() => undefined)
+      const peer = await this.node.peerStore.get(remotePeer).catch(() => undefined)
       const addrs = sendable((peer?.addresses ?? []).map((a) => a.multiaddr.toString()))
       if (addrs.length > 0) out.set(id, addrs)
     }
@@ -73,7 +81,7 @@ export class MemberSync {
     // One exchange per pair of peers: the side that dialled starts it.
     if (connection.direction !== 'outbound') return
     this.exchange(connection).catch((err: unknown) => {
-      this.c.log.debug({ err: (err as Error).message, peer: connection.remotePeer.toString() }, 'member sync failed')
+      this.log.debug({ err: (err as Error).message, peer: connection.remotePeer.toString() }, 'member sync failed')
     })
   }
 
@@ -95,7 +103,7 @@ export class MemberSync {
       this.receive(theirs, connection.remotePeer)
       await stream.close({ signal })
     } catch (err) {
-      this.c.log.debug({ err: (err as Error).message, peer: connection.remotePeer.toString() }, 'member sync failed')
+      this.log.debug({ err: (err as Error).message, peer: connection.remotePeer.toString() }, 'member sync failed')
       stream.abort(err as Error)
     }
   }
@@ -103,15 +111,15 @@ export class MemberSync {
   private receive (bytes: Uint8Array, from: PeerId): void {
     const decoded = memberSyncCodec.decode(bytes)
     if (!decoded.ok) {
-      this.c.metrics.inc(REJECTED_METRIC, { topic: MEMBER_SYNC_PROTOCOL, reason: decoded.reason })
-      this.c.log.debug({ peer: from.toString(), reason: decoded.reason, detail: decoded.detail }, 'member list refused')
+      this.metrics.inc(REJECTED_METRIC, { topic: MEMBER_SYNC_PROTOCOL, reason: decoded.reason })
+      this.log.debug({ peer: from.toString(), reason: decoded.reason, detail: decoded.detail }, 'member list refused')
       return
     }
     for (const { peerId, addrs } of decoded.value.members) {
       // Those that said they left stay unwanted until they come back themselves.
-      if (this.c.membership.get(peerId)?.state === 'left') continue
-      this.c.dialer.want(peerId, addrs).catch((err: unknown) => {
-        this.c.log.debug({ err: (err as Error).message, peer: peerId }, 'member from sync not dialable')
+      if (this.membership.get(peerId)?.state === 'left') continue
+      this.dialer.want(peerId, addrs).catch((err: unknown) => {
+        this.log.debug({ err: (err as Error).message, peer: peerId }, 'member from sync not dialable')
       })
     }
   }

@@ -18,6 +18,7 @@ import type { MessageCodec } from '../../protocols/codec.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { GossipValidator } from '../../protocols/validator.ts'
 import type { ResolvedConfig } from '../config/config.ts'
+import type { Component } from '../../common/component.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { MetricsStore } from '../metrics/metrics.ts'
 
@@ -152,6 +153,14 @@ export class Mesh {
     if (this.started) this.node.services.pubsub.unsubscribe(codec.topic)
     this.node.services.pubsub.topicValidators.delete(codec.topic)
     this.validator.remove(codec.topic)
+  }
+
+  /** A component that reads `codec`'s topic from its start to its stop: for a reader with no start() of its own. */
+  reader<T> (codec: MessageCodec<T>, handler: (value: T, from: PeerId) => void): Component {
+    return {
+      start: () => { this.subscribe(codec, handler) },
+      stop: () => { this.unsubscribe(codec, handler) }
+    }
   }
 
   async publish<T> (codec: MessageCodec<T>, value: T): Promise<void> {

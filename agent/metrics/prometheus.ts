@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { IngestStats } from '../ingest/ingest.ts'
 import type { MetricsStore } from './metrics.ts'
 
@@ -15,14 +15,12 @@ export interface MetricsSources {
   loopLagMs: () => number
 }
 
-/** Inference and camera latencies: from a sub-millisecond classifier to a detector on a slow box. */
-const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
 const MEMBER_STATES = ['alive', 'suspect', 'dead', 'left']
 
 /**
  * The agent's figures in Prometheus's text format (`GET /metrics`): the mesh, the election, gossip, MQTT ingest,
  * inference and cameras, and Node's own (RSS, event-loop delay, GC). Most are read from their components at
- * scrape time; latencies are observed as they happen. They join the MetricsStore's registry, where our counters
+ * scrape time; latencies are observed as they happen (LatencyMetrics). They join the MetricsStore's registry, where our counters
  * and gossipsub's metrics already are: one registry, rendered by prom-client.
  */
 export class PrometheusMetrics {
@@ -31,8 +29,6 @@ export class PrometheusMetrics {
   private readonly sources: MetricsSources
   /** Read once per scrape (ingest totals are SQLite queries), then shared by the metrics that show them. */
   private readonly scrape: { ingest: ReturnType<MetricsSources['ingest']> } = { ingest: null }
-  private readonly inference: Histogram<'model'>
-  private readonly cameraLatency: Histogram<'camera'>
 
   constructor (components: { store: MetricsStore, sources: MetricsSources }) {
     this.store = components.store
@@ -96,17 +92,6 @@ export class PrometheusMetrics {
         for (const c of s.cameras()) this.inc({ camera: c.camera }, c.skipped ?? 0)
       }
     })
-    this.inference = new Histogram({ name: 'noodle_inference_seconds', help: 'Inference time per model (in the worker).', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers })
-    this.cameraLatency = new Histogram({ name: 'noodle_camera_latency_seconds', help: 'Decode to result, per camera.', labelNames: ['camera'], buckets: LATENCY_BUCKETS, registers })
-  }
-
-  /** One inference of `model` took `ms` (labelled by the id's first 12 characters, as `noodle models` shows it). */
-  observeInference (model: string, ms: number): void {
-    this.inference.observe({ model: model.slice(0, 12) }, ms / 1000)
-  }
-
-  observeCameraResult (camera: string, latencyMs: number): void {
-    this.cameraLatency.observe({ camera }, latencyMs / 1000)
   }
 
   async render (): Promise<string> {

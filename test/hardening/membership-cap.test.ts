@@ -10,6 +10,7 @@ import { loadConfig } from '../../agent/config/config.ts'
 import { createLogger } from '../../common/logger.ts'
 import { DEFAULT_MAX_MEMBERS, Membership, STANDING_MS } from '../../agent/membership/membership.ts'
 import { MembershipService } from '../../agent/membership/membership-service.ts'
+import { MemberBus } from '../../agent/membership/bus.ts'
 import { MetricsStore } from '../../agent/metrics/metrics.ts'
 import type { Member, MemberRefusal } from '../../agent/membership/membership.ts'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../../identity/keys.ts'
@@ -168,6 +169,7 @@ t.test('the service: members remembered past the cap are left out with a warning
   const mesh = {
     peerId: { toString: () => 'self' },
     subscribe: (codec: { topic: string }, handler: (value: unknown, from: { toString: () => string }) => void) => { handlers.set(codec.topic, handler) },
+    unsubscribe: () => {},
     publish: async () => {},
     node: { addEventListener: () => {}, removeEventListener: () => {} }
   }
@@ -175,7 +177,7 @@ t.test('the service: members remembered past the cap are left out with a warning
   const events = { record: () => {} }
   const dialer = { want: async (peerId: string) => { wanted.push(peerId) }, forget: () => {} }
   const service = new MembershipService({
-    mesh: mesh as never, membership, dialer: dialer as never, members: members as never, events: events as never, metrics, log, startedAt: 1, tickMs: 60_000, onNews: () => {}, onBeacon: () => {}, onDisconnect: () => {}
+    mesh: mesh as never, membership, dialer: dialer as never, members: members as never, events: events as never, metrics, log, startedAt: 1, tickMs: 60_000, bus: new MemberBus()
   })
   await service.start()
   t.same(wanted.sort(), ['a', 'b'], 'the two remembered members that fit are dialled')

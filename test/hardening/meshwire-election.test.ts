@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { Election } from '../../agent/coordination/election.ts'
 import { ElectionService, TERM_STATE_KEY } from '../../agent/coordination/election-service.ts'
+import { MemberBus } from '../../agent/membership/bus.ts'
 import { createLogger } from '../../common/logger.ts'
 import { Membership } from '../../agent/membership/membership.ts'
 import { MetricsStore } from '../../agent/metrics/metrics.ts'
@@ -115,7 +116,7 @@ t.test('a claim carried in a decision meets the same ceiling, counted under the 
   const saved: unknown[] = []
   const records = { putState: (_: string, term: unknown) => { saved.push(term) } } as unknown as CoordinationRecords
   const events = { record: () => {} } as unknown as EventLog
-  const service = new ElectionService({ election, membership, records, events, metrics, log: createLogger('silent'), self: () => ({ peerId: 'self', eligible: true, priority: 0, capability: 0 }), onChange: () => {} })
+  const service = new ElectionService({ election, membership, records, events, metrics, log: createLogger('silent'), self: () => ({ peerId: 'self', eligible: true, priority: 0, capability: 0 }), bus: new MemberBus() })
   service.start()
   t.teardown(() => { service.stop() })
   membership.observeBeacon('rogue', sampleBeacon({ name: 'rogue', eligible: true }))

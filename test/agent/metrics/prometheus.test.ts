@@ -1,6 +1,7 @@
 import t from 'tap'
 import { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { PrometheusMetrics } from '../../../agent/metrics/prometheus.ts'
+import { LatencyMetrics } from '../../../agent/metrics/latencies.ts'
 import type { MetricsSources } from '../../../agent/metrics/prometheus.ts'
 import { families } from './families.ts'
 
@@ -16,7 +17,7 @@ function setup (overrides: Partial<MetricsSources> = {}) {
     loopLagMs: () => 3,
     ...overrides
   }
-  return { store, metrics: new PrometheusMetrics({ store, sources }) }
+  return { store, metrics: new PrometheusMetrics({ store, sources }), latencies: new LatencyMetrics({ registry: store.registry }) }
 }
 
 /** The value of one series in Prometheus text, or undefined. */
@@ -47,10 +48,10 @@ t.test('the mesh, ingest, cameras and the process, read at scrape time', async (
 })
 
 t.test('latencies are histograms, observed as they happen', async (t) => {
-  const { metrics } = setup()
-  metrics.observeInference('abcdef0123456789'.repeat(4), 20)
-  metrics.observeInference('abcdef0123456789'.repeat(4), 200)
-  metrics.observeCameraResult('door', 95)
+  const { metrics, latencies } = setup()
+  latencies.observeInference('abcdef0123456789'.repeat(4), 20)
+  latencies.observeInference('abcdef0123456789'.repeat(4), 200)
+  latencies.observeCameraResult('door', 95)
   const text = await metrics.render()
   t.equal(value(text, 'noodle_inference_seconds_count{model="abcdef012345"}'), 2, 'by the id\'s first 12 characters')
   t.equal(value(text, 'noodle_inference_seconds_bucket{le="0.025",model="abcdef012345"}'), 1)
@@ -77,10 +78,10 @@ t.test('a box that ingests nothing and runs no camera still answers; our counter
 })
 
 t.test('every family has HELP and TYPE, and every _total family is a counter', async (t) => {
-  const { store, metrics } = setup()
+  const { store, metrics, latencies } = setup()
   store.inc('noodle_gossip_rejected_total', { topic: 'noodle/1/node.health', reason: 'malformed' })
   store.gauge({ name: 'gossipsub_rpc_recv_bytes_total', help: 'Number of bytes received.' }).inc(5)
-  metrics.observeInference('abc', 3)
+  latencies.observeInference('abc', 3)
   const found = families(await metrics.render())
   t.same(Object.entries(found).filter(([, f]) => f.help === undefined || f.type === undefined).map(([name]) => name), [])
   // prom-client's own defaults name three gauges `_total` (handles, requests and resources active now): theirs to name.

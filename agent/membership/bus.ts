@@ -1,0 +1,23 @@
+import { EventEmitter } from 'node:events'
+import type { HealthBeacon } from '../../protocols/health.ts'
+
+/**
+ * What the parts of the beacon flow tell each other (health beacon → membership → election → orchestrator): the
+ * one who sees something emits it, whoever cares listens from its start() to its stop(). Nobody holds a callback
+ * into another part, so the parts can be built in any order and tested alone.
+ */
+export interface MemberBusEvents {
+  /** Others should hear from us soon (a member joined, the coordinator changed, our work or models changed): beacon early. */
+  news: []
+  /** A member's newest valid beacon, after the membership table took it. */
+  beacon: [peerId: string, beacon: HealthBeacon]
+  /** This node's own beacon, as it is sent: the table shows self with the same figures. */
+  'own-beacon': [beacon: HealthBeacon]
+  /** `peerId` says, signed, that it coordinates `term` (seen on `topic`: a decision; beacons come as `beacon`). */
+  claim: [peerId: string, term: number, topic: string]
+  /** Every connection to a member closed: probe it now (a dead process refuses at once). */
+  disconnect: [peerId: string]
+}
+
+/** The agent's one bus for the beacon flow: built by the composition root and handed to each part that uses it. */
+export class MemberBus extends EventEmitter<MemberBusEvents> {}
