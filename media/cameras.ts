@@ -48,7 +48,8 @@ export class CameraManager {
   private readonly onResult: (result: CameraResult) => void
   private readonly credentials: CameraCredentials
   private readonly cameras = new Map<string, { item: WorkItem, pipeline?: CameraPipeline, state: CameraView['state'], error: string | null, retry?: NodeJS.Timeout }>()
-  private readonly insert: Statement<[string, number, string, number, number, number, number, number]>
+  /** The detections insert (DETECTION_TABLES), compiled on the first result. */
+  private insert: Statement<[string, number, string, number, number, number, number, number]> | undefined
 
   constructor (components: { work: CameraWork, runtime: ModelRuntime, exchange: ModelExchange, db: DB, log: Logger, credentials: CameraCredentials, onResult: (result: CameraResult) => void }) {
     this.work = components.work
@@ -58,7 +59,6 @@ export class CameraManager {
     this.db = components.db
     this.log = components.log
     this.onResult = components.onResult
-    this.insert = this.db.prepare<[string, number, string, number, number, number, number, number]>('INSERT INTO detections (camera, at, label, score, x, y, width, height) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
   }
 
   private readonly sync = (): void => {
@@ -159,6 +159,7 @@ export class CameraManager {
     if (result.detections.length > 0) {
       try {
         this.db.transaction(() => {
+          this.insert ??= this.db.prepare('INSERT INTO detections (camera, at, label, score, x, y, width, height) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
           for (const d of result.detections) this.insert.run(result.camera, result.at, d.label, d.score, d.box.x, d.box.y, d.box.width, d.box.height)
         })()
       } catch (err) {
