@@ -124,6 +124,28 @@ t.test('quick failures back off from 250 ms, doubling up to the redial interval;
   t.same(node.dials.slice(5).map((d) => d.at), [3_000, 3_250], 'the backoff starts again from 250 ms')
 })
 
+t.test('a dial that succeeds resets the backoff: after the connection drops, the wait is 250 ms again', async (t) => {
+  const { clock, node, dialer } = await setup(t, { redialIntervalMs: 1_000 })
+  const peer = (await newPeerId()).toString()
+  dialer.start()
+  await dialer.want(peer)
+  await settled()
+  clock.time = 250
+  node.dialWith = async (id) => { node.connected.add(id.toString()) }
+  t.equal(await eventually(() => node.dials.length, 2, { timeoutMs: 2_000, intervalMs: 10 }), 2, 'connected at the second try')
+  await settled()
+  node.connected.delete(peer)
+  node.dialWith = refused
+  clock.time = 400
+  t.equal(await eventually(() => node.dials.length, 3, { timeoutMs: 2_000, intervalMs: 10 }), 3, 'redialled once the connection is gone')
+  await settled()
+  clock.time = 649
+  await sleep(300)
+  clock.time = 650
+  t.equal(await eventually(() => node.dials.length, 4, { timeoutMs: 2_000, intervalMs: 10 }), 4)
+  t.same(node.dials.map((d) => d.at), [0, 250, 400, 650], 'the failure after the success waits 250 ms, not 500')
+})
+
 t.test('a dial that hangs is given up after its timeout and tried again at once, without backing off', async (t) => {
   const { node, dialer } = await setup(t, { redialIntervalMs: 200 })
   const signals: AbortSignal[] = []
@@ -194,6 +216,11 @@ t.test('discovery leads to a dial; stop ends the timer, the listeners and the ta
   node.dispatchEvent(new CustomEvent('peer:discovery', { detail: { id: found, multiaddrs: [addr(7)] } }))
   t.same(await eventually(() => node.dials.map((d) => d.peer).slice(0, 1), [found.toString()], { intervalMs: 10 }), [found.toString()], 'a discovered peer is dialled')
   t.same(node.merged, [{ peer: found.toString(), addrs: [addr(7)] }])
+  // The peer store refusing a discovered peer's addresses is logged, not thrown; the peer is kept for the timer.
+  node.peerStore.merge = () => Promise.reject(new Error('peer store closed'))
+  node.dispatchEvent(new CustomEvent('peer:discovery', { detail: { id: await newPeerId(), multiaddrs: [addr(9)] } }))
+  await settled()
+  t.same(dialer.size, { targets: 2, hearsay: 2 })
 
   dialer.stop()
   t.same(dialer.size, { targets: 0, hearsay: 0 })
