@@ -1,0 +1,153 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import t from 'tap'
+import { createLogger } from '../../../common/logger.ts'
+import { MemberBus } from '../../../agent/membership/bus.ts'
+import { Membership } from '../../../agent/membership/membership.ts'
+import type { Member } from '../../../agent/membership/membership.ts'
+import { MembershipService } from '../../../agent/membership/membership-service.ts'
+import { MetricsStore } from '../../../agent/metrics/metrics.ts'
+import { systemEventCodec } from '../../../protocols/events.ts'
+import type { SystemEvent } from '../../../protocols/events.ts'
+import { healthCodec } from '../../../protocols/health.ts'
+import type { HealthBeacon } from '../../../protocols/health.ts'
+import { sampleBeacon } from '../../helpers/beacon.ts'
+
+const OPTIONS = { probeAfterMs: 1_000, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 60_000 }
+
+const newPeer = async (): Promise<string> => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+
+type Handler = (value: unknown, from: { toString: () => string }) => void
+
+/** A membership service over a real table, with a fake mesh, dialer, records and event log that remember what they were asked. */
+async function service (t: { teardown: (fn: () => unknown) => void }, remembered: Member[] = []) {
+  const selfId = await newPeer()
+  let now = 1_000_000
+  const membership = new Membership({
+    self: { peerId: selfId, name: 'self', state: 'alive', role: 'member', addrs: [], lastSeen: now, health: null },
+    options: OPTIONS,
+    now: () => now
+  })
+  const handlers = new Map<string, Handler>()
+  const published: unknown[] = []
+  const aborted: string[] = []
+  const node = Object.assign(new EventTarget(), {
+    getConnections: (peer: { toString: () => string }) => [{ abort: (err: Error) => { aborted.push(`${peer.toString()}: ${err.message}`) } }]
+  })
+  const mesh = {
+    node,
+    peerId: peerIdFromString(selfId),
+    subscribe: (codec: { topic: string }, handler: Handler) => { handlers.set(codec.topic, handler) },
+    unsubscribe: (codec: { topic: string }, handler: Handler) => { if (handlers.get(codec.topic) === handler) handlers.delete(codec.topic) },
+    publish: async (codec: { topic: string }, value: unknown) => { published.push({ topic: codec.topic, value }) }
+  }
+  const wanted: Array<[string, string[], string | undefined]> = []
+  const forgotten: string[] = []
+  const dialer = { want: async (peer: string, addrs: string[] = [], origin?: string) => { wanted.push([peer, addrs, origin]) }, forget: (peer: string) => { forgotten.push(peer) } }
+  const saved: string[][] = []
+  const removed: string[][] = []
+  const members = { load: () => remembered, save: (ms: Iterable<Member>) => { saved.push([...ms].map((m) => `${m.name}:${m.state}`)) }, remove: (ids: Iterable<string>) => { removed.push([...ids]) } }
+  const recorded: Array<[string, string | null, unknown]> = []
+  const events = { record: (type: string, peer: string | null, data: unknown) => { recorded.push([type, peer, data]) } }
+  const bus = new MemberBus()
+  const heard = { news: 0, beacons: [] as Array<[string, number]>, disconnects: [] as string[] }
+  bus.on('news', () => { heard.news++ })
+  bus.on('beacon', (peer, b) => { heard.beacons.push([peer, b.seq]) })
+  bus.on('disconnect', (peer) => { heard.disconnects.push(peer) })
+  const metrics = new MetricsStore()
+  const membershipService = new MembershipService({
+    mesh: mesh as never, bus, membership, dialer: dialer as never, members: members as never, events: events as never, metrics, log: createLogger('silent'), startedAt: 42, tickMs: 60_000
+  })
+  let stopped = false
+  t.teardown(async () => { if (!stopped) await membershipService.stop() })
+  return {
+    selfId,
+    membership,
+    service: membershipService,
+    stop: async () => { stopped = true; await membershipService.stop() },
+    handlers,
+    published,
+    aborted,
+    node,
+    wanted,
+    forgotten,
+    saved,
+    removed,
+    recorded,
+    bus,
+    heard,
+    advance: (ms: number) => { now += ms },
+    beacon: (peer: string, b: HealthBeacon) => { handlers.get(healthCodec.topic)?.(b, peerIdFromString(peer)) },
+    event: (peer: string, e: SystemEvent) => { handlers.get(systemEventCodec.topic)?.(e, peerIdFromString(peer)) }
+  }
+}
+
+t.test('start restores the table, comes back to the remembered members and reads beacons and events; the constructor does nothing', async (t) => {
+  const [kept, gone] = [await newPeer(), await newPeer()]
+  const remembered: Member[] = [
+    { peerId: kept, name: 'kept', state: 'alive', role: 'member', addrs: ['/ip4/10.0.0.7/tcp/4001'], lastSeen: 1, health: null },
+    { peerId: gone, name: 'gone', state: 'left', role: 'member', addrs: ['/ip4/10.0.0.8/tcp/4001'], lastSeen: 1, health: null }
+  ]
+  const s = await service(t, remembered)
+  t.same([...s.handlers.keys()], [], 'built, it reads nothing yet')
+  t.equal(s.bus.listenerCount('own-beacon'), 0)
+  await s.service.start()
+  t.same([...s.handlers.keys()].sort(), [healthCodec.topic, systemEventCodec.topic].sort())
+  t.same(s.wanted, [[kept, ['/ip4/10.0.0.7/tcp/4001'], 'member']], 'those that left are not dialled')
+  t.same(s.membership.list().map((m) => m.name).sort(), ['gone', 'kept', 'self'])
+})
+
+t.test('a newcomer\'s beacon: a member, dialled, news; each newest beacon goes on the bus, an older one does not', async (t) => {
+  const s = await service(t)
+  await s.service.start()
+  const peer = await newPeer()
+  s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 2, addrs: ['/ip4/10.0.0.9/tcp/4001'] }))
+  t.same({ state: s.membership.get(peer)?.state, wanted: s.wanted, news: s.heard.news, beacons: s.heard.beacons },
+    { state: 'alive', wanted: [[peer, ['/ip4/10.0.0.9/tcp/4001'], 'member']], news: 1, beacons: [[peer, 2]] })
+  t.same(s.recorded, [['member.state', peer, { name: 'alpha', from: null, to: 'alive', reason: 'first beacon' }]])
+  t.same(s.saved, [['alpha:alive']], 'a state change is saved at once')
+  s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 3 }))
+  s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 1 }))
+  t.same({ news: s.heard.news, beacons: s.heard.beacons }, { news: 1, beacons: [[peer, 2], [peer, 3]] }, 'no news in a known member\'s beacon; the late, older one is not passed on')
+})
+
+t.test('our own beacon, told on the bus, is how the table shows us', async (t) => {
+  const s = await service(t)
+  await s.service.start()
+  s.bus.emit('own-beacon', sampleBeacon({ name: 'self-renamed', role: 'coordinator', addrs: ['/ip4/10.0.0.1/tcp/4001'], cpuPct: 37 }))
+  t.match(s.membership.self, { name: 'self-renamed', role: 'coordinator', addrs: ['/ip4/10.0.0.1/tcp/4001'], health: { cpuPct: 37 } })
+})
+
+t.test('disconnections, deaths, leaves and reaps', async (t) => {
+  const s = await service(t)
+  await s.service.start()
+  const peer = await newPeer()
+  s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 1 }))
+  s.node.dispatchEvent(new CustomEvent('peer:disconnect', { detail: peerIdFromString(peer) }))
+  t.same({ state: s.membership.get(peer)?.state, disconnects: s.heard.disconnects }, { state: 'suspect', disconnects: [peer] }, 'suspect, and the prober is told to probe now')
+  t.same(s.membership.takeProbes(1), [peer])
+  s.membership.observeProbe(peer, 'refused')
+  t.same(s.aborted, [`${peer}: member alpha is dead: connection refused: nothing listens at its addresses`], 'a dead member\'s connections are cut')
+  t.same(s.recorded.at(-1), ['member.state', peer, { name: 'alpha', from: 'suspect', to: 'dead', reason: 'connection refused: nothing listens at its addresses' }])
+  s.advance(OPTIONS.reapAfterMs)
+  s.membership.tick()
+  t.same({ forgotten: s.forgotten, removed: s.removed, last: s.recorded.at(-1) }, { forgotten: [peer], removed: [[peer]], last: ['member.reaped', peer, { name: 'alpha', state: 'dead' }] }, 'reaped: forgotten by the dialer and the store')
+
+  const leaver = await newPeer()
+  s.beacon(leaver, sampleBeacon({ name: 'bravo', seq: 1, startedAt: 7 }))
+  s.event(leaver, { v: 1, type: 'member.leave', at: 1, startedAt: 7 })
+  t.same({ state: s.membership.get(leaver)?.state, forgotten: s.forgotten.at(-1) }, { state: 'left', forgotten: leaver })
+})
+
+t.test('stop announces the leave, then stops reading and listening, and flushes the table', async (t) => {
+  const s = await service(t)
+  await s.service.start()
+  const peer = await newPeer()
+  s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 1 }))
+  s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 2, cpuPct: 55 }))
+  await s.stop()
+  t.match(s.published, [{ topic: systemEventCodec.topic, value: { v: 1, type: 'member.leave', startedAt: 42 } }])
+  t.same([...s.handlers.keys()], [], 'both topics unsubscribed')
+  t.same([s.bus.listenerCount('own-beacon'), s.membership.listenerCount('change'), s.membership.listenerCount('reap'), s.membership.listenerCount('refuse')], [0, 0, 0, 0])
+  t.same(s.saved, [['alpha:alive'], ['alpha:alive']], 'saved when it joined, and its latest figures on the way out')
+})
