@@ -1,5 +1,5 @@
 import { NoodleError } from '../common/errors.ts'
-import { BoundedMap } from '../protocols/bounded-map.ts'
+import { BoundedMap } from '../common/bounded-map.ts'
 
 /** Too many failed logins for an account lately, or too many logins at once: 429, with when to try again. */
 export class TooManyAttemptsError extends NoodleError {

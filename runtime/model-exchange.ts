@@ -7,7 +7,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { FetchRefusedError, ModelError, UnknownModelError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
-import { BoundedMap } from '../protocols/bounded-map.ts'
+import { BoundedMap } from '../common/bounded-map.ts'
 import { REJECTED_METRIC } from '../protocols/validator.ts'
 import type { RejectionCounter } from '../protocols/validator.ts'
 import {

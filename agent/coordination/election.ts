@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { BoundedMap } from '../../protocols/bounded-map.ts'
+import { BoundedMap } from '../../common/bounded-map.ts'
 import { isLive } from '../membership/membership.ts'
 import type { Member } from '../membership/membership.ts'
 
