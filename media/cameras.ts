@@ -1,6 +1,6 @@
 import type { Database as DB, Statement } from 'better-sqlite3'
 import type { Logger } from '../common/logger.ts'
-import { MODEL_ID } from '../protocols/remote-work-policy.ts'
+import { MODEL_ID } from '../protocols/models.ts'
 import { redactCredentials } from '../common/text.ts'
 import type { RemoteWorkAccepts, WorkItem } from '../protocols/work.ts'
 import type { ModelExchange } from '../runtime/model-exchange.ts'

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
 import { multiaddrText, nameText } from '../common/text.ts'
+import { MODEL_ID } from './models.ts'
 import { TOPICS } from './topics.ts'
 import { DEFAULT_ACCEPTS, RemoteWorkAcceptsSchema, WorkItemWireSchema } from './work.ts'
 
@@ -43,7 +44,7 @@ export const HealthBeaconSchema = z.object({
   cpus: z.int().min(1).max(4096).default(1),
   providers: z.array(nameText.max(32)).max(8).default([]),
   /** The models registered on the node, with their measured latency there (p50 ms, on its fastest provider). */
-  models: z.array(z.object({ id: z.string().regex(/^[0-9a-f]{64}$/), p50Ms: z.number().nonnegative() })).max(MAX_BEACON_MODELS).default([]),
+  models: z.array(z.object({ id: z.string().regex(MODEL_ID), p50Ms: z.number().nonnegative() })).max(MAX_BEACON_MODELS).default([]),
   /** Election: the highest term the node knows, whether it may coordinate, and its configured priority. */
   term: count.default(0),
   eligible: z.boolean().default(false),

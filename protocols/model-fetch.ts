@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { versionedJson } from './codec.ts'
+import { MODEL_ID } from './models.ts'
 
 /**
  * A node fetches a model by id from a peer that announced it. The request and the answer's header are
@@ -19,7 +20,7 @@ export const MAX_MODEL_BYTES = 2 * 1024 ** 3
 
 export const ModelFetchRequestSchema = z.object({
   v: z.literal(1),
-  id: z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 in hex')
+  id: z.string().regex(MODEL_ID, 'must be a sha256 in hex')
 })
 
 export const ModelFetchHeaderSchema = z.discriminatedUnion('ok', [

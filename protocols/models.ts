@@ -9,13 +9,19 @@ const TensorSpecSchema = z.object({
 })
 
 /**
+ * A model's id: the sha256 of its file, in hex. Work from another home names its model so (a path names a file
+ * on its home and never travels).
+ */
+export const MODEL_ID = /^[0-9a-f]{64}$/
+
+/**
  * A node compiled (verified, optimized, benchmarked and registered) a model: who has which model by content id,
  * and how fast it runs there, for the coordinator placing models and for nodes fetching one.
  */
 export const ModelCompiledSchema = z.object({
   v: z.literal(1),
   /** sha256 of the model file, hex. */
-  id: z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 in hex'),
+  id: z.string().regex(MODEL_ID, 'must be a sha256 in hex'),
   name: z.string().min(1).max(255),
   sizeBytes: z.int().nonnegative(),
   opset: z.int().min(1).max(1000),
@@ -55,4 +61,4 @@ export const BenchRequestSchema = z.strictObject({
 })
 
 /** `POST /api/v1/models/fetch`: a model another node announced, by its full id. */
-export const FetchRequestSchema = z.strictObject({ id: z.string().regex(/^[0-9a-f]{64}$/, 'must be a full model id (64 hex characters)') })
+export const FetchRequestSchema = z.strictObject({ id: z.string().regex(MODEL_ID, 'must be a full model id (64 hex characters)') })

@@ -1,4 +1,5 @@
 import { canonicalHost, isLocalHost } from './hosts.ts'
+import { MODEL_ID } from './models.ts'
 import type { RemoteWorkAccepts, WorkItem } from './work.ts'
 
 /**
@@ -94,9 +95,6 @@ export interface RemoteWorkFacts {
   /** The size of the work's model where known (registered here). */
   modelBytes?: number | undefined
 }
-
-/** The model id work names once its home has compiled it: a path names a file on its home and never travels. */
-export const MODEL_ID = /^[0-9a-f]{64}$/
 
 /**
  * Why a box with policy `accepts` would refuse to run `item` homed on another box, or null when it would run it.

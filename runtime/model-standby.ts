@@ -1,12 +1,11 @@
 import type { Logger } from '../common/logger.ts'
 import type { HealthBeacon } from '../protocols/health.ts'
+import { MODEL_ID } from '../protocols/models.ts'
 import { remoteWorkRefusal } from '../protocols/remote-work-policy.ts'
 import type { RemoteWorkAccepts, WorkItem } from '../protocols/work.ts'
 import type { ModelExchange } from './model-exchange.ts'
 import type { ModelRuntime } from './model-runtime.ts'
 
-/** A model id as work items name it once compiled (a file path is not one: it names a file on its home). */
-const MODEL_ID = /^[0-9a-f]{64}$/
 /** A model that could not be fetched is tried again after this long. */
 const RETRY_AFTER_MS = 60_000
 /** How long a standby copy no work names is kept, by default (models.standbyRetainMs). */
