@@ -38,6 +38,8 @@ function sortedLabels (labels: Labels | undefined): Record<string, string> {
 export class MetricsStore implements MetricsRegister {
   readonly registry = new Registry()
   private readonly counters = new Map<string, CounterFamily>()
+  /** gossipsub's counters, as it declared them; like ours (COUNTERS), each is registered when first counted. */
+  private readonly declarations = new Map<string, { help: string, labelNames: readonly string[] }>()
   /** gossipsub's `addCollect` functions: they set figures read at scrape time (cache sizes, peer scores). */
   private readonly collectors: Array<() => void> = []
 
@@ -85,10 +87,13 @@ export class MetricsStore implements MetricsRegister {
   // --- gossipsub's MetricsRegister. Its metrics overload on label presence (`inc(value)` or `inc(labels, value)`),
   // which its conditional types express and an implementation cannot: each view is cast once, where it is built.
 
-  /** A gossipsub gauge; those named `_total` only ever count up, and are counters. */
+  /**
+   * A gossipsub gauge; those named `_total` only ever count up, and are counters. Like every gossipsub metric, it
+   * joins the registry when first used: a family nothing ever touched would only cost each scrape its lines.
+   */
   gauge<L extends Labels = Record<string, never>> (config: GaugeConfig<L>): Gauge<L> {
     if (config.name.endsWith('_total')) {
-      this.registerCounter(config.name, config.help, config.labelNames ?? [])
+      this.declarations.set(config.name, { help: config.help, labelNames: config.labelNames ?? [] })
       const counter = {
         inc: (a?: Labels | number, b?: number) => { typeof a === 'object' ? this.inc(config.name, a, b ?? 1) : this.inc(config.name, undefined, a ?? 1) },
         set: (a: Labels | number, b?: number) => { this.setCount(config.name, typeof a === 'object' ? a : undefined, typeof a === 'object' ? b ?? 0 : a) },
@@ -96,53 +101,60 @@ export class MetricsStore implements MetricsRegister {
       }
       return counter as unknown as Gauge<L>
     }
-    const gauge = new PromGauge(this.config(config))
+    const gauge = this.lazily(() => new PromGauge(this.config(config)))
     const view = {
-      inc: (a?: Labels | number, b?: number) => { typeof a === 'object' ? gauge.inc(a, b ?? 1) : gauge.inc(a ?? 1) },
-      set: (a: Labels | number, b?: number) => { typeof a === 'object' ? gauge.set(a, b ?? 0) : gauge.set(a) },
+      inc: (a?: Labels | number, b?: number) => { typeof a === 'object' ? gauge().inc(a, b ?? 1) : gauge().inc(a ?? 1) },
+      set: (a: Labels | number, b?: number) => { typeof a === 'object' ? gauge().set(a, b ?? 0) : gauge().set(a) },
       addCollect: (fn: (metric: Gauge<L>) => void) => { this.collectors.push(() => { fn(view as unknown as Gauge<L>) }) }
     }
     return view as unknown as Gauge<L>
   }
 
   histogram<L extends Labels = Record<string, never>> (config: HistogramConfig<L>): Histogram<L> {
-    const histogram = new PromHistogram({ ...this.config(config), ...(config.buckets === undefined ? {} : { buckets: config.buckets }) })
+    let made: PromHistogram | undefined
+    const histogram = () => (made ??= new PromHistogram({ ...this.config(config), ...(config.buckets === undefined ? {} : { buckets: config.buckets }) }))
     const view = {
-      observe: (a: Labels | number, b?: number) => { typeof a === 'object' ? histogram.observe(a, b ?? 0) : histogram.observe(a) },
+      observe: (a: Labels | number, b?: number) => { typeof a === 'object' ? histogram().observe(a, b ?? 0) : histogram().observe(a) },
       startTimer: () => {
-        const end = histogram.startTimer()
+        const end = histogram().startTimer()
         return () => { end() }
       },
-      reset: () => { histogram.reset() }
+      reset: () => { made?.reset() }
     }
     return view as unknown as Histogram<L>
   }
 
   /** A set of values seen at once (peer scores), as three gauges: `_avg`, `_min` and `_max`. */
   avgMinMax<L extends Labels = Record<string, never>> (config: AvgMinMaxConfig<L>): AvgMinMax<L> {
-    const stats = (['avg', 'min', 'max'] as const).map((stat) => new PromGauge({
+    const stats = this.lazily(() => (['avg', 'min', 'max'] as const).map((stat) => new PromGauge({
       ...this.config(config),
       name: `${config.name}_${stat}`,
       help: `${config.help} (${stat === 'avg' ? 'average' : stat === 'min' ? 'minimum' : 'maximum'})`
-    }))
+    })))
     const view = {
       set: (a: Labels | number[], b?: number[]) => {
         const [labels, values] = Array.isArray(a) ? [{}, a] : [a, b ?? []]
         const sum = values.reduce((s, v) => s + v, 0)
         const figures = values.length === 0 ? [0, 0, 0] : [sum / values.length, Math.min(...values), Math.max(...values)]
-        stats.forEach((gauge, i) => { gauge.set(labels, figures[i] ?? 0) })
+        stats().forEach((gauge, i) => { gauge.set(labels, figures[i] ?? 0) })
       }
     }
     return view as unknown as AvgMinMax<L>
+  }
+
+  /** `create`, called once, when the result is first asked for. */
+  private lazily<T> (create: () => T): () => T {
+    let made: T | undefined
+    return () => (made ??= create())
   }
 
   private config (config: MetricConfig): { name: string, help: string, labelNames: string[], registers: Registry[] } {
     return { name: config.name, help: config.help, labelNames: [...config.labelNames ?? []], registers: [this.registry] }
   }
 
-  /** Our counters are declared in COUNTERS, and registered when first counted (so /metrics lists what happened). */
+  /** Counters are declared (ours in COUNTERS, gossipsub's by itself) and registered when first counted. */
   private declaredCounter (name: string): CounterFamily {
-    const declaration = COUNTERS[name]
+    const declaration = this.declarations.get(name) ?? COUNTERS[name]
     if (declaration === undefined) throw new MetricDeclarationError(`${name} is not declared in agent/metrics/counters.ts`)
     return this.registerCounter(name, declaration.help, declaration.labelNames)
   }

@@ -150,11 +150,36 @@ t.test('gossipsub\'s register: _total gauges are counters; gauges, histograms an
   t.equal(families(text).gossipsub_score_min?.help, 'scores (minimum)')
 })
 
-t.test('every metric gossipsub declares gets a HELP, and its right TYPE', async (t) => {
+t.test('every metric gossipsub declares gets a HELP, and its right TYPE, once it is used', async (t) => {
   const m = new MetricsStore()
-  getMetrics(m, new Map(), { gossipPromiseExpireSec: 3, behaviourPenaltyThreshold: 6, maxMeshMessageDeliveriesWindowSec: 2 })
+  // Each metric is used with every label it declares: the store notes them as gossipsub creates its metrics.
+  const labelsOf = new Map<unknown, Record<string, string>>()
+  const noting = new Proxy(m, {
+    get (target, prop) {
+      const member: unknown = Reflect.get(target, prop)
+      if (typeof member !== 'function') return member
+      return (config: { labelNames?: string[] }) => {
+        const made: unknown = member.call(target, config)
+        labelsOf.set(made, Object.fromEntries((config.labelNames ?? []).map((name) => [name, 'x'])))
+        return made
+      }
+    }
+  })
+  const declared = getMetrics(noting, new Map(), { gossipPromiseExpireSec: 3, behaviourPenaltyThreshold: 6, maxMeshMessageDeliveriesWindowSec: 2 })
+  t.same(families(await m.registry.metrics()), {}, 'a metric nothing used is not rendered')
+  let used = 0
+  for (const metric of Object.values(declared) as unknown[]) {
+    const labels = labelsOf.get(metric)
+    if (labels === undefined) continue
+    const { inc, observe, set } = metric as { inc?: unknown, observe?: unknown, set?: unknown }
+    used++
+    if (typeof inc === 'function') inc(labels, 1)
+    else if (typeof observe === 'function') observe(labels, 0.1)
+    else if (typeof set === 'function') set(labels, [1, 2])
+  }
   const found = families(await m.registry.metrics())
-  t.ok(Object.keys(found).length > 90, `${Object.keys(found).length} families`)
+  t.equal(used, labelsOf.size, `every metric gossipsub made was used (${used})`)
+  t.equal(Object.keys(found).length, used + 2 * 3, 'each is a family; an avg/min/max is three (gossipsub has three)')
   t.same(Object.entries(found).filter(([, f]) => f.help === undefined || f.help === '' || f.type === undefined).map(([name]) => name), [], 'each has HELP and TYPE')
   t.same(Object.entries(found).filter(([name, f]) => name.endsWith('_total') && f.type !== 'counter').map(([name]) => name), [], '_total families are counters')
   t.same(Object.entries(found).filter(([name, f]) => !name.endsWith('_total') && f.type === 'counter').map(([name]) => name), [], 'and only they are')

@@ -43,7 +43,7 @@ t.test('GET /metrics of a meshed agent: one registry, every family with HELP and
     process_resident_memory_bytes: { type: 'gauge' },
     gossipsub_rpc_sent_bytes_total: { type: 'counter', help: /\S/ },
     gossipsub_msg_publish_count_total: { type: 'counter' },
-    gossipsub_msg_received_invalid_total: { type: 'counter' },
+    gossipsub_rpc_recv_bytes_total: { type: 'counter' },
     gossipsub_heartbeat_duration_seconds: { type: 'histogram' },
     gossipsub_score_avg: { type: 'gauge' }
   }, 'ours, prom-client\'s defaults and gossipsub\'s, in one text')
