@@ -112,3 +112,16 @@ t.test('a handler unsubscribed before start: its topic is never read', async (t)
   t.equal(b.node.services.pubsub.topicValidators.has(healthCodec.topic), false, 'nor validates the topic')
   t.equal(reads(a, b, healthCodec.topic), false)
 })
+
+t.test('a reader reads its topic from its start to its stop', async (t) => {
+  const heard: HealthBeacon[] = []
+  let reader: ReturnType<Mesh['reader']> | undefined
+  const { a, b } = await pair(t, (b) => { reader = b.reader(healthCodec, (value) => { heard.push(value) }) })
+  t.same(b.node.services.pubsub.getTopics(), [], 'made, it reads nothing')
+  await reader?.start?.()
+  await waitFor('a to know b reads beacons', () => reads(a, b, healthCodec.topic), 5_000, 20)
+  await a.publish(healthCodec, beacon(3))
+  t.match(await waitFor('the beacon', () => heard[0], 5_000, 20), { name: 'a', seq: 3 })
+  await reader?.stop?.()
+  t.same(b.node.services.pubsub.getTopics(), [], 'stopped, it reads nothing again')
+})
