@@ -30,6 +30,7 @@ import type { Candidate } from '../coordination/election.ts'
 import { ElectionService, savedTerm } from '../coordination/election-service.ts'
 import { MAX_BEACON_MODELS } from '../../protocols/health.ts'
 import { HealthReporter } from '../membership/health-reporter.ts'
+import type { HealthReporterComponents } from '../membership/health-reporter.ts'
 import { DiskStatus, HealthSampler } from '../membership/health.ts'
 import type { HealthSample } from '../membership/health.ts'
 import { Lifecycle } from './lifecycle.ts'
@@ -105,20 +106,7 @@ export class Agent {
       version: VERSION,
       intervalMs: config.health.intervalMs,
       startedAt,
-      describe: () => ({
-        role: election.isCoordinator ? 'coordinator' : 'member',
-        term: election.term,
-        eligible: config.coordinator.eligible,
-        priority: config.coordinator.priority,
-        cpus: box.cpus,
-        // The execution providers that have run a model here: measured, not guessed.
-        providers: runtime.providers,
-        models: runtime.modelLatencies().slice(0, MAX_BEACON_MODELS),
-        work: work.advertised(),
-        accepts: work.accepts,
-        running: work.runningIds(),
-        ingest: mqtt.ingest?.stats() ?? null
-      })
+      describe: beaconFacts(config, { election, runtime, work, mqtt, box })
     })
     const prometheus = new PrometheusMetrics({
       store: metrics,
@@ -340,6 +328,26 @@ function buildCoordination ({ config, log, selfId, startedAt, events, coordinati
     modelBytes: (id) => runtime.lookup(id)?.sizeBytes
   })
   return { election, electionService, orchestrator }
+}
+
+/** What this node's beacon says besides the box's sample: its role and rank, what it runs and can run, its ingest. */
+function beaconFacts (config: ResolvedConfig, { election, runtime, work, mqtt, box }: {
+  election: Election, runtime: ModelRuntime, work: WorkRegistry, mqtt: MqttParts, box: Box
+}): HealthReporterComponents['describe'] {
+  return () => ({
+    role: election.isCoordinator ? 'coordinator' : 'member',
+    term: election.term,
+    eligible: config.coordinator.eligible,
+    priority: config.coordinator.priority,
+    cpus: box.cpus,
+    // The execution providers that have run a model here: measured, not guessed.
+    providers: runtime.providers,
+    models: runtime.modelLatencies().slice(0, MAX_BEACON_MODELS),
+    work: work.advertised(),
+    accepts: work.accepts,
+    running: work.runningIds(),
+    ingest: mqtt.ingest?.stats() ?? null
+  })
 }
 
 /** The figures the box publishes on MQTT, with its ingest's. */
