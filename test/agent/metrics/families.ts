@@ -20,3 +20,20 @@ export function families (text: string): Record<string, { help?: string, type?: 
   }
   return out
 }
+
+type Families = ReturnType<typeof families>
+
+/** prom-client's own defaults name three gauges `_total` (handles, requests, resources active now): theirs to name. */
+const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
+
+/** The families that lack a HELP (or have an empty one) or a TYPE line. */
+export function untyped (found: Families): string[] {
+  return Object.entries(found).filter(([, f]) => f.help === undefined || f.help === '' || f.type === undefined).map(([name]) => name)
+}
+
+/** The families whose name and type disagree: a `_total` that is not a counter, or a counter not named `_total`. */
+export function mistyped (found: Families): string[] {
+  return Object.entries(found)
+    .filter(([name, f]) => name.endsWith('_total') ? f.type !== 'counter' && !GAUGES_NAMED_TOTAL.includes(name) : f.type === 'counter')
+    .map(([name]) => name)
+}
