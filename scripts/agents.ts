@@ -15,7 +15,7 @@ import { ensureDataDir, generateSwarmKey, loadOrCreateIdentity } from '../identi
  * own data dir, they share a swarm key, and they are reached through their control API like an operator would.
  */
 
-export const CLI = fileURLToPath(new URL('../agent/cli/cli.ts', import.meta.url))
+export const CLI = fileURLToPath(new URL('../agent/main/noodle.ts', import.meta.url))
 /** The `noodle` command as installed: agents run through it, with its runtime and memory settings. */
 export const BIN = fileURLToPath(new URL('../bin/noodle', import.meta.url))
 

@@ -98,42 +98,6 @@ function parse (argv: string[]): { command: Command, flags: Record<string, unkno
   }
 }
 
-async function runAgent (flags: AgentFlags): Promise<void> {
-  const config = loadConfig({ flags })
-  // Everything the agent writes (store, models, keys) is its user's alone; the API socket alone is opened to the
-  // group, explicitly (0660), and the data dir lets the group through to it (0710) without listing or reading.
-  process.umask(0o077)
-  const [{ Agent }, { createLogger }] = await Promise.all([import('../main/agent.ts'), import('../../common/logger.ts')])
-  const log = createLogger(config.logLevel)
-  const agent = await Agent.create({ config, log })
-  await agent.start()
-  log.info({ name: config.name, peerId: agent.mesh.peerId.toString(), socket: config.api.socketPath }, 'agent started')
-
-  let stopping = false
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now')
-      process.exit(130)
-    }
-    stopping = true
-    log.info({ signal }, 'stopping')
-    // Leave the mesh politely, but never hang a shutdown: systemd and operators expect an exit within 5 s.
-    setTimeout(() => {
-      log.error('stop took longer than 5 s: exiting')
-      process.exit(1)
-    }, 5_000).unref()
-    agent.stop().then(() => {
-      log.info('stopped')
-      process.exit(0)
-    }, (err: unknown) => {
-      log.error({ err }, 'stop failed')
-      process.exit(1)
-    })
-  }
-  process.on('SIGTERM', onSignal)
-  process.on('SIGINT', onSignal)
-}
-
 async function runInit (flags: { 'data-dir'?: string, config?: string, 'swarm-key'?: string }): Promise<void> {
   const config = loadConfig({ flags })
   const { ensureDataDir, ensureSwarmKey, loadOrCreateIdentity } = await import('../../identity/keys.ts')
@@ -302,7 +266,12 @@ async function readPassword (): Promise<string> {
   }
 }
 
-export async function main (argv: string[]): Promise<number> {
+/** What the CLI cannot do itself: run an agent. The program's entry (agent/main/noodle.ts) provides it. */
+export interface Program {
+  runAgent: (flags: AgentFlags) => Promise<void>
+}
+
+export async function main (argv: string[], program: Program): Promise<number> {
   try {
     const { command, flags, positionals } = parse(argv)
     switch (command) {
@@ -319,7 +288,7 @@ export async function main (argv: string[]): Promise<number> {
         await runInit(flags)
         return 0
       case 'agent':
-        await runAgent(flags as AgentFlags)
+        await program.runAgent(flags as AgentFlags)
         return -1
       case 'models':
         await runModels(positionals, flags)
@@ -359,14 +328,4 @@ export async function main (argv: string[]): Promise<number> {
     }
     throw err
   }
-}
-
-if (import.meta.main) {
-  main(process.argv.slice(2)).then((code) => {
-    // The agent keeps running after main() returns; every other command is done.
-    if (code >= 0) process.exitCode = code
-  }, (err: unknown) => {
-    process.stderr.write(`noodle: ${(err as Error).stack ?? String(err)}\n`)
-    process.exitCode = 1
-  })
 }

@@ -8,7 +8,7 @@ import t from 'tap'
 // with the broken references listed, rather than leave a newcomer at a dead link.
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const CLI = join(ROOT, 'agent/cli/cli.ts')
+const CLI = join(ROOT, 'agent/main/noodle.ts')
 const DOCS = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)]
 /** Top-level folders of the repository whose paths the docs name in backticks. */
 const CODE_PATH = /^(agent|runtime|media|common|protocols|identity|scripts|bench|systemd|test|bin|docs)\//
