@@ -34,3 +34,17 @@ t.test('every stream protocol the docs name is one the agent speaks', async (t) 
   t.ok(named.size >= 2, `protocols named: ${[...named].join(' ')}`)
   t.same([...named].filter((protocol) => !code.includes(`'${protocol}'`)), [])
 })
+
+t.test('every metric the docs name is in docs/metrics.md, the reference tested against the registry', async (t) => {
+  // `noodle_ingest_{received,stored}_total` names two.
+  const expand = (name: string): string[] => {
+    const braces = /^(.*)\{([a-z_,]+)\}(.*)$/.exec(name)
+    return braces === null ? [name] : braces[2]!.split(',').map((part) => `${braces[1]}${part}${braces[3]}`)
+  }
+  const namedIn = (file: string): string[] =>
+    [...read(file).matchAll(/\bnoodle_[a-z0-9_]*(?:\{[a-z_,]+\}[a-z0-9_]*)?[a-z0-9]/g)].flatMap((m) => expand(m[0]))
+  const reference = new Set(namedIn('docs/metrics.md'))
+  t.ok(reference.size > 10, `metrics in the reference: ${reference.size}`)
+  const elsewhere = docs.filter((file) => file !== 'docs/metrics.md').flatMap((file) => namedIn(file).map((name) => ({ file, name })))
+  t.same(elsewhere.filter(({ name }) => !reference.has(name)).map(({ file, name }) => `${file}: ${name}`), [])
+})
