@@ -16,6 +16,8 @@
  * such as agent/api/views.ts). The one entry edge: the CLI's `noodle agent` loads the composition root lazily
  * (`import('../main/agent.ts')`), so other commands do not load the agent.
  */
+import { parse, type ParserOptions } from '@babel/parser'
+import { isExportSpecifier, isIdentifier, isImportSpecifier, isMemberExpression, isMetaProperty, isStringLiteral, isTemplateLiteral, traverseFast, type Node } from '@babel/types'
 import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, posix, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -41,6 +43,7 @@ export interface Import {
   specifier: string
   /** Erased when the file runs: `import type`, `export type … from`, or `{ type A, type B }` alone. */
   typeOnly: boolean
+  /** Named by an expression the code evaluates: `import()`, `new URL(…, import.meta.url)`, `import.meta.resolve`, `require`. */
   dynamic: boolean
 }
 
@@ -51,47 +54,76 @@ export interface Edge {
   dynamic: boolean
 }
 
-const STATIC_IMPORT = /^[ \t]*import\s+(type\s+)?((?:[\w$]+\s*,\s*)?(?:\{[^}]*\}|\*\s*as\s+[\w$]+)|[\w$]+)\s*from\s*['"]([^'"]+)['"]/gm
-const RE_EXPORT = /^[ \t]*export\s+(type\s+)?(\{[^}]*\}|\*(?:\s*as\s+[\w$]+)?)\s*from\s*['"]([^'"]+)['"]/gm
-const SIDE_EFFECT = /^[ \t]*import\s*['"]([^'"]+)['"]/gm
-const DYNAMIC = /\bimport\s*\(\s*(['"`])([^'"`]+)\1\s*\)/g
-const NEW_URL = /\bnew\s+URL\s*\(\s*(['"`])([^'"`]+)\1\s*,\s*import\.meta\.url\s*\)/g
+/** Babel's parser with TypeScript syntax: `import()` read as an ImportExpression, as ESTree has it. */
+const PARSE_OPTIONS: ParserOptions = { sourceType: 'module', plugins: ['typescript'], createImportExpressions: true }
 
-/** Whether an import's bindings are all types: `{ type A, type B as C }`. */
-function onlyTypes (bindings: string): boolean {
-  if (!bindings.startsWith('{')) return false
-  const names = bindings.slice(1, -1).split(',').map((s) => s.trim()).filter((s) => s !== '')
-  return names.length > 0 && names.every((s) => /^type\s/.test(s))
+/** A specifier written as a literal: a string, or a template without substitutions; undefined when computed. */
+function literal (node: Node | null | undefined): string | undefined {
+  if (isStringLiteral(node)) return node.value
+  if (isTemplateLiteral(node) && node.expressions.length === 0) return node.quasis[0]?.value.cooked ?? undefined
+  return undefined
 }
 
-/** Whether the match at `index` stands in a comment (a line comment, or a line of a block comment). */
-function inComment (source: string, index: number): boolean {
-  const line = source.slice(source.lastIndexOf('\n', index - 1) + 1, index)
-  return line.includes('//') || /^\s*(\/\*|\*)/.test(line)
+/** Whether `node` is `import.meta.<name>`. */
+function isImportMeta (node: Node | null | undefined, name: string): boolean {
+  return isMemberExpression(node) && !node.computed && isIdentifier(node.property, { name }) &&
+    isMetaProperty(node.object) && node.object.meta.name === 'import' && node.object.property.name === 'meta'
 }
 
-/** Every module specifier a TypeScript file names. */
-export function importsOf (source: string): Import[] {
+/** The module a node names, if it names one: declarations, type imports and the calls that load or locate one. */
+function importOf (node: Node): Import | undefined {
+  const stated = (specifier: string, typeOnly: boolean): Import => ({ specifier, typeOnly, dynamic: false })
+  const called = (specifier: string | undefined): Import | undefined =>
+    specifier === undefined ? undefined : { specifier, typeOnly: false, dynamic: true }
+  switch (node.type) {
+    case 'ImportDeclaration':
+      return stated(node.source.value, node.importKind === 'type' ||
+        (node.specifiers.length > 0 && node.specifiers.every((s) => isImportSpecifier(s) && s.importKind === 'type')))
+    case 'ExportNamedDeclaration':
+      if (node.source == null) return undefined
+      return stated(node.source.value, node.exportKind === 'type' ||
+        (node.specifiers.length > 0 && node.specifiers.every((s) => isExportSpecifier(s) && s.exportKind === 'type')))
+    case 'ExportAllDeclaration':
+      return stated(node.source.value, node.exportKind === 'type')
+    case 'TSImportType': // `type T = import('./x.ts').T`
+      return stated(node.argument.value, true)
+    case 'ImportExpression': // `await import('./x.ts')`
+      return called(literal(node.source))
+    case 'CallExpression': { // `import.meta.resolve('./x.ts')`, `require('./x.ts')`
+      if (isImportMeta(node.callee, 'resolve') || isIdentifier(node.callee, { name: 'require' })) {
+        return called(literal(node.arguments[0] as Node | undefined))
+      }
+      return undefined
+    }
+    case 'NewExpression': // `new URL('./worker.ts', import.meta.url)`
+      if (isIdentifier(node.callee, { name: 'URL' }) && isImportMeta(node.arguments[1] as Node | undefined, 'url')) {
+        return called(literal(node.arguments[0] as Node | undefined))
+      }
+      return undefined
+    default:
+      return undefined
+  }
+}
+
+/** Every module specifier a TypeScript file names, in source order; what only a comment or a string shows is not one. */
+export function importsOf (source: string, file = 'source'): Import[] {
+  let ast: ReturnType<typeof parse>
+  try {
+    ast = parse(source, PARSE_OPTIONS)
+  } catch (err) {
+    throw new Error(`${file} does not parse: ${(err as Error).message}`, { cause: err })
+  }
   const out: Import[] = []
-  for (const pattern of [STATIC_IMPORT, RE_EXPORT]) {
-    for (const m of source.matchAll(pattern)) {
-      out.push({ specifier: m[3] as string, typeOnly: m[1] !== undefined || onlyTypes(m[2] as string), dynamic: false })
-    }
-  }
-  for (const m of source.matchAll(SIDE_EFFECT)) out.push({ specifier: m[1] as string, typeOnly: false, dynamic: false })
-  for (const pattern of [DYNAMIC, NEW_URL]) {
-    for (const m of source.matchAll(pattern)) {
-      const specifier = m[2] as string
-      if (inComment(source, m.index) || specifier.includes('${')) continue
-      out.push({ specifier, typeOnly: false, dynamic: true })
-    }
-  }
+  traverseFast(ast, (node) => {
+    const found = importOf(node)
+    if (found !== undefined) out.push(found)
+  })
   return out
 }
 
 /** The files of ours each file imports, as paths from the repository root; packages and `node:` are left out. */
 export function edgesOf (file: string, source: string): Edge[] {
-  return importsOf(source)
+  return importsOf(source, file)
     .filter((i) => i.specifier.startsWith('.'))
     .map((i) => ({ from: file, to: posix.normalize(posix.join(posix.dirname(file), i.specifier)), typeOnly: i.typeOnly, dynamic: i.dynamic }))
 }
@@ -129,7 +161,7 @@ function sourceFiles (dir: string): string[] {
 
 const edge = (from: string, to: string, { typeOnly = false, dynamic = false } = {}): Edge => ({ from, to, typeOnly, dynamic })
 
-t.test('every form of import is read, comments are not', async (t) => {
+t.test('every form of import is read, comments and strings are not', async (t) => {
   const source = [
     "import { a } from './a.ts'",
     "import type { B } from '../b.ts'",
@@ -143,15 +175,25 @@ t.test('every form of import is read, comments are not', async (t) => {
     "import './side.ts'",
     "export { j } from './j.ts'",
     "export type { K } from './k.ts'",
+    "export { type L } from './l.ts'",
     "export * from './star.ts'",
+    "export type * from './types.ts'",
     "import { EventEmitter } from 'node:events'",
     "const m = await import('./m.ts')",
+    'const t = await import(`./template.ts`)',
     "const url = new URL('./worker.ts', import.meta.url)",
     "const other = new URL('https://example.com/')",
+    "const near = new URL('./not-a-module.ts', base)",
+    "type P = import('./p.ts').P",
+    "const r = require('./r.cjs')",
     "// const n = await import('./commented.ts')",
     "/* new URL('./block.ts', import.meta.url) */",
+    '/**',
     " * import { x } from './doc.ts'",
-    'const o = await import(`./${name}.ts`)'
+    ' */',
+    "const s = \"import { y } from './string.ts'\"",
+    'const o = await import(`./${name}.ts`)',
+    'const q = await import(name)'
   ].join('\n')
   t.same(importsOf(source), [
     { specifier: './a.ts', typeOnly: false, dynamic: false },
@@ -160,16 +202,46 @@ t.test('every form of import is read, comments are not', async (t) => {
     { specifier: './f.ts', typeOnly: false, dynamic: false },
     { specifier: './h.ts', typeOnly: false, dynamic: false },
     { specifier: './ns.ts', typeOnly: false, dynamic: false },
-    { specifier: 'node:events', typeOnly: false, dynamic: false },
+    { specifier: './side.ts', typeOnly: false, dynamic: false },
     { specifier: './j.ts', typeOnly: false, dynamic: false },
     { specifier: './k.ts', typeOnly: true, dynamic: false },
+    { specifier: './l.ts', typeOnly: true, dynamic: false },
     { specifier: './star.ts', typeOnly: false, dynamic: false },
-    { specifier: './side.ts', typeOnly: false, dynamic: false },
+    { specifier: './types.ts', typeOnly: true, dynamic: false },
+    { specifier: 'node:events', typeOnly: false, dynamic: false },
     { specifier: './m.ts', typeOnly: false, dynamic: true },
-    { specifier: './worker.ts', typeOnly: false, dynamic: true }
+    { specifier: './template.ts', typeOnly: false, dynamic: true },
+    { specifier: './worker.ts', typeOnly: false, dynamic: true },
+    { specifier: './p.ts', typeOnly: true, dynamic: false },
+    { specifier: './r.cjs', typeOnly: false, dynamic: true }
   ])
   t.same(edgesOf('media/cameras.ts', "import type { ModelRuntime } from '../runtime/model-runtime.ts'\nimport { z } from 'zod'"),
     [edge('media/cameras.ts', 'runtime/model-runtime.ts', { typeOnly: true })], 'relative specifiers resolve from the repository root')
+  t.throws(() => edgesOf('media/broken.ts', 'import { a from'), /^media\/broken\.ts does not parse: /, 'a file that does not parse fails the scan, named')
+})
+
+t.test('imports a line-by-line scan missed are read', async (t) => {
+  const source = [
+    "x = 1; import { y } from '../agent/config/config.ts'",
+    'import {',
+    '  a, // }',
+    '  b',
+    "} from '../agent/x.ts'",
+    "const resolved = import.meta.resolve('../agent/main/agent.ts')",
+    "const u = 'http://x'; await import('../agent/main/lifecycle.ts')"
+  ].join('\n')
+  t.same(importsOf(source), [
+    { specifier: '../agent/config/config.ts', typeOnly: false, dynamic: false },
+    { specifier: '../agent/x.ts', typeOnly: false, dynamic: false },
+    { specifier: '../agent/main/agent.ts', typeOnly: false, dynamic: true },
+    { specifier: '../agent/main/lifecycle.ts', typeOnly: false, dynamic: true }
+  ], 'an import after a statement, a } in a comment, import.meta.resolve, a // in a string')
+  t.same(violations(edgesOf('protocols/codec.ts', source)), [
+    'protocols/codec.ts → agent/config/config.ts',
+    'protocols/codec.ts → agent/x.ts',
+    'protocols/codec.ts → agent/main/agent.ts',
+    'protocols/codec.ts → agent/main/lifecycle.ts'
+  ], 'each is a violation from a leaf')
 })
 
 t.test('the rule catches each kind of violation', async (t) => {
