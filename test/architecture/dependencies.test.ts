@@ -1,6 +1,6 @@
 /**
- * The dependency rule, checked on every import of the source (static, `import type`, `export … from`, dynamic
- * `import()` and `new URL('…', import.meta.url)`):
+ * The dependency rule, checked on every import of the source, read by a TypeScript parser (static, `import type`,
+ * `export … from`, dynamic `import()`, `new URL('…', import.meta.url)`, `import.meta.resolve` and `require`):
  *
  *   common/                             imports nothing of ours (errors, logger, stats, text…)
  *   protocols/   → common/              wire codecs and the rules they carry
@@ -13,8 +13,8 @@
  * mesh, the membership, the work registry, the metrics) is a narrow interface the leaf declares and the agent's
  * object satisfies. Inside agent/, only the composition root (agent/main/) wires: no other subsystem imports
  * agent/main/, and agent/cli/ imports values of no other subsystem but agent/config/ (types only of the rest,
- * such as agent/api/views.ts). The one entry edge: the CLI's `noodle agent` loads the composition root lazily
- * (`import('../main/agent.ts')`), so other commands do not load the agent.
+ * such as agent/api/views.ts). The program's entry (agent/main/noodle.ts) is in agent/main/ too: it hands the CLI
+ * the one thing the CLI cannot do itself, running an agent, so the rule has no exception.
  */
 import { parse, type ParserOptions } from '@babel/parser'
 import { isExportSpecifier, isIdentifier, isImportSpecifier, isMemberExpression, isMetaProperty, isStringLiteral, isTemplateLiteral, traverseFast, type Node } from '@babel/types'
