@@ -149,6 +149,8 @@ export class Agent {
     const lifecycle = new Lifecycle([
       ['store', store],
       ['sensor store', base.sensors],
+      // Before the runtime and cameras that report to them.
+      ['latencies', latencies],
       ['inference pool', models.pool],
       ['runtime', runtime],
       ...mqtt.components,
@@ -166,6 +168,7 @@ export class Agent {
       ['election', coordination.electionService],
       ['orchestrator', coordination.orchestrator],
       ['health', reporter],
+      ['metrics', prometheus],
       ['api', api],
       // Last to start, first to stop: READY means every component is up.
       ['systemd', new SystemdNotifier({ log, status: () => statusLine(statusView(sources)) })]

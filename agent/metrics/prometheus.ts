@@ -30,14 +30,38 @@ export class PrometheusMetrics {
   /** Read once per scrape (ingest totals are SQLite queries), then shared by the metrics that show them. */
   private readonly scrape: { ingest: ReturnType<MetricsSources['ingest']> } = { ingest: null }
 
+  /** The metrics start() added to the registry, which stop() takes out again. */
+  private registered: string[] = []
+
   constructor (components: { store: MetricsStore, sources: MetricsSources }) {
     this.store = components.store
     this.registry = components.store.registry
     this.sources = components.sources
-    const s = components.sources
+  }
+
+  /** Adds our figures and prom-client's defaults to the registry; a scrape before it shows only the store's. */
+  start (): void {
+    const before = new Set(this.registry.getMetricsAsArray().map((m) => m.name))
+    collectDefaultMetrics({ register: this.registry })
+    this.registerOwn()
+    this.registered = this.registry.getMetricsAsArray().map((m) => m.name).filter((name) => !before.has(name))
+  }
+
+  /**
+   * Takes out of the registry what start() added, so a later start() registers them afresh. prom-client has no way to
+   * stop the event-loop delay monitor and GC observer its defaults start (both unref'd, and cheap): once out of the
+   * registry nothing reads them.
+   */
+  stop (): void {
+    for (const name of this.registered) this.registry.removeSingleMetric(name)
+    this.registered = []
+  }
+
+  /** The figures read from the sources at scrape time (each gauge's collect). */
+  private registerOwn (): void {
+    const s = this.sources
     const scrape = this.scrape
     const registers = [this.registry]
-    collectDefaultMetrics({ register: this.registry })
     new Gauge({
       name: 'noodle_members',
       help: 'Mesh members by state, as this node sees them (itself included).',

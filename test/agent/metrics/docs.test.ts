@@ -27,7 +27,8 @@ t.test('docs/metrics.md names every noodle_ metric the agent exposes', async (t)
     store,
     sources: { members: () => [], election: () => ({ term: 1, isCoordinator: false }), connections: () => 0, workRunning: () => 0, ingest: () => null, cameras: () => [], loopLagMs: () => 0 }
   })
-  new LatencyMetrics({ registry: store.registry })
+  metrics.start()
+  new LatencyMetrics({ registry: store.registry }).start()
   const exposed = [...Object.keys(families(await metrics.render())).filter((name) => name.startsWith('noodle_')), ...Object.keys(COUNTERS)]
   const names = documented()
   t.same(exposed.filter((name) => !names.has(name)), [], 'each is in the reference')

@@ -17,7 +17,11 @@ function setup (overrides: Partial<MetricsSources> = {}) {
     loopLagMs: () => 3,
     ...overrides
   }
-  return { store, metrics: new PrometheusMetrics({ store, sources }), latencies: new LatencyMetrics({ registry: store.registry }) }
+  const metrics = new PrometheusMetrics({ store, sources })
+  const latencies = new LatencyMetrics({ registry: store.registry })
+  metrics.start()
+  latencies.start()
+  return { store, metrics, latencies, sources }
 }
 
 /** The value of one series in Prometheus text, or undefined. */
@@ -85,4 +89,35 @@ t.test('every family has HELP and TYPE, and every _total family is a counter', a
   const found = families(await metrics.render())
   t.same(untyped(found), [])
   t.same(mistyped(found), [])
+})
+
+t.test('construction registers nothing: the figures join the registry at start and leave it at stop', async (t) => {
+  const store = new MetricsStore()
+  const { sources } = setup()
+  const metrics = new PrometheusMetrics({ store, sources })
+  const latencies = new LatencyMetrics({ registry: store.registry })
+  const names = () => store.registry.getMetricsAsArray().map((m) => m.name).sort()
+  const empty = names()
+  t.same(empty, [], 'nothing registered by the constructors')
+  latencies.observeInference('abc', 3)
+  metrics.start()
+  latencies.start()
+  const started = names()
+  t.same(started.filter((n) => n.startsWith('noodle_')), [
+    'noodle_camera_fps', 'noodle_camera_latency_seconds', 'noodle_camera_skipped_frames_total', 'noodle_coordinator', 'noodle_election_term',
+    'noodle_event_loop_lag_seconds', 'noodle_inference_seconds', 'noodle_ingest_broker_dropped_total', 'noodle_ingest_connected',
+    'noodle_ingest_dead_letter', 'noodle_ingest_received_total', 'noodle_ingest_rejected_total', 'noodle_ingest_stored_total',
+    'noodle_libp2p_connections', 'noodle_members', 'noodle_work_running'
+  ])
+  t.equal(started.includes('nodejs_eventloop_lag_seconds') && started.includes('process_resident_memory_bytes'), true, 'prom-client\'s defaults')
+  t.equal(value(await metrics.render(), 'noodle_inference_seconds_count{model="abc"}'), undefined, 'an observation before start is not counted')
+  store.inc('noodle_gossip_rejected_total', { topic: 'noodle/1/node.health', reason: 'malformed' })
+  metrics.stop()
+  latencies.stop()
+  t.same(names(), ['noodle_gossip_rejected_total'], 'stop leaves only what others registered')
+  latencies.observeCameraResult('door', 10)
+  metrics.start()
+  latencies.start()
+  t.same(names(), [...started, 'noodle_gossip_rejected_total'].sort(), 'a second start registers the same again')
+  t.equal(value(await metrics.render(), 'noodle_election_term'), 7)
 })
