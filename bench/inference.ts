@@ -54,7 +54,7 @@ async function measure (lanes: Array<() => Promise<number>>): Promise<Figures> {
 
 const log = createLogger('silent')
 const dir = mkdtempSync(join(tmpdir(), 'noodle-bench-inference-'))
-const store = new Store({ path: join(dir, 'noodle.db'), log })
+const store = Store.open({ path: join(dir, 'noodle.db'), log })
 const pool = new InferencePool({ log, cpus: availableParallelism(), size: 1 })
 pool.start()
 const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })

@@ -73,7 +73,7 @@ process.stdout.write(`decode+scale      ffmpeg CLI (-threads 1, to null) ${their
 process.stdout.write(`                  of which starting the decode thread and opening the file, to the first frame: ${percentile(firstFrameMs, 50).toFixed(0)} ms; after it ${percentile(steadyRuns, 50).toFixed(0)} fps, ratio ×${(percentile(steadyRuns, 50) / theirs).toFixed(2)}\n`)
 process.stdout.write(`decode+tensor     Float32 NCHW tensors delivered to the event loop, one asked for at a time: ${withTensors.toFixed(0)} /s   ratio ×${(withTensors / theirs).toFixed(2)}   (trials ${fps(tensorRuns)})\n`)
 
-const store = new Store({ path: join(dir, 'noodle.db'), log })
+const store = Store.open({ path: join(dir, 'noodle.db'), log })
 const pool = new InferencePool({ log, cpus: availableParallelism() })
 pool.start()
 const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })

@@ -209,7 +209,7 @@ async function openBase (config: ResolvedConfig, log: Logger): Promise<Base & { 
   const { privateKey, peerId } = await loadOrCreateIdentity(config.dataDir)
   const swarmKey = readSwarmKey(config.swarmKeyFile)
   const disk = new DiskStatus({ dataDir: config.dataDir, log })
-  const store = new Store({ path: join(config.dataDir, 'noodle.db'), log, disk })
+  const store = Store.open({ path: join(config.dataDir, 'noodle.db'), log, disk })
   const hours = (h: number) => Math.round(h * HOUR_MS)
   const sensors = new SensorStore({
     db: store.database,

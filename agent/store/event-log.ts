@@ -50,8 +50,7 @@ export class EventLog {
     return {
       insert: db.prepare('INSERT INTO events (at, type, peer_id, data) VALUES (?, ?, ?, ?)'),
       all: db.prepare<[number], EventRow>('SELECT * FROM events ORDER BY id DESC LIMIT ?'),
-      ofType: db.prepare<[string, number], EventRow>('SELECT * FROM events WHERE type = ? ORDER BY id DESC LIMIT ?'),
-      prune: db.prepare('DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? LIMIT ?)')
+      ofType: db.prepare<[string, number], EventRow>('SELECT * FROM events WHERE type = ? ORDER BY id DESC LIMIT ?')
     }
   }
 
@@ -63,11 +62,6 @@ export class EventLog {
   list ({ type, limit = 100 }: { type?: string, limit?: number } = {}): StoredEvent[] {
     const rows = type == null ? this.statements.all.all(limit) : this.statements.ofType.all(type, limit)
     return rows.map((r) => ({ id: r.id, at: r.at, type: r.type, peerId: r.peer_id, data: JSON.parse(r.data) }))
-  }
-
-  /** Drops events older than `before` (ms since the epoch), at most `limit` rows a call, so a prune never stalls the agent. */
-  prune (before: number, limit = 1000): number {
-    return this.statements.prune.run(before, limit).changes
   }
 }
 

@@ -15,10 +15,17 @@ const PRUNE_CHUNK = 1_000
 /** Failed writes are logged at most this often (a full disk fails every write). */
 const FAILURE_LOG_INTERVAL_MS = 10_000
 
+export interface StoreComponents {
+  path: string
+  log: Logger
+  disk?: { observe: (err: unknown) => boolean }
+  tables?: readonly TableSet[]
+}
+
 /**
  * The agent's local SQLite database (`<dataDir>/noodle.db`, WAL). It owns no table: each subsystem hands it its
- * tables (`tables`, SCHEMA by default) and prepares its own statements against `database`. Opened and migrated on
- * construction, so every part built after it finds its tables; the schema version is SQLite's `user_version`.
+ * tables (`tables`, SCHEMA by default) and prepares its own statements against `database`. `Store.open` opens and
+ * migrates it, so every part built after it finds its tables; the schema version is SQLite's `user_version`.
  * While started, it prunes the tables that grow (their sets' retention) every hour. A write a subsystem runs
  * through `write` that fails is reported to `disk` (so status says when the disk is full) and logged, never thrown.
  */
@@ -33,18 +40,30 @@ export class Store {
   private failedWrites = 0
   private failureLoggedAt = -Infinity
 
-  constructor (components: { path: string, log: Logger, disk?: { observe: (err: unknown) => boolean }, tables?: readonly TableSet[] }) {
+  private constructor (db: DB, components: StoreComponents) {
+    this.db = db
     this.log = components.log
     this.disk = components.disk
     this.tables = components.tables ?? SCHEMA
-    this.db = new Database(components.path)
-    this.db.pragma('journal_mode = WAL')
-    // NORMAL under WAL loses at most the last commits on power loss, never consistency; FULL costs an fsync
-    // per commit, which wears the SD cards these boxes run on.
-    this.db.pragma('synchronous = NORMAL')
-    this.db.pragma('busy_timeout = 5000')
-    this.db.pragma('foreign_keys = ON')
-    this.migrate()
+  }
+
+  /** Opens the database at `path` and migrates it to the newest version; a failed migration closes it and throws. */
+  static open (components: StoreComponents): Store {
+    const db = new Database(components.path)
+    const store = new Store(db, components)
+    try {
+      db.pragma('journal_mode = WAL')
+      // NORMAL under WAL loses at most the last commits on power loss, never consistency; FULL costs an fsync
+      // per commit, which wears the SD cards these boxes run on.
+      db.pragma('synchronous = NORMAL')
+      db.pragma('busy_timeout = 5000')
+      db.pragma('foreign_keys = ON')
+      store.migrate()
+    } catch (err) {
+      store.close()
+      throw err
+    }
+    return store
   }
 
   start (): void {

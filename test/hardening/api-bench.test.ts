@@ -26,7 +26,7 @@ t.test('a sample is as big as the model makes it: its fixed sizes win over the s
 })
 
 t.test('bench refuses, before anything is loaded or allocated, inputs with no sample type and runs × real elements over the cap; compile\'s timing too', async (t) => {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log: createLogger('silent') })
+  const store = Store.open({ path: join(t.testdir(), 'noodle.db'), log: createLogger('silent') })
   t.teardown(() => { store.close() })
   const registry = new ModelRegistry({ db: store.database })
   // No pool is reached: every refusal comes first.

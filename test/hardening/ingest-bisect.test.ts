@@ -32,7 +32,7 @@ const sqliteError = (code: string, message: string) => new Database.SqliteError(
 
 /** A real sensor store whose commits fail, as told, for batches holding a reading of the value `poison`. */
 function setUp (t: { testdir: () => string, teardown: (fn: () => void) => void }, maxMessages = 8) {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
+  const store = Store.open({ path: join(t.testdir(), 'noodle.db'), log })
   t.teardown(() => { store.close() })
   const sensors = new SensorStore({ db: store.database, log, retention: RETENTION })
   const commit = sensors.commit.bind(sensors)

@@ -75,7 +75,7 @@ t.test('messages on topics outside mqtt.topics are dead-lettered and acknowledge
 })
 
 t.test('a shared subscription delivers by the filter inside it', async (t) => {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
+  const store = Store.open({ path: join(t.testdir(), 'noodle.db'), log })
   t.teardown(() => { store.close() })
   const sensorStore = new SensorStore({ db: store.database, log, retention: { rawMs: HOUR_MS, minuteMs: HOUR_MS, hourMs: HOUR_MS } })
   const session = Object.assign(new EventEmitter(), { connected: true, broker: 'mqtt://x', ack: () => {}, pause: () => {}, resume: () => {} })

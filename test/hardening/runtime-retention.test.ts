@@ -9,7 +9,7 @@ const log = createLogger('silent')
 const DAY = 86_400_000
 
 t.test('every table that grows is pruned by an index on time and capped in rows; a far-future row stalls nothing', async (t) => {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
+  const store = Store.open({ path: join(t.testdir(), 'noodle.db'), log })
   t.teardown(() => { store.close() })
   const db = store.database
   const events = new EventLog({ store })
@@ -42,7 +42,7 @@ t.test('every table that grows is pruned by an index on time and capped in rows;
 })
 
 t.test('a table over its cap keeps only its newest rows, whatever their times', async (t) => {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
+  const store = Store.open({ path: join(t.testdir(), 'noodle.db'), log })
   t.teardown(() => { store.close() })
   const cap = (RETENTION.find((r) => r.table === 'events') as { maxRows: number }).maxRows
   const now = Date.now()
@@ -55,7 +55,7 @@ t.test('a table over its cap keeps only its newest rows, whatever their times', 
 })
 
 t.test('a prune on a closed store stops quietly', async (t) => {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log })
+  const store = Store.open({ path: join(t.testdir(), 'noodle.db'), log })
   store.close()
   t.same(await store.prune(), {})
 })

@@ -19,7 +19,7 @@ const log = createLogger('silent')
 /** A model runtime on a real store and inference pool in the test's folder, stopped with the test. */
 function realRuntime (t: { testdir: () => string, teardown: (fn: () => unknown) => void }) {
   const dir = t.testdir()
-  const store = new Store({ path: join(dir, 'noodle.db'), log })
+  const store = Store.open({ path: join(dir, 'noodle.db'), log })
   const pool = new InferencePool({ log, cpus: 2 })
   pool.start()
   t.teardown(async () => { await pool.stop(); store.close() })
@@ -66,7 +66,7 @@ t.test('standby copies no work names are collected after standbyRetainMs; compil
 
 t.test('files a crash left half-written in the models folder are deleted at start; whole ones stay', async (t) => {
   const dir = t.testdir()
-  const store = new Store({ path: join(dir, 'noodle.db'), log })
+  const store = Store.open({ path: join(dir, 'noodle.db'), log })
   t.teardown(() => { store.close() })
   const models = join(dir, 'models')
   mkdirSync(models)

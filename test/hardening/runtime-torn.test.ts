@@ -14,7 +14,7 @@ const log = createLogger('silent')
 
 /** A runtime on `dir`, as after a restart: nothing loaded yet. */
 function runtimeOn (t: { teardown: (fn: () => Promise<void> | void) => void }, dir: string) {
-  const store = new Store({ path: join(dir, 'noodle.db'), log })
+  const store = Store.open({ path: join(dir, 'noodle.db'), log })
   const pool = new InferencePool({ log, cpus: 2, size: 1 })
   pool.start()
   t.teardown(async () => { await pool.stop(); store.close() })

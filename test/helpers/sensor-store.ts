@@ -8,7 +8,7 @@ export const RETENTION = { rawMs: HOUR_MS, minuteMs: 2 * HOUR_MS, hourMs: 48 * H
 
 /** A sensor store on a real SQLite store in the test's folder, closed with the test. */
 export function openSensorStore (t: { testdir: () => string, teardown: (fn: () => void) => void }, maxSensors?: number) {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log: createLogger('silent') })
+  const store = Store.open({ path: join(t.testdir(), 'noodle.db'), log: createLogger('silent') })
   t.teardown(() => { store.close() })
   return { store, db: store.database, sensors: new SensorStore({ db: store.database, log: createLogger('silent'), retention: RETENTION, maxSensors }) }
 }

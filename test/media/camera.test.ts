@@ -18,7 +18,7 @@ const TESTSRC = 'lavfi:testsrc=size=640x480:rate=10'
 
 t.test('camera → tensor → model → results, real video through node-av and a real detector', async (t) => {
   const dir = t.testdir()
-  const store = new Store({ path: join(dir, 'noodle.db'), log })
+  const store = Store.open({ path: join(dir, 'noodle.db'), log })
   const pool = new InferencePool({ log, cpus: 2 })
   pool.start()
   const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })

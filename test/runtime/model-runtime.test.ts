@@ -18,7 +18,7 @@ const log = createLogger('silent')
 
 function setup (t: { testdir: () => string, teardown: (fn: () => Promise<void> | void) => void }, compiled: unknown[] = [], cpus = 2) {
   const dir = t.testdir()
-  const store = new Store({ path: join(dir, 'noodle.db'), log })
+  const store = Store.open({ path: join(dir, 'noodle.db'), log })
   const pool = new InferencePool({ log, cpus })
   pool.start()
   const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log, onCompiled: (m) => compiled.push(m) })

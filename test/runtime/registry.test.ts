@@ -12,7 +12,7 @@ const model = (id: string, createdAt: number): Omit<ModelRecord, 'providers'> =>
 })
 
 function registry (t: { testdir: () => string, teardown: (fn: () => void) => void }): ModelRegistry {
-  const store = new Store({ path: join(t.testdir(), 'noodle.db'), log: createLogger('silent') })
+  const store = Store.open({ path: join(t.testdir(), 'noodle.db'), log: createLogger('silent') })
   t.teardown(() => { store.close() })
   return new ModelRegistry({ db: store.database })
 }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import type { Database as DB } from 'better-sqlite3'
@@ -58,7 +59,7 @@ function fillUpToV5 (db: DB): void {
 t.test('a fresh store has exactly the schema the previous migrations made, at the same version', async (t) => {
   const dir = t.testdir()
   const before = previousDatabase(join(dir, 'before.db'), LATEST)
-  const store = new Store({ path: join(dir, 'after.db'), log })
+  const store = Store.open({ path: join(dir, 'after.db'), log })
   t.teardown(() => { before.close(); store.close() })
   t.equal(store.schemaVersion, LATEST)
   t.same(schemaOf(store.database), schemaOf(before), 'every table, column, comment and index as before')
@@ -78,7 +79,7 @@ t.test('a database of the previous version opens unchanged: data and version sur
 
   const messages: string[] = []
   const watched = createLogger('info', { write: (line: string) => { messages.push(JSON.parse(line).msg) } })
-  const store = new Store({ path, log: watched })
+  const store = Store.open({ path, log: watched })
   t.teardown(() => { store.close() })
   t.equal(store.schemaVersion, LATEST)
   t.same(messages, [], 'no migration ran')
@@ -99,7 +100,7 @@ t.test('a database of an older version migrates step by step to the latest, its 
 
   const messages: Array<{ version: number, tables: string[] }> = []
   const watched = createLogger('info', { write: (line: string) => { messages.push(JSON.parse(line)) } })
-  const store = new Store({ path, log: watched })
+  const store = Store.open({ path, log: watched })
   const fresh = previousDatabase(join(dir, 'fresh.db'), LATEST)
   t.teardown(() => { store.close(); fresh.close() })
   t.equal(store.schemaVersion, LATEST)
@@ -120,7 +121,8 @@ t.test('the steps of one version run in one transaction: one failing leaves that
     { name: 'a', migrations: [{ version: 1, sql: 'CREATE TABLE a (x)' }, { version: 2, sql: 'CREATE TABLE a2 (x)' }] },
     { name: 'b', migrations: [{ version: 2, sql: 'CREATE TABLE b (x' }] }
   ]
-  t.throws(() => new Store({ path, log, tables }), /syntax error|incomplete input/)
+  t.throws(() => Store.open({ path, log, tables }), /syntax error|incomplete input/)
+  t.equal(existsSync(`${path}-wal`), false, 'the failed open closed the database (SQLite removes the WAL at the last close)')
   const db = new Database(path)
   t.teardown(() => { db.close() })
   t.equal(db.pragma('user_version', { simple: true }), 1, 'version 1 done, version 2 not')
