@@ -154,3 +154,10 @@ export class CameraCredentialsError extends NoodleError {
     super('ERR_CAMERA_CREDENTIALS', message)
   }
 }
+
+/** A gossip topic read or validated with a codec other than the one already registered for it (a wiring bug). */
+export class TopicCodecError extends NoodleError {
+  constructor (topic: string) {
+    super('ERR_TOPIC_CODEC', `topic ${topic} already has another codec: one topic, one codec`)
+  }
+}

@@ -1,6 +1,7 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Message } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
+import { TopicCodecError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
 import type { MessageCodec } from './codec.ts'
 
@@ -28,12 +29,11 @@ export class GossipValidator {
     this.log = components.log
   }
 
+  /** Validates `codec`'s topic with it from now on; throws TopicCodecError if the topic already has another codec. */
   add (codec: MessageCodec<any>): void {
+    const registered = this.codecs.get(codec.topic)
+    if (registered !== undefined && registered !== codec) throw new TopicCodecError(codec.topic)
     this.codecs.set(codec.topic, codec)
-  }
-
-  remove (topic: string): void {
-    this.codecs.delete(topic)
   }
 
   readonly validate = (propagationSource: PeerId, msg: Message): TopicValidatorResult => {

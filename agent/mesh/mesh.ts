@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto'
 import { createLibp2p } from 'libp2p'
 import type { Libp2p } from 'libp2p'
 import type { MessageCodec } from '../../protocols/codec.ts'
+import { GOSSIP_CODECS } from '../../protocols/gossip-codecs.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { GossipValidator } from '../../protocols/validator.ts'
 import type { ResolvedConfig } from '../config/config.ts'
@@ -119,8 +120,11 @@ export class Mesh {
         })
       }
     })
-    const validator = new GossipValidator({ metrics, log })
-    return new Mesh(node, validator, log)
+    const mesh = new Mesh(node, new GossipValidator({ metrics, log }), log)
+    // Every topic a member speaks is checked from now until exit, read here or not: gossipsub caches and forwards
+    // a message on a topic nobody here reads yet (or any more) just the same, and it must not do so unchecked.
+    for (const codec of GOSSIP_CODECS.values()) mesh.validate(codec)
+    return mesh
   }
 
   get peerId (): PeerId {
@@ -129,30 +133,27 @@ export class Mesh {
 
   /**
    * Reads a topic: messages that pass the codec's checks reach `handler` (decoded once, whatever the number of
-   * handlers), the rest are counted and dropped. Works before and after start(): the topic is subscribed, and its
-   * validator set, with its first handler.
+   * handlers), the rest are counted and dropped. Works before and after start(): the topic is subscribed with its
+   * first handler. Throws TopicCodecError for a codec other than the topic's own (see GOSSIP_CODECS).
    */
   subscribe<T> (codec: MessageCodec<T>, handler: (value: T, from: PeerId) => void): void {
+    this.validate(codec)
     const handlers = this.handlers.get(codec.topic)
     if (handlers !== undefined) {
       handlers.add(handler)
       return
     }
     this.handlers.set(codec.topic, new Set([handler]))
-    this.validator.add(codec)
-    this.node.services.pubsub.topicValidators.set(codec.topic, this.validator.validate)
     // Before start, start() subscribes (gossipsub refuses a subscription until it runs).
     if (this.started) this.node.services.pubsub.subscribe(codec.topic)
   }
 
-  /** Undoes subscribe(): with its last handler gone, the topic is no longer read nor validated here. */
+  /** Undoes subscribe(): with its last handler gone, the topic is no longer read here (but still validated). */
   unsubscribe<T> (codec: MessageCodec<T>, handler: (value: T, from: PeerId) => void): void {
     const handlers = this.handlers.get(codec.topic)
     if (handlers?.delete(handler) !== true || handlers.size > 0) return
     this.handlers.delete(codec.topic)
     if (this.started) this.node.services.pubsub.unsubscribe(codec.topic)
-    this.node.services.pubsub.topicValidators.delete(codec.topic)
-    this.validator.remove(codec.topic)
   }
 
   /** A component that reads `codec`'s topic from its start to its stop: for a reader with no start() of its own. */
@@ -161,6 +162,12 @@ export class Mesh {
       start: () => { this.subscribe(codec, handler) },
       stop: () => { this.unsubscribe(codec, handler) }
     }
+  }
+
+  /** Checks `codec`'s topic with it for as long as the mesh lives; throws TopicCodecError if the topic has another. */
+  private validate (codec: MessageCodec<any>): void {
+    this.validator.add(codec)
+    this.node.services.pubsub.topicValidators.set(codec.topic, this.validator.validate)
   }
 
   async publish<T> (codec: MessageCodec<T>, value: T): Promise<void> {

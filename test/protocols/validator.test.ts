@@ -27,3 +27,12 @@ t.test('accepts what its codec reads, refuses and counts the rest', async (t) =>
   t.equal(v.validate(peer, signed('noodle/9/other', good.data)), TopicValidatorResult.Ignore, 'topics without a codec are ignored')
   t.same(metrics.series(REJECTED_METRIC), { [`malformed/${systemEventCodec.topic}`]: 1, [`unsigned/${systemEventCodec.topic}`]: 1 })
 })
+
+t.test('one topic, one codec: the same codec again is fine, another for its topic throws TopicCodecError', async (t) => {
+  const v = new GossipValidator({ metrics: new MetricsStore(), log: createLogger('silent') })
+  v.add(systemEventCodec)
+  v.add(systemEventCodec)
+  t.throws(() => { v.add({ ...systemEventCodec }) }, { name: 'TopicCodecError', code: 'ERR_TOPIC_CODEC' })
+  const good = signed(systemEventCodec.topic, systemEventCodec.encode({ v: 1, type: 'member.leave', at: 1, startedAt: 1 }))
+  t.equal(v.validate(peer, good), TopicValidatorResult.Accept, 'the first codec still validates its topic')
+})

@@ -12,25 +12,30 @@ import { systemEventCodec } from '../../../protocols/events.ts'
 import type { SystemEvent } from '../../../protocols/events.ts'
 import { healthCodec } from '../../../protocols/health.ts'
 import type { HealthBeacon } from '../../../protocols/health.ts'
+import { REJECTED_METRIC } from '../../../protocols/validator.ts'
 import { tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
+import { eventually } from '../../helpers/eventually.ts'
+import { sendRaw, signedMessage } from '../../helpers/gossip-message.ts'
 import { sampleBeacon } from '../../helpers/beacon.ts'
 
 type Test = { teardown: (fn: () => unknown) => void }
 
-/** Two connected in-process meshes; `listen` subscribes on b before it starts. */
-async function pair (t: Test, listen: (b: Mesh) => void = () => {}): Promise<{ a: Mesh, b: Mesh }> {
+/** Two connected in-process meshes, and b's metrics; `listen` subscribes on b before it starts. */
+async function pair (t: Test, listen: (b: Mesh) => void = () => {}): Promise<{ a: Mesh, b: Mesh, bMetrics: MetricsStore }> {
   const dir = tempDir(t)
   const swarmKey = readSwarmKey(writeSwarmKey(join(dir, 'swarm.key')))
+  const bMetrics = new MetricsStore()
   const [a, b] = await Promise.all(['a', 'b'].map(async (name) => {
     const config = loadConfig({ env: {}, flags: { 'data-dir': join(dir, name), 'no-mdns': true, listen: ['/ip4/127.0.0.1/tcp/0'] } })
-    return await Mesh.create({ config, privateKey: await generateKeyPair('Ed25519'), swarmKey, metrics: new MetricsStore(), log: createLogger('silent') })
+    const metrics = name === 'b' ? bMetrics : new MetricsStore()
+    return await Mesh.create({ config, privateKey: await generateKeyPair('Ed25519'), swarmKey, metrics, log: createLogger('silent') })
   })) as [Mesh, Mesh]
   listen(b)
   await a.start()
   await b.start()
   t.teardown(() => Promise.all([a.stop(), b.stop()]))
   await a.node.dial(b.node.getMultiaddrs()[0] as never)
-  return { a, b }
+  return { a, b, bMetrics }
 }
 
 /** Whether `publisher` knows that `listener` reads `topic` (only then does a publication reach it). */
@@ -90,7 +95,7 @@ t.test('a topic first read after start is subscribed then, and unsubscribing its
   b.unsubscribe(systemEventCodec, second.handler)
   b.unsubscribe(systemEventCodec, third.handler)
   t.same(b.node.services.pubsub.getTopics().includes(systemEventCodec.topic), false, 'with no handler left, the topic is dropped')
-  t.equal(b.node.services.pubsub.topicValidators.has(systemEventCodec.topic), false, 'and so is its validator')
+  t.equal(b.node.services.pubsub.topicValidators.has(systemEventCodec.topic), true, 'but its validator stays')
   await waitFor('a to know b no longer reads events', () => !reads(a, b, systemEventCodec.topic), 5_000, 20)
   b.unsubscribe(systemEventCodec, second.handler) // a second time: nothing to undo
   t.equal(b.node.services.pubsub.getTopics().includes(systemEventCodec.topic), false)
@@ -109,7 +114,7 @@ t.test('a handler unsubscribed before start: its topic is never read', async (t)
     b.unsubscribe(healthCodec, handler)
   })
   t.same(b.node.services.pubsub.getTopics(), [], 'b subscribed to nothing when it started')
-  t.equal(b.node.services.pubsub.topicValidators.has(healthCodec.topic), false, 'nor validates the topic')
+  t.equal(b.node.services.pubsub.topicValidators.has(healthCodec.topic), true, 'though it validates the topic')
   t.equal(reads(a, b, healthCodec.topic), false)
 })
 
@@ -124,4 +129,31 @@ t.test('a reader reads its topic from its start to its stop', async (t) => {
   t.match(await waitFor('the beacon', () => heard[0], 5_000, 20), { name: 'a', seq: 3 })
   await reader?.stop?.()
   t.same(b.node.services.pubsub.getTopics(), [], 'stopped, it reads nothing again')
+})
+
+t.test('a topic nobody here reads, before its first reader and after its last, is still validated: what does not decode is refused and counted', async (t) => {
+  const { a, b, bMetrics } = await pair(t)
+  const rogue = await generateKeyPair('Ed25519')
+  const topic = systemEventCodec.topic
+  const rejected = () => bMetrics.series(REJECTED_METRIC)
+  const sendBad = async (seq: bigint) => sendRaw(a.node.services.pubsub, b.peerId.toString(), await signedMessage(rogue, topic, new TextEncoder().encode('{"v":1,'), seq))
+  t.same(b.node.services.pubsub.getTopics(), [], 'b reads nothing')
+  await waitFor('a gossipsub stream to b', () => a.node.services.pubsub.getPeers().some((p) => p.equals(b.peerId)), 5_000, 20)
+
+  t.equal(await sendBad(1n), true, 'sent before any reader')
+  t.same(await eventually(rejected, { [`malformed/${topic}`]: 1 }), { [`malformed/${topic}`]: 1 }, 'refused and counted')
+
+  const { handler } = next(b, systemEventCodec)
+  b.unsubscribe(systemEventCodec, handler)
+  t.equal(await sendBad(2n), true, 'sent after the last reader left')
+  t.same(await eventually(rejected, { [`malformed/${topic}`]: 2 }), { [`malformed/${topic}`]: 2 }, 'refused and counted again')
+})
+
+t.test('a topic read with a codec other than its own throws TopicCodecError; its own codec is still taken', async (t) => {
+  const { b } = await pair(t)
+  const impostor: MessageCodec<SystemEvent> = { ...systemEventCodec }
+  t.throws(() => { b.subscribe(impostor, () => {}) }, { name: 'TopicCodecError', code: 'ERR_TOPIC_CODEC' }, 'before any reader: the topic has its codec from the start')
+  b.subscribe(systemEventCodec, () => {})
+  t.throws(() => { b.subscribe(impostor, () => {}) }, { code: 'ERR_TOPIC_CODEC' }, 'beside a reader of the topic')
+  t.same(b.node.services.pubsub.getTopics(), [systemEventCodec.topic], 'only the rightful reader subscribed')
 })
