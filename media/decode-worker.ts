@@ -40,7 +40,6 @@ class DecodeLoop {
   constructor (options: FrameSourceOptions, port: MessagePort) {
     this.options = options
     this.port = port
-    port.on('message', (message: ToDecoder) => { this.take(message) })
   }
 
   private take (message: ToDecoder): void {
@@ -53,7 +52,9 @@ class DecodeLoop {
     }
   }
 
+  /** Takes the main thread's requests and decodes until told to stop (or a file source ends); closes the port. */
   async run (): Promise<void> {
+    this.port.on('message', (message: ToDecoder) => { this.take(message) })
     let backoff = BACKOFF_MIN_MS
     while (this.running) {
       const started = Date.now()

@@ -29,7 +29,7 @@ function specs (names: readonly string[], metadata: readonly ort.InferenceSessio
   })
 }
 
-class InferenceWorker {
+export class InferenceWorker {
   private readonly sessions = new Map<string, ort.InferenceSession>()
   /** Runs in flight per session: a session replaced or unloaded meanwhile is released once they end. */
   private readonly running = new Map<ort.InferenceSession, number>()
@@ -38,7 +38,11 @@ class InferenceWorker {
 
   constructor (port: MessagePort) {
     this.port = port
-    port.on('message', (req: WorkerRequest) => { void this.handle(req) })
+  }
+
+  /** Answers the pool's requests on the port, each as it comes (the port keeps the thread alive). */
+  serve (): void {
+    this.port.on('message', (req: WorkerRequest) => { void this.handle(req) })
   }
 
   private async handle (req: WorkerRequest): Promise<void> {
@@ -113,4 +117,4 @@ class InferenceWorker {
 // onnxruntime's own log goes to stderr in colour; every failure it logs also comes back to us as an exception,
 // which the agent logs as JSON. (Dawn, WebGPU's library, still prints its own warnings where there is no GPU.)
 ort.env.logLevel = 'fatal'
-if (parentPort !== null) new InferenceWorker(parentPort) // eslint-disable-line no-new
+if (parentPort !== null) new InferenceWorker(parentPort).serve()
