@@ -172,7 +172,7 @@ t.test('docs/architecture.md names classes, functions and files that exist', asy
     const [owner, member] = name.split('.') as [string, string | undefined]
     const file = exporter(owner)
     if (file === undefined) unknown.push(`${name}: nothing exports ${owner}`)
-    else if (member !== undefined && !new RegExp(`^ {2}(?:async )?${member} ?[(<]`, 'm').test(code.get(file)!)) unknown.push(`${name}: no ${member} in ${file}`)
+    else if (member !== undefined && !new RegExp(`^ {2}(?:(?:static|async|get) )*${member} ?[(<]`, 'm').test(code.get(file)!)) unknown.push(`${name}: no ${member} in ${file}`)
   }
   // The folder map: each `file.ts` or `folder/` a row names is in that row's folder.
   for (const row of prose(text).filter((l) => /^\| `[a-z]+\/[a-z]*\/?` \|/.test(l))) {
