@@ -160,13 +160,18 @@ export class Agent {
       ['model exchange', models.exchange],
       ['model announcements', models.announcements],
       ...(models.standby === null ? [] : [['model standby', models.standby] as const]),
-      ['membership', members.service],
-      ['prober', members.prober],
       ['work', work],
-      ['cameras', cameras.manager],
-      ['camera results', cameras.results],
+      // The MemberBus's listeners start before its emitters (and stop after them), so no event is lost: the
+      // election hears the beacons and claims the membership service and the orchestrator pass on, the prober the
+      // disconnections, the membership service our own beacons. (The reporter answers news with its first
+      // beacon, sent at its start.) The orchestrator reads decisions before any beacon is heard or sent, so none
+      // addressed to us goes unread. test/agent/main/start-order.test.ts keeps this order.
       ['election', coordination.electionService],
       ['orchestrator', coordination.orchestrator],
+      ['prober', members.prober],
+      ['membership', members.service],
+      ['cameras', cameras.manager],
+      ['camera results', cameras.results],
       ['health', reporter],
       ['metrics', prometheus],
       ['api', api],
@@ -174,6 +179,11 @@ export class Agent {
       ['systemd', new SystemdNotifier({ log, status: () => statusLine(statusView(sources)) })]
     ], log)
     return new Agent({ mesh, membership, election, lifecycle })
+  }
+
+  /** The parts' names in start order (they stop in reverse). */
+  get startOrder (): string[] {
+    return this.lifecycle.names
   }
 
   async start (): Promise<void> {

@@ -14,6 +14,11 @@ export class Lifecycle {
     this.log = log
   }
 
+  /** The components' names, in start order. */
+  get names (): string[] {
+    return this.components.map(([name]) => name)
+  }
+
   async start (): Promise<void> {
     for (const entry of this.components) {
       try {
