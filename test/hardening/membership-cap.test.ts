@@ -1,9 +1,7 @@
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { generateKeyPair, publicKeyToProtobuf } from '@libp2p/crypto/keys'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
-import { RPC } from '@libp2p/gossipsub/message'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
 import { loadConfig } from '../../agent/config/config.ts'
@@ -21,6 +19,7 @@ import { REJECTED_METRIC } from '../../protocols/validator.ts'
 import { bootstrapAddr, gossip, nodes, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { bareNode } from '../helpers/bare-node.ts'
 import { sampleBeacon } from '../helpers/beacon.ts'
+import { sendRaw, signedMessage } from '../helpers/gossip-message.ts'
 
 const options = { probeAfterMs: 1000, probeTimeoutMs: 250, unresponsiveAfterMs: 10_000, reapAfterMs: 60_000, maxMembers: 3 }
 const beacon = (name: string, startedAt = 1, seq = 1): HealthBeacon => sampleBeacon({ name, startedAt, seq })
@@ -91,11 +90,7 @@ t.test('members remembered from an earlier run beyond the cap are left out and s
 
 /** A health beacon signed with `key`, as gossipsub would sign it for that key's peer (any key holder can do this). */
 async function forgedBeacon (key: PrivateKey, value: HealthBeacon, seqno: bigint) {
-  const seq = new Uint8Array(8)
-  new DataView(seq.buffer).setBigUint64(0, seqno)
-  const message = { from: peerIdFromPrivateKey(key).toMultihash().bytes, data: healthCodec.encode(value), seqno: seq, topic: TOPICS.nodeHealth }
-  const signed = new Uint8Array([...new TextEncoder().encode('libp2p-pubsub:'), ...RPC.Message.encode(message)])
-  return { ...message, signature: await key.sign(signed), key: publicKeyToProtobuf(key.publicKey) }
+  return await signedMessage(key, TOPICS.nodeHealth, healthCodec.encode(value), seqno)
 }
 
 async function freePort (): Promise<number> {
@@ -127,7 +122,7 @@ t.test('a rogue member signing beacons with many made-up keys fills the table on
   const keys = await Promise.all(Array.from({ length: 8 }, async () => await generateKeyPair('Ed25519')))
   const send = async (i: number, seq: bigint, fields: Partial<HealthBeacon> = {}) => {
     const message = await forgedBeacon(keys[i] as PrivateKey, sampleBeacon({ name: `fake-${i}`, startedAt: 1, seq: Number(seq), ...fields }), seq)
-    const sent = (rogue.services.pubsub as unknown as { sendRpc: (to: string, rpc: unknown) => boolean }).sendRpc(victim.peerId, { subscriptions: [], messages: [message] })
+    const sent = sendRaw(rogue.services.pubsub, victim.peerId, message)
     t.ok(sent, `beacon of fake-${i} sent`)
   }
   for (let i = 0; i < keys.length; i++) await send(i, 1n)
