@@ -110,7 +110,10 @@ export interface Agreement { coordinator: string, term: number }
 
 /** The coordinator and term every one of `agents` reports, when they all report the same one; else undefined. */
 export async function agreedCoordinator (agents: AgentProcess[]): Promise<Agreement | undefined> {
-  const seen = await Promise.all(agents.map(status))
+  return agreementOf(await Promise.all(agents.map(status)))
+}
+
+function agreementOf (seen: StatusView[]): Agreement | undefined {
   const first = seen[0]
   if (first?.coordinator == null) return undefined
   return seen.every((s) => s.coordinator === first.coordinator && s.term === first.term)
@@ -134,10 +137,18 @@ export async function statesSeenBy (observer: AgentProcess): Promise<Map<string,
 /** Waits until `agents` all report one coordinator and term that `accept` takes (polled every 50 ms). */
 export async function waitForAgreement (what: string, agents: AgentProcess[], accept: (a: Agreement) => boolean = () => true,
   timeoutMs = 20_000): Promise<Agreement> {
-  return await waitFor(what, async () => {
-    const agreed = await agreedCoordinator(agents)
-    return agreed != null && accept(agreed) ? agreed : undefined
-  }, timeoutMs, 50)
+  // What each agent last reported, so a timeout says who followed whom at which term instead of just "timed out".
+  let lastSeen = ''
+  try {
+    return await waitFor(what, async () => {
+      const seen = await Promise.all(agents.map(status))
+      lastSeen = seen.map((s, i) => `${agents[i]?.name ?? '?'} follows ${s.coordinatorName ?? s.coordinator ?? 'none'} at term ${s.term}`).join('; ')
+      const agreed = agreementOf(seen)
+      return agreed != null && accept(agreed) ? agreed : undefined
+    }, timeoutMs, 50)
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last seen: ${lastSeen || 'nothing (no agent answered)'}`)
+  }
 }
 
 /** Polls until `check` returns something other than undefined/false; fails with `what` after `timeoutMs`. */
