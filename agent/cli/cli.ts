@@ -40,7 +40,7 @@ Usage:
   noodle models bench ID [--runs N] [--shape 1,3,224,224] [--json]  run a model flat out: latency, throughput
   noodle metrics                  the agent's metrics in Prometheus's text format (as GET /metrics)
   noodle user list [--json]       operator accounts
-  noodle user add NAME --email E --first-name F --last-name L [--phone P] [--role viewer|operator|admin]
+  noodle user add NAME --email E --first-name F --last-name L [--phone P] [--role viewer|operator|admin] [--json]
                                   create one (the password is read from stdin, or asked for without echo)
   noodle user remove NAME         delete one
   noodle help | --version
