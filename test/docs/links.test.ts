@@ -132,7 +132,11 @@ t.test('the CLI reference and the README table name exactly the commands of `noo
   // docs/cli.md's usage block: each line's synopsis, without the description after two spaces.
   const block = /```\n(noodle [\s\S]*?)```/.exec(read('docs/cli.md'))?.[1] ?? ''
   const synopses = block.split('\n').filter((l) => l.startsWith('noodle ')).map((l) => l.split(/ {2,}/)[0]!)
-  const covers = (synopsis: string, line: string): boolean => line === synopsis || line.startsWith(`${synopsis} `)
+  // A synopsis covers a usage line when what follows it there is the description, not one more argument
+  // (`[--json]`, `--flag`, `| …`, or a placeholder such as `FILE`).
+  const moreArguments = /^\s+(?:[[|-]|[A-Z][A-Z0-9_]*(?:$|\s+[[A-Z|-]))/
+  const covers = (synopsis: string, line: string): boolean =>
+    line === synopsis || (line.startsWith(`${synopsis} `) && !moreArguments.test(line.slice(synopsis.length)))
   t.same({
     undocumented: usage.filter((line) => !synopses.some((s) => covers(s, line))),
     unknown: synopses.filter((s) => !usage.some((line) => covers(s, line)))
