@@ -39,6 +39,7 @@ import { MemberSync } from '../mesh/member-sync.ts'
 import { Membership } from '../membership/membership.ts'
 import { MemberBus } from '../membership/bus.ts'
 import { MembershipService } from '../membership/membership-service.ts'
+import { LeaveAnnouncement } from '../membership/leave.ts'
 import { Mesh } from '../mesh/mesh.ts'
 import { MetricsStore } from '../metrics/metrics.ts'
 import { mqttParts } from '../ingest/mqtt.ts'
@@ -148,6 +149,9 @@ export class Agent {
     const api = controlApi({ config: config.api, routes: apiRoutes(sources), authenticate: (token) => operators.authenticate(token), log, counters: metrics })
     const lifecycle = new Lifecycle([
       ['store', store],
+      // First after the store: prom-client's process counters (CPU, GC, event-loop lag) count from here, so the
+      // other parts' start is in them; it reads its sources only when scraped, and stops after the API.
+      ['metrics', prometheus],
       ['sensor store', base.sensors],
       // Before the runtime and cameras that report to them.
       ['latencies', latencies],
@@ -160,6 +164,9 @@ export class Agent {
       ['model exchange', models.exchange],
       ['model announcements', models.announcements],
       ...(models.standby === null ? [] : [['model standby', models.standby] as const]),
+      // The leave goes out once the orchestrator and the election have stopped (the reverse order), while the mesh
+      // still runs: a departing coordinator places nothing after its goodbye.
+      ['leave', members.leave],
       ['work', work],
       // The MemberBus's listeners start before its emitters (and stop after them), so no event is lost: the
       // election hears the beacons and claims the membership service and the orchestrator pass on, the prober the
@@ -173,7 +180,6 @@ export class Agent {
       ['cameras', cameras.manager],
       ['camera results', cameras.results],
       ['health', reporter],
-      ['metrics', prometheus],
       ['api', api],
       // Last to start, first to stop: READY means every component is up.
       ['systemd', new SystemdNotifier({ log, status: () => statusLine(statusView(sources)) })]
@@ -263,7 +269,8 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
     lag,
     dialer,
     sync: new MemberSync({ node: mesh.node, membership, dialer, metrics, log }),
-    service: new MembershipService({ mesh, bus, membership, dialer, members: new MemberRecords({ store }), events, metrics, log, startedAt, tickMs: 1_000 }),
+    service: new MembershipService({ mesh, bus, membership, dialer, members: new MemberRecords({ store }), events, metrics, log, tickMs: 1_000 }),
+    leave: new LeaveAnnouncement({ mesh, log, startedAt }),
     prober: new Prober({ node: mesh.node, membership, bus, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs })
   }
 }

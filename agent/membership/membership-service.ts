@@ -17,11 +17,9 @@ import type { MemberRecords } from './member-records.ts'
 
 /** How often the store gets the latest member figures: state changes are written at once, health in batches. */
 const FLUSH_INTERVAL_MS = 5_000
-/** Time the leave announcement gets to leave the box before the connections close. */
-const LEAVE_GRACE_MS = 150
 
 export interface MembershipServiceComponents {
-  mesh: Pick<Mesh, 'node' | 'peerId' | 'publish' | 'subscribe' | 'unsubscribe'>
+  mesh: Pick<Mesh, 'node' | 'peerId' | 'subscribe' | 'unsubscribe'>
   /**
    * Where it tells of a member's newest beacon (`beacon`), of a member joining (`news`: answer with our beacon)
    * and of a member's last connection closing (`disconnect`: probe it now); and hears our own beacons (`own-beacon`).
@@ -33,7 +31,6 @@ export interface MembershipServiceComponents {
   events: EventLog
   metrics: MetricsStore
   log: Logger
-  startedAt: number
   /** How often the timeouts are applied. */
   tickMs: number
 }
@@ -52,7 +49,6 @@ export class MembershipService {
   private readonly events: EventLog
   private readonly metrics: MetricsStore
   private readonly log: Logger
-  private readonly startedAt: number
   private readonly tickMs: number
   private tickTimer: NodeJS.Timeout | undefined
   private flushTimer: NodeJS.Timeout | undefined
@@ -66,7 +62,6 @@ export class MembershipService {
     this.events = components.events
     this.metrics = components.metrics
     this.log = components.log
-    this.startedAt = components.startedAt
     this.tickMs = components.tickMs
   }
 
@@ -90,16 +85,10 @@ export class MembershipService {
   }
 
   async stop (): Promise<void> {
-    const { membership, mesh, log } = this
+    const { membership, mesh } = this
     clearInterval(this.tickTimer)
     clearInterval(this.flushTimer)
     mesh.node.removeEventListener('peer:disconnect', this.onDisconnect)
-    try {
-      await mesh.publish(systemEventCodec, { v: 1, type: 'member.leave', at: Date.now(), startedAt: this.startedAt })
-      await new Promise((resolve) => setTimeout(resolve, LEAVE_GRACE_MS))
-    } catch (err) {
-      log.warn({ err }, 'leave not announced')
-    }
     mesh.unsubscribe(healthCodec, this.onBeacon)
     mesh.unsubscribe(systemEventCodec, this.onSystemEvent)
     this.bus.off('own-beacon', this.onOwnBeacon)

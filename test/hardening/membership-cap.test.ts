@@ -172,7 +172,7 @@ t.test('the service: members remembered past the cap are left out with a warning
   const events = { record: () => {} }
   const dialer = { want: async (peerId: string) => { wanted.push(peerId) }, forget: () => {} }
   const service = new MembershipService({
-    mesh: mesh as never, membership, dialer: dialer as never, members: members as never, events: events as never, metrics, log, startedAt: 1, tickMs: 60_000, bus: new MemberBus()
+    mesh: mesh as never, membership, dialer: dialer as never, members: members as never, events: events as never, metrics, log, tickMs: 60_000, bus: new MemberBus()
   })
   await service.start()
   t.same(wanted.sort(), ['a', 'b'], 'the two remembered members that fit are dialled')
