@@ -141,13 +141,16 @@ export async function waitForAgreement (what: string, agents: AgentProcess[], ac
   let lastSeen = ''
   try {
     return await waitFor(what, async () => {
-      const seen = await Promise.all(agents.map(status))
-      lastSeen = seen.map((s, i) => `${agents[i]?.name ?? '?'} follows ${s.coordinatorName ?? s.coordinator ?? 'none'} at term ${s.term}`).join('; ')
-      const agreed = agreementOf(seen)
+      const answers = await Promise.allSettled(agents.map(status))
+      lastSeen = answers.map((a, i) => `${agents[i]?.name ?? '?'} ${a.status === 'fulfilled'
+        ? `follows ${a.value.coordinatorName ?? a.value.coordinator ?? 'none'} at term ${a.value.term}`
+        : `gave no answer (${String(a.reason)})`}`).join('; ')
+      const seen = answers.flatMap((a) => a.status === 'fulfilled' ? [a.value] : [])
+      const agreed = seen.length === agents.length ? agreementOf(seen) : undefined
       return agreed != null && accept(agreed) ? agreed : undefined
     }, timeoutMs, 50)
   } catch (err) {
-    throw new Error(`${(err as Error).message}; last seen: ${lastSeen || 'nothing (no agent answered)'}`)
+    throw new Error(`${(err as Error).message}; last seen: ${lastSeen || 'nothing'}`, { cause: err })
   }
 }
 
