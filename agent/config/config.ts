@@ -70,7 +70,10 @@ function mergeLayer (base: Record<string, unknown>, layer: Record<string, unknow
   sourceOfKey: (key: string) => string, sources: Map<string, string>, prefix = ''): void {
   for (const [k, v] of Object.entries(layer)) {
     const path = prefix === '' ? k : `${prefix}.${k}`
-    if (isPlainObject(v) && isPlainObject(base[k])) {
+    if (isPlainObject(v)) {
+      // Merged leaf by leaf even where the base has no object yet, so each leaf records the variable or flag that
+      // set it (a section such as api.tcp has no variable of its own).
+      if (!isPlainObject(base[k])) base[k] = {}
       mergeLayer(base[k] as Record<string, unknown>, v, sourceOfKey, sources, path)
     } else {
       base[k] = v
@@ -186,6 +189,9 @@ function sourceOf (key: string, sources: Map<string, string>): string | undefine
   while (k !== '') {
     const source = sources.get(k)
     if (source != null) return source
+    // A setting left out of a section that something else set (api.tcp.certFile when only the port was given):
+    // name what set the section.
+    for (const [set, from] of sources) if (set.startsWith(`${k}.`)) return from
     const parent = k.replace(/(\.[^.[]*|\[\d+\])$/, '')
     k = parent === k ? '' : parent
   }

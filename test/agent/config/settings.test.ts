@@ -166,3 +166,8 @@ t.test('the flags of noodle agent come from the schema, as they were', async (t)
   const c = loadConfig({ env: {}, flags: { 'no-mdns': false, 'swarm-key': '/k', 'log-level': 'warn' } })
   t.same([c.mdns.enabled, c.swarmKeyFile, c.logLevel], [true, '/k', 'warn'], 'a switch not given sets nothing')
 })
+
+t.test('a section set by one variable names that variable when another of its settings is missing', async (t) => {
+  t.throws(() => loadConfig({ env: { HOME: '/tmp', NOODLE_API_TCP_PORT: '8443' } }),
+    { key: 'api.tcp.certFile', message: /\(from NOODLE_API_TCP_PORT\)$/ })
+})
