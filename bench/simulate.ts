@@ -11,9 +11,11 @@
  *   - election as ElectionService feeds it: beacons as claims or releases, re-evaluation on membership changes
  *     and every 250 ms (only through the settle wait and claim grace: after them, in these scenarios where every
  *     member claims when it ranks best, membership changes and claims decide; per node it costs O(N) 4 times a
- *     second, the simulation's largest cost), settle = 2 beacon intervals, claim grace = 4;
- *   - scenarios, in one run per N: steady state (messages and bytes), members losing power (stop sending, probes
- *     time out), the coordinator losing power, a partition into halves healed after a few seconds.
+ *     second), settle = 2 beacon intervals, claim grace = 4;
+ *   - scenarios, in one run per N, from a settled mesh (every member's first beacon seeded at time 0: a join
+ *     storm of N members starting at once is not simulated): steady state (messages and bytes), members losing
+ *     power (stop sending, probes time out), the coordinator losing power (its detection counts among the
+ *     deaths too), a random half|half partition (5 s) then a heal.
  * Bytes: a real beacon encoded by `healthCodec` (sampleBeacon with a mid-size box's figures) plus an estimate of
  * gossipsub's signed envelope; pings 32 bytes each way; the knock as one message of no payload. Payload bytes only
  * (no TCP/IP headers, no gossipsub control traffic: IHAVE/IWANT, GRAFT/PRUNE, heartbeats).
@@ -21,7 +23,7 @@
  * member), connection events (a power loss closes nothing, so `observeDisconnect` never fires; a SIGKILL, refused
  * at once, is not simulated), the dialer and member sync, event-loop lag (Lifeguard scale 1, no stall), CPU
  * cost of signatures, the store. Membership changes are evaluated once per simulated instant, not once per
- * change (the same outcome; per change, N=1000 costs N² evaluations at start). `Membership.list()` sorts by name,
+ * change (the same outcome, for less). `Membership.list()` sorts by name,
  * which costs N log N per call; the election is handed the table unsorted instead (it sorts its own candidates),
  * read through the private map: the class has no seam for it. ElectionService's term-jump metric is not counted,
  * and a coordinator's beacon that only renews its claim (same holder, same term) is not followed by an evaluation.
