@@ -96,6 +96,9 @@ export class Mesh {
           allowPublishToZeroTopicPeers: true,
           metricsRegister: metrics,
           metricsTopicStrToLabel: new Map(Object.values(TOPICS).map((t) => [t, t])),
+          // Only our topics are taken in: gossipsub counts and caches a message by its topic before it checks the
+          // subscription, so a member sending on made-up topics would grow a metric series (and cache entries) each.
+          allowedTopics: Object.values(TOPICS),
           // Every member keeps a direct connection to every other (PeerDialer, MemberSync), and flood publish
           // hands each message to every connected subscriber first-hand, so by default (degree 0) nothing is
           // forwarded: at N=8, forwarding (D=2) made each beacon arrive ~3 times and cost 2.6× the bytes (bench/mesh).
