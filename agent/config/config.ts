@@ -8,7 +8,7 @@ import { LOG_LEVELS } from '../../common/logger.ts'
 import type { LogLevel } from '../../common/logger.ts'
 import { ConfigSchema } from './schema.ts'
 import type { Config, SettingFlag } from './schema.ts'
-import { defaultObjectsOf, envVarFor, readSettingText, settingsOf } from './settings.ts'
+import { envVarFor, readSettingText, settingsOf } from './settings.ts'
 import type { Setting } from './settings.ts'
 
 export { ConfigSchema, envVarFor, LOG_LEVELS }
@@ -117,7 +117,7 @@ export interface LoadConfigOptions {
 
 export function loadConfig ({ flags = {}, env = process.env }: LoadConfigOptions = {}): ResolvedConfig {
   // The schema fills in the defaults; the data dir's follows the environment given here, not the process's.
-  const merged: Record<string, unknown> = { ...defaultObjectsOf(ConfigSchema), dataDir: defaultDataDir(env) }
+  const merged: Record<string, unknown> = { dataDir: defaultDataDir(env) }
   const sources = new Map<string, string>()
 
   const file = flags.config ?? env.NOODLE_CONFIG

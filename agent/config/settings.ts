@@ -118,18 +118,6 @@ export function settingsOf (schema: AnySchema, prefix = ''): Setting[] {
   })
 }
 
-/**
- * The nested objects that are always there (those with a default), empty: the base the layers merge onto, so a
- * layer that sets one key of an object is known as the source of that key alone.
- */
-export function defaultObjectsOf (schema: AnySchema): Record<string, unknown> {
-  const shape = (unwrap(schema).schema._zod.def as { shape?: Record<string, AnySchema> }).shape ?? {}
-  return Object.fromEntries(Object.entries(shape).flatMap(([name, field]) => {
-    const { schema: inner, defaultValue } = unwrap(field)
-    return inner._zod.def.type === 'object' && defaultValue !== undefined ? [[name, defaultObjectsOf(inner)]] : []
-  }))
-}
-
 /** A setting's value from its text in the environment or a flag; `source` names where the text came from. */
 export function readSettingText (setting: Setting, text: string, source: string): unknown {
   const { key, kind } = setting
