@@ -215,8 +215,8 @@ export const PUBLISHER = fileURLToPath(new URL('./sensor-publisher.ts', import.m
 
 export interface Publisher {
   child: ChildProcess
-  /** Resolves when every message is acknowledged, with what the publisher printed ({ published, ms }). */
-  done: Promise<{ published: number, ms: number }>
+  /** Resolves when every message is acknowledged, with what the publisher printed ({ published, ms, connects, resent }). */
+  done: Promise<{ published: number, ms: number, connects: number, resent: number }>
 }
 
 /**
@@ -230,9 +230,9 @@ export function publishReadings (o: { url: string, topic: string, count: number,
   let out = ''
   child.stdout.on('data', (b: Buffer) => { out += b.toString() })
   child.stderr.on('data', (b: Buffer) => { out += b.toString() })
-  const done = new Promise<{ published: number, ms: number }>((resolve, reject) => {
+  const done = new Promise<{ published: number, ms: number, connects: number, resent: number }>((resolve, reject) => {
     child.once('exit', (code) => {
-      if (code === 0) resolve(JSON.parse(out.trim().split('\n').at(-1) as string) as { published: number, ms: number })
+      if (code === 0) resolve(JSON.parse(out.trim().split('\n').at(-1) as string) as { published: number, ms: number, connects: number, resent: number })
       else reject(new Error(`publisher exited with ${String(code)}: ${out}`))
     })
   })

@@ -6,7 +6,9 @@
  *
  *   node scripts/sensor-publisher.ts --url mqtt://127.0.0.1:1883 --topic bench/s1 --count 100000 --qos 1
  *
- * Prints one JSON line when every message is acknowledged (QoS 1) or written (QoS 0): {"published", "ms"}.
+ * Prints one JSON line when every message is acknowledged (QoS 1) or written (QoS 0): {"published", "ms",
+ * "connects", "resent"}: a connection after the first sends unacknowledged messages again, and `resent` counts
+ * those PUBLISH packets, so a receiver can tell the duplicates it owes to the publisher.
  */
 import { parseArgs } from 'node:util'
 import mqtt from 'mqtt'
@@ -32,6 +34,10 @@ const client = mqtt.connect(values.url, {
   connectTimeout: 5_000
 })
 client.on('error', (err) => { process.stderr.write(`publisher: ${err.message}\n`) })
+let connects = 0
+let publishPackets = 0
+client.on('connect', () => { connects++ })
+client.on('packetsend', (packet) => { if (packet.cmd === 'publish') publishPackets++ })
 
 if (values.simulate) {
   // A kitchen, a greenhouse and a freezer, in the three payload shapes the agent reads.
@@ -49,7 +55,7 @@ if (values.simulate) {
   let done = 0
   let next = start
   const finished = (): void => {
-    process.stdout.write(JSON.stringify({ published: count, ms: Math.round(performance.now() - begun) }) + '\n')
+    process.stdout.write(JSON.stringify({ published: count, ms: Math.round(performance.now() - begun), connects, resent: publishPackets - count }) + '\n')
     client.end(false, () => { process.exit(0) })
   }
   // At most WINDOW messages unacknowledged, like any real publisher (MQTT has 65535 packet ids in all).
