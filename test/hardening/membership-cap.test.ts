@@ -122,7 +122,7 @@ t.test('a rogue member signing beacons with many made-up keys fills the table on
   const keys = await Promise.all(Array.from({ length: 8 }, async () => await generateKeyPair('Ed25519')))
   const send = async (i: number, seq: bigint, fields: Partial<HealthBeacon> = {}) => {
     const message = await forgedBeacon(keys[i] as PrivateKey, sampleBeacon({ name: `fake-${i}`, startedAt: 1, seq: Number(seq), ...fields }), seq)
-    const sent = sendRaw(rogue.services.pubsub, victim.peerId, message)
+    const sent = await sendRaw(rogue.services.pubsub, victim.peerId, message)
     t.ok(sent, `beacon of fake-${i} sent`)
   }
   for (let i = 0; i < keys.length; i++) await send(i, 1n)

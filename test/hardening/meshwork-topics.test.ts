@@ -29,13 +29,13 @@ t.test('messages on made-up topics cost the agent nothing it keeps; a good beaco
   const TOPIC_COUNT = 300
   let sent = 0
   for (let i = 0; i < TOPIC_COUNT; i++) {
-    if (sendRaw(rogue.services.pubsub, victim.peerId, await signedMessage(key, `rogue/${i}`, new Uint8Array([1, 2, 3]), BigInt(i + 1)))) sent++
+    if (await sendRaw(rogue.services.pubsub, victim.peerId, await signedMessage(key, `rogue/${i}`, new Uint8Array([1, 2, 3]), BigInt(i + 1)))) sent++
   }
   t.equal(sent, TOPIC_COUNT, 'every made-up message went out')
 
   // Then a good beacon from the same member, on the topic the agent reads: it is still heard.
   const beacon = sampleBeacon({ name: 'after-the-flood', startedAt: 1, seq: 1 })
-  t.ok(sendRaw(rogue.services.pubsub, victim.peerId, await signedMessage(key, TOPICS.nodeHealth, healthCodec.encode(beacon), BigInt(TOPIC_COUNT + 1))))
+  t.ok(await sendRaw(rogue.services.pubsub, victim.peerId, await signedMessage(key, TOPICS.nodeHealth, healthCodec.encode(beacon), BigInt(TOPIC_COUNT + 1))))
   const heard = await waitFor('the good beacon to be taken', async () => (await nodes(victim)).find((n) => n.name === 'after-the-flood'))
   t.equal(heard.state, 'alive')
 

@@ -13,7 +13,14 @@ export async function signedMessage (key: PrivateKey, topic: string, data: Uint8
   return { ...message, signature: await key.sign(signed), key: publicKeyToProtobuf(key.publicKey) }
 }
 
-/** Hands `message` straight to `to` over `from`'s gossipsub, whatever `to` subscribes to (as a rogue member can); whether it was sent. */
-export function sendRaw (from: GossipSub, to: string, message: Awaited<ReturnType<typeof signedMessage>>): boolean {
-  return (from as unknown as { sendRpc: (to: string, rpc: unknown) => boolean }).sendRpc(to, { subscriptions: [], messages: [message] })
+/**
+ * Hands `message` straight to `to` over `from`'s gossipsub, whatever `to` subscribes to (as a rogue member can);
+ * whether it was sent. gossipsub counts `to` as a peer once either side's stream is up, and sends nothing until
+ * its own stream to `to` is open, so this waits for that stream (up to `timeoutMs`) instead of racing it.
+ */
+export async function sendRaw (from: GossipSub, to: string, message: Awaited<ReturnType<typeof signedMessage>>, timeoutMs = 5_000): Promise<boolean> {
+  const internals = from as unknown as { sendRpc: (to: string, rpc: unknown) => boolean, streamsOutbound: Map<string, unknown> }
+  const deadline = Date.now() + timeoutMs
+  while (!internals.streamsOutbound.has(to) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  return internals.sendRpc(to, { subscriptions: [], messages: [message] })
 }

@@ -136,7 +136,7 @@ t.test('a topic nobody here reads, before its first reader and after its last, i
   const rogue = await generateKeyPair('Ed25519')
   const topic = systemEventCodec.topic
   const rejected = () => bMetrics.series(REJECTED_METRIC)
-  const sendBad = async (seq: bigint) => sendRaw(a.node.services.pubsub, b.peerId.toString(), await signedMessage(rogue, topic, new TextEncoder().encode('{"v":1,'), seq))
+  const sendBad = async (seq: bigint) => await sendRaw(a.node.services.pubsub, b.peerId.toString(), await signedMessage(rogue, topic, new TextEncoder().encode('{"v":1,'), seq))
   t.same(b.node.services.pubsub.getTopics(), [], 'b reads nothing')
   await waitFor('a gossipsub stream to b', () => a.node.services.pubsub.getPeers().some((p) => p.equals(b.peerId)), 5_000, 20)
 
