@@ -7,7 +7,8 @@
  *           joining those once settled);  (b) mDNS alone, N hosts on a namespace bridge, all started together
  *   - gossip traffic per agent while idle: gossipsub bytes sent and received, and bytes on the wire (rx+tx, eth0)
  *   - RSS per idle agent
- * and Serf's cold and join convergence and wire bytes, with the ratios noodle/serf.
+ *   - CPU per idle agent, in % of one core (utime+stime from /proc/<pid>/stat over the idle window)
+ * and Serf's cold and join convergence, wire bytes and idle CPU, with the ratios noodle/serf.
  * On a 2-core machine a cold start of many agents is bound by CPU (every process booting at once); the join
  * figure shows what the mesh itself takes.
  *
@@ -63,9 +64,26 @@ function wireBytes (ns: string): number {
   return (link?.stats64.rx.bytes ?? 0) + (link?.stats64.tx.bytes ?? 0)
 }
 
+/** CPU time a process has used so far (user + system), in seconds: fields 14 and 15 of /proc/<pid>/stat. */
+const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
+function cpuSeconds (pid: number | undefined): number {
+  const stat = readFileSync(`/proc/${pid ?? 0}/stat`, 'utf8')
+  // The command name (field 2) may hold spaces; the fields after it are counted from its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond
+}
+
+/** Each process's CPU over an idle window of `ms`, in % of one core. */
+async function idleCpu (pids: Array<number | undefined>, ms: number): Promise<number[]> {
+  const before = pids.map(cpuSeconds)
+  await new Promise((resolve) => setTimeout(resolve, ms))
+  return pids.map((pid, i) => (cpuSeconds(pid) - (before[i] ?? 0)) / (ms / 1000) * 100)
+}
+
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
 const kB = (bytes: number) => `${(bytes / 1000).toFixed(2)} kB/s`
 const MB = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`
+const pct = (xs: number[]) => `${mean(xs).toFixed(2)} % of a core per agent (max ${Math.max(...xs).toFixed(2)} %)`
 
 function track (agent: AgentProcess): AgentProcess {
   children.add(agent.child)
@@ -82,7 +100,7 @@ async function stopAll (agents: AgentProcess[]): Promise<void> {
  * Bootstrap on loopback. Cold: agent 0, then the other N-1 at once, each given agent 0's address. Join: once
  * those have settled, one more agent joins the same way, and the clock runs from its start alone.
  */
-async function benchBootstrap (n: number): Promise<{ coldMs: number, joinMs: number }> {
+async function benchBootstrap (n: number): Promise<{ coldMs: number, joinMs: number, cpu: number }> {
   const root = mkdtempSync(join(tmpdir(), 'nb-'))
   const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
   const agents: AgentProcess[] = []
@@ -94,7 +112,7 @@ async function benchBootstrap (n: number): Promise<{ coldMs: number, joinMs: num
     await waitFor(`${n - 1} agents to converge`, () => allSee(agents, agents, 'alive'), 60_000, 50)
     const coldMs = convergenceMs(agents).fromLastStart
     const before = await Promise.all(agents.map(gossip))
-    await new Promise((resolve) => setTimeout(resolve, idleMs))
+    const cpu = await idleCpu(agents.map((a) => a.child.pid), idleMs)
     const after = await Promise.all(agents.map(gossip))
     const sent = after.map((g, i) => (g.sentBytes - (before[i]?.sentBytes ?? 0)) / (idleMs / 1000))
     const received = after.map((g, i) => (g.receivedBytes - (before[i]?.receivedBytes ?? 0)) / (idleMs / 1000))
@@ -106,8 +124,9 @@ async function benchBootstrap (n: number): Promise<{ coldMs: number, joinMs: num
     const joinMs = convergenceMs(agents).fromLastStart
     console.log(`N=${String(n).padStart(2)} bootstrap  cold ${coldMs} ms, join ${joinMs} ms after the last start   ` +
       `gossip per agent (N=${n - 1}) sent ${kB(mean(sent))} + received ${kB(mean(received))}   ` +
-      `RSS ${MB(mean(rss))} per agent (max ${MB(Math.max(...rss))}), of it private ${MB(mean(mem.map((m) => m.anon)))}`)
-    return { coldMs, joinMs }
+      `RSS ${MB(mean(rss))} per agent (max ${MB(Math.max(...rss))}), of it private ${MB(mean(mem.map((m) => m.anon)))}   ` +
+      `CPU (N=${n - 1}) ${pct(cpu)}`)
+    return { coldMs, joinMs, cpu: mean(cpu) }
   } finally {
     await stopAll(agents)
     rmSync(root, { recursive: true, force: true })
@@ -139,7 +158,7 @@ async function benchMdns (n: number): Promise<{ convergedMs: number, wirePerHost
 }
 
 /** Serf on the same kind of testbed, cold (node 0, then N-2 at once with -join) and one more joining after. */
-async function benchSerf (n: number): Promise<{ coldMs: number, joinMs: number, wirePerHost: number }> {
+async function benchSerf (n: number): Promise<{ coldMs: number, joinMs: number, wirePerHost: number, cpu: number }> {
   const bed = new Testbed().create(n)
   const procs: ChildProcess[] = []
   const start = (i: number) => {
@@ -160,13 +179,14 @@ async function benchSerf (n: number): Promise<{ coldMs: number, joinMs: number, 
     for (let i = 1; i < n - 1; i++) start(i)
     const coldMs = await converge(n - 1)
     const before = bed.hosts.slice(0, n - 1).map(wireBytes)
-    await new Promise((resolve) => setTimeout(resolve, idleMs))
+    // `ip netns exec` execs into serf, so the pid we hold is serf's own.
+    const cpu = await idleCpu(procs.map((p) => p.pid), idleMs)
     const wire = bed.hosts.slice(0, n - 1).map((ns, i) => (wireBytes(ns) - (before[i] ?? 0)) / (idleMs / 1000))
     start(n - 1)
     const joinMs = await converge(n)
     console.log(`N=${String(n).padStart(2)} serf       cold ${coldMs} ms, join ${joinMs} ms after the last start (polled, ±20 ms)   ` +
-      `wire ${kB(mean(wire))} per host (rx+tx, N=${n - 1})`)
-    return { coldMs, joinMs, wirePerHost: mean(wire) }
+      `wire ${kB(mean(wire))} per host (rx+tx, N=${n - 1})   CPU ${pct(cpu)}`)
+    return { coldMs, joinMs, wirePerHost: mean(wire), cpu: mean(cpu) }
   } finally {
     for (const p of procs) p.kill('SIGKILL')
     bed.destroy()
@@ -185,7 +205,7 @@ for (const n of sizes) {
   const serf = parts.has('serf') && serfMissing == null ? await benchSerf(n) : undefined
   if (serf == null) continue
   const ratios = [
-    boot != null && `bootstrap cold ×${(boot.coldMs / serf.coldMs).toFixed(2)}, join ×${(boot.joinMs / serf.joinMs).toFixed(2)}`,
+    boot != null && `bootstrap cold ×${(boot.coldMs / serf.coldMs).toFixed(2)}, join ×${(boot.joinMs / serf.joinMs).toFixed(2)}, idle CPU ×${(boot.cpu / serf.cpu).toFixed(1)}`,
     noodle != null && `mDNS cold ×${(noodle.convergedMs / serf.coldMs).toFixed(2)}, wire bytes ×${(noodle.wirePerHost / serf.wirePerHost).toFixed(2)}`
   ].filter(Boolean)
   console.log(`N=${String(n).padStart(2)} ratio      noodle/serf: ${ratios.join('; ')}`)
