@@ -146,6 +146,8 @@ t.test('a box that saved a rogue term before the ceiling existed starts from ter
   const b = await startAgent({ root, name: 'p-b', swarmKeyFile: swarmKey, bootstrap: [await bootstrapAddr(a)] })
   agents.push(b)
   const agreed = await waitForAgreement('both to follow a', agents, (x) => x.coordinator === a.peerId)
-  t.same(agreed, { coordinator: a.peerId, term: 1 }, 'a claimed term 1, and b took it')
+  // Term 1, or a few more where a busy machine made a's first lease lapse before b followed: never the saved one.
+  t.same({ coordinator: agreed.coordinator, termFromZero: agreed.term >= 1 && agreed.term <= 3 }, { coordinator: a.peerId, termFromZero: true },
+    `a claimed a term counted from 0 (${agreed.term}), and b took it`)
   t.match(a.output(), /the saved election term is unusable/, 'said in the log')
 })

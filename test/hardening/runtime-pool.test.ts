@@ -80,7 +80,8 @@ t.test('a model that wedges workers up to the cap is refused at once afterwards;
   for (let i = 0; i < 5; i++) {
     await t.rejects(pool.run('wedge', feedsFor(inputs)), { code: 'ERR_WORKER', message: /model wedge left 2 inference workers stuck .*refused until it is compiled again/ })
   }
-  t.ok(Date.now() - started < 200, 'refused at once, without waiting for a timeout')
+  // Five runs that waited for the 2 s timeout would take 10 s; a loaded machine may take a few hundred ms for five refusals.
+  t.ok(Date.now() - started < 1_000, `refused at once, without waiting for a timeout (${Date.now() - started} ms for five)`)
   t.same({ replaced: pool.replaced, stuck: pool.stuck }, { replaced: 2, stuck: 2 }, 'no more workers are wedged by it')
   t.ok((await pool.run('cls', feedsFor(inputs))).ms >= 0, 'another model still runs')
   t.same({ lost: metrics.series(WORKER_LOST_METRIC), refused: metrics.get(MODEL_REFUSED_METRIC) }, { lost: { wedged: 2 }, refused: 1 })
