@@ -1,3 +1,4 @@
+import { decode as decodeCbor, encode as encodeCbor } from 'cborg'
 import { z } from 'zod'
 
 /** Why a peer's message (gossip, or a stream protocol's) was refused; the `reason` label of its counter. */
@@ -7,7 +8,7 @@ export type Decoded<T> =
   | { ok: true, value: T }
   | { ok: false, reason: MessageRejectReason, detail: string }
 
-/** How one gossip topic's messages look on the wire: versioned JSON, size-capped, schema-checked. */
+/** How one gossip topic's messages look on the wire: versioned JSON or CBOR, size-capped, schema-checked. */
 export interface MessageCodec<T> extends JsonCodec<T> {
   readonly topic: string
 }
@@ -32,7 +33,7 @@ export function describeIssue (error: z.ZodError): string {
   return path === '' ? issue.message : `${path}: ${issue.message}`
 }
 
-/** Reads and writes one versioned JSON message shape, whatever carries it (a gossip topic, a stream). */
+/** Reads and writes one versioned message shape (JSON, or CBOR: `versionedCbor`), whatever carries it (a gossip topic, a stream). */
 export interface JsonCodec<T> {
   readonly maxBytes: number
   encode (value: T): Uint8Array
@@ -77,4 +78,55 @@ export function versionedJson<S extends z.ZodType<{ v: number }>> (maxBytes: num
 export function jsonCodec<S extends z.ZodType<{ v: number }>> (topic: string, maxBytes: number, version: number,
   schema: S): MessageCodec<z.infer<S>> {
   return { topic, ...versionedJson(maxBytes, version, schema) }
+}
+
+/** A z.object whose first key is its schema version `v`: its keys, in order, are the positions of its CBOR array. */
+type PositionalSchema = z.ZodObject<{ v: z.ZodType<number> } & z.core.$ZodLooseShape>
+
+/**
+ * Binary messages: a CBOR array holding the fields of `schema` in the order the schema declares them, its version
+ * `v` first, so no key names travel. A field absent from the value travels as CBOR `undefined` (or not at all at
+ * the end). A field can be added within a version at the end only, with a default or optional, and readers ignore
+ * positions past the ones they know; anything else bumps `v`. Decoding runs the steps of `versionedJson`: size,
+ * CBOR, version, schema; and so refuses with the same reasons.
+ */
+export function versionedCbor<S extends PositionalSchema> (maxBytes: number, version: number, schema: S): JsonCodec<z.infer<S>> {
+  const keys = Object.keys(schema.shape)
+  return {
+    maxBytes,
+    encode (value) {
+      const fields = keys.map((key) => (value as Record<string, unknown>)[key])
+      while (fields.length > 0 && fields[fields.length - 1] === undefined) fields.pop()
+      return encodeCbor(fields)
+    },
+    decode (bytes) {
+      if (bytes.byteLength > maxBytes) {
+        return { ok: false, reason: 'oversized', detail: `${bytes.byteLength} bytes exceeds ${maxBytes}` }
+      }
+      let fields: unknown
+      try {
+        fields = decodeCbor(bytes)
+      } catch (err) {
+        // A RangeError too: arrays nested thousands deep overflow the decoder's stack.
+        return { ok: false, reason: 'malformed', detail: (err as Error).message }
+      }
+      if (!Array.isArray(fields) || fields.length === 0) {
+        return { ok: false, reason: 'malformed', detail: 'not an array with the version first' }
+      }
+      if (fields[0] !== version) {
+        return { ok: false, reason: 'unknown-version', detail: `v=${String(fields[0])}, this agent reads v=${version}` }
+      }
+      const object: Record<string, unknown> = {}
+      keys.forEach((key, i) => { if (fields[i] !== undefined) object[key] = fields[i] })
+      const parsed = schema.safeParse(object)
+      if (!parsed.success) return { ok: false, reason: 'invalid', detail: describeIssue(parsed.error) }
+      return { ok: true, value: parsed.data }
+    }
+  }
+}
+
+/** A gossip topic's binary codec (see `versionedCbor`). */
+export function cborCodec<S extends PositionalSchema> (topic: string, maxBytes: number, version: number,
+  schema: S): MessageCodec<z.infer<S>> {
+  return { topic, ...versionedCbor(maxBytes, version, schema) }
 }

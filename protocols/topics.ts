@@ -3,7 +3,8 @@
  * read gets a new topic version, so old and new agents never misread each other's messages.
  */
 export const TOPICS = {
-  nodeHealth: 'noodle/1/node.health',
+  /** v2: binary pulses and records (protocols/health.ts); agents no longer read or send `noodle/1/node.health`. */
+  nodeHealth: 'noodle/2/node.health',
   systemEvents: 'noodle/1/system.events',
   optimizationDecisions: 'noodle/1/optimization.decisions',
   modelCompilation: 'noodle/1/model.compilation',

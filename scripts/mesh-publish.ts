@@ -6,10 +6,11 @@
  *   node scripts/mesh-publish.ts --swarm-key FILE --to MULTIADDR --beacon '{"name":"x","term":7}'
  *
  * It dials MULTIADDR (ending in /p2p/<peer id>), waits until that peer listens to the topic, publishes each
- * MESSAGE (JSON, encoded with the topic's codec as a member sends it; with --raw, the bytes as given), stays
- * about a second (--stay MS) so the messages get out, prints `published N` and exits. --beacon publishes one
- * valid health beacon of a small CPU-only box with the given top-level fields replaced, and again every second
- * while it stays, as a live member would.
+ * MESSAGE (JSON, encoded with the topic's codec as a member sends it: CBOR for the health topic, its fields
+ * named as in HealthWireSchema; with --raw, the bytes as given), stays about a second (--stay MS) so the
+ * messages get out, prints `published N` and exits. --beacon publishes one valid health beacon (pulse and
+ * record) of a small CPU-only box with the given top-level fields of the beacon (HealthBeacon, as the API shows
+ * it) replaced, and again every second while it stays, as a live member would.
  */
 import { parseArgs } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -17,7 +18,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { readSwarmKey } from '../identity/keys.ts'
 import { UsageError } from '../common/errors.ts'
 import { GOSSIP_CODECS } from '../protocols/gossip-codecs.ts'
-import { healthCodec } from '../protocols/health.ts'
+import { beaconMessage, healthCodec } from '../protocols/health.ts'
 import type { HealthBeacon } from '../protocols/health.ts'
 import { escapeText } from '../common/text.ts'
 import { waitFor } from './agents.ts'
@@ -92,7 +93,7 @@ export function planFrom (argv: string[]): PublishPlan {
     if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) throw new UsageError('--beacon must be a JSON object')
     const startedAt = Date.now()
     let seq = 0
-    const beacon = () => healthCodec.encode(sampleBeacon({ name: 'mesh-publish', startedAt, ...fields as Partial<HealthBeacon>, seq: ++seq }))
+    const beacon = () => healthCodec.encode(beaconMessage(sampleBeacon({ name: 'mesh-publish', startedAt, ...fields as Partial<HealthBeacon>, seq: ++seq })))
     return { psk, to, targetId, topic: healthCodec.topic, messages: [beacon], repeat: beacon, stayMs }
   }
 

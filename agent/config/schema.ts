@@ -200,7 +200,12 @@ export const ConfigSchema = z.strictObject({
     })
   }).prefault({}),
   health: z.strictObject({
-    intervalMs: milliseconds(100, 60_000).default(1_000).meta({ description: 'how often this node publishes its health beacon' })
+    intervalMs: milliseconds(100, 60_000).default(1_000).meta({
+      description: 'how often this node publishes its health pulse in a small mesh (the figures that change; its record goes only when it changed or is asked for); in a larger one, `intervalPerMemberMs` per live member where that is longer'
+    }),
+    intervalPerMemberMs: z.int().min(0).max(60_000).default(125).meta({
+      description: 'the beacon interval grows by this per live member (this node included) past `intervalMs`, so the pulses each member sends and receives per second stay near-constant as the mesh grows (16 members: 2 s); `0`: always `intervalMs`. Probes (`membership.probeAfterMs`) keep detection as fast'
+    })
   }).prefault({}),
   gossip: z.strictObject({
     degree: z.int().min(0).max(12).default(0).meta({
@@ -209,7 +214,7 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   membership: z.strictObject({
     probeAfterMs: milliseconds(150, 600_000).default(1_100).meta({
-      description: 'silence after which a member is probed: a little over one beacon interval (must exceed `health.intervalMs`)'
+      description: 'silence (no pulse, no answered ping) after which a member is pinged: a little over `health.intervalMs` (it must exceed it). Where the mesh is large enough that members pulse less often than this, they are pinged between pulses, so a cut is found as fast at any size'
     }),
     probeTimeoutMs: milliseconds(20, 60_000).default(250).meta({
       description: 'how long a probe may take; two unanswered in a row make a member `dead`'

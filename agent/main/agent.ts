@@ -20,6 +20,7 @@ import { ResultSharing } from '../../media/result-sharing.ts'
 import { checkOwnCameras, readCameraCredentials } from '../../media/camera-credentials.ts'
 import type { CameraCredentials } from '../../media/camera-credentials.ts'
 import { InferencePool } from '../../runtime/pool.ts'
+import { HeavyModules } from '../../runtime/loader.ts'
 import { ModelRegistry } from '../../runtime/registry.ts'
 import { ModelRuntime, compileResult } from '../../runtime/model-runtime.ts'
 import { bootstrapPeerIds } from '../config/config.ts'
@@ -53,10 +54,15 @@ import { Store } from '../store/store.ts'
 import { EventLog } from '../store/event-log.ts'
 import { CoordinationRecords } from '../coordination/coordination-records.ts'
 import { MemberRecords } from '../membership/member-records.ts'
+import { MemberBeacons } from '../membership/member-beacons.ts'
 import { VERSION } from '../../common/version.ts'
 import { WorkRegistry } from '../coordination/work.ts'
 
-/** A fresh agent listens this many beacon intervals before it may claim the coordinator role. */
+/**
+ * A fresh agent listens this many `health.intervalMs` before it may claim the coordinator role: every member
+ * answers a new listener with its whole beacon at once, so the longer pulse interval of a large mesh
+ * (`health.intervalPerMemberMs`) does not lengthen it.
+ */
 const SETTLE_BEACONS = 2
 /** How often the standby looks for models of mesh work it lacks, besides on every membership change. */
 const STANDBY_INTERVAL_MS = 10_000
@@ -87,7 +93,7 @@ export class Agent {
     const bus = new MemberBus()
     const members = buildMembership(base, mesh, bus)
     const { membership } = members
-    const { work, credentials } = buildWork(config, selfId)
+    const { work, credentials } = buildWork(config, selfId, base.modules)
     const sampler = new HealthSampler({ dataDir: config.dataDir, disk: base.disk })
     const box = { ...sampler.sample(), cpus: availableParallelism() }
     const latencies = new LatencyMetrics({ registry: metrics.registry })
@@ -106,6 +112,8 @@ export class Agent {
       name: config.name,
       version: VERSION,
       intervalMs: config.health.intervalMs,
+      intervalPerMemberMs: config.health.intervalPerMemberMs,
+      members: () => membership.count('alive') + membership.count('suspect'),
       startedAt,
       describe: beaconFacts(config, { election, runtime, work, mqtt, box })
     })
@@ -213,6 +221,8 @@ interface Base {
   coordination: CoordinationRecords
   metrics: MetricsStore
   sensors: SensorStore
+  /** Whether onnxruntime and node-av are installed (a core release has neither): loaded only when work lands. */
+  modules: HeavyModules
 }
 
 /** The box, as sampled once at start: what it can run (the election ranks it by this). */
@@ -249,7 +259,8 @@ async function openBase (config: ResolvedConfig, log: Logger): Promise<Base & { 
     events: new EventLog({ store }),
     coordination: new CoordinationRecords({ store }),
     metrics: new MetricsStore(),
-    sensors
+    sensors,
+    modules: new HeavyModules()
   }
 }
 
@@ -269,25 +280,32 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
     lag,
     dialer,
     sync: new MemberSync({ node: mesh.node, membership, dialer, metrics, log }),
-    service: new MembershipService({ mesh, bus, membership, dialer, members: new MemberRecords({ store }), events, metrics, log, tickMs: 1_000 }),
+    service: new MembershipService({
+      mesh, bus, membership, beacons: new MemberBeacons({ maxMembers: config.membership.maxMembers }), dialer, members: new MemberRecords({ store }), events, metrics, log, tickMs: 1_000
+    }),
     leave: new LeaveAnnouncement({ mesh, log, startedAt }),
     prober: new Prober({ node: mesh.node, membership, bus, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs })
   }
 }
 
 /** The work configured here, with the camera credentials it may need (checked against it). */
-function buildWork (config: ResolvedConfig, selfId: string): { work: WorkRegistry, credentials: CameraCredentials } {
+function buildWork (config: ResolvedConfig, selfId: string, modules: HeavyModules): { work: WorkRegistry, credentials: CameraCredentials } {
   const credentials = readCameraCredentials(config.cameraCredentialsFile)
   checkOwnCameras(credentials, config.work, config.cameraCredentialsFile)
-  const work = new WorkRegistry({ selfId, configured: config.work, accepts: { ...config.remoteWork, credentials: [...credentials.keys()] }, credentials })
+  // A camera or model configured here that this install cannot run is an error at start, named (a core release).
+  modules.requireFor(config.work)
+  const { inference, media } = modules.available()
+  // Without both modules the box takes no camera or model work from elsewhere, and its beacon says so.
+  const remote = inference && media ? config.remoteWork : { ...config.remoteWork, sources: [], maxModelBytes: 0 }
+  const work = new WorkRegistry({ selfId, configured: config.work, accepts: { ...remote, credentials: [...credentials.keys()] }, credentials })
   return { work, credentials }
 }
 
 /** The models: the inference pool, the runtime, the exchange between members and the standby copies. */
-function buildModels ({ config, log, selfId, store, metrics }: Base, { mesh, bus, membership, work, latencies, box }: {
+function buildModels ({ config, log, selfId, store, metrics, modules }: Base, { mesh, bus, membership, work, latencies, box }: {
   mesh: Mesh, bus: MemberBus, membership: Membership, work: WorkRegistry, latencies: LatencyMetrics, box: Box
 }) {
-  const pool = new InferencePool({ log, cpus: box.cpus, metrics })
+  const pool = new InferencePool({ log, cpus: box.cpus, metrics, modules })
   const modelsDir = join(config.dataDir, 'models')
   const runtime = new ModelRuntime({
     registry: new ModelRegistry({ db: store.database }),
@@ -309,7 +327,8 @@ function buildModels ({ config, log, selfId, store, metrics }: Base, { mesh, bus
     log.info({ peer: from.toString(), model: m.id, name: m.name, providers: m.providers }, 'a member compiled a model')
     exchange.observe(m, from)
   })
-  const standby = config.models.standby
+  // Standby copies are fetched and checked without onnxruntime, but only for work this box could run.
+  const standby = config.models.standby && modules.available().inference
     ? new ModelStandby({ membership, running: () => work.running(), runtime, exchange, selfId, accelerators: box.accelerators.length, accepts: work.accepts, intervalMs: STANDBY_INTERVAL_MS, log, retainMs: config.models.standbyRetainMs, maxBytes: config.models.standbyMaxBytes })
     : null
   return { pool, runtime, exchange, announcements, standby }
@@ -390,7 +409,7 @@ function mqttHealth ({ config, selfId, startedAt }: Base, membership: Membership
 }
 
 /** The cameras this node runs, and where their results go (the mesh and MQTT, see ResultSharing). */
-function buildCameras ({ config, log, store }: Base, { mesh, mqtt, work, credentials, models, latencies }: {
+function buildCameras ({ config, log, store, modules }: Base, { mesh, mqtt, work, credentials, models, latencies }: {
   mesh: Mesh, mqtt: MqttParts, work: WorkRegistry, credentials: CameraCredentials, models: { runtime: ModelRuntime, exchange: ModelExchange }, latencies: LatencyMetrics
 }) {
   const sharing = new ResultSharing({
@@ -401,6 +420,7 @@ function buildCameras ({ config, log, store }: Base, { mesh, mqtt, work, credent
     log
   })
   const manager = new CameraManager({
+    modules,
     credentials,
     work,
     runtime: models.runtime,

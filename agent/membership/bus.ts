@@ -17,6 +17,10 @@ export interface MemberBusEvents {
   claim: [peerId: string, term: number, topic: string]
   /** Every connection to a member closed: probe it now (a dead process refuses at once). */
   disconnect: [peerId: string]
+  /** A member's pulse named a record we do not have: our next beacon asks it for the record. */
+  'record-wanted': [peerId: string]
+  /** A member asked for our record: our next beacon carries it (at most once a second, however often asked). */
+  'record-asked': [peerId: string]
 }
 
 /** The agent's one bus for the beacon flow: built by the composition root and handed to each part that uses it. */

@@ -1,5 +1,5 @@
 import type { HealthBeacon } from '../../protocols/health.ts'
-import { healthCodec } from '../../protocols/health.ts'
+import { healthCodec, recordOf, revOf, wireOf } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import type { EventEmitter } from 'node:events'
 import type { MemberBus } from './bus.ts'
@@ -9,10 +9,28 @@ import type { Mesh } from '../mesh/mesh.ts'
 
 /** How long a burst of reasons to beacon early (joins, new subscribers) is gathered into one beacon. */
 const EARLY_BEACON_DELAY_MS = 20
+/** Asks for members' records wait this long for company: many unknown members cost one early beacon, not many. */
+const ASK_DELAY_MS = 100
+/** Asks carried by one beacon at most (the wire's limit); more wait for the next. */
+const MAX_ASKS = 16
+/** Our record goes out in answer to asks at most this often: a member that asks in a loop gets no more. */
+export const RECORD_ANSWER_MS = 1_000
+
+/**
+ * How often a node beacons in a mesh of `members` (itself included): every `intervalMs`, or `perMemberMs` per
+ * member where that is longer, so that the beacons each member receives (and each sends, one to every other)
+ * stay near-constant per second as the mesh grows; probes keep detection as fast (see docs/gossip.md).
+ */
+export function beaconIntervalMs (intervalMs: number, perMemberMs: number, members: number): number {
+  return Math.max(intervalMs, Math.round(perMemberMs * members))
+}
 
 export interface HealthReporterComponents {
   mesh: Pick<Mesh, 'node' | 'publish'>
-  /** Its `news` asks for a beacon soon; each beacon sent goes out on it as `own-beacon`. */
+  /**
+   * Its `news` asks for a beacon soon, with our record; `record-wanted` for our next beacon to ask a member for its
+   * record, `record-asked` for ours. Each beacon sent goes out on it as `own-beacon`.
+   */
   bus: MemberBus
   /** The work registry: the beacon lists the work, so a change to it is news too. */
   work: EventEmitter<{ change: [], advertised: [] }>
@@ -21,15 +39,20 @@ export interface HealthReporterComponents {
   name: string
   version: string
   intervalMs: number
+  /** The interval grows by this per member (`beaconIntervalMs`); `members` counts the live ones, us included. */
+  intervalPerMemberMs: number
+  members: () => number
   startedAt: number
   /** What the node is and does, read afresh for each beacon: role and term, what it can run, its work. */
   describe: () => Pick<HealthBeacon, 'role' | 'term' | 'eligible' | 'priority' | 'cpus' | 'providers' | 'models' | 'work' | 'accepts' | 'running' | 'ingest'>
 }
 
 /**
- * Publishes this node's health beacon every `intervalMs`, and early when a peer starts listening to the topic or
- * there is news (a member joined, the coordinator or our work changed), so that a newcomer learns of everyone in
- * one round trip instead of one beacon interval, and a change is heard within one.
+ * Publishes this node's health beacon: a pulse every `beaconIntervalMs` (the figures that change, and the
+ * revision of our record), and early when a peer starts listening to the topic or there is news (a member
+ * joined, the coordinator or our work changed), so that a newcomer learns of everyone in one round trip instead
+ * of one beacon interval, and a change is heard within one. The record (what we are: name, addresses, work…)
+ * rides along when it changed, on news and new listeners, and when a member asks for it, at most once a second.
  */
 export class HealthReporter {
   private readonly mesh: HealthReporterComponents['mesh']
@@ -40,12 +63,20 @@ export class HealthReporter {
   private readonly name: string
   private readonly version: string
   private readonly intervalMs: number
+  private readonly intervalPerMemberMs: number
+  private readonly members: () => number
   private readonly startedAt: number
   private readonly describe: HealthReporterComponents['describe']
   private seq = 0
   private timer: NodeJS.Timeout | undefined
   private early: NodeJS.Timeout | undefined
   private stopped = true
+  /** Our record's revision in the last beacon; whether the next must carry the record (news, a listener, an ask). */
+  private sentRev: number | null = null
+  private recordDue = true
+  private recordSentAt = -Infinity
+  /** Members whose record we lack, for the next beacon to ask for. */
+  private readonly asks = new Set<string>()
 
   constructor (components: HealthReporterComponents) {
     this.mesh = components.mesh
@@ -56,6 +87,8 @@ export class HealthReporter {
     this.name = components.name
     this.version = components.version
     this.intervalMs = components.intervalMs
+    this.intervalPerMemberMs = components.intervalPerMemberMs
+    this.members = components.members
     this.startedAt = components.startedAt
     this.describe = components.describe
   }
@@ -63,30 +96,66 @@ export class HealthReporter {
   start (): void {
     this.stopped = false
     this.mesh.node.services.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
-    this.bus.on('news', this.publishSoon)
+    this.bus.on('news', this.onNews)
+    this.bus.on('record-wanted', this.onRecordWanted)
+    this.bus.on('record-asked', this.onRecordAsked)
     this.work.on('change', this.publishSoon)
     this.work.on('advertised', this.publishSoon)
     this.publish()
-    this.timer = setInterval(() => { this.publish() }, this.intervalMs)
+    this.schedule()
+  }
+
+  /** The beacon interval now, for the mesh as large as it is now. */
+  intervalNowMs (): number {
+    return beaconIntervalMs(this.intervalMs, this.intervalPerMemberMs, this.members())
+  }
+
+  private schedule (): void {
+    if (this.stopped) return
+    this.timer = setTimeout(() => {
+      this.publish()
+      this.schedule()
+    }, this.intervalNowMs())
   }
 
   stop (): void {
     this.stopped = true
     this.mesh.node.services.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
-    this.bus.off('news', this.publishSoon)
+    this.bus.off('news', this.onNews)
+    this.bus.off('record-wanted', this.onRecordWanted)
+    this.bus.off('record-asked', this.onRecordAsked)
     this.work.off('change', this.publishSoon)
     this.work.off('advertised', this.publishSoon)
-    clearInterval(this.timer)
+    clearTimeout(this.timer)
     clearTimeout(this.early)
   }
 
   /** Beacon soon, out of turn; calls within a few milliseconds share one beacon. */
-  private readonly publishSoon = (): void => {
+  private readonly publishSoon = (delayMs = EARLY_BEACON_DELAY_MS): void => {
     if (this.stopped || this.early != null) return
     this.early = setTimeout(() => {
       this.early = undefined
       this.publish()
-    }, EARLY_BEACON_DELAY_MS)
+    }, delayMs)
+  }
+
+  /** A member joined or came back, or the coordinator changed: our record too, for whoever is new. */
+  private readonly onNews = (): void => {
+    this.recordDue = true
+    this.publishSoon()
+  }
+
+  private readonly onRecordWanted = (peerId: string): void => {
+    if (this.asks.size >= MAX_ASKS) return
+    this.asks.add(peerId)
+    this.publishSoon(ASK_DELAY_MS)
+  }
+
+  /** Answered early unless a record went out within the last `RECORD_ANSWER_MS`: the asker asks again if it still lacks it. */
+  private readonly onRecordAsked = (): void => {
+    if (performance.now() - this.recordSentAt < RECORD_ANSWER_MS) return
+    this.recordDue = true
+    this.publishSoon()
   }
 
   /** This node's multiaddrs for others to dial: without loopback ones when it has others, and without /p2p. */
@@ -118,13 +187,23 @@ export class HealthReporter {
       addrs: this.announceAddrs(),
       ...this.describe()
     }
+    const record = recordOf(beacon)
+    const rev = revOf(record)
+    const withRecord = this.recordDue || rev !== this.sentRev
+    this.sentRev = rev
+    if (withRecord) {
+      this.recordDue = false
+      this.recordSentAt = performance.now()
+    }
+    const message = wireOf(beacon, rev, { record: withRecord ? record : undefined, ask: [...this.asks] })
+    this.asks.clear()
     this.bus.emit('own-beacon', beacon)
-    this.mesh.publish(healthCodec, beacon).catch((err: unknown) => {
+    this.mesh.publish(healthCodec, message).catch((err: unknown) => {
       this.log.warn({ err }, 'health beacon not published')
     })
   }
 
   private readonly onSubscriptionChange = (event: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
-    if (event.detail.subscriptions.some((s) => s.subscribe && s.topic === TOPICS.nodeHealth)) this.publishSoon()
+    if (event.detail.subscriptions.some((s) => s.subscribe && s.topic === TOPICS.nodeHealth)) this.onNews()
   }
 }

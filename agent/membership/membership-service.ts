@@ -3,7 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { systemEventCodec } from '../../protocols/events.ts'
 import type { SystemEvent } from '../../protocols/events.ts'
 import { healthCodec } from '../../protocols/health.ts'
-import type { HealthBeacon } from '../../protocols/health.ts'
+import type { HealthBeacon, HealthWire } from '../../protocols/health.ts'
 import type { PeerDialer } from '../mesh/dialer.ts'
 import type { Logger } from '../../common/logger.ts'
 import { healthOf } from './membership.ts'
@@ -14,6 +14,7 @@ import type { MetricsStore } from '../metrics/metrics.ts'
 import { REJECTED_METRIC } from '../../protocols/validator.ts'
 import type { EventLog } from '../store/event-log.ts'
 import type { MemberRecords } from './member-records.ts'
+import type { MemberBeacons } from './member-beacons.ts'
 
 /** How often the store gets the latest member figures: state changes are written at once, health in batches. */
 const FLUSH_INTERVAL_MS = 5_000
@@ -21,11 +22,14 @@ const FLUSH_INTERVAL_MS = 5_000
 export interface MembershipServiceComponents {
   mesh: Pick<Mesh, 'node' | 'peerId' | 'subscribe' | 'unsubscribe'>
   /**
-   * Where it tells of a member's newest beacon (`beacon`), of a member joining (`news`: answer with our beacon)
-   * and of a member's last connection closing (`disconnect`: probe it now); and hears our own beacons (`own-beacon`).
+   * Where it tells of a member's newest beacon (`beacon`), of a member joining (`news`: answer with our beacon),
+   * of a member's last connection closing (`disconnect`: probe it now), of a record we lack (`record-wanted`) and
+   * of a member asking for ours (`record-asked`); and hears our own beacons (`own-beacon`).
    */
   bus: MemberBus
   membership: Membership
+  /** Members' records, which rebuild whole beacons from their pulses. */
+  beacons: MemberBeacons
   dialer: PeerDialer
   members: MemberRecords
   events: EventLog
@@ -44,6 +48,7 @@ export class MembershipService {
   private readonly mesh: MembershipServiceComponents['mesh']
   private readonly bus: MemberBus
   private readonly membership: Membership
+  private readonly beacons: MemberBeacons
   private readonly dialer: PeerDialer
   private readonly members: MemberRecords
   private readonly events: EventLog
@@ -57,6 +62,7 @@ export class MembershipService {
     this.mesh = components.mesh
     this.bus = components.bus
     this.membership = components.membership
+    this.beacons = components.beacons
     this.dialer = components.dialer
     this.members = components.members
     this.events = components.events
@@ -103,16 +109,24 @@ export class MembershipService {
     if (dirty.length > 0) this.members.save(dirty)
   }
 
-  private readonly onBeacon = (beacon: HealthBeacon, from: PeerId): void => {
+  private readonly onBeacon = (wire: HealthWire, from: PeerId): void => {
     const peerId = from.toString()
-    if (this.membership.observeBeacon(peerId, beacon)) {
+    if (wire.ask?.includes(this.mesh.peerId.toString()) === true) this.bus.emit('record-asked', peerId)
+    if (this.beacons.shouldAsk(peerId, wire, Date.now())) this.bus.emit('record-wanted', peerId)
+    const beacon = this.beacons.assemble(peerId, wire)
+    if (beacon === null) return
+    const news = this.membership.observeBeacon(peerId, beacon)
+    // Only the newest message's record is kept, and only a member's (a refused newcomer's is not).
+    const latest = this.membership.isLatest(peerId, beacon)
+    if (latest) this.beacons.keep(peerId, wire)
+    if (news) {
       this.dialer.want(peerId, beacon.addrs, 'member').catch((err: unknown) => {
         this.log.debug({ err, peer: peerId }, 'member not dialable')
       })
       this.bus.emit('news')
     }
     // Only the newest beacon speaks for the member: an older one arriving late must not undo a claim.
-    if (this.membership.isLatest(peerId, beacon)) this.bus.emit('beacon', peerId, beacon)
+    if (latest) this.bus.emit('beacon', peerId, beacon)
   }
 
   /** Our own beacon, as sent: the table shows self with the figures the others see. */
@@ -153,6 +167,7 @@ export class MembershipService {
   }
 
   private readonly onReap = (member: Member): void => {
+    this.beacons.forget(member.peerId)
     this.dialer.forget(member.peerId)
     this.members.remove([member.peerId])
     this.events.record('member.reaped', member.peerId, { name: member.name, state: member.state })

@@ -12,7 +12,8 @@ import { MemberBus } from '../../agent/membership/bus.ts'
 import { MetricsStore } from '../../agent/metrics/metrics.ts'
 import type { Member, MemberRefusal } from '../../agent/membership/membership.ts'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../../identity/keys.ts'
-import { healthCodec } from '../../protocols/health.ts'
+import { beaconMessage, healthCodec } from '../../protocols/health.ts'
+import { MemberBeacons } from '../../agent/membership/member-beacons.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { REJECTED_METRIC } from '../../protocols/validator.ts'
@@ -90,7 +91,7 @@ t.test('members remembered from an earlier run beyond the cap are left out and s
 
 /** A health beacon signed with `key`, as gossipsub would sign it for that key's peer (any key holder can do this). */
 async function forgedBeacon (key: PrivateKey, value: HealthBeacon, seqno: bigint) {
-  return await signedMessage(key, TOPICS.nodeHealth, healthCodec.encode(value), seqno)
+  return await signedMessage(key, TOPICS.nodeHealth, healthCodec.encode(beaconMessage(value)), seqno)
 }
 
 async function freePort (): Promise<number> {
@@ -171,14 +172,16 @@ t.test('the service: members remembered past the cap are left out with a warning
   const members = { load: () => ['a', 'b', 'c'].map((id) => member(id)), save: () => {} }
   const events = { record: () => {} }
   const dialer = { want: async (peerId: string) => { wanted.push(peerId) }, forget: () => {} }
+  const beacons = new MemberBeacons({ maxMembers: 3 })
   const service = new MembershipService({
-    mesh: mesh as never, membership, dialer: dialer as never, members: members as never, events: events as never, metrics, log, tickMs: 60_000, bus: new MemberBus()
+    mesh: mesh as never, membership, beacons, dialer: dialer as never, members: members as never, events: events as never, metrics, log, tickMs: 60_000, bus: new MemberBus()
   })
   await service.start()
   t.same(wanted.sort(), ['a', 'b'], 'the two remembered members that fit are dialled')
   t.match(lines.join(''), /"skipped":1,.*members remembered past membership.maxMembers were left out/)
-  handlers.get(TOPICS.nodeHealth)?.(beacon('stranger'), { toString: () => 'stranger' })
+  handlers.get(TOPICS.nodeHealth)?.(beaconMessage(beacon('stranger')), { toString: () => 'stranger' })
   t.same(metrics.series(REJECTED_METRIC), { [`too-many-members/${TOPICS.nodeHealth}`]: 1 })
   t.same(wanted.sort(), ['a', 'b'], 'the newcomer is not dialled')
+  t.equal(beacons.size, 0, 'nor its record kept')
   await service.stop()
 })

@@ -12,7 +12,7 @@ import { WorkRegistry } from '../../agent/coordination/work.ts'
 import { checkOwnCameras, credentialRefusal, readCameraCredentials, withCredentials } from '../../media/camera-credentials.ts'
 import { BoundedMap } from '../../common/bounded-map.ts'
 import type { Decision } from '../../protocols/decisions.ts'
-import { healthCodec } from '../../protocols/health.ts'
+import { beaconMessage, healthCodec } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
 import { DEFAULT_ACCEPTS, DEFAULT_REMOTE_SOURCES, WorkItemSchema } from '../../protocols/work.ts'
 import type { WorkItemInput } from '../../protocols/work.ts'
@@ -225,11 +225,10 @@ t.test('a config source with credentials is refused, naming the key', async (t) 
   t.match(result.error?.issues[0], { path: ['source'], message: /put them in cameraCredentialsFile under "door"/ })
 })
 
-t.test('a beacon from an agent that predates remoteWork reads as the default policy', async (t) => {
-  const { accepts: _accepts, ...old } = sampleBeacon()
-  const decoded = healthCodec.decode(healthCodec.encode(old as HealthBeacon))
-  t.match(decoded, { ok: true, value: { accepts: DEFAULT_ACCEPTS } })
-  const bad = healthCodec.decode(new TextEncoder().encode(JSON.stringify(sampleBeacon({ accepts: { sources: ['file://'], maxModelBytes: 1, credentials: [] } }))))
+t.test('a beacon carries its remoteWork policy; a bad policy entry is refused', async (t) => {
+  const decoded = healthCodec.decode(healthCodec.encode(beaconMessage(sampleBeacon())))
+  t.match(decoded, { ok: true, value: { record: { accepts: DEFAULT_ACCEPTS } } })
+  const bad = healthCodec.decode(healthCodec.encode(beaconMessage(sampleBeacon({ accepts: { sources: ['file://'], maxModelBytes: 1, credentials: [] } }))))
   t.match(bad, { ok: false, reason: 'invalid' }, 'a policy entry that is not a scheme, a host or lavfi: is invalid')
 })
 

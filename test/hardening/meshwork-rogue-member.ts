@@ -3,7 +3,8 @@ import { readSwarmKey } from '../../identity/keys.ts'
 import { decisionCodec } from '../../protocols/decisions.ts'
 import type { DecisionMessage, DecisionResult } from '../../protocols/decisions.ts'
 import { systemEventCodec } from '../../protocols/events.ts'
-import { healthCodec } from '../../protocols/health.ts'
+import { beaconMessage, beaconOf, healthCodec } from '../../protocols/health.ts'
+import type { HealthRecord } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { bareNode } from '../helpers/bare-node.ts'
@@ -21,11 +22,16 @@ export async function rogueMember (swarmKeyFile: string, entries: AgentProcess[]
   let seq = 0
   let fields = beacon
   const heard: { beacons: HealthBeacon[], results: DecisionResult[] } = { beacons: [], results: [] }
+  const records = new Map<string, HealthRecord>()
   node.services.pubsub.addEventListener('message', (event) => {
     const { topic, data } = event.detail
     if (topic === TOPICS.nodeHealth) {
+      // Pulses, rebuilt with the sender's last record as a member does.
       const decoded = healthCodec.decode(data)
-      if (decoded.ok) heard.beacons.push(decoded.value)
+      const from = event.detail.type === 'signed' ? event.detail.from.toString() : ''
+      if (decoded.ok && decoded.value.record !== undefined) records.set(from, decoded.value.record)
+      const record = records.get(from)
+      if (decoded.ok && record !== undefined) heard.beacons.push(beaconOf(decoded.value, record))
     } else if (topic === TOPICS.optimizationDecisions) {
       const decoded = decisionCodec.decode(data)
       if (decoded.ok && decoded.value.type === 'result') heard.results.push(decoded.value)
@@ -36,7 +42,7 @@ export async function rogueMember (swarmKeyFile: string, entries: AgentProcess[]
   await waitFor('the agents to listen to beacons and decisions', () => [TOPICS.nodeHealth, TOPICS.optimizationDecisions]
     .every((topic) => entries.every((entry) => node.services.pubsub.getSubscribers(topic).some((p) => p.toString() === entry.peerId))))
   const publishBeacon = async () => {
-    await node.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(sampleBeacon({ name: 'rogue', startedAt, seq: ++seq, ...fields })))
+    await node.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(beaconMessage(sampleBeacon({ name: 'rogue', startedAt, seq: ++seq, ...fields }))))
   }
   await publishBeacon()
   const timer = setInterval(() => { publishBeacon().catch(() => {}) }, 300)

@@ -3,7 +3,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
 import { apiText } from '../../agent/cli/client.ts'
 import { readSwarmKey } from '../../identity/keys.ts'
-import { healthCodec } from '../../protocols/health.ts'
+import { beaconMessage, healthCodec } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { bootstrapAddr, nodes, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
 import { bareNode } from '../helpers/bare-node.ts'
@@ -35,7 +35,7 @@ t.test('messages on made-up topics cost the agent nothing it keeps; a good beaco
 
   // Then a good beacon from the same member, on the topic the agent reads: it is still heard.
   const beacon = sampleBeacon({ name: 'after-the-flood', startedAt: 1, seq: 1 })
-  t.ok(await sendRaw(rogue.services.pubsub, victim.peerId, await signedMessage(key, TOPICS.nodeHealth, healthCodec.encode(beacon), BigInt(TOPIC_COUNT + 1))))
+  t.ok(await sendRaw(rogue.services.pubsub, victim.peerId, await signedMessage(key, TOPICS.nodeHealth, healthCodec.encode(beaconMessage(beacon)), BigInt(TOPIC_COUNT + 1))))
   const heard = await waitFor('the good beacon to be taken', async () => (await nodes(victim)).find((n) => n.name === 'after-the-flood'))
   t.equal(heard.state, 'alive')
 

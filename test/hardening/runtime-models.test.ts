@@ -10,7 +10,7 @@ import { apiGet, apiRequest } from '../../agent/cli/client.ts'
 import type { ModelView } from '../../agent/api/views.ts'
 import { readSwarmKey } from '../../identity/keys.ts'
 import { MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec, modelFetchRequestCodec } from '../../protocols/model-fetch.ts'
-import { healthCodec } from '../../protocols/health.ts'
+import { beaconMessage, healthCodec } from '../../protocols/health.ts'
 import { modelCompiledCodec } from '../../protocols/models.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { WorkItemSchema } from '../../protocols/work.ts'
@@ -200,9 +200,9 @@ t.test('a standby copy for work from another home is capped by remoteWork.maxMod
   await waitFor('the agent to listen to beacons and model announcements', () => [TOPICS.nodeHealth, TOPICS.modelCompilation]
     .every((topic) => rogue.services.pubsub.getSubscribers(topic).some((p) => p.toString() === agent.peerId)))
   // Its home advertises a camera whose model (GOOD, ~585 kB) the standby wants: too big for work from elsewhere.
-  const beacon = healthCodec.encode(sampleBeacon({
+  const beacon = healthCodec.encode(beaconMessage(sampleBeacon({
     name: 'home', startedAt: Date.now(), work: [WorkItemSchema.parse({ id: 'cam', kind: 'camera', source: 'rtsp://127.0.0.1:1/stream', model: GOOD_ID })]
-  }))
+  })))
   const refused = await waitFor('the standby to refuse the copy', async () => {
     await rogue.services.pubsub.publish(TOPICS.nodeHealth, beacon)
     return ((await gossip(agent)).rejected[`too-large${FETCH}`] ?? 0) >= 1 && asked.length

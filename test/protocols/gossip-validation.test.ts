@@ -2,7 +2,8 @@ import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
 import { readSwarmKey } from '../../identity/keys.ts'
-import { healthCodec } from '../../protocols/health.ts'
+import { encode as encodeCbor } from 'cborg'
+import { beaconMessage, healthCodec } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { bareNode } from '../helpers/bare-node.ts'
@@ -29,18 +30,19 @@ t.test('malformed, oversized, unknown-version, invalid and unsigned gossip is re
       () => node.services.pubsub.getSubscribers(TOPICS.nodeHealth).some((p) => p.toString() === agent.peerId))
   }
 
-  const text = new TextEncoder()
+  const good = healthCodec.encode(beaconMessage(beacon()))
+  const wire = beaconMessage(beacon())
   const bad: Array<[string, Uint8Array]> = [
-    ['malformed', text.encode('{"v":1,')],
-    ['malformed', new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])],
-    ['malformed', text.encode('[1,2,3]')],
-    ['oversized', text.encode(JSON.stringify(beacon({ name: 'x'.repeat(17_000) })))],
-    ['unknown-version', text.encode(JSON.stringify({ ...beacon(), v: 2 }))],
-    ['invalid', text.encode(JSON.stringify(beacon({ cpuPct: 250 })))],
-    ['invalid', text.encode(JSON.stringify({ ...beacon(), memTotalBytes: 'lots' }))]
+    ['malformed', good.subarray(0, good.byteLength - 5)],
+    ['malformed', new TextEncoder().encode(JSON.stringify(beacon()))],
+    ['malformed', encodeCbor({ v: 2, seq: 1 })],
+    ['oversized', healthCodec.encode(beaconMessage(beacon({ name: 'x'.repeat(17_000) })))],
+    ['unknown-version', healthCodec.encode({ ...wire, v: 1 as 2 })],
+    ['invalid', healthCodec.encode({ ...wire, cpuPm: 2500 })],
+    ['invalid', healthCodec.encode({ ...wire, record: { ...wire.record, memTotalBytes: 'lots' } } as never)]
   ]
   for (const [, data] of bad) await signed.services.pubsub.publish(TOPICS.nodeHealth, data)
-  await unsigned.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(beacon({ name: 'unsigned' })))
+  await unsigned.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(beaconMessage(beacon({ name: 'unsigned' }))))
 
   const expected = { malformed: 3, oversized: 1, 'unknown-version': 1, invalid: 2 }
   // gossipsub's own refusals (the unsigned beacon: no signature) are counted as `envelope/<error>`.
@@ -53,7 +55,7 @@ t.test('malformed, oversized, unknown-version, invalid and unsigned gossip is re
   t.same((await nodes(agent)).map((n) => n.name), ['target'], 'no refused message reached the membership table')
 
   // The same channel with a good beacon does get through: the refusals above were the validator's doing.
-  await signed.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(beacon()))
+  await signed.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(beaconMessage(beacon())))
   const members = async () => (await nodes(agent)).map((n) => n.name).sort()
   t.same(await eventually(members, ['rogue', 'target']), ['rogue', 'target'], 'a valid signed beacon from the same peer is accepted')
 })

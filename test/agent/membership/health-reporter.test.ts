@@ -6,8 +6,9 @@ import { MemberBus } from '../../../agent/membership/bus.ts'
 import { HealthReporter } from '../../../agent/membership/health-reporter.ts'
 import type { HealthReporterComponents } from '../../../agent/membership/health-reporter.ts'
 import type { HealthSample } from '../../../agent/membership/health.ts'
+import { RECORD_ANSWER_MS, beaconIntervalMs } from '../../../agent/membership/health-reporter.ts'
 import { healthCodec } from '../../../protocols/health.ts'
-import type { HealthBeacon } from '../../../protocols/health.ts'
+import type { HealthBeacon, HealthWire } from '../../../protocols/health.ts'
 import { TOPICS } from '../../../protocols/topics.ts'
 import { eventually } from '../../helpers/eventually.ts'
 
@@ -28,7 +29,7 @@ const DESCRIBED: ReturnType<HealthReporterComponents['describe']> = {
 
 /** A reporter over fakes: what it publishes, what it says on the bus, and what it logs. */
 function reporter (t: { teardown: (fn: () => void) => void }, overrides: Partial<HealthReporterComponents> = {}) {
-  const published: HealthBeacon[] = []
+  const published: HealthWire[] = []
   const own: HealthBeacon[] = []
   const lines: string[] = []
   const pubsub = new EventTarget()
@@ -43,7 +44,7 @@ function reporter (t: { teardown: (fn: () => void) => void }, overrides: Partial
     },
     publish: async (codec: { topic: string }, value: unknown) => {
       if (failPublish) throw new Error('no route')
-      if (codec.topic === healthCodec.topic) published.push(value as HealthBeacon)
+      if (codec.topic === healthCodec.topic) published.push(value as HealthWire)
     }
   }
   const health = new HealthReporter({
@@ -55,6 +56,8 @@ function reporter (t: { teardown: (fn: () => void) => void }, overrides: Partial
     name: 'alpha',
     version: '1.2.3',
     intervalMs: 60_000,
+    intervalPerMemberMs: 0,
+    members: () => 1,
     startedAt: Date.now() - 5_000,
     describe: () => DESCRIBED,
     ...overrides
@@ -63,7 +66,7 @@ function reporter (t: { teardown: (fn: () => void) => void }, overrides: Partial
   return { health, published, own, lines, pubsub, bus, work, failPublish: () => { failPublish = true } }
 }
 
-const seqs = (beacons: HealthBeacon[]): number[] => beacons.map((b) => b.seq)
+const seqs = (beacons: Array<HealthBeacon | HealthWire>): number[] => beacons.map((b) => b.seq)
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 t.test('start beacons at once: the sample, what describe says, the addresses others can dial; the same beacon goes on the bus', async (t) => {
@@ -71,9 +74,9 @@ t.test('start beacons at once: the sample, what describe says, the addresses oth
   health.start()
   await sleep(0)
   t.equal(published.length, 1)
-  t.match(published[0], { v: 1, name: 'alpha', version: '1.2.3', seq: 1, cpuPct: 12, tempC: 41, term: 3, role: 'member', addrs: ['/ip4/10.0.0.5/tcp/4001'] })
-  t.ok((published[0]?.uptimeS ?? 0) >= 5, 'uptime from startedAt')
-  t.same(own, published, 'own-beacon carries exactly the beacon sent')
+  t.match(published[0], { v: 2, seq: 1, cpuPm: 120, tempDc: 410, term: 3, role: 0, record: { name: 'alpha', version: '1.2.3', addrs: ['/ip4/10.0.0.5/tcp/4001'] } })
+  t.ok((published[0]?.uptimeDs ?? 0) >= 50, 'uptime from startedAt')
+  t.match(own, [{ v: 1, name: 'alpha', seq: 1, cpuPct: 12, tempC: 41, role: 'member', addrs: ['/ip4/10.0.0.5/tcp/4001'] }], 'own-beacon carries the whole beacon sent')
   t.same(health.announceAddrs(), ['/ip4/10.0.0.5/tcp/4001'], 'loopback left out when there is another address, /p2p taken off')
 })
 
@@ -117,4 +120,60 @@ t.test('a beacon that cannot be built or sent is logged; the reporter goes on', 
   failPublish()
   bus.emit('news')
   t.match(await eventually(() => lines.join(''), (text) => text.includes('health beacon not published'), { timeoutMs: 2_000, intervalMs: 5 }), /"msg":"health beacon not published"/)
+})
+
+const withRecord = (published: HealthWire[]): number[] => published.filter((w) => w.record !== undefined).map((w) => w.seq)
+
+t.test('the record goes with the first beacon, on news and new listeners, and when it changes; pulses otherwise', async (t) => {
+  let priority = 0
+  const { health, published, bus, pubsub } = reporter(t, { intervalMs: 40, describe: () => ({ ...DESCRIBED, priority }) })
+  health.start()
+  await eventually(() => published.length, (n) => n >= 3, { timeoutMs: 2_000, intervalMs: 5 })
+  t.same(withRecord(published), [1], 'the first beacon only')
+  t.equal(new Set(published.map((w) => w.rev)).size, 1, 'every pulse names the same revision')
+  bus.emit('news')
+  const afterNews = await eventually(() => withRecord(published), (seqs) => seqs.length >= 2, { timeoutMs: 2_000, intervalMs: 5 })
+  t.equal(afterNews.length, 2, 'news: the record again')
+  pubsub.dispatchEvent(new CustomEvent('subscription-change', { detail: { subscriptions: [{ topic: TOPICS.nodeHealth, subscribe: true }] } }))
+  t.equal((await eventually(() => withRecord(published), (seqs) => seqs.length >= 3, { timeoutMs: 2_000, intervalMs: 5 })).length, 3, 'a new listener: again')
+  priority = 5
+  const rev = published.at(-1)?.rev
+  const changed = await eventually(() => published.find((w) => w.rev !== rev), (w) => w !== undefined, { timeoutMs: 2_000, intervalMs: 5 })
+  t.match(changed, { record: { priority: 5 } }, 'a new revision comes with its record')
+})
+
+t.test('members whose record we lack are asked for in our next beacon, early, once', async (t) => {
+  const { health, published, bus } = reporter(t)
+  health.start()
+  bus.emit('record-wanted', 'peer-a')
+  bus.emit('record-wanted', 'peer-b')
+  const asking = await eventually(() => published.find((w) => w.ask !== undefined), (w) => w !== undefined, { timeoutMs: 2_000, intervalMs: 5 })
+  t.same(asking?.ask, ['peer-a', 'peer-b'], 'both asks in one beacon')
+  bus.emit('news')
+  t.equal((await eventually(() => published, (p) => p.length >= 3, { timeoutMs: 2_000, intervalMs: 5 })).at(-1)?.ask, undefined, 'asked once')
+})
+
+t.test('a member asking for our record in a loop gets it at most once a second', async (t) => {
+  const { health, published, bus } = reporter(t)
+  health.start()
+  const started = performance.now()
+  while (performance.now() - started < 2_500) {
+    bus.emit('record-asked', 'hostile')
+    await sleep(10)
+  }
+  t.equal(withRecord(published).length, 3, `the first beacon's and one per ${RECORD_ANSWER_MS} ms after it, for ~250 asks in 2.5 s`)
+  t.equal(published.length, 3, 'and no other beacon')
+})
+
+t.test('the interval grows with the mesh: intervalMs, or intervalPerMemberMs per live member where that is longer', async (t) => {
+  t.same([1, 5, 8, 16, 100].map((n) => beaconIntervalMs(1_000, 125, n)), [1_000, 1_000, 1_000, 2_000, 12_500])
+  t.equal(beaconIntervalMs(1_000, 0, 500), 1_000, '0: always intervalMs')
+  let members = 16
+  const { health, published } = reporter(t, { intervalMs: 50, intervalPerMemberMs: 25, members: () => members })
+  t.equal(health.intervalNowMs(), 400)
+  health.start()
+  await sleep(600)
+  t.equal(published.length, 2, 'sixteen members: every 400 ms')
+  members = 2
+  t.equal(health.intervalNowMs(), 50, 'a small mesh: intervalMs')
 })

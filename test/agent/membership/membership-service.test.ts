@@ -9,8 +9,9 @@ import { MembershipService } from '../../../agent/membership/membership-service.
 import { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { systemEventCodec } from '../../../protocols/events.ts'
 import type { SystemEvent } from '../../../protocols/events.ts'
-import { healthCodec } from '../../../protocols/health.ts'
-import type { HealthBeacon } from '../../../protocols/health.ts'
+import { MemberBeacons } from '../../../agent/membership/member-beacons.ts'
+import { beaconMessage, healthCodec, recordOf, revOf, wireOf } from '../../../protocols/health.ts'
+import type { HealthBeacon, HealthWire } from '../../../protocols/health.ts'
 import { sampleBeacon } from '../../helpers/beacon.ts'
 
 const OPTIONS = { probeAfterMs: 1_000, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 60_000 }
@@ -54,9 +55,13 @@ async function service (t: { teardown: (fn: () => unknown) => void }, remembered
   bus.on('news', () => { heard.news++ })
   bus.on('beacon', (peer, b) => { heard.beacons.push([peer, b.seq]) })
   bus.on('disconnect', (peer) => { heard.disconnects.push(peer) })
+  const asks = { wanted: [] as string[], asked: [] as string[] }
+  bus.on('record-wanted', (peer) => { asks.wanted.push(peer) })
+  bus.on('record-asked', (peer) => { asks.asked.push(peer) })
+  const beacons = new MemberBeacons({ maxMembers: 1024 })
   const metrics = new MetricsStore()
   const membershipService = new MembershipService({
-    mesh: mesh as never, bus, membership, dialer: dialer as never, members: members as never, events: events as never, metrics, log: createLogger('silent'), tickMs: 60_000
+    mesh: mesh as never, bus, membership, beacons, dialer: dialer as never, members: members as never, events: events as never, metrics, log: createLogger('silent'), tickMs: 60_000
   })
   let stopped = false
   t.teardown(async () => { if (!stopped) await membershipService.stop() })
@@ -76,8 +81,15 @@ async function service (t: { teardown: (fn: () => unknown) => void }, remembered
     recorded,
     bus,
     heard,
+    asks,
+    beacons,
     advance: (ms: number) => { now += ms },
-    beacon: (peer: string, b: HealthBeacon) => { handlers.get(healthCodec.topic)?.(b, peerIdFromString(peer)) },
+    beacon: (peer: string, b: HealthBeacon) => { handlers.get(healthCodec.topic)?.(beaconMessage(b), peerIdFromString(peer)) },
+    /** A pulse alone: the record's revision, not the record. */
+    pulse: (peer: string, b: HealthBeacon, options: { ask?: string[] } = {}) => {
+      handlers.get(healthCodec.topic)?.(wireOf(b, revOf(recordOf(b)), options), peerIdFromString(peer))
+    },
+    wire: (peer: string, w: HealthWire) => { handlers.get(healthCodec.topic)?.(w, peerIdFromString(peer)) },
     event: (peer: string, e: SystemEvent) => { handlers.get(systemEventCodec.topic)?.(e, peerIdFromString(peer)) }
   }
 }
@@ -150,4 +162,62 @@ t.test('stop stops reading and listening, and flushes the table (the leave is Le
   t.same([...s.handlers.keys()], [], 'both topics unsubscribed')
   t.same([s.bus.listenerCount('own-beacon'), s.membership.listenerCount('change'), s.membership.listenerCount('reap'), s.membership.listenerCount('refuse')], [0, 0, 0, 0])
   t.same(s.saved, [['alpha:alive'], ['alpha:alive']], 'saved when it joined, and its latest figures on the way out')
+})
+
+t.test('a pulse naming a record we lack: one ask, then the record makes a whole member', async (t) => {
+  const s = await service(t)
+  await s.service.start()
+  const peer = await newPeer()
+  const b = sampleBeacon({ name: 'alpha', startedAt: 5, seq: 1, addrs: ['/ip4/10.0.0.9/tcp/4001'], cpus: 8 })
+  s.pulse(peer, b)
+  s.pulse(peer, { ...b, seq: 2 })
+  t.same({ wanted: s.asks.wanted, member: s.membership.get(peer), beacons: s.heard.beacons }, { wanted: [peer], member: undefined, beacons: [] },
+    'two pulses of a stranger: asked once, not a member yet (no name, no addresses)')
+  s.wire(peer, beaconMessage({ ...b, seq: 3 }))
+  t.match(s.membership.get(peer), { name: 'alpha', state: 'alive', addrs: ['/ip4/10.0.0.9/tcp/4001'], health: { cpus: 8 } }, 'the record came: a whole member')
+  s.pulse(peer, { ...b, seq: 4, cpuPct: 77 })
+  t.same({ wanted: s.asks.wanted, beacons: s.heard.beacons }, { wanted: [peer], beacons: [[peer, 3], [peer, 4]] }, 'its pulses now rebuild whole beacons, no more asks')
+  t.equal(s.membership.get(peer)?.health?.cpuPct, 77)
+  t.equal(s.beacons.size, 1)
+})
+
+t.test('a known member whose record changed: its pulse still counts, with its last record, while we ask again each second', async (t) => {
+  const s = await service(t)
+  await s.service.start()
+  const peer = await newPeer()
+  const b = sampleBeacon({ name: 'alpha', startedAt: 5, seq: 1, priority: 1 })
+  s.beacon(peer, b)
+  s.membership.observeDisconnect(peer)
+  t.equal(s.membership.get(peer)?.state, 'suspect')
+  s.pulse(peer, { ...b, seq: 2, priority: 9, term: 4 })
+  t.match({ member: s.membership.get(peer), wanted: s.asks.wanted }, { member: { state: 'alive', health: { priority: 1, term: 4 } }, wanted: [peer] },
+    'alive again and its term heard; the priority stays the last record\'s until the new one comes')
+  s.pulse(peer, { ...b, seq: 3, priority: 9 })
+  t.same(s.asks.wanted, [peer], 'not asked again within a second')
+  await new Promise((resolve) => setTimeout(resolve, 1_050))
+  s.pulse(peer, { ...b, seq: 4, priority: 9 })
+  t.same(s.asks.wanted, [peer, peer], 'asked again after a second without it')
+})
+
+t.test('a beacon asking for our record is told on the bus; one asking for others is not', async (t) => {
+  const s = await service(t)
+  await s.service.start()
+  const [asker, other] = [await newPeer(), await newPeer()]
+  s.pulse(asker, sampleBeacon({ name: 'asker' }), { ask: [other] })
+  s.pulse(asker, sampleBeacon({ name: 'asker', seq: 2 }), { ask: [other, s.selfId] })
+  t.same(s.asks.asked, [asker])
+})
+
+t.test('a reaped member\'s record is forgotten', async (t) => {
+  const s = await service(t)
+  await s.service.start()
+  const peer = await newPeer()
+  s.beacon(peer, sampleBeacon({ name: 'alpha' }))
+  t.equal(s.beacons.size, 1)
+  s.membership.observeDisconnect(peer)
+  s.membership.takeProbes(1)
+  s.membership.observeProbe(peer, 'refused')
+  s.advance(OPTIONS.reapAfterMs)
+  s.membership.tick()
+  t.same({ member: s.membership.get(peer), kept: s.beacons.size }, { member: undefined, kept: 0 })
 })

@@ -7,12 +7,13 @@ import { Mesh } from '../../../agent/mesh/mesh.ts'
 import { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { readSwarmKey } from '../../../identity/keys.ts'
 import { healthCodec } from '../../../protocols/health.ts'
-import type { HealthBeacon } from '../../../protocols/health.ts'
+import { beaconMessage } from '../../../protocols/health.ts'
+import type { HealthWire } from '../../../protocols/health.ts'
 import { tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
 import { eventually } from '../../helpers/eventually.ts'
 import { sampleBeacon } from '../../helpers/beacon.ts'
 
-const beacon = (seq: number): HealthBeacon => sampleBeacon({ name: 'a', seq })
+const beacon = (seq: number): HealthWire => beaconMessage(sampleBeacon({ name: 'a', seq }))
 
 /** The peers `mesh` forwards a topic to (gossipsub has the method; its exported type does not list it). */
 const meshPeers = (mesh: Mesh): string[] =>

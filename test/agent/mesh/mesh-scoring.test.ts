@@ -6,7 +6,7 @@ import { createLogger } from '../../../common/logger.ts'
 import { Mesh } from '../../../agent/mesh/mesh.ts'
 import { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { readSwarmKey } from '../../../identity/keys.ts'
-import { healthCodec } from '../../../protocols/health.ts'
+import { beaconMessage, healthCodec } from '../../../protocols/health.ts'
 import { TOPICS } from '../../../protocols/topics.ts'
 import { tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
 import { bareNode } from '../../helpers/bare-node.ts'
@@ -21,7 +21,7 @@ t.test('fifteen peers behind one IP get in at once, and are all heard', async (t
   const mesh = await Mesh.create({ config, privateKey: await generateKeyPair('Ed25519'), swarmKey, metrics: new MetricsStore(), log: createLogger('silent') })
   const heardAfterWarmUp = new Set<string>()
   let warm = false
-  mesh.subscribe(healthCodec, (beacon) => { if (warm) heardAfterWarmUp.add(beacon.name) })
+  mesh.subscribe(healthCodec, (beacon) => { if (warm) heardAfterWarmUp.add(beacon.record?.name ?? '') })
   await mesh.start()
   t.teardown(() => mesh.stop())
 
@@ -40,7 +40,7 @@ t.test('fifteen peers behind one IP get in at once, and are all heard', async (t
   let seq = 0
   await waitFor('a beacon from every publisher', async () => {
     seq++
-    await Promise.all(publishers.map((p, i) => p.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(sampleBeacon({ name: `pub-${i}`, seq })))))
+    await Promise.all(publishers.map((p, i) => p.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(beaconMessage(sampleBeacon({ name: `pub-${i}`, seq }))))))
     return heardAfterWarmUp.size === publishers.length
   }, 10_000, 250)
   t.equal(heardAfterWarmUp.size, 15)

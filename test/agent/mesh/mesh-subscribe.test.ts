@@ -11,7 +11,8 @@ import type { MessageCodec } from '../../../protocols/codec.ts'
 import { systemEventCodec } from '../../../protocols/events.ts'
 import type { SystemEvent } from '../../../protocols/events.ts'
 import { healthCodec } from '../../../protocols/health.ts'
-import type { HealthBeacon } from '../../../protocols/health.ts'
+import { beaconMessage } from '../../../protocols/health.ts'
+import type { HealthWire } from '../../../protocols/health.ts'
 import { REJECTED_METRIC } from '../../../protocols/validator.ts'
 import { tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
 import { eventually } from '../../helpers/eventually.ts'
@@ -54,10 +55,10 @@ function next<T> (mesh: Mesh, codec: MessageCodec<T>): { value: Promise<{ value:
 const within = async <T>(promise: Promise<T>, ms: number): Promise<T | 'nothing'> =>
   await Promise.race([promise, new Promise<'nothing'>((resolve) => setTimeout(() => { resolve('nothing') }, ms))])
 
-const beacon = (seq: number): HealthBeacon => sampleBeacon({ name: 'a', seq })
+const beacon = (seq: number): HealthWire => beaconMessage(sampleBeacon({ name: 'a', seq }))
 
 t.test('every handler of a topic gets the message, decoded once; a failing handler does not stop the others', async (t) => {
-  const heard: Array<{ handler: string, value: HealthBeacon }> = []
+  const heard: Array<{ handler: string, value: HealthWire }> = []
   const { a, b } = await pair(t, (b) => {
     b.subscribe(healthCodec, (value) => { heard.push({ handler: 'first', value }) })
     b.subscribe(healthCodec, () => { throw new Error('a handler bug') })
@@ -67,7 +68,7 @@ t.test('every handler of a topic gets the message, decoded once; a failing handl
   await a.publish(healthCodec, beacon(7))
   const handlers = await waitFor('both handlers to be called', () => heard.length === 2 && heard.map((h) => h.handler), 5_000, 20)
   t.same(handlers, ['first', 'second'], 'in the order they subscribed, past the one that threw')
-  t.match(heard[0]?.value, { name: 'a', seq: 7 })
+  t.match(heard[0]?.value, { record: { name: 'a' }, seq: 7 })
   t.equal(heard[0]?.value, heard[1]?.value, 'the very same decoded value: the bytes were parsed once')
 })
 
@@ -119,14 +120,14 @@ t.test('a handler unsubscribed before start: its topic is never read', async (t)
 })
 
 t.test('a reader reads its topic from its start to its stop', async (t) => {
-  const heard: HealthBeacon[] = []
+  const heard: HealthWire[] = []
   let reader: ReturnType<Mesh['reader']> | undefined
   const { a, b } = await pair(t, (b) => { reader = b.reader(healthCodec, (value) => { heard.push(value) }) })
   t.same(b.node.services.pubsub.getTopics(), [], 'made, it reads nothing')
   await reader?.start?.()
   await waitFor('a to know b reads beacons', () => reads(a, b, healthCodec.topic), 5_000, 20)
   await a.publish(healthCodec, beacon(3))
-  t.match(await waitFor('the beacon', () => heard[0], 5_000, 20), { name: 'a', seq: 3 })
+  t.match(await waitFor('the beacon', () => heard[0], 5_000, 20), { record: { name: 'a' }, seq: 3 })
   await reader?.stop?.()
   t.same(b.node.services.pubsub.getTopics(), [], 'stopped, it reads nothing again')
 })
