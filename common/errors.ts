@@ -161,3 +161,17 @@ export class TopicCodecError extends NoodleError {
     super('ERR_TOPIC_CODEC', `topic ${topic} already has another codec: one topic, one codec`)
   }
 }
+
+/**
+ * Camera or model work needs a native module this install does not have: a --core release ships without
+ * onnxruntime-node and node-av (runtime/loader.ts). 501 at the API: this box cannot do it at all.
+ */
+export class ModuleUnavailableError extends NoodleError {
+  readonly httpStatus = 501
+  readonly module: string
+
+  constructor (module: string, what: string) {
+    super('ERR_MODULE_UNAVAILABLE', `${what} needs ${module}, which is not installed here (a core release has no camera or model support): install the full release`)
+    this.module = module
+  }
+}

@@ -5,6 +5,7 @@ import { redactCredentials } from '../common/text.ts'
 import type { RemoteWorkAccepts, WorkItem } from '../protocols/work.ts'
 import type { ModelExchange } from '../runtime/model-exchange.ts'
 import type { ModelRuntime } from '../runtime/model-runtime.ts'
+import type { HeavyModules } from '../runtime/loader.ts'
 import { CameraPipeline } from './camera.ts'
 import type { CameraCredentials } from './camera-credentials.ts'
 import { withCredentials } from './camera-credentials.ts'
@@ -47,12 +48,18 @@ export class CameraManager {
   private readonly log: Logger
   private readonly onResult: (result: CameraResult) => void
   private readonly credentials: CameraCredentials
+  private readonly modules: Pick<HeavyModules, 'require'> | undefined
   private readonly cameras = new Map<string, { item: WorkItem, pipeline?: CameraPipeline, state: CameraView['state'], error: string | null, retry?: NodeJS.Timeout }>()
   /** The detections insert (DETECTION_TABLES), compiled on the first result. */
   private insert: Statement<[string, number, string, number, number, number, number, number]> | undefined
 
-  constructor (components: { work: CameraWork, runtime: ModelRuntime, exchange: ModelExchange, db: DB, log: Logger, credentials: CameraCredentials, onResult: (result: CameraResult) => void }) {
+  constructor (components: {
+    work: CameraWork, runtime: ModelRuntime, exchange: ModelExchange, db: DB, log: Logger, credentials: CameraCredentials, onResult: (result: CameraResult) => void
+    /** Whether node-av is installed: without it (a core release) a camera fails at once, named, never half-starts. */
+    modules?: Pick<HeavyModules, 'require'>
+  }) {
     this.work = components.work
+    this.modules = components.modules
     this.credentials = components.credentials
     this.runtime = components.runtime
     this.exchange = components.exchange
@@ -97,6 +104,7 @@ export class CameraManager {
     if (camera === undefined) return
     const { item } = camera
     try {
+      this.modules?.require('media', `camera ${id}`)
       const model = item.model as string
       const remote = this.work.isRemote(id)
       // Work from another home names its model by id only: a path would name a file on this box.
@@ -111,18 +119,19 @@ export class CameraManager {
         modelId = this.runtime.lookup(model)?.id ?? (await this.exchange.fetch(model, [], remote ? 'standby' : 'fetched')).id
       }
       if (this.cameras.get(id) !== camera) return // stopped meanwhile
-      const record = this.runtime.lookup(modelId)
       const { maxModelBytes } = this.work.accepts
-      if (remote && record !== undefined && record.sizeBytes > maxModelBytes) {
-        throw new Error(`its model is ${record.sizeBytes} bytes, over remoteWork.maxModelBytes (${maxModelBytes})`)
-      }
+      const size = this.runtime.lookup(modelId)?.sizeBytes ?? 0
+      if (remote && size > maxModelBytes) throw new Error(`its model is ${size} bytes, over remoteWork.maxModelBytes (${maxModelBytes})`)
+      // A standby copy is compiled now that its camera runs here; its inputs are known from then on.
+      const record = await this.runtime.prepare(modelId)
+      if (this.cameras.get(id) !== camera) return
       const pipeline = new CameraPipeline({
         options: {
           id,
           source: item.source as string,
           url: withCredentials(item.source as string, this.credentials.get(id)),
           model: modelId,
-          inputName: record?.inputs[0]?.name ?? 'input',
+          inputName: record.inputs[0]?.name ?? 'input',
           normalization: { ...IMAGENET, channels: item.channels },
           hwaccel: item.hwaccel,
           width: item.size,

@@ -111,7 +111,8 @@ export class ModelExchange {
   }
 
   /**
-   * Makes sure a model is here: fetched from a peer that has it when it is not, then compiled. `alsoAsk` names
+   * Makes sure a model is here: fetched from a peer that has it when it is not, then compiled (a standby copy
+   * is only stored: see ModelRuntime.store). `alsoAsk` names
    * peers likely to have it though they were not heard announcing it (the home of the work that uses it). One
    * fetch of a model at a time: a second caller waits for the first. `origin` is what the registry records: an
    * operator's fetch is kept, a standby copy is collected once no work names it.
@@ -142,7 +143,8 @@ export class ModelExchange {
           ? { bytes: this.maxStandbyBytes, key: 'remoteWork.maxModelBytes' }
           : { bytes: this.maxModelBytes, key: 'models.maxModelBytes' })
         try {
-          return await this.runtime.compile(file, { name, origin })
+          // A standby copy is only stored (hash-checked above): compiled when its work lands here, if ever.
+          return origin === 'standby' ? this.runtime.store(file, { name, origin }) : await this.runtime.compile(file, { name, origin })
         } finally {
           await rm(file, { force: true })
         }

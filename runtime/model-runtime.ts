@@ -6,6 +6,7 @@ import type { Logger } from '../common/logger.ts'
 import { percentile } from '../common/stats.ts'
 import { isTemporary, moveDurably, temporaryPath, writeFileDurably } from './files.ts'
 import { defaultOpset, readOnnxHeader } from './onnx-file.ts'
+import type { OnnxHeader } from './onnx-file.ts'
 import type { InferencePool } from './pool.ts'
 import type { ModelOrigin, ModelRecord, ModelRegistry, ProviderBenchmark } from './registry.ts'
 import { MAX_BENCH_WORK, MAX_SAMPLE_BYTES } from '../protocols/models.ts'
@@ -59,6 +60,8 @@ export class ModelRuntime {
   private readonly working = new Set<string>(['cpu'])
   /** The provider and threads each model is loaded with in the pool. */
   private readonly loaded = new Map<string, { provider: string, threads: number }>()
+  /** Stored models being compiled now that work needs them (`prepare`). */
+  private readonly preparing = new Map<string, Promise<CompileResult>>()
   /** A bench is running (one at a time). */
   private benching = false
   /** Each model's latency on its fastest provider, newest model first: read for every beacon, changed rarely. */
@@ -107,18 +110,10 @@ export class ModelRuntime {
 
   /** `name` is what the model is listed as (default: the file's name); `origin` says why it is here. */
   async compile (file: string, { name = basename(file), origin = 'compiled' }: { name?: string, origin?: ModelOrigin } = {}): Promise<CompileResult> {
-    let bytes: Buffer
-    try {
-      bytes = readFileSync(file)
-    } catch (err) {
-      throw new ModelError(`cannot read ${file}: ${(err as Error).message}`)
-    }
-    const header = readOnnxHeader(bytes)
-    const opset = defaultOpset(header)
-    const id = createHash('sha256').update(bytes).digest('hex')
-    const copy = join(this.modelsDir, `${id}.onnx`)
-    // Written afresh, whole or not at all: a copy left torn by a crash must not be trusted because it exists.
-    writeFileDurably(copy, bytes)
+    // Before anything is written: without onnxruntime (a core release) nothing can be compiled.
+    this.pool.checkAvailable()
+    const { bytes, header, opset, id } = readModel(file)
+    const copy = this.copyIn(id, bytes)
     let optimizedFile: string | null = join(this.modelsDir, `${id}.optimized.onnx`)
     const optimizing = temporaryPath(optimizedFile)
     try {
@@ -165,6 +160,53 @@ export class ModelRuntime {
     this.log.info({ model: id, name: record.name, providers: benchmarks }, 'model compiled')
     this.onCompiled({ ...record, providers: benchmarks })
     return compileResult({ ...record, providers: benchmarks })
+  }
+
+  /**
+   * Registers a model without compiling it: an ONNX file, copied here under its hash, listed and served to
+   * members, but neither optimized nor measured, so no onnxruntime thread starts. A standby copy waits so for
+   * work that may never come here; `prepare` (or the model's first run) compiles it when the work lands.
+   */
+  store (file: string, { name = basename(file), origin = 'standby' }: { name?: string, origin?: ModelOrigin } = {}): CompileResult {
+    const { bytes, header, opset, id } = readModel(file)
+    const existing = this.registry.get(id)
+    // Already here (stored or compiled): its copy stays as registered.
+    if (existing !== undefined) return compileResult(existing)
+    const copy = this.copyIn(id, bytes)
+    const record = {
+      id, name, file: copy, optimizedFile: null, sizeBytes: bytes.length, irVersion: header.irVersion, opset, inputs: [], outputs: [],
+      createdAt: Date.now(), origin, ...stamps(copy, null)
+    }
+    this.registry.put(record, [])
+    this.log.info({ model: id, name, origin }, 'model stored; it is compiled when work needs it')
+    return compileResult({ ...record, providers: [] })
+  }
+
+  /**
+   * A registered model, compiled: one only stored (a standby copy whose work has come here) is compiled now,
+   * once however many ask at the same time.
+   */
+  async prepare (idOrPrefix: string): Promise<ModelRecord> {
+    const model = this.require(idOrPrefix)
+    if (model.providers.length > 0) return model
+    let compiling = this.preparing.get(model.id)
+    if (compiling === undefined) {
+      compiling = this.intactFile(model)
+        .then(async (file) => await this.compile(file, { name: model.name, origin: model.origin }))
+        .finally(() => { this.preparing.delete(model.id) })
+      this.preparing.set(model.id, compiling)
+    }
+    await compiling
+    return this.require(model.id)
+  }
+
+  /** Writes a model's bytes here as `<id>.onnx`, whole or not at all; returns its path. */
+  private copyIn (id: string, bytes: Buffer): string {
+    const copy = join(this.modelsDir, `${id}.onnx`)
+    // Written afresh: a copy left torn by a crash must not be trusted because it exists. (A stored copy compiled
+    // later is read and written again: the same bytes, stamped again.)
+    writeFileDurably(copy, bytes)
+    return copy
   }
 
   /** An operator asked for a model the standby had fetched: it is no longer collected. */
@@ -248,8 +290,14 @@ export class ModelRuntime {
   }
 
   private async ensureLoaded (model: ModelRecord): Promise<{ provider: string, threads: number }> {
-    const loaded = this.loaded.get(model.id)
+    let loaded = this.loaded.get(model.id)
     if (loaded !== undefined) return loaded
+    if (model.providers.length === 0) {
+      // Stored, never compiled: compiling it loads it too.
+      model = await this.prepare(model.id)
+      loaded = this.loaded.get(model.id)
+      if (loaded !== undefined) return loaded
+    }
     const best = model.providers.find((p) => !this.unavailable.has(p.name))
     const choice = { provider: best?.name ?? 'cpu', threads: best?.threads ?? this.pool.threads }
     await this.pool.load(model.id, await this.intactFile(model), choice.provider, choice.threads)
@@ -311,6 +359,18 @@ export class ModelRuntime {
     await Promise.all(lanes)
     return ms
   }
+}
+
+/** An ONNX file's bytes, what its header says, and its id (the sha256 of the bytes). */
+function readModel (file: string): { bytes: Buffer, header: OnnxHeader, opset: number, id: string } {
+  let bytes: Buffer
+  try {
+    bytes = readFileSync(file)
+  } catch (err) {
+    throw new ModelError(`cannot read ${file}: ${(err as Error).message}`)
+  }
+  const header = readOnnxHeader(bytes)
+  return { bytes, header, opset: defaultOpset(header), id: createHash('sha256').update(bytes).digest('hex') }
 }
 
 /** Bytes of each input's sample, the first at `shape`. */

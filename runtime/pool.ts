@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads'
 import { WorkerError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
+import type { HeavyModules } from './loader.ts'
 import type { LoadResult, RunResult, WorkerReply, WorkerRequest } from './inference-worker.ts'
 import type { Feeds } from './tensors.ts'
 import { transferList } from './tensors.ts'
@@ -66,6 +67,7 @@ export class InferencePool {
   private readonly maxWedged: number
   private readonly workerUrl: URL
   private readonly metrics: PoolCounter | undefined
+  private readonly modules: Pick<HeavyModules, 'require'> | undefined
   private slots: Slot[] = []
   /** Replaced workers that timed out and are still alive: ended once they answer what they were asked. */
   private readonly wedged = new Set<Slot>()
@@ -81,9 +83,12 @@ export class InferencePool {
     log: Logger, cpus: number, metrics?: PoolCounter, size?: number, runTimeoutMs?: number, loadTimeoutMs?: number, maxWedged?: number
     /** The worker's module; tests give one that can be made to hang. */
     workerUrl?: URL
+    /** Whether onnxruntime is installed: no worker starts without it (a core release). */
+    modules?: Pick<HeavyModules, 'require'>
   }) {
     this.log = components.log
     this.metrics = components.metrics
+    this.modules = components.modules
     this.size = components.size ?? Math.max(1, Math.floor(components.cpus / 2))
     // One core stays free for the event loop (gossip, failure detection, ingest): on a 2-core box, inference
     // that took both cores delayed the loop ~20 ms at p99; with one it stays well under.
@@ -93,6 +98,14 @@ export class InferencePool {
     this.loadTimeoutMs = components.loadTimeoutMs ?? LOAD_TIMEOUT_MS
     this.maxWedged = components.maxWedged ?? MAX_WEDGED_WORKERS
     this.workerUrl = components.workerUrl ?? new URL('./inference-worker.ts', import.meta.url)
+  }
+
+  /**
+   * Throws ModuleUnavailableError where onnxruntime is not installed: a worker would die importing it, and be
+   * replaced, over and over.
+   */
+  checkAvailable (): void {
+    this.modules?.require('inference', 'running a model')
   }
 
   /** Threads start on first use: an agent with no models loads no onnxruntime (tens of MB per thread). */
@@ -233,6 +246,7 @@ export class InferencePool {
 
   private first (): Slot {
     if (!this.started) throw new WorkerError('the inference pool is not started')
+    if (this.slots.length === 0) this.checkAvailable()
     if (this.slots.length === 0) this.slots = Array.from({ length: this.size }, () => this.spawn())
     return this.slots[0] as Slot
   }

@@ -136,6 +136,7 @@ export class ModelRegistry {
         origin, file_mtime_ms, optimized_size, optimized_mtime_ms)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (id) DO UPDATE SET name = excluded.name, optimized_file = excluded.optimized_file,
+        inputs = excluded.inputs, outputs = excluded.outputs,
         file_mtime_ms = excluded.file_mtime_ms, optimized_size = excluded.optimized_size, optimized_mtime_ms = excluded.optimized_mtime_ms,
         origin = CASE WHEN excluded.origin = 'standby' THEN models.origin ELSE excluded.origin END`)
     return {

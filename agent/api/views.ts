@@ -148,7 +148,7 @@ export interface ModelView {
   opset: number
   inputs: TensorSpec[]
   outputs: TensorSpec[]
-  /** Measured latency per execution provider, fastest first. */
+  /** Measured latency per execution provider, fastest first; none for a standby copy not compiled yet. */
   providers: ProviderBenchmark[]
   createdAt: string
   /** compiled or fetched (by an operator: kept), or standby (deleted once no work names it). */
