@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { sampleBeacon } from '../../scripts/beacon.ts'
+import { beaconMessage } from '../../protocols/health.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import { bootstrapAddr, gossip, nodes, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
@@ -19,7 +20,8 @@ function meshPublish (args: string[]): Promise<{ code: number | null, out: strin
   return new Promise((resolve) => { child.on('close', (code) => { resolve({ code, out, err }) }) })
 }
 
-const beacon = (overrides: Partial<HealthBeacon>): string => JSON.stringify(sampleBeacon({ startedAt: Date.now(), ...overrides }))
+/** A whole v2 beacon as mesh-publish takes it for the health topic: the JSON of its CBOR fields. */
+const beacon = (overrides: Partial<HealthBeacon>): string => JSON.stringify(beaconMessage(sampleBeacon({ startedAt: Date.now(), ...overrides })))
 
 t.test('a member whose names carry newlines, escape sequences or paths is refused and counted; a good beacon after is accepted', async (t) => {
   const root = tempDir(t)
@@ -36,7 +38,7 @@ t.test('a member whose names carry newlines, escape sequences or paths is refuse
     beacon({ name: 'rogue', work: [work('cam/../../x')] as never }),
     beacon({ name: 'rogue', accelerators: ['nvidia\u202e'] })])
   t.same({ code: hostile.code, out: hostile.out }, { code: 0, out: 'published 5\n' }, hostile.err)
-  t.match(hostile.err, /note: MESSAGE 1 should be refused \(invalid: name: /, 'the tool says the mesh should refuse it')
+  t.match(hostile.err, /note: MESSAGE 1 should be refused \(invalid: record\.name: /, 'the tool says the mesh should refuse it')
 
   const decision = JSON.stringify({
     v: 1, type: 'decision', id: 'd\n1', term: 1, target: agent.peerId, action: 'run', work: work('cam-1'), home: agent.peerId, reason: 'x', at: Date.now()
@@ -87,7 +89,7 @@ t.test('mesh-publish says what is wrong with its command line', async (t) => {
     [['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.nodeHealth, '{"v":'], /MESSAGE 1 is not JSON/],
     [['--swarm-key', swarmKey, '--to', to, '--beacon', '[1]'], /--beacon must be a JSON object/],
     [['--swarm-key', swarmKey, '--to', to, '--beacon', '{}', 'extra'], /--beacon takes no MESSAGE/],
-    [['--swarm-key', swarmKey, '--to', to, '--beacon', '{}', '--topic', TOPICS.cameraResults], /--beacon publishes on noodle\/1\/node.health/],
+    [['--swarm-key', swarmKey, '--to', to, '--beacon', '{}', '--topic', TOPICS.cameraResults], /--beacon publishes on noodle\/2\/node.health/],
     [['--swarm-key', swarmKey, '--to', to, '--bogus'], /Unknown option '--bogus'/]
   ]
   for (const [args, message] of cases) {
