@@ -112,7 +112,9 @@ async function idleAgent (env: Record<string, string | undefined>, nodeFlags: st
     writeFileSync(key, generateSwarmKey(), { mode: 0o600 })
     const args = ['agent', '--data-dir', join(dir, 'data'), '--name', 'mem', '--swarm-key', key, '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'info']
     // bin/noodle's command line, run directly so that each variant changes one thing (and no compile cache).
-    const environment: Record<string, string | undefined> = { ...process.env, NODE_COMPILE_CACHE: undefined, ...env }
+    const environment: Record<string, string | undefined> = { ...process.env, ...env }
+    // Unset, not the string "undefined".
+    for (const key of ['NODE_COMPILE_CACHE', ...Object.keys(env)]) if (key === 'NODE_COMPILE_CACHE' || env[key] === undefined) Reflect.deleteProperty(environment, key)
     const child = spawn(NODE, [...nodeFlags, join(ROOT, 'agent/main/noodle.ts'), ...args], { env: environment, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
     child.stdout.on('data', (d: Buffer) => { output += d.toString() })
@@ -123,6 +125,7 @@ async function idleAgent (env: Record<string, string | undefined>, nodeFlags: st
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
     await new Promise((resolve) => setTimeout(resolve, idleMs))
+    if (child.exitCode !== null) throw new Error(`the agent exited while idle:\n${output}`)
     const pid = child.pid as number
     const { rss, anon } = processMemory(pid)
     const heavy = mappedLibraries(pid).filter((f) => /onnxruntime|node-av|libav|ffmpeg/i.test(f))

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { chmodSync, copyFileSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -50,6 +50,14 @@ t.test('the compile cache is a folder of the user\'s own, never one another user
   t.equal(await run(noodle, NOBODY, { TMPDIR: tmp }), own, 'another user gets one under TMPDIR')
   t.same({ uid: statSync(own).uid, mode: statSync(own).mode & 0o777 }, { uid: NOBODY, mode: 0o700 })
   t.equal(await run(noodle, NOBODY, { TMPDIR: tmp }), own, 'and keeps it')
+  // systemd's CacheDirectory= (the unit's /var/cache/noodle, 0700), kept across restarts, where it is given.
+  const cacheDirectory = join(dir, 'cache')
+  mkdirSync(cacheDirectory, { mode: 0o700 })
+  chmodSync(cacheDirectory, 0o700)
+  execFileSync('chown', [`${NOBODY}:${NOBODY}`, cacheDirectory])
+  t.equal(await run(noodle, NOBODY, { TMPDIR: tmp, CACHE_DIRECTORY: cacheDirectory }), cacheDirectory, 'the unit\'s cache directory, under systemd')
+  chmodSync(cacheDirectory, 0o755)
+  t.equal(await run(noodle, NOBODY, { TMPDIR: tmp, CACHE_DIRECTORY: cacheDirectory }), '', 'under the same checks: one others can read is not used')
 
   // Another local user got there first: a folder that user can write is never used.
   const planted = join(dir, 'planted')
