@@ -86,8 +86,12 @@ export class Agent {
     this.lifecycle = parts.lifecycle
   }
 
-  static async create ({ config, log }: { config: ResolvedConfig, log: Logger }): Promise<Agent> {
-    const base = await openBase(config, log)
+  /** `modules`: where onnxruntime and node-av are looked for (tests give names that do not exist, as a core release lacks them). */
+  static async create ({ config, log, modules = new HeavyModules() }: { config: ResolvedConfig, log: Logger, modules?: HeavyModules }): Promise<Agent> {
+    // A camera or model configured here that this install cannot run (a core release): a named error, before
+    // anything is opened.
+    modules.requireFor(config.work)
+    const base = await openBase(config, log, modules)
     const { selfId, startedAt, store, metrics } = base
     const mesh = await Mesh.create({ config, privateKey: base.privateKey, swarmKey: base.swarmKey, metrics, log })
     const bus = new MemberBus()
@@ -228,7 +232,7 @@ interface Base {
 /** The box, as sampled once at start: what it can run (the election ranks it by this). */
 type Box = HealthSample & { cpus: number }
 
-async function openBase (config: ResolvedConfig, log: Logger): Promise<Base & { privateKey: PrivateKey, swarmKey: Uint8Array }> {
+async function openBase (config: ResolvedConfig, log: Logger, modules: HeavyModules): Promise<Base & { privateKey: PrivateKey, swarmKey: Uint8Array }> {
   const startedAt = Date.now()
   ensureDataDir(config.dataDir)
   clearImportStaging(config.dataDir)
@@ -260,7 +264,7 @@ async function openBase (config: ResolvedConfig, log: Logger): Promise<Base & { 
     coordination: new CoordinationRecords({ store }),
     metrics: new MetricsStore(),
     sensors,
-    modules: new HeavyModules()
+    modules
   }
 }
 
@@ -292,8 +296,6 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
 function buildWork (config: ResolvedConfig, selfId: string, modules: HeavyModules): { work: WorkRegistry, credentials: CameraCredentials } {
   const credentials = readCameraCredentials(config.cameraCredentialsFile)
   checkOwnCameras(credentials, config.work, config.cameraCredentialsFile)
-  // A camera or model configured here that this install cannot run is an error at start, named (a core release).
-  modules.requireFor(config.work)
   const { inference, media } = modules.available()
   // Without both modules the box takes no camera or model work from elsewhere, and its beacon says so.
   const remote = inference && media ? config.remoteWork : { ...config.remoteWork, sources: [], maxModelBytes: 0 }
