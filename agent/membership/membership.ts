@@ -338,6 +338,37 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.members.get(peerId)?.member
   }
 
+  /** Every member, self included, unsorted: for callers that scan the table or sort it their own way. */
+  unsorted (): Member[] {
+    return Array.from(this.members.values(), (t) => t.member)
+  }
+
+  /**
+   * Which of the member's beacons we hold: its run and counter (SWIM's incarnation). A verdict names it, so
+   * that a newer beacon refutes the verdict (see `observeVerdict`).
+   */
+  beaconOf (peerId: string): { startedAt: number, seq: number } | undefined {
+    const tracked = this.members.get(peerId)
+    return tracked == null ? undefined : { startedAt: tracked.startedAt, seq: tracked.seq }
+  }
+
+  /**
+   * Another member's word on this one, spread by gossip in a partial mesh (mesh.connections > 0), where nobody
+   * probes every member: `suspect` once a direct probe and the indirect ones through other members went
+   * unanswered, `dead` once that suspicion ran its time unrefuted. `about` is the beacon the verdict was made
+   * against: a newer one (the member refuting, or just beaconing) voids it, so a late verdict kills nobody.
+   * A `dead` verdict on a member we hold alive makes it only suspect: we never heard the suspicion, which spread
+   * while we were cut off from its maker (a partition healing), so the member has not heard it either; the
+   * verdict reaches it next, and it refutes. Returns whether the state changed (only news is forwarded).
+   */
+  observeVerdict (peerId: string, to: 'suspect' | 'dead', about: { startedAt: number, seq: number }, reason: string): boolean {
+    const tracked = this.members.get(peerId)
+    if (tracked == null || peerId === this.selfId || !isLive(tracked.member.state) || tracked.member.state === to) return false
+    if (about.startedAt < tracked.startedAt || (about.startedAt === tracked.startedAt && about.seq < tracked.seq)) return false
+    this.transition(peerId, tracked.member.state === 'alive' ? 'suspect' : to, reason)
+    return true
+  }
+
   /** Every member, self included, by name. */
   list (): Member[] {
     return [...this.members.values()].map((t) => t.member).sort((a, b) => a.name.localeCompare(b.name) || a.peerId.localeCompare(b.peerId))

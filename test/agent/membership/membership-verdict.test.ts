@@ -1,0 +1,46 @@
+import t from 'tap'
+import { Membership } from '../../../agent/membership/membership.ts'
+import type { Member, MemberChange } from '../../../agent/membership/membership.ts'
+import { sampleBeacon } from '../../helpers/beacon.ts'
+
+const options = { probeAfterMs: 1000, probeTimeoutMs: 250, unresponsiveAfterMs: 10_000, reapAfterMs: 60_000 }
+
+function setup () {
+  const self: Member = { peerId: 'self', name: 'me', state: 'alive', role: 'member', addrs: [], lastSeen: 1, health: null }
+  const table = new Membership({ self, options, now: () => 1_000_000 })
+  const changes: string[] = []
+  table.on('change', (c: MemberChange) => { changes.push(`${c.member.name}:${c.from ?? 'new'}->${c.to} (${c.reason})`) })
+  table.observeBeacon('p1', sampleBeacon({ name: 'one', startedAt: 5, seq: 2 }))
+  table.observeBeacon('p2', sampleBeacon({ name: 'two', startedAt: 5, seq: 9 }))
+  changes.length = 0
+  return { table, changes }
+}
+
+t.test('unsorted() lists every member, self included; beaconOf() names the beacon a verdict is made against', async (t) => {
+  const { table } = setup()
+  t.same(table.unsorted().map((m) => m.peerId).sort(), ['p1', 'p2', 'self'])
+  t.same(table.beaconOf('p1'), { startedAt: 5, seq: 2 })
+  t.equal(table.beaconOf('nobody'), undefined)
+})
+
+t.test('a suspect verdict, then a dead one, against the beacon we hold', async (t) => {
+  const { table, changes } = setup()
+  t.equal(table.observeVerdict('p1', 'suspect', { startedAt: 5, seq: 2 }, 'unanswered'), true)
+  t.equal(table.observeVerdict('p1', 'suspect', { startedAt: 5, seq: 2 }, 'unanswered'), false, 'the same verdict again is no news')
+  t.equal(table.observeVerdict('p1', 'dead', { startedAt: 5, seq: 2 }, 'not refuted'), true)
+  t.equal(table.observeVerdict('p1', 'dead', { startedAt: 5, seq: 2 }, 'not refuted'), false, 'the dead stay dead')
+  t.same(changes, ['one:alive->suspect (unanswered)', 'one:suspect->dead (not refuted)'])
+  t.equal(table.observeBeacon('p1', sampleBeacon({ name: 'one', startedAt: 5, seq: 3 })), true, 'its newer beacon brings it back')
+  t.equal(table.get('p1')?.state, 'alive')
+})
+
+t.test('a newer beacon refutes a verdict; a dead verdict on a member held alive only makes it suspect', async (t) => {
+  const { table, changes } = setup()
+  t.equal(table.observeVerdict('p2', 'suspect', { startedAt: 5, seq: 8 }, 'unanswered'), false, 'made against an older beacon: void')
+  t.equal(table.observeVerdict('p2', 'dead', { startedAt: 4, seq: 99 }, 'not refuted'), false, 'made against an older run: void')
+  t.equal(table.observeVerdict('p2', 'dead', { startedAt: 5, seq: 9 }, 'not refuted'), true, 'taken, but…')
+  t.equal(table.get('p2')?.state, 'suspect', '…we never heard it suspected: suspect, and it will refute')
+  t.equal(table.observeVerdict('self', 'dead', { startedAt: 0, seq: 0 }, 'x'), false, 'never about ourselves (we refute instead)')
+  t.equal(table.observeVerdict('nobody', 'suspect', { startedAt: 0, seq: 0 }, 'x'), false, 'nor about strangers')
+  t.same(changes, ['two:alive->suspect (not refuted)'])
+})
