@@ -151,6 +151,9 @@ t.test('members whose record we lack are asked for in our next beacon, early, on
   t.same(asking?.ask, ['peer-a', 'peer-b'], 'both asks in one beacon')
   bus.emit('news')
   t.equal((await eventually(() => published, (p) => p.length >= 3, { timeoutMs: 2_000, intervalMs: 5 })).at(-1)?.ask, undefined, 'asked once')
+  for (let i = 0; i < 20; i++) bus.emit('record-wanted', `peer-${i}`)
+  const many = await eventually(() => published.at(-1), (w) => w?.ask !== undefined, { timeoutMs: 2_000, intervalMs: 5 })
+  t.equal(many?.ask?.length, 16, 'sixteen asks at most in one beacon (the wire\'s limit); the others ask again later')
 })
 
 t.test('a member asking for our record in a loop gets it at most once a second', async (t) => {
