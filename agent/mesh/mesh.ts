@@ -84,6 +84,11 @@ export class Mesh {
       // after a power cut, or agents sharing one host or NAT, join faster than that; a connection that lacks
       // the swarm key is still dropped at the first byte.
       connectionManager: { inboundConnectionThreshold: 64, maxIncomingPendingConnections: 64 },
+      // libp2p's connection monitor opens a ping stream on every connection every 10 s: with 15 peers, 3 streams a
+      // second to negotiate, log and record, a third of an idle agent's CPU once beacons are rare (bench/idle-profile).
+      // Membership does that job already (beacons, then our own probes when a member falls silent), and aborts a
+      // dead member's connections.
+      connectionMonitor: { enabled: false },
       peerDiscovery: discovery,
       services: {
         identify: identify(),
