@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs or upgrades the Noodle agent on this box as a systemd service. Run it as root from an unpacked release
-# (or a checkout) whose node_modules were installed for this box's architecture:
+# Installs or upgrades the Noodle agent on this box as a systemd service. Run it as root with --release and a
+# tarball from scripts/release.sh for this box's architecture, or from a checkout whose node_modules were installed
+# for this box's architecture:
 #
-#   sudo scripts/install.sh [--swarm-key FILE] [--name NAME] [--bootstrap ADDR]... [--mqtt-url URL] [--gpu]
-#                           [--prefix DIR] [--root DIR] [--no-start]
+#   sudo scripts/install.sh [--release FILE] [--swarm-key FILE] [--name NAME] [--bootstrap ADDR]... [--mqtt-url URL]
+#                           [--gpu] [--prefix DIR] [--root DIR] [--no-start]
 #
 # What goes where (under --root, default /):
-#   <prefix>/releases/<version>   the app and its pinned Node runtime; <prefix>/current links the one in use
+#   <prefix>/releases/<version>   the app and its pinned Node runtime (<version>-core for a --core release);
+#                                 <prefix>/current links the one in use
 #   <prefix>/bin/noodle           the command, also linked as /usr/local/bin/noodle
 #   /etc/noodle/config.json       created once from the flags; flags given again later update their keys
 #   /etc/noodle/swarm.key         0640 root:noodle; from --swarm-key, or made on the first box
@@ -22,7 +24,7 @@ SYSTEMCTL=${NOODLE_INSTALL_SYSTEMCTL:-systemctl}
 HEALTH_TIMEOUT_S=${NOODLE_INSTALL_HEALTH_TIMEOUT_S:-60}
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 log() { printf 'noodle install: %s\n' "$*"; }
@@ -39,10 +41,11 @@ install_file() {
 }
 
 main() {
-  local swarm_key='' name='' mqtt_url='' gpu=false prefix=/opt/noodle root=/ start=true
+  local swarm_key='' name='' mqtt_url='' gpu=false prefix=/opt/noodle root=/ start=true tarball=''
   local -a bootstrap=()
   while (($#)); do
     case $1 in
+      --release) tarball=${2:?--release needs a tarball from scripts/release.sh}; shift 2 ;;
       --swarm-key) swarm_key=${2:?--swarm-key needs a file}; shift 2 ;;
       --name) name=${2:?--name needs a value}; shift 2 ;;
       --bootstrap) bootstrap+=("${2:?--bootstrap needs an address}"); shift 2 ;;
@@ -57,12 +60,30 @@ main() {
   done
   [[ $(id -u) -eq 0 ]] || fail 'run me as root (sudo)'
   root=${root%/}
-  local src
+  local src flavour=full
   src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  if [[ -n $tarball ]]; then
+    # A release tarball: one folder holding the app, its node_modules and RELEASE (version, arch, flavour).
+    [[ -f $tarball ]] || fail "no release tarball at $tarball"
+    unpacked=$(mktemp -d)
+    trap 'rm -rf "$unpacked"' EXIT
+    tar -xzf "$tarball" -C "$unpacked" --no-same-owner || fail "cannot unpack $tarball"
+    src=$(find "$unpacked" -mindepth 2 -maxdepth 2 -name RELEASE -printf '%h\n')
+    [[ -n $src && -d $src ]] || fail "$tarball is not a release from scripts/release.sh (no RELEASE file)"
+    local arch machine
+    arch=$(sed -n 's/^arch=//p' "$src/RELEASE")
+    flavour=$(sed -n 's/^flavour=//p' "$src/RELEASE")
+    machine=$(uname -m)
+    case $machine in x86_64) machine=linux-x64 ;; aarch64 | arm64) machine=linux-arm64 ;; esac
+    [[ $arch == "$machine" ]] || fail "$tarball is for $arch; this box is $machine: build the release for it (scripts/release.sh $machine)"
+    [[ $flavour == core ]] && $gpu && fail 'a --core release has no onnxruntime-node, so no GPU work: install the full release for --gpu'
+  fi
   [[ -x $src/node_modules/node/bin/node ]] || fail "$src has no node_modules: run npm ci there first (for this box's architecture)"
   local version
   version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$src/package.json")
   [[ -n $version ]] || fail "cannot read the version from $src/package.json"
+  # A core release is another build of the same version: it installs beside the full one, never over it.
+  [[ $flavour == core ]] && version=$version-core
   # On a real box (not a staging --root) the service runs as its own user, in group video for cameras.
   local staged=false
   [[ $root != '' ]] && staged=true
@@ -83,7 +104,7 @@ main() {
     mkdir -p "$release.partial"
     # Installed code is owned by whoever installs (root), never by the user who unpacked the release, and nobody
     # else may write it: the agent runs it, and root runs `noodle` too.
-    for part in agent bin common identity media protocols runtime scripts systemd package.json package-lock.json .npmrc README.md; do
+    for part in agent bin common identity media protocols runtime scripts systemd package.json package-lock.json .npmrc README.md RELEASE; do
       [[ -e $src/$part ]] && cp -a --no-preserve=ownership "$src/$part" "$release.partial/"
     done
     cp -a --no-preserve=ownership --reflink=auto "$src/node_modules" "$release.partial/"
