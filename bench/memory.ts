@@ -15,8 +15,8 @@
  *
  *   node bench/memory.ts [--idle-s 8] [--runs 3] [--parts imports,agent,variants]
  */
-import { execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -103,19 +103,22 @@ async function imports (): Promise<void> {
   }
 }
 
-/** One idle agent started as bin/noodle starts it (`env`, `nodeFlags` change that), sampled after idleMs. */
-async function idleAgent (env: Record<string, string | undefined>, nodeFlags: string[]): Promise<{ rss: number, anon: number, heavy: string[] }> {
+/**
+ * One idle agent started as bin/noodle starts it (`env`, `nodeFlags` change that; `entry` is the CLI, another
+ * for precompiled JS), sampled after idleMs. With no NODE_COMPILE_CACHE in `env` it runs without one.
+ */
+async function idleAgent (env: Record<string, string | undefined>, nodeFlags: string[], entry = join(ROOT, 'agent/main/noodle.ts')): Promise<{ rss: number, anon: number, heavy: string[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'noodle-mem-'))
   try {
     const key = join(dir, 'swarm.key')
     const { generateSwarmKey } = await import('../identity/keys.ts')
     writeFileSync(key, generateSwarmKey(), { mode: 0o600 })
     const args = ['agent', '--data-dir', join(dir, 'data'), '--name', 'mem', '--swarm-key', key, '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'info']
-    // bin/noodle's command line, run directly so that each variant changes one thing (and no compile cache).
-    const environment: Record<string, string | undefined> = { ...process.env, ...env }
+    // bin/noodle's command line, run directly so that each variant changes one thing.
+    const environment: Record<string, string | undefined> = { ...process.env, NODE_COMPILE_CACHE: undefined, ...env }
     // Unset, not the string "undefined".
-    for (const key of ['NODE_COMPILE_CACHE', ...Object.keys(env)]) if (key === 'NODE_COMPILE_CACHE' || env[key] === undefined) Reflect.deleteProperty(environment, key)
-    const child = spawn(NODE, [...nodeFlags, join(ROOT, 'agent/main/noodle.ts'), ...args], { env: environment, stdio: ['ignore', 'pipe', 'pipe'] })
+    for (const [key, value] of Object.entries(environment)) if (value === undefined) Reflect.deleteProperty(environment, key)
+    const child = spawn(NODE, [...nodeFlags, entry, ...args], { env: environment, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
     child.stdout.on('data', (d: Buffer) => { output += d.toString() })
     child.stderr.on('data', (d: Buffer) => { output += d.toString() })
@@ -137,9 +140,9 @@ async function idleAgent (env: Record<string, string | undefined>, nodeFlags: st
   }
 }
 
-async function agentLine (name: string, env: Record<string, string | undefined>, nodeFlags: string[]): Promise<void> {
+async function agentLine (name: string, env: Record<string, string | undefined>, nodeFlags: string[], entry?: string): Promise<void> {
   const samples = []
-  for (let r = 0; r < runs; r++) samples.push(await idleAgent(env, nodeFlags))
+  for (let r = 0; r < runs; r++) samples.push(await idleAgent(env, nodeFlags, entry))
   const heavy = [...new Set(samples.flatMap((s) => s.heavy))]
   process.stdout.write(`${name.padEnd(54)} rss ${fmt(median(samples.map((s) => s.rss)))}  private ${fmt(median(samples.map((s) => s.anon)))}  ` +
     `onnxruntime/node-av mapped: ${heavy.length === 0 ? 'no' : heavy.join(', ')}\n`)
@@ -149,12 +152,31 @@ async function agentLine (name: string, env: Record<string, string | undefined>,
 if (parts.has('imports')) await imports()
 if (parts.has('agent') || parts.has('variants')) {
   process.stdout.write(`\nidle agent, no camera, no peer: ${values['idle-s']} s after "agent started", median of ${runs}\n`)
-  await agentLine(`agent as bin/noodle runs it (${[...SHIPPED_FLAGS, `MALLOC_ARENA_MAX=${SHIPPED_ENV.MALLOC_ARENA_MAX}`].join(' ')})`, SHIPPED_ENV, SHIPPED_FLAGS)
+  await agentLine(`agent as bin/noodle runs it, first start (${[...SHIPPED_FLAGS, `MALLOC_ARENA_MAX=${SHIPPED_ENV.MALLOC_ARENA_MAX}`].join(' ')})`, SHIPPED_ENV, SHIPPED_FLAGS)
+  // The unit's CacheDirectory: the first start fills it, every later one starts from it.
+  const cache = mkdtempSync(join(tmpdir(), 'noodle-mem-cache-'))
+  try {
+    await idleAgent({ ...SHIPPED_ENV, NODE_COMPILE_CACHE: cache }, SHIPPED_FLAGS)
+    await agentLine('agent as bin/noodle runs it, later starts (warm compile cache)', { ...SHIPPED_ENV, NODE_COMPILE_CACHE: cache }, SHIPPED_FLAGS)
+  } finally {
+    rmSync(cache, { recursive: true, force: true })
+  }
 }
 if (parts.has('variants')) {
-  await agentLine('  without its node flags (V8 defaults)', SHIPPED_ENV, [])
+  // Each from the first start's settings, one thing changed. (--jitless cannot run TypeScript: the stripper is WebAssembly.)
+  for (const flag of SHIPPED_FLAGS) await agentLine(`  without ${flag}`, SHIPPED_ENV, SHIPPED_FLAGS.filter((f) => f !== flag))
   await agentLine('  without MALLOC_ARENA_MAX (glibc default)', { MALLOC_ARENA_MAX: undefined }, SHIPPED_FLAGS)
-  await agentLine('  + --max-old-space-size=64', SHIPPED_ENV, [...SHIPPED_FLAGS, '--max-old-space-size=64'])
+  // Tried and not adopted: more RSS, not less.
   await agentLine('  + --single-threaded-gc', SHIPPED_ENV, [...SHIPPED_FLAGS, '--single-threaded-gc'])
-  await agentLine('  + --jitless', SHIPPED_ENV, [...SHIPPED_FLAGS, '--jitless'])
+  // Measured only: the sources compiled to JavaScript ahead of time (tsc), so that no type stripping happens.
+  const out = mkdtempSync(join(tmpdir(), 'noodle-mem-js-'))
+  try {
+    // Emitted whatever type errors it reports: stripping is all that matters here.
+    spawnSync(NODE, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', ROOT, '--noEmit', 'false', '--outDir', out, '--rewriteRelativeImportExtensions', 'true'], { cwd: ROOT, stdio: 'ignore' })
+    symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'))
+    copyFileSync(join(ROOT, 'package.json'), join(out, 'package.json'))
+    await agentLine('  precompiled JavaScript (tsc), no compile cache', SHIPPED_ENV, SHIPPED_FLAGS, join(out, 'agent/main/noodle.js'))
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
 }
