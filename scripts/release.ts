@@ -13,6 +13,7 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -191,7 +192,8 @@ function fetchPackage (cache: string, spec: string, expected: string | undefined
   if (existsSync(join(unpacked, 'package/package.json'))) return join(unpacked, 'package')
   mkdirSync(cache, { recursive: true })
   log(`fetching ${spec}`)
-  const packed = JSON.parse(execFileSync('npm', ['pack', spec, '--json', '--pack-destination', cache], { cwd: cache, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })) as Array<{ filename: string }>
+  // From outside the repository, so npm reads no project settings there.
+  const packed = JSON.parse(execFileSync('npm', ['pack', spec, '--json', '--pack-destination', cache], { cwd: tmpdir(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })) as Array<{ filename: string }>
   const tarball = join(cache, (packed[0] as { filename: string }).filename)
   if (expected !== undefined && integrity(tarball) !== expected) throw new Error(`${spec} does not match package-lock.json's integrity`)
   rmSync(`${unpacked}.partial`, { recursive: true, force: true })

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { commandExists, tempDir, waitFor } from '../helpers/agents.ts'
-import { ELF_MACHINE, elfMachine, filesUnder, foreignBinaries, megabytesUnder, resolveIn, shippedPackages, shipsFile, stageRelease } from '../../scripts/release.ts'
+import { ARCHES, ELF_MACHINE, HEAVY_PACKAGES, elfMachine, filesUnder, foreignBinaries, megabytesUnder, resolveIn, shippedPackages, shipsFile, stageRelease } from '../../scripts/release.ts'
 import type { Lock } from '../../scripts/release.ts'
 
 const RELEASE = fileURLToPath(new URL('../../scripts/release.sh', import.meta.url))
@@ -36,8 +36,8 @@ function packagesIn (stage: string): string[] {
   return readdirSync(join(stage, 'node_modules')).flatMap((name) => name.startsWith('@') ? readdirSync(join(stage, 'node_modules', name)).map((sub) => `${name}/${sub}`) : [name])
 }
 
-t.test('release.sh passes shellcheck', { skip: commandExists('shellcheck') ? false : 'shellcheck is not installed' }, async (t) => {
-  const checked = await run('shellcheck', [RELEASE])
+t.test('release.sh and check-release.sh pass shellcheck', { skip: commandExists('shellcheck') ? false : 'shellcheck is not installed' }, async (t) => {
+  const checked = await run('shellcheck', [RELEASE, join(REPO, 'scripts/check-release.sh')])
   t.equal(checked.code, 0, checked.stdout)
 })
 
@@ -80,7 +80,7 @@ t.test('which files ship: no sources, declarations, maps, docs, tests or other p
     'prebuilds/linux-arm64.node', 'prebuilds/linux-arm64/node.napi.node', 'dist/security.js', 'lib/history.js'].filter((f) => !shipped(f)), [])
   t.same(['dist/index.d.ts', 'src/index.ts', 'dist/index.js.map', 'README.md', 'CHANGELOG', 'docs/api.html', 'test/a.js', 'dist/__tests__/a.js',
     'tsconfig.json', 'bin/napi-v6/linux/x64/libonnxruntime.so.1', 'bin/napi-v6/darwin/arm64/x.node', 'prebuilds/linux-x64.node',
-    'prebuilds/linuxmusl-arm64.node', 'prebuilds/darwin-arm64/node.napi.node', 'include/napi.h', 'node_modules/.bin/x'].filter((f) => shipped(f)), [])
+    'prebuilds/linuxmusl-arm64.node', 'prebuilds/darwin-arm64/node.napi.node', 'include/napi.h', 'node_modules/.bin/x', 'binding.gyp', 'examples/a.js', 'lib/binding.cc'].filter((f) => shipped(f)), [])
   t.same(['src/util.cpp', 'deps/sqlite3.tar.gz', 'build/Release/better_sqlite3.node'].filter((f) => shipped(f, true)), [], 'a native addon\'s sources and build stay out')
   t.ok(shipped('lib/index.js', true))
 })
@@ -98,6 +98,12 @@ t.test('ELF headers say which machine a file is built for', async (t) => {
   t.equal(elfMachine(header(elf(2, [0, 62]))), 62, 'big-endian')
   t.equal(elfMachine(header([0x7f, 0x45, 0x4c])), undefined, 'too short')
   t.equal(elfMachine(join(REPO, 'package.json')), undefined, 'not ELF')
+  const tree = join(dir, 'tree')
+  mkdirSync(join(tree, 'lib'), { recursive: true })
+  writeFileSync(join(tree, 'lib/addon.node'), Buffer.from(elf(1, [183, 0])))
+  writeFileSync(join(tree, 'index.js'), '')
+  t.same(foreignBinaries(tree, 'linux-x64'), ['lib/addon.node (e_machine 183)'], 'what would stop a linux-x64 release')
+  t.same(foreignBinaries(tree, 'linux-arm64'), [])
 })
 
 // The release builds below share one output folder; the core tarball is installed by the last test.
@@ -222,4 +228,20 @@ t.test('install.sh --release installs a core tarball beside the full one and ref
   t.equal(notRelease.code, 1)
   t.match(notRelease.stderr, /cannot unpack/)
   t.match((await run(INSTALL, ['--release', join(other, 'missing.tar.gz'), '--root', root])).stderr, /no release tarball at/)
+})
+
+t.test('docs/install.md: the usage, the sizes measured, and what a core release leaves out', { skip: x64 }, async (t) => {
+  const doc = readFileSync(join(REPO, 'docs/install.md'), 'utf8')
+  t.match(doc, `\`scripts/release.sh ${ARCHES.join('|')} [--core] [--out DIR]\``, 'the usage release.ts prints')
+  t.match(doc, `\`--core\` leaves out ${HEAVY_PACKAGES.join(' and ')}.`)
+  // The x64 sizes of the table, against the two releases built above (within 10 %: dependencies move).
+  const row = /^\| linux-x64 \| (\d+) MB \(\d+ MB packed\) \| (\d+) MB \(\d+ MB packed\) \|$/m.exec(doc)
+  t.ok(row !== null, 'the linux-x64 row')
+  const near = (documented: number, measured: number): boolean => Math.abs(documented - measured) <= documented / 10
+  const full = join(out, 'stage', `noodle-${VERSION}-linux-x64`)
+  const measured = { full: megabytesUnder(full), core: megabytesUnder(join(out, 'stage', `noodle-${VERSION}-linux-x64-core`)) }
+  t.ok(near(Number(row?.[1]), measured.full) && near(Number(row?.[2]), measured.core), `documented ${row?.[1]} and ${row?.[2]} MB, measured ${measured.full} and ${measured.core} MB`)
+  const parts = /the pinned Node binary is (\d+) MB \(x64\), node-av's addon (\d+) MB and onnxruntime (\d+) MB/.exec(doc)
+  const partSizes = [megabytesUnder(join(full, 'node_modules/node')), megabytesUnder(join(full, 'node_modules/@seydx')), megabytesUnder(join(full, 'node_modules/onnxruntime-node'))]
+  t.ok(parts !== null && partSizes.every((size, i) => near(Number(parts[i + 1]), size)), `documented ${parts?.slice(1).join(', ')} MB, measured ${partSizes.join(', ')} MB`)
 })
