@@ -28,7 +28,7 @@ export function beaconIntervalMs (intervalMs: number, perMemberMs: number, membe
 export interface HealthReporterComponents {
   mesh: Pick<Mesh, 'node' | 'publish'>
   /**
-   * Its `news` asks for a beacon soon, with our record; `record-wanted` for our next beacon to ask a member for its
+   * Its `news` asks for a beacon soon; `record-wanted` for our next beacon to ask a member for its
    * record, `record-asked` for ours. Each beacon sent goes out on it as `own-beacon`.
    */
   bus: MemberBus
@@ -52,7 +52,7 @@ export interface HealthReporterComponents {
  * revision of our record), and early when a peer starts listening to the topic or there is news (a member
  * joined, the coordinator or our work changed), so that a newcomer learns of everyone in one round trip instead
  * of one beacon interval, and a change is heard within one. The record (what we are: name, addresses, work…)
- * rides along when it changed, on news and new listeners, and when a member asks for it, at most once a second.
+ * rides along when it changed, for new listeners, and when a member asks for it (at most once a second).
  */
 export class HealthReporter {
   private readonly mesh: HealthReporterComponents['mesh']
@@ -71,7 +71,7 @@ export class HealthReporter {
   private timer: NodeJS.Timeout | undefined
   private early: NodeJS.Timeout | undefined
   private stopped = true
-  /** Our record's revision in the last beacon; whether the next must carry the record (news, a listener, an ask). */
+  /** Our record's revision in the last beacon; whether the next must carry the record (a new listener, an ask). */
   private sentRev: number | null = null
   private recordDue = true
   private recordSentAt = -Infinity
@@ -96,7 +96,7 @@ export class HealthReporter {
   start (): void {
     this.stopped = false
     this.mesh.node.services.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
-    this.bus.on('news', this.onNews)
+    this.bus.on('news', this.publishSoon)
     this.bus.on('record-wanted', this.onRecordWanted)
     this.bus.on('record-asked', this.onRecordAsked)
     this.work.on('change', this.publishSoon)
@@ -121,7 +121,7 @@ export class HealthReporter {
   stop (): void {
     this.stopped = true
     this.mesh.node.services.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
-    this.bus.off('news', this.onNews)
+    this.bus.off('news', this.publishSoon)
     this.bus.off('record-wanted', this.onRecordWanted)
     this.bus.off('record-asked', this.onRecordAsked)
     this.work.off('change', this.publishSoon)
@@ -139,8 +139,12 @@ export class HealthReporter {
     }, delayMs)
   }
 
-  /** A member joined or came back, or the coordinator changed: our record too, for whoever is new. */
-  private readonly onNews = (): void => {
+  /**
+   * A peer started listening to beacons (a newcomer, a restarted member, one reconnected after a cut): our record
+   * too, since it may know nothing of us. Other news (a member came back, the coordinator changed) brings an early
+   * pulse only: those who hear it have our record already, and one who has not asks.
+   */
+  private readonly onNewListener = (): void => {
     this.recordDue = true
     this.publishSoon()
   }
@@ -204,6 +208,6 @@ export class HealthReporter {
   }
 
   private readonly onSubscriptionChange = (event: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void => {
-    if (event.detail.subscriptions.some((s) => s.subscribe && s.topic === TOPICS.nodeHealth)) this.onNews()
+    if (event.detail.subscriptions.some((s) => s.subscribe && s.topic === TOPICS.nodeHealth)) this.onNewListener()
   }
 }
