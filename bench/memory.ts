@@ -5,13 +5,16 @@
  * more, in a process of its own; a line per stage gives its RSS, the private (anonymous) part of it, and V8's
  * heap, each after a full GC, and what the stage added to the one before (with bin/noodle's node flags and env):
  *
- *   bare node                        rss  41.2 MB  private  6.1 MB  heap  3.4 MB
- *   + type stripping (common/)       rss  +8.0 MB  private +6.9 MB  heap +1.2 MB
+ *   bare node                        rss  45.8 MB  private   9.2 MB  heap   4.4 MB
+ *   + type stripping (common/)       rss +25.3 MB  private +12.4 MB  heap  +4.1 MB
  *   …
  *
- * then whole agents, as bin/noodle starts them, idle with no camera and no peer, sampled after `--idle-s`:
- * as shipped, and with the memory settings it runs with taken off or changed one at a time (`--variants`), and
- * whether onnxruntime or node-av is mapped into the process at all (they must not be on a box with no camera).
+ * (Node's TypeScript stripper is WebAssembly whose memory grows with the largest file it strips: part of its cost
+ * shows in the stages after the first .ts file.) Then whole agents, as bin/noodle starts them, idle with no camera
+ * and no peer, sampled after `--idle-s`: at a first start (no compile cache) and at later ones (the unit's
+ * CacheDirectory holds it: a warm cache never loads the stripper), then with bin/noodle's memory settings taken off
+ * one at a time, and precompiled JavaScript for comparison (`variants`); each with the time from spawn to "agent
+ * started", and whether onnxruntime or node-av is mapped into the process at all (never, with no camera).
  *
  *   node bench/memory.ts [--idle-s 8] [--runs 3] [--parts imports,agent,variants]
  */
@@ -107,7 +110,7 @@ async function imports (): Promise<void> {
  * One idle agent started as bin/noodle starts it (`env`, `nodeFlags` change that; `entry` is the CLI, another
  * for precompiled JS), sampled after idleMs. With no NODE_COMPILE_CACHE in `env` it runs without one.
  */
-async function idleAgent (env: Record<string, string | undefined>, nodeFlags: string[], entry = join(ROOT, 'agent/main/noodle.ts')): Promise<{ rss: number, anon: number, heavy: string[] }> {
+async function idleAgent (env: Record<string, string | undefined>, nodeFlags: string[], entry = join(ROOT, 'agent/main/noodle.ts')): Promise<{ rss: number, anon: number, heavy: string[], startMs: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'noodle-mem-'))
   try {
     const key = join(dir, 'swarm.key')
@@ -127,6 +130,7 @@ async function idleAgent (env: Record<string, string | undefined>, nodeFlags: st
       if (child.exitCode !== null || Date.now() - started > 30_000) throw new Error(`the agent did not start:\n${output}`)
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
+    const startMs = Date.now() - started
     await new Promise((resolve) => setTimeout(resolve, idleMs))
     if (child.exitCode !== null) throw new Error(`the agent exited while idle:\n${output}`)
     const pid = child.pid as number
@@ -134,7 +138,7 @@ async function idleAgent (env: Record<string, string | undefined>, nodeFlags: st
     const heavy = mappedLibraries(pid).filter((f) => /onnxruntime|node-av|libav|ffmpeg/i.test(f))
     child.kill('SIGTERM')
     await new Promise((resolve) => child.once('exit', resolve))
-    return { rss, anon, heavy }
+    return { rss, anon, heavy, startMs }
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
@@ -145,7 +149,7 @@ async function agentLine (name: string, env: Record<string, string | undefined>,
   for (let r = 0; r < runs; r++) samples.push(await idleAgent(env, nodeFlags, entry))
   const heavy = [...new Set(samples.flatMap((s) => s.heavy))]
   process.stdout.write(`${name.padEnd(54)} rss ${fmt(median(samples.map((s) => s.rss)))}  private ${fmt(median(samples.map((s) => s.anon)))}  ` +
-    `onnxruntime/node-av mapped: ${heavy.length === 0 ? 'no' : heavy.join(', ')}\n`)
+    `start ${Math.round(median(samples.map((s) => s.startMs)))} ms  onnxruntime/node-av mapped: ${heavy.length === 0 ? 'no' : heavy.join(', ')}\n`)
 }
 
 
