@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks the linux-arm64 releases on an x86-64 machine: builds both flavours with scripts/release.sh, checks that
 # every ELF file in them is AArch64 (with file(1), apart from release.sh's own check), and runs them under Debian's
-# qemu-user-static: `noodle --version`, `noodle swarm-key`, an SQLite query through better-sqlite3, and (full
-# release) node-av's bindings. onnxruntime-node's library is checked by its ELF header only: under qemu-user it
+# qemu-user-static: `noodle --version`, `noodle swarm-key`, an SQLite query through better-sqlite3, (full
+# release) node-av's bindings, and an agent that starts and answers `noodle status`. onnxruntime-node's library is checked by its ELF header only: under qemu-user it
 # crashes while loading (its CPU detection reads the host's /proc/cpuinfo), which says nothing about an arm64 box.
 # Not part of the test suite: it fetches the arm64 Node and node-av addon (~70 MB) and takes a minute or two.
 #
@@ -66,7 +66,25 @@ main() {
       (cd "$dir" && run --input-type=module -e 'const av = await import("node-av/api"); console.log(typeof av.Decoder)' | grep -qx function) \
         || fail 'node-av does not load under qemu'
     fi
-    log "$(basename "$tarball"): noodle --version, noodle swarm-key and $loaded run under qemu-aarch64"
+    # An agent from it starts and answers its own `noodle status` (both under qemu: slow, hence the long wait).
+    local data agent waited=0
+    data=$(mktemp -d /tmp/nd-XXXXXX)
+    run "$dir/agent/main/noodle.ts" swarm-key >"$data/swarm.key"
+    run "$dir/agent/main/noodle.ts" agent --name arm-check --data-dir "$data" --swarm-key "$data/swarm.key" --listen /ip4/127.0.0.1/tcp/0 \
+      --no-mdns --log-level warn >"$data/agent.log" 2>&1 &
+    agent=$!
+    until run "$dir/agent/main/noodle.ts" status --data-dir "$data" 2>/dev/null | grep -q '^name *arm-check$'; do
+      waited=$((waited + 1))
+      if ((waited > 60)) || ! kill -0 "$agent" 2>/dev/null; then
+        kill "$agent" 2>/dev/null || true
+        fail "the agent of $(basename "$tarball") did not answer under qemu: $(tail -n 5 "$data/agent.log")"
+      fi
+      sleep 1
+    done
+    kill "$agent"
+    wait "$agent" || true
+    rm -rf "$data"
+    log "$(basename "$tarball"): noodle --version, noodle swarm-key, $loaded and an agent answering noodle status run under qemu-aarch64"
     rm -rf "$unpacked"
   done
   log 'the arm64 releases check out'
