@@ -212,6 +212,11 @@ export const ConfigSchema = z.strictObject({
       description: 'peers each gossip message is forwarded to (gossipsub\'s D). `0`: every member connects to every other and gets each message once, first-hand (a LAN). Raise to 2–3 when some members cannot reach each other directly (NAT, firewalls), at the cost of duplicates'
     })
   }).prefault({}),
+  mesh: z.strictObject({
+    connections: z.int().min(0).max(64).default(0).meta({
+      description: 'member connections each box keeps. `0`: a full mesh, every member connected to every other (a LAN of up to a few dozen boxes). `K` > 0: a partial mesh for larger sites: the dialer connects to at most K members (others may connect to it, up to K + 2 in all), and messages reach the rest through gossip, so `gossip.degree` must be 1 to K (see [Scale](scale.md))'
+    })
+  }).prefault({}),
   membership: z.strictObject({
     probeAfterMs: milliseconds(150, 600_000).default(1_100).meta({
       description: 'silence (no pulse, no answered ping) after which a member is pinged: a little over `health.intervalMs` (it must exceed it). Where the mesh is large enough that members pulse less often than this, they are pinged between pulses, so a cut is found as fast at any size'
@@ -313,6 +318,9 @@ export const ConfigSchema = z.strictObject({
 }).refine((c) => c.membership.probeAfterMs > c.health.intervalMs, {
   path: ['membership', 'probeAfterMs'],
   message: 'must be greater than health.intervalMs (a member is pinged only once a beacon is late)'
+}).refine((c) => c.mesh.connections === 0 || (c.gossip.degree >= 1 && c.gossip.degree <= c.mesh.connections), {
+  path: ['gossip', 'degree'],
+  message: 'must be 1 to mesh.connections when mesh.connections is set (in a partial mesh, messages reach most members only by being forwarded)'
 })
 
 export type Config = z.infer<typeof ConfigSchema>

@@ -55,6 +55,7 @@ import { EventLog } from '../store/event-log.ts'
 import { CoordinationRecords } from '../coordination/coordination-records.ts'
 import { MemberRecords } from '../membership/member-records.ts'
 import { MemberBeacons } from '../membership/member-beacons.ts'
+import { PingStreams } from '../membership/ping-streams.ts'
 import { VERSION } from '../../common/version.ts'
 import { WorkRegistry } from '../coordination/work.ts'
 
@@ -273,12 +274,12 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
   const bootstrapPeers = bootstrapPeerIds(config.bootstrap)
   const membership = new Membership({
     self: { peerId: selfId, name: config.name, state: 'alive', role: 'member', addrs: [], lastSeen: startedAt, health: null },
-    options: config.membership,
+    options: { ...config.membership, partialMesh: config.mesh.connections > 0 },
     // Bootstrap peers are members whatever the table holds (the dialer keeps them as members too).
     reserved: bootstrapPeers
   })
   const lag = new LoopLag({ expectedMs: PROBE_TICK_MS })
-  const dialer = new PeerDialer({ node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrapPeers })
+  const dialer = new PeerDialer({ node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrapPeers, maxConnections: config.mesh.connections })
   return {
     membership,
     lag,
@@ -288,7 +289,7 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
       mesh, bus, membership, beacons: new MemberBeacons({ maxMembers: config.membership.maxMembers }), dialer, members: new MemberRecords({ store }), events, metrics, log, tickMs: 1_000
     }),
     leave: new LeaveAnnouncement({ mesh, log, startedAt }),
-    prober: new Prober({ node: mesh.node, membership, bus, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs })
+    prober: new Prober({ node: mesh.node, membership, bus, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs, pings: new PingStreams({ node: mesh.node }), partialMesh: config.mesh.connections > 0 })
   }
 }
 

@@ -40,6 +40,12 @@ export interface MembershipOptions {
   reapAfterMs: number
   /** Members kept at most, self and the dead included (membership.maxMembers; DEFAULT_MAX_MEMBERS). */
   maxMembers?: number
+  /**
+   * A partial mesh (mesh.connections > 0): connections are closed on purpose (a member past its cap closes the
+   * newest), so a closed connection says nothing of the member, and `observeDisconnect` ignores it. Silence
+   * still gets it probed: a process that is gone refuses the probe's dial.
+   */
+  partialMesh?: boolean
 }
 
 /**
@@ -232,7 +238,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   /** Every connection to the member closed: suspect at once, and ping it at once (a dead process refuses). */
   observeDisconnect (peerId: string): void {
     const tracked = this.members.get(peerId)
-    if (tracked == null || peerId === this.selfId || tracked.member.state !== 'alive') return
+    if (tracked == null || peerId === this.selfId || tracked.member.state !== 'alive' || this.options.partialMesh === true) return
     tracked.probeNow = true
     this.transition(peerId, 'suspect', 'disconnected')
   }

@@ -56,6 +56,10 @@ export interface ProberComponents {
   lag: LoopLag
   log: Logger
   probeTimeoutMs: number
+  /** How pings go out: over a stream kept open per member (PingStreams), or by default libp2p's `ping()`. */
+  pings?: { ping: (peer: PeerId, options: { signal: AbortSignal }) => Promise<number>, stop?: () => void }
+  /** A partial mesh (mesh.connections > 0): a connection the ping had to open is closed after it. */
+  partialMesh?: boolean
 }
 
 /**
@@ -72,6 +76,8 @@ export class Prober {
   private readonly lag: LoopLag
   private readonly log: Logger
   private readonly probeTimeoutMs: number
+  private readonly pings: NonNullable<ProberComponents['pings']>
+  private readonly partialMesh: boolean
   private timer: NodeJS.Timeout | undefined
   private stopped = true
 
@@ -82,6 +88,8 @@ export class Prober {
     this.lag = components.lag
     this.log = components.log
     this.probeTimeoutMs = components.probeTimeoutMs
+    this.pings = components.pings ?? components.node.services.ping
+    this.partialMesh = components.partialMesh ?? false
   }
 
   start (): void {
@@ -95,6 +103,7 @@ export class Prober {
     this.stopped = true
     this.bus.off('disconnect', this.probeDue)
     clearInterval(this.timer)
+    this.pings.stop?.()
   }
 
   /** Probe what is due now rather than at the next tick (a member just disconnected). */
@@ -128,7 +137,8 @@ export class Prober {
     const own = new Set(tcpTargets(this.node.getMultiaddrs().map(String)).map(({ host, port }) => `${host}:${port}`))
     const targets = tcpTargets(this.membership.get(peerIdText)?.addrs ?? []).filter(({ host, port }) => !own.has(`${host}:${port}`))
     const knocked = knock(targets, timeoutMs)
-    this.node.services.ping.ping(peerId, { signal: AbortSignal.timeout(timeoutMs) }).then(
+    const opened = this.partialMesh && this.node.getConnections(peerId).length === 0
+    this.pings.ping(peerId, { signal: AbortSignal.timeout(timeoutMs) }).then(
       () => 'answered' as const,
       async (err: unknown): Promise<ProbeOutcome> => {
         if (isRefused(err)) return 'refused'
@@ -139,6 +149,8 @@ export class Prober {
       }
     ).then((outcome) => {
       if (!this.stopped) this.membership.observeProbe(peerIdText, outcome)
+      // Kept open, it would count against the cap, and the dialer would close it later anyway.
+      if (opened) this.node.hangUp(peerId).catch(() => {})
     }, () => {})
   }
 }

@@ -34,6 +34,14 @@ interface Target {
   inFlight: boolean
 }
 
+/** Partial mesh: connections past mesh.connections that others' dials may add (they dialled while we were under K). */
+export const CONNECTION_SLACK = 2
+/**
+ * Partial mesh: how long a connection past K + CONNECTION_SLACK is kept before it is closed: long enough for member
+ * sync, so that a newcomer that joined through a full member learns whom else to dial.
+ */
+export const CONNECTION_GRACE_MS = 5_000
+
 const FIRST_BACKOFF_MS = 250
 const DIAL_TIMEOUT_MIN_MS = 1_000
 
@@ -44,6 +52,11 @@ const DIAL_TIMEOUT_MIN_MS = 1_000
  * interval; a dial into silence (a cut link) is given up after a second and tried again at once, so a healed
  * link is back within about a second. Peers learnt by hearsay are capped in number and addresses and expire
  * unless they become members (see `TargetOrigin`); what is dropped is counted.
+ * With `maxConnections` K > 0 (mesh.connections: a partial mesh), it dials only while fewer than K peers are
+ * connected or being dialled, picking due targets in random order (a random graph). Connections it has are kept
+ * (replaced only when they close); past K + CONNECTION_SLACK, which only others' dials bring, the newest are
+ * closed once CONNECTION_GRACE_MS old. libp2p's own cap is not used: it refuses a newcomer outright, and one
+ * that joins through a full member would then learn of nobody else.
  */
 export class PeerDialer {
   private readonly node: MeshNode
@@ -53,15 +66,18 @@ export class PeerDialer {
   private readonly bootstrap: Set<string>
   private readonly now: () => number
   private readonly targets = new Map<string, Target>()
+  private readonly maxConnections: number
   private hearsay = 0
+  private dialing = 0
   private timer: NodeJS.Timeout | undefined
 
-  constructor (components: { node: MeshNode, log: Logger, metrics: MetricsStore, redialIntervalMs: number, bootstrapPeers?: string[], now?: () => number }) {
+  constructor (components: { node: MeshNode, log: Logger, metrics: MetricsStore, redialIntervalMs: number, bootstrapPeers?: string[], maxConnections?: number, now?: () => number }) {
     this.node = components.node
     this.log = components.log
     this.metrics = components.metrics
     this.redialIntervalMs = components.redialIntervalMs
     this.bootstrap = new Set(components.bootstrapPeers)
+    this.maxConnections = components.maxConnections ?? 0
     this.now = components.now ?? Date.now
   }
 
@@ -73,7 +89,7 @@ export class PeerDialer {
   start (): void {
     this.node.addEventListener('peer:discovery', this.onDiscovery)
     this.node.addEventListener('peer:connect', this.onConnect)
-    this.timer = setInterval(() => { this.expire(); this.dialDue() }, Math.min(FIRST_BACKOFF_MS, this.redialIntervalMs))
+    this.timer = setInterval(() => { this.expire(); this.trim(); this.dialDue() }, Math.min(FIRST_BACKOFF_MS, this.redialIntervalMs))
     this.timer.unref()
   }
 
@@ -158,15 +174,44 @@ export class PeerDialer {
 
   private dialDue (): void {
     const now = this.now()
+    const due: string[] = []
     for (const [id, target] of this.targets) {
-      if (!target.inFlight && target.notBefore <= now) this.dial(id)
+      if (!target.inFlight && target.notBefore <= now) due.push(id)
     }
+    if (this.maxConnections > 0) shuffle(due)
+    for (const id of due) this.dial(id)
+  }
+
+  /** Partial mesh: closes the newest connections past K + CONNECTION_SLACK peers, once they had their grace. */
+  trim (): void {
+    if (this.maxConnections === 0) return
+    const newest = new Map<string, { peerId: PeerId, openedAt: number }>()
+    for (const c of this.node.getConnections()) {
+      const id = c.remotePeer.toString()
+      const openedAt = Math.min(newest.get(id)?.openedAt ?? Infinity, c.timeline.open)
+      newest.set(id, { peerId: c.remotePeer, openedAt })
+    }
+    const excess = newest.size - (this.maxConnections + CONNECTION_SLACK)
+    if (excess <= 0) return
+    const now = Date.now()
+    const closing = [...newest.values()].sort((a, b) => b.openedAt - a.openedAt).slice(0, excess)
+    for (const { peerId, openedAt } of closing) {
+      if (now - openedAt < CONNECTION_GRACE_MS) continue
+      this.log.debug({ peer: peerId.toString() }, 'closing a connection past mesh.connections')
+      this.node.hangUp(peerId).catch((err: unknown) => { this.log.debug({ err, peer: peerId.toString() }, 'hang-up failed') })
+    }
+  }
+
+  /** Partial mesh: whether K peers are connected or being dialled already. */
+  private full (): boolean {
+    return this.maxConnections > 0 && this.node.getPeers().length + this.dialing >= this.maxConnections
   }
 
   private dial (id: string): void {
     const target = this.targets.get(id)
-    if (target == null || target.inFlight || this.node.getConnections(target.peerId).length > 0) return
+    if (target == null || target.inFlight || this.node.getConnections(target.peerId).length > 0 || this.full()) return
     target.inFlight = true
+    this.dialing++
     // A dial into a cut link hangs on SYN retries (1 s, 3 s, 7 s…); give up sooner and send a fresh SYN, so a
     // healed link is found within about a dial timeout.
     const timeoutMs = Math.max(DIAL_TIMEOUT_MIN_MS, this.redialIntervalMs)
@@ -182,6 +227,16 @@ export class PeerDialer {
       this.log.debug({ peer: id, err: (err as Error).message }, 'dial failed')
     }).finally(() => {
       target.inFlight = false
+      this.dialing--
     })
+  }
+}
+
+function shuffle<T> (items: T[]): void {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    const item = items[i] as T
+    items[i] = items[j] as T
+    items[j] = item
   }
 }

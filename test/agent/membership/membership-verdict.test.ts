@@ -44,3 +44,14 @@ t.test('a newer beacon refutes a verdict; a dead verdict on a member held alive 
   t.equal(table.observeVerdict('nobody', 'suspect', { startedAt: 0, seq: 0 }, 'x'), false, 'nor about strangers')
   t.same(changes, ['two:alive->suspect (not refuted)'])
 })
+
+t.test('partial mesh: a closed connection says nothing of a member (connections are closed on purpose)', async (t) => {
+  for (const partialMesh of [false, true]) {
+    const self: Member = { peerId: 'self', name: 'me', state: 'alive', role: 'member', addrs: [], lastSeen: 1, health: null }
+    const table = new Membership({ self, options: { ...options, partialMesh }, now: () => 1_000_000 })
+    table.observeBeacon('p1', sampleBeacon({ name: 'one', startedAt: 5, seq: 2 }))
+    table.observeDisconnect('p1')
+    t.same([table.get('p1')?.state, table.takeProbes()], partialMesh ? ['alive', []] : ['suspect', ['p1']],
+      partialMesh ? 'partial: still alive, not probed for it' : 'full: suspect, probed at once')
+  }
+})

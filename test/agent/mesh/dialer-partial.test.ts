@@ -1,0 +1,97 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import t from 'tap'
+import { CONNECTION_GRACE_MS, CONNECTION_SLACK, PeerDialer } from '../../../agent/mesh/dialer.ts'
+import type { MeshNode } from '../../../agent/mesh/mesh.ts'
+import type { MetricsStore } from '../../../agent/metrics/metrics.ts'
+import { createLogger } from '../../../common/logger.ts'
+import { eventually } from '../../helpers/eventually.ts'
+
+// The dialer in a partial mesh (mesh.connections K > 0), with a fake libp2p node: it dials at most K peers, and
+// closes the newest connections past K + CONNECTION_SLACK once they had their grace.
+
+const newPeerId = async (): Promise<PeerId> => peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+
+/** Connections by peer, each with when it opened; a dial connects once its promise settles. */
+class FakeNode extends EventTarget {
+  readonly dials: string[] = []
+  readonly hungUp: string[] = []
+  readonly connections = new Map<string, { remotePeer: PeerId, timeline: { open: number } }>()
+  readonly peerStore = { merge: async () => {} }
+  readonly peerId: PeerId
+
+  constructor (peerId: PeerId) {
+    super()
+    this.peerId = peerId
+  }
+
+  getPeers (): PeerId[] { return [...this.connections.values()].map((c) => c.remotePeer) }
+  getConnections (peer?: PeerId): unknown[] {
+    return peer == null ? [...this.connections.values()] : this.connections.has(peer.toString()) ? [{}] : []
+  }
+
+  async dial (peer: PeerId): Promise<void> {
+    this.dials.push(peer.toString())
+    await Promise.resolve()
+    this.connect(peer, Date.now())
+  }
+
+  connect (peer: PeerId, open: number): void { this.connections.set(peer.toString(), { remotePeer: peer, timeline: { open } }) }
+
+  async hangUp (peer: PeerId): Promise<void> {
+    this.hungUp.push(peer.toString())
+    this.connections.delete(peer.toString())
+  }
+}
+
+async function setup (t: { teardown: (fn: () => void) => void }, maxConnections: number) {
+  const node = new FakeNode(await newPeerId())
+  const dialer = new PeerDialer({
+    node: node as unknown as MeshNode,
+    log: createLogger('silent'),
+    metrics: { inc: () => {} } as unknown as MetricsStore,
+    redialIntervalMs: 1_000,
+    maxConnections
+  })
+  t.teardown(() => { dialer.stop() })
+  return { node, dialer }
+}
+
+t.test('K = 2: two of five members are dialled; when one connection closes, another member is', async (t) => {
+  const { node, dialer } = await setup(t, 2)
+  const peers = await Promise.all([1, 2, 3, 4, 5].map(async () => (await newPeerId()).toString()))
+  await Promise.all(peers.map((p) => dialer.want(p, [], 'member')))
+  t.same(node.dials, peers.slice(0, 2), 'the first two wanted are dialled; not more while two are being dialled')
+  await dialer.want(peers[4] as string, [], 'member')
+  t.same(node.dials.length, 2, 'nor once they are connected')
+  await eventually(() => node.connections.size, 2)
+  const [gone] = node.dials
+  node.connections.delete(gone as string)
+  dialer.start()
+  t.equal(await eventually(() => node.connections.size, 2, { timeoutMs: 2_000, intervalMs: 20 }), 2, 'back to two')
+  t.equal(node.dials.length, 3, 'by one more dial')
+  t.same(node.hungUp, [], 'nothing closed: under K + slack')
+})
+
+t.test('past K + slack, the newest connections are closed once they had their grace; older ones are kept', async (t) => {
+  const { node, dialer } = await setup(t, 2)
+  const now = Date.now()
+  const peers = await Promise.all([1, 2, 3, 4, 5, 6, 7].map(async () => newPeerId()))
+  // Seven peers dialled us: the oldest first; the two newest but one are past their grace, the newest is not.
+  peers.forEach((p, i) => { node.connect(p, now - (i < 6 ? CONNECTION_GRACE_MS * (10 - i) : 0)) })
+  dialer.trim()
+  await eventually(() => node.hungUp.length, 2)
+  t.same(node.hungUp, [peers[5], peers[4]].map(String), `the two newest past their grace closed (the newest kept until its own); ${2 + CONNECTION_SLACK} + 1 left`)
+  dialer.trim()
+  t.same(node.hungUp.length, 2, 'nothing more while the newest waits out its grace')
+})
+
+t.test('K = 0 (full mesh): every wanted member is dialled, nothing is ever closed', async (t) => {
+  const { node, dialer } = await setup(t, 0)
+  const peers = await Promise.all([1, 2, 3, 4, 5].map(async () => (await newPeerId()).toString()))
+  for (const p of peers) await dialer.want(p, [], 'member')
+  t.same(node.dials, peers)
+  dialer.trim()
+  t.same(node.hungUp, [])
+})
