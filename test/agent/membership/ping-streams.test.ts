@@ -1,0 +1,59 @@
+import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
+import t from 'tap'
+import { PingStreams, STREAM_MAX_AGE_MS } from '../../../agent/membership/ping-streams.ts'
+import { readSwarmKey } from '../../../identity/keys.ts'
+import { bareNode } from '../../../scripts/bare-node.ts'
+import { tempDir, writeSwarmKey } from '../../helpers/agents.ts'
+
+async function pair (t: { teardown: (fn: () => unknown) => void }) {
+  const psk = readSwarmKey(writeSwarmKey(join(tempDir(t), 'swarm.key')))
+  const [a, b] = [await bareNode(psk), await bareNode(psk)]
+  t.teardown(async () => { await a.stop(); await b.stop() })
+  await a.dial(b.getMultiaddrs()[0] as never)
+  return { a, b }
+}
+
+t.test('pings go over one stream per member, kept open, and answer with the round trip', async (t) => {
+  const { a, b } = await pair(t)
+  let now = 0
+  const pings = new PingStreams({ node: a, now: () => now })
+  const rtts = []
+  for (let i = 0; i < 5; i++) rtts.push(await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) }))
+  t.same(rtts.map((ms) => ms >= 0), [true, true, true, true, true])
+  const streams = () => a.getConnections(b.peerId).flatMap((c) => c.streams).filter((s) => s.protocol === '/ipfs/ping/1.0.0').length
+  t.equal(streams(), 1, 'five pings, one stream')
+  now += STREAM_MAX_AGE_MS
+  await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) })
+  t.equal(streams(), 1, 'an old stream is replaced before the responder would cut it')
+  pings.stop()
+  t.equal(pings.size, 0)
+})
+
+t.test('a ping that times out drops its stream, and the next opens a new one', async (t) => {
+  const { a, b } = await pair(t)
+  const pings = new PingStreams({ node: a })
+  await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) })
+  await t.rejects(pings.ping(b.peerId, { signal: AbortSignal.abort(new Error('timed out')) }), /timed out/)
+  t.equal(pings.size, 0, 'dropped')
+  t.ok(await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) }) >= 0, 'the next ping answers over a new stream')
+})
+
+t.test('a member whose process is gone: the ping fails as libp2p\'s does (refused, or the stream closed)', async (t) => {
+  const { a, b } = await pair(t)
+  const pings = new PingStreams({ node: a })
+  await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) })
+  await b.stop()
+  await t.rejects(pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) }))
+  await t.rejects(pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) }), 'and again, dialling anew')
+})
+
+t.test('wire cost: a ping on an open stream against one on a new stream (network namespace, root only)', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
+  const script = join(import.meta.dirname, '../../../bench/ping-cost.ts')
+  const ns = `pingcost${process.pid}`
+  execFileSync('ip', ['netns', 'add', ns])
+  t.teardown(() => { execFileSync('ip', ['netns', 'del', ns]) })
+  const out = JSON.parse(execFileSync('ip', ['netns', 'exec', ns, process.execPath, script, '--json'], { encoding: 'utf8' })) as { newStream: number, openStream: number }
+  t.comment(`bytes on the wire per ping, both ways: new stream ${out.newStream}, open stream ${out.openStream}`)
+  t.ok(out.openStream * 2 < out.newStream, 'an open stream costs less than half')
+})
