@@ -115,6 +115,7 @@ export class MembershipService {
     if (this.beacons.shouldAsk(peerId, wire, Date.now())) this.bus.emit('record-wanted', peerId)
     const beacon = this.beacons.assemble(peerId, wire)
     if (beacon === null) return
+    const before = this.membership.get(peerId)?.state
     const news = this.membership.observeBeacon(peerId, beacon)
     // Only the newest message's record is kept, and only a member's (a refused newcomer's is not).
     const latest = this.membership.isLatest(peerId, beacon)
@@ -123,7 +124,10 @@ export class MembershipService {
       this.dialer.want(peerId, beacon.addrs, 'member').catch((err: unknown) => {
         this.log.debug({ err, peer: peerId }, 'member not dialable')
       })
-      this.bus.emit('news')
+      // Answered with an early beacon: a newcomer, a new run, one back from dead or left. Not one back from a blip
+      // (suspect): it knows us still, and every member answering every blip of every other was O(N²) beacons
+      // on a loaded box. A newcomer or a restarted member also gets our record when it subscribes.
+      if (before !== 'suspect') this.bus.emit('news')
     }
     // Only the newest beacon speaks for the member: an older one arriving late must not undo a claim.
     if (latest) this.bus.emit('beacon', peerId, beacon)
