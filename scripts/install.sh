@@ -67,9 +67,10 @@ main() {
     [[ -f $tarball ]] || fail "no release tarball at $tarball"
     unpacked=$(mktemp -d)
     trap 'rm -rf "$unpacked"' EXIT
-    tar -xzf "$tarball" -C "$unpacked" --no-same-owner || fail "cannot unpack $tarball"
+    # RELEASE first, so a tarball for another box is refused before hundreds of MB are written.
+    tar -xzf "$tarball" -C "$unpacked" --no-same-owner --wildcards '*/RELEASE' 2>/dev/null \
+      || fail "$tarball is not a release from scripts/release.sh (no RELEASE file)"
     src=$(find "$unpacked" -mindepth 2 -maxdepth 2 -name RELEASE -printf '%h\n')
-    [[ -n $src && -d $src ]] || fail "$tarball is not a release from scripts/release.sh (no RELEASE file)"
     local arch machine
     arch=$(sed -n 's/^arch=//p' "$src/RELEASE")
     flavour=$(sed -n 's/^flavour=//p' "$src/RELEASE")
@@ -77,6 +78,7 @@ main() {
     case $machine in x86_64) machine=linux-x64 ;; aarch64 | arm64) machine=linux-arm64 ;; esac
     [[ $arch == "$machine" ]] || fail "$tarball is for $arch; this box is $machine: build the release for it (scripts/release.sh $machine)"
     [[ $flavour == core ]] && $gpu && fail 'a --core release has no onnxruntime-node, so no GPU work: install the full release for --gpu'
+    tar -xzf "$tarball" -C "$unpacked" --no-same-owner || fail "cannot unpack $tarball"
   fi
   [[ -x $src/node_modules/node/bin/node ]] || fail "$src has no node_modules: run npm ci there first (for this box's architecture)"
   local version

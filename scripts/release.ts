@@ -168,7 +168,7 @@ export function foreignBinaries (dir: string, arch: Arch): string[] {
   })
 }
 
-function log (message: string): void {
+function logToStderr (message: string): void {
   process.stderr.write(`noodle release: ${message}\n`)
 }
 
@@ -187,7 +187,7 @@ function integrity (file: string): string {
  * A package unpacked from the registry into the cache (`npm pack`, so npm's cache answers later runs offline),
  * checked against `expected` (the lock's integrity) when given. Returns the unpacked package folder.
  */
-function fetchPackage (cache: string, spec: string, expected: string | undefined): string {
+function fetchPackage (cache: string, spec: string, expected: string | undefined, log: (message: string) => void): string {
   const unpacked = join(cache, spec.replace(/[/@]/g, '_'))
   if (existsSync(join(unpacked, 'package/package.json'))) return join(unpacked, 'package')
   mkdirSync(cache, { recursive: true })
@@ -205,10 +205,17 @@ function fetchPackage (cache: string, spec: string, expected: string | undefined
   return join(unpacked, 'package')
 }
 
-export interface ReleaseOptions { repo: string, arch: Arch, core: boolean, out: string }
+export interface ReleaseOptions {
+  repo: string
+  arch: Arch
+  core: boolean
+  out: string
+  /** Where progress goes: stderr unless told. */
+  log?: (message: string) => void
+}
 
 /** Lays the release out in `out`/stage/<name>/ (made afresh) and returns that folder. */
-export function stageRelease ({ repo, arch, core, out }: ReleaseOptions): string {
+export function stageRelease ({ repo, arch, core, out, log = logToStderr }: ReleaseOptions): string {
   const lock = JSON.parse(readFileSync(join(repo, 'package-lock.json'), 'utf8')) as Lock
   const version = (JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string }).version
   const host = `${process.platform}-${process.arch}`
@@ -228,7 +235,7 @@ export function stageRelease ({ repo, arch, core, out }: ReleaseOptions): string
     const entry = lock.packages[at] as LockPackage
     const pkg = packageName(at)
     // A platform package for another machine is not in node_modules here: fetch it.
-    const source = forPlatform(entry, arch) && arch !== host ? fetchPackage(cache, `${pkg}@${entry.version as string}`, entry.integrity) : join(repo, at)
+    const source = forPlatform(entry, arch) && arch !== host ? fetchPackage(cache, `${pkg}@${entry.version as string}`, entry.integrity, log) : join(repo, at)
     if (!existsSync(join(source, 'package.json'))) throw new Error(`${at} is not installed: run npm ci first`)
     const native = existsSync(join(source, 'binding.gyp'))
     for (const file of filesUnder(source, (dir) => dir === 'node_modules')) {
@@ -238,7 +245,7 @@ export function stageRelease ({ repo, arch, core, out }: ReleaseOptions): string
   // The pinned Node: npm installs the host's binary (the node package's install script fetches node-<os>-<cpu>),
   // so another architecture's comes from its own package.
   const nodeVersion = lock.packages['node_modules/node']?.version as string
-  const nodeBinary = arch === host ? join(repo, 'node_modules/node/bin/node') : join(fetchPackage(cache, `node-${arch}@${nodeVersion}`, undefined), 'bin/node')
+  const nodeBinary = arch === host ? join(repo, 'node_modules/node/bin/node') : join(fetchPackage(cache, `node-${arch}@${nodeVersion}`, undefined, log), 'bin/node')
   rmSync(join(stage, 'node_modules/node/bin/node'), { force: true })
   copyFile(nodeBinary, join(stage, 'node_modules/node/bin/node'))
   writeFileSync(join(stage, 'RELEASE'), `version=${version}\narch=${arch}\nflavour=${core ? 'core' : 'full'}\n`)
@@ -284,7 +291,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   try {
     main(process.argv.slice(2))
   } catch (err) {
-    log((err as Error).message)
+    logToStderr((err as Error).message)
     process.exit(1)
   }
 }
