@@ -1,12 +1,12 @@
 import { chmodSync, readFileSync, unlinkSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import type { Socket } from 'node:net'
-import { STATUS_CODES, createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { TLSSocket } from 'node:tls'
 import { createServer as createTlsServer } from 'node:https'
 import { AddressLimit } from '../../common/address-limit.ts'
+import { nodeHttp } from '../../common/http.ts'
 import type { OperatorRole } from '../../protocols/identity.ts'
 import type { z } from 'zod'
 import { issueKey } from '../../protocols/codec.ts'
@@ -206,7 +206,7 @@ function bearerToken (req: IncomingMessage): string | undefined {
 /** A JSON error answer written straight to a socket whose request Node could not parse. */
 function rawErrorAnswer (status: number, code: string, message: string): string {
   const text = JSON.stringify({ error: { code, message } })
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+  return `HTTP/1.1 ${status} ${nodeHttp().STATUS_CODES[status] ?? code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
 }
 
 /**
@@ -267,7 +267,7 @@ export class ControlApi {
       throw new NoodleError('ERR_AGENT_RUNNING', `an agent is already running on ${this.socketPath}`)
     }
     try { unlinkSync(this.socketPath) } catch { /* no stale socket */ }
-    const server = createServer(this.serverOptions, (req, res) => { this.serve(req, res, false) })
+    const server = nodeHttp().createServer(this.serverOptions, (req, res) => { this.serve(req, res, false) })
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)

@@ -1,4 +1,4 @@
-import { request } from 'node:http'
+import { nodeHttp } from '../../common/http.ts'
 import { AgentHangupError, AgentTimeoutError, AgentUnreachableError, ApiError } from '../../common/errors.ts'
 
 /** GET a control API path over the agent's Unix socket and parse the JSON answer. */
@@ -58,7 +58,7 @@ function call (socketPath: string, method: 'GET' | 'POST', path: string, timeout
       reject(err)
       req.destroy()
     }
-    const req = request({ socketPath, path, method, timeout: timeoutMs, headers }, (res) => {
+    const req = nodeHttp().request({ socketPath, path, method, timeout: timeoutMs, headers }, (res) => {
       const chunks: Buffer[] = []
       let size = 0
       res.on('data', (c: Buffer) => {
