@@ -242,6 +242,8 @@ t.test('docs/install.md: the usage, the sizes measured, and what a core release 
   const full = join(out, 'stage', `noodle-${VERSION}-linux-x64`)
   const measured = { full: megabytesUnder(full), core: megabytesUnder(join(out, 'stage', `noodle-${VERSION}-linux-x64-core`)) }
   t.ok(near(Number(row?.[1]), measured.full) && near(Number(row?.[2]), measured.core), `documented ${row?.[1]} and ${row?.[2]} MB, measured ${measured.full} and ${measured.core} MB`)
+  const readme = /\((\d+) MB unpacked on x64\s+instead of (\d+) MB;/.exec(readFileSync(join(REPO, 'README.md'), 'utf8'))
+  t.ok(readme !== null && near(Number(readme[1]), measured.core) && near(Number(readme[2]), measured.full), `the README's figures: ${readme?.slice(1).join(' and ')} MB`)
   const parts = /the pinned Node binary is (\d+) MB \(x64\), node-av's addon (\d+) MB and onnxruntime (\d+) MB/.exec(doc)
   const partSizes = [megabytesUnder(join(full, 'node_modules/node')), megabytesUnder(join(full, 'node_modules/@seydx')), megabytesUnder(join(full, 'node_modules/onnxruntime-node'))]
   t.ok(parts !== null && partSizes.every((size, i) => near(Number(parts[i + 1]), size)), `documented ${parts?.slice(1).join(', ')} MB, measured ${partSizes.join(', ')} MB`)
