@@ -125,8 +125,8 @@ try {
   const profiled = await start(1, [entry], { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir} --cpu-prof-interval=${Number(values['interval-us'])}` })
   agents.push(profiled)
   // In batches: many agents booting at once on a small machine miss startAgent's deadline.
-  for (let i = 2; i < n; i += 5) {
-    agents.push(...await Promise.all(Array.from({ length: Math.min(5, n - i) }, async (_, j) => await start(i + j, [entry]))))
+  for (let i = 2; i < n; i += 3) {
+    agents.push(...await Promise.all(Array.from({ length: Math.min(3, n - i) }, async (_, j) => await start(i + j, [entry]))))
   }
   await waitFor(`${n} agents to converge`, () => allSee(agents, agents, 'alive'), 120_000, 100)
   await new Promise((resolve) => setTimeout(resolve, settleMs))
@@ -148,7 +148,8 @@ try {
   console.log(`messages received per second by the profiled agent, by how validation ended: ${[...validatedAfter]
     .map(([status, count]) => `${status} ${((count - (validatedBefore.get(status) ?? 0)) / (idleMs / 1000)).toFixed(1)}`).join(', ')}`)
 
-  const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'))
+  // Node names it CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile; a kept folder may hold earlier runs' too.
+  const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile') && f.split('.')[3] === String(profiled.child.pid))
   if (file == null) throw new Error(`no profile was written to ${profileDir}`)
   const profile = JSON.parse(readFileSync(join(profileDir, file), 'utf8')) as Profile
   if (profile.startTime > fromUs || profile.endTime < toUs) throw new Error('the profile does not cover the idle window (clocks differ?)')
