@@ -1,6 +1,6 @@
 import t from 'tap'
 import { MetricsStore } from '../../../agent/metrics/metrics.ts'
-import { PrometheusMetrics } from '../../../agent/metrics/prometheus.ts'
+import { EVENT_LOOP_SAMPLE_MS, PrometheusMetrics } from '../../../agent/metrics/prometheus.ts'
 import { LatencyMetrics } from '../../../agent/metrics/latencies.ts'
 import type { MetricsSources } from '../../../agent/metrics/prometheus.ts'
 import { families, mistyped, untyped } from './families.ts'
@@ -29,6 +29,14 @@ function value (text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(series + ' '))
   return line === undefined ? undefined : Number(line.slice(series.length + 1))
 }
+
+t.test('the event-loop delay histogram samples every 100 ms: its figures are the time between samples', async (t) => {
+  const { metrics } = setup()
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  const min = value(await metrics.render(), 'nodejs_eventloop_lag_min_seconds') ?? NaN
+  // Sampled at prom-client's default (10 ms), the shortest time between samples would be about 0.01 s.
+  t.ok(min >= EVENT_LOOP_SAMPLE_MS / 1000 * 0.95 && min < 5, `shortest time between samples: ${min} s`)
+})
 
 t.test('the mesh, ingest, cameras and the process, read at scrape time', async (t) => {
   const { metrics } = setup()
