@@ -30,7 +30,8 @@ export interface MemberDirectory {
 /**
  * Keeps a copy here of every model that mesh work which could move here runs, fetched while its home is alive:
  * when a node dies, the coordinator moves its cameras to another node, and that node must not need the dead
- * node's copy of the model. Models are small beside the frames they save (the PP-OCR detector is 4.7 MB);
+ * node's copy of the model. A copy is only checked against its hash and stored (ModelRuntime.store): it is
+ * compiled, and onnxruntime loaded, when its work lands here. Models are small beside the frames they save (the PP-OCR detector is 4.7 MB);
  * a box short of disk turns this off (`models.standby: false`) and can then take over only work whose model
  * another live node still has. A copy kept here that no member's work has named for `retainMs` is deleted
  * again; models an operator compiled or fetched never are.
