@@ -40,8 +40,12 @@ install_file() {
   return 0
 }
 
+# A version names the folder under releases/ a release installs into: x.y.z, maybe with a pre-release or build
+# suffix, and nothing that could climb out of it (no slash) or say more than one thing (no newline).
+valid_version() { [[ $1 =~ ^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$ ]]; }
+
 main() {
-  local swarm_key='' name='' mqtt_url='' gpu=false prefix=/opt/noodle root=/ start=true tarball=''
+  local swarm_key='' name='' mqtt_url='' gpu=false prefix=/opt/noodle root=/ start=true tarball='' release_version=''
   local -a bootstrap=()
   while (($#)); do
     case $1 in
@@ -70,10 +74,16 @@ main() {
     # RELEASE first, so a tarball for another box is refused before hundreds of MB are written.
     tar -xzf "$tarball" -C "$unpacked" --no-same-owner --wildcards '*/RELEASE' 2>/dev/null \
       || fail "$tarball is not a release from scripts/release.sh (no RELEASE file)"
-    src=$(find "$unpacked" -mindepth 2 -maxdepth 2 -name RELEASE -printf '%h\n')
+    src=$(find "$unpacked" -mindepth 2 -maxdepth 2 -name RELEASE -type f -printf '%h\n')
+    [[ -n $src && $src != *$'\n'* ]] || fail "$tarball is not a release from scripts/release.sh (not one folder holding a RELEASE file)"
     local arch machine
+    # What RELEASE says is checked before it is used: it names the folder the release goes to.
+    release_version=$(sed -n 's/^version=//p' "$src/RELEASE")
     arch=$(sed -n 's/^arch=//p' "$src/RELEASE")
     flavour=$(sed -n 's/^flavour=//p' "$src/RELEASE")
+    valid_version "$release_version" || fail "$tarball: RELEASE gives no valid version (${release_version@Q})"
+    [[ $arch == linux-x64 || $arch == linux-arm64 ]] || fail "$tarball: RELEASE gives no valid arch (${arch@Q}): linux-x64 or linux-arm64"
+    [[ $flavour == full || $flavour == core ]] || fail "$tarball: RELEASE gives no valid flavour (${flavour@Q}): full or core"
     machine=$(uname -m)
     case $machine in x86_64) machine=linux-x64 ;; aarch64 | arm64) machine=linux-arm64 ;; esac
     [[ $arch == "$machine" ]] || fail "$tarball is for $arch; this box is $machine: build the release for it (scripts/release.sh $machine)"
@@ -81,9 +91,35 @@ main() {
     tar -xzf "$tarball" -C "$unpacked" --no-same-owner || fail "cannot unpack $tarball"
   fi
   [[ -x $src/node_modules/node/bin/node ]] || fail "$src has no node_modules: run npm ci there first (for this box's architecture)"
+  "$src/node_modules/node/bin/node" -e 0 2>/dev/null \
+    || fail "${tarball:-$src}: its Node runtime (node_modules/node/bin/node) does not run on this box (is it built for another machine?)"
+  if [[ -n $tarball ]]; then
+    # Every ELF file must be built for this box, or the agent fails later, when it loads one (a camera's decoder).
+    local foreign
+    foreign=$("$src/node_modules/node/bin/node" -e '
+      const fs = require("node:fs"), path = require("node:path")
+      const [root, machine] = [process.argv[1], Number(process.argv[2])], found = [], header = Buffer.alloc(20)
+      const walk = (dir) => {
+        for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+          const file = path.join(dir, entry.name)
+          if (entry.isDirectory()) walk(file)
+          if (!entry.isFile()) continue
+          const fd = fs.openSync(file, "r")
+          const read = fs.readSync(fd, header, 0, 20, 0)
+          fs.closeSync(fd)
+          if (read < 20 || header.readUInt32BE(0) !== 0x7f454c46) continue
+          if ((header[5] === 2 ? header.readUInt16BE(18) : header.readUInt16LE(18)) !== machine) found.push(path.relative(root, file))
+        }
+      }
+      walk(root)
+      process.stdout.write(found.sort().join(" "))' "$src" "$([[ $machine == linux-arm64 ]] && echo 183 || echo 62)") \
+      || fail "cannot read $tarball's files"
+    [[ -z $foreign ]] || fail "$tarball holds files built for another machine than this box ($machine): $foreign"
+  fi
   local version
   version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$src/package.json")
-  [[ -n $version ]] || fail "cannot read the version from $src/package.json"
+  valid_version "$version" || fail "${tarball:-$src}: package.json gives no valid version (${version@Q})"
+  [[ -z $tarball || $version == "$release_version" ]] || fail "$tarball: RELEASE says version $release_version but its package.json $version"
   # A core release is another build of the same version: it installs beside the full one, never over it.
   [[ $flavour == core ]] && version=$version-core
   # On a real box (not a staging --root) the service runs as its own user, in group video for cameras.
@@ -103,6 +139,7 @@ main() {
   local base=$root$prefix release=$root$prefix/releases/$version
   if [[ ! -d $release ]]; then
     log "installing $version into $prefix/releases/$version"
+    rm -rf "$release.partial"  # what a failed install left
     mkdir -p "$release.partial"
     # Installed code is owned by whoever installs (root), never by the user who unpacked the release, and nobody
     # else may write it: the agent runs it, and root runs `noodle` too.
@@ -121,16 +158,9 @@ main() {
     touch "$release/.gpu"
     changed=true
   fi
-  local previous=''
-  [[ -L $base/current ]] && previous=$(readlink "$base/current")
-  if [[ $previous != "releases/$version" ]]; then
-    ln -sfn "releases/$version" "$base/current"
-    changed=true
-  fi
-  mkdir -p "$base/bin" "$root/usr/local/bin"
-  [[ $(readlink "$base/bin/noodle" 2>/dev/null) == ../current/bin/noodle ]] || { ln -sfn ../current/bin/noodle "$base/bin/noodle"; changed=true; }
-  [[ $(readlink "$root/usr/local/bin/noodle" 2>/dev/null) == "$prefix/bin/noodle" ]] || { ln -sfn "$prefix/bin/noodle" "$root/usr/local/bin/noodle"; changed=true; }
-  local node=$base/current/node_modules/node/bin/node
+  # The new release is put in use last, once the config and unit are written: a failure before leaves the one in
+  # use as it was.
+  local node=$release/node_modules/node/bin/node
 
   # Config and swarm key: made once, kept across upgrades.
   local etc=$root/etc/noodle data=$root/var/lib/noodle
@@ -138,7 +168,12 @@ main() {
   if [[ -n $swarm_key ]]; then
     install_file "$swarm_key" "$etc/swarm.key" 0640 && changed=true
   elif [[ ! -f $etc/swarm.key ]]; then
-    (umask 027 && "$base/bin/noodle" swarm-key >"$etc/swarm.key")
+    # Through a file of its own: a key that failed half-way must not be kept as the box's key.
+    if ! (umask 027 && "$release/bin/noodle" swarm-key >"$etc/swarm.key.partial"); then
+      rm -f "$etc/swarm.key.partial"
+      fail "cannot make a swarm key with $version's noodle swarm-key"
+    fi
+    mv "$etc/swarm.key.partial" "$etc/swarm.key"
     log "made a new swarm key: copy $etc/swarm.key to every other box and pass it there with --swarm-key"
     changed=true
   fi
@@ -148,11 +183,18 @@ main() {
   settings=$(NAME=$name MQTT_URL=$mqtt_url BOOTSTRAP=${bootstrap[*]-} DATA=/var/lib/noodle KEY=/etc/noodle/swarm.key "$node" -e '
     const fs = require("node:fs")
     const file = process.argv[1]
-    const config = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : { dataDir: process.env.DATA, swarmKeyFile: process.env.KEY }
+    let config
+    try {
+      config = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : { dataDir: process.env.DATA, swarmKeyFile: process.env.KEY }
+      if (typeof config !== "object" || config === null || Array.isArray(config)) throw new Error("not a JSON object")
+    } catch (err) {
+      process.stderr.write("noodle install: cannot read " + file + ": " + err.message + "\n")
+      process.exit(1)
+    }
     if (process.env.NAME) config.name = process.env.NAME
     if (process.env.BOOTSTRAP) config.bootstrap = process.env.BOOTSTRAP.split(" ")
     if (process.env.MQTT_URL) config.mqtt = { ...config.mqtt, url: process.env.MQTT_URL }
-    process.stdout.write(JSON.stringify(config, null, 2) + "\n")' "$etc/config.json")
+    process.stdout.write(JSON.stringify(config, null, 2) + "\n")' "$etc/config.json") || exit 1
   if [[ ! -f $etc/config.json ]] || [[ $settings != "$(cat "$etc/config.json")" ]]; then
     printf '%s\n' "$settings" >"$etc/config.json"
     chmod 0640 "$etc/config.json"
@@ -174,6 +216,16 @@ main() {
     install_file "$unit" "$unit_dir/noodle-agent.service.d/gpu.conf" 0644 && changed=true
     rm -f "$unit"
   fi
+
+  local previous=''
+  [[ -L $base/current ]] && previous=$(readlink "$base/current")
+  if [[ $previous != "releases/$version" ]]; then
+    ln -sfn "releases/$version" "$base/current"
+    changed=true
+  fi
+  mkdir -p "$base/bin" "$root/usr/local/bin"
+  [[ $(readlink "$base/bin/noodle" 2>/dev/null) == ../current/bin/noodle ]] || { ln -sfn ../current/bin/noodle "$base/bin/noodle"; changed=true; }
+  [[ $(readlink "$root/usr/local/bin/noodle" 2>/dev/null) == "$prefix/bin/noodle" ]] || { ln -sfn "$prefix/bin/noodle" "$root/usr/local/bin/noodle"; changed=true; }
 
   if ! $changed; then
     log "nothing to change: $version is installed as configured"
