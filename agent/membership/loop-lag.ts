@@ -16,13 +16,16 @@ export class LoopLag {
   }
 
   /**
-   * Call once per expected interval; returns how long the loop stalled beyond it (ms, 0 when on time).
+   * Call when a timer set `expectedMs` after the previous sample fires (by default the interval given at
+   * construction); returns how long the loop stalled beyond it (ms, 0 when on time). The recent lag decays with
+   * the time passed, however often it is sampled.
    */
-  sample (): number {
+  sample (expectedMs = this.expectedMs): number {
     const now = this.now()
-    const late = this.last == null ? 0 : Math.max(0, now - this.last - this.expectedMs)
+    const late = this.last == null ? 0 : Math.max(0, now - this.last - expectedMs)
+    const decay = this.last == null ? 1 : DECAY_PER_SAMPLE ** ((now - this.last) / this.expectedMs)
     this.last = now
-    this.recentMs = Math.max(late, this.recentMs * DECAY_PER_SAMPLE)
+    this.recentMs = Math.max(late, this.recentMs * decay)
     return late
   }
 

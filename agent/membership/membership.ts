@@ -264,6 +264,22 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return due
   }
 
+  /**
+   * How long until `takeProbes(scale)` would hand out a member (ms; 0 when one is due now, Infinity when none
+   * can be): the prober sleeps until then rather than polling.
+   */
+  msUntilProbe (scale = 1): number {
+    const now = this.now()
+    let soonest = Infinity
+    for (const [peerId, tracked] of this.members) {
+      const { state } = tracked.member
+      if (peerId === this.selfId || tracked.probeStartedAt != null || !isLive(state)) continue
+      const silent = tracked.probeNow || state === 'suspect' ? now : tracked.silentSince + this.options.probeAfterMs * scale
+      soonest = Math.min(soonest, Math.max(tracked.probeNotBefore, silent) - now)
+    }
+    return Math.max(0, soonest)
+  }
+
   /** The ping handed out by `takeProbes()` came back. */
   observeProbe (peerId: string, outcome: ProbeOutcome): void {
     const tracked = this.members.get(peerId)

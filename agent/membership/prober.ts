@@ -7,8 +7,13 @@ import type { LoopLag } from './loop-lag.ts'
 import type { Membership, ProbeOutcome } from './membership.ts'
 import type { MeshNode } from '../mesh/mesh.ts'
 
-/** How often the prober looks for members to ping; also its event-loop lag sampling interval. */
+/** The prober's shortest sleep between looks for members to ping (and samples of the event loop's lag). */
 export const PROBE_TICK_MS = 50
+/**
+ * Its longest: it sleeps until the next member is due (Membership.msUntilProbe), or this long when none is due
+ * sooner, still sampling the loop's lag. Polling every 50 ms woke an idle agent 20 times a second for nothing.
+ */
+export const IDLE_TICK_MS = 250
 /** A stall longer than this is forgiven: nobody's silence during it counts. */
 const STALL_FORGIVE_MS = 200
 /** A probe whose timeout fired this much late ran on a stalled loop of ours: its failure proves nothing. */
@@ -79,6 +84,9 @@ export class Prober {
   private readonly pings: NonNullable<ProberComponents['pings']>
   private readonly partialMesh: boolean
   private timer: NodeJS.Timeout | undefined
+  /** When the pending tick is due, and when the lag was last sampled (performance.now(), as LoopLag's clock). */
+  private tickAt = 0
+  private sampledAt = 0
   private stopped = true
 
   constructor (components: ProberComponents) {
@@ -95,15 +103,39 @@ export class Prober {
   start (): void {
     this.stopped = false
     this.lag.sample()
+    this.sampledAt = performance.now()
     this.bus.on('disconnect', this.probeDue)
-    this.timer = setInterval(() => { this.tick() }, PROBE_TICK_MS)
+    this.membership.on('change', this.soonerIfDue)
+    this.schedule(PROBE_TICK_MS)
   }
 
   stop (): void {
     this.stopped = true
     this.bus.off('disconnect', this.probeDue)
-    clearInterval(this.timer)
+    this.membership.off('change', this.soonerIfDue)
+    clearTimeout(this.timer)
     this.pings.stop?.()
+  }
+
+  private schedule (delayMs: number): void {
+    clearTimeout(this.timer)
+    this.tickAt = performance.now() + delayMs
+    this.timer = setTimeout(this.tick, delayMs)
+  }
+
+  /** The next tick: when the next member is due, within PROBE_TICK_MS..IDLE_TICK_MS from now. */
+  private scheduleNext (): void {
+    this.schedule(Math.min(IDLE_TICK_MS, Math.max(PROBE_TICK_MS, this.membership.msUntilProbe(this.lag.scale))))
+  }
+
+  /**
+   * A member changed state (a verdict made it suspect, say) or a probe came back: it may be due before the
+   * pending tick, which then comes sooner.
+   */
+  private readonly soonerIfDue = (): void => {
+    if (this.stopped) return
+    const delay = Math.max(PROBE_TICK_MS, this.membership.msUntilProbe(this.lag.scale))
+    if (performance.now() + delay < this.tickAt) this.schedule(delay)
   }
 
   /** Probe what is due now rather than at the next tick (a member just disconnected). */
@@ -113,15 +145,18 @@ export class Prober {
     for (const peerId of membership.takeProbes(lag.scale)) this.probe(peerId, Math.round(this.probeTimeoutMs * lag.scale))
   }
 
-  private tick (): void {
-    const stall = this.lag.sample()
+  private readonly tick = (): void => {
+    const stall = this.lag.sample(this.tickAt - this.sampledAt)
+    this.sampledAt = performance.now()
     if (stall > STALL_FORGIVE_MS) {
       // We were not running: beacons may be waiting unread. Forgive the time and let I/O catch up first.
       this.membership.forgiveStall(stall)
       this.log.warn({ stallMs: Math.round(stall) }, 'event loop stalled; member silence during it forgiven')
+      this.schedule(PROBE_TICK_MS)
       return
     }
     this.probeDue()
+    this.scheduleNext()
   }
 
   private probe (peerIdText: string, timeoutMs: number): void {
@@ -148,7 +183,10 @@ export class Prober {
         return knock === 'connected' ? 'knocked' : knock === 'refused' ? 'refused' : 'timeout'
       }
     ).then((outcome) => {
-      if (!this.stopped) this.membership.observeProbe(peerIdText, outcome)
+      if (!this.stopped) {
+        this.membership.observeProbe(peerIdText, outcome)
+        this.soonerIfDue()
+      }
       // Kept open, it would count against the cap, and the dialer would close it later anyway.
       if (opened) this.node.hangUp(peerId).catch(() => {})
     }, () => {})
