@@ -279,7 +279,10 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
     reserved: bootstrapPeers
   })
   const lag = new LoopLag({ expectedMs: PROBE_TICK_MS })
-  const dialer = new PeerDialer({ node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrapPeers, maxConnections: config.mesh.connections })
+  const dialer = new PeerDialer({
+    node: mesh.node, log, metrics, redialIntervalMs: config.membership.redialIntervalMs, bootstrapPeers, maxConnections: config.mesh.connections,
+    listedDead: () => membership.unsorted().flatMap((m) => m.state === 'dead' ? [m.peerId] : [])
+  })
   return {
     membership,
     lag,

@@ -42,6 +42,13 @@ export const CONNECTION_SLACK = 2
  */
 export const CONNECTION_GRACE_MS = 5_000
 
+/**
+ * Partial mesh: how often a member with K connections dials one member it lists dead anyway (Serf's reconnect).
+ * Once a partition lasted long enough for the connections across it to close, each side fills its K on its own
+ * side, and without this nobody would dial across again after the heal: two meshes, two coordinators, for good.
+ */
+export const RECONNECT_INTERVAL_MS = 2_000
+
 const FIRST_BACKOFF_MS = 250
 const DIAL_TIMEOUT_MIN_MS = 1_000
 
@@ -67,17 +74,21 @@ export class PeerDialer {
   private readonly now: () => number
   private readonly targets = new Map<string, Target>()
   private readonly maxConnections: number
+  private readonly listedDead: (() => string[]) | undefined
+  private nextReconnectAt = 0
   private hearsay = 0
   private dialing = 0
   private timer: NodeJS.Timeout | undefined
 
-  constructor (components: { node: MeshNode, log: Logger, metrics: MetricsStore, redialIntervalMs: number, bootstrapPeers?: string[], maxConnections?: number, now?: () => number }) {
+  /** `listedDead`: the members the table lists dead (partial mesh: one of them is dialled now and then, see `RECONNECT_INTERVAL_MS`). */
+  constructor (components: { node: MeshNode, log: Logger, metrics: MetricsStore, redialIntervalMs: number, bootstrapPeers?: string[], maxConnections?: number, listedDead?: () => string[], now?: () => number }) {
     this.node = components.node
     this.log = components.log
     this.metrics = components.metrics
     this.redialIntervalMs = components.redialIntervalMs
     this.bootstrap = new Set(components.bootstrapPeers)
     this.maxConnections = components.maxConnections ?? 0
+    this.listedDead = components.listedDead
     this.now = components.now ?? Date.now
   }
 
@@ -89,7 +100,7 @@ export class PeerDialer {
   start (): void {
     this.node.addEventListener('peer:discovery', this.onDiscovery)
     this.node.addEventListener('peer:connect', this.onConnect)
-    this.timer = setInterval(() => { this.expire(); this.trim(); this.dialDue() }, Math.min(FIRST_BACKOFF_MS, this.redialIntervalMs))
+    this.timer = setInterval(() => { this.expire(); this.trim(); this.dialDue(); this.reconnect() }, Math.min(FIRST_BACKOFF_MS, this.redialIntervalMs))
     this.timer.unref()
   }
 
@@ -202,14 +213,32 @@ export class PeerDialer {
     }
   }
 
+  /**
+   * Partial mesh: every RECONNECT_INTERVAL_MS, one member listed dead (a wanted peer, not connected) is dialled
+   * even with K connected. One that answers is back (its beacons cross the new connection, which stays: it is
+   * within K + CONNECTION_SLACK); one that is gone refuses, at one dial per interval.
+   */
+  private reconnect (): void {
+    if (this.maxConnections === 0 || this.listedDead == null) return
+    const now = this.now()
+    if (now < this.nextReconnectAt) return
+    const candidates = this.listedDead().filter((id) => {
+      const target = this.targets.get(id)
+      return target != null && !target.inFlight && this.node.getConnections(target.peerId).length === 0
+    })
+    if (candidates.length === 0) return
+    this.nextReconnectAt = now + RECONNECT_INTERVAL_MS
+    this.dial(candidates[Math.floor(Math.random() * candidates.length)] as string, true)
+  }
+
   /** Partial mesh: whether K peers are connected or being dialled already. */
   private full (): boolean {
     return this.maxConnections > 0 && this.node.getPeers().length + this.dialing >= this.maxConnections
   }
 
-  private dial (id: string): void {
+  private dial (id: string, reconnect = false): void {
     const target = this.targets.get(id)
-    if (target == null || target.inFlight || this.node.getConnections(target.peerId).length > 0 || this.full()) return
+    if (target == null || target.inFlight || this.node.getConnections(target.peerId).length > 0 || (!reconnect && this.full())) return
     target.inFlight = true
     this.dialing++
     // A dial into a cut link hangs on SYN retries (1 s, 3 s, 7 s…); give up sooner and send a fresh SYN, so a

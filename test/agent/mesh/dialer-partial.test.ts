@@ -2,7 +2,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import t from 'tap'
-import { CONNECTION_GRACE_MS, CONNECTION_SLACK, PeerDialer } from '../../../agent/mesh/dialer.ts'
+import { CONNECTION_GRACE_MS, CONNECTION_SLACK, PeerDialer, RECONNECT_INTERVAL_MS } from '../../../agent/mesh/dialer.ts'
 import type { MeshNode } from '../../../agent/mesh/mesh.ts'
 import type { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { createLogger } from '../../../common/logger.ts'
@@ -45,14 +45,16 @@ class FakeNode extends EventTarget {
   }
 }
 
-async function setup (t: { teardown: (fn: () => void) => void }, maxConnections: number) {
+async function setup (t: { teardown: (fn: () => void) => void }, maxConnections: number, listedDead?: () => string[], now?: () => number) {
   const node = new FakeNode(await newPeerId())
   const dialer = new PeerDialer({
     node: node as unknown as MeshNode,
     log: createLogger('silent'),
     metrics: { inc: () => {} } as unknown as MetricsStore,
     redialIntervalMs: 1_000,
-    maxConnections
+    maxConnections,
+    listedDead,
+    now
   })
   t.teardown(() => { dialer.stop() })
   return { node, dialer }
@@ -94,4 +96,32 @@ t.test('K = 0 (full mesh): every wanted member is dialled, nothing is ever close
   t.same(node.dials, peers)
   dialer.trim()
   t.same(node.hungUp, [])
+})
+
+t.test('K = 1, full: one member listed dead is dialled anyway every RECONNECT_INTERVAL_MS (the other side of a healed partition), none listed alive', async (t) => {
+  let clock = 1_000_000
+  const dead = new Set<string>()
+  const { node, dialer } = await setup(t, 1, () => [...dead], () => clock)
+  const [partner, other, gone] = await Promise.all([1, 2, 3].map(async () => (await newPeerId()).toString())) as [string, string, string]
+  await dialer.want(partner, [], 'member')
+  await eventually(() => node.connections.size, 1)
+  await dialer.want(other, [], 'member')
+  dialer.start()
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  t.same(node.dials, [partner], 'full: a member listed alive is not dialled')
+  // The partition: other is listed dead (its connection, had there been one, closed). The heal: it answers.
+  dead.add(other)
+  dead.add(gone) // listed dead but never wanted (forgotten): not ours to dial
+  await eventually(() => node.dials.length, 2, { timeoutMs: 2_000, intervalMs: 20 })
+  t.same(node.dials, [partner, other], 'the member listed dead is dialled although K are connected')
+  t.same([...node.connections.keys()].sort(), [partner, other].sort(), 'and kept: within K + slack')
+  // Listed dead but connected: not dialled again; another dead one waits out the interval.
+  const third = (await newPeerId()).toString()
+  await dialer.want(third, [], 'member')
+  dead.add(third)
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  t.equal(node.dials.length, 2, 'at most one reconnect per interval')
+  clock += RECONNECT_INTERVAL_MS
+  await eventually(() => node.dials.length, 3, { timeoutMs: 2_000, intervalMs: 20 })
+  t.same(node.dials, [partner, other, third])
 })
