@@ -278,7 +278,11 @@ function main (args: string[]): void {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] as string
     if (arg === '--core') core = true
-    else if (arg === '--out') out = args[++i]
+    else if (arg === '--out') {
+      // Not the next flag taken for a folder, nor the default silently used for a missing one.
+      out = args[++i]
+      if (out === undefined || out.startsWith('-')) throw new Error(`--out needs a folder: usage: scripts/release.sh ${ARCHES.join('|')} [--core] [--out DIR]`)
+    }
     else if ((ARCHES as readonly string[]).includes(arg)) arch = arg as Arch
     else throw new Error(`unknown argument ${arg}: usage: scripts/release.sh ${ARCHES.join('|')} [--core] [--out DIR]`)
   }

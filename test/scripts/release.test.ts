@@ -41,6 +41,15 @@ t.test('release.sh and check-release.sh pass shellcheck', { skip: commandExists(
   t.equal(checked.code, 0, checked.stdout)
 })
 
+t.test('release.sh refuses an --out without its folder (not the default, nor the next flag taken for one), before building anything', async (t) => {
+  for (const args of [['linux-x64', '--out'], ['linux-x64', '--out', '--core']]) {
+    const answer = await run(RELEASE, args)
+    t.same([answer.code, answer.stdout], [1, ''], args.join(' '))
+    t.match(answer.stderr, /^noodle release: --out needs a folder: usage: scripts\/release\.sh linux-x64\|linux-arm64 \[--core\] \[--out DIR\]\n$/)
+  }
+  t.notOk(existsSync(join(REPO, '--core')), 'no folder named --core')
+})
+
 t.test('which packages ship: the lock\'s tree from the app\'s dependencies, optional ones only for the target platform', async (t) => {
   const lock: Lock = {
     packages: {
