@@ -1,3 +1,5 @@
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import t from 'tap'
@@ -99,4 +101,42 @@ t.test('a member made suspect while the prober sleeps is pinged at once', async 
   t.equal(pings.length, 1, 'pinged')
   const after = (pings[0] ?? Infinity) - madeSuspectAt
   t.equal(after < IDLE_TICK_MS - 50, true, `${Math.round(after)} ms after it became suspect, not at the idle tick`)
+})
+
+// The TCP knock beside a ping tells a starved member from a gone one; it is only needed when the ping goes
+// unanswered, and each costs both boxes a connection, so an answered ping goes without.
+async function knockSetup (t: { teardown: (fn: () => void) => void }, ping: () => Promise<number>, listening: boolean) {
+  const accepted: number[] = []
+  const server = createServer((socket) => { accepted.push(1); socket.destroy() })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  if (!listening) await new Promise((resolve) => server.close(resolve))
+  t.teardown(() => { server.close() })
+  const peer = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+  const node = { getMultiaddrs: () => [], getConnections: () => [{}], services: { ping: { ping } }, hangUp: async () => {} }
+  const membership = new Membership({ self, options: { ...options(60_000), probeTimeoutMs: 300 } })
+  membership.observeBeacon(peer, sampleBeacon({ name: 'one', startedAt: 1, seq: 1, addrs: [`/ip4/127.0.0.1/tcp/${port}`] }))
+  const prober = new Prober({ node: node as unknown as MeshNode, membership, bus: new MemberBus(), lag: new LoopLag({ expectedMs: PROBE_TICK_MS }), log: createLogger('silent'), probeTimeoutMs: 300 })
+  prober.start()
+  t.teardown(() => { prober.stop() })
+  membership.observeVerdict(peer, 'suspect', membership.beaconOf(peer) ?? { startedAt: 0, seq: 0 }, 'probe it now')
+  return { accepted, state: () => membership.get(peer)?.state }
+}
+
+t.test('an answered ping: no knock', async (t) => {
+  const { accepted, state } = await knockSetup(t, async () => 1, true)
+  await sleep(500)
+  t.same([state(), accepted.length], ['alive', 0])
+})
+
+t.test('a ping unanswered: the knock finds the box up (suspect, slow), within the probe timeout', async (t) => {
+  const { accepted, state } = await knockSetup(t, async () => await new Promise<number>(() => {}), true)
+  await sleep(450)
+  t.same([state(), accepted.length], ['suspect', 1])
+})
+
+t.test('a ping that fails at once: the knock goes at once and finds nothing listening (dead)', async (t) => {
+  const { state } = await knockSetup(t, async () => { throw new Error('the stream was reset') }, false)
+  await sleep(100)
+  t.equal(state(), 'dead')
 })
