@@ -169,14 +169,19 @@ export class Prober {
     }
     const startedAt = performance.now()
     // Never knock on our own port: a member's loopback address, seen from another box (or namespace), is ours.
-    const own = new Set(tcpTargets(this.node.getMultiaddrs().map(String)).map(({ host, port }) => `${host}:${port}`))
-    const targets = tcpTargets(this.membership.get(peerIdText)?.addrs ?? []).filter(({ host, port }) => !own.has(`${host}:${port}`))
+    // Worked out only for a knock: libp2p assembles our addresses afresh on each call.
+    let targets: Array<{ host: string, port: number }> = []
+    const aim = () => {
+      const own = new Set(tcpTargets(this.node.getMultiaddrs().map(String)).map(({ host, port }) => `${host}:${port}`))
+      targets = tcpTargets(this.membership.get(peerIdText)?.addrs ?? []).filter(({ host, port }) => !own.has(`${host}:${port}`))
+      return targets
+    }
     // The knock only matters when the ping goes unanswered, and most pings are answered within milliseconds,
     // while each knock costs both boxes a TCP connection and the member's libp2p an inbound upgrade (a sixth of
     // an idle agent's CPU at N=16, probing between pulses). It starts halfway through the timeout, or as soon as
     // the ping fails, and is given what is left of the timeout: its answer is in by the time the ping's would be.
     let knocked: Promise<KnockResult> | undefined
-    const knockNow = () => { knocked ??= knock(targets, Math.max(1, timeoutMs - (performance.now() - startedAt))); return knocked }
+    const knockNow = () => { knocked ??= knock(aim(), Math.max(1, timeoutMs - (performance.now() - startedAt))); return knocked }
     const halfway = setTimeout(knockNow, timeoutMs / 2).unref()
     const opened = this.partialMesh && this.node.getConnections(peerId).length === 0
     this.pings.ping(peerId, { signal: AbortSignal.timeout(timeoutMs) }).finally(() => { clearTimeout(halfway) }).then(
