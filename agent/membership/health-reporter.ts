@@ -70,6 +70,8 @@ export class HealthReporter {
   private seq = 0
   private timer: NodeJS.Timeout | undefined
   private early: NodeJS.Timeout | undefined
+  /** An ask's answer, held back by `RECORD_ANSWER_MS`. */
+  private answerLater: NodeJS.Timeout | undefined
   private stopped = true
   /** Our record's revision in the last beacon; whether the next must carry the record (a new listener, an ask). */
   private sentRev: number | null = null
@@ -128,6 +130,8 @@ export class HealthReporter {
     this.work.off('advertised', this.publishSoon)
     clearTimeout(this.timer)
     clearTimeout(this.early)
+    clearTimeout(this.answerLater)
+    this.answerLater = undefined
   }
 
   /** Beacon soon, out of turn; calls within a few milliseconds share one beacon. */
@@ -155,11 +159,22 @@ export class HealthReporter {
     this.publishSoon(ASK_DELAY_MS)
   }
 
-  /** Answered early unless a record went out within the last `RECORD_ANSWER_MS`: the asker asks again if it still lacks it. */
+  /**
+   * Answered early, or, where a record went out within the last `RECORD_ANSWER_MS`, when that time is up: never
+   * more often, however often asked, and never dropped (the asker may have missed the last one).
+   */
   private readonly onRecordAsked = (): void => {
-    if (performance.now() - this.recordSentAt < RECORD_ANSWER_MS) return
-    this.recordDue = true
-    this.publishSoon()
+    const waitMs = this.recordSentAt + RECORD_ANSWER_MS - performance.now()
+    if (waitMs <= 0) {
+      this.recordDue = true
+      this.publishSoon()
+      return
+    }
+    if (this.stopped || this.answerLater != null) return
+    this.answerLater = setTimeout(() => {
+      this.answerLater = undefined
+      this.onRecordAsked()
+    }, Math.ceil(waitMs))
   }
 
   /** This node's multiaddrs for others to dial: without loopback ones when it has others, and without /p2p. */

@@ -168,6 +168,18 @@ t.test('a member asking for our record in a loop gets it at most once a second',
   t.equal(published.length, 3, 'and no other beacon')
 })
 
+t.test('an ask heard within a second of our last record is answered when the second is up, not dropped', async (t) => {
+  const { health, published, bus } = reporter(t)
+  health.start()
+  await sleep(200)
+  const asked = performance.now()
+  bus.emit('record-asked', 'newcomer')
+  const answer = await eventually(() => withRecord(published), (seqs) => seqs.length >= 2, { timeoutMs: 2_000, intervalMs: 5 })
+  t.same(answer, [1, 2], 'answered')
+  const waited = performance.now() - asked
+  t.ok(waited >= RECORD_ANSWER_MS - 200 - 30, `not before a second from the first record was up (${Math.round(waited)} ms after the ask)`)
+})
+
 t.test('the interval grows with the mesh: intervalMs, or intervalPerMemberMs per live member where that is longer', async (t) => {
   t.same([1, 5, 8, 16, 100].map((n) => beaconIntervalMs(1_000, 125, n)), [1_000, 1_000, 1_000, 2_000, 12_500])
   t.equal(beaconIntervalMs(1_000, 0, 500), 1_000, '0: always intervalMs')
