@@ -1,21 +1,13 @@
-import { execFile, spawn } from 'node:child_process'
 import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { commandExists, tempDir, waitFor } from '../helpers/agents.ts'
+import { run, startInstalledAgent } from '../helpers/installed.ts'
 
 const INSTALL = fileURLToPath(new URL('../../scripts/install.sh', import.meta.url))
 const UNINSTALL = fileURLToPath(new URL('../../scripts/uninstall.sh', import.meta.url))
 const REPO = fileURLToPath(new URL('../..', import.meta.url))
-
-function run (file: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number, stdout: string, stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: 300_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err == null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout, stderr })
-    })
-  })
-}
 
 /** Every file and link under `dir` (node_modules left out: it is copied whole), with its mode and mtime. */
 function snapshot (dir: string): string[] {
@@ -60,18 +52,10 @@ t.test('install into a staging root: the layout, a working agent, nothing change
   t.ok(existsSync(join(root, 'opt/noodle/releases/0.1.0/node_modules/node/bin/node')), 'with its pinned Node runtime')
 
   // The installed command runs the installed agent, with the installed config and key.
-  const noodle = join(root, 'opt/noodle/bin/noodle')
-  const dataDir = join(root, 'var/lib/noodle')
-  const agent = spawn(noodle, ['agent', '--config', join(root, 'etc/noodle/config.json'), '--data-dir', dataDir, '--swarm-key', join(root, 'etc/noodle/swarm.key'),
-    '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'warn'], { stdio: 'ignore' })
-  t.teardown(() => { agent.kill('SIGKILL') })
-  const status = await waitFor('noodle status to answer', async () => {
-    const answer = await run(noodle, ['status', '--json', '--data-dir', dataDir])
-    return answer.code === 0 && JSON.parse(answer.stdout) as { name: string }
-  }, 30_000)
+  const { status, stop } = await startInstalledAgent(t, root)
   t.equal(status.name, 'box-1', 'the installed agent answers noodle status, with the configured name')
-  agent.kill('SIGTERM')
-  await new Promise((resolve) => agent.once('exit', resolve))
+  await stop()
+  const dataDir = join(root, 'var/lib/noodle')
 
   const before = snapshot(root)
   const again = await run(INSTALL, flags)

@@ -1,9 +1,9 @@
-import { execFile, spawn } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { commandExists, tempDir, waitFor } from '../helpers/agents.ts'
+import { commandExists, tempDir } from '../helpers/agents.ts'
+import { run, startInstalledAgent } from '../helpers/installed.ts'
 import { ARCHES, ELF_MACHINE, HEAVY_PACKAGES, elfMachine, filesUnder, foreignBinaries, megabytesUnder, resolveIn, shippedPackages, shipsFile, stageRelease } from '../../scripts/release.ts'
 import type { Lock } from '../../scripts/release.ts'
 
@@ -12,14 +12,6 @@ const INSTALL = fileURLToPath(new URL('../../scripts/install.sh', import.meta.ur
 const REPO = fileURLToPath(new URL('../..', import.meta.url))
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version
 const LOCK = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')) as Lock
-
-function run (file: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number, stdout: string, stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(file, args, { timeout: 300_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err == null ? 0 : (typeof err.code === 'number' ? err.code : 1), stdout, stderr })
-    })
-  })
-}
 
 /** The ELF files under `dir`, by the machine they are built for. */
 function machines (dir: string): Record<string, number> {
@@ -203,18 +195,11 @@ t.test('install.sh --release installs a core tarball beside the full one and ref
   t.match(installed.stdout, new RegExp(`installing ${VERSION}-core into /opt/noodle/releases/${VERSION}-core`))
   t.equal(readFileSync(join(root, `opt/noodle/releases/${VERSION}-core/RELEASE`), 'utf8'), `version=${VERSION}\narch=linux-x64\nflavour=core\n`)
   // An agent from it runs (no camera or model configured), with the installed config and key.
+  const { status, stop } = await startInstalledAgent(t, root)
+  t.match(status, { name: 'sensor-1', version: VERSION }, 'the agent of the core release answers noodle status')
+  await stop()
   const noodle = join(root, 'opt/noodle/bin/noodle')
   const dataDir = join(root, 'var/lib/noodle')
-  const agent = spawn(noodle, ['agent', '--config', join(root, 'etc/noodle/config.json'), '--data-dir', dataDir, '--swarm-key', join(root, 'etc/noodle/swarm.key'),
-    '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'warn'], { stdio: 'ignore' })
-  t.teardown(() => { agent.kill('SIGKILL') })
-  const status = await waitFor('noodle status to answer', async () => {
-    const answer = await run(noodle, ['status', '--json', '--data-dir', dataDir])
-    return answer.code === 0 && JSON.parse(answer.stdout) as { name: string, version: string }
-  }, 30_000)
-  t.match(status, { name: 'sensor-1', version: VERSION }, 'the agent of the core release answers noodle status')
-  agent.kill('SIGTERM')
-  await new Promise((resolve) => agent.once('exit', resolve))
   // A camera configured on a box with the core release is refused at start, and the error says what to do.
   const cameraConfig = join(root, 'camera.json')
   writeFileSync(cameraConfig, JSON.stringify({ work: [{ id: 'yard', kind: 'camera', source: 'rtsp://192.0.2.1/stream', model: 'a'.repeat(64) }] }))
