@@ -36,15 +36,20 @@ t.test('malformed, oversized, unknown-version, invalid and unsigned gossip is re
     ['malformed', good.subarray(0, good.byteLength - 5)],
     ['malformed', new TextEncoder().encode(JSON.stringify(beacon()))],
     ['malformed', encodeCbor({ v: 2, seq: 1 })],
+    // Arrays nested 15 000 deep (within the size cap) overflow the CBOR decoder's stack; a tag it does not know.
+    ['malformed', Uint8Array.from({ length: 15_000 }, (_, i) => i < 14_999 ? 0x81 : 0x02)],
+    ['malformed', Uint8Array.from([0x82, 0xc1, 0x02, 0x00])],
     ['oversized', healthCodec.encode(beaconMessage(beacon({ name: 'x'.repeat(17_000) })))],
     ['unknown-version', healthCodec.encode({ ...wire, v: 1 as 2 })],
     ['invalid', healthCodec.encode({ ...wire, cpuPm: 2500 })],
+    // Version 2, then a 64-bit integer where startedAt goes: CBOR hands it over as a bigint.
+    ['invalid', Uint8Array.from([0x82, 0x02, 0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])],
     ['invalid', healthCodec.encode({ ...wire, record: { ...wire.record, memTotalBytes: 'lots' } } as never)]
   ]
   for (const [, data] of bad) await signed.services.pubsub.publish(TOPICS.nodeHealth, data)
   await unsigned.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(beaconMessage(beacon({ name: 'unsigned' }))))
 
-  const expected = { malformed: 3, oversized: 1, 'unknown-version': 1, invalid: 2 }
+  const expected = { malformed: 5, oversized: 1, 'unknown-version': 1, invalid: 3 }
   // gossipsub's own refusals (the unsigned beacon: no signature) are counted as `envelope/<error>`.
   const counted = async () => {
     const { rejected } = await gossip(agent)

@@ -7,6 +7,7 @@ import { TOPICS } from '../../../protocols/topics.ts'
 import { sampleBeacon } from '../../helpers/beacon.ts'
 import { bootstrapAddr, gossip, nodes, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
 import { agentAndMember } from '../../helpers/bare-node.ts'
+import { eventually } from '../../helpers/eventually.ts'
 import { startMosquitto } from '../../helpers/mosquitto.ts'
 
 // Real agent processes: what one lists of another, from v2 pulses and its record, is what that one shows of itself.
@@ -87,4 +88,8 @@ t.test('a member asking for an agent\'s record every 10 ms gets it about once a 
   t.ok(seq > 50, `the rogue asked ${seq} times in 3 s (every 10 ms, as a loaded machine allows)`)
   // Once a second: at the first ask, then one second, two and three seconds later (an ask still in flight).
   t.ok(answered >= 2 && answered <= 4, `the victim sent its record ${answered} times in those 3 s`)
+  // And it still serves: a good pulse after the loop is taken, and its API shows it.
+  await rogue.services.pubsub.publish(TOPICS.nodeHealth, healthCodec.encode(beaconMessage(sampleBeacon({ name: 'rogue', startedAt, seq: ++seq, cpuPct: 42.5 }))))
+  const listed = async () => { const n = (await nodes(victim)).find((n) => n.name === 'rogue'); return { state: n?.state, cpuPct: n?.health?.cpuPct } }
+  t.same(await eventually(listed, { state: 'alive', cpuPct: 42.5 }), { state: 'alive', cpuPct: 42.5 }, 'the pulse after the loop is taken')
 })
