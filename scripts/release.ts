@@ -16,12 +16,22 @@ import { closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, openSync, re
 import { tmpdir } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { HEAVY_MODULES } from '../runtime/loader.ts'
 
 export const ARCHES = ['linux-x64', 'linux-arm64'] as const
 export type Arch = typeof ARCHES[number]
 
-/** The packages only camera and model work needs: a --core release leaves them out. */
-export const HEAVY_PACKAGES = ['node-av', 'onnxruntime-node']
+/**
+ * The packages only camera and model work needs, a --core release leaves them out: the packages of the modules the
+ * agent's loader (runtime/loader.ts) looks for, so that what a core release lacks and what its agent expects to
+ * lack stay one list.
+ */
+export const HEAVY_PACKAGES = Object.values(HEAVY_MODULES).map((specifier) => packageOfSpecifier(specifier)).sort()
+
+/** The package a module specifier names: node-av/api is node-av, @s/b/c is @s/b. */
+function packageOfSpecifier (specifier: string): string {
+  return specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/')
+}
 
 /** The ELF e_machine of each target: x86-64 and AArch64. */
 export const ELF_MACHINE: Record<Arch, number> = { 'linux-x64': 62, 'linux-arm64': 183 }
