@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import t from 'tap'
-import { PingStreams, STREAM_MAX_AGE_MS } from '../../../agent/membership/ping-streams.ts'
+import { PING_PROTOCOL, PingStreams, STREAM_MAX_AGE_MS } from '../../../agent/membership/ping-streams.ts'
 import { readSwarmKey } from '../../../identity/keys.ts'
 import { bareNode } from '../../../scripts/bare-node.ts'
 import { tempDir, writeSwarmKey } from '../../helpers/agents.ts'
@@ -56,4 +56,15 @@ t.test('wire cost: a ping on an open stream against one on a new stream (network
   const out = JSON.parse(execFileSync('ip', ['netns', 'exec', ns, process.execPath, script, '--json'], { encoding: 'utf8' })) as { newStream: number, openStream: number }
   t.comment(`bytes on the wire per ping, both ways: new stream ${out.newStream}, open stream ${out.openStream}`)
   t.ok(out.openStream * 2 < out.newStream, 'an open stream costs less than half')
+})
+
+t.test('a member that echoes other bytes fails the ping, and its stream is not reused', async (t) => {
+  const { a, b } = await pair(t)
+  await b.unhandle(PING_PROTOCOL)
+  await b.handle(PING_PROTOCOL, (stream) => {
+    stream.addEventListener('message', () => { stream.send(new Uint8Array(32)) })
+  })
+  const pings = new PingStreams({ node: a })
+  await t.rejects(pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) }), /ping answered with other bytes/)
+  t.equal(pings.size, 0, 'dropped')
 })
