@@ -5,6 +5,7 @@ import tls from 'node:tls'
 import mqttPacket from 'mqtt-packet'
 import type { IConnackPacket, IConnectPacket, IDisconnectPacket, IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet'
 import type { Logger } from '../../common/logger.ts'
+import type { MetricsStore } from '../metrics/metrics.ts'
 
 /**
  * One MQTT 5 connection to a broker, kept up: connect, subscribe, deliver, reconnect with backoff.
@@ -283,9 +284,16 @@ function openTransport (url: URL, tlsOptions: SessionTls | undefined, handlers: 
   return streamTransport(socket, handlers)
 }
 
+/**
+ * QoS 1 messages the broker sent again, flagged DUP (after a reconnect, or a broker restart): each may already be
+ * stored, so each may be a duplicate row. At-least-once costs this many at most, with what publishers resend.
+ */
+export const REDELIVERED_METRIC = 'noodle_mqtt_redelivered_total'
+
 export class MqttSession extends EventEmitter<SessionEvents> {
   private readonly options: SessionOptions
   private readonly log: Logger
+  private readonly metrics: MetricsStore
   private readonly url: URL
   private transport: Transport | undefined
   /** Counts connections, so that acknowledgements meant for an earlier one are never sent down a later one. */
@@ -307,10 +315,11 @@ export class MqttSession extends EventEmitter<SessionEvents> {
   private oversize = 0
   private oversizeLoggedAt = -Infinity
 
-  constructor (components: { options: SessionOptions, log: Logger }) {
+  constructor (components: { options: SessionOptions, log: Logger, metrics: MetricsStore }) {
     super()
     this.options = components.options
     this.log = components.log
+    this.metrics = components.metrics
     this.url = new URL(this.options.url)
     this.backoffMs = this.options.backoffMinMs ?? 250
   }
@@ -448,6 +457,7 @@ export class MqttSession extends EventEmitter<SessionEvents> {
     switch (packet.cmd) {
       case 'publish': {
         const p = packet as IPublishPacket
+        if (p.dup && p.qos !== 0) this.metrics.inc(REDELIVERED_METRIC)
         // We subscribe at QoS 1 at most, so the broker never sends QoS 2.
         this.emit('message', {
           topic: p.topic,

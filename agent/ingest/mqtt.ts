@@ -69,6 +69,7 @@ export function mqttParts ({ config, sensors, log, metrics, describe, disk }: {
   if (subscriptions.length > 0) subscriptions.push({ topic: BROKER_DROPPED_TOPIC, qos: 0 })
   const session = new MqttSession({
     log,
+    metrics,
     options: {
       url,
       // Our own broker is reached inside the process: no TCP slot to compete for.

@@ -37,6 +37,10 @@ export const COUNTERS: Readonly<Record<string, { help: string, labelNames: reado
     help: 'Control API requests the agent failed to answer (5xx), by reason: internal, no_coordinator.',
     labelNames: ['reason']
   },
+  noodle_mqtt_redelivered_total: {
+    help: 'QoS 1 messages the MQTT broker sent again (DUP): each may be stored twice (at-least-once).',
+    labelNames: []
+  },
   noodle_mqtt_broker_refused_total: {
     help: 'What the embedded MQTT broker refused, by reason (credentials, clientId, publish, subscribe, ...).',
     labelNames: ['reason']

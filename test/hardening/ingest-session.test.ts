@@ -4,7 +4,8 @@ import mqttPacket from 'mqtt-packet'
 import type { IConnectPacket, Packet } from 'mqtt-packet'
 import t from 'tap'
 import { createLogger } from '../../common/logger.ts'
-import { DEFAULT_MAX_PACKET_BYTES, maxPacketBytesFor, MqttSession, PacketFramer } from '../../agent/ingest/mqtt-session.ts'
+import { DEFAULT_MAX_PACKET_BYTES, maxPacketBytesFor, MqttSession, PacketFramer, REDELIVERED_METRIC } from '../../agent/ingest/mqtt-session.ts'
+import { MetricsStore } from '../../agent/metrics/metrics.ts'
 import type { InboundMessage } from '../../agent/ingest/mqtt-session.ts'
 import { waitFor } from '../helpers/agents.ts'
 
@@ -36,12 +37,13 @@ async function rogueBroker (t: { teardown: (fn: () => void) => void }) {
   return { port: (server.address() as net.AddressInfo).port, connections }
 }
 
-const publish = (topic: string, payload: Buffer, messageId: number) =>
-  mqttPacket.generate({ cmd: 'publish', topic, payload, qos: 1, messageId, retain: false, dup: false }, { protocolVersion: 5 })
+const publish = (topic: string, payload: Buffer, messageId: number, { qos = 1, dup = false }: { qos?: 0 | 1, dup?: boolean } = {}) =>
+  mqttPacket.generate({ cmd: 'publish', topic, payload, qos, messageId, retain: false, dup }, { protocolVersion: 5 })
 
-async function started (t: { teardown: (fn: () => Promise<void>) => void }, port: number) {
+async function started (t: { teardown: (fn: () => Promise<void>) => void }, port: number, metrics = new MetricsStore()) {
   const session = new MqttSession({
     log: createLogger('silent'),
+    metrics,
     options: { url: `mqtt://127.0.0.1:${port}`, clientId: 'ingest-session', keepaliveS: 30, sessionExpiryS: 60, receiveMaximum: 10, subscriptions: [{ topic: 'in/#', qos: 1 }], maxPacketBytes: LIMIT, backoffMinMs: 20, backoffMaxMs: 50 }
   })
   t.teardown(() => session.stop())
@@ -86,6 +88,20 @@ t.test('the session announces its maximum packet size; a larger message is hande
   t.same(await waitFor('the next message', () => messages.length === 5 && messages.at(-1)?.connection, 5_000), 2)
 })
 
+t.test('QoS 1 messages the broker sends again (DUP) are counted: each may be a duplicate row', async (t) => {
+  const broker = await rogueBroker(t)
+  const metrics = new MetricsStore()
+  const { messages } = await started(t, broker.port, metrics)
+  const socket = (broker.connections[0] as Connection).socket
+  socket.write(publish('in/first', Buffer.from('1'), 1))
+  socket.write(publish('in/again', Buffer.from('1'), 1, { dup: true }))
+  // DUP must be 0 at QoS 0 (MQTT 5 §3.3.1.1): a broker that sets it anyway has sent nothing again.
+  socket.write(publish('in/qos0', Buffer.from('2'), 0, { qos: 0, dup: true }))
+  t.same(await waitFor('three messages', () => messages.length === 3 && messages.map((m) => m.topic), 5_000), ['in/first', 'in/again', 'in/qos0'],
+    'each is handed on, the redelivered one too')
+  t.equal(metrics.get(REDELIVERED_METRIC), 1, 'one redelivery counted')
+})
+
 t.test('a paused session stays paused across a reconnect', async (t) => {
   const broker = await rogueBroker(t)
   const { session, messages } = await started(t, broker.port)
@@ -110,6 +126,7 @@ t.test('a client certificate the system refuses costs a retry with backoff, neve
   const log = { ...createLogger('silent'), warn: record, debug: record }
   const session = new MqttSession({
     log,
+    metrics: new MetricsStore(),
     options: { url: 'mqtts://127.0.0.1:1', clientId: 'ingest-tls', keepaliveS: 30, sessionExpiryS: 60, receiveMaximum: 10, subscriptions: [], tls: { cert: Buffer.from('not a PEM file'), key: Buffer.from('nor this'), rejectUnauthorized: true }, backoffMinMs: 10, backoffMaxMs: 20 }
   })
   t.teardown(() => session.stop())

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import t from 'tap'
+import { apiText } from '../../../agent/cli/client.ts'
 import { ingest, publishReadings, sensors, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../../helpers/agents.ts'
 import type { AgentProcess } from '../../helpers/agents.ts'
 import { startMosquitto } from '../../helpers/mosquitto.ts'
@@ -171,16 +172,15 @@ t.test('a broker restart mid-stream loses nothing', async (t) => {
   const { connects, resent } = await burst.done
   const result = await waitFor('every message', () => { const l = landed(agent, 'burst/restart'); return l.uniq === count && l }, 60_000)
   t.equal(result.uniq, count, 'every message published is stored')
-  // At-least-once on both legs: each connection the agent lost may bring its unacknowledged window again, and the
-  // publisher sent again what the broker had taken without it hearing so (it counts those packets). A busy
-  // machine can add a reconnection on either side, so the bound is counted from what happened. One batch more per
-  // lost connection: on a loaded 2-core machine 2160 and 2301 duplicates were seen with one reconnection each
-  // and 1000 resent (never more than a window plus a batch); where the extra batch comes from is not pinned down.
+  // At-least-once on both legs: a row is stored twice only when the broker sent its message again (flagged DUP;
+  // the agent counts those) or the publisher did (it counts the PUBLISH packets it sent again). The broker's
+  // window is not a bound: Mosquitto 2.0.11 (Debian 12) overruns the receive maximum (its #2301, fixed in
+  // 2.0.13), and 2899 messages were seen unacknowledged at its restart against our 1000.
   const agentLost = agent.output().split('\n').filter((line) => line.includes('mqtt: connection lost')).length
-  const bound = agentLost * (RECEIVE_MAXIMUM + BATCH) + resent
+  const redelivered = Number(/^noodle_mqtt_redelivered_total (\d+)$/m.exec(await apiText(agent.socketPath, '/metrics'))?.[1])
   t.ok(agentLost >= 1 && connects >= 2 && resent <= (connects - 1) * PUBLISHER_WINDOW,
     `both sides reconnected (agent lost ${agentLost} connections; the publisher connected ${connects} times and resent ${resent})`)
-  t.ok(result.rows - count <= bound,
-    `duplicates (${result.rows - count}) are at most our unacknowledged window and a batch per lost connection plus what the publisher resent (${bound})`)
+  t.ok(redelivered > 0 && result.rows - count <= redelivered + resent,
+    `duplicates (${result.rows - count}) are at most what the broker sent again (${redelivered}) plus what the publisher resent (${resent})`)
   t.ok((await ingest(agent)).connected, 'reconnected')
 })

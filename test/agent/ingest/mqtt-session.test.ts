@@ -9,6 +9,7 @@ import { WebSocketServer, createWebSocketStream } from 'ws'
 import type { Logger } from '../../../common/logger.ts'
 import { MqttSession, reasonText } from '../../../agent/ingest/mqtt-session.ts'
 import type { InboundMessage, SessionOptions } from '../../../agent/ingest/mqtt-session.ts'
+import { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { freePort, startMosquitto } from '../../helpers/mosquitto.ts'
 
 /** A logger that keeps what it is told, so a test can read the operator's view. */
@@ -21,6 +22,7 @@ function recordingLog (): Logger & { lines: string[] } {
 function session (t: { teardown: (fn: () => Promise<void>) => void }, options: Partial<SessionOptions> & { url: string }, log = recordingLog()) {
   const s = new MqttSession({
     log,
+    metrics: new MetricsStore(),
     options: { clientId: `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`, keepaliveS: 30, sessionExpiryS: 60, receiveMaximum: 100, subscriptions: [{ topic: 'in/#', qos: 1 }], backoffMinMs: 50, ...options }
   })
   t.teardown(() => s.stop())
