@@ -292,7 +292,7 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
       mesh, bus, membership, beacons: new MemberBeacons({ maxMembers: config.membership.maxMembers }), dialer, members: new MemberRecords({ store }), events, metrics, log, tickMs: 1_000
     }),
     leave: new LeaveAnnouncement({ mesh, log, startedAt }),
-    prober: new Prober({ node: mesh.node, membership, bus, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs, pings: new PingStreams({ node: mesh.node }), partialMesh: config.mesh.connections > 0 })
+    prober: new Prober({ node: mesh.node, membership, bus, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs, pings: new PingStreams({ node: mesh.node }), release: config.mesh.connections > 0 ? (peer) => { dialer.release(peer) } : undefined })
   }
 }
 

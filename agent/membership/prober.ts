@@ -63,8 +63,11 @@ export interface ProberComponents {
   probeTimeoutMs: number
   /** How pings go out: over a stream kept open per member (PingStreams), or by default libp2p's `ping()`. */
   pings?: { ping: (peer: PeerId, options: { signal: AbortSignal }) => Promise<number>, stop?: () => void }
-  /** A partial mesh (mesh.connections > 0): a connection the ping had to open is closed after it. */
-  partialMesh?: boolean
+  /**
+   * A partial mesh (mesh.connections > 0): a connection the ping had to open is handed here after the probe
+   * (PeerDialer.release: kept where the node is short of connections, else closed).
+   */
+  release?: (peer: PeerId) => void
 }
 
 /**
@@ -82,7 +85,7 @@ export class Prober {
   private readonly log: Logger
   private readonly probeTimeoutMs: number
   private readonly pings: NonNullable<ProberComponents['pings']>
-  private readonly partialMesh: boolean
+  private readonly release: ProberComponents['release']
   private timer: NodeJS.Timeout | undefined
   /** When the pending tick is due, and when the lag was last sampled (performance.now(), as LoopLag's clock). */
   private tickAt = 0
@@ -97,7 +100,7 @@ export class Prober {
     this.log = components.log
     this.probeTimeoutMs = components.probeTimeoutMs
     this.pings = components.pings ?? components.node.services.ping
-    this.partialMesh = components.partialMesh ?? false
+    this.release = components.release
   }
 
   start (): void {
@@ -183,7 +186,7 @@ export class Prober {
     let knocked: Promise<KnockResult> | undefined
     const knockNow = () => { knocked ??= knock(aim(), Math.max(1, timeoutMs - (performance.now() - startedAt))); return knocked }
     const halfway = setTimeout(knockNow, timeoutMs / 2).unref()
-    const opened = this.partialMesh && this.node.getConnections(peerId).length === 0
+    const opened = this.release !== undefined && this.node.getConnections(peerId).length === 0
     this.pings.ping(peerId, { signal: AbortSignal.timeout(timeoutMs) }).finally(() => { clearTimeout(halfway) }).then(
       () => 'answered' as const,
       async (err: unknown): Promise<ProbeOutcome> => {
@@ -198,8 +201,7 @@ export class Prober {
         this.membership.observeProbe(peerIdText, outcome)
         this.soonerIfDue()
       }
-      // Kept open, it would count against the cap, and the dialer would close it later anyway.
-      if (opened) this.node.hangUp(peerId).catch(() => {})
+      if (opened) this.release?.(peerId)
     }, () => {})
   }
 }

@@ -231,6 +231,19 @@ export class PeerDialer {
     this.dial(candidates[Math.floor(Math.random() * candidates.length)] as string, true)
   }
 
+  /**
+   * Partial mesh: a connection another part opened to `peer` and is done with (a probe's ping to a member that had
+   * none). Kept while the node holds fewer than K other peers: closing it there would undo the very connection
+   * the dialer is after (the member is on our side of a cut, and a probe found it first), and at K = 1 a probe
+   * that kept closing it left two members that answer each other's pings but never hear each other's beacons.
+   */
+  release (peer: PeerId): void {
+    if (this.maxConnections === 0) return
+    const others = this.node.getPeers().filter((p) => !p.equals(peer)).length
+    if (others < this.maxConnections) return
+    this.node.hangUp(peer).catch((err: unknown) => { this.log.debug({ err, peer: peer.toString() }, 'hang-up failed') })
+  }
+
   /** Partial mesh: whether K peers are connected or being dialled already. */
   private full (): boolean {
     return this.maxConnections > 0 && this.node.getPeers().length + this.dialing >= this.maxConnections

@@ -11,17 +11,16 @@ import { createLogger } from '../../../common/logger.ts'
 import { eventually } from '../../helpers/eventually.ts'
 import { sampleBeacon } from '../../helpers/beacon.ts'
 
-// In a partial mesh the prober closes a connection its ping had to open (it would count against mesh.connections);
-// in a full mesh, and where a connection was there already, it leaves it.
+// In a partial mesh the prober hands a connection its ping had to open to `release` (the dialer keeps or closes
+// it: test/agent/mesh/dialer-partial); in a full mesh, and where a connection was there already, it leaves it.
 
 async function probeOnce (t: { teardown: (fn: () => void) => void }, o: { partialMesh: boolean, connected: boolean }) {
   const peer: PeerId = peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
-  const hungUp: string[] = []
+  const released: string[] = []
   const node = {
     getMultiaddrs: () => [],
     getConnections: () => o.connected ? [{}] : [],
-    services: { ping: { ping: async () => 1 } },
-    hangUp: async (p: PeerId) => { hungUp.push(p.toString()) }
+    services: { ping: { ping: async () => 1 } }
   }
   let now = 1_000_000
   const membership = new Membership({
@@ -31,23 +30,23 @@ async function probeOnce (t: { teardown: (fn: () => void) => void }, o: { partia
   })
   membership.observeBeacon(peer.toString(), sampleBeacon({ name: 'one', startedAt: 1, seq: 1 }))
   now += 1_000
-  const prober = new Prober({ node: node as unknown as MeshNode, membership, bus: new MemberBus(), lag: new LoopLag({ expectedMs: PROBE_TICK_MS }), log: createLogger('silent'), probeTimeoutMs: 250, partialMesh: o.partialMesh })
+  const prober = new Prober({ node: node as unknown as MeshNode, membership, bus: new MemberBus(), lag: new LoopLag({ expectedMs: PROBE_TICK_MS }), log: createLogger('silent'), probeTimeoutMs: 250, release: o.partialMesh ? (p) => { released.push(p.toString()) } : undefined })
   prober.start()
   t.teardown(() => { prober.stop() })
   prober.probeDue()
   const silence = await eventually(() => membership.silenceOf(peer.toString()), 0)
-  return { hungUp, peer: peer.toString(), silence }
+  return { released, peer: peer.toString(), silence }
 }
 
-t.test('partial mesh: the connection the probe opened is closed after it', async (t) => {
-  const { hungUp, peer, silence } = await probeOnce(t, { partialMesh: true, connected: false })
+t.test('partial mesh: the connection the probe opened is released after it', async (t) => {
+  const { released, peer, silence } = await probeOnce(t, { partialMesh: true, connected: false })
   t.equal(silence, 0, 'the member answered')
-  t.same(await eventually(() => hungUp, [peer]), [peer])
+  t.same(await eventually(() => released, [peer]), [peer])
 })
 
-t.test('partial mesh, a connection there already, or a full mesh: nothing is closed', async (t) => {
+t.test('partial mesh, a connection there already, or a full mesh: nothing is released', async (t) => {
   for (const o of [{ partialMesh: true, connected: true }, { partialMesh: false, connected: false }]) {
-    const { hungUp, silence } = await probeOnce(t, o)
-    t.same([silence, hungUp], [0, []], `${JSON.stringify(o)}: answered, nothing closed`)
+    const { released, silence } = await probeOnce(t, o)
+    t.same([silence, released], [0, []], `${JSON.stringify(o)}: answered, nothing released`)
   }
 })

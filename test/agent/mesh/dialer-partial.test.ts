@@ -125,3 +125,24 @@ t.test('K = 1, full: one member listed dead is dialled anyway every RECONNECT_IN
   await eventually(() => node.dials.length, 3, { timeoutMs: 2_000, intervalMs: 20 })
   t.same(node.dials, [partner, other, third])
 })
+
+t.test('a connection a probe opened and released is kept while the node is short of K peers, and closed once it has K', async (t) => {
+  const { node, dialer } = await setup(t, 2)
+  const [probed, other, third] = await Promise.all([newPeerId(), newPeerId(), newPeerId()])
+  node.connect(probed, Date.now())
+  dialer.release(probed)
+  node.connect(other, Date.now())
+  dialer.release(probed)
+  t.same(node.hungUp, [], 'with 0, then 1 other peer (K 2): kept, the dialer wants it')
+  node.connect(third, Date.now())
+  dialer.release(probed)
+  t.same(node.hungUp, [probed.toString()], 'with K = 2 others: closed')
+})
+
+t.test('in a full mesh (K 0) a released connection stays', async (t) => {
+  const { node, dialer } = await setup(t, 0)
+  const peers = await Promise.all([newPeerId(), newPeerId(), newPeerId()])
+  for (const p of peers) node.connect(p, Date.now())
+  dialer.release(peers[0] as PeerId)
+  t.same(node.hungUp, [])
+})

@@ -27,8 +27,12 @@ t.test('partial mesh (K 1): a partition long enough to close the connections acr
   const split = { ...statesOf(sideA, sideB, 'dead'), ...statesOf(sideB, sideA, 'dead') }
   const seenSplit = async () => ({ ...await seenStates(sideA, sideB), ...await seenStates(sideB, sideA) })
   t.same(await eventually(seenSplit, split, { timeoutMs: 60_000 }), split, 'each side lists the other dead')
-  await waitForAgreement('side A to agree', sideA, undefined, 60_000)
-  await waitForAgreement('side B to agree', sideB, undefined, 60_000)
+  // Where a side never agrees, the failure says how its members see each other and what each holds.
+  const agreed = async (what: string, side: AgentProcess[]) => await waitForAgreement(what, side, undefined, 60_000).catch(async (err: Error) => {
+    throw new Error(`${err.message}; seen: ${JSON.stringify(await seenStates(side, side))}; connections: ${(await Promise.all(side.map(connections))).join(', ')}`)
+  })
+  await agreed('side A to agree', sideA)
+  await agreed('side B to agree', sideB)
   // Let TCP give up on the connections across the cut.
   await new Promise((resolve) => setTimeout(resolve, 30_000))
   const held = await Promise.all(bed.agents.map(connections))
