@@ -10,6 +10,10 @@
  * detection) and etcd 3.4 (Raft, default timings: a new leader), with the ratios noodle/baseline at p50 and p95.
  *
  *   node bench/election.ts [--sizes 5,16] [--trials 10] [--baseline-trials 5] [--parts noodle,serf,etcd]
+ *                          [--connections K --degree D]
+ *
+ * --connections K (with --degree D) runs the agents as a partial mesh (mesh.connections K, gossip.degree D; see
+ * docs/scale.md), to check it keeps the targets the full mesh keeps.
  *
  * Needs root (namespaces); serf and etcd from Debian (apt-get install serf etcd-server), else those are skipped.
  */
@@ -28,9 +32,15 @@ const { values } = parseArgs({
     sizes: { type: 'string', default: '5,16' },
     trials: { type: 'string', default: '10' },
     'baseline-trials': { type: 'string', default: '5' },
-    parts: { type: 'string', default: 'noodle,serf,etcd' }
+    parts: { type: 'string', default: 'noodle,serf,etcd' },
+    connections: { type: 'string', default: '0' },
+    degree: { type: 'string', default: '0' }
   }
 })
+const connections = Number(values.connections)
+const degree = Number(values.degree)
+if (!Number.isInteger(connections) || connections < 0 || !Number.isInteger(degree) || degree < 0) throw new Error('--connections and --degree take whole numbers ≥ 0')
+const meshConfig = connections === 0 ? undefined : () => ({ mesh: { connections }, gossip: { degree } })
 const sizes = (values.sizes ?? '').split(',').map(Number)
 // Baseline processes die with the benchmark, however it ends (the testbeds remove their namespaces likewise).
 const baselineProcs = new Set<ChildProcess>()
@@ -87,7 +97,7 @@ async function settle (bed: AgentBed): Promise<{ coordinator: string, term: numb
 
 async function benchNoodle (n: number): Promise<Series> {
   const s: Series = { deadKill: [], deadCut: [], electKill: [], electCut: [], healCut: [], healSplit: [] }
-  const bed = await AgentBed.start({ hosts: n, logLevel: 'info' })
+  const bed = await AgentBed.start({ hosts: n, logLevel: 'info', config: meshConfig })
   try {
     for (let trial = 0; trial < trials; trial++) {
       const before = Object.fromEntries(Object.entries(s).map(([k, xs]) => [k, xs.length]))
@@ -266,7 +276,7 @@ const LABELS: Record<string, string> = {
   healCut: 'one coordinator after heal (1|N-1)',
   healSplit: 'one coordinator after heal (half|half)'
 }
-console.log(`election benchmark: sizes ${sizes.join(', ')}, ${trials} trials (baselines ${baselineTrials}), production timings`)
+console.log(`election benchmark: sizes ${sizes.join(', ')}, ${trials} trials (baselines ${baselineTrials}), production timings${connections === 0 ? '' : `, partial mesh (mesh.connections ${connections}, gossip.degree ${degree})`}`)
 for (const n of sizes) {
   const noodle = parts.has('noodle') ? await benchNoodle(n) : {}
   for (const [key, xs] of Object.entries(noodle)) console.log(line(n, `noodle ${LABELS[key] ?? key}`, xs))
