@@ -40,15 +40,25 @@ process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130))
 
 /** ms from the last agent's "agent started" until each agent had seen every other one alive (from their logs). */
-function convergenceMs (agents: AgentProcess[]): { fromLastStart: number } {
+/**
+ * From the last agent's start until every agent lists every other alive; and, for a join, its two halves: until
+ * the newcomer (the last agent) lists every other alive, and until every other lists it alive.
+ */
+function convergenceMs (agents: AgentProcess[]): { fromLastStart: number, newcomerSeesAll: number, allSeeNewcomer: number } {
   const started = agents.map((a) => logLines(a).find((l) => l.msg === 'agent started')?.time ?? NaN)
   const lastStart = Math.max(...started)
-  const complete = agents.map((a) => {
-    const firstAlive = new Map<string, number>()
-    for (const l of logLines(a)) if (l.to === 'alive' && l.peer != null && !firstAlive.has(l.peer)) firstAlive.set(l.peer, l.time)
-    return Math.max(...agents.filter((o) => o !== a).map((o) => firstAlive.get(o.peerId) ?? NaN))
+  const firstAlive = agents.map((a) => {
+    const seen = new Map<string, number>()
+    for (const l of logLines(a)) if (l.to === 'alive' && l.peer != null && !seen.has(l.peer)) seen.set(l.peer, l.time)
+    return seen
   })
-  return { fromLastStart: Math.max(...complete) - lastStart }
+  const complete = agents.map((a, i) => Math.max(...agents.filter((o) => o !== a).map((o) => firstAlive[i]?.get(o.peerId) ?? NaN)))
+  const newcomer = agents.at(-1) as AgentProcess
+  return {
+    fromLastStart: Math.max(...complete) - lastStart,
+    newcomerSeesAll: (complete.at(-1) as number) - lastStart,
+    allSeeNewcomer: Math.max(...agents.slice(0, -1).map((_, i) => firstAlive[i]?.get(newcomer.peerId) ?? NaN)) - lastStart
+  }
 }
 
 /** Resident memory, and the private (anonymous) part of it: the rest is mostly the node binary's file pages. */
@@ -121,8 +131,10 @@ async function benchBootstrap (n: number): Promise<{ coldMs: number, joinMs: num
 
     agents.push(await start(n - 1, [entry]))
     await waitFor(`${n} agents to converge`, () => allSee(agents, agents, 'alive'), 60_000, 20)
-    const joinMs = convergenceMs(agents).fromLastStart
-    console.log(`N=${String(n).padStart(2)} bootstrap  cold ${coldMs} ms, join ${joinMs} ms after the last start   ` +
+    const joined = convergenceMs(agents)
+    const joinMs = joined.fromLastStart
+    console.log(`N=${String(n).padStart(2)} bootstrap  cold ${coldMs} ms, join ${joinMs} ms after the last start ` +
+      `(it lists all alive at ${joined.newcomerSeesAll} ms, all list it at ${joined.allSeeNewcomer} ms)   ` +
       `gossip per agent (N=${n - 1}) sent ${kB(mean(sent))} + received ${kB(mean(received))}   ` +
       `RSS ${MB(mean(rss))} per agent (max ${MB(Math.max(...rss))}), of it private ${MB(mean(mem.map((m) => m.anon)))}   ` +
       `CPU (N=${n - 1}) ${pct(cpu)}`)

@@ -7,8 +7,14 @@ import type { HealthBeacon } from '../../protocols/health.ts'
  * into another part, so the parts can be built in any order and tested alone.
  */
 export interface MemberBusEvents {
-  /** Others should hear from us soon (a member joined, the coordinator changed, our work or models changed): beacon early. */
+  /** Others should hear from us soon (the coordinator changed, our work or models changed): beacon early. */
   news: []
+  /**
+   * A member joined, restarted, or came back from dead or left: it may know nothing of us, so beacon early, with
+   * our record. (Its subscription, which also brings our record, can come before gossipsub's own stream to it is
+   * open, and gossipsub drops what it cannot send yet; its beacon reaching us shows that stream is open.)
+   */
+  'member-met': [peerId: string]
   /** A member's newest valid beacon, after the membership table took it. */
   beacon: [peerId: string, beacon: HealthBeacon]
   /** This node's own beacon, as it is sent: the table shows self with the same figures. */

@@ -28,7 +28,7 @@ export function beaconIntervalMs (intervalMs: number, perMemberMs: number, membe
 export interface HealthReporterComponents {
   mesh: Pick<Mesh, 'node' | 'publish'>
   /**
-   * Its `news` asks for a beacon soon; `record-wanted` for our next beacon to ask a member for its
+   * Its `news` asks for a beacon soon, `member-met` for one soon with our record; `record-wanted` for our next beacon to ask a member for its
    * record, `record-asked` for ours. Each beacon sent goes out on it as `own-beacon`.
    */
   bus: MemberBus
@@ -49,8 +49,8 @@ export interface HealthReporterComponents {
 
 /**
  * Publishes this node's health beacon: a pulse every `beaconIntervalMs` (the figures that change, and the
- * revision of our record), and early when a peer starts listening to the topic or there is news (a member
- * joined, the coordinator or our work changed), so that a newcomer learns of everyone in one round trip instead
+ * revision of our record), and early when a peer starts listening to the topic, a member joins or comes back,
+ * or there is news (the coordinator or our work changed), so that a newcomer learns of everyone in one round trip instead
  * of one beacon interval, and a change is heard within one. The record (what we are: name, addresses, work…)
  * rides along when it changed, for new listeners, and when a member asks for it (at most once a second).
  */
@@ -99,6 +99,7 @@ export class HealthReporter {
     this.stopped = false
     this.mesh.node.services.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.bus.on('news', this.publishSoon)
+    this.bus.on('member-met', this.onNewListener)
     this.bus.on('record-wanted', this.onRecordWanted)
     this.bus.on('record-asked', this.onRecordAsked)
     this.work.on('change', this.publishSoon)
@@ -124,6 +125,7 @@ export class HealthReporter {
     this.stopped = true
     this.mesh.node.services.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     this.bus.off('news', this.publishSoon)
+    this.bus.off('member-met', this.onNewListener)
     this.bus.off('record-wanted', this.onRecordWanted)
     this.bus.off('record-asked', this.onRecordAsked)
     this.work.off('change', this.publishSoon)
@@ -144,9 +146,10 @@ export class HealthReporter {
   }
 
   /**
-   * A peer started listening to beacons (a newcomer, a restarted member, one reconnected after a cut): our record
-   * too, since it may know nothing of us. Other news (a member came back, the coordinator changed) brings an early
-   * pulse only: those who hear it have our record already, and one who has not asks.
+   * A peer started listening to beacons (a newcomer, a restarted member, one reconnected after a cut), or a member
+   * joined or came back (`member-met`): our record too, since it may know nothing of us. Other news (the
+   * coordinator changed) brings an early pulse only: those who hear it have our record already, and one who has
+   * not asks.
    */
   private readonly onNewListener = (): void => {
     this.recordDue = true

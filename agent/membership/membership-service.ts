@@ -124,10 +124,10 @@ export class MembershipService {
       this.dialer.want(peerId, beacon.addrs, 'member').catch((err: unknown) => {
         this.log.debug({ err, peer: peerId }, 'member not dialable')
       })
-      // Answered with an early beacon: a newcomer, a new run, one back from dead or left. Not one back from a blip
-      // (suspect): it knows us still, and every member answering every blip of every other was O(N²) beacons
-      // on a loaded box. A newcomer or a restarted member also gets our record when it subscribes.
-      if (before !== 'suspect') this.bus.emit('news')
+      // Answered with an early beacon and our record: a newcomer, a new run, one back from dead or left. Not one
+      // back from a blip (suspect): it knows us still, and every member answering every blip of every other was
+      // O(N²) beacons on a loaded box.
+      if (before !== 'suspect') this.bus.emit('member-met', peerId)
     }
     // Only the newest beacon speaks for the member: an older one arriving late must not undo a claim.
     if (latest) this.bus.emit('beacon', peerId, beacon)

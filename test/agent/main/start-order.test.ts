@@ -47,14 +47,14 @@ t.test('every MemberBus listener starts before every emitter of its events (and 
       map.set(event, [...new Set([...map.get(event) ?? [], name])])
     }
   }
-  t.same([...listeners.keys()].sort(), ['beacon', 'claim', 'disconnect', 'news', 'own-beacon', 'record-asked', 'record-wanted'], 'every event has its listener')
+  t.same([...listeners.keys()].sort(), ['beacon', 'claim', 'disconnect', 'member-met', 'news', 'own-beacon', 'record-asked', 'record-wanted'], 'every event has its listener')
   const late: string[] = []
   for (const [event, names] of listeners) {
     // The exceptions are asks of the reporter, which starts last (it sends beacons, and membership hears our own):
-    // news asks for an early beacon and record-asked for our record, and its first beacon, sent at its start,
-    // carries both; record-wanted (ask a member for its record) is asked again at that member's next pulse a
+    // news asks for an early beacon, member-met and record-asked for our record, and its first beacon, sent at
+    // its start, carries both; record-wanted (ask a member for its record) is asked again at that member's next pulse a
     // second later (MemberBeacons' ASK_RETRY_MS), so one heard before the start is late, not lost.
-    if (event === 'news' || event === 'record-asked' || event === 'record-wanted') {
+    if (event === 'news' || event === 'member-met' || event === 'record-asked' || event === 'record-wanted') {
       t.same(names, ['health'], `${event} is heard by the health reporter alone`)
       continue
     }

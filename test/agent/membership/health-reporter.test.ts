@@ -100,9 +100,9 @@ t.test('news, a change of work and a new listener each bring a beacon early; a b
 t.test('stopped, it listens to nothing and sends nothing', async (t) => {
   const { health, published, bus, work } = reporter(t)
   health.start()
-  t.same([bus.listenerCount('news'), work.listenerCount('change'), work.listenerCount('advertised')], [1, 1, 1])
+  t.same([bus.listenerCount('news'), bus.listenerCount('member-met'), work.listenerCount('change'), work.listenerCount('advertised')], [1, 1, 1, 1])
   health.stop()
-  t.same([bus.listenerCount('news'), work.listenerCount('change'), work.listenerCount('advertised')], [0, 0, 0], 'every listener removed')
+  t.same([bus.listenerCount('news'), bus.listenerCount('member-met'), work.listenerCount('change'), work.listenerCount('advertised')], [0, 0, 0, 0], 'every listener removed')
   bus.emit('news')
   await sleep(60)
   t.same(seqs(published), [1])
@@ -124,7 +124,7 @@ t.test('a beacon that cannot be built or sent is logged; the reporter goes on', 
 
 const withRecord = (published: HealthWire[]): number[] => published.filter((w) => w.record !== undefined).map((w) => w.seq)
 
-t.test('the record goes with the first beacon, to new listeners, and when it changes; pulses otherwise, news included', async (t) => {
+t.test('the record goes with the first beacon, to new listeners and members met, and when it changes; pulses otherwise, news included', async (t) => {
   let priority = 0
   const { health, published, bus, pubsub } = reporter(t, { intervalMs: 40, describe: () => ({ ...DESCRIBED, priority }) })
   health.start()
@@ -133,9 +133,12 @@ t.test('the record goes with the first beacon, to new listeners, and when it cha
   t.equal(new Set(published.map((w) => w.rev)).size, 1, 'every pulse names the same revision')
   bus.emit('news')
   await sleep(30)
-  t.same(withRecord(published), [1], 'news (a member came back, the coordinator changed): a pulse, early')
+  t.same(withRecord(published), [1], 'news (the coordinator changed): a pulse, early')
+  bus.emit('member-met', 'p-new')
+  t.equal((await eventually(() => withRecord(published), (seqs) => seqs.length >= 2, { timeoutMs: 2_000, intervalMs: 5 })).length, 2,
+    'a member joined or came back: the record, early')
   pubsub.dispatchEvent(new CustomEvent('subscription-change', { detail: { subscriptions: [{ topic: TOPICS.nodeHealth, subscribe: true }] } }))
-  t.equal((await eventually(() => withRecord(published), (seqs) => seqs.length >= 2, { timeoutMs: 2_000, intervalMs: 5 })).length, 2, 'a new listener: the record again')
+  t.equal((await eventually(() => withRecord(published), (seqs) => seqs.length >= 3, { timeoutMs: 2_000, intervalMs: 5 })).length, 3, 'a new listener: the record again')
   priority = 5
   const rev = published.at(-1)?.rev
   const changed = await eventually(() => published.find((w) => w.rev !== rev), (w) => w !== undefined, { timeoutMs: 2_000, intervalMs: 5 })

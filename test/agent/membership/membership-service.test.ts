@@ -51,8 +51,8 @@ async function service (t: { teardown: (fn: () => unknown) => void }, remembered
   const recorded: Array<[string, string | null, unknown]> = []
   const events = { record: (type: string, peer: string | null, data: unknown) => { recorded.push([type, peer, data]) } }
   const bus = new MemberBus()
-  const heard = { news: 0, beacons: [] as Array<[string, number]>, disconnects: [] as string[] }
-  bus.on('news', () => { heard.news++ })
+  const heard = { met: 0, beacons: [] as Array<[string, number]>, disconnects: [] as string[] }
+  bus.on('member-met', () => { heard.met++ })
   bus.on('beacon', (peer, b) => { heard.beacons.push([peer, b.seq]) })
   bus.on('disconnect', (peer) => { heard.disconnects.push(peer) })
   const asks = { wanted: [] as string[], asked: [] as string[] }
@@ -109,18 +109,18 @@ t.test('start restores the table, comes back to the remembered members and reads
   t.same(s.membership.list().map((m) => m.name).sort(), ['gone', 'kept', 'self'])
 })
 
-t.test('a newcomer\'s beacon: a member, dialled, news; each newest beacon goes on the bus, an older one does not', async (t) => {
+t.test('a newcomer\'s beacon: a member, dialled, member-met; each newest beacon goes on the bus, an older one does not', async (t) => {
   const s = await service(t)
   await s.service.start()
   const peer = await newPeer()
   s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 2, addrs: ['/ip4/10.0.0.9/tcp/4001'] }))
-  t.same({ state: s.membership.get(peer)?.state, wanted: s.wanted, news: s.heard.news, beacons: s.heard.beacons },
-    { state: 'alive', wanted: [[peer, ['/ip4/10.0.0.9/tcp/4001'], 'member']], news: 1, beacons: [[peer, 2]] })
+  t.same({ state: s.membership.get(peer)?.state, wanted: s.wanted, met: s.heard.met, beacons: s.heard.beacons },
+    { state: 'alive', wanted: [[peer, ['/ip4/10.0.0.9/tcp/4001'], 'member']], met: 1, beacons: [[peer, 2]] })
   t.same(s.recorded, [['member.state', peer, { name: 'alpha', from: null, to: 'alive', reason: 'first beacon' }]])
   t.same(s.saved, [['alpha:alive']], 'a state change is saved at once')
   s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 3 }))
   s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 1 }))
-  t.same({ news: s.heard.news, beacons: s.heard.beacons }, { news: 1, beacons: [[peer, 2], [peer, 3]] }, 'no news in a known member\'s beacon; the late, older one is not passed on')
+  t.same({ met: s.heard.met, beacons: s.heard.beacons }, { met: 1, beacons: [[peer, 2], [peer, 3]] }, 'no member-met in a known member\'s beacon; the late, older one is not passed on')
 })
 
 t.test('our own beacon, told on the bus, is how the table shows us', async (t) => {
@@ -222,18 +222,18 @@ t.test('a reaped member\'s record is forgotten', async (t) => {
   t.same({ member: s.membership.get(peer), kept: s.beacons.size }, { member: undefined, kept: 0 })
 })
 
-t.test('news (an early beacon from us) for a newcomer and for a member back from dead, not for one back from a blip', async (t) => {
+t.test('member-met (an early beacon from us, with our record) for a newcomer and for a member back from dead, not for one back from a blip', async (t) => {
   const s = await service(t)
   await s.service.start()
   const peer = await newPeer()
   s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 1 }))
-  t.equal(s.heard.news, 1, 'a newcomer')
+  t.equal(s.heard.met, 1, 'a newcomer')
   s.membership.observeDisconnect(peer)
   s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 2 }))
-  t.same({ state: s.membership.get(peer)?.state, news: s.heard.news }, { state: 'alive', news: 1 }, 'back from suspect: alive, no news')
+  t.same({ state: s.membership.get(peer)?.state, met: s.heard.met }, { state: 'alive', met: 1 }, 'back from suspect: alive, not met again')
   s.membership.observeDisconnect(peer)
   s.membership.takeProbes(1)
   s.membership.observeProbe(peer, 'refused')
   s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 3 }))
-  t.same({ state: s.membership.get(peer)?.state, news: s.heard.news }, { state: 'alive', news: 2 }, 'back from dead: news')
+  t.same({ state: s.membership.get(peer)?.state, met: s.heard.met }, { state: 'alive', met: 2 }, 'back from dead: met again')
 })
