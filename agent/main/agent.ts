@@ -29,7 +29,7 @@ import { PeerDialer } from '../mesh/dialer.ts'
 import { Election, capabilityOf } from '../coordination/election.ts'
 import type { Candidate } from '../coordination/election.ts'
 import { ElectionService, savedTerm } from '../coordination/election-service.ts'
-import { MAX_BEACON_MODELS } from '../../protocols/health.ts'
+import { MAX_BEACON_MODELS, healthCodec } from '../../protocols/health.ts'
 import { HealthReporter } from '../membership/health-reporter.ts'
 import type { HealthReporterComponents } from '../membership/health-reporter.ts'
 import { DiskStatus, HealthSampler } from '../membership/health.ts'
@@ -287,7 +287,7 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
     membership,
     lag,
     dialer,
-    sync: new MemberSync({ node: mesh.node, membership, dialer, metrics, log }),
+    sync: new MemberSync({ node: mesh.node, membership, dialer, bus, deliver: (wire, from) => { mesh.deliver(healthCodec, wire, from) }, metrics, log }),
     service: new MembershipService({
       mesh, bus, membership, beacons: new MemberBeacons({ maxMembers: config.membership.maxMembers }), dialer, members: new MemberRecords({ store }), events, metrics, log, tickMs: 1_000
     }),

@@ -2,6 +2,9 @@ import { lpStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../../protocols/member-sync.ts'
 import type { MemberSyncMessage } from '../../protocols/member-sync.ts'
+import { beaconMessage } from '../../protocols/health.ts'
+import type { HealthBeacon, HealthWire } from '../../protocols/health.ts'
+import type { MemberBus } from '../membership/bus.ts'
 import { multiaddrText } from '../../common/text.ts'
 import type { PeerDialer } from './dialer.ts'
 import type { Logger } from '../../common/logger.ts'
@@ -20,27 +23,40 @@ export interface MemberSyncComponents {
   node: MeshNode
   membership: Membership
   dialer: PeerDialer
+  /** Our own beacons come on it (`own-beacon`): the last one goes with each exchange. */
+  bus: MemberBus
+  /** Where a peer's own beacon goes: to the health topic's readers, as if gossip had brought it (Mesh.deliver). */
+  deliver: (wire: HealthWire, from: PeerId) => void
   metrics: MetricsStore
   log: Logger
 }
 
-/** Swaps member lists with every newly connected peer, and has the dialer connect to the members it learns. */
+/**
+ * Swaps member lists, and each side's own beacon, with every newly connected peer, and has the dialer connect to
+ * the members it learns.
+ */
 export class MemberSync {
   private readonly node: MeshNode
   private readonly membership: Membership
   private readonly dialer: PeerDialer
+  private readonly bus: MemberBus
+  private readonly deliver: MemberSyncComponents['deliver']
   private readonly metrics: MetricsStore
   private readonly log: Logger
+  private ownBeacon: HealthBeacon | undefined
 
   constructor (components: MemberSyncComponents) {
     this.node = components.node
     this.membership = components.membership
     this.dialer = components.dialer
+    this.bus = components.bus
+    this.deliver = components.deliver
     this.metrics = components.metrics
     this.log = components.log
   }
 
   async start (): Promise<void> {
+    this.bus.on('own-beacon', this.onOwnBeacon)
     await this.node.handle(MEMBER_SYNC_PROTOCOL, this.onStream, { maxInboundStreams: 8, maxOutboundStreams: 8 })
     this.node.addEventListener('connection:open', this.onConnectionOpen)
   }
@@ -48,6 +64,11 @@ export class MemberSync {
   async stop (): Promise<void> {
     this.node.removeEventListener('connection:open', this.onConnectionOpen)
     await this.node.unhandle(MEMBER_SYNC_PROTOCOL)
+    this.bus.off('own-beacon', this.onOwnBeacon)
+  }
+
+  private readonly onOwnBeacon = (beacon: HealthBeacon): void => {
+    this.ownBeacon = beacon
   }
 
   /**
@@ -73,7 +94,8 @@ export class MemberSync {
 
   /** The encoded list we send to `peer`. */
   private async ourList (peer: PeerId): Promise<Uint8Array> {
-    return memberSyncCodec.encode({ v: 1, members: await this.knownMembers(peer) })
+    const own = this.ownBeacon
+    return memberSyncCodec.encode({ v: 1, members: await this.knownMembers(peer), ...(own === undefined ? {} : { self: beaconMessage(own) }) })
   }
 
   private readonly onConnectionOpen = (event: CustomEvent<Connection>): void => {
@@ -115,6 +137,7 @@ export class MemberSync {
       this.log.debug({ peer: from.toString(), reason: decoded.reason, detail: decoded.detail }, 'member list refused')
       return
     }
+    if (decoded.value.self !== undefined) this.deliver(decoded.value.self, from)
     for (const { peerId, addrs } of decoded.value.members) {
       // Those that said they left stay unwanted until they come back themselves.
       if (this.membership.get(peerId)?.state === 'left') continue

@@ -210,17 +210,29 @@ export class Mesh {
     await this.node.stop()
   }
 
+  /**
+   * A message its author handed us itself, over a stream of its own (member sync): the connection authenticates
+   * the author as gossip's signature does, so it goes to the topic's readers as a gossip message would. `value`
+   * passed the checks of the message that carried it.
+   */
+  deliver<T> (codec: MessageCodec<T>, value: T, from: PeerId): void {
+    this.handOut(codec.topic, value, from)
+  }
+
   private readonly onMessage = (event: CustomEvent<Message>): void => {
     const msg = event.detail
     const value = this.validator.take(msg)
-    const handlers = this.handlers.get(msg.topic)
-    if (value === undefined || handlers === undefined || msg.type !== 'signed') return
-    for (const handler of handlers) {
+    if (value === undefined || msg.type !== 'signed') return
+    this.handOut(msg.topic, value, msg.from)
+  }
+
+  private handOut (topic: string, value: unknown, from: PeerId): void {
+    for (const handler of this.handlers.get(topic) ?? []) {
       try {
-        handler(value, msg.from)
+        handler(value, from)
       } catch (err) {
         // A handler bug must not take the gossip loop, nor the topic's other handlers, down with it.
-        this.log.error({ err, topic: msg.topic }, 'gossip handler failed')
+        this.log.error({ err, topic }, 'gossip handler failed')
       }
     }
   }

@@ -6,6 +6,7 @@ import { DIAL_DROPPED_METRIC, HEARSAY_TTL_MS, MAX_HEARSAY_TARGETS, MAX_TARGET_AD
 import { createLogger } from '../../common/logger.ts'
 import { MemberSync } from '../../agent/mesh/member-sync.ts'
 import { Membership } from '../../agent/membership/membership.ts'
+import { MemberBus } from '../../agent/membership/bus.ts'
 import type { MeshNode } from '../../agent/mesh/mesh.ts'
 import { MetricsStore } from '../../agent/metrics/metrics.ts'
 
@@ -98,7 +99,7 @@ t.test('a member list sent on join carries only addresses the receiver takes, 8 
     getConnections: () => [{ remotePeer: connected }, { remotePeer: told }],
     peerStore: { get: async () => ({ addresses: [{ multiaddr: { toString: () => '/ip4/10.0.0.2/tcp/4001' } }, { multiaddr: { toString: () => `/unix/${'x'.repeat(300)}` } }] }) }
   }
-  const sync = new MemberSync({ node: node as never, membership, dialer: {} as never, metrics: new MetricsStore(), log: createLogger('silent') })
+  const sync = new MemberSync({ node: node as never, membership, dialer: {} as never, bus: new MemberBus(), deliver: () => {}, metrics: new MetricsStore(), log: createLogger('silent') })
   t.same(await sync.knownMembers(told), [
     { peerId: listed.toString(), addrs: ['/ip4/10.0.0.1/tcp/4001', ...addrs(7, 5000)] },
     { peerId: connected.toString(), addrs: ['/ip4/10.0.0.2/tcp/4001'] }

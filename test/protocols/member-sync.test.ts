@@ -1,8 +1,10 @@
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
+import { beaconMessage } from '../../protocols/health.ts'
 import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../../protocols/member-sync.ts'
-import { bootstrapAddr, gossip } from '../helpers/agents.ts'
+import { bootstrapAddr, gossip, statesSeenBy } from '../helpers/agents.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
 import { agentAndMember } from '../helpers/bare-node.ts'
 import { eventually } from '../helpers/eventually.ts'
 
@@ -17,6 +19,22 @@ t.test('member lists: good ones are read, bad ones are refused with the reason',
   t.match(memberSyncCodec.decode(enc({ v: 1, members: Array(1025).fill(good.members[0]) })), { ok: false, reason: 'invalid' })
   t.match(memberSyncCodec.decode(enc({ v: 3, members: [] })), { ok: false, reason: 'unknown-version' })
   t.match(memberSyncCodec.decode(new TextEncoder().encode('members?')), { ok: false, reason: 'malformed' })
+  const self = beaconMessage(sampleBeacon({ name: 'sender' }))
+  t.same(memberSyncCodec.decode(memberSyncCodec.encode({ ...good, self } as never)), { ok: true, value: { ...good, self } }, 'with the sender\'s own beacon')
+  t.match(memberSyncCodec.decode(enc({ ...good, self: { ...self, rev: -1 } })), { ok: false, reason: 'invalid', detail: /^self\.rev/ }, 'a bad beacon is refused, naming its field')
+  t.match(memberSyncCodec.decode(enc({ ...good, self: { ...self, v: 1 } })), { ok: false, reason: 'invalid', detail: /^self\.v/ })
+})
+
+t.test('the beacon a member hands over in member sync speaks for that member alone, at once; the agent hands over its own', async (t) => {
+  const { agent, member } = await agentAndMember(t, { name: 'listener' })
+  const stream = await member.dialProtocol(multiaddr(await bootstrapAddr(agent)), MEMBER_SYNC_PROTOCOL)
+  const lp = lpStream(stream)
+  // Whatever peer the beacon would name, the connection says whose it is: the member that opened it.
+  await lp.write(memberSyncCodec.encode({ v: 1, members: [], self: beaconMessage(sampleBeacon({ name: 'bare', startedAt: Date.now(), seq: 1 })) }))
+  const answer = memberSyncCodec.decode((await lp.read()).subarray())
+  t.match(answer, { ok: true, value: { self: { v: 2, record: { name: 'listener' } } } }, 'the answer carries the agent\'s own beacon and record')
+  const seen = await eventually(async () => (await statesSeenBy(agent)).get(member.peerId.toString()), 'alive')
+  t.equal(seen, 'alive', 'the member is alive on its own beacon, with no gossip in between')
 })
 
 t.test('an agent answers a member-sync stream, and counts a bad list it is sent', async (t) => {

@@ -16,6 +16,7 @@ const BUS_USERS: Record<string, string> = {
   runtime: 'agent/main/agent.ts',
   election: 'agent/coordination/election-service.ts',
   orchestrator: 'agent/coordination/orchestrator.ts',
+  'member sync': 'agent/mesh/member-sync.ts',
   prober: 'agent/membership/prober.ts',
   membership: 'agent/membership/membership-service.ts',
   health: 'agent/membership/health-reporter.ts'
