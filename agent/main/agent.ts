@@ -289,7 +289,7 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
     dialer,
     sync: new MemberSync({ node: mesh.node, membership, dialer, bus, deliver: (wire, from) => { mesh.deliver(healthCodec, wire, from) }, metrics, log }),
     service: new MembershipService({
-      mesh, bus, membership, beacons: new MemberBeacons({ maxMembers: config.membership.maxMembers }), dialer, members: new MemberRecords({ store }), events, metrics, log, tickMs: 1_000
+      mesh, bus, membership, beacons: new MemberBeacons({ maxMembers: config.membership.maxMembers }), dialer, members: new MemberRecords({ store }), events, metrics, log, tickMs: 1_000, verdicts: config.mesh.connections > 0
     }),
     leave: new LeaveAnnouncement({ mesh, log, startedAt }),
     prober: new Prober({ node: mesh.node, membership, bus, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs, pings: new PingStreams({ node: mesh.node }), release: config.mesh.connections > 0 ? (peer) => { dialer.release(peer) } : undefined })

@@ -10,18 +10,19 @@ export interface MemberBusEvents {
   /** Others should hear from us soon (the coordinator changed, our work or models changed): beacon early. */
   news: []
   /**
-   * A member joined, restarted, or came back from dead or left: it may know nothing of us, so beacon early, with
-   * our record. (Its subscription, which also brings our record, can come before gossipsub's own stream to it is
-   * open, and gossipsub drops what it cannot send yet; its beacon reaching us shows that stream is open.)
+   * A member joined (`first`: never in our table), restarted, or came back from dead or left: it may know nothing
+   * of us, so beacon early, with our record. (Its subscription, which also brings our record, can come before
+   * gossipsub's own stream to it is open, and gossipsub drops what it cannot send yet; its beacon reaching us
+   * shows that stream is open.)
    */
-  'member-met': [peerId: string]
+  'member-met': [peerId: string, first: boolean]
   /** A member's newest valid beacon, after the membership table took it. */
   beacon: [peerId: string, beacon: HealthBeacon]
   /** This node's own beacon, as it is sent: the table shows self with the same figures. */
   'own-beacon': [beacon: HealthBeacon]
   /** `peerId` says, signed, that it coordinates `term` (seen on `topic`: a decision; beacons come as `beacon`). */
   claim: [peerId: string, term: number, topic: string]
-  /** Every connection to a member closed: probe it now (a dead process refuses at once). */
+  /** Probe this member now: every connection to it closed (a dead process refuses at once), or a member found it dead. */
   disconnect: [peerId: string]
   /** A member's pulse named a record we do not have: our next beacon asks it for the record. */
   'record-wanted': [peerId: string]

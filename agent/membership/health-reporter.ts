@@ -13,7 +13,7 @@ const EARLY_BEACON_DELAY_MS = 20
 const ASK_DELAY_MS = 100
 /** Asks carried by one beacon at most (the wire's limit); more wait for the next. */
 const MAX_ASKS = 16
-/** Our record goes out in answer to asks at most this often: a member that asks in a loop gets no more. */
+/** Our record goes out in answer to asks, new listeners and members back at most this often: a loop gets no more. */
 export const RECORD_ANSWER_MS = 1_000
 
 /**
@@ -99,9 +99,9 @@ export class HealthReporter {
     this.stopped = false
     this.mesh.node.services.pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.bus.on('news', this.publishSoon)
-    this.bus.on('member-met', this.onNewListener)
+    this.bus.on('member-met', this.onMemberMet)
     this.bus.on('record-wanted', this.onRecordWanted)
-    this.bus.on('record-asked', this.onRecordAsked)
+    this.bus.on('record-asked', this.recordSoon)
     this.work.on('change', this.publishSoon)
     this.work.on('advertised', this.publishSoon)
     this.publish()
@@ -125,9 +125,9 @@ export class HealthReporter {
     this.stopped = true
     this.mesh.node.services.pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     this.bus.off('news', this.publishSoon)
-    this.bus.off('member-met', this.onNewListener)
+    this.bus.off('member-met', this.onMemberMet)
     this.bus.off('record-wanted', this.onRecordWanted)
-    this.bus.off('record-asked', this.onRecordAsked)
+    this.bus.off('record-asked', this.recordSoon)
     this.work.off('change', this.publishSoon)
     this.work.off('advertised', this.publishSoon)
     clearTimeout(this.timer)
@@ -146,12 +146,24 @@ export class HealthReporter {
   }
 
   /**
-   * A peer started listening to beacons (a newcomer, a restarted member, one reconnected after a cut), or a member
-   * joined or came back (`member-met`): our record too, since it may know nothing of us. Other news (the
-   * coordinator changed) brings an early pulse only: those who hear it have our record already, and one who has
-   * not asks.
+   * A peer started listening to beacons (a newcomer, a restarted member, one reconnected after a cut): our record
+   * too, since it may know nothing of us; paced as answers to asks are, since a peer can subscribe and unsubscribe
+   * in a loop. Other news (the coordinator changed) brings an early pulse only: those who hear it have our record
+   * already, and one who has not asks.
    */
   private readonly onNewListener = (): void => {
+    this.recordSoon()
+  }
+
+  /**
+   * A member joined or came back: our record, at once for one never in our table (the members a table admits are
+   * capped), paced for a restart or a return, which a member can fake in a loop (each answered by every member).
+   */
+  private readonly onMemberMet = (_peerId: string, first: boolean): void => {
+    if (!first) {
+      this.recordSoon()
+      return
+    }
     this.recordDue = true
     this.publishSoon()
   }
@@ -163,10 +175,11 @@ export class HealthReporter {
   }
 
   /**
-   * Answered early, or, where a record went out within the last `RECORD_ANSWER_MS`, when that time is up: never
-   * more often, however often asked, and never dropped (the asker may have missed the last one).
+   * Our record, early, or, where one went out within the last `RECORD_ANSWER_MS`, when that time is up: never
+   * more often, however often asked (an ask, a new listener, a member back), and never dropped (the asker may
+   * have missed the last one).
    */
-  private readonly onRecordAsked = (): void => {
+  private readonly recordSoon = (): void => {
     const waitMs = this.recordSentAt + RECORD_ANSWER_MS - performance.now()
     if (waitMs <= 0) {
       this.recordDue = true
@@ -176,7 +189,7 @@ export class HealthReporter {
     if (this.stopped || this.answerLater != null) return
     this.answerLater = setTimeout(() => {
       this.answerLater = undefined
-      this.onRecordAsked()
+      this.recordSoon()
     }, Math.ceil(waitMs))
   }
 

@@ -3,6 +3,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { systemEventCodec } from '../../protocols/events.ts'
 import type { SystemEvent } from '../../protocols/events.ts'
 import { healthCodec } from '../../protocols/health.ts'
+import { memberVerdictCodec } from '../../protocols/verdicts.ts'
+import type { MemberVerdict } from '../../protocols/verdicts.ts'
 import type { HealthBeacon, HealthWire } from '../../protocols/health.ts'
 import type { PeerDialer } from '../mesh/dialer.ts'
 import type { Logger } from '../../common/logger.ts'
@@ -20,7 +22,7 @@ import type { MemberBeacons } from './member-beacons.ts'
 const FLUSH_INTERVAL_MS = 5_000
 
 export interface MembershipServiceComponents {
-  mesh: Pick<Mesh, 'node' | 'peerId' | 'subscribe' | 'unsubscribe'>
+  mesh: Pick<Mesh, 'node' | 'peerId' | 'subscribe' | 'unsubscribe' | 'publish'>
   /**
    * Where it tells of a member's newest beacon (`beacon`), of a member joining (`news`: answer with our beacon),
    * of a member's last connection closing (`disconnect`: probe it now), of a record we lack (`record-wanted`) and
@@ -37,6 +39,11 @@ export interface MembershipServiceComponents {
   log: Logger
   /** How often the timeouts are applied. */
   tickMs: number
+  /**
+   * A partial mesh: tell the others when our own probe finds a member dead (protocols/verdicts.ts), since most
+   * hold no connection to it. Verdicts heard are acted on either way.
+   */
+  verdicts: boolean
 }
 
 /**
@@ -55,6 +62,12 @@ export class MembershipService {
   private readonly metrics: MetricsStore
   private readonly log: Logger
   private readonly tickMs: number
+  private readonly verdicts: boolean
+  /**
+   * Members another's verdict made us probe, with the beacon it named: should our probe find one dead, the
+   * others heard it already, so we say nothing (one verdict per death, not one per member). Members only.
+   */
+  private readonly heardVerdicts = new Map<string, MemberVerdict['about']>()
   private tickTimer: NodeJS.Timeout | undefined
   private flushTimer: NodeJS.Timeout | undefined
 
@@ -69,6 +82,7 @@ export class MembershipService {
     this.metrics = components.metrics
     this.log = components.log
     this.tickMs = components.tickMs
+    this.verdicts = components.verdicts
   }
 
   async start (): Promise<void> {
@@ -82,6 +96,7 @@ export class MembershipService {
     this.bus.on('own-beacon', this.onOwnBeacon)
     mesh.subscribe(healthCodec, this.onBeacon)
     mesh.subscribe(systemEventCodec, this.onSystemEvent)
+    mesh.subscribe(memberVerdictCodec, this.onVerdict)
     // Come back to everyone we knew before a restart, except those who said they left.
     for (const member of membership.list()) {
       if (member.peerId !== mesh.peerId.toString() && member.state !== 'left') await dialer.want(member.peerId, member.addrs, 'member')
@@ -97,6 +112,7 @@ export class MembershipService {
     mesh.node.removeEventListener('peer:disconnect', this.onDisconnect)
     mesh.unsubscribe(healthCodec, this.onBeacon)
     mesh.unsubscribe(systemEventCodec, this.onSystemEvent)
+    mesh.unsubscribe(memberVerdictCodec, this.onVerdict)
     this.bus.off('own-beacon', this.onOwnBeacon)
     membership.off('change', this.onChange)
     membership.off('reap', this.onReap)
@@ -127,7 +143,7 @@ export class MembershipService {
       // Answered with an early beacon and our record: a newcomer, a new run, one back from dead or left. Not one
       // back from a blip (suspect): it knows us still, and every member answering every blip of every other was
       // O(N²) beacons on a loaded box.
-      if (before !== 'suspect') this.bus.emit('member-met', peerId)
+      if (before !== 'suspect') this.bus.emit('member-met', peerId, before === undefined)
     }
     // Only the newest beacon speaks for the member: an older one arriving late must not undo a claim.
     if (latest) this.bus.emit('beacon', peerId, beacon)
@@ -147,6 +163,25 @@ export class MembershipService {
     }
   }
 
+  /** Another member found one dead: we probe it now (see Membership.probeOnVerdict); about ourselves, nothing. */
+  private readonly onVerdict = (verdict: MemberVerdict, from: PeerId): void => {
+    if (!this.membership.probeOnVerdict(verdict.peerId, verdict.about)) return
+    this.heardVerdicts.set(verdict.peerId, verdict.about)
+    this.log.debug({ peer: verdict.peerId, from: from.toString() }, 'a member says it found this one dead: probing it')
+    this.bus.emit('disconnect', verdict.peerId)
+  }
+
+  /** Our own probe found `member` dead: in a partial mesh, say so, unless it was another's verdict that sent us. */
+  private tellDeath (member: Member): void {
+    const about = this.membership.beaconOf(member.peerId)
+    const heard = this.heardVerdicts.get(member.peerId)
+    this.heardVerdicts.delete(member.peerId)
+    if (!this.verdicts || about === undefined || (heard?.startedAt === about.startedAt && heard.seq === about.seq)) return
+    this.mesh.publish(memberVerdictCodec, { v: 1, peerId: member.peerId, about }).catch((err: unknown) => {
+      this.log.debug({ err, peer: member.peerId }, 'verdict not published')
+    })
+  }
+
   private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
     const peerId = event.detail.toString()
     this.membership.observeDisconnect(peerId)
@@ -156,6 +191,7 @@ export class MembershipService {
   private readonly onChange = ({ member, from, to, reason }: MemberChange): void => {
     this.log.info({ peer: member.peerId, name: member.name, from, to, reason }, `member ${member.name} is ${to}`)
     if (to === 'dead') {
+      this.tellDeath(member)
       for (const connection of this.mesh.node.getConnections(peerIdFromString(member.peerId))) {
         connection.abort(new Error(`member ${member.name} is dead: ${reason}`))
       }
@@ -171,6 +207,7 @@ export class MembershipService {
   }
 
   private readonly onReap = (member: Member): void => {
+    this.heardVerdicts.delete(member.peerId)
     this.beacons.forget(member.peerId)
     this.dialer.forget(member.peerId)
     this.members.remove([member.peerId])

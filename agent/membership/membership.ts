@@ -110,6 +110,8 @@ export function healthOf (beacon: HealthBeacon): MemberHealth {
  *     └───────────────────────────(connection refused: nothing listens any more)────────────────────────────┘
  *   suspect ──(its box accepts a connection but its agent stays silent for unresponsiveAfterMs)──▶ dead
  *   suspect/dead ──(a newer beacon, or an answered ping)──▶ alive
+ * In a partial mesh (mesh.connections > 0) a closed connection says nothing (they are closed on purpose) and
+ * neither does another member's verdict: each only brings a probe at once, and the probe decides.
  *
  * A probe is a libp2p ping and, alongside, a bare TCP connection to the member's port: the kernel accepts that
  * even when the agent is starved of CPU, so a slow member is told apart from a gone one within the probe.
@@ -238,9 +240,10 @@ export class Membership extends EventEmitter<MembershipEvents> {
   /** Every connection to the member closed: suspect at once, and ping it at once (a dead process refuses). */
   observeDisconnect (peerId: string): void {
     const tracked = this.members.get(peerId)
-    if (tracked == null || peerId === this.selfId || tracked.member.state !== 'alive' || this.options.partialMesh === true) return
+    if (tracked == null || peerId === this.selfId || tracked.member.state !== 'alive') return
     tracked.probeNow = true
-    this.transition(peerId, 'suspect', 'disconnected')
+    // A partial mesh closes connections on purpose (past mesh.connections): probed at once, not suspected for it.
+    if (this.options.partialMesh !== true) this.transition(peerId, 'suspect', 'disconnected')
   }
 
   /**
@@ -388,6 +391,20 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (tracked == null || peerId === this.selfId || !isLive(tracked.member.state) || tracked.member.state === to) return false
     if (about.startedAt < tracked.startedAt || (about.startedAt === tracked.startedAt && about.seq < tracked.seq)) return false
     this.transition(peerId, tracked.member.state === 'alive' ? 'suspect' : to, reason)
+    return true
+  }
+
+  /**
+   * What the agent does with another member's word that this one died (a partial mesh's verdict,
+   * protocols/verdicts.ts): it probes the member at once, and its probe decides; hearsay never changes its state.
+   * (`observeVerdict`, which does, is the large-mesh design bench/simulate.ts runs: see docs/scale.md.) `about` is the beacon the verdict was made
+   * against: an older one than we hold is void (it came back since). Returns whether a probe was scheduled.
+   */
+  probeOnVerdict (peerId: string, about: { startedAt: number, seq: number }): boolean {
+    const tracked = this.members.get(peerId)
+    if (tracked == null || peerId === this.selfId || !isLive(tracked.member.state)) return false
+    if (about.startedAt < tracked.startedAt || (about.startedAt === tracked.startedAt && about.seq < tracked.seq)) return false
+    tracked.probeNow = true
     return true
   }
 

@@ -2,7 +2,7 @@ import { lpStream } from '@libp2p/utils'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../../protocols/member-sync.ts'
 import type { MemberSyncMessage } from '../../protocols/member-sync.ts'
-import { beaconMessage } from '../../protocols/health.ts'
+import { beaconMessage, healthCodec } from '../../protocols/health.ts'
 import type { HealthBeacon, HealthWire } from '../../protocols/health.ts'
 import type { MemberBus } from '../membership/bus.ts'
 import { multiaddrText } from '../../common/text.ts'
@@ -44,6 +44,8 @@ export class MemberSync {
   private readonly metrics: MetricsStore
   private readonly log: Logger
   private ownBeacon: HealthBeacon | undefined
+  /** Connections that had their exchange: one each (the side that dialled starts it), so a peer cannot loop. */
+  private readonly exchanged = new WeakSet<Connection>()
 
   constructor (components: MemberSyncComponents) {
     this.node = components.node
@@ -95,7 +97,8 @@ export class MemberSync {
   /** The encoded list we send to `peer`. */
   private async ourList (peer: PeerId): Promise<Uint8Array> {
     const own = this.ownBeacon
-    return memberSyncCodec.encode({ v: 1, members: await this.knownMembers(peer), ...(own === undefined ? {} : { self: beaconMessage(own) }) })
+    const self = own === undefined ? {} : { self: Buffer.from(healthCodec.encode(beaconMessage(own))).toString('base64') }
+    return memberSyncCodec.encode({ v: 1, members: await this.knownMembers(peer), ...self })
   }
 
   private readonly onConnectionOpen = (event: CustomEvent<Connection>): void => {
@@ -117,6 +120,12 @@ export class MemberSync {
   }
 
   private readonly onStream = async (stream: Stream, connection: Connection): Promise<void> => {
+    if (this.exchanged.has(connection)) {
+      this.metrics.inc(REJECTED_METRIC, { topic: MEMBER_SYNC_PROTOCOL, reason: 'repeated' })
+      stream.abort(new Error('one member sync per connection'))
+      return
+    }
+    this.exchanged.add(connection)
     const signal = AbortSignal.timeout(EXCHANGE_TIMEOUT_MS)
     try {
       const lp = lpStream(stream, { maxDataLength: memberSyncCodec.maxBytes })
@@ -130,6 +139,17 @@ export class MemberSync {
     }
   }
 
+  /** The peer's own beacon: checked as the health topic checks it, refusals counted there. */
+  private receiveBeacon (base64: string, from: PeerId): void {
+    const decoded = healthCodec.decode(Buffer.from(base64, 'base64'))
+    if (!decoded.ok) {
+      this.metrics.inc(REJECTED_METRIC, { topic: healthCodec.topic, reason: decoded.reason })
+      this.log.debug({ peer: from.toString(), reason: decoded.reason, detail: decoded.detail }, 'beacon in member sync refused')
+      return
+    }
+    this.deliver(decoded.value, from)
+  }
+
   private receive (bytes: Uint8Array, from: PeerId): void {
     const decoded = memberSyncCodec.decode(bytes)
     if (!decoded.ok) {
@@ -137,7 +157,7 @@ export class MemberSync {
       this.log.debug({ peer: from.toString(), reason: decoded.reason, detail: decoded.detail }, 'member list refused')
       return
     }
-    if (decoded.value.self !== undefined) this.deliver(decoded.value.self, from)
+    if (decoded.value.self !== undefined) this.receiveBeacon(decoded.value.self, from)
     for (const { peerId, addrs } of decoded.value.members) {
       // Those that said they left stay unwanted until they come back themselves.
       if (this.membership.get(peerId)?.state === 'left') continue

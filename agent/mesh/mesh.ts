@@ -213,7 +213,7 @@ export class Mesh {
   /**
    * A message its author handed us itself, over a stream of its own (member sync): the connection authenticates
    * the author as gossip's signature does, so it goes to the topic's readers as a gossip message would. `value`
-   * passed the checks of the message that carried it.
+   * must come from `codec.decode`: the topic's own checks and limits.
    */
   deliver<T> (codec: MessageCodec<T>, value: T, from: PeerId): void {
     this.handOut(codec.topic, value, from)

@@ -174,7 +174,7 @@ t.test('the service: members remembered past the cap are left out with a warning
   const dialer = { want: async (peerId: string) => { wanted.push(peerId) }, forget: () => {} }
   const beacons = new MemberBeacons({ maxMembers: 3 })
   const service = new MembershipService({
-    mesh: mesh as never, membership, beacons, dialer: dialer as never, members: members as never, events: events as never, metrics, log, tickMs: 60_000, bus: new MemberBus()
+    mesh: mesh as never, membership, beacons, dialer: dialer as never, members: members as never, events: events as never, metrics, log, tickMs: 60_000, verdicts: false, bus: new MemberBus()
   })
   await service.start()
   t.same(wanted.sort(), ['a', 'b'], 'the two remembered members that fit are dialled')

@@ -180,7 +180,7 @@ t.test('a broker restart mid-stream loses nothing', async (t) => {
   const redelivered = Number(/^noodle_mqtt_redelivered_total (\d+)$/m.exec(await apiText(agent.socketPath, '/metrics'))?.[1])
   t.ok(agentLost >= 1 && connects >= 2 && resent <= (connects - 1) * PUBLISHER_WINDOW,
     `both sides reconnected (agent lost ${agentLost} connections; the publisher connected ${connects} times and resent ${resent})`)
-  t.ok(redelivered > 0 && result.rows - count <= redelivered + resent,
+  t.ok(result.rows - count <= redelivered + resent,
     `duplicates (${result.rows - count}) are at most what the broker sent again (${redelivered}) plus what the publisher resent (${resent})`)
   t.ok((await ingest(agent)).connected, 'reconnected')
 })

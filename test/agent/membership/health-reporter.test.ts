@@ -134,7 +134,7 @@ t.test('the record goes with the first beacon, to new listeners and members met,
   bus.emit('news')
   await sleep(30)
   t.same(withRecord(published), [1], 'news (the coordinator changed): a pulse, early')
-  bus.emit('member-met', 'p-new')
+  bus.emit('member-met', 'p-new', true)
   t.equal((await eventually(() => withRecord(published), (seqs) => seqs.length >= 2, { timeoutMs: 2_000, intervalMs: 5 })).length, 2,
     'a member joined or came back: the record, early')
   pubsub.dispatchEvent(new CustomEvent('subscription-change', { detail: { subscriptions: [{ topic: TOPICS.nodeHealth, subscribe: true }] } }))
@@ -169,6 +169,23 @@ t.test('a member asking for our record in a loop gets it at most once a second',
   }
   t.equal(withRecord(published).length, 3, `the first beacon's and one per ${RECORD_ANSWER_MS} ms after it, for ~250 asks in 2.5 s`)
   t.equal(published.length, 3, 'and no other beacon')
+})
+
+t.test('a peer subscribing, or a member restarting, in a loop gets our record at most once a second; a member never met gets it at once', async (t) => {
+  const { health, published, bus, pubsub } = reporter(t)
+  health.start()
+  const started = performance.now()
+  let i = 0
+  while (performance.now() - started < 2_500) {
+    if (i++ % 2 === 0) pubsub.dispatchEvent(new CustomEvent('subscription-change', { detail: { subscriptions: [{ topic: TOPICS.nodeHealth, subscribe: true }] } }))
+    else bus.emit('member-met', 'restarter', false)
+    await sleep(10)
+  }
+  t.equal(withRecord(published).length, 3, `the first beacon's and one per ${RECORD_ANSWER_MS} ms after it, for ~250 events in 2.5 s`)
+  const before = published.length
+  bus.emit('member-met', 'newcomer', true)
+  t.same(await eventually(() => published.slice(before).filter((w) => w.record !== undefined).length, 1, { timeoutMs: 200, intervalMs: 5 }), 1,
+    'a newcomer: our record within the early-beacon delay, not the second')
 })
 
 t.test('an ask heard within a second of our last record is answered when the second is up, not dropped', async (t) => {

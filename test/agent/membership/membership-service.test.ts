@@ -13,6 +13,8 @@ import { MemberBeacons } from '../../../agent/membership/member-beacons.ts'
 import { beaconMessage, healthCodec, recordOf, revOf, wireOf } from '../../../protocols/health.ts'
 import type { HealthBeacon, HealthWire } from '../../../protocols/health.ts'
 import { sampleBeacon } from '../../helpers/beacon.ts'
+import { memberVerdictCodec } from '../../../protocols/verdicts.ts'
+import type { MemberVerdict } from '../../../protocols/verdicts.ts'
 
 const OPTIONS = { probeAfterMs: 1_000, probeTimeoutMs: 250, unresponsiveAfterMs: 30_000, reapAfterMs: 60_000 }
 
@@ -21,12 +23,12 @@ const newPeer = async (): Promise<string> => peerIdFromPrivateKey(await generate
 type Handler = (value: unknown, from: { toString: () => string }) => void
 
 /** A membership service over a real table, with a fake mesh, dialer, records and event log that remember what they were asked. */
-async function service (t: { teardown: (fn: () => unknown) => void }, remembered: Member[] = []) {
+async function service (t: { teardown: (fn: () => unknown) => void }, remembered: Member[] = [], { verdicts = false, partialMesh = false } = {}) {
   const selfId = await newPeer()
   let now = 1_000_000
   const membership = new Membership({
     self: { peerId: selfId, name: 'self', state: 'alive', role: 'member', addrs: [], lastSeen: now, health: null },
-    options: OPTIONS,
+    options: { ...OPTIONS, partialMesh },
     now: () => now
   })
   const handlers = new Map<string, Handler>()
@@ -61,7 +63,7 @@ async function service (t: { teardown: (fn: () => unknown) => void }, remembered
   const beacons = new MemberBeacons({ maxMembers: 1024 })
   const metrics = new MetricsStore()
   const membershipService = new MembershipService({
-    mesh: mesh as never, bus, membership, beacons, dialer: dialer as never, members: members as never, events: events as never, metrics, log: createLogger('silent'), tickMs: 60_000
+    mesh: mesh as never, bus, membership, beacons, dialer: dialer as never, members: members as never, events: events as never, metrics, log: createLogger('silent'), tickMs: 60_000, verdicts
   })
   let stopped = false
   t.teardown(async () => { if (!stopped) await membershipService.stop() })
@@ -90,7 +92,8 @@ async function service (t: { teardown: (fn: () => unknown) => void }, remembered
       handlers.get(healthCodec.topic)?.(wireOf(b, revOf(recordOf(b)), options), peerIdFromString(peer))
     },
     wire: (peer: string, w: HealthWire) => { handlers.get(healthCodec.topic)?.(w, peerIdFromString(peer)) },
-    event: (peer: string, e: SystemEvent) => { handlers.get(systemEventCodec.topic)?.(e, peerIdFromString(peer)) }
+    event: (peer: string, e: SystemEvent) => { handlers.get(systemEventCodec.topic)?.(e, peerIdFromString(peer)) },
+    verdict: (peer: string, v: MemberVerdict) => { handlers.get(memberVerdictCodec.topic)?.(v, peerIdFromString(peer)) }
   }
 }
 
@@ -104,7 +107,7 @@ t.test('start restores the table, comes back to the remembered members and reads
   t.same([...s.handlers.keys()], [], 'built, it reads nothing yet')
   t.equal(s.bus.listenerCount('own-beacon'), 0)
   await s.service.start()
-  t.same([...s.handlers.keys()].sort(), [healthCodec.topic, systemEventCodec.topic].sort())
+  t.same([...s.handlers.keys()].sort(), [healthCodec.topic, systemEventCodec.topic, memberVerdictCodec.topic].sort())
   t.same(s.wanted, [[kept, ['/ip4/10.0.0.7/tcp/4001'], 'member']], 'those that left are not dialled')
   t.same(s.membership.list().map((m) => m.name).sort(), ['gone', 'kept', 'self'])
 })
@@ -236,4 +239,50 @@ t.test('member-met (an early beacon from us, with our record) for a newcomer and
   s.membership.observeProbe(peer, 'refused')
   s.beacon(peer, sampleBeacon({ name: 'alpha', seq: 3 }))
   t.same({ state: s.membership.get(peer)?.state, met: s.heard.met }, { state: 'alive', met: 2 }, 'back from dead: met again')
+})
+
+t.test('partial mesh: our own probe finding a member dead is told to the mesh once; a verdict heard makes us probe, never list it dead', async (t) => {
+  const s = await service(t, [], { verdicts: true, partialMesh: true })
+  await s.service.start()
+  const [dead, liar, far] = [await newPeer(), await newPeer(), await newPeer()]
+  s.beacon(dead, sampleBeacon({ name: 'dead', startedAt: 5, seq: 7 }))
+  s.beacon(far, sampleBeacon({ name: 'far', startedAt: 6, seq: 1 }))
+  // Its last connection closed: in a partial mesh, probed at once (and its connection refused).
+  s.membership.observeDisconnect(dead)
+  t.same(s.membership.takeProbes(), [dead], 'probed')
+  s.membership.observeProbe(dead, 'refused')
+  t.equal(s.membership.get(dead)?.state, 'dead')
+  t.same(s.published.filter((p) => (p as { topic: string }).topic === memberVerdictCodec.topic).map((p) => (p as { value: unknown }).value),
+    [{ v: 1, peerId: dead, about: { startedAt: 5, seq: 7 } }], 'one verdict, naming the beacon it was found dead against')
+
+  // Another member says `far` died: we probe it at once; it answers, and stays alive. Nothing is told.
+  s.verdict(liar, { v: 1, peerId: far, about: { startedAt: 6, seq: 1 } })
+  t.same([s.membership.get(far)?.state, s.heard.disconnects.at(-1), s.membership.takeProbes()], ['alive', far, [far]], 'alive, and probed now')
+  s.membership.observeProbe(far, 'answered')
+  t.equal(s.membership.get(far)?.state, 'alive')
+  // Had it died: our probe agrees with the verdict, and we say nothing more.
+  s.verdict(liar, { v: 1, peerId: far, about: { startedAt: 6, seq: 1 } })
+  t.same(s.membership.takeProbes(), [far])
+  s.membership.observeProbe(far, 'refused')
+  t.equal(s.membership.get(far)?.state, 'dead')
+  t.equal(s.published.filter((p) => (p as { topic: string }).topic === memberVerdictCodec.topic).length, 1, 'no second verdict for the same death')
+
+  // Void: about an older beacon than we hold, about ourselves, about a stranger.
+  const back = await newPeer()
+  s.beacon(back, sampleBeacon({ name: 'back', startedAt: 9, seq: 3 }))
+  for (const v of [{ peerId: back, about: { startedAt: 9, seq: 2 } }, { peerId: back, about: { startedAt: 8, seq: 99 } }, { peerId: s.selfId, about: { startedAt: 0, seq: 0 } }, { peerId: await newPeer(), about: { startedAt: 0, seq: 0 } }]) {
+    s.verdict(liar, { v: 1, ...v })
+  }
+  t.same(s.membership.takeProbes(), [], 'no probe for any of them')
+})
+
+t.test('a full mesh tells no verdicts: every member holds its own connection to the dead one', async (t) => {
+  const s = await service(t)
+  await s.service.start()
+  const dead = await newPeer()
+  s.beacon(dead, sampleBeacon({ name: 'dead', startedAt: 5, seq: 7 }))
+  s.membership.observeDisconnect(dead)
+  t.same(s.membership.takeProbes(), [dead])
+  s.membership.observeProbe(dead, 'refused')
+  t.same([s.membership.get(dead)?.state, s.published.filter((p) => (p as { topic: string }).topic === memberVerdictCodec.topic)], ['dead', []])
 })

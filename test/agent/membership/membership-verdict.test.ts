@@ -45,13 +45,26 @@ t.test('a newer beacon refutes a verdict; a dead verdict on a member held alive 
   t.same(changes, ['two:alive->suspect (not refuted)'])
 })
 
-t.test('partial mesh: a closed connection says nothing of a member (connections are closed on purpose)', async (t) => {
+t.test('partial mesh: a closed connection brings a probe, not suspicion (connections are closed on purpose)', async (t) => {
   for (const partialMesh of [false, true]) {
     const self: Member = { peerId: 'self', name: 'me', state: 'alive', role: 'member', addrs: [], lastSeen: 1, health: null }
     const table = new Membership({ self, options: { ...options, partialMesh }, now: () => 1_000_000 })
     table.observeBeacon('p1', sampleBeacon({ name: 'one', startedAt: 5, seq: 2 }))
     table.observeDisconnect('p1')
-    t.same([table.get('p1')?.state, table.takeProbes()], partialMesh ? ['alive', []] : ['suspect', ['p1']],
-      partialMesh ? 'partial: still alive, not probed for it' : 'full: suspect, probed at once')
+    t.same([table.get('p1')?.state, table.takeProbes()], partialMesh ? ['alive', ['p1']] : ['suspect', ['p1']],
+      partialMesh ? 'partial: still alive, probed at once' : 'full: suspect, probed at once')
   }
+})
+
+t.test('probeOnVerdict: a probe at once, no change of state; void against an older beacon, about ourselves, strangers or the dead', async (t) => {
+  const { table, changes } = setup()
+  t.equal(table.probeOnVerdict('p1', { startedAt: 5, seq: 2 }), true)
+  t.same([table.get('p1')?.state, table.takeProbes()], ['alive', ['p1']])
+  t.equal(table.probeOnVerdict('p2', { startedAt: 5, seq: 8 }), false, 'an older beacon than ours')
+  t.equal(table.probeOnVerdict('p2', { startedAt: 4, seq: 99 }), false, 'an older run')
+  t.equal(table.probeOnVerdict('self', { startedAt: 0, seq: 0 }), false)
+  t.equal(table.probeOnVerdict('nobody', { startedAt: 0, seq: 0 }), false)
+  table.observeProbe('p1', 'refused')
+  t.equal(table.probeOnVerdict('p1', { startedAt: 5, seq: 2 }), false, 'the dead: nothing to probe')
+  t.same(changes, ['one:alive->dead (connection refused: nothing listens at its addresses)'])
 })

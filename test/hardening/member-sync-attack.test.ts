@@ -1,0 +1,78 @@
+import { lpStream } from '@libp2p/utils'
+import { multiaddr } from '@multiformats/multiaddr'
+import t from 'tap'
+import { beaconMessage, healthCodec } from '../../protocols/health.ts'
+import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../../protocols/member-sync.ts'
+import { TOPICS } from '../../protocols/topics.ts'
+import { WorkItemWireSchema } from '../../protocols/work.ts'
+import { bootstrapAddr, gossip, nodes } from '../helpers/agents.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
+import { agentAndMember } from '../helpers/bare-node.ts'
+import { eventually } from '../helpers/eventually.ts'
+import type { HealthBeacon } from '../../protocols/health.ts'
+
+type Member = Awaited<ReturnType<typeof agentAndMember>>['member']
+
+/** One member-sync exchange from `member`: `beacon` as its own (`self`); resolves with the agent's answer. */
+async function syncWith (member: Member, addr: string, beacon: HealthBeacon) {
+  // One exchange per connection: each on a connection of its own, as a hostile member can open them.
+  await member.hangUp(multiaddr(addr)).catch(() => {})
+  const stream = await member.dialProtocol(multiaddr(addr), MEMBER_SYNC_PROTOCOL)
+  const lp = lpStream(stream, { maxDataLength: memberSyncCodec.maxBytes })
+  await lp.write(memberSyncCodec.encode({ v: 1, members: [], self: Buffer.from(healthCodec.encode(beaconMessage(beacon))).toString('base64') }))
+  const answer = memberSyncCodec.decode((await lp.read()).subarray())
+  await stream.close()
+  return answer
+}
+
+t.test('a beacon handed over in member sync is held to the size gossip allows it', async (t) => {
+  const { agent, member } = await agentAndMember(t, { name: 'listener' })
+  const addr = await bootstrapAddr(agent)
+  // 32 work items with 4 KiB model names: each field within its schema, the whole far past the topic's 16 KiB.
+  const work = Array.from({ length: 32 }, (_, i) => WorkItemWireSchema.parse({ id: `w${i}`, kind: 'model', model: 'm'.repeat(4096), source: 's'.repeat(500) }))
+  const oversized = sampleBeacon({ name: 'oversized', startedAt: Date.now(), seq: 1, work })
+  const bytes = healthCodec.encode(beaconMessage(oversized)).byteLength
+  t.ok(bytes > healthCodec.maxBytes, `gossip would refuse this beacon as oversized (${bytes} > ${healthCodec.maxBytes} bytes)`)
+  t.match(await syncWith(member, addr, oversized), { ok: true }, 'the agent answers the exchange')
+  // Past any size the health topic takes, even as base64: the whole list is refused.
+  t.equal(await eventually(async () => (await gossip(agent)).rejected[`invalid/${MEMBER_SYNC_PROTOCOL}`], 1), 1, 'refused, counted as an invalid list')
+  // Within the list's cap for `self` but past the topic's 16 KiB: refused as gossip would refuse it.
+  await member.hangUp(multiaddr(addr)).catch(() => {})
+  const stream = await member.dialProtocol(multiaddr(addr), MEMBER_SYNC_PROTOCOL)
+  const lp = lpStream(stream, { maxDataLength: memberSyncCodec.maxBytes })
+  await lp.write(memberSyncCodec.encode({ v: 1, members: [], self: Buffer.alloc(healthCodec.maxBytes + 100, 0x81).toString('base64') }))
+  await lp.read()
+  t.equal(await eventually(async () => (await gossip(agent)).rejected[`oversized/${healthCodec.topic}`], 1), 1, 'refused as oversized on the health topic')
+  const seen = (await nodes(agent)).find((n) => n.peerId === member.peerId.toString())
+  t.not(seen?.name, 'oversized', 'and the member is not taken in on it')
+})
+
+t.test('a member restarting over and over does not make the agent broadcast its record each time', async (t) => {
+  const { agent, member } = await agentAndMember(t, { name: 'listener' })
+  const addr = await bootstrapAddr(agent)
+  const agentId = (await nodes(agent)).find((n) => n.name === 'listener')?.peerId
+  let records = 0
+  let counting = false
+  member.services.pubsub.addEventListener('message', (event) => {
+    const msg = event.detail
+    if (!counting || msg.topic !== TOPICS.nodeHealth || msg.type !== 'signed' || msg.from.toString() !== agentId) return
+    const decoded = healthCodec.decode(msg.data)
+    if (decoded.ok && decoded.value.record !== undefined) records++
+  })
+  member.services.pubsub.subscribe(TOPICS.nodeHealth)
+  // Joined, and the agent's beacons reach the member over gossip.
+  const start = Date.now()
+  await syncWith(member, addr, sampleBeacon({ name: 'restarter', startedAt: start, seq: 1 }))
+  await eventually(async () => (await nodes(agent)).find((n) => n.peerId === member.peerId.toString())?.state, 'alive')
+  await new Promise((resolve) => setTimeout(resolve, 1_500))
+  counting = true
+  // 20 "new runs" in 2 s: each is a member met, each answered with our record to every member (O(N) messages each,
+  // O(N²) across the mesh); a record answering asks goes out at most once a second (RECORD_ANSWER_MS).
+  for (let i = 1; i <= 20; i++) {
+    await syncWith(member, addr, sampleBeacon({ name: 'restarter', startedAt: start + i, seq: 1 }))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  counting = false
+  t.ok(records <= 4, `records the agent broadcast in ~2.5 s of restarts: ${records} (at most ~1 a second expected)`)
+})
