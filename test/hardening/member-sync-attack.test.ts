@@ -4,6 +4,7 @@ import t from 'tap'
 import { beaconMessage, healthCodec } from '../../protocols/health.ts'
 import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../../protocols/member-sync.ts'
 import { TOPICS } from '../../protocols/topics.ts'
+import { memberVerdictCodec } from '../../protocols/verdicts.ts'
 import { WorkItemWireSchema } from '../../protocols/work.ts'
 import { bootstrapAddr, gossip, nodes } from '../helpers/agents.ts'
 import { sampleBeacon } from '../helpers/beacon.ts'
@@ -75,4 +76,25 @@ t.test('a member restarting over and over does not make the agent broadcast its 
   await new Promise((resolve) => setTimeout(resolve, 500))
   counting = false
   t.ok(records <= 4, `records the agent broadcast in ~2.5 s of restarts: ${records} (at most ~1 a second expected)`)
+})
+
+t.test('a member saying a live member is dead makes the agent probe it, never list it dead; a verdict on the agent itself or a stranger is nothing', async (t) => {
+  const { agent, member } = await agentAndMember(t, { name: 'listener', logLevel: 'debug' })
+  const addr = await bootstrapAddr(agent)
+  const beacon = sampleBeacon({ name: 'liar', startedAt: Date.now(), seq: 1 })
+  await syncWith(member, addr, beacon)
+  const state = async () => (await nodes(agent)).find((n) => n.peerId === member.peerId.toString())?.state
+  t.equal(await eventually(state, 'alive'), 'alive', 'the member is in')
+  const pubsub = member.services.pubsub
+  await eventually(() => pubsub.getSubscribers(TOPICS.memberVerdicts).length, 1)
+  const agentId = (await nodes(agent)).find((n) => n.name === 'listener')?.peerId as string
+  const verdict = (peerId: string) => memberVerdictCodec.encode({ v: 1, peerId, about: { startedAt: beacon.startedAt, seq: beacon.seq } })
+  // About itself (it answers our ping), about the agent, about a member nobody has.
+  for (const peerId of [member.peerId.toString(), agentId, '12D3KooWQwdqLaMv2dPBv1WVywHdTerao7cMJEuVyEuGUTJTz1hJ']) await pubsub.publish(TOPICS.memberVerdicts, verdict(peerId))
+  const probed = await eventually(() => agent.output().includes('a member says it found this one dead: probing it'), true)
+  t.equal(probed, true, 'the verdict about a member it holds alive: probed at once')
+  await new Promise((resolve) => setTimeout(resolve, 1_000))
+  t.equal(await state(), 'alive', 'it answered the probe: alive, as before')
+  t.equal(agent.output().split('\n').filter((l) => l.includes('a member says it found this one dead')).length, 1, 'the other two verdicts were nothing')
+  t.same((await gossip(agent)).rejected, {}, 'and none of it was malformed')
 })
