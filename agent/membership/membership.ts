@@ -100,6 +100,9 @@ export function healthOf (beacon: HealthBeacon): MemberHealth {
   return health
 }
 
+/** Partial mesh: how many times longer a member we hold no connection to may be silent before we probe it. */
+export const FAR_SILENCE = 3
+
 /**
  * Who is in the mesh and in what state, from health beacons, pings, leave events and connection events.
  * Silence alone never kills a member: it only makes us ask (ping), and only unanswered pings or a refused
@@ -248,17 +251,21 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
   /**
    * Members to ping now: those silent for `probeAfterMs × scale`, suspects (a second ping decides), and those
-   * that just disconnected; never two pings in flight to one member. `scale` ≥ 1 widens the wait while our
-   * own event loop lags (Lifeguard): we may simply not have read their beacons yet.
+   * that just disconnected or another member found dead; never two pings in flight to one member. `scale` ≥ 1
+   * widens the wait while our own event loop lags (Lifeguard): we may simply not have read their beacons yet.
+   * In a partial mesh, a member we hold no connection to (not in `near`) is due for its silence only after
+   * FAR_SILENCE × that: its pulses come forwarded, later, and its ping needs a whole new connection within the
+   * probe's timeout, which a loaded box missed often enough to keep a few of 16 members suspect at any time
+   * (bench/election --connections 6). Its death reaches us sooner as a verdict from a member connected to it.
    */
-  takeProbes (scale = 1): string[] {
+  takeProbes (scale = 1, near?: ReadonlySet<string>): string[] {
     const now = this.now()
     const due: string[] = []
     for (const [peerId, tracked] of this.members) {
       const { state } = tracked.member
       if (peerId === this.selfId || tracked.probeStartedAt != null || !isLive(state)) continue
       if (now < tracked.probeNotBefore) continue
-      if (tracked.probeNow || state === 'suspect' || now - tracked.silentSince >= this.options.probeAfterMs * scale) {
+      if (tracked.probeNow || state === 'suspect' || now - tracked.silentSince >= this.silenceBeforeProbe(peerId, scale, near)) {
         tracked.probeNow = false
         tracked.probeStartedAt = now
         due.push(peerId)
@@ -271,16 +278,22 @@ export class Membership extends EventEmitter<MembershipEvents> {
    * How long until `takeProbes(scale)` would hand out a member (ms; 0 when one is due now, Infinity when none
    * can be): the prober sleeps until then rather than polling.
    */
-  msUntilProbe (scale = 1): number {
+  msUntilProbe (scale = 1, near?: ReadonlySet<string>): number {
     const now = this.now()
     let soonest = Infinity
     for (const [peerId, tracked] of this.members) {
       const { state } = tracked.member
       if (peerId === this.selfId || tracked.probeStartedAt != null || !isLive(state)) continue
-      const silent = tracked.probeNow || state === 'suspect' ? now : tracked.silentSince + this.options.probeAfterMs * scale
+      const silent = tracked.probeNow || state === 'suspect' ? now : tracked.silentSince + this.silenceBeforeProbe(peerId, scale, near)
       soonest = Math.min(soonest, Math.max(tracked.probeNotBefore, silent) - now)
     }
     return Math.max(0, soonest)
+  }
+
+  /** How long a member may be silent before it is probed (see `takeProbes`). */
+  private silenceBeforeProbe (peerId: string, scale: number, near: ReadonlySet<string> | undefined): number {
+    const wait = this.options.probeAfterMs * scale
+    return this.options.partialMesh === true && near !== undefined && !near.has(peerId) ? wait * FAR_SILENCE : wait
   }
 
   /** The ping handed out by `takeProbes()` came back. */

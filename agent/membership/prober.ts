@@ -128,7 +128,7 @@ export class Prober {
 
   /** The next tick: when the next member is due, within PROBE_TICK_MS..IDLE_TICK_MS from now. */
   private scheduleNext (): void {
-    this.schedule(Math.min(IDLE_TICK_MS, Math.max(PROBE_TICK_MS, this.membership.msUntilProbe(this.lag.scale))))
+    this.schedule(Math.min(IDLE_TICK_MS, Math.max(PROBE_TICK_MS, this.membership.msUntilProbe(this.lag.scale, this.near()))))
   }
 
   /**
@@ -137,7 +137,7 @@ export class Prober {
    */
   private readonly soonerIfDue = (): void => {
     if (this.stopped) return
-    const delay = Math.max(PROBE_TICK_MS, this.membership.msUntilProbe(this.lag.scale))
+    const delay = Math.max(PROBE_TICK_MS, this.membership.msUntilProbe(this.lag.scale, this.near()))
     if (performance.now() + delay < this.tickAt) this.schedule(delay)
   }
 
@@ -145,7 +145,7 @@ export class Prober {
   readonly probeDue = (): void => {
     if (this.stopped) return
     const { lag, membership } = this
-    for (const peerId of membership.takeProbes(lag.scale)) this.probe(peerId, Math.round(this.probeTimeoutMs * lag.scale))
+    for (const peerId of membership.takeProbes(lag.scale, this.near())) this.probe(peerId, Math.round(this.probeTimeoutMs * lag.scale))
   }
 
   private readonly tick = (): void => {
@@ -160,6 +160,12 @@ export class Prober {
     }
     this.probeDue()
     this.scheduleNext()
+  }
+
+  /** Partial mesh: the members we hold a connection to (the others are probed later for silence, see Membership.takeProbes). */
+  private near (): ReadonlySet<string> | undefined {
+    if (this.release === undefined) return undefined
+    return new Set(this.node.getConnections().map((c) => c.remotePeer.toString()))
   }
 
   private probe (peerIdText: string, timeoutMs: number): void {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Membership } from '../../../agent/membership/membership.ts'
+import { FAR_SILENCE, Membership } from '../../../agent/membership/membership.ts'
 import type { Member, MemberChange } from '../../../agent/membership/membership.ts'
 import { sampleBeacon } from '../../helpers/beacon.ts'
 
@@ -67,4 +67,22 @@ t.test('probeOnVerdict: a probe at once, no change of state; void against an old
   table.observeProbe('p1', 'refused')
   t.equal(table.probeOnVerdict('p1', { startedAt: 5, seq: 2 }), false, 'the dead: nothing to probe')
   t.same(changes, ['one:alive->dead (connection refused: nothing listens at its addresses)'])
+})
+
+t.test('partial mesh: a member we hold no connection to is probed for its silence FAR_SILENCE times later; a full mesh makes no difference', async (t) => {
+  for (const partialMesh of [true, false]) {
+    let now = 1_000_000
+    const self: Member = { peerId: 'self', name: 'me', state: 'alive', role: 'member', addrs: [], lastSeen: 1, health: null }
+    const table = new Membership({ self, options: { ...options, partialMesh }, now: () => now })
+    table.observeBeacon('near', sampleBeacon({ name: 'near', startedAt: 5, seq: 1 }))
+    table.observeBeacon('far', sampleBeacon({ name: 'far', startedAt: 5, seq: 1 }))
+    const near = new Set(['near'])
+    t.equal(table.msUntilProbe(1, near), options.probeAfterMs)
+    now += options.probeAfterMs
+    t.same(table.takeProbes(1, near), partialMesh ? ['near'] : ['near', 'far'], `${partialMesh ? 'partial' : 'full'}: one probeAfterMs`)
+    if (!partialMesh) continue
+    t.equal(table.msUntilProbe(1, near), (FAR_SILENCE - 1) * options.probeAfterMs, 'the far one is due later')
+    now += (FAR_SILENCE - 1) * options.probeAfterMs
+    t.same(table.takeProbes(1, near), ['far'], 'FAR_SILENCE × probeAfterMs')
+  }
 })

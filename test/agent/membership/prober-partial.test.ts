@@ -4,7 +4,7 @@ import type { PeerId } from '@libp2p/interface'
 import t from 'tap'
 import { MemberBus } from '../../../agent/membership/bus.ts'
 import { LoopLag } from '../../../agent/membership/loop-lag.ts'
-import { Membership } from '../../../agent/membership/membership.ts'
+import { FAR_SILENCE, Membership } from '../../../agent/membership/membership.ts'
 import { Prober, PROBE_TICK_MS } from '../../../agent/membership/prober.ts'
 import type { MeshNode } from '../../../agent/mesh/mesh.ts'
 import { createLogger } from '../../../common/logger.ts'
@@ -19,7 +19,7 @@ async function probeOnce (t: { teardown: (fn: () => void) => void }, o: { partia
   const released: string[] = []
   const node = {
     getMultiaddrs: () => [],
-    getConnections: () => o.connected ? [{}] : [],
+    getConnections: () => o.connected ? [{ remotePeer: peer }] : [],
     services: { ping: { ping: async () => 1 } }
   }
   let now = 1_000_000
@@ -29,7 +29,8 @@ async function probeOnce (t: { teardown: (fn: () => void) => void }, o: { partia
     now: () => now
   })
   membership.observeBeacon(peer.toString(), sampleBeacon({ name: 'one', startedAt: 1, seq: 1 }))
-  now += 1_000
+  // Silent long enough to be probed, whether held connected or not (Membership.takeProbes).
+  now += 1_000 * FAR_SILENCE
   const prober = new Prober({ node: node as unknown as MeshNode, membership, bus: new MemberBus(), lag: new LoopLag({ expectedMs: PROBE_TICK_MS }), log: createLogger('silent'), probeTimeoutMs: 250, release: o.partialMesh ? (p) => { released.push(p.toString()) } : undefined })
   prober.start()
   t.teardown(() => { prober.stop() })
