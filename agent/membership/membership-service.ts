@@ -24,8 +24,9 @@ const FLUSH_INTERVAL_MS = 5_000
 export interface MembershipServiceComponents {
   mesh: Pick<Mesh, 'node' | 'peerId' | 'subscribe' | 'unsubscribe' | 'publish'>
   /**
-   * Where it tells of a member's newest beacon (`beacon`), of a member joining (`news`: answer with our beacon),
-   * of a member's last connection closing (`disconnect`: probe it now), of a record we lack (`record-wanted`) and
+   * Where it tells of a member's newest beacon (`beacon`), of a member joining or coming back (`member-met`:
+   * answer with our beacon and record), of a member to probe now (`disconnect`: its last connection closed, or
+   * another found it dead), of a record we lack (`record-wanted`) and
    * of a member asking for ours (`record-asked`); and hears our own beacons (`own-beacon`).
    */
   bus: MemberBus
@@ -165,6 +166,9 @@ export class MembershipService {
 
   /** Another member found one dead: we probe it now (see Membership.probeOnVerdict); about ourselves, nothing. */
   private readonly onVerdict = (verdict: MemberVerdict, from: PeerId): void => {
+    // The same verdict again (a liar repeating it, or it came by two paths) brings no second probe.
+    const heard = this.heardVerdicts.get(verdict.peerId)
+    if (heard?.startedAt === verdict.about.startedAt && heard.seq === verdict.about.seq) return
     if (!this.membership.probeOnVerdict(verdict.peerId, verdict.about)) return
     this.heardVerdicts.set(verdict.peerId, verdict.about)
     this.log.debug({ peer: verdict.peerId, from: from.toString() }, 'a member says it found this one dead: probing it')
@@ -176,7 +180,7 @@ export class MembershipService {
     const about = this.membership.beaconOf(member.peerId)
     const heard = this.heardVerdicts.get(member.peerId)
     this.heardVerdicts.delete(member.peerId)
-    if (!this.verdicts || about === undefined || (heard?.startedAt === about.startedAt && heard.seq === about.seq)) return
+    if (!this.verdicts || about === undefined || (heard?.startedAt === about.startedAt && heard.seq >= about.seq)) return
     this.mesh.publish(memberVerdictCodec, { v: 1, peerId: member.peerId, about }).catch((err: unknown) => {
       this.log.debug({ err, peer: member.peerId }, 'verdict not published')
     })

@@ -102,6 +102,8 @@ export function healthOf (beacon: HealthBeacon): MemberHealth {
 
 /** Partial mesh: how many times longer a member we hold no connection to may be silent before we probe it. */
 export const FAR_SILENCE = 3
+/** How many beacons ahead of the one we hold a verdict may name (see `probeOnVerdict`). */
+export const VERDICT_SEQ_SLACK = 3
 
 /**
  * Who is in the mesh and in what state, from health beacons, pings, leave events and connection events.
@@ -411,12 +413,15 @@ export class Membership extends EventEmitter<MembershipEvents> {
    * What the agent does with another member's word that this one died (a partial mesh's verdict,
    * protocols/verdicts.ts): it probes the member at once, and its probe decides; hearsay never changes its state.
    * (`observeVerdict`, which does, is the large-mesh design bench/simulate.ts runs: see docs/scale.md.) `about` is the beacon the verdict was made
-   * against: an older one than we hold is void (it came back since). Returns whether a probe was scheduled.
+   * against: an older one than we hold is void (it came back since), and so is one of a run we do not know or
+   * more than VERDICT_SEQ_SLACK beacons ahead of ours (its maker may have heard a pulse or two we have not yet;
+   * past that, a liar naming ever newer beacons would have us probe in a loop). Returns whether a probe was
+   * scheduled.
    */
   probeOnVerdict (peerId: string, about: { startedAt: number, seq: number }): boolean {
     const tracked = this.members.get(peerId)
     if (tracked == null || peerId === this.selfId || !isLive(tracked.member.state)) return false
-    if (about.startedAt < tracked.startedAt || (about.startedAt === tracked.startedAt && about.seq < tracked.seq)) return false
+    if (about.startedAt !== tracked.startedAt || about.seq < tracked.seq || about.seq > tracked.seq + VERDICT_SEQ_SLACK) return false
     tracked.probeNow = true
     return true
   }

@@ -260,8 +260,10 @@ t.test('partial mesh: our own probe finding a member dead is told to the mesh on
   t.same([s.membership.get(far)?.state, s.heard.disconnects.at(-1), s.membership.takeProbes()], ['alive', far, [far]], 'alive, and probed now')
   s.membership.observeProbe(far, 'answered')
   t.equal(s.membership.get(far)?.state, 'alive')
-  // Had it died: our probe agrees with the verdict, and we say nothing more.
   s.verdict(liar, { v: 1, peerId: far, about: { startedAt: 6, seq: 1 } })
+  t.same(s.membership.takeProbes(), [], 'the same verdict again: no second probe')
+  // Had it died: our probe agrees with the verdict, and we say nothing more.
+  s.verdict(liar, { v: 1, peerId: far, about: { startedAt: 6, seq: 2 } })
   t.same(s.membership.takeProbes(), [far])
   s.membership.observeProbe(far, 'refused')
   t.equal(s.membership.get(far)?.state, 'dead')

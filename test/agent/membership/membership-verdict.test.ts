@@ -1,5 +1,5 @@
 import t from 'tap'
-import { FAR_SILENCE, Membership } from '../../../agent/membership/membership.ts'
+import { FAR_SILENCE, Membership, VERDICT_SEQ_SLACK } from '../../../agent/membership/membership.ts'
 import type { Member, MemberChange } from '../../../agent/membership/membership.ts'
 import { sampleBeacon } from '../../helpers/beacon.ts'
 
@@ -62,6 +62,9 @@ t.test('probeOnVerdict: a probe at once, no change of state; void against an old
   t.same([table.get('p1')?.state, table.takeProbes()], ['alive', ['p1']])
   t.equal(table.probeOnVerdict('p2', { startedAt: 5, seq: 8 }), false, 'an older beacon than ours')
   t.equal(table.probeOnVerdict('p2', { startedAt: 4, seq: 99 }), false, 'an older run')
+  t.equal(table.probeOnVerdict('p2', { startedAt: 6, seq: 1 }), false, 'a run we do not know')
+  t.equal(table.probeOnVerdict('p2', { startedAt: 5, seq: 9 + VERDICT_SEQ_SLACK + 1 }), false, 'too far ahead of ours')
+  t.equal(table.probeOnVerdict('p2', { startedAt: 5, seq: 9 + VERDICT_SEQ_SLACK }), true, 'a few pulses ahead: its maker heard them first')
   t.equal(table.probeOnVerdict('self', { startedAt: 0, seq: 0 }), false)
   t.equal(table.probeOnVerdict('nobody', { startedAt: 0, seq: 0 }), false)
   table.observeProbe('p1', 'refused')
