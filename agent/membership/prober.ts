@@ -1,4 +1,5 @@
-import { createConnection } from 'node:net'
+import { isRefused, knock, tcpTargets } from '../mesh/knock.ts'
+import type { KnockResult } from '../mesh/knock.ts'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Logger } from '../../common/logger.ts'
@@ -18,40 +19,6 @@ export const IDLE_TICK_MS = 250
 const STALL_FORGIVE_MS = 200
 /** A probe whose timeout fired this much late ran on a stalled loop of ours: its failure proves nothing. */
 const LATE_TIMEOUT_MS = 100
-
-type KnockResult = 'connected' | 'refused' | 'failed'
-
-/** The host and port of each TCP multiaddr, e.g. /ip4/10.0.0.5/tcp/4001 → 10.0.0.5:4001. */
-export function tcpTargets (addrs: readonly string[]): Array<{ host: string, port: number }> {
-  return addrs.flatMap((a) => {
-    const m = /^\/(ip4|ip6|dns|dns4|dns6)\/([^/]+)\/tcp\/(\d+)/.exec(a)
-    return m == null ? [] : [{ host: m[2] as string, port: Number(m[3]) }]
-  })
-}
-
-/**
- * Opens and at once closes a TCP connection: the member's kernel accepts it on the agent's listening socket
- * even while the agent itself is starved of CPU, and refuses it once the process is gone.
- */
-export function knock (targets: ReadonlyArray<{ host: string, port: number }>, timeoutMs: number): Promise<KnockResult> {
-  const one = ({ host, port }: { host: string, port: number }) => new Promise<KnockResult>((resolve) => {
-    const socket = createConnection({ host, port, timeout: timeoutMs })
-    const done = (result: KnockResult) => { socket.destroy(); resolve(result) }
-    socket.once('connect', () => { done('connected') })
-    socket.once('timeout', () => { done('failed') })
-    socket.once('error', (err: NodeJS.ErrnoException) => { done(err.code === 'ECONNREFUSED' ? 'refused' : 'failed') })
-  })
-  if (targets.length === 0) return Promise.resolve('failed')
-  return Promise.all(targets.slice(0, 4).map(one)).then((results) =>
-    results.includes('connected') ? 'connected' : results.every((r) => r === 'refused') ? 'refused' : 'failed')
-}
-
-/** Whether a dial error says nothing listens at the peer's addresses (its process is gone). */
-export function isRefused (err: unknown): boolean {
-  if (err instanceof AggregateError) return err.errors.length > 0 && err.errors.every(isRefused)
-  const e = err as { code?: string, cause?: unknown } | null
-  return e?.code === 'ECONNREFUSED' || (e?.cause != null && isRefused(e.cause))
-}
 
 export interface ProberComponents {
   node: MeshNode

@@ -4,6 +4,8 @@ import type { PeerId, PeerInfo } from '@libp2p/interface'
 import type { Logger } from '../../common/logger.ts'
 import type { MeshNode } from './mesh.ts'
 import type { MetricsStore } from '../metrics/metrics.ts'
+import { knock as tcpKnock, tcpTargets } from './knock.ts'
+import type { Knock } from './knock.ts'
 
 /**
  * Where a dial target was learnt. A `member` sent us a valid signed beacon (or did before a restart), or is a
@@ -32,6 +34,10 @@ interface Target {
   notBefore: number
   backoffMs: number
   inFlight: boolean
+  /** Its last dial hung into silence (a cut link): knock before dialling again (see KNOCK_MS). */
+  hung: boolean
+  /** Its port just answered a knock: the next dial has KNOCKED_DIAL_TIMEOUT_MS. */
+  knockAnswered: boolean
 }
 
 /** Partial mesh: connections past mesh.connections that others' dials may add (they dialled while we were under K). */
@@ -51,13 +57,21 @@ export const RECONNECT_INTERVAL_MS = 2_000
 
 const FIRST_BACKOFF_MS = 250
 const DIAL_TIMEOUT_MIN_MS = 1_000
+/**
+ * A peer whose last dial hung is knocked (a bare TCP connection, given this long) each tick before it is dialled
+ * again: a SYN every quarter second or so instead of one per dial timeout, so a healed link is found within a tick
+ * or two, where a dial in flight into the cut held it back up to its whole timeout (bench/election, half|half heal).
+ */
+export const KNOCK_MS = 300
+/** How long a dial may take once the peer's port answered a knock (the link works; only the handshake is slow). */
+export const KNOCKED_DIAL_TIMEOUT_MS = 5_000
 
 /**
  * libp2p 3 does not dial the peers that discovery finds, nor come back to peers it lost: this does both.
  * Every known peer that is not connected is dialled, with a per-peer backoff that doubles from 250 ms up to
  * `redialIntervalMs` after quick failures (a box whose agent is down), so a restarted box is back within that
- * interval; a dial into silence (a cut link) is given up after a second and tried again at once, so a healed
- * link is back within about a second. Peers learnt by hearsay are capped in number and addresses and expire
+ * interval; a dial into silence (a cut link) is given up after a second, and the peer is then knocked each tick
+ * (KNOCK_MS) and dialled once its port answers, so a healed link is back within a tick or two. Peers learnt by hearsay are capped in number and addresses and expire
  * unless they become members (see `TargetOrigin`); what is dropped is counted.
  * With `maxConnections` K > 0 (mesh.connections: a partial mesh), it dials only while fewer than K peers are
  * connected or being dialled, picking due targets in random order (a random graph). Connections it has are kept
@@ -81,7 +95,9 @@ export class PeerDialer {
   private timer: NodeJS.Timeout | undefined
 
   /** `listedDead`: the members the table lists dead (partial mesh: one of them is dialled now and then, see `RECONNECT_INTERVAL_MS`). */
-  constructor (components: { node: MeshNode, log: Logger, metrics: MetricsStore, redialIntervalMs: number, bootstrapPeers?: string[], maxConnections?: number, listedDead?: () => string[], now?: () => number }) {
+  private readonly knock: Knock
+
+  constructor (components: { node: MeshNode, log: Logger, metrics: MetricsStore, redialIntervalMs: number, bootstrapPeers?: string[], maxConnections?: number, listedDead?: () => string[], now?: () => number, knock?: Knock }) {
     this.node = components.node
     this.log = components.log
     this.metrics = components.metrics
@@ -90,6 +106,7 @@ export class PeerDialer {
     this.maxConnections = components.maxConnections ?? 0
     this.listedDead = components.listedDead
     this.now = components.now ?? Date.now
+    this.knock = components.knock ?? tcpKnock
   }
 
   /** Peers being dialled (or kept connected), and how many of them are hearsay. */
@@ -128,7 +145,7 @@ export class PeerDialer {
         this.drop('targets', peerIdText)
         return
       }
-      target = { peerId, origin: kept, expiresAt: this.now() + HEARSAY_TTL_MS, addrs: new Set(), notBefore: 0, backoffMs: FIRST_BACKOFF_MS, inFlight: false }
+      target = { peerId, origin: kept, expiresAt: this.now() + HEARSAY_TTL_MS, addrs: new Set(), notBefore: 0, backoffMs: FIRST_BACKOFF_MS, inFlight: false, hung: false, knockAnswered: false }
       this.targets.set(peerIdText, target)
       if (kept === 'hearsay') this.hearsay++
     } else if (kept === 'member' && target.origin === 'hearsay') {
@@ -252,18 +269,36 @@ export class PeerDialer {
   private dial (id: string, reconnect = false): void {
     const target = this.targets.get(id)
     if (target == null || target.inFlight || this.node.getConnections(target.peerId).length > 0 || (!reconnect && this.full())) return
+    const knockAt = target.hung ? tcpTargets([...target.addrs]) : []
+    if (knockAt.length > 0) {
+      target.inFlight = true
+      this.knock(knockAt, KNOCK_MS).then((result) => {
+        target.inFlight = false
+        // Still nothing answers: knocked again at the next tick. Anything else (an answer, a refusal): dial.
+        if (result === 'failed') return
+        target.hung = false
+        target.knockAnswered = result === 'connected'
+        this.dial(id, reconnect)
+      }, () => { target.inFlight = false })
+      return
+    }
     target.inFlight = true
     this.dialing++
-    // A dial into a cut link hangs on SYN retries (1 s, 3 s, 7 s…); give up sooner and send a fresh SYN, so a
-    // healed link is found within about a dial timeout.
-    const timeoutMs = Math.max(DIAL_TIMEOUT_MIN_MS, this.redialIntervalMs)
+    // A dial into a cut link hangs on SYN retries (1 s, 3 s, 7 s…); give up sooner, and knock from then on. A dial
+    // that follows an answered knock has a link that works, and gets its time: after a heal every box dials half
+    // the mesh at once, and on a 2-core box with 16 agents many handshakes took over a second, so a 1 s timeout
+    // threw them away only to start them again.
+    const timeoutMs = target.knockAnswered ? KNOCKED_DIAL_TIMEOUT_MS : Math.max(DIAL_TIMEOUT_MIN_MS, this.redialIntervalMs)
+    target.knockAnswered = false
     const started = Date.now()
     this.node.dial(target.peerId, { signal: AbortSignal.timeout(timeoutMs) }).then(() => {
+      target.hung = false
       target.backoffMs = FIRST_BACKOFF_MS
       this.log.debug({ peer: id }, 'dialled peer')
     }, (err: unknown) => {
       // A dial that hung for its whole timeout has waited already; only quick failures (refused) back off.
       const hung = Date.now() - started >= timeoutMs
+      target.hung = hung
       target.notBefore = hung ? 0 : this.now() + target.backoffMs
       if (!hung) target.backoffMs = Math.min(target.backoffMs * 2, this.redialIntervalMs)
       this.log.debug({ peer: id, err: (err as Error).message }, 'dial failed')

@@ -2,7 +2,7 @@ import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { LoopLag } from '../../../agent/membership/loop-lag.ts'
-import { isRefused, knock, tcpTargets } from '../../../agent/membership/prober.ts'
+import { isRefused, knock, tcpTargets } from '../../../agent/mesh/knock.ts'
 
 t.test('the knock tells a listening port from a closed one', async (t) => {
   const server = createServer((socket) => { socket.destroy() })

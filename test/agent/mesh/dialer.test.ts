@@ -2,8 +2,9 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import t from 'tap'
-import { DIAL_DROPPED_METRIC, HEARSAY_TTL_MS, MAX_HEARSAY_TARGETS, MAX_TARGET_ADDRS, PeerDialer } from '../../../agent/mesh/dialer.ts'
+import { DIAL_DROPPED_METRIC, HEARSAY_TTL_MS, KNOCK_MS, KNOCKED_DIAL_TIMEOUT_MS, MAX_HEARSAY_TARGETS, MAX_TARGET_ADDRS, PeerDialer } from '../../../agent/mesh/dialer.ts'
 import type { MeshNode } from '../../../agent/mesh/mesh.ts'
+import type { Knock } from '../../../agent/mesh/knock.ts'
 import type { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { createLogger } from '../../../common/logger.ts'
 import { eventually } from '../../helpers/eventually.ts'
@@ -55,7 +56,7 @@ class CountingMetrics {
   inc (name: string, labels?: Record<string, string | number>, by = 1): void { this.counted.push([name, labels, by]) }
 }
 
-async function setup (t: { teardown: (fn: () => void) => void }, o: { redialIntervalMs?: number, bootstrapPeers?: string[] } = {}) {
+async function setup (t: { teardown: (fn: () => void) => void }, o: { redialIntervalMs?: number, bootstrapPeers?: string[], knock?: Knock } = {}) {
   const clock = new FakeClock()
   const node = new FakeNode(await newPeerId(), clock)
   const metrics = new CountingMetrics()
@@ -65,7 +66,8 @@ async function setup (t: { teardown: (fn: () => void) => void }, o: { redialInte
     metrics: metrics as unknown as MetricsStore,
     redialIntervalMs: o.redialIntervalMs ?? 1_000,
     bootstrapPeers: o.bootstrapPeers,
-    now: clock.now
+    now: clock.now,
+    knock: o.knock
   })
   t.teardown(() => { dialer.stop() })
   return { clock, node, metrics, dialer }
@@ -163,6 +165,29 @@ t.test('a dial that hangs is given up after its timeout and tried again at once,
   const waited = Date.now() - started
   t.ok(waited >= 1_000, `the first dial was given up after its 1 s timeout, not before (${waited} ms)`)
   t.match(signals[0]?.reason, { name: 'TimeoutError' }, 'by its abort signal')
+})
+
+t.test('after a dial hung, the peer is knocked each tick and dialled only once its port answers', async (t) => {
+  const knocks: Array<{ at: Array<{ host: string, port: number }>, timeoutMs: number }> = []
+  const answers: Array<'failed' | 'connected'> = ['failed', 'failed', 'failed']
+  const { node, dialer } = await setup(t, {
+    redialIntervalMs: 200,
+    knock: async (at, timeoutMs) => { knocks.push({ at: [...at], timeoutMs }); return answers.shift() ?? 'connected' }
+  })
+  node.dialWith = (_peer, signal) => new Promise((resolve, reject) => { signal.addEventListener('abort', () => { setTimeout(() => { reject(signal.reason as Error) }, 5) }) })
+  const peer = (await newPeerId()).toString()
+  dialer.start()
+  await dialer.want(peer, [addr(4001)])
+  t.equal(await eventually(() => knocks.length, (n) => n >= 3, { timeoutMs: 5_000, intervalMs: 10 }) >= 3, true, 'knocked again and again')
+  t.equal(node.dials.length, 1, 'and not dialled while nothing answers')
+  t.same(knocks[0], { at: [{ host: '10.0.0.1', port: 4001 }], timeoutMs: KNOCK_MS }, 'at its address, for KNOCK_MS')
+  const signals: AbortSignal[] = []
+  node.dialWith = async (_peer, signal) => { signals.push(signal); node.connected.add(peer) }
+  const dialledAt = Date.now()
+  t.equal(await eventually(() => node.dials.length, 2, { timeoutMs: 2_000, intervalMs: 10 }), 2, 'its port answered: dialled')
+  // The link works: the dial gets KNOCKED_DIAL_TIMEOUT_MS, not the 1 s that finds a cut (its signal is still live after 1.2 s).
+  await sleep(Math.max(0, 1_200 - (Date.now() - dialledAt)))
+  t.equal(signals[0]?.aborted, false, `a dial after an answered knock has ${KNOCKED_DIAL_TIMEOUT_MS} ms`)
 })
 
 t.test('bootstrap and member targets are kept; hearsay is capped, and expires; what is dropped is counted by reason', async (t) => {
