@@ -70,9 +70,10 @@ export const KNOCKED_DIAL_TIMEOUT_MS = 5_000
  * libp2p 3 does not dial the peers that discovery finds, nor come back to peers it lost: this does both.
  * Every known peer that is not connected is dialled, with a per-peer backoff that doubles from 250 ms up to
  * `redialIntervalMs` after quick failures (a box whose agent is down), so a restarted box is back within that
- * interval; a dial into silence (a cut link) is given up after a second, and the peer is then knocked each tick
- * (KNOCK_MS) and dialled once its port answers, so a healed link is back within a tick or two. Peers learnt by hearsay are capped in number and addresses and expire
- * unless they become members (see `TargetOrigin`); what is dropped is counted.
+ * interval; a dial into silence (a cut link) is given up after a second, and a member is then knocked each tick
+ * (KNOCK_MS) and dialled once its port answers, so a healed link is back within a tick or two.
+ * Peers learnt by hearsay are capped in number and addresses and expire unless they become members (see
+ * `TargetOrigin`); what is dropped is counted.
  * With `maxConnections` K > 0 (mesh.connections: a partial mesh), it dials only while fewer than K peers are
  * connected or being dialled, picking due targets in random order (a random graph). Connections it has are kept
  * (replaced only when they close); past K + CONNECTION_SLACK, which only others' dials bring, the newest are
@@ -269,7 +270,8 @@ export class PeerDialer {
   private dial (id: string, reconnect = false): void {
     const target = this.targets.get(id)
     if (target == null || target.inFlight || this.node.getConnections(target.peerId).length > 0 || (!reconnect && this.full())) return
-    const knockAt = target.hung ? tcpTargets([...target.addrs]) : []
+    // Members only: hearsay addresses are anyone's word, and a knock each tick would aim our SYNs where it says.
+    const knockAt = target.hung && target.origin === 'member' ? tcpTargets([...target.addrs]) : []
     if (knockAt.length > 0) {
       target.inFlight = true
       this.knock(knockAt, KNOCK_MS).then((result) => {

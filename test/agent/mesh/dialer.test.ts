@@ -167,7 +167,7 @@ t.test('a dial that hangs is given up after its timeout and tried again at once,
   t.match(signals[0]?.reason, { name: 'TimeoutError' }, 'by its abort signal')
 })
 
-t.test('after a dial hung, the peer is knocked each tick and dialled only once its port answers', async (t) => {
+t.test('after a dial hung, a member is knocked each tick and dialled only once its port answers; hearsay is only dialled', async (t) => {
   const knocks: Array<{ at: Array<{ host: string, port: number }>, timeoutMs: number }> = []
   const answers: Array<'failed' | 'connected'> = ['failed', 'failed', 'failed']
   const { node, dialer } = await setup(t, {
@@ -177,7 +177,7 @@ t.test('after a dial hung, the peer is knocked each tick and dialled only once i
   node.dialWith = (_peer, signal) => new Promise((resolve, reject) => { signal.addEventListener('abort', () => { setTimeout(() => { reject(signal.reason as Error) }, 5) }) })
   const peer = (await newPeerId()).toString()
   dialer.start()
-  await dialer.want(peer, [addr(4001)])
+  await dialer.want(peer, [addr(4001)], 'member')
   t.equal(await eventually(() => knocks.length, (n) => n >= 3, { timeoutMs: 5_000, intervalMs: 10 }) >= 3, true, 'knocked again and again')
   t.equal(node.dials.length, 1, 'and not dialled while nothing answers')
   t.same(knocks[0], { at: [{ host: '10.0.0.1', port: 4001 }], timeoutMs: KNOCK_MS }, 'at its address, for KNOCK_MS')
@@ -188,6 +188,14 @@ t.test('after a dial hung, the peer is knocked each tick and dialled only once i
   // The link works: the dial gets KNOCKED_DIAL_TIMEOUT_MS, not the 1 s that finds a cut (its signal is still live after 1.2 s).
   await sleep(Math.max(0, 1_200 - (Date.now() - dialledAt)))
   t.equal(signals[0]?.aborted, false, `a dial after an answered knock has ${KNOCKED_DIAL_TIMEOUT_MS} ms`)
+
+  // Hearsay (another member's list, mDNS): no knocks aimed where it says, only the dials as before.
+  const before = knocks.length
+  const heard = (await newPeerId()).toString()
+  node.dialWith = (_peer, signal) => new Promise((resolve, reject) => { signal.addEventListener('abort', () => { setTimeout(() => { reject(signal.reason as Error) }, 5) }) })
+  await dialer.want(heard, [addr(4002)])
+  t.equal(await eventually(() => node.dials.filter((d) => d.peer === heard).length, 2, { timeoutMs: 5_000, intervalMs: 10 }), 2, 'dialled again after its dial hung')
+  t.equal(knocks.length, before, 'never knocked')
 })
 
 t.test('bootstrap and member targets are kept; hearsay is capped, and expires; what is dropped is counted by reason', async (t) => {
