@@ -231,7 +231,7 @@ export const ConfigSchema = z.strictObject({
       description: 'how long `dead` and `left` members stay listed before they are forgotten (Serf keeps them 24 h)'
     }),
     redialIntervalMs: milliseconds(250, 600_000).default(1_000).meta({
-      description: 'the longest wait between dials to a known peer we lost (and the longest one dial may take)'
+      description: 'the longest wait between dials to a known peer we lost (and the longest one dial may take, but 5 s once the port answered a knock)'
     }),
     maxMembers: z.int().min(2).max(65_536).default(DEFAULT_MAX_MEMBERS).meta({
       description: 'members known at most, this box and the `dead` and `left` included; a newcomer\'s beacon past it is refused (`too-many-members`)'
