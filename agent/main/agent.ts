@@ -128,6 +128,7 @@ export class Agent {
         members: () => membership.list(),
         election: () => ({ term: election.term, isCoordinator: election.isCoordinator }),
         connections: () => mesh.node.getConnections().length,
+        peers: () => mesh.node.getPeers().length,
         workRunning: () => work.runningIds().length,
         ingest: () => mqtt.ingest === null ? null : { ...mqtt.ingest.stats(), deadLetter: base.sensors.deadLetterCount() },
         cameras: () => cameras.manager.list(),

@@ -9,6 +9,8 @@ export interface MetricsSources {
   members: () => ReadonlyArray<{ state: string }>
   election: () => { term: number, isCoordinator: boolean }
   connections: () => number
+  /** Distinct peers connected: what `mesh.connections` caps (two peers that dialled each other at once hold two connections). */
+  peers: () => number
   workRunning: () => number
   ingest: () => (IngestStats & { deadLetter: number }) | null
   cameras: () => ReadonlyArray<{ camera: string, fpsIn?: number, fpsInferred?: number, skipped?: number }>
@@ -84,6 +86,7 @@ export class PrometheusMetrics {
     new Gauge({ name: 'noodle_election_term', help: 'The highest election term this node knows.', registers, collect () { this.set(s.election().term) } })
     new Gauge({ name: 'noodle_coordinator', help: '1 while this node is the coordinator.', registers, collect () { this.set(s.election().isCoordinator ? 1 : 0) } })
     new Gauge({ name: 'noodle_libp2p_connections', help: 'Open libp2p connections.', registers, collect () { this.set(s.connections()) } })
+    new Gauge({ name: 'noodle_libp2p_peers', help: 'Peers with at least one open libp2p connection.', registers, collect () { this.set(s.peers()) } })
     new Gauge({ name: 'noodle_work_running', help: 'Pieces of work this node runs now.', registers, collect () { this.set(s.workRunning()) } })
     new Gauge({ name: 'noodle_event_loop_lag_seconds', help: 'How late the agent\'s own timers ran lately.', registers, collect () { this.set(s.loopLagMs() / 1000) } })
     // Ingest totals live in the store and survive restarts: mirrored as counters at each scrape.

@@ -10,8 +10,9 @@ import type { AgentProcess } from '../../helpers/agents.ts'
 
 const K = 2
 
+/** Peers held: what mesh.connections caps (two members that dialled each other at once hold two connections). */
 const connections = async (a: AgentProcess): Promise<number> =>
-  Number(/^noodle_libp2p_connections (\d+)/m.exec(await apiText(a.socketPath, '/metrics'))?.[1] ?? NaN)
+  Number(/^noodle_libp2p_peers (\d+)/m.exec(await apiText(a.socketPath, '/metrics'))?.[1] ?? NaN)
 
 t.test('mesh.connections 2: every member sees every other alive, one coordinator; a death is found and its work moved by a decision; few connections each', async (t) => {
   const root = tempDir(t)

@@ -25,7 +25,7 @@ t.test('docs/metrics.md names every noodle_ metric the agent exposes', async (t)
   const store = new MetricsStore()
   const metrics = new PrometheusMetrics({
     store,
-    sources: { members: () => [], election: () => ({ term: 1, isCoordinator: false }), connections: () => 0, workRunning: () => 0, ingest: () => null, cameras: () => [], loopLagMs: () => 0 }
+    sources: { members: () => [], election: () => ({ term: 1, isCoordinator: false }), connections: () => 0, peers: () => 0, workRunning: () => 0, ingest: () => null, cameras: () => [], loopLagMs: () => 0 }
   })
   metrics.start()
   new LatencyMetrics({ registry: store.registry }).start()

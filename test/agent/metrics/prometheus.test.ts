@@ -11,6 +11,7 @@ function setup (overrides: Partial<MetricsSources> = {}) {
     members: () => [{ state: 'alive' }, { state: 'alive' }, { state: 'dead' }],
     election: () => ({ term: 7, isCoordinator: true }),
     connections: () => 2,
+    peers: () => 1,
     workRunning: () => 1,
     ingest: () => ({ received: 10, stored: 8, rejected: 2, perS: 1, brokerDropped: 0, connected: true, deadLetter: 2 }),
     cameras: () => [{ camera: 'door', fpsIn: 5, fpsInferred: 4.5, skipped: 12 }],
@@ -47,6 +48,7 @@ t.test('the mesh, ingest, cameras and the process, read at scrape time', async (
   t.equal(value(text, 'noodle_election_term'), 7)
   t.equal(value(text, 'noodle_coordinator'), 1)
   t.equal(value(text, 'noodle_libp2p_connections'), 2)
+  t.equal(value(text, 'noodle_libp2p_peers'), 1)
   t.equal(value(text, 'noodle_ingest_received_total'), 10)
   t.equal(value(text, 'noodle_ingest_rejected_total'), 2)
   t.equal(value(text, 'noodle_ingest_dead_letter'), 2)
@@ -115,7 +117,7 @@ t.test('construction registers nothing: the figures join the registry at start a
     'noodle_camera_fps', 'noodle_camera_latency_seconds', 'noodle_camera_skipped_frames_total', 'noodle_coordinator', 'noodle_election_term',
     'noodle_event_loop_lag_seconds', 'noodle_inference_seconds', 'noodle_ingest_broker_dropped_total', 'noodle_ingest_connected',
     'noodle_ingest_dead_letter', 'noodle_ingest_received_total', 'noodle_ingest_rejected_total', 'noodle_ingest_stored_total',
-    'noodle_libp2p_connections', 'noodle_members', 'noodle_work_running'
+    'noodle_libp2p_connections', 'noodle_libp2p_peers', 'noodle_members', 'noodle_work_running'
   ])
   t.equal(started.includes('nodejs_eventloop_lag_seconds') && started.includes('process_resident_memory_bytes'), true, 'prom-client\'s defaults')
   t.equal(value(await metrics.render(), 'noodle_inference_seconds_count{model="abc"}'), undefined, 'an observation before start is not counted')
