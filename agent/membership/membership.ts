@@ -42,8 +42,8 @@ export interface MembershipOptions {
   maxMembers?: number
   /**
    * A partial mesh (mesh.connections > 0): connections are closed on purpose (a member past its cap closes the
-   * newest), so a closed connection says nothing of the member, and `observeDisconnect` ignores it. Silence
-   * still gets it probed: a process that is gone refuses the probe's dial.
+   * newest), so a closed connection only gets the member probed at once (`observeDisconnect`), never suspected;
+   * and a member we hold no connection to is probed for its silence later (`takeProbes`).
    */
   partialMesh?: boolean
 }
@@ -264,10 +264,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const now = this.now()
     const due: string[] = []
     for (const [peerId, tracked] of this.members) {
-      const { state } = tracked.member
-      if (peerId === this.selfId || tracked.probeStartedAt != null || !isLive(state)) continue
-      if (now < tracked.probeNotBefore) continue
-      if (tracked.probeNow || state === 'suspect' || now - tracked.silentSince >= this.silenceBeforeProbe(peerId, scale, near)) {
+      if (this.probeDueAt(peerId, tracked, now, scale, near) <= now) {
         tracked.probeNow = false
         tracked.probeStartedAt = now
         due.push(peerId)
@@ -283,19 +280,23 @@ export class Membership extends EventEmitter<MembershipEvents> {
   msUntilProbe (scale = 1, near?: ReadonlySet<string>): number {
     const now = this.now()
     let soonest = Infinity
-    for (const [peerId, tracked] of this.members) {
-      const { state } = tracked.member
-      if (peerId === this.selfId || tracked.probeStartedAt != null || !isLive(state)) continue
-      const silent = tracked.probeNow || state === 'suspect' ? now : tracked.silentSince + this.silenceBeforeProbe(peerId, scale, near)
-      soonest = Math.min(soonest, Math.max(tracked.probeNotBefore, silent) - now)
-    }
+    for (const [peerId, tracked] of this.members) soonest = Math.min(soonest, this.probeDueAt(peerId, tracked, now, scale, near) - now)
     return Math.max(0, soonest)
   }
 
-  /** How long a member may be silent before it is probed (see `takeProbes`). */
-  private silenceBeforeProbe (peerId: string, scale: number, near: ReadonlySet<string> | undefined): number {
-    const wait = this.options.probeAfterMs * scale
-    return this.options.partialMesh === true && near !== undefined && !near.has(peerId) ? wait * FAR_SILENCE : wait
+  /**
+   * When the member is due a ping (see `takeProbes`): at once when told to or suspect, else once silent long
+   * enough, and never before its `probeNotBefore`; Infinity for ourselves, one with a ping out, and the dead or
+   * gone. `takeProbes` and `msUntilProbe` both read it, so the prober never sleeps past a member `takeProbes`
+   * would hand out.
+   */
+  private probeDueAt (peerId: string, tracked: Tracked, now: number, scale: number, near: ReadonlySet<string> | undefined): number {
+    const { state } = tracked.member
+    if (peerId === this.selfId || tracked.probeStartedAt != null || !isLive(state)) return Infinity
+    let wait = this.options.probeAfterMs * scale
+    if (this.options.partialMesh === true && near !== undefined && !near.has(peerId)) wait *= FAR_SILENCE
+    const silent = tracked.probeNow || state === 'suspect' ? now : tracked.silentSince + wait
+    return Math.max(tracked.probeNotBefore, silent)
   }
 
   /** The ping handed out by `takeProbes()` came back. */
