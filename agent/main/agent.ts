@@ -272,10 +272,12 @@ async function openBase (config: ResolvedConfig, log: Logger, modules: HeavyModu
 
 /** Who is in the mesh: the table, the service that feeds it, the dialer, member sync and the prober. */
 function buildMembership ({ config, log, selfId, startedAt, store, events, metrics }: Base, mesh: Mesh, bus: MemberBus) {
+  // mesh.connections > 0: the table, the prober and the membership service each behave as a partial mesh needs.
+  const partialMesh = config.mesh.connections > 0
   const bootstrapPeers = bootstrapPeerIds(config.bootstrap)
   const membership = new Membership({
     self: { peerId: selfId, name: config.name, state: 'alive', role: 'member', addrs: [], lastSeen: startedAt, health: null },
-    options: { ...config.membership, partialMesh: config.mesh.connections > 0 },
+    options: { ...config.membership, partialMesh },
     // Bootstrap peers are members whatever the table holds (the dialer keeps them as members too).
     reserved: bootstrapPeers
   })
@@ -290,10 +292,10 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
     dialer,
     sync: new MemberSync({ node: mesh.node, membership, dialer, bus, deliver: (wire, from) => { mesh.deliver(healthCodec, wire, from) }, metrics, log }),
     service: new MembershipService({
-      mesh, bus, membership, beacons: new MemberBeacons({ maxMembers: config.membership.maxMembers }), dialer, members: new MemberRecords({ store }), events, metrics, log, tickMs: 1_000, verdicts: config.mesh.connections > 0
+      mesh, bus, membership, beacons: new MemberBeacons({ maxMembers: config.membership.maxMembers }), dialer, members: new MemberRecords({ store }), events, metrics, log, tickMs: 1_000, verdicts: partialMesh
     }),
     leave: new LeaveAnnouncement({ mesh, log, startedAt }),
-    prober: new Prober({ node: mesh.node, membership, bus, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs, pings: new PingStreams({ node: mesh.node }), release: config.mesh.connections > 0 ? (peer) => { dialer.release(peer) } : undefined })
+    prober: new Prober({ node: mesh.node, membership, bus, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs, pings: new PingStreams({ node: mesh.node }), release: partialMesh ? (peer) => { dialer.release(peer) } : undefined })
   }
 }
 

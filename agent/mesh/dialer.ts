@@ -230,7 +230,7 @@ export class PeerDialer {
       .sort((a, b) => b.openedAt - a.openedAt).slice(0, excess)
     for (const { peerId } of closing) {
       this.log.debug({ peer: peerId.toString() }, 'closing a connection past mesh.connections')
-      this.node.hangUp(peerId).catch((err: unknown) => { this.log.debug({ err, peer: peerId.toString() }, 'hang-up failed') })
+      this.hangUp(peerId)
     }
   }
 
@@ -262,6 +262,11 @@ export class PeerDialer {
     if (this.maxConnections === 0) return
     const others = this.node.getPeers().filter((p) => !p.equals(peer)).length
     if (others < this.maxConnections) return
+    this.hangUp(peer)
+  }
+
+  /** Closes every connection to `peer` (trim, release); a failure is only logged: the next tick looks again. */
+  private hangUp (peer: PeerId): void {
     this.node.hangUp(peer).catch((err: unknown) => { this.log.debug({ err, peer: peer.toString() }, 'hang-up failed') })
   }
 
