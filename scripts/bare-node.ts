@@ -7,6 +7,7 @@ import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
+import { MEMBER_PING_STREAM_MS } from '../agent/mesh/mesh.ts'
 
 /**
  * A bare libp2p node inside a mesh's private network: the agent's transport stack and gossipsub, none of its
@@ -23,6 +24,7 @@ export async function bareNode (psk: Uint8Array, signaturePolicy: 'StrictSign' |
     services: {
       identify: identify(),
       ping: ping(),
+      memberPing: ping({ protocolPrefix: 'noodle', timeout: MEMBER_PING_STREAM_MS }),
       pubsub: gossipsub({ globalSignaturePolicy: signaturePolicy, allowPublishToZeroTopicPeers: true })
     }
   })

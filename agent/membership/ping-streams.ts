@@ -1,18 +1,24 @@
 import type { PeerId, Stream } from '@libp2p/interface'
+import { MEMBER_PING_PROTOCOL, MEMBER_PING_STREAM_MS } from '../mesh/mesh.ts'
 import type { MeshNode } from '../mesh/mesh.ts'
 
 /** libp2p's ping protocol: the peer echoes each 32 bytes back, for as long as the stream stays open. */
 export const PING_PROTOCOL = '/ipfs/ping/1.0.0'
 const PING_LENGTH = 32
 /**
- * The responder aborts a ping stream 10 s after it opened (@libp2p/ping's TIMEOUT); we close ours before that, so a
- * ping is never cut by it (a cut ping would read as a member that does not answer).
+ * How long we keep a stream of each protocol: less than its responder's limit (its TIMEOUT aborts the stream that
+ * long after it opened), so a ping is never cut by it (a cut ping would read as a member that does not answer).
  */
-export const STREAM_MAX_AGE_MS = 8_000
+export const STREAM_MAX_AGE_MS: Readonly<Record<string, number>> = {
+  [MEMBER_PING_PROTOCOL]: MEMBER_PING_STREAM_MS - 10_000,
+  [PING_PROTOCOL]: 8_000
+}
 
 interface Open {
   stream: Stream
   openedAt: number
+  /** By the protocol the member chose: see `STREAM_MAX_AGE_MS`. */
+  maxAgeMs: number
 }
 
 /**
@@ -79,12 +85,12 @@ export class PingStreams {
   private async streamTo (peer: PeerId, signal: AbortSignal): Promise<Open> {
     const key = peer.toString()
     const current = this.open.get(key)
-    if (current !== undefined && current.stream.status === 'open' && this.now() - current.openedAt < STREAM_MAX_AGE_MS) return current
+    if (current !== undefined && current.stream.status === 'open' && this.now() - current.openedAt < current.maxAgeMs) return current
     // At once, not gracefully: libp2p allows one outbound ping stream per connection, and no ping is in flight
     // on it (the membership never has two probes out to one member).
     if (current !== undefined) this.drop(key, new Error('ping stream replaced'))
-    const stream = await this.node.dialProtocol(peer, PING_PROTOCOL, { signal, runOnLimitedConnection: true })
-    const opened = { stream, openedAt: this.now() }
+    const stream = await this.node.dialProtocol(peer, [MEMBER_PING_PROTOCOL, PING_PROTOCOL], { signal, runOnLimitedConnection: true })
+    const opened = { stream, openedAt: this.now(), maxAgeMs: STREAM_MAX_AGE_MS[stream.protocol ?? ''] ?? 0 }
     this.open.set(key, opened)
     stream.addEventListener('close', () => { if (this.open.get(key) === opened) this.open.delete(key) })
     return opened

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import t from 'tap'
+import { MEMBER_PING_PROTOCOL } from '../../../agent/mesh/mesh.ts'
 import { PING_PROTOCOL, PingStreams, STREAM_MAX_AGE_MS } from '../../../agent/membership/ping-streams.ts'
 import { readSwarmKey } from '../../../identity/keys.ts'
 import { bareNode } from '../../../scripts/bare-node.ts'
@@ -21,13 +22,33 @@ t.test('pings go over one stream per member, kept open, and answer with the roun
   const rtts = []
   for (let i = 0; i < 5; i++) rtts.push(await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) }))
   t.same(rtts.map((ms) => ms >= 0), [true, true, true, true, true])
-  const streams = () => a.getConnections(b.peerId).flatMap((c) => c.streams).filter((s) => s.protocol === '/ipfs/ping/1.0.0').length
-  t.equal(streams(), 1, 'five pings, one stream')
-  now += STREAM_MAX_AGE_MS
+  const streams = () => a.getConnections(b.peerId).flatMap((c) => c.streams).filter((s) => s.direction === 'outbound' && s.protocol?.endsWith('/ping/1.0.0')).map((s) => s.protocol)
+  t.same(streams(), [MEMBER_PING_PROTOCOL], 'five pings, one stream, of our protocol')
+  now += (STREAM_MAX_AGE_MS[MEMBER_PING_PROTOCOL] ?? 0) - 1
   await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) })
-  t.equal(streams(), 1, 'an old stream is replaced before the responder would cut it')
+  const first = a.getConnections(b.peerId).flatMap((c) => c.streams).find((s) => s.protocol === MEMBER_PING_PROTOCOL)
+  now += 1
+  await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) })
+  t.same(streams(), [MEMBER_PING_PROTOCOL], 'an old stream is replaced before the responder would cut it')
+  t.equal(first?.status, 'aborted', 'and the one replaced is closed')
+  t.equal(STREAM_MAX_AGE_MS[MEMBER_PING_PROTOCOL], 590_000, 'kept for minutes, not libp2p ping\'s 8 s')
   pings.stop()
   t.equal(pings.size, 0)
+})
+
+t.test('a member without our ping protocol (an older agent) is pinged with libp2p\'s, over a stream kept 8 s', async (t) => {
+  const { a, b } = await pair(t)
+  await b.unhandle(MEMBER_PING_PROTOCOL)
+  let now = 0
+  const pings = new PingStreams({ node: a, now: () => now })
+  for (let i = 0; i < 3; i++) await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) })
+  const streams = () => a.getConnections(b.peerId).flatMap((c) => c.streams).filter((s) => s.direction === 'outbound' && s.status === 'open' && s.protocol?.endsWith('/ping/1.0.0'))
+  t.same(streams().map((s) => s.protocol), [PING_PROTOCOL])
+  const first = streams()[0]
+  now += 8_000
+  await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) })
+  t.not(streams()[0], first, 'replaced at 8 s, before libp2p\'s responder cuts it at 10 s')
+  t.same(streams().map((s) => s.protocol), [PING_PROTOCOL])
 })
 
 t.test('a ping that times out drops its stream, and the next opens a new one', async (t) => {
@@ -60,8 +81,8 @@ t.test('wire cost: a ping on an open stream against one on a new stream (network
 
 t.test('a member that echoes other bytes fails the ping, and its stream is not reused', async (t) => {
   const { a, b } = await pair(t)
-  await b.unhandle(PING_PROTOCOL)
-  await b.handle(PING_PROTOCOL, (stream) => {
+  await b.unhandle(MEMBER_PING_PROTOCOL)
+  await b.handle(MEMBER_PING_PROTOCOL, (stream) => {
     stream.addEventListener('message', () => { stream.send(new Uint8Array(32)) })
   })
   const pings = new PingStreams({ node: a })
