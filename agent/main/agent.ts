@@ -55,6 +55,7 @@ import { EventLog } from '../store/event-log.ts'
 import { CoordinationRecords } from '../coordination/coordination-records.ts'
 import { MemberRecords } from '../membership/member-records.ts'
 import { MemberBeacons } from '../membership/member-beacons.ts'
+import { PingResponder } from '../membership/ping-responder.ts'
 import { PingStreams } from '../membership/ping-streams.ts'
 import { VERSION } from '../../common/version.ts'
 import { WorkRegistry } from '../coordination/work.ts'
@@ -189,6 +190,7 @@ export class Agent {
       // addressed to us goes unread. test/agent/main/start-order.test.ts keeps this order.
       ['election', coordination.electionService],
       ['orchestrator', coordination.orchestrator],
+      ['ping responder', members.pingResponder],
       ['prober', members.prober],
       ['membership', members.service],
       ['cameras', cameras.manager],
@@ -295,7 +297,8 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
       mesh, bus, membership, beacons: new MemberBeacons({ maxMembers: config.membership.maxMembers }), dialer, members: new MemberRecords({ store }), events, metrics, log, tickMs: 1_000, verdicts: partialMesh
     }),
     leave: new LeaveAnnouncement({ mesh, log, startedAt }),
-    prober: new Prober({ node: mesh.node, membership, bus, lag, log, probeTimeoutMs: config.membership.probeTimeoutMs, pings: new PingStreams({ node: mesh.node }), release: partialMesh ? (peer) => { dialer.release(peer) } : undefined })
+    pingResponder: new PingResponder({ node: mesh.node, membership }),
+    prober: new Prober({ node: mesh.node, membership, bus, lag, log, metrics, probeTimeoutMs: config.membership.probeTimeoutMs, pings: new PingStreams({ node: mesh.node }), release: partialMesh ? (peer) => { dialer.release(peer) } : undefined })
   }
 }
 

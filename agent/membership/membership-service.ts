@@ -152,6 +152,7 @@ export class MembershipService {
 
   /** Our own beacon, as sent: the table shows self with the figures the others see. */
   private readonly onOwnBeacon = (beacon: HealthBeacon): void => {
+    this.membership.spoke()
     this.membership.updateSelf({ name: beacon.name, role: beacon.role, addrs: beacon.addrs, health: healthOf(beacon) })
   }
 

@@ -87,6 +87,10 @@ interface Tracked {
   probeNotBefore: number
   /** When its first beacon came (0: remembered from an earlier run, or ourselves): how long it has stood. */
   joinedAt: number
+  /** When it last heard from us for sure: our ping to it was answered. */
+  spokeAt: number
+  /** Whether we are the one of our pair who pings (see `pairPinger`). */
+  pinger: boolean
 }
 
 export interface MembershipEvents {
@@ -102,6 +106,11 @@ export function healthOf (beacon: HealthBeacon): MemberHealth {
 
 /** Partial mesh: how many times longer a member we hold no connection to may be silent before we probe it. */
 export const FAR_SILENCE = 3
+/**
+ * How much longer the member of a pair who is not its pinger (`pairPinger`) waits before pinging the other: past
+ * the pinger's ping (its prober's tick, the round trip, a loaded box's delay), which then spares it its own.
+ */
+export const ANSWERER_SLACK_MS = 150
 /** How many beacons ahead of the one we hold a verdict may name (see `probeOnVerdict`). */
 export const VERDICT_SEQ_SLACK = 3
 
@@ -135,6 +144,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private readonly dirty = new Set<string>()
   private readonly options: MembershipOptions
   private readonly selfId: string
+  /** When we last sent our beacon (`spoke`); our start, before the first. */
+  private spokeToAllAt: number
   private readonly now: () => number
   private readonly maxMembers: number
   /** Peers admitted past the cap: the configured bootstrap peers. */
@@ -147,7 +158,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.selfId = components.self.peerId
     this.maxMembers = components.options.maxMembers ?? DEFAULT_MAX_MEMBERS
     this.reserved = new Set(components.reserved)
-    this.members.set(this.selfId, track({ ...components.self, state: 'alive' }, 0, 0, this.now()))
+    this.spokeToAllAt = this.now()
+    this.members.set(this.selfId, track({ ...components.self, state: 'alive' }, 0, 0, this.spokeToAllAt))
   }
 
   get self (): Member {
@@ -169,7 +181,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
         continue
       }
       const state = member.state === 'alive' ? 'suspect' : member.state
-      this.members.set(member.peerId, track({ ...member, state }, 0, 0, now))
+      this.members.set(member.peerId, track({ ...member, state }, 0, 0, now, 0, pairPinger(this.selfId, member.peerId)))
     }
     return skipped
   }
@@ -214,8 +226,9 @@ export class Membership extends EventEmitter<MembershipEvents> {
       health: healthOf(beacon)
     }
     const news = tracked == null || tracked.startedAt !== beacon.startedAt || tracked.member.state !== 'alive'
-    const next = track(member, beacon.startedAt, beacon.seq, now, tracked == null ? now : tracked.joinedAt)
+    const next = track(member, beacon.startedAt, beacon.seq, now, tracked == null ? now : tracked.joinedAt, tracked?.pinger ?? pairPinger(this.selfId, peerId))
     next.probeStartedAt = tracked?.probeStartedAt ?? null
+    next.spokeAt = tracked?.spokeAt ?? 0
     this.members.set(peerId, next)
     this.dirty.add(peerId)
     if (tracked == null) {
@@ -295,7 +308,15 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (peerId === this.selfId || tracked.probeStartedAt != null || !isLive(state)) return Infinity
     let wait = this.options.probeAfterMs * scale
     if (this.options.partialMesh === true && near !== undefined && !near.has(peerId)) wait *= FAR_SILENCE
-    const silent = tracked.probeNow || state === 'suspect' ? now : tracked.silentSince + wait
+    // A full mesh's pairs ping one way (ping-responder.ts): one of the two pings the other as soon as either has
+    // not heard from the other lately (its beacon or our ping, our beacon or its ping), and its answered ping tells
+    // both that the other lives. The other waits a little longer, so it pings only when those pings stop.
+    let since = tracked.silentSince
+    if (this.options.partialMesh === true) {
+      // Far members hear our beacons through gossip: no ping to them for their sake.
+    } else if (tracked.pinger) since = Math.min(since, Math.max(tracked.spokeAt, this.spokeToAllAt))
+    else wait += ANSWERER_SLACK_MS
+    const silent = tracked.probeNow || state === 'suspect' ? now : since + wait
     return Math.max(tracked.probeNotBefore, silent)
   }
 
@@ -310,6 +331,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const now = this.now()
     if (outcome === 'answered') {
       tracked.silentSince = now
+      tracked.spokeAt = now
       tracked.failedProbes = 0
       this.transition(peerId, 'alive', 'answered a ping')
     } else if (tracked.silentSince > startedAt || outcome === 'inconclusive') {
@@ -332,12 +354,34 @@ export class Membership extends EventEmitter<MembershipEvents> {
     }
   }
 
+  /** We sent our beacon: every member heard from us (which spares their pings, see `probeDueAt`). */
+  spoke (): void {
+    this.spokeToAllAt = this.now()
+  }
+
+  /**
+   * The member pinged us: it spoke, as in a beacon, so its silence starts anew and we do not ping it for a while
+   * (one ping a pair of members in one direction shows both that the other lives). Only an `alive` member: a
+   * suspect one is cleared by a beacon or by our own ping, never by its word that it can reach us.
+   */
+  heardPing (peerId: string): void {
+    const tracked = this.members.get(peerId)
+    if (tracked === undefined || tracked.member.state !== 'alive') return
+    // We echoed it, so it heard from us as well.
+    tracked.silentSince = tracked.spokeAt = Math.max(tracked.silentSince, this.now())
+  }
+
   /**
    * Our own event loop stalled for `ms` (the process was descheduled, or something blocked it): nothing could be
    * heard meanwhile, so that time does not count as anyone's silence.
    */
   forgiveStall (ms: number): void {
-    for (const tracked of this.members.values()) tracked.silentSince += ms
+    // Nor could anyone hear from us: none is pinged at once for its sake when we wake.
+    this.spokeToAllAt += ms
+    for (const tracked of this.members.values()) {
+      tracked.silentSince += ms
+      tracked.spokeAt += ms
+    }
   }
 
   /**
@@ -465,6 +509,17 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 }
 
-function track (member: Member, startedAt: number, seq: number, silentSince: number, joinedAt = 0): Tracked {
-  return { member, startedAt, seq, silentSince, failedProbes: 0, probeStartedAt: null, probeNow: false, probeNotBefore: 0, joinedAt }
+function track (member: Member, startedAt: number, seq: number, silentSince: number, joinedAt = 0, pinger = true): Tracked {
+  return { member, startedAt, seq, silentSince, failedProbes: 0, probeStartedAt: null, probeNow: false, probeNotBefore: 0, joinedAt, spokeAt: 0, pinger }
+}
+
+/**
+ * Whether `self` is the one of the pair (self, other) who pings the other when both fall silent: both work it out
+ * alike from the two ids, and it falls to either side about as often (by "the lower id", one box would ping all).
+ */
+export function pairPinger (self: string, other: string): boolean {
+  const [low, high] = self < other ? [self, other] : [other, self]
+  let hash = 0
+  for (const id of [low, high]) for (let i = 0; i < id.length; i++) hash = (Math.imul(hash, 31) + id.charCodeAt(i)) | 0
+  return ((hash & 1) === 0) === (self === low)
 }

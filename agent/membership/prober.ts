@@ -2,6 +2,7 @@ import { isRefused, knock, tcpTargets } from '../mesh/knock.ts'
 import type { KnockResult } from '../mesh/knock.ts'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
+import type { MetricsStore } from '../metrics/metrics.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { MemberBus } from './bus.ts'
 import type { LoopLag } from './loop-lag.ts'
@@ -17,6 +18,8 @@ export const PROBE_TICK_MS = 50
 export const IDLE_TICK_MS = 250
 /** A stall longer than this is forgiven: nobody's silence during it counts. */
 const STALL_FORGIVE_MS = 200
+export const PROBES_METRIC = 'noodle_membership_probes_total'
+
 /** A probe whose timeout fired this much late ran on a stalled loop of ours: its failure proves nothing. */
 const LATE_TIMEOUT_MS = 100
 
@@ -27,6 +30,7 @@ export interface ProberComponents {
   bus: MemberBus
   lag: LoopLag
   log: Logger
+  metrics: Pick<MetricsStore, 'inc'>
   probeTimeoutMs: number
   /** How pings go out: over a stream kept open per member (PingStreams), or by default libp2p's `ping()`. */
   pings?: { ping: (peer: PeerId, options: { signal: AbortSignal }) => Promise<number>, stop?: () => void }
@@ -50,6 +54,7 @@ export class Prober {
   private readonly bus: MemberBus
   private readonly lag: LoopLag
   private readonly log: Logger
+  private readonly metrics: ProberComponents['metrics']
   private readonly probeTimeoutMs: number
   private readonly pings: NonNullable<ProberComponents['pings']>
   private readonly release: ProberComponents['release']
@@ -65,6 +70,7 @@ export class Prober {
     this.bus = components.bus
     this.lag = components.lag
     this.log = components.log
+    this.metrics = components.metrics
     this.probeTimeoutMs = components.probeTimeoutMs
     this.pings = components.pings ?? components.node.services.ping
     this.release = components.release
@@ -170,6 +176,7 @@ export class Prober {
         return knock === 'connected' ? 'knocked' : knock === 'refused' ? 'refused' : 'timeout'
       }
     ).then((outcome) => {
+      this.metrics.inc(PROBES_METRIC, { outcome })
       if (!this.stopped) {
         this.membership.observeProbe(peerIdText, outcome)
         this.soonerIfDue()

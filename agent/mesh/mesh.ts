@@ -24,14 +24,14 @@ import type { Component } from '../../common/component.ts'
 import type { Logger } from '../../common/logger.ts'
 import type { MetricsStore } from '../metrics/metrics.ts'
 
-export type MeshNode = Libp2p<{ identify: Identify, ping: Ping, memberPing: Ping, pubsub: GossipSub }>
+export type MeshNode = Libp2p<{ identify: Identify, ping: Ping, pubsub: GossipSub }>
 
 /**
- * Members ping each other (membership/ping-streams.ts) with libp2p's ping protocol under our prefix, whose
- * responder keeps a stream for `MEMBER_PING_STREAM_MS` instead of libp2p's 10 s. At 10 s, the streams to 15
- * members were reopened twice a second, each a negotiation of several frames each way: a fifth of an idle agent's
- * CPU at N=16 (3.45 → 2.75 % of a core). Agents without it are pinged with `/ipfs/ping/1.0.0`, which
- * multistream-select falls back to.
+ * Members ping each other (membership/ping-streams.ts, ping-responder.ts) with libp2p's ping protocol under our
+ * name, whose responder keeps a stream for `MEMBER_PING_STREAM_MS` instead of libp2p's 10 s. At 10 s, the streams
+ * to 15 members were reopened twice a second, each a negotiation of several frames each way: a fifth of an idle
+ * agent's CPU at N=16 (3.45 → 2.75 % of a core). Agents without it are pinged with `/ipfs/ping/1.0.0`, which
+ * multistream-select falls back to, and which we still answer.
  */
 export const MEMBER_PING_PROTOCOL = '/noodle/ping/1.0.0'
 export const MEMBER_PING_STREAM_MS = 600_000
@@ -116,8 +116,6 @@ export class Mesh {
       services: {
         identify: identify(),
         ping: ping(),
-        // At most two inbound streams per connection, as libp2p's own.
-        memberPing: ping({ protocolPrefix: 'noodle', timeout: MEMBER_PING_STREAM_MS }),
         pubsub: gossipsub({
           globalSignaturePolicy: 'StrictSign',
           emitSelf: false,

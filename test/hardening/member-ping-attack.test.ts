@@ -1,8 +1,14 @@
+import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
 import { MEMBER_PING_PROTOCOL } from '../../agent/mesh/mesh.ts'
-import { bootstrapAddr, status } from '../helpers/agents.ts'
+import { PING_PROTOCOL } from '../../agent/membership/ping-streams.ts'
+import { beaconMessage, healthCodec } from '../../protocols/health.ts'
+import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../../protocols/member-sync.ts'
+import { bootstrapAddr, nodes, status } from '../helpers/agents.ts'
+import { apiText } from '../../agent/cli/client.ts'
 import { agentAndMember } from '../helpers/bare-node.ts'
+import { sampleBeacon } from '../helpers/beacon.ts'
 
 /** Sends 32 bytes on `stream` and resolves with what comes back within 2 s (or what came by then). */
 async function echo (stream: { send: (data: Uint8Array) => boolean, addEventListener: (type: 'message', fn: (e: { data: Uint8Array | { subarray: () => Uint8Array } }) => void) => void }, data: Uint8Array): Promise<Buffer> {
@@ -30,8 +36,43 @@ t.test('a member holds long-lived ping streams to an agent: two per connection, 
   t.same(await echo(second, data), Buffer.from(data), 'so does the second')
   // The third on the same connection: libp2p refuses a stream past the protocol's inbound limit (a reset).
   const third = await member.dialProtocol(addr, MEMBER_PING_PROTOCOL, { maxOutboundStreams: 10 }).then((s) => echo(s, data)).catch((err: Error) => err.name)
-  t.not(Buffer.isBuffer(third) && third.equals(Buffer.from(data)), true, `a third stream is not served (${String(third)})`)
+  t.not(Buffer.isBuffer(third) && third.equals(Buffer.from(data)), true, `a third stream is not served (${Buffer.isBuffer(third) ? `${third.byteLength} bytes echoed` : third})`)
   // Holding streams open costs the agent nothing it does not bound: the first still answers, and so does the API.
   t.same(await echo(first, data), Buffer.from(data), 'the streams it holds still echo')
   t.equal((await status(agent)).name, 'pinged')
+})
+
+t.test('a member that pings the agent is not pinged back while it does; once it stops, its silence is found', async (t) => {
+  const { agent, member } = await agentAndMember(t, { name: 'pinged' })
+  const addr = multiaddr(await bootstrapAddr(agent))
+  // The member joins with its beacon handed over in member sync, then answers no ping at all, and never beacons
+  // again: only its own pings say it lives.
+  const sync = await member.dialProtocol(addr, MEMBER_SYNC_PROTOCOL)
+  const lp = lpStream(sync, { maxDataLength: memberSyncCodec.maxBytes })
+  await lp.write(memberSyncCodec.encode({ v: 1, members: [], self: Buffer.from(healthCodec.encode(beaconMessage(sampleBeacon({ name: 'pinger', startedAt: Date.now(), seq: 1 })))).toString('base64') }))
+  await lp.read()
+  await member.unhandle(PING_PROTOCOL)
+  await member.unhandle(MEMBER_PING_PROTOCOL)
+  const stateOf = async () => (await nodes(agent)).find((n) => n.peerId === member.peerId.toString())?.state
+  t.equal(await stateOf(), 'alive', 'joined')
+  const stream = await member.dialProtocol(addr, MEMBER_PING_PROTOCOL, { maxOutboundStreams: 10 })
+  const seen = new Set<string | undefined>()
+  // 4 s of pings every 300 ms: past 1.1 s of silence the agent would ping it, and dead it after two unanswered.
+  for (let i = 0; i < 14; i++) {
+    await echo(stream, crypto.getRandomValues(new Uint8Array(32))).catch(() => Buffer.alloc(0)) // a closed stream: the state says why
+    seen.add(await stateOf())
+    await new Promise((resolve) => setTimeout(resolve, 300))
+  }
+  t.same([...seen], ['alive'], 'alive throughout, on its pings alone')
+  const probes = async () => Object.fromEntries([...(await apiText(agent.socketPath, '/metrics')).matchAll(/^noodle_membership_probes_total\{outcome="(\w+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]))
+  t.same(await probes(), {}, 'and never pinged by the agent')
+  stream.abort(new Error('the member stops pinging'))
+  const deadline = Date.now() + 5_000
+  let state = await stateOf()
+  while (state === 'alive' && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    state = await stateOf()
+  }
+  t.not(state, 'alive', 'silent, and answering no ping: no longer alive within 5 s')
+  t.match(await probes(), { timeout: Number }, 'found by the agent\'s own unanswered pings, counted')
 })

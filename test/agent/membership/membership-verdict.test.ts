@@ -77,12 +77,13 @@ t.test('partial mesh: a member we hold no connection to is probed for its silenc
     let now = 1_000_000
     const self: Member = { peerId: 'self', name: 'me', state: 'alive', role: 'member', addrs: [], lastSeen: 1, health: null }
     const table = new Membership({ self, options: { ...options, partialMesh }, now: () => now })
-    table.observeBeacon('near', sampleBeacon({ name: 'near', startedAt: 5, seq: 1 }))
+    // Both ids make us the pair's pinger (pairPinger): in a full mesh, each is pinged after probeAfterMs.
+    table.observeBeacon('neighbour', sampleBeacon({ name: 'near', startedAt: 5, seq: 1 }))
     table.observeBeacon('far', sampleBeacon({ name: 'far', startedAt: 5, seq: 1 }))
-    const near = new Set(['near'])
+    const near = new Set(['neighbour'])
     t.equal(table.msUntilProbe(1, near), options.probeAfterMs)
     now += options.probeAfterMs
-    t.same(table.takeProbes(1, near), partialMesh ? ['near'] : ['near', 'far'], `${partialMesh ? 'partial' : 'full'}: one probeAfterMs`)
+    t.same(table.takeProbes(1, near), partialMesh ? ['neighbour'] : ['neighbour', 'far'], `${partialMesh ? 'partial' : 'full'}: one probeAfterMs`)
     if (!partialMesh) continue
     t.equal(table.msUntilProbe(1, near), (FAR_SILENCE - 1) * options.probeAfterMs, 'the far one is due later')
     now += (FAR_SILENCE - 1) * options.probeAfterMs

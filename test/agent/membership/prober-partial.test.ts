@@ -2,6 +2,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PeerId } from '@libp2p/interface'
 import t from 'tap'
+import { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { MemberBus } from '../../../agent/membership/bus.ts'
 import { LoopLag } from '../../../agent/membership/loop-lag.ts'
 import { FAR_SILENCE, Membership } from '../../../agent/membership/membership.ts'
@@ -31,7 +32,7 @@ async function probeOnce (t: { teardown: (fn: () => void) => void }, o: { partia
   membership.observeBeacon(peer.toString(), sampleBeacon({ name: 'one', startedAt: 1, seq: 1 }))
   // Silent long enough to be probed, whether held connected or not (Membership.takeProbes).
   now += 1_000 * FAR_SILENCE
-  const prober = new Prober({ node: node as unknown as MeshNode, membership, bus: new MemberBus(), lag: new LoopLag({ expectedMs: PROBE_TICK_MS }), log: createLogger('silent'), probeTimeoutMs: 250, release: o.partialMesh ? (p) => { released.push(p.toString()) } : undefined })
+  const prober = new Prober({ node: node as unknown as MeshNode, membership, bus: new MemberBus(), lag: new LoopLag({ expectedMs: PROBE_TICK_MS }), log: createLogger('silent'), metrics: new MetricsStore(), probeTimeoutMs: 250, release: o.partialMesh ? (p) => { released.push(p.toString()) } : undefined })
   prober.start()
   t.teardown(() => { prober.stop() })
   prober.probeDue()

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import t from 'tap'
+import { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { MemberBus } from '../../../agent/membership/bus.ts'
 import { LoopLag } from '../../../agent/membership/loop-lag.ts'
 import { Membership } from '../../../agent/membership/membership.ts'
@@ -75,7 +76,7 @@ async function setup (t: { teardown: (fn: () => void) => void }, probeAfterMs: n
   const lag = new LoopLag({ expectedMs: PROBE_TICK_MS })
   const sample = lag.sample.bind(lag)
   lag.sample = (expectedMs?: number) => { samples++; return sample(expectedMs) }
-  const prober = new Prober({ node: node as unknown as MeshNode, membership, bus: new MemberBus(), lag, log: createLogger('silent'), probeTimeoutMs: 60_000 })
+  const prober = new Prober({ node: node as unknown as MeshNode, membership, bus: new MemberBus(), lag, log: createLogger('silent'), metrics: new MetricsStore(), probeTimeoutMs: 60_000 })
   prober.start()
   t.teardown(() => { prober.stop() })
   return { peer, pings, membership, samples: () => samples, since: () => performance.now() - startedAt }
@@ -116,7 +117,7 @@ async function knockSetup (t: { teardown: (fn: () => void) => void }, ping: () =
   const node = { getMultiaddrs: () => [], getConnections: () => [{}], services: { ping: { ping } }, hangUp: async () => {} }
   const membership = new Membership({ self, options: { ...options(60_000), probeTimeoutMs: 300 } })
   membership.observeBeacon(peer, sampleBeacon({ name: 'one', startedAt: 1, seq: 1, addrs: [`/ip4/127.0.0.1/tcp/${port}`] }))
-  const prober = new Prober({ node: node as unknown as MeshNode, membership, bus: new MemberBus(), lag: new LoopLag({ expectedMs: PROBE_TICK_MS }), log: createLogger('silent'), probeTimeoutMs: 300 })
+  const prober = new Prober({ node: node as unknown as MeshNode, membership, bus: new MemberBus(), lag: new LoopLag({ expectedMs: PROBE_TICK_MS }), log: createLogger('silent'), metrics: new MetricsStore(), probeTimeoutMs: 300 })
   prober.start()
   t.teardown(() => { prober.stop() })
   membership.observeVerdict(peer, 'suspect', membership.beaconOf(peer) ?? { startedAt: 0, seq: 0 }, 'probe it now')

@@ -5,6 +5,7 @@ import { DECISIONS_METRIC, EVALUATIONS_METRIC } from '../../../agent/coordinatio
 import { BROKER_REFUSED_METRIC } from '../../../agent/ingest/mqtt-broker.ts'
 import { REDELIVERED_METRIC } from '../../../agent/ingest/mqtt-session.ts'
 import { DIAL_DROPPED_METRIC } from '../../../agent/mesh/dialer.ts'
+import { PROBES_METRIC } from '../../../agent/membership/prober.ts'
 import { COUNTERS } from '../../../agent/metrics/counters.ts'
 import { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { REJECTED_METRIC } from '../../../protocols/validator.ts'
@@ -13,7 +14,7 @@ import { families, mistyped, untyped } from './families.ts'
 
 t.test('every counter the agent counts is declared, with its help', async (t) => {
   const names = [REJECTED_METRIC, DECISIONS_METRIC, EVALUATIONS_METRIC, DIAL_DROPPED_METRIC, WORKER_LOST_METRIC,
-    MODEL_REFUSED_METRIC, API_REFUSED_METRIC, API_FAILED_METRIC, BROKER_REFUSED_METRIC, REDELIVERED_METRIC]
+    MODEL_REFUSED_METRIC, API_REFUSED_METRIC, API_FAILED_METRIC, BROKER_REFUSED_METRIC, REDELIVERED_METRIC, PROBES_METRIC]
   t.same(names.filter((name) => COUNTERS[name] === undefined), [], 'each is in agent/metrics/counters.ts')
   t.same(Object.keys(COUNTERS).sort(), [...names].sort(), 'and nothing else is')
   t.same(Object.keys(COUNTERS).filter((name) => !name.endsWith('_total')), [], 'each is named as a counter')
