@@ -203,8 +203,8 @@ export const ConfigSchema = z.strictObject({
     intervalMs: milliseconds(100, 60_000).default(1_000).meta({
       description: 'how often this node publishes its health pulse in a small mesh (the figures that change; its record goes only when it changed or is asked for); in a larger one, `intervalPerMemberMs` per live member where that is longer'
     }),
-    intervalPerMemberMs: z.int().min(0).max(60_000).default(135).meta({
-      description: 'the beacon interval grows by this per live member (this node included) past `intervalMs`, so the pulses each member sends and receives per second stay near-constant as the mesh grows (16 members: 2.16 s, about two `membership.probeAfterMs`, so members are pinged about once between pulses); `0`: always `intervalMs`. Probes keep detection as fast'
+    intervalPerMemberMs: z.int().min(0).max(60_000).default(300).meta({
+      description: 'the beacon interval grows by this per live member (this node included) past `intervalMs`, so the pulses each member sends and receives per second stay near-constant as the mesh grows (16 members: 4.8 s); `0`: always `intervalMs`. Liveness comes from pings between pulses (one way per pair), so detection is as fast'
     })
   }).prefault({}),
   gossip: z.strictObject({

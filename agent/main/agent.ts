@@ -30,7 +30,7 @@ import { Election, capabilityOf } from '../coordination/election.ts'
 import type { Candidate } from '../coordination/election.ts'
 import { ElectionService, savedTerm } from '../coordination/election-service.ts'
 import { MAX_BEACON_MODELS, healthCodec } from '../../protocols/health.ts'
-import { HealthReporter } from '../membership/health-reporter.ts'
+import { HealthReporter, beaconIntervalMs } from '../membership/health-reporter.ts'
 import type { HealthReporterComponents } from '../membership/health-reporter.ts'
 import { DiskStatus, HealthSampler } from '../membership/health.ts'
 import type { HealthSample } from '../membership/health.ts'
@@ -279,7 +279,7 @@ function buildMembership ({ config, log, selfId, startedAt, store, events, metri
   const bootstrapPeers = bootstrapPeerIds(config.bootstrap)
   const membership = new Membership({
     self: { peerId: selfId, name: config.name, state: 'alive', role: 'member', addrs: [], lastSeen: startedAt, health: null },
-    options: { ...config.membership, partialMesh },
+    options: { ...config.membership, partialMesh, beaconIntervalMs: (members) => beaconIntervalMs(config.health.intervalMs, config.health.intervalPerMemberMs, members) },
     // Bootstrap peers are members whatever the table holds (the dialer keeps them as members too).
     reserved: bootstrapPeers
   })

@@ -46,6 +46,11 @@ export interface MembershipOptions {
    * and a member we hold no connection to is probed for its silence later (`takeProbes`).
    */
   partialMesh?: boolean
+  /**
+   * How often members beacon with this many live members (health.intervalMs, health.intervalPerMemberMs): in a
+   * partial mesh a far member's beacons are what say it lives, so it is probed only once two are missed.
+   */
+  beaconIntervalMs?: (liveMembers: number) => number
 }
 
 /**
@@ -275,9 +280,10 @@ export class Membership extends EventEmitter<MembershipEvents> {
    */
   takeProbes (scale = 1, near?: ReadonlySet<string>): string[] {
     const now = this.now()
+    const farWait = this.farWait(scale)
     const due: string[] = []
     for (const [peerId, tracked] of this.members) {
-      if (this.probeDueAt(peerId, tracked, now, scale, near) <= now) {
+      if (this.probeDueAt(peerId, tracked, now, scale, near, farWait) <= now) {
         tracked.probeNow = false
         tracked.probeStartedAt = now
         due.push(peerId)
@@ -293,8 +299,16 @@ export class Membership extends EventEmitter<MembershipEvents> {
   msUntilProbe (scale = 1, near?: ReadonlySet<string>): number {
     const now = this.now()
     let soonest = Infinity
-    for (const [peerId, tracked] of this.members) soonest = Math.min(soonest, this.probeDueAt(peerId, tracked, now, scale, near) - now)
+    const farWait = this.farWait(scale)
+    for (const [peerId, tracked] of this.members) soonest = Math.min(soonest, this.probeDueAt(peerId, tracked, now, scale, near, farWait) - now)
     return Math.max(0, soonest)
+  }
+
+  /** Partial mesh: the silence after which a member we hold no connection to is probed. */
+  private farWait (scale: number): number {
+    if (this.options.partialMesh !== true) return Infinity
+    const beacons = this.options.beaconIntervalMs?.(this.count('alive') + this.count('suspect')) ?? 0
+    return Math.max(FAR_SILENCE * this.options.probeAfterMs, 2 * beacons) * scale
   }
 
   /**
@@ -303,11 +317,11 @@ export class Membership extends EventEmitter<MembershipEvents> {
    * gone. `takeProbes` and `msUntilProbe` both read it, so the prober never sleeps past a member `takeProbes`
    * would hand out.
    */
-  private probeDueAt (peerId: string, tracked: Tracked, now: number, scale: number, near: ReadonlySet<string> | undefined): number {
+  private probeDueAt (peerId: string, tracked: Tracked, now: number, scale: number, near: ReadonlySet<string> | undefined, farWait: number): number {
     const { state } = tracked.member
     if (peerId === this.selfId || tracked.probeStartedAt != null || !isLive(state)) return Infinity
     let wait = this.options.probeAfterMs * scale
-    if (this.options.partialMesh === true && near !== undefined && !near.has(peerId)) wait *= FAR_SILENCE
+    if (this.options.partialMesh === true && near !== undefined && !near.has(peerId)) wait = farWait
     // A full mesh's pairs ping one way (ping-responder.ts): one of the two pings the other as soon as either has
     // not heard from the other lately (its beacon or our ping, our beacon or its ping), and its answered ping tells
     // both that the other lives. The other waits a little longer, so it pings only when those pings stop.

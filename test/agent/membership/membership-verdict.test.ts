@@ -90,3 +90,17 @@ t.test('partial mesh: a member we hold no connection to is probed for its silenc
     t.same(table.takeProbes(1, near), ['far'], 'FAR_SILENCE × probeAfterMs')
   }
 })
+
+t.test('partial mesh: where beacons come slower than FAR_SILENCE probe waits, a far member is probed once two are missed', async (t) => {
+  let now = 1_000_000
+  const self: Member = { peerId: 'self', name: 'me', state: 'alive', role: 'member', addrs: [], lastSeen: 1, health: null }
+  const lives: number[] = []
+  const table = new Membership({ self, options: { ...options, partialMesh: true, beaconIntervalMs: (live) => { lives.push(live); return 4_800 } }, now: () => now })
+  table.observeBeacon('far', sampleBeacon({ name: 'far', startedAt: 5, seq: 1 }))
+  t.equal(table.msUntilProbe(1, new Set()), 9_600, 'two beacon intervals')
+  t.same(lives, [2], 'for the live members, this node included')
+  now += 9_599
+  t.same(table.takeProbes(1, new Set()), [])
+  now += 1
+  t.same(table.takeProbes(1, new Set()), ['far'])
+})
