@@ -12,7 +12,10 @@
  * On a 2-core machine a cold start of many agents is bound by CPU (every process booting at once); the join
  * figure shows what the mesh itself takes.
  *
- *   node bench/mesh.ts [--sizes 3,8,16] [--idle-s 10] [--parts bootstrap,mdns,serf]
+ *   node bench/mesh.ts [--sizes 3,8,16] [--idle-s 10] [--settle-s 5] [--parts bootstrap,mdns,serf]
+ *
+ * The idle window (gossip, CPU, wire) starts `--settle-s` after the mesh converged, for Noodle and Serf alike:
+ * a newly converged mesh is still exchanging records and answering asks, which is not what idle costs.
  *
  * Namespace parts need root; without it they are skipped and say so.
  */
@@ -27,9 +30,11 @@ import { allSee, bootstrapAddr, gossip, startAgent, waitFor, writeSwarmKey } fro
 import type { AgentProcess } from '../scripts/agents.ts'
 import { commandExists, logLines, serfMembers, startSerf } from './lib.ts'
 
-const { values } = parseArgs({ options: { sizes: { type: 'string', default: '3,8,16' }, 'idle-s': { type: 'string', default: '10' }, parts: { type: 'string', default: 'bootstrap,mdns,serf' } } })
+const { values } = parseArgs({ options: { sizes: { type: 'string', default: '3,8,16' }, 'idle-s': { type: 'string', default: '10' }, 'settle-s': { type: 'string', default: '5' }, parts: { type: 'string', default: 'bootstrap,mdns,serf' } } })
 const sizes = (values.sizes ?? '').split(',').map(Number)
 const idleMs = Number(values['idle-s']) * 1000
+const settleMs = Number(values['settle-s']) * 1000
+const settle = async () => { await new Promise((resolve) => setTimeout(resolve, settleMs)) }
 const parts = new Set((values.parts ?? '').split(','))
 const netnsUnavailable = Testbed.unavailableReason()
 const serfMissing = commandExists('serf') ? null : 'serf is not installed (apt-get install serf)'
@@ -121,6 +126,7 @@ async function benchBootstrap (n: number): Promise<{ coldMs: number, joinMs: num
     agents.push(...await Promise.all(Array.from({ length: n - 2 }, (_, i) => start(i + 1, [entry]))))
     await waitFor(`${n - 1} agents to converge`, () => allSee(agents, agents, 'alive'), 60_000, 50)
     const coldMs = convergenceMs(agents).fromLastStart
+    await settle()
     const before = await Promise.all(agents.map(gossip))
     const cpu = await idleCpu(agents.map((a) => a.child.pid), idleMs)
     const after = await Promise.all(agents.map(gossip))
@@ -157,6 +163,7 @@ async function benchMdns (n: number): Promise<{ convergedMs: number, wirePerHost
     })))))
     await waitFor(`${n} agents to converge by mDNS`, () => allSee(agents, agents, 'alive'), 60_000, 50)
     const { fromLastStart } = convergenceMs(agents)
+    await settle()
     const before = bed.hosts.map(wireBytes)
     await new Promise((resolve) => setTimeout(resolve, idleMs))
     const wire = bed.hosts.map((ns, i) => (wireBytes(ns) - (before[i] ?? 0)) / (idleMs / 1000))
@@ -190,6 +197,7 @@ async function benchSerf (n: number): Promise<{ coldMs: number, joinMs: number, 
     await waitFor('serf 0 to answer', async () => (await serfMembers(bed, 0)).length === 1, 10_000, 50)
     for (let i = 1; i < n - 1; i++) start(i)
     const coldMs = await converge(n - 1)
+    await settle()
     const before = bed.hosts.slice(0, n - 1).map(wireBytes)
     // `ip netns exec` execs into serf, so the pid we hold is serf's own.
     const cpu = await idleCpu(procs.map((p) => p.pid), idleMs)
@@ -209,7 +217,7 @@ const skipped = [
   netnsUnavailable != null && `mDNS and serf parts (${netnsUnavailable})`,
   netnsUnavailable == null && serfMissing != null && parts.has('serf') && `serf part (${serfMissing})`
 ].filter(Boolean)
-console.log(`mesh benchmark: sizes ${sizes.join(', ')}, idle window ${idleMs / 1000} s${skipped.length > 0 ? `; skipped: ${skipped.join(', ')}` : ''}`)
+console.log(`mesh benchmark: sizes ${sizes.join(', ')}, idle window ${idleMs / 1000} s from ${settleMs / 1000} s after convergence${skipped.length > 0 ? `; skipped: ${skipped.join(', ')}` : ''}`)
 for (const n of sizes) {
   const boot = parts.has('bootstrap') ? await benchBootstrap(n) : undefined
   if (netnsUnavailable != null) continue
