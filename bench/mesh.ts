@@ -12,7 +12,11 @@
  * On a 2-core machine a cold start of many agents is bound by CPU (every process booting at once); the join
  * figure shows what the mesh itself takes.
  *
- *   node bench/mesh.ts [--sizes 3,8,16] [--idle-s 10] [--settle-s 5] [--parts bootstrap,mdns,serf]
+ *   node bench/mesh.ts [--sizes 3,8,16] [--idle-s 10] [--settle-s 5] [--parts bootstrap,mdns,serf] [--release]
+ *
+ * With `--release` the agents run from a core release staged for this machine (scripts/release.ts: the app
+ * compiled to JavaScript, production dependencies), as an installed sensor box runs them, rather than from this
+ * checkout's TypeScript.
  *
  * The idle window (gossip, CPU, wire) starts `--settle-s` after the mesh converged, for Noodle and Serf alike:
  * a newly converged mesh is still exchanging records and answering asks, which is not what idle costs.
@@ -24,18 +28,26 @@ import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Testbed } from '../scripts/testbed.ts'
 import { allSee, bootstrapAddr, gossip, startAgent, waitFor, writeSwarmKey } from '../scripts/agents.ts'
 import type { AgentProcess } from '../scripts/agents.ts'
+import { stageRelease } from '../scripts/release.ts'
+import type { Arch } from '../scripts/release.ts'
 import { commandExists, logLines, serfMembers, startSerf } from './lib.ts'
 
-const { values } = parseArgs({ options: { sizes: { type: 'string', default: '3,8,16' }, 'idle-s': { type: 'string', default: '10' }, 'settle-s': { type: 'string', default: '5' }, parts: { type: 'string', default: 'bootstrap,mdns,serf' } } })
+const { values } = parseArgs({ options: { sizes: { type: 'string', default: '3,8,16' }, 'idle-s': { type: 'string', default: '10' }, 'settle-s': { type: 'string', default: '5' }, parts: { type: 'string', default: 'bootstrap,mdns,serf' }, release: { type: 'boolean', default: false } } })
 const sizes = (values.sizes ?? '').split(',').map(Number)
 const idleMs = Number(values['idle-s']) * 1000
 const settleMs = Number(values['settle-s']) * 1000
 const settle = async () => { await new Promise((resolve) => setTimeout(resolve, settleMs)) }
 const parts = new Set((values.parts ?? '').split(','))
+const releaseOut = values.release === true ? mkdtempSync(join(tmpdir(), 'nb-release-')) : undefined
+process.on('exit', () => { if (releaseOut !== undefined) rmSync(releaseOut, { recursive: true, force: true }) })
+const bin = releaseOut === undefined
+  ? undefined
+  : join(stageRelease({ repo: fileURLToPath(new URL('..', import.meta.url)), arch: `linux-${process.arch}` as Arch, core: true, out: releaseOut, log: () => {} }), 'bin/noodle')
 const netnsUnavailable = Testbed.unavailableReason()
 const serfMissing = commandExists('serf') ? null : 'serf is not installed (apt-get install serf)'
 
@@ -119,7 +131,7 @@ async function benchBootstrap (n: number): Promise<{ coldMs: number, joinMs: num
   const root = mkdtempSync(join(tmpdir(), 'nb-'))
   const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
   const agents: AgentProcess[] = []
-  const start = async (i: number, bootstrap: string[]) => track(await startAgent({ root, swarmKeyFile, name: `b${i}`, bootstrap, logLevel: 'info' }))
+  const start = async (i: number, bootstrap: string[]) => track(await startAgent({ root, swarmKeyFile, name: `b${i}`, bootstrap, logLevel: 'info', bin }))
   try {
     agents.push(await start(0, []))
     const entry = await bootstrapAddr(agents[0] as AgentProcess)
@@ -159,7 +171,7 @@ async function benchMdns (n: number): Promise<{ convergedMs: number, wirePerHost
   const agents: AgentProcess[] = []
   try {
     agents.push(...await Promise.all(bed.hosts.map(async (ns, i) => track(await startAgent({
-      root, swarmKeyFile, name: `m${i}`, netns: ns, mdns: true, listen: ['/ip4/0.0.0.0/tcp/4001'], logLevel: 'info'
+      root, swarmKeyFile, name: `m${i}`, netns: ns, mdns: true, listen: ['/ip4/0.0.0.0/tcp/4001'], logLevel: 'info', bin
     })))))
     await waitFor(`${n} agents to converge by mDNS`, () => allSee(agents, agents, 'alive'), 60_000, 50)
     const { fromLastStart } = convergenceMs(agents)
@@ -217,7 +229,7 @@ const skipped = [
   netnsUnavailable != null && `mDNS and serf parts (${netnsUnavailable})`,
   netnsUnavailable == null && serfMissing != null && parts.has('serf') && `serf part (${serfMissing})`
 ].filter(Boolean)
-console.log(`mesh benchmark: sizes ${sizes.join(', ')}, idle window ${idleMs / 1000} s from ${settleMs / 1000} s after convergence${skipped.length > 0 ? `; skipped: ${skipped.join(', ')}` : ''}`)
+console.log(`mesh benchmark: sizes ${sizes.join(', ')}, idle window ${idleMs / 1000} s from ${settleMs / 1000} s after convergence, agents run from ${bin === undefined ? 'this checkout' : 'a core release (compiled)'}${skipped.length > 0 ? `; skipped: ${skipped.join(', ')}` : ''}`)
 for (const n of sizes) {
   const boot = parts.has('bootstrap') ? await benchBootstrap(n) : undefined
   if (netnsUnavailable != null) continue

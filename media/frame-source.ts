@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '../common/logger.ts'
+import { siblingModule } from '../common/modules.ts'
 import { redactCredentials } from '../common/text.ts'
 import type { Normalization } from './preprocess.ts'
 
@@ -84,7 +85,7 @@ export type FromDecoder =
   | { type: 'stats', framesIn: number, skipped: number, reconnects: number, lastError: string | null, firstFrameAt: number | null, decoder: string }
   | { type: 'log', level: 'warn' | 'debug', msg: string, fields: Record<string, unknown> }
 
-const WORKER_URL = new URL('./decode-worker.ts', import.meta.url)
+const WORKER_URL = siblingModule(import.meta.url, 'decode-worker')
 const WINDOW_MS = 5_000
 /** A worker that died (a bug, or FFmpeg aborting) is started again after this long. */
 const RESTART_MS = 1_000

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads'
 import { WorkerError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
+import { siblingModule } from '../common/modules.ts'
 import type { HeavyModules } from './loader.ts'
 import type { LoadResult, RunResult, WorkerReply, WorkerRequest } from './inference-worker.ts'
 import type { Feeds } from './tensors.ts'
@@ -97,7 +98,7 @@ export class InferencePool {
     this.runTimeoutMs = components.runTimeoutMs ?? RUN_TIMEOUT_MS
     this.loadTimeoutMs = components.loadTimeoutMs ?? LOAD_TIMEOUT_MS
     this.maxWedged = components.maxWedged ?? MAX_WEDGED_WORKERS
-    this.workerUrl = components.workerUrl ?? new URL('./inference-worker.ts', import.meta.url)
+    this.workerUrl = components.workerUrl ?? siblingModule(import.meta.url, 'inference-worker')
   }
 
   /**

@@ -50,6 +50,8 @@ export interface StartOptions {
   logLevel?: string
   /** Settings written to `<dataDir>/noodle.json` and passed with --config (work items, coordinator priority…). */
   config?: Record<string, unknown>
+  /** The `noodle` to run: this checkout's bin/noodle unless told (a staged release's, in bench/mesh --release). */
+  bin?: string
 }
 
 export async function startAgent (o: StartOptions): Promise<AgentProcess> {
@@ -65,9 +67,10 @@ export async function startAgent (o: StartOptions): Promise<AgentProcess> {
     writeFileSync(file, JSON.stringify(o.config))
     args.push('--config', file)
   }
+  const bin = o.bin ?? BIN
   const [command, argv] = o.netns == null
-    ? [BIN, args]
-    : ['ip', ['netns', 'exec', o.netns, BIN, ...args]]
+    ? [bin, args]
+    : ['ip', ['netns', 'exec', o.netns, bin, ...args]]
   const child = spawn(command, argv, {
     env: { ...process.env, ...o.env },
     stdio: ['ignore', 'pipe', 'pipe']

@@ -56,8 +56,8 @@ main() {
     [[ -z $foreign ]] || fail "not AArch64 in $tarball: $foreign"
     log "$(basename "$tarball"): $elf ELF files, all AArch64; $(du -sm "$dir" | cut -f1) MB unpacked, $(du -m "$tarball" | cut -f1) MB packed"
     run() { qemu-aarch64-static -L "$sysroot" "$node" "$@"; }
-    [[ $(run "$dir/agent/main/noodle.ts" --version) == "$version" ]] || fail "noodle --version under qemu did not print $version"
-    [[ $(run "$dir/agent/main/noodle.ts" swarm-key | head -n 1) == /key/swarm/psk/1.0.0/ ]] || fail 'noodle swarm-key under qemu printed no key'
+    [[ $(run "$dir/agent/main/noodle.js" --version) == "$version" ]] || fail "noodle --version under qemu did not print $version"
+    [[ $(run "$dir/agent/main/noodle.js" swarm-key | head -n 1) == /key/swarm/psk/1.0.0/ ]] || fail 'noodle swarm-key under qemu printed no key'
     (cd "$dir" && run -e 'const D = require("better-sqlite3"); console.log(new D(":memory:").prepare("select 6 * 7 as n").get().n)' | grep -qx 42) \
       || fail 'better-sqlite3 does not load under qemu'
     local loaded='better-sqlite3'
@@ -69,11 +69,11 @@ main() {
     # An agent from it starts and answers its own `noodle status` (both under qemu: slow, hence the long wait).
     local data agent waited=0
     data=$(mktemp -d /tmp/nd-XXXXXX)
-    run "$dir/agent/main/noodle.ts" swarm-key >"$data/swarm.key"
-    run "$dir/agent/main/noodle.ts" agent --name arm-check --data-dir "$data" --swarm-key "$data/swarm.key" --listen /ip4/127.0.0.1/tcp/0 \
+    run "$dir/agent/main/noodle.js" swarm-key >"$data/swarm.key"
+    run "$dir/agent/main/noodle.js" agent --name arm-check --data-dir "$data" --swarm-key "$data/swarm.key" --listen /ip4/127.0.0.1/tcp/0 \
       --no-mdns --log-level warn >"$data/agent.log" 2>&1 &
     agent=$!
-    until run "$dir/agent/main/noodle.ts" status --data-dir "$data" 2>/dev/null | grep -q '^name *arm-check$'; do
+    until run "$dir/agent/main/noodle.js" status --data-dir "$data" 2>/dev/null | grep -q '^name *arm-check$'; do
       waited=$((waited + 1))
       if ((waited > 60)) || ! kill -0 "$agent" 2>/dev/null; then
         kill "$agent" 2>/dev/null || true
