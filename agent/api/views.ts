@@ -23,6 +23,8 @@ export interface StatusView {
   members: number
   /** How late this agent's own timers run lately (ms); failure detection widens its timeouts with it. */
   loopLagMs: number
+  /** 0: a full mesh; K: a partial mesh of K member connections (mesh.connections, or mesh.partialAbove's choice). */
+  meshConnections: number
   /**
    * The data dir's disk: free bytes, and `full` while little space is left or a write failed for want of space
    * in the last 30 s (the agent stays up; what it cannot store is logged).

@@ -78,6 +78,7 @@ export function formatStatus (s: StatusView): string {
     ['term', String(s.term)],
     ['members alive', String(s.members)],
     ['loop lag', `${s.loopLagMs} ms`],
+    ['mesh', s.meshConnections === 0 ? 'full (every member connected)' : `partial (${s.meshConnections} member connections)`],
     ['disk', `${s.disk.freeBytes === null ? '?' : formatBytes(s.disk.freeBytes)} free${s.disk.full ? ' — FULL: writes fail until space is freed' : ''}`]
   ]).split('\n').slice(1).join('\n')
 }

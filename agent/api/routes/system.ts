@@ -21,6 +21,8 @@ export interface StatusSources {
   membership: { get: (peerId: string) => { name: string } | undefined, count: (state: 'alive') => number }
   lag: { readonly ms: number }
   disk: { view: () => StatusView['disk'] }
+  /** The connections this agent keeps to members: 0, a full mesh (mesh.connections, or mesh.partialAbove's choice). */
+  meshConnections: number
 }
 
 export function statusView (s: StatusSources, now = Date.now()): StatusView {
@@ -36,6 +38,7 @@ export function statusView (s: StatusSources, now = Date.now()): StatusView {
     term: s.election.term,
     members: s.membership.count('alive'),
     loopLagMs: s.lag.ms,
+    meshConnections: s.meshConnections,
     disk: s.disk.view()
   }
 }

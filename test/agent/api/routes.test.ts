@@ -42,6 +42,7 @@ function fakeSources (overrides: Partial<ApiSources> = {}) {
     membership: { get: () => undefined, count: () => 1, list: () => [] },
     lag: { ms: 0 },
     disk: { view: () => ({ freeBytes: null, full: false, lastFullAt: null }) },
+    meshConnections: 0,
     prometheus: { render: async () => '# metrics\n' },
     counters: { get: () => 0, sum: () => 0, series: () => ({}) },
     decisions: { decisions: () => [] },

@@ -32,7 +32,8 @@ t.test('status: who this node is and who coordinates, and its one line for syste
     election: { coordinator: 'peer-b', isCoordinator: false, term: 4 },
     membership: { get: (id) => id === 'peer-b' ? { name: 'beta' } : undefined, count: () => 3 },
     lag: { ms: 7 },
-    disk: { view: () => ({ freeBytes: 5, full: false, lastFullAt: null }) }
+    disk: { view: () => ({ freeBytes: 5, full: false, lastFullAt: null }) },
+    meshConnections: 6
   }
   const view = statusView(sources, 22_345)
   t.same(view, {
@@ -46,6 +47,7 @@ t.test('status: who this node is and who coordinates, and its one line for syste
     term: 4,
     members: 3,
     loopLagMs: 7,
+    meshConnections: 6,
     disk: { freeBytes: 5, full: false, lastFullAt: null }
   })
   t.equal(statusLine(view), '3 member(s) alive; member; coordinator beta, term 4')
