@@ -140,8 +140,10 @@ export const VERDICT_SEQ_SLACK = 3
  *   newcomer is refused (not a member), so made-up keys cannot grow the table, nor, by beaconing once and going,
  *   lock new boxes out until they are reaped. Live members, the dead of standing and bootstrap peers stay.
  *
- * Members silent for `probeAfterMs` (one beacon late), and members whose connections all closed, are handed
- * out by `takeProbes()`; the caller pings them and reports with `observeProbe()`.
+ * Members silent for `probeAfterMs` (no beacon, no answered ping, no ping of theirs: `heardPing`), and members
+ * whose connections all closed, are handed out by `takeProbes()`; the caller pings them and reports with
+ * `observeProbe()`. In a full mesh each pair pings one way (`pairPinger`): the pinger also pings when the other has
+ * not heard from it (our last beacon, `spoke`), and the other waits ANSWERER_SLACK_MS longer.
  * Time is passed in (`now`), so the whole table is testable without a clock or a network.
  */
 export class Membership extends EventEmitter<MembershipEvents> {
@@ -324,12 +326,13 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (this.options.partialMesh === true && near !== undefined && !near.has(peerId)) wait = farWait
     // A full mesh's pairs ping one way (ping-responder.ts): one of the two pings the other as soon as either has
     // not heard from the other lately (its beacon or our ping, our beacon or its ping), and its answered ping tells
-    // both that the other lives. The other waits a little longer, so it pings only when those pings stop.
+    // both that the other lives. The other waits a little longer, so it pings only when those pings stop. (In a
+    // partial mesh, members far off hear our beacons through gossip, and nobody pings for another's sake.)
     let since = tracked.silentSince
-    if (this.options.partialMesh === true) {
-      // Far members hear our beacons through gossip: no ping to them for their sake.
-    } else if (tracked.pinger) since = Math.min(since, Math.max(tracked.spokeAt, this.spokeToAllAt))
-    else wait += ANSWERER_SLACK_MS
+    if (this.options.partialMesh !== true) {
+      if (tracked.pinger) since = Math.min(since, Math.max(tracked.spokeAt, this.spokeToAllAt))
+      else wait += ANSWERER_SLACK_MS
+    }
     const silent = tracked.probeNow || state === 'suspect' ? now : since + wait
     return Math.max(tracked.probeNotBefore, silent)
   }

@@ -93,6 +93,11 @@ function importOf (node: Node): Import | undefined {
       if (isImportMeta(node.callee, 'resolve') || isIdentifier(node.callee, { name: 'require' })) {
         return called(literal(node.arguments[0] as Node | undefined))
       }
+      // `siblingModule(import.meta.url, 'worker')` (common/modules.ts): the module of that name beside this one.
+      if (isIdentifier(node.callee, { name: 'siblingModule' }) && isImportMeta(node.arguments[0] as Node | undefined, 'url')) {
+        const name = literal(node.arguments[1] as Node | undefined)
+        return called(name === undefined ? undefined : `./${name}.ts`)
+      }
       return undefined
     }
     case 'NewExpression': // `new URL('./worker.ts', import.meta.url)`
@@ -182,6 +187,7 @@ t.test('every form of import is read, comments and strings are not', async (t) =
     "const m = await import('./m.ts')",
     'const t = await import(`./template.ts`)',
     "const url = new URL('./worker.ts', import.meta.url)",
+    "const sibling = siblingModule(import.meta.url, 'sibling-worker')",
     "const other = new URL('https://example.com/')",
     "const near = new URL('./not-a-module.ts', base)",
     "type P = import('./p.ts').P",
@@ -212,6 +218,7 @@ t.test('every form of import is read, comments and strings are not', async (t) =
     { specifier: './m.ts', typeOnly: false, dynamic: true },
     { specifier: './template.ts', typeOnly: false, dynamic: true },
     { specifier: './worker.ts', typeOnly: false, dynamic: true },
+    { specifier: './sibling-worker.ts', typeOnly: false, dynamic: true },
     { specifier: './p.ts', typeOnly: true, dynamic: false },
     { specifier: './r.cjs', typeOnly: false, dynamic: true }
   ])

@@ -94,7 +94,7 @@ t.test('--json prints exactly the API body; the table shows the node', async (t)
 
   const statusJson = JSON.parse((await noodle(['status', '--json', ...args])).stdout)
   const statusApi = await status(agent)
-  t.same(Object.keys(statusJson), ['peerId', 'name', 'version', 'uptimeS', 'role', 'coordinator', 'coordinatorName', 'term', 'members', 'loopLagMs', 'disk'])
+  t.same(Object.keys(statusJson), ['peerId', 'name', 'version', 'uptimeS', 'role', 'coordinator', 'coordinatorName', 'term', 'members', 'loopLagMs', 'meshConnections', 'disk'])
   // Free bytes move between two reads (the agent writes); the rest is the same body.
   const steady = (s: typeof statusApi) => ({ ...s, uptimeS: 0, loopLagMs: 0, disk: { ...s.disk, freeBytes: 0 } })
   t.same(steady(statusJson), steady(statusApi), 'status --json is the API body')
