@@ -23,7 +23,7 @@ export interface StatusView {
   members: number
   /** How late this agent's own timers run lately (ms); failure detection widens its timeouts with it. */
   loopLagMs: number
-  /** 0: a full mesh; K: a partial mesh of K member connections (mesh.connections, or mesh.partialAbove's choice). */
+  /** 0: a full mesh; K: a partial mesh of K member connections (mesh.connections). */
   meshConnections: number
   /**
    * The data dir's disk: free bytes, and `full` while little space is left or a write failed for want of space

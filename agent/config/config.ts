@@ -33,21 +33,6 @@ export function bootstrapPeerIds (bootstrap: readonly string[]): string[] {
 }
 
 /** The config with the defaults that depend on the data dir filled in. */
-/** What a mesh switched to a partial mesh by `mesh.partialAbove` runs with: the simulated choice (docs/scale.md). */
-export const AUTO_PARTIAL = { connections: 6, degree: 3 } as const
-
-/**
- * The mesh this agent runs, given the members it remembers: `config` as it is, or, with `mesh.connections` 0 and
- * more than `mesh.partialAbove` members remembered, a partial mesh of AUTO_PARTIAL's connections (and gossip
- * degree, unless one from 1 to that is set). Decided once at start: gossipsub's degree is fixed when it starts.
- */
-export function meshForSize<C extends Pick<Config, 'mesh' | 'gossip'>> (config: C, remembered: number): C {
-  const { connections, partialAbove } = config.mesh
-  if (connections > 0 || partialAbove === 0 || remembered <= partialAbove) return config
-  const degree = config.gossip.degree >= 1 && config.gossip.degree <= AUTO_PARTIAL.connections ? config.gossip.degree : AUTO_PARTIAL.degree
-  return { ...config, mesh: { ...config.mesh, connections: AUTO_PARTIAL.connections }, gossip: { ...config.gossip, degree } }
-}
-
 export interface ResolvedConfig extends Config {
   swarmKeyFile: string
   api: Config['api'] & { socketPath: string }

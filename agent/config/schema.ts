@@ -204,7 +204,7 @@ export const ConfigSchema = z.strictObject({
       description: 'how often this node publishes its health pulse in a small mesh (the figures that change; its record goes only when it changed or is asked for); in a larger one, `intervalPerMemberMs` per live member where that is longer'
     }),
     intervalPerMemberMs: z.int().min(0).max(60_000).default(300).meta({
-      description: 'the beacon interval grows by this per live member (this node included) past `intervalMs`, so the pulses each member sends and receives per second stay near-constant as the mesh grows (16 members: 4.8 s); `0`: always `intervalMs`. Liveness comes from pings between pulses (one way per pair), so detection is as fast'
+      description: 'the beacon interval grows by this per live member (this node included) past `intervalMs`, so the pulses each member sends and receives per second stay near-constant as the mesh grows (16 members: 4.8 s; grown to 30 s at most); `0`: always `intervalMs`. Liveness comes from pings between pulses (one way per pair), so detection is as fast'
     })
   }).prefault({}),
   gossip: z.strictObject({
@@ -214,10 +214,7 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   mesh: z.strictObject({
     connections: z.int().min(0).max(64).default(0).meta({
-      description: 'member connections each box keeps. `0`: a full mesh, every member connected to every other (a LAN of up to a few dozen boxes), unless `partialAbove` says otherwise. `K` > 0: a partial mesh for larger sites: the dialer connects to at most K members (others may connect to it, up to K + 2 in all), and messages reach the rest through gossip, so `gossip.degree` must be 1 to K (see [Scale](scale.md))'
-    }),
-    partialAbove: z.int().min(0).max(65_536).default(32).meta({
-      description: 'with `connections` 0, an agent that starts knowing more members than this (those its store remembers, but those that left) runs as a partial mesh of 6 connections and gossip degree 3 (its `gossip.degree` where that is 1 to 6); a mesh that grows past it switches as its agents restart. `0`: always a full mesh (see [Scale](scale.md#where-to-switch))'
+      description: 'member connections each box keeps. `0`: a full mesh, every member connected to every other (a LAN of up to a few dozen boxes). `K` > 0: a partial mesh for larger sites: the dialer connects to at most K members (others may connect to it, up to K + 2 in all), and messages reach the rest through gossip, so `gossip.degree` must be 1 to K (see [Scale](scale.md))'
     })
   }).prefault({}),
   membership: z.strictObject({

@@ -23,7 +23,7 @@ import { InferencePool } from '../../runtime/pool.ts'
 import { HeavyModules } from '../../runtime/loader.ts'
 import { ModelRegistry } from '../../runtime/registry.ts'
 import { ModelRuntime, compileResult } from '../../runtime/model-runtime.ts'
-import { bootstrapPeerIds, meshForSize } from '../config/config.ts'
+import { bootstrapPeerIds } from '../config/config.ts'
 import type { ResolvedConfig } from '../config/config.ts'
 import { PeerDialer } from '../mesh/dialer.ts'
 import { Election, capabilityOf } from '../coordination/election.ts'
@@ -89,13 +89,12 @@ export class Agent {
   }
 
   /** `modules`: where onnxruntime and node-av are looked for (tests give names that do not exist, as a core release lacks them). */
-  static async create ({ config: given, log, modules = new HeavyModules() }: { config: ResolvedConfig, log: Logger, modules?: HeavyModules }): Promise<Agent> {
+  static async create ({ config, log, modules = new HeavyModules() }: { config: ResolvedConfig, log: Logger, modules?: HeavyModules }): Promise<Agent> {
     // A camera or model configured here that this install cannot run (a core release): a named error, before
     // anything is opened.
-    modules.requireFor(given.work)
-    const base = await openBase(given, log, modules)
-    // The settings as given, but for the mesh's size (mesh.partialAbove).
-    const { config, selfId, startedAt, store, metrics } = base
+    modules.requireFor(config.work)
+    const base = await openBase(config, log, modules)
+    const { selfId, startedAt, store, metrics } = base
     const mesh = await Mesh.create({ config, privateKey: base.privateKey, swarmKey: base.swarmKey, metrics, log })
     const bus = new MemberBus()
     const members = buildMembership(base, mesh, bus)
@@ -238,18 +237,14 @@ interface Base {
 /** The box, as sampled once at start: what it can run (the election ranks it by this). */
 type Box = HealthSample & { cpus: number }
 
-async function openBase (given: ResolvedConfig, log: Logger, modules: HeavyModules): Promise<Base & { privateKey: PrivateKey, swarmKey: Uint8Array }> {
+async function openBase (config: ResolvedConfig, log: Logger, modules: HeavyModules): Promise<Base & { privateKey: PrivateKey, swarmKey: Uint8Array }> {
   const startedAt = Date.now()
-  ensureDataDir(given.dataDir)
-  clearImportStaging(given.dataDir)
-  const { privateKey, peerId } = await loadOrCreateIdentity(given.dataDir)
-  const swarmKey = readSwarmKey(given.swarmKeyFile)
-  const disk = new DiskStatus({ dataDir: given.dataDir, log })
-  const store = Store.open({ path: join(given.dataDir, 'noodle.db'), log, disk })
-  // Full or partial mesh, by the size of the mesh it last knew (mesh.partialAbove).
-  const remembered = new MemberRecords({ store }).load().filter((m) => m.state !== 'left').length
-  const config = meshForSize(given, remembered)
-  if (config !== given) log.info({ remembered, partialAbove: given.mesh.partialAbove, connections: config.mesh.connections, degree: config.gossip.degree }, 'a large mesh: running as a partial mesh')
+  ensureDataDir(config.dataDir)
+  clearImportStaging(config.dataDir)
+  const { privateKey, peerId } = await loadOrCreateIdentity(config.dataDir)
+  const swarmKey = readSwarmKey(config.swarmKeyFile)
+  const disk = new DiskStatus({ dataDir: config.dataDir, log })
+  const store = Store.open({ path: join(config.dataDir, 'noodle.db'), log, disk })
   const hours = (h: number) => Math.round(h * HOUR_MS)
   const sensors = new SensorStore({
     db: store.database,

@@ -17,12 +17,20 @@ const MAX_ASKS = 16
 export const RECORD_ANSWER_MS = 1_000
 
 /**
+ * The longest the interval grows with the mesh. Members a key holder makes up count as live until found dead, and
+ * far members of a partial mesh are probed only once two beacons are late: without a cap, 1024 made-up members
+ * would have stretched both to minutes.
+ */
+export const MAX_GROWN_INTERVAL_MS = 30_000
+
+/**
  * How often a node beacons in a mesh of `members` (itself included): every `intervalMs`, or `perMemberMs` per
- * member where that is longer, so that the beacons each member receives (and each sends, one to every other)
- * stay near-constant per second as the mesh grows; probes keep detection as fast (see docs/gossip.md).
+ * member where that is longer (up to MAX_GROWN_INTERVAL_MS), so that the beacons each member receives (and each
+ * sends, one to every other) stay near-constant per second as the mesh grows; probes keep detection as fast (see
+ * docs/gossip.md).
  */
 export function beaconIntervalMs (intervalMs: number, perMemberMs: number, members: number): number {
-  return Math.max(intervalMs, Math.round(perMemberMs * members))
+  return Math.max(intervalMs, Math.min(MAX_GROWN_INTERVAL_MS, Math.round(perMemberMs * members)))
 }
 
 export interface HealthReporterComponents {

@@ -92,8 +92,8 @@ interface Tracked {
   probeNotBefore: number
   /** When its first beacon came (0: remembered from an earlier run, or ourselves): how long it has stood. */
   joinedAt: number
-  /** When it last heard from us for sure: our ping to it was answered. */
-  spokeAt: number
+  /** When it last heard from us for sure: our ping to it was answered, or we echoed its ping. */
+  heardUsAt: number
   /** Whether we are the one of our pair who pings (see `pairPinger`). */
   pinger: boolean
 }
@@ -235,7 +235,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const news = tracked == null || tracked.startedAt !== beacon.startedAt || tracked.member.state !== 'alive'
     const next = track(member, beacon.startedAt, beacon.seq, now, tracked == null ? now : tracked.joinedAt, tracked?.pinger ?? pairPinger(this.selfId, peerId))
     next.probeStartedAt = tracked?.probeStartedAt ?? null
-    next.spokeAt = tracked?.spokeAt ?? 0
+    next.heardUsAt = tracked?.heardUsAt ?? 0
     this.members.set(peerId, next)
     this.dirty.add(peerId)
     if (tracked == null) {
@@ -330,7 +330,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     // partial mesh, members far off hear our beacons through gossip, and nobody pings for another's sake.)
     let since = tracked.silentSince
     if (this.options.partialMesh !== true) {
-      if (tracked.pinger) since = Math.min(since, Math.max(tracked.spokeAt, this.spokeToAllAt))
+      if (tracked.pinger) since = Math.min(since, Math.max(tracked.heardUsAt, this.spokeToAllAt))
       else wait += ANSWERER_SLACK_MS
     }
     const silent = tracked.probeNow || state === 'suspect' ? now : since + wait
@@ -348,7 +348,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const now = this.now()
     if (outcome === 'answered') {
       tracked.silentSince = now
-      tracked.spokeAt = now
+      tracked.heardUsAt = now
       tracked.failedProbes = 0
       this.transition(peerId, 'alive', 'answered a ping')
     } else if (tracked.silentSince > startedAt || outcome === 'inconclusive') {
@@ -385,7 +385,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const tracked = this.members.get(peerId)
     if (tracked === undefined || tracked.member.state !== 'alive') return
     // We echoed it, so it heard from us as well.
-    tracked.silentSince = tracked.spokeAt = Math.max(tracked.silentSince, this.now())
+    tracked.silentSince = tracked.heardUsAt = Math.max(tracked.silentSince, this.now())
   }
 
   /**
@@ -397,7 +397,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.spokeToAllAt += ms
     for (const tracked of this.members.values()) {
       tracked.silentSince += ms
-      tracked.spokeAt += ms
+      tracked.heardUsAt += ms
     }
   }
 
@@ -527,7 +527,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
 }
 
 function track (member: Member, startedAt: number, seq: number, silentSince: number, joinedAt = 0, pinger = true): Tracked {
-  return { member, startedAt, seq, silentSince, failedProbes: 0, probeStartedAt: null, probeNow: false, probeNotBefore: 0, joinedAt, spokeAt: 0, pinger }
+  return { member, startedAt, seq, silentSince, failedProbes: 0, probeStartedAt: null, probeNow: false, probeNotBefore: 0, joinedAt, heardUsAt: 0, pinger }
 }
 
 /**

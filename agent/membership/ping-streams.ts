@@ -1,15 +1,14 @@
 import type { PeerId, Stream } from '@libp2p/interface'
-import { MEMBER_PING_PROTOCOL, MEMBER_PING_STREAM_MS } from '../mesh/mesh.ts'
+import { MEMBER_PING_PROTOCOL, MEMBER_PING_STREAM_MS, PING_LENGTH } from '../mesh/mesh.ts'
 import type { MeshNode } from '../mesh/mesh.ts'
 
 /** libp2p's ping protocol: the peer echoes each 32 bytes back, for as long as the stream stays open. */
 export const PING_PROTOCOL = '/ipfs/ping/1.0.0'
-const PING_LENGTH = 32
 /**
  * How long we keep a stream of each protocol: less than its responder's limit (its TIMEOUT aborts the stream that
  * long after it opened), so a ping is never cut by it (a cut ping would read as a member that does not answer).
  */
-export const STREAM_MAX_AGE_MS: Readonly<Record<string, number>> = {
+export const MAX_STREAM_AGE_MS_BY_PROTOCOL: Readonly<Record<string, number>> = {
   [MEMBER_PING_PROTOCOL]: MEMBER_PING_STREAM_MS - 10_000,
   [PING_PROTOCOL]: 8_000
 }
@@ -17,7 +16,7 @@ export const STREAM_MAX_AGE_MS: Readonly<Record<string, number>> = {
 interface Open {
   stream: Stream
   openedAt: number
-  /** By the protocol the member chose: see `STREAM_MAX_AGE_MS`. */
+  /** By the protocol the member chose: see `MAX_STREAM_AGE_MS_BY_PROTOCOL`. */
   maxAgeMs: number
 }
 
@@ -90,7 +89,7 @@ export class PingStreams {
     // on it (the membership never has two probes out to one member).
     if (current !== undefined) this.drop(key, new Error('ping stream replaced'))
     const stream = await this.node.dialProtocol(peer, [MEMBER_PING_PROTOCOL, PING_PROTOCOL], { signal, runOnLimitedConnection: true })
-    const opened = { stream, openedAt: this.now(), maxAgeMs: STREAM_MAX_AGE_MS[stream.protocol ?? ''] ?? 0 }
+    const opened = { stream, openedAt: this.now(), maxAgeMs: MAX_STREAM_AGE_MS_BY_PROTOCOL[stream.protocol ?? ''] ?? 0 }
     this.open.set(key, opened)
     stream.addEventListener('close', () => { if (this.open.get(key) === opened) this.open.delete(key) })
     return opened

@@ -21,7 +21,7 @@ export interface StatusSources {
   membership: { get: (peerId: string) => { name: string } | undefined, count: (state: 'alive') => number }
   lag: { readonly ms: number }
   disk: { view: () => StatusView['disk'] }
-  /** The connections this agent keeps to members: 0, a full mesh (mesh.connections, or mesh.partialAbove's choice). */
+  /** The connections this agent keeps to members: 0, a full mesh (mesh.connections). */
   meshConnections: number
 }
 

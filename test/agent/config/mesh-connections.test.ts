@@ -10,7 +10,7 @@ t.test('mesh.connections defaults to 0 (a full mesh) and takes K with a gossip d
   t.equal(load({}).mesh.connections, 0)
   const c = load({ NOODLE_MESH_CONNECTIONS: '6', NOODLE_GOSSIP_DEGREE: '3' })
   t.same([c.mesh.connections, c.gossip.degree], [6, 3])
-  t.same(load({ NOODLE_MESH_CONNECTIONS: '2', NOODLE_GOSSIP_DEGREE: '2' }).mesh, { connections: 2, partialAbove: 32 })
+  t.same(load({ NOODLE_MESH_CONNECTIONS: '2', NOODLE_GOSSIP_DEGREE: '2' }).mesh, { connections: 2 })
 })
 
 t.test('a partial mesh without a gossip degree, or one past K, is refused, naming gossip.degree', async (t) => {
@@ -24,20 +24,5 @@ t.test('a partial mesh without a gossip degree, or one past K, is refused, namin
     t.ok(err instanceof ConfigError, `degree ${degree}: a ConfigError`)
     t.match((err as ConfigError).key, 'gossip.degree')
     t.match((err as Error).message, /must be 1 to mesh\.connections/)
-  }
-})
-
-t.test('mesh.partialAbove: 32 by default, 0 to 65536; anything else is refused, naming it', async (t) => {
-  t.equal(load({}).mesh.partialAbove, 32)
-  t.equal(load({ NOODLE_MESH_PARTIAL_ABOVE: '0' }).mesh.partialAbove, 0)
-  for (const value of ['-1', '65537', '1.5', 'many']) {
-    let err: unknown
-    try {
-      load({ NOODLE_MESH_PARTIAL_ABOVE: value })
-    } catch (e) {
-      err = e
-    }
-    t.ok(err instanceof ConfigError, `${value}: a ConfigError`)
-    t.match((err as ConfigError).key, 'mesh.partialAbove')
   }
 })

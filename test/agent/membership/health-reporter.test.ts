@@ -6,7 +6,7 @@ import { MemberBus } from '../../../agent/membership/bus.ts'
 import { HealthReporter } from '../../../agent/membership/health-reporter.ts'
 import type { HealthReporterComponents } from '../../../agent/membership/health-reporter.ts'
 import type { HealthSample } from '../../../agent/membership/health.ts'
-import { RECORD_ANSWER_MS, beaconIntervalMs } from '../../../agent/membership/health-reporter.ts'
+import { MAX_GROWN_INTERVAL_MS, RECORD_ANSWER_MS, beaconIntervalMs } from '../../../agent/membership/health-reporter.ts'
 import { healthCodec } from '../../../protocols/health.ts'
 import type { HealthBeacon, HealthWire } from '../../../protocols/health.ts'
 import { TOPICS } from '../../../protocols/topics.ts'
@@ -203,6 +203,8 @@ t.test('an ask heard within a second of our last record is answered when the sec
 t.test('the interval grows with the mesh: intervalMs, or intervalPerMemberMs per live member where that is longer', async (t) => {
   t.same([1, 5, 8, 16, 100].map((n) => beaconIntervalMs(1_000, 125, n)), [1_000, 1_000, 1_000, 2_000, 12_500])
   t.equal(beaconIntervalMs(1_000, 0, 500), 1_000, '0: always intervalMs')
+  t.same([100, 1_024].map((n) => beaconIntervalMs(1_000, 300, n)), [MAX_GROWN_INTERVAL_MS, MAX_GROWN_INTERVAL_MS], 'grown at most to 30 s, made-up members or not')
+  t.equal(beaconIntervalMs(60_000, 300, 1_024), 60_000, 'an intervalMs set longer stands')
   let members = 16
   const { health, published } = reporter(t, { intervalMs: 50, intervalPerMemberMs: 25, members: () => members })
   t.equal(health.intervalNowMs(), 400)

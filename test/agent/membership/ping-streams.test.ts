@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import t from 'tap'
 import { MEMBER_PING_PROTOCOL } from '../../../agent/mesh/mesh.ts'
-import { PING_PROTOCOL, PingStreams, STREAM_MAX_AGE_MS } from '../../../agent/membership/ping-streams.ts'
+import { PING_PROTOCOL, PingStreams, MAX_STREAM_AGE_MS_BY_PROTOCOL } from '../../../agent/membership/ping-streams.ts'
 import { readSwarmKey } from '../../../identity/keys.ts'
 import { bareNode } from '../../../scripts/bare-node.ts'
 import { tempDir, writeSwarmKey } from '../../helpers/agents.ts'
@@ -24,14 +24,14 @@ t.test('pings go over one stream per member, kept open, and answer with the roun
   t.same(rtts.map((ms) => ms >= 0), [true, true, true, true, true])
   const streams = () => a.getConnections(b.peerId).flatMap((c) => c.streams).filter((s) => s.direction === 'outbound' && s.protocol?.endsWith('/ping/1.0.0')).map((s) => s.protocol)
   t.same(streams(), [MEMBER_PING_PROTOCOL], 'five pings, one stream, of our protocol')
-  now += (STREAM_MAX_AGE_MS[MEMBER_PING_PROTOCOL] ?? 0) - 1
+  now += (MAX_STREAM_AGE_MS_BY_PROTOCOL[MEMBER_PING_PROTOCOL] ?? 0) - 1
   await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) })
   const first = a.getConnections(b.peerId).flatMap((c) => c.streams).find((s) => s.protocol === MEMBER_PING_PROTOCOL)
   now += 1
   await pings.ping(b.peerId, { signal: AbortSignal.timeout(2_000) })
   t.same(streams(), [MEMBER_PING_PROTOCOL], 'an old stream is replaced before the responder would cut it')
   t.equal(first?.status, 'aborted', 'and the one replaced is closed')
-  t.equal(STREAM_MAX_AGE_MS[MEMBER_PING_PROTOCOL], 590_000, 'kept for minutes, not libp2p ping\'s 8 s')
+  t.equal(MAX_STREAM_AGE_MS_BY_PROTOCOL[MEMBER_PING_PROTOCOL], 590_000, 'kept for minutes, not libp2p ping\'s 8 s')
   pings.stop()
   t.equal(pings.size, 0)
 })
