@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import { pairLeader } from '../../common/pairs.ts'
 import type { HealthBeacon, Role } from '../../protocols/health.ts'
 import type { SystemEvent } from '../../protocols/events.ts'
 
@@ -94,7 +95,7 @@ interface Tracked {
   joinedAt: number
   /** When it last heard from us for sure: our ping to it was answered, or we echoed its ping. */
   heardUsAt: number
-  /** Whether we are the one of our pair who pings (see `pairPinger`). */
+  /** Whether we are the one of our pair who pings (see `pairLeader`). */
   pinger: boolean
 }
 
@@ -112,7 +113,7 @@ export function healthOf (beacon: HealthBeacon): MemberHealth {
 /** Partial mesh: how many times longer a member we hold no connection to may be silent before we probe it. */
 export const FAR_SILENCE = 3
 /**
- * How much longer the member of a pair who is not its pinger (`pairPinger`) waits before pinging the other: past
+ * How much longer the member of a pair who is not its pinger (`pairLeader`) waits before pinging the other: past
  * the pinger's ping (its prober's tick, the round trip, a loaded box's delay), which then spares it its own.
  */
 export const ANSWERER_SLACK_MS = 150
@@ -142,7 +143,7 @@ export const VERDICT_SEQ_SLACK = 3
  *
  * Members silent for `probeAfterMs` (no beacon, no answered ping, no ping of theirs: `heardPing`), and members
  * whose connections all closed, are handed out by `takeProbes()`; the caller pings them and reports with
- * `observeProbe()`. In a full mesh each pair pings one way (`pairPinger`): the pinger also pings when the other has
+ * `observeProbe()`. In a full mesh each pair pings one way (`pairLeader`): the pinger also pings when the other has
  * not heard from it (our last beacon, `spoke`), and the other waits ANSWERER_SLACK_MS longer.
  * Time is passed in (`now`), so the whole table is testable without a clock or a network.
  */
@@ -188,7 +189,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
         continue
       }
       const state = member.state === 'alive' ? 'suspect' : member.state
-      this.members.set(member.peerId, track({ ...member, state }, 0, 0, now, 0, pairPinger(this.selfId, member.peerId)))
+      this.members.set(member.peerId, track({ ...member, state }, 0, 0, now, 0, pairLeader(this.selfId, member.peerId)))
     }
     return skipped
   }
@@ -233,7 +234,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
       health: healthOf(beacon)
     }
     const news = tracked == null || tracked.startedAt !== beacon.startedAt || tracked.member.state !== 'alive'
-    const next = track(member, beacon.startedAt, beacon.seq, now, tracked == null ? now : tracked.joinedAt, tracked?.pinger ?? pairPinger(this.selfId, peerId))
+    const next = track(member, beacon.startedAt, beacon.seq, now, tracked == null ? now : tracked.joinedAt, tracked?.pinger ?? pairLeader(this.selfId, peerId))
     next.probeStartedAt = tracked?.probeStartedAt ?? null
     next.heardUsAt = tracked?.heardUsAt ?? 0
     this.members.set(peerId, next)
@@ -528,15 +529,4 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
 function track (member: Member, startedAt: number, seq: number, silentSince: number, joinedAt = 0, pinger = true): Tracked {
   return { member, startedAt, seq, silentSince, failedProbes: 0, probeStartedAt: null, probeNow: false, probeNotBefore: 0, joinedAt, heardUsAt: 0, pinger }
-}
-
-/**
- * Whether `self` is the one of the pair (self, other) who pings the other when both fall silent: both work it out
- * alike from the two ids, and it falls to either side about as often (by "the lower id", one box would ping all).
- */
-export function pairPinger (self: string, other: string): boolean {
-  const [low, high] = self < other ? [self, other] : [other, self]
-  let hash = 0
-  for (const id of [low, high]) for (let i = 0; i < id.length; i++) hash = (Math.imul(hash, 31) + id.charCodeAt(i)) | 0
-  return ((hash & 1) === 0) === (self === low)
 }

@@ -22,7 +22,7 @@ export interface PingResponderComponents {
 /**
  * Answers members' pings on `MEMBER_PING_PROTOCOL`: each 32 bytes echoed, as libp2p's ping does, over a stream
  * kept up to `MEMBER_PING_STREAM_MS`. Each ping also tells the membership that its sender spoke: a member that
- * pings us shows what our own ping to it would, so a pair of members pings one way only (`pairPinger`).
+ * pings us shows what our own ping to it would, so a pair of members pings one way only (`pairLeader`).
  */
 export class PingResponder {
   private readonly node: PingResponderComponents['node']

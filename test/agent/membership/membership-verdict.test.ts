@@ -77,7 +77,7 @@ t.test('partial mesh: a member we hold no connection to is probed for its silenc
     let now = 1_000_000
     const self: Member = { peerId: 'self', name: 'me', state: 'alive', role: 'member', addrs: [], lastSeen: 1, health: null }
     const table = new Membership({ self, options: { ...options, partialMesh }, now: () => now })
-    // Both ids make us the pair's pinger (pairPinger): in a full mesh, each is pinged after probeAfterMs.
+    // Both ids make us the pair's pinger (pairLeader): in a full mesh, each is pinged after probeAfterMs.
     table.observeBeacon('neighbour', sampleBeacon({ name: 'near', startedAt: 5, seq: 1 }))
     table.observeBeacon('far', sampleBeacon({ name: 'far', startedAt: 5, seq: 1 }))
     const near = new Set(['neighbour'])

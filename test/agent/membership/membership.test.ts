@@ -1,5 +1,6 @@
 import t from 'tap'
-import { ANSWERER_SLACK_MS, Membership, pairPinger } from '../../../agent/membership/membership.ts'
+import { ANSWERER_SLACK_MS, Membership } from '../../../agent/membership/membership.ts'
+import { pairLeader } from '../../../common/pairs.ts'
 import type { Member, MemberChange } from '../../../agent/membership/membership.ts'
 import type { HealthBeacon } from '../../../protocols/health.ts'
 import { sampleBeacon } from '../../helpers/beacon.ts'
@@ -88,12 +89,12 @@ t.test('a member that pings us is not pinged for its silence; a suspect one stay
 
 t.test('a pair pings one way: the pinger keeps both sides from falling silent, the other waits a little longer', async (t) => {
   const ids = Array.from({ length: 200 }, (_, i) => `12D3KooW${(i * 7919).toString(36)}`)
-  t.same(ids.filter((id) => pairPinger('self', id) === pairPinger(id, 'self')), [], 'exactly one of each pair is its pinger')
-  const share = ids.filter((id) => pairPinger('self', id)).length / ids.length
+  t.same(ids.filter((id) => pairLeader('self', id) === pairLeader(id, 'self')), [], 'exactly one of each pair is its pinger')
+  const share = ids.filter((id) => pairLeader('self', id)).length / ids.length
   t.ok(share > 0.35 && share < 0.65, `about half the pairs fall to each side (${share})`)
 
   const { table, advance } = setup()
-  t.same([pairPinger('self', 'p1'), pairPinger('self', 'p2')], [true, false], 'we ping p1; p2 pings us')
+  t.same([pairLeader('self', 'p1'), pairLeader('self', 'p2')], [true, false], 'we ping p1; p2 pings us')
   table.observeBeacon('p1', beacon('one', 1, 1))
   table.observeBeacon('p2', beacon('two', 1, 1))
   advance(600)
