@@ -2,7 +2,6 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { PeerId, PeerInfo } from '@libp2p/interface'
 import type { Logger } from '../../common/logger.ts'
-import { pairLeader } from '../../common/pairs.ts'
 import type { MeshNode } from './mesh.ts'
 import type { MetricsStore } from '../metrics/metrics.ts'
 import { knock as tcpKnock, tcpTargets } from './knock.ts'
@@ -66,12 +65,6 @@ const DIAL_TIMEOUT_MIN_MS = 1_000
 export const KNOCK_MS = 300
 /** How long a dial may take once the peer's port answered a knock (the link works; only the handshake is slow). */
 export const KNOCKED_DIAL_TIMEOUT_MS = 5_000
-/**
- * After a heal both ends of each pair find the other's port within a tick of each other. The pair's leader
- * (`pairLeader`) dials at once; the other dials only if no connection came within this long, so half as many
- * handshakes compete for the CPU (at 16 boxes split 8|8 there were 128 at once, on 2 cores).
- */
-export const HEALED_DIAL_SLACK_MS = 1_000
 
 /**
  * libp2p 3 does not dial the peers that discovery finds, nor come back to peers it lost: this does both.
@@ -295,8 +288,7 @@ export class PeerDialer {
         if (result === 'failed') return
         target.hung = false
         target.knockAnswered = result === 'connected'
-        if (target.knockAnswered && !pairLeader(this.node.peerId.toString(), id)) target.notBefore = this.now() + HEALED_DIAL_SLACK_MS
-        else this.dial(id, reconnect)
+        this.dial(id, reconnect)
       }, () => { target.inFlight = false })
       return
     }

@@ -2,12 +2,11 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import t from 'tap'
-import { DIAL_DROPPED_METRIC, HEALED_DIAL_SLACK_MS, HEARSAY_TTL_MS, KNOCK_MS, KNOCKED_DIAL_TIMEOUT_MS, MAX_HEARSAY_TARGETS, MAX_TARGET_ADDRS, PeerDialer } from '../../../agent/mesh/dialer.ts'
+import { DIAL_DROPPED_METRIC, HEARSAY_TTL_MS, KNOCK_MS, KNOCKED_DIAL_TIMEOUT_MS, MAX_HEARSAY_TARGETS, MAX_TARGET_ADDRS, PeerDialer } from '../../../agent/mesh/dialer.ts'
 import type { MeshNode } from '../../../agent/mesh/mesh.ts'
 import type { Knock } from '../../../agent/mesh/knock.ts'
 import type { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { createLogger } from '../../../common/logger.ts'
-import { pairLeader } from '../../../common/pairs.ts'
 import { eventually } from '../../helpers/eventually.ts'
 
 // Unit tests with a fake libp2p node: the dialer's own rules (what it dials, when, and what it counts), no sockets.
@@ -55,14 +54,6 @@ class FakeClock {
 class CountingMetrics {
   readonly counted: Array<[string, Record<string, string | number> | undefined, number]> = []
   inc (name: string, labels?: Record<string, string | number>, by = 1): void { this.counted.push([name, labels, by]) }
-}
-
-/** A new peer id of which `self` is (or is not) the pair's leader (`pairLeader`). */
-async function peerWhere (self: PeerId, leads: boolean): Promise<string> {
-  for (;;) {
-    const id = (await newPeerId()).toString()
-    if (pairLeader(self.toString(), id) === leads) return id
-  }
 }
 
 async function setup (t: { teardown: (fn: () => void) => void }, o: { redialIntervalMs?: number, bootstrapPeers?: string[], knock?: Knock } = {}) {
@@ -184,7 +175,7 @@ t.test('after a dial hung, a member is knocked each tick and dialled only once i
     knock: async (at, timeoutMs) => { knocks.push({ at: [...at], timeoutMs }); return answers.shift() ?? 'connected' }
   })
   node.dialWith = (_peer, signal) => new Promise((resolve, reject) => { signal.addEventListener('abort', () => { setTimeout(() => { reject(signal.reason as Error) }, 5) }) })
-  const peer = await peerWhere(node.peerId, true) // we lead the pair: we dial as soon as its port answers
+  const peer = (await newPeerId()).toString()
   dialer.start()
   await dialer.want(peer, [addr(4001)], 'member')
   t.equal(await eventually(() => knocks.length, (n) => n >= 3, { timeoutMs: 5_000, intervalMs: 10 }) >= 3, true, 'knocked again and again')
@@ -205,25 +196,6 @@ t.test('after a dial hung, a member is knocked each tick and dialled only once i
   await dialer.want(heard, [addr(4002)])
   t.equal(await eventually(() => node.dials.filter((d) => d.peer === heard).length, 2, { timeoutMs: 5_000, intervalMs: 10 }), 2, 'dialled again after its dial hung')
   t.equal(knocks.length, before, 'never knocked')
-})
-
-t.test('a healed link: of each pair, the leader dials once the port answers; the other only if no connection came within HEALED_DIAL_SLACK_MS', async (t) => {
-  const { clock, node, dialer } = await setup(t, { redialIntervalMs: 200, knock: async () => 'connected' })
-  const hang = (_peer: PeerId, signal: AbortSignal) => new Promise<void>((resolve, reject) => { signal.addEventListener('abort', () => { setTimeout(() => { reject(signal.reason as Error) }, 5) }) })
-  node.dialWith = hang
-  const follower = await peerWhere(node.peerId, false)
-  const later = await peerWhere(node.peerId, false)
-  dialer.start()
-  await dialer.want(follower, [addr(4001)], 'member')
-  await dialer.want(later, [addr(4002)], 'member')
-  // Both dials hang into the cut; then the link heals and both ports answer a knock.
-  t.equal(await eventually(() => node.dials.length, 2, { timeoutMs: 3_000, intervalMs: 10 }), 2)
-  node.dialWith = async (peer) => { node.connected.add(peer.toString()) }
-  await sleep(1_500)
-  t.equal(node.dials.length, 2, 'their ports answered, but they lead: no dial of ours yet')
-  node.connected.add(later) // `later` dialled us meanwhile
-  clock.time += HEALED_DIAL_SLACK_MS
-  t.same(await eventually(() => node.dials.slice(2).map((d) => d.peer), [follower], { timeoutMs: 2_000, intervalMs: 10 }), [follower], 'past the slack, only the one that did not dial us is dialled')
 })
 
 t.test('bootstrap and member targets are kept; hearsay is capped, and expires; what is dropped is counted by reason', async (t) => {
