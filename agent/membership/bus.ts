@@ -22,8 +22,11 @@ export interface MemberBusEvents {
   'own-beacon': [beacon: HealthBeacon]
   /** `peerId` says, signed, that it coordinates `term` (seen on `topic`: a decision; beacons come as `beacon`). */
   claim: [peerId: string, term: number, topic: string]
-  /** Probe this member now: every connection to it closed (a dead process refuses at once), or a member found it dead. */
-  disconnect: [peerId: string]
+  /**
+   * Probe this member now: every connection to it closed (a dead process refuses at once), a member found it dead,
+   * or one we list dead connected again (an answered ping brings it back before its next beacon).
+   */
+  'probe-now': [peerId: string]
   /** A member's pulse named a record we do not have: our next beacon asks it for the record. */
   'record-wanted': [peerId: string]
   /** A member asked for our record: our next beacon carries it (at most once a second, however often asked). */

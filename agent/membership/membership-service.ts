@@ -94,6 +94,7 @@ export class MembershipService {
     membership.on('reap', this.onReap)
     membership.on('refuse', this.onRefuse)
     mesh.node.addEventListener('peer:disconnect', this.onDisconnect)
+    mesh.node.addEventListener('peer:connect', this.onConnect)
     this.bus.on('own-beacon', this.onOwnBeacon)
     mesh.subscribe(healthCodec, this.onBeacon)
     mesh.subscribe(systemEventCodec, this.onSystemEvent)
@@ -111,6 +112,7 @@ export class MembershipService {
     clearInterval(this.tickTimer)
     clearInterval(this.flushTimer)
     mesh.node.removeEventListener('peer:disconnect', this.onDisconnect)
+    mesh.node.removeEventListener('peer:connect', this.onConnect)
     mesh.unsubscribe(healthCodec, this.onBeacon)
     mesh.unsubscribe(systemEventCodec, this.onSystemEvent)
     mesh.unsubscribe(memberVerdictCodec, this.onVerdict)
@@ -173,7 +175,7 @@ export class MembershipService {
     if (!this.membership.probeOnVerdict(verdict.peerId, verdict.about)) return
     this.heardVerdicts.set(verdict.peerId, verdict.about)
     this.log.debug({ peer: verdict.peerId, from: from.toString() }, 'a member says it found this one dead: probing it')
-    this.bus.emit('disconnect', verdict.peerId)
+    this.bus.emit('probe-now', verdict.peerId)
   }
 
   /** Our own probe found `member` dead: in a partial mesh, say so, unless it was another's verdict that sent us. */
@@ -187,10 +189,15 @@ export class MembershipService {
     })
   }
 
+  private readonly onConnect = (event: CustomEvent<PeerId>): void => {
+    const peerId = event.detail.toString()
+    if (this.membership.observeConnect(peerId)) this.bus.emit('probe-now', peerId)
+  }
+
   private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
     const peerId = event.detail.toString()
     this.membership.observeDisconnect(peerId)
-    this.bus.emit('disconnect', peerId)
+    this.bus.emit('probe-now', peerId)
   }
 
   private readonly onChange = ({ member, from, to, reason }: MemberChange): void => {

@@ -129,7 +129,7 @@ export const VERDICT_SEQ_SLACK = 3
  *     │                                                                                                     ▲
  *     └───────────────────────────(connection refused: nothing listens any more)────────────────────────────┘
  *   suspect ──(its box accepts a connection but its agent stays silent for unresponsiveAfterMs)──▶ dead
- *   suspect/dead ──(a newer beacon, or an answered ping)──▶ alive
+ *   suspect/dead ──(a newer beacon, or an answered ping: a dead member is pinged when it connects again)──▶ alive
  * In a partial mesh (mesh.connections > 0) a closed connection says nothing (they are closed on purpose) and
  * neither does another member's verdict: each only brings a probe at once, and the probe decides.
  *
@@ -264,6 +264,18 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 
   /** Every connection to the member closed: suspect at once, and ping it at once (a dead process refuses). */
+  /**
+   * A connection to a member we list dead opened (a partition healed, or it came back on the same run). Its next
+   * beacon may be many seconds off, and one no newer than ours would not bring it back, so it is probed at once:
+   * an answered ping makes it alive. Returns whether it wants that probe.
+   */
+  observeConnect (peerId: string): boolean {
+    const tracked = this.members.get(peerId)
+    if (tracked == null || peerId === this.selfId || tracked.member.state !== 'dead' || tracked.probeStartedAt != null) return false
+    tracked.probeNow = true
+    return true
+  }
+
   observeDisconnect (peerId: string): void {
     const tracked = this.members.get(peerId)
     if (tracked == null || peerId === this.selfId || tracked.member.state !== 'alive') return
@@ -322,7 +334,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
    */
   private probeDueAt (peerId: string, tracked: Tracked, now: number, scale: number, near: ReadonlySet<string> | undefined, farWait: number): number {
     const { state } = tracked.member
-    if (peerId === this.selfId || tracked.probeStartedAt != null || !isLive(state)) return Infinity
+    // The dead are probed only when one connects again (observeConnect).
+    if (peerId === this.selfId || tracked.probeStartedAt != null || !(isLive(state) || (state === 'dead' && tracked.probeNow))) return Infinity
     let wait = this.options.probeAfterMs * scale
     if (this.options.partialMesh === true && near !== undefined && !near.has(peerId)) wait = farWait
     // A full mesh's pairs ping one way (ping-responder.ts): one of the two pings the other as soon as either has
@@ -345,8 +358,14 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const startedAt = tracked.probeStartedAt
     tracked.probeStartedAt = null
     const { state } = tracked.member
-    if (!isLive(state)) return
     const now = this.now()
+    if (state === 'dead' && outcome === 'answered') {
+      tracked.silentSince = tracked.heardUsAt = now
+      tracked.failedProbes = 0
+      this.transition(peerId, 'alive', 'connected again, and answered a ping')
+      return
+    }
+    if (!isLive(state)) return
     if (outcome === 'answered') {
       tracked.silentSince = now
       tracked.heardUsAt = now

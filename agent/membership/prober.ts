@@ -26,7 +26,7 @@ const LATE_TIMEOUT_MS = 100
 export interface ProberComponents {
   node: MeshNode
   membership: Membership
-  /** Its `disconnect` (a member's last connection closed) makes the due probes go out at once. */
+  /** Its `probe-now` (a member's last connection closed, a verdict, a dead member back) sends the due probes at once. */
   bus: MemberBus
   lag: LoopLag
   log: Logger
@@ -80,14 +80,14 @@ export class Prober {
     this.stopped = false
     this.lag.sample()
     this.sampledAt = performance.now()
-    this.bus.on('disconnect', this.probeDue)
+    this.bus.on('probe-now', this.probeDue)
     this.membership.on('change', this.soonerIfDue)
     this.schedule(PROBE_TICK_MS)
   }
 
   stop (): void {
     this.stopped = true
-    this.bus.off('disconnect', this.probeDue)
+    this.bus.off('probe-now', this.probeDue)
     this.membership.off('change', this.soonerIfDue)
     clearTimeout(this.timer)
     this.pings.stop?.()

@@ -48,7 +48,7 @@ t.test('every MemberBus listener starts before every emitter of its events (and 
       map.set(event, [...new Set([...map.get(event) ?? [], name])])
     }
   }
-  t.same([...listeners.keys()].sort(), ['beacon', 'claim', 'disconnect', 'member-met', 'news', 'own-beacon', 'record-asked', 'record-wanted'], 'every event has its listener')
+  t.same([...listeners.keys()].sort(), ['beacon', 'claim', 'member-met', 'news', 'own-beacon', 'probe-now', 'record-asked', 'record-wanted'], 'every event has its listener')
   const late: string[] = []
   for (const [event, names] of listeners) {
     // The exceptions are asks of the reporter, which starts last (it sends beacons, and membership hears our own):

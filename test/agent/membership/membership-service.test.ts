@@ -56,7 +56,7 @@ async function service (t: { teardown: (fn: () => unknown) => void }, remembered
   const heard = { met: 0, beacons: [] as Array<[string, number]>, disconnects: [] as string[] }
   bus.on('member-met', () => { heard.met++ })
   bus.on('beacon', (peer, b) => { heard.beacons.push([peer, b.seq]) })
-  bus.on('disconnect', (peer) => { heard.disconnects.push(peer) })
+  bus.on('probe-now', (peer) => { heard.disconnects.push(peer) })
   const asks = { wanted: [] as string[], asked: [] as string[] }
   bus.on('record-wanted', (peer) => { asks.wanted.push(peer) })
   bus.on('record-asked', (peer) => { asks.asked.push(peer) })
