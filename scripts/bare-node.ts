@@ -6,6 +6,7 @@ import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
+import type { PrivateKey } from '@libp2p/interface'
 import { createLibp2p } from 'libp2p'
 import { MEMBER_PING_STREAM_MS } from '../agent/mesh/mesh.ts'
 
@@ -14,8 +15,9 @@ import { MEMBER_PING_STREAM_MS } from '../agent/mesh/mesh.ts'
  * logic (it answers pings, so it stays a live member while it beacons). Tests and `mesh-publish` use it to play
  * a peer (a rogue, a crowd) that the agent must cope with.
  */
-export async function bareNode (psk: Uint8Array, signaturePolicy: 'StrictSign' | 'StrictNoSign' = 'StrictSign') {
+export async function bareNode (psk: Uint8Array, signaturePolicy: 'StrictSign' | 'StrictNoSign' = 'StrictSign', privateKey?: PrivateKey) {
   const node = await createLibp2p({
+    privateKey,
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],

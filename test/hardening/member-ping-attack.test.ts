@@ -1,3 +1,4 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
@@ -7,7 +8,9 @@ import { beaconMessage, healthCodec } from '../../protocols/health.ts'
 import { MEMBER_SYNC_PROTOCOL, memberSyncCodec } from '../../protocols/member-sync.ts'
 import { bootstrapAddr, nodes, status } from '../helpers/agents.ts'
 import { apiText } from '../../agent/cli/client.ts'
-import { agentAndMember } from '../helpers/bare-node.ts'
+import { readSwarmKey } from '../../identity/keys.ts'
+import { agentAndMember, bareNode } from '../helpers/bare-node.ts'
+import { eventually } from '../helpers/eventually.ts'
 import { sampleBeacon } from '../helpers/beacon.ts'
 
 /** Sends 32 bytes on `stream` and resolves with what comes back within 2 s (or what came by then). */
@@ -75,4 +78,37 @@ t.test('a member that pings the agent is not pinged back while it does; once it 
   }
   t.not(state, 'alive', 'silent, and answering no ping: no longer alive within 5 s')
   t.match(await probes(), { timeout: Number }, 'found by the agent\'s own unanswered pings, counted')
+})
+
+t.test('a member found dead that connects again is pinged once and is alive on its answer, with no newer beacon; one that keeps reconnecting gets no more', async (t) => {
+  const { agent, swarmKeyFile } = await agentAndMember(t, { name: 'pinged' })
+  const addr = multiaddr(await bootstrapAddr(agent))
+  const privateKey = await generateKeyPair('Ed25519')
+  const member = await bareNode(readSwarmKey(swarmKeyFile), 'StrictSign', privateKey)
+  t.teardown(async () => { await member.stop() })
+  const sync = await member.dialProtocol(addr, MEMBER_SYNC_PROTOCOL)
+  const lp = lpStream(sync, { maxDataLength: memberSyncCodec.maxBytes })
+  const beacon = sampleBeacon({ name: 'returner', startedAt: Date.now(), seq: 1 })
+  await lp.write(memberSyncCodec.encode({ v: 1, members: [], self: Buffer.from(healthCodec.encode(beaconMessage(beacon))).toString('base64') }))
+  await lp.read()
+  const stateOf = async () => (await nodes(agent)).find((n) => n.peerId === member.peerId.toString())?.state
+  t.equal(await stateOf(), 'alive', 'joined')
+  // Its process goes: the agent's probe is refused, and it is dead.
+  await member.stop()
+  t.equal(await eventually(stateOf, 'dead', { timeoutMs: 10_000 }), 'dead', 'gone: dead')
+  // The same key comes back (the same run: no newer beacon) and connects: the agent pings it, it answers.
+  const again = await bareNode(readSwarmKey(swarmKeyFile), 'StrictSign', privateKey)
+  t.teardown(async () => { await again.stop() })
+  await again.dial(addr)
+  t.equal(await eventually(stateOf, 'alive', { timeoutMs: 10_000 }), 'alive', 'pinged on connecting, and alive on its answer')
+  const probes = async () => Object.fromEntries([...(await apiText(agent.socketPath, '/metrics')).matchAll(/^noodle_membership_probes_total\{outcome="(\w+)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]))
+  const before = await probes()
+  // Alive, it reconnects over and over: no probe comes of that.
+  for (let i = 0; i < 5; i++) {
+    await again.hangUp(addr)
+    await again.dial(addr)
+  }
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.equal(await stateOf(), 'alive')
+  t.ok(((await probes()).answered ?? 0) - (before.answered ?? 0) <= 5, 'at most one probe per closed connection, as any member gets')
 })
