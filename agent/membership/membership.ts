@@ -360,15 +360,15 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const { state } = tracked.member
     const now = this.now()
     if (state === 'dead' && outcome === 'answered') {
-      tracked.silentSince = tracked.heardUsAt = now
+      tracked.silentSince = tracked.heardUsAt = tracked.member.lastSeen = now
       tracked.failedProbes = 0
       this.transition(peerId, 'alive', 'connected again, and answered a ping')
       return
     }
     if (!isLive(state)) return
     if (outcome === 'answered') {
-      tracked.silentSince = now
-      tracked.heardUsAt = now
+      // Seen now, though not written to the store for it: beacons, which may be many seconds apart, do that.
+      tracked.silentSince = tracked.heardUsAt = tracked.member.lastSeen = now
       tracked.failedProbes = 0
       this.transition(peerId, 'alive', 'answered a ping')
     } else if (tracked.silentSince > startedAt || outcome === 'inconclusive') {
@@ -405,7 +405,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const tracked = this.members.get(peerId)
     if (tracked === undefined || tracked.member.state !== 'alive') return
     // We echoed it, so it heard from us as well.
-    tracked.silentSince = tracked.heardUsAt = Math.max(tracked.silentSince, this.now())
+    tracked.silentSince = tracked.heardUsAt = tracked.member.lastSeen = Math.max(tracked.silentSince, this.now())
   }
 
   /**

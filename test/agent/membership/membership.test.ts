@@ -44,7 +44,7 @@ t.test('silence gets a member pinged; unanswered pings make it suspect, then dea
 })
 
 t.test('an answered ping clears suspicion; a refused connection is death; a beacon during a ping outranks it', async (t) => {
-  const { table, advance } = setup()
+  const { table, advance, now } = setup()
   table.observeBeacon('p1', beacon('one', 1, 1))
   table.observeBeacon('p3', beacon('two', 1, 1))
   advance(1000)
@@ -54,6 +54,7 @@ t.test('an answered ping clears suspicion; a refused connection is death; a beac
   table.observeProbe('p1', 'answered')
   t.equal(table.get('p1')?.state, 'alive', 'answered: alive again')
   t.equal(table.silenceOf('p1'), 0, 'and its silence starts over')
+  t.equal(table.get('p1')?.lastSeen, now(), 'seen now')
   advance(10)
   table.observeBeacon('p3', beacon('two', 1, 2))
   table.observeProbe('p3', 'timeout')
@@ -69,12 +70,13 @@ t.test('an answered ping clears suspicion; a refused connection is death; a beac
 })
 
 t.test('a member that pings us is not pinged for its silence; a suspect one stays suspect until our own probe', async (t) => {
-  const { table, advance } = setup()
+  const { table, advance, now } = setup()
   table.observeBeacon('p1', beacon('one', 1, 1))
   advance(900)
   table.heardPing('p1')
   advance(900)
   t.same(table.takeProbes(), [], 'its ping 900 ms ago restarted its silence')
+  t.equal(table.get('p1')?.lastSeen, now() - 900, 'and it was seen then')
   t.equal(table.silenceOf('p1'), 900)
   advance(100)
   t.same(table.takeProbes(), ['p1'], 'probeAfterMs after its ping')
