@@ -13,18 +13,19 @@
  * shows in the stages after the first .ts file.) Then whole agents, as bin/noodle starts them, idle with no camera
  * and no peer, sampled after `--idle-s`: at a first start (no compile cache) and at later ones (the unit's
  * CacheDirectory holds it: a warm cache never loads the stripper), then with bin/noodle's memory settings taken off
- * one at a time, and precompiled JavaScript for comparison (`variants`); each with the time from spawn to "agent
+ * one at a time, and the JavaScript a release ships (`variants`); each with the time from spawn to "agent
  * started", and whether onnxruntime or node-av is mapped into the process at all (never, with no camera).
  *
  *   node bench/memory.ts [--idle-s 8] [--runs 3] [--parts imports,agent,variants]
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { percentile } from '../common/stats.ts'
+import { COMPILED, appFiles, compileApp } from '../scripts/release.ts'
 
 const { values } = parseArgs({ options: { 'idle-s': { type: 'string', default: '8' }, runs: { type: 'string', default: '3' }, parts: { type: 'string', default: 'imports,agent,variants' } } })
 const idleMs = Number(values['idle-s']) * 1000
@@ -172,14 +173,13 @@ if (parts.has('variants')) {
   await agentLine('  without MALLOC_ARENA_MAX (glibc default)', { MALLOC_ARENA_MAX: undefined }, SHIPPED_FLAGS)
   // Tried and not adopted: more RSS, not less.
   await agentLine('  + --single-threaded-gc', SHIPPED_ENV, [...SHIPPED_FLAGS, '--single-threaded-gc'])
-  // Measured only: the sources compiled to JavaScript ahead of time (tsc), so that no type stripping happens.
+  // The sources compiled to JavaScript as a release ships them (scripts/release.ts), so no type stripping happens.
   const out = mkdtempSync(join(tmpdir(), 'noodle-mem-js-'))
   try {
-    // Emitted whatever type errors it reports: stripping is all that matters here.
-    spawnSync(NODE, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', ROOT, '--noEmit', 'false', '--outDir', out, '--rewriteRelativeImportExtensions', 'true'], { cwd: ROOT, stdio: 'ignore' })
+    compileApp(ROOT, out, appFiles(ROOT).filter((file) => COMPILED.test(file)), () => {})
     symlinkSync(join(ROOT, 'node_modules'), join(out, 'node_modules'))
     copyFileSync(join(ROOT, 'package.json'), join(out, 'package.json'))
-    await agentLine('  precompiled JavaScript (tsc), no compile cache', SHIPPED_ENV, SHIPPED_FLAGS, join(out, 'agent/main/noodle.js'))
+    await agentLine('  compiled JavaScript, as a release ships it, no compile cache', SHIPPED_ENV, SHIPPED_FLAGS, join(out, 'agent/main/noodle.js'))
   } finally {
     rmSync(out, { recursive: true, force: true })
   }

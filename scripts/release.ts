@@ -235,9 +235,7 @@ export function stageRelease ({ repo, arch, core, out, log = logToStderr }: Rele
   rmSync(stage, { recursive: true, force: true })
   mkdirSync(stage, { recursive: true })
 
-  // The app: the files git knows (tracked, or new and not ignored), so no local scratch file ships.
-  const app = execFileSync('git', ['-C', repo, 'ls-files', '-co', '--exclude-standard', '--', ...APP_PARTS], { encoding: 'utf8' })
-    .split('\n').filter((file) => file !== '' && existsSync(join(repo, file)))
+  const app = appFiles(repo)
   const compiled = app.filter((file) => COMPILED.test(file))
   for (const file of app) if (!COMPILED.test(file)) copyFile(join(repo, file), join(stage, file))
   compileApp(repo, stage, compiled, log)
@@ -268,15 +266,21 @@ export function stageRelease ({ repo, arch, core, out, log = logToStderr }: Rele
   return stage
 }
 
+/** The app's files, as paths in `repo`: those git knows (tracked, or new and not ignored), so no local scratch file ships. */
+export function appFiles (repo: string): string[] {
+  return execFileSync('git', ['-C', repo, 'ls-files', '-co', '--exclude-standard', '--', ...APP_PARTS], { encoding: 'utf8' })
+    .split('\n').filter((file) => file !== '' && existsSync(join(repo, file)))
+}
+
 /** The app's sources that ship compiled to JavaScript (bin/noodle runs agent/main/noodle.js where it exists). */
-const COMPILED = /^(agent|common|identity|media|protocols|runtime)\/.*\.ts$/
+export const COMPILED = /^(agent|common|identity|media|protocols|runtime)\/.*\.ts$/
 
 /**
  * Compiles the app's TypeScript `files` (paths in `repo`) to JavaScript in `stage`, at the same paths with `.js`,
  * their imports of `.ts` rewritten to `.js`. An agent from a release then never loads Node's TypeScript stripper:
  * ~13 MB of an idle agent's memory (bench/memory.ts), and the stripping at each start without a compile cache.
  */
-function compileApp (repo: string, stage: string, files: string[], log: (message: string) => void): void {
+export function compileApp (repo: string, stage: string, files: string[], log: (message: string) => void): void {
   const work = mkdtempSync(join(tmpdir(), 'noodle-compile-'))
   try {
     const config = join(work, 'tsconfig.json')

@@ -28,10 +28,10 @@ export type MeshNode = Libp2p<{ identify: Identify, ping: Ping, pubsub: GossipSu
 
 /**
  * Members ping each other (membership/ping-streams.ts, ping-responder.ts) with libp2p's ping protocol under our
- * name (32 bytes echoed), our responder keeping a stream for `MEMBER_PING_STREAM_MS` instead of libp2p's 10 s. At 10 s, the streams
- * to 15 members were reopened twice a second, each a negotiation of several frames each way: a fifth of an idle
- * agent's CPU at N=16 (3.45 → 2.75 % of a core). Agents without it are pinged with `/ipfs/ping/1.0.0`, which
- * multistream-select falls back to, and which we still answer.
+ * name (32 bytes echoed), our responder keeping a stream for `MEMBER_PING_STREAM_MS` instead of libp2p's 10 s.
+ * At 10 s, the streams to 15 members were reopened twice a second, each a negotiation of several frames each way:
+ * a fifth of an idle agent's CPU at N=16 (3.45 → 2.75 % of a core). Agents without it are pinged with
+ * `/ipfs/ping/1.0.0`, which multistream-select falls back to, and which we still answer.
  */
 export const MEMBER_PING_PROTOCOL = '/noodle/ping/1.0.0'
 export const MEMBER_PING_STREAM_MS = 600_000
