@@ -77,5 +77,10 @@ t.test('a camera whose node dies resumes on another node, with the model that no
   t.match(seen, { state: 'remote', source: 'lavfi:testsrc=size=320x240:rate=10' })
   const decided = (await decisions(runner)).find((d) => d.workId === 'cam-yard' && d.action === 'run' && d.targetName === runner.name)
   t.match(decided, { outcome: 'applied' }, 'the move was the coordinator\'s decision, applied')
-  t.equal(onnxruntimeLoaded(watcher), false, `${watcher.name}, which runs no camera, still has not loaded onnxruntime`)
+  // onnxruntime loads only where work lands. On a loaded machine the camera may have been placed on the watcher for a
+  // moment (an election under way when its home died: a decision of the term that lost): then, and only then, it
+  // may have loaded onnxruntime.
+  const landed = (await decisions(watcher)).filter((d) => d.workId === 'cam-yard' && d.action === 'run' && d.targetName === watcher.name && d.outcome === 'applied')
+  if (landed.length > 0) t.comment(`cam-yard was placed on ${watcher.name} for a while: ${JSON.stringify(landed)}`)
+  t.equal(onnxruntimeLoaded(watcher), landed.length > 0, `${watcher.name} has loaded onnxruntime only if the camera landed on it`)
 })
