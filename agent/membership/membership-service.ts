@@ -25,8 +25,8 @@ export interface MembershipServiceComponents {
   mesh: Pick<Mesh, 'node' | 'peerId' | 'subscribe' | 'unsubscribe' | 'publish'>
   /**
    * Where it tells of a member's newest beacon (`beacon`), of a member joining or coming back (`member-met`:
-   * answer with our beacon and record), of a member to probe now (`disconnect`: its last connection closed, or
-   * another found it dead), of a record we lack (`record-wanted`) and
+   * answer with our beacon and record), of a member to probe now (`probe-now`: its last connection closed,
+   * another found it dead, or one we list dead connected again), of a record we lack (`record-wanted`) and
    * of a member asking for ours (`record-asked`); and hears our own beacons (`own-beacon`).
    */
   bus: MemberBus

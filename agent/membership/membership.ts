@@ -263,7 +263,6 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.transition(peerId, 'left', 'said it is leaving')
   }
 
-  /** Every connection to the member closed: suspect at once, and ping it at once (a dead process refuses). */
   /**
    * A connection to a member we list dead opened (a partition healed, or it came back on the same run). Its next
    * beacon may be many seconds off, and one no newer than ours would not bring it back, so it is probed at once:
@@ -276,6 +275,10 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return true
   }
 
+  /**
+   * Every connection to the member closed: ping it at once (a dead process refuses), and in a full mesh suspect it
+   * at once too.
+   */
   observeDisconnect (peerId: string): void {
     const tracked = this.members.get(peerId)
     if (tracked == null || peerId === this.selfId || tracked.member.state !== 'alive') return

@@ -18,6 +18,7 @@ export const PROBE_TICK_MS = 50
 export const IDLE_TICK_MS = 250
 /** A stall longer than this is forgiven: nobody's silence during it counts. */
 const STALL_FORGIVE_MS = 200
+/** Counter of the pings this node sent to members, by outcome (ProbeOutcome). */
 export const PROBES_METRIC = 'noodle_membership_probes_total'
 
 /** A probe whose timeout fired this much late ran on a stalled loop of ours: its failure proves nothing. */
