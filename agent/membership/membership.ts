@@ -362,18 +362,13 @@ export class Membership extends EventEmitter<MembershipEvents> {
     tracked.probeStartedAt = null
     const { state } = tracked.member
     const now = this.now()
-    if (state === 'dead' && outcome === 'answered') {
-      tracked.silentSince = tracked.heardUsAt = tracked.member.lastSeen = now
-      tracked.failedProbes = 0
-      this.transition(peerId, 'alive', 'connected again, and answered a ping')
-      return
-    }
-    if (!isLive(state)) return
+    // A dead member is probed only once it connected again (observeConnect): only an answer counts then.
+    if (!isLive(state) && !(state === 'dead' && outcome === 'answered')) return
     if (outcome === 'answered') {
       // Seen now, though not written to the store for it: beacons, which may be many seconds apart, do that.
       tracked.silentSince = tracked.heardUsAt = tracked.member.lastSeen = now
       tracked.failedProbes = 0
-      this.transition(peerId, 'alive', 'answered a ping')
+      this.transition(peerId, 'alive', state === 'dead' ? 'connected again, and answered a ping' : 'answered a ping')
     } else if (tracked.silentSince > startedAt || outcome === 'inconclusive') {
       // A beacon arrived while the ping was out (the member spoke, whatever the ping says), or we stalled.
     } else if (outcome === 'knocked') {
