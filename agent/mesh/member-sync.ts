@@ -13,6 +13,7 @@ import type { Membership } from '../membership/membership.ts'
 import type { MeshNode } from './mesh.ts'
 import type { MetricsStore } from '../metrics/metrics.ts'
 import { REJECTED_METRIC } from '../../protocols/validator.ts'
+import type { JsonCodec } from '../../protocols/codec.ts'
 
 const EXCHANGE_TIMEOUT_MS = 5_000
 
@@ -139,26 +140,25 @@ export class MemberSync {
     }
   }
 
-  /** The peer's own beacon: checked as the health topic checks it, refusals counted there. */
-  private receiveBeacon (base64: string, from: PeerId): void {
-    const decoded = healthCodec.decode(Buffer.from(base64, 'base64'))
-    if (!decoded.ok) {
-      this.metrics.inc(REJECTED_METRIC, { topic: healthCodec.topic, reason: decoded.reason })
-      this.log.debug({ peer: from.toString(), reason: decoded.reason, detail: decoded.detail }, 'beacon in member sync refused')
-      return
-    }
-    this.deliver(decoded.value, from)
+  /**
+   * `bytes` read with `codec`, or undefined: a refusal is counted under `topic` (where the same message would be
+   * counted had it come another way) and logged as `what`.
+   */
+  private read<T> (codec: JsonCodec<T>, bytes: Uint8Array, topic: string, from: PeerId, what: string): T | undefined {
+    const decoded = codec.decode(bytes)
+    if (decoded.ok) return decoded.value
+    this.metrics.inc(REJECTED_METRIC, { topic, reason: decoded.reason })
+    this.log.debug({ peer: from.toString(), reason: decoded.reason, detail: decoded.detail }, `${what} refused`)
+    return undefined
   }
 
   private receive (bytes: Uint8Array, from: PeerId): void {
-    const decoded = memberSyncCodec.decode(bytes)
-    if (!decoded.ok) {
-      this.metrics.inc(REJECTED_METRIC, { topic: MEMBER_SYNC_PROTOCOL, reason: decoded.reason })
-      this.log.debug({ peer: from.toString(), reason: decoded.reason, detail: decoded.detail }, 'member list refused')
-      return
-    }
-    if (decoded.value.self !== undefined) this.receiveBeacon(decoded.value.self, from)
-    for (const { peerId, addrs } of decoded.value.members) {
+    const list = this.read(memberSyncCodec, bytes, MEMBER_SYNC_PROTOCOL, from, 'member list')
+    if (list === undefined) return
+    // The peer's own beacon: checked as the health topic checks it, refusals counted there.
+    const beacon = list.self === undefined ? undefined : this.read(healthCodec, Buffer.from(list.self, 'base64'), healthCodec.topic, from, 'beacon in member sync')
+    if (beacon !== undefined) this.deliver(beacon, from)
+    for (const { peerId, addrs } of list.members) {
       // Those that said they left stay unwanted until they come back themselves.
       if (this.membership.get(peerId)?.state === 'left') continue
       this.dialer.want(peerId, addrs).catch((err: unknown) => {
