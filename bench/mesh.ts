@@ -28,6 +28,7 @@ import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Testbed } from '../scripts/testbed.ts'
@@ -41,7 +42,7 @@ const { values } = parseArgs({ options: { sizes: { type: 'string', default: '3,8
 const sizes = (values.sizes ?? '').split(',').map(Number)
 const idleMs = Number(values['idle-s']) * 1000
 const settleMs = Number(values['settle-s']) * 1000
-const settle = async () => { await new Promise((resolve) => setTimeout(resolve, settleMs)) }
+const settle = async () => { await sleep(settleMs) }
 const parts = new Set((values.parts ?? '').split(','))
 const releaseOut = values.release === true ? mkdtempSync(join(tmpdir(), 'nb-release-')) : undefined
 process.on('exit', () => { if (releaseOut !== undefined) rmSync(releaseOut, { recursive: true, force: true }) })
@@ -56,10 +57,9 @@ const children = new Set<ChildProcess>()
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130))
 
-/** ms from the last agent's "agent started" until each agent had seen every other one alive (from their logs). */
 /**
- * From the last agent's start until every agent lists every other alive; and, for a join, its two halves: until
- * the newcomer (the last agent) lists every other alive, and until every other lists it alive.
+ * From their logs: from the last agent's start until every agent lists every other alive; and, for a join, its
+ * two halves: until the newcomer (the last agent) lists every other alive, and until every other lists it alive.
  */
 function convergenceMs (agents: AgentProcess[]): { fromLastStart: number, newcomerSeesAll: number, allSeeNewcomer: number } {
   const started = agents.map((a) => logLines(a).find((l) => l.msg === 'agent started')?.time ?? NaN)
