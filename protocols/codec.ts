@@ -20,6 +20,20 @@ const encoder = new TextEncoder()
  * Where a schema failure is, as an operator writes it: `mqtt.topics[0]`, `topicParsing[0].levels`; for an
  * unknown key, the key itself (`mdns.enabeld`). Config errors and API request errors name fields this way.
  */
+/**
+ * What a failure of a union means: the issue of the one branch that took the value's type (a string for a
+ * union of a string and a list), with the union's path before its own; the union's own "Invalid input" when no
+ * branch, or several, took it.
+ */
+export function mainIssue (issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  if (issue.code !== 'invalid_union') return issue
+  const taken = issue.errors.filter((branch) => branch.length > 0 && !(branch[0]?.code === 'invalid_type' && branch[0].path.length === 0))
+  const inner = taken.length === 1 ? taken[0]?.[0] : undefined
+  if (inner === undefined) return issue
+  const main = mainIssue(inner)
+  return { ...main, path: [...issue.path, ...main.path] }
+}
+
 export function issueKey (issue: z.core.$ZodIssue): string {
   const path = issue.path.map((p) => typeof p === 'number' ? `[${p}]` : `.${String(p)}`).join('').replace(/^\./, '')
   return issue.code === 'unrecognized_keys' ? [path, issue.keys[0]].filter((p) => p !== '').join('.') : path
@@ -27,8 +41,9 @@ export function issueKey (issue: z.core.$ZodIssue): string {
 
 /** The field path and message of a schema failure, e.g. `cpuPct: Too big: expected number to be <=100`. */
 export function describeIssue (error: z.ZodError): string {
-  const issue = error.issues[0]
-  if (issue == null) return 'invalid'
+  const first = error.issues[0]
+  if (first == null) return 'invalid'
+  const issue = mainIssue(first)
   const path = issue.path.map(String).join('.')
   return path === '' ? issue.message : `${path}: ${issue.message}`
 }
