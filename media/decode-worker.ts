@@ -1,6 +1,6 @@
 /**
  * The decode thread of one video source (see FrameSource): demux, decode and FFmpeg's filter graph through
- * node-av's synchronous calls, and the one pass from RGB24 to a normalized tensor when the camera asks for a
+ * node-av's synchronous calls, and the one pass from RGB24 to the model's input when the camera asks for a
  * frame. Everything here may block: it is this thread's only job.
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
@@ -11,7 +11,7 @@ import { Log } from 'node-av/lib'
 import type { Frame, Packet } from 'node-av/lib'
 import { demuxerInput } from './frame-source.ts'
 import type { FrameSourceOptions, FromDecoder, ToDecoder } from './frame-source.ts'
-import { filterGraph, rgbToTensor } from './preprocess.ts'
+import { filterGraph, frameToTensor } from './preprocess.ts'
 
 const BACKOFF_MIN_MS = 1_000
 const BACKOFF_MAX_MS = 30_000
@@ -23,9 +23,9 @@ class DecodeLoop {
   private running = true
   private wake: (() => void) | undefined
   /** The newest filtered frame, not yet asked for (FFmpeg's memory: freed when replaced or used). */
-  private latest: { frame: Frame, at: number, seq: number } | undefined
+  private latest: { frame: Frame, at: number, seq: number, sourceWidth: number, sourceHeight: number } | undefined
   /** A frame was asked for, to be written into this tensor (null: a new one). */
-  private wanted: { into: Float32Array | null } | undefined
+  private wanted: { into: Float32Array | Uint8Array | null } | undefined
   private framesIn = 0
   private skipped = 0
   private reconnects = 0
@@ -133,11 +133,13 @@ class DecodeLoop {
       decoder.decodeSync(packet)
       packet?.free()
       for (let frame = decoder.receiveSync(); frame != null; frame = decoder.receiveSync()) {
+        // The size before the letterbox, which boxes are mapped back to.
+        const source = { width: frame.width, height: frame.height }
         filter.processSync(frame)
         frame.free()
         for (let out = filter.receiveSync(); out != null; out = filter.receiveSync()) {
           if (pace) await this.sleep(opened + seq * interval - performance.now())
-          this.offer(out, seq++)
+          this.offer(out, seq++, source)
           // Between frames, what the camera said (a frame wanted, stop): polled, as this loop does not yield.
           for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) this.take(m.message as ToDecoder)
           if (!this.running) return
@@ -148,31 +150,28 @@ class DecodeLoop {
   }
 
   /** A new frame replaces the one waiting, which was skipped; it goes out at once if one was asked for. */
-  private offer (frame: Frame, seq: number): void {
+  private offer (frame: Frame, seq: number, source: { width: number, height: number }): void {
     this.framesIn++
     this.firstFrameAt ??= Date.now()
     if (this.latest !== undefined) {
       this.latest.frame.free()
       this.skipped++
     }
-    this.latest = { frame, at: Date.now(), seq }
+    this.latest = { frame, at: Date.now(), seq, sourceWidth: source.width, sourceHeight: source.height }
     if (this.wanted !== undefined) this.deliver()
     if (Date.now() - this.statsAt >= STATS_EVERY_MS) this.sendStats()
   }
 
   private deliver (): void {
-    const { frame, at, seq } = this.latest as NonNullable<DecodeLoop['latest']>
+    const { frame, at, seq, sourceWidth, sourceHeight } = this.latest as NonNullable<DecodeLoop['latest']>
     const into = (this.wanted as NonNullable<DecodeLoop['wanted']>).into
     this.latest = undefined
     this.wanted = undefined
-    const { width, height, normalization } = this.options
+    const { width, height, input } = this.options
     const rgb = (frame.data as Buffer[])[0] as Buffer
-    const tensor = rgbToTensor(rgb, width, height, normalization, {
-      stride: frame.linesize[0] ?? width * 3,
-      out: into?.length === 3 * width * height ? into : undefined
-    })
+    const tensor = frameToTensor(rgb, width, height, input, { stride: frame.linesize[0] ?? width * 3, out: into ?? undefined })
     frame.free()
-    this.post({ type: 'frame', tensor, at, seq }, [tensor.buffer as ArrayBuffer])
+    this.post({ type: 'frame', tensor, at, seq, sourceWidth, sourceHeight }, [tensor.buffer as ArrayBuffer])
   }
 
   private sendStats (): void {

@@ -28,6 +28,19 @@ export const DETECTION_TABLES: TableSet = {
       -- Retention prunes the table by time through this index.
       CREATE INDEX detections_at ON detections (at);
     `
+    },
+    {
+      version: 10,
+      sql: `
+      -- One box format everywhere: corners in the source frame's pixels. The rows before held boxes in the
+      -- model's input pixels, which cannot be mapped back without their frame's size; the table keeps a week of
+      -- results, so they are dropped rather than mixed with the new ones.
+      DELETE FROM detections;
+      ALTER TABLE detections RENAME COLUMN x TO x1;
+      ALTER TABLE detections RENAME COLUMN y TO y1;
+      ALTER TABLE detections RENAME COLUMN width TO x2;
+      ALTER TABLE detections RENAME COLUMN height TO y2;
+    `
     }
   ],
   retention: [{ table: 'detections', time: 'at', key: 'id', maxAgeMs: 7 * DAY_MS, maxRows: 1_000_000 }]

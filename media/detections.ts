@@ -1,6 +1,16 @@
-/** What a detector found in a frame, in the model's input coordinates (pixels). */
+/**
+ * What a detector found in a frame: one box format everywhere (the store, the mesh, MQTT, events),
+ * `[x1, y1, x2, y2]` in the source frame's pixels, the letterbox undone.
+ */
 export interface Detection {
   label: string
+  score: number
+  box: [number, number, number, number]
+}
+
+/** A text region in the probability map's pixels. */
+export interface TextRegion {
+  label: 'text'
   score: number
   box: { x: number, y: number, width: number, height: number }
 }
@@ -11,7 +21,7 @@ export interface Detection {
  * 4-connected groups of cells become boxes: coarse, but a few milliseconds at 640×640 on the event loop.
  */
 export function textRegions (prob: Float32Array, width: number, height: number,
-  { threshold = 0.3, cell = 4, minCells = 2 }: { threshold?: number, cell?: number, minCells?: number } = {}): Detection[] {
+  { threshold = 0.3, cell = 4, minCells = 2 }: { threshold?: number, cell?: number, minCells?: number } = {}): TextRegion[] {
   const gw = Math.ceil(width / cell)
   const gh = Math.ceil(height / cell)
   const grid = new Float32Array(gw * gh)
@@ -25,7 +35,7 @@ export function textRegions (prob: Float32Array, width: number, height: number,
   }
   const seen = new Uint8Array(gw * gh)
   const stack = new Int32Array(gw * gh)
-  const found: Detection[] = []
+  const found: TextRegion[] = []
   for (let start = 0; start < grid.length; start++) {
     if (seen[start] === 1 || (grid[start] as number) < threshold) continue
     let top = 0

@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads'
 import type { Logger } from '../common/logger.ts'
 import { siblingModule } from '../common/modules.ts'
 import { redactCredentials } from '../common/text.ts'
-import type { Normalization } from './preprocess.ts'
+import type { InputFormat } from './preprocess.ts'
 
 /** Network sources by scheme, with the FFmpeg protocols each may use underneath. */
 const NETWORK_PROTOCOLS: ReadonlyArray<readonly [string, string]> = [
@@ -51,14 +51,17 @@ export interface FrameSourceOptions {
   /** Deliver a file's frames at `fps` as a camera would; off, as fast as they decode (benchmarks). */
   paced: boolean
   /** How a frame becomes the model's input tensor. */
-  normalization: Normalization
+  input: InputFormat
   /** "auto": decode on the box's video hardware where FFmpeg finds some (CUDA, VAAPI, QSV…), else in software. */
   hwaccel: 'auto' | 'none'
 }
 
-/** A frame as the model takes it: a normalized Float32 NCHW tensor at the model's size. */
+/** A frame as the model takes it (its input's layout, type and scale), at the model's size. */
 export interface TensorFrame {
-  tensor: Float32Array
+  tensor: Float32Array | Uint8Array
+  /** The frame's size as decoded, before it was letterboxed to the model's. */
+  sourceWidth: number
+  sourceHeight: number
   /** When it was decoded (ms since the epoch), and its number since the source opened. */
   at: number
   seq: number
@@ -79,9 +82,9 @@ export interface SourceStats {
 }
 
 /** What the decode worker (decode-worker.ts) and its FrameSource say to each other. */
-export type ToDecoder = { type: 'want', into: Float32Array | null } | { type: 'stop' }
+export type ToDecoder = { type: 'want', into: Float32Array | Uint8Array | null } | { type: 'stop' }
 export type FromDecoder =
-  | { type: 'frame', tensor: Float32Array, at: number, seq: number }
+  | { type: 'frame', tensor: Float32Array | Uint8Array, at: number, seq: number, sourceWidth: number, sourceHeight: number }
   | { type: 'stats', framesIn: number, skipped: number, reconnects: number, lastError: string | null, firstFrameAt: number | null, decoder: string }
   | { type: 'log', level: 'warn' | 'debug', msg: string, fields: Record<string, unknown> }
 
@@ -109,7 +112,7 @@ export class FrameSource {
   private exited: Promise<void> = Promise.resolve()
   private restart: NodeJS.Timeout | undefined
   private running = false
-  private waiting: { resolve: (frame: TensorFrame | null) => void, into: Float32Array | null } | undefined
+  private waiting: { resolve: (frame: TensorFrame | null) => void, into: Float32Array | Uint8Array | null } | undefined
   private latest: Omit<SourceStats, 'fpsIn' | 'firstFrameMs' | 'decoder'> = { framesIn: 0, skipped: 0, reconnects: 0, lastError: null }
   private startedAt = 0
   private firstFrameAt: number | null = null
@@ -156,7 +159,7 @@ export class FrameSource {
    * ended or stopped. `into`, a tensor from an earlier frame, is filled again (it moves to the worker and back).
    * One call at a time. While a decoder that died is being started again, the call waits for the new one.
    */
-  async next (into?: Float32Array): Promise<TensorFrame | null> {
+  async next (into?: Float32Array | Uint8Array): Promise<TensorFrame | null> {
     if (!this.running) return null
     return await new Promise((resolve) => {
       this.waiting = { resolve, into: into ?? null }
@@ -202,7 +205,7 @@ export class FrameSource {
     if (message.type === 'frame') {
       const waiting = this.waiting
       this.waiting = undefined
-      waiting?.resolve({ tensor: message.tensor, at: message.at, seq: message.seq })
+      waiting?.resolve({ tensor: message.tensor, at: message.at, seq: message.seq, sourceWidth: message.sourceWidth, sourceHeight: message.sourceHeight })
     } else if (message.type === 'stats') {
       this.latest = { framesIn: message.framesIn, skipped: message.skipped, reconnects: message.reconnects, lastError: message.lastError }
       this.firstFrameAt ??= message.firstFrameAt

@@ -1,22 +1,31 @@
 /**
  * Frames into model inputs. FFmpeg's filter graph has already done the heavy part (frame rate, scaling with
  * letterbox, pixel format), so a frame arrives as packed RGB24 at the model's size; this is the one pass that
- * turns it into a normalized Float32 NCHW tensor.
+ * turns it into the model's input: Float32 or bytes, planar (NCHW) or packed (NHWC), scaled as the model was trained.
  */
 
+/** How a model takes its frame: from its signature, its camera's `detector.input` settings and its type's defaults. */
+export interface InputFormat {
+  layout: 'nchw' | 'nhwc'
+  dtype: 'float32' | 'uint8'
+  /** x/255 ("0-1"), ImageNet's mean and std over x/255 ("imagenet"), or the byte as it is ("none"). */
+  scale: '0-1' | 'imagenet' | 'none'
+  /** The model's channel order: "rgb", or "bgr" (PaddleOCR, OpenCV-trained models). */
+  channels: 'rgb' | 'bgr'
+}
+
+/** Per channel, on the 0–1 scale, in the model's channel order (as PaddleOCR applies ImageNet's to BGR). */
 export interface Normalization {
-  /** Per channel, in the model's channel order, on the 0–1 scale. */
   mean: readonly [number, number, number]
   std: readonly [number, number, number]
-  /** The model's channel order: "rgb", or "bgr" (PaddleOCR, OpenCV-trained models). */
   channels: 'rgb' | 'bgr'
 }
 
 /** ImageNet statistics, which most vision models (PaddleOCR's detector among them) were trained with. */
 export const IMAGENET: Normalization = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], channels: 'rgb' }
 
-/** PaddleOCR's models: ImageNet statistics over BGR (its images are read with OpenCV). */
-export const PADDLE_OCR: Normalization = { ...IMAGENET, channels: 'bgr' }
+/** PaddleOCR's detector: ImageNet statistics over BGR (its images are read with OpenCV), float32 NCHW. */
+export const PADDLE_OCR: InputFormat = { layout: 'nchw', dtype: 'float32', scale: 'imagenet', channels: 'bgr' }
 
 /** The FFmpeg filter graph that brings any frame to `width`×`height` RGB24, letterboxed, at `fps`. */
 export function filterGraph ({ width, height, fps }: { width: number, height: number, fps: number }): string {
@@ -29,6 +38,75 @@ export function filterGraph ({ width, height, fps }: { width: number, height: nu
 }
 
 /**
+ * Packed RGB24 (`stride` bytes a row) → the model's input as its format says, into `out` when it is of the
+ * right type and size (reused from frame to frame).
+ */
+export function frameToTensor (rgb: Uint8Array, width: number, height: number, format: InputFormat,
+  { stride = width * 3, out }: { stride?: number, out?: Float32Array | Uint8Array } = {}): Float32Array | Uint8Array {
+  const size = 3 * width * height
+  if (format.dtype === 'uint8') {
+    const bytes = out instanceof Uint8Array && out.length === size ? out : new Uint8Array(size)
+    return format.layout === 'nhwc' ? rgbToBytesNhwc(rgb, width, height, format.channels, stride, bytes) : rgbToBytesNchw(rgb, width, height, format.channels, stride, bytes)
+  }
+  const norm: Normalization = format.scale === 'imagenet'
+    ? { ...IMAGENET, channels: format.channels }
+    : { mean: [0, 0, 0], std: format.scale === 'none' ? [1 / 255, 1 / 255, 1 / 255] : [1, 1, 1], channels: format.channels }
+  const floats = out instanceof Float32Array && out.length === size ? out : undefined
+  return format.layout === 'nchw' ? rgbToTensor(rgb, width, height, norm, { stride, out: floats }) : rgbToTensorNhwc(rgb, width, height, norm, stride, floats ?? new Float32Array(size))
+}
+
+/** The per-value multiply-add that (x/255 − mean)/std folds into, per output channel. */
+function affine (norm: Normalization): { order: [number, number, number], scale: [number, number, number], offset: [number, number, number] } {
+  const order: [number, number, number] = norm.channels === 'rgb' ? [0, 1, 2] : [2, 1, 0]
+  const scale = order.map((_, c) => 1 / (255 * (norm.std[c] as number))) as [number, number, number]
+  const offset = order.map((_, c) => (norm.mean[c] as number) / (norm.std[c] as number)) as [number, number, number]
+  return { order, scale, offset }
+}
+
+function rgbToTensorNhwc (rgb: Uint8Array, width: number, height: number, norm: Normalization, stride: number, out: Float32Array): Float32Array {
+  const { order: [r, g, b], scale: [s0, s1, s2], offset: [o0, o1, o2] } = affine(norm)
+  for (let y = 0; y < height; y++) {
+    let i = y * stride
+    let o = y * width * 3
+    for (let x = 0; x < width; x++, i += 3, o += 3) {
+      out[o] = (rgb[i + r] as number) * s0 - o0
+      out[o + 1] = (rgb[i + g] as number) * s1 - o1
+      out[o + 2] = (rgb[i + b] as number) * s2 - o2
+    }
+  }
+  return out
+}
+
+function rgbToBytesNhwc (rgb: Uint8Array, width: number, height: number, channels: 'rgb' | 'bgr', stride: number, out: Uint8Array): Uint8Array {
+  const row = width * 3
+  for (let y = 0; y < height; y++) {
+    if (channels === 'rgb') {
+      out.set(rgb.subarray(y * stride, y * stride + row), y * row)
+      continue
+    }
+    for (let i = y * stride, o = y * row, end = o + row; o < end; i += 3, o += 3) {
+      out[o] = rgb[i + 2] as number
+      out[o + 1] = rgb[i + 1] as number
+      out[o + 2] = rgb[i] as number
+    }
+  }
+  return out
+}
+
+function rgbToBytesNchw (rgb: Uint8Array, width: number, height: number, channels: 'rgb' | 'bgr', stride: number, out: Uint8Array): Uint8Array {
+  const plane = width * height
+  const [r, g, b] = channels === 'rgb' ? [0, 1, 2] : [2, 1, 0]
+  for (let y = 0; y < height; y++) {
+    for (let x = 0, i = y * stride, p = y * width; x < width; x++, i += 3, p++) {
+      out[p] = rgb[i + r] as number
+      out[plane + p] = rgb[i + g] as number
+      out[2 * plane + p] = rgb[i + b] as number
+    }
+  }
+  return out
+}
+
+/**
  * Packed RGB24 (`stride` bytes a row) → Float32 NCHW, (x/255 − mean) / std, into `out` when given (reused
  * from frame to frame: a fresh multi-megabyte buffer per frame costs page faults on the event loop).
  */
@@ -38,12 +116,7 @@ export function rgbToTensor (rgb: Uint8Array, width: number, height: number, nor
   const tensor = out ?? new Float32Array(3 * plane)
   if (tensor.length !== 3 * plane) throw new RangeError(`the output holds ${tensor.length} values, not 3×${width}×${height}`)
   // Fold the normalization into one multiply-add per value: (x/255 − m)/s = x·(1/(255s)) − m/s.
-  const source = norm.channels === 'rgb' ? [0, 1, 2] : [2, 1, 0]
-  const scale = source.map((_, c) => 1 / (255 * (norm.std[c] as number)))
-  const offset = source.map((_, c) => (norm.mean[c] as number) / (norm.std[c] as number))
-  const [r, g, b] = source as [number, number, number]
-  const [s0, s1, s2] = scale as [number, number, number]
-  const [o0, o1, o2] = offset as [number, number, number]
+  const { order: [r, g, b], scale: [s0, s1, s2], offset: [o0, o1, o2] } = affine(norm)
   for (let y = 0; y < height; y++) {
     let i = y * stride
     let p = y * width

@@ -51,7 +51,7 @@ export class ResultSharing {
     if (last !== undefined && result.at - last.at < SHARE_INTERVAL_MS && last.count === count) return false
     this.lastShared.set(result.camera, { at: result.at, count })
     const message: CameraResultMessage = {
-      v: 1,
+      v: 2,
       camera: result.camera,
       at: result.at,
       latencyMs: result.latencyMs,

@@ -1,8 +1,78 @@
+import { readFileSync } from 'node:fs'
 import { z } from 'zod'
 import { nameText } from '../common/text.ts'
 
 export const WORK_KINDS = ['camera', 'model'] as const
 export const ACCELERATOR_NEEDS = ['none', 'preferred', 'required'] as const
+
+/** What a camera's model is: `auto` tells it from the model's inputs and outputs (media/detector/plan.ts). */
+export const DETECTOR_TYPES = ['auto', 'yolo', 'ssd', 'detr', 'text'] as const
+/** Label lists known by name: COCO's 80 classes, and the TF Object Detection API's 91 one-based slots. */
+export const LABEL_SETS = ['coco', 'coco91'] as const
+/** Names a work item lists inline at most: the list travels in the home's member record (16 KiB in all). */
+export const MAX_INLINE_LABELS = 128
+const labelName = z.string().min(1).max(48).regex(/^[^\u0000-\u001f\u007f]+$/, 'must hold no control characters')
+
+const detectorInputShape = {
+  layout: z.enum(['nchw', 'nhwc']).optional(),
+  dtype: z.enum(['float32', 'uint8']).optional(),
+  /** How pixel values become the model's: x/255, ImageNet's mean and std over x/255, or x as it is. */
+  scale: z.enum(['0-1', 'imagenet', 'none']).optional(),
+  channels: z.enum(['rgb', 'bgr']).optional()
+}
+
+/** Everything is optional: what the model's signature says wins, then these, then the type's defaults. */
+function detectorShape<L extends z.ZodType<string | string[], unknown>> (labels: L, strict: boolean) {
+  const object = strict ? z.strictObject : z.object
+  return object({
+    type: z.enum(DETECTOR_TYPES).default('auto'),
+    labels: labels.optional(),
+    /** A class id names labels[id + labelOffset] (Frigate's convention). */
+    labelOffset: z.int().min(-1000).max(1000).default(0),
+    /** Detections under this score are dropped; by default 0.5, and 0.3 for a text detector's map. */
+    minScore: z.number().min(0).max(1).optional(),
+    /** Only these labels are kept, when given. */
+    labelsAllowed: z.array(labelName).min(1).max(MAX_INLINE_LABELS).optional(),
+    input: object(detectorInputShape).default({})
+  })
+}
+const labelList = z.array(labelName).min(1).max(MAX_INLINE_LABELS)
+const inlineLabels = z.union([z.enum(LABEL_SETS), labelList])
+/** A label file: one name a line. */
+const MAX_LABEL_FILE_BYTES = 64 * 1024
+
+/**
+ * In a config file the labels may also be a file on the camera's home, one name a line: it is read when the config
+ * is, into the inline list that travels in its place, so a path never crosses the mesh.
+ */
+const labelsText = z.string().transform((text, ctx): typeof LABEL_SETS[number] | string[] => {
+  if ((LABEL_SETS as readonly string[]).includes(text)) return text as typeof LABEL_SETS[number]
+  if (!/^\.{0,2}\//.test(text)) {
+    ctx.addIssue({ code: 'custom', message: 'must be "coco", "coco91", a list of names, or a file path (starting with / or ./)' })
+    return z.NEVER
+  }
+  let lines: string[]
+  try {
+    const bytes = readFileSync(text)
+    if (bytes.length > MAX_LABEL_FILE_BYTES) throw new Error(`it is ${bytes.length} bytes, over ${MAX_LABEL_FILE_BYTES}`)
+    lines = new TextDecoder('utf-8', { fatal: true }).decode(bytes).split(/\r?\n/).map((line) => line.trim())
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `cannot read ${text}: ${(err as Error).message}` })
+    return z.NEVER
+  }
+  if (lines.at(-1) === '') lines.pop()
+  const parsed = labelList.safeParse(lines)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0] as z.core.$ZodIssue
+    const line = issue.path[0]
+    ctx.addIssue({ code: 'custom', message: `${text}${typeof line === 'number' ? ` (line ${line + 1})` : ''}: ${issue.code === 'too_big' ? `holds over ${MAX_INLINE_LABELS} names` : issue.message}` })
+    return z.NEVER
+  }
+  return parsed.data
+})
+export const DetectorConfigSchema = detectorShape(z.union([labelsText, labelList]), true)
+export const DetectorWireSchema = detectorShape(inlineLabels, false)
+export type DetectorConfig = z.infer<typeof DetectorWireSchema>
 
 /**
  * A piece of work a node can be asked to run: a camera stream (decode + detect) or a standalone model. It is
@@ -21,10 +91,11 @@ const workItemShape = {
   cpuPct: z.number().min(0).max(6400).default(50),
   memMB: z.int().min(0).max(1_048_576).default(256),
   accelerator: z.enum(ACCELERATOR_NEEDS).default('preferred'),
-  /** Cameras: frames per second to infer, the model's square input size, and its channel order. */
+  /** Cameras: frames per second to infer, and the side of the frame where the model's input leaves its size free. */
   fps: z.number().min(0.1).max(120).default(5),
   size: z.int().min(32).max(4096).refine((n) => n % 32 === 0, 'must be a multiple of 32').default(640),
-  channels: z.enum(['rgb', 'bgr']).default('rgb'),
+  /** A synonym of detector.input.channels, from before there was a detector section. */
+  channels: z.enum(['rgb', 'bgr']).optional(),
   /** Cameras: decode on the box's video hardware where there is some ("auto"), or always in software ("none"). */
   hwaccel: z.enum(['auto', 'none']).default('auto')
 }
@@ -33,13 +104,17 @@ const workItemShape = {
  * In a config file: an unknown key is a typo, and an error. Credentials in a source URL are refused: they would
  * travel in every beacon; they belong in `cameraCredentialsFile`, keyed by the camera's id.
  */
-export const WorkItemSchema = z.strictObject(workItemShape).superRefine((item, ctx) => {
+export const WorkItemSchema = z.strictObject({ ...workItemShape, detector: DetectorConfigSchema.optional() }).superRefine((item, ctx) => {
   if (item.source !== undefined && /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/]*@/.test(item.source)) {
     ctx.addIssue({ code: 'custom', path: ['source'], message: `carries credentials: put them in cameraCredentialsFile under "${item.id}" (they would travel in every beacon)` })
   }
+  const inner = item.detector?.input.channels
+  if (item.channels !== undefined && inner !== undefined && inner !== item.channels) {
+    ctx.addIssue({ code: 'custom', path: ['detector', 'input', 'channels'], message: `is "${inner}" but the camera's channels is "${item.channels}": give one of them` })
+  }
 })
 /** On the wire: fields a newer agent adds are dropped, as everywhere in a message. */
-export const WorkItemWireSchema = z.object(workItemShape)
+export const WorkItemWireSchema = z.object({ ...workItemShape, detector: DetectorWireSchema.optional() })
 
 export type WorkItem = z.infer<typeof WorkItemSchema>
 /** As written in a config file: the defaulted fields may be left out. */

@@ -1,3 +1,4 @@
+import { open } from 'node:fs/promises'
 import { ModelError } from '../common/errors.ts'
 
 /**
@@ -122,4 +123,72 @@ export function defaultOpset (header: OnnxHeader): number {
     throw new ModelError(`opset ${opset} is not supported (onnxruntime here runs ${MIN_OPSET}–${MAX_OPSET})`)
   }
   return opset
+}
+
+// ModelProto.metadata_props, and StringStringEntryProto's fields.
+const METADATA_PROPS = 14
+/** Metadata a model file may bring: the file is not trusted (a model from another member). */
+const MAX_METADATA_ENTRIES = 64
+const MAX_METADATA_ENTRY_BYTES = 256 * 1024
+
+/**
+ * The key–value metadata at the top of an ONNX file (Ultralytics writes its class `names` there), read field by
+ * field from disk: the graph, often hundreds of megabytes, is skipped over, never read. Entries past the limits,
+ * and text that is not UTF-8, are left out.
+ */
+export async function readOnnxMetadata (file: string): Promise<Record<string, string>> {
+  const metadata: Record<string, string> = {}
+  const handle = await open(file, 'r')
+  try {
+    const { size } = await handle.stat()
+    const head = Buffer.alloc(20)
+    let pos = 0
+    let entries = 0
+    // A ModelProto has a dozen top-level fields and its metadata entries: a file of millions is not read through.
+    for (let fields = 0; pos < size && entries < MAX_METADATA_ENTRIES && fields < 4 * MAX_METADATA_ENTRIES; fields++) {
+      const { bytesRead } = await handle.read(head, 0, head.length, pos)
+      const reader = new Reader(head.subarray(0, bytesRead))
+      const key = reader.varint()
+      const type = key & 7
+      if (type !== 2) {
+        reader.field(type)
+        pos += reader.pos
+        continue
+      }
+      const length = reader.varint()
+      pos += reader.pos
+      if (Math.floor(key / 8) === METADATA_PROPS && length <= MAX_METADATA_ENTRY_BYTES) {
+        const entry = Buffer.alloc(length)
+        await handle.read(entry, 0, length, pos)
+        const [k, v] = readEntry(entry)
+        if (k !== undefined && v !== undefined && !(k in metadata)) metadata[k] = v
+        entries++
+      }
+      pos += length
+    }
+  } catch (err) {
+    if (!(err instanceof ModelError)) throw err // a malformed file has the metadata read so far
+  } finally {
+    await handle.close()
+  }
+  return metadata
+}
+
+function readEntry (bytes: Uint8Array): [string | undefined, string | undefined] {
+  const reader = new Reader(bytes)
+  const text = new TextDecoder('utf-8', { fatal: true })
+  let key: string | undefined
+  let value: string | undefined
+  while (reader.pos < bytes.length) {
+    const tag = reader.varint()
+    const field = reader.field(tag & 7)
+    if (field === null) continue
+    try {
+      if (tag >> 3 === 1) key = text.decode(field)
+      else if (tag >> 3 === 2) value = text.decode(field)
+    } catch {
+      return [undefined, undefined]
+    }
+  }
+  return [key, value]
 }

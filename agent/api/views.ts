@@ -178,5 +178,9 @@ export interface CameraListView {
   detections: number | null
   /** "software", or the hardware that decodes it ("cuda", "vaapi"…); null where another node runs it. */
   decoder: string | null
+  /** What reads its model's outputs (`yolov8`, `ssd`, `rt-detr`, `db-text`…), once it runs here. */
+  detector: string | null
+  /** Results whose outputs did not have the shape the model declared (null where another node runs it). */
+  outputErrors: number | null
   error: string | null
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { z } from 'zod'
-import { issueKey } from '../../protocols/codec.ts'
+import { issueKey, mainIssue } from '../../protocols/codec.ts'
 import { ConfigError } from '../../common/errors.ts'
 import { LOG_LEVELS } from '../../common/logger.ts'
 import type { LogLevel } from '../../common/logger.ts'
@@ -129,7 +129,7 @@ export function loadConfig ({ flags = {}, env = process.env }: LoadConfigOptions
 
   const result = ConfigSchema.safeParse(merged)
   if (!result.success) {
-    const issue = result.error.issues[0] as z.core.$ZodIssue
+    const issue = mainIssue(result.error.issues[0] as z.core.$ZodIssue)
     const key = issueKey(issue)
     const source = sourceOf(key, sources)
     const message = issue.code === 'unrecognized_keys' ? 'is not a known setting' : issue.message
@@ -155,6 +155,11 @@ export function loadConfig ({ flags = {}, env = process.env }: LoadConfigOptions
     const source = sourceOf('coordinator.orphanAfterMs', sources) ?? sourceOf('membership.reapAfterMs', sources)
     throw new ConfigError('coordinator.orphanAfterMs', `is ${config.coordinator.orphanAfterMs}, but must be less than membership.reapAfterMs ` +
       `(${config.membership.reapAfterMs}): a dead member's work must be stopped before the member is forgotten${source != null ? ` (from ${source})` : ''}`)
+  }
+  const workBytes = Buffer.byteLength(JSON.stringify(config.work))
+  if (workBytes > MAX_WORK_BYTES) {
+    throw new ConfigError('work', `is ${workBytes} bytes as JSON; it travels in this box's member record, so at most ${MAX_WORK_BYTES}: ` +
+      'shorten the label lists (a model\'s own label metadata needs none) or the sources')
   }
   return {
     ...config,
@@ -197,6 +202,9 @@ function sourceOf (key: string, sources: Map<string, string>): string | undefine
   }
   return undefined
 }
+
+/** The work a member record carries (16 KiB in all, with the box's other static fields). */
+const MAX_WORK_BYTES = 12 * 1024
 
 function readConfigFile (file: string): Record<string, unknown> {
   let text: string

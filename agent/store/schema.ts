@@ -11,7 +11,7 @@ import { EVENT_TABLES } from './event-log.ts'
  * Every subsystem's tables in noodle.db, in the order the store runs their steps of one version (and prunes them).
  * A subsystem with new tables adds its set here; a new step takes the next version above every step listed.
  * Versions so far: 1 members and events, 2 coordination, 3 sensors, 4 models, 5 detections, 6 model threads,
- * 7 operators, 8 sensor indexes, 9 model origins and file stamps, retention indexes.
+ * 7 operators, 8 sensor indexes, 9 model origins and file stamps, retention indexes, 10 detection boxes in frame pixels.
  */
 export const SCHEMA: readonly TableSet[] = [
   MEMBER_TABLES,

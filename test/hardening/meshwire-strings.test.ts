@@ -44,18 +44,23 @@ t.test('a member whose names carry newlines, escape sequences or paths is refuse
     v: 1, type: 'decision', id: 'd\n1', term: 1, target: agent.peerId, action: 'run', work: work('cam-1'), home: agent.peerId, reason: 'x', at: Date.now()
   })
   const result = JSON.stringify({ v: 1, type: 'result', id: 'ok-id', term: 1, outcome: 'applied', detail: '', at: Date.now() })
-  const media = JSON.stringify({ v: 1, camera: 'cam\u0007', at: Date.now(), latencyMs: 1, detections: [] })
+  const media = JSON.stringify({ v: 2, camera: 'cam\u0007', at: Date.now(), latencyMs: 1, detections: [] })
+  // A box whose corners are the wrong way round, one past any frame, and a message of the version before boxes moved.
+  const inverted = JSON.stringify({ v: 2, camera: 'cam-1', at: Date.now(), latencyMs: 1, detections: [{ label: 'car', score: 0.9, box: [10, 10, 5, 20] }] })
+  const huge = JSON.stringify({ v: 2, camera: 'cam-1', at: Date.now(), latencyMs: 1, detections: [{ label: 'car', score: 0.9, box: [0, 0, 1e9, 1] }] })
+  const old = JSON.stringify({ v: 1, camera: 'cam-1', at: Date.now(), latencyMs: 1, detections: [{ label: 'car', score: 0.9, box: { x: 0, y: 0, width: 1, height: 1 } }] })
   const more = await Promise.all([
     meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.optimizationDecisions, decision, result.replace('ok-id', 'a/b')]),
-    meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.cameraResults, media]),
+    meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.cameraResults, media, inverted, huge, old]),
     meshPublish(['--swarm-key', swarmKey, '--to', to, '--topic', TOPICS.nodeHealth, '--raw', '{"v":1,"name":"cut'])
   ])
-  t.same(more.map((r) => r.out), ['published 2\n', 'published 1\n', 'published 1\n'])
+  t.same(more.map((r) => r.out), ['published 2\n', 'published 4\n', 'published 1\n'])
 
   const expected = {
     [`invalid/${TOPICS.nodeHealth}`]: 5,
     [`invalid/${TOPICS.optimizationDecisions}`]: 2,
-    [`invalid/${TOPICS.cameraResults}`]: 1,
+    [`invalid/${TOPICS.cameraResults}`]: 3,
+    [`unknown-version/${TOPICS.cameraResults}`]: 1,
     [`malformed/${TOPICS.nodeHealth}`]: 1
   }
   const counted = await waitFor('every hostile message to be counted', async () => {

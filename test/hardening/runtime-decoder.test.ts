@@ -1,13 +1,13 @@
 import t from 'tap'
 import { createLogger } from '../../common/logger.ts'
 import { FrameSource } from '../../media/frame-source.ts'
-import { IMAGENET } from '../../media/preprocess.ts'
+import { PADDLE_OCR } from '../../media/preprocess.ts'
 
 const log = createLogger('silent')
 
 t.test('a decode worker that dies is started again, and a frame asked for meanwhile still comes', async (t) => {
   const source = new FrameSource({
-    options: { url: 'lavfi:testsrc=size=64x48:rate=10', width: 32, height: 32, fps: 10, loop: true, paced: true, normalization: IMAGENET, hwaccel: 'none' },
+    options: { url: 'lavfi:testsrc=size=64x48:rate=10', width: 32, height: 32, fps: 10, loop: true, paced: true, input: PADDLE_OCR, hwaccel: 'none' },
     log
   })
   source.start()

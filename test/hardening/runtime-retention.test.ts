@@ -21,7 +21,7 @@ t.test('every table that grows is pruned by an index on time and capped in rows;
   for (const at of [far, now - 400 * DAY, now - 40 * DAY, now - 8 * DAY, now]) {
     events.record('e', null, {}, at)
     records.recordDecision({ id: `d${at}`, term: 1, coordinator: 'c', target: 't', action: 'run', workId: 'w', reason: 'r', at })
-    db.prepare("INSERT INTO detections (camera, at, label, score, x, y, width, height) VALUES ('cam', ?, 'text', 1, 0, 0, 1, 1)").run(at)
+    db.prepare("INSERT INTO detections (camera, at, label, score, x1, y1, x2, y2) VALUES ('cam', ?, 'text', 1, 0, 0, 1, 1)").run(at)
     db.prepare("INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, 'local', 'a', 't', '')").run(at)
     db.prepare("INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, 'u', 0, ?)").run(`h${at}`, at)
   }

@@ -5,7 +5,8 @@ import { createLogger } from '../../common/logger.ts'
 import { Store } from '../../agent/store/store.ts'
 import { CameraPipeline } from '../../media/camera.ts'
 import type { CameraOptions, CameraResult } from '../../media/camera.ts'
-import { PADDLE_OCR } from '../../media/preprocess.ts'
+import { planDetector } from '../../media/detector/plan.ts'
+import { DetectorWireSchema } from '../../protocols/work.ts'
 import { ModelRuntime } from '../../runtime/model-runtime.ts'
 import { InferencePool } from '../../runtime/pool.ts'
 import { ModelRegistry } from '../../runtime/registry.ts'
@@ -24,11 +25,13 @@ t.test('camera → tensor → model → results, real video through node-av and 
   const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
   runtime.start()
   t.teardown(async () => { await pool.stop(); store.close() })
-  const { id } = await runtime.compile(DET)
+  const model = await runtime.compile(DET)
+  const { id } = model
 
-  const camera = (options: Partial<CameraOptions>, results: CameraResult[]) => {
+  const camera = ({ size = 640, ...options }: Partial<CameraOptions> & { size?: number }, results: CameraResult[]) => {
+    const detector = planDetector({ ...model, metadata: {} }, DetectorWireSchema.parse({}), { size, channels: 'bgr' })
     const pipeline = new CameraPipeline({
-      options: { id: 'cam', source: TESTSRC, model: id, inputName: 'x', normalization: PADDLE_OCR, hwaccel: 'auto', width: 640, height: 640, fps: 2, loop: true, paced: true, ...options },
+      options: { id: 'cam', source: TESTSRC, model: id, detector, hwaccel: 'auto', fps: 2, loop: true, paced: true, ...options },
       runner: runtime,
       log,
       onResult: (r) => results.push(r)
@@ -43,15 +46,16 @@ t.test('camera → tensor → model → results, real video through node-av and 
     const pipeline = camera({}, results)
     const found = await waitFor('a frame with text', () => results.find((r) => r.detections.length > 0), 20_000)
     t.equal(found.camera, 'cam')
-    t.ok(found.detections.every((d) => d.label === 'text' && d.box.width > 0 && d.box.x + d.box.width <= 640), 'boxes inside the frame')
+    // Boxes in the source frame's pixels (640×480, letterboxed into 640×640 for the model).
+    t.ok(found.detections.every((d) => d.label === 'text' && d.box[2] > d.box[0] && d.box[3] > d.box[1] && d.box[2] <= 640 && d.box[3] <= 480), 'boxes inside the 640×480 frame')
     t.ok(found.latencyMs >= 0 && found.latencyMs < 5_000, `decode → result in ${found.latencyMs} ms`)
     await pipeline.stop()
-    t.match(pipeline.stats(), { camera: 'cam', source: TESTSRC, model: id, reconnects: 0, lastError: null })
+    t.match(pipeline.stats(), { camera: 'cam', source: TESTSRC, model: id, detector: 'db-text', outputErrors: 0, reconnects: 0, lastError: null })
   })
 
   await t.test('at 320×320 it finds nothing: the digits are too small', async (t) => {
     const results: CameraResult[] = []
-    const pipeline = camera({ width: 320, height: 320 }, results)
+    const pipeline = camera({ size: 320 }, results)
     await waitFor('3 results', () => results.length >= 3, 20_000)
     await pipeline.stop()
     t.same(results.flatMap((r) => r.detections), [])

@@ -5,7 +5,7 @@ import { ResultSharing, SHARE_INTERVAL_MS } from '../../media/result-sharing.ts'
 import { CameraResultMessageSchema, MAX_SHARED_DETECTIONS } from '../../protocols/media.ts'
 import type { CameraResultMessage } from '../../protocols/media.ts'
 
-const box = { x: 1, y: 2, width: 3, height: 4 }
+const box: Detection['box'] = [1, 2, 4, 6]
 const seen = (n: number): Detection[] => Array.from({ length: n }, (_, i) => ({ label: `thing-${i}`, score: 0.5, box }))
 
 function setup ({ meshFails = false } = {}) {
@@ -52,7 +52,7 @@ t.test('mesh and MQTT get the same message, capped at the wire\'s detections, on
   const { sharing, mesh, mqtt } = setup()
   const many = seen(MAX_SHARED_DETECTIONS + 10)
   sharing.share({ camera: 'dock', at: 5, latencyMs: 7.5, detections: many })
-  t.same(mesh, [{ v: 1, camera: 'dock', at: 5, latencyMs: 7.5, detections: many.slice(0, MAX_SHARED_DETECTIONS) }])
+  t.same(mesh, [{ v: 2, camera: 'dock', at: 5, latencyMs: 7.5, detections: many.slice(0, MAX_SHARED_DETECTIONS) }])
   t.same(mqtt, [{ topic: 'site/box-1/cameras/dock/detections', payload: mesh[0] }])
   t.equal(CameraResultMessageSchema.safeParse(mesh[0]).success, true, 'the capped message is one the mesh accepts')
   t.equal(sharing.topic('yard'), 'site/box-1/cameras/yard/detections')

@@ -30,6 +30,8 @@ export function cameraViews ({ selfId, name, cameras, membership }: CameraSource
     latencyMs: c.latencyMs ?? null,
     detections: c.detections ?? null,
     decoder: c.decoder ?? null,
+    detector: c.detector ?? null,
+    outputErrors: c.outputErrors ?? null,
     error: c.error
   }))
   const seen = new Set(local.map((c) => c.camera))
@@ -43,7 +45,7 @@ export function cameraViews ({ selfId, name, cameras, membership }: CameraSource
       const w = cameraWork.get(id)
       if (w === undefined || seen.has(id)) continue
       seen.add(id)
-      remote.push({ camera: id, node: m.name, source: sourceView(w.source), model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, error: null })
+      remote.push({ camera: id, node: m.name, source: sourceView(w.source), model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, error: null })
     }
   }
   return [...local, ...remote]

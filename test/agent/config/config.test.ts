@@ -93,6 +93,35 @@ t.test('bad values name the key and where the value came from', async (t) => {
   t.match(twice.message, /unique/)
 })
 
+t.test('a camera\'s detector: a label file read into the list that travels, and every bad value named', async (t) => {
+  const dir = t.testdir()
+  const write = (name: string, text: string | Buffer) => { const f = join(dir, name); writeFileSync(f, text); return f }
+  const load = (camera: Record<string, unknown>, extra: Record<string, unknown>[] = []) =>
+    loadConfig({ env: {}, flags: { config: write('c.json', JSON.stringify({ work: [...extra, { id: 'cam', kind: 'camera', source: 'lavfi:testsrc', model: '/m.onnx', ...camera }] })) } })
+  const labels = write('labels.txt', 'person\r\n???\n  parcel  \n')
+  t.same(load({ detector: { labels } }).work[0]?.detector, { type: 'auto', labels: ['person', '???', 'parcel'], labelOffset: 0, input: {} },
+    'one name a line, trimmed; the path itself never leaves the box')
+  t.same(load({ detector: { labels: 'coco91', minScore: 0.4, input: { channels: 'bgr' } } }).work[0]?.detector, { type: 'auto', labels: 'coco91', labelOffset: 0, minScore: 0.4, input: { channels: 'bgr' } })
+  const named = (camera: Record<string, unknown>, key: string, message: RegExp, why: string, extra?: Record<string, unknown>[]) => {
+    const err = configError(() => load(camera, extra))
+    t.same([err.key, err.code], [key, 'ERR_CONFIG'], why)
+    t.match(err.message, message, why)
+  }
+  const at = (extra: number) => `work[${extra}].detector`
+  named({ detector: { labels: join(dir, 'none.txt') } }, `${at(0)}.labels`, /cannot read .*none\.txt: ENOENT/, 'a label file that is not there')
+  named({ detector: { labels: write('ctl.txt', 'cat\ndo\u001b[2Jg\n') } }, `${at(0)}.labels`, /ctl\.txt \(line 2\): must hold no control characters/, 'a name with a terminal escape')
+  named({ detector: { labels: write('long.txt', Array.from({ length: 129 }, (_, i) => `l${i}`).join('\n')) } }, `${at(0)}.labels`, /holds over 128 names/, 'too many names to travel')
+  named({ detector: { labels: write('bin.txt', Buffer.from([0x63, 0xff, 0x0a])) } }, `${at(0)}.labels`, /cannot read .*bin\.txt: .*encoded data was not valid/, 'not UTF-8')
+  named({ detector: { labels: write('big.txt', 'x\n'.repeat(40_000)) } }, `${at(0)}.labels`, /over 65536/, 'an absurd file')
+  named({ detector: { labels: 'imagenet' } }, `${at(0)}.labels`, /"coco", "coco91", a list of names, or a file path/, 'a label set it does not know')
+  named({ detector: { type: 'yolo9000' } }, `${at(0)}.type`, /yolo/, 'a type it does not know')
+  named({ detector: { input: { layout: 'chw' } } }, `${at(0)}.input.layout`, /nchw/, 'a layout')
+  named({ detector: { treshold: 0.5 } }, `${at(0)}.treshold`, /not a known setting/, 'a misspelt key')
+  named({ channels: 'rgb', detector: { input: { channels: 'bgr' } } }, `${at(0)}.input.channels`, /is "bgr" but the camera's channels is "rgb": give one of them/, 'the two spellings of channels disagreeing')
+  const big = Array.from({ length: 31 }, (_, i) => ({ id: `cam-${i}`, kind: 'camera', source: `rtsp://192.0.2.1/${'x'.repeat(400)}`, model: 'a'.repeat(64) }))
+  named({}, 'work', /travels in this box's member record, so at most 12288/, 'more work than a member record carries', big)
+})
+
 t.test('mqtt: flags, environment, defaults that follow from them', async (t) => {
   const off = loadConfig({ env: { XDG_STATE_HOME: '/state' }, flags: { name: 'pi-1' } })
   t.equal(off.mqtt.url, undefined)

@@ -12,7 +12,9 @@ import { ModelRegistry } from '../../../runtime/registry.ts'
 import { PREVIOUS_MIGRATIONS } from './previous-schema.ts'
 
 const log = createLogger('silent')
-const LATEST = 9
+const LATEST = 10
+/** The last version previous-schema.ts has: the store's own steps take it from there. */
+const FROZEN = 9
 
 /** A database made the way the store made it before the split, up to `version`. */
 function previousDatabase (path: string, version: number): DB {
@@ -53,21 +55,44 @@ function fillUpToV5 (db: DB): void {
   db.prepare(`INSERT INTO models (id, name, file, optimized_file, size_bytes, ir_version, opset, inputs, outputs, created_at)
     VALUES ('m1', 'a.onnx', '/m/a', NULL, 10, 8, 17, '[]', '[]', 1000)`).run()
   db.prepare("INSERT INTO model_benchmarks (model_id, provider, runs, p50_ms, p99_ms, at) VALUES ('m1', 'cpu', 5, 1.25, 2.5, 1000)").run()
-  db.prepare("INSERT INTO detections (camera, at, label, score, x, y, width, height) VALUES ('cam', 1000, 'text', 0.9, 1, 2, 3, 4)").run()
+  const columns = db.prepare('SELECT name FROM pragma_table_info(\'detections\')').all().map((c) => (c as { name: string }).name)
+  const box = columns.includes('x1') ? 'x1, y1, x2, y2' : 'x, y, width, height'
+  db.prepare(`INSERT INTO detections (camera, at, label, score, ${box}) VALUES ('cam', 1000, 'text', 0.9, 1, 2, 3, 4)`).run()
+}
+
+/** A database the previous migrations made up to FROZEN, then the store's own steps to LATEST. */
+function migratedDatabase (path: string, fill?: (db: DB) => void): void {
+  const before = previousDatabase(path, FROZEN)
+  fill?.(before)
+  before.close()
+  Store.open({ path, log }).close()
 }
 
 t.test('a fresh store has exactly the schema the previous migrations made, at the same version', async (t) => {
   const dir = t.testdir()
-  const before = previousDatabase(join(dir, 'before.db'), LATEST)
+  migratedDatabase(join(dir, 'before.db'))
+  const before = new Database(join(dir, 'before.db'), { readonly: true })
   const store = Store.open({ path: join(dir, 'after.db'), log })
   t.teardown(() => { before.close(); store.close() })
   t.equal(store.schemaVersion, LATEST)
   t.same(schemaOf(store.database), schemaOf(before), 'every table, column, comment and index as before')
 })
 
+t.test('version 10: detection boxes become corners in the frame\'s pixels; the rows in model pixels are dropped', async (t) => {
+  const path = join(t.testdir(), 'noodle.db')
+  migratedDatabase(path, fillUpToV5)
+  const db = new Database(path, { readonly: true })
+  t.teardown(() => { db.close() })
+  t.same(db.prepare('SELECT * FROM detections').all(), [])
+  t.same(db.prepare('SELECT name FROM pragma_table_info(\'detections\') ORDER BY cid').all().map((c) => (c as { name: string }).name),
+    ['id', 'camera', 'at', 'label', 'score', 'x1', 'y1', 'x2', 'y2'])
+  t.same(db.prepare('SELECT count(*) AS n FROM readings').get(), { n: 1 }, 'nothing else is touched')
+})
+
 t.test('a database of the previous version opens unchanged: data and version survive, nothing migrates', async (t) => {
   const path = join(t.testdir(), 'noodle.db')
-  const before = previousDatabase(path, LATEST)
+  migratedDatabase(path)
+  const before = new Database(path)
   fillUpToV5(before)
   before.prepare("UPDATE models SET origin = 'standby', file_mtime_ms = 5 WHERE id = 'm1'").run()
   before.prepare("INSERT INTO operators VALUES ('u1', 'ana', 'ana@example.com', 'scrypt$x', 'Ana', 'B', NULL, 'admin', 'active', 1000)").run()
@@ -101,18 +126,20 @@ t.test('a database of an older version migrates step by step to the latest, its 
   const messages: Array<{ version: number, tables: string[] }> = []
   const watched = createLogger('info', { write: (line: string) => { messages.push(JSON.parse(line)) } })
   const store = Store.open({ path, log: watched })
-  const fresh = previousDatabase(join(dir, 'fresh.db'), LATEST)
+  migratedDatabase(join(dir, 'fresh.db'))
+  const fresh = new Database(join(dir, 'fresh.db'), { readonly: true })
   t.teardown(() => { store.close(); fresh.close() })
   t.equal(store.schemaVersion, LATEST)
-  t.same(messages.map((m) => [m.version, m.tables]), [[6, ['models']], [7, ['operators']], [8, ['sensors']], [9, ['models', 'detections', 'operators']]],
+  t.same(messages.map((m) => [m.version, m.tables]), [[6, ['models']], [7, ['operators']], [8, ['sensors']], [9, ['models', 'detections', 'operators']], [10, ['detections']]],
     'the versions above 5, each once, with the subsystems that took part')
   t.same(schemaOf(store.database), schemaOf(fresh), 'the schema a fresh database has')
   const after = rowsOf(store.database)
   t.same(after.models, [{ ...rows.models?.[0] as object, origin: 'compiled', file_mtime_ms: null, optimized_size: null, optimized_mtime_ms: null }], 'new columns take their defaults')
   t.same(after.model_benchmarks, [{ ...rows.model_benchmarks?.[0] as object, threads: 1 }])
-  for (const table of ['peers', 'events', 'state', 'decisions', 'readings', 'rollups', 'sensors', 'dead_letters', 'counters', 'detections']) {
+  for (const table of ['peers', 'events', 'state', 'decisions', 'readings', 'rollups', 'sensors', 'dead_letters', 'counters']) {
     t.same(after[table], rows[table], `${table} as it was`)
   }
+  t.same(after.detections, [], 'detections in the model\'s pixels dropped (version 10)')
 })
 
 t.test('the steps of one version run in one transaction: one failing leaves that version undone', async (t) => {
@@ -131,7 +158,7 @@ t.test('the steps of one version run in one transaction: one failing leaves that
 
 t.test('every version is in the schema list, and every table set keeps its steps in order', async (t) => {
   const versions = new Set(SCHEMA.flatMap((set) => set.migrations.map((m) => m.version)))
-  t.same([...versions].sort((a, b) => a - b), PREVIOUS_MIGRATIONS.map((m) => m.version))
+  t.same([...versions].sort((a, b) => a - b), [...PREVIOUS_MIGRATIONS.map((m) => m.version), ...Array.from({ length: LATEST - FROZEN }, (_, i) => FROZEN + 1 + i)])
   for (const set of SCHEMA) {
     const own = set.migrations.map((m) => m.version)
     t.same(own, [...own].sort((a, b) => a - b), `${set.name}: steps in version order`)

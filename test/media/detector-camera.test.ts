@@ -1,0 +1,100 @@
+import { join } from 'node:path'
+import t from 'tap'
+import { createLogger } from '../../common/logger.ts'
+import { Store } from '../../agent/store/store.ts'
+import { CameraPipeline } from '../../media/camera.ts'
+import type { CameraResult, ModelRunner } from '../../media/camera.ts'
+import { planDetector } from '../../media/detector/plan.ts'
+import { DetectorWireSchema } from '../../protocols/work.ts'
+import { ModelRuntime } from '../../runtime/model-runtime.ts'
+import { readOnnxMetadata } from '../../runtime/onnx-file.ts'
+import { InferencePool } from '../../runtime/pool.ts'
+import { ModelRegistry } from '../../runtime/registry.ts'
+import { waitFor } from '../helpers/agents.ts'
+import { writeDetectorModel } from '../helpers/detector-models.ts'
+import type { DetectorModelOptions } from '../helpers/detector-models.ts'
+
+const log = createLogger('silent')
+/** A white 80×50 rectangle at (100, 60) on a black 320×240 frame: letterboxed into the model's square input. */
+const SOURCE = 'lavfi:color=c=black:size=320x240:rate=10,drawbox=x=100:y=60:w=80:h=50:color=white:t=fill'
+const DRAWN = [100, 60, 180, 110]
+
+t.test('each detector layout, end to end: FFmpeg draws a rectangle, a real ONNX graph finds it, the box comes back in the frame\'s pixels', async (t) => {
+  const dir = t.testdir()
+  const store = Store.open({ path: join(dir, 'noodle.db'), log })
+  const pool = new InferencePool({ log, cpus: 2 })
+  pool.start()
+  const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
+  runtime.start()
+  t.teardown(async () => { await pool.stop(); store.close() })
+
+  const cases: Array<{ options: DetectorModelOptions, detector?: unknown, variant: string, label: string, score: number }> = [
+    { options: { layout: 'yolov8', width: 320, height: 320, metadata: { names: "{0: 'cat', 1: 'parcel', 2: 'dog'}" } }, variant: 'yolov8', label: 'parcel', score: 0.9 },
+    { options: { layout: 'yolov5', width: 320, height: 320 }, variant: 'yolov5', label: 'bicycle', score: 0.9 },
+    // uint8 NHWC at 256×256: the frame is scaled by 0.8 on its way in.
+    { options: { layout: 'ssd', width: 256, height: 256, classId: 3 }, detector: { type: 'ssd' }, variant: 'ssd', label: 'car', score: 0.9 },
+    { options: { layout: 'rt-detr', width: 320, height: 320 }, variant: 'rt-detr', label: 'bicycle', score: 0.9 },
+    { options: { layout: 'rf-detr', width: 288, height: 288, classes: 4 }, detector: { labels: ['none', 'box', 'ball', 'cup'] }, variant: 'rf-detr', label: 'box', score: 0.982 }
+  ]
+  for (const c of cases) {
+    await t.test(c.variant, async (t) => {
+      const file = join(dir, `${c.variant}.onnx`)
+      writeDetectorModel(file, c.options)
+      const model = await runtime.compile(file)
+      const detector = planDetector({ ...model, metadata: await readOnnxMetadata(file) }, DetectorWireSchema.parse(c.detector ?? {}), { size: 640 })
+      t.equal(detector.variant, c.variant, 'auto (or the type given) picks the decoder')
+      const results: CameraResult[] = []
+      const pipeline = new CameraPipeline({
+        options: { id: 'cam', source: SOURCE, model: model.id, detector, hwaccel: 'none', fps: 5, loop: true, paced: true },
+        runner: runtime,
+        log,
+        onResult: (r) => results.push(r)
+      })
+      pipeline.start()
+      t.teardown(() => pipeline.stop())
+      const found = await waitFor('a result', () => results[0], 20_000)
+      await pipeline.stop()
+      t.equal(found.detections.length, 1, 'one object (the shifted duplicate suppressed)')
+      const [d] = found.detections
+      t.match(d, { label: c.label, score: c.score })
+      const off = d?.box.map((v, i) => Math.abs(v - (DRAWN[i] as number))) ?? []
+      t.ok(off.length === 4 && off.every((e) => e <= 3), `box [${d?.box.join(', ')}] within 3 px of the drawn [${DRAWN.join(', ')}]`)
+      t.match(pipeline.stats(), { detector: c.variant, outputErrors: 0, lastError: null })
+    })
+  }
+
+  await t.test('a model whose outputs are not what it declared: counted, said once, and the camera goes on', async (t) => {
+    const file = join(dir, 'yolov8.onnx')
+    const model = await runtime.compile(file)
+    const detector = planDetector({ ...model, metadata: {} }, DetectorWireSchema.parse({}), { size: 640 })
+    const warnings: string[] = []
+    const watched = createLogger('warn', { write: (line: string) => { const { msg, err } = JSON.parse(line); warnings.push(`${msg}: ${err}`) } })
+    let calls = 0
+    // Run 1 fails; runs 2 to 4 give an output of another shape; from run 5 the model's own.
+    const runner: ModelRunner = {
+      run: async (id, feeds) => {
+        calls++
+        if (calls === 1) throw new Error('the worker died')
+        const result = await runtime.run(id, feeds)
+        if (calls > 4) return result
+        return { ...result, outputs: { output0: { dtype: 'float32', dims: [1, 8], data: new Float32Array(8) } } }
+      }
+    }
+    const results: CameraResult[] = []
+    const pipeline = new CameraPipeline({
+      options: { id: 'cam', source: SOURCE, model: model.id, detector, hwaccel: 'none', fps: 10, loop: true, paced: true },
+      runner,
+      log: watched,
+      onResult: (r) => results.push(r)
+    })
+    pipeline.start()
+    t.teardown(() => pipeline.stop())
+    t.equal(await waitFor('a good result after the bad ones', () => results[0]?.detections.length, 20_000), 1)
+    await pipeline.stop()
+    t.match(pipeline.stats(), { outputErrors: 3, lastError: null }, 'three results unread, and the error clears with a good one')
+    t.same(warnings, [
+      'inference failed: the worker died',
+      'the model\'s outputs could not be read: output "output0" has shape [1, 8], not 3 dimensions'
+    ], 'each kind of fault logged once')
+  })
+})
