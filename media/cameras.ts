@@ -37,6 +37,9 @@ export interface CameraWork {
 /** A camera without a `detector` section: everything from the model's signature. */
 const DEFAULT_DETECTOR = DetectorWireSchema.parse({})
 
+/** Detections of one frame the store keeps at most (the table keeps a million rows in all). */
+export const MAX_STORED_DETECTIONS = 32
+
 /** How long a camera whose model could not be found waits before trying again. */
 const RETRY_MS = 10_000
 
@@ -51,7 +54,8 @@ export class CameraManager {
   private readonly exchange: ModelExchange
   private readonly db: DB
   private readonly log: Logger
-  private readonly onResult: (result: CameraResult) => void
+  private readonly onResult: (result: CameraResult, item: WorkItem) => void
+  private readonly onStopped: (camera: string) => void
   private readonly credentials: CameraCredentials
   private readonly modules: Pick<HeavyModules, 'require'> | undefined
   private readonly cameras = new Map<string, { item: WorkItem, pipeline?: CameraPipeline, state: CameraView['state'], error: string | null, retry?: NodeJS.Timeout }>()
@@ -59,7 +63,10 @@ export class CameraManager {
   private insert: Statement<[string, number, string, number, number, number, number, number]> | undefined
 
   constructor (components: {
-    work: CameraWork, runtime: ModelRuntime, exchange: ModelExchange, db: DB, log: Logger, credentials: CameraCredentials, onResult: (result: CameraResult) => void
+    work: CameraWork, runtime: ModelRuntime, exchange: ModelExchange, db: DB, log: Logger, credentials: CameraCredentials
+    /** Each result, with the camera's work item; and a camera that stopped here (its events end). */
+    onResult: (result: CameraResult, item: WorkItem) => void
+    onStopped?: (camera: string) => void
     /** Whether node-av is installed: without it (a core release) a camera fails at once, named, never half-starts. */
     modules?: Pick<HeavyModules, 'require'>
   }) {
@@ -71,6 +78,7 @@ export class CameraManager {
     this.db = components.db
     this.log = components.log
     this.onResult = components.onResult
+    this.onStopped = components.onStopped ?? (() => {})
   }
 
   private readonly sync = (): void => {
@@ -147,7 +155,7 @@ export class CameraManager {
         },
         runner: this.runtime,
         log: this.log,
-        onResult: (result) => { this.record(result) }
+        onResult: (result) => { this.record(result, item) }
       })
       camera.pipeline = pipeline
       camera.state = 'running'
@@ -166,20 +174,23 @@ export class CameraManager {
     this.cameras.delete(id)
     clearTimeout(camera.retry)
     await camera.pipeline?.stop()
+    this.onStopped(id)
     this.log.info({ camera: id }, 'camera stopped')
   }
 
-  private record (result: CameraResult): void {
+  private record (result: CameraResult, item: WorkItem): void {
     if (result.detections.length > 0) {
       try {
         this.db.transaction(() => {
           this.insert ??= this.db.prepare('INSERT INTO detections (camera, at, label, score, x1, y1, x2, y2) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-          for (const d of result.detections) this.insert.run(result.camera, result.at, d.label, d.score, ...d.box)
+          // The best of a frame: a model that finds hundreds a frame would fill the table's row cap in seconds.
+          const best = result.detections.length <= MAX_STORED_DETECTIONS ? result.detections : [...result.detections].sort((a, b) => b.score - a.score).slice(0, MAX_STORED_DETECTIONS)
+          for (const d of best) this.insert.run(result.camera, result.at, d.label, d.score, ...d.box)
         })()
       } catch (err) {
         this.log.warn({ err, camera: result.camera }, 'storing detections failed')
       }
     }
-    this.onResult(result)
+    this.onResult(result, item)
   }
 }

@@ -17,10 +17,6 @@ const utf8 = new TextDecoder('utf-8', { fatal: true })
 const encoder = new TextEncoder()
 
 /**
- * Where a schema failure is, as an operator writes it: `mqtt.topics[0]`, `topicParsing[0].levels`; for an
- * unknown key, the key itself (`mdns.enabeld`). Config errors and API request errors name fields this way.
- */
-/**
  * What a failure of a union means: the issue of the one branch that took the value's type (a string for a
  * union of a string and a list), with the union's path before its own; the union's own "Invalid input" when no
  * branch, or several, took it.
@@ -34,6 +30,10 @@ export function mainIssue (issue: z.core.$ZodIssue): z.core.$ZodIssue {
   return { ...main, path: [...issue.path, ...main.path] }
 }
 
+/**
+ * Where a schema failure is, as an operator writes it: `mqtt.topics[0]`, `topicParsing[0].levels`; for an
+ * unknown key, the key itself (`mdns.enabeld`). Config errors and API request errors name fields this way.
+ */
 export function issueKey (issue: z.core.$ZodIssue): string {
   const path = issue.path.map((p) => typeof p === 'number' ? `[${p}]` : `.${String(p)}`).join('').replace(/^\./, '')
   return issue.code === 'unrecognized_keys' ? [path, issue.keys[0]].filter((p) => p !== '').join('.') : path

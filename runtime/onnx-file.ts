@@ -137,7 +137,7 @@ const MAX_METADATA_ENTRY_BYTES = 256 * 1024
  * and text that is not UTF-8, are left out.
  */
 export async function readOnnxMetadata (file: string): Promise<Record<string, string>> {
-  const metadata: Record<string, string> = {}
+  const metadata = new Map<string, string>()
   const handle = await open(file, 'r')
   try {
     const { size } = await handle.stat()
@@ -161,8 +161,11 @@ export async function readOnnxMetadata (file: string): Promise<Record<string, st
         const entry = Buffer.alloc(length)
         await handle.read(entry, 0, length, pos)
         const [k, v] = readEntry(entry)
-        if (k !== undefined && v !== undefined && !(k in metadata)) metadata[k] = v
-        entries++
+        // Only entries kept count towards the limit: empty ones placed first cannot hide a real one.
+        if (k !== undefined && k !== '' && v !== undefined && !metadata.has(k)) {
+          metadata.set(k, v)
+          entries++
+        }
       }
       pos += length
     }
@@ -171,7 +174,8 @@ export async function readOnnxMetadata (file: string): Promise<Record<string, st
   } finally {
     await handle.close()
   }
-  return metadata
+  // Own properties whatever the keys (`__proto__` among them).
+  return Object.fromEntries(metadata)
 }
 
 function readEntry (bytes: Uint8Array): [string | undefined, string | undefined] {

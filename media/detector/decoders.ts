@@ -5,6 +5,7 @@
  */
 import { DetectorError } from '../../common/errors.ts'
 import type { WireTensor } from '../../runtime/tensors.ts'
+import { iou, TopScores } from '../boxes.ts'
 import { textRegions } from '../detections.ts'
 
 /** A box in the model's input pixels, with its class id and score. */
@@ -19,6 +20,8 @@ export interface RawBox {
 
 /** The most candidates one frame keeps before NMS (YOLO's anchors above the score): the best by score. */
 export const MAX_CANDIDATES = 1_000
+/** The largest class id read: an id past it (or not whole) is no detection. */
+const MAX_CLASS_ID = 100_000
 /** The most values a detector's output may hold: a 1280×1280 YOLO's is 2.8 M; decoding runs on the event loop. */
 export const MAX_OUTPUT_VALUES = 16 * 1024 * 1024
 /** Two boxes of a class that overlap by more than this are one object (YOLO's usual NMS threshold). */
@@ -38,43 +41,21 @@ function num (data: ArrayLike<number | bigint>, i: number): number {
   return Number(data[i])
 }
 
-/**
- * Keeps the `limit` best candidates when there are more, in O(n): the score of the limit-th best is found by
- * selection, not by sorting every anchor (a hostile model may mark all of them).
- */
-function best (boxes: RawBox[], limit = MAX_CANDIDATES): RawBox[] {
-  if (boxes.length <= limit) return boxes
-  const scores = Float64Array.from(boxes, (b) => b.score)
-  const cut = select(scores, scores.length - limit)
-  const kept = boxes.filter((b) => b.score > cut)
-  for (const b of boxes) {
-    if (kept.length >= limit) break
-    if (b.score === cut) kept.push(b)
-  }
-  return kept
+/** A class id as a model gave it: a whole number from 0 (a float within a rounding error of one), else none. */
+function classId (value: number): number | undefined {
+  const id = Math.round(value)
+  return Math.abs(value - id) <= 1e-3 && id >= 0 && id <= MAX_CLASS_ID ? id : undefined
 }
 
-/** The k-th smallest value (0-based), rearranging `a` (Hoare's selection). */
-function select (a: Float64Array, k: number): number {
-  let lo = 0
-  let hi = a.length - 1
-  while (lo < hi) {
-    const pivot = a[(lo + hi) >> 1] as number
-    let i = lo
-    let j = hi
-    while (i <= j) {
-      while ((a[i] as number) < pivot) i++
-      while ((a[j] as number) > pivot) j--
-      if (i <= j) {
-        const t = a[i] as number; a[i] = a[j] as number; a[j] = t
-        i++; j--
-      }
-    }
-    if (k <= j) hi = j
-    else if (k >= i) lo = i
-    else return a[k] as number
-  }
-  return a[k] as number
+/** Boxes `[…, 4]`, or a DetectorError naming the output. */
+function corners (t: { dims: number[] }, name: string): void {
+  if (t.dims.at(-1) !== 4) throw new DetectorError(`output "${name}" has shape [${t.dims.join(', ')}], not 4 numbers a box`)
+}
+
+/** Normalized boxes (every corner within 0–1.5) are scaled to the input; boxes in pixels are left as they are. */
+function toPixels (boxes: RawBox[], width: number, height: number): RawBox[] {
+  if (!boxes.every((b) => b.x2 <= 1.5 && b.y2 <= 1.5)) return boxes
+  return boxes.map((b) => ({ ...b, x1: b.x1 * width, x2: b.x2 * width, y1: b.y1 * height, y2: b.y2 * height }))
 }
 
 function fromCenter (classId: number, score: number, cx: number, cy: number, w: number, h: number): RawBox {
@@ -86,50 +67,57 @@ function usable (b: RawBox): boolean {
 }
 
 /**
- * Ultralytics YOLO, one output of centre boxes in input pixels and per-class scores:
- * - v8, v9, v11: `[1, 4 + C, N]`, channels first (4 + C < N);
- * - v5: `[1, N, 5 + C]`, with an objectness score that multiplies the class scores.
- * `layout` is what the declared shape says; where it says nothing (both sizes free), the larger side is the anchors.
+ * The layouts of a YOLO export's one output, `[1, A, B]`:
+ * - `v8`: v8, v9, v11, `[1, 4 + C, N]`, channels first: centre boxes in input pixels, then C class scores;
+ * - `v5`: `[1, N, 5 + C]`: the box, an objectness that multiplies the class scores, C class scores;
+ * - `v8t`: `[1, N, 4 + C]`, channels last without objectness (Ultralytics' RT-DETR export, transposed v8 exports);
+ * - `e2e`: `[1, N, 6]`, `x1, y1, x2, y2, score, class` with NMS done (YOLOv10, YOLO26, `nms=True` exports).
+ * Boxes of `v8t` and `e2e` may be normalized: they are scaled to the input when every corner is within 0–1.5.
  */
-export function decodeYolo (outputs: Record<string, WireTensor>, name: string, minScore: number, layout?: 'v8' | 'v5'): RawBox[] {
+export type YoloLayout = 'v8' | 'v5' | 'v8t' | 'e2e'
+
+export function decodeYolo (outputs: Record<string, WireTensor>, name: string, minScore: number, layout: YoloLayout | undefined, width: number, height: number): RawBox[] {
   const { data, dims } = values(outputs, name, 3)
   const [batch, a, b] = dims as [number, number, number]
   if (batch !== 1) throw new DetectorError(`output "${name}" has a batch of ${batch}, not 1`)
-  const found: RawBox[] = []
-  if ((layout ?? (a < b ? 'v8' : 'v5')) === 'v8') {
-    // v8: row r of anchor j at r·N + j.
-    const n = b
-    const classes = a - 4
-    if (classes < 1) throw new DetectorError(`output "${name}" has shape [${dims.join(', ')}]: no class scores after the box`)
-    for (let j = 0; j < n; j++) {
-      let score = -Infinity
-      let cls = 0
-      for (let c = 0; c < classes; c++) {
-        const s = num(data, (4 + c) * n + j)
-        if (s > score) { score = s; cls = c }
-      }
-      if (!(score >= minScore)) continue
-      found.push(fromCenter(cls, score, num(data, j), num(data, n + j), num(data, 2 * n + j), num(data, 3 * n + j)))
-    }
-  } else {
-    const classes = b - 5
-    if (classes < 1) throw new DetectorError(`output "${name}" has shape [${dims.join(', ')}]: no class scores after the box and objectness`)
-    for (let j = 0; j < a; j++) {
-      const row = j * b
-      const objectness = num(data, row + 4)
+  // Where the declared shape said nothing (both sizes free), the larger side is the anchors.
+  const kind = layout ?? (a < b ? 'v8' : 'v5')
+  const channelsFirst = kind === 'v8'
+  const n = channelsFirst ? b : a
+  const row = channelsFirst ? a : b
+  const first = kind === 'v5' ? 5 : 4
+  const classes = kind === 'e2e' ? 1 : row - first
+  if (classes < 1 || (kind === 'e2e' && row < 6)) throw new DetectorError(`output "${name}" has shape [${dims.join(', ')}]: no class scores after the box`)
+  const at = channelsFirst ? (j: number, k: number) => k * n + j : (j: number, k: number) => j * row + k
+  const kept = new TopScores(MAX_CANDIDATES)
+  for (let j = 0; j < n; j++) {
+    let score: number
+    let cls = 0
+    if (kind === 'e2e') {
+      score = num(data, at(j, 4))
+      const id = classId(num(data, at(j, 5)))
+      if (id === undefined) continue
+      cls = id
+    } else {
+      const objectness = kind === 'v5' ? num(data, at(j, 4)) : 1
       if (!(objectness >= minScore)) continue
-      let score = -Infinity
-      let cls = 0
+      score = -Infinity
       for (let c = 0; c < classes; c++) {
-        const s = num(data, row + 5 + c)
+        const s = num(data, at(j, first + c))
         if (s > score) { score = s; cls = c }
       }
       score *= objectness
-      if (!(score >= minScore)) continue
-      found.push(fromCenter(cls, score, num(data, row), num(data, row + 1), num(data, row + 2), num(data, row + 3)))
     }
+    if (score >= minScore && score !== Infinity) kept.offer(score, j, cls)
   }
-  return nms(best(found.filter(usable)))
+  const found: RawBox[] = []
+  for (const [score, j, cls] of kept.entries()) {
+    const [p, q, r, s] = [num(data, at(j, 0)), num(data, at(j, 1)), num(data, at(j, 2)), num(data, at(j, 3))]
+    found.push(kind === 'e2e' ? { classId: cls, score, x1: p, y1: q, x2: r, y2: s } : fromCenter(cls, score, p, q, r, s))
+  }
+  const boxes = found.filter(usable)
+  const scaled = kind === 'v8t' || kind === 'e2e' ? toPixels(boxes, width, height) : boxes
+  return kind === 'e2e' ? scaled : nms(scaled)
 }
 
 /** The outputs of an SSD export (TF Object Detection API names), found by name in plan.ts. */
@@ -144,23 +132,21 @@ export function decodeSsd (outputs: Record<string, WireTensor>, names: SsdOutput
   const classes = values(outputs, names.classes, 2)
   const scores = values(outputs, names.scores, 2)
   const count = values(outputs, names.count, 1)
+  corners(boxes, names.boxes)
   const n = Math.min(boxes.dims[1] as number, classes.data.length, scores.data.length, Math.floor(boxes.data.length / 4))
   const valid = Math.max(0, Math.min(n, Math.floor(num(count.data, 0)) || 0))
-  const found: RawBox[] = []
+  const kept = new TopScores(MAX_CANDIDATES)
   for (let i = 0; i < valid; i++) {
     const score = num(scores.data, i)
-    if (!(score >= minScore)) continue
-    const at = i * 4
-    found.push({
-      classId: Math.round(num(classes.data, i)),
-      score,
-      y1: num(boxes.data, at) * height,
-      x1: num(boxes.data, at + 1) * width,
-      y2: num(boxes.data, at + 2) * height,
-      x2: num(boxes.data, at + 3) * width
-    })
+    const id = classId(num(classes.data, i))
+    if (score >= minScore && score !== Infinity && id !== undefined) kept.offer(score, i, id)
   }
-  return best(found.filter(usable))
+  const found: RawBox[] = []
+  for (const [score, i, id] of kept.entries()) {
+    const at = i * 4
+    found.push({ classId: id, score, y1: num(boxes.data, at) * height, x1: num(boxes.data, at + 1) * width, y2: num(boxes.data, at + 2) * height, x2: num(boxes.data, at + 3) * width })
+  }
+  return found.filter(usable)
 }
 
 /** The outputs of a DETR-family export, found by name in plan.ts. */
@@ -177,21 +163,28 @@ export function decodeDetr (outputs: Record<string, WireTensor>, names: DetrOutp
     const labels = values(outputs, names.labels, 2)
     const boxes = values(outputs, names.boxes, 3)
     const scores = values(outputs, names.scores, 2)
+    corners(boxes, names.boxes)
     const n = Math.min(labels.data.length, scores.data.length, Math.floor(boxes.data.length / 4))
     const sx = names.normalized ? width : 1
     const sy = names.normalized ? height : 1
+    const kept = new TopScores(MAX_CANDIDATES)
     for (let i = 0; i < n; i++) {
       const score = num(scores.data, i)
-      if (!(score >= minScore)) continue
+      const id = classId(num(labels.data, i))
+      if (score >= minScore && score !== Infinity && id !== undefined) kept.offer(score, i, id)
+    }
+    for (const [score, i, id] of kept.entries()) {
       const at = i * 4
-      found.push({ classId: num(labels.data, i), score, x1: num(boxes.data, at) * sx, y1: num(boxes.data, at + 1) * sy, x2: num(boxes.data, at + 2) * sx, y2: num(boxes.data, at + 3) * sy })
+      found.push({ classId: id, score, x1: num(boxes.data, at) * sx, y1: num(boxes.data, at + 1) * sy, x2: num(boxes.data, at + 2) * sx, y2: num(boxes.data, at + 3) * sy })
     }
   } else {
     const boxes = values(outputs, names.boxes, 3)
     const logits = values(outputs, names.logits, 3)
+    corners(boxes, names.boxes)
     const n = Math.min(boxes.dims[1] as number, logits.dims[1] as number, Math.floor(boxes.data.length / 4))
     const classes = logits.dims[2] as number
     if (!(classes >= 1) || logits.data.length < n * classes) throw new DetectorError(`output "${names.logits}" has shape [${logits.dims.join(', ')}]: not one row of class logits per box`)
+    const kept = new TopScores(MAX_CANDIDATES)
     for (let i = 0; i < n; i++) {
       let logit = -Infinity
       let cls = 0
@@ -200,12 +193,14 @@ export function decodeDetr (outputs: Record<string, WireTensor>, names: DetrOutp
         if (v > logit) { logit = v; cls = c }
       }
       const score = 1 / (1 + Math.exp(-logit))
-      if (!(score >= minScore)) continue
+      if (score >= minScore) kept.offer(score, i, cls)
+    }
+    for (const [score, i, cls] of kept.entries()) {
       const at = i * 4
       found.push(fromCenter(cls, score, num(boxes.data, at) * width, num(boxes.data, at + 1) * height, num(boxes.data, at + 2) * width, num(boxes.data, at + 3) * height))
     }
   }
-  return best(found.filter(usable))
+  return found.filter(usable)
 }
 
 /** A DB text detector's probability map (PP-OCR): `[1, 1, H, W]`. */
@@ -213,25 +208,21 @@ export function decodeText (outputs: Record<string, WireTensor>, name: string, m
   const { data, dims } = values(outputs, name, 4)
   const [, , h, w] = dims as [number, number, number, number]
   if (!(data instanceof Float32Array) || data.length < w * h) throw new DetectorError(`output "${name}" is not a float32 map of [1, 1, ${h}, ${w}]`)
-  return textRegions(data, w, h, { threshold: minScore }).map((d) => ({
-    classId: 0, score: d.score, x1: d.box.x, y1: d.box.y, x2: d.box.x + d.box.width, y2: d.box.y + d.box.height
-  }))
-}
-
-function iou (a: RawBox, b: RawBox): number {
-  const w = Math.min(a.x2, b.x2) - Math.max(a.x1, b.x1)
-  const h = Math.min(a.y2, b.y2) - Math.max(a.y1, b.y1)
-  if (w <= 0 || h <= 0) return 0
-  const inter = w * h
-  return inter / ((a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter)
+  const regions = textRegions(data, w, h, { threshold: minScore })
+  const kept = new TopScores(MAX_CANDIDATES)
+  regions.forEach((r, i) => { kept.offer(r.score, i) })
+  return [...kept.entries()].map(([, i]) => {
+    const { score, box } = regions[i] as (typeof regions)[number]
+    return { classId: 0, score, x1: box.x, y1: box.y, x2: box.x + box.width, y2: box.y + box.height }
+  })
 }
 
 /** Class-aware greedy non-maximum suppression: of boxes of one class overlapping past `threshold`, the best stays. */
 export function nms (boxes: RawBox[], threshold = NMS_IOU): RawBox[] {
-  const sorted = [...boxes].sort((a, b) => b.score - a.score)
-  const kept: RawBox[] = []
-  for (const box of sorted) {
-    if (kept.every((k) => k.classId !== box.classId || iou(k, box) <= threshold)) kept.push(box)
+  const sorted = boxes.map((box) => ({ box, corners: [box.x1, box.y1, box.x2, box.y2] as const })).sort((a, b) => b.box.score - a.box.score)
+  const kept: typeof sorted = []
+  for (const candidate of sorted) {
+    if (kept.every((k) => k.box.classId !== candidate.box.classId || iou(k.corners, candidate.corners) <= threshold)) kept.push(candidate)
   }
-  return kept
+  return kept.map((k) => k.box)
 }

@@ -40,7 +40,7 @@ export function metadataLabels (metadata: Readonly<Record<string, string>>): str
   for (const m of names.matchAll(/(\d{1,5})\s*:\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")/g)) {
     const id = Number(m[1])
     const name = (m[2] ?? m[3] ?? '').replace(/\\(.)/g, '$1')
-    if (id >= MAX_METADATA_LABELS || name === '' || name.length > MAX_LABEL_LENGTH || /[\u0000-\u001f\u007f]/.test(name)) return undefined
+    if (id >= MAX_METADATA_LABELS || name === '' || name.length > MAX_LABEL_LENGTH || /[\u0000-\u001f\u007f/+#]/.test(name)) return undefined
     labels[id] = name
   }
   return labels.length === 0 ? undefined : Array.from(labels, (name) => name ?? null).map((name, id) => name ?? `class ${id}`)

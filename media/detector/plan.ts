@@ -10,7 +10,7 @@ import type { Feeds, TensorSpec, WireTensor } from '../../runtime/tensors.ts'
 import type { Detection } from '../detections.ts'
 import type { InputFormat } from '../preprocess.ts'
 import { decodeDetr, decodeSsd, decodeText, decodeYolo } from './decoders.ts'
-import type { DetrOutputs, RawBox, SsdOutputs } from './decoders.ts'
+import type { DetrOutputs, RawBox, SsdOutputs, YoloLayout } from './decoders.ts'
 import { LabelMap, metadataLabels } from './labels.ts'
 
 export type DetectorType = Exclude<DetectorConfig['type'], 'auto'>
@@ -64,7 +64,7 @@ function inputsOf (inputs: readonly TensorSpec[]): { image: TensorSpec, sizes: T
   let sizes: TensorSpec | undefined
   for (const input of inputs) {
     if (input === image) continue
-    const isSizes = /orig_target_sizes|orig_size|image_size|im_shape/.test(plain(input.name)) && input.shape.length === 2 &&
+    const isSizes = /orig_target_sizes|orig_size/.test(plain(input.name)) && input.shape.length === 2 &&
       ['int64', 'int32', 'float32'].includes(input.dtype)
     if (!isSizes || sizes !== undefined) throw new DetectorError(`the model's input ${describe(input)} is not one a camera can feed (the frame, and a DETR's orig_target_sizes)`)
     sizes = input
@@ -103,13 +103,35 @@ function imageFormat (image: TensorSpec, config: DetectorConfig, size: number): 
 }
 
 type Decoding =
-  | { type: 'yolo', variant: string, output: string, layout: 'v8' | 'v5' | undefined }
+  | { type: 'yolo', variant: string, output: string, layout: YoloLayout | undefined }
   | { type: 'ssd', variant: string, outputs: SsdOutputs }
   | { type: 'detr', variant: string, outputs: DetrOutputs }
   | { type: 'text', variant: string, output: string }
 
+/** End-to-end exports (NMS inside) keep a few hundred detections; anchor outputs have thousands. */
+const MAX_END_TO_END_ROWS = 1_000
+
+/**
+ * Which YOLO layout a `[1, A, B]` output is. The class count from the model's own names decides where it is known
+ * (4 + C first: v8; 5 + C last: v5; 4 + C last: v8t; 6 last with NMS inside: e2e); else the fixed sizes: the
+ * classes are fixed and the anchors often free, and 6 columns of a few hundred rows are an end-to-end export.
+ */
+function yoloLayout (output: TensorSpec, classes: number | undefined, endToEnd: boolean): YoloLayout | undefined {
+  const [, a, b] = output.shape.map(fixed)
+  if (classes !== undefined) {
+    if (a === 4 + classes) return 'v8'
+    if (b === 5 + classes) return 'v5'
+    if (b === 4 + classes) return 'v8t'
+    if (b === 6 && (endToEnd || (a ?? 0) <= MAX_END_TO_END_ROWS)) return 'e2e'
+    throw new DetectorError(`output ${describe(output)} fits no YOLO layout for the ${classes} classes the model names: set detector.type`)
+  }
+  if (b === 6 && (endToEnd || (a !== undefined && a <= MAX_END_TO_END_ROWS))) return 'e2e'
+  if (a !== undefined && b !== undefined) return a < b ? 'v8' : 'v5'
+  return a !== undefined ? 'v8' : b !== undefined ? 'v5' : undefined
+}
+
 /** Which decoder reads these outputs: the type asked for, or (auto) the one whose standard outputs are there. */
-function decodingOf (type: DetectorConfig['type'], outputs: readonly TensorSpec[], hasSizes: boolean): Decoding {
+function decodingOf (type: DetectorConfig['type'], outputs: readonly TensorSpec[], hasSizes: boolean, metadata: Readonly<Record<string, string>>): Decoding {
   const byName = new Map(outputs.map((o) => [plain(o.name), o]))
   const named = (...names: string[]): string | undefined => {
     for (const n of names) {
@@ -137,9 +159,7 @@ function decodingOf (type: DetectorConfig['type'], outputs: readonly TensorSpec[
     candidates.push({ type: 'text', variant: 'db-text', output: single.name })
   }
   if (single?.shape.length === 3) {
-    // The classes are a fixed size and the anchors often free: v8 puts the classes first, v5 last.
-    const [, a, b] = single.shape.map(fixed)
-    const layout = a !== undefined && b !== undefined ? (a < b ? 'v8' : 'v5') : a !== undefined ? 'v8' : b !== undefined ? 'v5' : undefined
+    const layout = yoloLayout(single, metadataLabels(metadata)?.length, metadata.end2end === 'True' || metadata.nms === 'True')
     candidates.push({ type: 'yolo', variant: layout === undefined ? 'yolo' : `yolo${layout}`, output: single.name, layout })
   }
   if (type === 'auto') {
@@ -150,7 +170,7 @@ function decodingOf (type: DetectorConfig['type'], outputs: readonly TensorSpec[
   const found = candidates.find((c) => c.type === type)
   if (found !== undefined) return found
   const expected = {
-    yolo: 'one output of [1, 4 + classes, anchors] (v8) or [1, anchors, 5 + classes] (v5)',
+    yolo: 'one output of [1, 4 + classes, anchors] (v8), [1, anchors, 5 + classes] (v5), [1, anchors, 4 + classes] or [1, N, 6] (NMS inside)',
     ssd: 'detection_boxes, detection_classes, detection_scores and num_detections',
     detr: 'labels, boxes and scores (RT-DETR, D-FINE), or dets and labels (RF-DETR)',
     text: 'one probability map of [1, 1, H, W]'
@@ -173,10 +193,15 @@ export function letterbox (inputWidth: number, inputHeight: number, frame: Frame
 
 /** Sets up a camera's detector for a model; throws a DetectorError that names the setting or the input at fault. */
 export function planDetector (model: ModelSignature, config: DetectorConfig, camera: { size: number, channels?: 'rgb' | 'bgr' }): DetectorPlan {
+  // Ultralytics says what its model does: a pose, segmentation or oriented-box model is not read as boxes.
+  const task = model.metadata.task
+  if (task !== undefined && task !== 'detect') throw new DetectorError(`the model is an Ultralytics "${task.slice(0, 32)}" model (its metadata says so); a camera reads "detect" models`)
   const { image, sizes } = inputsOf(model.inputs)
-  const decoding = decodingOf(config.type, model.outputs, sizes !== undefined)
+  const decoding = decodingOf(config.type, model.outputs, sizes !== undefined, model.metadata)
   const { layout, dtype, width, height } = imageFormat(image, config, camera.size)
-  const defaultScale = decoding.type === 'text' ? 'imagenet' : dtype === 'uint8' ? 'none' : '0-1'
+  // ImageNet's statistics for a text map and for RF-DETR (its own predict() normalizes so); raw bytes for uint8.
+  const imagenet = decoding.type === 'text' || (decoding.type === 'detr' && decoding.outputs.kind === 'dets-logits')
+  const defaultScale = dtype === 'uint8' ? 'none' : imagenet ? 'imagenet' : '0-1'
   const scale = config.input.scale ?? defaultScale
   if (dtype === 'uint8' && scale !== 'none') throw new DetectorError(`detector.input.scale is "${scale}", but input ${describe(image)} takes raw bytes: "none"`)
   const format: InputFormat = { layout, dtype, scale, channels: config.input.channels ?? camera.channels ?? 'rgb' }
@@ -189,7 +214,7 @@ export function planDetector (model: ModelSignature, config: DetectorConfig, cam
 
   const raw = (outputs: Feeds): RawBox[] => {
     switch (decoding.type) {
-      case 'yolo': return decodeYolo(outputs, decoding.output, minScore, decoding.layout)
+      case 'yolo': return decodeYolo(outputs, decoding.output, minScore, decoding.layout, width, height)
       case 'ssd': return decodeSsd(outputs, decoding.outputs, minScore, width, height)
       case 'detr': return decodeDetr(outputs, decoding.outputs, minScore, width, height)
       case 'text': return decodeText(outputs, decoding.output, minScore)
