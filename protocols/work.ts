@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { z } from 'zod'
 import { nameText } from '../common/text.ts'
 
@@ -11,7 +11,8 @@ export const DETECTOR_TYPES = ['auto', 'yolo', 'ssd', 'detr', 'text'] as const
 export const LABEL_SETS = ['coco', 'coco91'] as const
 /** Names a work item lists inline at most: the list travels in the home's member record (16 KiB in all). */
 export const MAX_INLINE_LABELS = 128
-const labelName = z.string().min(1).max(48).regex(/^[^\u0000-\u001f\u007f]+$/, 'must hold no control characters')
+/** A label is also an MQTT topic level (`<baseTopic>/<name>/<camera>/<label>`): no wildcards, no levels. */
+const labelName = z.string().min(1).max(48).regex(/^[^\u0000-\u001f\u007f/+#]+$/, 'must hold no control characters, "/", "+" or "#"')
 
 const detectorInputShape = {
   layout: z.enum(['nchw', 'nhwc']).optional(),
@@ -20,6 +21,16 @@ const detectorInputShape = {
   scale: z.enum(['0-1', 'imagenet', 'none']).optional(),
   channels: z.enum(['rgb', 'bgr']).optional()
 }
+
+/** A frame's side at most, in pixels (8K is 7680). */
+export const MAX_FRAME_SIDE = 16_384
+const pixel = z.int().min(0).max(MAX_FRAME_SIDE)
+/** Zones a camera names at most, and the corners of one. */
+export const MAX_ZONES = 16
+/** A camera's zones: polygons in the source frame's pixels, by name. An object is in a zone when its box's bottom centre is. */
+export const ZonesSchema = z.record(nameText, z.array(z.tuple([pixel, pixel])).min(3).max(32))
+  .refine((zones) => Object.keys(zones).length <= MAX_ZONES, `at most ${MAX_ZONES} zones`)
+export type Zones = z.infer<typeof ZonesSchema>
 
 /** Everything is optional: what the model's signature says wins, then these, then the type's defaults. */
 function detectorShape<L extends z.ZodType<string | string[], unknown>> (labels: L, strict: boolean) {
@@ -42,6 +53,23 @@ const inlineLabels = z.union([z.enum(LABEL_SETS), labelList])
 const MAX_LABEL_FILE_BYTES = 64 * 1024
 
 /**
+ * A regular file of at most `max` bytes: never more is read (a path may name /dev/zero), and what is not a
+ * regular file (a FIFO would block the read for ever) is refused before it is read.
+ */
+function readSmallFile (path: string, max: number): Buffer {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error('it is not a regular file')
+    const buffer = Buffer.alloc(max + 1)
+    const length = readSync(fd, buffer, 0, max + 1, 0)
+    if (length > max) throw new Error(`it is over ${max} bytes`)
+    return buffer.subarray(0, length)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
  * In a config file the labels may also be a file on the camera's home, one name a line: it is read when the config
  * is, into the inline list that travels in its place, so a path never crosses the mesh.
  */
@@ -53,9 +81,7 @@ const labelsText = z.string().transform((text, ctx): typeof LABEL_SETS[number] |
   }
   let lines: string[]
   try {
-    const bytes = readFileSync(text)
-    if (bytes.length > MAX_LABEL_FILE_BYTES) throw new Error(`it is ${bytes.length} bytes, over ${MAX_LABEL_FILE_BYTES}`)
-    lines = new TextDecoder('utf-8', { fatal: true }).decode(bytes).split(/\r?\n/).map((line) => line.trim())
+    lines = new TextDecoder('utf-8', { fatal: true }).decode(readSmallFile(text, MAX_LABEL_FILE_BYTES)).split(/\r?\n/).map((line) => line.trim())
   } catch (err) {
     ctx.addIssue({ code: 'custom', message: `cannot read ${text}: ${(err as Error).message}` })
     return z.NEVER
@@ -97,7 +123,9 @@ const workItemShape = {
   /** A synonym of detector.input.channels, from before there was a detector section. */
   channels: z.enum(['rgb', 'bgr']).optional(),
   /** Cameras: decode on the box's video hardware where there is some ("auto"), or always in software ("none"). */
-  hwaccel: z.enum(['auto', 'none']).default('auto')
+  hwaccel: z.enum(['auto', 'none']).default('auto'),
+  /** Cameras: named areas of the frame; an event lists those its object entered. */
+  zones: ZonesSchema.optional()
 }
 
 /**

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -112,7 +113,11 @@ t.test('a camera\'s detector: a label file read into the list that travels, and 
   named({ detector: { labels: write('ctl.txt', 'cat\ndo\u001b[2Jg\n') } }, `${at(0)}.labels`, /ctl\.txt \(line 2\): must hold no control characters/, 'a name with a terminal escape')
   named({ detector: { labels: write('long.txt', Array.from({ length: 129 }, (_, i) => `l${i}`).join('\n')) } }, `${at(0)}.labels`, /holds over 128 names/, 'too many names to travel')
   named({ detector: { labels: write('bin.txt', Buffer.from([0x63, 0xff, 0x0a])) } }, `${at(0)}.labels`, /cannot read .*bin\.txt: .*encoded data was not valid/, 'not UTF-8')
-  named({ detector: { labels: write('big.txt', 'x\n'.repeat(40_000)) } }, `${at(0)}.labels`, /over 65536/, 'an absurd file')
+  named({ detector: { labels: write('big.txt', 'x\n'.repeat(40_000)) } }, `${at(0)}.labels`, /over 65536 bytes/, 'an absurd file')
+  named({ detector: { labels: '/dev/zero' } }, `${at(0)}.labels`, /cannot read \/dev\/zero: it is not a regular file/, 'a device: never read')
+  const fifo = join(dir, 'fifo')
+  execFileSync('mkfifo', [fifo])
+  named({ detector: { labels: fifo } }, `${at(0)}.labels`, /it is not a regular file/, 'a FIFO: refused, not waited on')
   named({ detector: { labels: 'imagenet' } }, `${at(0)}.labels`, /"coco", "coco91", a list of names, or a file path/, 'a label set it does not know')
   named({ detector: { type: 'yolo9000' } }, `${at(0)}.type`, /yolo/, 'a type it does not know')
   named({ detector: { input: { layout: 'chw' } } }, `${at(0)}.input.layout`, /nchw/, 'a layout')
