@@ -11,7 +11,9 @@ export const TOPICS = {
   optimizationDecisions: 'noodle/1/optimization.decisions',
   modelCompilation: 'noodle/1/model.compilation',
   /** Cameras' inference results, never frames: the wire name `media.frames` is historical, kept so agents agree. */
-  cameraResults: 'noodle/1/media.frames'
+  cameraResults: 'noodle/1/media.frames',
+  /** Objects cameras followed: new, update, end (protocols/media.ts). */
+  cameraEvents: 'noodle/1/media.events'
 } as const
 
 export type Topic = typeof TOPICS[keyof typeof TOPICS]

@@ -47,9 +47,10 @@ export function controlApi ({ config, routes, authenticate, log, counters }: {
   log: Logger
   counters: { inc: (name: string, labels: Record<string, string>) => void }
 }): ControlApi {
-  const { handlers, access } = routeTable(routes)
+  const { handlers, access, queryRoutes } = routeTable(routes)
   return new ControlApi({
     socketPath: config.socketPath,
+    queryRoutes,
     log,
     timeouts: { headersMs: config.headersTimeoutMs, requestMs: config.requestTimeoutMs },
     onRefused: (reason) => { counters.inc(API_REFUSED_METRIC, { reason }) },

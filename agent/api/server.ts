@@ -17,7 +17,8 @@ import type { Logger } from '../../common/logger.ts'
 export type Caller = { local: true } | { local: false, username: string | null, role: OperatorRole | null }
 
 /** A route's answer: the JSON body, and the status when it is not 200. */
-export type RouteHandler = (req: IncomingMessage, caller: Caller) => unknown | Promise<unknown>
+/** A route's answer; `query` holds the request target's query parameters (empty unless the route takes some). */
+export type RouteHandler = (req: IncomingMessage, caller: Caller, query?: URLSearchParams) => unknown | Promise<unknown>
 
 /** Who may call a route over TCP: anyone (login), or operators of at least this role. */
 export type Access = 'public' | OperatorRole
@@ -174,17 +175,19 @@ const CLIENT_ERRORS: Record<string, { status: number, code: string, message: str
 const MALFORMED = { status: 400, code: 'ERR_MALFORMED', message: 'the request is not well-formed HTTP' }
 
 /**
- * The path a request target names. Only origin-form targets (`/api/v1/...`) are taken; absolute-form
- * (`http://host/...`) and asterisk-form (`*`) are refused, as are queries (no endpoint takes parameters, so a
- * query is a mistake or a probe) and bad percent-encoding.
+ * The path a request target names, and its query. Only origin-form targets (`/api/v1/...`) are taken;
+ * absolute-form (`http://host/...`) and asterisk-form (`*`) are refused, as is bad percent-encoding. A query is
+ * refused later by every route that takes no parameters (a mistake or a probe there).
  */
-export function targetPath (target: string): string {
+export function requestTarget (target: string): { path: string, query: URLSearchParams | null } {
   if (Buffer.byteLength(target) > MAX_TARGET_BYTES) throw new RequestRefusedError(414, 'ERR_TARGET_TOO_LONG', `the request target is over ${MAX_TARGET_BYTES} bytes`)
   if (!target.startsWith('/')) throw new RequestRefusedError(400, 'ERR_BAD_TARGET', 'the request target must be a path such as /api/v1/system/status')
-  const [path = '', query] = target.split('?', 2)
-  if (query !== undefined) throw new RequestRefusedError(400, 'ERR_BAD_TARGET', 'no endpoint takes query parameters')
+  const mark = target.indexOf('?')
+  const query = mark < 0 ? null : target.slice(mark + 1)
   try {
-    return decodeURIComponent(path)
+    // URLSearchParams would read bad percent-encoding as it stands: checked here, as the path's is.
+    if (query !== null) decodeURIComponent(query.replace(/\+/g, ' '))
+    return { path: decodeURIComponent(mark < 0 ? target : target.slice(0, mark)), query: query === null ? null : new URLSearchParams(query) }
   } catch {
     throw new RequestRefusedError(400, 'ERR_BAD_TARGET', 'the request target has bad percent-encoding')
   }
@@ -218,6 +221,8 @@ function rawErrorAnswer (status: number, code: string, message: string): string 
 export class ControlApi {
   private readonly socketPath: string
   private readonly routes: Map<string, RouteHandler>
+  /** The routes that take query parameters: every other refuses a query. */
+  private readonly queryRoutes: ReadonlySet<string>
   private readonly log: Logger
   private readonly remote: RemoteAccess | undefined
   private readonly timeouts: ApiTimeouts
@@ -231,6 +236,7 @@ export class ControlApi {
   constructor (components: {
     socketPath: string
     routes: Record<string, RouteHandler>
+    queryRoutes?: ReadonlySet<string>
     log: Logger
     remote?: RemoteAccess
     timeouts?: ApiTimeouts
@@ -239,6 +245,7 @@ export class ControlApi {
   }) {
     this.socketPath = components.socketPath
     this.routes = new Map(Object.entries(components.routes))
+    this.queryRoutes = components.queryRoutes ?? new Set()
     this.log = components.log
     this.remote = components.remote
     this.timeouts = components.timeouts ?? DEFAULT_API_TIMEOUTS
@@ -348,7 +355,8 @@ export class ControlApi {
     let path = ''
     let caller: Caller | undefined
     try {
-      path = targetPath(req.url ?? '/')
+      const target = requestTarget(req.url ?? '/')
+      path = target.path
       const route = `${req.method ?? 'GET'} ${path}`
       const handler = this.routes.get(route)
       if (handler == null) {
@@ -356,9 +364,10 @@ export class ControlApi {
         if (known) throw new RequestRefusedError(405, 'ERR_METHOD', `${req.method ?? ''} is not allowed on ${path}`)
         throw new RequestRefusedError(404, 'ERR_NOT_FOUND', `no such endpoint: ${path}`)
       }
+      if (target.query !== null && !this.queryRoutes.has(route)) throw new RequestRefusedError(400, 'ERR_BAD_TARGET', `${path} takes no query parameters`)
       if (req.method === 'POST') checkContentType(req)
       caller = overTcp && this.remote !== undefined ? this.judge(req, route, this.remote) : { local: true as const }
-      const body = await handler(req, caller)
+      const body = await handler(req, caller, target.query ?? new URLSearchParams())
       if (body instanceof TextBody) {
         res.writeHead(200, { 'content-type': body.contentType, 'content-length': Buffer.byteLength(body.text) })
         res.end(body.text)

@@ -8,7 +8,7 @@ import { agentFlagOptions, agentFlagsHelp } from '../config/flags.ts'
 import type { AgentFlags } from '../config/config.ts'
 import { AgentUnreachableError, ApiError, NoodleError, UsageError } from '../../common/errors.ts'
 import {
-  formatBench, formatCamerasTable, formatCompile, formatDecisionsTable, formatIngest, formatModelsTable, formatNodesTable, formatOperatorsTable, formatOptimize,
+  formatBench, formatCamerasTable, formatCompile, formatEventsTable, formatDecisionsTable, formatIngest, formatModelsTable, formatNodesTable, formatOperatorsTable, formatOptimize,
   formatSensorsTable, formatStatus
 } from './format.ts'
 import type { OperatorView } from '../../protocols/identity.ts'
@@ -18,6 +18,7 @@ import type { IngestStatus } from '../ingest/ingest.ts'
 import { VERSION } from '../../common/version.ts'
 import type { OptimizeResponse } from '../../protocols/optimize.ts'
 import type { CameraListView, DecisionView, ModelView, NodeView, SensorReadingView, StatusView } from '../api/views.ts'
+import type { EventView } from '../../media/camera-events.ts'
 
 // The agent, libp2p and the key code load only for the commands that use them: `noodle nodes` stays quick.
 
@@ -34,6 +35,8 @@ Usage:
   noodle sensors [--json] [--watch]  every sensor metric ingested here: latest value, rate, last seen
   noodle ingest [--json]          MQTT ingest totals: received, stored, rejected, dead letter, broker
   noodle cameras [--json] [--watch]  cameras: where each runs, fps in and inferred, skipped frames, latency
+  noodle events [--camera C] [--label L] [--zone Z] [--since T] [--until T] [--limit N] [--json] [--watch]
+                                  objects the cameras followed, newest first (T: ISO-8601, or 30m, 2h, 7d ago)
   noodle models [--json]          the ONNX models registered here, with their measured latency per provider
   noodle models compile FILE [--json]  verify, optimize, benchmark and register an ONNX model file
   noodle models fetch ID [--json]  fetch a model another node announced (hash-checked), then compile it here
@@ -47,7 +50,7 @@ Usage:
 
 Agent options (each also settable in the config file or as NOODLE_*, see docs/configuration.md):
 ${agentFlagsHelp()}
-status, nodes, decisions, optimize, sensors, ingest, cameras and models reach the agent through --data-dir DIR (or --config FILE).
+status, nodes, decisions, optimize, sensors, ingest, cameras, events and models reach the agent through --data-dir DIR (or --config FILE).
 `
 
 /** How the query commands find the agent: its config file or data dir, as `noodle agent` takes them. */
@@ -64,6 +67,17 @@ const COMMANDS = {
   sensors: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
   ingest: { ...COMMON, json: { type: 'boolean' } },
   cameras: { ...COMMON, json: { type: 'boolean' }, watch: { type: 'boolean' } },
+  events: {
+    ...COMMON,
+    json: { type: 'boolean' },
+    watch: { type: 'boolean' },
+    camera: { type: 'string' },
+    label: { type: 'string' },
+    zone: { type: 'string' },
+    since: { type: 'string' },
+    until: { type: 'string' },
+    limit: { type: 'string' }
+  },
   metrics: { ...COMMON },
   user: {
     ...COMMON,
@@ -129,9 +143,31 @@ function jsonText (body: unknown): string {
   return escapeJson(JSON.stringify(body, null, 2)) + '\n'
 }
 
-type QueryCommand = 'status' | 'nodes' | 'decisions' | 'optimize' | 'sensors' | 'ingest' | 'cameras'
+type QueryCommand = 'status' | 'nodes' | 'decisions' | 'optimize' | 'sensors' | 'ingest' | 'cameras' | 'events'
 
-async function runQuery (command: QueryCommand, flags: { 'data-dir'?: string, config?: string, json?: boolean, watch?: boolean }): Promise<void> {
+/** `noodle events`' filters. */
+type EventFlags = Partial<Record<'camera' | 'label' | 'zone' | 'since' | 'until' | 'limit', string>>
+
+/** A `--since`/`--until` time: `30s`, `30m`, `2h`, `7d` ago, or as given (ISO-8601, ms): the agent checks it. */
+function timeFlag (text: string, now = Date.now()): string {
+  const ago = /^(\d{1,6})([smhd])$/.exec(text)
+  if (ago === null) return text
+  const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[ago[2] as 's' | 'm' | 'h' | 'd']
+  return new Date(now - Number(ago[1]) * unit).toISOString()
+}
+
+/** The events query the flags ask for. */
+export function eventsPath (flags: EventFlags, now = Date.now()): string {
+  const query = new URLSearchParams()
+  for (const key of ['camera', 'label', 'zone', 'since', 'until', 'limit'] as const) {
+    const value = flags[key]
+    if (value !== undefined) query.set(key, key === 'since' || key === 'until' ? timeFlag(value, now) : value)
+  }
+  const text = query.toString()
+  return text === '' ? '/api/v1/events' : `/api/v1/events?${text}`
+}
+
+async function runQuery (command: QueryCommand, flags: { 'data-dir'?: string, config?: string, json?: boolean, watch?: boolean } & EventFlags): Promise<void> {
   const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
   const render = <T>(body: T, format: (body: T) => string): string => rendered(body, format, flags.json)
   const show = async (): Promise<string> => {
@@ -151,6 +187,8 @@ async function runQuery (command: QueryCommand, flags: { 'data-dir'?: string, co
         return render(await apiGet<IngestStatus>(api.socketPath, '/api/v1/ingest'), formatIngest)
       case 'cameras':
         return render(await apiGet<CameraListView[]>(api.socketPath, '/api/v1/cameras'), formatCamerasTable)
+      case 'events':
+        return render(await apiGet<EventView[]>(api.socketPath, eventsPath(flags)), formatEventsTable)
     }
   }
   if (flags.watch !== true) {
@@ -309,6 +347,7 @@ export async function main (argv: string[], program: Program): Promise<number> {
       case 'sensors':
       case 'ingest':
       case 'cameras':
+      case 'events':
         await runQuery(command, flags)
         return 0
     }

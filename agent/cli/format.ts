@@ -4,6 +4,7 @@ import type { OptimizeResponse } from '../../protocols/optimize.ts'
 import type { IngestStatus } from '../ingest/ingest.ts'
 import type { BenchResult, CompileResult } from '../../runtime/model-runtime.ts'
 import type { CameraListView, DecisionView, ModelView, NodeView, SensorReadingView, StatusView } from '../api/views.ts'
+import type { EventView } from '../../media/camera-events.ts'
 
 /** 1536 → "1.5Ki", powers of 1024 like `free -h`. */
 export function formatBytes (bytes: number): string {
@@ -173,6 +174,15 @@ export function formatCamerasTable (cameras: CameraListView[]): string {
     n(c.fpsIn), n(c.fpsInferred), n(c.skipped), n(c.latencyMs, ' ms'), n(c.detections), c.source ?? '-'
   ])
   return renderTable(['CAMERA', 'NODE', 'STATE', 'FPS IN', 'FPS INFERRED', 'SKIPPED', 'LATENCY', 'FOUND', 'SOURCE'], rows)
+}
+
+/** The `noodle events` table: newest first, an event in view has no end. */
+export function formatEventsTable (events: EventView[]): string {
+  if (events.length === 0) return 'no events\n'
+  const rows = events.map((e) => [
+    e.start, e.end ?? 'in view', e.camera, e.node, e.label, e.score.toFixed(2), e.box.join(','), e.zones.join(',') || '-', e.id
+  ])
+  return renderTable(['START', 'END', 'CAMERA', 'NODE', 'LABEL', 'SCORE', 'BOX', 'ZONES', 'ID'], rows)
 }
 
 /** The `noodle user list` table. */

@@ -14,9 +14,11 @@ import { SystemdNotifier } from './systemd.ts'
 import { modelCompiledCodec } from '../../protocols/models.ts'
 import { ModelExchange } from '../../runtime/model-exchange.ts'
 import { ModelStandby } from '../../runtime/model-standby.ts'
-import { cameraResultCodec } from '../../protocols/media.ts'
+import { cameraEventCodec, cameraResultCodec } from '../../protocols/media.ts'
 import { CameraManager } from '../../media/cameras.ts'
 import { ResultSharing } from '../../media/result-sharing.ts'
+import { REJECTED_METRIC } from '../../protocols/validator.ts'
+import { AnnouncedEvents, CameraEventStore, CameraEvents } from '../../media/camera-events.ts'
 import { checkOwnCameras, readCameraCredentials } from '../../media/camera-credentials.ts'
 import type { CameraCredentials } from '../../media/camera-credentials.ts'
 import { InferencePool } from '../../runtime/pool.ts'
@@ -108,7 +110,7 @@ export class Agent {
     const coordination = buildCoordination(base, { mesh, bus, membership, work, runtime, box })
     const { election } = coordination
     const mqtt = mqttParts({ config, sensors: base.sensors, log, metrics, disk: base.disk, describe: mqttHealth(base, membership, election) })
-    const cameras = buildCameras(base, { mesh, mqtt, work, credentials, models, latencies })
+    const cameras = buildCameras(base, { mesh, mqtt, work, credentials, models, latencies, membership })
     const reporter = new HealthReporter({
       mesh,
       bus,
@@ -158,6 +160,7 @@ export class Agent {
       exchange: models.exchange,
       imports: { importDir: config.models.importDir, maxModelBytes: config.models.maxModelBytes, stagingDir: importStagingDir(config.dataDir) },
       cameras: cameras.manager,
+      cameraEvents: cameras.eventStore,
       operators,
       publishEvent: async (event) => { await mesh.publish(systemEventCodec, event) },
       log
@@ -194,8 +197,11 @@ export class Agent {
       ['ping responder', members.pingResponder],
       ['prober', members.prober],
       ['membership', members.service],
+      // Events take the cameras' results: they start before the cameras and stop after them.
+      ['camera events', cameras.events],
       ['cameras', cameras.manager],
       ['camera results', cameras.results],
+      ['camera event announcements', cameras.announced],
       ['health', reporter],
       ['api', api],
       // Last to start, first to stop: READY means every component is up.
@@ -421,15 +427,28 @@ function mqttHealth ({ config, selfId, startedAt }: Base, membership: Membership
   }
 }
 
-/** The cameras this node runs, and where their results go (the mesh and MQTT, see ResultSharing). */
-function buildCameras ({ config, log, store, modules }: Base, { mesh, mqtt, work, credentials, models, latencies }: {
-  mesh: Mesh, mqtt: MqttParts, work: WorkRegistry, credentials: CameraCredentials, models: { runtime: ModelRuntime, exchange: ModelExchange }, latencies: LatencyMetrics
+/**
+ * The cameras this node runs, where their results go (the mesh and MQTT, see ResultSharing), and the events their
+ * objects make (CameraEvents); the events other members announce (AnnouncedEvents).
+ */
+function buildCameras ({ config, log, store, modules, selfId, metrics }: Base, { mesh, mqtt, work, credentials, models, latencies, membership }: {
+  mesh: Mesh, mqtt: MqttParts, work: WorkRegistry, credentials: CameraCredentials, models: { runtime: ModelRuntime, exchange: ModelExchange }, latencies: LatencyMetrics, membership: Membership
 }) {
   const sharing = new ResultSharing({
     toMesh: async (message) => { await mesh.publish(cameraResultCodec, message) },
     toMqtt: (topic, payload) => { mqtt.session?.publish(topic, payload) },
     baseTopic: config.mqtt.baseTopic,
     node: config.name,
+    log
+  })
+  const eventStore = new CameraEventStore({ store })
+  const events = new CameraEvents({
+    store: eventStore,
+    toMesh: async (message) => { await mesh.publish(cameraEventCodec, message) },
+    toMqtt: (topic, payload, retain) => { mqtt.session?.publish(topic, payload, { retain }) },
+    baseTopic: config.mqtt.baseTopic,
+    node: config.name,
+    peer: selfId,
     log
   })
   const manager = new CameraManager({
@@ -440,14 +459,25 @@ function buildCameras ({ config, log, store, modules }: Base, { mesh, mqtt, work
     exchange: models.exchange,
     db: store.database,
     log,
-    onResult: (r) => {
+    onResult: (r, item) => {
       latencies.observeCameraResult(r.camera, r.latencyMs)
       sharing.share(r)
-    }
+      events.observe(r, item)
+    },
+    onStopped: (camera) => { events.cameraStopped(camera) }
   })
   // Other members' camera results: logged (at debug).
   const results = mesh.reader(cameraResultCodec, (r, from) => {
     log.debug({ peer: from.toString(), camera: r.camera, detections: r.detections.length }, 'camera result')
   })
-  return { manager, results }
+  const announcements = new AnnouncedEvents({
+    store: eventStore,
+    sender: (peer) => {
+      const m = membership.get(peer)
+      return m === undefined || m.state !== 'alive' || m.health == null ? undefined : { name: m.name, running: m.health.running }
+    },
+    refuse: (reason) => { metrics.inc(REJECTED_METRIC, { topic: cameraEventCodec.topic, reason }) }
+  })
+  const announced = mesh.reader(cameraEventCodec, (m, from) => { announcements.take(m, from.toString()) })
+  return { manager, results, events, eventStore, announced }
 }

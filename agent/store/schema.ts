@@ -1,5 +1,6 @@
 import type { TableSet } from '../../common/schema.ts'
 import { OPERATOR_TABLES } from '../../identity/operators.ts'
+import { CAMERA_EVENT_TABLES } from '../../media/camera-events.ts'
 import { DETECTION_TABLES } from '../../media/detection-tables.ts'
 import { MODEL_TABLES } from '../../runtime/registry.ts'
 import { COORDINATION_TABLES } from '../coordination/coordination-records.ts'
@@ -11,7 +12,7 @@ import { EVENT_TABLES } from './event-log.ts'
  * Every subsystem's tables in noodle.db, in the order the store runs their steps of one version (and prunes them).
  * A subsystem with new tables adds its set here; a new step takes the next version above every step listed.
  * Versions so far: 1 members and events, 2 coordination, 3 sensors, 4 models, 5 detections, 6 model threads,
- * 7 operators, 8 sensor indexes, 9 model origins and file stamps, retention indexes, 10 detection boxes in frame pixels.
+ * 7 operators, 8 sensor indexes, 9 model origins and file stamps, retention indexes, 10 detection boxes in frame pixels, 11 camera events.
  */
 export const SCHEMA: readonly TableSet[] = [
   MEMBER_TABLES,
@@ -20,5 +21,6 @@ export const SCHEMA: readonly TableSet[] = [
   SENSOR_TABLES,
   MODEL_TABLES,
   DETECTION_TABLES,
-  OPERATOR_TABLES
+  OPERATOR_TABLES,
+  CAMERA_EVENT_TABLES
 ]

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import t from 'tap'
-import { ControlApi, jsonDepth, targetPath } from '../../agent/api/server.ts'
+import { ControlApi, jsonDepth, requestTarget } from '../../agent/api/server.ts'
 import { apiGet, apiRequest } from '../../agent/cli/client.ts'
 import { createLogger } from '../../common/logger.ts'
 import { tempDir } from '../helpers/agents.ts'
@@ -37,10 +37,12 @@ t.test('whatever a handler throws or returns, the answer is a JSON error and the
 })
 
 t.test('request targets: origin-form paths only, decoded once', async (t) => {
-  t.equal(targetPath('/api/v1/%73tatus'), '/api/v1/status', 'good percent-encoding is decoded')
-  t.throws(() => targetPath('/%E0%A4%A'), { httpStatus: 400, code: 'ERR_BAD_TARGET', message: 'the request target has bad percent-encoding' })
-  t.throws(() => targetPath('/?'), { httpStatus: 400, message: 'no endpoint takes query parameters' }, 'even an empty query')
-  t.throws(() => targetPath(`/${'é'.repeat(1_100)}`), { httpStatus: 414, code: 'ERR_TARGET_TOO_LONG' }, 'the cap is in bytes')
+  t.same(requestTarget('/api/v1/%73tatus'), { path: '/api/v1/status', query: null }, 'good percent-encoding is decoded')
+  t.throws(() => requestTarget('/%E0%A4%A'), { httpStatus: 400, code: 'ERR_BAD_TARGET', message: 'the request target has bad percent-encoding' })
+  t.throws(() => requestTarget('/a?label=%E0%A4%A'), { httpStatus: 400, code: 'ERR_BAD_TARGET', message: 'the request target has bad percent-encoding' }, 'in the query too')
+  t.same([...(requestTarget('/a?label=traffic+light&zone=%79ard&x').query ?? [])], [['label', 'traffic light'], ['zone', 'yard'], ['x', '']], 'a query, decoded')
+  t.same(requestTarget('/?').query?.size, 0, 'an empty query is a query (refused by routes that take none)')
+  t.throws(() => requestTarget(`/${'é'.repeat(1_100)}`), { httpStatus: 414, code: 'ERR_TARGET_TOO_LONG' }, 'the cap is in bytes')
 })
 
 t.test('JSON nesting is measured outside strings', async (t) => {

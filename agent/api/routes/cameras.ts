@@ -1,23 +1,49 @@
-import { redactCredentials } from '../../../common/text.ts'
+import { z } from 'zod'
+import { nameText, redactCredentials } from '../../../common/text.ts'
+import type { EventQuery, EventView } from '../../../media/camera-events.ts'
 import type { CameraView } from '../../../media/cameras.ts'
 import type { Member } from '../../membership/membership.ts'
 import type { CameraListView } from '../views.ts'
-import { viewerRoute } from './route.ts'
+import { viewerQueryRoute, viewerRoute } from './route.ts'
 import type { Routes } from './route.ts'
 
 export interface CameraSources {
   selfId: string
   name: string
   cameras: { list: () => CameraView[] }
+  cameraEvents: { list: (query: EventQuery) => EventView[] }
   membership: { list: () => Member[] }
 }
+
+/** Events listed at most by one request. */
+export const MAX_EVENTS_LISTED = 1_000
+
+/** A time in a query: ISO-8601 (`2026-11-30T10:00:00Z`, or a day) or ms since the epoch. */
+const time = z.string().max(40).transform((text, ctx) => {
+  const at = /^\d{1,15}$/.test(text) ? Number(text) : /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text) ? Date.parse(text) : NaN
+  if (Number.isNaN(at)) {
+    ctx.addIssue({ code: 'custom', message: 'must be an ISO-8601 time (2026-11-30T10:00:00Z) or ms since the epoch' })
+    return z.NEVER
+  }
+  return at
+})
+
+/** `GET /api/v1/events`' query parameters. */
+export const EventQuerySchema = z.strictObject({
+  camera: nameText.optional(),
+  label: z.string().min(1).max(64).optional(),
+  zone: nameText.optional(),
+  since: time.optional(),
+  until: time.optional(),
+  limit: z.string().regex(/^\d{1,4}$/, 'must be a whole number').transform(Number).pipe(z.int().min(1).max(MAX_EVENTS_LISTED)).optional()
+})
 
 function sourceView (source: string | undefined): string | null {
   return source === undefined ? null : redactCredentials(source)
 }
 
 /** Cameras this node runs, with their figures, and cameras other members run, by where. */
-export function cameraViews ({ selfId, name, cameras, membership }: CameraSources): CameraListView[] {
+export function cameraViews ({ selfId, name, cameras, membership }: Omit<CameraSources, 'cameraEvents'>): CameraListView[] {
   const local: CameraListView[] = cameras.list().map((c) => ({
     camera: c.camera,
     node: name,
@@ -53,6 +79,7 @@ export function cameraViews ({ selfId, name, cameras, membership }: CameraSource
 
 export function cameraRoutes (sources: CameraSources): Routes {
   return {
-    'GET /api/v1/cameras': viewerRoute(() => cameraViews(sources))
+    'GET /api/v1/cameras': viewerRoute(() => cameraViews(sources)),
+    'GET /api/v1/events': viewerQueryRoute(EventQuerySchema, (query) => sources.cameraEvents.list(query))
   }
 }

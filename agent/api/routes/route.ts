@@ -1,12 +1,14 @@
 import type { IncomingMessage } from 'node:http'
 import type { z } from 'zod'
+import { BadRequestError } from '../../../common/errors.ts'
 import { parseBody, readJsonBody } from '../server.ts'
 import type { Access, Caller, RouteHandler } from '../server.ts'
 
-/** One endpoint: who may call it over HTTPS (the Unix socket is trusted), and what answers it. */
+/** One endpoint: who may call it over HTTPS (the Unix socket is trusted), what answers it, and whether it takes a query. */
 export interface Route {
   access: Access
   handle: RouteHandler
+  takesQuery?: boolean
 }
 
 /** Endpoints by `METHOD /path`, as each routes module returns its part of the table. */
@@ -20,6 +22,21 @@ export function publicRoute (handle: RouteHandler): Route {
 /** Reading: any operator with a token, viewers included. */
 export function viewerRoute (handle: RouteHandler): Route {
   return { access: 'viewer', handle }
+}
+
+/** Reading with query parameters, checked against `schema` before `handle` sees them. */
+export function viewerQueryRoute<S extends z.ZodType> (schema: S, handle: (query: z.infer<S>, caller: Caller) => unknown): Route {
+  return { access: 'viewer', takesQuery: true, handle: (_req, caller, query) => handle(parseQuery(schema, query ?? new URLSearchParams()), caller) }
+}
+
+/** A request's query parameters, each given once, checked against its schema: a refusal names the parameter. */
+export function parseQuery<S extends z.ZodType> (schema: S, query: URLSearchParams): z.infer<S> {
+  const params: Record<string, string> = {}
+  for (const [key, value] of query) {
+    if (Object.hasOwn(params, key)) throw new BadRequestError('is given more than once', key)
+    params[key] = value
+  }
+  return parseBody(schema, params)
 }
 
 /** Acting on the mesh (optimize, models, forgetting sensors). */
@@ -47,8 +64,12 @@ export function actorOf (caller: Caller): string {
  * ControlApi asks `access` only for routes it has, so a route that is not in the table is never reached; were it
  * asked, the strictest role answers.
  */
-export function routeTable (routes: Routes): { handlers: Record<string, RouteHandler>, access: (route: string) => Access } {
+export function routeTable (routes: Routes): { handlers: Record<string, RouteHandler>, access: (route: string) => Access, queryRoutes: ReadonlySet<string> } {
   const entries = Object.entries(routes)
   const access = new Map(entries.map(([route, r]) => [route, r.access]))
-  return { handlers: Object.fromEntries(entries.map(([route, r]) => [route, r.handle])), access: (route) => access.get(route) ?? 'admin' }
+  return {
+    handlers: Object.fromEntries(entries.map(([route, r]) => [route, r.handle])),
+    access: (route) => access.get(route) ?? 'admin',
+    queryRoutes: new Set(entries.filter(([, r]) => r.takesQuery === true).map(([route]) => route))
+  }
 }

@@ -27,7 +27,7 @@ t.test('serves JSON on a 0660 Unix socket with one error shape', async (t) => {
   t.equal(statSync(socketPath).mode & 0o777, 0o660)
   t.same(await apiGet(socketPath, '/api/v1/ok'), { hello: 'world' })
   t.same(await apiGet(socketPath, '/api/v1/async'), [1, 2])
-  await t.rejects(apiGet(socketPath, '/api/v1/async?x=1'), { status: 400, code: 'ERR_BAD_TARGET', message: 'no endpoint takes query parameters' })
+  await t.rejects(apiGet(socketPath, '/api/v1/async?x=1'), { status: 400, code: 'ERR_BAD_TARGET', message: '/api/v1/async takes no query parameters' })
   await t.rejects(apiGet(socketPath, '/api/v1/nope'), { status: 404, code: 'ERR_NOT_FOUND' })
   await t.rejects(apiGet(socketPath, '/api/v1/broken'), { status: 500, code: 'ERR_BROKEN', message: 'it broke' })
   await t.rejects(apiGet(socketPath, '/api/v1/bug'), { status: 500, code: 'ERR_INTERNAL' })

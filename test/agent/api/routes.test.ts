@@ -63,6 +63,7 @@ function fakeSources (overrides: Partial<ApiSources> = {}) {
     exchange: { fetch: async (id) => { calls.push(['fetch', id]); return { id, inputs: [], outputs: [], providers: [] } } },
     imports: { importDir: undefined, maxModelBytes: 1024, stagingDir: '/nonexistent/staging' },
     cameras: { list: () => [] },
+    cameraEvents: { list: (query) => { calls.push(['events', query]); return [] } },
     operators: {
       login: async (username, password, address) => { calls.push(['login', username, password, address]); return { token: 't', expires_at: 'later', username, role: 'viewer' } },
       register: async (request: RegisterRequest, actor: string) => { calls.push(['register', request, actor]); return { ...created, username: request.username, role: request.role ?? 'viewer' } },
@@ -111,6 +112,7 @@ t.test('every route and the role it needs over HTTPS, pinned', async (t) => {
     'POST /api/v1/models/fetch': 'operator',
     'POST /api/v1/models/bench': 'operator',
     'GET /api/v1/cameras': 'viewer',
+    'GET /api/v1/events': 'viewer',
     'POST /api/v1/identity/login': 'public',
     'POST /api/v1/identity/register': 'admin',
     'GET /api/v1/identity/users': 'admin',
