@@ -4,6 +4,7 @@ import type { TableSet } from '../common/schema.ts'
 import { DAY_MS } from '../common/schema.ts'
 import { BoundedMap } from '../common/bounded-map.ts'
 import type { Database as DB } from 'better-sqlite3'
+import { MAX_EVENT_TIME } from '../protocols/media.ts'
 import type { CameraEvent, CameraEventMessage } from '../protocols/media.ts'
 import type { WorkItem } from '../protocols/work.ts'
 import type { CameraResult } from './camera.ts'
@@ -19,10 +20,10 @@ export const CAMERA_EVENT_TABLES: TableSet = {
       sql: `
       CREATE TABLE camera_events (
         seq    INTEGER PRIMARY KEY,          -- insertion order: retention's row cap keeps the newest
-        id     TEXT NOT NULL UNIQUE,         -- the event's id (protocols/media.ts EVENT_ID)
+        id     TEXT NOT NULL,                -- the event's id (protocols/media.ts EVENT_ID)
         camera TEXT NOT NULL,
         node   TEXT NOT NULL,                -- the name of the member whose camera saw it
-        peer   TEXT NOT NULL,                -- and its peer id: only it may change the event
+        peer   TEXT NOT NULL,                -- and its peer id: an event is its peer's (peer, id), changed by it alone
         label  TEXT NOT NULL,
         score  REAL NOT NULL,                -- the best seen
         x1     INTEGER NOT NULL,             -- the latest box, in the source frame's pixels
@@ -30,14 +31,18 @@ export const CAMERA_EVENT_TABLES: TableSet = {
         x2     INTEGER NOT NULL,
         y2     INTEGER NOT NULL,
         zones  TEXT NOT NULL,                -- JSON: the zones it entered, in order
-        start  INTEGER NOT NULL,             -- ms since the epoch
-        end    INTEGER                       -- null while the object is in view
+        start  INTEGER NOT NULL,             -- ms since the epoch, on its camera's node's clock
+        end    INTEGER,                      -- null while the object is in view
+        updated INTEGER NOT NULL             -- when this box last wrote it (its own clock): an open event gone quiet is ended
       );
+      CREATE UNIQUE INDEX camera_events_peer_id ON camera_events (peer, id);
+      CREATE INDEX camera_events_peer_seq ON camera_events (peer, seq);
       CREATE INDEX camera_events_start ON camera_events (start);
+      CREATE INDEX camera_events_open ON camera_events (updated) WHERE end IS NULL;
     `
     }
   ],
-  retention: [{ table: 'camera_events', time: 'start', key: 'seq', maxAgeMs: 30 * DAY_MS, maxRows: 100_000 }]
+  retention: [{ table: 'camera_events', time: 'start', key: 'seq', maxAgeMs: 30 * DAY_MS, maxRows: 1_000_000 }]
 }
 
 /** What `GET /api/v1/events` and `noodle events` take: all optional. */
@@ -62,6 +67,11 @@ export interface EventView {
   zones: string[]
   start: string
   end: string | null
+}
+
+/** ISO-8601 of a time in ms, clamped to what a Date shows (a row written by an older agent, a clock gone wrong). */
+function isoTime (ms: number): string {
+  return new Date(Math.min(Math.max(ms, 0), MAX_EVENT_TIME)).toISOString()
 }
 
 interface EventRow { id: string, camera: string, node: string, label: string, score: number, x1: number, y1: number, x2: number, y2: number, zones: string, start: number, end: number | null }
@@ -91,23 +101,39 @@ export class CameraEventStore {
     const db = this.store.database
     return {
       // An event is changed only by the peer that announced it first: an id another member reuses changes nothing.
-      put: db.prepare(`INSERT INTO camera_events (id, camera, node, peer, label, score, x1, y1, x2, y2, zones, start, end)
-        VALUES (@id, @camera, @node, @peer, @label, @score, @x1, @y1, @x2, @y2, @zones, @start, @end)
-        ON CONFLICT (id) DO UPDATE SET score = excluded.score, x1 = excluded.x1, y1 = excluded.y1, x2 = excluded.x2,
-          y2 = excluded.y2, zones = excluded.zones, end = excluded.end
-        WHERE camera_events.peer = excluded.peer AND camera_events.camera = excluded.camera`),
-      closeOpen: db.prepare<[number, string]>('UPDATE camera_events SET end = max(start, ?) WHERE end IS NULL AND peer = ?')
+      // An event is (peer, id): what one member announces never touches another's, whatever ids it reuses.
+      put: db.prepare(`INSERT INTO camera_events (id, camera, node, peer, label, score, x1, y1, x2, y2, zones, start, end, updated)
+        VALUES (@id, @camera, @node, @peer, @label, @score, @x1, @y1, @x2, @y2, @zones, @start, @end, @updated)
+        ON CONFLICT (peer, id) DO UPDATE SET score = excluded.score, x1 = excluded.x1, y1 = excluded.y1, x2 = excluded.x2,
+          y2 = excluded.y2, zones = excluded.zones, end = excluded.end, updated = excluded.updated
+        WHERE camera_events.camera = excluded.camera AND camera_events.end IS NULL`),
+      // Ended at when they were last written: the end of what was known of them.
+      closeOwn: db.prepare<[string]>('UPDATE camera_events SET end = max(start, updated) WHERE end IS NULL AND peer = ?'),
+      closeQuiet: db.prepare<[string, number]>('UPDATE camera_events SET end = max(start, updated) WHERE end IS NULL AND peer != ? AND updated < ?'),
+      trimPeer: db.prepare<[string, string, number]>(`DELETE FROM camera_events WHERE peer = ? AND seq < (
+        SELECT seq FROM camera_events WHERE peer = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`)
     }
   }
 
-  put (event: CameraEvent, node: string, peer: string): void {
+  /** Writes an event of `peer` (named `node`); an ended event is not changed again. */
+  put (event: CameraEvent, node: string, peer: string, now = Date.now()): void {
     const [x1, y1, x2, y2] = event.box
-    this.store.write(() => this.statements.put.run({ ...event, x1, y1, x2, y2, zones: JSON.stringify(event.zones), node, peer }))
+    this.store.write(() => this.statements.put.run({ ...event, x1, y1, x2, y2, zones: JSON.stringify(event.zones), node, peer, updated: now }))
   }
 
-  /** Events of `peer` still open (from before a restart, or a member that died): ended at `at`. */
-  closeOpen (peer: string, at: number): void {
-    this.store.write(() => this.statements.closeOpen.run(at, peer))
+  /** Events of `peer` left open by a run that ended without ending them: ended at when they were last written. */
+  closeOwn (peer: string): void {
+    this.store.write(() => this.statements.closeOwn.run(peer))
+  }
+
+  /** Other members' open events not written since `before` (their node died, or its end was lost): ended. */
+  closeQuiet (self: string, before: number): void {
+    this.store.write(() => this.statements.closeQuiet.run(self, before))
+  }
+
+  /** Keeps the newest `keep` events of `peer`. */
+  trimPeer (peer: string, keep: number): void {
+    this.store.write(() => this.statements.trimPeer.run(peer, peer, keep - 1))
   }
 
   /** Newest first. */
@@ -130,8 +156,8 @@ export class CameraEventStore {
       score: r.score,
       box: [r.x1, r.y1, r.x2, r.y2],
       zones: JSON.parse(r.zones) as string[],
-      start: new Date(r.start).toISOString(),
-      end: r.end === null ? null : new Date(r.end).toISOString()
+      start: isoTime(r.start),
+      end: r.end === null ? null : isoTime(r.end)
     }))
   }
 }
@@ -147,7 +173,7 @@ const EXPIRE_EVERY_MS = 1_000
 export class CameraEvents {
   private readonly store: CameraEventStore
   private readonly toMesh: (message: CameraEventMessage) => Promise<void>
-  private readonly toMqtt: (topic: string, payload: string, retain: boolean) => void
+  private readonly toMqtt: (topic: string, payload: string, retain: boolean) => boolean
   private readonly baseTopic: string
   private readonly node: string
   private readonly peer: string
@@ -156,12 +182,15 @@ export class CameraEvents {
   private readonly tracker: ObjectTracker
   /** Per camera, the counts last published, by label. */
   private readonly counts = new Map<string, Map<string, number>>()
+  /** Per camera, when its last result arrived (this box's clock) and how long its objects may go unseen. */
+  private readonly arrivals = new Map<string, { at: number, endAfterMs: number }>()
   private timer: NodeJS.Timeout | undefined
 
   constructor (components: {
     store: CameraEventStore
     toMesh: (message: CameraEventMessage) => Promise<void>
-    toMqtt: (topic: string, payload: string, retain: boolean) => void
+    /** Publishes to the MQTT broker; false when it could not (no broker, or not connected). */
+    toMqtt: (topic: string, payload: string, retain: boolean) => boolean
     baseTopic: string
     /** This node's name and peer id. */
     node: string
@@ -183,8 +212,22 @@ export class CameraEvents {
 
   start (): void {
     // Events left open by the last run ended with it: their tracks are gone.
-    this.store.closeOpen(this.peer, this.now())
-    this.timer = setInterval(() => { this.apply(this.tracker.expire(this.now())) }, EXPIRE_EVERY_MS)
+    this.store.closeOwn(this.peer)
+    this.timer = setInterval(() => { this.tick() }, EXPIRE_EVERY_MS)
+  }
+
+  /**
+   * A camera whose results stopped coming (its source or model stalled) ends its events here; a camera that
+   * delivers, however late its frames, ends them by frame time in observe(). Counts not yet published go again.
+   */
+  private tick (): void {
+    const now = this.now()
+    for (const [camera, { at, endAfterMs }] of this.arrivals) {
+      if (now - at <= endAfterMs) continue
+      this.arrivals.delete(camera)
+      this.apply(this.tracker.expire(Number.MAX_SAFE_INTEGER, camera), camera)
+    }
+    for (const camera of this.counts.keys()) this.publishCounts(camera)
   }
 
   stop (): void {
@@ -195,17 +238,19 @@ export class CameraEvents {
   observe (result: CameraResult, item: Pick<WorkItem, 'zones' | 'fps'>): void {
     // Gone for five frames, and at least 2 s: a missed detection or two is not the end of an object.
     const endAfterMs = Math.max(2_000, 5 * 1000 / item.fps)
+    this.arrivals.set(result.camera, { at: this.now(), endAfterMs })
     this.apply(this.tracker.observe(result.camera, result.at, result.detections, item.zones, endAfterMs), result.camera)
   }
 
   /** A camera stopped here: its objects' events end. */
   cameraStopped (camera: string): void {
+    this.arrivals.delete(camera)
     this.apply(this.tracker.stopCamera(camera), camera)
   }
 
   private apply (changes: EventChange[], camera?: string): void {
     for (const change of changes) {
-      this.store.put(change.after, this.node, this.peer)
+      this.store.put(change.after, this.node, this.peer, this.now())
       this.toMesh({ v: 1, type: change.type, event: change.after }).catch((err: unknown) => { this.log.debug({ err }, 'camera event not published') })
       this.toMqtt(`${this.baseTopic}/${this.node}/events`, JSON.stringify({ type: change.type, before: change.before, after: change.after }), false)
     }
@@ -214,23 +259,39 @@ export class CameraEvents {
     for (const c of cameras) this.publishCounts(c)
   }
 
-  /** Retained counts of what a camera has in view, per label: sent when they change, 0 when the last one goes. */
+  /**
+   * Retained counts of what a camera has in view, per label: sent when they change, 0 when the last one goes. A
+   * count the broker did not take (not connected) stays unsent, and goes again with the next tick.
+   */
   private publishCounts (camera: string): void {
-    const now = this.tracker.inView(camera)
-    const last = this.counts.get(camera) ?? new Map<string, number>()
-    for (const label of new Set([...now.keys(), ...last.keys()])) {
-      const count = now.get(label) ?? 0
-      if (count === (last.get(label) ?? 0) && last.has(label)) continue
-      this.toMqtt(`${this.baseTopic}/${this.node}/${camera}/${label}`, String(count), true)
+    const inView = this.tracker.inView(camera)
+    const sent = this.counts.get(camera) ?? new Map<string, number>()
+    for (const label of new Set([...inView.keys(), ...sent.keys()])) {
+      const count = inView.get(label) ?? 0
+      if (sent.get(label) === count) continue
+      if (!this.toMqtt(`${this.baseTopic}/${this.node}/${camera}/${label}`, String(count), true)) continue
+      if (count === 0) sent.delete(label)
+      else sent.set(label, count)
     }
-    if (now.size === 0) this.counts.delete(camera)
-    else this.counts.set(camera, now)
+    // A label whose 0 was not taken stays listed (as sent: its last count) until it is.
+    if (sent.size === 0 && inView.size === 0) this.counts.delete(camera)
+    else this.counts.set(camera, sent)
   }
 }
 
 /** A member's announced events, per window, at most: a member that sends more has the rest refused (`flood`). */
 const ANNOUNCED_PER_WINDOW = 200
 const ANNOUNCE_WINDOW_MS = 10_000
+/** Events of one other member this box keeps at most (its newest): one member cannot push out the rest. */
+export const MAX_ANNOUNCED_PER_MEMBER = 5_000
+/** An event time this far ahead of this box's clock is a clock gone wrong, or a lie (`clock`). */
+const MAX_CLOCK_AHEAD_MS = 60_000
+/**
+ * An announced event still open with nothing heard of it for this long is ended here: its node updates an event
+ * in view every 10 s, so its node died, left, or its end was lost.
+ */
+export const QUIET_AFTER_MS = 35_000
+const SWEEP_EVERY_MS = 5_000
 
 /**
  * Events other members announce, kept so this box lists them too. A member speaks only for the cameras its own
@@ -238,22 +299,37 @@ const ANNOUNCE_WINDOW_MS = 10_000
  */
 export class AnnouncedEvents {
   private readonly store: CameraEventStore
+  private readonly self: string
   private readonly sender: (peer: string) => { name: string, running: readonly string[] } | undefined
-  private readonly refuse: (reason: 'not-running' | 'flood') => void
+  private readonly refuse: (reason: 'not-running' | 'flood' | 'clock') => void
   private readonly now: () => number
   private readonly windows = new BoundedMap<string, { start: number, count: number }>(1_024)
+  /** Per member, events written since its rows were last trimmed. */
+  private readonly written = new BoundedMap<string, number>(1_024)
+  private timer: NodeJS.Timeout | undefined
 
   constructor (components: {
     store: CameraEventStore
+    /** This node's peer id: its own events are not ended for quiet. */
+    self: string
     /** An alive member by peer id: its name and what it runs; undefined when it is not one. */
     sender: (peer: string) => { name: string, running: readonly string[] } | undefined
-    refuse: (reason: 'not-running' | 'flood') => void
+    refuse: (reason: 'not-running' | 'flood' | 'clock') => void
     now?: () => number
   }) {
     this.store = components.store
+    this.self = components.self
     this.sender = components.sender
     this.refuse = components.refuse
     this.now = components.now ?? Date.now
+  }
+
+  start (): void {
+    this.timer = setInterval(() => { this.store.closeQuiet(this.self, this.now() - QUIET_AFTER_MS) }, SWEEP_EVERY_MS)
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
   }
 
   take (message: CameraEventMessage, from: string): void {
@@ -263,6 +339,11 @@ export class AnnouncedEvents {
       return
     }
     const now = this.now()
+    const { start, end } = message.event
+    if (start > now + MAX_CLOCK_AHEAD_MS || (end !== null && end > now + MAX_CLOCK_AHEAD_MS)) {
+      this.refuse('clock')
+      return
+    }
     let window = this.windows.get(from)
     if (window === undefined || now - window.start >= ANNOUNCE_WINDOW_MS) {
       window = { start: now, count: 0 }
@@ -272,6 +353,10 @@ export class AnnouncedEvents {
       this.refuse('flood')
       return
     }
-    this.store.put(message.event, member.name, from)
+    this.store.put(message.event, member.name, from, now)
+    // Trimmed every hundred writes, not every write: a trim reads the member's newest rows through an index.
+    const written = (this.written.get(from) ?? 0) + 1
+    this.written.set(from, written % 100)
+    if (written >= 100) this.store.trimPeer(from, MAX_ANNOUNCED_PER_MEMBER)
   }
 }

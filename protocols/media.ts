@@ -2,7 +2,7 @@ import { z } from 'zod'
 import { jsonCodec } from './codec.ts'
 import { nameText } from '../common/text.ts'
 import { TOPICS } from './topics.ts'
-import { MAX_FRAME_SIDE, MAX_ZONES } from './work.ts'
+import { labelName, MAX_FRAME_SIDE, MAX_ZONES } from './work.ts'
 
 const pixel = z.int().min(0).max(MAX_FRAME_SIDE)
 const label = z.string().min(1).max(64)
@@ -39,15 +39,20 @@ export const EVENT_ID = /^[0-9a-z]{1,12}-[0-9a-f]{8}$/
  * An object a camera followed from when it appeared (`start`) to when it was last seen before it went (`end`,
  * null while it is in view): its label, its best score, its latest box, the zones it entered. Times in ms.
  */
+/** The latest time an event may carry (the year 2100): a Date can show it, and retention by time can reach it. */
+export const MAX_EVENT_TIME = 4_102_444_800_000
+const eventTime = z.int().nonnegative().max(MAX_EVENT_TIME)
+
 export const CameraEventSchema = z.object({
   id: z.string().regex(EVENT_ID, 'is not an event id'),
   camera: nameText,
-  label,
+  /** A label is an MQTT topic level where it came from: the same rule here. */
+  label: labelName,
   score: z.number().min(0).max(1),
   box: boxSchema,
   zones: z.array(nameText).max(MAX_ZONES),
-  start: z.int().nonnegative(),
-  end: z.int().nonnegative().nullable()
+  start: eventTime,
+  end: eventTime.nullable()
 }).refine((e) => e.end === null || e.end >= e.start, { message: 'must not be before start', path: ['end'] })
 export type CameraEvent = z.infer<typeof CameraEventSchema>
 

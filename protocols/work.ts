@@ -12,7 +12,7 @@ export const LABEL_SETS = ['coco', 'coco91'] as const
 /** Names a work item lists inline at most: the list travels in the home's member record (16 KiB in all). */
 export const MAX_INLINE_LABELS = 128
 /** A label is also an MQTT topic level (`<baseTopic>/<name>/<camera>/<label>`): no wildcards, no levels. */
-const labelName = z.string().min(1).max(48).regex(/^[^\u0000-\u001f\u007f/+#]+$/, 'must hold no control characters, "/", "+" or "#"')
+export const labelName = z.string().min(1).max(48).regex(/^[^\u0000-\u001f\u007f/+#]+$/, 'must hold no control characters, "/", "+" or "#"')
 
 const detectorInputShape = {
   layout: z.enum(['nchw', 'nhwc']).optional(),

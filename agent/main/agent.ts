@@ -202,6 +202,7 @@ export class Agent {
       ['cameras', cameras.manager],
       ['camera results', cameras.results],
       ['camera event announcements', cameras.announced],
+      ['announced event sweep', cameras.announcements],
       ['health', reporter],
       ['api', api],
       // Last to start, first to stop: READY means every component is up.
@@ -445,7 +446,7 @@ function buildCameras ({ config, log, store, modules, selfId, metrics }: Base, {
   const events = new CameraEvents({
     store: eventStore,
     toMesh: async (message) => { await mesh.publish(cameraEventCodec, message) },
-    toMqtt: (topic, payload, retain) => { mqtt.session?.publish(topic, payload, { retain }) },
+    toMqtt: (topic, payload, retain) => mqtt.session?.publish(topic, payload, { retain }) ?? false,
     baseTopic: config.mqtt.baseTopic,
     node: config.name,
     peer: selfId,
@@ -472,6 +473,7 @@ function buildCameras ({ config, log, store, modules, selfId, metrics }: Base, {
   })
   const announcements = new AnnouncedEvents({
     store: eventStore,
+    self: selfId,
     sender: (peer) => {
       const m = membership.get(peer)
       return m === undefined || m.state !== 'alive' || m.health == null ? undefined : { name: m.name, running: m.health.running }
@@ -479,5 +481,5 @@ function buildCameras ({ config, log, store, modules, selfId, metrics }: Base, {
     refuse: (reason) => { metrics.inc(REJECTED_METRIC, { topic: cameraEventCodec.topic, reason }) }
   })
   const announced = mesh.reader(cameraEventCodec, (m, from) => { announcements.take(m, from.toString()) })
-  return { manager, results, events, eventStore, announced }
+  return { manager, results, events, eventStore, announced, announcements }
 }

@@ -31,7 +31,8 @@ export function viewerQueryRoute<S extends z.ZodType> (schema: S, handle: (query
 
 /** A request's query parameters, each given once, checked against its schema: a refusal names the parameter. */
 export function parseQuery<S extends z.ZodType> (schema: S, query: URLSearchParams): z.infer<S> {
-  const params: Record<string, string> = {}
+  // No prototype: `__proto__` is a key like any other (given twice, refused; unknown, refused).
+  const params: Record<string, string> = Object.create(null) as Record<string, string>
   for (const [key, value] of query) {
     if (Object.hasOwn(params, key)) throw new BadRequestError('is given more than once', key)
     params[key] = value
