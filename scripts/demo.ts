@@ -4,8 +4,10 @@
  * bootstrap address (mDNS stays off: this machine's network is not ours to multicast on). demo-1 runs the
  * embedded MQTT broker, and simulated sensors (another process) publish to it. demo-2 has a camera: FFmpeg's
  * test pattern, whose frame counter the PP-OCR text detector (a devDependency) finds, on the node the
- * coordinator places it. Prints the `noodle nodes`, `noodle sensors` and `noodle cameras` tables, then keeps the
- * mesh up for you to poke at until Ctrl-C; `--once` stops after them.
+ * coordinator places it. demo-3 has a second camera: a parcel that comes and goes on its porch, found by an
+ * object detector built like the tests' (a YOLOv8-shaped ONNX graph), so it makes events. Prints the `noodle
+ * nodes`, `noodle sensors`, `noodle cameras` and `noodle events` tables, then keeps the mesh up for you to poke at
+ * until Ctrl-C; `--once` stops after them.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -13,7 +15,8 @@ import { join, relative } from 'node:path'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { apiGet } from '../agent/cli/client.ts'
-import { formatCamerasTable, formatNodesTable, formatSensorsTable } from '../agent/cli/format.ts'
+import { formatCamerasTable, formatEventsTable, formatNodesTable, formatSensorsTable } from '../agent/cli/format.ts'
+import type { EventView } from '../media/camera-events.ts'
 import type { CameraListView } from '../agent/api/views.ts'
 import { PUBLISHER, allSee, bootstrapAddr, nodes, sensors, startAgent, waitFor, waitForAgreement, writeSwarmKey } from './agents.ts'
 import { freePort } from './mosquitto.ts'
@@ -28,8 +31,23 @@ const mqttPort = await freePort()
 const detector = join(import.meta.dirname, '..', 'node_modules', '@gutenye', 'ocr-models', 'assets', 'ch_PP-OCRv4_det_infer.onnx')
 // 640×640: at 320 the test pattern's digits are too small for the detector. BGR: PaddleOCR's channel order.
 const camera = { id: 'cam-pattern', kind: 'camera', source: 'lavfi:testsrc=size=640x480:rate=10', model: detector, size: 640, fps: 2, channels: 'bgr', cpuPct: 60 }
+/** A white parcel on a black porch, there 3 s of every 6, at 320×240: each visit an event. */
+const parcelModel = join(root, 'parcels.onnx')
+const parcelCamera = {
+  id: 'cam-porch',
+  kind: 'camera',
+  source: "lavfi:color=c=black:size=320x240:rate=10,drawbox=x=100:y=60:w=80:h=50:color=white:t=fill:enable='lt(mod(t\\,6)\\,3)'",
+  model: parcelModel,
+  fps: 5,
+  pinned: true,
+  cpuPct: 10,
+  detector: { labels: ['cat', 'parcel', 'dog'] },
+  zones: { step: [[120, 90], [160, 90], [160, 130], [120, 130]] }
+}
 const cameras = (a: AgentProcess) => apiGet<CameraListView[]>(a.socketPath, '/api/v1/cameras')
+const events = (a: AgentProcess) => apiGet<EventView[]>(a.socketPath, '/api/v1/events')
 let cameraHost: AgentProcess | undefined
+let porchHost: AgentProcess | undefined
 
 async function shutdown (code: number): Promise<never> {
   simulator?.kill('SIGTERM')
@@ -58,7 +76,13 @@ try {
   const entry = await bootstrapAddr(agents[0] as AgentProcess)
   // The camera's model ships with the dev dependencies; an install without them runs the demo without a camera.
   const work = existsSync(detector) ? [camera] : []
-  agents.push(...await Promise.all(['demo-2', 'demo-3'].map((name) => startAgent({ ...common, name, bootstrap: [entry], config: name === 'demo-2' ? { work } : {} }))))
+  // The parcel detector is written with onnx-proto, a devDependency too.
+  const porch = await import('./detector-models.ts').then(({ writeDetectorModel }) => {
+    writeDetectorModel(parcelModel, { layout: 'yolov8', width: 320, height: 320 })
+    return [parcelCamera]
+  }, () => [])
+  const configs: Record<string, Record<string, unknown>> = { 'demo-2': { work }, 'demo-3': { work: porch } }
+  agents.push(...await Promise.all(['demo-2', 'demo-3'].map((name) => startAgent({ ...common, name, bootstrap: [entry], config: configs[name] }))))
   await waitFor('the three agents to see each other', () => allSee(agents, agents, 'alive'), 20_000)
   await waitForAgreement('the three agents to agree on a coordinator', agents)
   await waitFor('a few readings from each simulated sensor', async () => {
@@ -74,6 +98,11 @@ try {
     }, 90_000)
     cameraHost = node
   }
+  if (porch.length > 0) {
+    const demo3 = agents[2] as AgentProcess
+    await waitFor('a parcel to come and go', async () => (await events(demo3)).some((e) => e.camera === parcelCamera.id && e.end !== null), 60_000)
+    porchHost = demo3
+  }
 } catch (err) {
   process.stderr.write(`demo failed: ${(err as Error).message}\n${agents.map((a) => a.output()).join('\n')}`)
   await shutdown(1)
@@ -83,6 +112,7 @@ const first = agents[0] as AgentProcess
 process.stdout.write(`$ noodle nodes --data-dir ${first.dataDir}\n${formatNodesTable(await nodes(first))}\n`)
 process.stdout.write(`$ noodle sensors --data-dir ${first.dataDir}\n${formatSensorsTable(await sensors(first))}\n`)
 if (cameraHost !== undefined) process.stdout.write(`$ noodle cameras --data-dir ${cameraHost.dataDir}\n${formatCamerasTable(await cameras(cameraHost))}\n`)
+if (porchHost !== undefined) process.stdout.write(`$ noodle events --data-dir ${porchHost.dataDir}\n${formatEventsTable(await events(porchHost))}\n`)
 if (once) await shutdown(0)
 
 const cli = relative(process.cwd(), join(import.meta.dirname, '..', 'bin', 'noodle')) || 'bin/noodle'
@@ -93,6 +123,7 @@ process.stdout.write(`The mesh is up. In another terminal, try:
   kill -STOP ${agents[1]?.child.pid ?? ''}    # demo-2 freezes: "suspect", never "dead"; kill -CONT revives it
   kill -KILL ${agents[1]?.child.pid ?? ''}    # demo-2 crashes: "dead" at once (its port refuses), and its camera moves
   ${cli} cameras --watch --data-dir ${first.dataDir}   # the test-pattern camera: where it runs, what it finds
+  ${cli} events --watch --zone step --data-dir ${first.dataDir}   # the parcel on demo-3's porch, as every member lists it
   ${cli} optimize --data-dir ${first.dataDir}   # ask the coordinator for a fresh placement
   ${cli} sensors --watch --data-dir ${first.dataDir}   # the simulated sensors, ingested over MQTT
   mosquitto_pub -p ${mqttPort} -t sensors/desk/co2 -m 612   # publish a reading of your own (or mosquitto_sub -t 'noodle/#' -v)
