@@ -6,10 +6,11 @@ import { BoundedMap } from '../common/bounded-map.ts'
 import type { Database as DB } from 'better-sqlite3'
 import { MAX_EVENT_TIME } from '../protocols/media.ts'
 import type { CameraEvent, CameraEventMessage } from '../protocols/media.ts'
+import { DEFAULT_MOTION } from '../protocols/work.ts'
 import type { WorkItem } from '../protocols/work.ts'
 import type { CameraResult } from './camera.ts'
 import { ObjectTracker } from './tracker.ts'
-import type { EventChange } from './tracker.ts'
+import type { Ending, EventChange } from './tracker.ts'
 
 /** Objects cameras followed: this node's cameras' and those other members announced (CameraEventStore). */
 export const CAMERA_EVENT_TABLES: TableSet = {
@@ -162,6 +163,20 @@ export class CameraEventStore {
   }
 }
 
+/**
+ * When a camera's objects end: missed in 2 s worth of results and unseen for 2 s (a missed detection or two is not
+ * the end of an object; motion gating keeps frames coming for 2.5 s after motion, so a departure is seen), or
+ * unseen for 2.5 refreshS (with motion gating a still scene is inferred only that often), and at least 5 s.
+ */
+export function endingOf (item: Pick<WorkItem, 'fps'> & { motion?: WorkItem['motion'] }): Ending {
+  const motion = item.motion ?? DEFAULT_MOTION
+  return {
+    afterMs: 2_000,
+    afterMisses: Math.max(2, Math.ceil(item.fps * 2)),
+    staleMs: Math.max(5_000, motion.enabled ? 2.5 * motion.refreshS * 1000 : 0, 10 * 1000 / item.fps)
+  }
+}
+
 /** How often events of objects no longer seen are ended, when no frame comes to do it (a camera that stalled). */
 const EXPIRE_EVERY_MS = 1_000
 
@@ -183,7 +198,7 @@ export class CameraEvents {
   /** Per camera, the counts last published, by label. */
   private readonly counts = new Map<string, Map<string, number>>()
   /** Per camera, when its last result arrived (this box's clock) and how long its objects may go unseen. */
-  private readonly arrivals = new Map<string, { at: number, endAfterMs: number }>()
+  private readonly arrivals = new Map<string, { at: number, staleMs: number }>()
   private timer: NodeJS.Timeout | undefined
 
   constructor (components: {
@@ -222,8 +237,8 @@ export class CameraEvents {
    */
   private tick (): void {
     const now = this.now()
-    for (const [camera, { at, endAfterMs }] of this.arrivals) {
-      if (now - at <= endAfterMs) continue
+    for (const [camera, { at, staleMs }] of this.arrivals) {
+      if (now - at <= staleMs) continue
       this.arrivals.delete(camera)
       this.apply(this.tracker.expire(Number.MAX_SAFE_INTEGER, camera), camera)
     }
@@ -235,11 +250,9 @@ export class CameraEvents {
   }
 
   /** A result of one of this node's cameras (`item` its work item: its zones and frame rate). */
-  observe (result: CameraResult, item: Pick<WorkItem, 'zones' | 'fps'>): void {
-    // Gone for five frames, and at least 2 s: a missed detection or two is not the end of an object.
-    const endAfterMs = Math.max(2_000, 5 * 1000 / item.fps)
-    this.arrivals.set(result.camera, { at: this.now(), endAfterMs })
-    this.apply(this.tracker.observe(result.camera, result.at, result.detections, item.zones, endAfterMs), result.camera)
+  observe (result: CameraResult, item: Pick<WorkItem, 'zones' | 'fps'> & { motion?: WorkItem['motion'] }): void {
+    this.arrivals.set(result.camera, { at: this.now(), staleMs: endingOf(item).staleMs })
+    this.apply(this.tracker.observe(result.camera, result.at, result.detections, item.zones, endingOf(item)), result.camera)
   }
 
   /** A camera stopped here: its objects' events end. */

@@ -37,6 +37,9 @@ export interface CameraStats {
   detector: string
   /** Results whose outputs the decoder could not read (shape or type not the model's declared ones). */
   outputErrors: number
+  /** Motion gating: frames in which something moved, and frames not inferred because nothing had. */
+  motionFrames: number
+  stillFrames: number
   reconnects: number
   lastError: string | null
   /** "software", or the hardware that decodes the source ("cuda", "vaapi"…). */
@@ -77,10 +80,10 @@ export class CameraPipeline {
     this.runner = components.runner
     this.log = components.log
     this.onResult = components.onResult
-    const { source, url, fps, loop, paced, hwaccel, detector: { input } } = this.options
+    const { source, url, fps, loop, paced, hwaccel, motion, detector: { input } } = this.options
     // Only what the decode thread needs travels to it (the detector's functions cannot).
     this.source = new FrameSource({
-      options: { source, url: url ?? source, fps, loop, paced, hwaccel, width: input.width, height: input.height, input: input.format },
+      options: { source, url: url ?? source, fps, loop, paced, hwaccel, motion, width: input.width, height: input.height, input: input.format },
       log: this.log
     })
   }
@@ -144,6 +147,8 @@ export class CameraPipeline {
       detections: this.lastDetections,
       detector: this.options.detector.variant,
       outputErrors: this.outputErrors,
+      motionFrames: source.motionFrames,
+      stillFrames: source.stillFrames,
       reconnects: source.reconnects,
       lastError: source.lastError !== null ? redactCredentials(source.lastError) : this.lastOutputError,
       decoder: source.decoder

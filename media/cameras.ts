@@ -12,7 +12,7 @@ import { withCredentials } from './camera-credentials.ts'
 import type { CameraResult, CameraStats } from './camera.ts'
 import { planDetector } from './detector/plan.ts'
 import { readOnnxMetadata } from '../runtime/onnx-file.ts'
-import { DetectorWireSchema } from '../protocols/work.ts'
+import { DEFAULT_MOTION, DetectorWireSchema } from '../protocols/work.ts'
 
 /** A camera this node runs, as `noodle cameras` lists it. */
 export interface CameraView extends Partial<CameraStats> {
@@ -149,6 +149,7 @@ export class CameraManager {
           model: modelId,
           detector,
           hwaccel: item.hwaccel,
+          motion: item.motion ?? DEFAULT_MOTION,
           fps: item.fps,
           loop: true,
           paced: true

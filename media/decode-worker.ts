@@ -11,11 +11,14 @@ import { Log } from 'node-av/lib'
 import type { Frame, Packet } from 'node-av/lib'
 import { demuxerInput } from './frame-source.ts'
 import type { FrameSourceOptions, FromDecoder, ToDecoder } from './frame-source.ts'
+import { MotionDetector } from './motion.ts'
 import { filterGraph, frameToTensor } from './preprocess.ts'
 
 const BACKOFF_MIN_MS = 1_000
 const BACKOFF_MAX_MS = 30_000
 const STATS_EVERY_MS = 500
+/** Frames go to the camera for this long after the last motion (longer than an event takes to end: 2 s). */
+const MOTION_HOLD_MS = 2_500
 
 class DecodeLoop {
   private readonly options: FrameSourceOptions
@@ -36,10 +39,29 @@ class DecodeLoop {
   private decoder = 'software'
   /** Hardware decoding failed on this source: software from now on. */
   private hardwareFailed = false
+  /** Motion gating: a frame is given once something moved since the last one given, or refreshS after it. */
+  private readonly motion: MotionDetector | undefined
+  private movedSinceDelivery = true
+  private deliveredAt = 0
+  private movedAt = 0
+  private motionFrames = 0
+  private stillFrames = 0
 
   constructor (options: FrameSourceOptions, port: MessagePort) {
     this.options = options
     this.port = port
+    this.motion = options.motion?.enabled === true ? new MotionDetector() : undefined
+  }
+
+  /**
+   * Whether the frame waiting may go to the camera now: something moved since the last frame it had, or did less
+   * than MOTION_HOLD_MS ago (an object that walks in and stops is seen in the frames after, as the tracker needs),
+   * or refreshS has passed.
+   */
+  private gateOpen (): boolean {
+    if (this.motion === undefined || this.movedSinceDelivery) return true
+    const now = Date.now()
+    return now - this.movedAt < MOTION_HOLD_MS || now - this.deliveredAt >= (this.options.motion?.refreshS ?? 0) * 1000
   }
 
   private take (message: ToDecoder): void {
@@ -48,7 +70,7 @@ class DecodeLoop {
       this.wake?.()
     } else {
       this.wanted = { into: message.into }
-      if (this.latest !== undefined) this.deliver()
+      if (this.latest !== undefined && this.gateOpen()) this.deliver()
     }
   }
 
@@ -149,16 +171,25 @@ class DecodeLoop {
     }
   }
 
-  /** A new frame replaces the one waiting, which was skipped; it goes out at once if one was asked for. */
+  /**
+   * A new frame replaces the one waiting: skipped when the camera was busy, still when it was held back because
+   * nothing moved. It goes out at once if one was asked for and the motion gate is open.
+   */
   private offer (frame: Frame, seq: number, source: { width: number, height: number }): void {
     this.framesIn++
     this.firstFrameAt ??= Date.now()
     if (this.latest !== undefined) {
       this.latest.frame.free()
-      this.skipped++
+      if (this.wanted !== undefined) this.stillFrames++
+      else this.skipped++
+    }
+    if (this.motion !== undefined && this.motion.moved((frame.data as Buffer[])[0] as Buffer, this.options.width, this.options.height, frame.linesize[0])) {
+      this.motionFrames++
+      this.movedSinceDelivery = true
+      this.movedAt = Date.now()
     }
     this.latest = { frame, at: Date.now(), seq, sourceWidth: source.width, sourceHeight: source.height }
-    if (this.wanted !== undefined) this.deliver()
+    if (this.wanted !== undefined && this.gateOpen()) this.deliver()
     if (Date.now() - this.statsAt >= STATS_EVERY_MS) this.sendStats()
   }
 
@@ -167,6 +198,8 @@ class DecodeLoop {
     const into = (this.wanted as NonNullable<DecodeLoop['wanted']>).into
     this.latest = undefined
     this.wanted = undefined
+    this.movedSinceDelivery = false
+    this.deliveredAt = Date.now()
     const { width, height, input } = this.options
     const rgb = (frame.data as Buffer[])[0] as Buffer
     const tensor = frameToTensor(rgb, width, height, input, { stride: frame.linesize[0] ?? width * 3, out: into ?? undefined })
@@ -176,7 +209,7 @@ class DecodeLoop {
 
   private sendStats (): void {
     this.statsAt = Date.now()
-    this.post({ type: 'stats', framesIn: this.framesIn, skipped: this.skipped, reconnects: this.reconnects, lastError: this.lastError, firstFrameAt: this.firstFrameAt, decoder: this.decoder })
+    this.post({ type: 'stats', framesIn: this.framesIn, skipped: this.skipped, reconnects: this.reconnects, lastError: this.lastError, firstFrameAt: this.firstFrameAt, decoder: this.decoder, motionFrames: this.motionFrames, stillFrames: this.stillFrames })
   }
 
   private post (message: FromDecoder, transfer: ArrayBuffer[] = []): void {

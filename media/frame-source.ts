@@ -54,6 +54,8 @@ export interface FrameSourceOptions {
   input: InputFormat
   /** "auto": decode on the box's video hardware where FFmpeg finds some (CUDA, VAAPI, QSV…), else in software. */
   hwaccel: 'auto' | 'none'
+  /** Motion gating (the camera's `motion`): a frame is given only once something moved, or every refreshS. */
+  motion?: { enabled: boolean, refreshS: number }
 }
 
 /** A frame as the model takes it (its input's layout, type and scale), at the model's size. */
@@ -79,13 +81,16 @@ export interface SourceStats {
   firstFrameMs: number | null
   /** "software", or the hardware that decodes the source ("cuda", "vaapi"…). */
   decoder: string
+  /** Frames in which something moved (motion gating on), and frames held back because nothing had. */
+  motionFrames: number
+  stillFrames: number
 }
 
 /** What the decode worker (decode-worker.ts) and its FrameSource say to each other. */
 export type ToDecoder = { type: 'want', into: Float32Array | Uint8Array | null } | { type: 'stop' }
 export type FromDecoder =
   | { type: 'frame', tensor: Float32Array | Uint8Array, at: number, seq: number, sourceWidth: number, sourceHeight: number }
-  | { type: 'stats', framesIn: number, skipped: number, reconnects: number, lastError: string | null, firstFrameAt: number | null, decoder: string }
+  | { type: 'stats', framesIn: number, skipped: number, reconnects: number, lastError: string | null, firstFrameAt: number | null, decoder: string, motionFrames: number, stillFrames: number }
   | { type: 'log', level: 'warn' | 'debug', msg: string, fields: Record<string, unknown> }
 
 const WORKER_URL = siblingModule(import.meta.url, 'decode-worker')
@@ -113,12 +118,12 @@ export class FrameSource {
   private restart: NodeJS.Timeout | undefined
   private running = false
   private waiting: { resolve: (frame: TensorFrame | null) => void, into: Float32Array | Uint8Array | null } | undefined
-  private latest: Omit<SourceStats, 'fpsIn' | 'firstFrameMs' | 'decoder'> = { framesIn: 0, skipped: 0, reconnects: 0, lastError: null }
+  private latest: Omit<SourceStats, 'fpsIn' | 'firstFrameMs' | 'decoder'> = { framesIn: 0, skipped: 0, reconnects: 0, lastError: null, motionFrames: 0, stillFrames: 0 }
   private startedAt = 0
   private firstFrameAt: number | null = null
   private decoder = 'software'
   /** Stats from earlier workers of this source (one died and was started again). */
-  private base = { framesIn: 0, skipped: 0, reconnects: 0 }
+  private base = { framesIn: 0, skipped: 0, reconnects: 0, motionFrames: 0, stillFrames: 0 }
   private readonly samples: Array<{ at: number, framesIn: number }> = []
   private done: (() => void) | undefined
   private readonly finished: Promise<void>
@@ -179,7 +184,9 @@ export class FrameSource {
       reconnects: this.base.reconnects + this.latest.reconnects,
       lastError: this.latest.lastError,
       firstFrameMs: this.firstFrameAt === null ? null : this.firstFrameAt - this.startedAt,
-      decoder: this.decoder
+      decoder: this.decoder,
+      motionFrames: this.base.motionFrames + this.latest.motionFrames,
+      stillFrames: this.base.stillFrames + this.latest.stillFrames
     }
   }
 
@@ -207,7 +214,7 @@ export class FrameSource {
       this.waiting = undefined
       waiting?.resolve({ tensor: message.tensor, at: message.at, seq: message.seq, sourceWidth: message.sourceWidth, sourceHeight: message.sourceHeight })
     } else if (message.type === 'stats') {
-      this.latest = { framesIn: message.framesIn, skipped: message.skipped, reconnects: message.reconnects, lastError: message.lastError }
+      this.latest = { framesIn: message.framesIn, skipped: message.skipped, reconnects: message.reconnects, lastError: message.lastError, motionFrames: message.motionFrames, stillFrames: message.stillFrames }
       this.firstFrameAt ??= message.firstFrameAt
       this.decoder = message.decoder
       const at = Date.now()
@@ -228,8 +235,14 @@ export class FrameSource {
       this.finish()
       return
     }
-    this.base = { framesIn: this.base.framesIn + this.latest.framesIn, skipped: this.base.skipped + this.latest.skipped, reconnects: this.base.reconnects + this.latest.reconnects + 1 }
-    this.latest = { framesIn: 0, skipped: 0, reconnects: 0, lastError: this.latest.lastError ?? `the decoder exited with code ${code}` }
+    this.base = {
+      framesIn: this.base.framesIn + this.latest.framesIn,
+      skipped: this.base.skipped + this.latest.skipped,
+      reconnects: this.base.reconnects + this.latest.reconnects + 1,
+      motionFrames: this.base.motionFrames + this.latest.motionFrames,
+      stillFrames: this.base.stillFrames + this.latest.stillFrames
+    }
+    this.latest = { framesIn: 0, skipped: 0, reconnects: 0, lastError: this.latest.lastError ?? `the decoder exited with code ${code}`, motionFrames: 0, stillFrames: 0 }
     this.restart = setTimeout(() => { this.respawn() }, RESTART_MS)
   }
 

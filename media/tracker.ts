@@ -3,6 +3,17 @@ import type { Zones } from '../protocols/work.ts'
 import { iou } from './boxes.ts'
 import type { Detection } from './detections.ts'
 
+/**
+ * When a camera's objects end: missed in `afterMisses` results in a row and unseen for `afterMs` (a detector that
+ * misses a frame or two ends nothing), or unseen for `staleMs` whatever the results (a camera whose frames are
+ * gated by motion is inferred only every refreshS while nothing moves).
+ */
+export interface Ending {
+  afterMs: number
+  afterMisses: number
+  staleMs: number
+}
+
 /** What happened to an event, Frigate's way: its state before the change (null when it is new) and after. */
 export interface EventChange {
   type: 'new' | 'update' | 'end'
@@ -24,7 +35,9 @@ interface Track {
   /** Frames it was seen in so far (it becomes an event at FRAMES_TO_START). */
   frames: number
   lastSeen: number
-  endAfterMs: number
+  /** Results in a row it was not in. */
+  misses: number
+  ending: Ending
   /** The event as last announced, and when. */
   sent: CameraEvent | null
   sentAt: number
@@ -52,8 +65,8 @@ export function zonesOf (box: Detection['box'], zones: Zones | undefined): strin
 /**
  * Turns the detections of each frame into events: a detection that overlaps a track of its label (IoU, best pairs
  * first) updates it, the rest start tracks; a track seen in FRAMES_TO_START frames is an event (`new`), changes
- * when its score gets better, when it enters a zone, or every `refreshMs` while in view (`update`), and ends when
- * it has not been seen for its camera's `endAfterMs` (`end`). Time is the frames' own, and `expire` is given it.
+ * when its score gets better, when it enters a zone, or every `refreshMs` while in view (`update`), and ends as its
+ * camera's Ending says (`end`). Time is the frames' own, and `expire` is given it.
  */
 export class ObjectTracker {
   private readonly tracks = new Map<string, Track[]>()
@@ -66,7 +79,7 @@ export class ObjectTracker {
   }
 
   /** One frame's detections of `camera`, decoded at `at`. */
-  observe (camera: string, at: number, detections: readonly Detection[], zones: Zones | undefined, endAfterMs: number): EventChange[] {
+  observe (camera: string, at: number, detections: readonly Detection[], zones: Zones | undefined, ending: Ending): EventChange[] {
     const tracks = this.tracks.get(camera) ?? []
     this.tracks.set(camera, tracks)
     const pairs: Array<{ track: Track, detection: Detection, overlap: number }> = []
@@ -94,22 +107,26 @@ export class ObjectTracker {
         event: { id: '', camera, label: detection.label, score: detection.score, box: detection.box, zones: zonesOf(detection.box, zones), start: at, end: null },
         frames: 1,
         lastSeen: at,
-        endAfterMs,
+        misses: 0,
+        ending,
         sent: null,
         sentAt: at
       })
     }
     // A track seen once and not again is dropped as soon as it is missed: it never became an event.
     for (const track of tracks.filter((t) => !matched.has(t) && t.lastSeen !== at && t.sent === null)) tracks.splice(tracks.indexOf(track), 1)
-    return [...changes, ...this.expire(at, camera)]
+    for (const track of tracks) if (!matched.has(track) && track.lastSeen !== at) track.misses++
+    const gone = tracks.filter((t) => t.misses >= t.ending.afterMisses && at - t.lastSeen >= t.ending.afterMs)
+    for (const track of gone) tracks.splice(tracks.indexOf(track), 1)
+    return [...changes, ...gone.map((t) => this.end(t)), ...this.expire(at, camera)]
   }
 
-  /** Ends the events of `camera` (every camera when not given) not seen for their endAfterMs by `now`. */
+  /** Ends the events of `camera` (every camera when not given) not seen for their staleMs by `now`. */
   expire (now: number, camera?: string): EventChange[] {
     const changes: EventChange[] = []
     for (const [id, tracks] of this.tracks) {
       if (camera !== undefined && id !== camera) continue
-      for (const track of tracks.filter((t) => now - t.lastSeen > t.endAfterMs)) {
+      for (const track of tracks.filter((t) => now - t.lastSeen > t.ending.staleMs)) {
         tracks.splice(tracks.indexOf(track), 1)
         if (track.sent !== null) changes.push(this.end(track))
       }
@@ -135,6 +152,7 @@ export class ObjectTracker {
   private follow (track: Track, at: number, detection: Detection, zones: Zones | undefined): EventChange | undefined {
     track.frames++
     track.lastSeen = at
+    track.misses = 0
     const entered = zonesOf(detection.box, zones).filter((z) => !track.event.zones.includes(z))
     track.event = {
       ...track.event,

@@ -125,8 +125,17 @@ const workItemShape = {
   /** Cameras: decode on the box's video hardware where there is some ("auto"), or always in software ("none"). */
   hwaccel: z.enum(['auto', 'none']).default('auto'),
   /** Cameras: named areas of the frame; an event lists those its object entered. */
-  zones: ZonesSchema.optional()
+  zones: ZonesSchema.optional(),
+  /**
+   * Cameras: run the detector only on frames where something moved (a cheap frame difference in the decode
+   * thread), and on one frame every `refreshS` seconds whatever moved, so what is already in view is found and
+   * what stands still stays followed.
+   */
+  motion: z.object({ enabled: z.boolean().default(true), refreshS: z.number().min(0.5).max(600).default(5) }).optional()
 }
+
+/** A camera's motion gating when its item says nothing: on, with a frame inferred at least every 5 s. */
+export const DEFAULT_MOTION = { enabled: true, refreshS: 5 } as const
 
 /**
  * In a config file: an unknown key is a typo, and an error. Credentials in a source URL are refused: they would

@@ -182,5 +182,8 @@ export interface CameraListView {
   detector: string | null
   /** Results whose outputs did not have the shape the model declared (null where another node runs it). */
   outputErrors: number | null
+  /** Motion gating: frames in which something moved, and frames not inferred because nothing had. */
+  motionFrames: number | null
+  stillFrames: number | null
   error: string | null
 }

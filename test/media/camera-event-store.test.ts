@@ -97,7 +97,7 @@ t.test('a stalled camera ends its events; a retained count the broker did not ta
   connected = true
   await new Promise((resolve) => setTimeout(resolve, 1_200))
   t.same(mqtt.filter((m) => m.includes('/cam/')), ['noodle/me/cam/car=1 (retained)'], 'the count goes once it can')
-  now = 3_000 // no result for longer than the camera's 2 s
+  now = 20_000 // no result for longer than the camera's stale time (2.5 refreshS: 12.5 s)
   await new Promise((resolve) => setTimeout(resolve, 1_200))
   t.match(events.list({}), [{ end: '1970-01-01T00:00:00.200Z' }], 'ended at when it was last seen')
   t.same(mqtt.filter((m) => m.includes('/cam/')), ['noodle/me/cam/car=1 (retained)', 'noodle/me/cam/car=0 (retained)'])

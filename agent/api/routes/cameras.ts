@@ -58,6 +58,8 @@ export function cameraViews ({ selfId, name, cameras, membership }: Omit<CameraS
     decoder: c.decoder ?? null,
     detector: c.detector ?? null,
     outputErrors: c.outputErrors ?? null,
+    motionFrames: c.motionFrames ?? null,
+    stillFrames: c.stillFrames ?? null,
     error: c.error
   }))
   const seen = new Set(local.map((c) => c.camera))
@@ -71,7 +73,7 @@ export function cameraViews ({ selfId, name, cameras, membership }: Omit<CameraS
       const w = cameraWork.get(id)
       if (w === undefined || seen.has(id)) continue
       seen.add(id)
-      remote.push({ camera: id, node: m.name, source: sourceView(w.source), model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, error: null })
+      remote.push({ camera: id, node: m.name, source: sourceView(w.source), model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null })
     }
   }
   return [...local, ...remote]

@@ -140,17 +140,17 @@ t.test('cameras: those run here with figures, those run elsewhere by where, cred
     name: 'alpha',
     cameras: {
       list: () => [
-        { camera: 'cam-a', state: 'running', error: null, source: 'rtsp://admin:secret@cam-a/live', model: 'm', fpsIn: 5, fpsInferred: 4, skipped: 1, latencyMs: 30, detections: 2, decoder: 'software', detector: 'yolov8', outputErrors: 0 },
+        { camera: 'cam-a', state: 'running', error: null, source: 'rtsp://admin:secret@cam-a/live', model: 'm', fpsIn: 5, fpsInferred: 4, skipped: 1, latencyMs: 30, detections: 2, decoder: 'software', detector: 'yolov8', outputErrors: 0, motionFrames: 7, stillFrames: 2 },
         { camera: 'cam-e', state: 'failed', error: 'no such model' }
       ]
     },
     membership: { list: () => [self, beta, gamma, dead, member('peer-e', 'epsilon')] }
   })
   t.same(views, [
-    { camera: 'cam-a', node: 'alpha', source: 'rtsp://***@cam-a/live', model: 'm', state: 'running', fpsIn: 5, fpsInferred: 4, skipped: 1, latencyMs: 30, detections: 2, decoder: 'software', detector: 'yolov8', outputErrors: 0, error: null },
-    { camera: 'cam-e', node: 'alpha', source: null, model: null, state: 'failed', fpsIn: 0, fpsInferred: 0, skipped: 0, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, error: 'no such model' },
-    { camera: 'cam-b', node: 'beta', source: 'rtsp://***@cam-b/stream', model: 'm', state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, error: null },
-    { camera: 'cam-c', node: 'gamma', source: 'rtsp://cam-c', model: 'm', state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, error: null },
-    { camera: 'cam-f', node: 'gamma', source: null, model: null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, error: null }
+    { camera: 'cam-a', node: 'alpha', source: 'rtsp://***@cam-a/live', model: 'm', state: 'running', fpsIn: 5, fpsInferred: 4, skipped: 1, latencyMs: 30, detections: 2, decoder: 'software', detector: 'yolov8', outputErrors: 0, motionFrames: 7, stillFrames: 2, error: null },
+    { camera: 'cam-e', node: 'alpha', source: null, model: null, state: 'failed', fpsIn: 0, fpsInferred: 0, skipped: 0, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: 'no such model' },
+    { camera: 'cam-b', node: 'beta', source: 'rtsp://***@cam-b/stream', model: 'm', state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null },
+    { camera: 'cam-c', node: 'gamma', source: 'rtsp://cam-c', model: 'm', state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null },
+    { camera: 'cam-f', node: 'gamma', source: null, model: null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null }
   ], 'cam-a is listed once (here); cam-c where it runs, not at home; the dead member\'s camera is not listed')
 })
