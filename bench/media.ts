@@ -121,11 +121,12 @@ try {
     await new Promise((resolve) => setTimeout(resolve, 4_000))
     const before = process.cpuUsage()
     const counted = inferred
+    const heldBefore = pipeline.stats().stillFrames
     await new Promise((resolve) => setTimeout(resolve, SECONDS * 1000))
     const used = process.cpuUsage(before)
     const stats = pipeline.stats()
     await pipeline.stop()
-    cpu[enabled ? 'on' : 'off'] = { pct: (used.user + used.system) / 10_000 / SECONDS, inferred: inferred - counted, still: stats.stillFrames }
+    cpu[enabled ? 'on' : 'off'] = { pct: (used.user + used.system) / 10_000 / SECONDS, inferred: inferred - counted, still: stats.stillFrames - heldBefore }
   }
   const { on, off } = cpu as Record<'on' | 'off', { pct: number, inferred: number, still: number }>
   process.stdout.write(`motion gating     still scene, 640×640 detector at 5 fps: ${off.pct.toFixed(1)}% of a core without gating (${off.inferred} inferred in ${SECONDS} s), ` +

@@ -164,15 +164,16 @@ export class CameraEventStore {
 }
 
 /**
- * When a camera's objects end: missed in 2 s worth of results and unseen for 2 s (a missed detection or two is not
- * the end of an object; motion gating keeps frames coming for 2.5 s after motion, so a departure is seen), or
- * unseen for 2.5 refreshS (with motion gating a still scene is inferred only that often), and at least 5 s.
+ * When a camera's objects end: missed in 3 results in a row and unseen for 2 s (a missed detection or two is not
+ * the end of an object, whatever rate the model keeps up; motion gating keeps frames coming for 2.5 s after
+ * motion, so a departure is seen), or unseen for 2.5 refreshS with gating, 10 frame intervals, and at least 5 s
+ * (a camera whose results stopped: CameraEvents.tick).
  */
 export function endingOf (item: Pick<WorkItem, 'fps'> & { motion?: WorkItem['motion'] }): Ending {
   const motion = item.motion ?? DEFAULT_MOTION
   return {
     afterMs: 2_000,
-    afterMisses: Math.max(2, Math.ceil(item.fps * 2)),
+    afterMisses: 3,
     staleMs: Math.max(5_000, motion.enabled ? 2.5 * motion.refreshS * 1000 : 0, 10 * 1000 / item.fps)
   }
 }

@@ -26,7 +26,7 @@ class DecodeLoop {
   private running = true
   private wake: (() => void) | undefined
   /** The newest filtered frame, not yet asked for (FFmpeg's memory: freed when replaced or used). */
-  private latest: { frame: Frame, at: number, seq: number, sourceWidth: number, sourceHeight: number } | undefined
+  private latest: { frame: Frame, at: number, seq: number, sourceWidth: number, sourceHeight: number, grid?: Uint8Array } | undefined
   /** A frame was asked for, to be written into this tensor (null: a new one). */
   private wanted: { into: Float32Array | Uint8Array | null } | undefined
   private framesIn = 0
@@ -44,6 +44,7 @@ class DecodeLoop {
   private movedSinceDelivery = true
   private deliveredAt = 0
   private movedAt = 0
+  private gateTimer: NodeJS.Timeout | undefined
   private motionFrames = 0
   private stillFrames = 0
 
@@ -70,7 +71,10 @@ class DecodeLoop {
       this.wake?.()
     } else {
       this.wanted = { into: message.into }
-      if (this.latest !== undefined && this.gateOpen()) this.deliver()
+      if (this.latest !== undefined) {
+        if (this.gateOpen()) this.deliver()
+        else this.recheckGate()
+      }
     }
   }
 
@@ -96,6 +100,7 @@ class DecodeLoop {
       if (this.lastError !== null) backoff = Math.min(backoff * 2, BACKOFF_MAX_MS)
       this.reconnects++
     }
+    clearTimeout(this.gateTimer)
     this.latest?.frame.free()
     this.latest = undefined
     this.sendStats()
@@ -183,18 +188,36 @@ class DecodeLoop {
       if (this.wanted !== undefined) this.stillFrames++
       else this.skipped++
     }
-    if (this.motion !== undefined && this.motion.moved((frame.data as Buffer[])[0] as Buffer, this.options.width, this.options.height, frame.linesize[0])) {
+    const grid = this.motion?.grid((frame.data as Buffer[])[0] as Buffer, this.options.width, this.options.height, frame.linesize[0])
+    if (grid !== undefined && this.motion?.moved(grid) === true) {
       this.motionFrames++
       this.movedSinceDelivery = true
       this.movedAt = Date.now()
     }
-    this.latest = { frame, at: Date.now(), seq, sourceWidth: source.width, sourceHeight: source.height }
-    if (this.wanted !== undefined && this.gateOpen()) this.deliver()
+    this.latest = { frame, at: Date.now(), seq, sourceWidth: source.width, sourceHeight: source.height, grid }
+    if (this.wanted !== undefined) {
+      if (this.gateOpen()) this.deliver()
+      else this.recheckGate()
+    }
     if (Date.now() - this.statsAt >= STATS_EVERY_MS) this.sendStats()
   }
 
+  /**
+   * A frame is wanted and waits behind a closed gate: it goes when the gate opens by time (the hold ends, or
+   * refreshS comes), even if no newer frame comes to open it (a source that stalls or reconnects).
+   */
+  private recheckGate (): void {
+    clearTimeout(this.gateTimer)
+    const refreshAt = this.deliveredAt + (this.options.motion?.refreshS ?? 0) * 1000
+    this.gateTimer = setTimeout(() => {
+      if (this.wanted !== undefined && this.latest !== undefined && this.gateOpen()) this.deliver()
+    }, Math.max(0, refreshAt - Date.now()))
+  }
+
   private deliver (): void {
-    const { frame, at, seq, sourceWidth, sourceHeight } = this.latest as NonNullable<DecodeLoop['latest']>
+    clearTimeout(this.gateTimer)
+    const { frame, at, seq, sourceWidth, sourceHeight, grid } = this.latest as NonNullable<DecodeLoop['latest']>
+    if (grid !== undefined) this.motion?.given(grid)
     const into = (this.wanted as NonNullable<DecodeLoop['wanted']>).into
     this.latest = undefined
     this.wanted = undefined

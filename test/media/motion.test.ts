@@ -8,13 +8,19 @@ function frame (x: number, y: number, side: number, stride = 64 * 3 + 4, grey = 
   return rgb
 }
 
-t.test('motion: the first frame, then what changed past the pixel and area thresholds', async (t) => {
-  const motion = new MotionDetector({ step: 4, pixelThreshold: 25, areaThreshold: 0.01 })
-  t.ok(motion.moved(frame(0, 0, 16), 64, 64, 64 * 3 + 4), 'the first frame has nothing to compare with')
-  t.notOk(motion.moved(frame(0, 0, 16), 64, 64, 64 * 3 + 4), 'the same frame again')
-  t.notOk(motion.moved(frame(0, 0, 16, 64 * 3 + 4, 50), 64, 64, 64 * 3 + 4), 'the whole frame 10 levels brighter: noise, not motion')
-  t.ok(motion.moved(frame(24, 24, 16), 64, 64, 64 * 3 + 4), 'the square moved')
-  t.notOk(motion.moved(frame(24, 24, 16), 64, 64, 64 * 3 + 4))
-  t.notOk(motion.moved(frame(24, 24, 15), 64, 64, 64 * 3 + 4), 'a one-pixel edge between samples: not seen (the grid is coarse on purpose)')
-  t.ok(motion.moved(frame(24, 24, 15), 32, 32, 32 * 3), 'another size: compared with nothing')
+t.test('motion: what changed past the pixel and area thresholds since the last frame the camera was given', async (t) => {
+  const detector = new MotionDetector({ step: 4, pixelThreshold: 25, areaThreshold: 0.01 })
+  const stride = 64 * 3 + 4
+  const grid = (x: number, y: number, side: number, grey?: number) => detector.grid(frame(x, y, side, stride, grey), 64, 64, stride)
+  t.ok(detector.moved(grid(0, 0, 16)), 'nothing given yet: it moved')
+  detector.given(grid(0, 0, 16))
+  t.notOk(detector.moved(grid(0, 0, 16)), 'the same frame again')
+  t.notOk(detector.moved(grid(0, 0, 16, 50)), 'the whole frame 10 levels brighter: noise, not motion')
+  t.notOk(detector.moved(grid(0, 0, 15)), 'a one-pixel edge between samples: not seen (the grid is coarse on purpose)')
+  // A slow walker: 4 px a frame is little between two frames, but adds up against the frame last given.
+  const steps = [4, 8, 12].map((x) => detector.moved(grid(x, 0, 16)))
+  t.same(steps, [true, true, true], 'each step compared with the frame the camera last had')
+  detector.given(grid(24, 24, 16))
+  t.notOk(detector.moved(grid(24, 24, 16)))
+  t.ok(detector.moved(detector.grid(frame(24, 24, 16, 32 * 3), 32, 32, 32 * 3)), 'another size: compared with nothing')
 })
