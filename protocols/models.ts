@@ -34,11 +34,20 @@ export type ModelCompiled = z.infer<typeof ModelCompiledSchema>
 
 export const modelCompiledCodec = jsonCodec(TOPICS.modelCompilation, 64 * 1024, 1, ModelCompiledSchema)
 
-/** `POST /api/v1/models/compile`: a model file on this box. */
-export const CompileRequestSchema = z.strictObject({ file: z.string().min(1).max(4096) })
+/**
+ * Sizes for a model's inputs, by name: the free dimensions of each (the model's fixed sizes win). At most 16
+ * inputs, each of at most 8 dimensions and MAX_BENCH_ELEMENTS elements.
+ */
+export const InputShapesSchema = z.record(z.string().min(1).max(256), z.array(z.int().min(1).max(65_536)).max(8)
+  .refine((dims) => dims.reduce((a, b) => a * b, 1) <= MAX_BENCH_ELEMENTS_OF_SHAPES, 'must hold at most 4194304 elements (the product of its sizes)'))
+  .refine((shapes) => Object.keys(shapes).length <= 16, 'at most 16 inputs')
+
+/** `POST /api/v1/models/compile`: a model file on this box, and the sizes its free inputs run at. */
+export const CompileRequestSchema = z.strictObject({ file: z.string().min(1).max(4096), shapes: InputShapesSchema.optional() })
 
 /** A bench's requested shape holds at most this many elements (16 MiB of float32): one per worker lane is allocated. */
 export const MAX_BENCH_ELEMENTS = 4 * 1024 * 1024
+const MAX_BENCH_ELEMENTS_OF_SHAPES = MAX_BENCH_ELEMENTS
 /**
  * A sample input set (every input of the model, at the sizes the model fixes and the shape asked for) takes at most
  * this many bytes: the bench (and compile's own timing) allocates one per worker lane, and fills it on the event loop.
@@ -54,7 +63,9 @@ export const BenchRequestSchema = z.strictObject({
   runs: z.int().min(1).max(MAX_BENCH_RUNS).default(100),
   shape: z.array(z.int().min(1).max(65_536)).min(1).max(8)
     .refine((dims) => dims.reduce((a, b) => a * b, 1) <= MAX_BENCH_ELEMENTS, `must hold at most ${MAX_BENCH_ELEMENTS} elements (the product of its sizes)`)
-    .optional()
+    .optional(),
+  /** Sizes by input name, for models of several inputs or free dimensions past the first input. */
+  shapes: InputShapesSchema.optional()
 }).refine((b) => b.shape === undefined || b.runs * b.shape.reduce((a, c) => a * c, 1) <= MAX_BENCH_WORK, {
   path: ['runs'],
   message: `times the elements of shape must be at most ${MAX_BENCH_WORK}: fewer runs, or a smaller shape`

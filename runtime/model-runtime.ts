@@ -10,7 +10,8 @@ import type { OnnxHeader } from './onnx-file.ts'
 import type { InferencePool } from './pool.ts'
 import type { ModelOrigin, ModelRecord, ModelRegistry, ProviderBenchmark } from './registry.ts'
 import { MAX_BENCH_WORK, MAX_SAMPLE_BYTES } from '../protocols/models.ts'
-import { sampleBytes, sampleShape, sampleTensor } from './tensors.ts'
+import { DTYPE_BYTES, sampleShapes, sampleTensor, ShapeError } from './tensors.ts'
+import type { Dtype } from './tensors.ts'
 import type { Feeds, TensorSpec } from './tensors.ts'
 
 /** What `noodle models compile --json` prints. */
@@ -19,7 +20,12 @@ export interface CompileResult {
   inputs: TensorSpec[]
   outputs: TensorSpec[]
   providers: Array<{ name: string, p50Ms: number, p99Ms: number }>
+  /** Why it was registered unmeasured (sizes its inputs need, a run that failed): `models bench --shape` measures it. */
+  needs?: string
 }
+
+/** Inputs by name, each at these sizes (free dimensions only: a model's fixed sizes win). */
+export type InputShapes = Readonly<Record<string, readonly number[]>>
 
 /** What `noodle models bench --json` prints. */
 export interface BenchResult {
@@ -109,7 +115,7 @@ export class ModelRuntime {
   }
 
   /** `name` is what the model is listed as (default: the file's name); `origin` says why it is here. */
-  async compile (file: string, { name = basename(file), origin = 'compiled' }: { name?: string, origin?: ModelOrigin } = {}): Promise<CompileResult> {
+  async compile (file: string, { name = basename(file), origin = 'compiled', shapes = {} }: { name?: string, origin?: ModelOrigin, shapes?: InputShapes } = {}): Promise<CompileResult> {
     // Before anything is written: without onnxruntime (a core release) nothing can be compiled.
     this.pool.checkAvailable()
     const { bytes, header, opset, id } = readModel(file)
@@ -127,6 +133,9 @@ export class ModelRuntime {
     const runFile = optimizedFile ?? copy
     const benchmarks: ProviderBenchmark[] = []
     let specs: { inputs: TensorSpec[], outputs: TensorSpec[] } | undefined
+    // Why the model is registered unmeasured, when it is: sizes nobody gave, or sample inputs it refused.
+    let needs: string | undefined
+    let sample: number[][] | undefined
     for (const provider of CANDIDATE_PROVIDERS) {
       if (this.unavailable.has(provider)) continue
       try {
@@ -137,20 +146,37 @@ export class ModelRuntime {
         this.log.info({ provider, reason: (err as Error).message.split('\n')[0] }, 'execution provider unavailable; not trying it again')
         continue
       }
-      const ms = await this.timeRuns(id, specs.inputs, COMPILE_RUNS, undefined, 1, COMPILE_SAMPLE_BYTES)
-      benchmarks.push(figures(provider, this.pool.threads, ms))
-      this.working.add(provider)
+      if (needs !== undefined) continue
+      if (sample === undefined) {
+        const sized = shapesFor(specs.inputs, shapes, 'shapes')
+        if (sized.needs !== null) {
+          needs = sized.needs
+          continue
+        }
+        sample = sized.shapes
+      }
+      try {
+        const ms = await this.timeRuns(id, specs.inputs, COMPILE_RUNS, sample, 1, COMPILE_SAMPLE_BYTES)
+        benchmarks.push(figures(provider, this.pool.threads, ms))
+        this.working.add(provider)
+      } catch (err) {
+        // A model can load and still refuse made-up inputs (a value it checks, sizes that do not fit each other):
+        // it is registered, and says why it is not measured.
+        needs = `a run with sample inputs at [${sample.map((s) => s.join('×')).join('; ')}] failed: ${(err as Error).message.split('\n')[0] ?? ''}; give the sizes it runs at with --shape NAME=d1,d2,…`
+      }
     }
     benchmarks.sort((a, b) => a.p50Ms - b.p50Ms)
-    let best = benchmarks[0] as ProviderBenchmark
+    let best = benchmarks[0]
     // Threads, measured: one inference at a time (as a camera runs it) on every core but one, against the share.
-    if (this.pool.maxThreads > this.pool.threads) {
+    if (best !== undefined && this.pool.maxThreads > this.pool.threads) {
       await this.pool.load(id, runFile, best.name, this.pool.maxThreads)
-      const more = figures(best.name, this.pool.maxThreads, await this.timeRuns(id, (specs as { inputs: TensorSpec[] }).inputs, COMPILE_RUNS, undefined, 1, COMPILE_SAMPLE_BYTES))
+      const more = figures(best.name, this.pool.maxThreads, await this.timeRuns(id, (specs as { inputs: TensorSpec[] }).inputs, COMPILE_RUNS, sample as number[][], 1, COMPILE_SAMPLE_BYTES))
       if (more.p50Ms < best.p50Ms * MORE_THREADS_GAIN) benchmarks[0] = best = more
     }
-    await this.pool.load(id, runFile, best.name, best.threads)
-    this.loaded.set(id, { provider: best.name, threads: best.threads })
+    const chosen = best ?? { name: 'cpu', threads: this.pool.threads }
+    await this.pool.load(id, runFile, chosen.name, chosen.threads)
+    this.loaded.set(id, { provider: chosen.name, threads: chosen.threads })
+    if (needs !== undefined) this.log.warn({ model: id, needs }, 'model registered without a benchmark')
     const record = {
       id, name, file: copy, optimizedFile, sizeBytes: bytes.length, irVersion: header.irVersion, opset, ...specs as { inputs: TensorSpec[], outputs: TensorSpec[] },
       createdAt: Date.now(), origin, ...stamps(copy, optimizedFile)
@@ -159,7 +185,7 @@ export class ModelRuntime {
     this.latencies = undefined
     this.log.info({ model: id, name: record.name, providers: benchmarks }, 'model compiled')
     this.onCompiled({ ...record, providers: benchmarks })
-    return compileResult({ ...record, providers: benchmarks })
+    return { ...compileResult({ ...record, providers: benchmarks }), ...(needs === undefined ? {} : { needs }) }
   }
 
   /**
@@ -229,11 +255,19 @@ export class ModelRuntime {
    * at a time (409 ERR_BUSY): each takes every worker and a set of inputs per worker. The inputs are judged at the
    * size they will really have (the model's fixed sizes win over the shape asked for), before any is allocated.
    */
-  async bench (id: string, { runs = 100, shape }: { runs?: number, shape?: number[] } = {}): Promise<BenchResult> {
+  async bench (id: string, { runs = 100, shape, shapes = {} }: { runs?: number, shape?: number[], shapes?: InputShapes } = {}): Promise<BenchResult> {
     const model = this.require(id)
-    const problem = sampleProblem(model.inputs, shape)
-    if (problem !== undefined) throw new BadRequestError(problem, 'shape')
-    const elements = model.inputs.reduce((sum, spec, i) => sum + sampleShape(spec, i === 0 ? shape : undefined).reduce((a, b) => a * b, 1), 0)
+    // `shape` is the first input's (as before inputs could be named).
+    const first = model.inputs[0]
+    const given = shape === undefined || first === undefined ? shapes : { ...shapes, [first.name]: shape }
+    // A refusal names what was asked: `shapes` when inputs were sized by name, else `shape`.
+    const field = Object.keys(shapes).length > 0 ? 'shapes' : 'shape'
+    const sized = shapesFor(model.inputs, given, field)
+    if (sized.needs !== null) throw new BadRequestError(sized.needs, field)
+    const sample = sized.shapes
+    const problem = sampleProblem(model.inputs, sample)
+    if (problem !== undefined) throw new BadRequestError(problem, field)
+    const elements = sample.reduce((sum, dims) => sum + dims.reduce((a, b) => a * b, 1), 0)
     if (runs * elements > MAX_BENCH_WORK) {
       throw new BadRequestError(`times the elements of the model's inputs (${elements}) must be at most ${MAX_BENCH_WORK}: fewer runs`, 'runs')
     }
@@ -244,8 +278,8 @@ export class ModelRuntime {
       const started = performance.now()
       // Every worker busy, but at most MAX_SAMPLE_BYTES of inputs in flight: a large shape runs on fewer workers,
       // so what a bench holds (inputs, and the model's activations, which grow with them) does not grow with cores.
-      const lanes = Math.max(1, Math.min(this.pool.size, Math.floor(MAX_SAMPLE_BYTES / Math.max(1, sampleSetBytes(model.inputs, shape)))))
-      const ms = await this.timeRuns(model.id, model.inputs, runs, shape, lanes)
+      const lanes = Math.max(1, Math.min(this.pool.size, Math.floor(MAX_SAMPLE_BYTES / Math.max(1, sampleSetBytes(model.inputs, sample)))))
+      const ms = await this.timeRuns(model.id, model.inputs, runs, sample, lanes)
       const seconds = (performance.now() - started) / 1000
       const result = figures(provider, threads, ms)
       this.registry.recordBenchmark(model.id, result)
@@ -334,14 +368,14 @@ export class ModelRuntime {
   }
 
   /** Latencies (ms, measured inside the workers) of `runs` runs, `concurrency` at a time, after a warm-up. */
-  private async timeRuns (id: string, inputs: TensorSpec[], runs: number, shape: number[] | undefined, concurrency: number, maxBytes = MAX_SAMPLE_BYTES): Promise<number[]> {
+  private async timeRuns (id: string, inputs: TensorSpec[], runs: number, shapes: number[][], concurrency: number, maxBytes = MAX_SAMPLE_BYTES): Promise<number[]> {
     // One set of sample inputs per lane, handed back by the worker after each run and sent again: a fresh
     // multi-megabyte buffer per run would cost the event loop ~15 ms of page faults each time.
     // Compile's timing (one lane, the model's own fixed sizes) has a larger cap than a bench: a 1280-pixel
     // detector's input alone is 20 MB; only an absurd declaration is refused rather than allocated.
-    const problem = sampleProblem(inputs, shape, maxBytes)
+    const problem = sampleProblem(inputs, shapes, maxBytes)
     if (problem !== undefined) throw new ModelError(problem)
-    const sample = inputs.map((spec, i) => [spec.name, sampleTensor(spec, i === 0 ? shape : undefined)] as const)
+    const sample = inputs.map((spec, i) => [spec.name, sampleTensor({ ...spec, shape: shapes[i] as number[] }, undefined)] as const)
     const copy = (): Feeds => Object.fromEntries(sample.map(([name, t]) => [name, { ...t, data: t.data.slice() }]))
     let feeds = copy()
     for (let i = 0; i < WARMUP_RUNS; i++) feeds = (await this.pool.run(id, feeds)).inputs
@@ -373,30 +407,43 @@ function readModel (file: string): { bytes: Buffer, header: OnnxHeader, opset: n
   return { bytes, header, opset: defaultOpset(header), id: createHash('sha256').update(bytes).digest('hex') }
 }
 
-/** Bytes of each input's sample, the first at `shape`. */
-function sampleSizes (inputs: TensorSpec[], shape: number[] | undefined): number[] {
-  return inputs.map((spec, i) => sampleBytes(spec, i === 0 ? shape : undefined))
+/** Bytes of each input's sample at its shape; Infinity for a type no sample can be made of. */
+function sampleSizes (inputs: TensorSpec[], shapes: number[][]): number[] {
+  return inputs.map((spec, i) => {
+    const bytes = DTYPE_BYTES[spec.dtype as Dtype] as number | undefined
+    return bytes === undefined ? Infinity : (shapes[i] ?? []).reduce((a, b) => a * b, bytes)
+  })
 }
 
 /** The largest set of sample inputs compile's timing makes (one, at the model's own fixed sizes). */
 const COMPILE_SAMPLE_BYTES = 256 * 1024 * 1024
 
 /** Bytes of one set of sample inputs. */
-function sampleSetBytes (inputs: TensorSpec[], shape: number[] | undefined): number {
-  return sampleSizes(inputs, shape).reduce((a, b) => a + b, 0)
+function sampleSetBytes (inputs: TensorSpec[], shapes: number[][]): number {
+  return sampleSizes(inputs, shapes).reduce((a, b) => a + b, 0)
 }
 
 /**
- * Why no set of sample inputs is made for `inputs` (the first at `shape`), if one is not: an input of a type with
- * no sample data, or all of them together over MAX_SAMPLE_BYTES (one set is allocated per worker).
+ * Why no set of sample inputs is made for `inputs` at `shapes`, if one is not: an input of a type with no sample
+ * data, or all of them together over `maxBytes` (one set is allocated per worker).
  */
-function sampleProblem (inputs: TensorSpec[], shape: number[] | undefined, maxBytes = MAX_SAMPLE_BYTES): string | undefined {
-  const sizes = sampleSizes(inputs, shape)
+function sampleProblem (inputs: TensorSpec[], shapes: number[][], maxBytes = MAX_SAMPLE_BYTES): string | undefined {
+  const sizes = sampleSizes(inputs, shapes)
   const odd = inputs.find((_, i) => !Number.isFinite(sizes[i]))
   if (odd !== undefined) return `the model's input ${odd.name} is of type ${odd.dtype}, which has no sample data`
-  const bytes = sampleSetBytes(inputs, shape)
+  const bytes = sampleSetBytes(inputs, shapes)
   if (bytes > maxBytes) return `the model's inputs at this shape take ${bytes} bytes; at most ${maxBytes} are allocated`
   return undefined
+}
+
+/** sampleShapes, with a request's mistakes (an input the model lacks, a rank that differs) as a 400 naming `field`. */
+function shapesFor (inputs: TensorSpec[], given: InputShapes, field: string): ReturnType<typeof sampleShapes> {
+  try {
+    return sampleShapes(inputs, given)
+  } catch (err) {
+    if (err instanceof ShapeError) throw new BadRequestError(err.message, field === 'shape' ? 'shape' : `shapes.${err.input}`)
+    throw err
+  }
 }
 
 /** A registered model as `noodle models compile --json` describes it (and as the announcement carries it). */

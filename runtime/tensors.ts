@@ -63,3 +63,66 @@ export function sampleTensor (spec: TensorSpec, dims: number[] | undefined, free
     default: throw new Error(`no sample data for inputs of type ${spec.dtype}`)
   }
 }
+
+/** A free dimension named like a batch (or the first, unnamed or not) runs one sample. */
+const BATCH_NAME = /^(batch|batch_size|batchsize|bs|n|b|none)$/i
+/** The largest size a free dimension is given from a request. */
+const MAX_GIVEN_DIM = 65_536
+
+/** Why a model's inputs cannot be given sizes, naming the one and the setting to fix it with. */
+export class ShapeError extends Error {
+  readonly input: string
+
+  constructor (input: string, message: string) {
+    super(message)
+    this.name = 'ShapeError'
+    this.input = input
+  }
+}
+
+/**
+ * The shapes a model's inputs are run at, for a benchmark or a check. A fixed size is the model's; a symbolic
+ * dimension has one value across every input (`batch` in `input [batch, 512]` and `state [2, batch, 128]`);
+ * `given` (by input name) fills free dimensions (a model's fixed sizes win over it); a free dimension that looks
+ * like a batch (the first of an input, or named so) is 1; the free height and width of an image input (4-D, 1 or 3
+ * channels) are `freeDim`. What is still free is named in `needs`, with the `--shape` that would size it.
+ */
+export function sampleShapes (inputs: readonly TensorSpec[], given: Readonly<Record<string, readonly number[]>> = {}, freeDim = 224): { shapes: number[][], needs: null } | { shapes: null, needs: string } {
+  for (const name of Object.keys(given)) {
+    const spec = inputs.find((i) => i.name === name)
+    if (spec === undefined) throw new ShapeError(name, `the model has no input "${name}" (its inputs: ${inputs.map((i) => i.name).join(', ')})`)
+    const dims = given[name] as readonly number[]
+    if (dims.length !== spec.shape.length) throw new ShapeError(name, `input "${name}" has ${spec.shape.length} dimensions [${spec.shape.join(', ')}], not ${dims.length}`)
+    if (dims.some((d) => !Number.isInteger(d) || d < 1 || d > MAX_GIVEN_DIM)) throw new ShapeError(name, `sizes must be whole numbers from 1 to ${MAX_GIVEN_DIM}`)
+  }
+  const bound = new Map<string, number>()
+  // What was given binds its symbols first, so other inputs that share them follow.
+  for (const spec of inputs) {
+    const dims = given[spec.name]
+    spec.shape.forEach((d, k) => { if (typeof d === 'string' && dims !== undefined && !bound.has(d)) bound.set(d, dims[k] as number) })
+  }
+  const missing: string[] = []
+  const shapes = inputs.map((spec) => {
+    const dims = given[spec.name]
+    const image = spec.shape.length === 4 && ([1, 3].includes(spec.shape[1] as number) || [1, 3].includes(spec.shape[3] as number))
+    const spatial = spec.shape[1] === 3 || spec.shape[1] === 1 ? [2, 3] : [1, 2]
+    return spec.shape.map((d, k) => {
+      if (typeof d === 'number' && d > 0) return d
+      if (dims !== undefined) return dims[k] as number
+      const symbol = typeof d === 'string' && d !== '' ? d : undefined
+      if (symbol !== undefined && bound.has(symbol)) return bound.get(symbol) as number
+      const size = k === 0 || (symbol !== undefined && BATCH_NAME.test(symbol)) ? 1 : image && spatial.includes(k) ? freeDim : undefined
+      if (size === undefined) {
+        missing.push(`input "${spec.name}" [${spec.shape.join(', ')}]: dimension ${k}${symbol === undefined ? '' : ` ("${symbol}")`}`)
+        return 0
+      }
+      if (symbol !== undefined) bound.set(symbol, size)
+      return size
+    })
+  })
+  if (missing.length > 0) {
+    const example = inputs.find((i) => missing[0]?.startsWith(`input "${i.name}"`)) as TensorSpec
+    return { shapes: null, needs: `no size is known for ${missing.join('; ')}: give one with --shape ${example.name}=${example.shape.map((d) => typeof d === 'number' && d > 0 ? d : 'N').join(',')} (the API's "shapes")` }
+  }
+  return { shapes, needs: null }
+}

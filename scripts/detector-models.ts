@@ -179,3 +179,30 @@ export function writeDetectorModel (file: string, options: DetectorModelOptions)
   }).finish()
   writeFileSync(file, model)
 }
+
+/**
+ * A model shaped like a voice-activity detector (Silero VAD's inputs): `input [batch, samples]`, `state [2, batch,
+ * 128]` and `sr` (int64, a scalar); it gives the mean of each row of `input` and the state back. `batch` is one
+ * symbolic dimension across two inputs; `samples` is free and no rule sizes it.
+ */
+export function writeVoiceActivityModel (file: string): void {
+  const g = new Graph()
+  const mean = g.op('ReduceMean', ['input'], { axes: [1], keepdims: 1 })
+  // The rate is read (so it is an input that must be fed), and weighs nothing.
+  const rate = g.mul(g.op('Cast', ['sr'], { to: FLOAT }), g.floats([0], []))
+  g.name(g.add(mean, rate), 'output')
+  g.name(g.add('state', rate), 'stateN')
+  const model = onnx.ModelProto.encode({
+    irVersion: 8,
+    producerName: 'noodle-tests',
+    opsetImport: [{ domain: '', version: 13 }],
+    graph: {
+      name: 'vad',
+      node: g.nodes,
+      initializer: g.initializers,
+      input: [valueInfo('input', FLOAT, ['batch', 'samples']), valueInfo('state', FLOAT, [2, 'batch', 128]), valueInfo('sr', INT64, [])],
+      output: [valueInfo('output', FLOAT, ['batch', 1]), valueInfo('stateN', FLOAT, [2, 'batch', 128])]
+    }
+  }).finish()
+  writeFileSync(file, model)
+}

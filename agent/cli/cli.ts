@@ -38,9 +38,9 @@ Usage:
   noodle events [--camera C] [--label L] [--zone Z] [--since T] [--until T] [--limit N] [--json] [--watch]
                                   objects the cameras followed, newest first (T: ISO-8601, or 30m, 2h, 7d ago)
   noodle models [--json]          the ONNX models registered here, with their measured latency per provider
-  noodle models compile FILE [--json]  verify, optimize, benchmark and register an ONNX model file
+  noodle models compile FILE [--shape NAME=d1,d2,…]… [--json]  verify, optimize, benchmark and register an ONNX model file
   noodle models fetch ID [--json]  fetch a model another node announced (hash-checked), then compile it here
-  noodle models bench ID [--runs N] [--shape 1,3,224,224] [--json]  run a model flat out: latency, throughput
+  noodle models bench ID [--runs N] [--shape 1,3,224,224 | --shape NAME=d1,d2,…]… [--json]  run a model flat out
   noodle metrics                  the agent's metrics in Prometheus's text format (as GET /metrics)
   noodle user list [--json]       operator accounts
   noodle user add NAME --email E --first-name F --last-name L [--phone P] [--role viewer|operator|admin] [--json]
@@ -88,7 +88,7 @@ const COMMANDS = {
     phone: { type: 'string' },
     role: { type: 'string' }
   },
-  models: { ...COMMON, json: { type: 'boolean' }, runs: { type: 'string' }, shape: { type: 'string' } },
+  models: { ...COMMON, json: { type: 'boolean' }, runs: { type: 'string' }, shape: { type: 'string', multiple: true } },
   help: {},
   version: {}
 } as const satisfies Record<string, ParseArgsConfig['options']>
@@ -210,7 +210,29 @@ function intFlag (name: string, text: string | undefined): number | undefined {
   return Number(text)
 }
 
-async function runModels (positionals: string[], flags: { 'data-dir'?: string, config?: string, json?: boolean, runs?: string, shape?: string }): Promise<void> {
+/**
+ * `--shape` values: `NAME=d1,d2,…` sizes an input by name; a bare `d1,d2,…` (or `1x3x224x224`) is the first input's
+ * (bench only, as before inputs could be named).
+ */
+export function shapeFlags (values: readonly string[] = [], bareAllowed: boolean): { shape?: number[], shapes?: Record<string, number[]> } {
+  const shapes: Record<string, number[]> = {}
+  let shape: number[] | undefined
+  for (const value of values) {
+    const named = /^([^=]+)=(.*)$/.exec(value)
+    const dims = (named?.[2] ?? value).split(/[,x]/).map((d) => intFlag('shape', d) as number)
+    if (named === null) {
+      if (!bareAllowed) throw new UsageError(`--shape ${value}: name the input (--shape NAME=${value})`)
+      if (shape !== undefined) throw new UsageError('--shape without a name is the first input\'s: give it once')
+      shape = dims
+    } else {
+      if (Object.hasOwn(shapes, named[1] as string)) throw new UsageError(`--shape ${named[1]}= is given twice`)
+      shapes[named[1] as string] = dims
+    }
+  }
+  return { ...(shape === undefined ? {} : { shape }), ...(Object.keys(shapes).length === 0 ? {} : { shapes }) }
+}
+
+async function runModels (positionals: string[], flags: { 'data-dir'?: string, config?: string, json?: boolean, runs?: string, shape?: string[] }): Promise<void> {
   const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
   const render = <T>(body: T, format: (body: T) => string): string => rendered(body, format, flags.json)
   const [sub, arg, ...extra] = positionals
@@ -223,7 +245,7 @@ async function runModels (positionals: string[], flags: { 'data-dir'?: string, c
       return
     case 'compile':
       if (arg === undefined) throw new UsageError('models compile: which file? (noodle models compile FILE)')
-      process.stdout.write(render(await apiRequest<CompileResult>(api.socketPath, 'POST', '/api/v1/models/compile', long, { file: resolve(arg) }), formatCompile))
+      process.stdout.write(render(await apiRequest<CompileResult>(api.socketPath, 'POST', '/api/v1/models/compile', long, { file: resolve(arg), ...shapeFlags(flags.shape, false) }), formatCompile))
       return
     case 'fetch':
       if (arg === undefined) throw new UsageError('models fetch: which model? (noodle models fetch ID)')
@@ -231,8 +253,7 @@ async function runModels (positionals: string[], flags: { 'data-dir'?: string, c
       return
     case 'bench': {
       if (arg === undefined) throw new UsageError('models bench: which model? (noodle models bench ID)')
-      const shape = flags.shape?.split(/[,x]/).map((d) => intFlag('shape', d) as number)
-      const body = { id: arg, runs: intFlag('runs', flags.runs), shape }
+      const body = { id: arg, runs: intFlag('runs', flags.runs), ...shapeFlags(flags.shape, true) }
       process.stdout.write(render(await apiRequest<BenchResult>(api.socketPath, 'POST', '/api/v1/models/bench', long, body), formatBench))
       return
     }

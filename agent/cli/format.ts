@@ -157,7 +157,8 @@ export function formatCompile (r: CompileResult): string {
     `compiled ${r.id}`,
     ...r.inputs.map((i) => `  input  ${i.name} ${i.dtype}[${formatShape(i.shape)}]`),
     ...r.outputs.map((o) => `  output ${o.name} ${o.dtype}[${formatShape(o.shape)}]`),
-    ...r.providers.map((p) => `  ${p.name}: p50 ${p.p50Ms} ms, p99 ${p.p99Ms} ms`)
+    ...r.providers.map((p) => `  ${p.name}: p50 ${p.p50Ms} ms, p99 ${p.p99Ms} ms`),
+    ...(r.needs === undefined ? [] : [`  not measured: ${r.needs}`])
   ].map(escapeText).join('\n') + '\n'
 }
 

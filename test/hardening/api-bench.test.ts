@@ -42,9 +42,9 @@ t.test('bench refuses, before anything is loaded or allocated, inputs with no sa
     'the model\'s fixed sizes count, though no shape was asked for')
   await t.rejects(runtime.bench('cccc', { runs: 1 }), { httpStatus: 400, field: 'shape', message: `shape: the model's inputs at this shape take ${1024 * 1024 + 16 * 1024 * 1024} bytes; at most ${MAX_SAMPLE_BYTES} are allocated` },
     'every input counts, not only the first')
-  const timeRuns = (runtime as unknown as { timeRuns: (id: string, inputs: TensorSpec[], runs: number, shape: undefined, lanes: number, maxBytes: number) => Promise<number[]> }).timeRuns.bind(runtime)
+  const timeRuns = (runtime as unknown as { timeRuns: (id: string, inputs: TensorSpec[], runs: number, shapes: number[][], lanes: number, maxBytes: number) => Promise<number[]> }).timeRuns.bind(runtime)
   register('d'.repeat(64), [{ name: 'x', dtype: 'float32', shape: [1, 3, 8192, 8192] }])
-  await t.rejects(timeRuns('d'.repeat(64), registry.get('d'.repeat(64))?.inputs ?? [], 1, undefined, 1, 256 * 1024 * 1024), { code: 'ERR_MODEL', httpStatus: 400, message: `the model's inputs at this shape take ${3 * 8192 * 8192 * 4} bytes; at most ${256 * 1024 * 1024} are allocated` },
+  await t.rejects(timeRuns('d'.repeat(64), registry.get('d'.repeat(64))?.inputs ?? [], 1, [[1, 3, 8192, 8192]], 1, 256 * 1024 * 1024), { code: 'ERR_MODEL', httpStatus: 400, message: `the model's inputs at this shape take ${3 * 8192 * 8192 * 4} bytes; at most ${256 * 1024 * 1024} are allocated` },
     'compile times a model under a cap of its own (a 1280-pixel detector\'s 20 MB input is fine): one declaring absurd fixed inputs is refused as a model, not allocated')
 })
 

@@ -10,8 +10,8 @@ import type { Routes } from './route.ts'
 export interface ModelSources {
   runtime: {
     list: () => ModelRecord[]
-    compile: (file: string, options: { name: string }) => Promise<CompileResult>
-    bench: (id: string, options: { runs?: number, shape?: number[] }) => Promise<BenchResult>
+    compile: (file: string, options: { name: string, shapes?: Readonly<Record<string, readonly number[]>> }) => Promise<CompileResult>
+    bench: (id: string, options: { runs?: number, shape?: number[], shapes?: Readonly<Record<string, readonly number[]>> }) => Promise<BenchResult>
   }
   /** Fetches a model from a member that has it. */
   exchange: { fetch: (id: string) => Promise<CompileResult> }
@@ -24,18 +24,18 @@ export function modelRoutes ({ runtime, exchange, imports }: ModelSources): Rout
   return {
     'GET /api/v1/models': viewerRoute(() => runtime.list().map(modelView)),
     'POST /api/v1/models/compile': operatorRoute(async (req, caller) => {
-      const { file } = await readBody(req, CompileRequestSchema)
+      const { file, shapes } = await readBody(req, CompileRequestSchema)
       const rules = { remote: !caller.local, importDir: imports.importDir, maxBytes: imports.maxModelBytes }
       // Compiled from a private copy read through the checked descriptor: a file swapped after the check is not read.
-      return await withImportedModel(file, rules, imports.stagingDir, async (staged) => await runtime.compile(staged, { name: basename(file) }))
+      return await withImportedModel(file, rules, imports.stagingDir, async (staged) => await runtime.compile(staged, { name: basename(file), shapes }))
     }),
     'POST /api/v1/models/fetch': operatorRoute(async (req) => {
       const { id } = await readBody(req, FetchRequestSchema)
       return await exchange.fetch(id)
     }),
     'POST /api/v1/models/bench': operatorRoute(async (req) => {
-      const { id, runs, shape } = await readBody(req, BenchRequestSchema)
-      return await runtime.bench(id, { runs, shape })
+      const { id, runs, shape, shapes } = await readBody(req, BenchRequestSchema)
+      return await runtime.bench(id, { runs, shape, shapes })
     })
   }
 }

@@ -1,0 +1,93 @@
+import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { apiRequest } from '../../agent/cli/client.ts'
+import { shapeFlags } from '../../agent/cli/cli.ts'
+import { createLogger } from '../../common/logger.ts'
+import { Store } from '../../agent/store/store.ts'
+import { ModelRuntime } from '../../runtime/model-runtime.ts'
+import { InferencePool } from '../../runtime/pool.ts'
+import { ModelRegistry } from '../../runtime/registry.ts'
+import { sampleShapes } from '../../runtime/tensors.ts'
+import type { TensorSpec } from '../../runtime/tensors.ts'
+import { startAgent, stopAgents, tempDir, writeSwarmKey } from '../helpers/agents.ts'
+import { writeVoiceActivityModel } from '../helpers/detector-models.ts'
+
+const log = createLogger('silent')
+const BIN = fileURLToPath(new URL('../../bin/noodle', import.meta.url))
+const VAD: TensorSpec[] = [
+  { name: 'input', dtype: 'float32', shape: ['batch', 'samples'] },
+  { name: 'state', dtype: 'float32', shape: [2, 'batch', 128] },
+  { name: 'sr', dtype: 'int64', shape: [] }
+]
+
+t.test('sample shapes: one value per symbol across inputs, batches 1, images at the free size, the rest asked for', async (t) => {
+  t.match(sampleShapes(VAD), { shapes: null, needs: /no size is known for input "input" \[batch, samples\]: dimension 1 \("samples"\): give one with --shape input=N,N/ })
+  t.same(sampleShapes(VAD, { input: [1, 512] }), { shapes: [[1, 512], [2, 1, 128], []], needs: null }, '"batch" is 1 in both')
+  t.same(sampleShapes(VAD, { input: [4, 512] }).shapes, [[4, 512], [2, 4, 128], []], 'a batch given for one input is the batch of all')
+  const image: TensorSpec[] = [{ name: 'images', dtype: 'float32', shape: ['n', 3, 'h', 'w'] }, { name: 'mask', dtype: 'float32', shape: ['n', 1, 'h', 'w'] }]
+  t.same(sampleShapes(image).shapes, [[1, 3, 224, 224], [1, 1, 224, 224]])
+  t.same(sampleShapes(image, { mask: [1, 1, 64, 96] }).shapes, [[1, 3, 64, 96], [1, 1, 64, 96]], 'h and w from the mask size the image too')
+  t.same(sampleShapes([{ name: 'x', dtype: 'float32', shape: [1, 3, 48, 192] }], { x: [7, 7, 7, 7] }).shapes, [[1, 3, 48, 192]], 'fixed sizes win')
+  t.throws(() => sampleShapes(VAD, { nope: [1] }), { name: 'ShapeError', input: 'nope', message: 'the model has no input "nope" (its inputs: input, state, sr)' })
+  t.throws(() => sampleShapes(VAD, { input: [512] }), { input: 'input', message: 'input "input" has 2 dimensions [batch, samples], not 1' })
+  t.throws(() => sampleShapes(VAD, { input: [1, 0] }), { message: /whole numbers from 1 to 65536/ })
+})
+
+t.test('--shape: by name, repeatable; a bare one is the first input\'s, for a bench only', async (t) => {
+  t.same(shapeFlags(['input=1,512', 'state=2x1x128'], false), { shapes: { input: [1, 512], state: [2, 1, 128] } })
+  t.same(shapeFlags(['1,3,224,224'], true), { shape: [1, 3, 224, 224] })
+  t.same(shapeFlags(undefined, true), {})
+  t.throws(() => shapeFlags(['1,3'], false), { code: 'ERR_USAGE', message: '--shape 1,3: name the input (--shape NAME=1,3)' })
+  t.throws(() => shapeFlags(['a=1', 'a=2'], false), /given twice/)
+  t.throws(() => shapeFlags(['a=1,x'], false), /--shape must be a whole number/)
+})
+
+t.test('compile registers any model onnxruntime loads: measured at the sizes given, or said what it needs', async (t) => {
+  const dir = t.testdir()
+  const store = Store.open({ path: join(dir, 'noodle.db'), log })
+  const pool = new InferencePool({ log, cpus: 2 })
+  pool.start()
+  const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
+  runtime.start()
+  t.teardown(async () => { await pool.stop(); store.close() })
+  const file = join(dir, 'vad.onnx')
+  writeVoiceActivityModel(file)
+  const unsized = await runtime.compile(file)
+  t.same(unsized.providers, [], 'registered, not measured')
+  t.match(unsized.needs, /dimension 1 \("samples"\)/)
+  t.same(runtime.list().map((m) => m.id), [unsized.id], 'and listed')
+  t.equal((await runtime.run(unsized.id, {
+    input: { dtype: 'float32', dims: [1, 4], data: Float32Array.from([1, 2, 3, 6]) },
+    state: { dtype: 'float32', dims: [2, 1, 128], data: new Float32Array(256) },
+    sr: { dtype: 'int64', dims: [], data: BigInt64Array.from([16000n]) }
+  })).outputs.output?.data[0], 3, 'it runs')
+
+  const sized = await runtime.compile(file, { shapes: { input: [1, 512] } })
+  t.equal(sized.needs, undefined)
+  t.ok((sized.providers[0]?.p50Ms ?? 0) > 0, `measured at its real size: p50 ${sized.providers[0]?.p50Ms} ms`)
+  const bench = await runtime.bench(sized.id, { runs: 20, shapes: { input: [1, 1536] } })
+  t.equal(bench.runs, 20, 'a bench takes shapes by name too')
+  await t.rejects(runtime.bench(sized.id, { runs: 5 }), { code: 'ERR_BAD_REQUEST', field: 'shape', message: /no size is known for input "input"/ })
+  await t.rejects(runtime.bench(sized.id, { runs: 5, shapes: { state: [9] } }), { code: 'ERR_BAD_REQUEST', field: 'shapes.state' })
+})
+
+t.test('over the API and the CLI: shapes checked and named', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const agent = await startAgent({ root, name: 'compiler', swarmKeyFile })
+  t.teardown(() => stopAgents([agent]))
+  const file = join(root, 'vad.onnx')
+  writeVoiceActivityModel(file)
+  const refused = async (body: unknown) => await apiRequest(agent.socketPath, 'POST', '/api/v1/models/compile', 60_000, body).then(() => 'accepted', (err: Error & { status: number }) => `${err.status} ${err.message}`)
+  t.match(await refused({ file, shapes: { input: [1, 70_000] } }), /^400 shapes\.input\[1\]: /)
+  t.match(await refused({ file, shapes: { input: [4096, 4096] } }), /^400 shapes\.input: must hold at most 4194304 elements/)
+  t.match(await refused({ file, shapes: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`i${i}`, [1]])) }), /^400 shapes: at most 16 inputs/)
+  t.match(await refused({ file, shapes: { nope: [1] } }), /^400 shapes\.nope: the model has no input "nope"/)
+  t.match(await refused({ file, shapes: { input: [512] } }), /^400 shapes\.input: input "input" has 2 dimensions/)
+  const out = execFileSync(BIN, ['models', 'compile', file, '--shape', 'input=1,512', '--data-dir', agent.dataDir], { encoding: 'utf8' })
+  t.match(out, /compiled [0-9a-f]{64}\n  input  input float32\[\?×\?\]\n  input  state float32\[2×\?×128\]\n  input  sr int64\[\]\n.*\n.*\n  cpu: p50 [\d.]+ ms/)
+  const unsized = execFileSync(BIN, ['models', 'compile', file, '--data-dir', agent.dataDir], { encoding: 'utf8' })
+  t.match(unsized, /not measured: no size is known for input "input"/)
+})
