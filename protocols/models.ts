@@ -36,9 +36,9 @@ export const modelCompiledCodec = jsonCodec(TOPICS.modelCompilation, 64 * 1024, 
 
 /**
  * Sizes for a model's inputs, by name: the free dimensions of each (the model's fixed sizes win). At most 16
- * inputs, each of at most 8 dimensions and MAX_BENCH_ELEMENTS elements.
+ * inputs, each of at most 16 dimensions (as a model's inputs) and MAX_BENCH_ELEMENTS elements.
  */
-export const InputShapesSchema = z.record(z.string().min(1).max(256), z.array(z.int().min(1).max(65_536)).max(8)
+export const InputShapesSchema = z.record(z.string().min(1).max(256), z.array(z.int().min(1).max(65_536)).max(16)
   .refine((dims) => dims.reduce((a, b) => a * b, 1) <= MAX_BENCH_ELEMENTS_OF_SHAPES, 'must hold at most 4194304 elements (the product of its sizes)'))
   .refine((shapes) => Object.keys(shapes).length <= 16, 'at most 16 inputs')
 
@@ -66,6 +66,9 @@ export const BenchRequestSchema = z.strictObject({
     .optional(),
   /** Sizes by input name, for models of several inputs or free dimensions past the first input. */
   shapes: InputShapesSchema.optional()
+}).refine((b) => b.shape === undefined || b.shapes === undefined, {
+  path: ['shape'],
+  message: 'give the first input\'s shape or shapes by name, not both'
 }).refine((b) => b.shape === undefined || b.runs * b.shape.reduce((a, c) => a * c, 1) <= MAX_BENCH_WORK, {
   path: ['runs'],
   message: `times the elements of shape must be at most ${MAX_BENCH_WORK}: fewer runs, or a smaller shape`

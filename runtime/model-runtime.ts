@@ -136,6 +136,9 @@ export class ModelRuntime {
     // Why the model is registered unmeasured, when it is: sizes nobody gave, or sample inputs it refused.
     let needs: string | undefined
     let sample: number[][] | undefined
+    let firstLoaded: string | undefined
+    // Sizes a caller chose are held to a bench's cap; the model's own fixed sizes to compile's larger one.
+    const maxBytes = Object.keys(shapes).length > 0 ? MAX_SAMPLE_BYTES : COMPILE_SAMPLE_BYTES
     for (const provider of CANDIDATE_PROVIDERS) {
       if (this.unavailable.has(provider)) continue
       try {
@@ -146,34 +149,47 @@ export class ModelRuntime {
         this.log.info({ provider, reason: (err as Error).message.split('\n')[0] }, 'execution provider unavailable; not trying it again')
         continue
       }
-      if (needs !== undefined) continue
+      firstLoaded ??= provider
       if (sample === undefined) {
-        const sized = shapesFor(specs.inputs, shapes, 'shapes')
+        let sized: ReturnType<typeof sampleShapes>
+        try {
+          sized = shapesFor(specs.inputs, shapes, 'shapes')
+        } catch (err) {
+          // Sizes that do not fit the model: nothing of it is kept.
+          await this.pool.unload(id)
+          for (const f of [copy, optimizedFile]) if (f !== null) rmSync(f, { force: true })
+          throw err
+        }
         if (sized.needs !== null) {
           needs = sized.needs
-          continue
+          break
         }
         sample = sized.shapes
       }
       try {
-        const ms = await this.timeRuns(id, specs.inputs, COMPILE_RUNS, sample, 1, COMPILE_SAMPLE_BYTES)
+        const ms = await this.timeRuns(id, specs.inputs, COMPILE_RUNS, sample, 1, maxBytes)
         benchmarks.push(figures(provider, this.pool.threads, ms))
         this.working.add(provider)
       } catch (err) {
-        // A model can load and still refuse made-up inputs (a value it checks, sizes that do not fit each other):
-        // it is registered, and says why it is not measured.
+        // A model can load and still refuse made-up inputs (a value it checks, sizes that do not fit each other),
+        // or a provider can fail where another runs: the next is tried, and the model says why if none ran.
         needs = `a run with sample inputs at [${sample.map((s) => s.join('×')).join('; ')}] failed: ${(err as Error).message.split('\n')[0] ?? ''}; give the sizes it runs at with --shape NAME=d1,d2,…`
       }
     }
+    if (benchmarks.length > 0) needs = undefined
     benchmarks.sort((a, b) => a.p50Ms - b.p50Ms)
     let best = benchmarks[0]
     // Threads, measured: one inference at a time (as a camera runs it) on every core but one, against the share.
     if (best !== undefined && this.pool.maxThreads > this.pool.threads) {
-      await this.pool.load(id, runFile, best.name, this.pool.maxThreads)
-      const more = figures(best.name, this.pool.maxThreads, await this.timeRuns(id, (specs as { inputs: TensorSpec[] }).inputs, COMPILE_RUNS, sample as number[][], 1, COMPILE_SAMPLE_BYTES))
-      if (more.p50Ms < best.p50Ms * MORE_THREADS_GAIN) benchmarks[0] = best = more
+      try {
+        await this.pool.load(id, runFile, best.name, this.pool.maxThreads)
+        const more = figures(best.name, this.pool.maxThreads, await this.timeRuns(id, (specs as { inputs: TensorSpec[] }).inputs, COMPILE_RUNS, sample as number[][], 1, maxBytes))
+        if (more.p50Ms < best.p50Ms * MORE_THREADS_GAIN) benchmarks[0] = best = more
+      } catch (err) {
+        this.log.warn({ err, model: id }, 'measuring the model on more threads failed; it runs on its share')
+      }
     }
-    const chosen = best ?? { name: 'cpu', threads: this.pool.threads }
+    const chosen = best ?? { name: firstLoaded ?? 'cpu', threads: this.pool.threads }
     await this.pool.load(id, runFile, chosen.name, chosen.threads)
     this.loaded.set(id, { provider: chosen.name, threads: chosen.threads })
     if (needs !== undefined) this.log.warn({ model: id, needs }, 'model registered without a benchmark')
@@ -214,7 +230,7 @@ export class ModelRuntime {
    */
   async prepare (idOrPrefix: string): Promise<ModelRecord> {
     const model = this.require(idOrPrefix)
-    if (model.providers.length > 0) return model
+    if (compiled(model)) return model
     let compiling = this.preparing.get(model.id)
     if (compiling === undefined) {
       compiling = this.intactFile(model)
@@ -326,7 +342,7 @@ export class ModelRuntime {
   private async ensureLoaded (model: ModelRecord): Promise<{ provider: string, threads: number }> {
     let loaded = this.loaded.get(model.id)
     if (loaded !== undefined) return loaded
-    if (model.providers.length === 0) {
+    if (!compiled(model)) {
       // Stored, never compiled: compiling it loads it too.
       model = await this.prepare(model.id)
       loaded = this.loaded.get(model.id)
@@ -444,6 +460,14 @@ function shapesFor (inputs: TensorSpec[], given: InputShapes, field: string): Re
     if (err instanceof ShapeError) throw new BadRequestError(err.message, field === 'shape' ? 'shape' : `shapes.${err.input}`)
     throw err
   }
+}
+
+/**
+ * Whether a model was compiled here (its signature read), measured or not: a copy only stored has no inputs or
+ * outputs listed yet.
+ */
+function compiled (m: ModelRecord): boolean {
+  return m.providers.length > 0 || m.inputs.length > 0 || m.outputs.length > 0
 }
 
 /** A registered model as `noodle models compile --json` describes it (and as the announcement carries it). */

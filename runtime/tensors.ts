@@ -80,49 +80,74 @@ export class ShapeError extends Error {
   }
 }
 
+/** Missing dimensions a `needs` message lists at most, and how much of a symbol's name it quotes. */
+const MAX_LISTED = 3
+const MAX_SYMBOL_SHOWN = 64
+
 /**
  * The shapes a model's inputs are run at, for a benchmark or a check. A fixed size is the model's; a symbolic
  * dimension has one value across every input (`batch` in `input [batch, 512]` and `state [2, batch, 128]`);
- * `given` (by input name) fills free dimensions (a model's fixed sizes win over it); a free dimension that looks
- * like a batch (the first of an input, or named so) is 1; the free height and width of an image input (4-D, 1 or 3
- * channels) are `freeDim`. What is still free is named in `needs`, with the `--shape` that would size it.
+ * `given` (by input name) fills free dimensions (a model's fixed sizes win over it; two given inputs that size one
+ * symbol differently are refused); a free dimension that looks like a batch (named so, or the first of an image
+ * input or an unnamed one) is 1; the free height and width of an image input (4-D, 1 or 3 channels) are
+ * `freeDim`. What is still free is named in `needs`, with the `--shape` that would size it. The result does not
+ * depend on the order of the inputs.
  */
 export function sampleShapes (inputs: readonly TensorSpec[], given: Readonly<Record<string, readonly number[]>> = {}, freeDim = 224): { shapes: number[][], needs: null } | { shapes: null, needs: string } {
-  for (const name of Object.keys(given)) {
+  const asked = new Map(Object.entries(given))
+  for (const [name, dims] of asked) {
     const spec = inputs.find((i) => i.name === name)
-    if (spec === undefined) throw new ShapeError(name, `the model has no input "${name}" (its inputs: ${inputs.map((i) => i.name).join(', ')})`)
-    const dims = given[name] as readonly number[]
-    if (dims.length !== spec.shape.length) throw new ShapeError(name, `input "${name}" has ${spec.shape.length} dimensions [${spec.shape.join(', ')}], not ${dims.length}`)
+    if (spec === undefined) throw new ShapeError(name, `the model has no input "${name.slice(0, MAX_SYMBOL_SHOWN)}" (its inputs: ${inputs.slice(0, 16).map((i) => i.name.slice(0, MAX_SYMBOL_SHOWN)).join(', ')})`)
+    if (dims.length !== spec.shape.length) throw new ShapeError(name, `input "${name}" has ${spec.shape.length} dimensions, not ${dims.length}`)
     if (dims.some((d) => !Number.isInteger(d) || d < 1 || d > MAX_GIVEN_DIM)) throw new ShapeError(name, `sizes must be whole numbers from 1 to ${MAX_GIVEN_DIM}`)
   }
+  const image = (spec: TensorSpec) => spec.shape.length === 4 && ([1, 3].includes(spec.shape[1] as number) || [1, 3].includes(spec.shape[3] as number))
+  const free = (d: number | string) => !(typeof d === 'number' && d > 0)
+  // 1. What was given binds its symbols; two given sizes for one symbol are refused.
   const bound = new Map<string, number>()
-  // What was given binds its symbols first, so other inputs that share them follow.
   for (const spec of inputs) {
-    const dims = given[spec.name]
-    spec.shape.forEach((d, k) => { if (typeof d === 'string' && dims !== undefined && !bound.has(d)) bound.set(d, dims[k] as number) })
+    const dims = asked.get(spec.name)
+    if (dims === undefined) continue
+    spec.shape.forEach((d, k) => {
+      if (typeof d !== 'string' || d === '' || !free(d)) return
+      const size = dims[k] as number
+      const before = bound.get(d)
+      if (before !== undefined && before !== size) throw new ShapeError(spec.name, `input "${spec.name}" gives "${d.slice(0, MAX_SYMBOL_SHOWN)}" ${size}, another input ${before}: a dimension has one size`)
+      bound.set(d, size)
+    })
   }
-  const missing: string[] = []
-  const shapes = inputs.map((spec) => {
-    const dims = given[spec.name]
-    const image = spec.shape.length === 4 && ([1, 3].includes(spec.shape[1] as number) || [1, 3].includes(spec.shape[3] as number))
+  // 2. Defaults for what is still free, over every input before any shape is built (so order does not matter).
+  const defaultOf = (spec: TensorSpec, k: number, symbol: string | undefined): number | undefined => {
+    if ((symbol !== undefined && BATCH_NAME.test(symbol)) || (k === 0 && (symbol === undefined || image(spec)))) return 1
     const spatial = spec.shape[1] === 3 || spec.shape[1] === 1 ? [2, 3] : [1, 2]
+    return image(spec) && spatial.includes(k) ? freeDim : undefined
+  }
+  for (const spec of inputs) {
+    if (asked.has(spec.name)) continue
+    spec.shape.forEach((d, k) => {
+      if (typeof d !== 'string' || d === '' || bound.has(d)) return
+      const size = defaultOf(spec, k, d)
+      if (size !== undefined) bound.set(d, size)
+    })
+  }
+  // 3. The shapes.
+  const missing: Array<{ spec: TensorSpec, text: string }> = []
+  const shapes = inputs.map((spec) => {
+    const dims = asked.get(spec.name)
     return spec.shape.map((d, k) => {
-      if (typeof d === 'number' && d > 0) return d
+      if (!free(d)) return d as number
       if (dims !== undefined) return dims[k] as number
       const symbol = typeof d === 'string' && d !== '' ? d : undefined
-      if (symbol !== undefined && bound.has(symbol)) return bound.get(symbol) as number
-      const size = k === 0 || (symbol !== undefined && BATCH_NAME.test(symbol)) ? 1 : image && spatial.includes(k) ? freeDim : undefined
-      if (size === undefined) {
-        missing.push(`input "${spec.name}" [${spec.shape.join(', ')}]: dimension ${k}${symbol === undefined ? '' : ` ("${symbol}")`}`)
-        return 0
-      }
-      if (symbol !== undefined) bound.set(symbol, size)
-      return size
+      const size = symbol !== undefined ? bound.get(symbol) : defaultOf(spec, k, undefined)
+      if (size === undefined) missing.push({ spec, text: `input "${spec.name.slice(0, MAX_SYMBOL_SHOWN)}": dimension ${k}${symbol === undefined ? '' : ` ("${symbol.slice(0, MAX_SYMBOL_SHOWN)}")`}` })
+      return size ?? 0
     })
   })
   if (missing.length > 0) {
-    const example = inputs.find((i) => missing[0]?.startsWith(`input "${i.name}"`)) as TensorSpec
-    return { shapes: null, needs: `no size is known for ${missing.join('; ')}: give one with --shape ${example.name}=${example.shape.map((d) => typeof d === 'number' && d > 0 ? d : 'N').join(',')} (the API's "shapes")` }
+    const { spec } = missing[0] as { spec: TensorSpec }
+    const listed = missing.slice(0, MAX_LISTED).map((m) => m.text).join('; ') + (missing.length > MAX_LISTED ? `; and ${missing.length - MAX_LISTED} more` : '')
+    const example = spec.shape.length <= 16 ? spec.shape.map((d) => free(d) ? 'N' : d).join(',') : 'd1,d2,…'
+    return { shapes: null, needs: `no size is known for ${listed}: give one with --shape ${spec.name.slice(0, MAX_SYMBOL_SHOWN)}=${example} (the API's "shapes")` }
   }
   return { shapes, needs: null }
 }

@@ -215,7 +215,8 @@ function intFlag (name: string, text: string | undefined): number | undefined {
  * (bench only, as before inputs could be named).
  */
 export function shapeFlags (values: readonly string[] = [], bareAllowed: boolean): { shape?: number[], shapes?: Record<string, number[]> } {
-  const shapes: Record<string, number[]> = {}
+  // No prototype: an input named `constructor` or `__proto__` is a name like any other.
+  const shapes: Record<string, number[]> = Object.create(null) as Record<string, number[]>
   let shape: number[] | undefined
   for (const value of values) {
     const named = /^([^=]+)=(.*)$/.exec(value)
@@ -229,6 +230,7 @@ export function shapeFlags (values: readonly string[] = [], bareAllowed: boolean
       shapes[named[1] as string] = dims
     }
   }
+  if (shape !== undefined && Object.keys(shapes).length > 0) throw new UsageError('--shape: give the first input\'s shape or shapes by name, not both')
   return { ...(shape === undefined ? {} : { shape }), ...(Object.keys(shapes).length === 0 ? {} : { shapes }) }
 }
 

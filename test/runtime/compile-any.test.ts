@@ -23,7 +23,7 @@ const VAD: TensorSpec[] = [
 ]
 
 t.test('sample shapes: one value per symbol across inputs, batches 1, images at the free size, the rest asked for', async (t) => {
-  t.match(sampleShapes(VAD), { shapes: null, needs: /no size is known for input "input" \[batch, samples\]: dimension 1 \("samples"\): give one with --shape input=N,N/ })
+  t.match(sampleShapes(VAD), { shapes: null, needs: /no size is known for input "input": dimension 1 \("samples"\): give one with --shape input=N,N/ })
   t.same(sampleShapes(VAD, { input: [1, 512] }), { shapes: [[1, 512], [2, 1, 128], []], needs: null }, '"batch" is 1 in both')
   t.same(sampleShapes(VAD, { input: [4, 512] }).shapes, [[4, 512], [2, 4, 128], []], 'a batch given for one input is the batch of all')
   const image: TensorSpec[] = [{ name: 'images', dtype: 'float32', shape: ['n', 3, 'h', 'w'] }, { name: 'mask', dtype: 'float32', shape: ['n', 1, 'h', 'w'] }]
@@ -31,7 +31,14 @@ t.test('sample shapes: one value per symbol across inputs, batches 1, images at 
   t.same(sampleShapes(image, { mask: [1, 1, 64, 96] }).shapes, [[1, 3, 64, 96], [1, 1, 64, 96]], 'h and w from the mask size the image too')
   t.same(sampleShapes([{ name: 'x', dtype: 'float32', shape: [1, 3, 48, 192] }], { x: [7, 7, 7, 7] }).shapes, [[1, 3, 48, 192]], 'fixed sizes win')
   t.throws(() => sampleShapes(VAD, { nope: [1] }), { name: 'ShapeError', input: 'nope', message: 'the model has no input "nope" (its inputs: input, state, sr)' })
-  t.throws(() => sampleShapes(VAD, { input: [512] }), { input: 'input', message: 'input "input" has 2 dimensions [batch, samples], not 1' })
+  t.throws(() => sampleShapes(VAD, { input: [512] }), { input: 'input', message: 'input "input" has 2 dimensions, not 1' })
+  const rnn: TensorSpec[] = [{ name: 'x', dtype: 'float32', shape: ['seq_len', 'batch', 64] }, { name: 'mask', dtype: 'float32', shape: ['batch', 'seq_len'] }]
+  t.match(sampleShapes(rnn), { needs: /input "x": dimension 0 \("seq_len"\); input "mask": dimension 1 \("seq_len"\)/ }, 'a first dimension is a batch only when it looks like one')
+  t.same(sampleShapes([...rnn].reverse(), { mask: [2, 10] }).shapes?.reverse(), sampleShapes(rnn, { mask: [2, 10] }).shapes, 'whatever order the inputs come in')
+  t.throws(() => sampleShapes(rnn, { x: [10, 2, 64], mask: [3, 10] }), { input: 'mask', message: /gives "batch" 3, another input 2/ }, 'one symbol, two sizes')
+  t.same(sampleShapes([{ name: 'constructor', dtype: 'float32', shape: [1, 'n'] }], { constructor: [1, 5] }).shapes, [[1, 5]], 'an input named like an Object property')
+  const long = sampleShapes([{ name: 'x', dtype: 'float32', shape: Array.from({ length: 16 }, (_, i) => `${'d'.repeat(1000)}${i}`) }])
+  t.ok((long.needs?.length ?? Infinity) < 1_000, `a model of long names: a short message (${long.needs?.length} characters)`)
   t.throws(() => sampleShapes(VAD, { input: [1, 0] }), { message: /whole numbers from 1 to 65536/ })
 })
 
@@ -42,6 +49,8 @@ t.test('--shape: by name, repeatable; a bare one is the first input\'s, for a be
   t.throws(() => shapeFlags(['1,3'], false), { code: 'ERR_USAGE', message: '--shape 1,3: name the input (--shape NAME=1,3)' })
   t.throws(() => shapeFlags(['a=1', 'a=2'], false), /given twice/)
   t.throws(() => shapeFlags(['a=1,x'], false), /--shape must be a whole number/)
+  t.throws(() => shapeFlags(['1,2', 'a=1'], true), /not both/)
+  t.same(Object.keys(shapeFlags(['__proto__=1'], false).shapes ?? {}), ['__proto__'], 'every name is a name')
 })
 
 t.test('compile registers any model onnxruntime loads: measured at the sizes given, or said what it needs', async (t) => {
