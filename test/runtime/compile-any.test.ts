@@ -2,19 +2,14 @@ import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { testRuntime } from '../helpers/runtime.ts'
 import { apiRequest } from '../../agent/cli/client.ts'
 import { shapeFlags } from '../../agent/cli/cli.ts'
-import { createLogger } from '../../common/logger.ts'
-import { Store } from '../../agent/store/store.ts'
-import { ModelRuntime } from '../../runtime/model-runtime.ts'
-import { InferencePool } from '../../runtime/pool.ts'
-import { ModelRegistry } from '../../runtime/registry.ts'
 import { sampleShapes } from '../../runtime/tensors.ts'
 import type { TensorSpec } from '../../runtime/tensors.ts'
 import { startAgent, stopAgents, tempDir, writeSwarmKey } from '../helpers/agents.ts'
 import { writeVoiceActivityModel } from '../helpers/detector-models.ts'
 
-const log = createLogger('silent')
 const BIN = fileURLToPath(new URL('../../bin/noodle', import.meta.url))
 const VAD: TensorSpec[] = [
   { name: 'input', dtype: 'float32', shape: ['batch', 'samples'] },
@@ -54,13 +49,7 @@ t.test('--shape: by name, repeatable; a bare one is the first input\'s, for a be
 })
 
 t.test('compile registers any model onnxruntime loads: measured at the sizes given, or said what it needs', async (t) => {
-  const dir = t.testdir()
-  const store = Store.open({ path: join(dir, 'noodle.db'), log })
-  const pool = new InferencePool({ log, cpus: 2 })
-  pool.start()
-  const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
-  runtime.start()
-  t.teardown(async () => { await pool.stop(); store.close() })
+  const { dir, runtime } = testRuntime(t)
   const file = join(dir, 'vad.onnx')
   writeVoiceActivityModel(file)
   const unsized = await runtime.compile(file)
