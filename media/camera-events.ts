@@ -232,6 +232,10 @@ export class CameraEvents {
     this.timer = setInterval(() => { this.tick() }, EXPIRE_EVERY_MS)
   }
 
+  stop (): void {
+    clearInterval(this.timer)
+  }
+
   /**
    * A camera whose results stopped coming (its source or model stalled) ends its events here; a camera that
    * delivers, however late its frames, ends them by frame time in observe(). Counts not yet published go again.
@@ -246,14 +250,11 @@ export class CameraEvents {
     for (const camera of this.counts.keys()) this.publishCounts(camera)
   }
 
-  stop (): void {
-    clearInterval(this.timer)
-  }
-
   /** A result of one of this node's cameras (`item` its work item: its zones and frame rate). */
   observe (result: CameraResult, item: Pick<WorkItem, 'zones' | 'fps'> & { motion?: WorkItem['motion'] }): void {
-    this.arrivals.set(result.camera, { at: this.now(), staleMs: endingOf(item).staleMs })
-    this.apply(this.tracker.observe(result.camera, result.at, result.detections, item.zones, endingOf(item)), result.camera)
+    const ending = endingOf(item)
+    this.arrivals.set(result.camera, { at: this.now(), staleMs: ending.staleMs })
+    this.apply(this.tracker.observe(result.camera, result.at, result.detections, item.zones, ending), result.camera)
   }
 
   /** A camera stopped here: its objects' events end. */
