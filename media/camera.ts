@@ -10,7 +10,12 @@ import type { FrameSourceOptions } from './frame-source.ts'
 /** What runs one model: the runtime, seen from a camera. */
 export interface ModelRunner {
   run: (id: string, feeds: Feeds) => Promise<{ outputs: Feeds, ms: number, inputs: Feeds }>
+  /** The camera's first inference times, at its frame's size: the model's latency where it really runs. */
+  recordRuns?: (id: string, ms: number[]) => void
 }
+
+/** Inferences a camera times before it records its model's latency at the camera's frame size. */
+export const MEASURED_RUNS = 20
 
 export interface CameraResult {
   camera: string
@@ -72,6 +77,8 @@ export class CameraPipeline {
   private loop: Promise<void> | undefined
   private lastDetections = 0
   private outputErrors = 0
+  /** The first inference times (ms), until MEASURED_RUNS are recorded. */
+  private readonly firstRuns: number[] = []
   private lastOutputError: string | null = null
   private readonly inferred: Array<{ at: number, latencyMs: number }> = []
 
@@ -113,6 +120,10 @@ export class CameraPipeline {
         continue
       }
       tensor = result.inputs[name]?.data as Float32Array | Uint8Array | undefined
+      if (this.firstRuns.length < MEASURED_RUNS) {
+        this.firstRuns.push(result.ms)
+        if (this.firstRuns.length === MEASURED_RUNS) this.runner.recordRuns?.(model, this.firstRuns)
+      }
       let detections: Detection[]
       try {
         detections = detector.decode(result.outputs, frame)

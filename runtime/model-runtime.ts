@@ -306,6 +306,19 @@ export class ModelRuntime {
     }
   }
 
+  /**
+   * Latencies a model's work measured at the sizes it really runs at (a camera's first inferences): recorded for
+   * the provider it runs on, in place of compile's figures at sample sizes. Placement and the beacon read them.
+   */
+  recordRuns (id: string, ms: number[]): void {
+    const loaded = this.loaded.get(id)
+    if (loaded === undefined || ms.length === 0) return
+    const measured = figures(loaded.provider, loaded.threads, ms)
+    this.registry.recordBenchmark(id, measured)
+    this.latencies = undefined
+    this.log.info({ model: id, provider: measured.name, p50Ms: measured.p50Ms, runs: measured.runs }, 'model latency measured at the size its work runs at')
+  }
+
   /** Runs a registered model once on the given inputs. */
   async run (id: string, feeds: Feeds): Promise<Awaited<ReturnType<InferencePool['run']>>> {
     // The hot path (every camera frame): a model already loaded runs without a look in the registry.

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { testRuntime } from '../helpers/runtime.ts'
 import { createLogger } from '../../common/logger.ts'
-import { CameraPipeline } from '../../media/camera.ts'
+import { CameraPipeline, MEASURED_RUNS } from '../../media/camera.ts'
 import type { CameraOptions, CameraResult } from '../../media/camera.ts'
 import { planDetector } from '../../media/detector/plan.ts'
 import { DetectorWireSchema } from '../../protocols/work.ts'
@@ -42,6 +42,19 @@ t.test('camera → tensor → model → results, real video through node-av and 
     t.ok(found.latencyMs >= 0 && found.latencyMs < 5_000, `decode → result in ${found.latencyMs} ms`)
     await pipeline.stop()
     t.match(pipeline.stats(), { camera: 'cam', source: TESTSRC, model: id, detector: 'db-text', outputErrors: 0, reconnects: 0, lastError: null })
+  })
+
+  await t.test('the model\'s latency is recorded as measured at the camera\'s size, not compile\'s sample size', async (t) => {
+    // Compile times the detector at its free sizes' default, 224×224; the camera runs it at 640×640, 8 times the pixels.
+    const compiled = runtime.list().find((m) => m.id === id)?.providers[0]?.p50Ms as number
+    const results: CameraResult[] = []
+    const pipeline = camera({ fps: 25, motion: { enabled: false, refreshS: 5 } }, results)
+    await waitFor(`${MEASURED_RUNS} results`, () => results.length >= MEASURED_RUNS, 30_000)
+    await pipeline.stop()
+    const recorded = runtime.list().find((m) => m.id === id)?.providers[0]
+    t.match(recorded, { name: 'cpu', runs: MEASURED_RUNS })
+    t.ok((recorded?.p50Ms ?? 0) > compiled * 2, `p50 ${recorded?.p50Ms} ms at 640×640, against ${compiled} ms at compile's 224×224`)
+    t.equal(runtime.modelLatencies().find((m) => m.id === id)?.p50Ms, recorded?.p50Ms, 'the figure the beacon carries')
   })
 
   await t.test('at 320×320 it finds nothing: the digits are too small', async (t) => {
