@@ -265,6 +265,11 @@ export const ConfigSchema = z.strictObject({
   }),
   work: z.array(WorkItemSchema).max(32).refine((items) => new Set(items.map((w) => w.id)).size === items.length, 'work ids must be unique')
     .default(() => []).meta({ description: 'work configured on this node (its cameras and models); the coordinator may place it elsewhere (see [Coordinator and work](work.md))' }),
+  events: z.strictObject({
+    retentionDays: z.int().min(1).max(3650).default(30).meta({
+      description: 'how many days the camera events this box keeps (its own and those other members announced) are kept (see [Cameras](cameras.md#events))'
+    })
+  }).prefault({}),
   models: z.strictObject({
     standby: z.boolean().default(true).meta({
       description: 'keep a copy of the models of work elsewhere in the mesh that could move here, so this box can take over a camera whose node died (see [Cameras](cameras.md))'

@@ -53,6 +53,7 @@ import { LoopLag } from '../membership/loop-lag.ts'
 import { Orchestrator } from '../coordination/orchestrator.ts'
 import { PROBE_TICK_MS, Prober } from '../membership/prober.ts'
 import { Store } from '../store/store.ts'
+import { DAY_MS } from '../../common/schema.ts'
 import { EventLog } from '../store/event-log.ts'
 import { CoordinationRecords } from '../coordination/coordination-records.ts'
 import { MemberRecords } from '../membership/member-records.ts'
@@ -251,7 +252,7 @@ async function openBase (config: ResolvedConfig, log: Logger, modules: HeavyModu
   const { privateKey, peerId } = await loadOrCreateIdentity(config.dataDir)
   const swarmKey = readSwarmKey(config.swarmKeyFile)
   const disk = new DiskStatus({ dataDir: config.dataDir, log })
-  const store = Store.open({ path: join(config.dataDir, 'noodle.db'), log, disk })
+  const store = Store.open({ path: join(config.dataDir, 'noodle.db'), log, disk, retention: { camera_events: { maxAgeMs: config.events.retentionDays * DAY_MS } } })
   const hours = (h: number) => Math.round(h * HOUR_MS)
   const sensors = new SensorStore({
     db: store.database,

@@ -20,6 +20,8 @@ export interface StoreComponents {
   log: Logger
   disk?: { observe: (err: unknown) => boolean }
   tables?: readonly TableSet[]
+  /** Retention an operator set, by table, in place of the table set's own (`events.retentionDays`). */
+  retention?: Readonly<Record<string, Partial<Pick<RetentionRule, 'maxAgeMs' | 'maxRows'>>>>
 }
 
 /**
@@ -37,6 +39,7 @@ export class Store {
   private pruneTimer: NodeJS.Timeout | undefined
   private pruning: Promise<Record<string, number>> | undefined
   private pruneStatements: ReturnType<Store['preparePrune']> | undefined
+  private readonly retention: NonNullable<StoreComponents['retention']>
   private failedWrites = 0
   private failureLoggedAt = -Infinity
 
@@ -45,6 +48,7 @@ export class Store {
     this.log = components.log
     this.disk = components.disk
     this.tables = components.tables ?? SCHEMA
+    this.retention = components.retention ?? {}
   }
 
   /** Opens the database at `path` and migrates it to the newest version; a failed migration closes it and throws. */
@@ -84,7 +88,7 @@ export class Store {
 
   /** Per rule: the rows older than its age, the newest row past its cap, and the rows up to that one. */
   private preparePrune () {
-    return this.tables.flatMap((set) => set.retention ?? []).map((r) => ({
+    return this.tables.flatMap((set) => set.retention ?? []).map((own) => ({ ...own, ...this.retention[own.table] })).map((r) => ({
       rule: r,
       old: this.db.prepare<[number]>(`DELETE FROM ${r.table} WHERE ${r.key} IN (SELECT ${r.key} FROM ${r.table} WHERE ${r.time} < ? LIMIT ${PRUNE_CHUNK})`),
       newestKept: this.db.prepare<[number], { key: number }>(`SELECT ${r.key} AS key FROM ${r.table} ORDER BY ${r.key} DESC LIMIT 1 OFFSET ?`),

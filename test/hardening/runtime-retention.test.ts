@@ -60,3 +60,13 @@ t.test('a prune on a closed store stops quietly', async (t) => {
   store.close()
   t.same(await store.prune(), {})
 })
+
+t.test('an operator\'s retention for a table (events.retentionDays) replaces the table set\'s own', async (t) => {
+  const store = Store.open({ path: join(t.testdir(), 'noodle.db'), log, retention: { camera_events: { maxAgeMs: 7 * DAY } } })
+  t.teardown(() => { store.close() })
+  const now = Date.now()
+  for (const at of [now - 8 * DAY, now - 6 * DAY]) {
+    store.database.prepare("INSERT INTO camera_events (id, camera, node, peer, label, score, x1, y1, x2, y2, zones, start, end, updated) VALUES (?, 'cam', 'n', 'p', 'car', 1, 0, 0, 1, 1, '[]', ?, NULL, ?)").run(`${at.toString(36)}-00000000`, at, at)
+  }
+  t.same((await store.prune(now)).camera_events, 1, 'kept 7 days, not 30')
+})

@@ -128,6 +128,7 @@ t.test('a member announces events only for cameras it runs, only so fast; the AP
   t.match(await refused('?limit=-1'), { status: 400, code: 'ERR_BAD_REQUEST', message: /^limit: .*whole number/ })
   t.match(await refused('?since=yesterday'), { status: 400, code: 'ERR_BAD_REQUEST', message: /^since: .*ISO-8601/ })
   t.match(await refused('?since=2026-13-45T99:99:99Z'), { status: 400, code: 'ERR_BAD_REQUEST', message: /^since: / })
+  t.match(await refused('?until=2026-02-30'), { status: 400, code: 'ERR_BAD_REQUEST', message: /^until: / }, 'a day the calendar does not have')
   t.match(await refused('?camera=../etc'), { status: 400, code: 'ERR_BAD_REQUEST', message: /^camera: / })
   t.match(await refused('?label=a&label=b'), { status: 400, code: 'ERR_BAD_REQUEST', message: /^label: .*more than once/ })
   t.match(await refused('?order=id%3BDROP%20TABLE%20camera_events'), { status: 400, code: 'ERR_BAD_REQUEST', message: /^order: .*not a known field/ })

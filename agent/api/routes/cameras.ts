@@ -18,9 +18,16 @@ export interface CameraSources {
 /** Events listed at most by one request. */
 export const MAX_EVENTS_LISTED = 1_000
 
+/** Whether a text's `YYYY-MM-DD` is a day of the calendar (Date.parse reads 2026-02-30 as 2 March). */
+function realDate (text: string): boolean {
+  const [y, m, d] = text.slice(0, 10).split('-').map(Number) as [number, number, number]
+  const day = new Date(Date.UTC(y, m - 1, d))
+  return day.getUTCFullYear() === y && day.getUTCMonth() === m - 1 && day.getUTCDate() === d
+}
+
 /** A time in a query: ISO-8601 (`2026-11-30T10:00:00Z`, or a day) or ms since the epoch. */
 const time = z.string().max(40).transform((text, ctx) => {
-  const at = /^\d{1,15}$/.test(text) ? Number(text) : /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text) ? Date.parse(text) : NaN
+  const at = /^\d{1,15}$/.test(text) ? Number(text) : /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text) && realDate(text) ? Date.parse(text) : NaN
   if (Number.isNaN(at)) {
     ctx.addIssue({ code: 'custom', message: 'must be an ISO-8601 time (2026-11-30T10:00:00Z) or ms since the epoch' })
     return z.NEVER

@@ -127,6 +127,12 @@ t.test('a camera\'s detector: a label file read into the list that travels, and 
   named({}, 'work', /travels in this box's member record, so at most 12288/, 'more work than a member record carries', big)
 })
 
+t.test('events.retentionDays: 30 by default, 1 to 3650', async (t) => {
+  t.equal(loadConfig({ env: {} }).events.retentionDays, 30)
+  t.equal(loadConfig({ env: { [envVarFor('events.retentionDays')]: '7' } }).events.retentionDays, 7)
+  t.equal(configError(() => loadConfig({ env: { [envVarFor('events.retentionDays')]: '0' } })).key, 'events.retentionDays')
+})
+
 t.test('mqtt: flags, environment, defaults that follow from them', async (t) => {
   const off = loadConfig({ env: { XDG_STATE_HOME: '/state' }, flags: { name: 'pi-1' } })
   t.equal(off.mqtt.url, undefined)
