@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readSmallFile } from '../common/files.ts'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -57,11 +58,14 @@ export function generateSwarmKey (): string {
   return SWARM_KEY_HEADER + randomBytes(32).toString('hex') + '\n'
 }
 
+/** A swarm key file is three short lines. */
+const MAX_SWARM_KEY_FILE_BYTES = 4 * 1024
+
 /** Reads and checks a swarm key; returns it in the byte form `@libp2p/pnet` takes. */
 export function readSwarmKey (file: string): Uint8Array {
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
+    text = readSmallFile(file, MAX_SWARM_KEY_FILE_BYTES).toString('utf8')
   } catch (err) {
     const hint = isMissing(err) ? ' (run `noodle init`, or copy swarm.key from a box already in the mesh)' : ''
     throw new IdentityError(`cannot read swarm key ${file}: ${(err as Error).message}${hint}`, { cause: err })

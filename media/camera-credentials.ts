@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readSmallFile } from '../common/files.ts'
 import { z } from 'zod'
 import { CameraCredentialsError, ConfigError } from '../common/errors.ts'
 import { issueKey } from '../protocols/codec.ts'
@@ -36,7 +36,7 @@ export function readCameraCredentials (file: string | undefined): CameraCredenti
   if (file === undefined) return new Map()
   let parsed: unknown
   try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'))
+    parsed = JSON.parse(readSmallFile(file).toString('utf8'))
   } catch (err) {
     throw new ConfigError(KEY, `cannot read ${file} as JSON: ${(err as Error).message}`)
   }

@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
+import { readSmallFile } from '../common/files.ts'
 import { z } from 'zod'
 import { nameText } from '../common/text.ts'
 
@@ -52,22 +52,6 @@ const inlineLabels = z.union([z.enum(LABEL_SETS), labelList])
 /** A label file: one name a line. */
 const MAX_LABEL_FILE_BYTES = 64 * 1024
 
-/**
- * A regular file of at most `max` bytes: never more is read (a path may name /dev/zero), and what is not a
- * regular file (a FIFO would block the read for ever) is refused before it is read.
- */
-function readSmallFile (path: string, max: number): Buffer {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
-  try {
-    if (!fstatSync(fd).isFile()) throw new Error('it is not a regular file')
-    const buffer = Buffer.alloc(max + 1)
-    const length = readSync(fd, buffer, 0, max + 1, 0)
-    if (length > max) throw new Error(`it is over ${max} bytes`)
-    return buffer.subarray(0, length)
-  } finally {
-    closeSync(fd)
-  }
-}
 
 /**
  * In a config file the labels may also be a file on the camera's home, one name a line: it is read when the config

@@ -1,4 +1,5 @@
-import { chmodSync, readFileSync, unlinkSync } from 'node:fs'
+import { chmodSync, unlinkSync } from 'node:fs'
+import { readSmallFile } from '../../common/files.ts'
 import { createConnection } from 'node:net'
 import type { Socket } from 'node:net'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
@@ -290,8 +291,8 @@ export class ControlApi {
   private async listenTls (remote: RemoteAccess): Promise<void> {
     let cert: Buffer, key: Buffer
     try {
-      cert = readFileSync(remote.certFile)
-      key = readFileSync(remote.keyFile)
+      cert = readSmallFile(remote.certFile)
+      key = readSmallFile(remote.keyFile)
     } catch (err) {
       throw new NoodleError('ERR_TLS', `cannot read the API's TLS certificate or key: ${(err as Error).message}`, { cause: err })
     }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readSmallFile } from '../../common/files.ts'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { z } from 'zod'
@@ -209,7 +209,7 @@ const MAX_WORK_BYTES = 12 * 1024
 function readConfigFile (file: string): Record<string, unknown> {
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
+    text = readSmallFile(file).toString('utf8')
   } catch (err) {
     throw new ConfigError('config', `cannot read ${file}: ${(err as Error).message}`)
   }

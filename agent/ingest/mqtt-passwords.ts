@@ -1,6 +1,7 @@
 import { createHash, pbkdf2, timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { readFileSync, unwatchFile, watchFile } from 'node:fs'
+import { unwatchFile, watchFile } from 'node:fs'
+import { readSmallFile } from '../../common/files.ts'
 import type { Stats } from 'node:fs'
 import { promisify } from 'node:util'
 import { ConfigError } from '../../common/errors.ts'
@@ -110,7 +111,7 @@ export class PasswordFile extends EventEmitter<{ reloaded: [] }> {
   load (): void {
     let text: string
     try {
-      text = readFileSync(this.file, 'utf8')
+      text = readSmallFile(this.file).toString('utf8')
     } catch (err) {
       throw new ConfigError(this.key, `cannot read ${this.file}: ${(err as Error).message}`)
     }

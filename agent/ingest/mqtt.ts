@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readSmallFile } from '../../common/files.ts'
 import { PayloadParser } from '../../protocols/sensor-payload.ts'
 import type { ResolvedConfig } from '../config/config.ts'
 import { ConfigError } from '../../common/errors.ts'
@@ -27,7 +27,7 @@ export interface MqttParts {
 function readConfigured (key: string, file: string | undefined): Buffer | undefined {
   if (file === undefined) return undefined
   try {
-    return readFileSync(file)
+    return readSmallFile(file)
   } catch (err) {
     throw new ConfigError(key, `cannot read ${file}: ${(err as Error).message}`)
   }
