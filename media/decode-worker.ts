@@ -41,7 +41,7 @@ class DecodeLoop {
   private hardwareFailed = false
   /** Motion gating: a frame is given once something moved since the last one given, or refreshS after it. */
   private readonly motion: MotionDetector | undefined
-  private movedSinceDelivery = true
+  /** When a frame was last given to the camera, and when something last moved (0: never). */
   private deliveredAt = 0
   private movedAt = 0
   private gateTimer: NodeJS.Timeout | undefined
@@ -60,7 +60,7 @@ class DecodeLoop {
    * or refreshS has passed.
    */
   private gateOpen (): boolean {
-    if (this.motion === undefined || this.movedSinceDelivery) return true
+    if (this.motion === undefined || this.movedAt > this.deliveredAt) return true
     const now = Date.now()
     return now - this.movedAt < MOTION_HOLD_MS || now - this.deliveredAt >= (this.options.motion?.refreshS ?? 0) * 1000
   }
@@ -191,7 +191,6 @@ class DecodeLoop {
     const grid = this.motion?.grid((frame.data as Buffer[])[0] as Buffer, this.options.width, this.options.height, frame.linesize[0])
     if (grid !== undefined && this.motion?.moved(grid) === true) {
       this.motionFrames++
-      this.movedSinceDelivery = true
       this.movedAt = Date.now()
     }
     this.latest = { frame, at: Date.now(), seq, sourceWidth: source.width, sourceHeight: source.height, grid }
@@ -203,8 +202,8 @@ class DecodeLoop {
   }
 
   /**
-   * A frame is wanted and waits behind a closed gate: it goes when the gate opens by time (the hold ends, or
-   * refreshS comes), even if no newer frame comes to open it (a source that stalls or reconnects).
+   * A frame is wanted and waits behind a closed gate (nothing moved, and the hold after the last motion is over):
+   * it goes when refreshS comes, even if no newer frame comes to open the gate (a source that stalls or reconnects).
    */
   private recheckGate (): void {
     clearTimeout(this.gateTimer)
@@ -221,7 +220,6 @@ class DecodeLoop {
     const into = (this.wanted as NonNullable<DecodeLoop['wanted']>).into
     this.latest = undefined
     this.wanted = undefined
-    this.movedSinceDelivery = false
     this.deliveredAt = Date.now()
     const { width, height, input } = this.options
     const rgb = (frame.data as Buffer[])[0] as Buffer
