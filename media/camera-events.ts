@@ -101,7 +101,6 @@ export class CameraEventStore {
   private prepare () {
     const db = this.store.database
     return {
-      // An event is changed only by the peer that announced it first: an id another member reuses changes nothing.
       // An event is (peer, id): what one member announces never touches another's, whatever ids it reuses.
       put: db.prepare(`INSERT INTO camera_events (id, camera, node, peer, label, score, x1, y1, x2, y2, zones, start, end, updated)
         VALUES (@id, @camera, @node, @peer, @label, @score, @x1, @y1, @x2, @y2, @zones, @start, @end, @updated)
@@ -263,15 +262,14 @@ export class CameraEvents {
     this.apply(this.tracker.stopCamera(camera), camera)
   }
 
-  private apply (changes: EventChange[], camera?: string): void {
+  /** What changed of `camera`'s events: to the store, the mesh and MQTT, and the camera's counts after it. */
+  private apply (changes: EventChange[], camera: string): void {
     for (const change of changes) {
       this.store.put(change.after, this.node, this.peer, this.now())
       this.toMesh({ v: 1, type: change.type, event: change.after }).catch((err: unknown) => { this.log.debug({ err }, 'camera event not published') })
       this.toMqtt(`${this.baseTopic}/${this.node}/events`, JSON.stringify({ type: change.type, before: change.before, after: change.after }), false)
     }
-    const cameras = new Set(changes.map((c) => c.after.camera))
-    if (camera !== undefined) cameras.add(camera)
-    for (const c of cameras) this.publishCounts(c)
+    this.publishCounts(camera)
   }
 
   /**
