@@ -10,8 +10,7 @@ import type { OnnxHeader } from './onnx-file.ts'
 import type { InferencePool } from './pool.ts'
 import type { ModelOrigin, ModelRecord, ModelRegistry, ProviderBenchmark } from './registry.ts'
 import { MAX_BENCH_WORK, MAX_SAMPLE_BYTES } from '../protocols/models.ts'
-import { DTYPE_BYTES, sampleShapes, sampleTensor, ShapeError } from './tensors.ts'
-import type { Dtype } from './tensors.ts'
+import { sampleBytes, sampleShapes, sampleTensor, ShapeError } from './tensors.ts'
 import type { Feeds, TensorSpec } from './tensors.ts'
 
 /** What `noodle models compile --json` prints. */
@@ -438,10 +437,7 @@ function readModel (file: string): { bytes: Buffer, header: OnnxHeader, opset: n
 
 /** Bytes of each input's sample at its shape; Infinity for a type no sample can be made of. */
 function sampleSizes (inputs: TensorSpec[], shapes: number[][]): number[] {
-  return inputs.map((spec, i) => {
-    const bytes = DTYPE_BYTES[spec.dtype as Dtype] as number | undefined
-    return bytes === undefined ? Infinity : (shapes[i] ?? []).reduce((a, b) => a * b, bytes)
-  })
+  return inputs.map((spec, i) => sampleBytes({ ...spec, shape: shapes[i] as number[] }, undefined))
 }
 
 /** The largest set of sample inputs compile's timing makes (one, at the model's own fixed sizes). */
