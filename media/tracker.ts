@@ -113,11 +113,17 @@ export class ObjectTracker {
         sentAt: at
       })
     }
-    // A track seen once and not again is dropped as soon as it is missed: it never became an event.
-    for (const track of tracks.filter((t) => !matched.has(t) && t.lastSeen !== at && t.sent === null)) tracks.splice(tracks.indexOf(track), 1)
-    for (const track of tracks) if (!matched.has(track) && track.lastSeen !== at) track.misses++
-    const gone = tracks.filter((t) => t.misses >= t.ending.afterMisses && at - t.lastSeen >= t.ending.afterMs)
-    for (const track of gone) tracks.splice(tracks.indexOf(track), 1)
+    // Tracks missed in this frame: one seen once is dropped (it never became an event); an event's misses count.
+    const gone: Track[] = []
+    const kept = tracks.filter((t) => {
+      if (matched.has(t) || t.lastSeen === at) return true
+      if (t.sent === null) return false
+      t.misses++
+      if (t.misses < t.ending.afterMisses || at - t.lastSeen < t.ending.afterMs) return true
+      gone.push(t)
+      return false
+    })
+    tracks.splice(0, tracks.length, ...kept)
     return [...changes, ...gone.map((t) => this.end(t)), ...this.expire(at, camera)]
   }
 
