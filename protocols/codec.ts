@@ -19,9 +19,14 @@ const encoder = new TextEncoder()
 /**
  * What a failure of a union means: the issue of the one branch that took the value's type (a string for a
  * union of a string and a list), with the union's path before its own; the union's own "Invalid input" when no
- * branch, or several, took it.
+ * branch, or several, took it. A record key that fails its rule is told by the rule.
  */
 export function mainIssue (issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  // A record's key that fails its own rule: the rule's message, at the key's path.
+  if (issue.code === 'invalid_key') {
+    const inner = issue.issues[0]
+    return inner === undefined ? issue : { ...mainIssue(inner), path: issue.path }
+  }
   if (issue.code !== 'invalid_union') return issue
   const taken = issue.errors.filter((branch) => branch.length > 0 && !(branch[0]?.code === 'invalid_type' && branch[0].path.length === 0))
   const inner = taken.length === 1 ? taken[0]?.[0] : undefined
