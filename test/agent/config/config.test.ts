@@ -123,6 +123,13 @@ t.test('a camera\'s detector: a label file read into the list that travels, and 
   named({ detector: { input: { layout: 'chw' } } }, `${at(0)}.input.layout`, /nchw/, 'a layout')
   named({ detector: { treshold: 0.5 } }, `${at(0)}.treshold`, /not a known setting/, 'a misspelt key')
   named({ channels: 'rgb', detector: { input: { channels: 'bgr' } } }, `${at(0)}.input.channels`, /is "bgr" but the camera's channels is "rgb": give one of them/, 'the two spellings of channels disagreeing')
+  const square = [[0, 0], [10, 0], [10, 10], [0, 10]]
+  t.same(load({ zones: { porch: square }, motion: { enabled: false } }).work[0]?.zones, { porch: square })
+  named({ zones: { porch: [[0, 0], [1, 1]] } }, 'work[0].zones.porch', /too small|>=3/i, 'a zone of two corners')
+  named({ zones: { porch: [[0, 0], [1, 1], [20_000, 1]] } }, 'work[0].zones.porch[2][0]', /16384/, 'a corner past any frame')
+  named({ zones: { '../x': square } }, 'work[0].zones.../x', /letters, digits/, 'a zone name that is not a name')
+  named({ zones: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`z${i}`, square])) }, 'work[0].zones', /at most 16 zones/, 'too many zones')
+  named({ motion: { refreshS: 0.1 } }, 'work[0].motion.refreshS', /0\.5/, 'a refresh faster than the gate can mean')
   const big = Array.from({ length: 31 }, (_, i) => ({ id: `cam-${i}`, kind: 'camera', source: `rtsp://192.0.2.1/${'x'.repeat(400)}`, model: 'a'.repeat(64) }))
   named({}, 'work', /travels in this box's member record, so at most 12288/, 'more work than a member record carries', big)
 })
