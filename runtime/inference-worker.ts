@@ -1,6 +1,8 @@
-import { parentPort } from 'node:worker_threads'
+import { parentPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import * as ort from 'onnxruntime-node'
+import { lostProviders, NO_FAULTS } from './faults.ts'
+import type { Faults } from './faults.ts'
 import type { Feeds, TensorSpec, WireTensor } from './tensors.ts'
 import { transferList } from './tensors.ts'
 
@@ -34,10 +36,21 @@ export class InferenceWorker {
   /** Runs in flight per session: a session replaced or unloaded meanwhile is released once they end. */
   private readonly running = new Map<ort.InferenceSession, number>()
   private readonly retired = new Set<ort.InferenceSession>()
+  /** The provider each model's session was loaded with, as the pool named it (a simulated one included). */
+  private readonly providers = new Map<string, string>()
   private readonly port: MessagePort
+  private readonly faults: Faults
 
-  constructor (port: MessagePort) {
+  constructor (port: MessagePort, faults: Faults = NO_FAULTS) {
     this.port = port
+    this.faults = faults
+  }
+
+  /** An injected fault (runtime/faults.ts): the provider is listed as lost, so what runs on it fails. */
+  private checkLost (provider: string | undefined): void {
+    if (provider === undefined || this.faults.lostFile === undefined) return
+    const why = lostProviders(this.faults).get(provider)
+    if (why !== undefined) throw new Error(why)
   }
 
   /** Answers the pool's requests on the port, each as it comes (the port keeps the thread alive). */
@@ -59,13 +72,15 @@ export class InferenceWorker {
     switch (req.op) {
       case 'load': {
         // Loaded again (other threads, or two callers at once): runs of the old session in flight finish on it.
+        this.checkLost(req.provider)
         const session = await ort.InferenceSession.create(req.file, {
-          executionProviders: [req.provider],
+          executionProviders: [this.faults.simulate.includes(req.provider) ? 'cpu' : req.provider],
           intraOpNumThreads: req.threads,
           interOpNumThreads: 1
         })
         const old = this.sessions.get(req.model)
         this.sessions.set(req.model, session)
+        this.providers.set(req.model, req.provider)
         if (old !== undefined) await this.retire(old)
         return { inputs: specs(session.inputNames, session.inputMetadata), outputs: specs(session.outputNames, session.outputMetadata) } satisfies LoadResult
       }
@@ -78,6 +93,7 @@ export class InferenceWorker {
       case 'run': {
         const session = this.sessions.get(req.model)
         if (session === undefined) throw new Error(`model ${req.model} is not loaded`)
+        this.checkLost(this.providers.get(req.model))
         const feeds: Record<string, ort.Tensor> = {}
         for (const [name, t] of Object.entries(req.feeds)) feeds[name] = new ort.Tensor(t.dtype as ort.Tensor.Type, t.data as never, t.dims)
         const started = performance.now()
@@ -101,6 +117,7 @@ export class InferenceWorker {
       case 'unload': {
         const old = this.sessions.get(req.model)
         this.sessions.delete(req.model)
+        this.providers.delete(req.model)
         if (old !== undefined) await this.retire(old)
         return null
       }
@@ -117,4 +134,4 @@ export class InferenceWorker {
 // onnxruntime's own log goes to stderr in colour; every failure it logs also comes back to us as an exception,
 // which the agent logs as JSON. (Dawn, WebGPU's library, still prints its own warnings where there is no GPU.)
 ort.env.logLevel = 'fatal'
-if (parentPort !== null) new InferenceWorker(parentPort).serve()
+if (parentPort !== null) new InferenceWorker(parentPort, (workerData as { faults?: Faults } | null)?.faults).serve()

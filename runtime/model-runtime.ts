@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
-import { BadRequestError, BusyError, ModelError, UnknownModelError } from '../common/errors.ts'
+import { BadRequestError, BusyError, ModelError, UnknownModelError, WorkerError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
 import { percentile } from '../common/stats.ts'
 import { isTemporary, moveDurably, temporaryPath, writeFileDurably } from './files.ts'
@@ -49,6 +49,11 @@ const MORE_THREADS_GAIN = 0.85
 /** Runs per provider when a model is compiled, after WARMUP_RUNS unmeasured ones. */
 const COMPILE_RUNS = 20
 const WARMUP_RUNS = 3
+/**
+ * Runs of a model that fail in a row on an accelerator before the box steps down from it: one failure may be the
+ * frame's, three are the device's.
+ */
+export const STEP_DOWN_AFTER = 3
 
 /**
  * The model half of the runtime: compile (verify → optimize → benchmark per provider → register) and run
@@ -61,8 +66,18 @@ export class ModelRuntime {
   private readonly log: Logger
   private readonly onCompiled: (model: ModelRecord) => void
   private readonly onRun: (model: string, ms: number) => void
+  /** The execution providers tried, in order of preference (the simulated ones of NOODLE_FAULTS first). */
+  private readonly candidates: readonly string[]
   private readonly unavailable = new Set<string>()
   private readonly working = new Set<string>(['cpu'])
+  /**
+   * Providers that failed at run time here (a GPU error, a device gone), with why: models stepped down from them
+   * to the next fastest, and none is loaded on them again until the agent restarts. The beacon's `degraded`.
+   */
+  private readonly lost = new Map<string, string>()
+  /** Runs that failed in a row, per model (only models with a failure are listed: the hot path reads its size). */
+  private readonly failures = new Map<string, number>()
+  private readonly onDegraded: (why: string[]) => void
   /** The provider and threads each model is loaded with in the pool. */
   private readonly loaded = new Map<string, { provider: string, threads: number }>()
   /** Stored models being compiled now that work needs them (`prepare`). */
@@ -80,7 +95,13 @@ export class ModelRuntime {
     onCompiled?: (model: ModelRecord) => void
     /** Every run of a model, with its inference time in the worker (ms): for the metrics. */
     onRun?: (model: string, ms: number) => void
+    /** Execution providers to try, in order (default CANDIDATE_PROVIDERS). */
+    providers?: readonly string[]
+    /** A provider failed at run time and models stepped down from it: `degraded()` changed. */
+    onDegraded?: (why: string[]) => void
   }) {
+    this.candidates = components.providers ?? CANDIDATE_PROVIDERS
+    this.onDegraded = components.onDegraded ?? (() => {})
     this.registry = components.registry
     this.pool = components.pool
     this.modelsDir = components.modelsDir
@@ -100,7 +121,12 @@ export class ModelRuntime {
 
   /** The execution providers that have run a model here (for the health beacon). */
   get providers (): string[] {
-    return CANDIDATE_PROVIDERS.filter((p) => this.working.has(p))
+    return this.candidates.filter((p) => this.working.has(p) && !this.lost.has(p))
+  }
+
+  /** Why this box runs models slower than it measured: each provider lost at run time, as `name: why`. */
+  degraded (): string[] {
+    return [...this.lost].map(([name, why]) => `${name}: ${why}`)
   }
 
   list (): ModelRecord[] {
@@ -109,7 +135,11 @@ export class ModelRuntime {
 
   /** Each registered model's measured latency here (p50 on its fastest provider), newest first: for the beacon. */
   modelLatencies (): Array<{ id: string, p50Ms: number }> {
-    this.latencies ??= this.registry.list().flatMap((m) => m.providers[0] === undefined ? [] : [{ id: m.id, p50Ms: m.providers[0].p50Ms }])
+    // On the fastest provider still working: a lost accelerator's figures are not what the box does now.
+    this.latencies ??= this.registry.list().flatMap((m) => {
+      const best = m.providers.find((p) => !this.lost.has(p.name))
+      return best === undefined ? [] : [{ id: m.id, p50Ms: best.p50Ms }]
+    })
     return this.latencies
   }
 
@@ -138,8 +168,8 @@ export class ModelRuntime {
     let firstLoaded: string | undefined
     // Sizes a caller chose are held to a bench's cap; the model's own fixed sizes to compile's larger one.
     const maxBytes = Object.keys(shapes).length > 0 ? MAX_SAMPLE_BYTES : COMPILE_SAMPLE_BYTES
-    for (const provider of CANDIDATE_PROVIDERS) {
-      if (this.unavailable.has(provider)) continue
+    for (const provider of this.candidates) {
+      if (this.unavailable.has(provider) || this.lost.has(provider)) continue
       try {
         specs = await this.pool.load(id, runFile, provider)
       } catch (err) {
@@ -176,7 +206,8 @@ export class ModelRuntime {
       }
     }
     if (benchmarks.length > 0) needs = undefined
-    benchmarks.sort((a, b) => a.p50Ms - b.p50Ms)
+    // Ties by name, as the registry lists them: the provider chosen now is the one chosen after a restart.
+    benchmarks.sort((a, b) => a.p50Ms - b.p50Ms || (a.name < b.name ? -1 : 1))
     let best = benchmarks[0]
     // Threads, measured: one inference at a time (as a camera runs it) on every core but one, against the share.
     if (best !== undefined && this.pool.maxThreads > this.pool.threads) {
@@ -322,14 +353,58 @@ export class ModelRuntime {
   async run (id: string, feeds: Feeds): Promise<Awaited<ReturnType<InferencePool['run']>>> {
     // The hot path (every camera frame): a model already loaded runs without a look in the registry.
     let modelId = id
-    if (!this.loaded.has(id)) {
+    let loaded = this.loaded.get(id)
+    if (loaded === undefined || this.lost.has(loaded.provider)) {
       const model = this.require(id)
-      await this.ensureLoaded(model)
+      loaded = await this.ensureLoaded(model)
       modelId = model.id
     }
-    const result = await this.pool.run(modelId, feeds)
+    let result: Awaited<ReturnType<InferencePool['run']>>
+    try {
+      result = await this.pool.run(modelId, feeds)
+    } catch (err) {
+      await this.runFailed(modelId, loaded.provider, err as Error)
+      throw err
+    }
+    if (this.failures.size > 0) this.failures.delete(modelId)
     this.onRun(modelId, result.ms)
     return result
+  }
+
+  /**
+   * A run failed. After STEP_DOWN_AFTER in a row on a provider that is not the model's last resort, the provider
+   * is taken for broken (a GPU error, a device gone): it is lost for every model, this one is loaded at once on
+   * the next fastest provider it measured (the CPU at last), and the caller's next run goes there. The run that
+   * failed is not retried: its inputs went to the worker, and a camera's next frame is newer anyway.
+   */
+  private async runFailed (id: string, provider: string, err: Error): Promise<void> {
+    // The pool stopping under a run is the agent stopping, not the device failing.
+    if (err instanceof WorkerError && !this.pool.running) return
+    const count = (this.failures.get(id) ?? 0) + 1
+    this.failures.set(id, count)
+    if (count < STEP_DOWN_AFTER || this.lost.has(provider)) return
+    const model = this.registry.get(id)
+    const next = model === undefined ? undefined : this.fallbackFor(model, provider)
+    if (model === undefined || next === undefined) return
+    const why = printable(err.message.split('\n')[0] ?? '').slice(0, 100) || 'runs fail'
+    this.lost.set(provider, why)
+    this.failures.delete(id)
+    this.latencies = undefined
+    this.log.error({ provider, why, model: id, next }, 'execution provider failed at run time: stepping down')
+    this.onDegraded(this.degraded())
+    try {
+      await this.ensureLoaded(model)
+    } catch (loadErr) {
+      // Its next run tries again, and fails named if no provider can run it.
+      this.log.warn({ model: id, err: (loadErr as Error).message }, 'stepping a model down failed')
+    }
+  }
+
+  /** Where a model goes when `provider` fails: the fastest other provider it measured that still works, else the CPU. */
+  private fallbackFor (model: ModelRecord, provider: string): string | undefined {
+    const measured = model.providers.find((p) => p.name !== provider && !this.unavailable.has(p.name) && !this.lost.has(p.name))
+    if (measured !== undefined) return measured.name
+    return provider !== 'cpu' && !this.lost.has('cpu') ? 'cpu' : undefined
   }
 
   /**
@@ -353,14 +428,14 @@ export class ModelRuntime {
 
   private async ensureLoaded (model: ModelRecord): Promise<{ provider: string, threads: number }> {
     let loaded = this.loaded.get(model.id)
-    if (loaded !== undefined) return loaded
+    if (loaded !== undefined && !this.lost.has(loaded.provider)) return loaded
     if (!compiled(model)) {
       // Stored, never compiled: compiling it loads it too.
       model = await this.prepare(model.id)
       loaded = this.loaded.get(model.id)
-      if (loaded !== undefined) return loaded
+      if (loaded !== undefined && !this.lost.has(loaded.provider)) return loaded
     }
-    const best = model.providers.find((p) => !this.unavailable.has(p.name))
+    const best = model.providers.find((p) => !this.unavailable.has(p.name) && !this.lost.has(p.name))
     const choice = { provider: best?.name ?? 'cpu', threads: best?.threads ?? this.pool.threads }
     await this.pool.load(model.id, await this.intactFile(model), choice.provider, choice.threads)
     this.loaded.set(model.id, choice)
@@ -516,6 +591,11 @@ async function sha256Of (file: string): Promise<string> {
 
 function figures (name: string, threads: number, ms: number[]): ProviderBenchmark {
   return { name, threads, runs: ms.length, p50Ms: round(percentile(ms, 50)), p99Ms: round(percentile(ms, 99)) }
+}
+
+/** Text from onnxruntime made one printable ASCII line, as the beacon carries it. */
+function printable (text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').trim()
 }
 
 function round (x: number): number {

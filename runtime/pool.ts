@@ -5,6 +5,7 @@ import { siblingModule } from '../common/modules.ts'
 import type { HeavyModules } from './loader.ts'
 import type { LoadResult, RunResult, WorkerReply, WorkerRequest } from './inference-worker.ts'
 import type { Feeds } from './tensors.ts'
+import type { Faults } from './faults.ts'
 import { transferList } from './tensors.ts'
 
 type Request = WorkerRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never
@@ -69,6 +70,7 @@ export class InferencePool {
   private readonly workerUrl: URL
   private readonly metrics: PoolCounter | undefined
   private readonly modules: Pick<HeavyModules, 'require'> | undefined
+  private readonly faults: Faults | undefined
   private slots: Slot[] = []
   /** Replaced workers that timed out and are still alive: ended once they answer what they were asked. */
   private readonly wedged = new Set<Slot>()
@@ -86,7 +88,10 @@ export class InferencePool {
     workerUrl?: URL
     /** Whether onnxruntime is installed: no worker starts without it (a core release). */
     modules?: Pick<HeavyModules, 'require'>
+    /** Faults injected into every worker (NOODLE_FAULTS). */
+    faults?: Faults
   }) {
+    this.faults = components.faults
     this.log = components.log
     this.metrics = components.metrics
     this.modules = components.modules
@@ -124,6 +129,11 @@ export class InferencePool {
     await Promise.all(slots.map(async (s) => await s.worker.terminate()))
   }
 
+  /** Whether the pool is started (runs are taken). */
+  get running (): boolean {
+    return this.started
+  }
+
   /** Workers replaced since the pool started (they died or stopped answering). */
   get replaced (): number {
     return this.replacedCount
@@ -140,7 +150,7 @@ export class InferencePool {
   }
 
   private spawn (): Slot {
-    const worker = new Worker(this.workerUrl)
+    const worker = new Worker(this.workerUrl, { workerData: { faults: this.faults } })
     const slot: Slot = { worker, pending: new Map(), busy: 0, ready: Promise.resolve(), outstanding: 0, retired: false }
     worker.on('message', (reply: WorkerReply) => {
       slot.outstanding--

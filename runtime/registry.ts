@@ -112,7 +112,7 @@ interface ModelRow {
 
 /** A model's row with its benchmarks folded in, so a listing is one query whatever the number of models. */
 const SELECT_MODELS = `
-  SELECT m.*, (SELECT json_group_array(json_array(provider, threads, runs, p50_ms, p99_ms) ORDER BY p50_ms)
+  SELECT m.*, (SELECT json_group_array(json_array(provider, threads, runs, p50_ms, p99_ms) ORDER BY p50_ms, provider)
     FROM model_benchmarks WHERE model_id = m.id) AS providers
   FROM models AS m`
 
