@@ -5,7 +5,8 @@ import type { Feeds } from '../runtime/tensors.ts'
 import type { Detection } from './detections.ts'
 import type { DetectorPlan } from './detector/plan.ts'
 import { FrameSource } from './frame-source.ts'
-import type { FrameSourceOptions } from './frame-source.ts'
+import type { FrameSourceOptions, Snapshot } from './frame-source.ts'
+import type { Box } from './snapshot-graph.ts'
 
 /** What runs one model: the runtime, seen from a camera. */
 export interface ModelRunner {
@@ -23,6 +24,20 @@ export interface CameraResult {
   at: number
   latencyMs: number
   detections: Detection[]
+  /** The frame it was inferred from (absent where results do not come from a camera here: tests, replays). */
+  frame?: ResultFrame
+}
+
+/** A result's frame: its number in its decode thread, its size, and a JPEG of it while that thread holds it. */
+export interface ResultFrame {
+  seq: number
+  width: number
+  height: number
+  /**
+   * The frame with `boxes` (source pixels) drawn (FrameSource.snapshot): asked while the result is handled, or
+   * until the next result, the thread still holds it; later it fails (`gone`).
+   */
+  snapshot: (boxes: readonly Box[]) => Promise<Snapshot>
 }
 
 export interface CameraStats {
@@ -140,7 +155,9 @@ export class CameraPipeline {
       this.inferred.push({ at: Date.now(), latencyMs })
       trim(this.inferred, (r) => r.at)
       this.lastDetections = detections.length
-      this.onResult({ camera: id, at: frame.at, latencyMs, detections })
+      const { seq, sourceWidth: width, sourceHeight: height } = frame
+      // Called before the next frame is asked for: a snapshot asked for now reaches the decode thread first.
+      this.onResult({ camera: id, at: frame.at, latencyMs, detections, frame: { seq, width, height, snapshot: async (boxes) => await this.source.snapshot(seq, boxes) } })
     }
   }
 

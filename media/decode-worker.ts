@@ -13,6 +13,8 @@ import { demuxerInput } from './frame-source.ts'
 import type { FrameSourceOptions, FromDecoder, ToDecoder } from './frame-source.ts'
 import { MotionDetector } from './motion.ts'
 import { filterGraph, frameToTensor } from './preprocess.ts'
+import { isBox } from './snapshot-graph.ts'
+import { encodeSnapshot } from './snapshot-jpeg.ts'
 
 const BACKOFF_MIN_MS = 1_000
 const BACKOFF_MAX_MS = 30_000
@@ -25,8 +27,15 @@ class DecodeLoop {
   private readonly port: MessagePort
   private running = true
   private wake: (() => void) | undefined
-  /** The newest filtered frame, not yet asked for (FFmpeg's memory: freed when replaced or used). */
-  private latest: { frame: Frame, at: number, seq: number, sourceWidth: number, sourceHeight: number, grid?: Uint8Array } | undefined
+  /**
+   * The newest filtered frame, not yet asked for, and the source frame it was made from (FFmpeg's memory, a
+   * reference, not a copy: freed when replaced or used).
+   */
+  private latest: { frame: Frame, source: Frame, at: number, seq: number, sourceWidth: number, sourceHeight: number, grid?: Uint8Array } | undefined
+  /** The source frames of the last two frames given, for snapshots: a result's frame is held until the one after it. */
+  private readonly given: Array<{ seq: number, source: Frame }> = []
+  /** Frames numbered over this thread's life (not per open): a snapshot names its frame by it. */
+  private seq = 0
   /** A frame was asked for, to be written into this tensor (null: a new one). */
   private wanted: { into: Float32Array | Uint8Array | null } | undefined
   private framesIn = 0
@@ -69,6 +78,8 @@ class DecodeLoop {
     if (message.type === 'stop') {
       this.running = false
       this.wake?.()
+    } else if (message.type === 'snapshot') {
+      this.snapshot(message)
     } else {
       this.wanted = { into: message.into }
       if (this.latest !== undefined) {
@@ -102,7 +113,9 @@ class DecodeLoop {
     }
     clearTimeout(this.gateTimer)
     this.latest?.frame.free()
+    this.latest?.source.free()
     this.latest = undefined
+    for (const g of this.given.splice(0)) g.source.free()
     this.sendStats()
     this.port.close()
   }
@@ -113,7 +126,11 @@ class DecodeLoop {
     const stream = demuxer.video()
     if (stream === undefined) throw new Error('the source has no video stream')
     using decoder = this.openDecoder(stream)
-    using filter = FilterAPI.create(filterGraph(this.options))
+    // The frame rate first, on its own: a frame it keeps is the source frame a snapshot draws on (kept by
+    // reference), then scaled and letterboxed to the model's input.
+    const [rate, ...shape] = filterGraph(this.options).split(',')
+    using picker = FilterAPI.create(rate as string)
+    using filter = FilterAPI.create(shape.join(','))
     const pace = this.options.paced && !live
     const interval = 1000 / this.options.fps
     const opened = performance.now()
@@ -122,7 +139,7 @@ class DecodeLoop {
     const packets = live ? demuxer.packets(stream.index) : demuxer.packetsSync(stream.index)
     const framesBefore = this.framesIn
     try {
-      await this.pump(packets, decoder, filter, pace, opened, interval)
+      await this.pump(packets, decoder, picker, filter, pace, opened, interval)
     } catch (err) {
       // A hardware decoder that cannot decode this stream (a codec or profile it lacks) fails before any frame.
       if (this.decoder !== 'software' && this.framesIn === framesBefore) {
@@ -153,23 +170,29 @@ class DecodeLoop {
     }
   }
 
-  private async pump (packets: AsyncIterable<Packet | null> | Iterable<Packet | null>, decoder: Decoder, filter: FilterAPI,
+  private async pump (packets: AsyncIterable<Packet | null> | Iterable<Packet | null>, decoder: Decoder, picker: FilterAPI, filter: FilterAPI,
     pace: boolean, opened: number, interval: number): Promise<void> {
-    let seq = 0
+    let n = 0
     for await (const packet of packets) {
       decoder.decodeSync(packet)
       packet?.free()
-      for (let frame = decoder.receiveSync(); frame != null; frame = decoder.receiveSync()) {
-        // The size before the letterbox, which boxes are mapped back to.
-        const source = { width: frame.width, height: frame.height }
-        filter.processSync(frame)
-        frame.free()
-        for (let out = filter.receiveSync(); out != null; out = filter.receiveSync()) {
-          if (pace) await this.sleep(opened + seq * interval - performance.now())
-          this.offer(out, seq++, source)
-          // Between frames, what the camera said (a frame wanted, stop): polled, as this loop does not yield.
-          for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) this.take(m.message as ToDecoder)
-          if (!this.running) return
+      for (let decoded = decoder.receiveSync(); decoded != null; decoded = decoder.receiveSync()) {
+        picker.processSync(decoded)
+        decoded.free()
+        for (let frame = picker.receiveSync(); frame != null; frame = picker.receiveSync()) {
+          filter.processSync(frame)
+          for (let out = filter.receiveSync(); out != null; out = filter.receiveSync()) {
+            if (pace) await this.sleep(opened + n++ * interval - performance.now())
+            // The size before the letterbox, which boxes are mapped back to.
+            this.offer(out, this.seq++, frame.clone() ?? frame)
+            // Between frames, what the camera said (a frame wanted, a snapshot, stop): polled, as this loop does not yield.
+            for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) this.take(m.message as ToDecoder)
+            if (!this.running) {
+              frame.free()
+              return
+            }
+          }
+          frame.free()
         }
       }
       if (packet === null) return
@@ -180,11 +203,12 @@ class DecodeLoop {
    * A new frame replaces the one waiting: skipped when the camera was busy, still when it was held back because
    * nothing moved. It goes out at once if one was asked for and the motion gate is open.
    */
-  private offer (frame: Frame, seq: number, source: { width: number, height: number }): void {
+  private offer (frame: Frame, seq: number, source: Frame): void {
     this.framesIn++
     this.firstFrameAt ??= Date.now()
     if (this.latest !== undefined) {
       this.latest.frame.free()
+      this.latest.source.free()
       if (this.wanted !== undefined) this.stillFrames++
       else this.skipped++
     }
@@ -193,7 +217,7 @@ class DecodeLoop {
       this.motionFrames++
       this.movedAt = Date.now()
     }
-    this.latest = { frame, at: Date.now(), seq, sourceWidth: source.width, sourceHeight: source.height, grid }
+    this.latest = { frame, source, at: Date.now(), seq, sourceWidth: source.width, sourceHeight: source.height, grid }
     if (this.wanted !== undefined) {
       if (this.gateOpen()) this.deliver()
       else this.recheckGate()
@@ -215,8 +239,10 @@ class DecodeLoop {
 
   private deliver (): void {
     clearTimeout(this.gateTimer)
-    const { frame, at, seq, sourceWidth, sourceHeight, grid } = this.latest as NonNullable<DecodeLoop['latest']>
+    const { frame, source, at, seq, sourceWidth, sourceHeight, grid } = this.latest as NonNullable<DecodeLoop['latest']>
     if (grid !== undefined) this.motion?.given(grid)
+    this.given.push({ seq, source })
+    if (this.given.length > 2) this.given.shift()?.source.free()
     const into = (this.wanted as NonNullable<DecodeLoop['wanted']>).into
     this.latest = undefined
     this.wanted = undefined
@@ -226,6 +252,27 @@ class DecodeLoop {
     const tensor = frameToTensor(rgb, width, height, input, { stride: frame.linesize[0] ?? width * 3, out: into ?? undefined })
     frame.free()
     this.post({ type: 'frame', tensor, at, seq, sourceWidth, sourceHeight }, [tensor.buffer as ArrayBuffer])
+  }
+
+  /**
+   * A JPEG of a frame given, boxes drawn (snapshot-jpeg.ts): milliseconds of this thread, asked for at most once
+   * at a time per camera and about once a second (CameraSnapshots), so decoding waits no longer than that.
+   */
+  private snapshot ({ id, seq, boxes }: { id: number, seq: number, boxes: unknown }): void {
+    const held = this.given.find((g) => g.seq === seq)
+    if (held === undefined) {
+      this.post({ type: 'snapshot', id, error: `frame ${seq} is no longer held`, gone: true })
+      return
+    }
+    try {
+      const started = performance.now()
+      const { jpeg, width, height } = encodeSnapshot(held.source, Array.isArray(boxes) ? boxes.filter(isBox) : [])
+      // Its own buffer, moved to the main thread rather than copied (node-av's may share one).
+      const bytes = new Uint8Array(jpeg)
+      this.post({ type: 'snapshot', id, jpeg: bytes, width, height, ms: performance.now() - started }, [bytes.buffer])
+    } catch (err) {
+      this.post({ type: 'snapshot', id, error: (err as Error).message, gone: false })
+    }
   }
 
   private sendStats (): void {

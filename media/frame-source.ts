@@ -2,8 +2,11 @@ import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '../common/logger.ts'
 import { siblingModule } from '../common/modules.ts'
+import { NoodleError } from '../common/errors.ts'
 import { redactCredentials } from '../common/text.ts'
 import type { InputFormat } from './preprocess.ts'
+import { MAX_SNAPSHOT_BOXES } from './snapshot-graph.ts'
+import type { Box } from './snapshot-graph.ts'
 
 /** Network sources by scheme, with the FFmpeg protocols each may use underneath. */
 const NETWORK_PROTOCOLS: ReadonlyArray<readonly [string, string]> = [
@@ -64,9 +67,31 @@ export interface TensorFrame {
   /** The frame's size as decoded, before it was letterboxed to the model's. */
   sourceWidth: number
   sourceHeight: number
-  /** When it was decoded (ms since the epoch), and its number since the source opened. */
+  /** When it was decoded (ms since the epoch), and its number in this decode thread (what snapshot() names it by). */
   at: number
   seq: number
+}
+
+/** A frame the camera had, as a JPEG with boxes drawn (snapshot()). */
+export interface Snapshot {
+  jpeg: Uint8Array
+  /** Its size (the source's, scaled to at most 1280 wide), and how long the decode thread took to make it. */
+  width: number
+  height: number
+  ms: number
+}
+
+/**
+ * A snapshot could not be made: the frame is no longer held (a newer result came, the decoder restarted, the
+ * camera stopped), another is being made, or FFmpeg failed. The camera goes on either way.
+ */
+export class SnapshotFailedError extends NoodleError {
+  readonly reason: 'gone' | 'busy' | 'failed'
+
+  constructor (reason: 'gone' | 'busy' | 'failed', message: string) {
+    super('ERR_SNAPSHOT_FAILED', message)
+    this.reason = reason
+  }
 }
 
 export interface SourceStats {
@@ -87,9 +112,15 @@ export interface SourceStats {
 }
 
 /** What the decode worker (decode-worker.ts) and its FrameSource say to each other. */
-export type ToDecoder = { type: 'want', into: Float32Array | Uint8Array | null } | { type: 'stop' }
+export type ToDecoder =
+  | { type: 'want', into: Float32Array | Uint8Array | null }
+  | { type: 'stop' }
+  /** A JPEG of a frame delivered (one of the last two), boxes drawn: answered by a `snapshot` with the same id. */
+  | { type: 'snapshot', id: number, seq: number, boxes: Box[] }
 export type FromDecoder =
   | { type: 'frame', tensor: Float32Array | Uint8Array, at: number, seq: number, sourceWidth: number, sourceHeight: number }
+  | { type: 'snapshot', id: number, jpeg: Uint8Array, width: number, height: number, ms: number }
+  | { type: 'snapshot', id: number, error: string, gone: boolean }
   | { type: 'stats', framesIn: number, skipped: number, reconnects: number, lastError: string | null, firstFrameAt: number | null, decoder: string, motionFrames: number, stillFrames: number }
   | { type: 'log', level: 'warn' | 'debug', msg: string, fields: Record<string, unknown> }
 
@@ -99,6 +130,8 @@ const WINDOW_MS = 5_000
 const RESTART_MS = 1_000
 /** How long a stopping worker may take to close its source (a network read in progress) before it is ended. */
 const STOP_TIMEOUT_MS = 2_000
+/** A snapshot takes milliseconds (bench: 640×480 and 1280×720); one not answered in this long has failed. */
+const SNAPSHOT_TIMEOUT_MS = 5_000
 
 /**
  * A video source decoded by node-av (FFmpeg) in a worker thread, so that neither decoding, scaling nor the
@@ -127,6 +160,11 @@ export class FrameSource {
   private readonly samples: Array<{ at: number, framesIn: number }> = []
   private done: (() => void) | undefined
   private readonly finished: Promise<void>
+  /** The last two frames given, and the thread that holds them (a restarted one numbers its frames from 0 again). */
+  private readonly recent: Array<{ seq: number, worker: Worker }> = []
+  /** The snapshot being made: one at a time. */
+  private snapshotting: { id: number, resolve: (s: Snapshot) => void, reject: (err: Error) => void, timer: NodeJS.Timeout } | undefined
+  private snapshotIds = 0
 
   constructor (components: { options: FrameSourceOptions, log: Logger }) {
     this.options = components.options
@@ -157,6 +195,33 @@ export class FrameSource {
       clearTimeout(timer)
     }
     this.finish()
+  }
+
+  /**
+   * A JPEG of a frame next() gave (by its seq), with `boxes` (source pixels) drawn, made in the decode thread. The
+   * thread holds the last two frames it gave, so a result's frame can be had until the result after it: ask
+   * before the next frame is asked for (the request reaches the thread first). One at a time: another asked for
+   * meanwhile is refused (`busy`), never queued.
+   */
+  async snapshot (seq: number, boxes: readonly Box[]): Promise<Snapshot> {
+    const worker = this.worker
+    if (this.snapshotting !== undefined) throw new SnapshotFailedError('busy', 'a snapshot of this camera is being made')
+    if (worker === undefined || !this.recent.some((r) => r.seq === seq && r.worker === worker)) throw new SnapshotFailedError('gone', `frame ${seq} is no longer held`)
+    const id = ++this.snapshotIds
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.settleSnapshot(id, new SnapshotFailedError('failed', `no snapshot within ${SNAPSHOT_TIMEOUT_MS} ms`)) }, SNAPSHOT_TIMEOUT_MS)
+      this.snapshotting = { id, resolve, reject, timer }
+      worker.postMessage({ type: 'snapshot', id, seq, boxes: boxes.slice(0, MAX_SNAPSHOT_BOXES).map((b) => [b[0], b[1], b[2], b[3]]) } satisfies ToDecoder)
+    })
+  }
+
+  private settleSnapshot (id: number, outcome: Snapshot | Error): void {
+    const pending = this.snapshotting
+    if (pending?.id !== id) return // answered after its timeout
+    this.snapshotting = undefined
+    clearTimeout(pending.timer)
+    if (outcome instanceof Error) pending.reject(outcome)
+    else pending.resolve(outcome)
   }
 
   /**
@@ -210,9 +275,15 @@ export class FrameSource {
 
   private onMessage (message: FromDecoder): void {
     if (message.type === 'frame') {
+      if (this.worker !== undefined) this.recent.push({ seq: message.seq, worker: this.worker })
+      if (this.recent.length > 2) this.recent.shift()
       const waiting = this.waiting
       this.waiting = undefined
       waiting?.resolve({ tensor: message.tensor, at: message.at, seq: message.seq, sourceWidth: message.sourceWidth, sourceHeight: message.sourceHeight })
+    } else if (message.type === 'snapshot') {
+      this.settleSnapshot(message.id, 'error' in message
+        ? new SnapshotFailedError(message.gone ? 'gone' : 'failed', message.error)
+        : { jpeg: message.jpeg, width: message.width, height: message.height, ms: message.ms })
     } else if (message.type === 'stats') {
       this.latest = { framesIn: message.framesIn, skipped: message.skipped, reconnects: message.reconnects, lastError: message.lastError, motionFrames: message.motionFrames, stillFrames: message.stillFrames }
       this.firstFrameAt ??= message.firstFrameAt
@@ -230,6 +301,7 @@ export class FrameSource {
   private onExit (worker: Worker, code: number): void {
     if (this.worker !== worker) return
     this.worker = undefined
+    if (this.snapshotting !== undefined) this.settleSnapshot(this.snapshotting.id, new SnapshotFailedError('gone', 'the decoder stopped'))
     // A clean exit: the source ended, or we stopped it. Anything else is started again.
     if (!this.running || code === 0) {
       this.finish()
