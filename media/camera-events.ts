@@ -3,12 +3,13 @@ import type { Logger } from '../common/logger.ts'
 import type { TableSet } from '../common/schema.ts'
 import { DAY_MS } from '../common/schema.ts'
 import { BoundedMap } from '../common/bounded-map.ts'
-import type { Database as DB } from 'better-sqlite3'
+import type { Database as DB, Statement } from 'better-sqlite3'
 import { MAX_EVENT_TIME } from '../protocols/media.ts'
 import type { CameraEvent, CameraEventMessage } from '../protocols/media.ts'
 import { DEFAULT_MOTION } from '../protocols/work.ts'
 import type { WorkItem } from '../protocols/work.ts'
 import type { CameraResult } from './camera.ts'
+import type { CameraSnapshots } from './snapshots.ts'
 import { ObjectTracker } from './tracker.ts'
 import type { Ending, EventChange } from './tracker.ts'
 
@@ -88,6 +89,8 @@ export interface EventDatabase {
 export class CameraEventStore {
   private readonly store: EventDatabase
   private prepared: ReturnType<CameraEventStore['prepare']> | undefined
+  private idsStatement: Statement<[string, string], { id: string }> | undefined
+  private byIdStatement: Statement<[number, string], { peer: string, node: string }> | undefined
 
   constructor (components: { store: EventDatabase }) {
     this.store = components.store
@@ -129,6 +132,24 @@ export class CameraEventStore {
   /** Other members' open events not written since `before` (their node died, or its end was lost): ended. */
   closeQuiet (self: string, before: number): void {
     this.store.write(() => this.statements.closeQuiet.run(self, before))
+  }
+
+  /** Which of `ids` are events of `peer` in the store (snapshots whose events are gone are deleted). */
+  idsOf (peer: string, ids: readonly string[]): Set<string> {
+    if (ids.length === 0) return new Set()
+    this.idsStatement ??= this.store.database.prepare<[string, string], { id: string }>('SELECT id FROM camera_events WHERE peer = ? AND id IN (SELECT value FROM json_each(?))')
+    return new Set(this.idsStatement.all(peer, JSON.stringify(ids)).map((r) => r.id))
+  }
+
+  /**
+   * The events with this id, one per member at most: whose, and its name. An id begins with its event's start (in
+   * base 36), so the lookup goes through the start index, never over the whole table.
+   */
+  byId (id: string): Array<{ peer: string, node: string }> {
+    const start = Number.parseInt(id.split('-')[0] ?? '', 36)
+    if (!Number.isSafeInteger(start)) return []
+    this.byIdStatement ??= this.store.database.prepare<[number, string], { peer: string, node: string }>('SELECT peer, node FROM camera_events WHERE start = ? AND id = ? LIMIT 16')
+    return this.byIdStatement.all(start, id)
   }
 
   /** Keeps the newest `keep` events of `peer`. */
@@ -195,6 +216,7 @@ export class CameraEvents {
   private readonly log: Logger
   private readonly now: () => number
   private readonly tracker: ObjectTracker
+  private readonly snapshots: Pick<CameraSnapshots, 'changed' | 'observe' | 'cameraStopped'> | undefined
   /** Per camera, the counts last published, by label. */
   private readonly counts = new Map<string, Map<string, number>>()
   /** Per camera, when its last result arrived (this box's clock) and how long its objects may go unseen. */
@@ -213,8 +235,11 @@ export class CameraEvents {
     log: Logger
     now?: () => number
     newId?: (start: number) => string
+    /** Where each event's best frame is snapshotted, and each camera's latest frame kept (none: no snapshots). */
+    snapshots?: Pick<CameraSnapshots, 'changed' | 'observe' | 'cameraStopped'>
   }) {
     this.store = components.store
+    this.snapshots = components.snapshots
     this.toMesh = components.toMesh
     this.toMqtt = components.toMqtt
     this.baseTopic = components.baseTopic
@@ -254,16 +279,20 @@ export class CameraEvents {
     const ending = endingOf(item)
     this.arrivals.set(result.camera, { at: this.now(), staleMs: ending.staleMs })
     this.apply(this.tracker.observe(result.camera, result.at, result.detections, item.zones, ending), result.camera)
+    // Before the camera asks for its next frame: the result's frame is still held (CameraSnapshots).
+    this.snapshots?.observe(result)
   }
 
   /** A camera stopped here: its objects' events end. */
   cameraStopped (camera: string): void {
     this.arrivals.delete(camera)
     this.apply(this.tracker.stopCamera(camera), camera)
+    this.snapshots?.cameraStopped(camera)
   }
 
   /** What changed of `camera`'s events: to the store, the mesh and MQTT, and the camera's counts after it. */
   private apply (changes: EventChange[], camera: string): void {
+    this.snapshots?.changed(camera, changes)
     for (const change of changes) {
       this.store.put(change.after, this.node, this.peer, this.now())
       this.toMesh({ v: 1, type: change.type, event: change.after }).catch((err: unknown) => { this.log.debug({ err }, 'camera event not published') })
