@@ -17,9 +17,11 @@ import type { Logger } from '../../common/logger.ts'
 /** Who is asking: anyone on the trusted local socket, or an operator with a token on the TCP listener. */
 export type Caller = { local: true } | { local: false, username: string | null, role: OperatorRole | null }
 
-/** A route's answer: the JSON body, and the status when it is not 200. */
-/** A route's answer; `query` holds the request target's query parameters (empty unless the route takes some). */
-export type RouteHandler = (req: IncomingMessage, caller: Caller, query?: URLSearchParams) => unknown | Promise<unknown>
+/**
+ * A route's answer (JSON, or a JsonReply, TextBody or BinaryBody); `query` holds the request target's query
+ * parameters (empty unless the route takes some); `params` the path's `{name}` segments, percent-decoded, unchecked.
+ */
+export type RouteHandler = (req: IncomingMessage, caller: Caller, query?: URLSearchParams, params?: Record<string, string>) => unknown | Promise<unknown>
 
 /** Who may call a route over TCP: anyone (login), or operators of at least this role. */
 export type Access = 'public' | OperatorRole
@@ -59,6 +61,29 @@ export class TextBody {
     this.text = text
     this.contentType = contentType
   }
+}
+
+/** A route's answer in bytes (a snapshot's JPEG): sent as it is, with its type and length. */
+export class BinaryBody {
+  readonly bytes: Uint8Array
+  readonly contentType: string
+
+  constructor (bytes: Uint8Array, contentType: string) {
+    this.bytes = bytes
+    this.contentType = contentType
+  }
+}
+
+/**
+ * Headers on every answer, whatever its kind: no browser guesses another type than the one sent (an image read as
+ * HTML), and nothing is kept by a cache (answers say what is now, and may be a camera's frame).
+ */
+const ANSWER_HEADERS: Readonly<Record<string, string>> = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' }
+
+/** Every answer goes out here: its status, type and bytes, with ANSWER_HEADERS. */
+function sendBytes (res: ServerResponse, status: number, contentType: string, body: string | Uint8Array, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { ...headers, ...ANSWER_HEADERS, 'content-type': contentType, 'content-length': typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength })
+  res.end(body)
 }
 
 /** Unified error body, the same for every endpoint: `{ "error": { "code", "message", "field"? } }`. */
@@ -148,9 +173,7 @@ export async function readJsonBody (req: IncomingMessage): Promise<Record<string
 }
 
 function sendJson (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body)
-  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
-  res.end(text)
+  sendBytes(res, status, 'application/json', JSON.stringify(body), headers)
 }
 
 /** Whether something answers on the socket: a live agent, as opposed to a file left by one that crashed. */
@@ -180,7 +203,7 @@ const MALFORMED = { status: 400, code: 'ERR_MALFORMED', message: 'the request is
  * absolute-form (`http://host/...`) and asterisk-form (`*`) are refused, as is bad percent-encoding. A query is
  * refused later by every route that takes no parameters (a mistake or a probe there).
  */
-export function requestTarget (target: string): { path: string, query: URLSearchParams | null } {
+export function requestTarget (target: string): { path: string, rawPath: string, query: URLSearchParams | null } {
   if (Buffer.byteLength(target) > MAX_TARGET_BYTES) throw new RequestRefusedError(414, 'ERR_TARGET_TOO_LONG', `the request target is over ${MAX_TARGET_BYTES} bytes`)
   if (!target.startsWith('/')) throw new RequestRefusedError(400, 'ERR_BAD_TARGET', 'the request target must be a path such as /api/v1/system/status')
   const mark = target.indexOf('?')
@@ -188,10 +211,44 @@ export function requestTarget (target: string): { path: string, query: URLSearch
   try {
     // URLSearchParams would read bad percent-encoding as it stands: checked here, as the path's is.
     if (query !== null) decodeURIComponent(query.replace(/\+/g, ' '))
-    return { path: decodeURIComponent(mark < 0 ? target : target.slice(0, mark)), query: query === null ? null : new URLSearchParams(query) }
+    const rawPath = mark < 0 ? target : target.slice(0, mark)
+    return { path: decodeURIComponent(rawPath), rawPath, query: query === null ? null : new URLSearchParams(query) }
   } catch {
     throw new RequestRefusedError(400, 'ERR_BAD_TARGET', 'the request target has bad percent-encoding')
   }
+}
+
+/** A route with `{name}` segments (`GET /api/v1/events/{id}/snapshot.jpg`), split for matching. */
+interface PathTemplate {
+  route: string
+  method: string
+  segments: string[]
+}
+
+function pathTemplate (route: string): PathTemplate | undefined {
+  const [method = '', path = ''] = route.split(' ')
+  return path.includes('{') ? { route, method, segments: path.split('/') } : undefined
+}
+
+/**
+ * The `{name}` segments of a path that fits a template, or undefined. Matched on the path as sent, segment by
+ * segment, each decoded on its own: `..%2F..%2Fetc` is one segment (which its route then refuses by name), never
+ * three. A segment is never empty.
+ */
+function matchTemplate (template: PathTemplate, rawSegments: string[]): Record<string, string> | undefined {
+  if (rawSegments.length !== template.segments.length) return undefined
+  const params: Record<string, string> = Object.create(null) as Record<string, string>
+  for (let i = 0; i < rawSegments.length; i++) {
+    const want = template.segments[i] as string
+    const got = rawSegments[i] as string
+    if (want.startsWith('{') && want.endsWith('}')) {
+      if (got === '') return undefined
+      params[want.slice(1, -1)] = decodeURIComponent(got)
+    } else if (want !== got) {
+      return undefined
+    }
+  }
+  return params
 }
 
 /** State-changing requests must say they carry JSON: a cross-site form post cannot, so it is refused here. */
@@ -222,6 +279,8 @@ function rawErrorAnswer (status: number, code: string, message: string): string 
 export class ControlApi {
   private readonly socketPath: string
   private readonly routes: Map<string, RouteHandler>
+  /** The routes with `{name}` segments, tried in turn when no fixed route fits. */
+  private readonly templates: PathTemplate[]
   /** The routes that take query parameters: every other refuses a query. */
   private readonly queryRoutes: ReadonlySet<string>
   private readonly log: Logger
@@ -246,6 +305,7 @@ export class ControlApi {
   }) {
     this.socketPath = components.socketPath
     this.routes = new Map(Object.entries(components.routes))
+    this.templates = [...this.routes.keys()].flatMap((route) => pathTemplate(route) ?? [])
     this.queryRoutes = components.queryRoutes ?? new Set()
     this.log = components.log
     this.remote = components.remote
@@ -358,20 +418,15 @@ export class ControlApi {
     try {
       const target = requestTarget(req.url ?? '/')
       path = target.path
-      const route = `${req.method ?? 'GET'} ${path}`
-      const handler = this.routes.get(route)
-      if (handler == null) {
-        const known = [...this.routes.keys()].some((r) => r.endsWith(` ${path}`))
-        if (known) throw new RequestRefusedError(405, 'ERR_METHOD', `${req.method ?? ''} is not allowed on ${path}`)
-        throw new RequestRefusedError(404, 'ERR_NOT_FOUND', `no such endpoint: ${path}`)
-      }
+      const { route, handler, params } = this.find(req.method ?? 'GET', target)
       if (target.query !== null && !this.queryRoutes.has(route)) throw new RequestRefusedError(400, 'ERR_BAD_TARGET', `${path} takes no query parameters`)
       if (req.method === 'POST') checkContentType(req)
       caller = overTcp && this.remote !== undefined ? this.judge(req, route, this.remote) : { local: true as const }
-      const body = await handler(req, caller, target.query ?? new URLSearchParams())
+      const body = await handler(req, caller, target.query ?? new URLSearchParams(), params)
       if (body instanceof TextBody) {
-        res.writeHead(200, { 'content-type': body.contentType, 'content-length': Buffer.byteLength(body.text) })
-        res.end(body.text)
+        sendBytes(res, 200, body.contentType, body.text)
+      } else if (body instanceof BinaryBody) {
+        sendBytes(res, 200, body.contentType, body.bytes)
       } else if (body instanceof JsonReply) {
         sendJson(res, body.status, body.body)
       } else {
@@ -394,6 +449,23 @@ export class ControlApi {
       if (overTcp && !this.hasValidToken(req, caller)) headers.connection = 'close'
       sendError(res, status, code, err instanceof Error ? err.message : 'internal error', known?.field, headers)
     }
+  }
+
+  /** The route a request is for: a fixed path, else a template; 405 for a known path with another method, else 404. */
+  private find (method: string, target: { path: string, rawPath: string }): { route: string, handler: RouteHandler, params: Record<string, string> } {
+    // A template's own text (`/{id}/`) sent as a path is no fixed route.
+    const fixed = target.path.includes('{') ? undefined : this.routes.get(`${method} ${target.path}`)
+    if (fixed !== undefined) return { route: `${method} ${target.path}`, handler: fixed, params: {} }
+    const raw = target.rawPath.split('/')
+    let otherMethod = [...this.routes.keys()].some((r) => r.endsWith(` ${target.path}`))
+    for (const template of this.templates) {
+      const params = matchTemplate(template, raw)
+      if (params === undefined) continue
+      if (template.method === method) return { route: template.route, handler: this.routes.get(template.route) as RouteHandler, params }
+      otherMethod = true
+    }
+    if (otherMethod) throw new RequestRefusedError(405, 'ERR_METHOD', `${method} is not allowed on ${target.path}`)
+    throw new RequestRefusedError(404, 'ERR_NOT_FOUND', `no such endpoint: ${target.path}`)
   }
 
   /** Whether a TCP request carries a token that names an operator (judged again when the route was not reached). */

@@ -267,7 +267,10 @@ export const ConfigSchema = z.strictObject({
     .default(() => []).meta({ description: 'work configured on this node (its cameras and models); the coordinator may place it elsewhere (see [Coordinator and work](work.md))' }),
   events: z.strictObject({
     retentionDays: z.int().min(1).max(3650).default(30).meta({
-      description: 'how many days the camera events this box keeps (its own and those other members announced) are kept (see [Cameras](cameras.md#events))'
+      description: 'how many days the camera events this box keeps (its own and those other members announced) are kept (see [Cameras](cameras.md#events)); a snapshot goes with its event'
+    }),
+    snapshotMaxBytes: z.int().min(0).max(Number.MAX_SAFE_INTEGER).optional().meta({
+      description: 'the event snapshots (`<dataDir>/snapshots`) together, at most: the oldest are deleted first; 0 takes none. Unset: 5 % of the data dir\'s filesystem at start, at most 2 GiB (see [Cameras](cameras.md#snapshots))'
     })
   }).prefault({}),
   models: z.strictObject({

@@ -1,10 +1,13 @@
 import { z } from 'zod'
-import { nameText, redactCredentials } from '../../../common/text.ts'
+import { NAME_PATTERN, NAME_RULE, nameText, redactCredentials } from '../../../common/text.ts'
 import type { EventQuery, EventView } from '../../../media/camera-events.ts'
 import type { CameraView } from '../../../media/cameras.ts'
+import type { CameraSnapshots } from '../../../media/snapshots.ts'
+import { EVENT_ID } from '../../../protocols/media.ts'
+import { BinaryBody } from '../server.ts'
 import type { Member } from '../../membership/membership.ts'
 import type { CameraListView } from '../views.ts'
-import { viewerQueryRoute, viewerRoute } from './route.ts'
+import { pathParam, viewerQueryRoute, viewerRoute } from './route.ts'
 import type { Routes } from './route.ts'
 
 export interface CameraSources {
@@ -13,6 +16,8 @@ export interface CameraSources {
   cameras: { list: () => CameraView[] }
   cameraEvents: { list: (query: EventQuery) => EventView[] }
   membership: { list: () => Member[] }
+  /** Event snapshots and each camera's latest frame, as JPEG. */
+  snapshots: Pick<CameraSnapshots, 'eventJpeg' | 'latestJpeg'>
 }
 
 /** Events listed at most by one request. */
@@ -45,12 +50,17 @@ export const EventQuerySchema = z.strictObject({
   limit: z.string().regex(/^\d{1,4}$/, 'must be a whole number').transform(Number).pipe(z.int().min(1).max(MAX_EVENTS_LISTED)).optional()
 })
 
+/** An event id in a path: as `noodle events` lists them (the length checked before the pattern). */
+const EventId = z.string().max(32, 'is not an event id').regex(EVENT_ID, 'is not an event id (as noodle events lists them)')
+/** A camera id in a path: a work id. */
+const CameraId = z.string().max(63, NAME_RULE).regex(NAME_PATTERN, NAME_RULE)
+
 function sourceView (source: string | undefined): string | null {
   return source === undefined ? null : redactCredentials(source)
 }
 
 /** Cameras this node runs, with their figures, and cameras other members run, by where. */
-export function cameraViews ({ selfId, name, cameras, membership }: Omit<CameraSources, 'cameraEvents'>): CameraListView[] {
+export function cameraViews ({ selfId, name, cameras, membership }: Pick<CameraSources, 'selfId' | 'name' | 'cameras' | 'membership'>): CameraListView[] {
   const local: CameraListView[] = cameras.list().map((c) => ({
     camera: c.camera,
     node: name,
@@ -89,6 +99,10 @@ export function cameraViews ({ selfId, name, cameras, membership }: Omit<CameraS
 export function cameraRoutes (sources: CameraSources): Routes {
   return {
     'GET /api/v1/cameras': viewerRoute(() => cameraViews(sources)),
-    'GET /api/v1/events': viewerQueryRoute(EventQuerySchema, (query) => sources.cameraEvents.list(query))
+    'GET /api/v1/events': viewerQueryRoute(EventQuerySchema, (query) => sources.cameraEvents.list(query)),
+    'GET /api/v1/events/{id}/snapshot.jpg': viewerRoute(async (_req, _caller, _query, params) =>
+      new BinaryBody(await sources.snapshots.eventJpeg(pathParam(EventId, params, 'id')), 'image/jpeg')),
+    'GET /api/v1/cameras/{id}/latest.jpg': viewerRoute(async (_req, _caller, _query, params) =>
+      new BinaryBody(await sources.snapshots.latestJpeg(pathParam(CameraId, params, 'id')), 'image/jpeg'))
   }
 }

@@ -40,6 +40,15 @@ export function parseQuery<S extends z.ZodType> (schema: S, query: URLSearchPara
   return parseBody(schema, params)
 }
 
+/** A path's `{name}` segment, checked against its schema: a refusal names it (never repeating what was sent). */
+export function pathParam<S extends z.ZodType> (schema: S, params: Record<string, string> | undefined, name: string): z.infer<S> {
+  const value = params?.[name]
+  if (value === undefined) throw new BadRequestError('is missing', name)
+  const result = schema.safeParse(value)
+  if (!result.success) throw new BadRequestError((result.error.issues[0] as z.core.$ZodIssue).message, name)
+  return result.data
+}
+
 /** Acting on the mesh (optimize, models, forgetting sensors). */
 export function operatorRoute (handle: RouteHandler): Route {
   return { access: 'operator', handle }

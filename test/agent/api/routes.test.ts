@@ -64,6 +64,7 @@ function fakeSources (overrides: Partial<ApiSources> = {}) {
     imports: { importDir: undefined, maxModelBytes: 1024, stagingDir: '/nonexistent/staging' },
     cameras: { list: () => [] },
     cameraEvents: { list: (query) => { calls.push(['events', query]); return [] } },
+    snapshots: { eventJpeg: async (id) => { calls.push(['snapshot', id]); return new Uint8Array([0xff, 0xd8]) }, latestJpeg: async (id) => { calls.push(['latest', id]); return new Uint8Array([0xff, 0xd8]) } },
     operators: {
       login: async (username, password, address) => { calls.push(['login', username, password, address]); return { token: 't', expires_at: 'later', username, role: 'viewer' } },
       register: async (request: RegisterRequest, actor: string) => { calls.push(['register', request, actor]); return { ...created, username: request.username, role: request.role ?? 'viewer' } },
@@ -113,6 +114,8 @@ t.test('every route and the role it needs over HTTPS, pinned', async (t) => {
     'POST /api/v1/models/bench': 'operator',
     'GET /api/v1/cameras': 'viewer',
     'GET /api/v1/events': 'viewer',
+    'GET /api/v1/events/{id}/snapshot.jpg': 'viewer',
+    'GET /api/v1/cameras/{id}/latest.jpg': 'viewer',
     'POST /api/v1/identity/login': 'public',
     'POST /api/v1/identity/register': 'admin',
     'GET /api/v1/identity/users': 'admin',
