@@ -19,6 +19,7 @@ import { CameraManager } from '../../media/cameras.ts'
 import { ResultSharing } from '../../media/result-sharing.ts'
 import { REJECTED_METRIC } from '../../protocols/validator.ts'
 import { AnnouncedEvents, CameraEventStore, CameraEvents } from '../../media/camera-events.ts'
+import { CameraSnapshots, SnapshotStore } from '../../media/snapshots.ts'
 import { checkOwnCameras, readCameraCredentials } from '../../media/camera-credentials.ts'
 import type { CameraCredentials } from '../../media/camera-credentials.ts'
 import { InferencePool } from '../../runtime/pool.ts'
@@ -162,6 +163,7 @@ export class Agent {
       imports: { importDir: config.models.importDir, maxModelBytes: config.models.maxModelBytes, stagingDir: importStagingDir(config.dataDir) },
       cameras: cameras.manager,
       cameraEvents: cameras.eventStore,
+      snapshots: cameras.snapshots,
       operators,
       publishEvent: async (event) => { await mesh.publish(systemEventCodec, event) },
       log
@@ -199,6 +201,8 @@ export class Agent {
       ['prober', members.prober],
       ['membership', members.service],
       // Events take the cameras' results: they start before the cameras and stop after them.
+      // Snapshots on disk: indexed (in the background) before events write any.
+      ['snapshots', cameras.snapshotStore],
       ['camera events', cameras.events],
       ['cameras', cameras.manager],
       ['camera results', cameras.results],
@@ -444,7 +448,19 @@ function buildCameras ({ config, log, store, modules, selfId, metrics }: Base, {
     log
   })
   const eventStore = new CameraEventStore({ store })
+  const snapshotStore = new SnapshotStore({
+    dir: join(config.dataDir, 'snapshots'),
+    maxBytes: config.events.snapshotMaxBytes,
+    events: { ownIds: (ids) => eventStore.idsOf(selfId, ids) },
+    log
+  })
+  const snapshots = new CameraSnapshots({
+    store: snapshotStore,
+    events: { find: (id) => eventStore.byId(id).map((e) => ({ node: e.node, own: e.peer === selfId })) },
+    log
+  })
   const events = new CameraEvents({
+    snapshots,
     store: eventStore,
     toMesh: async (message) => { await mesh.publish(cameraEventCodec, message) },
     toMqtt: (topic, payload, retain) => mqtt.session?.publish(topic, payload, { retain }) ?? false,
@@ -482,5 +498,5 @@ function buildCameras ({ config, log, store, modules, selfId, metrics }: Base, {
     refuse: (reason) => { metrics.inc(REJECTED_METRIC, { topic: cameraEventCodec.topic, reason }) }
   })
   const announced = mesh.reader(cameraEventCodec, (m, from) => { announcements.take(m, from.toString()) })
-  return { manager, results, events, eventStore, announced, announcements }
+  return { manager, results, events, eventStore, announced, announcements, snapshotStore, snapshots }
 }
