@@ -2,6 +2,7 @@ import type { Database as DB, Statement } from 'better-sqlite3'
 import type { Logger } from '../common/logger.ts'
 import { MODEL_ID } from '../protocols/models.ts'
 import { redactCredentials } from '../common/text.ts'
+import { ModelError } from '../common/errors.ts'
 import type { RemoteWorkAccepts, WorkItem } from '../protocols/work.ts'
 import type { ModelExchange } from '../runtime/model-exchange.ts'
 import type { ModelRuntime } from '../runtime/model-runtime.ts'
@@ -13,6 +14,8 @@ import type { CameraResult, CameraStats } from './camera.ts'
 import { planDetector } from './detector/plan.ts'
 import { readOnnxMetadata } from '../runtime/onnx-file.ts'
 import { DEFAULT_MOTION, DetectorWireSchema } from '../protocols/work.ts'
+import type { UnableReason } from '../protocols/health.ts'
+import type { ModelRunner } from './camera.ts'
 
 /** A camera this node runs, as `noodle cameras` lists it. */
 export interface CameraView extends Partial<CameraStats> {
@@ -30,8 +33,23 @@ export interface CameraWork {
   isRemote (id: string): boolean
   /** A work item's model file was compiled here, as this model id. */
   modelCompiled (workId: string, modelId: string): void
+  /** A camera cannot run here as it should (its detector cannot run, or not at its fps), or can again (null). */
+  cannotRun (workId: string, why: UnableReason | null): void
   on (event: 'change', listener: () => void): unknown
   off (event: 'change', listener: () => void): unknown
+}
+
+/** A camera this node runs, and how its inferences have gone. */
+interface ManagedCamera {
+  item: WorkItem
+  pipeline?: CameraPipeline
+  state: CameraView['state']
+  error: string | null
+  retry?: NodeJS.Timeout
+  /** Inferences failed in a row. */
+  failures: number
+  /** Frames skipped at the last pace check, and checks in a row that found it lagging. */
+  pace: { skipped: number, slowChecks: number }
 }
 
 /** A camera without a `detector` section: everything from the model's signature. */
@@ -42,6 +60,17 @@ export const MAX_STORED_DETECTIONS = 32
 
 /** How long a camera whose model could not be found waits before trying again. */
 const RETRY_MS = 10_000
+/**
+ * Inferences that fail in a row before a camera says its detector cannot run here: more than the runtime takes to
+ * step down from a failing provider (3), so a box with a second provider keeps its camera.
+ */
+export const CANNOT_RUN_AFTER = 10
+/** How often a camera's pace is checked, and for how many checks in a row it must lag before it is called too slow. */
+const PACE_CHECK_MS = 10_000
+const SLOW_CHECKS = 6
+/** The share of decoded frames skipped (the model still busy) over which a camera lags, and under which it keeps up. */
+const SLOW_SKIPPED_SHARE = 0.5
+const KEEPS_UP_SKIPPED_SHARE = 0.2
 
 /**
  * Runs a camera pipeline for every camera work item this node runs now (its own, and what the coordinator
@@ -58,7 +87,8 @@ export class CameraManager {
   private readonly onStopped: (camera: string) => void
   private readonly credentials: CameraCredentials
   private readonly modules: Pick<HeavyModules, 'require'> | undefined
-  private readonly cameras = new Map<string, { item: WorkItem, pipeline?: CameraPipeline, state: CameraView['state'], error: string | null, retry?: NodeJS.Timeout }>()
+  private readonly cameras = new Map<string, ManagedCamera>()
+  private paceTimer: NodeJS.Timeout | undefined
   /** The detections insert (DETECTION_TABLES), compiled on the first result. */
   private insert: Statement<[string, number, string, number, number, number, number, number]> | undefined
 
@@ -88,7 +118,7 @@ export class CameraManager {
     }
     for (const [id, item] of wanted) {
       if (!this.cameras.has(id)) {
-        this.cameras.set(id, { item, state: 'starting', error: null })
+        this.cameras.set(id, { item, state: 'starting', error: null, failures: 0, pace: { skipped: 0, slowChecks: 0 } })
         void this.startCamera(id)
       }
     }
@@ -97,10 +127,12 @@ export class CameraManager {
   start (): void {
     this.work.on('change', this.sync)
     this.sync()
+    this.paceTimer = setInterval(() => { this.checkPace() }, PACE_CHECK_MS).unref()
   }
 
   async stop (): Promise<void> {
     this.work.off('change', this.sync)
+    clearInterval(this.paceTimer)
     await Promise.all([...this.cameras].map(async ([id, camera]) => { await this.stopCamera(id, camera) }))
   }
 
@@ -154,7 +186,7 @@ export class CameraManager {
           loop: true,
           paced: true
         },
-        runner: this.runtime,
+        runner: this.watchedRunner(id, camera),
         log: this.log,
         onResult: (result) => { this.record(result, item) }
       })
@@ -166,12 +198,64 @@ export class CameraManager {
     } catch (err) {
       camera.state = 'failed'
       camera.error = (err as Error).message
+      // onnxruntime cannot load its model here: another box may.
+      if (err instanceof ModelError && this.cameras.get(id) === camera) this.work.cannotRun(id, 'cannot-run')
       this.log.warn({ camera: id, err: camera.error, retryInMs: RETRY_MS }, 'camera could not start')
       camera.retry = setTimeout(() => { void this.startCamera(id) }, RETRY_MS)
     }
   }
 
-  private async stopCamera (id: string, camera: { pipeline?: CameraPipeline, retry?: NodeJS.Timeout }): Promise<void> {
+  /**
+   * The runtime, as one camera sees it: inferences that keep failing (every provider here failed, the model cannot
+   * run) make the camera say it cannot run here, so the coordinator moves it; one that succeeds takes that back.
+   */
+  private watchedRunner (id: string, camera: ManagedCamera): ModelRunner {
+    return {
+      run: async (model, feeds) => {
+        try {
+          const result = await this.runtime.run(model, feeds)
+          if (camera.failures >= CANNOT_RUN_AFTER) this.work.cannotRun(id, null)
+          camera.failures = 0
+          return result
+        } catch (err) {
+          if (++camera.failures === CANNOT_RUN_AFTER && this.cameras.get(id) === camera) {
+            this.log.error({ camera: id, err: (err as Error).message, failures: camera.failures }, 'the camera\'s detector cannot run here: asking to be moved')
+            this.work.cannotRun(id, 'cannot-run')
+          }
+          throw err
+        }
+      },
+      recordRuns: (model, ms) => { this.runtime.recordRuns(model, ms) }
+    }
+  }
+
+  /**
+   * A camera whose model skips most frames for a minute (the box is too slow for its fps) says so, and the
+   * coordinator moves it to a box that fits if there is one; it takes that back once it keeps up.
+   */
+  private checkPace (): void {
+    for (const [id, camera] of this.cameras) {
+      const stats = camera.pipeline?.stats()
+      if (stats === undefined || camera.failures >= CANNOT_RUN_AFTER) continue
+      // Frames decoded since the last check, from the recent rate (the source's count restarts with its thread).
+      const decoded = stats.fpsIn * PACE_CHECK_MS / 1000
+      const skipped = Math.max(0, stats.skipped - camera.pace.skipped)
+      camera.pace.skipped = stats.skipped
+      if (decoded <= 0) continue
+      const share = skipped / decoded
+      if (share > SLOW_SKIPPED_SHARE) {
+        if (++camera.pace.slowChecks === SLOW_CHECKS) {
+          this.log.warn({ camera: id, skippedShare: Math.round(share * 100) / 100, fps: camera.item.fps }, 'the camera\'s detector cannot keep up here: asking to be moved')
+          this.work.cannotRun(id, 'too-slow')
+        }
+      } else if (share < KEEPS_UP_SKIPPED_SHARE) {
+        if (camera.pace.slowChecks >= SLOW_CHECKS) this.work.cannotRun(id, null)
+        camera.pace.slowChecks = 0
+      }
+    }
+  }
+
+  private async stopCamera (id: string, camera: ManagedCamera): Promise<void> {
     this.cameras.delete(id)
     clearTimeout(camera.retry)
     await camera.pipeline?.stop()

@@ -13,6 +13,15 @@ export const MAX_BEACON_MODELS = 32
 export const ROLES = ['member', 'coordinator'] as const
 export type Role = typeof ROLES[number]
 
+/** Why a box says it cannot run a piece of work as it should: its model cannot run here at all, or not at its fps. */
+export const UNABLE_REASONS = ['cannot-run', 'too-slow'] as const
+export type UnableReason = typeof UNABLE_REASONS[number]
+
+/** What a box says of its own trouble: an execution provider lost at run time, as `cuda: device lost`. */
+const degradedText = z.string().min(1).max(120).regex(/^[\x20-\x7e]+$/, 'must be printable ASCII')
+const DEGRADED = z.array(degradedText).max(8)
+const UNABLE = z.array(z.object({ work: nameText, why: z.enum(UNABLE_REASONS) })).max(32)
+
 const count = z.int().nonnegative()
 const bytes = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
 
@@ -66,7 +75,10 @@ export const HealthBeaconSchema = z.object({
     perS: z.number().nonnegative(),
     brokerDropped: count,
     connected: z.boolean()
-  }).nullable().default(null)
+  }).nullable().default(null),
+  /** Why the node runs models slower than it measured (providers lost at run time), and work it cannot run well. */
+  degraded: DEGRADED.default([]),
+  unable: UNABLE.default([])
 })
 
 export type HealthBeacon = z.infer<typeof HealthBeaconSchema>
@@ -90,7 +102,10 @@ export const HealthRecordSchema = z.object({
   work: z.array(WorkItemWireSchema).max(32),
   accepts: RemoteWorkAcceptsSchema,
   /** The ids of the models registered; each pulse gives their p50 latencies in this order. */
-  models: MODELS
+  models: MODELS,
+  /** Left out while empty (a healthy box's record is as it was before they existed). */
+  degraded: DEGRADED.optional(),
+  unable: UNABLE.optional()
 })
 
 export type HealthRecord = z.infer<typeof HealthRecordSchema>
@@ -135,8 +150,12 @@ export type HealthWire = z.infer<typeof HealthWireSchema>
 
 /** What a beacon says that changes seldom. */
 export function recordOf (beacon: HealthBeacon): HealthRecord {
-  const { name, version, cpus, providers, accelerators, addrs, memTotalBytes, eligible, priority, work, accepts } = beacon
-  return { name, version, cpus, providers, accelerators, addrs, memTotalBytes, eligible, priority, work, accepts, models: beacon.models.map((m) => m.id) }
+  const { name, version, cpus, providers, accelerators, addrs, memTotalBytes, eligible, priority, work, accepts, degraded, unable } = beacon
+  return {
+    name, version, cpus, providers, accelerators, addrs, memTotalBytes, eligible, priority, work, accepts, models: beacon.models.map((m) => m.id),
+    ...(degraded.length > 0 ? { degraded } : {}),
+    ...(unable.length > 0 ? { unable } : {})
+  }
 }
 
 /** A record's revision: equal records, equal revisions, whoever computes them (a restart with nothing changed keeps it). */
@@ -207,6 +226,8 @@ export function beaconOf (wire: HealthWire, record: HealthRecord): HealthBeacon 
     work: record.work,
     running: wire.running,
     accepts: record.accepts,
+    degraded: record.degraded ?? [],
+    unable: record.unable ?? [],
     ingest: ingest === null
       ? null
       : { received: ingest[0], stored: ingest[1], rejected: ingest[2], perS: ingest[3] / 100, brokerDropped: ingest[4], connected: ingest[5] }

@@ -45,6 +45,9 @@ export interface NodeView {
   /** The execution providers that have run a model there, and its models with their latency there (p50 ms). */
   providers: string[]
   models: MemberHealth['models']
+  /** Why it runs models slower than it measured (`cuda: device lost`), and the work it says it cannot run well. */
+  degraded: string[]
+  unable: MemberHealth['unable']
   /** What the member ingests over MQTT, as its last beacon said; null where it ingests nothing. */
   ingest: MemberHealth['ingest']
   addrs: string[]
@@ -63,6 +66,8 @@ export function nodeView (member: Member, coordinator: string | null): NodeView 
     running: h?.running ?? [],
     providers: h?.providers ?? [],
     models: h?.models ?? [],
+    degraded: h?.degraded ?? [],
+    unable: h?.unable ?? [],
     ingest: h?.ingest ?? null,
     addrs: member.addrs,
     lastSeen: new Date(member.lastSeen).toISOString(),

@@ -448,7 +448,8 @@ function capacityOf (member: Member): NodeCapacity {
     memFreeBytes: Math.max(0, h.memTotalBytes - h.memUsedBytes),
     running: h.running,
     modelMs: new Map(h.models.map((m) => [m.id, m.p50Ms])),
-    accepts: h.accepts
+    accepts: h.accepts,
+    unable: new Map(h.unable.map((u) => [u.work, u.why]))
   }
 }
 

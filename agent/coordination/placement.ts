@@ -1,5 +1,6 @@
 import { DEFAULT_ACCEPTS } from '../../protocols/work.ts'
 import type { RemoteWorkAccepts, WorkItem } from '../../protocols/work.ts'
+import type { UnableReason } from '../../protocols/health.ts'
 import { remoteWorkRefusal } from '../../protocols/remote-work-policy.ts'
 
 /** A live node as the placement sees it (from its last beacon). */
@@ -15,6 +16,11 @@ export interface NodeCapacity {
   modelMs: ReadonlyMap<string, number>
   /** What the node runs for other homes (its beacon's `accepts`); absent: the default policy. */
   accepts?: RemoteWorkAccepts
+  /**
+   * Work the node says it cannot run as it should (its beacon's `unable`): never placed there where its model
+   * cannot run at all; where it runs too slowly, kept there only if no other node fits.
+   */
+  unable?: ReadonlyMap<string, UnableReason>
 }
 
 /** A piece of work and its home: the node it is configured on, where its data is. */
@@ -83,10 +89,12 @@ export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[
   for (const homed of order) {
     const { item, home } = homed
     const incumbents = nodes.filter((n) => n.running.includes(item.id))
-    const allowed = nodes.filter((n) => (n.peerId === home || accepts(n, homed)) && (item.accelerator !== 'required' || n.accelerators > 0))
+    const allowed = nodes.filter((n) => (n.peerId === home || accepts(n, homed)) && (item.accelerator !== 'required' || n.accelerators > 0) &&
+      n.unable?.get(item.id) !== 'cannot-run')
     const fastestMs = fastest(item, allowed)
     let best: { node: NodeCapacity, score: number, projected: number } | null = null
     for (const node of allowed) {
+      if (node.unable?.has(item.id) === true) continue
       const incumbent = incumbents.includes(node)
       const projected = (load.get(node.peerId) ?? 0) + (incumbent ? 0 : costPct(item, node))
       const fits = incumbent
@@ -124,7 +132,10 @@ function fallback (item: WorkItem, home: string, allowed: NodeCapacity[], incumb
   load: Map<string, number>, memFree: Map<string, number>): Placement {
   if (allowed.length === 0) return { workId: item.id, node: null, reason: 'no live node may run it' }
   const stay = incumbents.find((n) => allowed.includes(n))?.peerId ?? (allowed.some((n) => n.peerId === home) ? home : null)
-  if (stay != null) return { workId: item.id, node: stay, reason: 'no live node has headroom: left where it is' }
+  if (stay != null) {
+    const slow = allowed.find((n) => n.peerId === stay)?.unable?.has(item.id) === true
+    return { workId: item.id, node: stay, reason: slow ? 'it runs too slowly there, and no other live node fits: left where it is' : 'no live node has headroom: left where it is' }
+  }
   const least = allowed
     .filter((n) => (memFree.get(n.peerId) ?? 0) >= item.memMB * MiB)
     .sort((a, b) => (load.get(a.peerId) ?? 0) - (load.get(b.peerId) ?? 0) || (a.peerId < b.peerId ? -1 : 1))[0]
@@ -158,6 +169,8 @@ function reasonFor (item: WorkItem, chosen: NodeCapacity, home: string, stays: b
     : chosen.peerId === home
       ? 'at home, where its data is'
       : ms !== undefined && ms === fastestMs ? `runs its model fastest (p50 ${ms} ms), with headroom` : 'most headroom'
+  const unable = incumbents.map((n) => n.unable?.get(item.id)).find((u) => u !== undefined)
+  if (unable !== undefined) return `${why}; its node ${unable === 'cannot-run' ? 'cannot run its model' : 'runs its model too slowly'}`
   if (incumbents.length > 0) return `${why}; its node is too busy or a better fit appeared`
   return why
 }

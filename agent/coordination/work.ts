@@ -3,8 +3,15 @@ import type { Decision, DecisionOutcome } from '../../protocols/decisions.ts'
 import { credentialRefusal } from '../../media/camera-credentials.ts'
 import type { CameraCredentials } from '../../media/camera-credentials.ts'
 import type { RemoteWorkAccepts, WorkItem } from '../../protocols/work.ts'
+import type { UnableReason } from '../../protocols/health.ts'
 import { remoteWorkRefusal } from '../../protocols/remote-work-policy.ts'
 import type { RemoteWorkFacts } from '../../protocols/remote-work-policy.ts'
+
+/**
+ * How long a box keeps saying it cannot run work after the work left it: long enough that the coordinator does not
+ * send it straight back, short enough that a box whose device came back is tried again.
+ */
+export const UNABLE_MEMORY_MS = 10 * 60_000
 
 /** Why a decision to run work was refused, as counted (`noodle_gossip_rejected_total{reason}` on the decisions topic). */
 export type WorkRefusal = 'refused-work' | 'credentials-host' | 'duplicate-work'
@@ -31,9 +38,13 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
   private readonly active = new Map<string, { item: WorkItem, home: string }>()
   /** Work id → the id of the model compiled from the file its item names. */
   private readonly compiledModels = new Map<string, string>()
+  /** Work that cannot run here as it should, with why; `until` is set once it stopped here (UNABLE_MEMORY_MS). */
+  private readonly unable = new Map<string, { why: UnableReason, until?: number }>()
+  private readonly now: () => number
 
-  constructor (components: { selfId: string, configured: readonly WorkItem[], accepts: RemoteWorkAccepts, credentials?: CameraCredentials }) {
+  constructor (components: { selfId: string, configured: readonly WorkItem[], accepts: RemoteWorkAccepts, credentials?: CameraCredentials, now?: () => number }) {
     super()
+    this.now = components.now ?? Date.now
     this.selfId = components.selfId
     this.configured = components.configured
     this.accepts = components.accepts
@@ -67,6 +78,25 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
     this.emit('advertised')
   }
 
+  /**
+   * Work `id` cannot run here (`why`: its model cannot run at all, or not at its fps), or can again (null). The
+   * beacon says so, and the coordinator places it on another box that may run it.
+   */
+  cannotRun (id: string, why: UnableReason | null): void {
+    const known = this.unable.get(id)
+    if (why === null ? known === undefined : known?.why === why && known.until === undefined) return
+    if (why === null) this.unable.delete(id)
+    else this.unable.set(id, { why })
+    this.emit('advertised')
+  }
+
+  /** What the beacon lists as `unable`: work failing here now, and work that left because it failed, for a while. */
+  unableList (): Array<{ work: string, why: UnableReason }> {
+    const now = this.now()
+    for (const [id, u] of this.unable) if (u.until !== undefined && u.until <= now) this.unable.delete(id)
+    return [...this.unable].slice(0, 32).map(([work, u]) => ({ work, why: u.why }))
+  }
+
   running (): WorkItem[] {
     return [...this.active.values()].map((w) => w.item)
   }
@@ -94,6 +124,8 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
       const had = running !== undefined && running.home === home
       if (had) {
         this.active.delete(work.id)
+        const unable = this.unable.get(work.id)
+        if (unable !== undefined) unable.until = this.now() + UNABLE_MEMORY_MS
         this.emit('change')
       }
       return { outcome: 'applied', detail: had ? 'stopped' : 'was not running' }
@@ -109,6 +141,8 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
       return { outcome: 'rejected', detail: `work ${work.id} already runs here for another home (${running.home})`, reason: 'duplicate-work' }
     }
     this.active.set(work.id, { item: work, home })
+    // Sent back (nowhere else could take it): it is tried afresh.
+    this.unable.delete(work.id)
     this.emit('change')
     return { outcome: 'applied', detail: 'started' }
   }

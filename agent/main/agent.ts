@@ -25,7 +25,9 @@ import type { CameraCredentials } from '../../media/camera-credentials.ts'
 import { InferencePool } from '../../runtime/pool.ts'
 import { HeavyModules } from '../../runtime/loader.ts'
 import { ModelRegistry } from '../../runtime/registry.ts'
-import { ModelRuntime, compileResult } from '../../runtime/model-runtime.ts'
+import { CANDIDATE_PROVIDERS, ModelRuntime, compileResult } from '../../runtime/model-runtime.ts'
+import { NO_FAULTS } from '../../runtime/faults.ts'
+import type { Faults } from '../../runtime/faults.ts'
 import { bootstrapPeerIds } from '../config/config.ts'
 import type { ResolvedConfig } from '../config/config.ts'
 import { PeerDialer } from '../mesh/dialer.ts'
@@ -93,7 +95,11 @@ export class Agent {
   }
 
   /** `modules`: where onnxruntime and node-av are looked for (tests give names that do not exist, as a core release lacks them). */
-  static async create ({ config, log, modules = new HeavyModules() }: { config: ResolvedConfig, log: Logger, modules?: HeavyModules }): Promise<Agent> {
+  static async create ({ config, log, modules = new HeavyModules(), faults = NO_FAULTS }: {
+    config: ResolvedConfig, log: Logger, modules?: HeavyModules
+    /** Faults injected into inference (NOODLE_FAULTS): simulated providers, devices pulled out. */
+    faults?: Faults
+  }): Promise<Agent> {
     // A camera or model configured here that this install cannot run (a core release): a named error, before
     // anything is opened.
     modules.requireFor(config.work)
@@ -107,7 +113,7 @@ export class Agent {
     const sampler = new HealthSampler({ dataDir: config.dataDir, disk: base.disk })
     const box = { ...sampler.sample(), cpus: availableParallelism() }
     const latencies = new LatencyMetrics({ registry: metrics.registry })
-    const models = buildModels(base, { mesh, bus, membership, work, latencies, box })
+    const models = buildModels(base, { mesh, bus, membership, work, latencies, box, faults })
     const { runtime } = models
     const coordination = buildCoordination(base, { mesh, bus, membership, work, runtime, box })
     const { election } = coordination
@@ -327,10 +333,10 @@ function buildWork (config: ResolvedConfig, selfId: string, modules: HeavyModule
 }
 
 /** The models: the inference pool, the runtime, the exchange between members and the standby copies. */
-function buildModels ({ config, log, selfId, store, metrics, modules }: Base, { mesh, bus, membership, work, latencies, box }: {
-  mesh: Mesh, bus: MemberBus, membership: Membership, work: WorkRegistry, latencies: LatencyMetrics, box: Box
+function buildModels ({ config, log, selfId, store, metrics, modules }: Base, { mesh, bus, membership, work, latencies, box, faults }: {
+  mesh: Mesh, bus: MemberBus, membership: Membership, work: WorkRegistry, latencies: LatencyMetrics, box: Box, faults: Faults
 }) {
-  const pool = new InferencePool({ log, cpus: box.cpus, metrics, modules })
+  const pool = new InferencePool({ log, cpus: box.cpus, metrics, modules, faults })
   const modelsDir = join(config.dataDir, 'models')
   const runtime = new ModelRuntime({
     registry: new ModelRegistry({ db: store.database }),
@@ -338,6 +344,10 @@ function buildModels ({ config, log, selfId, store, metrics, modules }: Base, { 
     modelsDir,
     log,
     onRun: (model, ms) => { latencies.observeInference(model, ms) },
+    // Simulated providers are tried first: a box rehearsing an accelerator's failure runs on it until it fails.
+    providers: [...faults.simulate, ...CANDIDATE_PROVIDERS],
+    // Our beacon says why we are degraded: news.
+    onDegraded: () => { bus.emit('news') },
     onCompiled: (m) => {
       // Our beacon lists the models we run: news.
       bus.emit('news')
@@ -410,7 +420,9 @@ function beaconFacts (config: ResolvedConfig, { election, runtime, work, mqtt, b
     work: work.advertised(),
     accepts: work.accepts,
     running: work.runningIds(),
-    ingest: mqtt.ingest?.stats() ?? null
+    ingest: mqtt.ingest?.stats() ?? null,
+    degraded: runtime.degraded(),
+    unable: work.unableList()
   })
 }
 

@@ -3,15 +3,18 @@ import { loadConfig } from '../config/config.ts'
 import type { AgentFlags } from '../config/config.ts'
 import { createLogger } from '../../common/logger.ts'
 import { Agent } from './agent.ts'
+import { faultsFromEnv } from '../../runtime/faults-env.ts'
 
 /** `noodle agent`: load the configuration, start the agent, and stop it on SIGTERM or SIGINT. */
 export async function runAgent (flags: AgentFlags): Promise<void> {
   const config = loadConfig({ flags })
+  const faults = faultsFromEnv(process.env)
   // Everything the agent writes (store, models, keys) is its user's alone; the API socket alone is opened to the
   // group, explicitly (0660), and the data dir lets the group through to it (0710) without listing or reading.
   process.umask(0o077)
   const log = createLogger(config.logLevel)
-  const agent = await Agent.create({ config, log })
+  if (faults.simulate.length > 0 || faults.lostFile !== undefined) log.warn({ faults }, 'NOODLE_FAULTS: inference faults are injected')
+  const agent = await Agent.create({ config, log, faults })
   await agent.start()
   log.info({ name: config.name, peerId: agent.mesh.peerId.toString(), socket: config.api.socketPath }, 'agent started')
   // Every module the agent runs is loaded now: the compile cache (bin/noodle) is written at once, not at exit, so

@@ -52,7 +52,7 @@ export interface HealthReporterComponents {
   members: () => number
   startedAt: number
   /** What the node is and does, read afresh for each beacon: role and term, what it can run, its work. */
-  describe: () => Pick<HealthBeacon, 'role' | 'term' | 'eligible' | 'priority' | 'cpus' | 'providers' | 'models' | 'work' | 'accepts' | 'running' | 'ingest'>
+  describe: () => Pick<HealthBeacon, 'role' | 'term' | 'eligible' | 'priority' | 'cpus' | 'providers' | 'models' | 'work' | 'accepts' | 'running' | 'ingest' | 'degraded' | 'unable'>
 }
 
 /**

@@ -4,7 +4,7 @@ import { z } from 'zod'
 import { cborCodec } from '../../protocols/codec.ts'
 import { systemEventCodec } from '../../protocols/events.ts'
 import { beaconMessage, beaconOf, healthCodec, HealthWireSchema, recordOf, revOf, wireOf } from '../../protocols/health.ts'
-import type { HealthBeacon, HealthWire } from '../../protocols/health.ts'
+import type { HealthBeacon, HealthRecord, HealthWire } from '../../protocols/health.ts'
 import { sampleBeacon } from '../helpers/beacon.ts'
 
 const good: HealthBeacon = sampleBeacon({
@@ -30,6 +30,11 @@ t.test('a health beacon round-trips through its pulse and record, to 0.1 (CPU %,
   t.same(healthCodec.decode(healthCodec.encode(pulse)), { ok: true, value: pulse })
   t.equal(revOf(recordOf({ ...good, seq: 9, cpuPct: 99 })), revOf(recordOf(good)), 'the figures that change leave the revision alone')
   t.not(revOf(recordOf({ ...good, priority: 5 })), revOf(recordOf(good)), 'a record change makes a new revision')
+  const troubled = { ...good, degraded: ['cuda: device lost'], unable: [{ work: 'cam-door', why: 'cannot-run' as const }] }
+  const decodedTrouble = healthCodec.decode(healthCodec.encode(beaconMessage(troubled)))
+  t.same(decodedTrouble.ok && beaconOf(decodedTrouble.value, decodedTrouble.value.record as HealthRecord), troubled, 'a degraded box\'s trouble travels in its record')
+  t.equal(recordOf(good).degraded, undefined, 'a healthy box\'s record leaves them out: its revision is what it was before they existed')
+  t.not(revOf(recordOf(troubled)), revOf(recordOf(good)), 'trouble is a record change: a new revision, the record is sent')
   const extra = healthCodec.decode(encodeCbor([...Object.keys(HealthWireSchema.shape).map((key) => full[key as keyof HealthWire]), 'a field from a newer agent']))
   t.match(extra, { ok: true, value: { seq: 3 } }, 'positions past the ones this agent knows are tolerated')
 })
@@ -65,7 +70,11 @@ t.test('each class of bad health message is refused with its reason', async (t) 
     ['empty name', positional({ ...full, record: { ...full.record, name: '' } }), 'invalid', /^record.name:/],
     ['too many addrs', positional({ ...full, record: { ...full.record, addrs: Array(9).fill('/ip4/1.2.3.4/tcp/1') } }), 'invalid', /^record.addrs:/],
     ['non-numeric temperature', positional({ ...full, tempDc: 'hot' }), 'invalid', /^tempDc:/],
-    ['an ask that is not a peer id', positional({ ...full, ask: ['me'] }), 'invalid', /^ask.0:/]
+    ['an ask that is not a peer id', positional({ ...full, ask: ['me'] }), 'invalid', /^ask.0:/],
+    ['degraded with a newline', positional({ ...full, record: { ...full.record, degraded: ['cuda: lost\n\u001b[2J'] } }), 'invalid', /^record.degraded.0: must be printable ASCII/],
+    ['degraded too long', positional({ ...full, record: { ...full.record, degraded: ['x'.repeat(121)] } }), 'invalid', /^record.degraded.0:/],
+    ['unable for a work id that is not a name', positional({ ...full, record: { ...full.record, unable: [{ work: '../x', why: 'cannot-run' }] } }), 'invalid', /^record.unable.0.work:/],
+    ['unable for an unknown reason', positional({ ...full, record: { ...full.record, unable: [{ work: 'cam', why: 'bored' }] } }), 'invalid', /^record.unable.0.why:/]
   ]
   for (const [label, data, reason, detail] of cases) {
     const result = healthCodec.decode(data)

@@ -104,7 +104,7 @@ t.test('the first run of a stored model compiles it', async (t) => {
 
 t.test('a camera on a box without node-av fails at once, named, and starts no decoder', async (t) => {
   const item = WorkItemSchema.parse({ id: 'yard', kind: 'camera', source: 'lavfi:testsrc', model: CLS })
-  const work = Object.assign(new EventEmitter(), { accepts: { maxModelBytes: 1 }, running: () => [item], isRemote: () => false, modelCompiled: () => {} })
+  const work = Object.assign(new EventEmitter(), { accepts: { maxModelBytes: 1 }, running: () => [item], isRemote: () => false, modelCompiled: () => {}, cannotRun: () => {} })
   // Neither the runtime nor the store is reached: the camera stops at the loader.
   const cameras = new CameraManager({ work, runtime: {} as never, exchange: {} as never, db: {} as never, log, credentials: new Map(), onResult: () => {}, modules: new HeavyModules({ names: CORE }) })
   cameras.start()

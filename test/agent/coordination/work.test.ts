@@ -1,5 +1,5 @@
 import t from 'tap'
-import { WorkRegistry } from '../../../agent/coordination/work.ts'
+import { UNABLE_MEMORY_MS, WorkRegistry } from '../../../agent/coordination/work.ts'
 import type { Decision } from '../../../protocols/decisions.ts'
 import { DEFAULT_ACCEPTS, WorkItemSchema } from '../../../protocols/work.ts'
 import type { WorkItemInput } from '../../../protocols/work.ts'
@@ -38,4 +38,26 @@ t.test('advertises its own work with the model files compiled here named by id',
   t.same(work.advertised().map((w) => w.model), ['a'.repeat(64), '/m.onnx'])
   t.equal(advertised, 1, 'once per change, and only for work configured here')
   t.equal(work.configured[0]?.model, '/models/det.onnx', 'the configuration itself is left as written')
+})
+
+t.test('work that cannot run here is listed for the beacon, and for a while after it left, then forgotten', async (t) => {
+  let now = 1_000
+  const work = new WorkRegistry({ selfId: 'me', configured: [item({ id: 'cam', kind: 'camera' })], accepts: DEFAULT_ACCEPTS, now: () => now })
+  let advertised = 0
+  work.on('advertised', () => { advertised++ })
+  work.start()
+  work.cannotRun('cam', 'cannot-run')
+  work.cannotRun('cam', 'cannot-run')
+  t.same([work.unableList(), advertised], [[{ work: 'cam', why: 'cannot-run' }], 1], 'listed, and news once')
+  work.cannotRun('cam', null)
+  t.same([work.unableList(), advertised], [[], 2], 'it runs again: taken back')
+  work.cannotRun('cam', 'too-slow')
+  t.same(work.apply(decision('stop', { id: 'cam', kind: 'camera' }, 'me')), { outcome: 'applied', detail: 'stopped' })
+  now += UNABLE_MEMORY_MS - 1
+  t.same(work.unableList(), [{ work: 'cam', why: 'too-slow' }], 'still said after it moved away, so it is not sent straight back')
+  now += 1
+  t.same(work.unableList(), [], 'forgotten after UNABLE_MEMORY_MS')
+  work.cannotRun('cam', 'cannot-run')
+  t.same(work.apply(decision('run', { id: 'cam', kind: 'camera' }, 'me')), { outcome: 'applied', detail: 'started' })
+  t.same(work.unableList(), [], 'sent back (nowhere else could take it): tried afresh')
 })

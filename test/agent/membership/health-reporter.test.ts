@@ -24,7 +24,7 @@ const DESCRIBED: ReturnType<HealthReporterComponents['describe']> = {
   work: [],
   accepts: { sources: [], maxModelBytes: 0, credentials: [] },
   running: [],
-  ingest: null
+  ingest: null, degraded: [], unable: []
 }
 
 /** A reporter over fakes: what it publishes, what it says on the bus, and what it logs. */
