@@ -37,6 +37,7 @@ t.test('a provider that fails at run time: the camera steps down and keeps runni
   const before = await self(home)
   t.same(before?.providers.slice().sort(), ['cpu', 'gpu-sim'], 'both providers ran the model at compile')
   t.same([before?.degraded, before?.unable], [[], []], 'nothing degraded yet')
+  t.match(home.output(), /NOODLE_FAULTS: inference faults are injected/, 'the agent warns that faults are on')
 
   // The provider the model runs on is the one it measured fastest: that one loses its device.
   const first = (await apiGet<Array<{ providers: Array<{ name: string }> }>>(home.socketPath, '/api/v1/models'))[0]?.providers[0]?.name as string
@@ -60,4 +61,11 @@ t.test('a provider that fails at run time: the camera steps down and keeps runni
   t.equal(moved, true, 'the camera runs on the spare box')
   const ranAt = async () => (await nodes(spare)).filter((n) => n.running.includes('porch')).map((n) => n.name)
   t.same(await eventually(ranAt, [spare.name], { timeoutMs: 20_000 }), [spare.name], 'and only there')
+})
+
+t.test('NOODLE_FAULTS is checked at start like configuration: a bad value stops the agent, named', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const refused = startAgent({ root, name: 'faulty', swarmKeyFile, env: { NOODLE_FAULTS: '{"lostFile":"lost","simulate":["gpu-sim"]}' } })
+  await t.rejects(refused, /faulty exited early:[^]*NOODLE_FAULTS\.lostFile: must be an absolute path/)
 })
