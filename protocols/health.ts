@@ -22,6 +22,18 @@ const degradedText = z.string().min(1).max(120).regex(/^[\x20-\x7e]+$/, 'must be
 const DEGRADED = z.array(degradedText).max(8)
 const UNABLE = z.array(z.object({ work: nameText, why: z.enum(UNABLE_REASONS) })).max(32)
 
+/**
+ * Members a record says its box is connected to, at most: a full mesh of 129 members. Past that the picture of
+ * the mesh lacks some of its links, and the record stays small.
+ */
+export const MAX_LINKS = 128
+/**
+ * A member linked to, as the last 8 characters of its peer id (as `noodle nodes` shows it): 9 bytes of CBOR
+ * instead of 53, and among the members a receiver knows it names one (58^8 ≈ 1.3e14 values).
+ */
+export const LINK_LENGTH = 8
+const LINKS = z.array(z.string().regex(/^[1-9A-HJ-NP-Za-km-z]{8}$/, 'is not the end of a peer id')).max(MAX_LINKS)
+
 const count = z.int().nonnegative()
 const bytes = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
 
@@ -78,7 +90,9 @@ export const HealthBeaconSchema = z.object({
   }).nullable().default(null),
   /** Why the node runs models slower than it measured (providers lost at run time), and work it cannot run well. */
   degraded: DEGRADED.default([]),
-  unable: UNABLE.default([])
+  unable: UNABLE.default([]),
+  /** The members it holds a connection to now, as the ends of their peer ids (`LINK_LENGTH`), sorted. */
+  links: LINKS.default([])
 })
 
 export type HealthBeacon = z.infer<typeof HealthBeaconSchema>
@@ -105,7 +119,9 @@ export const HealthRecordSchema = z.object({
   models: MODELS,
   /** Left out while empty (a healthy box's record is as it was before they existed). */
   degraded: DEGRADED.optional(),
-  unable: UNABLE.optional()
+  unable: UNABLE.optional(),
+  /** Left out while empty too: a record changes when its box's connections to members do, and only then. */
+  links: LINKS.optional()
 })
 
 export type HealthRecord = z.infer<typeof HealthRecordSchema>
@@ -150,12 +166,23 @@ export type HealthWire = z.infer<typeof HealthWireSchema>
 
 /** What a beacon says that changes seldom. */
 export function recordOf (beacon: HealthBeacon): HealthRecord {
-  const { name, version, cpus, providers, accelerators, addrs, memTotalBytes, eligible, priority, work, accepts, degraded, unable } = beacon
+  const { name, version, cpus, providers, accelerators, addrs, memTotalBytes, eligible, priority, work, accepts, degraded, unable, links } = beacon
   return {
     name, version, cpus, providers, accelerators, addrs, memTotalBytes, eligible, priority, work, accepts, models: beacon.models.map((m) => m.id),
     ...(degraded.length > 0 ? { degraded } : {}),
-    ...(unable.length > 0 ? { unable } : {})
+    ...(unable.length > 0 ? { unable } : {}),
+    ...(links.length > 0 ? { links } : {})
   }
+}
+
+/**
+ * What a box's record says of its links: the members among `peers` (the remote peers of its open connections,
+ * repeated where there are several), each as the end of its peer id, sorted, at most MAX_LINKS.
+ */
+export function linksOf (peers: Iterable<string>, isMember: (peerId: string) => boolean): string[] {
+  const links = new Set<string>()
+  for (const peer of peers) if (isMember(peer)) links.add(peer.slice(-LINK_LENGTH))
+  return [...links].sort().slice(0, MAX_LINKS)
 }
 
 /** A record's revision: equal records, equal revisions, whoever computes them (a restart with nothing changed keeps it). */
@@ -228,6 +255,7 @@ export function beaconOf (wire: HealthWire, record: HealthRecord): HealthBeacon 
     accepts: record.accepts,
     degraded: record.degraded ?? [],
     unable: record.unable ?? [],
+    links: record.links ?? [],
     ingest: ingest === null
       ? null
       : { received: ingest[0], stored: ingest[1], rejected: ingest[2], perS: ingest[3] / 100, brokerDropped: ingest[4], connected: ingest[5] }

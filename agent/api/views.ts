@@ -1,4 +1,5 @@
 import type { Member, MemberHealth } from '../membership/membership.ts'
+import { LINK_LENGTH } from '../../protocols/health.ts'
 import type { ModelRecord, ProviderBenchmark } from '../../runtime/registry.ts'
 import type { TensorSpec } from '../../runtime/tensors.ts'
 import type { SensorView } from '../ingest/sensor-store.ts'
@@ -53,9 +54,20 @@ export interface NodeView {
   addrs: string[]
   lastSeen: string
   health: Pick<MemberHealth, 'cpuPct' | 'load1' | 'memUsedBytes' | 'memTotalBytes' | 'diskFreeBytes' | 'uptimeS'> | null
+  /** The hottest thermal zone in °C, null where the box has none readable (or before its first beacon). */
+  tempC: number | null
+  /** Accelerator devices present (`nvidia`, `dri`, `hailo`…), and CPU cores (0 before its first beacon). */
+  accelerators: string[]
+  cpus: number
+  /** The peer ids of the members it says it holds a connection to, sorted; those this node does not know are left out. */
+  links: string[]
 }
 
-export function nodeView (member: Member, coordinator: string | null): NodeView {
+/**
+ * A member as the API shows it. `members` resolves the links its record gives as the ends of peer ids
+ * (protocols/health.ts `LINK_LENGTH`) to the whole ids: `linkResolver` of the member list.
+ */
+export function nodeView (member: Member, coordinator: string | null, members: ReadonlyMap<string, string> = new Map()): NodeView {
   const h = member.health
   return {
     peerId: member.peerId,
@@ -80,8 +92,25 @@ export function nodeView (member: Member, coordinator: string | null): NodeView 
           memTotalBytes: h.memTotalBytes,
           diskFreeBytes: h.diskFreeBytes,
           uptimeS: h.uptimeS
-        }
+        },
+    tempC: h?.tempC ?? null,
+    accelerators: h?.accelerators ?? [],
+    cpus: h?.cpus ?? 0,
+    links: (h?.links ?? []).flatMap((end) => members.get(end) ?? []).sort()
   }
+}
+
+/** The end of each member's peer id (as links name it) → the whole id; an end two members share names neither. */
+export function linkResolver (peerIds: Iterable<string>): Map<string, string> {
+  const ends = new Map<string, string>()
+  const shared = new Set<string>()
+  for (const peerId of peerIds) {
+    const end = peerId.slice(-LINK_LENGTH)
+    if (ends.has(end) && ends.get(end) !== peerId) shared.add(end)
+    ends.set(end, peerId)
+  }
+  for (const end of shared) ends.delete(end)
+  return ends
 }
 
 /** Gossip traffic and refusals since the agent started (`GET /api/v1/mesh/gossip`). */

@@ -34,7 +34,7 @@ import { PeerDialer } from '../mesh/dialer.ts'
 import { Election, capabilityOf } from '../coordination/election.ts'
 import type { Candidate } from '../coordination/election.ts'
 import { ElectionService, savedTerm } from '../coordination/election-service.ts'
-import { MAX_BEACON_MODELS, healthCodec } from '../../protocols/health.ts'
+import { MAX_BEACON_MODELS, healthCodec, linksOf } from '../../protocols/health.ts'
 import { HealthReporter, beaconIntervalMs } from '../membership/health-reporter.ts'
 import type { HealthReporterComponents } from '../membership/health-reporter.ts'
 import { DiskStatus, HealthSampler } from '../membership/health.ts'
@@ -131,7 +131,7 @@ export class Agent {
       intervalPerMemberMs: config.health.intervalPerMemberMs,
       members: () => membership.count('alive') + membership.count('suspect'),
       startedAt,
-      describe: beaconFacts(config, { election, runtime, work, mqtt, box })
+      describe: beaconFacts(config, { election, runtime, work, mqtt, box, mesh, membership })
     })
     const prometheus = new PrometheusMetrics({
       store: metrics,
@@ -404,9 +404,9 @@ function buildCoordination ({ config, log, selfId, startedAt, events, coordinati
   return { election, electionService, orchestrator }
 }
 
-/** What this node's beacon says besides the box's sample: its role and rank, what it runs and can run, its ingest. */
-function beaconFacts (config: ResolvedConfig, { election, runtime, work, mqtt, box }: {
-  election: Election, runtime: ModelRuntime, work: WorkRegistry, mqtt: MqttParts, box: Box
+/** What this node's beacon says besides the box's sample: its role and rank, what it runs and can run, its ingest, its links. */
+function beaconFacts (config: ResolvedConfig, { election, runtime, work, mqtt, box, mesh, membership }: {
+  election: Election, runtime: ModelRuntime, work: WorkRegistry, mqtt: MqttParts, box: Box, mesh: Mesh, membership: Membership
 }): HealthReporterComponents['describe'] {
   return () => ({
     role: election.isCoordinator ? 'coordinator' : 'member',
@@ -422,7 +422,9 @@ function beaconFacts (config: ResolvedConfig, { election, runtime, work, mqtt, b
     running: work.runningIds(),
     ingest: mqtt.ingest?.stats() ?? null,
     degraded: runtime.degraded(),
-    unable: work.unableList()
+    unable: work.unableList(),
+    // Connections to members only: a tool holding the swarm key (mesh-publish) is no link of the mesh.
+    links: linksOf(mesh.node.getConnections().map((c) => c.remotePeer.toString()), (peer) => membership.get(peer) !== undefined)
   })
 }
 

@@ -51,8 +51,8 @@ export interface HealthReporterComponents {
   intervalPerMemberMs: number
   members: () => number
   startedAt: number
-  /** What the node is and does, read afresh for each beacon: role and term, what it can run, its work. */
-  describe: () => Pick<HealthBeacon, 'role' | 'term' | 'eligible' | 'priority' | 'cpus' | 'providers' | 'models' | 'work' | 'accepts' | 'running' | 'ingest' | 'degraded' | 'unable'>
+  /** What the node is and does, read afresh for each beacon: role and term, what it can run, its work, its links. */
+  describe: () => Pick<HealthBeacon, 'role' | 'term' | 'eligible' | 'priority' | 'cpus' | 'providers' | 'models' | 'work' | 'accepts' | 'running' | 'ingest' | 'degraded' | 'unable' | 'links'>
 }
 
 /**

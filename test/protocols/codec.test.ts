@@ -3,7 +3,7 @@ import t from 'tap'
 import { z } from 'zod'
 import { cborCodec } from '../../protocols/codec.ts'
 import { systemEventCodec } from '../../protocols/events.ts'
-import { beaconMessage, beaconOf, healthCodec, HealthWireSchema, recordOf, revOf, wireOf } from '../../protocols/health.ts'
+import { beaconMessage, beaconOf, healthCodec, HealthWireSchema, LINK_LENGTH, linksOf, MAX_LINKS, recordOf, revOf, wireOf } from '../../protocols/health.ts'
 import type { HealthBeacon, HealthRecord, HealthWire } from '../../protocols/health.ts'
 import { sampleBeacon } from '../helpers/beacon.ts'
 
@@ -47,6 +47,29 @@ t.test('sizes: a pulse is tens of bytes, a whole beacon a few hundred, against ~
   t.ok(pulse.byteLength <= 80, `pulse ${pulse.byteLength} B`)
   t.ok(small.byteLength <= 40, `a small box's pulse ${small.byteLength} B`)
   t.ok(whole.byteLength < enc(good).byteLength * 0.75, `whole ${whole.byteLength} B`)
+})
+
+t.test('links: the members a box is connected to ride in its record, as the ends of their peer ids, and only change it when they change', async (t) => {
+  const peers = Array.from({ length: 15 }, (_, i) => `12D3KooW${String(i).padStart(2, '0')}${'x'.repeat(42)}`.slice(0, 44) + `end${String(i).padStart(5, '0')}`.replace(/0/g, 'a'))
+  const links = linksOf([...peers, peers[0] as string, 'not-a-member-peer-id-1234567890'], (p) => peers.includes(p))
+  t.same(links, peers.map((p) => p.slice(-LINK_LENGTH)).sort(), 'each member once, by its end, sorted; a connection to a non-member is no link')
+  t.equal(linksOf(Array.from({ length: 300 }, (_, i) => `12D3KooW${'Q'.repeat(40)}${String(i).padStart(8, 'z')}`), () => true).length, MAX_LINKS, 'at most MAX_LINKS')
+  const linked = { ...good, links }
+  const decoded = healthCodec.decode(healthCodec.encode(beaconMessage(linked)))
+  t.same(decoded.ok && beaconOf(decoded.value, decoded.value.record as HealthRecord), linked, 'links travel in the record')
+  t.equal(recordOf(good).links, undefined, 'a box without links leaves them out: its revision is what it was before they existed')
+  t.not(revOf(recordOf(linked)), revOf(recordOf(good)), 'a link made or lost is a record change')
+  t.equal(revOf(recordOf({ ...linked, links: [...links] })), revOf(recordOf(linked)), 'the same links, the same revision')
+  const pulse = healthCodec.encode(wireOf(linked, revOf(recordOf(linked))))
+  t.equal(pulse.byteLength, healthCodec.encode(wireOf(good, revOf(recordOf(good)))).byteLength, 'the pulse does not grow')
+  const whole = healthCodec.encode(beaconMessage(linked)).byteLength
+  const without = healthCodec.encode(full).byteLength
+  t.comment(`record with links to 15 members: ${whole} B, ${whole - without} B for the links`)
+  t.ok(whole - without <= 15 * 9 + 8, `links to 15 members add ${whole - without} B`)
+  const bad = (l: unknown) => healthCodec.decode(positional({ ...full, record: { ...full.record, links: l } }))
+  t.match(bad(['../etc/p']), { ok: false, reason: 'invalid', detail: /^record.links.0: is not the end of a peer id/ })
+  t.match(bad([peers[0]]), { ok: false, reason: 'invalid', detail: /^record.links.0:/ }, 'a whole peer id is not what a link is')
+  t.match(bad(Array(MAX_LINKS + 1).fill('abcdefgh')), { ok: false, reason: 'invalid', detail: /^record.links:/ })
 })
 
 t.test('each class of bad health message is refused with its reason', async (t) => {

@@ -1,6 +1,6 @@
 import { REJECTED_METRIC } from '../../../protocols/validator.ts'
 import type { Member } from '../../membership/membership.ts'
-import { nodeView } from '../views.ts'
+import { linkResolver, nodeView } from '../views.ts'
 import type { GossipView, NodeView } from '../views.ts'
 import { viewerRoute } from './route.ts'
 import type { Routes } from './route.ts'
@@ -19,7 +19,9 @@ export interface MeshSources {
 }
 
 export function nodesView ({ membership, election }: Pick<MeshSources, 'membership' | 'election'>): NodeView[] {
-  return membership.list().map((m) => nodeView(m, election.coordinator))
+  const members = membership.list()
+  const ends = linkResolver(members.map((m) => m.peerId))
+  return members.map((m) => nodeView(m, election.coordinator, ends))
 }
 
 export function gossipView (counters: GossipCounters): GossipView {

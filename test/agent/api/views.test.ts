@@ -74,6 +74,18 @@ t.test('nodes: the members, the coordinator marked', async (t) => {
   t.same(await routes['GET /api/v1/mesh/gossip']?.handle(NO_REQUEST, LOCAL), { sentBytes: 0, receivedBytes: 0, published: 0, rejected: {} })
 })
 
+t.test('nodes: temperature, accelerators and cores from the beacon, links resolved to whole peer ids', async (t) => {
+  const [a, b, c] = ['12D3KooWAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAalpha111', '12D3KooWBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBbeta2222', '12D3KooWCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCgamma333']
+  const health = healthOf(sampleBeacon({ tempC: 48.5, accelerators: ['nvidia', 'dri'], cpus: 8, links: [c.slice(-8), b.slice(-8), 'zzzzzzzz'] }))
+  const members = [member(a, 'alpha', { health }), member(b, 'beta'), member(c, 'gamma')]
+  const nodes = nodesView({ membership: { list: () => members }, election: { coordinator: null } })
+  t.same(nodes.map((n) => ({ name: n.name, tempC: n.tempC, accelerators: n.accelerators, cpus: n.cpus, links: n.links })), [
+    { name: 'alpha', tempC: 48.5, accelerators: ['nvidia', 'dri'], cpus: 8, links: [b, c] },
+    { name: 'beta', tempC: null, accelerators: [], cpus: 0, links: [] },
+    { name: 'gamma', tempC: null, accelerators: [], cpus: 0, links: [] }
+  ], 'a link to a member this node does not know (zzzzzzzz) is left out')
+})
+
 t.test('gossip: traffic, and refusals ours by topic and gossipsub\'s as envelope errors', async (t) => {
   const series: Record<string, Record<string, number>> = {
     [REJECTED_METRIC]: { 'oversize//noodle/health/1.0.0': 2 },

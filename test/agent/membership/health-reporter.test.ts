@@ -24,7 +24,8 @@ const DESCRIBED: ReturnType<HealthReporterComponents['describe']> = {
   work: [],
   accepts: { sources: [], maxModelBytes: 0, credentials: [] },
   running: [],
-  ingest: null, degraded: [], unable: []
+  ingest: null, degraded: [], unable: [],
+  links: []
 }
 
 /** A reporter over fakes: what it publishes, what it says on the bus, and what it logs. */
