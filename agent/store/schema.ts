@@ -7,12 +7,14 @@ import { COORDINATION_TABLES } from '../coordination/coordination-records.ts'
 import { SENSOR_TABLES } from '../ingest/sensor-store.ts'
 import { MEMBER_TABLES } from '../membership/member-records.ts'
 import { EVENT_TABLES } from './event-log.ts'
+import { HEALTH_TABLES } from './health-history.ts'
 
 /**
  * Every subsystem's tables in noodle.db, in the order the store runs their steps of one version (and prunes them).
  * A subsystem with new tables adds its set here; a new step takes the next version above every step listed.
  * Versions so far: 1 members and events, 2 coordination, 3 sensors, 4 models, 5 detections, 6 model threads,
- * 7 operators, 8 sensor indexes, 9 model origins and file stamps, retention indexes, 10 detection boxes in frame pixels, 11 camera events.
+ * 7 operators, 8 sensor indexes, 9 model origins and file stamps, retention indexes, 10 detection boxes in frame pixels, 11 camera events,
+ * 12 health history.
  */
 export const SCHEMA: readonly TableSet[] = [
   MEMBER_TABLES,
@@ -22,5 +24,6 @@ export const SCHEMA: readonly TableSet[] = [
   MODEL_TABLES,
   DETECTION_TABLES,
   OPERATOR_TABLES,
-  CAMERA_EVENT_TABLES
+  CAMERA_EVENT_TABLES,
+  HEALTH_TABLES
 ]

@@ -12,7 +12,7 @@ import { ModelRegistry } from '../../../runtime/registry.ts'
 import { PREVIOUS_MIGRATIONS } from './previous-schema.ts'
 
 const log = createLogger('silent')
-const LATEST = 11
+const LATEST = 12
 /** The last version previous-schema.ts has: the store's own steps take it from there. */
 const FROZEN = 9
 
@@ -130,7 +130,7 @@ t.test('a database of an older version migrates step by step to the latest, its 
   const fresh = new Database(join(dir, 'fresh.db'), { readonly: true })
   t.teardown(() => { store.close(); fresh.close() })
   t.equal(store.schemaVersion, LATEST)
-  t.same(messages.map((m) => [m.version, m.tables]), [[6, ['models']], [7, ['operators']], [8, ['sensors']], [9, ['models', 'detections', 'operators']], [10, ['detections']], [11, ['camera events']]],
+  t.same(messages.map((m) => [m.version, m.tables]), [[6, ['models']], [7, ['operators']], [8, ['sensors']], [9, ['models', 'detections', 'operators']], [10, ['detections']], [11, ['camera events']], [12, ['health history']]],
     'the versions above 5, each once, with the subsystems that took part')
   t.same(schemaOf(store.database), schemaOf(fresh), 'the schema a fresh database has')
   const after = rowsOf(store.database)

@@ -24,7 +24,7 @@ function open (path: string) {
 t.test('migrates once, in WAL mode, and keeps members and events across reopen', async (t) => {
   const path = join(t.testdir(), 'noodle.db')
   const { store, members: saved, events } = open(path)
-  t.equal(store.schemaVersion, 11)
+  t.equal(store.schemaVersion, 12)
   saved.save([member('a'), member('b', 'dead')])
   saved.save([{ ...member('a'), state: 'left', health: null }])
   events.record('member.state', 'a', { to: 'left' }, 1000)
@@ -38,7 +38,7 @@ t.test('migrates once, in WAL mode, and keeps members and events across reopen',
 
   const again = open(path)
   t.teardown(() => { again.store.close() })
-  t.equal(again.store.schemaVersion, 11, 'reopening does not migrate again')
+  t.equal(again.store.schemaVersion, 12, 'reopening does not migrate again')
   const members = again.members.load().sort((x, y) => x.peerId.localeCompare(y.peerId))
   t.same(members.map((m) => [m.peerId, m.state]), [['a', 'left'], ['b', 'dead']], 'upserts replace')
   t.equal(members[0]?.health, null)
