@@ -23,8 +23,8 @@ t.test('units', async (t) => {
 t.test('the nodes table has aligned columns in the documented order', async (t) => {
   const now = Date.parse('2026-01-01T00:00:10Z')
   const nodes: NodeView[] = [
-    { peerId: '12D3KooWaaaaaaaa11111111', name: 'pi-kitchen', state: 'alive', role: 'coordinator', term: 3, running: ['cam-1'], providers: ['cpu'], models: [], degraded: [], unable: [], ingest: { received: 10, stored: 9, rejected: 1, perS: 42, brokerDropped: 0, connected: true }, addrs: ['/ip4/10.0.0.5/tcp/4001'], lastSeen: '2026-01-01T00:00:09Z', health: { cpuPct: 12.4, load1: 0.5, memUsedBytes: 512 * 1024 ** 2, memTotalBytes: 4 * 1024 ** 3, diskFreeBytes: 1, uptimeS: 5 } },
-    { peerId: '12D3KooWbbbbbbbb22222222', name: 'jet', state: 'dead', role: 'member', term: 2, running: [], providers: [], models: [], degraded: [], unable: [], ingest: null, addrs: [], lastSeen: '2026-01-01T00:00:00Z', health: null }
+    { peerId: '12D3KooWaaaaaaaa11111111', name: 'pi-kitchen', state: 'alive', role: 'coordinator', term: 3, running: ['cam-1'], providers: ['cpu'], models: [], degraded: [], unable: [], ingest: { received: 10, stored: 9, rejected: 1, perS: 42, brokerDropped: 0, connected: true }, addrs: ['/ip4/10.0.0.5/tcp/4001'], lastSeen: '2026-01-01T00:00:09Z', health: { cpuPct: 12.4, load1: 0.5, memUsedBytes: 512 * 1024 ** 2, memTotalBytes: 4 * 1024 ** 3, diskFreeBytes: 1, uptimeS: 5 }, tempC: 51.5, accelerators: ['dri'], cpus: 4, links: ['12D3KooWbbbbbbbb22222222'] },
+    { peerId: '12D3KooWbbbbbbbb22222222', name: 'jet', state: 'dead', role: 'member', term: 2, running: [], providers: [], models: [], degraded: [], unable: [], ingest: null, addrs: [], lastSeen: '2026-01-01T00:00:00Z', health: null, tempC: null, accelerators: [], cpus: 0, links: [] }
   ]
   const lines = formatNodesTable(nodes, now).trimEnd().split('\n')
   t.match(lines[0], /^NAME\s+PEER\s+STATE\s+ROLE\s+TERM\s+ADDRESS\s+CPU\s+MEM\s+LOAD\s+INGEST\s+LAST SEEN$/)
