@@ -1,10 +1,14 @@
 /**
- * How a snapshot is drawn: the frame scaled to at most SNAPSHOT_MAX_WIDTH, boxes in red. Pure (no node-av), so the
- * main thread may use its rules; snapshot-jpeg.ts runs the graph in a camera's decode thread.
+ * How a snapshot is drawn: the frame scaled to fit SNAPSHOT_MAX_SIDE × SNAPSHOT_MAX_SIDE (its aspect kept), boxes in
+ * red. Pure (no node-av), so the main thread may use its rules; snapshot-jpeg.ts runs the graph in a camera's decode
+ * thread.
  */
 
-/** Snapshots are sharp enough to tell what was found, and bounded whatever the camera's size (1080p, 4K). */
-export const SNAPSHOT_MAX_WIDTH = 1280
+/**
+ * Snapshots are sharp enough to tell what was found, and bounded whatever the camera's size (1080p, 4K, or a tall
+ * 2000×16000): neither side is over this.
+ */
+export const SNAPSHOT_MAX_SIDE = 1280
 /** Boxes drawn on one snapshot at most (the wire's cap on a result's detections). */
 export const MAX_SNAPSHOT_BOXES = 64
 /** Corners in the source frame's pixels, the box format everywhere. */
@@ -15,9 +19,13 @@ export function isBox (value: unknown): value is Box {
   return Array.isArray(value) && value.length === 4 && value.every((v) => typeof v === 'number' && Number.isFinite(v))
 }
 
-/** The FFmpeg filter graph that scales a `width`×`height` frame for a snapshot and draws `boxes` (source pixels). */
+/**
+ * The FFmpeg filter graph that scales a `width`×`height` frame to fit SNAPSHOT_MAX_SIDE square (its aspect kept) for
+ * a snapshot and draws `boxes` (source pixels).
+ */
 export function snapshotGraph (width: number, height: number, boxes: readonly Box[]): { graph: string, width: number, height: number } {
-  const scale = Math.min(1, SNAPSHOT_MAX_WIDTH / width)
+  // Fit into SNAPSHOT_MAX_SIDE square, never enlarged.
+  const scale = Math.min(1, SNAPSHOT_MAX_SIDE / width, SNAPSHOT_MAX_SIDE / height)
   // yuv420p needs even sides.
   const w = Math.max(2, Math.round(width * scale / 2) * 2)
   const h = Math.max(2, Math.round(height * scale / 2) * 2)

@@ -1,7 +1,7 @@
 /**
- * A frame as a JPEG with boxes drawn on it, through FFmpeg (node-av's synchronous calls): scaled to at most
- * SNAPSHOT_MAX_WIDTH, the boxes drawn in red by `drawbox`, encoded by `mjpeg`. It runs in a camera's decode thread
- * (decode-worker.ts), which holds the frames; the event loop never sees a pixel.
+ * A frame as a JPEG with boxes drawn on it, through FFmpeg (node-av's synchronous calls): scaled to fit
+ * SNAPSHOT_MAX_SIDE square, the boxes drawn in red by `drawbox`, encoded by `mjpeg`. It runs in a camera's decode
+ * thread (decode-worker.ts), which holds the frames; the event loop never sees a pixel.
  */
 import { Encoder, FilterAPI } from 'node-av/api'
 import { FF_ENCODER_MJPEG } from 'node-av/constants'

@@ -85,3 +85,14 @@ t.test('a snapshot\'s graph: bounded size, even sides, boxes clamped, at most 64
   t.match(many.graph, /drawbox=x=0:y=0:w=1280:h=720:color=red:t=4/)
   t.same(snapshotGraph(640, 480, [[-10, 470, 700, 900]]).graph.split(',').at(-1), 'drawbox=x=0:y=470:w=640:h=10:color=red:t=2')
 })
+
+t.test('a snapshot fits 1280×1280 whichever side is long, its aspect kept', async (t) => {
+  const size = (w: number, h: number): [number, number] => { const g = snapshotGraph(w, h, []); return [g.width, g.height] }
+  t.same(size(2000, 16000), [160, 1280], 'a tall frame: 1280 high, not 1280 wide (10240 high)')
+  t.same(size(1080, 1920), [720, 1280], 'a portrait 1080p camera')
+  t.same(size(16000, 2000), [1280, 160])
+  t.same(size(3000, 3000), [1280, 1280])
+  t.same(size(1280, 1280), [1280, 1280], 'never enlarged, never over')
+  t.same(size(4, 40000), [2, 1280], 'even sides, at least 2')
+  t.match(snapshotGraph(2000, 16000, [[0, 8000, 2000, 16000]]).graph, /^scale=160:1280:out_range=full,format=yuv420p,drawbox=x=0:y=640:w=160:h=640:/, 'boxes scaled with it')
+})
