@@ -12,7 +12,7 @@ import type { Frame, Packet } from 'node-av/lib'
 import { demuxerInput } from './frame-source.ts'
 import type { FrameSourceOptions, FromDecoder, ToDecoder } from './frame-source.ts'
 import { MotionDetector } from './motion.ts'
-import { filterGraph, frameToTensor } from './preprocess.ts'
+import { filterGraphParts, frameToTensor } from './preprocess.ts'
 import { isBox } from './snapshot-graph.ts'
 import { encodeSnapshot } from './snapshot-jpeg.ts'
 
@@ -128,9 +128,9 @@ class DecodeLoop {
     using decoder = this.openDecoder(stream)
     // The frame rate first, on its own: a frame it keeps is the source frame a snapshot draws on (kept by
     // reference), then scaled and letterboxed to the model's input.
-    const [rate, ...shape] = filterGraph(this.options).split(',')
-    using picker = FilterAPI.create(rate as string)
-    using filter = FilterAPI.create(shape.join(','))
+    const { rate, shape } = filterGraphParts(this.options)
+    using picker = FilterAPI.create(rate)
+    using filter = FilterAPI.create(shape)
     const pace = this.options.paced && !live
     const interval = 1000 / this.options.fps
     const opened = performance.now()

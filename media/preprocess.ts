@@ -28,13 +28,24 @@ export const IMAGENET: Normalization = { mean: [0.485, 0.456, 0.406], std: [0.22
 export const PADDLE_OCR: InputFormat = { layout: 'nchw', dtype: 'float32', scale: 'imagenet', channels: 'bgr' }
 
 /** The FFmpeg filter graph that brings any frame to `width`×`height` RGB24, letterboxed, at `fps`. */
-export function filterGraph ({ width, height, fps }: { width: number, height: number, fps: number }): string {
-  return [
-    `fps=${fps}`,
-    `scale=${width}:${height}:force_original_aspect_ratio=decrease`,
-    `pad=${width}:${height}:(ow-iw)/2:(oh-ih)/2`,
-    'format=rgb24'
-  ].join(',')
+export function filterGraph (options: { width: number, height: number, fps: number }): string {
+  const { rate, shape } = filterGraphParts(options)
+  return `${rate},${shape}`
+}
+
+/**
+ * filterGraph in its two parts, each a graph of its own: `rate` picks the frames kept at `fps` (untouched, the source
+ * frames snapshots are drawn on), `shape` brings one to `width`×`height` RGB24, letterboxed.
+ */
+export function filterGraphParts ({ width, height, fps }: { width: number, height: number, fps: number }): { rate: string, shape: string } {
+  return {
+    rate: `fps=${fps}`,
+    shape: [
+      `scale=${width}:${height}:force_original_aspect_ratio=decrease`,
+      `pad=${width}:${height}:(ow-iw)/2:(oh-ih)/2`,
+      'format=rgb24'
+    ].join(',')
+  }
 }
 
 /**
