@@ -29,11 +29,14 @@ class DecodeLoop {
   private wake: (() => void) | undefined
   /**
    * The newest filtered frame, not yet asked for, and the source frame it was made from (FFmpeg's memory, a
-   * reference, not a copy: freed when replaced or used).
+   * reference, not a copy: freed when replaced or used; none when FFmpeg could not make the reference).
    */
-  private latest: { frame: Frame, source: Frame, at: number, seq: number, sourceWidth: number, sourceHeight: number, grid?: Uint8Array } | undefined
-  /** The source frames of the last two frames given, for snapshots: a result's frame is held until the one after it. */
-  private readonly given: Array<{ seq: number, source: Frame }> = []
+  private latest: { frame: Frame, source: Frame | undefined, at: number, seq: number, sourceWidth: number, sourceHeight: number, grid?: Uint8Array } | undefined
+  /**
+   * The source frames of the last two frames given, for snapshots: a result's frame is held until the one after it.
+   * With the one waiting (latest), at most three source frames a camera (docs/cameras.md#snapshots says what that costs).
+   */
+  private readonly given: Array<{ seq: number, source: Frame | undefined }> = []
   /** Frames numbered over this thread's life (not per open): a snapshot names its frame by it. */
   private seq = 0
   /** A frame was asked for, to be written into this tensor (null: a new one). */
@@ -113,9 +116,9 @@ class DecodeLoop {
     }
     clearTimeout(this.gateTimer)
     this.latest?.frame.free()
-    this.latest?.source.free()
+    this.latest?.source?.free()
     this.latest = undefined
-    for (const g of this.given.splice(0)) g.source.free()
+    for (const g of this.given.splice(0)) g.source?.free()
     this.sendStats()
     this.port.close()
   }
@@ -177,22 +180,27 @@ class DecodeLoop {
       decoder.decodeSync(packet)
       packet?.free()
       for (let decoded = decoder.receiveSync(); decoded != null; decoded = decoder.receiveSync()) {
-        picker.processSync(decoded)
-        decoded.free()
+        try {
+          picker.processSync(decoded)
+        } finally {
+          decoded.free()
+        }
         for (let frame = picker.receiveSync(); frame != null; frame = picker.receiveSync()) {
-          filter.processSync(frame)
-          for (let out = filter.receiveSync(); out != null; out = filter.receiveSync()) {
-            if (pace) await this.sleep(opened + n++ * interval - performance.now())
-            // The size before the letterbox, which boxes are mapped back to.
-            this.offer(out, this.seq++, frame.clone() ?? frame)
-            // Between frames, what the camera said (a frame wanted, a snapshot, stop): polled, as this loop does not yield.
-            for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) this.take(m.message as ToDecoder)
-            if (!this.running) {
-              frame.free()
-              return
+          // Freed however this ends (a graph that throws, stop): what is kept of it is a reference of its own.
+          try {
+            filter.processSync(frame)
+            for (let out = filter.receiveSync(); out != null; out = filter.receiveSync()) {
+              if (pace) await this.sleep(opened + n++ * interval - performance.now())
+              // The source frame for snapshots, a reference; none when FFmpeg could not make one (null: no memory),
+              // and then no snapshot of this frame, rather than a reference to a frame freed below.
+              this.offer(out, this.seq++, frame, frame.clone() ?? undefined)
+              // Between frames, what the camera said (a frame wanted, a snapshot, stop): polled, as this loop does not yield.
+              for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) this.take(m.message as ToDecoder)
+              if (!this.running) return
             }
+          } finally {
+            frame.free()
           }
-          frame.free()
         }
       }
       if (packet === null) return
@@ -203,12 +211,12 @@ class DecodeLoop {
    * A new frame replaces the one waiting: skipped when the camera was busy, still when it was held back because
    * nothing moved. It goes out at once if one was asked for and the motion gate is open.
    */
-  private offer (frame: Frame, seq: number, source: Frame): void {
+  private offer (frame: Frame, seq: number, size: { width: number, height: number }, source: Frame | undefined): void {
     this.framesIn++
     this.firstFrameAt ??= Date.now()
     if (this.latest !== undefined) {
       this.latest.frame.free()
-      this.latest.source.free()
+      this.latest.source?.free()
       if (this.wanted !== undefined) this.stillFrames++
       else this.skipped++
     }
@@ -217,7 +225,8 @@ class DecodeLoop {
       this.motionFrames++
       this.movedAt = Date.now()
     }
-    this.latest = { frame, source, at: Date.now(), seq, sourceWidth: source.width, sourceHeight: source.height, grid }
+    // The size before the letterbox, which boxes are mapped back to.
+    this.latest = { frame, source, at: Date.now(), seq, sourceWidth: size.width, sourceHeight: size.height, grid }
     if (this.wanted !== undefined) {
       if (this.gateOpen()) this.deliver()
       else this.recheckGate()
@@ -242,7 +251,7 @@ class DecodeLoop {
     const { frame, source, at, seq, sourceWidth, sourceHeight, grid } = this.latest as NonNullable<DecodeLoop['latest']>
     if (grid !== undefined) this.motion?.given(grid)
     this.given.push({ seq, source })
-    if (this.given.length > 2) this.given.shift()?.source.free()
+    if (this.given.length > 2) this.given.shift()?.source?.free()
     const into = (this.wanted as NonNullable<DecodeLoop['wanted']>).into
     this.latest = undefined
     this.wanted = undefined
@@ -262,6 +271,10 @@ class DecodeLoop {
     const held = this.given.find((g) => g.seq === seq)
     if (held === undefined) {
       this.post({ type: 'snapshot', id, error: `frame ${seq} is no longer held`, gone: true })
+      return
+    }
+    if (held.source === undefined) {
+      this.post({ type: 'snapshot', id, error: `frame ${seq} could not be kept (FFmpeg made no reference to it)`, gone: true })
       return
     }
     try {
