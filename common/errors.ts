@@ -67,6 +67,16 @@ export class RequestRefusedError extends NoodleError {
   }
 }
 
+/** A known path asked with a method it does not take: 405, with the methods it does take (the Allow header). */
+export class MethodNotAllowedError extends RequestRefusedError {
+  readonly allow: string
+
+  constructor (method: string, path: string, allow: string[]) {
+    super(405, 'ERR_METHOD', `${method} is not allowed on ${path}`)
+    this.allow = allow.join(', ')
+  }
+}
+
 /** The agent answered the CLI with an error status. */
 export class ApiError extends NoodleError {
   readonly status: number

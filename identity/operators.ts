@@ -148,6 +148,7 @@ export class OperatorStore {
       credentials: db.prepare<[string], { user_id: string, role: OperatorRole, password_hash: string }>('SELECT user_id, role, password_hash FROM operators WHERE username = ?'),
       insertToken: db.prepare('INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)'),
       dropExpiredTokens: db.prepare('DELETE FROM api_tokens WHERE expires_at < ?'),
+      dropToken: db.prepare<[string]>('DELETE FROM api_tokens WHERE token_hash = ?'),
       principal: db.prepare<[string, number], { user_id: string, username: string, role: OperatorRole }>(`
         SELECT o.user_id, o.username, o.role FROM api_tokens t JOIN operators o ON o.user_id = t.user_id
         WHERE t.token_hash = ? AND t.expires_at > ?`),
@@ -182,6 +183,11 @@ export class OperatorStore {
     this.statements.insertToken.run(tokenHash(token), row.user_id, now, now + TOKEN_TTL_MS)
     this.statements.dropExpiredTokens.run(now)
     return { token, expires_at: new Date(now + TOKEN_TTL_MS).toISOString(), username: name, role: row.role }
+  }
+
+  /** Ends a token (a logout): whether it was one. */
+  logout (token: string): boolean {
+    return this.statements.dropToken.run(tokenHash(token)).changes > 0
   }
 
   /** The operator an API token belongs to, while it has not expired and the account exists. */

@@ -27,7 +27,9 @@ export const RemoveOperatorSchema = z.strictObject({ username: z.string().min(1)
 
 export const LoginRequestSchema = z.strictObject({
   username: z.string().min(1, 'is required').max(64),
-  password: z.string().min(1, 'is required').max(1024)
+  password: z.string().min(1, 'is required').max(1024),
+  /** For the web page: the token goes in an HttpOnly cookie, never in the answer (script cannot read it). */
+  session: z.boolean().optional()
 })
 
 /** An operator account as the API shows it: never its password hash. */

@@ -37,7 +37,7 @@ function packageOfSpecifier (specifier: string): string {
 export const ELF_MACHINE: Record<Arch, number> = { 'linux-x64': 62, 'linux-arm64': 183 }
 
 /** The parts of the repository a running agent (and install.sh) needs. */
-const APP_PARTS = ['agent', 'bin', 'common', 'identity', 'media', 'protocols', 'runtime', 'systemd', 'scripts/install.sh', 'scripts/uninstall.sh',
+const APP_PARTS = ['agent', 'bin', 'common', 'identity', 'media', 'protocols', 'runtime', 'systemd', 'ui', 'scripts/install.sh', 'scripts/uninstall.sh',
   'package.json', 'package-lock.json', '.npmrc', 'README.md', 'LICENSE']
 
 export interface LockPackage {

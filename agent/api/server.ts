@@ -11,11 +11,14 @@ import { nodeHttp } from '../../common/http.ts'
 import type { OperatorRole } from '../../protocols/identity.ts'
 import type { z } from 'zod'
 import { issueKey } from '../../protocols/codec.ts'
-import { BadRequestError, NoodleError, RequestRefusedError } from '../../common/errors.ts'
+import { BadRequestError, MethodNotAllowedError, NoodleError, RequestRefusedError } from '../../common/errors.ts'
 import type { Logger } from '../../common/logger.ts'
 
-/** Who is asking: anyone on the trusted local socket, or an operator with a token on the TCP listener. */
-export type Caller = { local: true } | { local: false, username: string | null, role: OperatorRole | null }
+/**
+ * Who is asking: anyone on the trusted local socket, or an operator with a token (or the page's session cookie)
+ * on a TCP listener; `secure` when that listener is HTTPS (a session cookie is then marked Secure).
+ */
+export type Caller = { local: true } | { local: false, username: string | null, role: OperatorRole | null, secure?: boolean }
 
 /**
  * A route's answer (JSON, or a JsonReply, TextBody or BinaryBody); `query` holds the request target's query
@@ -27,8 +30,14 @@ export type RouteHandler = (req: IncomingMessage, caller: Caller, query?: URLSea
 export type Access = 'public' | OperatorRole
 const RANK: Record<OperatorRole, number> = { viewer: 0, operator: 1, admin: 2 }
 
+/** How a TCP listener judges its callers: who a token names, and the role each route needs. */
+export interface Judge {
+  authenticate: (token: string) => { username: string, role: OperatorRole } | undefined
+  access: (route: string) => Access
+}
+
 /** The HTTPS listener: where, its certificate, and how tokens and routes are judged. */
-export interface RemoteAccess {
+export interface RemoteAccess extends Judge {
   host: string
   port: number
   certFile: string
@@ -37,18 +46,41 @@ export interface RemoteAccess {
   maxConnections: number
   /** Connections open at once from one address, at most: one client cannot fill maxConnections by itself. */
   maxConnectionsPerAddress: number
-  authenticate: (token: string) => { username: string, role: OperatorRole } | undefined
-  access: (route: string) => Access
 }
 
-/** A route's JSON answer with a status other than 200 (201 Created). */
+/**
+ * The page and the API over plain HTTP, for a box without certificates (`ui.http`): on 127.0.0.1 only, reached
+ * through an SSH tunnel; judged as the HTTPS listener is (a session or a token for every API call).
+ */
+export interface LoopbackAccess extends Judge {
+  port: number
+  maxConnections: number
+}
+
+/** Where WebSocket upgrades go (the live feed): its path, and what takes a judged caller's connection. */
+export interface LiveUpgrades {
+  readonly path: string
+  accept: (req: IncomingMessage, socket: Duplex, head: Buffer, caller: { username: string, role: OperatorRole }) => void
+}
+
+/** The cookie the page's session rides in (`POST /api/v1/identity/login` with `"session": true`). */
+export const SESSION_COOKIE = 'noodle_session'
+/** What a token looks like (identity/operators.ts): anything else in the cookie is not looked up. */
+const TOKEN_SHAPE = /^nd_[A-Za-z0-9_-]{20,100}$/
+
+/** A TCP listener's rules: how it judges, and whether it is HTTPS. */
+interface Listener { judge: Judge, secure: boolean }
+
+/** A route's JSON answer with a status other than 200 (201 Created), or with headers of its own (a cookie). */
 export class JsonReply {
   readonly status: number
   readonly body: unknown
+  readonly headers: Readonly<Record<string, string>>
 
-  constructor (status: number, body: unknown) {
+  constructor (status: number, body: unknown, headers: Record<string, string> = {}) {
     this.status = status
     this.body = body
+    this.headers = headers
   }
 }
 
@@ -63,14 +95,21 @@ export class TextBody {
   }
 }
 
-/** A route's answer in bytes (a snapshot's JPEG): sent as it is, with its type and length. */
+/**
+ * A route's answer in bytes (a snapshot's JPEG, a file of the page): sent as it is, with its type and length,
+ * and the headers and status given (the page's: its caching, its Content-Security-Policy, 304).
+ */
 export class BinaryBody {
   readonly bytes: Uint8Array
   readonly contentType: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly status: number
 
-  constructor (bytes: Uint8Array, contentType: string) {
+  constructor (bytes: Uint8Array, contentType: string, headers: Record<string, string> = {}, status = 200) {
     this.bytes = bytes
     this.contentType = contentType
+    this.headers = headers
+    this.status = status
   }
 }
 
@@ -80,9 +119,9 @@ export class BinaryBody {
  */
 const ANSWER_HEADERS: Readonly<Record<string, string>> = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' }
 
-/** Every answer goes out here: its status, type and bytes, with ANSWER_HEADERS. */
-function sendBytes (res: ServerResponse, status: number, contentType: string, body: string | Uint8Array, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { ...headers, ...ANSWER_HEADERS, 'content-type': contentType, 'content-length': typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength })
+/** Every answer goes out here: its status, type and bytes, with ANSWER_HEADERS (a page's file caches as it says). */
+function sendBytes (res: ServerResponse, status: number, contentType: string, body: string | Uint8Array, headers: Readonly<Record<string, string>> = {}): void {
+  res.writeHead(status, { ...ANSWER_HEADERS, ...headers, 'content-type': contentType, 'content-length': typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength })
   res.end(body)
 }
 
@@ -176,6 +215,11 @@ function sendJson (res: ServerResponse, status: number, body: unknown, headers: 
   sendBytes(res, status, 'application/json', JSON.stringify(body), headers)
 }
 
+function addressOf (server: Server | undefined): { host: string, port: number } | undefined {
+  const address = server?.address()
+  return address == null || typeof address === 'string' ? undefined : { host: address.address, port: address.port }
+}
+
 /** Whether something answers on the socket: a live agent, as opposed to a file left by one that crashed. */
 function socketIsLive (path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -264,10 +308,46 @@ function bearerToken (req: IncomingMessage): string | undefined {
   return /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1]
 }
 
+/** The page's session token, from its cookie, if the request has one of a token's shape. */
+export function sessionToken (req: IncomingMessage): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const at = part.indexOf('=')
+    if (at !== -1 && part.slice(0, at).trim() === SESSION_COOKIE) {
+      const value = part.slice(at + 1).trim()
+      return TOKEN_SHAPE.test(value) ? value : undefined
+    }
+  }
+  return undefined
+}
+
+/** A request's token: its bearer header's, else its session cookie's (and which it was). */
+export function requestToken (req: IncomingMessage): { token: string, fromCookie: boolean } | undefined {
+  const bearer = bearerToken(req)
+  if (bearer !== undefined) return { token: bearer, fromCookie: false }
+  const cookie = sessionToken(req)
+  return cookie === undefined ? undefined : { token: cookie, fromCookie: true }
+}
+
+/**
+ * Whether a browser sent the request from the page itself: its Origin names the host it was sent to. A cookie
+ * goes with every request to its host, whoever's page makes it: what changes state, and the live feed, must
+ * come from ours (SameSite=Strict says the same; this does not rest on the browser alone).
+ */
+function fromOwnPage (req: IncomingMessage): boolean {
+  const origin = req.headers.origin
+  if (origin === undefined) return false
+  try {
+    return new URL(origin).host === req.headers.host
+  } catch {
+    return false
+  }
+}
+
 /** A JSON error answer written straight to a socket whose request Node could not parse. */
 function rawErrorAnswer (status: number, code: string, message: string): string {
   const text = JSON.stringify({ error: { code, message } })
-  return `HTTP/1.1 ${status} ${nodeHttp().STATUS_CODES[status] ?? code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
+  const headers = Object.entries(ANSWER_HEADERS).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+  return `HTTP/1.1 ${status} ${nodeHttp().STATUS_CODES[status] ?? code}\r\n${headers}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`
 }
 
 /**
@@ -285,11 +365,15 @@ export class ControlApi {
   private readonly queryRoutes: ReadonlySet<string>
   private readonly log: Logger
   private readonly remote: RemoteAccess | undefined
+  private readonly loopback: LoopbackAccess | undefined
+  private readonly live: LiveUpgrades | undefined
+  private readonly listening: { tcp?: { host: string, port: number }, loopback?: { host: string, port: number } } | undefined
   private readonly timeouts: ApiTimeouts
   private readonly onRefused: (reason: string) => void
   private readonly onFailed: (reason: string) => void
   private server: Server | undefined
   private tlsServer: Server | undefined
+  private loopbackServer: Server | undefined
   private readonly refusedSockets = new WeakSet<Duplex>()
   /** HTTPS connections open, by remote address (an address leaves when its last connection closes). */
 
@@ -299,6 +383,10 @@ export class ControlApi {
     queryRoutes?: ReadonlySet<string>
     log: Logger
     remote?: RemoteAccess
+    loopback?: LoopbackAccess
+    live?: LiveUpgrades
+    /** Told where the TCP listeners are bound, once they are (what `noodle ui` prints). */
+    listening?: { tcp?: { host: string, port: number }, loopback?: { host: string, port: number } }
     timeouts?: ApiTimeouts
     onRefused?: (reason: string) => void
     onFailed?: (reason: string) => void
@@ -309,6 +397,9 @@ export class ControlApi {
     this.queryRoutes = components.queryRoutes ?? new Set()
     this.log = components.log
     this.remote = components.remote
+    this.loopback = components.loopback
+    this.live = components.live
+    this.listening = components.listening
     this.timeouts = components.timeouts ?? DEFAULT_API_TIMEOUTS
     this.onRefused = components.onRefused ?? (() => {})
     this.onFailed = components.onFailed ?? (() => {})
@@ -316,8 +407,12 @@ export class ControlApi {
 
   /** The HTTPS listener's address once started (its port, when configured as 0). */
   get tcpAddress (): { host: string, port: number } | undefined {
-    const address = this.tlsServer?.address()
-    return address == null || typeof address === 'string' ? undefined : { host: address.address, port: address.port }
+    return addressOf(this.tlsServer)
+  }
+
+  /** The loopback HTTP listener's address once started (`ui.http`). */
+  get loopbackAddress (): { host: string, port: number } | undefined {
+    return addressOf(this.loopbackServer)
   }
 
   /** Options both listeners share: small headers, and slow clients cut off (the socket's too: a stuck tool). */
@@ -335,7 +430,7 @@ export class ControlApi {
       throw new NoodleError('ERR_AGENT_RUNNING', `an agent is already running on ${this.socketPath}`)
     }
     try { unlinkSync(this.socketPath) } catch { /* no stale socket */ }
-    const server = nodeHttp().createServer(this.serverOptions, (req, res) => { this.serve(req, res, false) })
+    const server = nodeHttp().createServer(this.serverOptions, (req, res) => { this.serve(req, res, undefined) })
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -346,6 +441,29 @@ export class ControlApi {
     this.server = server
     this.log.info({ socket: this.socketPath }, 'control API listening')
     if (this.remote !== undefined) await this.listenTls(this.remote)
+    if (this.loopback !== undefined) await this.listenLoopback(this.loopback)
+    if (this.listening !== undefined) {
+      this.listening.tcp = this.tcpAddress
+      this.listening.loopback = this.loopbackAddress
+    }
+  }
+
+  private async listenLoopback (loopback: LoopbackAccess): Promise<void> {
+    const listener: Listener = { judge: loopback, secure: false }
+    const server = nodeHttp().createServer(this.serverOptions, (req, res) => { this.serve(req, res, listener) })
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { this.upgrade(req, socket, head, listener) })
+    server.maxConnections = loopback.maxConnections
+    server.keepAliveTimeout = KEEP_ALIVE_MS
+    server.maxRequestsPerSocket = MAX_REQUESTS_PER_SOCKET
+    server.on('drop', () => { this.onRefused('connections') })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      // Loopback only, whatever else is configured: plain HTTP must never face the network.
+      server.listen(loopback.port, '127.0.0.1', () => { server.off('error', reject); resolve() })
+    })
+    this.loopbackServer = server
+    this.log.info({ host: '127.0.0.1', port: this.loopbackAddress?.port }, 'web page and API listening over plain HTTP on loopback (ui.http; a session is required)')
   }
 
   private async listenTls (remote: RemoteAccess): Promise<void> {
@@ -357,7 +475,9 @@ export class ControlApi {
       throw new NoodleError('ERR_TLS', `cannot read the API's TLS certificate or key: ${(err as Error).message}`, { cause: err })
     }
     // A client that never completes its TLS handshake is cut off as soon as one that never sends its headers.
-    const server = createTlsServer({ cert, key, minVersion: 'TLSv1.2', handshakeTimeout: this.timeouts.headersMs, ...this.serverOptions }, (req, res) => { this.serve(req, res, true) })
+    const listener: Listener = { judge: remote, secure: true }
+    const server = createTlsServer({ cert, key, minVersion: 'TLSv1.2', handshakeTimeout: this.timeouts.headersMs, ...this.serverOptions }, (req, res) => { this.serve(req, res, listener) })
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { this.upgrade(req, socket, head, listener) })
     // TLS failures (a bad or slow handshake) come to refuseClient too: https re-emits them as clientError.
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
     server.maxConnections = remote.maxConnections
@@ -380,39 +500,75 @@ export class ControlApi {
   }
 
   async stop (): Promise<void> {
-    for (const server of [this.server, this.tlsServer]) {
+    for (const server of [this.server, this.tlsServer, this.loopbackServer]) {
       if (server == null) continue
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => { resolve() }))
     }
     this.server = undefined
     this.tlsServer = undefined
+    this.loopbackServer = undefined
   }
 
-  /** Over TCP: the caller its token names, if its role allows the route; else the error to answer with. */
-  private judge (req: IncomingMessage, route: string, remote: RemoteAccess): Caller {
-    const needed = remote.access(route)
-    const token = bearerToken(req)
-    const principal = token === undefined ? undefined : remote.authenticate(token)
-    if (needed === 'public') return { local: false, username: principal?.username ?? null, role: principal?.role ?? null }
+  /**
+   * Over TCP: the caller its token (or session cookie) names, if its role allows the route; else the error to
+   * answer with. A session cookie acts only for requests from our own page, but for reading (GET).
+   */
+  private judge (req: IncomingMessage, route: string, { judge, secure }: Listener): Caller {
+    const needed = judge.access(route)
+    const given = requestToken(req)
+    const principal = given === undefined ? undefined : judge.authenticate(given.token)
+    if (given?.fromCookie === true && principal !== undefined && (req.method !== 'GET' || route === this.liveRoute) && !fromOwnPage(req)) {
+      throw new RequestRefusedError(403, 'ERR_ORIGIN', 'a request with the session cookie must come from the page itself (its Origin is not this host)')
+    }
+    if (needed === 'public') return { local: false, username: principal?.username ?? null, role: principal?.role ?? null, secure }
     if (principal === undefined) {
-      throw new RequestRefusedError(401, 'ERR_UNAUTHENTICATED', token === undefined ? 'this needs a token: Authorization: Bearer <token> (POST /api/v1/identity/login)' : 'the token is unknown or expired')
+      throw new RequestRefusedError(401, 'ERR_UNAUTHENTICATED', given === undefined ? 'this needs a token: Authorization: Bearer <token> (POST /api/v1/identity/login)' : 'the token is unknown or expired')
     }
     if (RANK[principal.role] < RANK[needed]) {
       throw new RequestRefusedError(403, 'ERR_FORBIDDEN', `${route} needs the ${needed} role; ${principal.username} is ${principal.role}`)
     }
-    return { local: false, ...principal }
+    return { local: false, ...principal, secure }
+  }
+
+  /** The live feed's route (`GET /api/v1/live`), judged as its upgrades are. */
+  private get liveRoute (): string | undefined {
+    return this.live === undefined ? undefined : `GET ${this.live.path}`
+  }
+
+  /**
+   * A WebSocket upgrade on a TCP listener: only the live feed's path, and only for a caller its route admits; any
+   * other is answered with a JSON error and closed, before anything is upgraded.
+   */
+  private upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, listener: Listener): void {
+    try {
+      const target = requestTarget(req.url ?? '/')
+      const route = this.liveRoute
+      if (route === undefined || target.path !== this.live?.path) throw new RequestRefusedError(404, 'ERR_NOT_FOUND', `no WebSocket at ${target.path}`)
+      if (target.query !== null) throw new RequestRefusedError(400, 'ERR_BAD_TARGET', `${target.path} takes no query parameters`)
+      const caller = this.judge(req, route, listener)
+      if (caller.local || caller.username === null || caller.role === null) throw new RequestRefusedError(401, 'ERR_UNAUTHENTICATED', 'the live feed needs a session')
+      this.live.accept(req, socket, head, { username: caller.username, role: caller.role })
+    } catch (err) {
+      const known = err instanceof NoodleError ? err as NoodleError & { httpStatus?: number } : undefined
+      const status = known?.httpStatus ?? 500
+      const code = known?.code ?? 'ERR_INTERNAL'
+      if (status >= 500) this.log.error({ err }, 'live feed upgrade failed')
+      this.onRefused(refusalReason(code))
+      if (socket.writable) socket.end(rawErrorAnswer(status, code, err instanceof Error ? err.message : 'internal error'), () => { socket.destroy() })
+      else socket.destroy()
+    }
   }
 
   /** Answers one request; whatever fails is answered as an error, never thrown to Node (which would exit). */
-  private serve (req: IncomingMessage, res: ServerResponse, overTcp: boolean): void {
-    this.handle(req, res, overTcp).catch((err: unknown) => {
+  private serve (req: IncomingMessage, res: ServerResponse, listener: Listener | undefined): void {
+    this.handle(req, res, listener).catch((err: unknown) => {
       this.log.error({ err }, 'API answer failed')
       res.destroy()
     })
   }
 
-  private async handle (req: IncomingMessage, res: ServerResponse, overTcp: boolean): Promise<void> {
+  private async handle (req: IncomingMessage, res: ServerResponse, listener: Listener | undefined): Promise<void> {
     let path = ''
     let caller: Caller | undefined
     try {
@@ -421,14 +577,14 @@ export class ControlApi {
       const { route, handler, params } = this.find(req.method ?? 'GET', target)
       if (target.query !== null && !this.queryRoutes.has(route)) throw new RequestRefusedError(400, 'ERR_BAD_TARGET', `${path} takes no query parameters`)
       if (req.method === 'POST') checkContentType(req)
-      caller = overTcp && this.remote !== undefined ? this.judge(req, route, this.remote) : { local: true as const }
+      caller = listener !== undefined ? this.judge(req, route, listener) : { local: true as const }
       const body = await handler(req, caller, target.query ?? new URLSearchParams(), params)
       if (body instanceof TextBody) {
         sendBytes(res, 200, body.contentType, body.text)
       } else if (body instanceof BinaryBody) {
-        sendBytes(res, 200, body.contentType, body.bytes)
+        sendBytes(res, body.status, body.contentType, body.bytes, body.headers)
       } else if (body instanceof JsonReply) {
-        sendJson(res, body.status, body.body)
+        sendJson(res, body.status, body.body, body.headers)
       } else {
         sendJson(res, 200, body)
       }
@@ -445,8 +601,9 @@ export class ControlApi {
       else this.onRefused(refusalReason(code))
       const retryAfterS = known?.retryAfterS
       const headers: Record<string, string> = retryAfterS === undefined ? {} : { 'retry-after': String(retryAfterS) }
+      if (err instanceof MethodNotAllowedError) headers.allow = err.allow
       // A stranger's refused request ends its connection: refusals cannot keep connections open for the asking.
-      if (overTcp && !this.hasValidToken(req, caller)) headers.connection = 'close'
+      if (listener !== undefined && !this.hasValidToken(req, caller, listener)) headers.connection = 'close'
       sendError(res, status, code, err instanceof Error ? err.message : 'internal error', known?.field, headers)
     }
   }
@@ -457,22 +614,22 @@ export class ControlApi {
     const fixed = target.path.includes('{') ? undefined : this.routes.get(`${method} ${target.path}`)
     if (fixed !== undefined) return { route: `${method} ${target.path}`, handler: fixed, params: {} }
     const raw = target.rawPath.split('/')
-    let otherMethod = [...this.routes.keys()].some((r) => r.endsWith(` ${target.path}`))
+    const allowed = [...this.routes.keys()].filter((r) => r.endsWith(` ${target.path}`)).map((r) => r.split(' ')[0] as string)
     for (const template of this.templates) {
       const params = matchTemplate(template, raw)
       if (params === undefined) continue
       if (template.method === method) return { route: template.route, handler: this.routes.get(template.route) as RouteHandler, params }
-      otherMethod = true
+      allowed.push(template.method)
     }
-    if (otherMethod) throw new RequestRefusedError(405, 'ERR_METHOD', `${method} is not allowed on ${target.path}`)
+    if (allowed.length > 0) throw new MethodNotAllowedError(method, target.path, [...new Set(allowed)])
     throw new RequestRefusedError(404, 'ERR_NOT_FOUND', `no such endpoint: ${target.path}`)
   }
 
   /** Whether a TCP request carries a token that names an operator (judged again when the route was not reached). */
-  private hasValidToken (req: IncomingMessage, caller: Caller | undefined): boolean {
+  private hasValidToken (req: IncomingMessage, caller: Caller | undefined, listener: Listener): boolean {
     if (caller !== undefined) return caller.local || caller.username !== null
-    const token = bearerToken(req)
-    return token !== undefined && this.remote?.authenticate(token) !== undefined
+    const given = requestToken(req)
+    return given !== undefined && listener.judge.authenticate(given.token) !== undefined
   }
 
   /** A request Node could not parse (bad syntax, headers too large, too slow): a JSON error, then close. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import type { UiView } from '../api/routes/page.ts'
 import type { ParseArgsConfig } from 'node:util'
 import { apiGet, apiRequest, apiText } from './client.ts'
 import { loadConfig } from '../config/config.ts'
@@ -42,6 +43,7 @@ Usage:
   noodle models fetch ID [--json]  fetch a model another node announced (hash-checked), then compile it here
   noodle models bench ID [--runs N] [--shape 1,3,224,224 | --shape NAME=d1,d2,…]… [--json]  run a model flat out
   noodle metrics                  the agent's metrics in Prometheus's text format (as GET /metrics)
+  noodle ui [--json]              where to open the web page (exit 1 when the agent serves none)
   noodle user list [--json]       operator accounts
   noodle user add NAME --email E --first-name F --last-name L [--phone P] [--role viewer|operator|admin] [--json]
                                   create one (the password is read from stdin, or asked for without echo)
@@ -79,6 +81,7 @@ const COMMANDS = {
     limit: { type: 'string' }
   },
   metrics: { ...COMMON },
+  ui: { ...COMMON, json: { type: 'boolean' } },
   user: {
     ...COMMON,
     json: { type: 'boolean' },
@@ -327,6 +330,17 @@ async function readPassword (): Promise<string> {
   }
 }
 
+/** `noodle ui`: the page's addresses, each with how to reach it; exit 1 when the agent serves none. */
+async function runUi (flags: { 'data-dir'?: string, config?: string, json?: boolean }): Promise<number> {
+  const { api } = loadConfig({ flags: { 'data-dir': flags['data-dir'], config: flags.config } })
+  const view = await apiGet<UiView>(api.socketPath, '/api/v1/ui')
+  if (flags.json === true) process.stdout.write(jsonText(view))
+  else process.stdout.write(view.urls.map((u) => `${u.url}  ${escapeText(u.how)}\n`).join(''))
+  if (view.urls.length > 0) return 0
+  if (flags.json !== true) process.stderr.write('noodle: the web page is not served: set api.tcp (HTTPS) or ui.http (loopback HTTP) and restart the agent\n')
+  return 1
+}
+
 /** What the CLI cannot do itself: run an agent. The program's entry (agent/main/noodle.ts) provides it. */
 export interface Program {
   runAgent: (flags: AgentFlags) => Promise<void>
@@ -363,6 +377,8 @@ export async function main (argv: string[], program: Program): Promise<number> {
         process.stdout.write((await apiText(api.socketPath, '/metrics')).split('\n').map(escapeText).join('\n'))
         return 0
       }
+      case 'ui':
+        return await runUi(flags)
       case 'status':
       case 'nodes':
       case 'decisions':

@@ -322,6 +322,14 @@ export const ConfigSchema = z.strictObject({
     }).optional()
   }).refine((a) => a.headersTimeoutMs <= a.requestTimeoutMs, { path: ['headersTimeoutMs'], message: 'must not exceed api.requestTimeoutMs' })
     .prefault({}),
+  ui: z.strictObject({
+    http: z.strictObject({
+      port: z.int().min(1).max(65_535).meta({
+        description: 'the web page and the API over plain HTTP, on 127.0.0.1 only (reach it through an SSH tunnel), for a box without certificates; a session is still required (see [The web page](ui.md))',
+        defaultText: 'off'
+      })
+    }).optional()
+  }).prefault({}),
   mqtt: MqttSchema.prefault({})
 }).refine((c) => c.membership.probeAfterMs > c.health.intervalMs, {
   path: ['membership', 'probeAfterMs'],

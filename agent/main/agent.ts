@@ -3,6 +3,12 @@ import { join } from 'node:path'
 import type { PrivateKey } from '@libp2p/interface'
 import { ensureDataDir, loadOrCreateIdentity, readSwarmKey } from '../../identity/keys.ts'
 import { apiRoutes, controlApi } from '../api/control.ts'
+import { StaticFiles } from '../api/static-files.ts'
+import { LIVE_DROPPED_METRIC, LiveFeed } from '../api/live.ts'
+import type { ListenerAddresses } from '../api/routes/page.ts'
+import { nodesView } from '../api/routes/mesh.ts'
+import { cameraViews } from '../api/routes/cameras.ts'
+import { decisionsView } from '../api/routes/coordination.ts'
 import type { ApiSources } from '../api/control.ts'
 import { clearImportStaging, importStagingDir } from '../api/model-import.ts'
 import { statusLine, statusView } from '../api/routes/system.ts'
@@ -147,6 +153,9 @@ export class Agent {
       }
     })
     const operators = new OperatorStore({ db: store.database })
+    // The web page's files, and where the API's listeners are bound once they are (`noodle ui`).
+    const page = new StaticFiles()
+    const listening: ListenerAddresses = {}
     // What the API reads and acts on; each routes module (agent/api/routes/) takes its share.
     const sources: ApiSources = {
       selfId,
@@ -172,9 +181,23 @@ export class Agent {
       snapshots: cameras.snapshots,
       operators,
       publishEvent: async (event) => { await mesh.publish(systemEventCodec, event) },
-      log
+      log,
+      page,
+      listening
     }
-    const api = controlApi({ config: config.api, routes: apiRoutes(sources), authenticate: (token) => operators.authenticate(token), log, counters: metrics })
+    // The page's live feed: what the API's GETs answer, pushed as it changes.
+    const live = new LiveFeed({
+      sources: {
+        nodes: () => nodesView(sources),
+        cameras: () => cameraViews(sources),
+        events: () => cameras.eventStore.list({ limit: 50 }),
+        decisions: () => decisionsView(sources).slice(0, 50)
+      },
+      authenticate: (token) => operators.authenticate(token),
+      log,
+      onDropped: (reason) => { metrics.inc(LIVE_DROPPED_METRIC, { reason }) }
+    })
+    const api = controlApi({ config: config.api, ui: config.ui, routes: apiRoutes(sources), authenticate: (token) => operators.authenticate(token), log, counters: metrics, live, listening })
     const lifecycle = new Lifecycle([
       ['store', store],
       // First after the store: prom-client's process counters (CPU, GC, event-loop lag) count from here, so the
@@ -215,6 +238,8 @@ export class Agent {
       ['camera event announcements', cameras.announced],
       ['announced event sweep', cameras.announcements],
       ['health', reporter],
+      ['web page', page],
+      ['live feed', live],
       ['api', api],
       // Last to start, first to stop: READY means every component is up.
       ['systemd', new SystemdNotifier({ log, status: () => statusLine(statusView(sources)) })]

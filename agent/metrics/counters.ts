@@ -37,6 +37,10 @@ export const COUNTERS: Readonly<Record<string, { help: string, labelNames: reado
     help: 'Control API requests the agent failed to answer (5xx), by reason: internal, no_coordinator.',
     labelNames: ['reason']
   },
+  noodle_live_dropped_total: {
+    help: 'Clients of the web page\'s live feed dropped, by reason: slow, oversized, flood, protocol, unresponsive, session.',
+    labelNames: ['reason']
+  },
   noodle_membership_probes_total: {
     help: 'Pings this node sent to members it had not heard from, by outcome: answered, timeout, knocked (only its box answered), refused, inconclusive (our own loop stalled).',
     labelNames: ['outcome']

@@ -23,9 +23,12 @@ t.test('the roles are those docs/operators.md gives', async (t) => {
   t.match(operators, /`admin` may also manage operators \(`\/api\/v1\/identity\/…`\)/)
   // Logging in is how a token is had; the identity paths are the admins'; other reads are the viewers', other acts
   // the operators' (forgetting a sensor among them, as docs/api.md says).
-  const documented = (route: string): string => route === 'POST /api/v1/identity/login'
+  t.match(operators, /but for `logout` \(anyone, of their own session\) and `me` \(any operator\)\. The web page's files \(`\/`, `\/ui\/…`\) are public/)
+  const publicRoutes = ['POST /api/v1/identity/login', 'POST /api/v1/identity/logout', 'GET /']
+  const documented = (route: string): string => publicRoutes.includes(route) || route.startsWith('GET /ui/')
     ? 'public'
-    : route.includes(' /api/v1/identity/') ? 'admin' : route.startsWith('GET ') ? 'viewer' : 'operator'
+    : route === 'GET /api/v1/identity/me' ? 'viewer'
+      : route.includes(' /api/v1/identity/') ? 'admin' : route.startsWith('GET ') ? 'viewer' : 'operator'
   const actual = Object.fromEntries(Object.entries(routes).map(([route, r]) => [route, r.access]))
   t.same(actual, Object.fromEntries(Object.keys(routes).map((route) => [route, documented(route)])))
   t.match(doc('api.md'), /`POST \/api\/v1\/sensors\/forget`.*operators over HTTPS/)

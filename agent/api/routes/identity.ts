@@ -4,8 +4,9 @@ import type { SystemEvent } from '../../../protocols/events.ts'
 import { LoginRequestSchema, RegisterRequestSchema, RemoveOperatorSchema } from '../../../protocols/identity.ts'
 import type { OperatorRole, OperatorView, RegisterRequest } from '../../../protocols/identity.ts'
 import type { Logger } from '../../../common/logger.ts'
-import { JsonReply } from '../server.ts'
-import { actorOf, adminRoute, publicRoute, readBody } from './route.ts'
+import { JsonReply, requestToken, SESSION_COOKIE } from '../server.ts'
+import type { Caller } from '../server.ts'
+import { actorOf, adminRoute, publicRoute, readBody, viewerRoute } from './route.ts'
 import type { Routes } from './route.ts'
 
 /** The operator accounts (identity/operators.ts's OperatorStore), as the API uses them. */
@@ -16,6 +17,7 @@ export interface Operators {
   remove: (username: string, actor: string) => void
   auditLog: () => unknown[]
   authenticate: (token: string) => Principal | undefined
+  logout: (token: string) => boolean
 }
 
 export interface IdentitySources {
@@ -29,10 +31,21 @@ export interface IdentitySources {
 export function identityRoutes ({ operators, publishEvent, log }: IdentitySources): Routes {
   return {
     // The Unix socket is trusted (its group is the box's operators): its requests act as "local".
-    'POST /api/v1/identity/login': publicRoute(async (req) => {
-      const { username, password } = await readBody(req, LoginRequestSchema)
-      return await operators.login(username, password, req.socket.remoteAddress ?? 'local')
+    'POST /api/v1/identity/login': publicRoute(async (req, caller) => {
+      const { username, password, session } = await readBody(req, LoginRequestSchema)
+      const login = await operators.login(username, password, req.socket.remoteAddress ?? 'local')
+      if (session !== true) return login
+      const { token, ...seen } = login
+      const maxAgeS = Math.max(0, Math.floor((Date.parse(login.expires_at) - Date.now()) / 1000))
+      return new JsonReply(200, seen, { 'set-cookie': sessionCookie(token, maxAgeS, caller) })
     }),
+    // Ends the caller's own session or token, whatever it is (public: an expired one is ended all the same).
+    'POST /api/v1/identity/logout': publicRoute((req, caller) => {
+      const given = requestToken(req)
+      if (given !== undefined) operators.logout(given.token)
+      return new JsonReply(200, { loggedOut: given !== undefined }, { 'set-cookie': sessionCookie('', 0, caller) })
+    }),
+    'GET /api/v1/identity/me': viewerRoute((_req, caller) => caller.local ? { username: null, role: 'admin', local: true } : { username: caller.username, role: caller.role, local: false }),
     'POST /api/v1/identity/register': adminRoute(async (req, caller) => {
       const request = await readBody(req, RegisterRequestSchema)
       // As the schema says: roles are given only on the trusted socket, so a stolen admin token cannot mint admins.
@@ -50,4 +63,13 @@ export function identityRoutes ({ operators, publishEvent, log }: IdentitySource
     }),
     'GET /api/v1/identity/audit': adminRoute(() => operators.auditLog())
   }
+}
+
+/**
+ * The page's session cookie: out of script's reach (HttpOnly), sent only by our own pages (SameSite=Strict), only
+ * over HTTPS where the page came over HTTPS (Secure; the loopback listener is plain HTTP), for the whole site.
+ */
+function sessionCookie (token: string, maxAgeS: number, caller: Caller): string {
+  const secure = !caller.local && caller.secure === true ? '; Secure' : ''
+  return `${SESSION_COOKIE}=${token}; Path=/; Max-Age=${maxAgeS}; HttpOnly; SameSite=Strict${secure}`
 }

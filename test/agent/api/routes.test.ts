@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import t from 'tap'
+import { StaticFiles } from '../../../agent/api/static-files.ts'
 import { apiRoutes, controlApi } from '../../../agent/api/control.ts'
 import type { ApiSources } from '../../../agent/api/control.ts'
 import { actorOf, routeTable } from '../../../agent/api/routes/route.ts'
@@ -34,6 +35,8 @@ function fakeSources (overrides: Partial<ApiSources> = {}) {
   const events: SystemEvent[] = []
   const created: OperatorView = { user_id: '7d1f8a52-5f0e-4a47-9d7e-2f4d3c1b0a99', username: 'bob', email: 'bob@example.com', role: 'viewer', status: 'active', created_at: '2026-11-29T00:00:00.000Z' }
   const sources: ApiSources = {
+    page: new StaticFiles({ dir: '/nonexistent/ui' }),
+    listening: {},
     selfId: 'self',
     name: 'me',
     version: '1.2.3',
@@ -71,7 +74,8 @@ function fakeSources (overrides: Partial<ApiSources> = {}) {
       list: () => [created],
       remove: (username, actor) => { calls.push(['remove', username, actor]) },
       auditLog: () => [{ at: 1, actor: 'local', action: 'register', target: 'bob', detail: '' }],
-      authenticate: () => undefined
+      authenticate: () => undefined,
+      logout: (token) => { calls.push(['logout', token]); return true }
     },
     publishEvent: async (event) => { events.push(event) },
     log: createLogger('silent'),
@@ -89,6 +93,9 @@ async function call (sources: ApiSources, route: string, req: IncomingMessage = 
 /** The rule the agent judged by before the routes declared their roles (agent.ts's accessOf). */
 function formerAccessOf (route: string): Access {
   if (route === 'POST /api/v1/identity/login') return 'public'
+  // The web page's files, and ending one's own session (issue 16), came after the rule.
+  if (route === 'GET /' || route.startsWith('GET /ui/') || route === 'POST /api/v1/identity/logout') return 'public'
+  if (route === 'GET /api/v1/identity/me') return 'viewer'
   if (route.includes(' /api/v1/identity/')) return 'admin'
   if (route.startsWith('GET ')) return 'viewer'
   return 'operator'
@@ -117,10 +124,18 @@ t.test('every route and the role it needs over HTTPS, pinned', async (t) => {
     'GET /api/v1/events/{id}/snapshot.jpg': 'viewer',
     'GET /api/v1/cameras/{id}/latest.jpg': 'viewer',
     'POST /api/v1/identity/login': 'public',
+    'POST /api/v1/identity/logout': 'public',
+    'GET /api/v1/identity/me': 'viewer',
     'POST /api/v1/identity/register': 'admin',
     'GET /api/v1/identity/users': 'admin',
     'POST /api/v1/identity/users/remove': 'admin',
-    'GET /api/v1/identity/audit': 'admin'
+    'GET /api/v1/identity/audit': 'admin',
+    'GET /': 'public',
+    'GET /ui/{a}': 'public',
+    'GET /ui/{a}/{b}': 'public',
+    'GET /ui/{a}/{b}/{c}': 'public',
+    'GET /api/v1/live': 'viewer',
+    'GET /api/v1/ui': 'viewer'
   })
   const { access } = routeTable(routes)
   t.same(Object.keys(routes).filter((route) => access(route) !== formerAccessOf(route)), [], 'the same decisions as the rule it replaces')
@@ -228,6 +243,7 @@ t.test('controlApi serves the assembled table on the socket and counts refusals 
   const { sources } = fakeSources({ optimizer: { optimize: async () => { throw new TypeError('a bug') } } })
   const api = controlApi({
     config: { socketPath, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000 },
+    ui: {},
     routes: apiRoutes(sources),
     authenticate: () => undefined,
     log: createLogger('silent'),

@@ -9,12 +9,13 @@ import { PROBES_METRIC } from '../../../agent/membership/prober.ts'
 import { COUNTERS } from '../../../agent/metrics/counters.ts'
 import { MetricsStore } from '../../../agent/metrics/metrics.ts'
 import { REJECTED_METRIC } from '../../../protocols/validator.ts'
+import { LIVE_DROPPED_METRIC } from '../../../agent/api/live.ts'
 import { MODEL_REFUSED_METRIC, WORKER_LOST_METRIC } from '../../../runtime/pool.ts'
 import { families, mistyped, untyped } from './families.ts'
 
 t.test('every counter the agent counts is declared, with its help', async (t) => {
   const names = [REJECTED_METRIC, DECISIONS_METRIC, EVALUATIONS_METRIC, DIAL_DROPPED_METRIC, WORKER_LOST_METRIC,
-    MODEL_REFUSED_METRIC, API_REFUSED_METRIC, API_FAILED_METRIC, BROKER_REFUSED_METRIC, REDELIVERED_METRIC, PROBES_METRIC]
+    MODEL_REFUSED_METRIC, API_REFUSED_METRIC, API_FAILED_METRIC, BROKER_REFUSED_METRIC, REDELIVERED_METRIC, PROBES_METRIC, LIVE_DROPPED_METRIC]
   t.same(names.filter((name) => COUNTERS[name] === undefined), [], 'each is in agent/metrics/counters.ts')
   t.same(Object.keys(COUNTERS).sort(), [...names].sort(), 'and nothing else is')
   t.same(Object.keys(COUNTERS).filter((name) => !name.endsWith('_total')), [], 'each is named as a counter')
