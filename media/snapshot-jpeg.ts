@@ -6,11 +6,22 @@
 import { Encoder, FilterAPI } from 'node-av/api'
 import { FF_ENCODER_MJPEG } from 'node-av/constants'
 import type { CodecContext, Frame } from 'node-av/lib'
+import { NoodleError } from '../common/errors.ts'
 import { snapshotGraph } from './snapshot-graph.ts'
 import type { Box } from './snapshot-graph.ts'
 
 /** mjpeg's worst quantizer (2 best, 31 worst): a 1280×720 test pattern is 50 KB at 4. */
 const QUALITY = 4
+
+/**
+ * FFmpeg made no snapshot of a frame. Thrown in the decode thread, whose answer carries its message only: the main
+ * thread's SnapshotFailedError ('failed'), which reaches the API as a 503 (SnapshotUnavailableError).
+ */
+export class SnapshotEncodeError extends NoodleError {
+  constructor (message: string) {
+    super('ERR_SNAPSHOT_ENCODE', message)
+  }
+}
 
 export interface Jpeg {
   jpeg: Buffer
@@ -24,7 +35,7 @@ export function encodeSnapshot (frame: Frame, boxes: readonly Box[]): Jpeg {
   using filter = FilterAPI.create(graph)
   filter.processSync(frame)
   const out = filter.receiveSync()
-  if (out == null || typeof out !== 'object') throw new Error('the snapshot filter gave no frame')
+  if (out == null || typeof out !== 'object') throw new SnapshotEncodeError('the snapshot filter gave no frame')
   try {
     // Set on the context: node-av 6.1's `options` dictionary crashes the thread at its exit once used here.
     const configure = (context: CodecContext): void => { context.qMin = 2; context.qMax = QUALITY }

@@ -37,13 +37,26 @@ export class CameraNotHereError extends NoodleError {
   }
 }
 
-/** 503: a frame could not be had now (the decoder restarted, FFmpeg failed); asking again in a second may do. */
+/**
+ * 503: a frame could not be had now (the decoder restarted, FFmpeg failed); asking again in a second may do. What
+ * the decode thread says (FrameSource's SnapshotFailedError, which has no status) reaches the API only as this.
+ */
 export class SnapshotUnavailableError extends NoodleError {
   readonly httpStatus = 503
   readonly retryAfterS = 1
 
-  constructor (message: string) {
-    super('ERR_SNAPSHOT_UNAVAILABLE', message)
+  constructor (message: string, options?: ErrorOptions) {
+    super('ERR_SNAPSHOT_UNAVAILABLE', message, options)
+  }
+}
+
+/**
+ * A snapshot was to be named by something that is not an event id (put() is given our own ids only: a bug). Never
+ * reaches the API, whose paths are checked against EVENT_ID where they enter.
+ */
+export class NotAnEventIdError extends NoodleError {
+  constructor (id: string) {
+    super('ERR_NOT_AN_EVENT_ID', `not an event id: ${JSON.stringify(id).slice(0, 40)}`)
   }
 }
 
@@ -138,7 +151,7 @@ export class SnapshotStore {
   /** An event's snapshot, written whole over any earlier one; then the oldest go while over maxBytes. */
   async put (id: string, jpeg: Uint8Array): Promise<void> {
     // Our own ids only reach here; checked again, as this names a file.
-    if (!EVENT_ID.test(id)) throw new Error(`not an event id: ${JSON.stringify(id).slice(0, 40)}`)
+    if (!EVENT_ID.test(id)) throw new NotAnEventIdError(id)
     if (this.maxBytes === undefined || jpeg.length > this.maxBytes) return
     const temp = join(this.dir, `.${id}.${++this.temps}.tmp`)
     const write = (async () => {
@@ -391,22 +404,21 @@ export class CameraSnapshots {
         await state.busy
         continue
       }
-      const jpeg = latest.frame.snapshot(latest.boxes).then(({ jpeg }) => jpeg)
+      // Wrapped once, so every caller sharing it is told the same 503.
+      const jpeg = latest.frame.snapshot(latest.boxes).then(({ jpeg }) => jpeg, (err: unknown) => {
+        throw new SnapshotUnavailableError(`camera ${camera}'s latest frame could not be had: ${(err as Error).message}`, { cause: err })
+      })
       state.making = { seq, jpeg }
       this.run(state, async () => {
         try {
           state.cached = { seq, jpeg: await jpeg }
         } catch {
-          // The caller is told.
+          // The callers are told.
         } finally {
           if (state.making?.seq === seq) state.making = undefined
         }
       })
-      try {
-        return await jpeg
-      } catch (err) {
-        throw new SnapshotUnavailableError(`camera ${camera}'s latest frame could not be had: ${(err as Error).message}`)
-      }
+      return await jpeg
     }
     throw new SnapshotUnavailableError(`camera ${camera} is busy making snapshots: ask again`)
   }

@@ -42,7 +42,7 @@ t.test('snapshots stay under maxBytes: the oldest go first, a rewrite counts onc
   await store.put(id(4), bytes(3_001))
   t.same(store.has(id(4)), false, 'one snapshot over the whole cap is not kept (and pushes none out)')
   t.equal(store.usage().files, 2)
-  await t.rejects(store.put('../../etc/passwd', bytes(10)), /not an event id/, 'a file is named by an event id only')
+  await t.rejects(store.put('../../etc/passwd', bytes(10)), { code: 'ERR_NOT_AN_EVENT_ID', message: /not an event id/ }, 'a file is named by an event id only')
   t.equal(await store.read('../../etc/passwd'), undefined)
 })
 
@@ -211,6 +211,11 @@ t.test('latest.jpg: one snapshot per result whoever asks, shared while it is mad
   t.same((await snapshots.latestJpeg('cam'))[2], 2, 'a newer result: a newer frame')
   snapshots.observe(result(3, [], asked, 'gone'))
   t.match(await code(snapshots.latestJpeg('cam')), /^ERR_SNAPSHOT_UNAVAILABLE: camera cam's latest frame could not be had: no longer held$/)
+  // Callers sharing a frame that fails are all told so, as a 503 to ask again in a second (not a bare 500).
+  snapshots.observe(result(4, [], asked, 'gone'))
+  const shared = await Promise.all([1, 2, 3].map(async () => await snapshots.latestJpeg('cam').then(() => 'made', (err: { code: string, httpStatus?: number, retryAfterS?: number }) => `${err.code} ${err.httpStatus} ${err.retryAfterS}`)))
+  t.same(shared, Array(3).fill('ERR_SNAPSHOT_UNAVAILABLE 503 1'), 'every sharer of a failed latest.jpg')
+  t.equal(asked.filter((a) => a.seq === 4).length, 1, 'asked of the camera once')
   await settle()
   snapshots.cameraStopped('cam')
   t.match(await code(snapshots.latestJpeg('cam')), /^ERR_CAMERA_NOT_HERE/, 'a camera stopped here has no latest frame here')
