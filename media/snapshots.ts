@@ -101,16 +101,22 @@ export class SnapshotStore {
   private total = 0
   /** Removed while the start's index was being built: a file it listed before its removal is not taken back. */
   private removedWhileIndexing: Set<string> | undefined = new Set()
+  /** The start's indexing and first sweep (indexed() waits for it). */
+  private started: Promise<void> | undefined
+  /** The sweep running now, the start's or a timer's (one at a time; stop() waits for it). */
   private sweeping: Promise<void> | undefined
   private readonly writing = new Set<Promise<unknown>>()
   private timer: NodeJS.Timeout | undefined
   private temps = 0
 
-  constructor (components: { dir: string, events: SnapshotEvents, log: Logger, maxBytes?: number }) {
+  private readonly sweepEveryMs: number
+
+  constructor (components: { dir: string, events: SnapshotEvents, log: Logger, maxBytes?: number, sweepEveryMs?: number }) {
     this.dir = components.dir
     this.events = components.events
     this.log = components.log
     this.maxBytes = components.maxBytes
+    this.sweepEveryMs = components.sweepEveryMs ?? SWEEP_EVERY_MS
   }
 
   async start (): Promise<void> {
@@ -119,8 +125,17 @@ export class SnapshotStore {
       const fs = await statfs(this.dir)
       this.maxBytes = defaultSnapshotMaxBytes(fs.blocks * fs.bsize)
     }
-    this.sweeping = this.index().then(async () => { await this.sweep() }).catch((err: unknown) => { this.log.warn({ err }, 'snapshots could not be indexed') })
-    this.timer = setInterval(() => { void this.sweep() }, SWEEP_EVERY_MS).unref()
+    this.started = this.inBackground(async () => {
+      try {
+        await this.index()
+      } catch (err) {
+        this.log.warn({ err }, 'snapshots could not be indexed')
+        return
+      }
+      await this.sweep()
+    })
+    // A sweep that fails (the event store cannot answer) is logged: nothing it throws may end the agent.
+    this.timer = setInterval(() => { void this.inBackground(async () => { await this.sweep() }) }, this.sweepEveryMs).unref()
   }
 
   async stop (): Promise<void> {
@@ -131,7 +146,7 @@ export class SnapshotStore {
 
   /** Resolves once what the start found is indexed and swept (the agent does not wait for it; tests do). */
   async indexed (): Promise<void> {
-    await this.sweeping
+    await this.started
   }
 
   /** What the snapshots take now, and at most. */
@@ -207,6 +222,16 @@ export class SnapshotStore {
     }
     this.trim()
     if (removed > 0) this.log.info({ removed, files: this.files.size, bytes: this.total }, 'snapshots of events no longer kept deleted')
+  }
+
+  /** A sweep (and at start the indexing) in the background, never two at once, its failure logged: it never rejects. */
+  private async inBackground (work: () => Promise<void>): Promise<void> {
+    if (this.sweeping !== undefined) return await this.sweeping
+    const running: Promise<void> = work()
+      .catch((err: unknown) => { this.log.warn({ err }, 'snapshots could not be swept') })
+      .finally(() => { if (this.sweeping === running) this.sweeping = undefined })
+    this.sweeping = running
+    await running
   }
 
   /** What an earlier run left: snapshots, oldest first (by when they were written), and half-written files. */

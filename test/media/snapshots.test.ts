@@ -109,6 +109,31 @@ t.test('a restart indexes what is there in the background: orphans and half-writ
   t.same(await store.read(id(3)), Buffer.from(bytes(300)))
 })
 
+t.test('a sweep that fails (the event store threw) is logged, and the agent runs on', async (t) => {
+  const lines: Array<{ level: number, msg: string, err?: { message: string } }> = []
+  const logged = createLogger('warn', { write: (line: string) => { lines.push(JSON.parse(line)) } })
+  let asked!: () => void
+  const sweptOnce = new Promise<void>((resolve) => { asked = resolve })
+  const dir = join(t.testdir(), 'snapshots')
+  const store = new SnapshotStore({
+    dir,
+    maxBytes: 10_000,
+    sweepEveryMs: 1,
+    events: { ownIds: () => { asked(); throw new Error('database is locked') } },
+    log: logged
+  })
+  await store.start()
+  t.teardown(() => store.stop())
+  await store.indexed() // nothing there: the store is not asked
+  await store.put(id(1), bytes(10))
+  const alive = setInterval(() => {}, 60_000) // the sweep's timer does not hold the process up
+  await sweptOnce
+  clearInterval(alive)
+  await store.stop() // waits for the sweep running
+  t.match(lines[0], { level: 40, msg: 'snapshots could not be swept', err: { message: 'database is locked' } })
+  t.same([store.has(id(1)), onDisk(dir)], [true, [`${id(1)}.jpg`]], 'nothing deleted on a failed sweep')
+})
+
 /** A result of camera `cam` whose frame makes fake JPEGs, recording what it was asked. */
 function result (seq: number, detections: Detection[], asked: Array<{ seq: number, boxes: unknown }>, fail?: 'gone'): CameraResult {
   const frame: ResultFrame = {
