@@ -187,7 +187,7 @@ export class SnapshotStore {
     this.forget(id)
     this.files.set(id, jpeg.length)
     this.total += jpeg.length
-    this.trim()
+    await this.trim()
   }
 
   /** An event's snapshot, or undefined when there is none (never taken, or deleted). */
@@ -198,7 +198,7 @@ export class SnapshotStore {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
       // Deleted meanwhile (by the cap), or by hand.
-      this.remove(id)
+      await this.remove([id])
       return undefined
     }
   }
@@ -206,6 +206,7 @@ export class SnapshotStore {
   /**
    * Snapshots whose events are gone (retention, the row cap, an event the store could not keep) are deleted; then
    * the oldest while over maxBytes. The store is asked a chunk of ids at a time, the event loop turning between.
+   * Resolves once their files are deleted.
    */
   async sweep (): Promise<void> {
     const ids = [...this.files.keys()]
@@ -214,13 +215,11 @@ export class SnapshotStore {
       if (i > 0) await yieldToLoop()
       const chunk = ids.slice(i, i + SWEEP_CHUNK)
       const kept = this.events.ownIds(chunk)
-      for (const id of chunk) {
-        if (kept.has(id) || !this.files.has(id)) continue
-        this.remove(id)
-        removed++
-      }
+      const gone = chunk.filter((id) => !kept.has(id) && this.files.has(id))
+      removed += gone.length
+      await this.remove(gone)
     }
-    this.trim()
+    await this.trim()
     if (removed > 0) this.log.info({ removed, files: this.files.size, bytes: this.total }, 'snapshots of events no longer kept deleted')
   }
 
@@ -267,15 +266,20 @@ export class SnapshotStore {
       this.total += bytes
     }
     this.removedWhileIndexing = undefined
-    this.trim()
+    await this.trim()
   }
 
-  private trim (): void {
+  /** The oldest snapshots go while over maxBytes; resolves once their files are deleted. */
+  private async trim (): Promise<void> {
     const max = this.maxBytes ?? Number.POSITIVE_INFINITY
-    for (const id of this.files.keys()) {
-      if (this.total <= max) break
-      this.remove(id)
+    const over: string[] = []
+    let total = this.total
+    for (const [id, bytes] of this.files) {
+      if (total <= max) break
+      over.push(id)
+      total -= bytes
     }
+    await this.remove(over)
   }
 
   private forget (id: string): void {
@@ -285,12 +289,15 @@ export class SnapshotStore {
     this.total -= bytes
   }
 
-  private remove (id: string): void {
-    this.forget(id)
-    this.removedWhileIndexing?.add(id)
-    unlink(join(this.dir, `${id}.jpg`)).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') this.log.warn({ err: err.message, event: id }, 'snapshot could not be deleted')
-    })
+  /** Snapshots forgotten at once (the total falls now), their files deleted: resolves once they are. */
+  private async remove (ids: readonly string[]): Promise<void> {
+    await Promise.all(ids.map(async (id) => {
+      this.forget(id)
+      this.removedWhileIndexing?.add(id)
+      await unlink(join(this.dir, `${id}.jpg`)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') this.log.warn({ err: err.message, event: id }, 'snapshot could not be deleted')
+      })
+    }))
   }
 }
 
