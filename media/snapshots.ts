@@ -68,6 +68,8 @@ export const DEFAULT_SNAPSHOT_CAP_BYTES = 2 * 1024 ** 3
 const SWEEP_EVERY_MS = 10 * 60_000
 /** Event ids asked of the store at once by a sweep, between turns of the event loop. */
 const SWEEP_CHUNK = 500
+/** Files deleted at once at most (a sweep or the cap may delete thousands), the event loop turning between. */
+const DELETE_CHUNK = 16
 /** A snapshot file's name: the event's id (EVENT_ID), nothing a request gave. */
 const SNAPSHOT_FILE = /^([0-9a-z]{1,12}-[0-9a-f]{8})\.jpg$/
 /** What a write left behind when the agent stopped in the middle of it. */
@@ -106,6 +108,9 @@ export class SnapshotStore {
   /** The sweep running now, the start's or a timer's (one at a time; stop() waits for it). */
   private sweeping: Promise<void> | undefined
   private readonly writing = new Set<Promise<unknown>>()
+  /** Snapshots forgotten whose files are still to be deleted, and the deleting of them (stop() waits for it). */
+  private readonly doomed: string[] = []
+  private deleting: Promise<void> | undefined
   private timer: NodeJS.Timeout | undefined
   private temps = 0
 
@@ -142,6 +147,7 @@ export class SnapshotStore {
     clearInterval(this.timer)
     await this.sweeping
     await Promise.allSettled([...this.writing])
+    await this.deleting
   }
 
   /** Resolves once what the start found is indexed and swept (the agent does not wait for it; tests do). */
@@ -289,15 +295,35 @@ export class SnapshotStore {
     this.total -= bytes
   }
 
-  /** Snapshots forgotten at once (the total falls now), their files deleted: resolves once they are. */
+  /**
+   * Snapshots forgotten at once (the total falls now), their files deleted DELETE_CHUNK at a time with every other
+   * removal's (one queue): resolves once they are.
+   */
   private async remove (ids: readonly string[]): Promise<void> {
-    await Promise.all(ids.map(async (id) => {
+    for (const id of ids) {
       this.forget(id)
       this.removedWhileIndexing?.add(id)
-      await unlink(join(this.dir, `${id}.jpg`)).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') this.log.warn({ err: err.message, event: id }, 'snapshot could not be deleted')
-      })
-    }))
+      this.doomed.push(id)
+    }
+    if (this.deleting === undefined && this.doomed.length > 0) this.deleting = this.deleteDoomed()
+    await this.deleting
+  }
+
+  private async deleteDoomed (): Promise<void> {
+    try {
+      while (this.doomed.length > 0) {
+        // One written again since it was doomed is kept (its file is the new one).
+        const chunk = this.doomed.splice(0, DELETE_CHUNK).filter((id) => !this.files.has(id))
+        await Promise.all(chunk.map(async (id) => {
+          await unlink(join(this.dir, `${id}.jpg`)).catch((err: NodeJS.ErrnoException) => {
+            if (err.code !== 'ENOENT') this.log.warn({ err: err.message, event: id }, 'snapshot could not be deleted')
+          })
+        }))
+        await yieldToLoop()
+      }
+    } finally {
+      this.deleting = undefined
+    }
   }
 }
 

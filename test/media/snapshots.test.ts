@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createRequire, syncBuiltinESMExports } from 'node:module'
 import { join } from 'node:path'
 import t from 'tap'
 import { createLogger } from '../../common/logger.ts'
@@ -16,6 +17,21 @@ const log = createLogger('silent')
 const id = (n: number): string => `${n.toString(36)}-0000abcd`
 const bytes = (n: number, fill = 1): Uint8Array => new Uint8Array(n).fill(fill)
 const onDisk = (dir: string): string[] => readdirSync(dir).sort()
+/** node:fs/promises as the store sees it (its named imports follow this object after syncBuiltinESMExports). */
+const fsPromises = createRequire(import.meta.url)('node:fs/promises') as typeof import('node:fs/promises')
+
+/** Runs `fn` with one of node:fs/promises' functions replaced, as the code under test imports it. */
+async function withFs<K extends keyof typeof fsPromises> (name: K, replace: (original: typeof fsPromises[K]) => typeof fsPromises[K], fn: () => Promise<void>): Promise<void> {
+  const original = fsPromises[name]
+  fsPromises[name] = replace(original)
+  syncBuiltinESMExports()
+  try {
+    await fn()
+  } finally {
+    fsPromises[name] = original
+    syncBuiltinESMExports()
+  }
+}
 
 /** A store whose events are those `kept` names. */
 async function snapshotStore (t: { testdir: () => string, teardown: (fn: () => Promise<void>) => void }, maxBytes?: number, kept = (ids: readonly string[]) => new Set(ids)) {
@@ -129,6 +145,26 @@ t.test('a sweep that fails (the event store threw) is logged, and the agent runs
   await store.stop() // waits for the sweep running
   t.match(lines[0], { level: 40, msg: 'snapshots could not be swept', err: { message: 'database is locked' } })
   t.same([store.has(id(1)), onDisk(dir)], [true, [`${id(1)}.jpg`]], 'nothing deleted on a failed sweep')
+})
+
+t.test('thousands of snapshots deleted at once (a sweep, the cap) are deleted 16 at a time', async (t) => {
+  let gone = false
+  const { dir, store } = await snapshotStore(t, 1_000_000, (ids) => new Set(gone ? [] : ids))
+  for (let n = 1; n <= 200; n++) await store.put(id(n), bytes(10))
+  let inFlight = 0
+  let most = 0
+  await withFs('unlink', (unlink) => async (path) => {
+    most = Math.max(most, ++inFlight)
+    try {
+      await unlink(path)
+    } finally {
+      inFlight--
+    }
+  }, async () => {
+    gone = true
+    await store.sweep()
+  })
+  t.same([most, store.usage().files, onDisk(dir)], [16, 0, []], 'at most 16 at once, and all gone when the sweep resolves')
 })
 
 /** A result of camera `cam` whose frame makes fake JPEGs, recording what it was asked. */
