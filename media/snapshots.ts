@@ -241,37 +241,41 @@ export class SnapshotStore {
 
   /** What an earlier run left: snapshots, oldest first (by when they were written), and half-written files. */
   private async index (): Promise<void> {
-    const found: Array<{ id: string, bytes: number, at: number }> = []
-    for (const name of await readdir(this.dir)) {
-      if (TEMP_FILE.test(name)) {
-        await unlink(join(this.dir, name)).catch(() => {})
-        continue
+    try {
+      const found: Array<{ id: string, bytes: number, at: number }> = []
+      for (const name of await readdir(this.dir)) {
+        if (TEMP_FILE.test(name)) {
+          await unlink(join(this.dir, name)).catch(() => {})
+          continue
+        }
+        const id = SNAPSHOT_FILE.exec(name)?.[1]
+        if (id === undefined || this.files.has(id)) continue
+        try {
+          const s = await stat(join(this.dir, name))
+          if (s.isFile()) found.push({ id, bytes: s.size, at: s.mtimeMs })
+        } catch {
+          // Gone meanwhile.
+        }
       }
-      const id = SNAPSHOT_FILE.exec(name)?.[1]
-      if (id === undefined || this.files.has(id)) continue
-      try {
-        const s = await stat(join(this.dir, name))
-        if (s.isFile()) found.push({ id, bytes: s.size, at: s.mtimeMs })
-      } catch {
-        // Gone meanwhile.
+      found.sort((a, b) => a.at - b.at)
+      const since = [...this.files]
+      this.files.clear()
+      this.total = 0
+      for (const { id, bytes } of found) {
+        if (this.removedWhileIndexing?.has(id) === true) continue
+        this.files.set(id, bytes)
+        this.total += bytes
       }
+      // Written since the start: newer than anything found.
+      for (const [id, bytes] of since) {
+        this.forget(id)
+        this.files.set(id, bytes)
+        this.total += bytes
+      }
+    } finally {
+      // Indexed or failed (the folder could not be listed): removals need not be remembered any more.
+      this.removedWhileIndexing = undefined
     }
-    found.sort((a, b) => a.at - b.at)
-    const since = [...this.files]
-    this.files.clear()
-    this.total = 0
-    for (const { id, bytes } of found) {
-      if (this.removedWhileIndexing?.has(id) === true) continue
-      this.files.set(id, bytes)
-      this.total += bytes
-    }
-    // Written since the start: newer than anything found.
-    for (const [id, bytes] of since) {
-      this.forget(id)
-      this.files.set(id, bytes)
-      this.total += bytes
-    }
-    this.removedWhileIndexing = undefined
     await this.trim()
   }
 

@@ -167,6 +167,23 @@ t.test('thousands of snapshots deleted at once (a sweep, the cap) are deleted 16
   t.same([most, store.usage().files, onDisk(dir)], [16, 0, []], 'at most 16 at once, and all gone when the sweep resolves')
 })
 
+t.test('indexing that fails is logged, and what it kept meanwhile is let go', async (t) => {
+  const lines: Array<{ msg: string, err?: { message: string } }> = []
+  const logged = createLogger('warn', { write: (line: string) => { lines.push(JSON.parse(line)) } })
+  const dir = join(t.testdir(), 'snapshots')
+  const store = new SnapshotStore({ dir, maxBytes: 100, events: { ownIds: (ids) => new Set(ids) }, log: logged })
+  t.teardown(() => store.stop())
+  await withFs('readdir', () => (async () => { throw Object.assign(new Error('EIO: i/o error, scandir'), { code: 'EIO' }) }) as never, async () => {
+    await store.start()
+    await store.indexed()
+  })
+  t.match(lines, [{ msg: 'snapshots could not be indexed', err: { message: 'EIO: i/o error, scandir' } }])
+  for (let n = 1; n <= 5; n++) await store.put(id(n), bytes(40)) // the cap deletes 3
+  t.same([store.usage().files, onDisk(dir)], [2, [`${id(4)}.jpg`, `${id(5)}.jpg`]], 'snapshots are kept and deleted as ever')
+  // Only an index being built needs the removals it may have listed; a failed one must not keep collecting them.
+  t.equal((store as unknown as { removedWhileIndexing?: Set<string> }).removedWhileIndexing, undefined)
+})
+
 /** A result of camera `cam` whose frame makes fake JPEGs, recording what it was asked. */
 function result (seq: number, detections: Detection[], asked: Array<{ seq: number, boxes: unknown }>, fail?: 'gone'): CameraResult {
   const frame: ResultFrame = {
