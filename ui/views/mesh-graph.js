@@ -26,7 +26,9 @@ export function MeshGraph ({ nodes, selfId }) {
     pairs.push({ a, b, kind, k })
   }
   if (reported) {
-    for (const m of list) if (Array.isArray(m.links) && alive(m)) for (const p of m.links) add(m.peerId, String(p), 'reported')
+    // A dead member holds no connection, whatever a beacon said a moment ago.
+    const up = new Set(list.filter(alive).map((m) => m.peerId))
+    for (const m of list) if (Array.isArray(m.links) && up.has(m.peerId)) for (const p of m.links) if (up.has(String(p))) add(m.peerId, String(p), 'reported')
   } else {
     const up = list.filter(alive)
     for (let i = 0; i < up.length; i++) for (let j = i + 1; j < up.length; j++) add(up[i].peerId, up[j].peerId, 'assumed')
@@ -49,15 +51,19 @@ export function MeshGraph ({ nodes, selfId }) {
       <g class="members">
         ${list.map((m) => {
           const { x, y, a } = pos.get(m.peerId)
-          const right = n === 1 || Math.cos(a) >= -0.01
-          const lx = n === 1 ? 0 : x + Math.cos(a) * (dot + 6)
-          const ly = n === 1 ? y + dot + 16 : y + Math.sin(a) * (dot + 6) + font / 3
+          // Labels point away from the centre: beside members on the sides, above or below those at the top and bottom.
+          const dx = n === 1 ? 0 : Math.cos(a)
+          const dy = n === 1 ? 1 : Math.sin(a)
+          const upright = Math.abs(dx) < 0.3
+          const anchor = upright ? 'middle' : dx > 0 ? 'start' : 'end'
+          const lx = x + dx * (dot + 8)
+          const ly = y + dy * (dot + 8) + (upright ? (dy > 0 ? font * 0.9 : -2) : font / 3)
           return html`<a key=${m.peerId} href=${`#/member/${encodeURIComponent(m.peerId)}`} class=${`member state-${m.state.replace(/[^a-z-]/g, '')}`} data-node=${m.peerId}>
             <title>${`${m.name} (${m.state}${m.role === 'coordinator' ? ', coordinator' : ''})`}</title>
             ${m.role === 'coordinator' && html`<circle class="coordinator-ring" cx=${x} cy=${y} r=${dot + 5} />`}
             <circle class="dot" cx=${x} cy=${y} r=${dot} />
             ${m.peerId === selfId && html`<circle class="self-mark" cx=${x} cy=${y} r=${dot / 3} />`}
-            <text x=${lx} y=${ly} font-size=${font} text-anchor=${n === 1 ? 'middle' : right ? 'start' : 'end'}>${label(m)}</text>
+            <text x=${lx} y=${ly} font-size=${font} text-anchor=${anchor}>${label(m)}</text>
           </a>`
         })}
       </g>
