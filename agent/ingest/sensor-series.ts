@@ -1,13 +1,11 @@
 import type { Database as DB } from 'better-sqlite3'
 import { DAY_MS } from '../../common/schema.ts'
 import { HOUR_MS, MINUTE_MS } from './sensor-store.ts'
+import { MAX_SERIES_POINTS, SERIES_RESOLUTIONS } from '../../protocols/views.ts'
 
 /** The resolutions a series is asked at: minute and hour are the store's rollups; day and month are summed from hours. */
-export const SERIES_RESOLUTIONS = ['minute', 'hour', 'day', 'month'] as const
 export type SeriesResolution = typeof SERIES_RESOLUTIONS[number]
-
-/** Points one series holds at most: the newest of its range. */
-export const MAX_SERIES_POINTS = 1_500
+export { MAX_SERIES_POINTS, SERIES_RESOLUTIONS }
 /**
  * Hour rollups a day or month series is summed from at most (the newest of its range, about four years): hour
  * rollups are kept up to 100 years (`mqtt.retention.hourDays`), and one request must not read them all.

@@ -62,6 +62,10 @@ import { LoopLag } from '../membership/loop-lag.ts'
 import { Orchestrator } from '../coordination/orchestrator.ts'
 import { PROBE_TICK_MS, Prober } from '../membership/prober.ts'
 import { Store } from '../store/store.ts'
+import { HealthHistory } from '../store/health-history.ts'
+import { SensorSeries } from '../ingest/sensor-series.ts'
+import { ViewExchange } from '../mesh/view-exchange.ts'
+import { localViews } from '../api/local-views.ts'
 import { DAY_MS } from '../../common/schema.ts'
 import { EventLog } from '../store/event-log.ts'
 import { CoordinationRecords } from '../coordination/coordination-records.ts'
@@ -153,6 +157,9 @@ export class Agent {
       }
     })
     const operators = new OperatorStore({ db: store.database })
+    // Members' health a minute at a time, sensor series, and views of other members' data (`?node=`).
+    const healthHistory = new HealthHistory({ store, bus, selfId, maxMembers: config.membership.maxMembers })
+    const views = new ViewExchange({ node: mesh.node, membership, local: async (request) => await localViews(sources)(request), metrics, log, maxMembers: config.membership.maxMembers })
     // The web page's files, and where the API's listeners are bound once they are (`noodle ui`).
     const page = new StaticFiles()
     const listening: ListenerAddresses = {}
@@ -183,7 +190,10 @@ export class Agent {
       publishEvent: async (event) => { await mesh.publish(systemEventCodec, event) },
       log,
       page,
-      listening
+      listening,
+      healthHistory,
+      series: new SensorSeries({ db: store.database }),
+      views
     }
     // The page's live feed: what the API's GETs answer, pushed as it changes.
     const live = new LiveFeed({
@@ -213,6 +223,7 @@ export class Agent {
       ['dialer', members.dialer],
       ['member sync', members.sync],
       ['model exchange', models.exchange],
+      ['views', views],
       ['model announcements', models.announcements],
       ...(models.standby === null ? [] : [['model standby', models.standby] as const]),
       // The leave goes out once the orchestrator and the election have stopped (the reverse order), while the mesh
@@ -224,6 +235,7 @@ export class Agent {
       // disconnections, the membership service our own beacons. (The reporter answers news with its first
       // beacon, sent at its start.) The orchestrator reads decisions before any beacon is heard or sent, so none
       // addressed to us goes unread. test/agent/main/start-order.test.ts keeps this order.
+      ['health history', healthHistory],
       ['election', coordination.electionService],
       ['orchestrator', coordination.orchestrator],
       ['ping responder', members.pingResponder],

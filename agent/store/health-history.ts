@@ -2,6 +2,7 @@ import type { TableSet } from '../../common/schema.ts'
 import { DAY_MS } from '../../common/schema.ts'
 import { BoundedMap } from '../../common/bounded-map.ts'
 import type { HealthBeacon } from '../../protocols/health.ts'
+import { MAX_HEALTH_SAMPLES } from '../../protocols/views.ts'
 import type { MemberBus } from '../membership/bus.ts'
 import type { Store } from './store.ts'
 
@@ -12,7 +13,7 @@ export const HISTORY_MS = DAY_MS
 /** …and at most this many rows in all: a day of 128 members, so made-up members cannot grow the table past it. */
 export const MAX_HEALTH_ROWS = 128 * 1_440
 /** A member's history has at most a day of minutes, and the one under way. */
-export const MAX_SAMPLES = HISTORY_MS / SAMPLE_MS + 1
+export const MAX_SAMPLES = MAX_HEALTH_SAMPLES
 
 /** Each member's health over the last day, a sample a minute (`GET /api/v1/mesh/nodes/{peer}/health`). */
 export const HEALTH_TABLES: TableSet = {

@@ -7,7 +7,10 @@ import { EVENT_ID } from '../../../protocols/media.ts'
 import { BinaryBody } from '../server.ts'
 import type { Member } from '../../membership/membership.ts'
 import type { CameraListView } from '../views.ts'
-import { pathParam, viewerQueryRoute, viewerRoute } from './route.ts'
+import { pathParam, viewerQueryRoute } from './route.ts'
+import { nodeRoute } from './remote.ts'
+import type { RemoteViews } from './remote.ts'
+import type { ViewRequest } from '../../../protocols/views.ts'
 import type { Routes } from './route.ts'
 
 export interface CameraSources {
@@ -18,6 +21,8 @@ export interface CameraSources {
   membership: { list: () => Member[] }
   /** Event snapshots and each camera's latest frame, as JPEG. */
   snapshots: Pick<CameraSnapshots, 'eventJpeg' | 'latestJpeg'>
+  /** Another member's cameras, frames and snapshots (`?node=`). */
+  views: RemoteViews
 }
 
 /** Events listed at most by one request. */
@@ -31,7 +36,7 @@ function realDate (text: string): boolean {
 }
 
 /** A time in a query: ISO-8601 (`2026-11-30T10:00:00Z`, or a day) or ms since the epoch. */
-const time = z.string().max(40).transform((text, ctx) => {
+export const queryTime = z.string().max(40).transform((text, ctx) => {
   const at = /^\d{1,15}$/.test(text) ? Number(text) : /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text) && realDate(text) ? Date.parse(text) : NaN
   if (Number.isNaN(at)) {
     ctx.addIssue({ code: 'custom', message: 'must be an ISO-8601 time (2026-11-30T10:00:00Z) or ms since the epoch' })
@@ -45,8 +50,8 @@ export const EventQuerySchema = z.strictObject({
   camera: nameText.optional(),
   label: z.string().min(1).max(64).optional(),
   zone: nameText.optional(),
-  since: time.optional(),
-  until: time.optional(),
+  since: queryTime.optional(),
+  until: queryTime.optional(),
   limit: z.string().regex(/^\d{1,4}$/, 'must be a whole number').transform(Number).pipe(z.int().min(1).max(MAX_EVENTS_LISTED)).optional()
 })
 
@@ -96,13 +101,23 @@ export function cameraViews ({ selfId, name, cameras, membership }: Pick<CameraS
   return [...local, ...remote]
 }
 
+/** This box's answer to a view of its cameras: their figures (only those it runs), a latest frame, an event's snapshot. */
+export async function cameraView (sources: CameraSources, request: Extract<ViewRequest, { view: 'cameras' | 'latest-jpeg' | 'snapshot-jpeg' }>): Promise<unknown> {
+  switch (request.view) {
+    case 'cameras': return cameraViews(sources).filter((c) => c.state !== 'remote')
+    case 'latest-jpeg': return new BinaryBody(await sources.snapshots.latestJpeg(request.camera), 'image/jpeg')
+    case 'snapshot-jpeg': return new BinaryBody(await sources.snapshots.eventJpeg(request.event), 'image/jpeg')
+  }
+}
+
 export function cameraRoutes (sources: CameraSources): Routes {
   return {
-    'GET /api/v1/cameras': viewerRoute(() => cameraViews(sources)),
+    // Here: every camera of the mesh, figures for ours; another member's (?node=): the cameras it runs, with figures.
+    'GET /api/v1/cameras': nodeRoute(sources, () => ({ v: 1, view: 'cameras' }), () => cameraViews(sources)),
     'GET /api/v1/events': viewerQueryRoute(EventQuerySchema, (query) => sources.cameraEvents.list(query)),
-    'GET /api/v1/events/{id}/snapshot.jpg': viewerRoute(async (_req, _caller, _query, params) =>
-      new BinaryBody(await sources.snapshots.eventJpeg(pathParam(EventId, params, 'id')), 'image/jpeg')),
-    'GET /api/v1/cameras/{id}/latest.jpg': viewerRoute(async (_req, _caller, _query, params) =>
-      new BinaryBody(await sources.snapshots.latestJpeg(pathParam(CameraId, params, 'id')), 'image/jpeg'))
+    'GET /api/v1/events/{id}/snapshot.jpg': nodeRoute(sources, (params) => ({ v: 1, view: 'snapshot-jpeg', event: pathParam(EventId, params, 'id') }),
+      async (request) => await cameraView(sources, request as Extract<ViewRequest, { view: 'snapshot-jpeg' }>)),
+    'GET /api/v1/cameras/{id}/latest.jpg': nodeRoute(sources, (params) => ({ v: 1, view: 'latest-jpeg', camera: pathParam(CameraId, params, 'id') }),
+      async (request) => await cameraView(sources, request as Extract<ViewRequest, { view: 'latest-jpeg' }>))
   }
 }

@@ -2,7 +2,14 @@ import { REJECTED_METRIC } from '../../../protocols/validator.ts'
 import type { Member } from '../../membership/membership.ts'
 import { linkResolver, nodeView } from '../views.ts'
 import type { GossipView, NodeView } from '../views.ts'
-import { viewerRoute } from './route.ts'
+import { pathParam, viewerRoute } from './route.ts'
+import { nodeRoute } from './remote.ts'
+import type { RemoteViews } from './remote.ts'
+import { peerIdText } from '../../../common/text.ts'
+import type { ViewRequest } from '../../../protocols/views.ts'
+import { healthSampleView } from '../../store/health-history.ts'
+import type { HealthSample, HealthSampleView } from '../../store/health-history.ts'
+import { UnknownNodeError } from '../../mesh/view-exchange.ts'
 import type { Routes } from './route.ts'
 
 /** The counters the gossip view reads: gossipsub's, and our validators' refusals. */
@@ -16,6 +23,20 @@ export interface MeshSources {
   membership: { list: () => Member[] }
   election: { readonly coordinator: string | null }
   counters: GossipCounters
+  /** Each member's health over the last day, a sample a minute. */
+  healthHistory: { samples: (peerId: string) => HealthSample[] }
+  selfId: string
+  /** Another member's history of a member (`?node=`). */
+  views: RemoteViews
+}
+
+/** A peer id in a path. */
+const PeerId = peerIdText
+
+/** A member's health over the last day, oldest first; 404 for a peer that is no member here. */
+export function healthView ({ membership, healthHistory }: Pick<MeshSources, 'membership' | 'healthHistory'>, peerId: string): HealthSampleView[] {
+  if (!membership.list().some((m) => m.peerId === peerId)) throw new UnknownNodeError(peerId)
+  return healthHistory.samples(peerId).map(healthSampleView)
 }
 
 export function nodesView ({ membership, election }: Pick<MeshSources, 'membership' | 'election'>): NodeView[] {
@@ -43,6 +64,8 @@ export function gossipView (counters: GossipCounters): GossipView {
 export function meshRoutes (sources: MeshSources): Routes {
   return {
     'GET /api/v1/mesh/nodes': viewerRoute(() => nodesView(sources)),
-    'GET /api/v1/mesh/gossip': viewerRoute(() => gossipView(sources.counters))
+    'GET /api/v1/mesh/gossip': viewerRoute(() => gossipView(sources.counters)),
+    'GET /api/v1/mesh/nodes/{peer}/health': nodeRoute(sources, (params) => ({ v: 1, view: 'health', peer: pathParam(PeerId, params, 'peer') }),
+      (request) => healthView(sources, (request as Extract<ViewRequest, { view: 'health' }>).peer))
   }
 }

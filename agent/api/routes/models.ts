@@ -4,10 +4,15 @@ import type { ModelRecord } from '../../../runtime/registry.ts'
 import type { BenchResult, CompileResult } from '../../../runtime/model-runtime.ts'
 import { withImportedModel } from '../model-import.ts'
 import { modelView } from '../views.ts'
-import { operatorRoute, readBody, viewerRoute } from './route.ts'
+import { operatorRoute, readBody } from './route.ts'
+import { nodeRoute } from './remote.ts'
+import type { RemoteViews } from './remote.ts'
 import type { Routes } from './route.ts'
 
 export interface ModelSources {
+  selfId: string
+  /** Another member's models (`?node=`). */
+  views: RemoteViews
   runtime: {
     list: () => ModelRecord[]
     compile: (file: string, options: { name: string, shapes?: Readonly<Record<string, readonly number[]>> }) => Promise<CompileResult>
@@ -20,9 +25,11 @@ export interface ModelSources {
 }
 
 /** The models registered here: listed, compiled from a file, fetched from a member, benchmarked. */
-export function modelRoutes ({ runtime, exchange, imports }: ModelSources): Routes {
+export function modelRoutes (sources: ModelSources): Routes {
+  const { runtime, exchange, imports } = sources
   return {
-    'GET /api/v1/models': viewerRoute(() => runtime.list().map(modelView)),
+    // With their latency per provider; another member's with ?node=.
+    'GET /api/v1/models': nodeRoute(sources, () => ({ v: 1, view: 'models' }), () => runtime.list().map(modelView)),
     'POST /api/v1/models/compile': operatorRoute(async (req, caller) => {
       const { file, shapes } = await readBody(req, CompileRequestSchema)
       const rules = { remote: !caller.local, importDir: imports.importDir, maxBytes: imports.maxModelBytes }

@@ -79,6 +79,9 @@ function fakeSources (overrides: Partial<ApiSources> = {}) {
     },
     publishEvent: async (event) => { events.push(event) },
     log: createLogger('silent'),
+    healthHistory: { samples: () => [] },
+    series: { series: () => [] },
+    views: { ask: async (peer, request) => { calls.push(['ask', peer, request]); return { json: [] } } },
     ...overrides
   }
   return { sources, calls, events, created }
@@ -109,9 +112,11 @@ t.test('every route and the role it needs over HTTPS, pinned', async (t) => {
     'GET /metrics': 'viewer',
     'GET /api/v1/mesh/nodes': 'viewer',
     'GET /api/v1/mesh/gossip': 'viewer',
+    'GET /api/v1/mesh/nodes/{peer}/health': 'viewer',
     'GET /api/v1/ahr/decisions': 'viewer',
     'POST /api/v1/ahr/optimize': 'operator',
     'GET /api/v1/sensors': 'viewer',
+    'GET /api/v1/sensors/series': 'viewer',
     'POST /api/v1/sensors/forget': 'operator',
     'GET /api/v1/ingest': 'viewer',
     'GET /api/v1/ingest/dead-letters': 'viewer',

@@ -37,6 +37,7 @@ t.test('snapshot routes: JPEG answers with their type, length and no-store; ever
     cameras: { list: () => [] },
     cameraEvents: { list: () => [] },
     membership: { list: () => [] },
+    views: { ask: async () => { throw new Error('no member is asked here') } },
     snapshots: {
       eventJpeg: async (id) => {
         asked.push(`event ${id}`)
@@ -76,7 +77,8 @@ t.test('snapshot routes: JPEG answers with their type, length and no-store; ever
   t.same(await refused('/api/v1/events/{id}/snapshot.jpg'), { status: 400, error: badId, cache: 'no-store' })
   t.same(await refused('/api/v1/events/MX34YQ14-71ABB4C4/snapshot.jpg'), { status: 400, error: badId, cache: 'no-store' }, 'ids are lower case')
   t.same(await refused('/api/v1/events//snapshot.jpg'), { status: 404, error: { code: 'ERR_NOT_FOUND', message: 'no such endpoint: /api/v1/events//snapshot.jpg' }, cache: 'no-store' }, 'an empty segment is no id')
-  t.same(await refused(`/api/v1/events/${EVENT}/snapshot.jpg?size=big`), { status: 400, error: { code: 'ERR_BAD_TARGET', message: `/api/v1/events/${EVENT}/snapshot.jpg takes no query parameters` }, cache: 'no-store' })
+  t.same(await refused(`/api/v1/events/${EVENT}/snapshot.jpg?size=big`), { status: 400, error: { code: 'ERR_BAD_REQUEST', field: 'size', message: 'size: is not a known field' }, cache: 'no-store' }, 'node is its one query parameter')
+  t.same(await refused(`/api/v1/events/${EVENT}/snapshot.jpg?node=../x`), { status: 400, error: { code: 'ERR_BAD_REQUEST', field: 'node', message: 'node: is not a peer id' }, cache: 'no-store' })
   t.same(await refused(`/api/v1/events/${EVENT}/snapshot.jpg`, 'POST'), { status: 405, error: { code: 'ERR_METHOD', message: `POST is not allowed on /api/v1/events/${EVENT}/snapshot.jpg` }, cache: 'no-store' })
   t.same(await refused(`/api/v1/events/${EVENT}/snapshot.png`), { status: 404, error: { code: 'ERR_NOT_FOUND', message: `no such endpoint: /api/v1/events/${EVENT}/snapshot.png` }, cache: 'no-store' })
   t.same(await refused('/api/v1/events/mx34yq14-00000000/snapshot.jpg'), { status: 404, error: { code: 'ERR_NO_SNAPSHOT', message: 'event mx34yq14-00000000 has no snapshot' }, cache: 'no-store' })

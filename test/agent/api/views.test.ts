@@ -18,6 +18,7 @@ import { sampleBeacon } from '../../helpers/beacon.ts'
 
 const LOCAL: Caller = { local: true }
 const NO_REQUEST = {} as IncomingMessage
+const NO_VIEWS = { ask: async () => { throw new Error('no member is asked here') } }
 
 function member (peerId: string, name: string, overrides: Partial<Member> = {}): Member {
   return { peerId, name, state: 'alive', role: 'member', addrs: [], lastSeen: Date.UTC(2026, 10, 29), health: null, ...overrides }
@@ -69,7 +70,7 @@ t.test('nodes: the members, the coordinator marked', async (t) => {
     { peerId: 'peer-a', name: 'alpha', role: 'member', term: 0, running: [], health: null, lastSeen: '2026-11-29T00:00:00.000Z' },
     { peerId: 'peer-b', name: 'beta', role: 'coordinator', term: 2, running: ['cam1'], health: { cpuPct: 1, memTotalBytes: 2 } }
   ])
-  const routes = meshRoutes({ membership: { list: () => members }, election: { coordinator: null }, counters: { get: () => 0, sum: () => 0, series: () => ({}) } })
+  const routes = meshRoutes({ membership: { list: () => members }, election: { coordinator: null }, counters: { get: () => 0, sum: () => 0, series: () => ({}) }, healthHistory: { samples: () => [] }, selfId: 'peer-a', views: NO_VIEWS })
   t.match(await routes['GET /api/v1/mesh/nodes']?.handle(NO_REQUEST, LOCAL), [{ role: 'member' }, { role: 'member' }])
   t.same(await routes['GET /api/v1/mesh/gossip']?.handle(NO_REQUEST, LOCAL), { sentBytes: 0, receivedBytes: 0, published: 0, rejected: {} })
 })
@@ -125,7 +126,7 @@ t.test('ingest: the running ingest\'s figures, or the stored totals when none ru
     { received: 5, stored: 4, rejected: 1, deadLetter: 1, connected: false, broker: null, embeddedBroker: null })
   t.same(ingestView({ sensors, mqtt: { ingest: null, session: { broker: 'mqtt://c' }, broker: null } }).broker, 'mqtt://c')
 
-  const routes = sensorRoutes({ sensors, mqtt: { ingest: null, session: null, broker: null } })
+  const routes = sensorRoutes({ sensors, mqtt: { ingest: null, session: null, broker: null }, series: { series: () => [] }, selfId: 'self', views: NO_VIEWS })
   t.same(await routes['GET /api/v1/sensors']?.handle(NO_REQUEST, LOCAL),
     [{ sensor: 's1', metric: 'temp', value: 21.5, ts: '2026-01-01T00:00:00.000Z', lastSeen: '2026-01-02T00:00:00.000Z', count: 4, ratePerS: 0.5 }])
   t.match(await routes['GET /api/v1/ingest']?.handle(NO_REQUEST, LOCAL), { received: 5, connected: false })

@@ -19,7 +19,8 @@ const BUS_USERS: Record<string, string> = {
   'member sync': 'agent/mesh/member-sync.ts',
   prober: 'agent/membership/prober.ts',
   membership: 'agent/membership/membership-service.ts',
-  health: 'agent/membership/health-reporter.ts'
+  health: 'agent/membership/health-reporter.ts',
+  'health history': 'agent/store/health-history.ts'
 }
 
 /** `bus.on('event'` and `bus.emit('event'` in a source file, as [verb, event] pairs. */
