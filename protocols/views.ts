@@ -114,7 +114,7 @@ export const VIEW_BODIES = {
     outputs: z.array(TensorSpec).max(64),
     providers: z.array(z.object({ name: text(32), threads: count, runs: count, p50Ms: figure, p99Ms: figure })).max(16),
     createdAt: iso,
-    origin: z.enum(['compiled', 'fetched', 'standby'])
+    origin: text(16)
   })).max(1024),
   cameras: z.array(z.object({
     camera: nameText,
