@@ -93,6 +93,14 @@ t.test('a real agent: an event\'s snapshot and a camera\'s latest frame, and wha
   await waitFor('the viewer to list the event', async () => (await apiGet<EventView[]>(viewer.socketPath, '/api/v1/events')).some((e) => e.id === event.id), 20_000)
   t.same(errorOf(await fetchBytes(viewer, path)), { status: 404, code: 'ERR_NO_SNAPSHOT', message: `event ${event.id} is cam-host's: its snapshot is on that box` })
   t.same(errorOf(await fetchBytes(viewer, '/api/v1/cameras/porch/latest.jpg')), { status: 404, code: 'ERR_CAMERA_NOT_HERE', message: 'camera porch does not run on this box, or has no result yet (noodle cameras says where it runs)' })
+  // …which the viewer asks for over the mesh with ?node=: the same bytes, the camera's figures, the host's own errors.
+  const fromHost = await fetchBytes(viewer, `${path}?node=${host.peerId}`)
+  t.same({ status: fromHost.status, type: fromHost.type, body: fromHost.body }, { status: 200, type: 'image/jpeg', body: snapshot.body }, 'the snapshot, through the viewer')
+  const latestFromHost = await fetchBytes(viewer, `/api/v1/cameras/porch/latest.jpg?node=${host.peerId}`)
+  t.same({ status: latestFromHost.status, type: latestFromHost.type }, { status: 200, type: 'image/jpeg' })
+  t.same(shows(latestFromHost.body), { width: 320, height: 240, left: true, top: true, inside: false }, 'the latest frame with its boxes, through the viewer')
+  t.match(await apiGet<CameraListView[]>(viewer.socketPath, `/api/v1/cameras?node=${host.peerId}`), [{ camera: 'porch', node: 'cam-host', state: 'running', fpsIn: Number, latencyMs: Number }], 'its figures')
+  t.same(errorOf(await fetchBytes(viewer, `/api/v1/cameras/yard/latest.jpg?node=${host.peerId}`)), { status: 404, code: 'ERR_CAMERA_NOT_HERE', message: 'cam-host: camera yard does not run on this box, or has no result yet (noodle cameras says where it runs)' })
 
   // Through all of it the camera ran on.
   t.match((await apiGet<CameraListView[]>(host.socketPath, '/api/v1/cameras')).find((c) => c.camera === 'porch'), { state: 'running', error: null })
