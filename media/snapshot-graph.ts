@@ -9,6 +9,11 @@
  * 2000×16000): neither side is over this.
  */
 export const SNAPSHOT_MAX_SIDE = 1280
+/**
+ * The most bytes a snapshot's JPEG can take: 3 a pixel of the largest (twice its 4:2:0 samples; 1280×1280 of pure
+ * noise at mjpeg's best quantizer is 1.7 MB). A file larger than this is no snapshot of ours.
+ */
+export const MAX_SNAPSHOT_BYTES = SNAPSHOT_MAX_SIDE * SNAPSHOT_MAX_SIDE * 3
 /** Boxes drawn on one snapshot at most (the wire's cap on a result's detections). */
 export const MAX_SNAPSHOT_BOXES = 64
 /** Corners in the source frame's pixels, the box format everywhere. */

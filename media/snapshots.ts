@@ -1,4 +1,6 @@
-import { mkdir, readdir, readFile, rename, stat, statfs, unlink, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { constants } from 'node:fs'
+import { lstat, mkdir, open, readdir, rename, statfs, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { NoodleError } from '../common/errors.ts'
@@ -7,6 +9,7 @@ import { EVENT_ID } from '../protocols/media.ts'
 import { iou } from './boxes.ts'
 import type { CameraResult, ResultFrame } from './camera.ts'
 import type { Detection } from './detections.ts'
+import { MAX_SNAPSHOT_BYTES } from './snapshot-graph.ts'
 import type { Box } from './snapshot-graph.ts'
 import type { EventChange } from './tracker.ts'
 
@@ -72,8 +75,13 @@ const SWEEP_CHUNK = 500
 const DELETE_CHUNK = 16
 /** A snapshot file's name: the event's id (EVENT_ID), nothing a request gave. */
 const SNAPSHOT_FILE = /^([0-9a-z]{1,12}-[0-9a-f]{8})\.jpg$/
-/** What a write left behind when the agent stopped in the middle of it. */
-const TEMP_FILE = /^\.[0-9a-z]{1,12}-[0-9a-f]{8}\.\d+\.tmp$/
+/** What a write left behind when the agent stopped in the middle of it (a counter before: an earlier version's). */
+const TEMP_FILE = /^\.[0-9a-z]{1,12}-[0-9a-f]{8}\.(?:[0-9a-f]{16}|\d+)\.tmp$/
+/**
+ * A snapshot is read through this: never through a link (O_NOFOLLOW: ELOOP), never waiting for a FIFO's writer
+ * (O_NONBLOCK, which a regular file ignores); what it opened is checked to be a regular file.
+ */
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK
 
 /** events.snapshotMaxBytes when unset: 5 % of the filesystem, at most 2 GiB (about 20,000 snapshots at 100 KB). */
 export function defaultSnapshotMaxBytes (filesystemBytes: number): number {
@@ -112,7 +120,6 @@ export class SnapshotStore {
   private readonly doomed: string[] = []
   private deleting: Promise<void> | undefined
   private timer: NodeJS.Timeout | undefined
-  private temps = 0
 
   private readonly sweepEveryMs: number
 
@@ -173,11 +180,12 @@ export class SnapshotStore {
   async put (id: string, jpeg: Uint8Array): Promise<void> {
     // Our own ids only reach here; checked again, as this names a file.
     if (!EVENT_ID.test(id)) throw new NotAnEventIdError(id)
-    if (this.maxBytes === undefined || jpeg.length > this.maxBytes) return
-    const temp = join(this.dir, `.${id}.${++this.temps}.tmp`)
+    if (this.maxBytes === undefined || jpeg.length > this.limit()) return
+    // A name nobody can plant a link at beforehand, created here or failing (wx: O_EXCL, which follows no link).
+    const temp = join(this.dir, `.${id}.${randomBytes(8).toString('hex')}.tmp`)
     const write = (async () => {
       try {
-        await writeFile(temp, jpeg, { mode: 0o640 })
+        await writeFile(temp, jpeg, { mode: 0o640, flag: 'wx' })
         await rename(temp, join(this.dir, `${id}.jpg`))
       } catch (err) {
         await unlink(temp).catch(() => {})
@@ -196,17 +204,56 @@ export class SnapshotStore {
     await this.trim()
   }
 
-  /** An event's snapshot, or undefined when there is none (never taken, or deleted). */
+  /**
+   * An event's snapshot, or undefined when there is none (never taken, or deleted), or what is there is no snapshot
+   * of ours: a link (never followed), anything but a regular file, or larger than a snapshot can be (then it is no
+   * longer indexed, and left where it is).
+   */
   async read (id: string): Promise<Buffer | undefined> {
     if (!EVENT_ID.test(id) || !this.files.has(id)) return undefined
+    const path = join(this.dir, `${id}.jpg`)
+    let file
     try {
-      return await readFile(join(this.dir, `${id}.jpg`))
+      file = await open(path, READ_FLAGS)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-      // Deleted meanwhile (by the cap), or by hand.
-      await this.remove([id])
-      return undefined
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') {
+        // Deleted meanwhile (by the cap), or by hand.
+        await this.remove([id])
+        return undefined
+      }
+      // ELOOP: a link; ENXIO: a socket.
+      if (code === 'ELOOP' || code === 'ENXIO') return this.refuse(id, code)
+      throw err
     }
+    try {
+      const s = await file.stat()
+      if (!s.isFile()) return this.refuse(id, 'not a regular file')
+      if (s.size > this.limit()) return this.refuse(id, `${s.size} bytes`)
+      // What fstat said, at most: a file that grows meanwhile is not read past it.
+      const bytes = Buffer.alloc(s.size)
+      let at = 0
+      while (at < bytes.length) {
+        const { bytesRead } = await file.read(bytes, at, bytes.length - at, at)
+        if (bytesRead === 0) break
+        at += bytesRead
+      }
+      return bytes.subarray(0, at)
+    } finally {
+      await file.close()
+    }
+  }
+
+  /** The largest snapshot kept: what maxBytes allows, never more than a snapshot can be. */
+  private limit (): number {
+    return Math.min(this.maxBytes ?? MAX_SNAPSHOT_BYTES, MAX_SNAPSHOT_BYTES)
+  }
+
+  /** What is under a snapshot's name is none of ours: no longer indexed (nor counted), left alone, said once. */
+  private refuse (id: string, why: string): undefined {
+    this.forget(id)
+    this.log.warn({ event: id, why }, 'snapshot file refused: not a regular file of a snapshot\'s size (left as it is)')
+    return undefined
   }
 
   /**
@@ -251,8 +298,9 @@ export class SnapshotStore {
         const id = SNAPSHOT_FILE.exec(name)?.[1]
         if (id === undefined || this.files.has(id)) continue
         try {
-          const s = await stat(join(this.dir, name))
-          if (s.isFile()) found.push({ id, bytes: s.size, at: s.mtimeMs })
+          // The entry itself, never what a link points at: only regular files of a snapshot's size are ours.
+          const s = await lstat(join(this.dir, name))
+          if (s.isFile() && s.size <= this.limit()) found.push({ id, bytes: s.size, at: s.mtimeMs })
         } catch {
           // Gone meanwhile.
         }

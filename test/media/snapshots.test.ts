@@ -1,5 +1,6 @@
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire, syncBuiltinESMExports } from 'node:module'
+import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import t from 'tap'
 import { createLogger } from '../../common/logger.ts'
@@ -145,6 +146,47 @@ t.test('a sweep that fails (the event store threw) is logged, and the agent runs
   await store.stop() // waits for the sweep running
   t.match(lines[0], { level: 40, msg: 'snapshots could not be swept', err: { message: 'database is locked' } })
   t.same([store.has(id(1)), onDisk(dir)], [true, [`${id(1)}.jpg`]], 'nothing deleted on a failed sweep')
+})
+
+t.test('a link in the snapshots folder is never followed: not indexed, not served, not written through', async (t) => {
+  const first = await snapshotStore(t, 1_000)
+  const secret = join(first.dir, '..', 'secret')
+  writeFileSync(secret, 'not a snapshot')
+  await first.store.put(id(1), bytes(100))
+  await first.store.stop()
+  // Planted while the agent was stopped: a snapshot's name, a link to another file.
+  symlinkSync(secret, join(first.dir, `${id(2)}.jpg`))
+  const store = new SnapshotStore({ dir: first.dir, maxBytes: 1_000, events: { ownIds: (ids) => new Set(ids) }, log })
+  await store.start()
+  t.teardown(() => store.stop())
+  await store.indexed()
+  t.same([store.has(id(1)), store.has(id(2)), store.usage().bytes], [true, false, 100], 'a link is not indexed (nor counted as a snapshot)')
+  t.equal(await store.read(id(2)), undefined)
+
+  // Replaced by a link while indexed: refused, and no longer indexed.
+  rmSync(join(first.dir, `${id(1)}.jpg`))
+  symlinkSync(secret, join(first.dir, `${id(1)}.jpg`))
+  t.equal(await store.read(id(1)), undefined, 'a link is not read through')
+  t.same([store.has(id(1)), readFileSync(secret, 'utf8')], [false, 'not a snapshot'])
+
+  // Links planted where a write's temporary file would be: none is written through.
+  for (let n = 1; n <= 9; n++) symlinkSync(secret, join(first.dir, `.${id(3)}.${n}.tmp`))
+  await store.put(id(3), bytes(100, 3))
+  t.same([readFileSync(secret, 'utf8'), readFileSync(join(first.dir, `${id(3)}.jpg`))], ['not a snapshot', Buffer.from(bytes(100, 3))], 'the link\'s target untouched, the snapshot written')
+})
+
+t.test('a snapshot that is not a regular file, or larger than a snapshot can be, is not served', async (t) => {
+  const { dir, store } = await snapshotStore(t, 1_000)
+  await store.put(id(1), bytes(100))
+  writeFileSync(join(dir, `${id(1)}.jpg`), bytes(1_001)) // over what the store keeps
+  t.equal(await store.read(id(1)), undefined, 'over maxBytes')
+  t.equal(store.has(id(1)), false)
+  await store.put(id(2), bytes(100))
+  rmSync(join(dir, `${id(2)}.jpg`))
+  execFileSync('mkfifo', [join(dir, `${id(2)}.jpg`)])
+  t.equal(await store.read(id(2)), undefined, 'a FIFO: refused at once (no writer to wait for)')
+  await store.put(id(3), bytes(100, 3))
+  t.same(await store.read(id(3)), Buffer.from(bytes(100, 3)), 'a snapshot is served')
 })
 
 t.test('thousands of snapshots deleted at once (a sweep, the cap) are deleted 16 at a time', async (t) => {
