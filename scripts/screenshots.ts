@@ -7,7 +7,7 @@
  *
  * The browser tests (test/ui/) start their meshes and log in with the helpers below.
  */
-import { execFileSync } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -137,12 +137,16 @@ async function main (): Promise<void> {
     : parcelCamera('driveway', model, PARCEL_SOURCE.replace('x=100:y=60', 'x=180:y=120'))
   const mesh = await startDashboardMesh({ root, names: ['porch-pi', 'garage-nuc', 'shed-pi'], work: { 'porch-pi': [parcelCamera('porch', model), pattern] } })
   let browser: Browser | undefined
+  let feeder: NodeJS.Timeout | undefined
   try {
     const [host] = mesh.agents as [AgentProcess]
     await addOperator(host, 'admin', 'a long and quiet river', 'admin')
-    for (const t of ['kitchen/temperature', 'greenhouse/humidity']) {
-      execFileSync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mesh.mqttPort), '-q', '1', '-t', `sensors/${t}`, '-m', String(20 + Math.random() * 5)])
-    }
+    // Two sensors publishing once a second, so the mesh view shows an ingest rate.
+    feeder = setInterval(() => {
+      for (const t of ['kitchen/temperature', 'greenhouse/humidity']) {
+        execFile('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mesh.mqttPort), '-q', '1', '-t', `sensors/${t}`, '-m', (20 + Math.random() * 5).toFixed(2)], () => {})
+      }
+    }, 1_000)
     await camerasRunning(host, ['porch', String(pattern.id)])
     browser = await launchBrowser()
     const page = await newPage(browser, { width: 1280, height: 800 })
@@ -155,6 +159,7 @@ async function main (): Promise<void> {
     await page.screenshot({ path: join(out, 'cameras.png') })
     process.stdout.write(`${join(out, 'mesh.png')} ${readFileSync(join(out, 'mesh.png')).length} bytes\n${join(out, 'cameras.png')} ${readFileSync(join(out, 'cameras.png')).length} bytes\n`)
   } finally {
+    clearInterval(feeder)
     await browser?.close()
     await mesh.stop()
     rmSync(root, { recursive: true, force: true })

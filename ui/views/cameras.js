@@ -1,7 +1,8 @@
 // Cameras: a tile for every camera in the mesh (data-camera), its latest frame with the boxes the agent draws
 // into it, refreshed every 2 s, and its figures; a camera's own page with its events and snapshots.
+import { useEffect, useState } from 'preact/hooks'
 import { html } from '../lib/html.js'
-import { onNode } from '../lib/api.js'
+import { api, onNode } from '../lib/api.js'
 import { LiveImage } from '../lib/image.js'
 import { DASH, ms, num } from '../lib/format.js'
 import { Empty, StateBadge } from '../lib/ui.js'
@@ -11,7 +12,7 @@ import { EventList } from './events.js'
 /** The peer id of the member that runs a camera (the list names its node; a newer agent may also give its id). */
 export const cameraPeer = (c) => c.peerId ?? c.nodeId ?? peerIdOf(c.node)
 
-export const latestUrl = (c, selfId) => onNode(`/api/v1/cameras/${encodeURIComponent(c.camera)}/latest.jpg`, c.state === 'remote' ? cameraPeer(c) : undefined, selfId)
+export const latestUrl = (c, selfId) => onNode(`/api/v1/cameras/${encodeURIComponent(c.camera)}/latest.jpg`, c.state === 'remote' || c.remote === true ? cameraPeer(c) : undefined, selfId)
 
 function Figures ({ c }) {
   return html`<dl class="figures">
@@ -23,11 +24,45 @@ function Figures ({ c }) {
   </dl>`
 }
 
-const byName = (a, b) => a.camera.localeCompare(b.camera)
+const byName = (a, b) => a.camera.localeCompare(b.camera, undefined, { numeric: true })
+
+/**
+ * The figures of the cameras other members run. This box lists them as `remote`, without figures; the member
+ * that runs them answers GET /api/v1/cameras?node=<its peer id>, asked at the pace of the frames (every 4 s)
+ * while a camera view is open, never for more than the members that run cameras.
+ */
+function useRemoteFigures (cameras, selfId) {
+  const peers = [...new Set(cameras.filter((c) => c.state === 'remote').map(cameraPeer).filter((p) => p !== undefined && p !== selfId))].sort()
+  const key = peers.join(' ')
+  const [figures, setFigures] = useState(new Map())
+  useEffect(() => {
+    if (peers.length === 0) return
+    let gone = false
+    let timer = null
+    const ask = async () => {
+      if (document.visibilityState === 'visible') {
+        const answers = await Promise.allSettled(peers.map((p) => api(onNode('/api/v1/cameras', p, selfId))))
+        if (gone) return
+        const next = new Map()
+        for (const a of answers) if (a.status === 'fulfilled' && Array.isArray(a.value)) for (const c of a.value) if (c.state !== 'remote') next.set(c.camera, c)
+        setFigures(next)
+      }
+      if (!gone) timer = setTimeout(ask, 4000)
+    }
+    ask()
+    return () => { gone = true; clearTimeout(timer) }
+  }, [key, selfId])
+  return (c) => {
+    if (c.state !== 'remote') return c
+    const f = figures.get(c.camera)
+    return f === undefined ? c : { ...f, node: c.node, remote: true }
+  }
+}
 
 export function CamerasView ({ state }) {
-  const cameras = [...state.cameras].sort(byName)
   const selfId = state.self?.peerId
+  const withFigures = useRemoteFigures(state.cameras, selfId)
+  const cameras = [...state.cameras].sort(byName).map(withFigures)
   return html`<section class="view cameras-view">
     <header class="view-head">
       <h2>Cameras</h2>
@@ -50,8 +85,10 @@ export function CamerasView ({ state }) {
 }
 
 export function CameraView ({ state, id }) {
-  const c = state.cameras.find((x) => x.camera === id)
   const selfId = state.self?.peerId
+  const withFigures = useRemoteFigures(state.cameras.filter((x) => x.camera === id), selfId)
+  const listed = state.cameras.find((x) => x.camera === id)
+  const c = listed === undefined ? undefined : withFigures(listed)
   if (c === undefined) {
     return html`<section class="view"><p class="crumbs"><a href="#/cameras" data-view="cameras">Cameras</a> ›</p><h2>${id}</h2>
       <${Empty}>${state.loaded ? 'No such camera in the mesh now.' : 'Loading…'}<//></section>`

@@ -25,7 +25,7 @@ function Series ({ node, selfId, sensor, metric }) {
   const points = pointsOf(data)
   const hasRange = points.some((p) => typeof p.min === 'number')
   const t = points.map((p) => p.time)
-  const series = hasRange ? [{ label: 'avg' }, { label: 'min' }, { label: 'max' }] : [{ label: 'value' }]
+  const series = hasRange ? [{ label: 'mean' }, { label: 'min' }, { label: 'max' }] : [{ label: 'value' }]
   const values = hasRange ? [points.map((p) => p.avg ?? null), points.map((p) => p.min ?? null), points.map((p) => p.max ?? null)] : [points.map((p) => p.avg ?? null)]
   return html`<div class="series">
     <div class="series-head">
