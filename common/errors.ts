@@ -67,6 +67,13 @@ export class RequestRefusedError extends NoodleError {
   }
 }
 
+/** A model's run failed inside onnxruntime (its message is onnxruntime's, or an injected fault's). */
+export class InferenceError extends NoodleError {
+  constructor (message: string) {
+    super('ERR_INFERENCE', message)
+  }
+}
+
 /** A known path asked with a method it does not take: 405, with the methods it does take (the Allow header). */
 export class MethodNotAllowedError extends RequestRefusedError {
   readonly allow: string

@@ -1,11 +1,7 @@
 import { z } from 'zod'
+import { NAME_PATTERN, NAME_RULE } from './name-pattern.ts'
 
-/**
- * Names that travel between boxes and end up in tables, logs, file names and systemd's status: config names,
- * member names, work ids, decision ids. Restricting them where they enter is simpler than escaping them later.
- */
-export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/
-export const NAME_RULE = 'must be 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit'
+export { NAME_PATTERN, NAME_RULE }
 export const nameText = z.string().regex(NAME_PATTERN, NAME_RULE)
 
 /** A peer id as text (base58btc, as libp2p writes it). */

@@ -44,7 +44,8 @@ export interface CameraStats {
   camera: string
   source: string
   model: string
-  /** Frames per second decoded, and inferred, over the last few seconds. */
+  /** Frames decoded since the camera started; per second decoded, and inferred, over the last few seconds. */
+  framesIn: number
   fpsIn: number
   fpsInferred: number
   /** Frames dropped because the model was still busy with an earlier one (Frigate's "skipped"). */
@@ -168,6 +169,7 @@ export class CameraPipeline {
       camera: this.options.id,
       source: this.options.source,
       model: this.options.model,
+      framesIn: source.framesIn,
       fpsIn: source.fpsIn,
       fpsInferred: Math.round(this.inferred.length / (WINDOW_MS / 1000) * 10) / 10,
       skipped: source.skipped,

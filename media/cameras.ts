@@ -46,10 +46,11 @@ interface ManagedCamera {
   state: CameraView['state']
   error: string | null
   retry?: NodeJS.Timeout
-  /** Inferences failed in a row. */
+  /** Inferences failed in a row; whether its last start failed for its model (and it said it cannot run). */
   failures: number
-  /** Frames skipped at the last pace check, and checks in a row that found it lagging. */
-  pace: { skipped: number, slowChecks: number }
+  startFailed: boolean
+  /** Frames decoded, skipped and held still at the last pace check, and checks in a row that found it lagging. */
+  pace: { framesIn: number, skipped: number, stillFrames: number, slowChecks: number }
 }
 
 /** A camera without a `detector` section: everything from the model's signature. */
@@ -88,6 +89,7 @@ export class CameraManager {
   private readonly credentials: CameraCredentials
   private readonly modules: Pick<HeavyModules, 'require'> | undefined
   private readonly cameras = new Map<string, ManagedCamera>()
+  private readonly pace: { checkMs: number, checks: number }
   private paceTimer: NodeJS.Timeout | undefined
   /** The detections insert (DETECTION_TABLES), compiled on the first result. */
   private insert: Statement<[string, number, string, number, number, number, number, number]> | undefined
@@ -99,7 +101,10 @@ export class CameraManager {
     onStopped?: (camera: string) => void
     /** Whether node-av is installed: without it (a core release) a camera fails at once, named, never half-starts. */
     modules?: Pick<HeavyModules, 'require'>
+    /** How often a camera's pace is checked, and how many lagging checks in a row make it too slow (tests shorten them). */
+    pace?: { checkMs: number, checks: number }
   }) {
+    this.pace = components.pace ?? { checkMs: PACE_CHECK_MS, checks: SLOW_CHECKS }
     this.work = components.work
     this.modules = components.modules
     this.credentials = components.credentials
@@ -118,7 +123,7 @@ export class CameraManager {
     }
     for (const [id, item] of wanted) {
       if (!this.cameras.has(id)) {
-        this.cameras.set(id, { item, state: 'starting', error: null, failures: 0, pace: { skipped: 0, slowChecks: 0 } })
+        this.cameras.set(id, { item, state: 'starting', error: null, failures: 0, startFailed: false, pace: { framesIn: 0, skipped: 0, stillFrames: 0, slowChecks: 0 } })
         void this.startCamera(id)
       }
     }
@@ -127,7 +132,7 @@ export class CameraManager {
   start (): void {
     this.work.on('change', this.sync)
     this.sync()
-    this.paceTimer = setInterval(() => { this.checkPace() }, PACE_CHECK_MS).unref()
+    this.paceTimer = setInterval(() => { this.checkPace() }, this.pace.checkMs).unref()
   }
 
   async stop (): Promise<void> {
@@ -148,6 +153,8 @@ export class CameraManager {
     const camera = this.cameras.get(id)
     if (camera === undefined) return
     const { item } = camera
+    // How far the start got: only a model onnxruntime cannot load (`load`) is a reason to move the camera.
+    let stage: 'find' | 'load' | 'plan' = 'find'
     try {
       this.modules?.require('media', `camera ${id}`)
       const model = item.model as string
@@ -157,6 +164,7 @@ export class CameraManager {
       // A path is compiled here; an id is looked up, or fetched from a member that announced it.
       let modelId: string
       if (model.startsWith('/') || model.startsWith('.')) {
+        stage = 'load'
         modelId = (await this.runtime.compile(model)).id
         this.work.modelCompiled(id, modelId)
       } else {
@@ -168,7 +176,9 @@ export class CameraManager {
       const size = this.runtime.lookup(modelId)?.sizeBytes ?? 0
       if (remote && size > maxModelBytes) throw new Error(`its model is ${size} bytes, over remoteWork.maxModelBytes (${maxModelBytes})`)
       // A standby copy is compiled now that its camera runs here; its inputs are known from then on.
+      stage = 'load'
       const record = await this.runtime.prepare(modelId)
+      stage = 'plan'
       const metadata = await readOnnxMetadata(record.file)
       if (this.cameras.get(id) !== camera) return
       // What the model takes and gives, read off its signature; a model no decoder knows fails here, named.
@@ -194,12 +204,19 @@ export class CameraManager {
       camera.state = 'running'
       camera.error = null
       pipeline.start()
+      // It started: a start that failed before is taken back (its runs say it again if they fail).
+      if (camera.startFailed) this.work.cannotRun(id, null)
+      camera.startFailed = false
       this.log.info({ camera: id, source: item.source, model: modelId, detector: detector.variant, input: detector.input }, 'camera started')
     } catch (err) {
       camera.state = 'failed'
       camera.error = (err as Error).message
-      // onnxruntime cannot load its model here: another box may.
-      if (err instanceof ModelError && this.cameras.get(id) === camera) this.work.cannotRun(id, 'cannot-run')
+      // onnxruntime cannot load its model here: another box may. (A model not fetched yet, at start before the
+      // members are met, is no reason to move: it is tried again.)
+      if (stage === 'load' && err instanceof ModelError && this.cameras.get(id) === camera) {
+        camera.startFailed = true
+        this.work.cannotRun(id, 'cannot-run')
+      }
       this.log.warn({ camera: id, err: camera.error, retryInMs: RETRY_MS }, 'camera could not start')
       camera.retry = setTimeout(() => { void this.startCamera(id) }, RETRY_MS)
     }
@@ -214,7 +231,8 @@ export class CameraManager {
       run: async (model, feeds) => {
         try {
           const result = await this.runtime.run(model, feeds)
-          if (camera.failures >= CANNOT_RUN_AFTER) this.work.cannotRun(id, null)
+          // A run that ends after the camera stopped says nothing of where it runs now.
+          if (camera.failures >= CANNOT_RUN_AFTER && this.cameras.get(id) === camera) this.work.cannotRun(id, null)
           camera.failures = 0
           return result
         } catch (err) {
@@ -237,19 +255,23 @@ export class CameraManager {
     for (const [id, camera] of this.cameras) {
       const stats = camera.pipeline?.stats()
       if (stats === undefined || camera.failures >= CANNOT_RUN_AFTER) continue
-      // Frames decoded since the last check, from the recent rate (the source's count restarts with its thread).
-      const decoded = stats.fpsIn * PACE_CHECK_MS / 1000
-      const skipped = Math.max(0, stats.skipped - camera.pace.skipped)
-      camera.pace.skipped = stats.skipped
-      if (decoded <= 0) continue
-      const share = skipped / decoded
+      // Over the same interval: frames decoded, and of them those skipped (the model busy) and those held back
+      // (nothing moved). What was offered to the model is what was not held back; a mostly still interval says
+      // nothing of the pace either way. (A source that restarted counts afresh: no decision this time.)
+      const decoded = (stats.framesIn ?? 0) - camera.pace.framesIn
+      const skipped = (stats.skipped ?? 0) - camera.pace.skipped
+      const still = (stats.stillFrames ?? 0) - camera.pace.stillFrames
+      camera.pace = { framesIn: stats.framesIn ?? 0, skipped: stats.skipped ?? 0, stillFrames: stats.stillFrames ?? 0, slowChecks: camera.pace.slowChecks }
+      const offered = decoded - still
+      if (decoded <= 0 || skipped < 0 || offered < (camera.item.fps ?? 1) * this.pace.checkMs / 1000 / 2) continue
+      const share = skipped / offered
       if (share > SLOW_SKIPPED_SHARE) {
-        if (++camera.pace.slowChecks === SLOW_CHECKS) {
+        if (++camera.pace.slowChecks === this.pace.checks) {
           this.log.warn({ camera: id, skippedShare: Math.round(share * 100) / 100, fps: camera.item.fps }, 'the camera\'s detector cannot keep up here: asking to be moved')
           this.work.cannotRun(id, 'too-slow')
         }
       } else if (share < KEEPS_UP_SKIPPED_SHARE) {
-        if (camera.pace.slowChecks >= SLOW_CHECKS) this.work.cannotRun(id, null)
+        if (camera.pace.slowChecks >= this.pace.checks) this.work.cannotRun(id, null)
         camera.pace.slowChecks = 0
       }
     }

@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import { ConfigError } from '../common/errors.ts'
 import { NAME_PATTERN } from '../common/text.ts'
-import { NO_FAULTS } from './faults.ts'
+import { MAX_PROVIDER_NAME, NO_FAULTS } from './faults.ts'
+import { CANDIDATE_PROVIDERS } from './model-runtime.ts'
 import type { Faults } from './faults.ts'
 
 /**
@@ -15,7 +16,8 @@ import type { Faults } from './faults.ts'
  * Faults only make things fail; they grant nothing.
  */
 export const FaultsSchema = z.strictObject({
-  simulate: z.array(z.string().max(32).regex(NAME_PATTERN, 'must be a provider name: letters, digits, ".", "_" or "-"')).max(4).default([]),
+  simulate: z.array(z.string().max(MAX_PROVIDER_NAME).regex(NAME_PATTERN, 'must be a provider name: letters, digits, ".", "_" or "-"')
+    .refine((name) => !(CANDIDATE_PROVIDERS as readonly string[]).includes(name), 'must not be a real provider\'s name (it would be tried twice)')).max(4).default([]),
   lostFile: z.string().min(1).max(4096).startsWith('/', 'must be an absolute path').optional()
 })
 

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs'
+import { readSmallFile } from '../common/files.ts'
+import { NAME_PATTERN } from '../common/name-pattern.ts'
 
 /**
  * Faults an operator (or a test) injects into inference (see runtime/faults-env.ts for `NOODLE_FAULTS`): read in
@@ -13,23 +14,23 @@ export interface Faults {
 
 export const NO_FAULTS: Faults = { simulate: [] }
 
-const PROVIDER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/
+/** A provider's name: a name (common/name-pattern.ts) of at most 32 characters, as the beacon lists providers. */
+export const MAX_PROVIDER_NAME = 32
 
 /** Largest lost-providers file read: a few lines are all it ever holds. */
 const MAX_LOST_BYTES = 4096
 
 /**
- * The providers `lostFile` lists now, with why each is lost. A file that is missing, unreadable or too large
- * lists none: a fault file that cannot be read must not fail a healthy box.
+ * The providers `lostFile` lists now, with why each is lost. A file that is missing, unreadable, too large or not
+ * a regular file (a FIFO would block the worker, `/dev/zero` never ends) lists none: a fault file that cannot be
+ * read must not fail a healthy box.
  */
 export function lostProviders (faults: Faults): Map<string, string> {
   const lost = new Map<string, string>()
   if (faults.lostFile === undefined) return lost
   let text: string
   try {
-    const bytes = readFileSync(faults.lostFile)
-    if (bytes.length > MAX_LOST_BYTES) return lost
-    text = bytes.toString('utf8')
+    text = readSmallFile(faults.lostFile, MAX_LOST_BYTES).toString('utf8')
   } catch {
     return lost
   }
@@ -37,7 +38,7 @@ export function lostProviders (faults: Faults): Map<string, string> {
     const at = line.indexOf(':')
     const name = (at === -1 ? line : line.slice(0, at)).trim()
     const why = at === -1 ? '' : line.slice(at + 1).trim()
-    if (PROVIDER_NAME.test(name)) lost.set(name, why === '' ? 'device lost' : why.slice(0, 100))
+    if (name.length <= MAX_PROVIDER_NAME && NAME_PATTERN.test(name)) lost.set(name, why === '' ? 'device lost' : why.slice(0, 100))
   }
   return lost
 }

@@ -75,8 +75,15 @@ export class ModelRuntime {
    * to the next fastest, and none is loaded on them again until the agent restarts. The beacon's `degraded`.
    */
   private readonly lost = new Map<string, string>()
-  /** Runs that failed in a row, per model (only models with a failure are listed: the hot path reads its size). */
-  private readonly failures = new Map<string, number>()
+  /**
+   * Runs that failed in a row, per model, on the provider it was loaded with then (only models with a failure are
+   * listed: the hot path reads its size).
+   */
+  private readonly failures = new Map<string, { provider: string, count: number }>()
+  /** Models whose provider is being judged (a probe in flight): one judgement at a time. */
+  private readonly judging = new Set<string>()
+  /** Loads in flight, per model: runs that find their provider lost share one. */
+  private readonly loading = new Map<string, Promise<{ provider: string, threads: number }>>()
   private readonly onDegraded: (why: string[]) => void
   /** The provider and threads each model is loaded with in the pool. */
   private readonly loaded = new Map<string, { provider: string, threads: number }>()
@@ -124,9 +131,9 @@ export class ModelRuntime {
     return this.candidates.filter((p) => this.working.has(p) && !this.lost.has(p))
   }
 
-  /** Why this box runs models slower than it measured: each provider lost at run time, as `name: why`. */
+  /** Why this box runs models slower than it measured: each provider lost at run time, as `name: why` (≤ 120 characters, as the beacon carries it). */
   degraded (): string[] {
-    return [...this.lost].map(([name, why]) => `${name}: ${why}`)
+    return [...this.lost].map(([name, why]) => `${name}: ${why}`.slice(0, 120))
   }
 
   list (): ModelRecord[] {
@@ -372,39 +379,67 @@ export class ModelRuntime {
   }
 
   /**
-   * A run failed. After STEP_DOWN_AFTER in a row on a provider that is not the model's last resort, the provider
-   * is taken for broken (a GPU error, a device gone): it is lost for every model, this one is loaded at once on
-   * the next fastest provider it measured (the CPU at last), and the caller's next run goes there. The run that
-   * failed is not retried: its inputs went to the worker, and a camera's next frame is newer anyway.
+   * A run failed on the provider the model is loaded with. After STEP_DOWN_AFTER in a row there, the provider is
+   * judged: the model's sample inputs (those compile measured it with) are run on it, and if they fail too the
+   * device is taken for broken (a GPU error, a device gone): it is lost for every model, this one is loaded at once
+   * on the next fastest provider it measured (the CPU at last), and the caller's next run goes there. If they run,
+   * the fault was the inputs' or the model's, and nothing is stepped down. The CPU, the last resort, is never lost.
+   * A worker that died or was replaced (WorkerError: every run it held fails at once) says nothing of the device,
+   * nor does a failure on a provider the model has left meanwhile. The run that failed is not retried: its inputs
+   * went to the worker, and a camera's next frame is newer anyway.
    */
   private async runFailed (id: string, provider: string, err: Error): Promise<void> {
-    // The pool stopping under a run is the agent stopping, not the device failing.
-    if (err instanceof WorkerError && !this.pool.running) return
-    const count = (this.failures.get(id) ?? 0) + 1
-    this.failures.set(id, count)
-    if (count < STEP_DOWN_AFTER || this.lost.has(provider)) return
+    if (err instanceof WorkerError || provider === 'cpu' || this.loaded.get(id)?.provider !== provider) return
+    const last = this.failures.get(id)
+    const count = last?.provider === provider ? last.count + 1 : 1
+    this.failures.set(id, { provider, count })
+    if (count < STEP_DOWN_AFTER || this.lost.has(provider) || this.judging.has(id)) return
     const model = this.registry.get(id)
     const next = model === undefined ? undefined : this.fallbackFor(model, provider)
     if (model === undefined || next === undefined) return
-    const why = printable(err.message.split('\n')[0] ?? '').slice(0, 100) || 'runs fail'
-    this.lost.set(provider, why)
-    this.failures.delete(id)
-    this.latencies = undefined
-    this.log.error({ provider, why, model: id, next }, 'execution provider failed at run time: stepping down')
-    this.onDegraded(this.degraded())
+    this.judging.add(id)
     try {
+      const probe = await this.probe(model)
+      if (probe === 'ran') {
+        this.failures.delete(id)
+        this.log.warn({ provider, model: id, err: err.message.split('\n')[0] }, 'runs fail on this provider but the model\'s sample inputs run: not stepping down (the inputs are at fault)')
+        return
+      }
+      this.loseProvider(provider, err, id, `${STEP_DOWN_AFTER} runs and a sample run failed; next: ${next}`)
       await this.ensureLoaded(model)
     } catch (loadErr) {
       // Its next run tries again, and fails named if no provider can run it.
       this.log.warn({ model: id, err: (loadErr as Error).message }, 'stepping a model down failed')
+    } finally {
+      this.judging.delete(id)
+    }
+  }
+
+  /**
+   * One run of the model's sample inputs where it is loaded now: 'ran', 'failed', or 'unknown' where no sample can
+   * be made (free dimensions nobody sized).
+   */
+  private async probe (model: ModelRecord): Promise<'ran' | 'failed' | 'unknown'> {
+    let sized: ReturnType<typeof sampleShapes>
+    try {
+      sized = sampleShapes(model.inputs, {})
+    } catch {
+      return 'unknown'
+    }
+    if (sized.needs !== null || sampleProblem(model.inputs, sized.shapes) !== undefined) return 'unknown'
+    const feeds: Feeds = Object.fromEntries(model.inputs.map((spec, i) => [spec.name, sampleTensor({ ...spec, shape: sized.shapes[i] as number[] }, undefined)]))
+    try {
+      await this.pool.run(model.id, feeds)
+      return 'ran'
+    } catch {
+      return 'failed'
     }
   }
 
   /** Where a model goes when `provider` fails: the fastest other provider it measured that still works, else the CPU. */
   private fallbackFor (model: ModelRecord, provider: string): string | undefined {
     const measured = model.providers.find((p) => p.name !== provider && !this.unavailable.has(p.name) && !this.lost.has(p.name))
-    if (measured !== undefined) return measured.name
-    return provider !== 'cpu' && !this.lost.has('cpu') ? 'cpu' : undefined
+    return measured?.name ?? 'cpu'
   }
 
   /**
@@ -427,19 +462,52 @@ export class ModelRuntime {
   }
 
   private async ensureLoaded (model: ModelRecord): Promise<{ provider: string, threads: number }> {
-    let loaded = this.loaded.get(model.id)
+    const loaded = this.loaded.get(model.id)
     if (loaded !== undefined && !this.lost.has(loaded.provider)) return loaded
+    let loading = this.loading.get(model.id)
+    if (loading === undefined) {
+      loading = this.load(model).finally(() => { this.loading.delete(model.id) })
+      this.loading.set(model.id, loading)
+    }
+    return await loading
+  }
+
+  /** Loads a model on the fastest provider it measured that still works (compiling it first if it was only stored). */
+  private async load (model: ModelRecord): Promise<{ provider: string, threads: number }> {
+    let loaded: { provider: string, threads: number } | undefined
     if (!compiled(model)) {
       // Stored, never compiled: compiling it loads it too.
       model = await this.prepare(model.id)
       loaded = this.loaded.get(model.id)
       if (loaded !== undefined && !this.lost.has(loaded.provider)) return loaded
     }
-    const best = model.providers.find((p) => !this.unavailable.has(p.name) && !this.lost.has(p.name))
-    const choice = { provider: best?.name ?? 'cpu', threads: best?.threads ?? this.pool.threads }
-    await this.pool.load(model.id, await this.intactFile(model), choice.provider, choice.threads)
-    this.loaded.set(model.id, choice)
-    return choice
+    const file = await this.intactFile(model)
+    // The fastest it measured that still works, then the next: an accelerator whose load fails is gone (a device
+    // pulled out) and is lost for every model; the CPU, the last resort, fails the load named.
+    const choices = model.providers.filter((p) => !this.unavailable.has(p.name) && !this.lost.has(p.name)).map((p) => ({ provider: p.name, threads: p.threads }))
+    if (!choices.some((c) => c.provider === 'cpu')) choices.push({ provider: 'cpu', threads: this.pool.threads })
+    for (const choice of choices) {
+      try {
+        await this.pool.load(model.id, file, choice.provider, choice.threads)
+      } catch (err) {
+        if (choice.provider === 'cpu') throw err
+        this.loseProvider(choice.provider, err as Error, model.id, 'its load failed')
+        continue
+      }
+      this.loaded.set(model.id, choice)
+      return choice
+    }
+    throw new ModelError(`no execution provider here can load model ${model.id}`)
+  }
+
+  /** `provider` is gone (runs or a load failed on it, a sample run too): no model runs on it until the agent restarts. */
+  private loseProvider (provider: string, err: Error, model: string, how: string): void {
+    const why = printable(err.message.split('\n')[0] ?? '').slice(0, 100) || 'runs fail'
+    this.lost.set(provider, why)
+    this.failures.delete(model)
+    this.latencies = undefined
+    this.log.error({ provider, why, model, how }, 'execution provider failed at run time: stepping down')
+    this.onDegraded(this.degraded())
   }
 
   /**

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads'
-import { WorkerError } from '../common/errors.ts'
+import { InferenceError, WorkerError } from '../common/errors.ts'
 import type { Logger } from '../common/logger.ts'
 import { siblingModule } from '../common/modules.ts'
 import type { HeavyModules } from './loader.ts'
@@ -160,7 +160,7 @@ export class InferencePool {
       slot.pending.delete(reply.id)
       clearTimeout(waiter.timer)
       if (reply.ok) waiter.resolve(reply.result)
-      else waiter.reject(new Error(reply.error))
+      else waiter.reject(new InferenceError(reply.error))
     })
     worker.on('error', (err) => { this.replace(slot, `the inference worker failed: ${err.message}`, { kind: 'died' }) })
     worker.on('exit', (code) => {

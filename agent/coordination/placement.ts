@@ -17,8 +17,8 @@ export interface NodeCapacity {
   /** What the node runs for other homes (its beacon's `accepts`); absent: the default policy. */
   accepts?: RemoteWorkAccepts
   /**
-   * Work the node says it cannot run as it should (its beacon's `unable`): never placed there where its model
-   * cannot run at all; where it runs too slowly, kept there only if no other node fits.
+   * Work the node says it cannot run as it should (its beacon's `unable`: its model cannot run there, or not at
+   * its pace): placed there only when no other node may take it.
    */
   unable?: ReadonlyMap<string, UnableReason>
 }
@@ -89,8 +89,7 @@ export function place (nodes: readonly NodeCapacity[], work: readonly HomedWork[
   for (const homed of order) {
     const { item, home } = homed
     const incumbents = nodes.filter((n) => n.running.includes(item.id))
-    const allowed = nodes.filter((n) => (n.peerId === home || accepts(n, homed)) && (item.accelerator !== 'required' || n.accelerators > 0) &&
-      n.unable?.get(item.id) !== 'cannot-run')
+    const allowed = nodes.filter((n) => (n.peerId === home || accepts(n, homed)) && (item.accelerator !== 'required' || n.accelerators > 0))
     const fastestMs = fastest(item, allowed)
     let best: { node: NodeCapacity, score: number, projected: number } | null = null
     for (const node of allowed) {
@@ -131,18 +130,28 @@ function accepts (node: NodeCapacity, { item, needsCredentials = false, modelByt
 function fallback (item: WorkItem, home: string, allowed: NodeCapacity[], incumbents: NodeCapacity[],
   load: Map<string, number>, memFree: Map<string, number>): Placement {
   if (allowed.length === 0) return { workId: item.id, node: null, reason: 'no live node may run it' }
+  // A node that says it cannot run the work is the last resort: the work goes to one that can even without
+  // headroom, and stays only where nobody else may take it (failing visibly there, and tried again) rather than
+  // stopped. Work too slow where it is stays there: slow rather than on a box with no room for it either.
+  const able = allowed.filter((n) => n.unable?.get(item.id) !== 'cannot-run')
   const stay = incumbents.find((n) => allowed.includes(n))?.peerId ?? (allowed.some((n) => n.peerId === home) ? home : null)
-  if (stay != null) {
-    const slow = allowed.find((n) => n.peerId === stay)?.unable?.has(item.id) === true
-    return { workId: item.id, node: stay, reason: slow ? 'it runs too slowly there, and no other live node fits: left where it is' : 'no live node has headroom: left where it is' }
+  const stayIsAble = able.some((n) => n.peerId === stay)
+  if (stay != null && (stayIsAble || able.length === 0)) {
+    const unable = allowed.find((n) => n.peerId === stay)?.unable?.get(item.id)
+    const reason = unable === 'cannot-run'
+      ? 'its model cannot run there, and no other live node may run it: left where it is'
+      : unable === 'too-slow'
+        ? 'it runs too slowly there, and no other live node fits: left where it is'
+        : 'no live node has headroom: left where it is'
+    return { workId: item.id, node: stay, reason }
   }
-  const least = allowed
+  const least = (able.length > 0 ? able : allowed)
     .filter((n) => (memFree.get(n.peerId) ?? 0) >= item.memMB * MiB)
     .sort((a, b) => (load.get(a.peerId) ?? 0) - (load.get(b.peerId) ?? 0) || (a.peerId < b.peerId ? -1 : 1))[0]
   if (least == null) return { workId: item.id, node: null, reason: 'no live node has the memory for it' }
   load.set(least.peerId, (load.get(least.peerId) ?? 0) + costPct(item, least))
   memFree.set(least.peerId, (memFree.get(least.peerId) ?? 0) - item.memMB * MiB)
-  return { workId: item.id, node: least.peerId, reason: 'its node and home are gone and no node has headroom: least loaded' }
+  return { workId: item.id, node: least.peerId, reason: stay != null ? 'its node cannot run it and no node has headroom: least loaded' : 'its node and home are gone and no node has headroom: least loaded' }
 }
 
 /** The lowest latency any allowed node measured for the work's model, or undefined where none did. */

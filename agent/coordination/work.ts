@@ -97,6 +97,13 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
     return [...this.unable].slice(0, 32).map(([work, u]) => ({ work, why: u.why }))
   }
 
+  /** Work stops here: what this box said it cannot run of it is said a while longer (UNABLE_MEMORY_MS). */
+  private left (id: string): void {
+    this.active.delete(id)
+    const unable = this.unable.get(id)
+    if (unable !== undefined) unable.until = this.now() + UNABLE_MEMORY_MS
+  }
+
   running (): WorkItem[] {
     return [...this.active.values()].map((w) => w.item)
   }
@@ -123,9 +130,7 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
     if (decision.action === 'stop') {
       const had = running !== undefined && running.home === home
       if (had) {
-        this.active.delete(work.id)
-        const unable = this.unable.get(work.id)
-        if (unable !== undefined) unable.until = this.now() + UNABLE_MEMORY_MS
+        this.left(work.id)
         this.emit('change')
       }
       return { outcome: 'applied', detail: had ? 'stopped' : 'was not running' }
@@ -153,7 +158,7 @@ export class WorkRegistry extends EventEmitter<WorkEvents> {
    */
   forgetHomeless (isMember: (home: string) => boolean): string[] {
     const dropped = [...this.active].filter(([, w]) => w.home !== this.selfId && !isMember(w.home)).map(([id]) => id)
-    for (const id of dropped) this.active.delete(id)
+    for (const id of dropped) this.left(id)
     if (dropped.length > 0) this.emit('change')
     return dropped
   }

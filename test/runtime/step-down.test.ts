@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -31,17 +32,27 @@ function setup (t: { testdir: () => string, teardown: (fn: () => Promise<void>) 
   })
   runtime.start()
   t.teardown(async () => { await pool.stop(); store.close() })
-  return { runtime, lostFile, degraded }
+  /**
+   * The model compiled, then run by a runtime started afresh over the same store (an agent's restart) after the
+   * other provider measured slower (as the CPU does beside a real accelerator): the model runs on `on`.
+   */
+  const runningOn = async (on: 'gpu-sim' | 'cpu'): Promise<{ id: string, runtime: ModelRuntime }> => {
+    const { id } = await runtime.compile(CLS)
+    const registry = new ModelRegistry({ db: store.database })
+    registry.recordBenchmark(id, { name: on === 'cpu' ? 'gpu-sim' : 'cpu', threads: 1, runs: 20, p50Ms: 1000, p99Ms: 1000 })
+    const restarted = new ModelRuntime({ registry, pool, modelsDir: join(dir, 'models'), log, providers: ['gpu-sim', 'cpu'], onDegraded: (why) => degraded.push(why) })
+    restarted.start()
+    return { id, runtime: restarted }
+  }
+  return { runtime, lostFile, degraded, onGpuSim: async () => await runningOn('gpu-sim'), onCpu: async () => await runningOn('cpu') }
 }
 
 t.test('a provider that fails at run time is stepped down from: the model goes on on the next, and the box says why', async (t) => {
-  const { runtime, lostFile, degraded } = setup(t)
-  const { id, providers } = await runtime.compile(CLS)
-  t.same(providers.map((p) => p.name).sort(), ['cpu', 'gpu-sim'], 'both providers measured')
+  const { lostFile, degraded, onGpuSim } = setup(t)
+  const { id, runtime } = await onGpuSim()
+  t.same(runtime.list()[0]?.providers.map((p) => p.name), ['gpu-sim', 'cpu'], 'both providers measured, gpu-sim the faster')
   t.same(runtime.providers, ['gpu-sim', 'cpu'])
-  // Whichever measured fastest runs the model; that one loses its device.
-  const first = runtime.list()[0]?.providers[0]?.name as string
-  const other = first === 'cpu' ? 'gpu-sim' : 'cpu'
+  const [first, other] = ['gpu-sim', 'cpu']
   t.ok((await runtime.run(id, feeds())).outputs['softmax_0.tmp_0'], 'runs before the fault')
   writeFileSync(lostFile, `${first}: CUDA failure 999: device lost\n`)
   const errors: string[] = []
@@ -57,27 +68,53 @@ t.test('a provider that fails at run time is stepped down from: the model goes o
   t.equal(runtime.modelLatencies()[0]?.p50Ms, runtime.list()[0]?.providers.find((p) => p.name === other)?.p50Ms, 'the beacon carries the latency of the provider it runs on now')
 })
 
-t.test('when every provider is lost, runs fail, named; the last one tried has nowhere to step down to and stays', async (t) => {
-  const { runtime, lostFile, degraded } = setup(t)
-  const { id } = await runtime.compile(CLS)
+t.test('when every provider is lost, runs fail, named (ERR_INFERENCE); the CPU, the last resort, is never marked lost', async (t) => {
+  const { lostFile, degraded, onGpuSim } = setup(t)
+  const { id, runtime } = await onGpuSim()
+  t.ok((await runtime.run(id, feeds())).outputs['softmax_0.tmp_0'], 'runs on gpu-sim before the fault')
   writeFileSync(lostFile, 'gpu-sim\ncpu: no device\n')
   const errors: string[] = []
-  for (let i = 0; i < STEP_DOWN_AFTER * 2 + 1; i++) errors.push(await runtime.run(id, feeds()).then(() => 'ran', (err: Error) => err.message))
-  // The fastest is stepped down from after three failures; the other then fails too (its load, then its runs).
-  const first = runtime.list()[0]?.providers[0]?.name as string
-  const why = { cpu: 'no device', 'gpu-sim': 'device lost' }
-  const other = first === 'cpu' ? 'gpu-sim' : 'cpu'
-  t.same(errors, [...Array(STEP_DOWN_AFTER).fill(why[first as 'cpu']), ...Array(STEP_DOWN_AFTER + 1).fill(why[other])], 'each run names its device\'s fault')
-  t.same(runtime.degraded(), [`${first}: ${why[first as 'cpu']}`], 'only the first is marked lost: the last has nowhere to step down to')
-  t.equal(degraded.length, 1)
+  for (let i = 0; i < STEP_DOWN_AFTER * 2 + 1; i++) errors.push(await runtime.run(id, feeds()).then(() => 'ran', (err: Error & { code?: string }) => `${err.code ?? '?'} ${err.message}`))
+  // gpu-sim is stepped down from after three failures (its sample run fails too); the CPU then fails its load.
+  t.same(errors, [...Array(STEP_DOWN_AFTER).fill('ERR_INFERENCE device lost'), ...Array(STEP_DOWN_AFTER + 1).fill('ERR_INFERENCE no device')], 'each run names its device\'s fault')
+  t.same([runtime.degraded(), degraded.length], [['gpu-sim: device lost'], 1], 'only gpu-sim is marked lost')
+})
+
+t.test('a device gone before the model loads: its load fails, it is lost, and the model loads on the next', async (t) => {
+  const { lostFile, degraded, onGpuSim } = setup(t)
+  const { id, runtime } = await onGpuSim()
+  writeFileSync(lostFile, 'gpu-sim: no such device\n')
+  t.same((await runtime.run(id, feeds())).outputs['softmax_0.tmp_0']?.dims, [1, 2], 'the first run loads it on the CPU and runs')
+  t.same([runtime.degraded(), degraded.length, runtime.providers], [['gpu-sim: no such device'], 1, ['cpu']])
+})
+
+t.test('the CPU, the last resort, is never marked lost: its runs fail, named, and it stays', async (t) => {
+  const { lostFile, degraded, onCpu } = setup(t)
+  const { id, runtime } = await onCpu()
+  writeFileSync(lostFile, 'cpu: no device\n')
+  const errors: string[] = []
+  for (let i = 0; i < STEP_DOWN_AFTER * 2; i++) errors.push(await runtime.run(id, feeds()).then(() => 'ran', (err: Error & { code?: string }) => `${err.code ?? '?'} ${err.message}`))
+  t.same(errors, Array(STEP_DOWN_AFTER * 2).fill('ERR_INFERENCE no device'))
+  t.same([runtime.degraded(), degraded, runtime.providers], [[], [], ['gpu-sim', 'cpu']], 'nothing marked lost')
+})
+
+t.test('runs that fail for their inputs are not a broken device: the sample inputs run, so nothing is stepped down', async (t) => {
+  const { degraded, onGpuSim } = setup(t)
+  const { id, runtime } = await onGpuSim()
+  const wrong = () => ({ x: sampleTensor({ name: 'x', dtype: 'float32', shape: [1, 5, 48, 192] }, undefined) })
+  const errors: string[] = []
+  for (let i = 0; i < STEP_DOWN_AFTER * 2; i++) errors.push(await runtime.run(id, wrong()).then(() => 'ran', (err: Error & { code?: string }) => err.code ?? '?'))
+  t.same(errors, Array(STEP_DOWN_AFTER * 2).fill('ERR_INFERENCE'), 'inputs of the wrong shape fail, named')
+  t.same([runtime.degraded(), degraded, runtime.providers], [[], [], ['gpu-sim', 'cpu']], 'whichever provider ran them, it is not lost')
+  t.ok((await runtime.run(id, feeds())).outputs['softmax_0.tmp_0'], 'and good inputs run')
 })
 
 t.test('a run failure now and then is not a broken device: the count restarts at every success', async (t) => {
-  const { runtime, lostFile } = setup(t)
-  const { id } = await runtime.compile(CLS)
-  const first = runtime.list()[0]?.providers[0]?.name as string
+  const { lostFile, onGpuSim } = setup(t)
+  const { id, runtime } = await onGpuSim()
+  await runtime.run(id, feeds())
   for (let round = 0; round < 3; round++) {
-    writeFileSync(lostFile, `${first}\n`)
+    writeFileSync(lostFile, 'gpu-sim\n')
     for (let i = 0; i < STEP_DOWN_AFTER - 1; i++) await runtime.run(id, feeds()).catch(() => {})
     writeFileSync(lostFile, '')
     await runtime.run(id, feeds())
@@ -93,10 +130,16 @@ t.test('NOODLE_FAULTS is read and checked like configuration', async (t) => {
   t.equal(refused('{"lostFile":"relative"}'), 'NOODLE_FAULTS.lostFile: must be an absolute path')
   t.equal(refused('{"simulate":["a b"]}'), 'NOODLE_FAULTS.simulate.0: must be a provider name: letters, digits, ".", "_" or "-"')
   t.match(refused('{"grant":"root"}'), /^NOODLE_FAULTS: Unrecognized key/)
+  t.equal(refused('{"simulate":["cuda"]}'), 'NOODLE_FAULTS.simulate.0: must not be a real provider\'s name (it would be tried twice)')
 })
 
-t.test('the lost-providers file: unreadable, too large or odd lines list nothing that is not a provider', async (t) => {
+t.test('the lost-providers file: unreadable, too large, not a file, or odd lines list nothing that is not a provider', async (t) => {
   const dir = t.testdir({ big: 'x'.repeat(5000), odd: 'cuda: gone\n\n  webgpu  \n../etc: x\nbad name: y\n' })
+  execFileSync('mkfifo', [join(dir, 'fifo')])
+  const started = Date.now()
+  t.same([...lostProviders({ simulate: [], lostFile: join(dir, 'fifo') })], [], 'a FIFO is not read (it would block the worker for ever)')
+  t.ok(Date.now() - started < 1000, 'and does not block')
+  t.same([...lostProviders({ simulate: [], lostFile: '/dev/zero' })], [], '/dev/zero is not read (it never ends)')
   t.same([...lostProviders({ simulate: [], lostFile: join(dir, 'missing') })], [])
   t.same([...lostProviders({ simulate: [], lostFile: join(dir, 'big') })], [])
   t.same([...lostProviders({ simulate: [], lostFile: join(dir, 'odd') })], [['cuda', 'gone'], ['webgpu', 'device lost']])

@@ -78,13 +78,16 @@ t.test('work that leaves home goes to the box that measured its model fastest; s
     'another model\'s latency says nothing: most headroom')
 })
 
-t.test('a node that says it cannot run the work is never chosen; one too slow for it keeps it only if nobody else fits', async (t) => {
+t.test('a node that says it cannot run the work, or too slowly, keeps it only if no other node may take it', async (t) => {
   const item = { id: 'cam', kind: 'camera', accelerator: 'none' } as const
   const cannot = new Map([['cam', 'cannot-run' as const]])
   const slow = new Map([['cam', 'too-slow' as const]])
   t.same(place([box('a', { running: ['cam'], unable: cannot }), box('b')], [work('a', item)]), [{ workId: 'cam', node: 'b', reason: 'most headroom; its node cannot run its model' }],
     'its detector cannot run at home: moved to the other node')
-  t.same(where([box('a', { running: ['cam'], unable: cannot })], [work('a', item)]), { cam: null }, 'nowhere else to go: placed nowhere rather than where it cannot run')
+  t.same(place([box('a', { running: ['cam'], unable: cannot })], [work('a', item)]),
+    [{ workId: 'cam', node: 'a', reason: 'its model cannot run there, and no other live node may run it: left where it is' }], 'nowhere else to go: it stays, failing visibly, rather than stopped')
+  t.same(place([box('a', { running: ['cam'], unable: cannot }), box('b', { cpuPct: 95 })], [work('a', item)]),
+    [{ workId: 'cam', node: 'b', reason: 'its node cannot run it and no node has headroom: least loaded' }], 'a node without headroom that can run it beats one that cannot')
   t.same(where([box('a', { running: ['cam'], unable: slow }), box('b', { cpuPct: 60 })], [work('a', item)]), { cam: 'b' }, 'too slow at home: another node with headroom takes it')
   t.same(place([box('a', { running: ['cam'], unable: slow }), box('b', { cpuPct: 95 })], [work('a', item)]),
     [{ workId: 'cam', node: 'a', reason: 'it runs too slowly there, and no other live node fits: left where it is' }], 'nobody else fits: it stays, slow rather than not at all')
