@@ -397,6 +397,11 @@ interface CameraState {
   latest?: { frame: ResultFrame, boxes: Box[] }
   /** The snapshot being made (one per camera at a time), and when the last event snapshot started. */
   busy?: Promise<unknown>
+  /**
+   * An event snapshot due while the slot was busy (a latest.jpg being made): it runs as soon as the slot is free,
+   * before any latest.jpg asked meanwhile, so that readers of latest.jpg never starve events.
+   */
+  next?: () => Promise<void>
   lastEventAt: number
   /** The latest frame's JPEG, by its frame's seq; and the one being made, shared by every caller meanwhile. */
   cached?: { seq: number, jpeg: Uint8Array }
@@ -464,25 +469,30 @@ export class CameraSnapshots {
       const rank = (e: OpenEvent, d: Detection): number => e.score < 0 ? 2 : d.score - e.score
       if (best === undefined || rank(event, detection) > rank(best.event, best.detection)) best = { id, event, detection }
     }
-    if (best === undefined || !this.store.takes() || state.busy !== undefined || this.now() - state.lastEventAt < EVENT_SNAPSHOT_INTERVAL_MS) return
+    if (best === undefined || !this.store.takes() || state.next !== undefined || this.now() - state.lastEventAt < EVENT_SNAPSHOT_INTERVAL_MS) return
     const { id, event, detection } = best
     const before = event.score
     event.score = detection.score
     state.lastEventAt = this.now()
-    this.run(state, async () => {
+    const take = async (): Promise<void> => {
       try {
         const { jpeg } = await frame.snapshot([detection.box])
         await this.store.put(id, jpeg)
       } catch (err) {
-        // Tried again with a later frame.
+        // Tried again with a later frame (this one may be gone by its turn: the thread holds two).
         event.score = before
         this.log.debug({ camera: result.camera, event: id, err: (err as Error).message }, 'event snapshot not taken')
       }
-    })
+    }
+    // The slot busy (a latest.jpg, milliseconds): next in it, ahead of any latest.jpg asked meanwhile.
+    if (state.busy === undefined) this.run(state, take)
+    else state.next = take
   }
 
   /** A camera stopped here: its frames are gone, and so are its open events (they ended). */
   cameraStopped (camera: string): void {
+    const state = this.cameras.get(camera)
+    if (state !== undefined) state.next = undefined
     this.cameras.delete(camera)
   }
 
@@ -502,7 +512,8 @@ export class CameraSnapshots {
    * time (callers meanwhile share it), after any event snapshot being made.
    */
   async latestJpeg (camera: string): Promise<Uint8Array> {
-    // A turn is waited at most twice: an event snapshot, then another caller's latest frame (shared if current).
+    // A turn is waited at most twice: what the slot is making (an event snapshot, or an older latest frame), then an
+    // event snapshot queued behind it; a latest frame of this result another caller made meanwhile is shared.
     for (let turn = 0; turn < 3; turn++) {
       const state = this.cameras.get(camera)
       const latest = state?.latest
@@ -533,6 +544,13 @@ export class CameraSnapshots {
     throw new SnapshotUnavailableError(`camera ${camera} is busy making snapshots: ask again`)
   }
 
+  /** Resolves once the camera's slot is idle: the snapshots it was making, and any queued after them, made. */
+  async settled (camera: string): Promise<void> {
+    for (let state = this.cameras.get(camera); state?.busy !== undefined; state = this.cameras.get(camera)) {
+      await state.busy.then(() => {}, () => {})
+    }
+  }
+
   private state (camera: string): CameraState {
     let state = this.cameras.get(camera)
     if (state === undefined) {
@@ -542,9 +560,15 @@ export class CameraSnapshots {
     return state
   }
 
-  /** Runs a snapshot in the camera's one slot; the slot is free again when it settles. */
+  /** Runs a snapshot in the camera's one slot; when it settles, the event snapshot queued (next) runs, or it is free. */
   private run (state: CameraState, work: () => Promise<void>): void {
-    const busy = work().finally(() => { if (state.busy === busy) state.busy = undefined })
+    const busy = work().finally(() => {
+      if (state.busy !== busy) return
+      state.busy = undefined
+      const next = state.next
+      state.next = undefined
+      if (next !== undefined) this.run(state, next)
+    })
     state.busy = busy
   }
 }

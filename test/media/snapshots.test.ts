@@ -227,14 +227,15 @@ t.test('indexing that fails is logged, and what it kept meanwhile is let go', as
 })
 
 /** A result of camera `cam` whose frame makes fake JPEGs, recording what it was asked. */
-function result (seq: number, detections: Detection[], asked: Array<{ seq: number, boxes: unknown }>, fail?: 'gone'): CameraResult {
+function result (seq: number, detections: Detection[], asked: Array<{ seq: number, boxes: unknown }>, fail?: 'gone', made?: Promise<void>): CameraResult {
   const frame: ResultFrame = {
     seq,
     width: 640,
     height: 480,
     snapshot: async (boxes) => {
       asked.push({ seq, boxes })
-      await new Promise((resolve) => setTimeout(resolve, 5))
+      // Made in the decode thread: later (when `made` resolves, or the next turn of the loop).
+      await (made ?? new Promise((resolve) => setImmediate(resolve)))
       if (fail !== undefined) throw new SnapshotFailedError(fail, 'no longer held')
       return { jpeg: Uint8Array.from([0xff, 0xd8, seq, 0xff, 0xd9]), width: 640, height: 480, ms: 1 }
     }
@@ -258,7 +259,7 @@ async function snapshotsOf (t: { testdir: () => string, teardown: (fn: () => Pro
     now: () => now
   })
   /** What the camera's slot has made settles, and the store has written. */
-  const settle = async (): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, 40)) }
+  const settle = async (): Promise<void> => { await snapshots.settled('cam') }
   return { store, snapshots, settle, clock: { advance: (ms: number) => { now += ms } } }
 }
 
@@ -311,6 +312,29 @@ t.test('an event is snapshotted at its best score, with its box; at most one a s
   snapshots.observe(result(8, [detection(0.99, [104, 60, 184, 110])], asked))
   await settle()
   t.equal(asked.length, 5)
+})
+
+t.test('latest.jpg readers never starve event snapshots: one due while a latest.jpg is made goes next', async (t) => {
+  const { store, snapshots } = await snapshotsOf(t)
+  const asked: Array<{ seq: number, boxes: unknown }> = []
+  let release!: () => void
+  const made = new Promise<void>((resolve) => { release = resolve })
+  snapshots.observe(result(1, [], asked, undefined, made))
+  const first = snapshots.latestJpeg('cam') // the camera's slot busy with it until `made`
+  const parcel = detection(0.6)
+  const cat = detection(0.5, [1, 2, 3, 4], 'cat')
+  snapshots.changed('cam', [change('new', 1, parcel)])
+  snapshots.observe(result(2, [parcel, cat], asked)) // the event's snapshot is due meanwhile
+  const second = snapshots.latestJpeg('cam') // asked after it: made after it
+  release()
+  t.same([(await first)[2], (await second)[2]], [1, 2])
+  await snapshots.settled('cam')
+  t.same(asked, [
+    { seq: 1, boxes: [] },
+    { seq: 2, boxes: [[100, 60, 180, 110]] },
+    { seq: 2, boxes: [[100, 60, 180, 110], [1, 2, 3, 4]] }
+  ], 'latest.jpg of 1, then the event\'s snapshot, then latest.jpg of 2')
+  t.equal(store.has(id(1)), true, 'the event has its snapshot')
 })
 
 t.test('latest.jpg: one snapshot per result whoever asks, shared while it is made; named errors', async (t) => {
