@@ -102,7 +102,7 @@ export const VIEW_BODIES = {
     deadLetter: count,
     connected: z.boolean(),
     broker: text(2048).nullable(),
-    embeddedBroker: z.object({ clients: count, refused: z.record(z.string().regex(/^[a-z_-]{1,40}$/), count) }).nullable()
+    embeddedBroker: z.object({ clients: count, refused: z.record(z.string().regex(/^[A-Za-z_-]{1,40}$/), count) }).nullable()
   }),
   'dead-letters': z.array(z.object({ at: iso, topic: text(1024), reason: text(64), detail: text(1024), size: count, payload: text(1024) })).max(100),
   models: z.array(z.object({

@@ -9,7 +9,8 @@ import { VIEW_BURST } from '../../agent/mesh/view-exchange.ts'
 import { VIEWS_PROTOCOL, viewHeaderCodec, viewRequestCodec } from '../../protocols/views.ts'
 import { readSwarmKey } from '../../identity/keys.ts'
 import { bareNode } from '../helpers/bare-node.ts'
-import { bootstrapAddr, gossip, nodes, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { bootstrapAddr, gossip, nodes, publishReadings, startAgent, status, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
+import { freePort } from '../../scripts/mosquitto.ts'
 import type { AgentProcess } from '../helpers/agents.ts'
 import { eventually } from '../helpers/eventually.ts'
 import { rogueMember } from './meshwork-rogue-member.ts'
@@ -38,8 +39,13 @@ t.test('two agents: each shows the other\'s data through ?node=, its links and i
   const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
   const a = await startAgent({ root, name: 'alpha', swarmKeyFile })
   t.teardown(() => stopAgents([a]))
-  const b = await startAgent({ root, name: 'beta', swarmKeyFile, bootstrap: [await bootstrapAddr(a)] })
+  // Beta ingests what is published to its embedded broker: its sensors, series and ingest are worth showing.
+  const mqttPort = await freePort()
+  const mqtt = { topics: ['sensors/#'], topicParsing: [{ topic: 'sensors/+/+', levels: '_/sensor/metric' }], embeddedBroker: { host: '127.0.0.1', port: mqttPort } }
+  const b = await startAgent({ root, name: 'beta', swarmKeyFile, bootstrap: [await bootstrapAddr(a)], config: { mqtt } })
   t.teardown(() => stopAgents([b]))
+  await publishReadings({ url: `mqtt://127.0.0.1:${mqttPort}`, topic: 'sensors/kitchen/temp', count: 5 }).done
+  await waitFor('beta to store the readings', async () => (await apiGet<Array<{ count: number }>>(b.socketPath, '/api/v1/sensors'))[0]?.count === 5)
   await waitFor('alpha to list beta alive', async () => (await nodes(a)).find((n) => n.peerId === b.peerId)?.state === 'alive')
 
   const linksOf = async (observer: AgentProcess) => Object.fromEntries((await nodes(observer)).map((n) => [n.name, n.links]))
@@ -56,6 +62,9 @@ t.test('two agents: each shows the other\'s data through ?node=, its links and i
     const sep = path.includes('?') ? '&' : '?'
     t.same(await json(a, `${path}${sep}node=${b.peerId}`), own, `${path}: beta's answer, through alpha`)
   }
+  t.match(await json(a, `/api/v1/sensors/series?sensor=kitchen&metric=temp&res=minute&node=${b.peerId}`),
+    { status: 200, body: { sensor: 'kitchen', metric: 'temp', res: 'minute', points: [{ at: String, count: Number, min: Number, max: Number, mean: Number, last: Number }] } }, 'a series with its points')
+  t.match(await json(a, `/api/v1/ingest?node=${b.peerId}`), { status: 200, body: { stored: 5, connected: true, embeddedBroker: { clients: Number } } })
   t.same(await json(a, `/api/v1/sensors?node=${a.peerId}`), await json(a, '/api/v1/sensors'), 'node naming this box: its own answer')
 
   const history = await apiGet<Array<Record<string, unknown>>>(a.socketPath, `/api/v1/mesh/nodes/${b.peerId}/health`)
