@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
-import { lstat, mkdir, open, readdir, rename, statfs, unlink, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, open, readdir, rename, statfs, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { NoodleError } from '../common/errors.ts'
@@ -71,6 +71,9 @@ export const DEFAULT_SNAPSHOT_CAP_BYTES = 2 * 1024 ** 3
 const SWEEP_EVERY_MS = 10 * 60_000
 /** Event ids asked of the store at once by a sweep, between turns of the event loop. */
 const SWEEP_CHUNK = 500
+/** The snapshots folder's mode and each snapshot's, whatever was there and whatever the umask (docs/files.md). */
+const FOLDER_MODE = 0o750
+const FILE_MODE = 0o640
 /** Files deleted at once at most (a sweep or the cap may delete thousands), the event loop turning between. */
 const DELETE_CHUNK = 16
 /** A snapshot file's name: the event's id (EVENT_ID), nothing a request gave. */
@@ -132,7 +135,9 @@ export class SnapshotStore {
   }
 
   async start (): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o750 })
+    await mkdir(this.dir, { recursive: true, mode: FOLDER_MODE })
+    // mkdir leaves a folder already there as it is, and the umask narrows a new one: docs/files.md says 0750.
+    await chmod(this.dir, FOLDER_MODE)
     if (this.maxBytes === undefined) {
       const fs = await statfs(this.dir)
       this.maxBytes = defaultSnapshotMaxBytes(fs.blocks * fs.bsize)
@@ -185,7 +190,14 @@ export class SnapshotStore {
     const temp = join(this.dir, `.${id}.${randomBytes(8).toString('hex')}.tmp`)
     const write = (async () => {
       try {
-        await writeFile(temp, jpeg, { mode: 0o640, flag: 'wx' })
+        const file = await open(temp, 'wx', FILE_MODE)
+        try {
+          await file.writeFile(jpeg)
+          // Whatever the umask made of it: docs/files.md says 0640.
+          await file.chmod(FILE_MODE)
+        } finally {
+          await file.close()
+        }
         await rename(temp, join(this.dir, `${id}.jpg`))
       } catch (err) {
         await unlink(temp).catch(() => {})

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire, syncBuiltinESMExports } from 'node:module'
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
@@ -60,6 +60,24 @@ t.test('snapshots stay under maxBytes: the oldest go first, a rewrite counts onc
   t.equal(store.usage().files, 2)
   await t.rejects(store.put('../../etc/passwd', bytes(10)), { code: 'ERR_NOT_AN_EVENT_ID', message: /not an event id/ }, 'a file is named by an event id only')
   t.equal(await store.read('../../etc/passwd'), undefined)
+})
+
+t.test('the folder is 0750 and each snapshot 0640, whatever the folder was and whatever the umask', async (t) => {
+  const dir = join(t.testdir(), 'snapshots')
+  mkdirSync(dir)
+  chmodSync(dir, 0o777) // an earlier run's, or an operator's: mkdir leaves it as it is
+  const umask = process.umask(0o077)
+  try {
+    const store = new SnapshotStore({ dir, maxBytes: 1_000, events: { ownIds: (ids) => new Set(ids) }, log })
+    await store.start()
+    t.teardown(() => store.stop())
+    await store.indexed()
+    await store.put(id(1), bytes(10))
+  } finally {
+    process.umask(umask)
+  }
+  const mode = (path: string): string => (statSync(path).mode & 0o777).toString(8)
+  t.same([mode(dir), mode(join(dir, `${id(1)}.jpg`))], ['750', '640'], 'as docs/files.md says')
 })
 
 t.test('events.snapshotMaxBytes: 0 takes none; unset is 5 % of the filesystem, at most 2 GiB', async (t) => {
