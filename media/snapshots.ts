@@ -122,9 +122,9 @@ export class SnapshotStore {
   /** Snapshots forgotten whose files are still to be deleted, and the deleting of them (stop() waits for it). */
   private readonly doomed: string[] = []
   private deleting: Promise<void> | undefined
-  private timer: NodeJS.Timeout | undefined
-
+  /** How often a sweep runs (SWEEP_EVERY_MS; tests shorten it), and its timer. */
   private readonly sweepEveryMs: number
+  private timer: NodeJS.Timeout | undefined
 
   constructor (components: { dir: string, events: SnapshotEvents, log: Logger, maxBytes?: number, sweepEveryMs?: number }) {
     this.dir = components.dir
@@ -189,8 +189,9 @@ export class SnapshotStore {
     // A name nobody can plant a link at beforehand, created here or failing (wx: O_EXCL, which follows no link).
     const temp = join(this.dir, `.${id}.${randomBytes(8).toString('hex')}.tmp`)
     const write = (async () => {
+      // Not created (something is there): nothing of ours to clean up.
+      const file = await open(temp, 'wx', FILE_MODE)
       try {
-        const file = await open(temp, 'wx', FILE_MODE)
         try {
           await file.writeFile(jpeg)
           // Whatever the umask made of it: docs/files.md says 0640.
