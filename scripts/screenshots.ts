@@ -1,9 +1,9 @@
 /**
  * `npm run screenshots`: the dashboard's two pictures in the README (docs/images/mesh.png and
  * docs/images/cameras.png), taken with Debian's chromium (headless, driven by playwright-core) from a real mesh
- * of three agents on this machine (porch-pi, garage-nuc, shed-pi): porch-pi serves the page over HTTPS and runs
- * two cameras, a parcel on a porch found by the tests' object detector, and FFmpeg's test pattern read by the
- * PP-OCR text detector when that model is installed (a second parcel camera otherwise).
+ * of three agents on this machine: porch-pi serves the page over HTTPS and runs a camera (a parcel on a porch,
+ * found by the tests' object detector), garage-nuc runs the PP-OCR text detector on FFmpeg's test pattern when
+ * that model is installed (a second parcel camera otherwise), shed-pi runs nothing.
  *
  * The browser tests (test/ui/) start their meshes and log in with the helpers below.
  */
@@ -135,7 +135,7 @@ async function main (): Promise<void> {
   const pattern = existsSync(ocr)
     ? { id: 'pattern', kind: 'camera', source: 'lavfi:testsrc=size=640x480:rate=10', model: ocr, size: 640, fps: 2, channels: 'bgr', cpuPct: 60, pinned: true }
     : parcelCamera('driveway', model, PARCEL_SOURCE.replace('x=100:y=60', 'x=180:y=120'))
-  const mesh = await startDashboardMesh({ root, names: ['porch-pi', 'garage-nuc', 'shed-pi'], work: { 'porch-pi': [parcelCamera('porch', model), pattern] } })
+  const mesh = await startDashboardMesh({ root, names: ['porch-pi', 'garage-nuc', 'shed-pi'], work: { 'porch-pi': [parcelCamera('porch', model)], 'garage-nuc': [pattern] } })
   let browser: Browser | undefined
   let feeder: NodeJS.Timeout | undefined
   try {
@@ -147,7 +147,8 @@ async function main (): Promise<void> {
         execFile('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mesh.mqttPort), '-q', '1', '-t', `sensors/${t}`, '-m', (20 + Math.random() * 5).toFixed(2)], () => {})
       }
     }, 1_000)
-    await camerasRunning(host, ['porch', String(pattern.id)])
+    await camerasRunning(host, ['porch'])
+    await camerasRunning(mesh.agents[1] as AgentProcess, [String(pattern.id)])
     browser = await launchBrowser()
     const page = await newPage(browser, { width: 1280, height: 800 })
     await logIn(page, mesh.url, 'admin', 'a long and quiet river')

@@ -1,7 +1,8 @@
 /**
  * The dashboard in a real browser (Debian's chromium, headless, driven by playwright-core) against a real mesh of
  * three agents: alpha serves the page over HTTPS, runs a camera with the test detector and the embedded MQTT
- * broker; beta and gamma are members (gamma is killed at the end). One mesh and one browser for every case, in
+ * broker; beta runs another camera (its frame and figures reach the page through alpha, `?node=`); gamma is
+ * killed at the end. One mesh and one browser for every case, in
  * order. Every page visited is saved as a PNG in a temporary folder (NOODLE_UI_SHOTS names another), kept after
  * the run and printed.
  */
@@ -55,7 +56,7 @@ if (missing !== false) {
   }
 
   t.before(async () => {
-    mesh = await startDashboardMesh({ root, names: ['alpha', 'beta', 'gamma'], work: { alpha: [parcelCamera('porch', model)] }, start: startAgent })
+    mesh = await startDashboardMesh({ root, names: ['alpha', 'beta', 'gamma'], work: { alpha: [parcelCamera('porch', model)], beta: [parcelCamera('driveway', model)] }, start: startAgent })
     await addOperator(mesh.agents[0] as AgentProcess, ADMIN.username, ADMIN.password, 'admin')
     await addOperator(mesh.agents[0] as AgentProcess, VIEWER.username, VIEWER.password, 'viewer')
     browser = await launchBrowser()
@@ -98,28 +99,35 @@ if (missing !== false) {
     await snap(admin, 'mesh')
   })
 
-  t.test('a camera tile shows the latest frame with the parcel boxed', async (t) => {
+  t.test('camera tiles show the latest frame with the parcel boxed, on this box and on another', async (t) => {
     await camerasRunning(mesh.agents[0] as AgentProcess, ['porch'])
+    await camerasRunning(mesh.agents[1] as AgentProcess, ['driveway'])
     await admin.locator('[data-view="cameras"]').click()
-    const img = admin.locator('[data-camera="porch"] img')
-    await img.waitFor({ timeout: 20_000 })
-    // The frame as the browser decoded it: red on the box's edges, not inside.
-    const seen = await img.evaluate(async (el: any) => {
-      await el.decode()
-      const canvas = (globalThis as any).document.createElement('canvas')
-      canvas.width = el.naturalWidth
-      canvas.height = el.naturalHeight
-      const g = canvas.getContext('2d')
-      g.drawImage(el, 0, 0)
-      const red = (x: number, y: number): boolean => { const [r, gr, b] = g.getImageData(x, y, 1, 1).data; return r > 180 && gr < 90 && b < 90 }
-      return { width: canvas.width, height: canvas.height, left: red(100, 85), top: red(140, 60), inside: red(140, 85) }
-    })
-    t.same(seen, { width: 320, height: 240, left: true, top: true, inside: false })
-    t.match(await admin.locator('[data-camera="porch"]').textContent(), /alpha/, 'the tile names the member that runs it')
+    for (const [camera, node] of [['porch', 'alpha'], ['driveway', 'beta']] as const) {
+      const tile = admin.locator(`[data-camera="${camera}"]`)
+      const img = tile.locator('img')
+      await img.waitFor({ timeout: 20_000 })
+      // The frame as the browser decoded it: red on the box's edges, not inside.
+      const seen = await img.evaluate(async (el: any) => {
+        await el.decode()
+        const canvas = (globalThis as any).document.createElement('canvas')
+        canvas.width = el.naturalWidth
+        canvas.height = el.naturalHeight
+        const g = canvas.getContext('2d')
+        g.drawImage(el, 0, 0)
+        const red = (x: number, y: number): boolean => { const [r, gr, b] = g.getImageData(x, y, 1, 1).data; return r > 180 && gr < 90 && b < 90 }
+        return { width: canvas.width, height: canvas.height, left: red(100, 85), top: red(140, 60), inside: red(140, 85) }
+      })
+      t.same(seen, { width: 320, height: 240, left: true, top: true, inside: false }, `${camera}: the frame with the parcel's box`)
+      t.match(await tile.textContent(), new RegExp(`on ${node}`), `${camera}: the tile names the member that runs it`)
+      // Its figures, from the member that runs it: fps in is a number.
+      await tile.locator('dd').first().filter({ hasText: /^\d/ }).waitFor({ timeout: 15_000 })
+    }
     await admin.waitForTimeout(2_500) // a refresh
     await snap(admin, 'cameras')
-    await admin.locator('[data-camera="porch"] h3 a').click()
+    await admin.locator('[data-camera="driveway"] h3 a').click()
     await admin.locator('.camera-view').waitFor()
+    await admin.locator('.camera-view img').first().waitFor({ timeout: 10_000 })
     await snap(admin, 'camera')
   })
 
@@ -158,14 +166,21 @@ if (missing !== false) {
     t.pass('events, decisions, operators and a member shown')
   })
 
-  t.test('a viewer sees no optimize button and no operators', async (t) => {
-    const page = watch(await newPage(browser))
+  t.test('a viewer, on a phone: no optimize button, no operators, nothing wider than the screen', async (t) => {
+    const page = watch(await newPage(browser, { width: 390, height: 844 }))
     await logIn(page, mesh.url, VIEWER.username, VIEWER.password)
+    const overflow = (): Promise<number> => page.evaluate(() => { const d = (globalThis as any).document.documentElement; return d.scrollWidth - d.clientWidth })
+    await snap(page, 'phone-mesh')
+    t.equal(await overflow(), 0, 'the mesh view fits the width')
+    await page.locator('[data-view="cameras"]').click()
+    await page.locator('[data-camera] img').first().waitFor({ timeout: 20_000 })
+    t.equal(await overflow(), 0, 'the cameras fit the width')
+    await snap(page, 'phone-cameras')
     await page.locator('[data-view="decisions"]').click()
     await page.locator('.decisions-view').waitFor()
     t.equal(await page.locator('[data-action="optimize"]').count(), 0, 'no optimize button')
     t.equal(await page.locator('a[data-view="operators"]').count(), 0, 'no link to the accounts')
-    await snap(page, 'decisions-viewer')
+    await snap(page, 'phone-decisions-viewer')
     await page.context().close()
   })
 

@@ -21,7 +21,7 @@ const COLORS = ['#2563eb', '#dc2626', '#16a34a', '#d97706', '#7c3aed', '#0891b2'
  * `data`: [times in seconds, ...one array of values per series]; `series`: [{ label, unit? }].
  * `format` writes an axis and legend value.
  */
-export function Chart ({ title, series, data, format = (v) => String(v), height = 180, yRange }) {
+export function Chart ({ title, series, data, format = (v) => String(v), height = 180, yRange, span }) {
   const box = useRef(null)
   const plot = useRef(null)
   const [failed, setFailed] = useState(null)
@@ -41,7 +41,20 @@ export function Chart ({ title, series, data, format = (v) => String(v), height 
         width,
         height,
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true }, y: yRange === undefined ? {} : { range: yRange } },
+        // `span` (seconds) fixes the x axis to the last span up to now (a day of health); otherwise it fits the
+        // data, widened to an hour around a single point.
+        scales: {
+          x: {
+            time: true,
+            range: (u, min, max) => {
+              const now = Date.now() / 1000
+              if (span !== undefined) return [now - span, now]
+              if (min == null || max == null) return [now - 3600, now]
+              return min === max ? [min - 1800, max + 1800] : [min, max]
+            }
+          },
+          y: yRange === undefined ? {} : { range: yRange }
+        },
         axes: [axis, { ...axis, size: 72, values: (u, vals) => vals.map(format) }],
         series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5, value: (u, v) => v == null ? '–' : format(v) }))]
       }

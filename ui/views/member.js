@@ -16,6 +16,8 @@ function samplesOf (data) {
     .sort((a, b) => a.time - b.time)
 }
 
+const DAY = 86_400
+
 const column = (samples, pick) => samples.map((s) => { const v = pick(s); return typeof v === 'number' && Number.isFinite(v) ? v : null })
 
 function HealthCharts ({ peerId, again }) {
@@ -27,11 +29,11 @@ function HealthCharts ({ peerId, again }) {
   const temps = column(samples, (s) => s.tempC)
   const memUsed = column(samples, (s) => s.memUsedBytes)
   return html`<div class="charts">
-    <${Chart} title="CPU" series=${[{ label: 'CPU %' }]} data=${[t, column(samples, (s) => s.cpuPct)]} format=${(v) => `${Math.round(v)}%`} yRange=${[0, 100]} />
-    <${Chart} title="Memory used" series=${[{ label: 'used' }]} data=${[t, memUsed]} format=${bytes} />
-    <${Chart} title="Load (1 min)" series=${[{ label: 'load' }]} data=${[t, column(samples, (s) => s.load1)]} format=${(v) => num(v, 2)} />
-    <${Chart} title="Disk free" series=${[{ label: 'free' }]} data=${[t, column(samples, (s) => s.diskFreeBytes)]} format=${bytes} />
-    ${temps.some((v) => v !== null) && html`<${Chart} title="Temperature" series=${[{ label: '°C' }]} data=${[t, temps]} format=${(v) => `${num(v)} °C`} />`}
+    <${Chart} span=${DAY} title="CPU" series=${[{ label: 'CPU %' }]} data=${[t, column(samples, (s) => s.cpuPct)]} format=${(v) => `${Math.round(v)}%`} yRange=${[0, 100]} />
+    <${Chart} span=${DAY} title="Memory used" series=${[{ label: 'used' }]} data=${[t, memUsed]} format=${bytes} />
+    <${Chart} span=${DAY} title="Load (1 min)" series=${[{ label: 'load' }]} data=${[t, column(samples, (s) => s.load1)]} format=${(v) => num(v, 2)} />
+    <${Chart} span=${DAY} title="Disk free" series=${[{ label: 'free' }]} data=${[t, column(samples, (s) => s.diskFreeBytes)]} format=${bytes} />
+    ${temps.some((v) => v !== null) && html`<${Chart} span=${DAY} title="Temperature" series=${[{ label: '°C' }]} data=${[t, temps]} format=${(v) => `${num(v)} °C`} />`}
   </div>`
 }
 
