@@ -166,7 +166,7 @@ if (missing !== false) {
     t.pass('events, decisions, operators and a member shown')
   })
 
-  t.test('a viewer, on a phone: no optimize button, no operators, nothing wider than the screen', async (t) => {
+  t.test('a viewer, on a phone: no optimize button, no operators, nothing wider than the screen; signing out', async (t) => {
     const page = watch(await newPage(browser, { width: 390, height: 844 }))
     await logIn(page, mesh.url, VIEWER.username, VIEWER.password)
     const overflow = (): Promise<number> => page.evaluate(() => { const d = (globalThis as any).document.documentElement; return d.scrollWidth - d.clientWidth })
@@ -181,6 +181,11 @@ if (missing !== false) {
     t.equal(await page.locator('[data-action="optimize"]').count(), 0, 'no optimize button')
     t.equal(await page.locator('a[data-view="operators"]').count(), 0, 'no link to the accounts')
     await snap(page, 'phone-decisions-viewer')
+    await page.locator('[data-action="logout"]').click()
+    await page.locator('input[name="username"]').waitFor({ timeout: 10_000 })
+    await page.reload()
+    await page.locator('input[name="username"]').waitFor({ timeout: 10_000 })
+    t.equal(await page.locator('[data-peer-id]').count(), 0, 'signed out: the session is gone, a reload asks again')
     await page.context().close()
   })
 
