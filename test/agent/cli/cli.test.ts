@@ -102,7 +102,7 @@ t.test('--json prints exactly the API body; the table shows the node', async (t)
 
   const nodesJson = JSON.parse((await noodle(['nodes', '--json', ...args])).stdout)
   const nodesApi = await nodes(agent)
-  t.same(Object.keys(nodesJson[0]), ['peerId', 'name', 'state', 'role', 'term', 'running', 'providers', 'models', 'ingest', 'addrs', 'lastSeen', 'health'])
+  t.same(Object.keys(nodesJson[0]), ['peerId', 'name', 'state', 'role', 'term', 'running', 'providers', 'models', 'degraded', 'unable', 'ingest', 'addrs', 'lastSeen', 'health', 'tempC', 'accelerators', 'cpus', 'links'])
   t.same(Object.keys(nodesJson[0].health), ['cpuPct', 'load1', 'memUsedBytes', 'memTotalBytes', 'diskFreeBytes', 'uptimeS'])
   t.same(nodesJson.map((n: { peerId: string }) => n.peerId), nodesApi.map((n) => n.peerId), 'nodes --json is the API body')
 
