@@ -72,8 +72,8 @@ const SWEEP_EVERY_MS = 10 * 60_000
 /** Event ids asked of the store at once by a sweep, between turns of the event loop. */
 const SWEEP_CHUNK = 500
 /** The snapshots folder's mode and each snapshot's, whatever was there and whatever the umask (docs/files.md). */
-const FOLDER_MODE = 0o750
-const FILE_MODE = 0o640
+const FOLDER_MODE = 0o700
+const FILE_MODE = 0o600
 /** Files deleted at once at most (a sweep or the cap may delete thousands), the event loop turning between. */
 const DELETE_CHUNK = 16
 /** A snapshot file's name: the event's id (EVENT_ID), nothing a request gave. */
@@ -136,7 +136,7 @@ export class SnapshotStore {
 
   async start (): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: FOLDER_MODE })
-    // mkdir leaves a folder already there as it is, and the umask narrows a new one: docs/files.md says 0750.
+    // mkdir leaves a folder already there as it is, and the umask narrows a new one: docs/files.md says 0700.
     await chmod(this.dir, FOLDER_MODE)
     if (this.maxBytes === undefined) {
       const fs = await statfs(this.dir)
@@ -194,7 +194,7 @@ export class SnapshotStore {
       try {
         try {
           await file.writeFile(jpeg)
-          // Whatever the umask made of it: docs/files.md says 0640.
+          // Whatever the umask made of it: docs/files.md says 0600.
           await file.chmod(FILE_MODE)
         } finally {
           await file.close()
