@@ -75,7 +75,7 @@ export interface TensorFrame {
 /** A frame the camera had, as a JPEG with boxes drawn (snapshot()). */
 export interface Snapshot {
   jpeg: Uint8Array
-  /** Its size (the source's, scaled to at most 1280 wide), and how long the decode thread took to make it. */
+  /** Its size (the source's, scaled to fit 1280×1280, aspect kept), and how long the decode thread took to make it. */
   width: number
   height: number
   ms: number
