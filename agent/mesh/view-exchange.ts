@@ -26,8 +26,12 @@ export const VIEW_BURST = 40
 /** Views served at once, in all and to one member: a slow member holds a few, never all. */
 export const MAX_SERVING = 16
 export const MAX_SERVING_PER_PEER = 4
-/** Views asked of one member at once from here: more are refused (503) rather than queued. */
-export const MAX_ASKING_PER_PEER = 8
+/**
+ * Views asked of one member at once from here: as many as it serves one asker at a time; more wait their turn
+ * (within the view's timeout), up to MAX_WAITING_PER_PEER, and past that are refused (503) rather than queued.
+ */
+export const MAX_ASKING_PER_PEER = MAX_SERVING_PER_PEER
+export const MAX_WAITING_PER_PEER = 32
 /** Buffered bytes a request's stream may hold (the request is at most MAX_VIEW_REQUEST_BYTES): past it, it is cut. */
 const REQUEST_BUFFER_BYTES = 4 * 1024
 
@@ -118,7 +122,7 @@ export class ViewExchange {
   /** Views being served, by asking member; views being asked, by member asked. */
   private readonly serving = new Map<string, number>()
   private servingTotal = 0
-  private readonly asking = new Map<string, number>()
+  private readonly asking = new Map<string, { running: number, waiting: Array<() => void> }>()
 
   constructor (components: ViewExchangeComponents) {
     this.node = components.node
@@ -142,12 +146,11 @@ export class ViewExchange {
   async ask (peerId: string, request: ViewRequest): Promise<ViewAnswer> {
     const member = this.membership.get(peerId)
     if (member === undefined || !isLive(member.state)) throw new UnknownNodeError(peerId)
-    const inFlight = this.asking.get(peerId) ?? 0
-    if (inFlight >= MAX_ASKING_PER_PEER) throw new NodeUnavailableError(`${MAX_ASKING_PER_PEER} views are being asked of ${member.name} already: try again in a moment`)
-    this.asking.set(peerId, inFlight + 1)
     const signal = AbortSignal.timeout(this.timeoutMs)
     let stream: Stream | undefined
+    let release: (() => void) | undefined
     try {
+      release = await this.turn(peerId, member.name, signal)
       stream = await this.node.dialProtocol(peerIdFromString(peerId), VIEWS_PROTOCOL, { signal })
       const lp = lpStream(stream, { maxDataLength: MAX_VIEW_BODY_BYTES, maxBufferSize: MAX_VIEW_BODY_BYTES + 64 })
       await lp.write(viewRequestCodec.encode(request), { signal })
@@ -165,10 +168,45 @@ export class ViewExchange {
       if (OVERSIZED.has((err as { name?: string }).name ?? '')) throw this.badAnswer(peerId, 'oversized', (err as Error).message)
       throw new NodeUnavailableError(`member ${member.name} could not be asked: ${(err as Error).message}`, { cause: err })
     } finally {
-      const left = (this.asking.get(peerId) ?? 1) - 1
-      if (left === 0) this.asking.delete(peerId)
-      else this.asking.set(peerId, left)
+      release?.()
     }
+  }
+
+  /**
+   * Waits for a turn to ask `peerId` (MAX_ASKING_PER_PEER at once) and resolves with its release: the member serves
+   * one asker that many at a time and cuts the rest. Throws once MAX_WAITING_PER_PEER wait, or when `signal` ends.
+   */
+  private async turn (peerId: string, name: string, signal: AbortSignal): Promise<() => void> {
+    let turns = this.asking.get(peerId)
+    if (turns === undefined) {
+      turns = { running: 0, waiting: [] }
+      this.asking.set(peerId, turns)
+    }
+    const own = turns
+    const release = (): void => {
+      const next = own.waiting.shift()
+      // The turn passes to the next in line, or is given back.
+      if (next !== undefined) next()
+      else if (--own.running === 0) this.asking.delete(peerId)
+    }
+    if (own.running < MAX_ASKING_PER_PEER) {
+      own.running++
+      return release
+    }
+    if (own.waiting.length >= MAX_WAITING_PER_PEER) throw new NodeUnavailableError(`${MAX_ASKING_PER_PEER + MAX_WAITING_PER_PEER} views are being asked of ${name} already: try again in a moment`)
+    await new Promise<void>((resolve, reject) => {
+      const go = (): void => {
+        signal.removeEventListener('abort', giveUp)
+        resolve()
+      }
+      const giveUp = (): void => {
+        own.waiting.splice(own.waiting.indexOf(go), 1)
+        reject(signal.reason)
+      }
+      own.waiting.push(go)
+      signal.addEventListener('abort', giveUp, { once: true })
+    })
+    return release
   }
 
   private badAnswer (peerId: string, reason: string, detail: string): BadAnswerError {

@@ -5,7 +5,7 @@ import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import t from 'tap'
 import { apiGet } from '../../agent/cli/client.ts'
-import { VIEW_BURST } from '../../agent/mesh/view-exchange.ts'
+import { VIEW_BURST, VIEWS_PER_S } from '../../agent/mesh/view-exchange.ts'
 import { VIEWS_PROTOCOL, viewHeaderCodec, viewRequestCodec } from '../../protocols/views.ts'
 import { readSwarmKey } from '../../identity/keys.ts'
 import { bareNode } from '../helpers/bare-node.ts'
@@ -66,6 +66,9 @@ t.test('two agents: each shows the other\'s data through ?node=, its links and i
     { status: 200, body: { sensor: 'kitchen', metric: 'temp', res: 'minute', points: [{ at: String, count: Number, min: Number, max: Number, mean: Number, last: Number }] } }, 'a series with its points')
   t.match(await json(a, `/api/v1/ingest?node=${b.peerId}`), { status: 200, body: { stored: 5, connected: true, embeddedBroker: { clients: Number } } })
   t.same(await json(a, `/api/v1/sensors?node=${a.peerId}`), await json(a, '/api/v1/sensors'), 'node naming this box: its own answer')
+  // A page asks for many views of one member at once (a grid of its cameras): they take their turns, none refused.
+  const many = await Promise.all(Array.from({ length: 24 }, async () => (await get(a, `/api/v1/models?node=${b.peerId}`)).status))
+  t.same(many, Array(24).fill(200), '24 views at once, each answered')
 
   const history = await apiGet<Array<Record<string, unknown>>>(a.socketPath, `/api/v1/mesh/nodes/${b.peerId}/health`)
   t.ok(history.length >= 1, `alpha keeps beta's health: ${history.length} sample(s)`)
@@ -88,7 +91,7 @@ t.test('two agents: each shows the other\'s data through ?node=, its links and i
   t.same(await eventually(async () => (await linksOf(a)).alpha, []), [], 'alpha\'s own record drops the link')
 })
 
-/** What a stream's other side sent before it ended: the frames read, or why reading stopped. */
+/** What a stream's other side sent before it ended: the frames read, or why reading stopped; then ours is closed, as an asker's is. */
 async function whatCame (stream: Stream, timeoutMs = 5_000): Promise<{ frames: number, ended: string }> {
   const lp = lpStream(stream)
   let frames = 0
@@ -98,6 +101,7 @@ async function whatCame (stream: Stream, timeoutMs = 5_000): Promise<{ frames: n
       frames++
     }
   } catch (err) {
+    await stream.close().catch(() => {})
     return { frames, ended: (err as Error).name }
   }
 }
@@ -154,11 +158,30 @@ t.test('a hostile member asking for views: garbage, huge, slow and flooding requ
   t.ok(served <= VIEW_BURST + 10, `of ${answers.length} views asked at once, ${served} served`)
   t.ok(await refused(victim, 'rate-limited') + await refused(victim, 'busy') > before, 'the rest refused, counted')
 
+  // One after another: the burst, then VIEWS_PER_S a second; the rest cut unread, counted as rate-limited.
+  await new Promise((resolve) => setTimeout(resolve, 1_000 * VIEW_BURST / VIEWS_PER_S + 500))
+  const limitedBefore = await refused(victim, 'rate-limited')
+  const started = performance.now()
+  let inTurn = 0
+  for (let i = 0; i < 2 * VIEW_BURST; i++) {
+    try {
+      const s = await open()
+      await lpStream(s).write(viewRequestCodec.encode({ v: 1, view: 'ingest' }))
+      if ((await whatCame(s, 3_000)).frames === 2) inTurn++
+    } catch {
+      // Cut before the request went out.
+    }
+  }
+  const allowed = VIEW_BURST + Math.ceil((performance.now() - started) / 1000 * VIEWS_PER_S)
+  t.ok(inTurn >= VIEW_BURST && inTurn <= allowed, `of ${2 * VIEW_BURST} views asked in turn, ${inTurn} served (the burst, and at most ${allowed})`)
+  t.equal(await refused(victim, 'rate-limited') - limitedBefore, 2 * VIEW_BURST - inTurn, 'each of the rest counted')
+
   // A peer holding the swarm key that is no member: nothing read, nothing answered.
   const stranger = await bareNode(readSwarmKey(swarmKeyFile))
   t.teardown(() => stranger.stop())
   const strange = await stranger.dialProtocol(addr, VIEWS_PROTOCOL)
-  await lpStream(strange).write(viewRequestCodec.encode({ v: 1, view: 'models' }))
+  // Its stream may be cut before its request goes out.
+  await lpStream(strange).write(viewRequestCodec.encode({ v: 1, view: 'models' })).catch(() => {})
   t.equal((await whatCame(strange)).frames, 0, 'a stranger gets nothing')
   t.equal(await eventually(() => refused(victim, 'not-member'), 1), 1, 'counted as not-member')
 
