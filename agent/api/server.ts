@@ -595,7 +595,8 @@ export class ControlApi {
       // whatever was thrown (even null): a 500, logged.
       const known = err instanceof NoodleError ? err as NoodleError & { httpStatus?: number, field?: string, retryAfterS?: number } : undefined
       const status = known?.httpStatus ?? 500
-      if (status >= 500 && status !== 503) this.log.error({ err, path }, 'API handler failed')
+      // Only a 500 is ours: a 502, 503 or 504 is another member, or no coordinator yet, and is counted, not logged.
+      if (status === 500) this.log.error({ err, path }, 'API handler failed')
       const code = known?.code ?? 'ERR_INTERNAL'
       if (status >= 500) this.onFailed(refusalReason(code))
       else this.onRefused(refusalReason(code))
