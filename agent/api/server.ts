@@ -68,8 +68,20 @@ export const SESSION_COOKIE = 'noodle_session'
 /** What a token looks like (identity/operators.ts): anything else in the cookie is not looked up. */
 const TOKEN_SHAPE = /^nd_[A-Za-z0-9_-]{20,100}$/
 
-/** A TCP listener's rules: how it judges, and whether it is HTTPS. */
-interface Listener { judge: Judge, secure: boolean }
+/**
+ * A TCP listener's rules: how it judges, whether it is HTTPS, and whether it is the loopback one, whose Host must
+ * be a loopback name (DNS rebinding: a page of another site whose name was made to resolve to 127.0.0.1 sends its
+ * own name as Host).
+ */
+interface Listener { judge: Judge, secure: boolean, loopback?: boolean }
+
+/**
+ * Whether a request names the box by a loopback name (`127.0.0.1`, `localhost`, `[::1]`), at any port: an SSH
+ * tunnel's local port may differ from ours.
+ */
+function loopbackHost (req: IncomingMessage): boolean {
+  return /^(?:127\.0\.0\.1|localhost|\[::1\])(?::\d{1,5})?$/.test(req.headers.host ?? '')
+}
 
 /** A route's JSON answer with a status other than 200 (201 Created), or with headers of its own (a cookie). */
 export class JsonReply {
@@ -449,7 +461,7 @@ export class ControlApi {
   }
 
   private async listenLoopback (loopback: LoopbackAccess): Promise<void> {
-    const listener: Listener = { judge: loopback, secure: false }
+    const listener: Listener = { judge: loopback, secure: false, loopback: true }
     const server = nodeHttp().createServer(this.serverOptions, (req, res) => { this.serve(req, res, listener) })
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => { this.refuseClient(err, socket) })
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { this.upgrade(req, socket, head, listener) })
@@ -514,7 +526,10 @@ export class ControlApi {
    * Over TCP: the caller its token (or session cookie) names, if its role allows the route; else the error to
    * answer with. A session cookie acts only for requests from our own page, but for reading (GET).
    */
-  private judge (req: IncomingMessage, route: string, { judge, secure }: Listener): Caller {
+  private judge (req: IncomingMessage, route: string, { judge, secure, loopback }: Listener): Caller {
+    if (loopback === true && !loopbackHost(req)) {
+      throw new RequestRefusedError(421, 'ERR_HOST', 'ui.http answers only to 127.0.0.1, localhost or [::1] (another name may be another site\'s page resolving to this box)')
+    }
     const needed = judge.access(route)
     const given = requestToken(req)
     const principal = given === undefined ? undefined : judge.authenticate(given.token)

@@ -98,7 +98,7 @@ t.test('the page and its session on a real agent: HTTPS and loopback HTTP, cooki
   t.same(errorOf(await send(tls, 'POST', '/api/v1/identity/login', {}, { username: 'vic', password: 'wrong password here', session: true })), { status: 401, code: 'ERR_CREDENTIALS' })
   const login = await send(tls, 'POST', '/api/v1/identity/login', {}, { username: 'vic', password: 'violet skies at noon', session: true })
   t.same([login.status, Object.keys(json(login)).sort()], [200, ['expires_at', 'role', 'username']], 'no token in the answer')
-  t.match(login.headers['set-cookie']?.[0], /^noodle_session=nd_[A-Za-z0-9_-]+; Path=\/; Max-Age=4319\d; HttpOnly; SameSite=Strict; Secure$/)
+  t.match(login.headers['set-cookie']?.[0], /^noodle_session=nd_[A-Za-z0-9_-]+; Path=\/; Max-Age=(?:431[89]\d|43200); HttpOnly; SameSite=Strict; Secure$/)
   const viewerCookie = cookieOf(login)
   t.same(json(await send(tls, 'GET', '/api/v1/identity/me', { cookie: viewerCookie })), { username: 'vic', role: 'viewer', local: false }, 'the cookie is a session')
   t.same(errorOf(await send(tls, 'GET', '/api/v1/identity/me', { cookie: 'noodle_session=nd_forged_but_well_shaped_token_value' })), { status: 401, code: 'ERR_UNAUTHENTICATED' })
@@ -140,8 +140,13 @@ t.test('the page and its session on a real agent: HTTPS and loopback HTTP, cooki
   t.same(errorOf(await send(tls, 'GET', '/api/v1/identity/me', { cookie: viewerCookie })), { status: 401, code: 'ERR_UNAUTHENTICATED' })
   t.same(await feed.closed, { code: 4001, reason: 'session' })
 
-  // The loopback listener: the same page and rules over plain HTTP, its cookie without Secure.
+  // The loopback listener: the same page and rules over plain HTTP, its cookie without Secure; only by a loopback
+  // name (DNS rebinding: another site's page resolving to 127.0.0.1 sends its own name).
   t.equal((await send(loop, 'GET', '/')).status, 200)
+  t.equal((await send(loop, 'GET', '/', { host: `localhost:${httpPort + 1}` })).status, 200, 'through a tunnel whose local port differs')
+  t.same(errorOf(await send(loop, 'GET', '/', { host: `evil.example:${httpPort}` })), { status: 421, code: 'ERR_HOST' })
+  t.same(errorOf(await send(loop, 'POST', '/api/v1/identity/login', { host: 'rebound.example' }, { username: 'vic', password: 'violet skies at noon', session: true })), { status: 421, code: 'ERR_HOST' }, 'not even a login')
+  t.equal((await connect(loop, { host: `evil.example:${httpPort}`, origin: `http://evil.example:${httpPort}` })).status, 421, 'nor the live feed')
   t.same(errorOf(await send(loop, 'GET', '/api/v1/mesh/nodes')), { status: 401, code: 'ERR_UNAUTHENTICATED' }, 'a session is still required')
   const plain = await send(loop, 'POST', '/api/v1/identity/login', {}, { username: 'vic', password: 'violet skies at noon', session: true })
   t.match(plain.headers['set-cookie']?.[0], /^noodle_session=nd_[A-Za-z0-9_-]+; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/)
