@@ -52,14 +52,14 @@ export type ViewRequest = z.infer<typeof ViewRequestSchema>
 export type ViewName = ViewRequest['view']
 
 /** The statuses a member may answer a view with: what its own API would, for a request it could not serve. */
-export const VIEW_ERROR_STATUSES = [400, 404, 409, 413, 429, 501, 503] as const
+export const VIEW_ERROR_STATUSES = [400, 403, 404, 409, 413, 429, 501, 503] as const
 /**
  * …and the codes: those its views can fail with. A fixed list, since the asker's API counts its refusals by code
  * (`noodle_api_refused_total{reason}`): a member making codes up would grow that metric without end.
  */
 export const VIEW_ERROR_CODES = [
   'ERR_BAD_REQUEST', 'ERR_UNKNOWN_EVENT', 'ERR_NO_SNAPSHOT', 'ERR_CAMERA_NOT_HERE', 'ERR_SNAPSHOT_UNAVAILABLE', 'ERR_UNKNOWN_NODE',
-  'ERR_MODULE_UNAVAILABLE', 'ERR_BUSY', 'ERR_ANSWER_TOO_LARGE', 'ERR_VIEW_FAILED'
+  'ERR_MODULE_UNAVAILABLE', 'ERR_BUSY', 'ERR_ANSWER_TOO_LARGE', 'ERR_VIEW_FAILED', 'ERR_VIEWS_NOT_SHARED'
 ] as const
 
 export const ViewHeaderSchema = z.discriminatedUnion('ok', [

@@ -76,11 +76,12 @@ const TOKEN_SHAPE = /^nd_[A-Za-z0-9_-]{20,100}$/
 interface Listener { judge: Judge, secure: boolean, loopback?: boolean }
 
 /**
- * Whether a request names the box by a loopback name (`127.0.0.1`, `localhost`, `[::1]`), at any port: an SSH
- * tunnel's local port may differ from ours.
+ * Whether a request names the box by a loopback name (`127.x.x.x`, `localhost`, `[::1]`), at any port: an SSH
+ * tunnel's local port may differ from ours, and tunnels to several boxes may each take a loopback address of its
+ * own (cookies are not kept apart by port).
  */
 function loopbackHost (req: IncomingMessage): boolean {
-  return /^(?:127\.0\.0\.1|localhost|\[::1\])(?::\d{1,5})?$/.test(req.headers.host ?? '')
+  return /^(?:127(?:\.\d{1,3}){3}|localhost|\[::1\])(?::\d{1,5})?$/.test(req.headers.host ?? '')
 }
 
 /** A route's JSON answer with a status other than 200 (201 Created), or with headers of its own (a cookie). */
@@ -320,14 +321,16 @@ function bearerToken (req: IncomingMessage): string | undefined {
   return /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1]
 }
 
-/** The page's session token, from its cookie, if the request has one of a token's shape. */
+/**
+ * The page's session token, from its cookie: the first of a token's shape. (Another host of the same site may set
+ * a cookie of the same name for a path of ours: one that is no token is passed over, not taken for the session.)
+ */
 export function sessionToken (req: IncomingMessage): string | undefined {
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const at = part.indexOf('=')
-    if (at !== -1 && part.slice(0, at).trim() === SESSION_COOKIE) {
-      const value = part.slice(at + 1).trim()
-      return TOKEN_SHAPE.test(value) ? value : undefined
-    }
+    if (at === -1 || part.slice(0, at).trim() !== SESSION_COOKIE) continue
+    const value = part.slice(at + 1).trim()
+    if (TOKEN_SHAPE.test(value)) return value
   }
   return undefined
 }
@@ -528,7 +531,7 @@ export class ControlApi {
    */
   private judge (req: IncomingMessage, route: string, { judge, secure, loopback }: Listener): Caller {
     if (loopback === true && !loopbackHost(req)) {
-      throw new RequestRefusedError(421, 'ERR_HOST', 'ui.http answers only to 127.0.0.1, localhost or [::1] (another name may be another site\'s page resolving to this box)')
+      throw new RequestRefusedError(421, 'ERR_HOST', 'ui.http answers only to 127.x.x.x, localhost or [::1] (another name may be another site\'s page resolving to this box)')
     }
     const needed = judge.access(route)
     const given = requestToken(req)

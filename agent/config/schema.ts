@@ -323,6 +323,9 @@ export const ConfigSchema = z.strictObject({
   }).refine((a) => a.headersTimeoutMs <= a.requestTimeoutMs, { path: ['headersTimeoutMs'], message: 'must not exceed api.requestTimeoutMs' })
     .prefault({}),
   ui: z.strictObject({
+    shareViews: z.boolean().default(true).meta({
+      description: 'answer other members\' requests for this box\'s data (camera frames and figures, event snapshots, sensors, dead letter, models, health history), so that the web page on any box shows this one; off, they get 403 `ERR_VIEWS_NOT_SHARED` and this box\'s cameras show no frame elsewhere (see [The web page](ui.md))'
+    }),
     http: z.strictObject({
       port: z.int().min(1).max(65_535).meta({
         description: 'the web page and the API over plain HTTP, on 127.0.0.1 only (reach it through an SSH tunnel), for a box without certificates; a session is still required (see [The web page](ui.md))',

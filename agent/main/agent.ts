@@ -159,7 +159,7 @@ export class Agent {
     const operators = new OperatorStore({ db: store.database })
     // Members' health a minute at a time, sensor series, and views of other members' data (`?node=`).
     const healthHistory = new HealthHistory({ store, bus, selfId, maxMembers: config.membership.maxMembers })
-    const views = new ViewExchange({ node: mesh.node, membership, local: async (request) => await localViews(sources)(request), metrics, log, maxMembers: config.membership.maxMembers })
+    const views = new ViewExchange({ node: mesh.node, membership, local: async (request) => await localViews(sources)(request), metrics, log, maxMembers: config.membership.maxMembers, share: config.ui.shareViews })
     // The web page's files, and where the API's listeners are bound once they are (`noodle ui`).
     const page = new StaticFiles()
     const listening: ListenerAddresses = {}
@@ -251,8 +251,10 @@ export class Agent {
       ['announced event sweep', cameras.announcements],
       ['health', reporter],
       ['web page', page],
-      ['live feed', live],
       ['api', api],
+      // After the API, so it stops first: its clients' upgraded sockets are closed before the API waits for its
+      // connections to end (an open page would hold the stop until systemd's timeout).
+      ['live feed', live],
       // Last to start, first to stop: READY means every component is up.
       ['systemd', new SystemdNotifier({ log, status: () => statusLine(statusView(sources)) })]
     ], log)

@@ -39,7 +39,7 @@ const REQUEST_BUFFER_BYTES = 4 * 1024
 const OVERSIZED = new Set(['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'StreamBufferError'])
 
 /** Why a view request from a member, or a member's answer, was refused: the reason of its counter. */
-export type ViewRefusal = 'oversized' | 'malformed' | 'unknown-version' | 'invalid' | 'not-member' | 'rate-limited' | 'busy' | 'too-slow' | 'bad-answer'
+export type ViewRefusal = 'oversized' | 'malformed' | 'unknown-version' | 'invalid' | 'not-member' | 'not-shared' | 'rate-limited' | 'busy' | 'too-slow' | 'bad-answer'
 
 /** 404: `?node=` names no live member. */
 export class UnknownNodeError extends NoodleError {
@@ -101,7 +101,22 @@ export interface ViewExchangeComponents {
   timeoutMs?: number
   /** Members kept track of for rate limits (membership.maxMembers). */
   maxMembers: number
+  /** Whether this box answers other members' views at all (`ui.shareViews`); it may ask theirs either way. */
+  share?: boolean
 }
+
+/**
+ * Tokens a view costs its asker beyond the first: a series of days or months sums up to a few years of hourly
+ * rollups (~15 ms here, more on a Pi), a hundred times a minute's; the rest cost about the same.
+ */
+function extraCost (request: ViewRequest): number {
+  return request.view === 'series' && (request.res === 'day' || request.res === 'month') ? 9 : 0
+}
+
+/** Views whose answers an asker shares for a moment: every page open on this box asks them of the same member. */
+const SHARED_VIEWS = new Set<ViewRequest['view']>(['latest-jpeg', 'cameras'])
+const SHARE_MS = 1_000
+const MAX_SHARED = 256
 
 /**
  * The views protocol (protocols/views.ts), both sides. Serving: a live member's request is read (one small frame,
@@ -123,6 +138,9 @@ export class ViewExchange {
   private readonly serving = new Map<string, number>()
   private servingTotal = 0
   private readonly asking = new Map<string, { running: number, waiting: Array<() => void> }>()
+  private readonly share: boolean
+  /** Answers being had or just had, by member and request (SHARED_VIEWS): one ask serves every page for SHARE_MS. */
+  private readonly shared = new Map<string, { at: number, answer: Promise<ViewAnswer> }>()
 
   constructor (components: ViewExchangeComponents) {
     this.node = components.node
@@ -132,6 +150,7 @@ export class ViewExchange {
     this.log = components.log
     this.timeoutMs = components.timeoutMs ?? VIEW_TIMEOUT_MS
     this.buckets = new BoundedMap(components.maxMembers, { refresh: true })
+    this.share = components.share ?? true
   }
 
   async start (): Promise<void> {
@@ -142,8 +161,30 @@ export class ViewExchange {
     await this.node.unhandle(VIEWS_PROTOCOL)
   }
 
-  /** A view of a member's data, from that member. Throws the errors above, or the member's own (RemoteViewError). */
+  /**
+   * A view of a member's data, from that member. Throws the errors above, or the member's own (RemoteViewError).
+   * A camera's frame or the cameras' figures asked again within SHARE_MS (another page, the next tile) get the
+   * same answer, or wait for the same ask.
+   */
   async ask (peerId: string, request: ViewRequest): Promise<ViewAnswer> {
+    if (!SHARED_VIEWS.has(request.view)) return await this.askOnce(peerId, request)
+    const key = `${peerId} ${JSON.stringify(request)}`
+    const now = performance.now()
+    const hit = this.shared.get(key)
+    if (hit !== undefined && now - hit.at < SHARE_MS) return await hit.answer
+    const answer = this.askOnce(peerId, request)
+    this.shared.delete(key)
+    this.shared.set(key, { at: now, answer })
+    // A failure is not shared beyond those already waiting; the oldest entries go past MAX_SHARED.
+    answer.catch(() => { if (this.shared.get(key)?.answer === answer) this.shared.delete(key) })
+    for (const old of this.shared.keys()) {
+      if (this.shared.size <= MAX_SHARED) break
+      this.shared.delete(old)
+    }
+    return await answer
+  }
+
+  private async askOnce (peerId: string, request: ViewRequest): Promise<ViewAnswer> {
     const member = this.membership.get(peerId)
     if (member === undefined || !isLive(member.state)) throw new UnknownNodeError(peerId)
     const signal = AbortSignal.timeout(this.timeoutMs)
@@ -152,7 +193,9 @@ export class ViewExchange {
     try {
       release = await this.turn(peerId, member.name, signal)
       stream = await this.node.dialProtocol(peerIdFromString(peerId), VIEWS_PROTOCOL, { signal })
-      const lp = lpStream(stream, { maxDataLength: MAX_VIEW_BODY_BYTES, maxBufferSize: MAX_VIEW_BODY_BYTES + 64 })
+      // No frame larger than the view's answer can be: a JPEG's 1 MiB is not read as 4 MiB of JSON would be.
+      const max = request.view === 'latest-jpeg' || request.view === 'snapshot-jpeg' ? MAX_JPEG_BYTES : MAX_VIEW_BODY_BYTES
+      const lp = lpStream(stream, { maxDataLength: max, maxBufferSize: max + 64 })
       await lp.write(viewRequestCodec.encode(request), { signal })
       const header = viewHeaderCodec.decode((await lp.read({ signal })).subarray())
       if (!header.ok) throw this.badAnswer(peerId, header.reason, header.detail)
@@ -219,16 +262,29 @@ export class ViewExchange {
     this.log.debug({ protocol: VIEWS_PROTOCOL, reason, peer, detail }, 'view refused')
   }
 
-  /** Whether `peer` may have a view now: a token of its bucket (VIEWS_PER_S, VIEW_BURST at once). */
-  private takeToken (peer: string, now: number): boolean {
+  /** Whether `peer` may have a view now: `n` tokens of its bucket (VIEWS_PER_S, VIEW_BURST at once). */
+  private takeToken (peer: string, now: number, n = 1): boolean {
     const last = this.buckets.get(peer)
     const tokens = Math.min(VIEW_BURST, (last?.tokens ?? VIEW_BURST) + (last === undefined ? 0 : (now - last.at) * VIEWS_PER_S / 1000))
-    if (tokens < 1) {
+    if (tokens < n) {
       this.buckets.set(peer, { tokens, at: now })
       return false
     }
-    this.buckets.set(peer, { tokens: tokens - 1, at: now })
+    this.buckets.set(peer, { tokens: tokens - n, at: now })
     return true
+  }
+
+  /** Answers a member's request with ERR_VIEWS_NOT_SHARED (its request read first, within REQUEST_WAIT_MS). */
+  private async decline (stream: Stream): Promise<void> {
+    const signal = AbortSignal.timeout(REQUEST_WAIT_MS)
+    try {
+      const lp = lpStream(stream, { maxDataLength: MAX_VIEW_REQUEST_BYTES, maxBufferSize: REQUEST_BUFFER_BYTES })
+      await lp.read({ signal })
+      await lp.write(viewHeaderCodec.encode({ v: 1, ok: false, status: 403, code: 'ERR_VIEWS_NOT_SHARED', message: 'this box shares no views (ui.shareViews is off)' }), { signal })
+      await stream.close({ signal })
+    } catch (err) {
+      stream.abort(err as Error)
+    }
   }
 
   private readonly onStream = async (stream: Stream, connection: Connection): Promise<void> => {
@@ -238,6 +294,11 @@ export class ViewExchange {
     if (member === undefined || !isLive(member.state)) {
       this.refuse('not-member', peer, 'not a live member')
       stream.abort(new Error('not a member'))
+      return
+    }
+    if (!this.share) {
+      this.refuse('not-shared', peer, 'ui.shareViews is off')
+      await this.decline(stream)
       return
     }
     if (!this.takeToken(peer, performance.now())) {
@@ -281,6 +342,12 @@ export class ViewExchange {
     if (!request.ok) {
       this.refuse(request.reason, peer, request.detail)
       stream.abort(new Error(`request ${request.reason}`))
+      return
+    }
+    const extra = extraCost(request.value)
+    if (extra > 0 && !this.takeToken(peer, performance.now(), extra)) {
+      this.refuse('rate-limited', peer, `a ${request.value.view} view costs ${extra + 1} of ${VIEWS_PER_S} a second`)
+      stream.abort(new Error('too many views asked'))
       return
     }
     try {

@@ -176,6 +176,22 @@ t.test('a hostile member asking for views: garbage, huge, slow and flooding requ
   t.ok(inTurn >= VIEW_BURST && inTurn <= allowed, `of ${2 * VIEW_BURST} views asked in turn, ${inTurn} served (the burst, and at most ${allowed})`)
   t.equal(await refused(victim, 'rate-limited') - limitedBefore, 2 * VIEW_BURST - inTurn, 'each of the rest counted')
 
+  // A series of days sums years of hourly rollups: it costs ten views' worth, so a burst holds four of them.
+  await new Promise((resolve) => setTimeout(resolve, 1_000 * VIEW_BURST / VIEWS_PER_S + 500))
+  const costly = performance.now()
+  let daysServed = 0
+  for (let i = 0; i < 12; i++) {
+    try {
+      const s = await open()
+      await lpStream(s).write(viewRequestCodec.encode({ v: 1, view: 'series', sensor: 'kitchen', metric: 'temp', res: 'day' }))
+      if ((await whatCame(s, 3_000)).frames >= 1) daysServed++
+    } catch {
+      // Cut before the request went out.
+    }
+  }
+  const daysAllowed = Math.floor((VIEW_BURST + (performance.now() - costly) / 1000 * VIEWS_PER_S) / 10)
+  t.ok(daysServed >= 4 && daysServed <= daysAllowed, `of 12 day series asked in turn, ${daysServed} answered (4, and at most ${daysAllowed})`)
+
   // A peer holding the swarm key that is no member: nothing read, nothing answered.
   const stranger = await bareNode(readSwarmKey(swarmKeyFile))
   t.teardown(() => stranger.stop())
@@ -225,4 +241,19 @@ t.test('a hostile member answering views: garbage, another shape, a fake JPEG, s
   t.same([jpeg.status, jpeg.type, [...jpeg.body]], [200, 'image/jpeg', [0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]])
   t.equal(await refused(victim, 'bad-answer'), 5, 'each bad answer counted')
   t.equal((await status(victim)).name, 'victim', 'the victim is up')
+})
+
+t.test('a box with ui.shareViews off answers no member\'s view, named, and still asks theirs', async (t) => {
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const a = await startAgent({ root, name: 'open', swarmKeyFile })
+  t.teardown(() => stopAgents([a]))
+  const b = await startAgent({ root, name: 'private', swarmKeyFile, bootstrap: [await bootstrapAddr(a)], config: { ui: { shareViews: false } } })
+  t.teardown(() => stopAgents([b]))
+  await waitFor('each to list the other alive', async () => (await nodes(a)).find((n) => n.peerId === b.peerId)?.state === 'alive' &&
+    (await nodes(b)).find((n) => n.peerId === a.peerId)?.state === 'alive')
+  const refusal = await json(a, `/api/v1/sensors?node=${b.peerId}`)
+  t.match(refusal, { status: 403, body: { error: { code: 'ERR_VIEWS_NOT_SHARED', message: /^private: this box shares no views \(ui\.shareViews is off\)/ } } })
+  t.same(await json(b, `/api/v1/models?node=${a.peerId}`), { status: 200, body: [] }, 'it asks others\' as before')
+  t.equal(await refused(b, 'not-shared'), 1, 'counted')
 })

@@ -102,6 +102,7 @@ t.test('the page and its session on a real agent: HTTPS and loopback HTTP, cooki
   const viewerCookie = cookieOf(login)
   t.same(json(await send(tls, 'GET', '/api/v1/identity/me', { cookie: viewerCookie })), { username: 'vic', role: 'viewer', local: false }, 'the cookie is a session')
   t.same(errorOf(await send(tls, 'GET', '/api/v1/identity/me', { cookie: 'noodle_session=nd_forged_but_well_shaped_token_value' })), { status: 401, code: 'ERR_UNAUTHENTICATED' })
+  t.same(json(await send(tls, 'GET', '/api/v1/identity/me', { cookie: `noodle_session=planted-by-a-sibling-host; ${viewerCookie}` })).username, 'vic', 'a cookie of the name that is no token is passed over')
 
   // An operator's cookie acts only from the page itself.
   const olga = cookieOf(await send(tls, 'POST', '/api/v1/identity/login', {}, { username: 'olga', password: 'violet skies at noon', session: true }))
@@ -144,6 +145,7 @@ t.test('the page and its session on a real agent: HTTPS and loopback HTTP, cooki
   // name (DNS rebinding: another site's page resolving to 127.0.0.1 sends its own name).
   t.equal((await send(loop, 'GET', '/')).status, 200)
   t.equal((await send(loop, 'GET', '/', { host: `localhost:${httpPort + 1}` })).status, 200, 'through a tunnel whose local port differs')
+  t.equal((await send(loop, 'GET', '/', { host: `127.0.0.2:${httpPort}` })).status, 200, 'or a loopback address of its own')
   t.same(errorOf(await send(loop, 'GET', '/', { host: `evil.example:${httpPort}` })), { status: 421, code: 'ERR_HOST' })
   t.same(errorOf(await send(loop, 'POST', '/api/v1/identity/login', { host: 'rebound.example' }, { username: 'vic', password: 'violet skies at noon', session: true })), { status: 421, code: 'ERR_HOST' }, 'not even a login')
   t.equal((await connect(loop, { host: `evil.example:${httpPort}`, origin: `http://evil.example:${httpPort}` })).status, 421, 'nor the live feed')
@@ -163,6 +165,14 @@ t.test('the page and its session on a real agent: HTTPS and loopback HTTP, cooki
   const ui = await promisify(execFile)(BIN, ['ui', '--data-dir', agent.dataDir])
   t.same(ui.stdout.trim().split('\n').map((line) => line.split(' ')[0]), [`https://127.0.0.1:${tlsPort}/`, `http://127.0.0.1:${httpPort}/`])
   t.same(errorOf(await send(tls, 'GET', '/api/v1/live', { cookie: olga, origin: origin.tls })), { status: 426, code: 'ERR_UPGRADE_REQUIRED' }, 'a plain GET of the feed is told to upgrade')
+
+  // A page left open does not hold the agent's stop: its feed is closed first.
+  const open = await connect(tls, { cookie: olga, origin: origin.tls })
+  t.equal(open.status, 101)
+  const stopping = Date.now()
+  agent.child.kill('SIGTERM')
+  t.same(await agent.exited, { code: 0, signal: null }, 'a clean exit')
+  t.ok(Date.now() - stopping < 4_000, `in ${Date.now() - stopping} ms, well before the 5 s that forces an exit`)
 })
 
 t.test('`noodle ui` on a box with neither listener says so and exits 1', async (t) => {

@@ -248,7 +248,7 @@ t.test('controlApi serves the assembled table on the socket and counts refusals 
   const { sources } = fakeSources({ optimizer: { optimize: async () => { throw new TypeError('a bug') } } })
   const api = controlApi({
     config: { socketPath, headersTimeoutMs: 10_000, requestTimeoutMs: 30_000 },
-    ui: {},
+    ui: { shareViews: true },
     routes: apiRoutes(sources),
     authenticate: () => undefined,
     log: createLogger('silent'),
