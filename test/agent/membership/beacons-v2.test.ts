@@ -34,9 +34,6 @@ t.test('v2 pulses and records carry everything `noodle nodes` shows of a member'
   const seenByA = async (): Promise<NodeView | undefined> => (await nodes(a)).find((n) => n.peerId === b.peerId)
   // Its ingest is connected in its own view, then in the pulses alpha hears.
   await waitFor('bravo\'s ingest to be connected as alpha sees it', async () => (await seenByA())?.ingest?.connected === true, 30_000)
-  const [own, seen] = [await selfView(), await seenByA()]
-  if (own === undefined || seen === undefined) throw new Error('bravo not listed')
-
   // What changes seldom (the record) and what a pulse carries that stays put here.
   const settled = (n: NodeView) => ({
     name: n.name,
@@ -50,6 +47,10 @@ t.test('v2 pulses and records carry everything `noodle nodes` shows of a member'
     memTotalBytes: n.health?.memTotalBytes,
     ingestConnected: n.ingest?.connected
   })
+  // Read until the two views are of the same moment: an election (the term) may land between two reads.
+  const [own, seen] = await eventually(async () => [await selfView(), await seenByA()] as const,
+    ([o, s]) => o !== undefined && s !== undefined && JSON.stringify(settled(o)) === JSON.stringify(settled(s)), { timeoutMs: 10_000 })
+  if (own === undefined || seen === undefined) throw new Error('bravo not listed')
   t.same(settled(seen), settled(own), 'alpha lists bravo as bravo lists itself')
   t.match(seen.ingest, { received: Number, stored: Number, rejected: Number, perS: Number, brokerDropped: Number, connected: true }, 'its ingest figures travel')
   // The figures that change were sampled at different beacons: each is there, of its kind, and near.
