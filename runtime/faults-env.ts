@@ -13,12 +13,15 @@ import type { Faults } from './faults.ts'
  * - `lostFile`: a file that lists providers, one a line, as `name` or `name: why`. A run on a listed provider
  *   fails with `why` (default "device lost"), and so does loading a model on it: the device is gone. Read on
  *   every run, so writing the file pulls the device out from under a running model.
+ * - `slowMs`: milliseconds added to each run on a provider (`{"cpu": 20}`): a slower device, so that which
+ *   provider a model measures fastest, and runs on, is known.
  * Faults only make things fail; they grant nothing.
  */
 export const FaultsSchema = z.strictObject({
   simulate: z.array(z.string().max(MAX_PROVIDER_NAME).regex(NAME_PATTERN, 'must be a provider name: letters, digits, ".", "_" or "-"')
     .refine((name) => !(CANDIDATE_PROVIDERS as readonly string[]).includes(name), 'must not be a real provider\'s name (it would be tried twice)')).max(4).default([]),
-  lostFile: z.string().min(1).max(4096).startsWith('/', 'must be an absolute path').optional()
+  lostFile: z.string().min(1).max(4096).startsWith('/', 'must be an absolute path').optional(),
+  slowMs: z.record(z.string().max(MAX_PROVIDER_NAME).regex(NAME_PATTERN, 'must be a provider name'), z.int().min(0).max(10_000)).optional()
 })
 
 /** The faults `NOODLE_FAULTS` asks for (none where it is unset), or a ConfigError naming what is wrong with it. */

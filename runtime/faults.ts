@@ -10,6 +10,8 @@ export interface Faults {
   simulate: string[]
   /** A file listing lost providers, one a line: `name` or `name: why`. */
   lostFile?: string
+  /** Milliseconds added to every run on a provider (a slower device: which one a model runs on is then known). */
+  slowMs?: Record<string, number>
 }
 
 export const NO_FAULTS: Faults = { simulate: [] }

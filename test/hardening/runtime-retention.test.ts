@@ -25,9 +25,10 @@ t.test('every table that grows is pruned by an index on time and capped in rows;
     db.prepare("INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, 'local', 'a', 't', '')").run(at)
     db.prepare("INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) VALUES (?, 'u', 0, ?)").run(`h${at}`, at)
     db.prepare("INSERT INTO camera_events (id, camera, node, peer, label, score, x1, y1, x2, y2, zones, start, end, updated) VALUES (?, 'cam', 'n', 'p', 'car', 1, 0, 0, 1, 1, '[]', ?, NULL, ?)").run(`${at.toString(36)}-00000000`, at, at)
+    db.prepare("INSERT INTO health_samples (peer_id, at, cpu_pct, load1, mem_used, mem_total, disk_free, temp_c) VALUES ('p', ?, 1, 0, 1, 2, 3, NULL)").run(at)
   }
   const deleted = await store.prune(now)
-  t.same(deleted, { events: 2, decisions: 2, detections: 3, audit_log: 1, api_tokens: 3, camera_events: 2 }, 'each table to its retention')
+  t.same(deleted, { events: 2, decisions: 2, detections: 3, audit_log: 1, api_tokens: 3, camera_events: 2, health_samples: 3 }, 'each table to its retention')
   const times = (table: string, column = 'at') => db.prepare(`SELECT ${column} AS at FROM ${table} ORDER BY ${column}`).all().map((r) => (r as { at: number }).at)
   t.same(times('events'), [now - 8 * DAY, now, far], 'the old rows behind the far-future one went')
   t.same(times('detections'), [now, far])

@@ -26,8 +26,10 @@ t.test('a provider that fails at run time: the camera steps down and keeps runni
   // A generator alone: another box opens only those for this home (remoteWork's default).
   const source = 'lavfi:testsrc=size=320x240:rate=5'
   const work = [{ id: 'porch', kind: 'camera', source, model, size: 320, fps: 5, cpuPct: 0, motion: { enabled: false, refreshS: 5 } }]
-  // `gpu-sim` is the CPU under another name; the lost file pulls a provider out from under the running model.
-  const home = await startAgent({ root, name: 'porch-home', swarmKeyFile, config: { work }, env: { NOODLE_FAULTS: JSON.stringify({ simulate: ['gpu-sim'], lostFile }) } })
+  // `gpu-sim` is the CPU under another name, the CPU made 20 ms slower so that gpu-sim measures fastest (as a real
+  // accelerator would); the lost file pulls a provider out from under the running model.
+  const faults = { simulate: ['gpu-sim'], lostFile, slowMs: { cpu: 20 } }
+  const home = await startAgent({ root, name: 'porch-home', swarmKeyFile, config: { work }, env: { NOODLE_FAULTS: JSON.stringify(faults) } })
   const agents = [home]
   t.teardown(() => stopAgents(agents))
   agents.push(await startAgent({ root, name: 'porch-spare', swarmKeyFile, bootstrap: [await bootstrapAddr(home)], config: { coordinator: { maxCpuPct: 100 } } }))
@@ -39,9 +41,9 @@ t.test('a provider that fails at run time: the camera steps down and keeps runni
   t.same([before?.degraded, before?.unable], [[], []], 'nothing degraded yet')
   t.match(home.output(), /NOODLE_FAULTS: inference faults are injected/, 'the agent warns that faults are on')
 
-  // The provider the model runs on is the one it measured fastest: that one loses its device.
-  const first = (await apiGet<Array<{ providers: Array<{ name: string }> }>>(home.socketPath, '/api/v1/models'))[0]?.providers[0]?.name as string
-  const other = first === 'cpu' ? 'gpu-sim' : 'cpu'
+  // The model runs on the provider it measured fastest: gpu-sim, which loses its device.
+  t.same((await apiGet<Array<{ providers: Array<{ name: string }> }>>(home.socketPath, '/api/v1/models'))[0]?.providers.map((p) => p.name), ['gpu-sim', 'cpu'])
+  const [first, other] = ['gpu-sim', 'cpu']
   writeFileSync(lostFile, `${first}: CUDA failure 999: device lost\n`)
   const degraded = async () => (await nodes(spare)).find((n) => n.name === home.name)?.degraded
   const why = [`${first}: CUDA failure 999: device lost`]
