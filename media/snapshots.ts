@@ -22,12 +22,17 @@ export class UnknownEventError extends NoodleError {
   }
 }
 
-/** 404: the event is known, but this box has no snapshot of it (another member's, or none kept). */
+/**
+ * 404: the event is known, but this box has no snapshot of it (another member's, or none kept); `peer` is the
+ * member whose camera saw it, when it is another's (the API asks that member for it).
+ */
 export class NoSnapshotError extends NoodleError {
   readonly httpStatus = 404
+  readonly peer: string | undefined
 
-  constructor (message: string) {
+  constructor (message: string, peer?: string) {
     super('ERR_NO_SNAPSHOT', message)
+    this.peer = peer
   }
 }
 
@@ -430,15 +435,15 @@ interface CameraState {
  */
 export class CameraSnapshots {
   private readonly store: SnapshotStore
-  private readonly events: { find: (id: string) => Array<{ node: string, own: boolean }> }
+  private readonly events: { find: (id: string) => Array<{ node: string, peer: string, own: boolean }> }
   private readonly log: Logger
   private readonly now: () => number
   private readonly cameras = new Map<string, CameraState>()
 
   constructor (components: {
     store: SnapshotStore
-    /** The events known by an id: whose (own: this box's cameras'), and their node. */
-    events: { find: (id: string) => Array<{ node: string, own: boolean }> }
+    /** The events known by an id: whose (own: this box's cameras'), and their node by name and peer id. */
+    events: { find: (id: string) => Array<{ node: string, peer: string, own: boolean }> }
     log: Logger
     now?: () => number
   }) {
@@ -516,7 +521,7 @@ export class CameraSnapshots {
     const known = this.events.find(id)
     if (known.length === 0) throw new UnknownEventError(id)
     const other = known.find((e) => !e.own)
-    if (!known.some((e) => e.own) && other !== undefined) throw new NoSnapshotError(`event ${id} is ${other.node}'s: its snapshot is on that box`)
+    if (!known.some((e) => e.own) && other !== undefined) throw new NoSnapshotError(`event ${id} is ${other.node}'s: its snapshot is on that box`, other.peer)
     throw new NoSnapshotError(`event ${id} has no snapshot (none was taken yet, or events.snapshotMaxBytes made room)`)
   }
 

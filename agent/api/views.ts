@@ -198,8 +198,9 @@ export function modelView (m: ModelRecord): ModelView {
 /** A camera as `GET /api/v1/cameras` lists it: figures for the cameras this node runs, where for the others. */
 export interface CameraListView {
   camera: string
-  /** The name of the node that runs it. */
+  /** The name of the node that runs it, and its peer id (names need not be unique: the page asks by peer id). */
   node: string
+  peerId: string
   source: string | null
   model: string | null
   /** starting, running or failed here; remote when another node runs it. */

@@ -509,7 +509,7 @@ function buildCameras ({ config, log, store, modules, selfId, metrics }: Base, {
   })
   const snapshots = new CameraSnapshots({
     store: snapshotStore,
-    events: { find: (id) => eventStore.byId(id).map((e) => ({ node: e.node, own: e.peer === selfId })) },
+    events: { find: (id) => eventStore.byId(id).map((e) => ({ node: e.node, peer: e.peer, own: e.peer === selfId })) },
     log
   })
   const events = new CameraEvents({

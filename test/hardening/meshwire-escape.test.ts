@@ -26,7 +26,7 @@ t.test('CLI tables and lines escape names from the wire: a hostile sensor, label
   t.equal(sensors.split('\n').length, 3, 'a header, one row, and nothing the name smuggled in')
   t.match(sensors, /kitchen\\x1b\[2J\\x1b\]0;pwned\\x07\\nfake row\s+temp\\x9b31m\s+21\.5/)
 
-  const cameras = formatCamerasTable([{ camera: 'cam-1', node: 'n', source: `rtsp://x/${hostile}`, model: null, state: 'failed', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: `label ${hostile}` }])
+  const cameras = formatCamerasTable([{ camera: 'cam-1', node: 'n', peerId: 'peer-a', source: `rtsp://x/${hostile}`, model: null, state: 'failed', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: `label ${hostile}` }])
   t.match(cameras, INERT)
   t.equal(cameras.split('\n').length, 3)
 

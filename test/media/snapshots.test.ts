@@ -272,7 +272,7 @@ async function snapshotsOf (t: { testdir: () => string, teardown: (fn: () => Pro
   let now = 100_000
   const snapshots = new CameraSnapshots({
     store,
-    events: { find: (i) => i === id(9) ? [{ node: 'other-box', own: false }] : i === id(8) ? [{ node: 'me', own: true }] : [] },
+    events: { find: (i) => i === id(9) ? [{ node: 'other-box', peer: 'peer-of-other-box', own: false }] : i === id(8) ? [{ node: 'me', peer: 'me-peer', own: true }] : [] },
     log,
     now: () => now
   })

@@ -9,8 +9,11 @@ import { Empty, StateBadge } from '../lib/ui.js'
 import { peerIdOf } from '../lib/store.js'
 import { EventList } from './events.js'
 
-/** The peer id of the member that runs a camera (the list names its node; a newer agent may also give its id). */
-export const cameraPeer = (c) => c.peerId ?? c.nodeId ?? peerIdOf(c.node)
+/**
+ * The peer id of the member that runs a camera, as the agent lists it: never looked up by name (names need not be
+ * unique, and a member may take another's). An agent before peer ids were listed: by name, as a last resort.
+ */
+export const cameraPeer = (c) => c.peerId ?? peerIdOf(c.node)
 
 export const latestUrl = (c, selfId) => onNode(`/api/v1/cameras/${encodeURIComponent(c.camera)}/latest.jpg`, c.state === 'remote' || c.remote === true ? cameraPeer(c) : undefined, selfId)
 
@@ -43,8 +46,17 @@ function useRemoteFigures (cameras, selfId) {
       if (document.visibilityState === 'visible') {
         const answers = await Promise.allSettled(peers.map((p) => api(onNode('/api/v1/cameras', p, selfId))))
         if (gone) return
+        // A member's figures count only for the cameras this box lists as running there: another member cannot
+        // put its figures (or its errors) on a camera that runs elsewhere by naming its id.
         const next = new Map()
-        for (const a of answers) if (a.status === 'fulfilled' && Array.isArray(a.value)) for (const c of a.value) if (c.state !== 'remote') next.set(c.camera, c)
+        answers.forEach((a, i) => {
+          if (a.status !== 'fulfilled' || !Array.isArray(a.value)) return
+          for (const c of a.value) {
+            if (c.state === 'remote') continue
+            const listed = cameras.find((l) => l.camera === c.camera && l.state === 'remote' && cameraPeer(l) === peers[i])
+            if (listed !== undefined) next.set(c.camera, c)
+          }
+        })
         setFigures(next)
       }
       if (!gone) timer = setTimeout(ask, 4000)

@@ -2,10 +2,9 @@
 // arrive over the live feed and join the list when they match.
 import { useState } from 'preact/hooks'
 import { html } from '../lib/html.js'
-import { onNode, query } from '../lib/api.js'
+import { query } from '../lib/api.js'
 import { DASH, num, toMs, when } from '../lib/format.js'
 import { Empty, Problem, useApi } from '../lib/ui.js'
-import { peerIdOf } from '../lib/store.js'
 
 function matches (e, f) {
   if (f.camera && e.camera !== f.camera) return false
@@ -17,13 +16,13 @@ function matches (e, f) {
   return true
 }
 
-export const snapshotUrl = (e, selfId) => onNode(`/api/v1/events/${encodeURIComponent(e.id)}/snapshot.jpg`, peerIdOf(e.node), selfId)
+/** An event's snapshot: this box asks the member whose camera saw it (by the peer id that announced it). */
+export const snapshotUrl = (e) => `/api/v1/events/${encodeURIComponent(e.id)}/snapshot.jpg`
 
 /** The events the API gives for `filters`, with the live ones that match merged in. */
 export function EventList ({ state, filters, limit = 100 }) {
   const path = `/api/v1/events${query({ ...filters, since: filters.since ? toMs(filters.since) : undefined, until: filters.until ? toMs(filters.until) : undefined, limit })}`
   const { data, error, loading } = useApi(path)
-  const selfId = state.self?.peerId
   const byId = new Map()
   for (const e of Array.isArray(data) ? data : []) byId.set(e.id, e)
   for (const e of state.events) if (matches(e, filters) && (byId.has(e.id) || data !== null)) byId.set(e.id, e)
@@ -32,8 +31,8 @@ export function EventList ({ state, filters, limit = 100 }) {
   if (events.length === 0) return html`<${Empty}>${loading ? 'Loading events…' : 'No events.'}<//>`
   return html`<ul class="event-list">
     ${events.map((e) => html`<li key=${e.id} class="event" data-event=${e.id}>
-      <a class="snapshot" href=${snapshotUrl(e, selfId)} target="_blank" rel="noopener">
-        <img src=${snapshotUrl(e, selfId)} alt=${`snapshot of ${e.label} on ${e.camera}`} loading="lazy" width="160" height="120" />
+      <a class="snapshot" href=${snapshotUrl(e)} target="_blank" rel="noopener">
+        <img src=${snapshotUrl(e)} alt=${`snapshot of ${e.label} on ${e.camera}`} loading="lazy" width="160" height="120" />
       </a>
       <div>
         <p><b class="label">${e.label}</b> <span class="muted">${num(e.score, 2)}</span>

@@ -2,13 +2,14 @@ import { z } from 'zod'
 import { NAME_PATTERN, NAME_RULE, nameText, redactCredentials } from '../../../common/text.ts'
 import type { EventQuery, EventView } from '../../../media/camera-events.ts'
 import type { CameraView } from '../../../media/cameras.ts'
+import { NoSnapshotError } from '../../../media/snapshots.ts'
 import type { CameraSnapshots } from '../../../media/snapshots.ts'
 import { EVENT_ID } from '../../../protocols/media.ts'
 import { BinaryBody } from '../server.ts'
 import type { Member } from '../../membership/membership.ts'
 import type { CameraListView } from '../views.ts'
 import { pathParam, viewerQueryRoute } from './route.ts'
-import { nodeRoute } from './remote.ts'
+import { answerBody, nodeRoute } from './remote.ts'
 import type { RemoteViews } from './remote.ts'
 import type { ViewRequest } from '../../../protocols/views.ts'
 import type { Routes } from './route.ts'
@@ -69,6 +70,7 @@ export function cameraViews ({ selfId, name, cameras, membership }: Pick<CameraS
   const local: CameraListView[] = cameras.list().map((c) => ({
     camera: c.camera,
     node: name,
+    peerId: selfId,
     source: sourceView(c.source),
     model: c.model ?? null,
     state: c.state,
@@ -95,7 +97,7 @@ export function cameraViews ({ selfId, name, cameras, membership }: Pick<CameraS
       const w = cameraWork.get(id)
       if (w === undefined || seen.has(id)) continue
       seen.add(id)
-      remote.push({ camera: id, node: m.name, source: sourceView(w.source), model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null })
+      remote.push({ camera: id, node: m.name, peerId: m.peerId, source: sourceView(w.source), model: w.model ?? null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null })
     }
   }
   return [...local, ...remote]
@@ -113,10 +115,21 @@ export async function cameraView (sources: CameraSources, request: Extract<ViewR
 export function cameraRoutes (sources: CameraSources): Routes {
   return {
     // Here: every camera of the mesh, figures for ours; another member's (?node=): the cameras it runs, with figures.
-    'GET /api/v1/cameras': nodeRoute(sources, () => ({ v: 1, view: 'cameras' }), () => cameraViews(sources)),
+    // Another member's cameras are the peer's that answered, whatever peer id its answer names.
+    'GET /api/v1/cameras': nodeRoute(sources, () => ({ v: 1, view: 'cameras' }), () => cameraViews(sources),
+      (answer, peerId) => (answer as CameraListView[]).map((c) => ({ ...c, peerId }))),
     'GET /api/v1/events': viewerQueryRoute(EventQuerySchema, (query) => sources.cameraEvents.list(query)),
+    // An event another member announced: its snapshot is asked of that member (by the peer id its announcement
+    // came signed with, never by a name), here only, never when serving a member's view (no box relays for another).
     'GET /api/v1/events/{id}/snapshot.jpg': nodeRoute(sources, (params) => ({ v: 1, view: 'snapshot-jpeg', event: pathParam(EventId, params, 'id') }),
-      async (request) => await cameraView(sources, request as Extract<ViewRequest, { view: 'snapshot-jpeg' }>)),
+      async (request) => {
+        try {
+          return await cameraView(sources, request as Extract<ViewRequest, { view: 'snapshot-jpeg' }>)
+        } catch (err) {
+          if (!(err instanceof NoSnapshotError) || err.peer === undefined || err.peer === sources.selfId) throw err
+          return answerBody(await sources.views.ask(err.peer, request))
+        }
+      }),
     'GET /api/v1/cameras/{id}/latest.jpg': nodeRoute(sources, (params) => ({ v: 1, view: 'latest-jpeg', camera: pathParam(CameraId, params, 'id') }),
       async (request) => await cameraView(sources, request as Extract<ViewRequest, { view: 'latest-jpeg' }>))
   }

@@ -18,7 +18,9 @@ export const NodeQuerySchema = z.strictObject({ node: peerIdText.optional() })
  * the same view (`view`) over the mesh, its JSON checked on the way (protocols/views.ts), its JPEG sent as one.
  */
 export function nodeRoute (sources: { selfId: string, views: RemoteViews }, view: (params: Record<string, string> | undefined) => ViewRequest,
-  handle: (request: ViewRequest) => unknown): Route {
+  handle: (request: ViewRequest) => unknown,
+  /** What of another member's answer is known here better than it says (who answered: the stream's peer). */
+  fromMember: (answer: unknown, peerId: string) => unknown = (answer) => answer): Route {
   return {
     access: 'viewer',
     takesQuery: true,
@@ -27,7 +29,7 @@ export function nodeRoute (sources: { selfId: string, views: RemoteViews }, view
       // The path is checked before anything is asked of anyone.
       const request = view(params)
       if (node === undefined || node === sources.selfId) return await handle(request)
-      return answerBody(await sources.views.ask(node, request))
+      return fromMember(answerBody(await sources.views.ask(node, request)), node)
     }
   }
 }

@@ -160,10 +160,10 @@ t.test('cameras: those run here with figures, those run elsewhere by where, cred
     membership: { list: () => [self, beta, gamma, dead, member('peer-e', 'epsilon')] }
   })
   t.same(views, [
-    { camera: 'cam-a', node: 'alpha', source: 'rtsp://***@cam-a/live', model: 'm', state: 'running', fpsIn: 5, fpsInferred: 4, skipped: 1, latencyMs: 30, detections: 2, decoder: 'software', detector: 'yolov8', outputErrors: 0, motionFrames: 7, stillFrames: 2, error: null },
-    { camera: 'cam-e', node: 'alpha', source: null, model: null, state: 'failed', fpsIn: 0, fpsInferred: 0, skipped: 0, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: 'no such model' },
-    { camera: 'cam-b', node: 'beta', source: 'rtsp://***@cam-b/stream', model: 'm', state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null },
-    { camera: 'cam-c', node: 'gamma', source: 'rtsp://cam-c', model: 'm', state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null },
-    { camera: 'cam-f', node: 'gamma', source: null, model: null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null }
+    { camera: 'cam-a', node: 'alpha', peerId: 'peer-a', source: 'rtsp://***@cam-a/live', model: 'm', state: 'running', fpsIn: 5, fpsInferred: 4, skipped: 1, latencyMs: 30, detections: 2, decoder: 'software', detector: 'yolov8', outputErrors: 0, motionFrames: 7, stillFrames: 2, error: null },
+    { camera: 'cam-e', node: 'alpha', peerId: 'peer-a', source: null, model: null, state: 'failed', fpsIn: 0, fpsInferred: 0, skipped: 0, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: 'no such model' },
+    { camera: 'cam-b', node: 'beta', peerId: 'peer-b', source: 'rtsp://***@cam-b/stream', model: 'm', state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null },
+    { camera: 'cam-c', node: 'gamma', peerId: 'peer-c', source: 'rtsp://cam-c', model: 'm', state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null },
+    { camera: 'cam-f', node: 'gamma', peerId: 'peer-c', source: null, model: null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null }
   ], 'cam-a is listed once (here); cam-c where it runs, not at home; the dead member\'s camera is not listed')
 })

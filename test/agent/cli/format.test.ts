@@ -80,9 +80,9 @@ t.test('the sensors table and the ingest summary', async (t) => {
 t.test('the cameras table', async (t) => {
   t.equal(formatCamerasTable([]), 'no cameras (configure camera work items)\n')
   const lines = formatCamerasTable([
-    { camera: 'door', node: 'pi-1', source: 'rtsp://cam/1', model: 'abc', state: 'running', fpsIn: 5, fpsInferred: 4.5, skipped: 12, latencyMs: 80, detections: 3, decoder: 'software', detector: 'yolov8', outputErrors: 0, motionFrames: 9, stillFrames: 3, error: null },
-    { camera: 'yard', node: 'pi-2', source: null, model: null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null },
-    { camera: 'shed', node: 'pi-1', source: 'lavfi:testsrc', model: 'x', state: 'failed', fpsIn: 0, fpsInferred: 0, skipped: 0, latencyMs: null, detections: 0, decoder: 'software', detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: 'no model' }
+    { camera: 'door', node: 'pi-1', peerId: 'peer-a', source: 'rtsp://cam/1', model: 'abc', state: 'running', fpsIn: 5, fpsInferred: 4.5, skipped: 12, latencyMs: 80, detections: 3, decoder: 'software', detector: 'yolov8', outputErrors: 0, motionFrames: 9, stillFrames: 3, error: null },
+    { camera: 'yard', node: 'pi-2', peerId: 'peer-a', source: null, model: null, state: 'remote', fpsIn: null, fpsInferred: null, skipped: null, latencyMs: null, detections: null, decoder: null, detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: null },
+    { camera: 'shed', node: 'pi-1', peerId: 'peer-a', source: 'lavfi:testsrc', model: 'x', state: 'failed', fpsIn: 0, fpsInferred: 0, skipped: 0, latencyMs: null, detections: 0, decoder: 'software', detector: null, outputErrors: null, motionFrames: null, stillFrames: null, error: 'no model' }
   ]).trimEnd().split('\n')
   t.match(lines[0], /^CAMERA\s+NODE\s+STATE\s+FPS IN\s+FPS INFERRED\s+SKIPPED\s+LATENCY\s+FOUND\s+SOURCE$/)
   t.match(lines[1], /^door\s+pi-1\s+running\s+5\s+4\.5\s+12\s+80 ms\s+3\s+rtsp:\/\/cam\/1$/)
