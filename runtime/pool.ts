@@ -13,7 +13,13 @@ type Request = WorkerRequest extends infer R ? R extends { id: number } ? Omit<R
 interface Pending {
   resolve: (value: unknown) => void
   reject: (err: Error) => void
-  timer: NodeJS.Timeout
+  /** When it is taken for wedged (performance.now()); one watchdog per pool checks, not a timer per call. */
+  deadline: number
+  timeoutMs: number
+  op: Request['op']
+  model: string | undefined
+  /** A run: the slot's `busy` counts it until it settles. */
+  run: boolean
 }
 
 interface Slot {
@@ -23,6 +29,8 @@ interface Slot {
   busy: number
   /** Settles once a replacement worker has loaded the models its predecessor held (never rejects). */
   ready: Promise<void>
+  /** `ready` has settled: runs skip awaiting it (a turn of the microtask queue per run). */
+  isReady: boolean
   /** Requests posted and not answered yet, rejected ones included. */
   outstanding: number
   /** Taken out of the pool after a timeout: ended once it has answered what it was asked. */
@@ -79,6 +87,9 @@ export class InferencePool {
   /** What every worker holds, so that a replacement loads the same. */
   private readonly models = new Map<string, { file: string, provider: string, threads: number }>()
   private nextId = 1
+  /** The watchdog (see watch()) and the deadline it is armed for. */
+  private watchdog: NodeJS.Timeout | undefined
+  private watchdogAt = Infinity
   private started = false
   private replacedCount = 0
 
@@ -125,6 +136,8 @@ export class InferencePool {
     this.slots = []
     // Wedged workers are left to the process's exit: ending one inside onnxruntime would abort it.
     this.wedged.clear()
+    clearTimeout(this.watchdog)
+    this.watchdog = undefined
     for (const slot of slots) this.rejectAll(slot, new WorkerError('the inference pool stopped'))
     await Promise.all(slots.map(async (s) => await s.worker.terminate()))
   }
@@ -151,14 +164,14 @@ export class InferencePool {
 
   private spawn (): Slot {
     const worker = new Worker(this.workerUrl, { workerData: { faults: this.faults } })
-    const slot: Slot = { worker, pending: new Map(), busy: 0, ready: Promise.resolve(), outstanding: 0, retired: false }
+    const slot: Slot = { worker, pending: new Map(), busy: 0, ready: Promise.resolve(), isReady: true, outstanding: 0, retired: false }
     worker.on('message', (reply: WorkerReply) => {
       slot.outstanding--
       if (slot.retired && slot.outstanding === 0) this.end(slot)
       const waiter = slot.pending.get(reply.id)
       if (waiter === undefined) return
       slot.pending.delete(reply.id)
-      clearTimeout(waiter.timer)
+      if (waiter.run) slot.busy--
       if (reply.ok) waiter.resolve(reply.result)
       else waiter.reject(new InferenceError(reply.error))
     })
@@ -193,7 +206,8 @@ export class InferencePool {
     }
     const fresh = this.spawn()
     this.slots[index] = fresh
-    fresh.ready = this.reload(fresh)
+    fresh.isReady = false
+    fresh.ready = this.reload(fresh).finally(() => { fresh.isReady = true })
     this.replacedCount++
   }
 
@@ -213,45 +227,78 @@ export class InferencePool {
   }
 
   private rejectAll (slot: Slot, err: WorkerError): void {
-    for (const waiter of slot.pending.values()) {
-      clearTimeout(waiter.timer)
+    const waiters = [...slot.pending.values()]
+    slot.pending.clear()
+    for (const waiter of waiters) {
+      if (waiter.run) slot.busy--
       waiter.reject(err)
     }
-    slot.pending.clear()
+  }
+
+  /**
+   * Arms the pool's one watchdog for `deadline` unless it is armed for an earlier one. A timer per call (set and
+   * cleared around every run) cost the hot path; calls are answered long before their deadline, so the watchdog
+   * mostly wakes to find nothing late and sleeps again until the earliest deadline still pending.
+   */
+  private watch (deadline: number): void {
+    if (this.watchdog !== undefined) {
+      if (this.watchdogAt <= deadline) return
+      clearTimeout(this.watchdog)
+    }
+    this.watchdogAt = deadline
+    this.watchdog = setTimeout(() => { this.check() }, Math.max(0, deadline - performance.now())).unref()
+  }
+
+  /** The watchdog: every worker holding a call past its deadline is replaced (its calls rejected, none left hanging). */
+  private check (): void {
+    this.watchdog = undefined
+    const now = performance.now()
+    for (const slot of [...this.slots]) {
+      for (const waiter of slot.pending.values()) {
+        if (waiter.deadline > now) continue
+        // A worker that does not answer is wedged: replacing it rejects this call and the others it holds.
+        this.replace(slot, `the inference worker did not answer a ${waiter.op} within ${waiter.timeoutMs} ms`, { kind: 'wedged', model: waiter.model })
+        break
+      }
+    }
+    // Then it sleeps until the earliest deadline still pending (a replacement's reloads included).
+    let next = Infinity
+    for (const slot of this.slots) for (const waiter of slot.pending.values()) next = Math.min(next, waiter.deadline)
+    if (next !== Infinity) this.watch(next)
   }
 
   private async reload (slot: Slot): Promise<void> {
     for (const [model, { file, provider, threads }] of this.models) {
       try {
-        await this.call(slot, { op: 'load', model, file, provider, threads }, [], this.loadTimeoutMs)
+        await this.call(slot, { op: 'load', model, file, provider, threads }, undefined, this.loadTimeoutMs)
       } catch (err) {
         this.log.warn({ model, err: (err as Error).message }, 'a replacement inference worker could not load a model')
       }
     }
   }
 
-  private call (slot: Slot, request: Request, transfer: ArrayBuffer[] = [], timeoutMs = this.loadTimeoutMs): Promise<unknown> {
-    const id = this.nextId++
+  private call (slot: Slot, request: Request, transfer?: ArrayBuffer[], timeoutMs = this.loadTimeoutMs, run = false): Promise<unknown> {
     return new Promise((resolve, reject) => {
       // The worker was replaced or the pool stopped while the caller waited: nothing would ever answer.
       if (!this.slots.includes(slot)) {
         reject(new WorkerError(this.started ? 'the inference worker was replaced' : 'the inference pool stopped'))
         return
       }
-      const timer = setTimeout(() => {
-        // A worker that does not answer is wedged: replacing it rejects this call and the others it holds.
-        this.replace(slot, `the inference worker did not answer a ${request.op} within ${timeoutMs} ms`,
-          { kind: 'wedged', model: 'model' in request ? request.model : undefined })
-      }, timeoutMs).unref()
-      slot.pending.set(id, { resolve, reject, timer })
+      const id = this.nextId++
+      // The request as it goes, the id added in place (the caller's object is its own, made for this call).
+      const message = request as WorkerRequest
+      message.id = id
       try {
-        slot.worker.postMessage({ ...request, id }, transfer)
-        slot.outstanding++
+        slot.worker.postMessage(message, transfer)
       } catch (err) {
-        clearTimeout(timer)
-        slot.pending.delete(id)
         reject(err as Error)
+        return
       }
+      slot.outstanding++
+      const deadline = performance.now() + timeoutMs
+      slot.pending.set(id, { resolve, reject, deadline, timeoutMs, op: request.op, model: 'model' in request ? request.model : undefined, run })
+      if (run) slot.busy++
+      this.watch(deadline)
     })
   }
 
@@ -291,17 +338,31 @@ export class InferencePool {
     await this.call(slot, { op: 'optimize', file, out })
   }
 
-  /** Runs a loaded model on the least busy worker. The feeds' buffers are transferred: do not reuse them. */
-  async run (model: string, feeds: Feeds): Promise<RunResult> {
+  /**
+   * Runs a loaded model on the least busy worker. The feeds' buffers are transferred: do not reuse them. Runs of
+   * a model that queue on a worker while it is busy may be run there as one batch (runtime/inference-worker.ts).
+   */
+  run (model: string, feeds: Feeds): Promise<RunResult> {
     const refusal = this.refused.get(model)
-    if (refusal !== undefined) throw new WorkerError(refusal)
-    const slot = this.slots.reduce((best, s) => s.busy < best.busy ? s : best, this.first())
-    slot.busy++
+    if (refusal !== undefined) return Promise.reject(new WorkerError(refusal))
+    let slot: Slot
     try {
-      await slot.ready
-      return await this.call(slot, { op: 'run', model, feeds }, transferList(feeds), this.runTimeoutMs) as RunResult
-    } finally {
-      slot.busy--
+      slot = this.first()
+    } catch (err) {
+      return Promise.reject(err as Error)
     }
+    for (let i = 1; i < this.slots.length; i++) {
+      const s = this.slots[i] as Slot
+      if (s.busy < slot.busy) slot = s
+    }
+    if (slot.isReady) return this.call(slot, { op: 'run', model, feeds }, transferList(feeds), this.runTimeoutMs, true) as Promise<RunResult>
+    // A replacement still loading its models: the run waits for it, counted as queued there meanwhile.
+    const waiting = slot
+    waiting.busy++
+    return waiting.ready.then(() => {
+      waiting.busy--
+      return this.call(waiting, { op: 'run', model, feeds }, transferList(feeds), this.runTimeoutMs, true) as Promise<RunResult>
+    })
   }
 }
+

@@ -19,8 +19,10 @@ export interface TensorSpec {
 }
 
 /** The buffers to transfer along with `tensors`. */
-export function transferList (tensors: Record<string, WireTensor>): ArrayBuffer[] {
-  return Object.values(tensors).map((t) => t.data.buffer as ArrayBuffer)
+export function transferList (tensors: Record<string, WireTensor>, into: ArrayBuffer[] = []): ArrayBuffer[] {
+  // On every run's path (both ways): a plain loop, no intermediate arrays.
+  for (const name in tensors) into.push((tensors[name] as WireTensor).data.buffer as ArrayBuffer)
+  return into
 }
 
 /** Bytes per element of each type a sample can be made of. */
@@ -65,7 +67,7 @@ export function sampleTensor (spec: TensorSpec, dims: number[] | undefined, free
 }
 
 /** A free dimension named like a batch (or the first, unnamed or not) runs one sample. */
-const BATCH_NAME = /^(batch|batch_size|batchsize|bs|n|b|none)$/i
+export const BATCH_NAME = /^(batch|batch_size|batchsize|bs|n|b|none)$/i
 /** The largest size a free dimension is given from a request. */
 const MAX_GIVEN_DIM = 65_536
 
@@ -150,4 +152,29 @@ export function sampleShapes (inputs: readonly TensorSpec[], given: Readonly<Rec
     return { shapes: null, needs: `no size is known for ${listed}: give one with --shape ${spec.name.slice(0, MAX_SYMBOL_SHOWN)}=${example} (the API's "shapes")` }
   }
   return { shapes, needs: null }
+}
+
+/** An image input: 4-D with 1 or 3 channels (NCHW or NHWC). */
+function isImage (spec: TensorSpec): boolean {
+  return spec.shape.length === 4 && ([1, 3].includes(spec.shape[1] as number) || [1, 3].includes(spec.shape[3] as number))
+}
+
+/**
+ * Whether requests for a model may be run as one batch, concatenated along their first dimension and the outputs
+ * split back: every input and output has a free first dimension (and no string type); the inputs' first
+ * dimensions are one symbol (where named), used nowhere else in them, and it is a batch by its name (`batch`,
+ * `N`…) or by convention (the first dimension of an image input). A free first dimension that may be something
+ * else (a sequence, a list of boxes) is not batched: rows of one request could then see another's. At run time
+ * the outputs must also come back with as many rows as went in (runtime/inference-worker.ts checks).
+ */
+export function batchable (inputs: readonly TensorSpec[], outputs: readonly TensorSpec[]): boolean {
+  if (inputs.length === 0 || outputs.length === 0) return false
+  const free = (d: number | string | undefined) => typeof d === 'string' || (typeof d === 'number' && d < 1)
+  const named = (d: number | string | undefined) => typeof d === 'string' && d !== '' && d !== '-1' ? d : undefined
+  if ([...inputs, ...outputs].some((t) => t.shape.length === 0 || !free(t.shape[0]) || !DTYPES.includes(t.dtype as Dtype))) return false
+  const symbols = new Set(inputs.map((t) => named(t.shape[0])).filter((d) => d !== undefined))
+  if (symbols.size > 1) return false
+  const symbol = [...symbols][0]
+  if (symbol !== undefined && [...inputs, ...outputs].some((t) => t.shape.slice(1).includes(symbol))) return false
+  return inputs.every((t) => isImage(t) || (symbol !== undefined && BATCH_NAME.test(symbol)))
 }
