@@ -12,7 +12,7 @@ import type { Frame, Packet } from 'node-av/lib'
 import { demuxerInput } from './frame-source.ts'
 import type { FrameSourceOptions, FromDecoder, ToDecoder } from './frame-source.ts'
 import { MotionDetector } from './motion.ts'
-import { filterGraphParts, frameToTensor } from './preprocess.ts'
+import { FrameRate, frameToTensor, shapeGraph } from './preprocess.ts'
 import { isBox } from './snapshot-graph.ts'
 import { encodeSnapshot } from './snapshot-jpeg.ts'
 
@@ -129,20 +129,17 @@ class DecodeLoop {
     const stream = demuxer.video()
     if (stream === undefined) throw new Error('the source has no video stream')
     using decoder = this.openDecoder(stream)
-    // The frame rate first, on its own: a frame it keeps is the source frame a snapshot draws on (kept by
-    // reference), then scaled and letterboxed to the model's input.
-    const { rate, shape } = filterGraphParts(this.options)
-    using picker = FilterAPI.create(rate)
-    using filter = FilterAPI.create(shape)
+    // The frame rate first, by the frames' timestamps (no graph of its own): a frame it keeps is the source frame a
+    // snapshot draws on (kept by reference), then scaled and letterboxed to the model's input.
+    const rate = new FrameRate(this.options.fps)
+    using filter = FilterAPI.create(shapeGraph(this.options))
     const pace = this.options.paced && !live
-    const interval = 1000 / this.options.fps
-    const opened = performance.now()
     // A live stream is read asynchronously, so that stop() is not stuck behind a network read; a file or a test
     // source synchronously, which is twice as fast.
     const packets = live ? demuxer.packets(stream.index) : demuxer.packetsSync(stream.index)
     const framesBefore = this.framesIn
     try {
-      await this.pump(packets, decoder, picker, filter, pace, opened, interval)
+      await this.pump(packets, decoder, rate, filter, pace)
     } catch (err) {
       // A hardware decoder that cannot decode this stream (a codec or profile it lacks) fails before any frame.
       if (this.decoder !== 'software' && this.framesIn === framesBefore) {
@@ -173,34 +170,28 @@ class DecodeLoop {
     }
   }
 
-  private async pump (packets: AsyncIterable<Packet | null> | Iterable<Packet | null>, decoder: Decoder, picker: FilterAPI, filter: FilterAPI,
-    pace: boolean, opened: number, interval: number): Promise<void> {
-    let n = 0
+  private async pump (packets: AsyncIterable<Packet | null> | Iterable<Packet | null>, decoder: Decoder, rate: FrameRate, filter: FilterAPI,
+    pace: boolean): Promise<void> {
     for await (const packet of packets) {
       decoder.decodeSync(packet)
       packet?.free()
-      for (let decoded = decoder.receiveSync(); decoded != null; decoded = decoder.receiveSync()) {
+      for (let frame = decoder.receiveSync(); frame != null; frame = decoder.receiveSync()) {
+        // Freed however this ends (a graph that throws, stop): what is kept of it is a reference of its own.
         try {
-          picker.processSync(decoded)
-        } finally {
-          decoded.free()
-        }
-        for (let frame = picker.receiveSync(); frame != null; frame = picker.receiveSync()) {
-          // Freed however this ends (a graph that throws, stop): what is kept of it is a reference of its own.
-          try {
-            filter.processSync(frame)
-            for (let out = filter.receiveSync(); out != null; out = filter.receiveSync()) {
-              if (pace) await this.sleep(opened + n++ * interval - performance.now())
-              // The source frame for snapshots, a reference; none when FFmpeg could not make one (null: no memory),
-              // and then no snapshot of this frame, rather than a reference to a frame freed below.
-              this.offer(out, this.seq++, frame, frame.clone() ?? undefined)
-              // Between frames, what the camera said (a frame wanted, a snapshot, stop): polled, as this loop does not yield.
-              for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) this.take(m.message as ToDecoder)
-              if (!this.running) return
-            }
-          } finally {
-            frame.free()
+          if (!rate.keep(frame.bestEffortTimestamp, frame.timeBase)) continue
+          filter.processSync(frame)
+          for (let out = filter.receiveSync(); out != null; out = filter.receiveSync()) {
+            // A file (or a test source) played as a camera would: each frame when its timestamp says.
+            if (pace) await this.sleep(rate.due - performance.now())
+            // The source frame for snapshots, a reference; none when FFmpeg could not make one (null: no memory),
+            // and then no snapshot of this frame, rather than a reference to a frame freed below.
+            this.offer(out, this.seq++, frame, frame.clone() ?? undefined)
+            // Between frames, what the camera said (a frame wanted, a snapshot, stop): polled, as this loop does not yield.
+            for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) this.take(m.message as ToDecoder)
+            if (!this.running) return
           }
+        } finally {
+          frame.free()
         }
       }
       if (packet === null) return

@@ -51,7 +51,7 @@ export interface FrameSourceOptions {
   fps: number
   /** Start a file (or test source) again when it ends. */
   loop: boolean
-  /** Deliver a file's frames at `fps` as a camera would; off, as fast as they decode (benchmarks). */
+  /** Deliver a file's frames as a camera would, each when its timestamp says (at most `fps` a second); off, as fast as they decode (benchmarks). */
   paced: boolean
   /** How a frame becomes the model's input tensor. */
   input: InputFormat

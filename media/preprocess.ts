@@ -1,7 +1,8 @@
 /**
- * Frames into model inputs. FFmpeg's filter graph has already done the heavy part (frame rate, scaling with
- * letterbox, pixel format), so a frame arrives as packed RGB24 at the model's size; this is the one pass that
- * turns it into the model's input: Float32 or bytes, planar (NCHW) or packed (NHWC), scaled as the model was trained.
+ * Frames into model inputs. The decode thread keeps the frames of its rate (FrameRate), FFmpeg's filter graph does
+ * the heavy part (scaling with letterbox, pixel format), so a frame arrives as packed RGB24 at the model's size;
+ * this is the one pass that turns it into the model's input: Float32 or bytes, planar (NCHW) or packed (NHWC),
+ * scaled as the model was trained.
  */
 
 /** How a model takes its frame: from its signature, its camera's `detector.input` settings and its type's defaults. */
@@ -27,24 +28,68 @@ export const IMAGENET: Normalization = { mean: [0.485, 0.456, 0.406], std: [0.22
 /** PaddleOCR's detector: ImageNet statistics over BGR (its images are read with OpenCV), float32 NCHW. */
 export const PADDLE_OCR: InputFormat = { layout: 'nchw', dtype: 'float32', scale: 'imagenet', channels: 'bgr' }
 
-/** The FFmpeg filter graph that brings any frame to `width`×`height` RGB24, letterboxed, at `fps`. */
+/**
+ * The FFmpeg filter graph that brings any frame to `width`×`height` RGB24, letterboxed, at `fps`: FFmpeg's `fps`
+ * filter, then shapeGraph. The CLI's and the benchmarks' (the decode thread picks its frames with FrameRate).
+ */
 export function filterGraph (options: { width: number, height: number, fps: number }): string {
-  const { rate, shape } = filterGraphParts(options)
-  return `${rate},${shape}`
+  return `fps=${options.fps},${shapeGraph(options)}`
 }
 
 /**
- * filterGraph in its two parts, each a graph of its own: `rate` picks the frames kept at `fps` (untouched, the source
- * frames snapshots are drawn on), `shape` brings one to `width`×`height` RGB24, letterboxed.
+ * The decode thread's graph: a frame to `width`×`height` RGB24, letterboxed, scaled on the calling thread
+ * (`threads=1`: a box runs a thread per camera, and scaling split over every core's helper threads adds their
+ * wake-ups and CPU to each frame for a few milliseconds' less latency at most).
  */
-export function filterGraphParts ({ width, height, fps }: { width: number, height: number, fps: number }): { rate: string, shape: string } {
-  return {
-    rate: `fps=${fps}`,
-    shape: [
-      `scale=${width}:${height}:force_original_aspect_ratio=decrease`,
-      `pad=${width}:${height}:(ow-iw)/2:(oh-ih)/2`,
-      'format=rgb24'
-    ].join(',')
+export function shapeGraph ({ width, height }: { width: number, height: number }): string {
+  return [
+    `scale=${width}:${height}:force_original_aspect_ratio=decrease:threads=1`,
+    `pad=${width}:${height}:(ow-iw)/2:(oh-ih)/2`,
+    'format=rgb24'
+  ].join(',')
+}
+
+/** FFmpeg's AV_NOPTS_VALUE: a frame without a timestamp. */
+const NO_TIMESTAMP = -(2n ** 63n)
+
+/**
+ * The decode thread's frame rate, from the frames' timestamps: a frame is kept when it is the first of its 1/fps
+ * slot of the stream's time, the slots counted from the first frame (so that a source at `fps` whose timestamps
+ * jitter keeps every frame), so that only the frames kept are scaled, and the frame kept is the decoded one (the
+ * source frame a snapshot draws on). Unlike FFmpeg's `fps` filter, a graph of its own (a decode thread with two
+ * graphs collected its garbage twice as often: bench/cameras), it holds no frame until the next one comes (a
+ * frame interval's latency) and never repeats one: a source slower than `fps` gives each of its frames once.
+ * Timestamps that go back (a stream that restarted or wrapped) start it over; a frame without one is timed by
+ * the clock.
+ */
+export class FrameRate {
+  private readonly fps: number
+  /** The slot of the last frame kept; the time of the first (seconds, the stream's), and when that was kept. */
+  private slot: number | undefined
+  private first = 0
+  private anchor = 0
+  /** When the last frame kept is due (performance.now()), if the source is played at its own pace (a file). */
+  due = 0
+
+  constructor (fps: number) {
+    this.fps = fps
+  }
+
+  /** Whether the frame of `timestamp` (in `timeBase`) is kept; if so, `due` says when it is due. */
+  keep (timestamp: bigint | number | null | undefined, timeBase: { num: number, den: number }): boolean {
+    const timed = timestamp !== null && timestamp !== undefined && timestamp !== NO_TIMESTAMP && timeBase.num > 0 && timeBase.den > 0
+    const now = performance.now()
+    const seconds = timed ? Number(timestamp) * timeBase.num / timeBase.den : now / 1000
+    let slot = Math.round((seconds - this.first) * this.fps)
+    if (this.slot !== undefined && slot === this.slot) return false
+    if (this.slot === undefined || slot < this.slot) {
+      this.first = seconds
+      this.anchor = now
+      slot = 0
+    }
+    this.slot = slot
+    this.due = this.anchor + (seconds - this.first) * 1000
+    return true
   }
 }
 

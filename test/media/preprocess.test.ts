@@ -1,5 +1,5 @@
 import t from 'tap'
-import { IMAGENET, PADDLE_OCR, filterGraph, frameToTensor, rgbToTensor } from '../../media/preprocess.ts'
+import { FrameRate, IMAGENET, PADDLE_OCR, filterGraph, frameToTensor, rgbToTensor } from '../../media/preprocess.ts'
 import type { InputFormat } from '../../media/preprocess.ts'
 
 t.test('RGB24 → normalized NCHW, in the model\'s channel order', async (t) => {
@@ -18,7 +18,43 @@ t.test('RGB24 → normalized NCHW, in the model\'s channel order', async (t) => 
 
 t.test('the filter graph letterboxes to the model size at the wanted rate', async (t) => {
   t.equal(filterGraph({ width: 640, height: 640, fps: 5 }),
-    'fps=5,scale=640:640:force_original_aspect_ratio=decrease,pad=640:640:(ow-iw)/2:(oh-ih)/2,format=rgb24')
+    'fps=5,scale=640:640:force_original_aspect_ratio=decrease:threads=1,pad=640:640:(ow-iw)/2:(oh-ih)/2,format=rgb24')
+})
+
+t.test('the decode thread\'s frame rate: the first frame of each 1/fps slot, by timestamps, none held or repeated', async (t) => {
+  /** The frames of `seconds` of a source at `rate` fps (timestamps in `den`ths of a second, `jitter` s off at most) that `fps` keeps. */
+  const kept = (rate: number, fps: number, { seconds = 10, den = 90_000, jitter = 0, start = 0 } = {}): number[] => {
+    const picker = new FrameRate(fps)
+    const out: number[] = []
+    for (let k = 0; k < seconds * rate; k++) {
+      const at = start + k / rate + (k % 2 === 0 ? jitter : -jitter)
+      if (picker.keep(BigInt(Math.round(at * den)), { num: 1, den })) out.push(k)
+    }
+    return out
+  }
+  t.same(kept(25, 5, { seconds: 2 }), [0, 3, 8, 13, 18, 23, 28, 33, 38, 43, 48], '25 fps → 5: every fifth frame, as it comes (slots 0 to 10 in 2 s)')
+  t.equal(kept(30, 5).length, 51, '30 fps → 5')
+  t.same(kept(7.5, 5, { seconds: 2 }), [0, 1, 3, 4, 6, 7, 9, 10, 12, 13], '7.5 fps → 5: two frames of three')
+  t.equal(kept(5, 5, { jitter: 0.04, start: 1234.1 }).length, 50, 'a source at the rate keeps every frame, its timestamps jittering 40 ms')
+  t.equal(kept(3, 5).length, 30, 'a slower source: each frame once, never repeated')
+  t.equal(kept(4.99, 5, { seconds: 100 }).length, 499)
+  t.ok(kept(5.02, 5, { seconds: 100 }).length <= 501, 'a source a little fast gives a frame up now and then')
+
+  // Timestamps going back (a stream restarted) start it over: kept, and due from now on.
+  const picker = new FrameRate(5)
+  const tb = { num: 1, den: 5 }
+  t.ok(picker.keep(100n, tb))
+  const first = picker.due
+  t.ok(picker.keep(101n, tb))
+  t.equal(Math.round(picker.due - first), 200, 'due a frame interval after the one before: a file is played at its pace')
+  t.notOk(picker.keep(101n, tb), 'the same slot again: dropped')
+  t.ok(picker.keep(3n, tb), 'timestamps that went back: kept')
+  t.ok(picker.due >= first + 0 && picker.due <= performance.now(), 'and due now, not 98 frames ago')
+  t.ok(picker.keep(4n, tb))
+  // No timestamp: the clock's.
+  const untimed = new FrameRate(5)
+  t.ok(untimed.keep(-(2n ** 63n), tb), 'AV_NOPTS_VALUE: timed by the clock')
+  t.notOk(untimed.keep(null, tb), 'a frame at once after it is in the same slot')
 })
 
 t.test('RGB24 → every layout and type a detector takes', async (t) => {

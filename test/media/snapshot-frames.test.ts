@@ -2,7 +2,7 @@ import t from 'tap'
 import { createLogger } from '../../common/logger.ts'
 import { FrameSource, SnapshotFailedError } from '../../media/frame-source.ts'
 import type { Snapshot, TensorFrame } from '../../media/frame-source.ts'
-import { filterGraph, filterGraphParts } from '../../media/preprocess.ts'
+import { filterGraph, shapeGraph } from '../../media/preprocess.ts'
 import { snapshotGraph } from '../../media/snapshot-graph.ts'
 import { decodeJpeg, isRed } from '../helpers/jpeg.ts'
 
@@ -98,10 +98,8 @@ t.test('a snapshot fits 1280×1280 whichever side is long, its aspect kept', asy
   t.match(snapshotGraph(2000, 16000, [[0, 8000, 2000, 16000]]).graph, /^scale=160:1280:out_range=full,format=yuv420p,drawbox=x=0:y=640:w=160:h=640:/, 'boxes scaled with it')
 })
 
-t.test('the decode thread\'s two graphs: the frame rate (the source frames kept), then the model\'s shape', async (t) => {
+t.test('the decode thread\'s graph: the model\'s shape, the frame rate picked before it (the source frames kept)', async (t) => {
   const options = { width: 640, height: 384, fps: 5 }
-  const { rate, shape } = filterGraphParts(options)
-  t.equal(rate, 'fps=5')
-  t.equal(shape, 'scale=640:384:force_original_aspect_ratio=decrease,pad=640:384:(ow-iw)/2:(oh-ih)/2,format=rgb24')
-  t.equal(`${rate},${shape}`, filterGraph(options), 'together, the one graph (bench, ffmpeg -vf)')
+  t.equal(shapeGraph(options), 'scale=640:384:force_original_aspect_ratio=decrease:threads=1,pad=640:384:(ow-iw)/2:(oh-ih)/2,format=rgb24')
+  t.equal(`fps=5,${shapeGraph(options)}`, filterGraph(options), 'with FFmpeg\'s fps filter, the one graph (bench, ffmpeg -vf)')
 })
