@@ -3,10 +3,11 @@
  * `npm run bench:cameras`: how many cameras at 5 fps one box sustains with a given detector, against the same
  * decode and a bare onnxruntime-node loop in the same process, measured in the same run.
  *
- * - noodle: N CameraPipelines (media/camera.ts) on FFmpeg test sources (`lavfi:testsrc`, 1280×720 as a camera's
- *   detect stream, paced at 5 fps), each decoding in its FrameSource's thread and inferring through ModelRuntime
- *   and InferencePool as the agent does (the model compiled by the runtime, its outputs read by the camera's
- *   detector plan), motion gating off (the test pattern moves anyway).
+ * - noodle: N CameraPipelines (media/camera.ts) on a camera's detect stream: H.264 at 1280×720 (FFmpeg's testsrc,
+ *   made at start with the ffmpeg CLI: main profile, no B-frames, a keyframe every 2 s, played in a loop, paced
+ *   at 5 fps), each decoding in its FrameSource's thread and inferring through ModelRuntime and InferencePool as
+ *   the agent does (the model compiled by the runtime, its outputs read by the camera's detector plan), motion
+ *   gating off (the test pattern moves anyway).
  * - bare: the same sources decoded with node-av in one worker thread per camera (Demuxer, Decoder, FilterAPI with
  *   the same filter graph, the same tensor pass `frameToTensor`, paced the same, the newest frame kept), and one
  *   `session.run()` loop on the main thread over the cameras' frames as they come, with the intra-op threads and
@@ -28,10 +29,14 @@
  * frame: cheap, so decoding dominates); `--detector ppocr`: the PP-OCR v4 text detector the project ships (a real
  * trained network, where inference dominates; try `--size 320`); `--model FILE`: any model a camera can run.
  * `--cameras N` measures N cameras on each side instead of searching; `--source URL` takes any camera source.
+ * A raw one (`lavfi:testsrc=size=1280x720:rate=5`, FFmpeg making each frame in memory) is not a camera's: each of
+ * its frames is a fresh allocation rather than a buffer of a decoder's pool, so the references a camera keeps to
+ * its last frames for snapshots (the bare loop keeps none) make the allocator work on a saturated box.
  *
  *   node bench/cameras.ts [--detector yolov8] [--model FILE] [--size 640] [--fps 5] [--seconds 5] [--source URL]
  *     [--cameras N] [--motion-cameras 4] [--max-steps 5]
  */
+import { execFileSync } from 'node:child_process'
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -172,7 +177,6 @@ async function main (): Promise<void> {
   const FIXED = values.cameras === undefined ? undefined : Number(values.cameras)
   const CORES = availableParallelism()
   const began = performance.now()
-  const SOURCE = values.source ?? `lavfi:testsrc=size=1280x720:rate=${FPS}`
   const STILL = `lavfi:color=c=gray:size=1280x720:rate=${FPS},drawbox=x=400:y=300:w=320:h=180:color=white:t=fill`
   const LAYOUTS = ['yolov8', 'yolov5', 'ssd', 'rt-detr', 'rf-detr'] as const
 
@@ -193,6 +197,8 @@ async function main (): Promise<void> {
   const warnings = new Map<string, number>()
   const log = createLogger('warn', { write: (line: string) => { const { msg } = JSON.parse(line) as { msg: string }; warnings.set(msg, (warnings.get(msg) ?? 0) + 1) } })
   const dir = mkdtempSync(join(tmpdir(), 'noodle-bench-cameras-'))
+  const SOURCE = values.source ?? await cameraStream(join(dir, 'camera.mp4'), FPS)
+  const shown = values.source ?? 'H.264 1280×720 (testsrc, a keyframe every 2 s)'
   let file: string
   let detectorName: string
   if (values.model !== undefined) {
@@ -222,7 +228,7 @@ async function main (): Promise<void> {
       { size: SIZE, channels: values.detector === 'ppocr' && values.model === undefined ? 'bgr' : undefined })
     const { width, height, format, dims } = plan.input
     process.stdout.write(`cameras benchmark: ${CORES} cores; ${detectorName}, ${plan.variant} ${width}×${height} ${format.dtype} ${format.layout} on ${provider}, ` +
-      `${threads} intra-op thread(s) a side (runtime p50 ${record?.providers[0]?.p50Ms ?? '?'} ms); ${SOURCE} at ${FPS} fps; ${SECONDS} s a step\n`)
+      `${threads} intra-op thread(s) a side (runtime p50 ${record?.providers[0]?.p50Ms ?? '?'} ms); ${shown} at ${FPS} fps; ${SECONDS} s a step\n`)
 
     const noodle = noodleFleet({ CameraPipeline, runtime, log, model: compiled.id, plan, fps: FPS })
     const session = await ort.InferenceSession.create(file, { executionProviders: [provider], intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' })
@@ -452,6 +458,16 @@ function bareFleet ({ ort, session, plan, fps }: { ort: typeof Ort, session: Ort
     }
   }
   return fleet
+}
+
+/** A camera's detect stream as a file: H.264 as cameras send it, 1280×720, 2 minutes at `fps`. */
+async function cameraStream (file: string, fps: number): Promise<string> {
+  // Imported here, not at the top: the bare decode threads load this file too.
+  const { commandExists } = await import('./lib.ts')
+  if (!commandExists('ffmpeg')) throw new Error('the default source is made with the ffmpeg command (apt-get install ffmpeg); or give --source')
+  execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-f', 'lavfi', '-i', `testsrc=size=1280x720:rate=${fps}:duration=120`,
+    '-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'main', '-bf', '0', '-g', String(2 * fps), '-pix_fmt', 'yuv420p', file])
+  return file
 }
 
 async function sleep (ms: number): Promise<void> {
