@@ -82,7 +82,7 @@ export class InferenceWorker {
   /** When the queue last ran empty, and whether to spin (SPIN_MS) the next time it does. */
   private idleSince = -Infinity
   private spin = false
-  /** Requests the last run answered: as many are likely to come back soon (up to WAIT_FOR are waited for). */
+  /** Runs to wait for: as many as the last run answered (they are likely to come back soon), at most WAIT_FOR. */
   private answered = 1
   /** Models that may be batched, with their time per row (an average of the last runs) and reusable batch inputs. */
   private readonly batching = new Map<string, { msPerRow: number | undefined, buffers: Map<string, WireTensor['data']> }>()
@@ -130,14 +130,14 @@ export class InferenceWorker {
     try {
       for (;;) {
         for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) this.accept(m.message as WorkerRequest)
-        if (this.spin && this.queue.length < Math.min(WAIT_FOR, this.answered)) this.spinForNext()
+        if (this.spin && this.queue.length < this.answered) this.spinForNext()
         const head = this.queue.shift()
         if (head === undefined) {
           this.idleSince = performance.now()
           return
         }
         const batch = this.gather(head)
-        this.answered = batch?.length ?? 1
+        this.answered = Math.min(WAIT_FOR, batch?.length ?? 1)
         if (batch === undefined) await this.handle(head)
         else await this.runBatch(head.model, batch)
       }
@@ -152,11 +152,10 @@ export class InferenceWorker {
    */
   private spinForNext (): void {
     const until = performance.now() + SPIN_MS
-    const enough = Math.min(WAIT_FOR, this.answered)
     do {
       const m = receiveMessageOnPort(this.port)
       if (m !== undefined) this.accept(m.message as WorkerRequest)
-      if (this.queue.length >= enough) return
+      if (this.queue.length >= this.answered) return
     } while (performance.now() < until)
     if (this.queue.length === 0) this.spin = false
   }
