@@ -49,8 +49,13 @@ export function shapeGraph ({ width, height }: { width: number, height: number }
   ].join(',')
 }
 
-/** FFmpeg's AV_NOPTS_VALUE: a frame without a timestamp. */
+/**
+ * FFmpeg's AV_NOPTS_VALUE: a frame without a timestamp (node-av's constant not imported: this module is loaded on
+ * the event loop, where node-av never is).
+ */
 const NO_TIMESTAMP = -(2n ** 63n)
+/** A jump forward in the timestamps longer than this is a cut, played as one frame interval (FrameRate). */
+const MAX_GAP_S = 10
 
 /**
  * The decode thread's frame rate, from the frames' timestamps: a frame is kept when it is the first of its 1/fps
@@ -59,8 +64,9 @@ const NO_TIMESTAMP = -(2n ** 63n)
  * source frame a snapshot draws on). Unlike FFmpeg's `fps` filter, a graph of its own (a decode thread with two
  * graphs collected its garbage twice as often: bench/cameras), it holds no frame until the next one comes (a
  * frame interval's latency) and never repeats one: a source slower than `fps` gives each of its frames once.
- * Timestamps that go back (a stream that restarted or wrapped) start it over; a frame without one is timed by
- * the clock.
+ * Timestamps that go back (a stream that restarted or wrapped) start it over; a jump forward of more than
+ * MAX_GAP_S (a recording's cut, or a file made to stall its camera) is due a frame interval after the frame before,
+ * not after the gap; a frame without a timestamp is timed by the clock.
  */
 export class FrameRate {
   private readonly fps: number
@@ -85,6 +91,10 @@ export class FrameRate {
     if (this.slot === undefined || slot < this.slot) {
       this.first = seconds
       this.anchor = now
+      slot = 0
+    } else if ((slot - this.slot) / this.fps > MAX_GAP_S) {
+      this.first = seconds
+      this.anchor = this.due + 1000 / this.fps
       slot = 0
     }
     this.slot = slot

@@ -51,6 +51,21 @@ t.test('the decode thread\'s frame rate: the first frame of each 1/fps slot, by 
   t.ok(picker.keep(3n, tb), 'timestamps that went back: kept')
   t.ok(picker.due >= first + 0 && picker.due <= performance.now(), 'and due now, not 98 frames ago')
   t.ok(picker.keep(4n, tb))
+  // A jump forward (a recording cut, or a file made to stall its camera): one frame interval, not the gap.
+  const cut = new FrameRate(5)
+  t.ok(cut.keep(0n, tb))
+  t.ok(cut.keep(1n, tb))
+  const before = cut.due
+  t.ok(cut.keep(5n * 3600n, tb), 'the frame an hour later: kept')
+  t.equal(Math.round(cut.due - before), 200, 'and due a frame interval after the one before, not an hour')
+  t.ok(cut.keep(5n * 3600n + 1n, tb))
+  t.equal(Math.round(cut.due - before), 400, 'then at its pace again')
+  // A slow source (a frame every 2 s) is no cut: played at its own pace.
+  const slow = new FrameRate(5)
+  t.ok(slow.keep(0n, tb))
+  const start = slow.due
+  t.ok(slow.keep(10n, tb))
+  t.equal(Math.round(slow.due - start), 2000)
   // No timestamp: the clock's.
   const untimed = new FrameRate(5)
   t.ok(untimed.keep(-(2n ** 63n), tb), 'AV_NOPTS_VALUE: timed by the clock')
