@@ -7,6 +7,9 @@
  * - runtime: the same model compiled by ModelRuntime, run through a one-worker pool (message passing, buffers
  *   handed back and forth): one run at a time, two in flight (how a camera pipeline feeds it), and four (several
  *   cameras on one model: runs that queue are batched by the worker where the model allows it).
+ * - hand-off floor: `session.run()` in a worker of nothing else (bench/inference-echo-worker.ts), one run at a time
+ *   behind postMessage: what any worker thread costs a caller that waits for each run, with none of the runtime's
+ *   code. "runtime, 1 in flight" against it is what that code costs; it against bare is the thread hop.
  * The event loop's delay (p99, max) is measured during each: the bare loop blocks it for every inference. A
  * runtime line also gives session.run()'s p50 in the worker (a batch's whole run, where runs were batched) and the
  * mean batch: what a run costs beyond it is the round trip.
@@ -22,6 +25,7 @@ import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { Worker } from 'node:worker_threads'
 import * as ort from 'onnxruntime-node'
 import { createLogger } from '../common/logger.ts'
 import { percentile } from '../common/stats.ts'
@@ -100,7 +104,7 @@ pool.start()
 const runtime = new ModelRuntime({ registry: new ModelRegistry({ db: store.database }), pool, modelsDir: join(dir, 'models'), log })
 runtime.start()
 const line = (label: string, f: Figures) => `  ${label.padEnd(21)} ${f.perSecond.toFixed(1).padStart(7)}/s   p50 ${f.p50.toFixed(2).padStart(6)} ms   p99 ${f.p99.toFixed(2).padStart(6)} ms   event loop p99 ${f.loopP99.toFixed(1).padStart(5)} ms, max ${f.loopMax.toFixed(1).padStart(5)} ms` +
-  (label === 'bare' ? '' : `   session.run p50 ${f.runP50.toFixed(2)} ms`) + (f.batch > 1.005 ? `, batch ${f.batch.toFixed(2)}` : '')
+  (!label.startsWith('runtime') ? '' : `   session.run p50 ${f.runP50.toFixed(2)} ms`) + (f.batch > 1.005 ? `, batch ${f.batch.toFixed(2)}` : '')
 /** The ratio of the totals, and the range of the rounds' own ratios. */
 const ratio = (runtime: Tally, bare: Tally) => {
   const each = runtime.slices.map((r, i) => r / (bare.slices[i] as number))
@@ -126,6 +130,21 @@ try {
         return { ms: performance.now() - t0, run: result.ms, batch: result.batch }
       }
     }
+    // The hand-off floor: a worker of its own for this model, one request at a time, its buffer handed back.
+    const echo = new Worker(new URL('./inference-echo-worker.ts', import.meta.url), { workerData: { file: MODELS + c.file, input: spec.name, threads: pool.threads } })
+    await new Promise((resolve, reject) => { echo.once('message', resolve).once('error', reject) })
+    let echoed: { resolve: (data: Float32Array) => void } | undefined
+    echo.on('message', (reply: { data: Float32Array }) => { echoed?.resolve(reply.data) })
+    let echoData: Float32Array = (sample.data as Float32Array).slice()
+    const echoLane: Lane = async () => {
+      const t0 = performance.now()
+      echoData = await new Promise<Float32Array>((resolve) => {
+        echoed = { resolve }
+        echo.postMessage({ id: 0, data: echoData, dims: sample.dims }, [echoData.buffer as ArrayBuffer])
+      })
+      const ms = performance.now() - t0
+      return { ms, run: ms, batch: 1 }
+    }
     const bareLane: Lane = async () => {
       const t0 = performance.now()
       await session.run({ [spec.name]: tensor })
@@ -137,6 +156,7 @@ try {
     // are batched where the model allows it.
     const configurations = [
       { label: 'bare', lanes: [bareLane], tally: new Tally() },
+      { label: 'hand-off floor', lanes: [echoLane], tally: new Tally() },
       { label: 'runtime, 1 in flight', lanes: [lane()], tally: new Tally() },
       { label: 'runtime, 2 in flight', lanes: [lane(), lane()], tally: new Tally() },
       { label: 'runtime, 4 in flight', lanes: [lane(), lane(), lane(), lane()], tally: new Tally() }
@@ -145,9 +165,12 @@ try {
       for (const k of configurations) await measure(k.lanes, SECONDS / ROUNDS, k.tally)
     }
     await session.release()
-    const [bare, ...runtimes] = configurations as [typeof configurations[0], ...typeof configurations]
+    await echo.terminate()
+    const [bare, floor, ...runtimes] = configurations as [typeof configurations[0], typeof configurations[0], ...typeof configurations]
+    const one = runtimes[0] as typeof configurations[0]
     process.stdout.write(`${c.label}\n${configurations.map((k) => line(k.label, k.tally.figures())).join('\n')}\n` +
-      `  ratio runtime/bare throughput: ${runtimes.map((k) => `${k.label.replace('runtime, ', '')} ${ratio(k.tally, bare.tally)}`).join(', ')}\n`)
+      `  ratio runtime/bare throughput: ${runtimes.map((k) => `${k.label.replace('runtime, ', '')} ${ratio(k.tally, bare.tally)}`).join(', ')}\n` +
+      `  one run at a time: hand-off floor/bare ${ratio(floor.tally, bare.tally)}, runtime/hand-off floor ${ratio(one.tally, floor.tally)}\n`)
   }
 } finally {
   await pool.stop()
