@@ -7,7 +7,7 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import * as ort from 'onnxruntime-node'
 
-interface EchoRequest { id: number, data: Float32Array, dims: number[] }
+interface EchoRequest { data: Float32Array, dims: number[] }
 
 const port = parentPort as NonNullable<typeof parentPort>
 const { file, input, threads } = workerData as { file: string, input: string, threads: number }
@@ -19,7 +19,7 @@ async function pump (): Promise<void> {
   pumping = true
   for (let req = queue.shift(); req !== undefined; req = queue.shift()) {
     await session.run({ [input]: new ort.Tensor('float32', req.data, req.dims) })
-    port.postMessage({ id: req.id, data: req.data }, [req.data.buffer as ArrayBuffer])
+    port.postMessage({ data: req.data }, [req.data.buffer as ArrayBuffer])
     const until = performance.now() + 0.1
     while (queue.length === 0 && performance.now() < until) {
       const next = receiveMessageOnPort(port)

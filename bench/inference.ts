@@ -19,6 +19,7 @@
  *
  *   node bench/inference.ts [--seconds 3] [--rounds 3]
  */
+import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -132,7 +133,7 @@ try {
     }
     // The hand-off floor: a worker of its own for this model, one request at a time, its buffer handed back.
     const echo = new Worker(new URL('./inference-echo-worker.ts', import.meta.url), { workerData: { file: MODELS + c.file, input: spec.name, threads: pool.threads } })
-    await new Promise((resolve, reject) => { echo.once('message', resolve).once('error', reject) })
+    await once(echo, 'message')
     let echoed: { resolve: (data: Float32Array) => void } | undefined
     echo.on('message', (reply: { data: Float32Array }) => { echoed?.resolve(reply.data) })
     let echoData: Float32Array = (sample.data as Float32Array).slice()
@@ -140,7 +141,7 @@ try {
       const t0 = performance.now()
       echoData = await new Promise<Float32Array>((resolve) => {
         echoed = { resolve }
-        echo.postMessage({ id: 0, data: echoData, dims: sample.dims }, [echoData.buffer as ArrayBuffer])
+        echo.postMessage({ data: echoData, dims: sample.dims }, [echoData.buffer as ArrayBuffer])
       })
       const ms = performance.now() - t0
       return { ms, run: ms, batch: 1 }
