@@ -111,7 +111,7 @@ export class CameraEventStore {
           y2 = excluded.y2, zones = excluded.zones, end = excluded.end, updated = excluded.updated
         WHERE camera_events.camera = excluded.camera AND camera_events.end IS NULL`),
       // Ended at when they were last written: the end of what was known of them.
-      closeOwn: db.prepare<[string]>('UPDATE camera_events SET end = max(start, updated) WHERE end IS NULL AND peer = ?'),
+      closeOwn: db.prepare<[string], { camera: string, label: string }>('UPDATE camera_events SET end = max(start, updated) WHERE end IS NULL AND peer = ? RETURNING camera, label'),
       closeQuiet: db.prepare<[string, number]>('UPDATE camera_events SET end = max(start, updated) WHERE end IS NULL AND peer != ? AND updated < ?'),
       trimPeer: db.prepare<[string, string, number]>(`DELETE FROM camera_events WHERE peer = ? AND seq < (
         SELECT seq FROM camera_events WHERE peer = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`)
@@ -124,9 +124,14 @@ export class CameraEventStore {
     this.store.write(() => this.statements.put.run({ ...event, x1, y1, x2, y2, zones: JSON.stringify(event.zones), node, peer, updated: now }))
   }
 
-  /** Events of `peer` left open by a run that ended without ending them: ended at when they were last written. */
-  closeOwn (peer: string): void {
-    this.store.write(() => this.statements.closeOwn.run(peer))
+  /**
+   * Events of `peer` left open by a run that ended without ending them: ended at when they were last written.
+   * Returns the camera and label of each (none where the write failed).
+   */
+  closeOwn (peer: string): Array<{ camera: string, label: string }> {
+    let closed: Array<{ camera: string, label: string }> = []
+    this.store.write(() => { closed = this.statements.closeOwn.all(peer) })
+    return closed
   }
 
   /** Other members' open events not written since `before` (their node died, or its end was lost): ended. */
@@ -251,8 +256,13 @@ export class CameraEvents {
   }
 
   start (): void {
-    // Events left open by the last run ended with it: their tracks are gone.
-    this.store.closeOwn(this.peer)
+    // Events left open by the last run ended with it: their tracks are gone. The broker may still hold their
+    // retained counts (a run killed before it sent 0): listed as sent, unknown, so the first tick sends 0.
+    for (const { camera, label } of this.store.closeOwn(this.peer)) {
+      const sent = this.counts.get(camera) ?? new Map<string, number>()
+      sent.set(label, Number.NaN)
+      this.counts.set(camera, sent)
+    }
     this.timer = setInterval(() => { this.tick() }, EXPIRE_EVERY_MS)
   }
 

@@ -69,8 +69,9 @@ t.test('open events gone quiet are ended; this box\'s own left open by a crash a
   clock.set(10_000 + QUIET_AFTER_MS + 1)
   events.closeQuiet('me', 10_000 + 1)
   t.same(events.list({}).map((e) => [e.node, e.end]).sort(), [['me', null], ['node-a', '1970-01-01T00:00:10.000Z']], 'at when it was last written')
-  events.closeOwn('me')
+  t.same(events.closeOwn('me'), [{ camera: 'cam', label: 'car' }], 'the camera and label of each, for the counts it left on MQTT')
   t.same(events.list({ camera: 'cam' }).every((e) => e.end !== null), true)
+  t.same(events.closeOwn('me'), [], 'none left open')
 })
 
 t.test('a stalled camera ends its events; a retained count the broker did not take goes again', async (t) => {

@@ -8,13 +8,17 @@ import type { EventView } from '../../media/camera-events.ts'
 import { cameraEventCodec } from '../../protocols/media.ts'
 import type { CameraEventMessage } from '../../protocols/media.ts'
 import { allSee, bootstrapAddr, gossip, startAgent, stopAgents, tempDir, waitFor, writeSwarmKey } from '../helpers/agents.ts'
-import { freePort } from '../helpers/mosquitto.ts'
+import { freePort, startMosquitto } from '../helpers/mosquitto.ts'
 import { writeDetectorModel } from '../helpers/detector-models.ts'
+import { eventually } from '../helpers/eventually.ts'
 import { rogueMember } from '../hardening/meshwork-rogue-member.ts'
 
 const BIN = fileURLToPath(new URL('../../bin/noodle', import.meta.url))
 /** The parcel of detector-camera.test.ts, there for 3 s of every 6: each time an event that starts and ends. */
 const BLINKING = "lavfi:color=c=black:size=320x240:rate=10,drawbox=x=100:y=60:w=80:h=50:color=white:t=fill:enable='lt(mod(t\\,6)\\,3)'"
+/** The same parcel always in view; and the same frame with nothing in it. */
+const PARCEL = 'lavfi:color=c=black:size=320x240:rate=10,drawbox=x=100:y=60:w=80:h=50:color=white:t=fill'
+const EMPTY = 'lavfi:color=c=black:size=320x240:rate=10'
 const events = (socketPath: string, query = '') => apiGet<EventView[]>(socketPath, `/api/v1/events${query}`)
 
 t.test('objects a camera follows become events: in the store, the API and the CLI, on MQTT, and on the other members', async (t) => {
@@ -139,4 +143,40 @@ t.test('a member announces events only for cameras it runs, only so fast; the AP
   t.match(await refused('/../cameras'), { status: 404 })
   t.equal((await events(victim.socketPath, '?limit=1000')).length, 201, 'and the agent answers on')
   t.match(await refused('?__proto__=x'), { status: 400, code: 'ERR_BAD_REQUEST', message: /^__proto__: .*not a known field/ }, 'every key is a key')
+})
+
+t.test('a camera\'s box killed with an object in view: after a restart its event is listed, ended, and the retained count is 0', async (t) => {
+  const broker = await startMosquitto()
+  t.teardown(broker.close)
+  const root = tempDir(t)
+  const swarmKeyFile = writeSwarmKey(join(root, 'swarm.key'))
+  const model = join(root, 'parcels.onnx')
+  writeDetectorModel(model, { layout: 'yolov8', width: 320, height: 320 })
+  const camera = (source: string) => ({ work: [{ id: 'porch', kind: 'camera', source, model, fps: 5, pinned: true, detector: { labels: ['cat', 'parcel', 'dog'] } }], mqtt: { url: broker.url } })
+  const count = async (): Promise<string> => {
+    // A client of its own: what the broker retains, as a client that subscribes now gets it.
+    const client = await mqtt.connectAsync(broker.url)
+    try {
+      const got = new Promise<string>((resolve) => { client.on('message', (_, payload) => { resolve(payload.toString()) }) })
+      await client.subscribeAsync('noodle/cam-host/porch/parcel')
+      return await Promise.race([got, new Promise<string>((resolve) => setTimeout(() => { resolve('nothing retained') }, 1_000))])
+    } finally {
+      await client.endAsync(true)
+    }
+  }
+  let host = await startAgent({ root, name: 'cam-host', swarmKeyFile, config: camera(PARCEL) })
+  t.teardown(() => stopAgents([host]))
+  const open = await waitFor('the parcel\'s event', async () => (await events(host.socketPath, '?camera=porch')).find((e) => e.label === 'parcel'), 60_000)
+  t.equal(open.end, null, 'in view')
+  t.equal(await eventually(count, '1', { timeoutMs: 20_000 }), '1', 'its count on the broker')
+
+  host.child.kill('SIGKILL')
+  await host.exited
+  t.equal(await count(), '1', 'killed: the broker still says one parcel is in view')
+  // Started again where nothing is in view: the event left open ended, and the count it left is taken back.
+  host = await startAgent({ root, name: 'cam-host', swarmKeyFile, config: camera(EMPTY), dataDir: host.dataDir })
+  const listed = await waitFor('the event listed, ended', async () => (await events(host.socketPath, '?camera=porch')).find((e) => e.id === open.id && e.end !== null), 10_000)
+  t.match(listed, { id: open.id, label: 'parcel', box: [100, 60, 180, 110], start: open.start }, 'the event survived the restart')
+  t.ok(Date.parse(listed.end as string) >= Date.parse(open.start), `ended at when it was last written (${listed.end as string})`)
+  t.equal(await eventually(count, '0', { timeoutMs: 20_000 }), '0', 'the count it left taken back')
 })
