@@ -5,12 +5,12 @@ import { BadRequestError, BusyError, ModelError, UnknownModelError, WorkerError 
 import type { Logger } from '../common/logger.ts'
 import { percentile } from '../common/stats.ts'
 import { isTemporary, moveDurably, temporaryPath, writeFileDurably } from './files.ts'
-import { defaultOpset, readOnnxHeader } from './onnx-file.ts'
+import { defaultOpset, readOnnxHeader, readOnnxMetadata } from './onnx-file.ts'
 import type { OnnxHeader } from './onnx-file.ts'
 import type { InferencePool } from './pool.ts'
 import type { ModelOrigin, ModelRecord, ModelRegistry, ProviderBenchmark } from './registry.ts'
 import { MAX_BENCH_WORK, MAX_SAMPLE_BYTES } from '../protocols/models.ts'
-import { sampleBytes, sampleShapes, sampleTensor, ShapeError } from './tensors.ts'
+import { imageSizeOf, sampleBytes, sampleShapes, sampleTensor, ShapeError } from './tensors.ts'
 import type { Feeds, TensorSpec } from './tensors.ts'
 
 /** What `noodle models compile --json` prints. */
@@ -175,6 +175,7 @@ export class ModelRuntime {
     let firstLoaded: string | undefined
     // Sizes a caller chose are held to a bench's cap; the model's own fixed sizes to compile's larger one.
     const maxBytes = Object.keys(shapes).length > 0 ? MAX_SAMPLE_BYTES : COMPILE_SAMPLE_BYTES
+    const imageSize = await imageSizeIn(copy)
     for (const provider of this.candidates) {
       if (this.unavailable.has(provider) || this.lost.has(provider)) continue
       try {
@@ -189,7 +190,7 @@ export class ModelRuntime {
       if (sample === undefined) {
         let sized: ReturnType<typeof sampleShapes>
         try {
-          sized = shapesFor(specs.inputs, shapes, 'shapes')
+          sized = shapesFor(specs.inputs, shapes, 'shapes', imageSize)
         } catch (err) {
           // Sizes that do not fit the model: nothing of it is kept.
           await this.pool.unload(id)
@@ -315,7 +316,7 @@ export class ModelRuntime {
     const given = shape === undefined || first === undefined ? shapes : { ...shapes, [first.name]: shape }
     // A refusal names what was asked: `shapes` when inputs were sized by name, else `shape`.
     const field = Object.keys(shapes).length > 0 ? 'shapes' : 'shape'
-    const sized = shapesFor(model.inputs, given, field)
+    const sized = shapesFor(model.inputs, given, field, await imageSizeIn(model.file))
     if (sized.needs !== null) throw new BadRequestError(sized.needs, field)
     const sample = sized.shapes
     const problem = sampleProblem(model.inputs, sample)
@@ -422,7 +423,7 @@ export class ModelRuntime {
   private async probe (model: ModelRecord): Promise<'ran' | 'failed' | 'unknown'> {
     let sized: ReturnType<typeof sampleShapes>
     try {
-      sized = sampleShapes(model.inputs, {})
+      sized = sampleShapes(model.inputs, {}, await imageSizeIn(model.file))
     } catch {
       return 'unknown'
     }
@@ -604,10 +605,22 @@ function sampleProblem (inputs: TensorSpec[], shapes: number[][], maxBytes = MAX
   return undefined
 }
 
-/** sampleShapes, with a request's mistakes (an input the model lacks, a rank that differs) as a 400 naming `field`. */
-function shapesFor (inputs: TensorSpec[], given: InputShapes, field: string): ReturnType<typeof sampleShapes> {
+/**
+ * The height and width the model says its image inputs take (its metadata), for the sizes it is measured at where
+ * nobody gave them; undefined where it says none or its file cannot be read (224×224 then).
+ */
+async function imageSizeIn (file: string): Promise<[number, number] | undefined> {
   try {
-    return sampleShapes(inputs, given)
+    return imageSizeOf(await readOnnxMetadata(file))
+  } catch {
+    return undefined
+  }
+}
+
+/** sampleShapes, with a request's mistakes (an input the model lacks, a rank that differs) as a 400 naming `field`. */
+function shapesFor (inputs: TensorSpec[], given: InputShapes, field: string, imageSize?: [number, number]): ReturnType<typeof sampleShapes> {
+  try {
+    return sampleShapes(inputs, given, imageSize)
   } catch (err) {
     if (err instanceof ShapeError) throw new BadRequestError(err.message, field === 'shape' ? 'shape' : `shapes.${err.input}`)
     throw err

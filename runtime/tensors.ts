@@ -87,15 +87,30 @@ const MAX_LISTED = 3
 const MAX_SYMBOL_SHOWN = 64
 
 /**
+ * The height and width a model says its image inputs take, from its metadata: Ultralytics' `imgsz` ("[640, 640]",
+ * height first, or one number for both). Undefined where it says none, or nothing sensible (the file is not
+ * trusted: each side a whole number from 1 to MAX_GIVEN_DIM).
+ */
+export function imageSizeOf (metadata: Readonly<Record<string, string>>): [number, number] | undefined {
+  const text = metadata.imgsz
+  const match = text === undefined ? null : /^\s*(?:\[\s*(\d{1,6})\s*(?:,\s*(\d{1,6})\s*)?\]|(\d{1,6}))\s*$/.exec(text)
+  if (match === null) return undefined
+  const height = Number(match[1] ?? match[3])
+  const width = Number(match[2] ?? height)
+  return [height, width].every((d) => d >= 1 && d <= MAX_GIVEN_DIM) ? [height, width] : undefined
+}
+
+/**
  * The shapes a model's inputs are run at, for a benchmark or a check. A fixed size is the model's; a symbolic
  * dimension has one value across every input (`batch` in `input [batch, 512]` and `state [2, batch, 128]`);
  * `given` (by input name) fills free dimensions (a model's fixed sizes win over it; two given inputs that size one
  * symbol differently are refused); a free dimension that looks like a batch (named so, or the first of an image
  * input or an unnamed one) is 1; the free height and width of an image input (4-D, 1 or 3 channels) are
- * `freeDim`. What is still free is named in `needs`, with the `--shape` that would size it. The result does not
- * depend on the order of the inputs.
+ * `imageSize` (the model's own, from its metadata: imageSizeOf; else 224×224). What is still free is named in
+ * `needs`, with the `--shape` that would size it. The result does not depend on the order of the inputs.
  */
-export function sampleShapes (inputs: readonly TensorSpec[], given: Readonly<Record<string, readonly number[]>> = {}, freeDim = 224): { shapes: number[][], needs: null } | { shapes: null, needs: string } {
+export function sampleShapes (inputs: readonly TensorSpec[], given: Readonly<Record<string, readonly number[]>> = {},
+  imageSize: readonly [number, number] = [224, 224]): { shapes: number[][], needs: null } | { shapes: null, needs: string } {
   const asked = new Map(Object.entries(given))
   for (const [name, dims] of asked) {
     const spec = inputs.find((i) => i.name === name)
@@ -122,7 +137,7 @@ export function sampleShapes (inputs: readonly TensorSpec[], given: Readonly<Rec
   const defaultOf = (spec: TensorSpec, k: number, symbol: string | undefined): number | undefined => {
     if ((symbol !== undefined && BATCH_NAME.test(symbol)) || (k === 0 && (symbol === undefined || image(spec)))) return 1
     const spatial = spec.shape[1] === 3 || spec.shape[1] === 1 ? [2, 3] : [1, 2]
-    return image(spec) && spatial.includes(k) ? freeDim : undefined
+    return image(spec) && spatial.includes(k) ? imageSize[spatial.indexOf(k)] : undefined
   }
   for (const spec of inputs) {
     if (asked.has(spec.name)) continue

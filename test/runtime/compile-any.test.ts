@@ -1,11 +1,13 @@
 import { execFileSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import onnxProto from 'onnx-proto'
 import t from 'tap'
 import { testRuntime } from '../helpers/runtime.ts'
 import { apiRequest } from '../../agent/cli/client.ts'
 import { shapeFlags } from '../../agent/cli/cli.ts'
-import { sampleShapes } from '../../runtime/tensors.ts'
+import { imageSizeOf, sampleShapes } from '../../runtime/tensors.ts'
 import type { TensorSpec } from '../../runtime/tensors.ts'
 import { startAgent, stopAgents, tempDir, writeSwarmKey } from '../helpers/agents.ts'
 import { writeVoiceActivityModel } from '../helpers/detector-models.ts'
@@ -35,6 +37,46 @@ t.test('sample shapes: one value per symbol across inputs, batches 1, images at 
   const long = sampleShapes([{ name: 'x', dtype: 'float32', shape: Array.from({ length: 16 }, (_, i) => `${'d'.repeat(1000)}${i}`) }])
   t.ok((long.needs?.length ?? Infinity) < 1_000, `a model of long names: a short message (${long.needs?.length} characters)`)
   t.throws(() => sampleShapes(VAD, { input: [1, 0] }), { message: /whole numbers from 1 to 65536/ })
+})
+
+t.test('an image input\'s free height and width: the model\'s own (Ultralytics\' imgsz), when it says something sensible', async (t) => {
+  t.same(imageSizeOf({ imgsz: '[320, 256]' }), [320, 256], 'height first')
+  t.same(imageSizeOf({ imgsz: '640' }), [640, 640])
+  t.same(imageSizeOf({ imgsz: '[480]' }), [480, 480])
+  for (const bad of ['[0, 640]', '[99999999, 1]', '[640, 640, 3]', '640x640', '[640', '-1', '1e3', '']) t.equal(imageSizeOf({ imgsz: bad }), undefined, `not "${bad}"`)
+  t.equal(imageSizeOf({ names: '{0: "person"}' }), undefined, 'none said')
+  const image: TensorSpec[] = [{ name: 'images', dtype: 'float32', shape: ['n', 3, 'h', 'w'] }]
+  t.same(sampleShapes(image, {}, [320, 256]).shapes, [[1, 3, 320, 256]])
+  t.same(sampleShapes([{ name: 'x', dtype: 'float32', shape: [1, 'h', 'w', 3] }], {}, [320, 256]).shapes, [[1, 320, 256, 3]], 'channels last')
+  t.same(sampleShapes(image, { images: [1, 3, 64, 96] }, [320, 256]).shapes, [[1, 3, 64, 96]], 'sizes given win')
+})
+
+t.test('compile measures a model of free image sizes at the size its metadata says', async (t) => {
+  const { onnx } = onnxProto
+  const { dir, runtime } = testRuntime(t)
+  // `y = x` reshaped to [1, 3, 320, 256]: a run at any other size fails, as a model traced at one size would.
+  const write = (file: string, metadata: Array<{ key: string, value: string }>) => {
+    writeFileSync(file, onnx.ModelProto.encode({
+      irVersion: 8,
+      producerName: 'noodle-tests',
+      opsetImport: [{ domain: '', version: 13 }],
+      metadataProps: metadata,
+      graph: {
+        name: 'fixed',
+        node: [{ opType: 'Reshape', input: ['x', 'size'], output: ['y'] }],
+        initializer: [{ name: 'size', dataType: onnx.TensorProto.DataType.INT64, dims: [4], int64Data: [1, 3, 320, 256] }],
+        input: [{ name: 'x', type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimValue: 1 }, { dimValue: 3 }, { dimParam: 'height' }, { dimParam: 'width' }] } } } }],
+        output: [{ name: 'y', type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimValue: 1 }, { dimValue: 3 }, { dimValue: 320 }, { dimValue: 256 }] } } } }]
+      }
+    }).finish())
+    return file
+  }
+  const said = await runtime.compile(write(join(dir, 'said.onnx'), [{ key: 'imgsz', value: '[320, 256]' }]))
+  t.same({ measured: said.providers.length > 0, needs: said.needs }, { measured: true, needs: undefined }, 'measured at 320×256')
+  t.equal((await runtime.bench(said.id, { runs: 5 })).runs, 5, 'and benched there')
+  const unsaid = await runtime.compile(write(join(dir, 'unsaid.onnx'), [{ key: 'imgsz', value: '[320, 99999999]' }]))
+  t.same(unsaid.providers, [], 'a size that makes no sense is not used: 224×224, which this model refuses')
+  t.match(unsaid.needs, /a run with sample inputs at \[1×3×224×224\] failed/)
 })
 
 t.test('--shape: by name, repeatable; a bare one is the first input\'s, for a bench only', async (t) => {
