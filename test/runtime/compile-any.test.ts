@@ -77,6 +77,10 @@ t.test('compile measures a model of free image sizes at the size its metadata sa
   const unsaid = await runtime.compile(write(join(dir, 'unsaid.onnx'), [{ key: 'imgsz', value: '[320, 99999999]' }]))
   t.same(unsaid.providers, [], 'a size that makes no sense is not used: 224×224, which this model refuses')
   t.match(unsaid.needs, /a run with sample inputs at \[1×3×224×224\] failed/)
+  // A file from another member may say any size: one too large to allocate is refused before it is.
+  const huge = await runtime.compile(write(join(dir, 'huge.onnx'), [{ key: 'imgsz', value: '[65536, 65536]' }]))
+  t.same(huge.providers, [], 'not measured')
+  t.match(huge.needs, /1×3×65536×65536/)
 })
 
 t.test('--shape: by name, repeatable; a bare one is the first input\'s, for a bench only', async (t) => {
