@@ -210,7 +210,7 @@ export class ModelRuntime {
       } catch (err) {
         // A model can load and still refuse made-up inputs (a value it checks, sizes that do not fit each other),
         // or a provider can fail where another runs: the next is tried, and the model says why if none ran.
-        needs = `a run with sample inputs at [${sample.map((s) => s.join('×')).join('; ')}] failed: ${(err as Error).message.split('\n')[0] ?? ''}; give the sizes it runs at with --shape NAME=d1,d2,…`
+        needs = `a run with sample inputs at [${sample.map((s) => s.join('×')).join('; ')}] failed: ${(err as Error).message.split('\n')[0] ?? ''}; give the sizes it runs at with --shape NAME=d1,d2,…${zeroed(specs.inputs)}`
       }
     }
     if (benchmarks.length > 0) needs = undefined
@@ -603,6 +603,12 @@ function sampleProblem (inputs: TensorSpec[], shapes: number[][], maxBytes = MAX
   const bytes = sampleSetBytes(inputs, shapes)
   if (bytes > maxBytes) return `the model's inputs at this shape take ${bytes} bytes; at most ${maxBytes} are allocated`
   return undefined
+}
+
+/** What a `needs` adds where some inputs were sampled as zeros, which a model may refuse whatever their sizes. */
+function zeroed (inputs: TensorSpec[]): string {
+  const names = inputs.filter((i) => i.dtype !== 'float32').map((i) => i.name.slice(0, 64))
+  return names.length === 0 ? '' : ` (${names.slice(0, 3).join(', ')}${names.length > 3 ? '…' : ''} sampled as zeros: a model that checks their values cannot be measured with made-up inputs)`
 }
 
 /**

@@ -36,6 +36,15 @@ t.test('an event is its member\'s: another cannot change or end it by reusing it
   t.match(events.list({ label: 'car' }), [{ score: 0.9, end: '1970-01-01T00:00:03.000Z' }], 'an ended event stays ended')
 })
 
+t.test('a list without a limit is the newest 100', async (t) => {
+  const { events } = setup(t)
+  for (let i = 0; i < 120; i++) events.put(event(i, { start: 1_000 + i }), 'me', 'me')
+  const listed = events.list({})
+  t.same({ count: listed.length, newest: listed[0]?.start, oldest: listed.at(-1)?.start },
+    { count: 100, newest: new Date(1_119).toISOString(), oldest: new Date(1_020).toISOString() }, 'newest first')
+  t.equal(events.list({ limit: 120 }).length, 120)
+})
+
 t.test('refused: strangers, cameras not run, times far ahead, floods; counted by reason', async (t) => {
   const { events, announced, refused } = setup(t)
   announced.take(message(event(1)), 'stranger')

@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import onnxProto from 'onnx-proto'
+import type { onnx as Onnx } from 'onnx-proto'
 import t from 'tap'
 import { testRuntime } from '../helpers/runtime.ts'
 import { apiRequest } from '../../agent/cli/client.ts'
@@ -81,6 +82,35 @@ t.test('compile measures a model of free image sizes at the size its metadata sa
   const huge = await runtime.compile(write(join(dir, 'huge.onnx'), [{ key: 'imgsz', value: '[65536, 65536]' }]))
   t.same(huge.providers, [], 'not measured')
   t.match(huge.needs, /1×3×65536×65536/)
+})
+
+t.test('inputs of other types get sample data; a model that refuses zeros is registered unmeasured, told why', async (t) => {
+  const { onnx } = onnxProto
+  const { DataType } = onnx.TensorProto
+  const { dir, runtime } = testRuntime(t)
+  const scalar = (name: string, elemType: number) => ({ name, type: { tensorType: { elemType, shape: { dim: [] } } } })
+  const write = (name: string, graph: Omit<Onnx.IGraphProto, 'name'>) => {
+    const file = join(dir, `${name}.onnx`)
+    writeFileSync(file, onnx.ModelProto.encode({ irVersion: 8, producerName: 'noodle-tests', opsetImport: [{ domain: '', version: 13 }], graph: { name, ...graph } }).finish())
+    return file
+  }
+  // y = x where flag, else 0: a bool input.
+  const gated = await runtime.compile(write('gated', {
+    node: [{ opType: 'Where', input: ['flag', 'x', 'zero'], output: ['y'] }],
+    initializer: [{ name: 'zero', dataType: DataType.FLOAT, dims: [], floatData: [0] }],
+    input: [scalar('flag', DataType.BOOL), { name: 'x', type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimValue: 1 }, { dimValue: 4 }] } } } }],
+    output: [{ name: 'y', type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimValue: 1 }, { dimValue: 4 }] } } } }]
+  }))
+  t.same({ measured: gated.providers.length > 0, needs: gated.needs }, { measured: true, needs: undefined }, 'a bool input')
+  // 0, step, … up to 10: a step of 0 (the sample) is refused by onnxruntime whatever the sizes.
+  const stepped = await runtime.compile(write('stepped', {
+    node: [{ opType: 'Range', input: ['start', 'limit', 'step'], output: ['y'] }],
+    initializer: [{ name: 'start', dataType: DataType.INT64, dims: [], int64Data: [0] }, { name: 'limit', dataType: DataType.INT64, dims: [], int64Data: [10] }],
+    input: [scalar('step', DataType.INT64)],
+    output: [{ name: 'y', type: { tensorType: { elemType: DataType.INT64, shape: { dim: [{ dimParam: 'n' }] } } } }]
+  }))
+  t.same(stepped.providers, [], 'not measured')
+  t.match(stepped.needs, /failed: .*\(step sampled as zeros: a model that checks their values cannot be measured with made-up inputs\)$/)
 })
 
 t.test('--shape: by name, repeatable; a bare one is the first input\'s, for a bench only', async (t) => {
