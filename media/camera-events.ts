@@ -78,6 +78,9 @@ function isoTime (ms: number): string {
 
 interface EventRow { id: string, camera: string, node: string, label: string, score: number, x1: number, y1: number, x2: number, y2: number, zones: string, start: number, end: number | null }
 
+/** Counts a start sets again at most (cameras × labels this node ever had events of). */
+const MAX_COUNTS_CLEARED = 1_000
+
 /** The agent's store, as events use it (declared here so media/ needs nothing of agent/). */
 export interface EventDatabase {
   readonly database: DB
@@ -111,7 +114,8 @@ export class CameraEventStore {
           y2 = excluded.y2, zones = excluded.zones, end = excluded.end, updated = excluded.updated
         WHERE camera_events.camera = excluded.camera AND camera_events.end IS NULL`),
       // Ended at when they were last written: the end of what was known of them.
-      closeOwn: db.prepare<[string], { camera: string, label: string }>('UPDATE camera_events SET end = max(start, updated) WHERE end IS NULL AND peer = ? RETURNING camera, label'),
+      closeOwn: db.prepare<[string]>('UPDATE camera_events SET end = max(start, updated) WHERE end IS NULL AND peer = ?'),
+      ownLabels: db.prepare<[string, number], { camera: string, label: string }>('SELECT DISTINCT camera, label FROM camera_events WHERE peer = ? LIMIT ?'),
       closeQuiet: db.prepare<[string, number]>('UPDATE camera_events SET end = max(start, updated) WHERE end IS NULL AND peer != ? AND updated < ?'),
       trimPeer: db.prepare<[string, string, number]>(`DELETE FROM camera_events WHERE peer = ? AND seq < (
         SELECT seq FROM camera_events WHERE peer = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`)
@@ -124,14 +128,18 @@ export class CameraEventStore {
     this.store.write(() => this.statements.put.run({ ...event, x1, y1, x2, y2, zones: JSON.stringify(event.zones), node, peer, updated: now }))
   }
 
-  /**
-   * Events of `peer` left open by a run that ended without ending them: ended at when they were last written.
-   * Returns the camera and label of each (none where the write failed).
-   */
-  closeOwn (peer: string): Array<{ camera: string, label: string }> {
-    let closed: Array<{ camera: string, label: string }> = []
-    this.store.write(() => { closed = this.statements.closeOwn.all(peer) })
-    return closed
+  /** Events of `peer` left open by a run that ended without ending them: ended at when they were last written. */
+  closeOwn (peer: string): void {
+    this.store.write(() => this.statements.closeOwn.run(peer))
+  }
+
+  /** Each camera and label `peer` has events of (at most `limit`; none where the database cannot be read). */
+  ownLabels (peer: string, limit = MAX_COUNTS_CLEARED): Array<{ camera: string, label: string }> {
+    try {
+      return this.statements.ownLabels.all(peer, limit)
+    } catch {
+      return []
+    }
   }
 
   /** Other members' open events not written since `before` (their node died, or its end was lost): ended. */
@@ -256,9 +264,12 @@ export class CameraEvents {
   }
 
   start (): void {
-    // Events left open by the last run ended with it: their tracks are gone. The broker may still hold their
-    // retained counts (a run killed before it sent 0): listed as sent, unknown, so the first tick sends 0.
-    for (const { camera, label } of this.store.closeOwn(this.peer)) {
+    // Events left open by the last run ended with it: their tracks are gone.
+    this.store.closeOwn(this.peer)
+    // The broker may still hold counts the last run left (killed before it sent 0, or stopped, or a camera taken
+    // away, while the broker was away): every count this node has had is listed as sent, unknown, so the first
+    // tick sends what is in view now, 0 for most (an object still in view reads 0 until the camera sees it again).
+    for (const { camera, label } of this.store.ownLabels(this.peer)) {
       const sent = this.counts.get(camera) ?? new Map<string, number>()
       sent.set(label, Number.NaN)
       this.counts.set(camera, sent)

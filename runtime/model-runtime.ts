@@ -427,7 +427,8 @@ export class ModelRuntime {
     } catch {
       return 'unknown'
     }
-    if (sized.needs !== null || sampleProblem(model.inputs, sized.shapes) !== undefined) return 'unknown'
+    // Compile's cap: these are the sizes it ran the model at (a 1280-pixel detector's input is over a bench's).
+    if (sized.needs !== null || sampleProblem(model.inputs, sized.shapes, COMPILE_SAMPLE_BYTES) !== undefined) return 'unknown'
     const feeds: Feeds = Object.fromEntries(model.inputs.map((spec, i) => [spec.name, sampleTensor({ ...spec, shape: sized.shapes[i] as number[] }, undefined)]))
     try {
       await this.pool.run(model.id, feeds)

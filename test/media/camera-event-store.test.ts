@@ -78,9 +78,43 @@ t.test('open events gone quiet are ended; this box\'s own left open by a crash a
   clock.set(10_000 + QUIET_AFTER_MS + 1)
   events.closeQuiet('me', 10_000 + 1)
   t.same(events.list({}).map((e) => [e.node, e.end]).sort(), [['me', null], ['node-a', '1970-01-01T00:00:10.000Z']], 'at when it was last written')
-  t.same(events.closeOwn('me'), [{ camera: 'cam', label: 'car' }], 'the camera and label of each, for the counts it left on MQTT')
+  events.closeOwn('me')
   t.same(events.list({ camera: 'cam' }).every((e) => e.end !== null), true)
-  t.same(events.closeOwn('me'), [], 'none left open')
+  t.same(events.ownLabels('me'), [{ camera: 'cam', label: 'car' }], 'the cameras and labels it had events of, ended or not')
+  t.same(events.ownLabels('a'), [{ camera: 'cam', label: 'car' }])
+  t.same(events.ownLabels('nobody'), [])
+})
+
+t.test('at start, every count this node had is sent again: 0, or what is in view by then; a 0 not taken goes again', async (t) => {
+  const { events } = setup(t)
+  // What an earlier run left: an event still open (killed), and ended ones.
+  events.put(event(1), 'me', 'me')
+  events.put(event(2, { camera: 'yard', label: 'dog', end: 2_000 }), 'me', 'me')
+  // Ended, but its 0 may never have reached the broker (stopped, or the camera taken away, while it was away).
+  events.put(event(4, { camera: 'gate', label: 'person', end: 2_000 }), 'me', 'me')
+  events.put(event(3, { camera: 'elsewhere', label: 'cat' }), 'other', 'other')
+  let connected = false
+  const mqtt: string[] = []
+  const camera = new CameraEvents({
+    store: events,
+    toMesh: async () => {},
+    toMqtt: (topic, payload, retain) => { if (connected) mqtt.push(`${topic}=${payload}${retain ? ' (retained)' : ''}`); return connected },
+    baseTopic: 'noodle',
+    node: 'me',
+    peer: 'me',
+    log
+  })
+  camera.start()
+  t.teardown(() => { camera.stop() })
+  t.same(events.list({ camera: 'cam' }).map((e) => e.end !== null), [true], 'the open one ended')
+  // The yard's dog is in view again before the broker comes back.
+  const dog = { label: 'dog', score: 0.9, box: [0, 0, 10, 10] as [number, number, number, number] }
+  for (const at of [0, 200]) camera.observe({ camera: 'yard', at: Date.now() + at, latencyMs: 1, detections: [dog] }, { fps: 5 })
+  await new Promise((resolve) => setTimeout(resolve, 1_200))
+  t.same(mqtt, [], 'the broker is away: nothing taken')
+  connected = true
+  await new Promise((resolve) => setTimeout(resolve, 1_200))
+  t.same(mqtt.filter((m) => !m.includes('/events=')).sort(), ['noodle/me/cam/car=0 (retained)', 'noodle/me/gate/person=0 (retained)', 'noodle/me/yard/dog=1 (retained)'], 'each once, another member\'s not')
 })
 
 t.test('a stalled camera ends its events; a retained count the broker did not take goes again', async (t) => {

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import onnxProto from 'onnx-proto'
 import t from 'tap'
 import { createLogger } from '../../common/logger.ts'
 import { ConfigError } from '../../common/errors.ts'
@@ -36,15 +37,15 @@ function setup (t: { testdir: () => string, teardown: (fn: () => Promise<void>) 
    * The model compiled, then run by a runtime started afresh over the same store (an agent's restart) after the
    * other provider measured slower (as the CPU does beside a real accelerator): the model runs on `on`.
    */
-  const runningOn = async (on: 'gpu-sim' | 'cpu'): Promise<{ id: string, runtime: ModelRuntime }> => {
-    const { id } = await runtime.compile(CLS)
+  const runningOn = async (on: 'gpu-sim' | 'cpu', file = CLS): Promise<{ id: string, runtime: ModelRuntime }> => {
+    const { id } = await runtime.compile(file)
     const registry = new ModelRegistry({ db: store.database })
     registry.recordBenchmark(id, { name: on === 'cpu' ? 'gpu-sim' : 'cpu', threads: 1, runs: 20, p50Ms: 1000, p99Ms: 1000 })
     const restarted = new ModelRuntime({ registry, pool, modelsDir: join(dir, 'models'), log, providers: ['gpu-sim', 'cpu'], onDegraded: (why) => degraded.push(why) })
     restarted.start()
     return { id, runtime: restarted }
   }
-  return { runtime, lostFile, degraded, onGpuSim: async () => await runningOn('gpu-sim'), onCpu: async () => await runningOn('cpu') }
+  return { dir, runtime, lostFile, degraded, onGpuSim: async (file?: string) => await runningOn('gpu-sim', file), onCpu: async () => await runningOn('cpu') }
 }
 
 t.test('a provider that fails at run time is stepped down from: the model goes on on the next, and the box says why', async (t) => {
@@ -107,6 +108,25 @@ t.test('runs that fail for their inputs are not a broken device: the sample inpu
   t.same(errors, Array(STEP_DOWN_AFTER * 2).fill('ERR_INFERENCE'), 'inputs of the wrong shape fail, named')
   t.same([runtime.degraded(), degraded, runtime.providers], [[], [], ['gpu-sim', 'cpu']], 'whichever provider ran them, it is not lost')
   t.ok((await runtime.run(id, feeds())).outputs['softmax_0.tmp_0'], 'and good inputs run')
+})
+
+t.test('a model whose own inputs are large (a 1280-pixel detector\'s) is judged by its sample run too', async (t) => {
+  const { dir, degraded, onGpuSim } = setup(t)
+  // The mean of a 1×3×1280×1280 image: 19.7 MB of input, over a bench's 16 MiB, under compile's cap.
+  const { onnx } = onnxProto
+  const file = join(dir, 'large.onnx')
+  const image = { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [1, 3, 1280, 1280].map((d) => ({ dimValue: d })) } }
+  writeFileSync(file, onnx.ModelProto.encode({
+    irVersion: 8, producerName: 'noodle-tests', opsetImport: [{ domain: '', version: 13 }],
+    graph: { name: 'large', node: [{ opType: 'ReduceMean', input: ['x'], output: ['y'], attribute: [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }],
+      input: [{ name: 'x', type: { tensorType: image } }], output: [{ name: 'y', type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [] } } } }] }
+  }).finish())
+  const { id, runtime } = await onGpuSim(file)
+  const wrong = () => ({ x: sampleTensor({ name: 'x', dtype: 'float32', shape: [1, 3, 16, 16] }, undefined) })
+  const errors: string[] = []
+  for (let i = 0; i < STEP_DOWN_AFTER * 2; i++) errors.push(await runtime.run(id, wrong()).then(() => 'ran', (err: Error & { code?: string }) => err.code ?? '?'))
+  t.same(errors, Array(STEP_DOWN_AFTER * 2).fill('ERR_INFERENCE'), 'inputs of the wrong size fail, named')
+  t.same([runtime.degraded(), degraded, runtime.providers], [[], [], ['gpu-sim', 'cpu']], 'its sample inputs run: nothing is lost')
 })
 
 t.test('a run failure now and then is not a broken device: the count restarts at every success', async (t) => {
