@@ -44,7 +44,7 @@ t.test('an image input\'s free height and width: the model\'s own (Ultralytics\'
   t.same(imageSizeOf({ imgsz: '[320, 256]' }), [320, 256], 'height first')
   t.same(imageSizeOf({ imgsz: '640' }), [640, 640])
   t.same(imageSizeOf({ imgsz: '[480]' }), [480, 480])
-  for (const bad of ['[0, 640]', '[99999999, 1]', '[640, 640, 3]', '640x640', '[640', '-1', '1e3', '']) t.equal(imageSizeOf({ imgsz: bad }), undefined, `not "${bad}"`)
+  for (const bad of ['[0, 640]', '[65537, 1]', '[99999999, 1]', '[640, 640, 3]', '640x640', '[640', '-1', '1e3', '']) t.equal(imageSizeOf({ imgsz: bad }), undefined, `not "${bad}"`)
   t.equal(imageSizeOf({ names: '{0: "person"}' }), undefined, 'none said')
   const image: TensorSpec[] = [{ name: 'images', dtype: 'float32', shape: ['n', 3, 'h', 'w'] }]
   t.same(sampleShapes(image, {}, [320, 256]).shapes, [[1, 3, 320, 256]])

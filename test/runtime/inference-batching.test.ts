@@ -100,10 +100,16 @@ t.test('runs queued at once are batched, and each gets exactly the outputs it ge
   const alone: RunResult[] = []
   for (let seed = 0; seed < 12; seed++) alone.push(await pool.run('cls', clsFeeds(inputs, seed)))
   t.ok(alone.every((r) => r.batch === 1), 'one at a time: alone')
-  const sent = Array.from({ length: 12 }, (_, seed) => clsFeeds(inputs, seed))
-  const copies = sent.map((feeds) => Object.fromEntries(Object.entries(feeds).map(([name, f]) => [name, f.data.slice()])))
   const busy = await blocker(pool)
-  const together = (await Promise.all([busy(), ...sent.map(async (feeds) => await pool.run('cls', feeds))])).slice(1)
+  // Whether queued runs are batched depends on the time the worker measured per run: a loaded box may measure it
+  // too long, and they run alone. Tried again (at most 10 rounds) until some are.
+  let copies: Array<Record<string, Feeds[string]['data']>> = []
+  let together: RunResult[] = []
+  for (let round = 0; round < 10 && !together.some((r) => r.batch > 1); round++) {
+    const sent = Array.from({ length: 12 }, (_, seed) => clsFeeds(inputs, seed))
+    copies = sent.map((feeds) => Object.fromEntries(Object.entries(feeds).map(([name, f]) => [name, f.data.slice()])))
+    together = (await Promise.all([busy(), ...sent.map(async (feeds) => await pool.run('cls', feeds))])).slice(1)
+  }
   t.ok(together.some((r) => r.batch > 1), `batched (batch sizes ${together.map((r) => r.batch).join(', ')})`)
   for (let i = 0; i < together.length; i++) {
     const [got, want] = [together[i] as RunResult, alone[i] as RunResult]
