@@ -58,8 +58,20 @@ class Graph {
   scalar (v: number): string { return this.floats([v], [1, 1]) }
 }
 
-function valueInfo (name: string, elemType: number, shape: Dim[]): Onnx.IValueInfoProto {
+/** A graph's input or output: a tensor of `elemType` (onnx.TensorProto.DataType), a dimension by size or by name. */
+export function valueInfo (name: string, elemType: number, shape: Dim[]): Onnx.IValueInfoProto {
   return { name, type: { tensorType: { elemType, shape: { dim: shape.map((d) => typeof d === 'number' ? { dimValue: d } : { dimParam: d }) } } } }
+}
+
+/** Writes `graph` as an ONNX model (IR 8, opset 13), with `metadata` as its key–value metadata. */
+export function writeOnnxModel (file: string, graph: Onnx.IGraphProto, metadata: Record<string, string> = {}): void {
+  writeFileSync(file, onnx.ModelProto.encode({
+    irVersion: 8,
+    producerName: 'noodle-tests',
+    opsetImport: [{ domain: '', version: 13 }],
+    metadataProps: Object.entries(metadata).map(([key, value]) => ({ key, value })),
+    graph
+  }).finish())
 }
 
 /** The bright rectangle's corners in input pixels (`x2`, `y2` exclusive) and whether there is one: each [1, 1]. */
@@ -170,14 +182,7 @@ export function writeDetectorModel (file: string, options: DetectorModelOptions)
     outputs.push(valueInfo('dets', FLOAT, [1, 4, 4]), valueInfo('labels', FLOAT, [1, 4, classes]))
   }
 
-  const model = onnx.ModelProto.encode({
-    irVersion: 8,
-    producerName: 'noodle-tests',
-    opsetImport: [{ domain: '', version: 13 }],
-    metadataProps: Object.entries(metadata).map(([key, value]) => ({ key, value })),
-    graph: { name: layout, node: g.nodes, initializer: g.initializers, input: inputs, output: outputs }
-  }).finish()
-  writeFileSync(file, model)
+  writeOnnxModel(file, { name: layout, node: g.nodes, initializer: g.initializers, input: inputs, output: outputs }, metadata)
 }
 
 /**
@@ -192,17 +197,11 @@ export function writeVoiceActivityModel (file: string): void {
   const rate = g.mul(g.op('Cast', ['sr'], { to: FLOAT }), g.floats([0], []))
   g.name(g.add(mean, rate), 'output')
   g.name(g.add('state', rate), 'stateN')
-  const model = onnx.ModelProto.encode({
-    irVersion: 8,
-    producerName: 'noodle-tests',
-    opsetImport: [{ domain: '', version: 13 }],
-    graph: {
-      name: 'vad',
-      node: g.nodes,
-      initializer: g.initializers,
-      input: [valueInfo('input', FLOAT, ['batch', 'samples']), valueInfo('state', FLOAT, [2, 'batch', 128]), valueInfo('sr', INT64, [])],
-      output: [valueInfo('output', FLOAT, ['batch', 1]), valueInfo('stateN', FLOAT, [2, 'batch', 128])]
-    }
-  }).finish()
-  writeFileSync(file, model)
+  writeOnnxModel(file, {
+    name: 'vad',
+    node: g.nodes,
+    initializer: g.initializers,
+    input: [valueInfo('input', FLOAT, ['batch', 'samples']), valueInfo('state', FLOAT, [2, 'batch', 128]), valueInfo('sr', INT64, [])],
+    output: [valueInfo('output', FLOAT, ['batch', 1]), valueInfo('stateN', FLOAT, [2, 'batch', 128])]
+  })
 }

@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import onnxProto from 'onnx-proto'
@@ -11,8 +10,9 @@ import { shapeFlags } from '../../agent/cli/cli.ts'
 import { imageSizeOf, sampleShapes } from '../../runtime/tensors.ts'
 import type { TensorSpec } from '../../runtime/tensors.ts'
 import { startAgent, stopAgents, tempDir, writeSwarmKey } from '../helpers/agents.ts'
-import { writeVoiceActivityModel } from '../helpers/detector-models.ts'
+import { valueInfo, writeOnnxModel, writeVoiceActivityModel } from '../helpers/detector-models.ts'
 
+const { DataType } = onnxProto.onnx.TensorProto
 const BIN = fileURLToPath(new URL('../../bin/noodle', import.meta.url))
 const VAD: TensorSpec[] = [
   { name: 'input', dtype: 'float32', shape: ['batch', 'samples'] },
@@ -53,61 +53,52 @@ t.test('an image input\'s free height and width: the model\'s own (Ultralytics\'
 })
 
 t.test('compile measures a model of free image sizes at the size its metadata says', async (t) => {
-  const { onnx } = onnxProto
   const { dir, runtime } = testRuntime(t)
   // `y = x` reshaped to [1, 3, 320, 256]: a run at any other size fails, as a model traced at one size would.
-  const write = (file: string, metadata: Array<{ key: string, value: string }>) => {
-    writeFileSync(file, onnx.ModelProto.encode({
-      irVersion: 8,
-      producerName: 'noodle-tests',
-      opsetImport: [{ domain: '', version: 13 }],
-      metadataProps: metadata,
-      graph: {
-        name: 'fixed',
-        node: [{ opType: 'Reshape', input: ['x', 'size'], output: ['y'] }],
-        initializer: [{ name: 'size', dataType: onnx.TensorProto.DataType.INT64, dims: [4], int64Data: [1, 3, 320, 256] }],
-        input: [{ name: 'x', type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimValue: 1 }, { dimValue: 3 }, { dimParam: 'height' }, { dimParam: 'width' }] } } } }],
-        output: [{ name: 'y', type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimValue: 1 }, { dimValue: 3 }, { dimValue: 320 }, { dimValue: 256 }] } } } }]
-      }
-    }).finish())
+  const write = (name: string, imgsz: string) => {
+    const file = join(dir, `${name}.onnx`)
+    writeOnnxModel(file, {
+      name,
+      node: [{ opType: 'Reshape', input: ['x', 'size'], output: ['y'] }],
+      initializer: [{ name: 'size', dataType: DataType.INT64, dims: [4], int64Data: [1, 3, 320, 256] }],
+      input: [valueInfo('x', DataType.FLOAT, [1, 3, 'height', 'width'])],
+      output: [valueInfo('y', DataType.FLOAT, [1, 3, 320, 256])]
+    }, { imgsz })
     return file
   }
-  const said = await runtime.compile(write(join(dir, 'said.onnx'), [{ key: 'imgsz', value: '[320, 256]' }]))
+  const said = await runtime.compile(write('said', '[320, 256]'))
   t.same({ measured: said.providers.length > 0, needs: said.needs }, { measured: true, needs: undefined }, 'measured at 320×256')
   t.equal((await runtime.bench(said.id, { runs: 5 })).runs, 5, 'and benched there')
-  const unsaid = await runtime.compile(write(join(dir, 'unsaid.onnx'), [{ key: 'imgsz', value: '[320, 99999999]' }]))
+  const unsaid = await runtime.compile(write('unsaid', '[320, 99999999]'))
   t.same(unsaid.providers, [], 'a size that makes no sense is not used: 224×224, which this model refuses')
   t.match(unsaid.needs, /a run with sample inputs at \[1×3×224×224\] failed/)
   // A file from another member may say any size: one too large to allocate is refused before it is.
-  const huge = await runtime.compile(write(join(dir, 'huge.onnx'), [{ key: 'imgsz', value: '[65536, 65536]' }]))
+  const huge = await runtime.compile(write('huge', '[65536, 65536]'))
   t.same(huge.providers, [], 'not measured')
   t.match(huge.needs, /1×3×65536×65536/)
 })
 
 t.test('inputs of other types get sample data; a model that refuses zeros is registered unmeasured, told why', async (t) => {
-  const { onnx } = onnxProto
-  const { DataType } = onnx.TensorProto
   const { dir, runtime } = testRuntime(t)
-  const scalar = (name: string, elemType: number) => ({ name, type: { tensorType: { elemType, shape: { dim: [] } } } })
   const write = (name: string, graph: Omit<Onnx.IGraphProto, 'name'>) => {
     const file = join(dir, `${name}.onnx`)
-    writeFileSync(file, onnx.ModelProto.encode({ irVersion: 8, producerName: 'noodle-tests', opsetImport: [{ domain: '', version: 13 }], graph: { name, ...graph } }).finish())
+    writeOnnxModel(file, { name, ...graph })
     return file
   }
   // y = x where flag, else 0: a bool input.
   const gated = await runtime.compile(write('gated', {
     node: [{ opType: 'Where', input: ['flag', 'x', 'zero'], output: ['y'] }],
     initializer: [{ name: 'zero', dataType: DataType.FLOAT, dims: [], floatData: [0] }],
-    input: [scalar('flag', DataType.BOOL), { name: 'x', type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimValue: 1 }, { dimValue: 4 }] } } } }],
-    output: [{ name: 'y', type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimValue: 1 }, { dimValue: 4 }] } } } }]
+    input: [valueInfo('flag', DataType.BOOL, []), valueInfo('x', DataType.FLOAT, [1, 4])],
+    output: [valueInfo('y', DataType.FLOAT, [1, 4])]
   }))
   t.same({ measured: gated.providers.length > 0, needs: gated.needs }, { measured: true, needs: undefined }, 'a bool input')
   // 0, step, … up to 10: a step of 0 (the sample) is refused by onnxruntime whatever the sizes.
   const stepped = await runtime.compile(write('stepped', {
     node: [{ opType: 'Range', input: ['start', 'limit', 'step'], output: ['y'] }],
     initializer: [{ name: 'start', dataType: DataType.INT64, dims: [], int64Data: [0] }, { name: 'limit', dataType: DataType.INT64, dims: [], int64Data: [10] }],
-    input: [scalar('step', DataType.INT64)],
-    output: [{ name: 'y', type: { tensorType: { elemType: DataType.INT64, shape: { dim: [{ dimParam: 'n' }] } } } }]
+    input: [valueInfo('step', DataType.INT64, [])],
+    output: [valueInfo('y', DataType.INT64, ['n'])]
   }))
   t.same(stepped.providers, [], 'not measured')
   t.match(stepped.needs, /failed: .*\(step sampled as zeros: a model that checks their values cannot be measured with made-up inputs\)$/)

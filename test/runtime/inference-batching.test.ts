@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -9,6 +9,7 @@ import { createLogger } from '../../common/logger.ts'
 import { InferencePool } from '../../runtime/pool.ts'
 import type { RunResult } from '../../runtime/inference-worker.ts'
 import { batchable, sampleTensor } from '../../runtime/tensors.ts'
+import { valueInfo, writeOnnxModel } from '../helpers/detector-models.ts'
 import type { Feeds, TensorSpec } from '../../runtime/tensors.ts'
 
 /**
@@ -26,13 +27,9 @@ const log = createLogger('silent')
 const dir = mkdtempSync(join(tmpdir(), 'noodle-batching-'))
 t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
 
-function valueInfo (name: string, elemType: number, shape: Array<number | string>): Onnx.IValueInfoProto {
-  return { name, type: { tensorType: { elemType, shape: { dim: shape.map((d) => typeof d === 'number' ? { dimValue: d } : { dimParam: d }) } } } }
-}
-
 function writeModel (name: string, graph: Onnx.IGraphProto): string {
   const file = join(dir, `${name}.onnx`)
-  writeFileSync(file, onnx.ModelProto.encode({ irVersion: 8, producerName: 'noodle-tests', opsetImport: [{ domain: '', version: 13 }], graph }).finish())
+  writeOnnxModel(file, graph)
   return file
 }
 

