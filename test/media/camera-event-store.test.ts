@@ -26,6 +26,28 @@ function setup (t: { testdir: () => string, teardown: (fn: () => void) => void }
   return { store, events, announced, refused, clock: { set: (ms: number) => { now = ms } } }
 }
 
+/**
+ * CameraEvents of node `me`, started, publishing to a broker that takes what it is sent only while `connected`;
+ * `mqtt` lists what it took, as `topic=payload (retained)`.
+ */
+function withBroker (t: { teardown: (fn: () => void) => void }, events: CameraEventStore, now?: () => number) {
+  const broker = { connected: false }
+  const mqtt: string[] = []
+  const camera = new CameraEvents({
+    store: events,
+    toMesh: async () => {},
+    toMqtt: (topic, payload, retain) => { if (broker.connected) mqtt.push(`${topic}=${payload}${retain ? ' (retained)' : ''}`); return broker.connected },
+    baseTopic: 'noodle',
+    node: 'me',
+    peer: 'me',
+    log,
+    ...(now === undefined ? {} : { now })
+  })
+  camera.start()
+  t.teardown(() => { camera.stop() })
+  return { camera, broker, mqtt }
+}
+
 t.test('an event is its member\'s: another cannot change or end it by reusing its id', async (t) => {
   const { events, announced } = setup(t)
   announced.take(message(event(1)), 'a')
@@ -93,26 +115,14 @@ t.test('at start, every count this node had is sent again: 0, or what is in view
   // Ended, but its 0 may never have reached the broker (stopped, or the camera taken away, while it was away).
   events.put(event(4, { camera: 'gate', label: 'person', end: 2_000 }), 'me', 'me')
   events.put(event(3, { camera: 'elsewhere', label: 'cat' }), 'other', 'other')
-  let connected = false
-  const mqtt: string[] = []
-  const camera = new CameraEvents({
-    store: events,
-    toMesh: async () => {},
-    toMqtt: (topic, payload, retain) => { if (connected) mqtt.push(`${topic}=${payload}${retain ? ' (retained)' : ''}`); return connected },
-    baseTopic: 'noodle',
-    node: 'me',
-    peer: 'me',
-    log
-  })
-  camera.start()
-  t.teardown(() => { camera.stop() })
+  const { camera, broker, mqtt } = withBroker(t, events)
   t.same(events.list({ camera: 'cam' }).map((e) => e.end !== null), [true], 'the open one ended')
   // The yard's dog is in view again before the broker comes back.
   const dog = { label: 'dog', score: 0.9, box: [0, 0, 10, 10] as [number, number, number, number] }
   for (const at of [0, 200]) camera.observe({ camera: 'yard', at: Date.now() + at, latencyMs: 1, detections: [dog] }, { fps: 5 })
   await new Promise((resolve) => setTimeout(resolve, 1_200))
   t.same(mqtt, [], 'the broker is away: nothing taken')
-  connected = true
+  broker.connected = true
   await new Promise((resolve) => setTimeout(resolve, 1_200))
   t.same(mqtt.filter((m) => !m.includes('/events=')).sort(), ['noodle/me/cam/car=0 (retained)', 'noodle/me/gate/person=0 (retained)', 'noodle/me/yard/dog=1 (retained)'], 'each once, another member\'s not')
 })
@@ -120,25 +130,12 @@ t.test('at start, every count this node had is sent again: 0, or what is in view
 t.test('a stalled camera ends its events; a retained count the broker did not take goes again', async (t) => {
   const { events } = setup(t)
   let now = 0
-  let connected = false
-  const mqtt: string[] = []
-  const camera = new CameraEvents({
-    store: events,
-    toMesh: async () => {},
-    toMqtt: (topic, payload, retain) => { if (connected) mqtt.push(`${topic}=${payload}${retain ? ' (retained)' : ''}`); return connected },
-    baseTopic: 'noodle',
-    node: 'me',
-    peer: 'me',
-    log,
-    now: () => now
-  })
-  camera.start()
-  t.teardown(() => { camera.stop() })
+  const { camera, broker, mqtt } = withBroker(t, events, () => now)
   const seen = { label: 'car', score: 0.9, box: [0, 0, 10, 10] as [number, number, number, number] }
   camera.observe({ camera: 'cam', at: 0, latencyMs: 1, detections: [seen] }, { fps: 5 })
   camera.observe({ camera: 'cam', at: 200, latencyMs: 1, detections: [seen] }, { fps: 5 })
   t.same(mqtt, [], 'the broker is away: nothing taken')
-  connected = true
+  broker.connected = true
   await new Promise((resolve) => setTimeout(resolve, 1_200))
   t.same(mqtt.filter((m) => m.includes('/cam/')), ['noodle/me/cam/car=1 (retained)'], 'the count goes once it can')
   now = 20_000 // no result for longer than the camera's stale time (2.5 refreshS: 12.5 s)
