@@ -52,20 +52,24 @@ t.test('an image input\'s free height and width: the model\'s own (Ultralytics\'
   t.same(sampleShapes(image, { images: [1, 3, 64, 96] }, [320, 256]).shapes, [[1, 3, 64, 96]], 'sizes given win')
 })
 
+/**
+ * `y = x` reshaped to [1, 3, 320, 256], its input's height and width free, `imgsz` in its metadata: a run at any
+ * other size fails, as a model traced at one size would.
+ */
+function writeFixedSizeModel (file: string, imgsz: string): string {
+  writeOnnxModel(file, {
+    name: 'fixed',
+    node: [{ opType: 'Reshape', input: ['x', 'size'], output: ['y'] }],
+    initializer: [{ name: 'size', dataType: DataType.INT64, dims: [4], int64Data: [1, 3, 320, 256] }],
+    input: [valueInfo('x', DataType.FLOAT, [1, 3, 'height', 'width'])],
+    output: [valueInfo('y', DataType.FLOAT, [1, 3, 320, 256])]
+  }, { imgsz })
+  return file
+}
+
 t.test('compile measures a model of free image sizes at the size its metadata says', async (t) => {
   const { dir, runtime } = testRuntime(t)
-  // `y = x` reshaped to [1, 3, 320, 256]: a run at any other size fails, as a model traced at one size would.
-  const write = (name: string, imgsz: string) => {
-    const file = join(dir, `${name}.onnx`)
-    writeOnnxModel(file, {
-      name,
-      node: [{ opType: 'Reshape', input: ['x', 'size'], output: ['y'] }],
-      initializer: [{ name: 'size', dataType: DataType.INT64, dims: [4], int64Data: [1, 3, 320, 256] }],
-      input: [valueInfo('x', DataType.FLOAT, [1, 3, 'height', 'width'])],
-      output: [valueInfo('y', DataType.FLOAT, [1, 3, 320, 256])]
-    }, { imgsz })
-    return file
-  }
+  const write = (name: string, imgsz: string) => writeFixedSizeModel(join(dir, `${name}.onnx`), imgsz)
   const said = await runtime.compile(write('said', '[320, 256]'))
   t.same({ measured: said.providers.length > 0, needs: said.needs }, { measured: true, needs: undefined }, 'measured at 320×256')
   t.equal((await runtime.bench(said.id, { runs: 5 })).runs, 5, 'and benched there')
@@ -151,6 +155,13 @@ t.test('over the API and the CLI: shapes checked and named', async (t) => {
   t.match(await refused({ file, shapes: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`i${i}`, [1]])) }), /^400 shapes: at most 16 inputs/)
   t.match(await refused({ file, shapes: { nope: [1] } }), /^400 shapes\.nope: the model has no input "nope"/)
   t.match(await refused({ file, shapes: { input: [512] } }), /^400 shapes\.input: input "input" has 2 dimensions/)
+  // A model file (a member's, or one dropped in) whose metadata says an image size too large to allocate: compiled
+  // unmeasured, benched only at sizes given, and the agent goes on.
+  const hostile = await apiRequest<{ id: string, providers: unknown[], needs?: string }>(agent.socketPath, 'POST', '/api/v1/models/compile', 60_000, { file: writeFixedSizeModel(join(root, 'hostile.onnx'), '[65536, 65536]') })
+  t.match({ providers: hostile.providers, needs: hostile.needs }, { providers: [], needs: /1×3×65536×65536/ }, 'registered, not measured')
+  const benched = await apiRequest(agent.socketPath, 'POST', '/api/v1/models/bench', 60_000, { id: hostile.id, runs: 1 }).then(() => 'ran', (err: Error & { status: number }) => `${err.status} ${err.message}`)
+  t.equal(benched, '400 shape: the model\'s inputs at this shape take 51539607552 bytes; at most 16777216 are allocated', 'a bench at its said size is refused, naming shape')
+  t.match(await apiRequest(agent.socketPath, 'POST', '/api/v1/models/bench', 60_000, { id: hostile.id, runs: 5, shape: [1, 3, 320, 256] }), { runs: 5 }, 'at a size given, it runs')
   const out = execFileSync(BIN, ['models', 'compile', file, '--shape', 'input=1,512', '--data-dir', agent.dataDir], { encoding: 'utf8' })
   t.match(out, /compiled [0-9a-f]{64}\n  input  input float32\[\?×\?\]\n  input  state float32\[2×\?×128\]\n  input  sr int64\[\]\n.*\n.*\n  cpu: p50 [\d.]+ ms/)
   const unsized = execFileSync(BIN, ['models', 'compile', file, '--data-dir', agent.dataDir], { encoding: 'utf8' })
