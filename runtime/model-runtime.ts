@@ -10,7 +10,7 @@ import type { OnnxHeader } from './onnx-file.ts'
 import type { InferencePool } from './pool.ts'
 import type { ModelOrigin, ModelRecord, ModelRegistry, ProviderBenchmark } from './registry.ts'
 import { MAX_BENCH_WORK, MAX_SAMPLE_BYTES } from '../protocols/models.ts'
-import { imageSizeOf, sampleBytes, sampleShapes, sampleTensor, ShapeError } from './tensors.ts'
+import { imageSizeOf, sampleBytes, sampleShapes, sampleTensor, ShapeError, zeroSampled } from './tensors.ts'
 import type { Feeds, TensorSpec } from './tensors.ts'
 
 /** What `noodle models compile --json` prints. */
@@ -210,7 +210,7 @@ export class ModelRuntime {
       } catch (err) {
         // A model can load and still refuse made-up inputs (a value it checks, sizes that do not fit each other),
         // or a provider can fail where another runs: the next is tried, and the model says why if none ran.
-        needs = `a run with sample inputs at [${sample.map((s) => s.join('×')).join('; ')}] failed: ${(err as Error).message.split('\n')[0] ?? ''}; give the sizes it runs at with --shape NAME=d1,d2,…${zeroed(specs.inputs)}`
+        needs = `a run with sample inputs at [${sample.map((s) => s.join('×')).join('; ')}] failed: ${(err as Error).message.split('\n')[0] ?? ''}; give the sizes it runs at with --shape NAME=d1,d2,…${zeroNote(specs.inputs)}`
       }
     }
     if (benchmarks.length > 0) needs = undefined
@@ -607,9 +607,9 @@ function sampleProblem (inputs: TensorSpec[], shapes: number[][], maxBytes = MAX
 }
 
 /** What a `needs` adds where some inputs were sampled as zeros, which a model may refuse whatever their sizes. */
-function zeroed (inputs: TensorSpec[]): string {
-  const names = inputs.filter((i) => i.dtype !== 'float32').map((i) => i.name.slice(0, 64))
-  return names.length === 0 ? '' : ` (${names.slice(0, 3).join(', ')}${names.length > 3 ? '…' : ''} sampled as zeros: a model that checks their values cannot be measured with made-up inputs)`
+function zeroNote (inputs: TensorSpec[]): string {
+  const names = zeroSampled(inputs)
+  return names === undefined ? '' : ` (${names} sampled as zeros: a model that checks their values cannot be measured with made-up inputs)`
 }
 
 /**

@@ -66,6 +66,15 @@ export function sampleTensor (spec: TensorSpec, dims: number[] | undefined, free
   }
 }
 
+/**
+ * The inputs sampleTensor fills with zeros (every type but float32), named as a message shows them (at most
+ * MAX_LISTED, each cut to MAX_SYMBOL_SHOWN characters): a model that checks their values refuses a sample run.
+ */
+export function zeroSampled (inputs: readonly TensorSpec[]): string | undefined {
+  const names = inputs.filter((i) => i.dtype !== 'float32').map((i) => i.name.slice(0, MAX_SYMBOL_SHOWN))
+  return names.length === 0 ? undefined : names.slice(0, MAX_LISTED).join(', ') + (names.length > MAX_LISTED ? '…' : '')
+}
+
 /** A free dimension named like a batch (or the first, unnamed or not) runs one sample. */
 export const BATCH_NAME = /^(batch|batch_size|batchsize|bs|n|b|none)$/i
 /** The largest size a free dimension is given from a request. */
