@@ -31,7 +31,7 @@
  * `--cameras N` measures N cameras on each side instead of searching; `--source URL` takes any camera source.
  * A raw one (`lavfi:testsrc=size=1280x720:rate=5`, FFmpeg making each frame in memory) is not a camera's: each of
  * its frames is a fresh allocation rather than a buffer of a decoder's pool, so the references a camera keeps to
- * its last frames for snapshots (the bare loop keeps none) make the allocator work on a saturated box.
+ * its last frames for snapshots (the bare loop keeps none) cost throughput on a saturated box (docs/cameras.md).
  *
  *   node bench/cameras.ts [--detector yolov8] [--model FILE] [--size 640] [--fps 5] [--seconds 5] [--source URL]
  *     [--cameras N] [--motion-cameras 4] [--max-steps 5]
